@@ -1,0 +1,3 @@
+from hartonomous.cli.main import run
+
+run()

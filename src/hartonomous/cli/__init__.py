@@ -1,0 +1,1 @@
+"""The `hartonomous` command line."""

@@ -1,0 +1,49 @@
+"""What every command shares: global options, settings, and how results are printed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hartonomous.config import Settings, load_settings
+from hartonomous.observability import configure_logging
+
+
+@dataclass
+class CliContext:
+    config_file: Path | None
+    data_dir: Path | None
+    as_json: bool
+    log_level: str | None
+    _settings: Settings | None = field(default=None, init=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            overrides: dict[str, Any] = {}
+            if self.data_dir is not None:
+                overrides["data_dir"] = self.data_dir
+            settings = load_settings(self.config_file, overrides)
+            if self.log_level is not None:
+                settings.logging.level = self.log_level  # type: ignore[assignment]
+            configure_logging(settings.logging.level, settings.logging.format)
+            self._settings = settings
+        return self._settings
+
+    def emit(self, data: Any, human: str) -> None:
+        """Print the result: JSON with --json, the human rendering otherwise."""
+        if self.as_json:
+            sys.stdout.write(json.dumps(data, default=str) + "\n")
+        else:
+            sys.stdout.write(human.rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    state = ctx.find_root().obj
+    assert isinstance(state, CliContext)
+    return state

@@ -1,0 +1,119 @@
+"""The `hartonomous` command line (design §11)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hartonomous.cli import db_commands
+from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.up_command import up
+
+app = typer.Typer(
+    name="hartonomous",
+    help="PostgreSQL as a multimodal AI store with provenance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(db_commands.app, name="db")
+app.add_typer(config_app, name="config")
+app.command("up")(up)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML settings file", dir_okay=False)
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Data directory (env HARTONOMOUS_DATA_DIR, default ./.hartonomous)"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error", case_sensitive=False),
+    ] = None,
+) -> None:
+    if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error")
+    ctx.obj = CliContext(
+        config_file=config,
+        data_dir=data_dir,
+        as_json=as_json,
+        log_level=None if log_level is None else log_level.lower(),
+    )
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings, secrets masked."""
+    from hartonomous.config import effective_settings
+
+    state = cli_context(ctx)
+    values = effective_settings(state.settings())
+    state.emit(values, json.dumps(values, indent=2, default=str))
+
+
+@app.command("smoke")
+def smoke(ctx: typer.Context) -> None:
+    """Schema smoke test: exit 0 only when everything is in place."""
+    from hartonomous.db import open_database
+    from hartonomous.ops.smoke import run_smoke
+
+    state = cli_context(ctx)
+    with open_database(state.settings()) as database:
+        report = run_smoke(database.engine)
+    lines = [f"{check.verdict.value} {check.name}: {check.detail}" for check in report.checks]
+    data = {
+        "passed": report.passed,
+        "checks": [
+            {"name": c.name, "verdict": c.verdict.value, "detail": c.detail} for c in report.checks
+        ],
+    }
+    state.emit(data, "\n".join(lines))
+    if not report.passed:
+        failed = ", ".join(f"{c.name} ({c.detail})" for c in report.failures)
+        raise CommandFailedError(f"smoke failed: {failed}")
+
+
+class CommandFailedError(Exception):
+    """A command ran but its outcome is a failure (exit 1 with this reason)."""
+
+
+def run() -> None:
+    """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
+    from hartonomous.cli.errors import user_facing_errors
+
+    as_json = "--json" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except typer.TyperException as usage:
+        # Typer's (vendored click) usage errors know how to print themselves.
+        show = getattr(usage, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"hartonomous: {usage}\n")
+        sys.exit(int(getattr(usage, "exit_code", 2)))
+    except user_facing_errors() as failure:
+        reason = str(failure).replace("\n", " ")
+        if as_json:
+            sys.stderr.write(json.dumps({"error": reason}) + "\n")
+        else:
+            sys.stderr.write(f"hartonomous: error: {reason}\n")
+        sys.exit(2 if type(failure).__name__ == "ConfigError" else 1)

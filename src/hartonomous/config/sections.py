@@ -1,0 +1,250 @@
+"""Typed configuration sections (design §10); defaults follow the reference digest."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=6, ge=0)]
+Multiplier = Annotated[Decimal, Field(max_digits=18, decimal_places=6, gt=0)]
+
+# Service Broker rules for a single identifier segment (digest §1.3); a dot is not allowed,
+# which is why the seed's dotted defaults are replaced by underscored ones here.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_SLUG = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(Section):
+    """`[database]` (seed: ConnectionStrings:HartonomousDb)."""
+
+    url: str = Field(
+        default="", description="SQLAlchemy/libpq URL; empty starts the embedded server"
+    )
+    connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    command_timeout_seconds: int = Field(default=30, ge=5, le=3600)
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+
+class Neo4jSettings(Section):
+    """`[neo4j]` (seed: Neo4j:Uri/User/Password); an empty uri turns the projection off."""
+
+    uri: str = ""
+    user: str = "neo4j"
+    password: SecretStr = SecretStr("")
+    database: str | None = None
+    max_connection_pool_size: int = Field(default=100, ge=1, le=1000)
+    connection_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class ResilienceSettings(Section):
+    """`[message_broker.resilience]` (seed: MessageBroker:Resilience / ServiceBrokerResilience)."""
+
+    publish_max_attempts: int = Field(default=5, ge=1, le=20)
+    receive_max_attempts: int = Field(default=5, ge=1, le=20)
+    publish_base_delay_seconds: float = Field(default=0.25, gt=0, le=60)
+    receive_base_delay_seconds: float = Field(default=0.5, gt=0, le=60)
+    publish_max_delay_seconds: float = Field(default=10.0, gt=0, le=600)
+    receive_max_delay_seconds: float = Field(default=15.0, gt=0, le=600)
+    exponential_factor: float = Field(default=2.0, ge=1, le=10)
+    jitter_factor: float = Field(default=0.2, ge=0, le=1)
+    circuit_breaker_failure_threshold: int = Field(default=5, ge=1, le=100)
+    circuit_breaker_break_duration_seconds: float = Field(default=30.0, gt=0, le=3600)
+    circuit_breaker_half_open_success_threshold: int = Field(default=1, ge=1, le=10)
+    poison_message_max_attempts: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _max_delays_cover_base_delays(self) -> ResilienceSettings:
+        for kind in ("publish", "receive"):
+            base = getattr(self, f"{kind}_base_delay_seconds")
+            ceiling = getattr(self, f"{kind}_max_delay_seconds")
+            if ceiling < base:
+                raise ValueError(
+                    f"{kind}_max_delay_seconds ({ceiling}) is below "
+                    f"{kind}_base_delay_seconds ({base})"
+                )
+        return self
+
+
+class MessageBrokerSettings(Section):
+    """`[message_broker]` (seed: MessageBroker)."""
+
+    queue_name: str = "hartonomous_message_queue"
+    initiator_service_name: str = "hartonomous_broker_initiator"
+    target_service_name: str = "hartonomous_broker_target"
+    contract_name: str = "//Hartonomous/Contract"
+    message_type_name: str = "//Hartonomous/Message"
+    receive_wait_timeout_seconds: float = Field(default=2.0, ge=0.25, le=60)
+    max_message_characters: int = Field(default=512_000, ge=1024, le=2_097_152)
+    conversation_lifetime_seconds: int = Field(default=300, ge=30, le=3600)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name_is_identifier(cls, value: str) -> str:
+        if not all(_IDENTIFIER.match(part) for part in value.split(".")):
+            raise ValueError(f"{value!r} is not a valid (optionally schema-qualified) identifier")
+        return value
+
+    @field_validator("initiator_service_name", "target_service_name")
+    @classmethod
+    def _service_name_is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(
+                f"{value!r} must start with a letter or '_' and use only letters, digits, "
+                "'_' and '$'"
+            )
+        return value
+
+    @field_validator("contract_name", "message_type_name")
+    @classmethod
+    def _name_is_uri_like(cls, value: str) -> str:
+        if not value.startswith("//") or any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError(f"{value!r} must start with '//' and contain no whitespace")
+        return value
+
+
+class MultiplierTables(Section):
+    """The six multiplier dimensions of the meter (digest §4.2, §4.4)."""
+
+    generation: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(text="1.0", image="3.0", audio="2.2", video="3.8")
+    )
+    complexity: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(standard="1.0", premium="1.5", enterprise="2.0")
+    )
+    content: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(knowledge_graph="1.2", time_series="1.4", spatial="1.6")
+    )
+    grounding: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(
+            none="1.0", enterprise_context="1.3", private_vector_index="1.55"
+        )
+    )
+    guarantee: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(standard_sla="1.0", premium_sla="1.35", model_lock="1.2")
+    )
+    provenance: dict[str, Multiplier] = Field(
+        default_factory=lambda: _decimals(basic="1.0", audit_trail="1.25", immutable_ledger="1.5")
+    )
+
+
+class BillingSettings(Section):
+    """`[billing]` (seed: Billing); defaults are the shipped "Publisher Core" plan."""
+
+    default_plan_code: str = "publisher_core"
+    default_plan_name: str = "Publisher Core"
+    default_plan_description: str = "Default plan seeded from settings"
+    default_rate: Money = Decimal("0.0105")
+    unit_price_per_dcu: Money = Decimal("0.00008")
+    default_monthly_fee: Money = Decimal("2500")
+    default_included_public_storage_gb: Annotated[Decimal, Field(ge=0, decimal_places=2)] = Decimal(
+        "120"
+    )
+    default_included_private_storage_gb: Annotated[Decimal, Field(ge=0, decimal_places=2)] = (
+        Decimal("40")
+    )
+    default_included_seat_count: int = Field(default=25, ge=0)
+    default_allows_private_data: bool = True
+    default_can_query_public_corpus: bool = True
+    operation_rates: dict[str, Money] = Field(
+        default_factory=lambda: _decimals(
+            **{
+                "neo4j_sync.model_updated": "0.025",
+                "neo4j_sync.inference_completed": "0.04",
+                "neo4j_sync.ingest_completed": "0.018",
+            }
+        )
+    )
+    operation_units: dict[str, str] = Field(
+        default_factory=lambda: {
+            "neo4j_sync.model_updated": "dcu",
+            "neo4j_sync.inference_completed": "dcu",
+            "neo4j_sync.ingest_completed": "dcu",
+        }
+    )
+    operation_categories: dict[str, str] = Field(
+        default_factory=lambda: {
+            "neo4j_sync.model_updated": "model_management",
+            "neo4j_sync.inference_completed": "generation",
+            "neo4j_sync.ingest_completed": "ingestion",
+        }
+    )
+    multipliers: MultiplierTables = Field(default_factory=MultiplierTables)
+    plan_cache_sliding_seconds: float = Field(default=300.0, gt=0)
+    plan_cache_absolute_seconds: float = Field(default=900.0, gt=0)
+
+    @field_validator("default_plan_code")
+    @classmethod
+    def _plan_code_is_slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits and '_' (max 63)")
+        return value
+
+
+RateLimitScope = Literal["tenant", "principal", "tenant_operation", "principal_operation"]
+
+
+class RateLimitRule(Section):
+    """One `[[security.rate_limits]]` entry (seed: RateLimitRuleOptions)."""
+
+    name: str = Field(min_length=1)
+    scope: RateLimitScope = "tenant"
+    permit_limit: int = Field(default=60, ge=0)
+    window_seconds: float = Field(default=60.0, gt=0)
+    operation: str | None = None
+    tenant_id: str | None = None
+    principal_id: str | None = None
+
+
+class SecuritySettings(Section):
+    """`[security]` (seed: Security)."""
+
+    banned_tenants: list[str] = Field(default_factory=list)
+    banned_principals: list[str] = Field(default_factory=list)
+    tenant_operation_deny_list: dict[str, list[str]] = Field(default_factory=dict)
+    rate_limits: list[RateLimitRule] = Field(default_factory=list)
+
+
+class CdcSettings(Section):
+    """`[cdc]` (seed: Cdc options of CesConsumer)."""
+
+    slot_name: str = "hartonomous_ces"
+    publication_name: str = "hartonomous_ces"
+    consumer_name: str = "ces_consumer"
+    batch_size: int = Field(default=250, ge=1, le=100_000)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    retention_minutes: int = Field(default=1440, ge=1)
+
+    @field_validator("slot_name", "publication_name")
+    @classmethod
+    def _replication_name(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits and '_' (max 63)")
+        return value
+
+
+class ServerSettings(Section):
+    """`[server]`: where `up` and `serve` listen."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class LoggingSettings(Section):
+    """`[logging]`: level and rendering (JSON when not on a terminal under `auto`)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def _decimals(**values: str) -> dict[str, Decimal]:
+    return {key: Decimal(value) for key, value in values.items()}

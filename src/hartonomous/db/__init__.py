@@ -1,0 +1,19 @@
+"""Database access: the embedded server, engines, migrations and table definitions."""
+
+from hartonomous.db.connection import DatabaseUnavailableError, ServerFacts
+from hartonomous.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from hartonomous.db.migrate import current_revision, downgrade, head_revision, upgrade
+from hartonomous.db.runtime import Database, open_database
+
+__all__ = [
+    "Database",
+    "DatabaseUnavailableError",
+    "EmbeddedDatabaseError",
+    "EmbeddedPostgres",
+    "ServerFacts",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "open_database",
+    "upgrade",
+]

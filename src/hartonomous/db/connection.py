@@ -1,0 +1,96 @@
+"""Engines, server facts and the one-line errors an operator sees when a database is unusable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from hartonomous.config import masked_url
+from hartonomous.config.sections import DatabaseSettings
+
+
+class DatabaseUnavailableError(Exception):
+    """The database cannot be used; the message names the URL (password masked) and the cause."""
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    server_version: str
+    wal_level: str
+    pgvector_available: bool
+    pgvector_installed_version: str | None
+
+    @property
+    def logical_decoding(self) -> bool:
+        return self.wal_level == "logical"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain libpq-style URLs and use the psycopg 3 driver for them."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailableError(f"invalid database URL {masked_url(url)!r}") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise DatabaseUnavailableError(
+            f"unsupported database URL {masked_url(url)!r}: only postgresql:// is supported"
+        )
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def open_engine(url: str, settings: DatabaseSettings) -> Engine:
+    normalised = normalise_url(url)
+    try:
+        return create_engine(
+            normalised,
+            pool_size=settings.pool_size,
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": settings.connect_timeout_seconds,
+                "options": f"-c statement_timeout={settings.command_timeout_seconds * 1000}",
+                "application_name": "hartonomous",
+            },
+        )
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseUnavailableError(f"invalid database URL {masked_url(url)!r}: {exc}") from None
+
+
+def describe_failure(url: str, exc: BaseException) -> str:
+    """One line: what could not be reached and why (first line of the driver's message)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(cause).__name__
+    if isinstance(cause, psycopg.OperationalError) and len(lines) > 1 and "failed:" in reason:
+        reason = reason.split("failed:", 1)[1].strip() or lines[1]
+    return f"cannot use database {masked_url(url)}: {reason}"
+
+
+def inspect_server(engine: Engine) -> ServerFacts:
+    """Connect once and read what the platform depends on."""
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.connect() as connection:
+            version = connection.execute(text("SHOW server_version")).scalar_one()
+            wal_level = connection.execute(text("SHOW wal_level")).scalar_one()
+            row = connection.execute(
+                text(
+                    "SELECT default_version, installed_version FROM pg_available_extensions "
+                    "WHERE name = 'vector'"
+                )
+            ).one_or_none()
+    except DBAPIError as exc:
+        raise DatabaseUnavailableError(describe_failure(url, exc)) from None
+    except psycopg.Error as exc:
+        raise DatabaseUnavailableError(describe_failure(url, exc)) from None
+    return ServerFacts(
+        server_version=str(version),
+        wal_level=str(wal_level),
+        pgvector_available=row is not None,
+        pgvector_installed_version=None if row is None else row.installed_version,
+    )

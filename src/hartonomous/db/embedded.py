@@ -1,0 +1,331 @@
+"""The embedded PostgreSQL (pgvector, pgoutput) that runs when no database URL is configured.
+
+The server binaries come from the `pgserver` wheel; this module owns the lifecycle so that it
+can guarantee what the platform needs: `wal_level = logical`, an atomic first initialisation
+(a failed first start can be re-run), one owner per data directory, and a clean stop.
+Several processes may use one embedded server at once (for example `up` and an operator's
+`smoke`); each holds a shared lock while it does, and the last one out stops the server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+DATABASE_NAME = "hartonomous"
+SUPERUSER = "postgres"
+# PostgreSQL refuses to run as root; pgserver's convention is a system user of this name.
+SYSTEM_USER_WHEN_ROOT = "pgserver"
+# Settings every embedded cluster runs with; passed on the command line so they always win.
+SERVER_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+    "listen_addresses": "",
+    "fsync": "on",
+    "max_connections": "200",
+}
+_UNIX_SOCKET_PATH_LIMIT = 100
+_START_TIMEOUT_SECONDS = 60
+
+
+class EmbeddedDatabaseError(Exception):
+    """The embedded server could not be prepared, started or stopped; the message says why."""
+
+
+def pgserver_install_dir() -> Path:
+    """The PostgreSQL installation inside the pgserver wheel (bin/, lib/, share/)."""
+    # Located without importing pgserver: its import has side effects we do not want.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise EmbeddedDatabaseError("the pgserver package is not installed")
+    return Path(spec.origin).parent / "pginstall"
+
+
+@dataclass(frozen=True)
+class EmbeddedLayout:
+    """Where one data directory keeps its cluster, locks and socket."""
+
+    data_dir: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def users_lock(self) -> Path:
+        return self.data_dir / "postgres.users.lock"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    @property
+    def socket_dir(self) -> Path:
+        # Unix socket paths are limited to ~107 bytes; fall back to a short per-cluster dir.
+        if len(str(self.pgdata)) + len("/.s.PGSQL.5432") <= _UNIX_SOCKET_PATH_LIMIT:
+            return self.pgdata
+        digest = hashlib.sha256(str(self.pgdata.resolve()).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"hartonomous-pg-{digest}"  # noqa: S108 - a socket dir, not data
+
+
+class EmbeddedPostgres:
+    """Context manager: the server is running and usable between enter and exit."""
+
+    def __init__(self, data_dir: Path, install_dir: Path | None = None) -> None:
+        self.layout = EmbeddedLayout(data_dir.resolve())
+        self._bin = (install_dir or pgserver_install_dir()) / "bin"
+        self._users_lock: IO[bytes] | None = None
+        self._run_as = _postgres_system_user()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{SUPERUSER}@/{DATABASE_NAME}?host={self.layout.socket_dir}"
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        prepare_data_dir(self.layout.data_dir)
+        _allow_traversal(self._bin)
+        self._users_lock = self.layout.users_lock.open("ab")
+        fcntl.flock(self._users_lock, fcntl.LOCK_SH)
+        # Start/stop decisions are serialised by an exclusive lock on the cluster itself.
+        with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
+            if not (self.layout.pgdata / "PG_VERSION").exists():
+                self._initialise()
+            if self._running_pid() is None:
+                self._start_server()
+            elif self._psql("postgres", "SHOW wal_level").strip() != "logical":
+                # Started by something else without logical decoding: restart it once, ours.
+                self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
+                self._start_server()
+            self._ensure_database()
+
+    def stop(self) -> None:
+        """Release this process's use; stop the server when no other process uses it."""
+        if self._users_lock is None:
+            return
+        with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
+            try:
+                fcntl.flock(self._users_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                last_user = False
+            else:
+                last_user = True
+            if last_user and self._running_pid() is not None:
+                self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
+            fcntl.flock(self._users_lock, fcntl.LOCK_UN)
+            self._users_lock.close()
+            self._users_lock = None
+
+    def _initialise(self) -> None:
+        # initdb into a scratch directory, then rename: an interrupted first start leaves
+        # nothing that looks like a cluster.
+        scratch = self.layout.data_dir / f"pgdata.init-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        self._give_to_run_as(scratch)
+        try:
+            self._run(
+                "initdb",
+                "-D",
+                str(scratch),
+                "--auth=trust",
+                f"--username={SUPERUSER}",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+        except EmbeddedDatabaseError:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        scratch.rename(self.layout.pgdata)
+
+    def _start_server(self) -> None:
+        socket_dir = self.layout.socket_dir
+        socket_dir.mkdir(mode=0o700, exist_ok=True)
+        self._give_to_run_as(socket_dir)
+        options = " ".join(f"-c {key}={value!s}" for key, value in SERVER_SETTINGS.items())
+        options = options.replace("listen_addresses=", "listen_addresses=''")
+        log = self.layout.log_file
+        log.touch()
+        self._give_to_run_as(log)
+        self._pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            str(_START_TIMEOUT_SECONDS),
+            "-l",
+            str(log),
+            "-o",
+            f"{options} -k {socket_dir}",
+        )
+
+    def _ensure_database(self) -> None:
+        exists = self._psql(
+            "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"
+        )
+        if exists.strip() != "1":
+            self._psql("postgres", f"CREATE DATABASE {DATABASE_NAME}")
+
+    def _running_pid(self) -> int | None:
+        pid_file = self.layout.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def _psql(self, database: str, sql: str) -> str:
+        return self._run(
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.layout.socket_dir),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+            "-c",
+            sql,
+        )
+
+    def _pg_ctl(self, *args: str) -> str:
+        return self._run("pg_ctl", "-D", str(self.layout.pgdata), *args)
+
+    def _run(self, program: str, *args: str) -> str:
+        command = [str(self._bin / program), *args]
+        try:
+            result = subprocess.run(
+                command,
+                check=False,
+                capture_output=True,
+                text=True,
+                user=self._run_as,
+                # Drop root's group too: with gid 0 left in place, group bits (not "other")
+                # would decide access to root-owned parent directories.
+                group=self._run_as,
+                extra_groups=[] if self._run_as else None,
+                timeout=_START_TIMEOUT_SECONDS + 30,
+                cwd="/",
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedDatabaseError(f"{program} failed: {exc}") from exc
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            reason = detail[-1] if detail else f"exit code {result.returncode}"
+            if program == "pg_ctl" and self.layout.log_file.exists():
+                tail = self.layout.log_file.read_text(errors="replace").strip().splitlines()[-3:]
+                reason = f"{reason} (server log: {' | '.join(tail)})"
+            raise EmbeddedDatabaseError(f"embedded PostgreSQL: {program} failed: {reason}")
+        return result.stdout
+
+    def _give_to_run_as(self, path: Path) -> None:
+        if self._run_as is not None:
+            entry = pwd.getpwnam(self._run_as)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _postgres_system_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", SYSTEM_USER_WHEN_ROOT],
+            check=True,
+            capture_output=True,
+        )
+    return SYSTEM_USER_WHEN_ROOT
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EmbeddedDatabaseError(f"data dir {data_dir} exists and is not a directory") from None
+    except NotADirectoryError:
+        raise EmbeddedDatabaseError(f"data dir {data_dir}: a parent is not a directory") from None
+    except PermissionError:
+        raise EmbeddedDatabaseError(
+            f"data dir {data_dir} cannot be created: permission denied"
+        ) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise EmbeddedDatabaseError(f"data dir {data_dir} is not writable")
+    probe = data_dir / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EmbeddedDatabaseError(
+            f"data dir {data_dir} is not writable: {exc.strerror}"
+        ) from None
+    _allow_traversal(data_dir)
+
+
+def _allow_traversal(path: Path) -> None:
+    """Let the unprivileged server user (when we run as root) reach its cluster and binaries."""
+    if os.geteuid() != 0:
+        return
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+class _exclusive:  # noqa: N801 - used like a function: `with _exclusive(path):`
+    """An exclusive advisory lock on a file for the duration of a block."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: IO[bytes] | None = None
+
+    def __enter__(self) -> None:
+        self._handle = self._path.open("ab")
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EmbeddedDatabaseError(f"timed out waiting for {self._path}") from None
+                time.sleep(0.05)
+            else:
+                return
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._handle is not None
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()

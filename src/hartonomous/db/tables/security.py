@@ -1,0 +1,73 @@
+"""Tenants, principals and their API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    text,
+)
+
+from hartonomous.db.tables.base import (
+    TENANT_ID_LENGTH,
+    TENANT_ID_PATTERN,
+    created_at,
+    metadata,
+    updated_at,
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("display_name", String(256), nullable=False),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    created_at(),
+    updated_at(),
+    CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("principal_id", String(256), primary_key=True),
+    Column("display_name", String(256), nullable=False),
+    Column("kind", String(16), nullable=False, server_default=text("'user'")),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    created_at(),
+    updated_at(),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], ondelete="CASCADE"),
+    CheckConstraint("kind IN ('user', 'service')", name="kind"),
+    CheckConstraint("length(principal_id) > 0", name="principal_id_not_empty"),
+)
+
+# Only a SHA-256 of the secret part is stored: keys are 256-bit random, so a slow hash adds
+# nothing, and the key id lets authentication find the row without scanning.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant_id", String(TENANT_ID_LENGTH), nullable=False),
+    Column("principal_id", String(256), nullable=False),
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("label", String(128), nullable=False, server_default=text("''")),
+    created_at(),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(
+        ["tenant_id", "principal_id"],
+        ["principals.tenant_id", "principals.principal_id"],
+        ondelete="CASCADE",
+    ),
+    CheckConstraint("octet_length(secret_sha256) = 32", name="secret_sha256_length"),
+    Index(None, "tenant_id", "principal_id"),
+)

@@ -1,0 +1,1 @@
+"""Ingestion: per-modality extractors, model readers and ingestion jobs."""

@@ -1,0 +1,1 @@
+"""Operations: seed data, the schema smoke test (later health, backups, repair)."""

@@ -1,0 +1,172 @@
+"""Test harness: one embedded PostgreSQL per test session, one cloned database per test.
+
+Every test that needs a database gets its own, created from a template that was migrated to
+head once: isolation is complete (separate processes may use it) and creation costs tens of
+milliseconds rather than a migration run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from hartonomous.db import EmbeddedPostgres, upgrade
+
+TEMPLATE_DATABASE = "hartonomous_template"
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    server: EmbeddedPostgres
+
+    def url(self, database: str) -> str:
+        return self.server.url.replace("/hartonomous?", f"/{database}?")
+
+    def admin(self, sql: str) -> None:
+        libpq_url = self.url("postgres").replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(libpq_url, autocommit=True) as connection:
+            connection.execute(sql)  # type: ignore[arg-type]
+
+    def create_database(self, template: str) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Iterator[Path]:
+    """Where embedded clusters live during tests.
+
+    Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that must traverse
+    to its data directory, and pytest keeps its own temporary root private (0700).
+    """
+    root = Path(tempfile.mkdtemp(prefix="hartonomous-tests-"))
+    root.chmod(0o711)
+    yield root
+    _stop_servers_under(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_servers_under(root: Path) -> None:
+    """A failed test may leave a server behind; never leave one running on the machine."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            arguments
+            and arguments[0].endswith(b"/postgres")
+            and str(root).encode() in b" ".join(arguments)
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(cmdline.parent.name), signal.SIGQUIT)
+
+
+@pytest.fixture
+def data_dir(data_root: Path) -> Path:
+    """A new, empty data directory for one test."""
+    return Path(tempfile.mkdtemp(prefix="data-", dir=data_root))
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(data_root: Path) -> Iterator[PostgresCluster]:
+    server = EmbeddedPostgres(data_root / "cluster")
+    server.start()
+    cluster = PostgresCluster(server)
+    try:
+        cluster.admin(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
+        engine = create_engine(cluster.url(TEMPLATE_DATABASE))
+        upgrade(engine)
+        engine.dispose()
+        yield cluster
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh database at migrations head, dropped after the test."""
+    name = postgres_cluster.create_database(TEMPLATE_DATABASE)
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def empty_database_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh database with nothing in it (no extension, no migrations)."""
+    name = postgres_cluster.create_database("template0")
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Runs the real `hartonomous` command in a subprocess, as an operator would."""
+
+    env: dict[str, str]
+    cwd: Path
+
+    def __call__(self, *args: str, input_text: str | None = None) -> CliResult:
+        completed = subprocess.run(
+            [sys.executable, "-m", "hartonomous", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            input=input_text,
+            timeout=240,
+            check=False,
+        )
+        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("HARTONOMOUS_")}
+
+
+@pytest.fixture
+def cli(database_url: str, data_dir: Path) -> Cli:
+    """The CLI pointed at this test's database (as `database.url`), run from an empty folder."""
+    env = clean_environment()
+    env["HARTONOMOUS_DATABASE__URL"] = database_url
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    return Cli(env=env, cwd=data_dir)
+
+
+@pytest.fixture
+def embedded_cli(data_dir: Path) -> Cli:
+    """The CLI with no database URL: it starts its own embedded server in `data_dir`."""
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    return Cli(env=env, cwd=data_dir)

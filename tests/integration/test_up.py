@@ -1,0 +1,139 @@
+"""`up`: embedded database, migrations, seed and HTTP health, and a clean stop on a signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import Cli, clean_environment
+
+STARTUP_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a performance claim
+
+
+class RunningUp:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hartonomous", "--json", "up", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait(timeout=30)
+            raise AssertionError(f"up exited early: {self.process.stderr.read()}")  # type: ignore[union-attr]
+        self.announcement = json.loads(line)
+        self.url: str = self.announcement["url"]
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    return int(pid_file.read_text().splitlines()[0])
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie awaiting its reaper has exited and counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def running_up(data_dir: Path) -> Iterator[RunningUp]:
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    up = RunningUp(env, data_dir)
+    yield up
+    up.stop(signal.SIGTERM)
+
+
+def test_up_serves_health_and_stops_everything_on_sigterm(
+    running_up: RunningUp, data_dir: Path
+) -> None:
+    assert running_up.announcement["embedded"] is True
+    live = httpx.get(f"{running_up.url}/health/live", timeout=10)
+    assert live.status_code == 200
+    ready = httpx.get(f"{running_up.url}/health/ready", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "revision": "0002"}
+    assert ready.headers["x-request-id"]
+
+    server_pid = postmaster_pid(data_dir)
+    assert server_pid is not None
+    assert alive(server_pid)
+
+    assert running_up.stop(signal.SIGTERM) == 0
+    assert postmaster_pid(data_dir) is None
+    assert not alive(server_pid)
+
+
+def test_sigint_stops_cleanly_too(running_up: RunningUp, data_dir: Path) -> None:
+    server_pid = postmaster_pid(data_dir)
+    assert server_pid is not None
+    assert running_up.stop(signal.SIGINT) == 0
+    assert not alive(server_pid)
+
+
+def test_second_up_on_the_same_data_dir_is_refused(
+    running_up: RunningUp, embedded_cli: Cli, data_dir: Path
+) -> None:
+    second = embedded_cli("up", "--port", "0")
+    assert second.exit_code == 1
+    lines = second.stderr.strip().splitlines()
+    assert lines[-1].startswith("hartonomous: error: data dir")
+    assert "already in use by another `hartonomous up`" in lines[-1]
+    # The first one is unharmed.
+    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
+
+
+def test_other_commands_share_the_running_embedded_server(
+    running_up: RunningUp, embedded_cli: Cli, data_dir: Path
+) -> None:
+    server_pid = postmaster_pid(data_dir)
+    smoke = embedded_cli("smoke")
+    assert smoke.exit_code == 0, smoke.stdout + smoke.stderr
+    # The operator's command did not stop the server `up` is using.
+    assert postmaster_pid(data_dir) == server_pid
+    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
+
+
+def test_restart_after_stop_is_warm_and_keeps_data(data_dir: Path) -> None:
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    first = RunningUp(env, data_dir)
+    assert first.stop() == 0
+    second = RunningUp(env, data_dir)
+    try:
+        assert httpx.get(f"{second.url}/health/ready", timeout=10).status_code == 200
+    finally:
+        assert second.stop() == 0
+
+
+def test_port_in_use_is_named(cli: Cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("up", "--port", str(port))
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
