@@ -46,6 +46,11 @@ class PostgresCluster:
         return name
 
     def drop_database(self, name: str) -> None:
+        # A logical replication slot (the CES consumer's) would block DROP DATABASE.
+        self.admin(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE database = '{name}'"
+        )
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -7,12 +7,16 @@ from pathlib import Path
 
 from tests.conftest import Cli, clean_environment
 
+from hartonomous.db import head_revision
+
+HEAD = head_revision()
+
 
 def test_db_status_json_reports_url_revision_and_head(cli: Cli) -> None:
     result = cli("--json", "db", "status")
     assert result.exit_code == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["revision"] == status["head"] == "0002"
+    assert status["revision"] == status["head"] == HEAD
     assert status["url"].startswith("postgresql+psycopg://")
     assert status["wal_level"] == "logical"
     assert status["embedded"] is False
@@ -20,12 +24,12 @@ def test_db_status_json_reports_url_revision_and_head(cli: Cli) -> None:
 
 def test_db_commands_are_idempotent(cli: Cli) -> None:
     first = json.loads(cli("--json", "db", "upgrade").stdout)
-    assert first == {"from": "0002", "to": "0002", "changed": False}
+    assert first == {"from": HEAD, "to": HEAD, "changed": False}
     down = json.loads(cli("--json", "db", "downgrade", "base").stdout)
     assert down["to"] is None
     assert json.loads(cli("--json", "db", "current").stdout) == {"revision": None}
     up = json.loads(cli("--json", "db", "upgrade").stdout)
-    assert up == {"from": None, "to": "0002", "changed": True}
+    assert up == {"from": None, "to": HEAD, "changed": True}
 
 
 def test_seed_prints_the_key_once(cli: Cli) -> None:

@@ -57,7 +57,7 @@ def test_step_by_step_downgrade_and_upgrade(empty_database_url: str) -> None:
         upgrade(engine, "0001")
         assert "tenants" in table_names(empty_database_url)
         assert "billing_rate_plans" not in table_names(empty_database_url)
-        upgrade(engine)
+        upgrade(engine, "0002")
         downgrade(engine, "-1")
         assert current_revision(engine) == "0001"
         assert "billing_rate_plans" not in table_names(empty_database_url)

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from tests.conftest import Cli, clean_environment
 
+from hartonomous.db import head_revision
+
 STARTUP_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a performance claim
 
 
@@ -73,7 +75,7 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert live.status_code == 200
     ready = httpx.get(f"{running_up.url}/health/ready", timeout=10)
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "revision": "0002"}
+    assert ready.json() == {"status": "ready", "revision": head_revision()}
     assert ready.headers["x-request-id"]
 
     server_pid = postmaster_pid(data_dir)

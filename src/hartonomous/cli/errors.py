@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def user_facing_errors() -> tuple[type[Exception], ...]:
+    from hartonomous.cli.broker_commands import BrokerCommandError
     from hartonomous.cli.db_commands import UnknownRevisionError
     from hartonomous.cli.main import CommandFailedError
     from hartonomous.cli.up_command import PortUnavailableError
@@ -12,6 +13,7 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
     from hartonomous.ops.instance import InstanceBusyError
 
     return (
+        BrokerCommandError,
         CommandFailedError,
         ConfigError,
         DatabaseUnavailableError,

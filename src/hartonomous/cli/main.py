@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hartonomous.cli import db_commands
+from hartonomous.cli import broker_commands, cdc_commands, db_commands
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.up_command import up
 
@@ -24,6 +24,9 @@ config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
+app.add_typer(broker_commands.broker_app, name="broker")
+app.add_typer(broker_commands.deadletters_app, name="deadletters")
+app.command("ces-consumer")(cdc_commands.ces_consumer)
 
 
 @app.callback()

@@ -16,6 +16,7 @@ from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
 from hartonomous.db import head_revision, open_database, upgrade
 from hartonomous.db.embedded import prepare_data_dir
+from hartonomous.messaging.services import event_backbone_services
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.seed import seed
 
@@ -85,7 +86,14 @@ def up(
             if report.sample_api_key and not state.as_json:
                 sys.stdout.write(f"sample API key (shown once): {report.sample_api_key}\n")
                 sys.stdout.flush()
-            server.run(sockets=[sock])
+            services = event_backbone_services(database.url, settings)
+            for service in services:
+                service.start()
+            try:
+                server.run(sockets=[sock])
+            finally:
+                for service in services:
+                    service.stop()
             log.info("up_stopping")
     except _ShutdownRequestedError as requested:
         log.info("up_stopped", signal=str(requested))

@@ -7,6 +7,12 @@ from hartonomous.db.tables.billing import (
     billing_operation_rates,
     billing_rate_plans,
 )
+from hartonomous.db.tables.messaging import (
+    broker_messages,
+    broker_throughput,
+    cdc_checkpoints,
+    message_dead_letters,
+)
 from hartonomous.db.tables.security import api_keys, principals, tenants
 
 __all__ = [
@@ -15,6 +21,10 @@ __all__ = [
     "billing_multipliers",
     "billing_operation_rates",
     "billing_rate_plans",
+    "broker_messages",
+    "broker_throughput",
+    "cdc_checkpoints",
+    "message_dead_letters",
     "metadata",
     "principals",
     "tenants",

@@ -32,6 +32,7 @@ tenants = Table(
     created_at(),
     updated_at(),
     CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
+    info={"cdc_captured": True},
 )
 
 principals = Table(
@@ -47,6 +48,7 @@ principals = Table(
     ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], ondelete="CASCADE"),
     CheckConstraint("kind IN ('user', 'service')", name="kind"),
     CheckConstraint("length(principal_id) > 0", name="principal_id_not_empty"),
+    info={"cdc_captured": True},
 )
 
 # Only a SHA-256 of the secret part is stored: keys are 256-bit random, so a slow hash adds

@@ -1,0 +1,259 @@
+"""Broker and CDC throughput, beside pgqueuer run the same way on the same database.
+
+Prints enqueue msgs/s (single and batched) and receive+complete msgs/s with one and two worker
+processes for the Hartonomous broker and pgqueuer, the ratio (target >= 1.0), the CES
+consumer's drain throughput, and p50/p95 commit-to-enqueue lag at 1,000 changes/s
+(target p95 <= 500 ms). Uses its own embedded PostgreSQL in a temporary directory.
+
+    .venv/bin/python benchmarks/broker.py [--messages 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import create_engine
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.config import Settings
+from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.messaging import Broker, MessagePump, OutgoingMessage
+
+BATCH = 500
+
+
+def body(n: int) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"bench-{n}",
+        "source": "/bench",
+        "type": "io.hartonomous.bench",
+        "table": "atoms",
+        "operation": "insert",
+        "data": {"n": n, "text": "x" * 200},
+    }
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+# -- Hartonomous broker -------------------------------------------------------------------------
+
+
+def ours_enqueue(url: str, n: int, batched: bool) -> float:
+    broker = Broker(Settings().message_broker)
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        started = time.perf_counter()
+        if batched:
+            for start in range(0, n, BATCH):
+                with conn.transaction():
+                    broker.send_batch(
+                        conn, [OutgoingMessage(body(i)) for i in range(start, start + BATCH)]
+                    )
+        else:
+            for i in range(n):
+                broker.send(conn, body(i))
+        return rate(n, time.perf_counter() - started)
+
+
+def _ours_worker(url: str, go: Any) -> None:
+    pump = MessagePump(url, Broker(Settings().message_broker), batch_size=100)
+    pump.connection()
+    go.wait()
+    pump.drain()
+    pump.close()
+
+
+# -- pgqueuer ----------------------------------------------------------------------------------
+
+
+def pgq_install(url: str) -> None:
+    from pgqueuer import Queries
+    from pgqueuer.db import PsycopgDriver
+
+    async def install() -> None:
+        conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
+        await Queries(PsycopgDriver(conn)).install()
+        await conn.close()
+
+    asyncio.run(install())
+
+
+def pgq_enqueue(url: str, n: int, batched: bool) -> float:
+    import json
+
+    from pgqueuer.adapters.drivers.psycopg import SyncPsycopgDriver
+    from pgqueuer.adapters.persistence.queries import SyncQueries
+
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        queries = SyncQueries(SyncPsycopgDriver(conn))
+        payloads = [json.dumps(body(i)).encode() for i in range(n)]
+        started = time.perf_counter()
+        if batched:
+            for start in range(0, n, BATCH):
+                chunk = payloads[start : start + BATCH]
+                queries.enqueue(["bench"] * len(chunk), list(chunk), [0] * len(chunk))
+        else:
+            for payload in payloads:
+                queries.enqueue("bench", payload)
+        return rate(n, time.perf_counter() - started)
+
+
+def _pgq_worker(url: str, go: Any) -> None:
+    from pgqueuer import QueueManager
+    from pgqueuer.db import PsycopgDriver
+    from pgqueuer.models import Job
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
+        qm = QueueManager(Queries(PsycopgDriver(conn)))
+
+        @qm.entrypoint("bench")
+        async def handle(job: Job) -> None:
+            return None
+
+        go.wait()
+        await qm.run(
+            mode=QueueExecutionMode.drain,
+            batch_size=100,
+            dequeue_timeout=timedelta(seconds=1),
+            log_aggregation_interval=timedelta(0),
+        )
+
+    asyncio.run(main())
+
+
+def consume(url: str, workers: int, target: Callable[[str, Any], None]) -> float:
+    """Seconds for `workers` processes (started, connected, then released together) to drain."""
+    context = mp.get_context("spawn")
+    go = context.Event()
+    processes = [context.Process(target=target, args=(url, go)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    time.sleep(3)  # let every worker import and connect before the clock starts
+    started = time.perf_counter()
+    go.set()
+    for process in processes:
+        process.join()
+    return time.perf_counter() - started
+
+
+# -- CDC ---------------------------------------------------------------------------------------
+
+
+def cdc_benchmark(url: str, seconds: float) -> tuple[float, float, float]:
+    settings = Settings()
+    consumer = CesConsumer(url, settings)
+    consumer.prepare()
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("DELETE FROM broker_messages")
+        burst = 20_000
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, display_name) "
+            "SELECT 'burst' || g, 'x' FROM generate_series(1, %s) g",
+            (burst,),
+        )
+        started = time.perf_counter()
+        consumer.drain()
+        throughput = rate(burst, time.perf_counter() - started)
+        conn.execute("DELETE FROM broker_messages")
+
+        stop = threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop,))
+        thread.start()
+        per_tick, tick = 10, 0.01  # 1,000 changes/s in 100 transactions/s
+        n = 0
+        deadline = time.perf_counter() + seconds
+        next_tick = time.perf_counter()
+        while time.perf_counter() < deadline:
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, display_name) "
+                "SELECT 'steady' || g, 'x' FROM generate_series(%s::int, %s::int) g",
+                (n, n + per_tick - 1),
+            )
+            n += per_tick
+            next_tick += tick
+            time.sleep(max(0.0, next_tick - time.perf_counter()))
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM broker_messages WHERE body->'data'->>'tenant_id' "
+                "LIKE 'steady%%'"
+            ).fetchone()
+            if row is not None and row[0] >= n:
+                break
+            time.sleep(0.05)
+        stop.set()
+        thread.join()
+        lags = [
+            float(row[0])
+            for row in conn.execute(
+                "SELECT extract(epoch FROM enqueued_at - (body->>'time')::timestamptz) * 1000 "
+                "FROM broker_messages WHERE body->'data'->>'tenant_id' LIKE 'steady%%'"
+            )
+        ]
+    lags.sort()
+    p95 = lags[int(len(lags) * 0.95) - 1]
+    return throughput, statistics.median(lags), p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--cdc-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
+    root.chmod(0o711)
+    server = EmbeddedPostgres(root / "cluster")
+    server.start()
+    try:
+        url = server.url
+        engine = create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        pgq_install(url)
+        n = args.messages
+        print(f"messages per run: {n} (CloudEvent bodies of ~330 bytes)")
+        print(f"{'':34}{'hartonomous':>14}{'pgqueuer':>12}{'ratio':>8}")
+        for label, batched in (("enqueue, single (msgs/s)", False), ("enqueue, batched", True)):
+            ours = ours_enqueue(url, n, batched)
+            theirs = pgq_enqueue(url, n, batched)
+            print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute("DELETE FROM broker_messages")
+            conn.execute("DELETE FROM pgqueuer")
+        for workers in (1, 2):
+            ours_enqueue(url, n, batched=True)
+            ours = rate(n, consume(url, workers, _ours_worker))
+            pgq_enqueue(url, n, batched=True)
+            theirs = rate(n, consume(url, workers, _pgq_worker))
+            label = f"receive+complete, {workers} worker(s)"
+            print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+        throughput, p50, p95 = cdc_benchmark(url, args.cdc_seconds)
+        print(f"CDC drain throughput: {throughput:.0f} changes/s")
+        print(f"CDC commit-to-enqueue lag at 1,000 changes/s: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Exact decimal arithmetic for the meter, and the NUMERIC(18,6) shape of ledger columns.
+
+Products are computed with a precision large enough to be exact, so the only rounding in a
+ledger entry is the documented one (6 places, half away from zero). The original used .NET
+`decimal` (28-29 significant digits), which could round an intermediate product silently;
+within that range both give the same digits.
+"""
+
+from __future__ import annotations
+
+from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+
+LEDGER_SCALE = 6
+LEDGER_PRECISION = 18
+_LEDGER_LIMIT = Decimal(10) ** (LEDGER_PRECISION - LEDGER_SCALE)
+
+
+class LedgerValueError(ValueError):
+    """A metered value cannot be stored in a NUMERIC(18,6) ledger column."""
+
+
+def _context(precision: int) -> Context:
+    # Python's ROUND_HALF_UP rounds ties away from zero for negative values too (-2.5 -> -3),
+    # which is .NET's MidpointRounding.AwayFromZero.
+    return Context(
+        prec=max(precision, 1),
+        rounding=ROUND_HALF_UP,
+        Emin=MIN_EMIN,
+        Emax=MAX_EMAX,
+        traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
+    )
+
+
+def exact_product(*factors: Decimal) -> Decimal:
+    """The mathematically exact product (a product has at most the sum of its factors' digits)."""
+    digits = sum(len(factor.as_tuple().digits) for factor in factors)
+    context = _context(digits + 1)
+    result = Decimal(1)
+    for factor in factors:
+        result = context.multiply(result, factor)
+    return result
+
+
+def round_half_away(value: Decimal, places: int = LEDGER_SCALE) -> Decimal:
+    """Round to `places` decimals, ties away from zero (`Math.Round(x, 6, AwayFromZero)`)."""
+    quantum = Decimal(1).scaleb(-places)
+    # Enough digits for the integer part plus `places`; the rounding itself is the only inexact
+    # step, so Inexact is not trapped here.
+    context = _context(max(value.adjusted(), 0) + places + 2)
+    context.traps[Inexact] = False
+    return value.quantize(quantum, context=context)
+
+
+def to_ledger_numeric(value: Decimal, column: str) -> Decimal:
+    """`value` as stored in a NUMERIC(18,6) column: 6 places half away from zero, ≤ 12 digits."""
+    rounded = round_half_away(value)
+    if rounded.copy_abs() >= _LEDGER_LIMIT:
+        raise LedgerValueError(
+            f"{column} {value} does not fit NUMERIC({LEDGER_PRECISION},{LEDGER_SCALE}) "
+            f"(at most {LEDGER_PRECISION - LEDGER_SCALE} integer digits)"
+        )
+    # A negative input that rounds to zero would otherwise be stored as -0.000000.
+    return rounded.copy_abs() if rounded.is_zero() else rounded

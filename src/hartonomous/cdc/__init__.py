@@ -1,0 +1,6 @@
+"""Change data capture: WAL (pgoutput) → CloudEvents on the broker (design §6)."""
+
+from hartonomous.cdc.consumer import CesConsumer, StepResult
+from hartonomous.cdc.replication import CdcStatus, captured_tables, cdc_status
+
+__all__ = ["CdcStatus", "CesConsumer", "StepResult", "captured_tables", "cdc_status"]

@@ -1,0 +1,173 @@
+"""The publication and logical replication slot the CES consumer reads (created at run time).
+
+The captured tables come from the table metadata (`info={"cdc_captured": True}`), so a table
+added by a later migration joins the publication the next time the consumer prepares.
+Neither object can live in a migration: their names are settings, and a logical slot cannot
+be created in a transaction that has written anything (which a migration always has).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from psycopg import sql
+from sqlalchemy import Engine
+
+from hartonomous.config.sections import CdcSettings
+from hartonomous.db.tables import metadata
+from hartonomous.messaging.broker import Connection
+
+CAPTURED_FLAG = "cdc_captured"
+
+
+def captured_tables() -> list[str]:
+    """Tables whose metadata asks for change capture, in a stable order."""
+    return sorted(name for name, table in metadata.tables.items() if table.info.get(CAPTURED_FLAG))
+
+
+def _existing(connection: Connection, tables: list[str]) -> list[str]:
+    rows = connection.execute(
+        "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NOT NULL", (tables,)
+    ).fetchall()
+    return sorted(str(row[0]) for row in rows)
+
+
+def published_tables(connection: Connection, publication: str) -> list[str] | None:
+    """The publication's tables, or None when it does not exist."""
+    exists = connection.execute(
+        "SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)
+    ).fetchone()
+    if exists is None:
+        return None
+    rows = connection.execute(
+        "SELECT CASE WHEN schemaname = 'public' THEN tablename "
+        "ELSE schemaname || '.' || tablename END FROM pg_publication_tables WHERE pubname = %s",
+        (publication,),
+    ).fetchall()
+    return sorted(str(row[0]) for row in rows)
+
+
+def ensure_publication(connection: Connection, publication: str) -> list[str]:
+    """Create the publication or bring its table list in line with the metadata."""
+    wanted = _existing(connection, captured_tables())
+    current = published_tables(connection, publication)
+    tables = sql.SQL(", ").join(sql.Identifier(*name.split(".")) for name in wanted)
+    name = sql.Identifier(publication)
+    if current is None:
+        if wanted:
+            connection.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(name, tables))
+        else:
+            connection.execute(sql.SQL("CREATE PUBLICATION {}").format(name))
+    elif current != wanted:
+        if wanted:
+            connection.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(name, tables))
+        else:
+            for table in current:
+                connection.execute(
+                    sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(
+                        name, sql.Identifier(*table.split("."))
+                    )
+                )
+    return wanted
+
+
+class SlotInOtherDatabaseError(Exception):
+    pass
+
+
+def ensure_slot(connection: Connection, slot: str) -> bool:
+    """Create the pgoutput slot when missing; True when it was created."""
+    row = connection.execute(
+        "SELECT database, plugin FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()
+    database = connection.execute("SELECT current_database()").fetchone()
+    if row is not None:
+        if database is None or row[0] != database[0] or row[1] != "pgoutput":
+            raise SlotInOtherDatabaseError(
+                f"replication slot {slot!r} belongs to database {row[0]!r} (plugin {row[1]}); "
+                "choose another [cdc] slot_name"
+            )
+        return False
+    connection.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    return True
+
+
+def drop_slot(connection: Connection, slot: str) -> None:
+    connection.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        "WHERE slot_name = %s AND NOT active",
+        (slot,),
+    )
+
+
+@dataclass(frozen=True)
+class CdcStatus:
+    slot: str
+    slot_exists: bool
+    slot_active: bool
+    publication: str
+    publication_exists: bool
+    published_tables: list[str]
+    captured_tables: list[str]
+    confirmed_flush_lsn: str | None
+    lag_bytes: int | None
+    checkpoint_lsn: str | None
+    events_total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.slot_exists
+            and self.publication_exists
+            and self.published_tables == self.captured_tables
+        )
+
+
+def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:
+    """Slot lag (bytes of WAL not yet confirmed), publication and checkpoint, for smoke/ops."""
+    slot = connection.execute(
+        "SELECT active, confirmed_flush_lsn::text, "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+        (settings.slot_name,),
+    ).fetchone()
+    published = published_tables(connection, settings.publication_name)
+    checkpoint = connection.execute(
+        "SELECT last_lsn, events_total FROM cdc_checkpoints WHERE consumer_name = %s",
+        (settings.consumer_name,),
+    ).fetchone()
+    return CdcStatus(
+        slot=settings.slot_name,
+        slot_exists=slot is not None,
+        slot_active=bool(slot[0]) if slot else False,
+        publication=settings.publication_name,
+        publication_exists=published is not None,
+        published_tables=published or [],
+        captured_tables=_existing(connection, captured_tables()),
+        confirmed_flush_lsn=None if slot is None else slot[1],
+        lag_bytes=None if slot is None or slot[2] is None else int(slot[2]),
+        checkpoint_lsn=None if checkpoint is None else str(checkpoint[0]),
+        events_total=0 if checkpoint is None else int(checkpoint[1]),
+    )
+
+
+def smoke_check(engine: Engine, settings: CdcSettings) -> tuple[bool, str]:
+    """For `smoke`: (ok, one-line detail with slot lag and publication state)."""
+    from hartonomous.messaging.broker import psycopg_connection
+
+    with engine.connect() as connection:
+        status = cdc_status(psycopg_connection(connection), settings)
+    detail = (
+        f"slot {status.slot} {'present' if status.slot_exists else 'missing'}"
+        f", lag {status.lag_bytes if status.lag_bytes is not None else '-'} bytes"
+        f", publication {status.publication} "
+        f"{'present' if status.publication_exists else 'missing'}"
+        f" ({', '.join(status.published_tables) or 'no tables'})"
+    )
+    if status.publication_exists and status.published_tables != status.captured_tables:
+        detail += f"; expected tables {', '.join(status.captured_tables)}"
+    return status.healthy, detail

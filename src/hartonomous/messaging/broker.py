@@ -1,0 +1,342 @@
+"""The in-database broker (design §7): send, receive, complete, abandon, delay, dead-letter.
+
+A message is claimed by one receive (`FOR UPDATE SKIP LOCKED`), which persists the delivery
+attempt and records the consumer's backend pid. The claim ends when the message is completed
+(deleted), abandoned, delayed or dead-lettered. A claim whose session is gone (the worker died)
+or whose lease lapsed is an *orphan*: the next receive takes it back, alone, so a message that
+kills its worker cannot drag a whole batch towards the poison limit with it.
+
+Only the head of a conversation (its lowest message id) can be claimed, so one conversation's
+messages are handled strictly in order while different conversations run in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from psycopg.rows import dict_row
+
+from hartonomous.config.sections import MessageBrokerSettings
+
+Connection = psycopg.Connection[Any]
+POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
+ORPHAN_ERROR = "the consumer stopped (or its claim lapsed) before finishing attempt {attempt}"
+
+
+class MessageTooLargeError(ValueError):
+    """A message body is longer than `[message_broker] max_message_characters`."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: Any
+    conversation_id: str | None = None
+    message_type: str | None = None
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: int
+    queue_name: str
+    conversation_id: str | None
+    message_type: str
+    body: Any
+    enqueued_at: datetime
+    attempts: int
+    replayed_from: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong with one delivery, as stored in a dead letter."""
+
+    exception_type: str | None
+    message: str | None
+    traceback: str | None
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failure:
+        kind = type(exc)
+        return cls(
+            exception_type=f"{kind.__module__}.{kind.__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+def psycopg_connection(connection: Connection | sqlalchemy.Connection) -> Connection:
+    """The driver connection under a SQLAlchemy connection (so sends join its transaction)."""
+    if isinstance(connection, sqlalchemy.Connection):
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        return driver
+    return connection
+
+
+_RECEIVE = """
+WITH candidates AS (
+    SELECT m.message_id FROM broker_messages m
+    WHERE m.queue_name = %(queue)s
+      AND m.available_at <= now()
+      AND {claimable}
+      AND NOT EXISTS (
+          SELECT 1 FROM broker_messages earlier
+          WHERE earlier.queue_name = m.queue_name
+            AND earlier.conversation_id = m.conversation_id
+            AND earlier.message_id < m.message_id)
+    ORDER BY m.message_id
+    LIMIT %(limit)s
+    FOR UPDATE OF m SKIP LOCKED
+)
+UPDATE broker_messages m
+SET attempts = m.attempts + 1,
+    locked_by = pg_backend_pid(),
+    locked_until = now() + make_interval(secs => %(lease)s),
+    received_at = now()
+FROM candidates c
+WHERE m.message_id = c.message_id
+RETURNING m.message_id, m.queue_name, m.conversation_id, m.message_type, m.body,
+          m.enqueued_at, m.attempts, m.replayed_from, m.last_error
+"""
+_CLEAN = "m.locked_by IS NULL"
+_ORPHAN = (
+    "m.locked_by IS NOT NULL AND (m.locked_until < now() OR m.locked_by NOT IN "
+    "(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))"
+)
+
+_DEAD_LETTER = """
+WITH moved AS (
+    DELETE FROM broker_messages WHERE message_id = %(message_id)s
+    RETURNING message_id, queue_name, conversation_id, message_type, body, enqueued_at
+)
+INSERT INTO message_dead_letters (
+    message_id, queue_name, conversation_id, message_type, body, enqueued_at, attempts,
+    reason, exception_type, exception_message, exception_traceback, metadata)
+SELECT message_id, queue_name, conversation_id, message_type, body, enqueued_at, %(attempts)s,
+       %(reason)s, %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
+       %(metadata)s::jsonb
+FROM moved
+RETURNING dead_letter_id
+"""
+
+
+@dataclass
+class Broker:
+    """One logical queue (`[message_broker] queue_name`) in `broker_messages`."""
+
+    settings: MessageBrokerSettings
+    queue_name: str = ""
+    # How long a claim lasts before another consumer may take the message back.
+    lease_seconds: float = 0.0
+    max_attempts: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue_name = self.queue_name or self.settings.queue_name
+        self.lease_seconds = self.lease_seconds or float(
+            self.settings.conversation_lifetime_seconds
+        )
+        self.max_attempts = self.settings.resilience.poison_message_max_attempts
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel that wakes idle consumers of this queue."""
+        return f"hartonomous_broker_{self.queue_name}"[:63]
+
+    # -- sending (always inside the caller's transaction) -------------------------------------
+
+    def send(
+        self,
+        connection: Connection | sqlalchemy.Connection,
+        body: Any,
+        *,
+        conversation_id: str | None = None,
+        message_type: str | None = None,
+        delay_seconds: float = 0.0,
+    ) -> int:
+        message = OutgoingMessage(body, conversation_id, message_type, delay_seconds)
+        return self.send_batch(connection, [message])[0]
+
+    def send_batch(
+        self, connection: Connection | sqlalchemy.Connection, messages: Sequence[OutgoingMessage]
+    ) -> list[int]:
+        """Enqueue all messages in one statement; visible to consumers when the caller commits."""
+        if not messages:
+            return []
+        bodies = [self._serialise(message.body) for message in messages]
+        conn = psycopg_connection(connection)
+        rows = conn.execute(
+            """
+            WITH ins AS (
+                INSERT INTO broker_messages
+                    (queue_name, conversation_id, message_type, body, available_at)
+                SELECT %(queue)s, c, t, b::jsonb, now() + make_interval(secs => d)
+                FROM unnest(%(conversations)s::text[], %(types)s::text[], %(bodies)s::text[],
+                            %(delays)s::float8[]) WITH ORDINALITY AS u(c, t, b, d, n)
+                ORDER BY n
+                RETURNING message_id
+            ), wake AS (SELECT pg_notify(%(channel)s, ''))
+            SELECT ins.message_id FROM ins CROSS JOIN wake ORDER BY ins.message_id
+            """,
+            {
+                "queue": self.queue_name,
+                "conversations": [m.conversation_id for m in messages],
+                "types": [m.message_type or self.settings.message_type_name for m in messages],
+                "bodies": bodies,
+                "delays": [max(0.0, m.delay_seconds) for m in messages],
+                "channel": self.channel,
+            },
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def _serialise(self, body: Any) -> str:
+        try:
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"message body is not JSON-serialisable: {exc}") from None
+        limit = self.settings.max_message_characters
+        if len(text) > limit:
+            raise MessageTooLargeError(
+                f"message body is {len(text)} characters, over the limit of {limit} "
+                "([message_broker] max_message_characters)"
+            )
+        return text
+
+    # -- receiving and settling --------------------------------------------------------------
+
+    def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
+        """Claim up to `max_messages` conversation heads; orphans come back one at a time.
+
+        A message claimed for the (max+1)-th time failed every allowed attempt (its worker
+        died each time), so it goes straight to the dead letters instead of being returned.
+        """
+        with connection.transaction():
+            rows = self._claim(connection, _ORPHAN, 1)
+            if not rows:
+                rows = self._claim(connection, _CLEAN, max_messages)
+            received: list[ReceivedMessage] = []
+            for row in rows:
+                message = ReceivedMessage(**row)
+                if message.attempts > self.max_attempts:
+                    self.dead_letter(
+                        connection,
+                        message,
+                        POISON_REASON.format(max_attempts=self.max_attempts),
+                        Failure(
+                            exception_type=None,
+                            message=message.last_error
+                            or ORPHAN_ERROR.format(attempt=message.attempts - 1),
+                            traceback=None,
+                        ),
+                        attempts=message.attempts - 1,
+                    )
+                else:
+                    received.append(message)
+            return received
+
+    def _claim(self, connection: Connection, claimable: str, limit: int) -> list[dict[str, Any]]:
+        with connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(
+                _RECEIVE.format(claimable=claimable),
+                {"queue": self.queue_name, "limit": limit, "lease": self.lease_seconds},
+            )
+            rows = cursor.fetchall()
+        return sorted(rows, key=lambda row: int(row["message_id"]))
+
+    def complete(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> int:
+        """Remove handled messages (in the handler's transaction, for exactly-once effects)."""
+        if not messages:
+            return 0
+        cursor = connection.execute(
+            "DELETE FROM broker_messages WHERE message_id = ANY(%s) AND locked_by IS NOT NULL",
+            ([m.message_id for m in messages],),
+        )
+        self._count(connection, completed=cursor.rowcount)
+        return cursor.rowcount
+
+    def abandon(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        error: BaseException | None = None,
+        retry_after_seconds: float = 0.0,
+    ) -> None:
+        """Give the message back; the attempt stays counted."""
+        connection.execute(
+            "UPDATE broker_messages SET locked_by = NULL, locked_until = NULL, "
+            "available_at = now() + make_interval(secs => %s), last_error = %s "
+            "WHERE message_id = %s",
+            (
+                retry_after_seconds,
+                None if error is None else f"{type(error).__name__}: {error}",
+                message.message_id,
+            ),
+        )
+
+    def delay(self, connection: Connection, message: ReceivedMessage, seconds: float) -> None:
+        """Put the message back for later without counting this delivery as a failed attempt."""
+        connection.execute(
+            "UPDATE broker_messages SET locked_by = NULL, locked_until = NULL, "
+            "available_at = now() + make_interval(secs => %s), "
+            "attempts = greatest(attempts - 1, 0) WHERE message_id = %s",
+            (max(0.0, seconds), message.message_id),
+        )
+
+    def dead_letter(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        reason: str,
+        failure: Failure | None = None,
+        *,
+        attempts: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> int | None:
+        """Move the message to `message_dead_letters` with the reason and failure details."""
+        failure = failure or Failure(None, None, None)
+        details = {
+            "queue": message.queue_name,
+            "message_type": message.message_type,
+            "attempts": str(message.attempts if attempts is None else attempts),
+            **(metadata or {}),
+        }
+        row = connection.execute(
+            _DEAD_LETTER,
+            {
+                "message_id": message.message_id,
+                "attempts": message.attempts if attempts is None else attempts,
+                "reason": reason[:512],
+                "exception_type": failure.exception_type,
+                "exception_message": failure.message,
+                "exception_traceback": failure.traceback,
+                "metadata": json.dumps(details),
+            },
+        ).fetchone()
+        if row is None:
+            return None
+        self._count(connection, dead_lettered=1)
+        return int(row[0])
+
+    def _count(self, connection: Connection, completed: int = 0, dead_lettered: int = 0) -> None:
+        if completed == 0 and dead_lettered == 0:
+            return
+        connection.execute(
+            "INSERT INTO broker_throughput AS t "
+            "(queue_name, bucket, worker_pid, completed, dead_lettered) "
+            "VALUES (%s, date_trunc('second', now()), pg_backend_pid(), %s, %s) "
+            "ON CONFLICT (queue_name, bucket, worker_pid) DO UPDATE SET "
+            "completed = t.completed + excluded.completed, "
+            "dead_lettered = t.dead_lettered + excluded.dead_lettered",
+            (self.queue_name, completed, dead_lettered),
+        )
+
+    def prune_throughput(self, connection: Connection) -> None:
+        connection.execute("DELETE FROM broker_throughput WHERE bucket < now() - interval '1 hour'")

@@ -1,0 +1,104 @@
+"""Operator access to `message_dead_letters`: list, show, replay and purge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from hartonomous.messaging.broker import Broker, Connection
+
+_SUMMARY = (
+    "dead_letter_id, message_id, queue_name, conversation_id, message_type, attempts, reason, "
+    "exception_type, created_at, replayed_at, replay_count, body->>'type' AS event_type"
+)
+
+
+class DeadLetterNotFoundError(LookupError):
+    def __init__(self, dead_letter_id: int) -> None:
+        super().__init__(f"dead letter {dead_letter_id} does not exist")
+
+
+@dataclass(frozen=True)
+class ReplaySelection:
+    """Which dead letters to replay: one id, every pending one, or those with a reason."""
+
+    dead_letter_id: int | None = None
+    reason: str | None = None
+    everything: bool = False
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        if self.dead_letter_id is not None:
+            return "dead_letter_id = %(id)s", {"id": self.dead_letter_id}
+        if self.reason is not None:
+            return "replayed_at IS NULL AND reason = %(reason)s", {"reason": self.reason}
+        if self.everything:
+            return "replayed_at IS NULL", {}
+        raise ValueError("say which dead letters to replay: an ID, --all or --reason")
+
+
+def list_dead_letters(
+    connection: Connection, limit: int = 50, include_replayed: bool = False
+) -> list[dict[str, Any]]:
+    where = "" if include_replayed else "WHERE replayed_at IS NULL"
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(
+            f"SELECT {_SUMMARY} FROM message_dead_letters {where} "
+            "ORDER BY dead_letter_id DESC LIMIT %s",
+            (limit,),
+        )
+        return cursor.fetchall()
+
+
+def show_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, Any]:
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(
+            "SELECT * FROM message_dead_letters WHERE dead_letter_id = %s", (dead_letter_id,)
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise DeadLetterNotFoundError(dead_letter_id)
+    return row
+
+
+def replay(connection: Connection, broker: Broker, selection: ReplaySelection) -> list[int]:
+    """Re-enqueue the selected dead letters (attempts reset); returns the new message ids.
+
+    The dead letter stays, marked with when it was replayed and as which message, and the new
+    message records `replayed_from`; all in one transaction.
+    """
+    where, params = selection.where()
+    with connection.transaction():
+        rows = connection.execute(
+            "WITH chosen AS ("
+            f"  SELECT dead_letter_id FROM message_dead_letters WHERE {where} "
+            "   ORDER BY dead_letter_id FOR UPDATE), "
+            "ins AS ("
+            "  INSERT INTO broker_messages "
+            "    (queue_name, conversation_id, message_type, body, enqueued_at, replayed_from) "
+            "  SELECT d.queue_name, d.conversation_id, d.message_type, d.body, d.enqueued_at, "
+            "         d.dead_letter_id "
+            "  FROM message_dead_letters d JOIN chosen USING (dead_letter_id) "
+            "  ORDER BY d.dead_letter_id "
+            "  RETURNING message_id, replayed_from) "
+            "UPDATE message_dead_letters d SET replayed_at = now(), "
+            "  replay_count = d.replay_count + 1, replayed_message_id = ins.message_id "
+            "FROM ins WHERE d.dead_letter_id = ins.replayed_from "
+            "RETURNING ins.message_id",
+            params,
+        ).fetchall()
+        if selection.dead_letter_id is not None and not rows:
+            raise DeadLetterNotFoundError(selection.dead_letter_id)
+        connection.execute("SELECT pg_notify(%s, '')", (broker.channel,))
+    return sorted(int(row[0]) for row in rows)
+
+
+def purge(connection: Connection, older_than: timedelta) -> int:
+    """Delete dead letters created more than `older_than` ago; returns how many."""
+    with connection.transaction():
+        cursor = connection.execute(
+            "DELETE FROM message_dead_letters WHERE created_at < now() - %s", (older_than,)
+        )
+    return cursor.rowcount

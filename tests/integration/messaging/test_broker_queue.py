@@ -1,0 +1,274 @@
+"""The broker on real PostgreSQL: send, receive, order, poison, malformed, orphans, replay."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from hartonomous.config.sections import MessageBrokerSettings, ResilienceSettings
+from hartonomous.messaging import (
+    Broker,
+    DelayMessageError,
+    MessagePump,
+    MessageTooLargeError,
+    OutgoingMessage,
+    ReceivedMessage,
+)
+from hartonomous.messaging.dead_letters import (
+    ReplaySelection,
+    list_dead_letters,
+    purge,
+    replay,
+    show_dead_letter,
+)
+from hartonomous.messaging.status import broker_status
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def event(n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"evt-{n}",
+        "source": "/tests",
+        "type": "io.hartonomous.test",
+        "data": {"n": n},
+        **extra,
+    }
+
+
+def fast_settings(max_attempts: int = 3) -> MessageBrokerSettings:
+    return MessageBrokerSettings(
+        max_message_characters=2048,
+        resilience=ResilienceSettings(
+            receive_base_delay_seconds=0.001,
+            receive_max_delay_seconds=0.001,
+            poison_message_max_attempts=max_attempts,
+        ),
+    )
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
+        yield connection
+
+
+def count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
+
+
+def test_send_receive_complete_keeps_the_cloudevent_queryable(
+    conn: psycopg.Connection[Any],
+) -> None:
+    broker = Broker(fast_settings())
+    broker.send(conn, event(1, table="atoms", operation="insert"), conversation_id="atoms:1")
+    row = conn.execute(
+        "SELECT body->>'id', body->>'type', body->>'table', body->>'operation', attempts, "
+        "message_type, queue_name FROM broker_messages"
+    ).fetchone()
+    assert row == (
+        "evt-1",
+        "io.hartonomous.test",
+        "atoms",
+        "insert",
+        0,
+        "//Hartonomous/Message",
+        "hartonomous_message_queue",
+    )
+    [message] = broker.receive(conn, 10)
+    assert message.attempts == 1
+    assert message.body["data"] == {"n": 1}
+    assert broker.receive(conn, 10) == []  # claimed: nobody else gets it
+    with conn.transaction():
+        assert broker.complete(conn, [message]) == 1
+    assert count(conn, "SELECT count(*) FROM broker_messages") == 0
+    assert broker_status(conn, broker)["throughput_last_minute"]["completed"] == 1
+
+
+def test_send_joins_the_callers_transaction(conn: psycopg.Connection[Any]) -> None:
+    broker = Broker(fast_settings())
+
+    def failing_unit_of_work() -> None:
+        with conn.transaction():
+            broker.send_batch(conn, [OutgoingMessage(event(n)) for n in range(5)])
+            raise RuntimeError("caller fails")
+
+    with pytest.raises(RuntimeError):
+        failing_unit_of_work()
+    assert count(conn, "SELECT count(*) FROM broker_messages") == 0
+    with conn.transaction():
+        ids = broker.send_batch(conn, [OutgoingMessage(event(n)) for n in range(5)])
+    assert ids == sorted(ids)
+    assert count(conn, "SELECT count(*) FROM broker_messages") == 5
+
+
+def test_an_oversized_message_is_refused_at_send(conn: psycopg.Connection[Any]) -> None:
+    broker = Broker(fast_settings())
+    with pytest.raises(MessageTooLargeError, match="over the limit of 2048"):
+        broker.send(conn, event(1, data={"blob": "x" * 5000}))
+    assert count(conn, "SELECT count(*) FROM broker_messages") == 0
+
+
+def test_poison_and_malformed_messages_reach_dead_letters_while_the_rest_flow(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    broker = Broker(fast_settings(max_attempts=3))
+    handled: list[int] = []
+
+    def handler(evt: Any, message: ReceivedMessage, _c: psycopg.Connection[Any]) -> None:
+        if evt.get_data()["n"] == 3:
+            raise KeyError("poisoned payload")
+        handled.append(evt.get_data()["n"])
+
+    # A malformed message first in its conversation must not block the one behind it.
+    broker.send(conn, "{not json", conversation_id="c-bad")
+    broker.send(conn, event(1), conversation_id="c-bad")
+    broker.send(conn, {"specversion": "1.0", "id": "x"}, conversation_id="c-missing")
+    for n in (2, 3, 4):
+        broker.send(conn, event(n), conversation_id=f"c-{n}")
+    pump = MessagePump(database_url, broker, handler, batch_size=10)
+    try:
+        for _ in range(50):
+            pump.drain()
+            if count(conn, "SELECT count(*) FROM broker_messages") == 0:
+                break
+    finally:
+        pump.close()
+    assert sorted(handled) == [1, 2, 4]
+    letters = {row["reason"]: row for row in list_dead_letters(conn)}
+    assert set(letters) == {
+        "Exceeded maximum delivery attempts of 3",
+        "malformed CloudEvent: missing required attribute(s) source, type",
+        next(r for r in letters if r.startswith("malformed CloudEvent: invalid JSON")),
+    }
+    poison = show_dead_letter(
+        conn, letters["Exceeded maximum delivery attempts of 3"]["dead_letter_id"]
+    )
+    assert poison["attempts"] == 3
+    assert poison["exception_type"] == "builtins.KeyError"
+    assert poison["exception_message"] == "'poisoned payload'"
+    assert "raise KeyError" in poison["exception_traceback"]
+    assert poison["body"]["data"] == {"n": 3}
+    assert poison["conversation_id"] == "c-3"
+    assert broker_status(conn, broker)["dead_letters"] == 3
+
+
+def test_a_worker_that_dies_mid_handling_uses_up_attempts(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    broker = Broker(fast_settings(max_attempts=2))
+    broker.send(conn, event(1), conversation_id="k")
+    broker.send(conn, event(2), conversation_id="other")
+    for attempt in (1, 2):
+        with psycopg.connect(libpq(database_url), autocommit=True) as doomed:
+            claimed = broker.receive(doomed, 10)
+            assert [m.attempts for m in claimed if m.conversation_id == "k"] == [attempt]
+            for message in claimed:
+                if message.conversation_id == "other":
+                    with doomed.transaction():
+                        broker.complete(doomed, [message])
+        # The session is gone: its claim is an orphan, taken back by the next receive.
+    assert broker.receive(conn, 10) == []
+    [letter] = list_dead_letters(conn)
+    assert letter["reason"] == "Exceeded maximum delivery attempts of 2"
+    assert letter["attempts"] == 2
+    assert count(conn, "SELECT count(*) FROM broker_messages") == 0
+
+
+def test_delay_is_not_a_failed_attempt(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    broker = Broker(fast_settings(max_attempts=1))
+    broker.send(conn, event(1))
+    calls: list[int] = []
+
+    def throttled(_e: Any, message: ReceivedMessage, _c: psycopg.Connection[Any]) -> None:
+        calls.append(message.attempts)
+        if len(calls) < 3:
+            raise DelayMessageError(0)
+
+    pump = MessagePump(database_url, broker, throttled)
+    try:
+        pump.drain()
+    finally:
+        pump.close()
+    assert calls == [1, 1, 1]
+    assert list_dead_letters(conn) == []
+
+
+def test_conversation_order_holds_with_two_concurrent_workers(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE TABLE handled (seq bigserial, conversation text, n int, worker text)")
+    broker = Broker(fast_settings())
+    conversations, per_conversation = 12, 25
+    with conn.transaction():
+        broker.send_batch(
+            conn,
+            [
+                OutgoingMessage(event(n, subject=f"c{c}"), conversation_id=f"c{c}")
+                for n in range(per_conversation)
+                for c in range(conversations)
+            ],
+        )
+
+    def worker(name: str) -> None:
+        def handler(evt: Any, _m: ReceivedMessage, c: psycopg.Connection[Any]) -> None:
+            c.execute(
+                "INSERT INTO handled (conversation, n, worker) VALUES (%s, %s, %s)",
+                (evt.get_subject(), evt.get_data()["n"], name),
+            )
+
+        pump = MessagePump(database_url, broker, handler, batch_size=4)
+        try:
+            while count(conn, "SELECT count(*) FROM broker_messages") > 0:
+                pump.run_once()
+        finally:
+            pump.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = conn.execute("SELECT conversation, n, worker FROM handled ORDER BY seq").fetchall()
+    assert len(rows) == conversations * per_conversation
+    for c in range(conversations):
+        assert [n for conv, n, _ in rows if conv == f"c{c}"] == list(range(per_conversation))
+    assert {worker for _, _, worker in rows} == {"w0", "w1"}
+
+
+def test_replay_and_purge(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    broker = Broker(fast_settings())
+    for body in ("{bad", "{worse"):
+        broker.send(conn, body)
+    pump = MessagePump(database_url, broker)
+    try:
+        pump.drain()
+        letters = list_dead_letters(conn)
+        assert len(letters) == 2
+        first = letters[-1]["dead_letter_id"]
+        [new_id] = replay(conn, broker, ReplaySelection(dead_letter_id=first))
+        message = conn.execute(
+            "SELECT attempts, replayed_from FROM broker_messages WHERE message_id = %s",
+            (new_id,),
+        ).fetchone()
+        assert message == (0, first)
+        assert show_dead_letter(conn, first)["replayed_message_id"] == new_id
+        assert [row["dead_letter_id"] for row in list_dead_letters(conn)] != [first]
+        replay(conn, broker, ReplaySelection(everything=True))
+        pump.drain()  # still malformed: back to the dead letters
+    finally:
+        pump.close()
+    assert len(list_dead_letters(conn, include_replayed=True)) == 4
+    assert purge(conn, timedelta(days=1)) == 0
+    assert purge(conn, timedelta(0)) == 4
+    assert list_dead_letters(conn, include_replayed=True) == []
