@@ -115,3 +115,25 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
     result = cli("--log-level", "loud", "db", "status")
     assert result.exit_code == 2
     assert "loud" in result.stderr
+
+
+def test_logs_are_json_lines_with_an_operation_id(cli: Cli) -> None:
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    upgraded = next(r for r in records if r["event"] == "migrations_upgraded")
+    assert upgraded["operation"] == "db"
+    assert len(upgraded["operation_id"]) == 32
+    assert upgraded["level"] == "info"
+    assert upgraded["timestamp"].endswith("Z")
+
+
+def test_interrupted_first_start_can_be_rerun(embedded_cli: Cli, data_dir: Path) -> None:
+    # What a killed first start leaves behind: initdb's scratch directory, no cluster.
+    leftover = data_dir / "pgdata.init-4194301"
+    (leftover / "base").mkdir(parents=True)
+    result = embedded_cli("--json", "db", "upgrade")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["to"] == HEAD
+    assert not leftover.exists()
+    assert (data_dir / "pgdata" / "PG_VERSION").exists()

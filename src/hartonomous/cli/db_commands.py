@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 import typer
 
 from hartonomous.cli.context import cli_context
@@ -11,6 +12,7 @@ from hartonomous.db import current_revision, downgrade, head_revision, open_data
 from hartonomous.db.migrate import known_revision
 from hartonomous.ops.seed import seed
 
+log = structlog.get_logger(__name__)
 app = typer.Typer(help="Migrations and reference data.", no_args_is_help=True)
 
 
@@ -35,6 +37,7 @@ def upgrade_command(
         before = current_revision(database.engine)
         upgrade(database.engine, revision)
         after = current_revision(database.engine)
+    log.info("migrations_upgraded", from_revision=before, to_revision=after)
     state.emit(
         {"from": before, "to": after, "changed": before != after},
         f"database at {after} (was {before or 'empty'})"

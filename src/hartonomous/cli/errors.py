@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def user_facing_errors() -> tuple[type[Exception], ...]:
+    from hartonomous.cdc.replication import SlotInOtherDatabaseError
     from hartonomous.cli.broker_commands import BrokerCommandError
     from hartonomous.cli.db_commands import UnknownRevisionError
     from hartonomous.cli.main import CommandFailedError
@@ -20,5 +21,6 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         EmbeddedDatabaseError,
         InstanceBusyError,
         PortUnavailableError,
+        SlotInOtherDatabaseError,
         UnknownRevisionError,
     )

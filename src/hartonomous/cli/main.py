@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 from hartonomous.cli import broker_commands, cdc_commands, db_commands
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.up_command import up
+from hartonomous.observability import new_operation_id
 
 app = typer.Typer(
     name="hartonomous",
@@ -49,6 +51,10 @@ def main(
 ) -> None:
     if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error")
+    # Every log line of this command carries its name and a fresh operation id.
+    structlog.contextvars.bind_contextvars(
+        operation=ctx.invoked_subcommand, operation_id=new_operation_id()
+    )
     ctx.obj = CliContext(
         config_file=config,
         data_dir=data_dir,

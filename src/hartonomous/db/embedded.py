@@ -141,8 +141,10 @@ class EmbeddedPostgres:
     def _initialise(self) -> None:
         # initdb into a scratch directory, then rename: an interrupted first start leaves
         # nothing that looks like a cluster.
+        # Scratch dirs of earlier, interrupted attempts are garbage (we hold the lifecycle lock).
+        for leftover in self.layout.data_dir.glob("pgdata.init-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         scratch = self.layout.data_dir / f"pgdata.init-{os.getpid()}"
-        shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700)
         self._give_to_run_as(scratch)
         try:

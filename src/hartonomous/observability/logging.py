@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 import structlog
@@ -58,11 +56,3 @@ def configure_logging(level: str = "info", log_format: LogFormat = "auto") -> No
 
 def new_operation_id() -> str:
     return uuid.uuid4().hex
-
-
-@contextmanager
-def bind_operation(operation: str, operation_id: str | None = None) -> Iterator[str]:
-    """Bind an operation name and id to every log line emitted inside the block."""
-    identifier = operation_id or new_operation_id()
-    with structlog.contextvars.bound_contextvars(operation=operation, operation_id=identifier):
-        yield identifier
