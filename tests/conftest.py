@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
+from tests.neo4j_server import start_neo4j
 
 from hartonomous.db import EmbeddedPostgres, upgrade
 
@@ -175,3 +176,17 @@ def embedded_cli(data_dir: Path) -> Cli:
     env = clean_environment()
     env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
     return Cli(env=env, cwd=data_dir)
+
+
+@pytest.fixture(scope="session")
+def neo4j_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bolt://127.0.0.1:PORT` of a real Neo4j 5 server (no auth), shared by the session.
+
+    Started only when a test asks for it; built from tests/neo4j-server on first use. The
+    server has one graph for the whole session: tests clean up what they create.
+    """
+    server = start_neo4j(tmp_path_factory.mktemp("neo4j"))
+    try:
+        yield server.uri
+    finally:
+        server.stop()

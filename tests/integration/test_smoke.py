@@ -65,3 +65,11 @@ def test_migrations_behind_head_are_named(engine: Engine) -> None:
     assert results["migrations at head"][0] == Verdict.FAIL
     assert "database at 0001" in results["migrations at head"][1]
     assert "missing table billing_rate_plans" in results["schema matches migrations"][1]
+
+
+def test_dropped_reference_count_trigger_is_named(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER holdings_count_refs_delete ON holdings"))
+    verdict, detail = verdicts(engine)["schema matches migrations"]
+    assert verdict == Verdict.FAIL
+    assert "missing trigger holdings_count_refs_delete on holdings" in detail

@@ -102,6 +102,7 @@ def _schema_matches(connection: Connection) -> tuple[Verdict, str]:
         described = _describe(difference)
         (missing if kind.startswith("add_") else unexpected).append(described)
     missing.extend(_missing_check_constraints(connection))
+    missing.extend(_missing_triggers(connection))
     if missing or unexpected:
         return Verdict.FAIL, "; ".join([*(f"missing {m}" for m in missing), *unexpected])
     tables = len(metadata.tables)
@@ -148,6 +149,19 @@ def _missing_check_constraints(connection: Connection) -> list[str]:
             if is_check and name not in present:
                 missing.append(f"check constraint {name} on {table.name}")
     return missing
+
+
+def _missing_triggers(connection: Connection) -> list[str]:
+    # Triggers the migrations create, as each table's metadata declares them (info["triggers"]).
+    present = set(
+        connection.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
+    )
+    return [
+        f"trigger {name} on {table.name}"
+        for table in metadata.tables.values()
+        for name in table.info.get("triggers", ())
+        if name not in present
+    ]
 
 
 def _wal_level(connection: Connection) -> tuple[Verdict, str]:

@@ -10,7 +10,6 @@ from hartonomous.ingest.extractors.model import (
     DerivedMedia,
     Extraction,
     ExtractionError,
-    JsonValue,
     TextSegment,
 )
 
@@ -18,7 +17,6 @@ __all__ = [
     "DerivedMedia",
     "Extraction",
     "ExtractionError",
-    "JsonValue",
     "TextSegment",
     "extract",
 ]

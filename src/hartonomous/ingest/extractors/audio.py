@@ -13,7 +13,8 @@ from typing import BinaryIO
 
 import soundfile
 
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError
+from hartonomous.json_types import JsonValue
 
 _BLOCK_FRAMES = 65536
 # libsndfile container names to the subtypes used across extractors.

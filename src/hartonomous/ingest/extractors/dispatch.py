@@ -10,7 +10,7 @@ from hartonomous.ingest.extractors.audio import extract_audio
 from hartonomous.ingest.extractors.docx import extract_docx
 from hartonomous.ingest.extractors.html import extract_html
 from hartonomous.ingest.extractors.image import extract_image
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError
 from hartonomous.ingest.extractors.pdf import extract_pdf
 from hartonomous.ingest.extractors.sniff import HEAD_BYTES, Family, Sniffed, sniff
 from hartonomous.ingest.extractors.text import (
@@ -21,6 +21,7 @@ from hartonomous.ingest.extractors.text import (
     may_be_text,
 )
 from hartonomous.ingest.extractors.video import extract_video
+from hartonomous.json_types import JsonValue
 
 # Looking at the start first avoids reading a large binary whole only to find it is not text.
 _TEXT_PROBE_BYTES = 64 * 1024

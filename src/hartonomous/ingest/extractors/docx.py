@@ -14,7 +14,8 @@ from docx import Document
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue, TextSegment
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError, TextSegment
+from hartonomous.json_types import JsonValue
 
 _HEADING_STYLE = "Heading "
 

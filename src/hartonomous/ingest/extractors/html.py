@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from lxml import etree
 from lxml import html as lxml_html
 
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue, TextSegment
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError, TextSegment
+from hartonomous.json_types import JsonValue
 
 _SKIPPED = frozenset(
     {"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"}

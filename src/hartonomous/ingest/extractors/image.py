@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError
+from hartonomous.json_types import JsonValue
 
 # Opaque EXIF blobs (MakerNote, thumbnails) longer than this are dropped; shorter ones are hex.
 _MAX_EXIF_BYTES = 64

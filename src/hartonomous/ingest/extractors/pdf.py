@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from hartonomous.ingest.extractors.model import Extraction, ExtractionError, JsonValue, TextSegment
+from hartonomous.ingest.extractors.model import Extraction, ExtractionError, TextSegment
+from hartonomous.json_types import JsonValue
 
 
 def extract_pdf(path: Path) -> Extraction:

@@ -15,7 +15,7 @@ import re
 import yaml
 from lxml import etree
 
-from hartonomous.ingest.extractors.model import JsonValue
+from hartonomous.json_types import JsonValue
 
 # csv.Sniffer is regex-heavy; a few KiB are plenty to see the delimiter.
 _CSV_SAMPLE_CHARS = 8192

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 
 from hartonomous.ingest.extractors import structured
-from hartonomous.ingest.extractors.model import Extraction, JsonValue, TextSegment
+from hartonomous.ingest.extractors.model import Extraction, TextSegment
+from hartonomous.json_types import JsonValue
 
 # Larger "text" is stored as opaque binary: segmenting it would hold several copies in memory.
 MAX_TEXT_BYTES = 64 * 1024 * 1024

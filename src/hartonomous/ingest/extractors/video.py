@@ -19,7 +19,8 @@ from pathlib import Path
 import imageio_ffmpeg
 import soundfile
 
-from hartonomous.ingest.extractors.model import DerivedMedia, Extraction, ExtractionError, JsonValue
+from hartonomous.ingest.extractors.model import DerivedMedia, Extraction, ExtractionError
+from hartonomous.json_types import JsonValue
 
 MAX_KEYFRAMES = 10
 MIN_KEYFRAME_INTERVAL_SECONDS = 5.0

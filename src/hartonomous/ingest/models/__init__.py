@@ -2,14 +2,12 @@
 
 from hartonomous.ingest.models.sniff import read_model, sniff_model_format
 from hartonomous.ingest.models.types import (
-    JsonValue,
     ModelDescription,
     ModelFormatError,
     TensorInfo,
 )
 
 __all__ = [
-    "JsonValue",
     "ModelDescription",
     "ModelFormatError",
     "TensorInfo",

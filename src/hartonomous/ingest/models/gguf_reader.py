@@ -23,7 +23,6 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueTy
 from gguf.constants import GGUF_DEFAULT_ALIGNMENT
 
 from hartonomous.ingest.models.types import (
-    JsonValue,
     ModelDescription,
     ModelFormatError,
     TensorInfo,
@@ -31,6 +30,7 @@ from hartonomous.ingest.models.types import (
     describe,
     file_order,
 )
+from hartonomous.json_types import JsonValue
 
 GGUF_MAGIC = b"GGUF"
 _SUPPORTED_VERSIONS = (2, 3)

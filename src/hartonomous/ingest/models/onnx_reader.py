@@ -25,13 +25,13 @@ from onnx import ModelProto, TensorProto, TypeProto, ValueInfoProto
 
 from hartonomous.ingest.models.architecture import infer_architecture
 from hartonomous.ingest.models.types import (
-    JsonValue,
     ModelDescription,
     ModelFormatError,
     TensorInfo,
     describe,
     element_count,
 )
+from hartonomous.json_types import JsonValue
 
 # ONNX element type -> (normalized name, bits per element); strings have no fixed width.
 _DTYPES: dict[int, tuple[str, int | None]] = {

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from hartonomous.ingest.models.architecture import infer_architecture
 from hartonomous.ingest.models.types import (
-    JsonValue,
     ModelDescription,
     ModelFormatError,
     TensorInfo,
@@ -24,6 +23,7 @@ from hartonomous.ingest.models.types import (
     element_count,
     file_order,
 )
+from hartonomous.json_types import JsonValue
 
 # Same cap as the reference implementation: real headers are kilobytes to a few megabytes.
 MAX_HEADER_LENGTH = 100_000_000

@@ -1,0 +1,69 @@
+"""Holdings (how a tenant owns an atom) and garbage collection of what nothing references."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, text
+
+from hartonomous.db.tables import holdings
+
+
+class HoldingNotFoundError(LookupError):
+    pass
+
+
+def release_holding(engine: Engine, tenant_id: str, holding_id: uuid.UUID) -> None:
+    """Delete a tenant's holding; reference counts go down (triggers), gc collects the rest."""
+    with engine.begin() as connection:
+        deleted = connection.execute(
+            delete(holdings)
+            .where(holdings.c.tenant_id == tenant_id, holdings.c.holding_id == holding_id)
+            .returning(holdings.c.holding_id)
+        ).first()
+    if deleted is None:
+        raise HoldingNotFoundError(f"holding {holding_id} not found for tenant {tenant_id!r}")
+
+
+@dataclass(frozen=True)
+class GcReport:
+    atoms_deleted: int
+    bytes_freed: int
+    batches: int
+
+
+def collect_garbage(engine: Engine, batch_size: int = 1000) -> GcReport:
+    """Delete unreferenced atoms in batches until none is left.
+
+    Deleting a composite drops its component rows, whose trigger lowers its children's counts;
+    the next batch collects those that reach zero. Candidates are taken `FOR UPDATE SKIP LOCKED`
+    and re-checked, so atoms an ingestion is about to reference (it holds `FOR KEY SHARE` on
+    them) are skipped, never deleted under it.
+    """
+    deleted = freed = batches = 0
+    while True:
+        with engine.begin() as connection:
+            row = connection.execute(
+                text(
+                    """
+                    WITH candidates AS (
+                        SELECT atom_id FROM atoms WHERE reference_count = 0
+                        LIMIT :batch FOR UPDATE SKIP LOCKED
+                    ), removed AS (
+                        DELETE FROM atoms a USING candidates c
+                        WHERE a.atom_id = c.atom_id AND a.reference_count = 0
+                        RETURNING a.kind, a.size_bytes
+                    )
+                    SELECT count(*) AS atoms,
+                           coalesce(sum(size_bytes) FILTER (WHERE kind = 'leaf'), 0) AS bytes
+                    FROM removed
+                    """
+                ),
+                {"batch": batch_size},
+            ).one()
+        if row.atoms == 0:
+            return GcReport(deleted, freed, batches)
+        deleted += row.atoms
+        freed += int(row.bytes)
+        batches += 1

@@ -1,0 +1,173 @@
+"""Reading atoms back: visibility for a tenant, summaries, and exact reconstruction of bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import Connection, text
+
+from hartonomous.atoms.component_stream import Run, encode_component_stream
+
+_FETCH_BATCH = 64
+
+# Every atom that contains `atom_id` (itself, its composite ancestors, and atoms it was derived
+# from), as far up as the graph goes.
+_ANCESTORS = """
+WITH RECURSIVE up(atom_id) AS (
+    SELECT CAST(:atom_id AS bytea)
+    UNION
+    SELECT edges.parent FROM (
+        SELECT parent_atom_id AS parent, child_atom_id AS child FROM atom_components
+        UNION ALL
+        SELECT from_atom_id, to_atom_id FROM atom_relations
+    ) AS edges JOIN up ON edges.child = up.atom_id
+)
+"""
+
+
+class AtomNotFoundError(LookupError):
+    """No such atom for this tenant (it does not exist, or the tenant holds nothing that has it)."""
+
+
+@dataclass(frozen=True)
+class AtomSummary:
+    atom_id: str
+    kind: str
+    modality: str
+    subtype: str
+    size_bytes: int
+    reference_count: int
+    canonical_text: str | None
+    metadata: dict[str, object]
+    runs: int
+    components: int
+    distinct_children: int
+    holders: list[dict[str, object]]
+
+
+def require_visible(connection: Connection, tenant_id: str, atom_id: bytes) -> None:
+    visible = connection.execute(
+        text(
+            _ANCESTORS + "SELECT EXISTS (SELECT 1 FROM holdings h JOIN up USING (atom_id) "
+            "WHERE h.tenant_id = :tenant_id)"
+        ),
+        {"atom_id": atom_id, "tenant_id": tenant_id},
+    ).scalar_one()
+    if not visible:
+        raise AtomNotFoundError(f"atom {atom_id.hex()} not found for tenant {tenant_id!r}")
+
+
+def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSummary:
+    require_visible(connection, tenant_id, atom_id)
+    atom = connection.execute(
+        text(
+            "SELECT kind, modality, subtype, size_bytes, reference_count, canonical_text, "
+            "metadata FROM atoms WHERE atom_id = :atom_id"
+        ),
+        {"atom_id": atom_id},
+    ).one()
+    children = connection.execute(
+        text(
+            "SELECT count(*) AS runs, coalesce(sum(repeat), 0) AS components, "
+            "count(DISTINCT child_atom_id) AS distinct_children "
+            "FROM atom_components WHERE parent_atom_id = :atom_id"
+        ),
+        {"atom_id": atom_id},
+    ).one()
+    holders = connection.execute(
+        text(
+            _ANCESTORS + "SELECT h.holding_id, h.atom_id, h.source_uri, h.source_type, "
+            "h.visibility, h.created_at FROM holdings h JOIN up USING (atom_id) "
+            "WHERE h.tenant_id = :tenant_id ORDER BY h.created_at"
+        ),
+        {"atom_id": atom_id, "tenant_id": tenant_id},
+    ).all()
+    return AtomSummary(
+        atom_id=atom_id.hex(),
+        kind=atom.kind,
+        modality=atom.modality,
+        subtype=atom.subtype,
+        size_bytes=atom.size_bytes,
+        reference_count=atom.reference_count,
+        canonical_text=atom.canonical_text,
+        metadata=atom.metadata,
+        runs=children.runs,
+        components=int(children.components),
+        distinct_children=children.distinct_children,
+        holders=[
+            {
+                "holding_id": str(h.holding_id),
+                "root_atom_id": bytes(h.atom_id).hex(),
+                "source_uri": h.source_uri,
+                "source_type": h.source_type,
+                "visibility": h.visibility,
+                "created_at": h.created_at.isoformat(),
+            }
+            for h in holders
+        ],
+    )
+
+
+def component_stream(connection: Connection, atom_id: bytes) -> bytes:
+    """The composite atom's ComponentStream, version 1 (digest §7.2)."""
+    runs = connection.execute(
+        text(
+            "SELECT child_atom_id, repeat FROM atom_components WHERE parent_atom_id = :atom_id "
+            "ORDER BY ordinal"
+        ),
+        {"atom_id": atom_id},
+    ).all()
+    return encode_component_stream(Run(bytes(run.child_atom_id), run.repeat) for run in runs)
+
+
+def leaf_sequence(connection: Connection, atom_id: bytes) -> Iterator[bytes]:
+    """The leaf atoms whose concatenation is the atom's bytes, in order (repeats expanded)."""
+    rows = connection.execute(
+        text(
+            """
+            WITH RECURSIVE walk(atom_id, path) AS (
+                SELECT CAST(:atom_id AS bytea), ARRAY[]::int[]
+                UNION ALL
+                SELECT c.child_atom_id, w.path || c.ordinal || r
+                FROM walk w
+                JOIN atom_components c ON c.parent_atom_id = w.atom_id
+                CROSS JOIN generate_series(1, c.repeat) AS r
+            )
+            SELECT w.atom_id FROM walk w JOIN atoms a USING (atom_id)
+            WHERE a.kind = 'leaf' ORDER BY w.path
+            """
+        ),
+        {"atom_id": atom_id},
+    )
+    for (leaf,) in rows:
+        yield bytes(leaf)
+
+
+def write_atom_bytes(connection: Connection, atom_id: bytes, out: BinaryIO) -> int:
+    """Write the atom's exact original bytes to `out`; returns how many were written."""
+    written = 0
+    pending: list[bytes] = []
+    for leaf in leaf_sequence(connection, atom_id):
+        pending.append(leaf)
+        if len(pending) == _FETCH_BATCH:
+            written += _write_leaves(connection, pending, out)
+            pending = []
+    if pending:
+        written += _write_leaves(connection, pending, out)
+    return written
+
+
+def _write_leaves(connection: Connection, leaves: list[bytes], out: BinaryIO) -> int:
+    payloads = {
+        bytes(row.atom_id): bytes(row.content)
+        for row in connection.execute(
+            text("SELECT atom_id, content FROM atom_payloads WHERE atom_id = ANY(:ids)"),
+            {"ids": list(set(leaves))},
+        )
+    }
+    written = 0
+    for leaf in leaves:
+        written += out.write(payloads[leaf])
+    return written

@@ -1,0 +1,145 @@
+"""Writing atoms inside the caller's transaction, deduplicated against what is stored.
+
+Leaf atoms (one chunk of bytes each) are written with COPY, and only those not yet stored are
+sent: re-ingesting known content costs one look-up per batch, not its bytes. Every atom this
+transaction relies on is locked `FOR KEY SHARE`, so a concurrent `atoms gc` cannot delete it
+between the look-up and the commit (gc deletes with `FOR UPDATE SKIP LOCKED`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from psycopg import Connection as PgConnection
+from sqlalchemy import Connection
+
+from hartonomous.atoms.component_stream import Run, merge_runs
+
+JsonObject = Mapping[str, object]
+
+
+class AtomVanishedError(Exception):
+    """An atom was collected between its look-up and its use; the unit of work is retried."""
+
+
+@dataclass(frozen=True)
+class LeafAtom:
+    atom_id: bytes
+    data: bytes | memoryview
+    modality: str
+    subtype: str
+    canonical_text: str | None = None
+    metadata: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompositeAtom:
+    atom_id: bytes
+    runs: Sequence[Run]
+    size_bytes: int
+    modality: str
+    subtype: str
+    metadata: JsonObject = field(default_factory=dict)
+
+
+class AtomWriter:
+    """Writes atoms on one connection; counts the payload bytes it actually stored."""
+
+    def __init__(self, connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, PgConnection)
+        self._pg: PgConnection[tuple[bytes]] = driver
+        self.new_bytes = 0
+        self._known: set[bytes] = set()
+
+    def put_leaves(self, leaves: Iterable[LeafAtom]) -> None:
+        batch: dict[bytes, LeafAtom] = {}
+        for leaf in leaves:
+            if leaf.atom_id not in self._known:
+                batch.setdefault(leaf.atom_id, leaf)
+        if not batch:
+            return
+        missing = set(batch) - self._lock_existing(list(batch))
+        if missing:
+            self._copy_leaves([batch[atom_id] for atom_id in sorted(missing)])
+        self._known.update(batch)
+
+    def put_composite(self, atom: CompositeAtom) -> bool:
+        """Store a composite atom and its runs unless it exists; True when it was new."""
+        if atom.atom_id in self._known:
+            return False
+        runs = merge_runs(atom.runs)
+        with self._pg.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, metadata) "
+                "VALUES (%s, 'composite', %s, %s, %s, %s) "
+                "ON CONFLICT (atom_id) DO NOTHING RETURNING atom_id",
+                (atom.atom_id, atom.modality, atom.subtype, atom.size_bytes, _json(atom.metadata)),
+            )
+            created = cursor.fetchone() is not None
+            if created:
+                with cursor.copy(
+                    "COPY atom_components (parent_atom_id, ordinal, child_atom_id, repeat) "
+                    "FROM STDIN"
+                ) as copy:
+                    for ordinal, run in enumerate(runs):
+                        copy.write_row((atom.atom_id, ordinal, run.child, run.repeat))
+        if not created and not self._lock_existing([atom.atom_id]):
+            raise AtomVanishedError(atom.atom_id.hex())
+        self._known.add(atom.atom_id)
+        return created
+
+    def describe(self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject) -> None:
+        """Label a leaf stored as a bare chunk with what it really is (a whole small file).
+
+        Labels only ever get more specific: an atom already described is left as it is.
+        """
+        with self._pg.cursor() as cursor:
+            cursor.execute(
+                "UPDATE atoms SET modality = %s, subtype = %s, metadata = %s "
+                "WHERE atom_id = %s AND modality = 'binary' AND subtype = 'chunk'",
+                (modality, subtype, _json(metadata), atom_id),
+            )
+
+    def _lock_existing(self, atom_ids: list[bytes]) -> set[bytes]:
+        with self._pg.cursor() as cursor:
+            cursor.execute(
+                "SELECT atom_id FROM atoms WHERE atom_id = ANY(%s) ORDER BY atom_id FOR KEY SHARE",
+                (atom_ids,),
+            )
+            return {bytes(atom_id) for (atom_id,) in cursor.fetchall()}
+
+    def _copy_leaves(self, leaves: Sequence[LeafAtom]) -> None:
+        # A concurrent ingestion of the same new bytes makes one COPY fail on the primary key;
+        # the caller retries the file, which then finds them stored.
+        with self._pg.cursor() as cursor:
+            with cursor.copy(
+                "COPY atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text, "
+                "metadata) FROM STDIN"
+            ) as copy:
+                for leaf in leaves:
+                    copy.write_row(
+                        (
+                            leaf.atom_id,
+                            "leaf",
+                            leaf.modality,
+                            leaf.subtype,
+                            len(leaf.data),
+                            leaf.canonical_text,
+                            _json(leaf.metadata),
+                        )
+                    )
+            # Binary COPY: payload bytes travel as they are, not hex-escaped.
+            with cursor.copy(
+                "COPY atom_payloads (atom_id, content) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["bytea", "bytea"])
+                for leaf in leaves:
+                    copy.write_row((leaf.atom_id, leaf.data))
+        self.new_bytes += sum(len(leaf.data) for leaf in leaves)
+
+
+def _json(value: JsonObject) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
