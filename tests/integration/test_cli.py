@@ -42,9 +42,10 @@ def test_seed_prints_the_key_once(cli: Cli) -> None:
 
 
 def test_smoke_passes_then_names_a_dropped_table(cli: Cli, database_url: str) -> None:
+    assert cli("db", "upgrade").exit_code == 0  # also arms change capture
     passed = cli("smoke")
     assert passed.exit_code == 0, passed.stdout + passed.stderr
-    assert passed.stdout.count("PASS") == 6
+    assert passed.stdout.count("PASS") == 7
 
     from sqlalchemy import create_engine, text
 

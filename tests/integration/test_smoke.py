@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
+from hartonomous.cdc import prepare_capture
+from hartonomous.config import load_settings
+from hartonomous.config.sections import CdcSettings
 from hartonomous.db import downgrade
-from hartonomous.ops.smoke import Verdict, run_smoke
+from hartonomous.ops.smoke import SmokeReport, Verdict, run_smoke
+
+CDC = CdcSettings()
+
+
+def run(engine: Engine) -> SmokeReport:
+    return run_smoke(engine, CDC)
 
 
 def verdicts(engine: Engine) -> dict[str, tuple[Verdict, str]]:
-    return {check.name: (check.verdict, check.detail) for check in run_smoke(engine).checks}
+    return {check.name: (check.verdict, check.detail) for check in run(engine).checks}
 
 
-def test_fresh_database_passes_every_check(engine: Engine) -> None:
-    report = run_smoke(engine)
+def test_provisioned_database_passes_every_check(engine: Engine, database_url: str) -> None:
+    prepare_capture(database_url, load_settings())
+    report = run(engine)
     assert report.passed, report.failures
     assert [check.name for check in report.checks] == [
         "database reachable",
@@ -22,11 +32,19 @@ def test_fresh_database_passes_every_check(engine: Engine) -> None:
         "schema matches migrations",
         "wal_level logical",
         "write/read round trip",
+        "change data capture",
     ]
+    assert "lag" in report.checks[-1].detail
+
+
+def test_capture_not_armed_is_named(engine: Engine) -> None:
+    verdict, detail = verdicts(engine)["change data capture"]
+    assert verdict == Verdict.FAIL
+    assert "slot hartonomous_ces missing" in detail
 
 
 def test_round_trip_leaves_nothing_behind(engine: Engine) -> None:
-    run_smoke(engine)
+    run(engine)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM tenants")).scalar() == 0
 
@@ -34,7 +52,7 @@ def test_round_trip_leaves_nothing_behind(engine: Engine) -> None:
 def test_dropped_table_is_named(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE billing_multipliers"))
-    report = run_smoke(engine)
+    report = run(engine)
     assert not report.passed
     verdict, detail = verdicts(engine)["schema matches migrations"]
     assert verdict == Verdict.FAIL

@@ -92,14 +92,14 @@ class AtomWriter:
         return created
 
     def describe(self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject) -> None:
-        """Label a leaf stored as a bare chunk with what it really is (a whole small file).
+        """Label a bare chunk, or a bare span of chunks, with what it really is (a whole file).
 
         Labels only ever get more specific: an atom already described is left as it is.
         """
         with self._pg.cursor() as cursor:
             cursor.execute(
                 "UPDATE atoms SET modality = %s, subtype = %s, metadata = %s "
-                "WHERE atom_id = %s AND modality = 'binary' AND subtype = 'chunk'",
+                "WHERE atom_id = %s AND modality = 'binary' AND subtype IN ('chunk', 'span')",
                 (modality, subtype, _json(metadata), atom_id),
             )
 

@@ -283,3 +283,12 @@ class CesConsumer:
 
     def status(self) -> dict[str, Any]:
         return cdc_status(self.connection(), self.cdc).as_dict()
+
+
+def prepare_capture(url: str, settings: Settings) -> None:
+    """Arm change capture (publication, slot, checkpoint) without consuming anything."""
+    consumer = CesConsumer(url, settings)
+    try:
+        consumer.prepare()
+    finally:
+        consumer.close()

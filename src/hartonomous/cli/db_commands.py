@@ -10,6 +10,8 @@ import typer
 from hartonomous.cli.context import cli_context
 from hartonomous.db import current_revision, downgrade, head_revision, open_database, upgrade
 from hartonomous.db.migrate import known_revision
+from hartonomous.ops.provision import provision
+from hartonomous.ops.sample_content import ingest_samples
 from hartonomous.ops.seed import seed
 
 log = structlog.get_logger(__name__)
@@ -17,6 +19,10 @@ app = typer.Typer(help="Migrations and reference data.", no_args_is_help=True)
 
 
 class UnknownRevisionError(Exception):
+    pass
+
+
+class SeedSamplesFailedError(Exception):
     pass
 
 
@@ -35,7 +41,10 @@ def upgrade_command(
     _require_known(revision)
     with open_database(state.settings()) as database:
         before = current_revision(database.engine)
-        upgrade(database.engine, revision)
+        if revision == "head":
+            provision(database, state.settings())
+        else:
+            upgrade(database.engine, revision)
         after = current_revision(database.engine)
     log.info("migrations_upgraded", from_revision=before, to_revision=after)
     state.emit(
@@ -100,12 +109,17 @@ def seed_command(
     update_plan: Annotated[
         bool, typer.Option("--update-plan", help="Overwrite the default plan with settings")
     ] = False,
+    samples: Annotated[
+        bool,
+        typer.Option("--samples", help="Also ingest sample documents and the MiniLM model"),
+    ] = False,
 ) -> None:
     """Seed the default rate plan and a sample tenant and principal. Idempotent."""
     state = cli_context(ctx)
     settings = state.settings()
     with open_database(settings) as database:
         report = seed(database.engine, settings, update_plan=update_plan)
+        job = ingest_samples(database.engine) if samples else None
     lines = [
         f"rate plan {report.plan.plan_code}: {report.plan.status.value}",
         f"sample tenant: {'created' if report.sample_tenant_created else 'unchanged'}",
@@ -117,4 +131,11 @@ def seed_command(
         lines.append(
             f"sample API key (shown once, only its hash is stored): {report.sample_api_key}"
         )
-    state.emit(report.as_dict(), "\n".join(lines))
+    data = report.as_dict()
+    if job is not None:
+        data["samples"] = job.as_dict()
+        lines += [f"sample {f.status:9} {f.path}" for f in job.files]
+        if job.status != "completed":
+            reasons = "; ".join(f.error for f in job.files if f.error)
+            raise SeedSamplesFailedError(f"sample ingestion {job.status}: {reasons}")
+    state.emit(data, "\n".join(lines))

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 
 def user_facing_errors() -> tuple[type[Exception], ...]:
+    from hartonomous.atoms.holdings import HoldingNotFoundError
+    from hartonomous.atoms.read import AtomNotFoundError
     from hartonomous.cdc.replication import SlotInOtherDatabaseError
+    from hartonomous.cli.atoms_commands import AtomIdError
     from hartonomous.cli.broker_commands import BrokerCommandError
-    from hartonomous.cli.db_commands import UnknownRevisionError
+    from hartonomous.cli.db_commands import SeedSamplesFailedError, UnknownRevisionError
     from hartonomous.cli.main import CommandFailedError
+    from hartonomous.cli.models_commands import ModelNotFoundError
     from hartonomous.cli.up_command import PortUnavailableError
     from hartonomous.config import ConfigError
     from hartonomous.db import DatabaseUnavailableError, EmbeddedDatabaseError
+    from hartonomous.ingest.pipeline import UnknownTenantError
     from hartonomous.ops.instance import InstanceBusyError
+    from hartonomous.ops.sample_content import SampleModelMissingError
 
     return (
+        AtomIdError,
+        AtomNotFoundError,
         BrokerCommandError,
+        HoldingNotFoundError,
+        ModelNotFoundError,
+        UnknownTenantError,
         CommandFailedError,
         ConfigError,
         DatabaseUnavailableError,
         EmbeddedDatabaseError,
         InstanceBusyError,
         PortUnavailableError,
+        SampleModelMissingError,
+        SeedSamplesFailedError,
         SlotInOtherDatabaseError,
         UnknownRevisionError,
     )

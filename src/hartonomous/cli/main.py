@@ -10,8 +10,15 @@ from typing import Annotated
 import structlog
 import typer
 
-from hartonomous.cli import broker_commands, cdc_commands, db_commands
+from hartonomous.cli import (
+    atoms_commands,
+    broker_commands,
+    cdc_commands,
+    db_commands,
+    models_commands,
+)
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.up_command import up
 from hartonomous.observability import new_operation_id
 
@@ -24,6 +31,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_commands.app, name="db")
+app.command("ingest")(ingest)
+app.add_typer(atoms_commands.atoms_app, name="atoms")
+app.add_typer(atoms_commands.holdings_app, name="holdings")
+app.add_typer(models_commands.models_app, name="models")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
 app.add_typer(broker_commands.broker_app, name="broker")
@@ -81,7 +92,7 @@ def smoke(ctx: typer.Context) -> None:
 
     state = cli_context(ctx)
     with open_database(state.settings()) as database:
-        report = run_smoke(database.engine)
+        report = run_smoke(database.engine, state.settings().cdc)
     lines = [f"{check.verdict.value} {check.name}: {check.detail}" for check in report.checks]
     data = {
         "passed": report.passed,

@@ -14,10 +14,11 @@ import uvicorn
 
 from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
-from hartonomous.db import head_revision, open_database, upgrade
+from hartonomous.db import head_revision, open_database
 from hartonomous.db.embedded import prepare_data_dir
 from hartonomous.messaging.services import event_backbone_services
 from hartonomous.ops.instance import InstanceLock
+from hartonomous.ops.provision import provision
 from hartonomous.ops.seed import seed
 
 log = structlog.get_logger(__name__)
@@ -66,7 +67,7 @@ def up(
     try:
         prepare_data_dir(settings.data_dir)
         with InstanceLock(settings.data_dir), open_database(settings) as database:
-            upgrade(database.engine)
+            provision(database, settings)
             report = seed(database.engine, settings)
             sock = _bind(listen_host, listen_port)
             bound_port = sock.getsockname()[1]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hartonomous.atoms.store import AtomVanishedError, AtomWriter
 from hartonomous.db.tables import (
+    atom_components,
     atom_relations,
     holdings,
     ingestion_job_atoms,
@@ -46,6 +47,7 @@ from hartonomous.ingest.paths import Candidate, expand_paths
 from hartonomous.json_types import JsonValue
 
 _ATTEMPTS = 3
+_ARCHITECTURE_LENGTH = 128  # models.architecture
 _RETRYABLE = (
     psycopg.errors.UniqueViolation,
     psycopg.errors.DeadlockDetected,
@@ -193,10 +195,12 @@ def _store_with_retries(engine: Engine, slot: _Slot, analysis: _Analysis) -> Fil
                 return _store_file(connection, slot, analysis)
         except AtomVanishedError:
             continue
-        except DBAPIError as exc:
-            if isinstance(exc.orig, _RETRYABLE) and attempt < _ATTEMPTS:
+        except (DBAPIError, psycopg.Error) as exc:
+            # The atom writer talks to psycopg directly, so its errors arrive unwrapped.
+            error = exc.orig if isinstance(exc, DBAPIError) else exc
+            if isinstance(error, _RETRYABLE) and attempt < _ATTEMPTS:
                 continue
-            return str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+            return str(error).splitlines()[0] if error is not None else str(exc)
         except OSError as exc:
             return exc.strerror or str(exc)
     return "atoms kept changing under us; try again"
@@ -296,7 +300,8 @@ def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescript
         .values(
             atom_id=stored.root.atom_id,
             format=model.format,
-            architecture=model.architecture,
+            # A file may name its architecture at any length; the full name stays in metadata.
+            architecture=model.architecture[:_ARCHITECTURE_LENGTH] if model.architecture else None,
             parameter_count=model.parameter_count,
             tensor_count=len(model.tensors),
             dtypes=dict(model.dtypes),
@@ -308,24 +313,42 @@ def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescript
     if created is None or not model.tensors:
         return
     span_atoms = {(offset, length): atom for offset, length, atom in stored.spans}
-    connection.execute(
-        insert(model_tensors),
+    rows = [
+        {
+            "model_atom_id": stored.root.atom_id,
+            "ordinal": ordinal,
+            "name": tensor.name,
+            "dtype": tensor.dtype,
+            "shape": list(tensor.shape),
+            "parameter_count": tensor.parameter_count,
+            "tensor_atom_id": span_atoms.get((tensor.offset, tensor.length))
+            if tensor.offset is not None
+            else None,
+            "byte_offset": tensor.offset,
+            "byte_length": tensor.length,
+            "metadata": dict(tensor.metadata),
+        }
+        for ordinal, tensor in enumerate(model.tensors)
+    ]
+    connection.execute(insert(model_tensors), rows)
+    # The file's atom may predate this model, stored from the same bytes as an opaque file (an
+    # ONNX file under another name) and cut into other spans: its tensors' atoms are then not
+    # its components. A relation keeps them referenced (gc would otherwise find them at zero
+    # while model_tensors points at them) and visible to the file's holders.
+    components = set(
+        connection.execute(
+            select(atom_components.c.child_atom_id).where(
+                atom_components.c.parent_atom_id == stored.root.atom_id
+            )
+        ).scalars()
+    )
+    _relate(
+        connection,
+        stored,
         [
-            {
-                "model_atom_id": stored.root.atom_id,
-                "ordinal": ordinal,
-                "name": tensor.name,
-                "dtype": tensor.dtype,
-                "shape": list(tensor.shape),
-                "parameter_count": tensor.parameter_count,
-                "tensor_atom_id": span_atoms.get((tensor.offset, tensor.length))
-                if tensor.offset is not None
-                else None,
-                "byte_offset": tensor.offset,
-                "byte_length": tensor.length,
-                "metadata": dict(tensor.metadata),
-            }
-            for ordinal, tensor in enumerate(model.tensors)
+            ("tensor", atom, {"name": tensor.name})
+            for tensor, row in zip(model.tensors, rows, strict=True)
+            if isinstance(atom := row["tensor_atom_id"], bytes) and atom not in components
         ],
     )
 

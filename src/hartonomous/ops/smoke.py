@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import CheckConstraint, Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
+from hartonomous.cdc.replication import smoke_check
+from hartonomous.config.sections import CdcSettings
 from hartonomous.db import head_revision
 from hartonomous.db.connection import describe_failure
 from hartonomous.db.tables import metadata, tenants
@@ -47,14 +50,28 @@ class SmokeReport:
         return [check for check in self.checks if check.verdict == Verdict.FAIL]
 
 
-def run_smoke(engine: Engine) -> SmokeReport:
+def run_smoke(engine: Engine, cdc: CdcSettings) -> SmokeReport:
     url = engine.url.render_as_string(hide_password=False)
     try:
         with engine.connect() as connection:
-            return SmokeReport(list(_checks(connection)))
+            checks = list(_checks(connection))
+        checks.append(_change_capture(engine, cdc))
+        return SmokeReport(checks)
     except DBAPIError as exc:
         failure = CheckResult("database reachable", Verdict.FAIL, describe_failure(url, exc))
         return SmokeReport([failure])
+
+
+def _change_capture(engine: Engine, cdc: CdcSettings) -> CheckResult:
+    # Slot and publication are armed by `db upgrade` / `up` and re-armed by the CES consumer;
+    # missing here means changes are not being captured.
+    try:
+        healthy, detail = smoke_check(engine, cdc)
+    except psycopg.Error as exc:
+        return CheckResult(
+            "change data capture", Verdict.FAIL, f"cannot inspect: {str(exc).splitlines()[0]}"
+        )
+    return CheckResult("change data capture", Verdict.PASS if healthy else Verdict.FAIL, detail)
 
 
 def _checks(connection: Connection) -> Iterator[CheckResult]:

@@ -1,0 +1,126 @@
+"""`hartonomous atoms …` and `hartonomous holdings …`: inspect, export, release, collect."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from hartonomous.atoms.hashing import hex_to_digest
+from hartonomous.atoms.holdings import collect_garbage, release_holding
+from hartonomous.atoms.read import require_visible, summarise, write_atom_bytes
+from hartonomous.cli.context import cli_context
+from hartonomous.db import open_database
+from hartonomous.db.tables import holdings
+
+atoms_app = typer.Typer(help="Atoms: inspect, export, collect garbage.", no_args_is_help=True)
+holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help=True)
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="The caller's tenant")]
+
+
+class AtomIdError(ValueError):
+    pass
+
+
+def parse_atom_id(atom_id: str) -> bytes:
+    try:
+        return hex_to_digest(atom_id.lower())
+    except ValueError:
+        raise AtomIdError(f"{atom_id!r} is not an atom id (64 hex characters)") from None
+
+
+@atoms_app.command("show")
+def show(ctx: typer.Context, atom_id: str, tenant: TenantOption) -> None:
+    """The atom, a summary of its children and the tenant's holdings that contain it."""
+    state = cli_context(ctx)
+    with open_database(state.settings()) as database, database.engine.connect() as connection:
+        summary = summarise(connection, tenant, parse_atom_id(atom_id))
+    text = summary.canonical_text
+    lines = [
+        f"atom       {summary.atom_id}",
+        f"kind       {summary.kind} ({summary.modality}/{summary.subtype})",
+        f"size       {summary.size_bytes} bytes; referenced {summary.reference_count} times",
+        f"children   {summary.components} in {summary.runs} runs "
+        f"({summary.distinct_children} distinct)",
+    ]
+    if text:
+        lines.append(f"text       {text[:200]!r}{'…' if len(text) > 200 else ''}")
+    lines += [f"held by    {h['source_uri']} ({h['visibility']})" for h in summary.holders]
+    state.emit(asdict(summary), "\n".join(lines))
+
+
+@atoms_app.command("export")
+def export(
+    ctx: typer.Context,
+    atom_id: str,
+    tenant: TenantOption,
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
+) -> None:
+    """Write the atom's exact original bytes to a file."""
+    state = cli_context(ctx)
+    digest = parse_atom_id(atom_id)
+    partial = output.with_name(output.name + ".partial")
+    with open_database(state.settings()) as database, database.engine.connect() as connection:
+        require_visible(connection, tenant, digest)
+        # Write aside and rename: a failed export never leaves a truncated file behind.
+        with partial.open("wb") as handle:
+            written = write_atom_bytes(connection, digest, handle)
+        partial.replace(output)
+    state.emit(
+        {"atom_id": atom_id, "path": str(output), "bytes": written}, f"{written} bytes -> {output}"
+    )
+
+
+@atoms_app.command("gc")
+def gc(
+    ctx: typer.Context,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+) -> None:
+    """Delete atoms nothing references (safe alongside ingestion)."""
+    state = cli_context(ctx)
+    with open_database(state.settings()) as database:
+        report = collect_garbage(database.engine, batch_size)
+    state.emit(
+        asdict(report),
+        f"collected {report.atoms_deleted} atoms ({report.bytes_freed} payload bytes) "
+        f"in {report.batches} batches",
+    )
+
+
+@holdings_app.command("list")
+def list_holdings(ctx: typer.Context, tenant: TenantOption) -> None:
+    """The tenant's holdings, newest first."""
+    state = cli_context(ctx)
+    with open_database(state.settings()) as database, database.engine.connect() as connection:
+        rows = connection.execute(
+            select(holdings)
+            .where(holdings.c.tenant_id == tenant)
+            .order_by(holdings.c.created_at.desc())
+        ).all()
+    data = [
+        {
+            "holding_id": str(row.holding_id),
+            "atom_id": bytes(row.atom_id).hex(),
+            "source_uri": row.source_uri,
+            "source_type": row.source_type,
+            "visibility": row.visibility,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+    human = "\n".join(f"{h['holding_id']}  {h['atom_id'][:16]}…  {h['source_uri']}" for h in data)
+    state.emit(data, human or "(no holdings)")
+
+
+@holdings_app.command("delete")
+def delete_holding(ctx: typer.Context, holding_id: uuid.UUID, tenant: TenantOption) -> None:
+    """Release a holding; `atoms gc` then collects what nothing else references."""
+    state = cli_context(ctx)
+    with open_database(state.settings()) as database:
+        release_holding(database.engine, tenant, holding_id)
+    state.emit({"holding_id": str(holding_id), "deleted": True}, f"released {holding_id}")

@@ -1,0 +1,71 @@
+"""`hartonomous ingest PATH… --tenant T`: files and folders into atoms, one job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from sqlalchemy import Engine
+
+from hartonomous.cli.context import cli_context
+from hartonomous.db import open_database
+from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
+
+Visibility = Literal["private", "public"]
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive)")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant that will hold the files")],
+    visibility: Annotated[
+        str, typer.Option(help="private, or public (the public corpus)")
+    ] = "private",
+    principal: Annotated[str | None, typer.Option(help="Principal recorded on the job")] = None,
+) -> None:
+    """Ingest files and folders; print the job summary."""
+    state = cli_context(ctx)
+    if visibility not in ("private", "public"):
+        raise typer.BadParameter(
+            f"{visibility!r} is not private or public", param_hint="--visibility"
+        )
+    request = IngestRequest(tenant_id=tenant, principal_id=principal, visibility=visibility)
+    with open_database(state.settings()) as database:
+        if state.as_json or not sys.stdout.isatty():
+            outcome = ingest_paths(database.engine, request, paths)
+        else:
+            outcome = _with_progress(database.engine, request, paths)
+    state.emit(outcome.as_dict(), _summary(outcome))
+    if outcome.status == "failed" and outcome.files:
+        raise typer.Exit(1)
+
+
+def _with_progress(engine: Engine, request: IngestRequest, paths: list[Path]) -> JobOutcome:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from hartonomous.ingest.paths import expand_paths
+
+    total = len(expand_paths(paths))
+    with Progress(
+        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}")
+    ) as progress:
+        task = progress.add_task("", total=total)
+
+        def advance(outcome: FileOutcome) -> None:
+            progress.update(task, advance=1, description=Path(outcome.path).name)
+
+        return ingest_paths(engine, request, paths, on_file=advance)
+
+
+def _summary(outcome: JobOutcome) -> str:
+    lines = [
+        f"{f.status:9} {f.path}" + (f"  ({f.error})" if f.error else f"  {f.atom_id}")
+        for f in outcome.files
+    ]
+    lines.append(
+        f"job {outcome.job_id}: {outcome.status}; {len(outcome.files)} files, "
+        f"{outcome.new_bytes} new bytes, {outcome.reused_bytes} reused bytes"
+    )
+    return "\n".join(lines)
