@@ -123,3 +123,28 @@ def test_seed_samples_puts_a_real_model_in_the_store(cli: Cli) -> None:
     second = json.loads(cli("--json", "db", "seed", "--samples").stdout)["samples"]
     assert {f["status"] for f in second["files"]} == {"unchanged"}
     assert second["new_bytes"] == 0
+
+
+def test_export_component_stream_of_a_composite(cli: Cli, data_dir: Path) -> None:
+    from hartonomous.atoms import decode_component_stream
+
+    seeded(cli)
+    doc = data_dir / "doc.md"
+    doc.write_text("one\n\ntwo\n\none\n\ntwo\n")
+    job = json.loads(cli("--json", "ingest", str(doc), "--tenant", "sample").stdout)
+    out = data_dir / "doc.cs"
+    atom_id = job["files"][0]["atom_id"]
+    result = cli(
+        "atoms", "export", atom_id, "--tenant", "sample", "-o", str(out), "--component-stream"
+    )
+    assert result.exit_code == 0, result.stderr
+    runs = decode_component_stream(out.read_bytes())
+    # "one\n\n" and "two\n\n" alternate, so four runs of two distinct paragraph atoms.
+    assert [run.repeat for run in runs] == [1, 1, 1, 1]
+    assert len({run.child for run in runs}) == 3  # the last "two\n" has no blank line after it
+    leaf = runs[0].child.hex()
+    refused = cli(
+        "atoms", "export", leaf, "--tenant", "sample", "-o", str(out), "--component-stream"
+    )
+    assert refused.exit_code == 1
+    assert "is a leaf: it has no ComponentStream" in refused.stderr

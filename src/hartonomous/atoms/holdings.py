@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from hartonomous.db.tables import holdings
 
 
 class HoldingNotFoundError(LookupError):
     pass
+
+
+def holding_dict(row: Any) -> dict[str, object]:
+    """A holdings row as JSON-ready values."""
+    return {
+        "holding_id": str(row.holding_id),
+        "atom_id": bytes(row.atom_id).hex(),
+        "source_uri": row.source_uri,
+        "source_type": row.source_type,
+        "visibility": row.visibility,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def list_holdings(connection: Connection, tenant_id: str) -> list[dict[str, object]]:
+    rows = connection.execute(
+        select(holdings)
+        .where(holdings.c.tenant_id == tenant_id)
+        .order_by(holdings.c.created_at.desc())
+    )
+    return [holding_dict(row) for row in rows]
 
 
 def release_holding(engine: Engine, tenant_id: str, holding_id: uuid.UUID) -> None:

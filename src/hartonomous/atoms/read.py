@@ -9,6 +9,7 @@ from typing import BinaryIO
 from sqlalchemy import Connection, text
 
 from hartonomous.atoms.component_stream import Run, encode_component_stream
+from hartonomous.atoms.holdings import holding_dict
 
 _FETCH_BATCH = 64
 
@@ -96,22 +97,21 @@ def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSum
         runs=children.runs,
         components=int(children.components),
         distinct_children=children.distinct_children,
-        holders=[
-            {
-                "holding_id": str(h.holding_id),
-                "root_atom_id": bytes(h.atom_id).hex(),
-                "source_uri": h.source_uri,
-                "source_type": h.source_type,
-                "visibility": h.visibility,
-                "created_at": h.created_at.isoformat(),
-            }
-            for h in holders
-        ],
+        holders=[holding_dict(h) for h in holders],
     )
+
+
+class NotCompositeError(ValueError):
+    pass
 
 
 def component_stream(connection: Connection, atom_id: bytes) -> bytes:
     """The composite atom's ComponentStream, version 1 (digest §7.2)."""
+    kind = connection.execute(
+        text("SELECT kind FROM atoms WHERE atom_id = :atom_id"), {"atom_id": atom_id}
+    ).scalar_one_or_none()
+    if kind != "composite":
+        raise NotCompositeError(f"atom {atom_id.hex()} is a leaf: it has no ComponentStream")
     runs = connection.execute(
         text(
             "SELECT child_atom_id, repeat FROM atom_components WHERE parent_atom_id = :atom_id "

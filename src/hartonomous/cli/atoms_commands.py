@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from hartonomous.atoms.hashing import hex_to_digest
-from hartonomous.atoms.holdings import collect_garbage, release_holding
-from hartonomous.atoms.read import require_visible, summarise, write_atom_bytes
+from hartonomous.atoms.holdings import collect_garbage, list_holdings, release_holding
+from hartonomous.atoms.read import (
+    component_stream,
+    require_visible,
+    summarise,
+    write_atom_bytes,
+)
 from hartonomous.cli.context import cli_context
 from hartonomous.db import open_database
-from hartonomous.db.tables import holdings
 
 atoms_app = typer.Typer(help="Atoms: inspect, export, collect garbage.", no_args_is_help=True)
 holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help=True)
@@ -60,8 +63,15 @@ def export(
     atom_id: str,
     tenant: TenantOption,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
+    as_component_stream: Annotated[
+        bool,
+        typer.Option(
+            "--component-stream",
+            help="Write a composite atom's ComponentStream (v1 binary) instead of its bytes",
+        ),
+    ] = False,
 ) -> None:
-    """Write the atom's exact original bytes to a file."""
+    """Write the atom's exact original bytes (or its ComponentStream) to a file."""
     state = cli_context(ctx)
     digest = parse_atom_id(atom_id)
     partial = output.with_name(output.name + ".partial")
@@ -69,10 +79,14 @@ def export(
         require_visible(connection, tenant, digest)
         # Write aside and rename: a failed export never leaves a truncated file behind.
         with partial.open("wb") as handle:
-            written = write_atom_bytes(connection, digest, handle)
+            if as_component_stream:
+                written = handle.write(component_stream(connection, digest))
+            else:
+                written = write_atom_bytes(connection, digest, handle)
         partial.replace(output)
     state.emit(
-        {"atom_id": atom_id, "path": str(output), "bytes": written}, f"{written} bytes -> {output}"
+        {"atom_id": atom_id, "path": str(output), "bytes": written},
+        f"{written} bytes -> {output}",
     )
 
 
@@ -93,27 +107,12 @@ def gc(
 
 
 @holdings_app.command("list")
-def list_holdings(ctx: typer.Context, tenant: TenantOption) -> None:
+def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
     """The tenant's holdings, newest first."""
     state = cli_context(ctx)
     with open_database(state.settings()) as database, database.engine.connect() as connection:
-        rows = connection.execute(
-            select(holdings)
-            .where(holdings.c.tenant_id == tenant)
-            .order_by(holdings.c.created_at.desc())
-        ).all()
-    data = [
-        {
-            "holding_id": str(row.holding_id),
-            "atom_id": bytes(row.atom_id).hex(),
-            "source_uri": row.source_uri,
-            "source_type": row.source_type,
-            "visibility": row.visibility,
-            "created_at": row.created_at.isoformat(),
-        }
-        for row in rows
-    ]
-    human = "\n".join(f"{h['holding_id']}  {h['atom_id'][:16]}…  {h['source_uri']}" for h in data)
+        data = list_holdings(connection, tenant)
+    human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {h['source_uri']}" for h in data)
     state.emit(data, human or "(no holdings)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def user_facing_errors() -> tuple[type[Exception], ...]:
     from hartonomous.atoms.holdings import HoldingNotFoundError
-    from hartonomous.atoms.read import AtomNotFoundError
+    from hartonomous.atoms.read import AtomNotFoundError, NotCompositeError
     from hartonomous.cdc.replication import SlotInOtherDatabaseError
     from hartonomous.cli.atoms_commands import AtomIdError
     from hartonomous.cli.broker_commands import BrokerCommandError
@@ -25,6 +25,7 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         BrokerCommandError,
         HoldingNotFoundError,
         ModelNotFoundError,
+        NotCompositeError,
         UnknownTenantError,
         CommandFailedError,
         ConfigError,

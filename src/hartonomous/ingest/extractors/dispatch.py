@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from hartonomous.ingest.extractors.audio import extract_audio
-from hartonomous.ingest.extractors.docx import extract_docx
-from hartonomous.ingest.extractors.html import extract_html
-from hartonomous.ingest.extractors.image import extract_image
 from hartonomous.ingest.extractors.model import Extraction, ExtractionError
-from hartonomous.ingest.extractors.pdf import extract_pdf
 from hartonomous.ingest.extractors.sniff import HEAD_BYTES, Family, Sniffed, sniff
 from hartonomous.ingest.extractors.text import (
     MAX_TEXT_BYTES,
@@ -20,16 +16,17 @@ from hartonomous.ingest.extractors.text import (
     extract_text,
     may_be_text,
 )
-from hartonomous.ingest.extractors.video import extract_video
 from hartonomous.json_types import JsonValue
 
 # Looking at the start first avoids reading a large binary whole only to find it is not text.
 _TEXT_PROBE_BYTES = 64 * 1024
-_BY_FAMILY: dict[Family, Callable[[Path], Extraction]] = {
-    "pdf": extract_pdf,
-    "docx": extract_docx,
-    "image": extract_image,
-    "audio": extract_audio,
+# Each family's parser (pypdf, python-docx, Pillow, soundfile, lxml, ffmpeg) is imported on first
+# use, so commands that never extract do not pay for loading them all.
+_BY_FAMILY: dict[Family, tuple[str, str]] = {
+    "pdf": ("pdf", "extract_pdf"),
+    "docx": ("docx", "extract_docx"),
+    "image": ("image", "extract_image"),
+    "audio": ("audio", "extract_audio"),
 }
 _FILE_TYPES = (
     (stat.S_ISDIR, "a directory"),
@@ -56,8 +53,14 @@ def extract(path: Path) -> Extraction:
     if found.family == "binary":
         return _binary(found, size)
     if found.family == "video":
+        from hartonomous.ingest.extractors.video import extract_video
+
         return extract_video(path, found.subtype)
-    return _BY_FAMILY[found.family](path)
+    module, function = _BY_FAMILY[found.family]
+    extractor: Callable[[Path], Extraction] = getattr(
+        importlib.import_module(f"hartonomous.ingest.extractors.{module}"), function
+    )
+    return extractor(path)
 
 
 def _regular_file_size(path: Path) -> int:
@@ -92,6 +95,8 @@ def _text_or_binary(path: Path, size: int) -> Extraction:
         return _binary(unknown, size)
     subtype = classify(decoded.text, path.suffix)
     if subtype == "html":
+        from hartonomous.ingest.extractors.html import extract_html
+
         return extract_html(data, decoded.encoding)
     return extract_text(data, decoded, subtype)
 

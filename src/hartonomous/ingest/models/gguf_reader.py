@@ -22,6 +22,7 @@ from pathlib import Path
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType, ReaderField
 from gguf.constants import GGUF_DEFAULT_ALIGNMENT
 
+from hartonomous.ingest.models.sniff import GGUF_MAGIC
 from hartonomous.ingest.models.types import (
     ModelDescription,
     ModelFormatError,
@@ -32,7 +33,6 @@ from hartonomous.ingest.models.types import (
 )
 from hartonomous.json_types import JsonValue
 
-GGUF_MAGIC = b"GGUF"
 _SUPPORTED_VERSIONS = (2, 3)
 _SCALAR_SIZES: dict[int, int] = {
     GGUFValueType.UINT8: 1,

@@ -15,20 +15,20 @@ anonymous blob.
 
 from __future__ import annotations
 
+import importlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from hartonomous.ingest.models.gguf_reader import GGUF_MAGIC, read_gguf
-from hartonomous.ingest.models.onnx_reader import read_onnx
-from hartonomous.ingest.models.safetensors_reader import read_safetensors
 from hartonomous.ingest.models.types import ModelDescription, ModelFormatError
 
+GGUF_MAGIC = b"GGUF"
 _EXTENSIONS = {".safetensors": "safetensors", ".gguf": "gguf", ".onnx": "onnx"}
-_READERS: dict[str, Callable[[Path], ModelDescription]] = {
-    "safetensors": read_safetensors,
-    "gguf": read_gguf,
-    "onnx": read_onnx,
+# Readers import their format's library (gguf, onnx) on first use, not when sniffing.
+_READERS = {
+    "safetensors": ("safetensors_reader", "read_safetensors"),
+    "gguf": ("gguf_reader", "read_gguf"),
+    "onnx": ("onnx_reader", "read_onnx"),
 }
 # How far past the opening brace to look for the first key's quote (headers may be padded).
 _JSON_WINDOW = 64
@@ -50,7 +50,11 @@ def read_model(path: Path) -> ModelDescription:
     model_format = sniff_model_format(path)
     if model_format is None:
         raise ModelFormatError("not a safetensors, GGUF or ONNX model file")
-    return _READERS[model_format](path)
+    module, function = _READERS[model_format]
+    reader: Callable[[Path], ModelDescription] = getattr(
+        importlib.import_module(f"hartonomous.ingest.models.{module}"), function
+    )
+    return reader(path)
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
