@@ -117,16 +117,17 @@ class Neo4jServer:
         shutil.rmtree(self.working_directory, ignore_errors=True)
 
 
-def start_neo4j(working_directory: Path) -> Neo4jServer:
+def start_neo4j(working_directory: Path, port: int = 0) -> Neo4jServer:
     """Build the launcher if needed, start a server whose files live in `working_directory`
-    (created if missing; removed by `stop`) and return once Bolt answers a handshake."""
+    (created if missing; removed by `stop`) and return once Bolt answers a handshake.
+    `port` 0 lets the system pick; a fixed port lets a test restart a server in place."""
     jar = build_launcher()
     java = _java()
     working_directory.mkdir(parents=True, exist_ok=True)
     log_path = working_directory / "launcher.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [java, *JVM_OPTIONS, "-jar", str(jar), str(working_directory / "server"), "0"],
+            [java, *JVM_OPTIONS, "-jar", str(jar), str(working_directory / "server"), str(port)],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,

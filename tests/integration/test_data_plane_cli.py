@@ -33,8 +33,11 @@ def test_ingest_json_summary_and_export(cli: Cli, data_dir: Path) -> None:
         "error",
         "new_bytes",
         "reused_bytes",
+        "embedded",
+        "similar",
     }
     assert by_name["a.md"]["status"] == "ingested"
+    assert by_name["a.md"]["embedded"] == 3  # the heading and both paragraphs
     assert by_name["empty.txt"]["status"] == "failed"
     assert "empty.txt" in by_name["empty.txt"]["error"]
     assert "empty file" in by_name["empty.txt"]["error"]

@@ -71,7 +71,7 @@ def test_dropped_index_and_check_constraint_are_named(engine: Engine) -> None:
 
 def test_missing_extension_is_named(engine: Engine) -> None:
     with engine.begin() as connection:
-        connection.execute(text("DROP EXTENSION vector"))
+        connection.execute(text("DROP EXTENSION vector CASCADE"))
     verdict, detail = verdicts(engine)["pgvector present"]
     assert verdict == Verdict.FAIL
     assert "'vector' is not installed" in detail

@@ -16,6 +16,7 @@ from psycopg import Connection as PgConnection
 from sqlalchemy import Connection
 
 from hartonomous.atoms.component_stream import Run, merge_runs
+from hartonomous.json_types import without_nul
 
 JsonObject = Mapping[str, object]
 
@@ -127,7 +128,9 @@ class AtomWriter:
                             leaf.modality,
                             leaf.subtype,
                             len(leaf.data),
-                            leaf.canonical_text,
+                            None
+                            if leaf.canonical_text is None
+                            else leaf.canonical_text.replace("\x00", "\ufffd"),
                             _json(leaf.metadata),
                         )
                     )
@@ -142,4 +145,4 @@ class AtomWriter:
 
 
 def _json(value: JsonObject) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(without_nul(dict(value)), ensure_ascii=False, separators=(",", ":"))

@@ -34,7 +34,7 @@ from hartonomous.cdc.replication import (
     ensure_slot,
 )
 from hartonomous.config import Settings
-from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage
+from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage, prune_throughput
 from hartonomous.messaging.envelope import to_body
 from hartonomous.messaging.resilience import ResilienceStrategy
 
@@ -124,6 +124,15 @@ class CesConsumer:
             "WHERE slot_name = %s ON CONFLICT (consumer_name) DO NOTHING",
             (self.cdc.consumer_name, self.cdc.slot_name, self.cdc.slot_name),
         )
+
+    def prune_history(self) -> int:
+        """Drop the event flow's history older than `[cdc] retention_minutes`.
+
+        Completed messages are deleted at once, so that history is the per-second throughput
+        counters behind `broker status`; without pruning they grow by one row per second and
+        worker forever. Dead letters are left to the operator (`deadletters purge`).
+        """
+        return prune_throughput(self.connection(), self.cdc.retention_minutes)
 
     def step(self) -> StepResult:
         assert self.strategy is not None
@@ -259,6 +268,7 @@ class CesConsumer:
             if not self.acquire(stop):
                 return
             self.prepare()
+            self.prune_history()
             since_prepare = 0.0
             while not stop.is_set():
                 try:
@@ -277,6 +287,7 @@ class CesConsumer:
                 since_prepare += idle
                 if since_prepare >= _REPREPARE_SECONDS:
                     self.prepare()  # tables added by later migrations join the publication
+                    self.prune_history()
                     since_prepare = 0.0
         finally:
             self.close()

@@ -40,6 +40,7 @@ def ces_consumer(
             if once:
                 consumer.acquire(threading.Event())
                 consumer.prepare()
+                consumer.prune_history()
                 events = consumer.drain()
                 status = consumer.status()
                 state.emit(

@@ -19,11 +19,15 @@ Visibility = Literal["private", "public"]
 def ingest(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive)")],
+    *,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant that will hold the files")],
     visibility: Annotated[
         str, typer.Option(help="private, or public (the public corpus)")
     ] = "private",
     principal: Annotated[str | None, typer.Option(help="Principal recorded on the job")] = None,
+    dedup_policy: Annotated[
+        str, typer.Option(help="Deduplication policy (near-duplicates links similar text)")
+    ] = "default",
 ) -> None:
     """Ingest files and folders; print the job summary."""
     state = cli_context(ctx)
@@ -31,7 +35,9 @@ def ingest(
         raise typer.BadParameter(
             f"{visibility!r} is not private or public", param_hint="--visibility"
         )
-    request = IngestRequest(tenant_id=tenant, principal_id=principal, visibility=visibility)
+    request = IngestRequest(
+        tenant_id=tenant, principal_id=principal, visibility=visibility, dedup_policy=dedup_policy
+    )
     with open_database(state.settings()) as database:
         if state.as_json or not sys.stdout.isatty():
             outcome = ingest_paths(database.engine, request, paths)
@@ -63,6 +69,11 @@ def _summary(outcome: JobOutcome) -> str:
     lines = [
         f"{f.status:9} {f.path}" + (f"  ({f.error})" if f.error else f"  {f.atom_id}")
         for f in outcome.files
+    ]
+    lines += [
+        f"similar   {link['atom_id']} ~ {link['similar_to']} ({link['similarity']:.4f})"
+        for f in outcome.files
+        for link in f.similar
     ]
     lines.append(
         f"job {outcome.job_id}: {outcome.status}; {len(outcome.files)} files, "

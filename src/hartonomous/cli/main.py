@@ -16,6 +16,8 @@ from hartonomous.cli import (
     cdc_commands,
     db_commands,
     models_commands,
+    search_commands,
+    sync_commands,
 )
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.ingest_command import ingest
@@ -40,6 +42,10 @@ app.command("up")(up)
 app.add_typer(broker_commands.broker_app, name="broker")
 app.add_typer(broker_commands.deadletters_app, name="deadletters")
 app.command("ces-consumer")(cdc_commands.ces_consumer)
+app.command("embed")(search_commands.embed)
+app.command("search")(search_commands.search)
+app.command("sync")(sync_commands.sync)
+app.add_typer(sync_commands.graph_app, name="graph")
 
 
 @app.callback()

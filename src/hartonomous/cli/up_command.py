@@ -16,10 +16,10 @@ from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
 from hartonomous.db import head_revision, open_database
 from hartonomous.db.embedded import prepare_data_dir
-from hartonomous.messaging.services import event_backbone_services
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.provision import provision
 from hartonomous.ops.seed import seed
+from hartonomous.sync.service import sync_services
 
 log = structlog.get_logger(__name__)
 _GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -87,7 +87,7 @@ def up(
             if report.sample_api_key and not state.as_json:
                 sys.stdout.write(f"sample API key (shown once): {report.sample_api_key}\n")
                 sys.stdout.flush()
-            services = event_backbone_services(database.url, settings)
+            services = sync_services(database.url, settings)
             for service in services:
                 service.start()
             try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg.errors
@@ -29,6 +29,7 @@ from hartonomous.db.tables import (
     models,
     tenants,
 )
+from hartonomous.embed.indexing import HoldingIndexer
 from hartonomous.ingest.extractors import Extraction, ExtractionError, extract
 from hartonomous.ingest.layout import (
     FileAtoms,
@@ -44,7 +45,7 @@ from hartonomous.ingest.models import (
     sniff_model_format,
 )
 from hartonomous.ingest.paths import Candidate, expand_paths
-from hartonomous.json_types import JsonValue
+from hartonomous.json_types import JsonValue, without_nul
 
 _ATTEMPTS = 3
 _ARCHITECTURE_LENGTH = 128  # models.architecture
@@ -67,6 +68,9 @@ class FileOutcome:
     error: str | None
     new_bytes: int
     reused_bytes: int
+    embedded: int = 0
+    # Near-duplicates (policy with a threshold): {atom_id, similar_to, similarity}.
+    similar: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class IngestRequest:
     principal_id: str | None = None
     visibility: str = "private"
     source_type: str = "file"
+    dedup_policy: str = "default"
 
 
 def ingest_paths(
@@ -94,12 +99,16 @@ def ingest_paths(
     request: IngestRequest,
     paths: Sequence[Path],
     on_file: Callable[[FileOutcome], None] | None = None,
+    indexer: HoldingIndexer | None = None,
 ) -> JobOutcome:
     candidates = expand_paths(paths)
+    indexer = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
     job_id = _start_job(engine, request)
     outcomes: list[FileOutcome] = []
     for ordinal, candidate in enumerate(candidates):
-        outcome = _ingest_candidate(engine, request, job_id, ordinal, candidate)
+        outcome = _ingest_candidate(
+            engine, _Slot(request, job_id, ordinal, candidate.path, indexer), candidate
+        )
         outcomes.append(outcome)
         if on_file is not None:
             on_file(outcome)
@@ -169,12 +178,10 @@ class _Slot:
     job_id: uuid.UUID
     ordinal: int
     path: Path
+    indexer: HoldingIndexer
 
 
-def _ingest_candidate(
-    engine: Engine, request: IngestRequest, job_id: uuid.UUID, ordinal: int, candidate: Candidate
-) -> FileOutcome:
-    slot = _Slot(request, job_id, ordinal, candidate.path)
+def _ingest_candidate(engine: Engine, slot: _Slot, candidate: Candidate) -> FileOutcome:
     if candidate.error is not None:
         return _record_failure(engine, slot, candidate.error)
     try:
@@ -221,6 +228,10 @@ def _store_file(connection: Connection, slot: _Slot, analysis: _Analysis) -> Fil
     if analysis.model is not None:
         _store_model(connection, stored, analysis.model)
     holding_id, created = _hold(connection, slot, stored)
+    # Vectors for the atoms this holding brings that have none yet, and its search entries.
+    indexed = slot.indexer.index_holding(
+        connection, slot.request.tenant_id, holding_id, slot.job_id
+    )
     status = "ingested" if created else "unchanged"
     reused = max(0, size - content_new_bytes)
     connection.execute(
@@ -236,7 +247,16 @@ def _store_file(connection: Connection, slot: _Slot, analysis: _Analysis) -> Fil
             reused_bytes=reused,
         )
     )
-    return FileOutcome(str(path), stored.root.atom_id.hex(), status, None, writer.new_bytes, reused)
+    return FileOutcome(
+        str(path),
+        stored.root.atom_id.hex(),
+        status,
+        None,
+        writer.new_bytes,
+        reused,
+        indexed.embedded,
+        [asdict(link) for link in indexed.similar],
+    )
 
 
 def _hold(connection: Connection, slot: _Slot, stored: FileAtoms) -> tuple[uuid.UUID, bool]:
@@ -288,7 +308,7 @@ def _relate(
                 "relation_type": relation_type,
                 "ordinal": ordinal,
                 "to_atom_id": atom_id,
-                "metadata": metadata,
+                "metadata": without_nul(metadata),
             }
         )
     connection.execute(pg_insert(atom_relations).values(rows).on_conflict_do_nothing())
@@ -305,7 +325,7 @@ def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescript
             parameter_count=model.parameter_count,
             tensor_count=len(model.tensors),
             dtypes=dict(model.dtypes),
-            metadata=json.loads(json.dumps(model.metadata)),
+            metadata=without_nul(json.loads(json.dumps(model.metadata))),
         )
         .on_conflict_do_nothing()
         .returning(models.c.atom_id)
@@ -326,7 +346,7 @@ def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescript
             else None,
             "byte_offset": tensor.offset,
             "byte_length": tensor.length,
-            "metadata": dict(tensor.metadata),
+            "metadata": without_nul(dict(tensor.metadata)),
         }
         for ordinal, tensor in enumerate(model.tensors)
     ]

@@ -82,40 +82,81 @@ def psycopg_connection(connection: Connection | sqlalchemy.Connection) -> Connec
     return connection
 
 
+# One statement, one round trip: take back the lowest orphan if there is one, otherwise claim up
+# to `limit` conversation heads. An orphan that already used every allowed attempt is not
+# claimed again but returned with `exhausted` so that the caller dead-letters it. The UPDATE
+# finds its rows through the primary key (`= ANY(ARRAY(...))`): a join on the CTE lets the
+# planner hash-join against a scan of the whole queue when its statistics lag behind.
 _RECEIVE = """
-WITH candidates AS (
-    SELECT m.message_id FROM broker_messages m
+WITH orphan AS (
+    SELECT m.message_id, m.attempts >= %(max_attempts)s AS exhausted
+    FROM broker_messages m
     WHERE m.queue_name = %(queue)s
-      AND m.available_at <= now()
-      AND {claimable}
+      AND m.locked_by IS NOT NULL
+      AND (m.locked_until < now()
+           OR m.locked_by NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
       AND NOT EXISTS (
-          SELECT 1 FROM broker_messages earlier
+          SELECT FROM broker_messages earlier
+          WHERE earlier.queue_name = m.queue_name
+            AND earlier.conversation_id = m.conversation_id
+            AND earlier.message_id < m.message_id)
+    ORDER BY m.message_id
+    LIMIT 1
+    FOR UPDATE OF m SKIP LOCKED
+), clean AS (
+    SELECT m.message_id FROM broker_messages m
+    WHERE NOT EXISTS (SELECT FROM orphan WHERE NOT orphan.exhausted)
+      AND m.queue_name = %(queue)s
+      AND m.locked_by IS NULL
+      AND m.available_at <= now()
+      AND NOT EXISTS (
+          SELECT FROM broker_messages earlier
           WHERE earlier.queue_name = m.queue_name
             AND earlier.conversation_id = m.conversation_id
             AND earlier.message_id < m.message_id)
     ORDER BY m.message_id
     LIMIT %(limit)s
     FOR UPDATE OF m SKIP LOCKED
+), claimed AS (
+    UPDATE broker_messages m
+    SET attempts = m.attempts + 1,
+        locked_by = pg_backend_pid(),
+        locked_until = now() + make_interval(secs => %(lease)s),
+        received_at = now()
+    WHERE m.message_id = ANY(ARRAY(
+        SELECT message_id FROM orphan WHERE NOT exhausted
+        UNION ALL
+        SELECT message_id FROM clean))
+    RETURNING m.message_id, m.queue_name, m.conversation_id, m.message_type, m.body,
+              m.enqueued_at, m.attempts, m.replayed_from, m.last_error
 )
-UPDATE broker_messages m
-SET attempts = m.attempts + 1,
-    locked_by = pg_backend_pid(),
-    locked_until = now() + make_interval(secs => %(lease)s),
-    received_at = now()
-FROM candidates c
-WHERE m.message_id = c.message_id
-RETURNING m.message_id, m.queue_name, m.conversation_id, m.message_type, m.body,
-          m.enqueued_at, m.attempts, m.replayed_from, m.last_error
+SELECT claimed.*, false AS exhausted FROM claimed
+UNION ALL
+SELECT m.message_id, m.queue_name, m.conversation_id, m.message_type, m.body, m.enqueued_at,
+       m.attempts, m.replayed_from, m.last_error, true
+FROM broker_messages m JOIN orphan o ON o.message_id = m.message_id AND o.exhausted
 """
-_CLEAN = "m.locked_by IS NULL"
-_ORPHAN = (
-    "m.locked_by IS NOT NULL AND (m.locked_until < now() OR m.locked_by NOT IN "
-    "(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))"
+
+# Deletes the handled messages and counts them for `broker status` in the same statement.
+_COMPLETE = """
+WITH done AS (
+    DELETE FROM broker_messages
+    WHERE message_id = ANY(%(ids)s) AND locked_by IS NOT NULL
+    RETURNING message_id
+), counted AS (
+    INSERT INTO broker_throughput AS t (queue_name, bucket, worker_pid, completed)
+    SELECT %(queue)s, date_trunc('second', now()), pg_backend_pid(), n
+    FROM (SELECT count(*)::int AS n FROM done) AS d
+    WHERE n > 0
+    ON CONFLICT (queue_name, bucket, worker_pid)
+    DO UPDATE SET completed = t.completed + excluded.completed
 )
+SELECT count(*) FROM done
+"""
 
 _DEAD_LETTER = """
 WITH moved AS (
-    DELETE FROM broker_messages WHERE message_id = %(message_id)s
+    DELETE FROM broker_messages WHERE message_id = %(message_id)s AND locked_by IS NOT NULL
     RETURNING message_id, queue_name, conversation_id, message_type, body, enqueued_at
 )
 INSERT INTO message_dead_letters (
@@ -168,7 +209,11 @@ class Broker:
     def send_batch(
         self, connection: Connection | sqlalchemy.Connection, messages: Sequence[OutgoingMessage]
     ) -> list[int]:
-        """Enqueue all messages in one statement; visible to consumers when the caller commits."""
+        """Enqueue all messages in one statement; visible to consumers when the caller commits.
+
+        The arrays travel in binary: the text form of an array escapes every quote of every
+        JSON body, which cost more than the whole INSERT.
+        """
         if not messages:
             return []
         bodies = [self._serialise(message.body) for message in messages]
@@ -179,8 +224,8 @@ class Broker:
                 INSERT INTO broker_messages
                     (queue_name, conversation_id, message_type, body, available_at)
                 SELECT %(queue)s, c, t, b::jsonb, now() + make_interval(secs => d)
-                FROM unnest(%(conversations)s::text[], %(types)s::text[], %(bodies)s::text[],
-                            %(delays)s::float8[]) WITH ORDINALITY AS u(c, t, b, d, n)
+                FROM unnest(%(conversations)b::text[], %(types)b::text[], %(bodies)b::text[],
+                            %(delays)b::float8[]) WITH ORDINALITY AS u(c, t, b, d, n)
                 ORDER BY n
                 RETURNING message_id
             ), wake AS (SELECT pg_notify(%(channel)s, ''))
@@ -215,52 +260,49 @@ class Broker:
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
 
-        A message claimed for the (max+1)-th time failed every allowed attempt (its worker
-        died each time), so it goes straight to the dead letters instead of being returned.
+        An orphan whose worker died on every allowed attempt is not delivered again: it goes
+        straight to the dead letters (in the same receive, which may still claim other
+        messages).
         """
-        with connection.transaction():
-            rows = self._claim(connection, _ORPHAN, 1)
-            if not rows:
-                rows = self._claim(connection, _CLEAN, max_messages)
-            received: list[ReceivedMessage] = []
-            for row in rows:
-                message = ReceivedMessage(**row)
-                if message.attempts > self.max_attempts:
-                    self.dead_letter(
-                        connection,
-                        message,
-                        POISON_REASON.format(max_attempts=self.max_attempts),
-                        Failure(
-                            exception_type=None,
-                            message=message.last_error
-                            or ORPHAN_ERROR.format(attempt=message.attempts - 1),
-                            traceback=None,
-                        ),
-                        attempts=message.attempts - 1,
-                    )
-                else:
-                    received.append(message)
-            return received
-
-    def _claim(self, connection: Connection, claimable: str, limit: int) -> list[dict[str, Any]]:
         with connection.cursor(row_factory=dict_row) as cursor:
             cursor.execute(
-                _RECEIVE.format(claimable=claimable),
-                {"queue": self.queue_name, "limit": limit, "lease": self.lease_seconds},
+                _RECEIVE,
+                {
+                    "queue": self.queue_name,
+                    "limit": max_messages,
+                    "lease": self.lease_seconds,
+                    "max_attempts": self.max_attempts,
+                },
             )
             rows = cursor.fetchall()
-        return sorted(rows, key=lambda row: int(row["message_id"]))
+        received: list[ReceivedMessage] = []
+        for row in sorted(rows, key=lambda row: int(row["message_id"])):
+            exhausted = bool(row.pop("exhausted"))
+            message = ReceivedMessage(**row)
+            if not exhausted:
+                received.append(message)
+                continue
+            with connection.transaction():
+                self.dead_letter(
+                    connection,
+                    message,
+                    POISON_REASON.format(max_attempts=self.max_attempts),
+                    Failure(
+                        exception_type=None,
+                        message=message.last_error or ORPHAN_ERROR.format(attempt=message.attempts),
+                        traceback=None,
+                    ),
+                )
+        return received
 
     def complete(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> int:
         """Remove handled messages (in the handler's transaction, for exactly-once effects)."""
         if not messages:
             return 0
-        cursor = connection.execute(
-            "DELETE FROM broker_messages WHERE message_id = ANY(%s) AND locked_by IS NOT NULL",
-            ([m.message_id for m in messages],),
-        )
-        self._count(connection, completed=cursor.rowcount)
-        return cursor.rowcount
+        row = connection.execute(
+            _COMPLETE, {"ids": [m.message_id for m in messages], "queue": self.queue_name}
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def abandon(
         self,
@@ -322,21 +364,20 @@ class Broker:
         ).fetchone()
         if row is None:
             return None
-        self._count(connection, dead_lettered=1)
+        connection.execute(
+            "INSERT INTO broker_throughput AS t (queue_name, bucket, worker_pid, dead_lettered) "
+            "VALUES (%s, date_trunc('second', now()), pg_backend_pid(), 1) "
+            "ON CONFLICT (queue_name, bucket, worker_pid) DO UPDATE SET "
+            "dead_lettered = t.dead_lettered + 1",
+            (self.queue_name,),
+        )
         return int(row[0])
 
-    def _count(self, connection: Connection, completed: int = 0, dead_lettered: int = 0) -> None:
-        if completed == 0 and dead_lettered == 0:
-            return
-        connection.execute(
-            "INSERT INTO broker_throughput AS t "
-            "(queue_name, bucket, worker_pid, completed, dead_lettered) "
-            "VALUES (%s, date_trunc('second', now()), pg_backend_pid(), %s, %s) "
-            "ON CONFLICT (queue_name, bucket, worker_pid) DO UPDATE SET "
-            "completed = t.completed + excluded.completed, "
-            "dead_lettered = t.dead_lettered + excluded.dead_lettered",
-            (self.queue_name, completed, dead_lettered),
-        )
 
-    def prune_throughput(self, connection: Connection) -> None:
-        connection.execute("DELETE FROM broker_throughput WHERE bucket < now() - interval '1 hour'")
+def prune_throughput(connection: Connection, retention_minutes: int) -> int:
+    """Delete the throughput counters (of every queue) older than `retention_minutes`."""
+    cursor = connection.execute(
+        "DELETE FROM broker_throughput WHERE bucket < now() - make_interval(mins => %s)",
+        (retention_minutes,),
+    )
+    return cursor.rowcount

@@ -6,6 +6,7 @@ commit or vanish together. A handler failure rolls back to the savepoint and eit
 the message (retried after a backoff) or, at the poison limit, dead-letters it with the
 exception's type, message and traceback. A malformed CloudEvent is dead-lettered at once: no
 retry can make it valid, and it must not hold up the messages behind it.
+The savepoint is set lazily, just before the handler's first statement (`savepoint.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hartonomous.messaging.broker import (
 )
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
 from hartonomous.messaging.resilience import ResilienceStrategy, is_transient
+from hartonomous.messaging.savepoint import HandlerSavepoint, PumpConnection
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +42,10 @@ class DelayMessageError(Exception):
     def __init__(self, seconds: float, reason: str = "throttled") -> None:
         super().__init__(reason)
         self.seconds = seconds
+
+
+class HandlerLeftTransactionAbortedError(Exception):
+    """A handler swallowed a database error: its writes are undone and the attempt failed."""
 
 
 class RejectMessageError(Exception):
@@ -76,7 +82,7 @@ class MessagePump:
     handler: Handler = acknowledge
     batch_size: int = 50
     strategy: ResilienceStrategy | None = None
-    _connection: Connection | None = field(default=None, init=False)
+    _connection: PumpConnection | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.strategy is None:
@@ -87,10 +93,10 @@ class MessagePump:
         assert self.strategy is not None
         return self.strategy
 
-    def connection(self) -> Connection:
+    def connection(self) -> PumpConnection:
         if self._connection is None or self._connection.closed:
             conninfo = self.url.replace("postgresql+psycopg://", "postgresql://")
-            connection = psycopg.connect(
+            connection = PumpConnection.connect(
                 conninfo, autocommit=True, application_name="hartonomous-broker"
             )
             connection.execute(f'LISTEN "{self.broker.channel}"')
@@ -158,15 +164,16 @@ class MessagePump:
                 return
             remaining -= slice_seconds
 
-    def _handle_batch(self, connection: Connection) -> BatchOutcome:
+    def _handle_batch(self, connection: PumpConnection) -> BatchOutcome:
         messages = self.broker.receive(connection, self.batch_size)
         if not messages:
             return BatchOutcome()
         done: list[ReceivedMessage] = []
         abandoned = delayed = dead = 0
+        savepoint = HandlerSavepoint(connection)
         with connection.transaction():
             for message in messages:
-                verdict = self._handle_one(connection, message)
+                verdict = self._handle_one(connection, message, savepoint)
                 if verdict == "completed":
                     done.append(message)
                 elif verdict == "abandoned":
@@ -178,20 +185,29 @@ class MessagePump:
             self.broker.complete(connection, done)
         return BatchOutcome(len(done), abandoned, delayed, dead)
 
-    def _handle_one(self, connection: Connection, message: ReceivedMessage) -> str:
+    def _handle_one(
+        self, connection: Connection, message: ReceivedMessage, savepoint: HandlerSavepoint
+    ) -> str:
         try:
             event = parse_cloudevent(message.body)
         except MalformedMessageError as exc:
             log.warning("broker_malformed_message", message_id=message.message_id, reason=str(exc))
             self.broker.dead_letter(connection, message, str(exc), Failure.of(exc))
             return "dead_lettered"
+        savepoint.arm()
         try:
-            with connection.transaction():
-                self.handler(event, message, connection)
+            self.handler(event, message, connection)
+            if savepoint.left_aborted():
+                raise HandlerLeftTransactionAbortedError(
+                    "the handler returned normally after a database error left its "
+                    "transaction aborted"
+                )
         except DelayMessageError as delay:
+            savepoint.settle(failed=True)
             self.broker.delay(connection, message, delay.seconds)
             return "delayed"
         except RejectMessageError as rejection:
+            savepoint.settle(failed=True)
             self.broker.dead_letter(
                 connection,
                 message,
@@ -203,7 +219,9 @@ class MessagePump:
         except Exception as exc:
             if is_transient(exc) and connection.broken:
                 raise
+            savepoint.settle(failed=True)
             return self._failed(connection, message, exc)
+        savepoint.settle(failed=False)
         return "completed"
 
     def _failed(self, connection: Connection, message: ReceivedMessage, exc: Exception) -> str:

@@ -78,6 +78,8 @@ class RetryPolicy:
     jitter_factor: float
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = lambda: secrets.randbelow(1 << 30) / float(1 << 30)
+    # Which errors a retry may cure; other services than PostgreSQL (Neo4j) pass their own.
+    transient: Callable[[BaseException], bool] = is_transient
 
     def delay(self, attempt: int) -> float:
         """The wait after failed attempt `attempt` (1-based)."""
@@ -91,7 +93,7 @@ class RetryPolicy:
             try:
                 return operation()
             except Exception as exc:
-                if not is_transient(exc) or attempt >= self.max_attempts:
+                if not self.transient(exc) or attempt >= self.max_attempts:
                     raise
                 wait = self.delay(attempt)
                 log.warning(
@@ -130,8 +132,11 @@ class CircuitBreaker:
         break_duration: float,
         half_open_successes: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self.name = name
+        self._transient = transient
         self._threshold = failure_threshold
         self._break_duration = break_duration
         self._half_open_successes = half_open_successes
@@ -155,7 +160,7 @@ class CircuitBreaker:
         try:
             result = operation()
         except Exception as exc:
-            self._on_failure(probe, transient=is_transient(exc))
+            self._on_failure(probe, transient=self._transient(exc))
             raise
         self._on_success(probe)
         return result

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -37,6 +37,12 @@ def consumer(database_url: str) -> Iterator[CesConsumer]:
     ces.prepare()
     yield ces
     ces.close()
+
+
+def count_rows(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
 
 
 def bodies(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -177,3 +183,82 @@ def test_sigkill_repeatedly_while_rows_change_gives_exactly_one_event_per_change
     ).fetchall()
     assert counts[0] == ("insert", rows, rows, rows)
     assert counts[1][:3] == ("update", updated, updated)
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll until `condition` holds; the deadline only keeps a broken consumer from hanging."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_long_running_consumer_captures_changes_as_they_commit_and_stops_on_sigterm(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO broker_throughput (queue_name, bucket, worker_pid, completed) "
+        "VALUES ('q', now() - interval '3 days', 1, 5)"  # older than the default retention
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hartonomous", "--json", "ces-consumer"],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = json.loads(process.stdout.readline())  # printed once slot and checkpoint exist
+        assert started["slot_exists"]
+        assert "tenants" in started["published_tables"]
+
+        def events() -> int:
+            return count_rows(conn, "SELECT count(*) FROM broker_messages")
+
+        for round_number in range(3):
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO tenants (tenant_id, display_name) "
+                    "SELECT 'r' || %s || '-' || g, 'x' FROM generate_series(1, 10) AS g",
+                    (round_number,),
+                )
+            _wait_for(lambda n=round_number: events() == 10 * (n + 1), "the inserts' events")
+        conn.execute("UPDATE tenants SET display_name = 'y' WHERE tenant_id = 'r0-1'")
+        conn.execute("DELETE FROM tenants WHERE tenant_id = 'r2-10'")
+        _wait_for(lambda: events() == 32, "the update and delete events")
+
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    operations = conn.execute(
+        "SELECT body->>'operation', count(*), count(DISTINCT body->>'id') FROM broker_messages "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert operations == [("delete", 1, 1), ("insert", 30, 30), ("update", 1, 1)]
+    assert count_rows(conn, "SELECT count(*) FROM broker_throughput") == 0
+    # Stopped cleanly: the advisory lock is free, the slot confirmed everything it enqueued.
+    after = cli("--json", "ces-consumer", "--once")
+    assert after.exit_code == 0, after.stderr
+    assert json.loads(after.stdout)["events"] == 0
+    assert json.loads(after.stdout)["events_total"] == 32
+
+
+def test_retention_minutes_prunes_old_throughput_counters(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO broker_throughput (queue_name, bucket, worker_pid, completed) VALUES "
+        "('q', now() - interval '2 hours', 1, 5), ('q', now() - interval '30 minutes', 1, 7)"
+    )
+    cli.env["HARTONOMOUS_CDC__RETENTION_MINUTES"] = "60"
+    result = cli("ces-consumer", "--once")
+    assert result.exit_code == 0, result.stderr
+    rows = conn.execute("SELECT completed FROM broker_throughput").fetchall()
+    assert rows == [(7,)]

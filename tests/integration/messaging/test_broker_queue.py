@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from hartonomous.messaging import (
     MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
+    RejectMessageError,
 )
 from hartonomous.messaging.dead_letters import (
     ReplaySelection,
@@ -163,6 +165,45 @@ def test_poison_and_malformed_messages_reach_dead_letters_while_the_rest_flow(
     assert broker_status(conn, broker)["dead_letters"] == 3
 
 
+def test_a_failed_handler_loses_only_its_own_writes_within_the_batch(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE TABLE effects (n int PRIMARY KEY)")
+    broker = Broker(fast_settings(max_attempts=1))
+    outcomes = {2: KeyError("boom"), 4: DelayMessageError(60), 5: RejectMessageError("denied")}
+
+    def handler(evt: Any, _m: ReceivedMessage, c: psycopg.Connection[Any]) -> None:
+        n = evt.get_data()["n"]
+        if n == 8:
+            raise ValueError("fails before touching the database")
+        c.execute("INSERT INTO effects VALUES (%s)", (n,))
+        if n == 6:  # swallows a database error: its transaction is left aborted
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                c.execute("INSERT INTO effects VALUES (%s)", (n,))
+        if n in outcomes:
+            raise outcomes[n]
+
+    with conn.transaction():
+        broker.send_batch(conn, [OutgoingMessage(event(n)) for n in range(1, 9)])
+    pump = MessagePump(database_url, broker, handler, batch_size=10)
+    try:
+        outcome = pump.run_once()  # all eight in one batch, one transaction
+    finally:
+        pump.close()
+    assert (outcome.completed, outcome.delayed, outcome.dead_lettered) == (3, 1, 4)
+    assert [row[0] for row in conn.execute("SELECT n FROM effects ORDER BY n")] == [1, 3, 7]
+    remaining = conn.execute("SELECT body->'data'->>'n', attempts FROM broker_messages").fetchall()
+    assert remaining == [("4", 0)]  # delayed, and the delay did not count as an attempt
+    letters = {
+        show_dead_letter(conn, row["dead_letter_id"])["body"]["data"]["n"]: row
+        for row in list_dead_letters(conn)
+    }
+    assert sorted(letters) == [2, 5, 6, 8]
+    assert letters[5]["reason"] == "denied"
+    assert letters[6]["exception_type"].endswith("HandlerLeftTransactionAbortedError")
+    assert letters[8]["exception_type"] == "builtins.ValueError"
+
+
 def test_a_worker_that_dies_mid_handling_uses_up_attempts(
     database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -178,7 +219,12 @@ def test_a_worker_that_dies_mid_handling_uses_up_attempts(
                     with doomed.transaction():
                         broker.complete(doomed, [message])
         # The session is gone: its claim is an orphan, taken back by the next receive.
-    assert broker.receive(conn, 10) == []
+    broker.send(conn, event(3), conversation_id="fresh")
+    # The exhausted orphan is dead-lettered, and the same receive still delivers the rest.
+    [fresh] = broker.receive(conn, 10)
+    assert fresh.conversation_id == "fresh"
+    with conn.transaction():
+        assert broker.complete(conn, [fresh]) == 1
     [letter] = list_dead_letters(conn)
     assert letter["reason"] == "Exceeded maximum delivery attempts of 2"
     assert letter["attempts"] == 2

@@ -18,6 +18,15 @@ from hartonomous.db.tables.billing import (
     billing_operation_rates,
     billing_rate_plans,
 )
+from hartonomous.db.tables.embeddings import (
+    atom_embeddings,
+    atom_similarities,
+    deduplication_policies,
+    embedding_spaces,
+    search_entries,
+)
+from hartonomous.db.tables.graph import graph_edges, graph_nodes, sync_counters
+from hartonomous.db.tables.ledger import billing_usage_ledger
 from hartonomous.db.tables.messaging import (
     broker_messages,
     broker_throughput,
@@ -25,20 +34,28 @@ from hartonomous.db.tables.messaging import (
     message_dead_letters,
 )
 from hartonomous.db.tables.security import api_keys, principals, tenants
+from hartonomous.db.tables.throttle import security_throttle_counters
 
 __all__ = [
     "MULTIPLIER_DIMENSIONS",
     "api_keys",
     "atom_components",
+    "atom_embeddings",
     "atom_payloads",
     "atom_relations",
+    "atom_similarities",
     "atoms",
     "billing_multipliers",
     "billing_operation_rates",
     "billing_rate_plans",
+    "billing_usage_ledger",
     "broker_messages",
     "broker_throughput",
     "cdc_checkpoints",
+    "deduplication_policies",
+    "embedding_spaces",
+    "graph_edges",
+    "graph_nodes",
     "holdings",
     "ingestion_job_atoms",
     "ingestion_jobs",
@@ -47,5 +64,8 @@ __all__ = [
     "model_tensors",
     "models",
     "principals",
+    "search_entries",
+    "security_throttle_counters",
+    "sync_counters",
     "tenants",
 ]

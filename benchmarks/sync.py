@@ -1,0 +1,163 @@
+"""Sync worker throughput: change → ledger events/s with Neo4j off and on, and the Neo4j
+projection rate batched (`UNWIND … MERGE`) vs one write per event, measured in the same run.
+
+Uses its own embedded PostgreSQL and a test Neo4j 5 server (tests/neo4j_server.py, built from
+Maven Central artifacts), both in a temporary directory.
+
+    .venv/bin/python benchmarks/sync.py [--files 2000] [--projection-items 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import create_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.neo4j_server import start_neo4j
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.config import Settings
+from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.sync.graph import (
+    GraphBatch,
+    GraphChange,
+    GraphNode,
+    atom_ref,
+    edge,
+    tenant_ref,
+)
+from hartonomous.sync.projector import Neo4jProjector
+from hartonomous.sync.worker import SyncWorker
+
+
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def ingest(conn: psycopg.Connection[object], tenant: str, files: int) -> None:
+    """`files` holdings of new text atoms, one transaction per file (as ingestion commits)."""
+    job = uuid.uuid4()
+    conn.execute("INSERT INTO ingestion_jobs (tenant_id, job_id) VALUES (%s, %s)", (tenant, job))
+    for n in range(files):
+        text = f"{tenant}/{job}/{n}"
+        atom = hashlib.sha256(text.encode()).digest()
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
+                "VALUES (%s, 'leaf', 'text', 'paragraph', %s, %s)",
+                (atom, len(text), text),
+            )
+            conn.execute(
+                "INSERT INTO holdings (tenant_id, atom_id, source_uri, source_type, job_id) "
+                "VALUES (%s, %s, %s, 'file', %s)",
+                (tenant, atom, f"file:///{text}", job),
+            )
+
+
+def end_to_end(url: str, settings: Settings, tenant: str, files: int) -> tuple[int, float]:
+    """Events handled and seconds from committed changes to their ledger rows."""
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, display_name) VALUES (%s, %s)", (tenant, tenant)
+        )
+        consumer = CesConsumer(url, settings)
+        consumer.prepare()
+        consumer.drain()
+        ingest(conn, tenant, files)
+        worker = SyncWorker(url, settings, batch_size=200)
+        try:
+            started = time.perf_counter()
+            events = consumer.drain()
+            outcome = worker.drain()
+            seconds = time.perf_counter() - started
+        finally:
+            worker.close()
+            consumer.close()
+        billed = conn.execute(
+            "SELECT count(*) FROM billing_usage_ledger WHERE tenant_id = %s", (tenant,)
+        ).fetchone()
+    if billed is None or billed[0] != files or outcome.completed < events:
+        raise SystemExit(f"benchmark run is wrong: billed {billed} of {files}, {outcome}")
+    return outcome.completed, seconds
+
+
+def projection_batch(prefix: str, items: int) -> GraphBatch:
+    batch = GraphBatch()
+    owner = tenant_ref(prefix)
+    for n in range(items):
+        atom = atom_ref(hashlib.sha256(f"{prefix}{n}".encode()).hexdigest())
+        change = GraphChange(
+            nodes=(GraphNode(atom, None, {"n": n, "modality": "text"}),),
+            edges=(edge("OWNS", owner, atom, tenant_id=prefix, key=str(n)),),
+        )
+        batch.add(change, f"{prefix}-{n}")
+    return batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--projection-items", type=int, default=2000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-sync-"))
+    root.chmod(0o711)
+    server = EmbeddedPostgres(root / "pg")
+    server.start()
+    neo4j = start_neo4j(root / "neo4j")
+    try:
+        engine = create_engine(server.url)
+        upgrade(engine)
+        engine.dispose()
+        off = Settings()
+        on = Settings.model_validate({"neo4j": {"uri": neo4j.uri}})
+        for label, settings, tenant in (("off", off, "bench-off"), ("on", on, "bench-on")):
+            events, seconds = end_to_end(server.url, settings, tenant, args.files)
+            print(
+                f"end-to-end (change -> ledger), Neo4j {label}: {events} events in "
+                f"{seconds:.2f} s = {events / seconds:,.0f} events/s "
+                f"({args.files / seconds:,.0f} billed holdings/s)"
+            )
+        projector = Neo4jProjector(on.neo4j)
+        try:
+            projector.ensure_schema()
+            items = args.projection_items
+            started = time.perf_counter()
+            for segment_start in range(0, items, 200):
+                chunk = projection_batch(f"b{segment_start}", min(200, items - segment_start))
+                projector.project(chunk)
+            batched_seconds = time.perf_counter() - started
+            single = projection_batch("single", items)
+            started = time.perf_counter()
+            projector.project_each(single)
+            single_seconds = time.perf_counter() - started
+            writes = 2 * items
+            print(
+                f"Neo4j projection, batched UNWIND/MERGE (200 events a transaction): "
+                f"{items / batched_seconds:,.0f} events/s ({writes} writes in "
+                f"{batched_seconds:.2f} s)"
+            )
+            print(
+                f"Neo4j projection, one write per node/edge: {items / single_seconds:,.0f} "
+                f"events/s ({writes} writes in {single_seconds:.2f} s); batched is "
+                f"{single_seconds / batched_seconds:.1f}x faster"
+            )
+        finally:
+            projector.close()
+    finally:
+        neo4j.stop()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The usage ledger writer (design §9): one row per billed event, in the ack's transaction.
+
+`event_id` is unique and the insert skips an event already recorded, so a redelivered or
+replayed message never bills twice. Any failure to write is a `LedgerWriteError`: the worker
+stops rather than complete messages whose usage was not recorded (seed incident rule).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from hartonomous.billing.meter import UsageRecord, metadata_json
+
+Connection = psycopg.Connection[Any]
+
+_INSERT = """
+INSERT INTO billing_usage_ledger (
+    event_id, tenant_id, principal_id, operation, message_type, handler, units, base_rate,
+    multiplier, total_dcu, unit_price, total_cost, rate_plan_id, metadata)
+SELECT * FROM unnest(
+    %(event_ids)s::text[], %(tenants)s::text[], %(principals)s::text[], %(operations)s::text[],
+    %(message_types)s::text[], %(handlers)s::text[], %(units)s::numeric[],
+    %(base_rates)s::numeric[], %(multipliers)s::numeric[], %(dcus)s::numeric[],
+    %(unit_prices)s::numeric[], %(costs)s::numeric[], %(plans)s::uuid[], %(metadata)s::jsonb[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+class LedgerWriteError(RuntimeError):
+    """The ledger could not be written; the worker must stop consuming."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    event_id: str
+    record: UsageRecord
+    rate_plan_id: uuid.UUID | None
+
+
+def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> int:
+    """Insert the entries (skipping recorded event ids); the number of rows inserted."""
+    if not entries:
+        return 0
+    amounts = [entry.record.ledger_amounts() for entry in entries]
+    parameters = {
+        "event_ids": [e.event_id for e in entries],
+        "tenants": [e.record.tenant_id for e in entries],
+        "principals": [e.record.principal_id or None for e in entries],
+        "operations": [e.record.operation for e in entries],
+        "message_types": [e.record.message_type for e in entries],
+        "handlers": [e.record.handler for e in entries],
+        "units": [a.units for a in amounts],
+        "base_rates": [a.base_rate for a in amounts],
+        "multipliers": [a.multiplier for a in amounts],
+        "dcus": [a.total_dcu for a in amounts],
+        "unit_prices": [a.unit_price for a in amounts],
+        "costs": [a.total_cost for a in amounts],
+        "plans": [e.rate_plan_id for e in entries],
+        "metadata": [metadata_json(e.record.metadata) for e in entries],
+    }
+    try:
+        with connection.transaction():
+            return connection.execute(_INSERT, parameters).rowcount
+    except psycopg.Error as exc:
+        raise LedgerWriteError(
+            f"cannot write billing_usage_ledger: {type(exc).__name__}: {exc}".strip()
+        ) from exc

@@ -1,0 +1,178 @@
+"""`hartonomous embed` (stdin text -> JSON lines; `--backfill`) and `hartonomous search`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hartonomous.cli.context import cli_context
+from hartonomous.embed.spaces import SPACES, TEXT_SPACE, get_space
+from hartonomous.search.planner import MAX_K
+
+_STDIN_BATCH = 256
+
+
+class EmbedCommandError(ValueError):
+    pass
+
+
+def embed(
+    ctx: typer.Context,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill", help="Embed stored atoms that have no vector yet, then index them"
+        ),
+    ] = False,
+    space: Annotated[
+        str | None,
+        typer.Option(help=f"Embedding space (stdin: {TEXT_SPACE}; backfill: default all)"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
+) -> None:
+    """Text lines on stdin -> JSON lines {"text", "vector"}; or --backfill stored atoms."""
+    state = cli_context(ctx)
+    chosen = get_space(space) if space is not None else None
+    if backfill:
+        _backfill(ctx, [chosen] if chosen is not None else list(SPACES), batch_size)
+        return
+    if chosen is not None and chosen.name != TEXT_SPACE:
+        raise EmbedCommandError(
+            f"space {chosen.name!r} embeds {chosen.modality}; `embed` reads text lines "
+            f"(space {TEXT_SPACE!r})"
+        )
+    state.settings()  # logging configured like every other command
+    from hartonomous.embed.indexing import shared_text_embedder
+
+    model = shared_text_embedder()
+    skipped = 0
+    batch: list[str] = []
+    for line in sys.stdin:
+        value = line.rstrip("\r\n")
+        if not value.strip():
+            skipped += 1
+            continue
+        batch.append(value)
+        if len(batch) == _STDIN_BATCH:
+            _write_vectors(model, batch, batch_size)
+            batch = []
+    if batch:
+        _write_vectors(model, batch, batch_size)
+    if skipped:
+        sys.stderr.write(f"note: skipped {skipped} empty line(s)\n")
+
+
+def _write_vectors(model: object, lines: list[str], batch_size: int) -> None:
+    from hartonomous.embed.text_model import MiniLMTextEmbedder
+
+    assert isinstance(model, MiniLMTextEmbedder)
+    try:
+        encoded = model.encode(lines, batch_size=min(batch_size, 256))
+    except ValueError as exc:
+        raise EmbedCommandError(f"cannot embed this input: {exc}") from None
+    out = sys.stdout
+    for value, vector, truncated, count in zip(
+        lines, encoded.vectors, encoded.truncated, encoded.token_counts, strict=True
+    ):
+        record: dict[str, object] = {"text": value, "vector": [float(x) for x in vector]}
+        if truncated:
+            record["truncated"] = True
+            sys.stderr.write(
+                f"note: a line of {count} word pieces was truncated to the model's "
+                f"{encoded.max_tokens}\n"
+            )
+        out.write(json.dumps(record) + "\n")
+    out.flush()
+
+
+def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:
+    from hartonomous.db import open_database
+    from hartonomous.embed.indexing import backfill
+    from hartonomous.embed.spaces import EmbeddingSpace
+
+    state = cli_context(ctx)
+    chosen = [space for space in spaces if isinstance(space, EmbeddingSpace)]
+    with open_database(state.settings()) as database:
+        report = backfill(database.engine, chosen, batch_size=batch_size)
+    lines = [
+        f"{name}: {report.embedded[name]} embedded, {report.not_embedded[name]} not embeddable"
+        for name in report.embedded
+    ]
+    lines.append(f"search entries written: {report.entries}")
+    state.emit(asdict(report), "\n".join(lines))
+
+
+def search(
+    ctx: typer.Context,
+    query: Annotated[str | None, typer.Argument(help="Text to search for")] = None,
+    *,
+    tenant: Annotated[str, typer.Option("--tenant", help="The caller's tenant")],
+    k: Annotated[int, typer.Option("-k", help=f"Results wanted (1-{MAX_K})")] = 10,
+    like: Annotated[
+        Path | None,
+        typer.Option("--like", help="Search by example: an image or audio file", dir_okay=False),
+    ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(help="Only from files of this modality (text, document, image, audio, …)"),
+    ] = None,
+    source_type: Annotated[str | None, typer.Option(help="Only from this source type")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only content held since (ISO date/time, UTC)")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Only content held before (ISO date/time, UTC)")
+    ] = None,
+) -> None:
+    """Semantic search over what the tenant holds (and the public corpus if its plan allows)."""
+    from hartonomous.db import open_database
+    from hartonomous.search.query import Filters
+    from hartonomous.search.service import Query, SearchError
+    from hartonomous.search.service import search as run_search
+
+    state = cli_context(ctx)
+    if not 1 <= k <= MAX_K:
+        raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
+    if query is not None and not query.strip():
+        raise SearchError("the query is empty")
+    filters = Filters(
+        source_type=source_type,
+        source_modality=modality,
+        held_since=_utc(since),
+        held_until=_utc(until),
+    )
+    with open_database(state.settings()) as database:
+        result = run_search(
+            database.engine, tenant, Query(text=query, like=like), k, filters=filters
+        )
+    if result.query_truncated:
+        sys.stderr.write(
+            f"note: the query is {result.query_tokens} word pieces; only the first "
+            f"{result.max_tokens} were used\n"
+        )
+    hits = [asdict(hit) for hit in result.hits]
+    lines = [
+        f"{hit.score:.4f}  {hit.atom_id[:16]}  {hit.modality:8}  {hit.source}\n"
+        f"        {_preview(hit.text)}"
+        for hit in result.hits
+    ]
+    state.emit(hits, "\n".join(lines) or "(no results)")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _preview(value: str | None) -> str:
+    if value is None:
+        return "(no text)"
+    flat = " ".join(value.split())
+    return flat if len(flat) <= 160 else flat[:159] + "…"

@@ -1,0 +1,167 @@
+"""`hartonomous sync [--once]` and `hartonomous graph status / repair / replay` (design §8, §11)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import FrameType
+from typing import Annotated, Any
+
+import psycopg
+import typer
+
+from hartonomous.cli.context import CliContext, cli_context
+
+graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
+
+
+class GraphCommandError(Exception):
+    """A graph command cannot run as asked (bad argument, projection not configured)."""
+
+
+@contextmanager
+def _connection(state: CliContext) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
+    from hartonomous.db import open_database
+
+    with open_database(state.settings()) as database:
+        url = database.url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as connection:
+            yield database.url, connection
+
+
+def sync(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain what is queued now, then exit")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=10_000, help="Messages per transaction")
+    ] = 100,
+) -> None:
+    """Policy, throttle, SQL graph, usage ledger and Neo4j projection for queued events."""
+    from hartonomous.db import open_database
+    from hartonomous.sync.worker import SyncWorker
+
+    state = cli_context(ctx)
+    settings = state.settings()
+    with open_database(settings) as database:
+        worker = SyncWorker(database.url, settings, batch_size=batch_size)
+        projection = "on" if worker.projecting else "off"
+        if once:
+            try:
+                outcome = worker.drain()
+            finally:
+                worker.close()
+            data = {**outcome.describe(), "neo4j_projection": projection}
+            state.emit(
+                data,
+                f"completed {outcome.completed} event(s), billed {outcome.billed}, "
+                f"delayed {outcome.delayed}, dead-lettered {outcome.dead_lettered}, "
+                f"waiting for Neo4j {outcome.waiting_for_neo4j} (projection {projection})",
+            )
+            return
+        state.emit({"running": True, "neo4j_projection": projection}, "sync running")
+        stop = threading.Event()
+
+        def request_stop(_signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, request_stop)
+        worker.run(stop)
+
+
+@graph_app.command("status")
+def graph_status(ctx: typer.Context) -> None:
+    """Graph sizes, projection lag, pending events, ledger rows and sync counters."""
+    from hartonomous.sync.maintenance import status
+
+    state = cli_context(ctx)
+    settings = state.settings()
+    with _connection(state) as (_, connection):
+        data = status(connection, settings.message_broker.queue_name)
+    data["neo4j_projection"] = "on" if settings.neo4j.uri else "off"
+    nodes, edges, queue = data["graph_nodes"], data["graph_edges"], data["queue"]
+    lines = [
+        f"neo4j projection {data['neo4j_projection']}",
+        f"nodes {nodes['rows']} ({nodes['unprojected']} unprojected, oldest "
+        f"{nodes['oldest_unprojected_seconds']}s)",
+        f"edges {edges['rows']} ({edges['unprojected']} unprojected, oldest "
+        f"{edges['oldest_unprojected_seconds']}s)",
+        f"pending events {queue['pending_events']} (oldest {queue['oldest_event_seconds']}s)",
+        f"ledger rows {data['ledger_rows']}",
+        *(f"  {name}: {count}" for name, count in data["counters"].items()),
+    ]
+    state.emit(data, "\n".join(lines))
+
+
+@graph_app.command("repair")
+def graph_repair(
+    ctx: typer.Context,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
+) -> None:
+    """Rebuild graph_nodes / graph_edges from atoms, holdings, relations, models and jobs."""
+    from hartonomous.sync.maintenance import repair
+
+    state = cli_context(ctx)
+    with _connection(state) as (_, connection):
+        report = repair(connection, batch_size)
+    data = {
+        "rows": report.rows,
+        "nodes": report.nodes,
+        "edges": report.edges,
+        "invalid": report.invalid,
+    }
+    state.emit(
+        data,
+        f"repaired from {sum(report.rows.values())} source row(s): {report.nodes} node and "
+        f"{report.edges} edge upsert(s); invalid rows {json.dumps(report.invalid)}",
+    )
+
+
+@graph_app.command("replay")
+def graph_replay(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only rows changed at or after this ISO 8601 time"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
+) -> None:
+    """Re-project the SQL graph into Neo4j (needs [neo4j] uri)."""
+    from hartonomous.sync.maintenance import replay
+    from hartonomous.sync.projector import Neo4jProjector
+
+    state = cli_context(ctx)
+    settings = state.settings()
+    if not settings.neo4j.uri:
+        raise GraphCommandError("graph replay needs [neo4j] uri (HARTONOMOUS_NEO4J__URI)")
+    start = _parse_since(since)
+    projector = Neo4jProjector(settings.neo4j)
+    try:
+        with _connection(state) as (_, connection):
+            report = replay(connection, projector, since=start, batch_size=batch_size)
+    finally:
+        projector.close()
+    state.emit(
+        {"nodes": report.nodes, "edges": report.edges, "since": since},
+        f"re-projected {report.nodes} node(s) and {report.edges} edge(s) into Neo4j",
+    )
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise GraphCommandError(
+            f"--since {text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise GraphCommandError(f"--since {text!r} needs a UTC offset (e.g. +00:00)")
+    return moment

@@ -1,0 +1,36 @@
+"""The usage ledger (design §9): one row per billed event, written with the message's ack.
+
+`event_id` is unique, so a replayed or redelivered event can never be billed twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Index, String, Table, UniqueConstraint, Uuid, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from hartonomous.db.tables.base import NEW_UUID, TENANT_ID_LENGTH, metadata
+from hartonomous.db.tables.billing import MONEY
+
+billing_usage_ledger = Table(
+    "billing_usage_ledger",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("ledger_id", Uuid, primary_key=True, server_default=NEW_UUID),
+    Column("event_id", String(128), nullable=False),
+    Column("principal_id", String(256)),
+    Column("operation", String(128), nullable=False),
+    Column("message_type", String(256), nullable=False),
+    Column("handler", String(64), nullable=False),
+    Column("units", MONEY, nullable=False),
+    Column("base_rate", MONEY, nullable=False),
+    Column("multiplier", MONEY, nullable=False),
+    Column("total_dcu", MONEY, nullable=False),
+    Column("unit_price", MONEY, nullable=False),
+    Column("total_cost", MONEY, nullable=False),
+    # NULL when the plan came from settings (no plan row in the database).
+    Column("rate_plan_id", Uuid),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("event_id"),
+    Index(None, "tenant_id", "recorded_at"),
+)

@@ -1,0 +1,1 @@
+"""Semantic search over pgvector: per-space HNSW, exact scans for small scopes, tenant filters."""

@@ -1,0 +1,220 @@
+"""Nearest vectors of one space among what a tenant may see (its search entries, plus the public
+corpus when allowed), with optional filters, as the planner chooses.
+
+Space names and dimensions are inlined into the SQL (they come from the registry, never from a
+user): the planner can then match each space's partial HNSW index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, text
+
+from hartonomous.embed.spaces import EmbeddingSpace
+from hartonomous.search.planner import Method, Plan, PlannerSettings, plan_search, round_is_final
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose entries are searched: the tenant's own, and the public corpus if its plan allows."""
+
+    tenant_id: str
+    include_public: bool
+
+
+@dataclass(frozen=True)
+class Filters:
+    source_type: str | None = None
+    source_modality: str | None = None
+    held_since: datetime | None = None
+    held_until: datetime | None = None
+    exclude_atom: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    atom_id: bytes
+    distance: float
+
+    @property
+    def score(self) -> float:
+        """Cosine similarity."""
+        return 1.0 - self.distance
+
+
+@dataclass(frozen=True)
+class VectorSearch:
+    neighbours: list[Neighbour]
+    plan: Plan
+    method_used: Method
+    """The plan's method, or exact when HNSW rounds could not find k visible vectors."""
+
+
+def vector_literal(vector: npt.NDArray[np.float32]) -> str:
+    """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
+    return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
+
+
+class _Sql:
+    """The SQL fragments of one search: visible entries, filters, and their parameters."""
+
+    def __init__(self, space: EmbeddingSpace, scope: Scope, filters: Filters) -> None:
+        self.space = space
+        self.scope = scope
+        self.params: dict[str, Any] = {"tenant_id": scope.tenant_id}
+        conditions = [f"s.space = '{space.name}'"]
+        for column, operator, value in (
+            ("source_type", "=", filters.source_type),
+            ("source_modality", "=", filters.source_modality),
+            ("held_at", ">=", filters.held_since),
+            ("held_at", "<", filters.held_until),
+            ("atom_id", "<>", filters.exclude_atom),
+        ):
+            if value is not None:
+                name = f"p_{len(self.params)}"
+                conditions.append(f"s.{column} {operator} :{name}")
+                self.params[name] = value
+        self.conditions = " AND ".join(conditions)
+
+    def branches(self) -> list[str]:
+        """WHERE clauses over ``search_entries s``: own entries, then public ones if allowed."""
+        branches = [f"s.tenant_id = :tenant_id AND {self.conditions}"]
+        if self.scope.include_public:
+            branches.append(f"s.visibility = 'public' AND {self.conditions}")
+        return branches
+
+    def visible_rows(self) -> str:
+        return " UNION ALL ".join(
+            f"SELECT s.atom_id FROM search_entries s WHERE {where}" for where in self.branches()
+        )
+
+    def is_visible(self, atom: str) -> str:
+        return " OR ".join(
+            f"EXISTS (SELECT 1 FROM search_entries s WHERE s.atom_id = {atom} AND {where})"
+            for where in self.branches()
+        )
+
+
+def count_visible(connection: Connection, sql: _Sql, limit: int) -> int:
+    """Visible entries, counted up to ``limit`` (an entry per holding: an upper bound on atoms)."""
+    count: int = connection.execute(
+        text(f"SELECT count(*) FROM ({sql.visible_rows()} LIMIT :limit) v"),
+        {**sql.params, "limit": limit},
+    ).scalar_one()
+    return count
+
+
+def _exact(connection: Connection, sql: _Sql, query: str, k: int) -> list[Neighbour]:
+    space = sql.space
+    # A scalar subquery per visible atom: one primary-key probe each, whatever the planner
+    # estimates (a join may otherwise read every vector of the space).
+    rows = connection.execute(
+        text(
+            f"WITH visible AS (SELECT DISTINCT atom_id FROM ({sql.visible_rows()}) v) "
+            "SELECT * FROM (SELECT visible.atom_id, ("
+            f" SELECT e.embedding <=> CAST(:q AS vector({space.dimension}))"
+            " FROM atom_embeddings e"
+            f" WHERE e.atom_id = visible.atom_id AND e.space = '{space.name}') AS distance"
+            " FROM visible) d "
+            "ORDER BY distance, atom_id LIMIT :k"
+        ),
+        {**sql.params, "q": query, "k": k},
+    )
+    return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
+
+
+def _hnsw_round(
+    connection: Connection, sql: _Sql, query: str, k: int, ef_search: int
+) -> list[Neighbour]:
+    space = sql.space
+    cast = f"vector({space.dimension})"
+    # Transaction-local: the setting never leaks to the next user of a pooled connection.
+    connection.execute(
+        text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)}
+    )
+    rows = connection.execute(
+        text(
+            "WITH candidates AS MATERIALIZED ("
+            f" SELECT e.atom_id FROM atom_embeddings e WHERE e.space = '{space.name}'"
+            f" ORDER BY e.embedding::{cast} <=> CAST(:q AS {cast}) LIMIT :ef) "
+            f"SELECT e.atom_id, e.embedding <=> CAST(:q AS {cast}) AS distance "
+            f"FROM candidates c JOIN atom_embeddings e "
+            f"ON e.atom_id = c.atom_id AND e.space = '{space.name}' "
+            f"WHERE {sql.is_visible('c.atom_id')} "
+            "ORDER BY distance, e.atom_id LIMIT :k"
+        ),
+        {**sql.params, "q": query, "k": k, "ef": ef_search},
+    )
+    return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
+
+
+def search_vector(
+    connection: Connection,
+    space: EmbeddingSpace,
+    vector: npt.NDArray[np.float32],
+    k: int,
+    scope: Scope,
+    *,
+    filters: Filters | None = None,
+    settings: PlannerSettings | None = None,
+) -> VectorSearch:
+    """The ``k`` visible atoms nearest to ``vector`` in ``space``, nearest first."""
+    if vector.shape != (space.dimension,):
+        raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
+    settings = settings or PlannerSettings()
+    sql = _Sql(space, scope, filters or Filters())
+    query = vector_literal(vector)
+    visible = count_visible(connection, sql, settings.exact_limit + 1)
+    plan = plan_search(k, visible, settings)
+    if plan.method is Method.HNSW:
+        for ef_search in plan.ef_search_rounds:
+            found = _hnsw_round(connection, sql, query, k, ef_search)
+            if round_is_final(len(found), k):
+                return VectorSearch(found, plan, Method.HNSW)
+    return VectorSearch(_exact(connection, sql, query, k), plan, Method.EXACT)
+
+
+@dataclass(frozen=True)
+class HitDetails:
+    text: str | None
+    source: str
+    source_type: str
+    source_modality: str
+    visibility: str
+
+
+def describe(
+    connection: Connection,
+    space: EmbeddingSpace,
+    scope: Scope,
+    atom_ids: list[bytes],
+    filters: Filters | None = None,
+) -> dict[bytes, HitDetails]:
+    """For each atom: its text and one visible source (the tenant's newest holding first)."""
+    if not atom_ids:
+        return {}
+    sql = _Sql(space, scope, filters or Filters())
+    visible = " OR ".join(f"({where})" for where in sql.branches())
+    rows = connection.execute(
+        text(
+            "SELECT DISTINCT ON (s.atom_id) s.atom_id, a.canonical_text, h.source_uri, "
+            "s.source_type, s.source_modality, s.visibility "
+            "FROM search_entries s "
+            "JOIN holdings h ON h.tenant_id = s.tenant_id AND h.holding_id = s.holding_id "
+            "JOIN atoms a ON a.atom_id = s.atom_id "
+            f"WHERE s.atom_id = ANY(:atom_ids) AND ({visible}) "
+            "ORDER BY s.atom_id, s.tenant_id = :tenant_id DESC, s.held_at DESC"
+        ),
+        {**sql.params, "atom_ids": atom_ids},
+    )
+    return {
+        bytes(row.atom_id): HitDetails(
+            row.canonical_text, row.source_uri, row.source_type, row.source_modality, row.visibility
+        )
+        for row in rows
+    }

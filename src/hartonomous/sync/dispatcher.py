@@ -1,0 +1,169 @@
+"""One message → one decision: resolve, policy, throttle, handler, meter (design §8).
+
+Pure of side effects on the broker: the worker applies the decision. Errors that no retry can
+cure (a malformed CloudEvent, a row of the wrong shape, usage that cannot fit the ledger)
+become dead-letter decisions with a reason; anything else propagates to the worker's retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+
+from hartonomous.billing.ledger import LedgerEntry
+from hartonomous.billing.meter import measure_usage
+from hartonomous.billing.numeric import LedgerValueError
+from hartonomous.billing.plan_provider import PlanProvider
+from hartonomous.messaging.broker import ReceivedMessage
+from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
+from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
+from hartonomous.security.throttle import ThrottleContext, ThrottleEvaluator
+from hartonomous.sync.graph import GraphChange
+from hartonomous.sync.handlers import OPERATIONS, SyncEvent, handler_for
+from hartonomous.sync.lookups import Connection, Lookups
+from hartonomous.sync.rows import InvalidEventError, Row
+
+CDC_TYPE_PREFIX = "io.hartonomous.cdc."
+
+
+@dataclass(frozen=True)
+class Complete:
+    change: GraphChange
+    event_id: str
+    ledger: LedgerEntry | None
+    counters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delay:
+    seconds: float
+    policy: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+    detail: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+Decision = Complete | Delay | Reject
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def to_sync_event(event: CloudEvent) -> SyncEvent:
+    """The CDC fields of an event; table and operation from extensions, else from the type."""
+    attributes: Mapping[str, Any] = event.get_attributes()
+    event_type = event.get_type()
+    table, operation = _text(attributes.get("table")), _text(attributes.get("operation"))
+    if (not table or not operation) and event_type.startswith(CDC_TYPE_PREFIX):
+        table, _, operation = event_type.removeprefix(CDC_TYPE_PREFIX).rpartition(".")
+    if not table or operation not in OPERATIONS:
+        raise InvalidEventError(
+            f"event {event.get_id()} of type {event_type!r} names no table and "
+            "insert/update/delete operation"
+        )
+    row = Row(f"{table}.{operation}", event.get_data())
+    tenant = _text(attributes.get("tenantid")) or _text(row.value("tenant_id"))
+    principal = _text(attributes.get("principalid")) or _text(row.value("principal_id"))
+    extensions = {
+        key: value
+        for key, value in attributes.items()
+        if key not in ("id", "source", "specversion", "type", "time", "subject")
+    }
+    return SyncEvent(
+        event_id=event.get_id(),
+        event_type=event_type,
+        table=table,
+        operation=operation,
+        row=row,
+        extensions=extensions,
+        tenant_id=tenant,
+        principal_id=principal,
+    )
+
+
+@dataclass
+class Dispatcher:
+    policy: AccessPolicyEngine
+    throttle: ThrottleEvaluator
+    plans: PlanProvider
+
+    def decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
+        try:
+            event = to_sync_event(parse_cloudevent(message.body))
+        except MalformedMessageError as exc:
+            return Reject("malformed_event", str(exc))
+        except InvalidEventError as exc:
+            return Reject("invalid_event", str(exc))
+        try:
+            return self._decide(connection, event)
+        except InvalidEventError as exc:
+            return Reject("invalid_event", str(exc))
+
+    def _decide(self, connection: Connection, event: SyncEvent) -> Decision:
+        handler = handler_for(event.table)
+        lookups = Lookups(connection)
+        party = handler.party(event, lookups)
+        operation = handler.billable_operation(event)
+        # Unbilled events are checked under their event type, as the original did for all.
+        checked_operation = operation or event.event_type
+        verdict = self.policy.evaluate(
+            AccessPolicyContext(
+                tenant_id=party.tenant_id,
+                principal_id=party.principal_id,
+                operation=checked_operation,
+                message_type=event.event_type,
+                attributes=event.extensions,
+            )
+        )
+        if not verdict.is_allowed:
+            policy = verdict.policy or "unknown"
+            return Reject(
+                f"policy_denied:{policy}",
+                verdict.reason or "Access denied",
+                {"policy": policy, "policy_reason": verdict.reason or ""},
+            )
+        throttled = self.throttle.evaluate(
+            ThrottleContext(party.tenant_id, party.principal_id, checked_operation)
+        )
+        if throttled.is_throttled:
+            return Delay(_seconds(throttled.retry_after), throttled.policy or "default")
+        outcome = handler.apply(event, lookups)
+        counters = [outcome.skipped] if outcome.skipped else []
+        ledger: LedgerEntry | None = None
+        if operation is None:
+            counters.append(f"unbilled:{event.name}")
+        elif not party.tenant_id:
+            counters.append(f"unbilled:no_tenant:{event.name}")
+        else:
+            configuration = self.plans.configuration(connection, party.tenant_id)
+            record = measure_usage(
+                configuration,
+                event.extensions,
+                operation=operation,
+                tenant_id=party.tenant_id,
+                principal_id=party.principal_id,
+                message_type=event.event_type,
+                handler=handler.name,
+            )
+            if record is not None:
+                try:
+                    record.ledger_amounts()
+                except LedgerValueError as exc:
+                    return Reject("ledger_value_out_of_range", str(exc))
+                ledger = LedgerEntry(event.event_id, record, configuration.rate_plan_id)
+                counters.append(f"billed:{operation}")
+        return Complete(outcome.change, event.event_id, ledger, tuple(counters))
+
+
+def _seconds(wait: timedelta) -> float:
+    # At least a tick: a zero retry-after would spin on the same message.
+    return max(wait.total_seconds(), 0.05)

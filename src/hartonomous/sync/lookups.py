@@ -1,0 +1,67 @@
+"""What handlers read from PostgreSQL besides the event: facts the changed row does not carry.
+
+They run in the batch's transaction, after the change committed, so they see the rows the same
+source transaction wrote (a composite atom's components, a holding's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+Connection = psycopg.Connection[Any]
+_CHUNK_SUBTYPES = ("chunk", "span")
+
+
+@dataclass(frozen=True)
+class Component:
+    ordinal: int
+    child_hex: str
+    repeat: int
+
+
+@dataclass(frozen=True)
+class Owner:
+    tenant_id: str
+    principal_id: str | None
+
+
+class Lookups:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def node_components(self, parent_hex: str) -> list[Component]:
+        """The runs of a composite atom whose children are graph nodes (not bare chunks)."""
+        rows = self._connection.execute(
+            "SELECT c.ordinal, encode(c.child_atom_id, 'hex'), c.repeat "
+            "FROM atom_components c JOIN atoms a ON a.atom_id = c.child_atom_id "
+            "WHERE c.parent_atom_id = decode(%s, 'hex') "
+            "AND NOT (a.modality = 'binary' AND a.subtype = ANY(%s)) ORDER BY c.ordinal",
+            (parent_hex, list(_CHUNK_SUBTYPES)),
+        ).fetchall()
+        return [Component(int(o), str(h), int(r)) for o, h, r in rows]
+
+    def job_principal(self, tenant_id: str, job_id: str) -> str | None:
+        row = self._connection.execute(
+            "SELECT principal_id FROM ingestion_jobs WHERE tenant_id = %s AND job_id = %s",
+            (tenant_id, job_id),
+        ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def first_owner(self, atom_hex: str) -> Owner | None:
+        """The tenant whose holding of the atom came first (who brought a model in)."""
+        row = self._connection.execute(
+            "SELECT h.tenant_id, j.principal_id FROM holdings h "
+            "LEFT JOIN ingestion_jobs j ON j.tenant_id = h.tenant_id AND j.job_id = h.job_id "
+            "WHERE h.atom_id = decode(%s, 'hex') ORDER BY h.created_at, h.holding_id LIMIT 1",
+            (atom_hex,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Owner(str(row[0]), None if row[1] is None else str(row[1]))
+
+
+def is_chunk(modality: str | None, subtype: str | None) -> bool:
+    return modality == "binary" and subtype in _CHUNK_SUBTYPES

@@ -1,0 +1,352 @@
+"""The sync worker: receive a batch, decide each message, apply the effects in one transaction.
+
+Per batch, in one PostgreSQL transaction: dead letters and delays of the batch, SQL graph
+upserts, ledger rows, the Neo4j projection (when `[neo4j] uri` is set, before the commit),
+sync counters and the completion of the handled messages. So a completed message always has
+its ledger row and graph rows, and a crash (SIGKILL included) leaves neither.
+
+Incident rules (seed): a ledger that cannot be written stops the worker (`LedgerWriteError`),
+after giving the batch back uncounted; an unreachable Neo4j opens the breaker and the batch
+waits (delayed, not failed), so nothing is lost and nothing dead-letters for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import structlog
+
+from hartonomous.billing.ledger import LedgerEntry, LedgerWriteError, write_entries
+from hartonomous.billing.plan_provider import PlanProvider
+from hartonomous.config import Settings
+from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
+from hartonomous.messaging.resilience import (
+    CircuitBreaker,
+    CircuitBreakerOpenError,
+    ResilienceStrategy,
+    RetryPolicy,
+    is_transient,
+)
+from hartonomous.security.counter_store import PostgresCounterStore
+from hartonomous.security.policy import AccessPolicyEngine
+from hartonomous.security.throttle import ThrottleEvaluator
+from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
+from hartonomous.sync.graph import GraphBatch
+from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
+from hartonomous.sync.sql_graph import write_batch
+
+log = structlog.get_logger(__name__)
+Connection = psycopg.Connection[Any]
+DEFAULT_BATCH_SIZE = 100
+
+
+class SyncStoppedError(RuntimeError):
+    """The worker stopped consuming on purpose (the ledger cannot be written)."""
+
+
+class ProjectionUnavailableError(RuntimeError):
+    """Neo4j could not take the batch; the batch waits."""
+
+
+@dataclass
+class SyncOutcome:
+    completed: int = 0
+    delayed: int = 0
+    dead_lettered: int = 0
+    billed: int = 0
+    waiting_for_neo4j: int = 0
+    counters: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def received(self) -> int:
+        return self.completed + self.delayed + self.dead_lettered + self.waiting_for_neo4j
+
+    def add(self, other: SyncOutcome) -> None:
+        self.completed += other.completed
+        self.delayed += other.delayed
+        self.dead_lettered += other.dead_lettered
+        self.billed += other.billed
+        self.waiting_for_neo4j += other.waiting_for_neo4j
+        self.counters.update(other.counters)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "completed": self.completed,
+            "billed": self.billed,
+            "delayed": self.delayed,
+            "dead_lettered": self.dead_lettered,
+            "waiting_for_neo4j": self.waiting_for_neo4j,
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+
+def neo4j_resilience(settings: Settings) -> tuple[RetryPolicy, CircuitBreaker]:
+    """The `[message_broker.resilience]` retry and breaker, counting Neo4j's transient errors."""
+    resilience = settings.message_broker.resilience
+    retry = RetryPolicy(
+        max_attempts=resilience.publish_max_attempts,
+        base_delay=resilience.publish_base_delay_seconds,
+        max_delay=resilience.publish_max_delay_seconds,
+        factor=resilience.exponential_factor,
+        jitter_factor=resilience.jitter_factor,
+        transient=is_neo4j_transient,
+    )
+    breaker = CircuitBreaker(
+        "neo4j",
+        failure_threshold=resilience.circuit_breaker_failure_threshold,
+        break_duration=resilience.circuit_breaker_break_duration_seconds,
+        half_open_successes=resilience.circuit_breaker_half_open_success_threshold,
+        transient=is_neo4j_transient,
+    )
+    return retry, breaker
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        projector: Neo4jProjector | None = None,
+    ) -> None:
+        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+        self._settings = settings
+        self._batch_size = batch_size
+        self.broker = Broker(settings.message_broker)
+        self._strategy = ResilienceStrategy.from_settings(settings.message_broker.resilience)
+        self._counter_store = PostgresCounterStore(url)
+        self._dispatcher = Dispatcher(
+            policy=AccessPolicyEngine.from_settings(settings.security),
+            throttle=ThrottleEvaluator.from_settings(settings.security, self._counter_store),
+            plans=PlanProvider(settings.billing),
+        )
+        if projector is None and settings.neo4j.uri:
+            projector = Neo4jProjector(settings.neo4j)
+        self._projector = projector
+        self._neo4j_retry, self.neo4j_breaker = neo4j_resilience(settings)
+        self._connection: Connection | None = None
+
+    @property
+    def projecting(self) -> bool:
+        return self._projector is not None
+
+    def connection(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            connection = psycopg.connect(
+                self._conninfo, autocommit=True, application_name="hartonomous-sync"
+            )
+            connection.execute(f'LISTEN "{self.broker.channel}"')
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._counter_store.close()
+        if self._projector is not None:
+            self._projector.close()
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def run_once(self) -> SyncOutcome:
+        def attempt() -> SyncOutcome:
+            try:
+                return self._handle_batch(self.connection())
+            except Exception as exc:
+                if is_transient(exc):
+                    self._drop_connection()
+                raise
+
+        return self._strategy.run_receive(attempt, "sync.batch")
+
+    def drain(self) -> SyncOutcome:
+        """Handle batches until nothing is available now (`sync --once`)."""
+        totals = SyncOutcome()
+        while True:
+            outcome = self.run_once()
+            totals.add(outcome)
+            if outcome.received in (0, outcome.waiting_for_neo4j):
+                return totals
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set; raises `SyncStoppedError` when the ledger is unwritable."""
+        wait = self.broker.settings.receive_wait_timeout_seconds
+        try:
+            while not stop.is_set():
+                try:
+                    outcome = self.run_once()
+                except SyncStoppedError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the worker outlives one failed batch
+                    log.error("sync_batch_failed", error=f"{type(exc).__name__}: {exc}")
+                    stop.wait(wait)
+                    continue
+                if outcome.received == 0:
+                    self._wait_for_notify(wait, stop)
+                elif outcome.waiting_for_neo4j:
+                    stop.wait(min(wait, 1.0))
+        finally:
+            self.close()
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _wait_for_notify(self, seconds: float, stop: threading.Event) -> None:
+        remaining = seconds
+        while remaining > 0 and not stop.is_set():
+            step = min(0.25, remaining)
+            try:
+                for _ in self.connection().notifies(timeout=step, stop_after=1):
+                    return
+            except psycopg.Error:
+                self._drop_connection()
+                return
+            remaining -= step
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _handle_batch(self, connection: Connection) -> SyncOutcome:
+        messages = self.broker.receive(connection, self._batch_size)
+        if not messages:
+            return SyncOutcome()
+        try:
+            with connection.transaction():
+                return self._apply(connection, messages)
+        except ProjectionUnavailableError as exc:
+            return self._wait(connection, messages, exc)
+        except LedgerWriteError as exc:
+            if is_transient(exc):
+                raise
+            self._give_back(connection, messages)
+            log.error("sync_stopped_ledger_unwritable", error=str(exc), batch=len(messages))
+            raise SyncStoppedError(
+                f"sync stopped: the usage ledger cannot be written ({exc}); "
+                f"{len(messages)} message(s) returned to the queue unbilled"
+            ) from exc
+
+    def _apply(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
+        outcome = SyncOutcome()
+        graph = GraphBatch()
+        ledger: list[LedgerEntry] = []
+        done: list[ReceivedMessage] = []
+        for message in messages:
+            try:
+                with connection.transaction():
+                    decision = self._dispatcher.decide(connection, message)
+            except Exception as exc:
+                if is_transient(exc) and connection.broken:
+                    raise
+                self._failed(connection, message, exc, outcome)
+                continue
+            if isinstance(decision, Reject):
+                self.broker.dead_letter(
+                    connection,
+                    message,
+                    decision.reason,
+                    Failure(None, decision.detail, None),
+                    metadata=decision.metadata,
+                )
+                outcome.dead_lettered += 1
+                outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
+            elif isinstance(decision, Delay):
+                self.broker.delay(connection, message, decision.seconds)
+                outcome.delayed += 1
+                outcome.counters["delayed:throttled"] += 1
+            else:
+                self._collect(decision, graph, ledger, outcome)
+                done.append(message)
+        write_batch(connection, graph, projected=self._projector is not None)
+        outcome.billed = write_entries(connection, ledger)
+        self._project(graph)
+        self.broker.complete(connection, done)
+        outcome.completed = len(done)
+        self._count(connection, outcome.counters)
+        return outcome
+
+    def _collect(
+        self,
+        decision: Complete,
+        graph: GraphBatch,
+        ledger: list[LedgerEntry],
+        outcome: SyncOutcome,
+    ) -> None:
+        graph.add(decision.change, decision.event_id)
+        if decision.ledger is not None:
+            ledger.append(decision.ledger)
+        outcome.counters.update(decision.counters)
+
+    def _project(self, graph: GraphBatch) -> None:
+        projector = self._projector
+        if projector is None or not graph.segments:
+            return
+        try:
+            self.neo4j_breaker.execute(
+                lambda: self._neo4j_retry.execute(lambda: projector.project(graph), "neo4j.project")
+            )
+        except CircuitBreakerOpenError as exc:
+            raise ProjectionUnavailableError(str(exc)) from exc
+        except Exception as exc:
+            if is_neo4j_transient(exc):
+                raise ProjectionUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    def _wait(
+        self, connection: Connection, messages: list[ReceivedMessage], exc: Exception
+    ) -> SyncOutcome:
+        seconds = self._settings.message_broker.resilience.circuit_breaker_break_duration_seconds
+        log.warning("sync_waiting_for_neo4j", error=str(exc), batch=len(messages), seconds=seconds)
+        with connection.transaction():
+            for message in messages:
+                self.broker.delay(connection, message, min(seconds, 5.0))
+        return SyncOutcome(waiting_for_neo4j=len(messages))
+
+    def _give_back(self, connection: Connection, messages: list[ReceivedMessage]) -> None:
+        # Uncounted, so that stopping and restarting on a broken ledger never poisons messages.
+        try:
+            with connection.transaction():
+                for message in messages:
+                    self.broker.delay(connection, message, 0)
+        except psycopg.Error as exc:
+            log.warning("sync_give_back_failed", error=str(exc))
+
+    def _failed(
+        self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome
+    ) -> None:
+        limit = self.broker.max_attempts
+        log.warning(
+            "sync_handler_failed",
+            message_id=message.message_id,
+            attempt=message.attempts,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        if message.attempts >= limit:
+            self.broker.dead_letter(
+                connection, message, POISON_REASON.format(max_attempts=limit), Failure.of(exc)
+            )
+            outcome.dead_lettered += 1
+            outcome.counters["dead_lettered:poison"] += 1
+            return
+        self.broker.abandon(
+            connection, message, exc, self._strategy.receive.delay(message.attempts)
+        )
+        outcome.delayed += 1
+
+    def _count(self, connection: Connection, counters: Counter[str]) -> None:
+        if not counters:
+            return
+        names = sorted(counters)  # a fixed order: concurrent workers cannot deadlock here
+        connection.execute(
+            "INSERT INTO sync_counters AS s (counter, count, updated_at) "
+            "SELECT u.c, u.n, now() FROM unnest(%s::text[], %s::bigint[]) AS u(c, n) "
+            "ON CONFLICT (counter) DO UPDATE SET count = s.count + excluded.count, "
+            "updated_at = now()",
+            (names, [counters[name] for name in names]),
+        )

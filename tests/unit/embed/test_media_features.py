@@ -1,0 +1,81 @@
+"""Image and audio feature vectors: shape, unit length, and what they are close for."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from hartonomous.embed.audio_features import AUDIO_DIMENSION, audio_features, log_mel_features
+from hartonomous.embed.features import FeatureError
+from hartonomous.embed.image_features import IMAGE_DIMENSION, image_features
+
+
+def _encoded(image: Image.Image, image_format: str = "PNG", **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=image_format, **options)
+    return out.getvalue()
+
+
+def _picture(seed: int, side: int = 160) -> Image.Image:
+    base = np.random.default_rng(seed).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((side, side), Image.Resampling.BICUBIC)
+
+
+def test_image_vectors_are_unit_and_stable_under_reencoding() -> None:
+    original = _picture(1)
+    a = image_features(_encoded(original))
+    b = image_features(_encoded(original.resize((97, 97)), "JPEG", quality=80))
+    others = [image_features(_encoded(_picture(seed))) for seed in range(2, 8)]
+    assert a.shape == (IMAGE_DIMENSION,)
+    assert a.dtype == np.float32
+    assert abs(float(np.linalg.norm(a)) - 1.0) < 1e-5
+    assert float(a @ b) > 0.9
+    assert float(a @ b) > max(float(a @ other) for other in others)
+
+
+def test_transparent_and_flat_images_are_described() -> None:
+    flat = image_features(_encoded(Image.new("RGB", (50, 50), (200, 30, 30))))
+    clear = image_features(_encoded(Image.new("RGBA", (50, 50), (0, 0, 0, 0))))
+    white = image_features(_encoded(Image.new("RGB", (50, 50), (255, 255, 255))))
+    assert abs(float(np.linalg.norm(flat)) - 1.0) < 1e-5
+    assert float(clear @ white) > 0.999  # transparent pixels count as white
+
+
+def test_undecodable_image_is_refused() -> None:
+    with pytest.raises(FeatureError, match="unreadable image"):
+        image_features(b"not an image")
+
+
+def _wav(signal: np.ndarray, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, signal, rate, format="WAV")
+    return out.getvalue()
+
+
+def test_audio_vectors_ignore_level_and_tell_sounds_apart() -> None:
+    time = np.arange(16000) / 16000
+    quiet = audio_features(_wav(0.1 * np.sin(2 * np.pi * 440 * time)))
+    loud = audio_features(_wav(0.6 * np.sin(2 * np.pi * 440 * time)))
+    high = audio_features(_wav(0.3 * np.sin(2 * np.pi * 3000 * time)))
+    noise = audio_features(_wav(0.3 * np.random.default_rng(0).standard_normal(16000)))
+    assert quiet.shape == (AUDIO_DIMENSION,)
+    assert float(quiet @ loud) > 0.95
+    assert float(quiet @ loud) > float(quiet @ high)
+    assert float(quiet @ loud) > float(quiet @ noise)
+
+
+def test_any_sample_rate_shares_the_band_layout() -> None:
+    for rate in (8000, 22050, 44100):
+        time = np.arange(rate // 2) / rate
+        assert log_mel_features(np.sin(2 * np.pi * 440 * time), rate).shape == (AUDIO_DIMENSION,)
+
+
+def test_silence_and_garbage_are_refused() -> None:
+    with pytest.raises(FeatureError, match="silent"):
+        audio_features(_wav(np.zeros(16000)))
+    with pytest.raises(FeatureError, match="unreadable audio"):
+        audio_features(b"RIFF....garbage")
