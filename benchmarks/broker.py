@@ -6,7 +6,7 @@ consumer's drain throughput, and p50/p95 commit-to-enqueue lag at 1,000 changes/
 (target p95 <= 500 ms). Uses its own embedded PostgreSQL in a temporary directory. Prints the
 load average before and after: on a shared machine, compare runs taken at similar load.
 
-    .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000]
+    .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -178,6 +178,20 @@ def consume(url: str, workers: int, target: Callable[[str, Any], None], table: s
     return elapsed
 
 
+def best_of(
+    rounds: int, url: str, ours: Callable[[], float], theirs: Callable[[], float]
+) -> tuple[float, float]:
+    """The best rate of each side over `rounds` alternating runs, each from empty queues."""
+    ours_rates: list[float] = []
+    their_rates: list[float] = []
+    for _ in range(rounds):
+        for measure, rates in ((ours, ours_rates), (theirs, their_rates)):
+            with psycopg.connect(libpq(url), autocommit=True) as conn:
+                conn.execute("TRUNCATE broker_messages, broker_throughput, pgqueuer, pgqueuer_log")
+            rates.append(measure())
+    return max(ours_rates), max(their_rates)
+
+
 # -- CDC ---------------------------------------------------------------------------------------
 
 
@@ -242,6 +256,9 @@ def main() -> None:
     # One commit (one WAL flush) per message: a smaller count gives the same rate sooner.
     parser.add_argument("--single-messages", type=int, default=2000)
     parser.add_argument("--cdc-seconds", type=float, default=5.0)
+    # Other work on a shared machine only ever slows a run down: the best round is the closest
+    # to what each library can do, and alternating gives both the same quiet moments.
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
@@ -259,22 +276,30 @@ def main() -> None:
             f"messages per run: {n}, {single} for single enqueue "
             f"(CloudEvent bodies of ~330 bytes, batches of {BATCH} and of 100 on receive)"
         )
+        print(f"best of {args.rounds} alternating rounds per figure (msgs/s)")
         print(f"{'':34}{'hartonomous':>14}{'pgqueuer':>12}{'ratio':>8}")
         for label, count, batched in (
-            ("enqueue, single (msgs/s)", single, False),
+            ("enqueue, single", single, False),
             ("enqueue, batched", n, True),
         ):
-            ours = ours_enqueue(url, count, batched)
-            theirs = pgq_enqueue(url, count, batched)
+            ours, theirs = best_of(
+                args.rounds,
+                url,
+                lambda c=count, b=batched: ours_enqueue(url, c, b),
+                lambda c=count, b=batched: pgq_enqueue(url, c, b),
+            )
             print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
-            conn.execute("DELETE FROM broker_messages")
-            conn.execute("DELETE FROM pgqueuer")
         for workers in (1, 2):
-            ours_enqueue(url, n, batched=True)
-            ours = rate(n, consume(url, workers, _ours_worker, "broker_messages"))
-            pgq_enqueue(url, n, batched=True)
-            theirs = rate(n, consume(url, workers, _pgq_worker, "pgqueuer"))
+
+            def ours_consume(w: int = workers) -> float:
+                ours_enqueue(url, n, batched=True)
+                return rate(n, consume(url, w, _ours_worker, "broker_messages"))
+
+            def pgq_consume(w: int = workers) -> float:
+                pgq_enqueue(url, n, batched=True)
+                return rate(n, consume(url, w, _pgq_worker, "pgqueuer"))
+
+            ours, theirs = best_of(args.rounds, url, ours_consume, pgq_consume)
             label = f"receive+complete, {workers} worker(s)"
             print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
         throughput, p50, p95 = cdc_benchmark(url, args.cdc_seconds)

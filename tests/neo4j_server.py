@@ -117,17 +117,24 @@ class Neo4jServer:
         shutil.rmtree(self.working_directory, ignore_errors=True)
 
 
-def start_neo4j(working_directory: Path, port: int = 0) -> Neo4jServer:
+def start_neo4j(
+    working_directory: Path, port: int = 0, data_directory: Path | None = None
+) -> Neo4jServer:
     """Build the launcher if needed, start a server whose files live in `working_directory`
     (created if missing; removed by `stop`) and return once Bolt answers a handshake.
-    `port` 0 lets the system pick; a fixed port lets a test restart a server in place."""
+    `port` 0 lets the system pick; a fixed port lets a test restart a server in place.
+    `data_directory` (kept by `stop`) holds the databases instead, so that a server started
+    again on it has the data of the one before, as a restarted Neo4j does."""
     jar = build_launcher()
     java = _java()
     working_directory.mkdir(parents=True, exist_ok=True)
     log_path = working_directory / "launcher.log"
+    arguments = [str(working_directory / "server"), str(port)]
+    if data_directory is not None:
+        arguments.append(str(data_directory))
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [java, *JVM_OPTIONS, "-jar", str(jar), str(working_directory / "server"), str(port)],
+            [java, *JVM_OPTIONS, "-jar", str(jar), *arguments],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,

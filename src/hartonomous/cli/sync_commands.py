@@ -115,11 +115,14 @@ def graph_repair(
         "nodes": report.nodes,
         "edges": report.edges,
         "invalid": report.invalid,
+        "removed_nodes": report.removed_nodes,
+        "removed_edges": report.removed_edges,
     }
     state.emit(
         data,
         f"repaired from {sum(report.rows.values())} source row(s): {report.nodes} node and "
-        f"{report.edges} edge upsert(s); invalid rows {json.dumps(report.invalid)}",
+        f"{report.edges} edge upsert(s); removed {report.removed_nodes} orphan node(s) and "
+        f"{report.removed_edges} orphan edge(s); invalid rows {json.dumps(report.invalid)}",
     )
 
 
@@ -132,7 +135,8 @@ def graph_replay(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
 ) -> None:
-    """Re-project the SQL graph into Neo4j (needs [neo4j] uri)."""
+    """Re-project the SQL graph into Neo4j (needs [neo4j] uri); without --since, also delete
+    from Neo4j what the SQL graph no longer has."""
     from hartonomous.sync.maintenance import replay
     from hartonomous.sync.projector import Neo4jProjector
 
@@ -148,8 +152,15 @@ def graph_replay(
     finally:
         projector.close()
     state.emit(
-        {"nodes": report.nodes, "edges": report.edges, "since": since},
-        f"re-projected {report.nodes} node(s) and {report.edges} edge(s) into Neo4j",
+        {
+            "nodes": report.nodes,
+            "edges": report.edges,
+            "removed_nodes": report.removed_nodes,
+            "removed_edges": report.removed_edges,
+            "since": since,
+        },
+        f"re-projected {report.nodes} node(s) and {report.edges} edge(s) into Neo4j; removed "
+        f"{report.removed_nodes} node(s) and {report.removed_edges} edge(s) it no longer has",
     )
 
 

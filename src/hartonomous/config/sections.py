@@ -222,6 +222,7 @@ class CdcSettings(Section):
     consumer_name: str = "ces_consumer"
     batch_size: int = Field(default=250, ge=1, le=100_000)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    # Event-flow history kept (broker_throughput rows), pruned by the CES consumer.
     retention_minutes: int = Field(default=1440, ge=1)
 
     @field_validator("slot_name", "publication_name")

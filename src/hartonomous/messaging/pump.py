@@ -6,6 +6,7 @@ commit or vanish together. A handler failure rolls back to the savepoint and eit
 the message (retried after a backoff) or, at the poison limit, dead-letters it with the
 exception's type, message and traceback. A malformed CloudEvent is dead-lettered at once: no
 retry can make it valid, and it must not hold up the messages behind it.
+
 The savepoint is set lazily, just before the handler's first statement (`savepoint.py`).
 """
 
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import structlog
 from cloudevents.core.v1.event import CloudEvent
 
@@ -28,6 +28,7 @@ from hartonomous.messaging.broker import (
     ReceivedMessage,
 )
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
+from hartonomous.messaging.notify import wait_for_notify
 from hartonomous.messaging.resilience import ResilienceStrategy, is_transient
 from hartonomous.messaging.savepoint import HandlerSavepoint, PumpConnection
 
@@ -146,23 +147,11 @@ class MessagePump:
                     log.error("broker_batch_failed", error=f"{type(exc).__name__}: {exc}")
                     stop.wait(wait)
                     continue
-                if outcome.received == 0:
-                    self._wait_for_notify(wait, stop)
+                idle = outcome.received == 0
+                if idle and not wait_for_notify(self.connection(), wait, stop):
+                    self.close()
         finally:
             self.close()
-
-    def _wait_for_notify(self, seconds: float, stop: threading.Event) -> None:
-        # Short slices so a stop request is honoured promptly even without traffic.
-        remaining = seconds
-        while remaining > 0 and not stop.is_set():
-            slice_seconds = min(0.25, remaining)
-            try:
-                for _ in self.connection().notifies(timeout=slice_seconds, stop_after=1):
-                    return
-            except psycopg.Error:
-                self.close()
-                return
-            remaining -= slice_seconds
 
     def _handle_batch(self, connection: PumpConnection) -> BatchOutcome:
         messages = self.broker.receive(connection, self.batch_size)

@@ -2,11 +2,11 @@
 
 A handler's failure must undo its own writes and nothing else, so each handler runs after a
 savepoint. Setting one costs a round trip, which was most of the pump's time per message for
-handlers that never touch the database (the default one acknowledges, others call Neo4j). So
-the session holds the savepoint command back and sends it just before the handler's first
-statement: every statement, fetch, transaction block, pipeline or COPY of a psycopg connection
-goes through `Connection.wait`, which is where it is sent. A handler that touches nothing
-costs nothing; one that does gets the savepoint exactly in front of its first write.
+handlers that never touch the database (the default one only acknowledges). So the session
+holds the savepoint command back and sends it just before the handler's first statement: every
+statement, fetch, transaction block, pipeline or COPY of a psycopg connection goes through
+`Connection.wait`, which is where it is sent. A handler that touches nothing costs nothing; one
+that does gets the savepoint exactly in front of its first write.
 
 One savepoint name serves the whole batch: `RELEASE; SAVEPOINT` (one simple query) moves it
 past the previous handler, whose writes the batch transaction then keeps.

@@ -1,4 +1,4 @@
-"""The event backbone as background services `up` can run: the CES consumer and a pump.
+"""Background services `up` runs in daemon threads (the CES consumer, the sync worker).
 
 Each service runs `run(stop_event)` in a daemon thread with its own database sessions, so it
 shares nothing with the HTTP server but the process.
@@ -11,10 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-
-from hartonomous.config import Settings
-from hartonomous.messaging.broker import Broker
-from hartonomous.messaging.pump import Handler, MessagePump, acknowledge
 
 log = structlog.get_logger(__name__)
 _STOP_TIMEOUT_SECONDS = 10.0
@@ -47,17 +43,3 @@ class BackgroundService:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-
-def event_backbone_services(
-    url: str, settings: Settings, handler: Handler = acknowledge
-) -> list[BackgroundService]:
-    """The CES consumer and one message pump (`handler` is what the pump dispatches to)."""
-    from hartonomous.cdc.consumer import CesConsumer
-
-    consumer = CesConsumer(url, settings)
-    pump = MessagePump(url, Broker(settings.message_broker), handler)
-    return [
-        BackgroundService("ces-consumer", consumer.run),
-        BackgroundService("broker-pump", pump.run),
-    ]

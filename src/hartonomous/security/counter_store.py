@@ -5,16 +5,25 @@ order (inserting missing ones first, so two evaluations cannot both believe a ke
 the pure `apply_steps`, write back every state it returns. No rate-limit library fits here:
 the throttle's semantics (fixed windows, shared keys across rules, roll back on deny) are the
 original's, already pure in `throttle.apply_steps`; what was missing is only this storage.
+
+Permits are counted when granted, on the store's connection, so other processes see them at
+once. Work they allow may still roll back (a sync batch whose Neo4j projection fails): inside
+`provisional()` the store remembers the permits it grants and takes them back if the block
+raises. A process killed in between keeps its permits until their window ends (fail closed).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 
 from hartonomous.security.throttle import (
     CounterKey,
@@ -25,10 +34,20 @@ from hartonomous.security.throttle import (
 )
 
 Connection = psycopg.Connection[Any]
+log = structlog.get_logger(__name__)
 
 
 def _columns(key: CounterKey) -> tuple[str, str, str]:
     return key.subject, key.subject_id, key.operation or ""
+
+
+@dataclass(frozen=True)
+class Permit:
+    """`count` increments granted on `key` in the window that started at `window_start`."""
+
+    key: CounterKey
+    window_start: datetime
+    count: int
 
 
 class PostgresCounterStore:
@@ -38,6 +57,8 @@ class PostgresCounterStore:
         self._conninfo = url.replace("postgresql+psycopg://", "postgresql://")
         self._lock = threading.Lock()
         self._connection: Connection | None = None
+        # Permits granted inside each open `provisional()` block, innermost last.
+        self._provisional: list[list[Permit]] = []
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
@@ -51,18 +72,83 @@ class PostgresCounterStore:
             self._connection.close()
             self._connection = None
 
+    @contextmanager
+    def provisional(self) -> Iterator[None]:
+        """Refund the permits granted inside the block if it raises (blocks may nest: a block
+        that ends normally hands its permits to the enclosing one)."""
+        with self._lock:
+            self._provisional.append([])
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                permits = self._provisional.pop()
+            self.refund(permits)
+            raise
+        with self._lock:
+            permits = self._provisional.pop()
+            if self._provisional:
+                self._provisional[-1].extend(permits)
+
     def acquire(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision:
         keys = sorted({step.key for step in steps}, key=_columns)
         with self._lock:
             try:
-                return self._acquire(keys, steps, now)
+                decision, states = self._acquire(keys, steps, now)
             except psycopg.OperationalError:
                 self.close()  # a broken session must not be reused; the caller retries
                 raise
+            if not decision.is_throttled and self._provisional:
+                # Allowed: every step incremented its key once (a key of two rules twice).
+                granted = Counter(step.key for step in steps)
+                self._provisional[-1].extend(
+                    Permit(key, states[key].window_start, n) for key, n in granted.items()
+                )
+        return decision
+
+    def refund(self, permits: Sequence[Permit]) -> None:
+        """Take granted permits back; a counter whose window restarted since is left alone.
+        Best effort: on a database error the permits expire with their window instead."""
+        owed: Counter[tuple[str, str, str, datetime]] = Counter()
+        for permit in permits:
+            owed[(*_columns(permit.key), permit.window_start)] += permit.count
+        if not owed:
+            return
+        rows = sorted(owed)
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection.transaction():
+                    # Lock in key order first, as `acquire` does: no deadlock between them.
+                    connection.execute(
+                        "SELECT 1 FROM security_throttle_counters "
+                        "WHERE (subject, subject_id, operation) IN "
+                        "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])) "
+                        "ORDER BY subject, subject_id, operation FOR UPDATE",
+                        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+                    )
+                    connection.execute(
+                        "UPDATE security_throttle_counters c "
+                        "SET count = greatest(c.count - u.n, 0) "
+                        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], "
+                        "%s::int[]) AS u(s, i, o, w, n) WHERE (c.subject, c.subject_id, "
+                        "c.operation, c.window_start) = (u.s, u.i, u.o, u.w)",
+                        (
+                            [r[0] for r in rows],
+                            [r[1] for r in rows],
+                            [r[2] for r in rows],
+                            [r[3] for r in rows],
+                            [owed[r] for r in rows],
+                        ),
+                    )
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError):
+                    self.close()
+                log.warning("throttle_refund_failed", error=str(exc), permits=sum(owed.values()))
 
     def _acquire(
         self, keys: list[CounterKey], steps: Sequence[ThrottleStep], now: datetime
-    ) -> ThrottleDecision:
+    ) -> tuple[ThrottleDecision, dict[CounterKey, WindowState]]:
         connection = self._connect()
         rows = [_columns(key) for key in keys]
         with connection.transaction():
@@ -99,7 +185,7 @@ class PostgresCounterStore:
                         [state.count for _, state in changed],
                     ),
                 )
-        return outcome.decision
+        return outcome.decision, outcome.states
 
     def count(self, key: CounterKey) -> int:
         """The stored count of `key` (0 when it has no counter)."""

@@ -2,8 +2,11 @@
 
 Repair is the seed's missing `usp_SyncAtomGraphFromRelations`, done for every captured table:
 it reads the source rows in key order, a batch at a time, runs them through the same handlers
-as the worker (as inserts, without billing) and upserts the SQL graph. Replay re-projects the
-SQL graph into Neo4j, a batch at a time, and marks what it projected.
+as the worker (as inserts, without billing) and upserts the SQL graph; then it deletes, a batch
+at a time, the graph rows it did not produce (their source rows are gone). Replay re-projects
+the SQL graph into Neo4j, a batch at a time, and marks what it projected; a full replay then
+deletes, a batch at a time, the nodes and relationships of our vocabulary that the SQL graph
+does not have, so that Neo4j ends equal to it.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import psycopg
 from sqlalchemy import LargeBinary
 
 from hartonomous.db.tables import metadata
-from hartonomous.sync.graph import GraphBatch
+from hartonomous.sync.graph import LABELS, RELATIONSHIPS, GraphBatch, Label, NodeRef
 from hartonomous.sync.handlers import SyncEvent, handler_for
 from hartonomous.sync.lookups import Lookups
 from hartonomous.sync.projector import Neo4jProjector, Row, edge_row, node_row
 from hartonomous.sync.rows import InvalidEventError
 from hartonomous.sync.rows import Row as DataRow
-from hartonomous.sync.sql_graph import write_batch
+from hartonomous.sync.sql_graph import lock_projection, write_batch
 
 Connection = psycopg.Connection[Any]
 DEFAULT_BATCH_SIZE = 1000
@@ -52,6 +55,8 @@ class RepairReport:
     nodes: int
     edges: int
     invalid: dict[str, int]
+    removed_nodes: int = 0
+    removed_edges: int = 0
 
 
 def _bytea_columns(table: str) -> list[str]:
@@ -67,10 +72,24 @@ def _as_cdc_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# What a repair produced, by id: rows of the graph tables not in here are orphans. Temporary
+# tables of the repair's session, so concurrent repairs (other sessions) do not mix.
+_PRODUCED = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS repair_produced_nodes (node_id text PRIMARY KEY)",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS repair_produced_edges (edge_id text PRIMARY KEY)",
+    "TRUNCATE repair_produced_nodes, repair_produced_edges",
+)
+
+
 def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> RepairReport:
-    """Rebuild `graph_nodes` / `graph_edges` from the source tables (one transaction a batch)."""
+    """Rebuild `graph_nodes` / `graph_edges` from the source tables (one transaction a batch),
+    then delete the graph rows whose source rows are gone."""
     report = RepairReport(rows={}, nodes=0, edges=0, invalid={})
     lookups = Lookups(connection)
+    for statement in _PRODUCED:
+        connection.execute(statement)
+    started = connection.execute("SELECT now()").fetchone()
+    assert started is not None
     for table, keys, where in REPAIR_SOURCES:
         key_list = ", ".join(f"t.{k}" for k in keys)
         last: tuple[Any, ...] | None = None
@@ -105,18 +124,77 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
                         continue
                     batch.add(outcome.change)
                 write_batch(connection, batch, projected=False)
+                _record_produced(connection, batch)
             report.nodes += batch.node_count
             report.edges += batch.edge_count
             seen += len(rows)
             last = tuple(rows[-1][: len(keys)])
         report.rows[table] = seen
+    # Rows written after the repair started come from events newer than its reads: not orphans.
+    report.removed_edges = _remove_orphans(
+        connection,
+        "graph_edges",
+        "edge_id",
+        produced="repair_produced_edges",
+        started=started[0],
+        size=batch_size,
+    )
+    report.removed_nodes = _remove_orphans(
+        connection,
+        "graph_nodes",
+        "node_id",
+        produced="repair_produced_nodes",
+        started=started[0],
+        size=batch_size,
+    )
+    connection.execute("DROP TABLE repair_produced_nodes, repair_produced_edges")
     return report
+
+
+def _record_produced(connection: Connection, batch: GraphBatch) -> None:
+    nodes = [node_id for segment in batch.segments for node_id in segment.nodes]
+    edges = [edge_id for segment in batch.segments for edge_id in segment.edges]
+    connection.execute(
+        "INSERT INTO repair_produced_nodes SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (nodes,),
+    )
+    connection.execute(
+        "INSERT INTO repair_produced_edges SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+        (edges,),
+    )
+
+
+def _remove_orphans(
+    connection: Connection, table: str, key: str, *, produced: str, started: datetime, size: int
+) -> int:
+    """Delete, in key order a batch at a time, rows older than the repair it did not produce."""
+    last = ""
+    removed = 0
+    while True:
+        ids = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key} LIMIT {int(size)}",
+                (last,),
+            ).fetchall()
+        ]
+        if not ids:
+            return removed
+        deleted = connection.execute(
+            f"DELETE FROM {table} g WHERE g.{key} = ANY(%s) AND g.updated_at < %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {produced} p WHERE p.{key} = g.{key})",
+            (ids, started),
+        )
+        removed += deleted.rowcount
+        last = ids[-1]
 
 
 @dataclass
 class ReplayReport:
     nodes: int
     edges: int
+    removed_nodes: int = 0
+    removed_edges: int = 0
 
 
 def replay(
@@ -126,7 +204,8 @@ def replay(
     since: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> ReplayReport:
-    """Re-project SQL graph rows (changed since `since`, or all) into Neo4j, nodes first."""
+    """Re-project SQL graph rows (changed since `since`, or all) into Neo4j, nodes first; a
+    full replay (no `since`) then deletes from Neo4j what the SQL graph does not have."""
     projector.ensure_schema()
     nodes = _replay_table(
         connection, projector, table="graph_nodes", key="node_id", since=since, size=batch_size
@@ -134,7 +213,75 @@ def replay(
     edges = _replay_table(
         connection, projector, table="graph_edges", key="edge_id", since=since, size=batch_size
     )
-    return ReplayReport(nodes, edges)
+    report = ReplayReport(nodes, edges)
+    if since is None:
+        report.removed_edges = sum(
+            _sweep_edges(connection, projector, relationship, batch_size)
+            for relationship in RELATIONSHIPS
+        )
+        report.removed_nodes = sum(
+            _sweep_nodes(connection, projector, label, batch_size) for label in LABELS
+        )
+    return report
+
+
+def _sweep_edges(
+    connection: Connection, projector: Neo4jProjector, relationship: str, size: int
+) -> int:
+    """Delete relationships of a type whose id, or whose endpoints, the SQL graph lacks."""
+    last = ""
+    removed = 0
+    while True:
+        page = projector.edge_ends(relationship, last, size)
+        if not page:
+            return removed
+        with connection.transaction():
+            lock_projection(connection, exclusive=True)
+            gone = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT u.id FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(id, f, t) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM graph_edges e WHERE e.edge_id = u.id "
+                    "AND e.relationship = %s AND e.from_node_id = u.f AND e.to_node_id = u.t)",
+                    (
+                        [p[0] for p in page],
+                        [p[1] for p in page],
+                        [p[2] for p in page],
+                        relationship,
+                    ),
+                ).fetchall()
+            ]
+            if gone:
+                projector.delete((), gone)
+        removed += len(gone)
+        last = page[-1][0]
+
+
+def _sweep_nodes(connection: Connection, projector: Neo4jProjector, label: Label, size: int) -> int:
+    """Delete nodes of a label that are neither a SQL graph node nor an edge's endpoint."""
+    last = ""
+    removed = 0
+    while True:
+        page = projector.node_ids(label, last, size)
+        if not page:
+            return removed
+        with connection.transaction():
+            lock_projection(connection, exclusive=True)
+            gone = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT u.id FROM unnest(%(ids)s::text[]) AS u(id) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM graph_nodes g WHERE g.node_id = u.id AND g.label = %(label)s) "
+                    "AND NOT EXISTS (SELECT 1 FROM graph_edges e WHERE e.from_node_id = u.id "
+                    "AND e.from_label = %(label)s) AND NOT EXISTS (SELECT 1 FROM graph_edges e "
+                    "WHERE e.to_node_id = u.id AND e.to_label = %(label)s)",
+                    {"ids": page, "label": label},
+                ).fetchall()
+            ]
+            if gone:
+                projector.delete([NodeRef(node_id, label) for node_id in gone], ())
+        removed += len(gone)
+        last = page[-1]
 
 
 def _replay_table(
@@ -155,31 +302,43 @@ def _replay_table(
     last = ""
     total = 0
     while True:
-        rows = connection.execute(
-            f"SELECT {columns} FROM {table} WHERE {key} > %s "
-            "AND (%s::timestamptz IS NULL OR updated_at >= %s) "
-            f"ORDER BY {key} LIMIT {int(size)}",
-            (last, since, since),
-        ).fetchall()
+        with connection.transaction():
+            lock_projection(connection, exclusive=True)
+            rows = connection.execute(
+                f"SELECT {columns} FROM {table} WHERE {key} > %s "
+                "AND (%s::timestamptz IS NULL OR updated_at >= %s) "
+                f"ORDER BY {key} LIMIT {int(size)}",
+                (last, since, since),
+            ).fetchall()
+            if rows:
+                _merge_page(connection, projector, table, key, rows)
         if not rows:
             return total
-        node_rows: dict[str, list[Row]] = defaultdict(list)
-        edge_rows: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
-        for row in rows:
-            if table == "graph_nodes":
-                node_rows[row[1]].append(node_row(row[0], row[2], row[3]))
-            else:
-                edge_rows[(row[1], row[3], row[5])].append(
-                    edge_row(row[0], row[2], row[4], row[6], row[7])
-                )
-        projector.merge_rows(node_rows, edge_rows)
-        ids = [row[0] for row in rows]
-        connection.execute(
-            f"UPDATE {table} SET projected_at = now() WHERE {key} = ANY(%s)",
-            (ids,),
-        )
         total += len(rows)
-        last = ids[-1]
+        last = rows[-1][0]
+
+
+def _merge_page(
+    connection: Connection,
+    projector: Neo4jProjector,
+    table: str,
+    key: str,
+    rows: list[tuple[Any, ...]],
+) -> None:
+    node_rows: dict[str, list[Row]] = defaultdict(list)
+    edge_rows: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        if table == "graph_nodes":
+            node_rows[row[1]].append(node_row(row[0], row[2], row[3]))
+        else:
+            edge_rows[(row[1], row[3], row[5])].append(
+                edge_row(row[0], row[2], row[4], row[6], row[7])
+            )
+    projector.merge_rows(node_rows, edge_rows)
+    connection.execute(
+        f"UPDATE {table} SET projected_at = now() WHERE {key} = ANY(%s)",
+        ([row[0] for row in rows],),
+    )
 
 
 def status(connection: Connection, queue_name: str) -> dict[str, Any]:

@@ -66,6 +66,19 @@ WHERE %(projected)s
 """
 
 
+# (class, object) of the transaction-level advisory lock that orders the projection: a
+# projecting worker batch holds it shared, a replay page exclusively. So a replay page never
+# reads the SQL graph between a batch's Neo4j write and its commit (it would see Neo4j ahead of
+# SQL and delete or overwrite what the batch is about to commit).
+_PROJECTION_LOCK = (0x48617274, 0x47726170)
+
+
+def lock_projection(connection: Connection, *, exclusive: bool) -> None:
+    """Take the projection lock until the end of the current transaction."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    connection.execute(f"SELECT {function}(%s, %s)", _PROJECTION_LOCK)
+
+
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 

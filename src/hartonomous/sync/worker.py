@@ -8,6 +8,10 @@ its ledger row and graph rows, and a crash (SIGKILL included) leaves neither.
 Incident rules (seed): a ledger that cannot be written stops the worker (`LedgerWriteError`),
 after giving the batch back uncounted; an unreachable Neo4j opens the breaker and the batch
 waits (delayed, not failed), so nothing is lost and nothing dead-letters for it.
+
+Throttle permits are granted on the counter store's own connection (shared across processes at
+once) but provisionally: when the batch, or one message's decision, rolls back, they are
+refunded, so an outage never uses up a tenant's rate limit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hartonomous.billing.ledger import LedgerEntry, LedgerWriteError, write_entr
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
+from hartonomous.messaging.notify import wait_for_notify
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -37,7 +42,7 @@ from hartonomous.security.throttle import ThrottleEvaluator
 from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
-from hartonomous.sync.sql_graph import write_batch
+from hartonomous.sync.sql_graph import lock_projection, write_batch
 
 log = structlog.get_logger(__name__)
 Connection = psycopg.Connection[Any]
@@ -160,7 +165,7 @@ class SyncWorker:
                 return self._handle_batch(self.connection())
             except Exception as exc:
                 if is_transient(exc):
-                    self._drop_connection()
+                    self.close()
                 raise
 
         return self._strategy.run_receive(attempt, "sync.batch")
@@ -188,28 +193,12 @@ class SyncWorker:
                     stop.wait(wait)
                     continue
                 if outcome.received == 0:
-                    self._wait_for_notify(wait, stop)
+                    if not wait_for_notify(self.connection(), wait, stop):
+                        self.close()
                 elif outcome.waiting_for_neo4j:
                     stop.wait(min(wait, 1.0))
         finally:
             self.close()
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def _wait_for_notify(self, seconds: float, stop: threading.Event) -> None:
-        remaining = seconds
-        while remaining > 0 and not stop.is_set():
-            step = min(0.25, remaining)
-            try:
-                for _ in self.connection().notifies(timeout=step, stop_after=1):
-                    return
-            except psycopg.Error:
-                self._drop_connection()
-                return
-            remaining -= step
 
     # -- one batch -----------------------------------------------------------------------------
 
@@ -218,7 +207,7 @@ class SyncWorker:
         if not messages:
             return SyncOutcome()
         try:
-            with connection.transaction():
+            with self._counter_store.provisional(), connection.transaction():
                 return self._apply(connection, messages)
         except ProjectionUnavailableError as exc:
             return self._wait(connection, messages, exc)
@@ -239,7 +228,7 @@ class SyncWorker:
         done: list[ReceivedMessage] = []
         for message in messages:
             try:
-                with connection.transaction():
+                with self._counter_store.provisional(), connection.transaction():
                     decision = self._dispatcher.decide(connection, message)
             except Exception as exc:
                 if is_transient(exc) and connection.broken:
@@ -263,6 +252,8 @@ class SyncWorker:
             else:
                 self._collect(decision, graph, ledger, outcome)
                 done.append(message)
+        if self._projector is not None:
+            lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
         write_batch(connection, graph, projected=self._projector is not None)
         outcome.billed = write_entries(connection, ledger)
         self._project(graph)

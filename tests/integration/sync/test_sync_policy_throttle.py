@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.integration.sync.conftest import Source
 
 from hartonomous.config import Settings
 from hartonomous.messaging import OutgoingMessage
+from hartonomous.security.counter_store import PostgresCounterStore
+from hartonomous.security.throttle import CounterKey, ThrottleStep
 from hartonomous.sync.worker import SyncWorker
 
 
@@ -165,3 +170,81 @@ def test_bad_input_is_dead_lettered_or_counted_never_dropped(source: Source) -> 
         == 1
     )
     assert source.scalar("SELECT count(*) FROM broker_messages") == 0
+
+
+def throttle_count(source: Source) -> int:
+    return int(
+        source.scalar(
+            "SELECT coalesce(sum(count), 0) FROM security_throttle_counters "
+            "WHERE subject = 'tenant' AND subject_id = 'busy'"
+        )
+    )
+
+
+def test_permits_of_a_batch_that_rolls_back_are_refunded(source: Source) -> None:
+    source.tenant("busy")
+    source.ingest("busy", 3)
+    source.capture()
+    rule = {
+        "name": "per-tenant",
+        "scope": "tenant",
+        "permit_limit": 100,
+        "window_seconds": 3600,
+    }
+    with socket.socket() as closed:  # a port nothing listens on: Neo4j is down
+        closed.bind(("127.0.0.1", 0))
+        down = f"bolt://127.0.0.1:{closed.getsockname()[1]}"
+    settings = Settings.model_validate(
+        {
+            "security": {"rate_limits": [rule]},
+            "neo4j": {"uri": down, "connection_timeout_seconds": 1},
+            "message_broker": {
+                "resilience": {"publish_max_attempts": 1, "circuit_breaker_failure_threshold": 1}
+            },
+        }
+    )
+    queued = source.scalar("SELECT count(*) FROM broker_messages")
+    # Shared rows (atoms) have no tenant, so the tenant rule counts only the tenant's events.
+    counted = source.scalar(
+        "SELECT count(*) FROM broker_messages "
+        "WHERE coalesce(body->>'tenantid', body->'data'->>'tenant_id') = 'busy'"
+    )
+    assert counted > 0
+    waiting = drain(source, settings)
+    assert waiting.waiting_for_neo4j > 0
+    assert waiting.completed == 0
+    assert throttle_count(source) == 0  # the rolled-back batch holds no permits
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 0
+
+    source.conn.execute("UPDATE broker_messages SET available_at = now()")
+    done = drain(source, Settings.model_validate({"security": {"rate_limits": [rule]}}))
+    assert done.completed == queued
+    assert throttle_count(source) == counted  # each counted once, by the batch that stuck
+
+
+def test_provisional_permits_nest_and_refund_only_what_rolled_back(database_url: str) -> None:
+    store = PostgresCounterStore(database_url)
+    key = CounterKey("tenant", "nest")
+    step = ThrottleStep("r", key, permit_limit=10, window=timedelta(hours=1))
+    now = datetime.now(UTC)
+    try:
+        with store.provisional():
+            store.acquire([step], now)
+            with contextlib.suppress(RuntimeError), store.provisional():
+                store.acquire([step, step], now)  # one key under two rules: two permits
+                assert store.count(key) == 3
+                raise RuntimeError("inner work rolled back")
+            assert store.count(key) == 1
+            with store.provisional():
+                store.acquire([step], now)
+        assert store.count(key) == 2  # kept: the outer block ended normally
+        with contextlib.suppress(RuntimeError), store.provisional():
+            store.acquire([step], now)
+            with store.provisional():
+                store.acquire([step], now)
+            raise RuntimeError("outer work rolled back")
+        assert store.count(key) == 2  # inner permits passed to the outer block, refunded too
+        store.acquire([step], now)  # outside any block: counted for good
+        assert store.count(key) == 3
+    finally:
+        store.close()

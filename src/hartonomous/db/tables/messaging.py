@@ -43,9 +43,22 @@ broker_messages = Table(
     Column("last_error", Text),
     # Set when the message is a replay of a dead letter.
     Column("replayed_from", BigInteger),
-    Index(None, "queue_name", "conversation_id", "message_id"),
-    Index(None, "queue_name", "message_id"),
-    # In-flight rows are few; this keeps orphan recovery and `broker status` cheap.
+    # Partial indexes keep every claim, insert and delete to the entries it needs: a receive
+    # scans only available messages, the head-of-conversation check only ordered ones (a
+    # message without a conversation gets no entry there), orphan recovery only claimed ones.
+    Index(
+        "ix_broker_messages_available",
+        "queue_name",
+        "message_id",
+        postgresql_where=text("locked_by IS NULL"),
+    ),
+    Index(
+        "ix_broker_messages_conversation",
+        "queue_name",
+        "conversation_id",
+        "message_id",
+        postgresql_where=text("conversation_id IS NOT NULL"),
+    ),
     Index(
         "ix_broker_messages_in_flight",
         "queue_name",

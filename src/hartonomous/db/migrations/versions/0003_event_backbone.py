@@ -41,16 +41,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("message_id", name=op.f("pk_broker_messages")),
     )
     op.create_index(
-        op.f("ix_broker_messages_queue_name_conversation_id_message_id"),
-        "broker_messages",
-        ["queue_name", "conversation_id", "message_id"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_broker_messages_queue_name_message_id"),
+        "ix_broker_messages_available",
         "broker_messages",
         ["queue_name", "message_id"],
         unique=False,
+        postgresql_where=sa.text("locked_by IS NULL"),
+    )
+    op.create_index(
+        "ix_broker_messages_conversation",
+        "broker_messages",
+        ["queue_name", "conversation_id", "message_id"],
+        unique=False,
+        postgresql_where=sa.text("conversation_id IS NOT NULL"),
     )
     op.create_index(
         "ix_broker_messages_in_flight",

@@ -8,14 +8,19 @@ import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.harness.Neo4j;
+import org.neo4j.harness.Neo4jBuilder;
 import org.neo4j.harness.Neo4jBuilders;
 
 /**
  * Runs a real Neo4j 5 server in this JVM for the Python test suite.
  *
- * <p>Usage: {@code java -jar test-neo4j-server.jar WORKING_DIR [BOLT_PORT]}. Port 0 (the default)
- * lets the operating system pick a free port, so parallel runs never race for one. Bolt listens
- * on 127.0.0.1 only, unencrypted, without authentication; the HTTP server is off.
+ * <p>Usage: {@code java -jar test-neo4j-server.jar WORKING_DIR [BOLT_PORT [DATA_DIR]]}. Port 0 (the
+ * default) lets the operating system pick a free port, so parallel runs never race for one. Bolt
+ * listens on 127.0.0.1 only, unencrypted, without authentication; the HTTP server is off.
+ *
+ * <p>Without DATA_DIR the databases live in a random folder under WORKING_DIR that the harness
+ * deletes on close: every start is a fresh, empty server. With DATA_DIR they live there and are
+ * kept, so a server started again on the same DATA_DIR has the data of the one before (a restart).
  *
  * <p>When the server accepts Bolt connections, one line {@code NEO4J_BOLT_URI bolt://127.0.0.1:PORT}
  * goes to stdout. The server stops on SIGTERM/SIGINT or when stdin reaches end of file: the
@@ -41,14 +46,19 @@ public final class TestNeo4jServer {
     }
 
     public static void main(String[] args) throws IOException {
-        if (args.length < 1 || args.length > 2) {
-            System.err.println("usage: TestNeo4jServer WORKING_DIR [BOLT_PORT]");
+        if (args.length < 1 || args.length > 3) {
+            System.err.println("usage: TestNeo4jServer WORKING_DIR [BOLT_PORT [DATA_DIR]]");
             System.exit(2);
         }
         Path workingDirectory = Path.of(args[0]);
-        int port = args.length == 2 ? Integer.parseInt(args[1]) : 0;
+        int port = args.length >= 2 ? Integer.parseInt(args[1]) : 0;
 
-        Neo4j neo4j = Neo4jBuilders.newInProcessBuilder(workingDirectory)
+        Neo4jBuilder builder = Neo4jBuilders.newInProcessBuilder(workingDirectory);
+        if (args.length == 3) {
+            builder = builder.withConfig(
+                    GraphDatabaseSettings.data_directory, Path.of(args[2]).toAbsolutePath());
+        }
+        Neo4j neo4j = builder
                 .withDisabledServer()
                 .withConfig(BoltConnector.enabled, true)
                 .withConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
