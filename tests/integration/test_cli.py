@@ -138,3 +138,27 @@ def test_interrupted_first_start_can_be_rerun(embedded_cli: Cli, data_dir: Path)
     assert json.loads(result.stdout)["to"] == HEAD
     assert not leftover.exists()
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
+
+
+def test_commands_on_an_unmigrated_database_name_the_remedy(cli: Cli) -> None:
+    assert cli("db", "downgrade", "base").exit_code == 0
+    result = cli("holdings", "list", "--tenant", "sample")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "is at migration none (empty)" in lines[0]
+    assert "run `hartonomous db upgrade`" in lines[0]
+
+
+def test_an_unexpected_database_error_is_one_line(cli: Cli, database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE holdings CASCADE"))
+    engine.dispose()
+    result = cli("holdings", "list", "--tenant", "sample")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        'hartonomous: error: database error: relation "holdings" does not exist'
+    ]

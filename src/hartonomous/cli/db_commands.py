@@ -39,7 +39,7 @@ def upgrade_command(
     """Apply migrations up to REVISION (default head). Idempotent."""
     state = cli_context(ctx)
     _require_known(revision)
-    with open_database(state.settings()) as database:
+    with open_database(state.settings(), require_current_schema=False) as database:
         before = current_revision(database.engine)
         if revision == "head":
             provision(database, state.settings())
@@ -63,7 +63,7 @@ def downgrade_command(
     """Revert migrations down to REVISION."""
     state = cli_context(ctx)
     _require_known(revision)
-    with open_database(state.settings()) as database:
+    with open_database(state.settings(), require_current_schema=False) as database:
         before = current_revision(database.engine)
         downgrade(database.engine, revision)
         after = current_revision(database.engine)
@@ -77,7 +77,7 @@ def downgrade_command(
 def current_command(ctx: typer.Context) -> None:
     """Print the database's migration revision."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database:
+    with open_database(state.settings(), require_current_schema=False) as database:
         revision = current_revision(database.engine)
     state.emit({"revision": revision}, revision or "(no revision)")
 
@@ -86,7 +86,7 @@ def current_command(ctx: typer.Context) -> None:
 def status_command(ctx: typer.Context) -> None:
     """Where the database is, what it runs and whether migrations are at head."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database:
+    with open_database(state.settings(), require_current_schema=False) as database:
         revision = current_revision(database.engine)
         facts = database.facts
         data = {

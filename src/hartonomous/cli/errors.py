@@ -16,7 +16,11 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
     from hartonomous.cli.sync_commands import GraphCommandError
     from hartonomous.cli.up_command import PortUnavailableError
     from hartonomous.config import ConfigError
-    from hartonomous.db import DatabaseUnavailableError, EmbeddedDatabaseError
+    from hartonomous.db import (
+        DatabaseUnavailableError,
+        EmbeddedDatabaseError,
+        SchemaNotCurrentError,
+    )
     from hartonomous.embed.indexing import UnknownPolicyError
     from hartonomous.embed.spaces import UnknownSpaceError
     from hartonomous.ingest.pipeline import UnknownTenantError
@@ -43,6 +47,7 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         ConfigError,
         DatabaseUnavailableError,
         EmbeddedDatabaseError,
+        SchemaNotCurrentError,
         InstanceBusyError,
         PortUnavailableError,
         SampleModelMissingError,

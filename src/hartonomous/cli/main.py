@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import structlog
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from hartonomous.cli import (
     atoms_commands,
@@ -97,7 +99,7 @@ def smoke(ctx: typer.Context) -> None:
     from hartonomous.ops.smoke import run_smoke
 
     state = cli_context(ctx)
-    with open_database(state.settings()) as database:
+    with open_database(state.settings(), require_current_schema=False) as database:
         report = run_smoke(database.engine, state.settings().cdc)
     lines = [f"{check.verdict.value} {check.name}: {check.detail}" for check in report.checks]
     data = {
@@ -137,9 +139,20 @@ def run() -> None:
             sys.stderr.write(f"hartonomous: {usage}\n")
         sys.exit(int(getattr(usage, "exit_code", 2)))
     except user_facing_errors() as failure:
-        reason = str(failure).replace("\n", " ")
-        if as_json:
-            sys.stderr.write(json.dumps({"error": reason}) + "\n")
-        else:
-            sys.stderr.write(f"hartonomous: error: {reason}\n")
-        sys.exit(2 if type(failure).__name__ == "ConfigError" else 1)
+        _fail(str(failure), as_json, 2 if type(failure).__name__ == "ConfigError" else 1)
+    except (DBAPIError, psycopg.Error) as failure:
+        # A database refusal nobody anticipated: the driver's first line, not a traceback
+        # (the traceback is logged at debug level for whoever investigates).
+        structlog.get_logger(__name__).debug("database_error", exc_info=True)
+        cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig else failure
+        first_line = next(iter(str(cause).strip().splitlines()), type(cause).__name__)
+        _fail(f"database error: {first_line}", as_json, 1)
+
+
+def _fail(reason: str, as_json: bool, code: int) -> None:
+    reason = reason.replace("\n", " ")
+    if as_json:
+        sys.stderr.write(json.dumps({"error": reason}) + "\n")
+    else:
+        sys.stderr.write(f"hartonomous: error: {reason}\n")
+    sys.exit(code)

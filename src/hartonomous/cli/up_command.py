@@ -66,7 +66,10 @@ def up(
     }
     try:
         prepare_data_dir(settings.data_dir)
-        with InstanceLock(settings.data_dir), open_database(settings) as database:
+        with (
+            InstanceLock(settings.data_dir),
+            open_database(settings, require_current_schema=False) as database,
+        ):
             provision(database, settings)
             report = seed(database.engine, settings)
             sock = _bind(listen_host, listen_port)

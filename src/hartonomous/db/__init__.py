@@ -3,13 +3,14 @@
 from hartonomous.db.connection import DatabaseUnavailableError, ServerFacts
 from hartonomous.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from hartonomous.db.migrate import current_revision, downgrade, head_revision, upgrade
-from hartonomous.db.runtime import Database, open_database
+from hartonomous.db.runtime import Database, SchemaNotCurrentError, open_database
 
 __all__ = [
     "Database",
     "DatabaseUnavailableError",
     "EmbeddedDatabaseError",
     "EmbeddedPostgres",
+    "SchemaNotCurrentError",
     "ServerFacts",
     "current_revision",
     "downgrade",

@@ -17,6 +17,7 @@ from hartonomous.db.connection import (
     open_engine,
 )
 from hartonomous.db.embedded import EmbeddedPostgres
+from hartonomous.db.migrate import current_revision, head_revision
 
 log = structlog.get_logger(__name__)
 
@@ -33,9 +34,18 @@ class Database:
         return masked_url(self.url)
 
 
+class SchemaNotCurrentError(Exception):
+    """The database's migrations are not at the code's head; the message says what to run."""
+
+
 @contextmanager
-def open_database(settings: Settings) -> Iterator[Database]:
-    """Yield a usable database; refuse a server without pgvector; warn when CDC cannot work."""
+def open_database(settings: Settings, *, require_current_schema: bool = True) -> Iterator[Database]:
+    """Yield a usable database; refuse a server without pgvector; warn when CDC cannot work.
+
+    Commands that work on the schema itself (migrations, status, smoke, `up`) pass
+    `require_current_schema=False`; every other command is refused, with the remedy, on a
+    database whose migrations are not at head, instead of failing on a missing table.
+    """
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
     if not url:
@@ -57,9 +67,21 @@ def open_database(settings: Settings) -> Iterator[Database]:
                     wal_level=facts.wal_level,
                     consequence="change data capture cannot run until wal_level = logical",
                 )
+            if require_current_schema:
+                _require_head(engine, url)
             yield Database(url=url, engine=engine, facts=facts, embedded=embedded is not None)
         finally:
             engine.dispose()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _require_head(engine: Engine, url: str) -> None:
+    current = current_revision(engine)
+    head = head_revision()
+    if current != head:
+        raise SchemaNotCurrentError(
+            f"database {masked_url(url)} is at migration {current or 'none (empty)'}, "
+            f"the code needs {head}: run `hartonomous db upgrade`"
+        )
