@@ -59,9 +59,10 @@ def collect_garbage(engine: Engine, batch_size: int = 1000) -> GcReport:
     """Delete unreferenced atoms in batches until none is left.
 
     Deleting a composite drops its component rows, whose trigger lowers its children's counts;
-    the next batch collects those that reach zero. Candidates are taken `FOR UPDATE SKIP LOCKED`
-    and re-checked, so atoms an ingestion is about to reference (it holds `FOR KEY SHARE` on
-    them) are skipped, never deleted under it.
+    the next batch collects those that reach zero. Candidates come from the count rows, and both
+    the count row and the `atoms` row are taken `FOR UPDATE SKIP LOCKED` and re-checked: an
+    ingestion about to reference an atom holds `FOR KEY SHARE` on its `atoms` row, which
+    conflicts with `FOR UPDATE`, so that atom is skipped, never deleted under it.
     """
     deleted = freed = batches = 0
     while True:
@@ -70,11 +71,14 @@ def collect_garbage(engine: Engine, batch_size: int = 1000) -> GcReport:
                 text(
                     """
                     WITH candidates AS (
-                        SELECT atom_id FROM atoms WHERE reference_count = 0
-                        LIMIT :batch FOR UPDATE SKIP LOCKED
+                        SELECT r.atom_id FROM atom_reference_counts r
+                        JOIN atoms a USING (atom_id)
+                        WHERE r.reference_count = 0
+                        LIMIT :batch FOR UPDATE OF r, a SKIP LOCKED
                     ), removed AS (
-                        DELETE FROM atoms a USING candidates c
-                        WHERE a.atom_id = c.atom_id AND a.reference_count = 0
+                        DELETE FROM atoms a USING candidates c, atom_reference_counts r
+                        WHERE a.atom_id = c.atom_id AND r.atom_id = c.atom_id
+                          AND r.reference_count = 0
                         RETURNING a.kind, a.size_bytes
                     )
                     SELECT count(*) AS atoms,

@@ -64,8 +64,9 @@ def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSum
     require_visible(connection, tenant_id, atom_id)
     atom = connection.execute(
         text(
-            "SELECT kind, modality, subtype, size_bytes, reference_count, canonical_text, "
-            "metadata FROM atoms WHERE atom_id = :atom_id"
+            "SELECT a.kind, a.modality, a.subtype, a.size_bytes, r.reference_count, "
+            "a.canonical_text, a.metadata FROM atoms a JOIN atom_reference_counts r "
+            "USING (atom_id) WHERE a.atom_id = :atom_id"
         ),
         {"atom_id": atom_id},
     ).one()

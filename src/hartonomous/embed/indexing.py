@@ -385,7 +385,8 @@ def backfill(
                     text(
                         "SELECT a.atom_id, a.modality, a.canonical_text, a.size_bytes "
                         "FROM atoms a WHERE a.modality = :modality AND a.atom_id > :after "
-                        "AND a.reference_count > 0 "
+                        "AND EXISTS (SELECT 1 FROM atom_reference_counts r "
+                        "            WHERE r.atom_id = a.atom_id AND r.reference_count > 0) "
                         "AND (a.modality <> 'text' OR a.canonical_text IS NOT NULL) "
                         "AND NOT EXISTS (SELECT 1 FROM atom_embeddings e "
                         "                WHERE e.atom_id = a.atom_id AND e.space = :space) "

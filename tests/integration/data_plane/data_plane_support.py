@@ -198,17 +198,20 @@ def write_onnx(path: Path) -> Path:
 
 
 def reference_count_mismatches(engine: Engine) -> list[tuple[str, int, int]]:
-    """Atoms whose stored count differs from holdings + component rows + relation rows."""
+    """Atoms whose stored count differs from holdings + component rows + relation rows.
+
+    An atom with no count row at all shows a stored count of -1.
+    """
     with engine.connect() as connection:
         rows = connection.execute(
             text(
                 """
-                SELECT a.atom_id, a.reference_count,
+                SELECT a.atom_id, coalesce(r.reference_count, -1) AS reference_count,
                        (SELECT count(*) FROM holdings h WHERE h.atom_id = a.atom_id)
                      + (SELECT count(*) FROM atom_components c WHERE c.child_atom_id = a.atom_id)
                      + (SELECT count(*) FROM atom_relations r WHERE r.to_atom_id = a.atom_id)
                        AS expected
-                FROM atoms a
+                FROM atoms a LEFT JOIN atom_reference_counts r USING (atom_id)
                 """
             )
         ).all()
@@ -230,7 +233,9 @@ def reference_counts(engine: Engine) -> dict[bytes, int]:
     with engine.connect() as connection:
         return {
             bytes(row.atom_id): row.reference_count
-            for row in connection.execute(text("SELECT atom_id, reference_count FROM atoms"))
+            for row in connection.execute(
+                text("SELECT atom_id, reference_count FROM atom_reference_counts")
+            )
         }
 
 

@@ -27,7 +27,7 @@ from tests.integration.data_plane.data_plane_support import (
 )
 
 from hartonomous.atoms.chunking import DEFAULT_MAX_SIZE
-from hartonomous.db.tables import atoms, holdings, model_tensors
+from hartonomous.db.tables import atom_reference_counts, atoms, holdings, model_tensors
 
 
 def _mixed_folder(folder: Path) -> Path:
@@ -103,9 +103,9 @@ def test_identical_paragraphs_are_one_atom_across_documents(engine: Engine, tmp_
     paragraph_atom = hashlib.sha256(shared.encode()).digest()
     with engine.connect() as connection:
         paragraph = connection.execute(
-            select(atoms.c.kind, atoms.c.canonical_text, atoms.c.reference_count).where(
-                atoms.c.atom_id == paragraph_atom
-            )
+            select(atoms.c.kind, atoms.c.canonical_text, atom_reference_counts.c.reference_count)
+            .join(atom_reference_counts)
+            .where(atoms.c.atom_id == paragraph_atom)
         ).one()
     assert (paragraph.kind, paragraph.canonical_text) == ("leaf", shared)
     assert paragraph.reference_count == 2  # one component row in each document

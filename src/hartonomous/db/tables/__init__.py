@@ -3,6 +3,7 @@
 from hartonomous.db.tables.atoms import (
     atom_components,
     atom_payloads,
+    atom_reference_counts,
     atom_relations,
     atoms,
     holdings,
@@ -42,6 +43,7 @@ __all__ = [
     "atom_components",
     "atom_embeddings",
     "atom_payloads",
+    "atom_reference_counts",
     "atom_relations",
     "atom_similarities",
     "atoms",

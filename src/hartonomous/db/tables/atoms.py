@@ -2,8 +2,9 @@
 
 Atoms are shared by all tenants and addressed by the SHA-256 of the bytes they stand for; a
 tenant reaches an atom only through a holding (directly or through the atom's ancestors).
-Payload bytes live in `atom_payloads`, apart from `atoms`, so change data capture (which
-publishes `atoms`) never ships chunk bytes.
+Payload bytes live in `atom_payloads` and reference counts in `atom_reference_counts`, apart
+from `atoms`, so change data capture (which publishes `atoms`) never ships chunk bytes, nor an
+`atoms` update for every reference taken or released.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ EMPTY_JSON = text("'{}'::jsonb")
 
 
 def _reference_count_triggers(table: str) -> tuple[str, str]:
-    """Statement-level triggers (migration 0004) that keep atoms.reference_count exact."""
+    """Statement-level triggers (migration 0004) that keep atom_reference_counts exact."""
     return (f"{table}_count_refs_insert", f"{table}_count_refs_delete")
 
 
@@ -53,15 +54,28 @@ atoms = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("canonical_text", Text),
     Column("metadata", JSONB, nullable=False, server_default=EMPTY_JSON),
-    Column("reference_count", BigInteger, nullable=False, server_default=text("0")),
     created_at(),
     CheckConstraint("octet_length(atom_id) = 32", name="atom_id_is_sha256"),
     CheckConstraint("kind IN ('leaf', 'composite')", name="kind"),
     CheckConstraint("size_bytes >= 0", name="size_not_negative"),
+    # A statement-level trigger gives every new atom its atom_reference_counts row.
+    info={"cdc_captured": True, "triggers": ("atoms_create_reference_counts",)},
+)
+
+# Kept out of `atoms` (and out of change data capture): every reference taken or released
+# updates the count, and consumers have no use for those updates.
+atom_reference_counts = Table(
+    "atom_reference_counts",
+    metadata,
+    Column("atom_id", DIGEST, ForeignKey("atoms.atom_id", ondelete="CASCADE"), primary_key=True),
+    Column("reference_count", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("reference_count >= 0", name="reference_count_not_negative"),
     # Garbage collection looks for unreferenced atoms only.
-    Index("ix_atoms_unreferenced", "atom_id", postgresql_where=text("reference_count = 0")),
-    info={"cdc_captured": True},
+    Index(
+        "ix_atom_reference_counts_unreferenced",
+        "atom_id",
+        postgresql_where=text("reference_count = 0"),
+    ),
 )
 
 atom_payloads = Table(

@@ -1,8 +1,10 @@
 """Data plane: atoms, payloads, components, relations, holdings, models, ingestion jobs.
 
-Reference counts (holdings + parent references: components and derivations) are maintained by
-statement-level triggers that lock the affected atoms in key order, so concurrent ingestions
-cannot deadlock on them.
+Reference counts (holdings + parent references: components and derivations) live in
+`atom_reference_counts`, a table change data capture does not publish, and are maintained by
+statement-level triggers that lock the affected count rows in key order, so concurrent
+ingestions cannot deadlock on them. A statement-level trigger on `atoms` gives every new atom
+its count row.
 
 Revision ID: 0004
 Revises: 0003
@@ -37,7 +39,6 @@ def upgrade() -> None:
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
         ),
-        sa.Column("reference_count", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -46,24 +47,29 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("kind IN ('leaf', 'composite')", name=op.f("ck_atoms_kind")),
         sa.CheckConstraint("octet_length(atom_id) = 32", name=op.f("ck_atoms_atom_id_is_sha256")),
-        sa.CheckConstraint(
-            "reference_count >= 0", name=op.f("ck_atoms_reference_count_not_negative")
-        ),
         sa.CheckConstraint("size_bytes >= 0", name=op.f("ck_atoms_size_not_negative")),
         sa.PrimaryKeyConstraint("atom_id", name=op.f("pk_atoms")),
-        info={
-            "cdc_captured": True,
-            "triggers": (
-                "atom_components_count_refs_insert",
-                "atom_components_count_refs_delete",
-                "holdings_count_refs_insert",
-                "holdings_count_refs_delete",
-            ),
-        },
+        info={"cdc_captured": True, "triggers": ("atoms_create_reference_counts",)},
+    )
+    op.create_table(
+        "atom_reference_counts",
+        sa.Column("atom_id", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("reference_count", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.CheckConstraint(
+            "reference_count >= 0",
+            name=op.f("ck_atom_reference_counts_reference_count_not_negative"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["atom_id"],
+            ["atoms.atom_id"],
+            name=op.f("fk_atom_reference_counts_atom_id_atoms"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("atom_id", name=op.f("pk_atom_reference_counts")),
     )
     op.create_index(
-        "ix_atoms_unreferenced",
-        "atoms",
+        "ix_atom_reference_counts_unreferenced",
+        "atom_reference_counts",
         ["atom_id"],
         unique=False,
         postgresql_where=sa.text("reference_count = 0"),
@@ -323,6 +329,15 @@ def upgrade() -> None:
         op.f("ix_model_tensors_tensor_atom_id"), "model_tensors", ["tensor_atom_id"], unique=False
     )
     # ### end Alembic commands ###
+    # A statement-level trigger, not a row written by each caller: one INSERT ... SELECT per
+    # COPY or INSERT into atoms, run in the server with no extra round trip, and no writer
+    # (the atom store, tests, future tools) can forget it.
+    op.execute(CREATE_REFERENCE_COUNTS_FUNCTION)
+    op.execute(
+        "CREATE TRIGGER atoms_create_reference_counts AFTER INSERT ON atoms "
+        "REFERENCING NEW TABLE AS new_atoms FOR EACH STATEMENT "
+        "EXECUTE FUNCTION atoms_create_reference_counts()"
+    )
     op.execute(COUNT_REFERENCES_FUNCTION)
     for table, column in (
         ("atom_components", "child_atom_id"),
@@ -337,6 +352,15 @@ def upgrade() -> None:
             )
 
 
+CREATE_REFERENCE_COUNTS_FUNCTION = """
+CREATE FUNCTION atoms_create_reference_counts() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO atom_reference_counts (atom_id) SELECT atom_id FROM new_atoms;
+    RETURN NULL;
+END
+$body$
+"""
+
 COUNT_REFERENCES_FUNCTION = """
 CREATE FUNCTION atoms_count_references() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
@@ -346,12 +370,12 @@ BEGIN
         WITH counted AS (
             SELECT %1$I AS atom_id, count(*) AS n FROM changed_rows GROUP BY 1
         ), locked AS (
-            SELECT a.atom_id FROM atoms a JOIN counted USING (atom_id)
-            ORDER BY a.atom_id FOR NO KEY UPDATE OF a
+            SELECT r.atom_id FROM atom_reference_counts r JOIN counted USING (atom_id)
+            ORDER BY r.atom_id FOR NO KEY UPDATE OF r
         )
-        UPDATE atoms a SET reference_count = a.reference_count + $1 * counted.n
+        UPDATE atom_reference_counts r SET reference_count = r.reference_count + $1 * counted.n
         FROM counted
-        WHERE a.atom_id = counted.atom_id AND a.atom_id IN (SELECT atom_id FROM locked)
+        WHERE r.atom_id = counted.atom_id AND r.atom_id IN (SELECT atom_id FROM locked)
     $sql$, TG_ARGV[0]) USING delta;
     RETURN NULL;
 END
@@ -364,6 +388,8 @@ def downgrade() -> None:
         for event in ("insert", "delete"):
             op.execute(f"DROP TRIGGER {table}_count_refs_{event} ON {table}")
     op.execute("DROP FUNCTION atoms_count_references()")
+    op.execute("DROP TRIGGER atoms_create_reference_counts ON atoms")
+    op.execute("DROP FUNCTION atoms_create_reference_counts()")
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_index(op.f("ix_model_tensors_tensor_atom_id"), table_name="model_tensors")
     op.drop_table("model_tensors")
@@ -378,7 +404,10 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_atom_components_child_atom_id"), table_name="atom_components")
     op.drop_table("atom_components")
     op.drop_index(
-        "ix_atoms_unreferenced", table_name="atoms", postgresql_where=sa.text("reference_count = 0")
+        "ix_atom_reference_counts_unreferenced",
+        table_name="atom_reference_counts",
+        postgresql_where=sa.text("reference_count = 0"),
     )
+    op.drop_table("atom_reference_counts")
     op.drop_table("atoms")
     # ### end Alembic commands ###
