@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from hartonomous.json_types import JsonValue
 
@@ -32,26 +32,8 @@ Relationship = Literal[
     "REQUESTED",
     "OWNS",
 ]
-LABELS: tuple[Label, ...] = (
-    "Atom",
-    "Model",
-    "Tensor",
-    "Inference",
-    "IngestionJob",
-    "GenerationStream",
-    "Tenant",
-    "Principal",
-)
-RELATIONSHIPS: tuple[Relationship, ...] = (
-    "CONTAINS",
-    "DERIVED_FROM",
-    "PRODUCED",
-    "USED_MODEL",
-    "USED_INPUT",
-    "GENERATED",
-    "REQUESTED",
-    "OWNS",
-)
+LABELS: tuple[Label, ...] = get_args(Label)
+RELATIONSHIPS: tuple[Relationship, ...] = get_args(Relationship)
 
 Properties = Mapping[str, JsonValue]
 
