@@ -31,6 +31,7 @@ from sqlalchemy import create_engine
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import Broker, MessagePump, OutgoingMessage
 
 BATCH = 500
@@ -49,7 +50,7 @@ def body(n: int) -> dict[str, Any]:
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 def rate(count: int, seconds: float) -> float:

@@ -26,7 +26,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from sqlalchemy import Engine, create_engine, text
 
-from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
 from hartonomous.embed.spaces import get_space
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import Scope, search_vector
@@ -49,7 +49,7 @@ def atom_id(index: int) -> bytes:
 def load(url: str, vectors: Vectors, small: set[int]) -> None:
     """Atoms, vectors, two holdings and their search entries, by COPY; then the HNSW index."""
     index_name = "ix_atom_embeddings_hnsw_minilm_l6_v2"
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as connection:
+    with psycopg.connect(libpq_url(url)) as connection:
         register_vector(connection)
         definition = connection.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (index_name,)

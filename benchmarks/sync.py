@@ -28,6 +28,7 @@ from tests.neo4j_server import start_neo4j
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db.connection import libpq_url
 from hartonomous.sync.graph import (
     GraphBatch,
     GraphChange,
@@ -41,7 +42,7 @@ from hartonomous.sync.worker import SyncWorker
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 def ingest(conn: psycopg.Connection[object], tenant: str, files: int) -> None:

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from tests.neo4j_server import start_neo4j
 
-from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
 
 TEMPLATE_DATABASE = "hartonomous_template"
 
@@ -37,8 +37,8 @@ class PostgresCluster:
         return self.server.url.replace("/hartonomous?", f"/{database}?")
 
     def admin(self, sql: str) -> None:
-        libpq_url = self.url("postgres").replace("postgresql+psycopg", "postgresql")
-        with psycopg.connect(libpq_url, autocommit=True) as connection:
+        admin_url = libpq_url(self.url("postgres"))
+        with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(sql)  # type: ignore[arg-type]
 
     def create_database(self, template: str) -> str:

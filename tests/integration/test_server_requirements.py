@@ -16,6 +16,7 @@ from tests.conftest import Cli, clean_environment
 
 from hartonomous.api import create_app
 from hartonomous.db import EmbeddedPostgres, downgrade, head_revision
+from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import SYSTEM_USER_WHEN_ROOT, pgserver_install_dir
 
 
@@ -109,7 +110,7 @@ def test_embedded_start_restarts_a_server_without_logical_decoding(
     try:
         import psycopg
 
-        with psycopg.connect(embedded.url.replace("+psycopg", "")) as connection:
+        with psycopg.connect(libpq_url(embedded.url)) as connection:
             row = connection.execute("SHOW wal_level").fetchone()
         assert row == ("logical",)
     finally:

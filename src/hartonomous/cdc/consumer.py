@@ -34,6 +34,7 @@ from hartonomous.cdc.replication import (
     ensure_slot,
 )
 from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage, prune_throughput
 from hartonomous.messaging.envelope import to_body
 from hartonomous.messaging.resilience import ResilienceStrategy
@@ -83,7 +84,7 @@ class CesConsumer:
     def connection(self) -> Connection:
         if self._connection is None or self._connection.closed:
             self._connection = psycopg.connect(
-                self.url.replace("postgresql+psycopg://", "postgresql://"),
+                libpq_url(self.url),
                 autocommit=True,
                 application_name="hartonomous-ces-consumer",
             )

@@ -13,6 +13,7 @@ import psycopg
 import typer
 
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.db.connection import libpq_url
 
 broker_app = typer.Typer(help="Broker health.", no_args_is_help=True)
 deadletters_app = typer.Typer(help="Dead letters: list, show, replay, purge.", no_args_is_help=True)
@@ -41,7 +42,7 @@ def _session(state: CliContext) -> Iterator[tuple[psycopg.Connection[Any], Any]]
 
     settings = state.settings()
     with open_database(settings) as database:
-        url = database.url.replace("postgresql+psycopg://", "postgresql://")
+        url = libpq_url(database.url)
         with psycopg.connect(url, autocommit=True) as connection:
             yield connection, Broker(settings.message_broker)
 

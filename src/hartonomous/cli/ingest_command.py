@@ -51,18 +51,18 @@ def ingest(
 def _with_progress(engine: Engine, request: IngestRequest, paths: list[Path]) -> JobOutcome:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from hartonomous.ingest.paths import expand_paths
-
-    total = len(expand_paths(paths))
     with Progress(
         TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}")
     ) as progress:
-        task = progress.add_task("", total=total)
+        task = progress.add_task("", total=None)
+
+        def start(total: int) -> None:
+            progress.update(task, total=total)
 
         def advance(outcome: FileOutcome) -> None:
             progress.update(task, advance=1, description=Path(outcome.path).name)
 
-        return ingest_paths(engine, request, paths, on_file=advance)
+        return ingest_paths(engine, request, paths, on_file=advance, on_start=start)
 
 
 def _summary(outcome: JobOutcome) -> str:

@@ -15,6 +15,7 @@ import psycopg
 import typer
 
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.db.connection import libpq_url
 
 graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def _connection(state: CliContext) -> Iterator[tuple[str, psycopg.Connection[Any
     from hartonomous.db import open_database
 
     with open_database(state.settings()) as database:
-        url = database.url.replace("postgresql+psycopg://", "postgresql://")
+        url = libpq_url(database.url)
         with psycopg.connect(url, autocommit=True) as connection:
             yield database.url, connection
 

@@ -44,6 +44,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as plain psycopg / libpq expects it (no `+psycopg` driver suffix)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def open_engine(url: str, settings: DatabaseSettings) -> Engine:
     normalised = normalise_url(url)
     try:

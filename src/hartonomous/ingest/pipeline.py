@@ -99,9 +99,14 @@ def ingest_paths(
     request: IngestRequest,
     paths: Sequence[Path],
     on_file: Callable[[FileOutcome], None] | None = None,
+    *,
     indexer: HoldingIndexer | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> JobOutcome:
+    """Ingest files and folders as one job; `on_start` hears how many files were found."""
     candidates = expand_paths(paths)
+    if on_start is not None:
+        on_start(len(candidates))
     indexer = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
     job_id = _start_job(engine, request)
     outcomes: list[FileOutcome] = []

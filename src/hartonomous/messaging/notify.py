@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 _SLICE_SECONDS = 0.25
+ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
+
+
+def listening_connection(
+    connection_class: type[ConnectionT], conninfo: str, channel: str, application_name: str
+) -> ConnectionT:
+    """An autocommit session LISTENing on the broker's channel, as every idle consumer needs."""
+    connection = connection_class.connect(
+        conninfo, autocommit=True, application_name=application_name
+    )
+    connection.execute(f'LISTEN "{channel}"')
+    return connection
 
 
 def wait_for_notify(

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from cloudevents.core.v1.event import CloudEvent
 
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import (
     POISON_REASON,
     Broker,
@@ -28,7 +29,7 @@ from hartonomous.messaging.broker import (
     ReceivedMessage,
 )
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
-from hartonomous.messaging.notify import wait_for_notify
+from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import ResilienceStrategy, is_transient
 from hartonomous.messaging.savepoint import HandlerSavepoint, PumpConnection
 
@@ -96,12 +97,9 @@ class MessagePump:
 
     def connection(self) -> PumpConnection:
         if self._connection is None or self._connection.closed:
-            conninfo = self.url.replace("postgresql+psycopg://", "postgresql://")
-            connection = PumpConnection.connect(
-                conninfo, autocommit=True, application_name="hartonomous-broker"
+            self._connection = listening_connection(
+                PumpConnection, libpq_url(self.url), self.broker.channel, "hartonomous-broker"
             )
-            connection.execute(f'LISTEN "{self.broker.channel}"')
-            self._connection = connection
         return self._connection
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from hartonomous.db.connection import libpq_url
 from hartonomous.security.throttle import (
     CounterKey,
     ThrottleDecision,
@@ -54,7 +55,7 @@ class PostgresCounterStore:
     """A `CounterStore` on `security_throttle_counters`, safe across processes."""
 
     def __init__(self, url: str) -> None:
-        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+        self._conninfo = libpq_url(url)
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         # Permits granted inside each open `provisional()` block, innermost last.

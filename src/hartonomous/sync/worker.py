@@ -27,8 +27,9 @@ import structlog
 from hartonomous.billing.ledger import LedgerEntry, LedgerWriteError, write_entries
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
-from hartonomous.messaging.notify import wait_for_notify
+from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -119,7 +120,7 @@ class SyncWorker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         projector: Neo4jProjector | None = None,
     ) -> None:
-        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+        self._conninfo = libpq_url(url)
         self._settings = settings
         self._batch_size = batch_size
         self.broker = Broker(settings.message_broker)
@@ -142,11 +143,9 @@ class SyncWorker:
 
     def connection(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            connection = psycopg.connect(
-                self._conninfo, autocommit=True, application_name="hartonomous-sync"
+            self._connection = listening_connection(
+                psycopg.Connection, self._conninfo, self.broker.channel, "hartonomous-sync"
             )
-            connection.execute(f'LISTEN "{self.broker.channel}"')
-            self._connection = connection
         return self._connection
 
     def close(self) -> None:

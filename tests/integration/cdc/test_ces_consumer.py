@@ -18,11 +18,12 @@ from tests.conftest import Cli
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import parse_cloudevent
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from tests.integration.data_plane.data_plane_support import (
 from hartonomous.atoms.chunking import DEFAULT_MAX_SIZE
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
 
 ATOMS_INSERT = "io.hartonomous.cdc.atoms.insert"
 ATOMS_UPDATE = "io.hartonomous.cdc.atoms.update"
@@ -41,7 +42,7 @@ def consumer(database_url: str) -> Iterator[CesConsumer]:
 def _published(consumer: CesConsumer, database_url: str) -> list[dict[str, Any]]:
     """Publish what is pending, then return every published event in order."""
     consumer.drain()
-    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(database_url)
     with psycopg.connect(url, autocommit=True) as conn:
         return [
             row[0] for row in conn.execute("SELECT body FROM broker_messages ORDER BY message_id")

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from hartonomous.config.sections import MessageBrokerSettings, ResilienceSettings
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import (
     Broker,
     DelayMessageError,
@@ -32,7 +33,7 @@ from hartonomous.messaging.status import broker_status
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 def event(n: int, **extra: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from tests.conftest import Cli
 
+from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.resilience import (
     BreakerState,
     CircuitBreaker,
@@ -26,7 +27,7 @@ class Clock:
 def test_breaker_opens_on_real_transient_errors_half_opens_and_closes(database_url: str) -> None:
     clock = Clock()
     breaker = CircuitBreaker("postgresql", 3, 30.0, 1, clock=clock)
-    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(database_url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET statement_timeout = '1ms'")
 
@@ -49,7 +50,7 @@ def test_breaker_opens_on_real_transient_errors_half_opens_and_closes(database_u
 
 
 def test_status_dead_letters_replay_and_purge_commands(cli: Cli, database_url: str) -> None:
-    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(database_url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO message_dead_letters (message_id, queue_name, conversation_id, "

@@ -14,10 +14,11 @@ import pytest
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 def digest(text: str) -> bytes:

@@ -11,6 +11,7 @@ from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.plan_provider import PlanProvider, load_configuration
 from hartonomous.billing.plans import seed_default_plan
 from hartonomous.config.sections import BillingSettings
+from hartonomous.db.connection import libpq_url
 
 PUBLISHER_CORE_ATTRIBUTES = {
     "modality": "image",
@@ -24,7 +25,7 @@ PUBLISHER_CORE_ATTRIBUTES = {
 
 
 def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(url)
 
 
 def test_publisher_core_from_the_database_meters_the_pinned_example(
