@@ -1,10 +1,49 @@
-"""The JSON value type shared by every component that stores or emits JSON."""
+"""The JSON value type shared by every component that stores or emits JSON.
+
+Numbers that travel through the event pipeline (jsonb and numeric values captured from the
+WAL) must arrive exact, so the pipeline reads JSON numbers with a fraction or exponent as
+`Decimal` (`exact_loads`) and writes them back verbatim (`exact_dumps`); a binary float would
+turn `1.0000000000000000000001` into `1.0`. See docs/cdc.md ("Exact values").
+"""
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import json
+from decimal import Decimal
+from typing import Any, TypeAlias
 
-JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+import simplejson
+
+JsonValue: TypeAlias = (
+    "bool | int | float | Decimal | str | list[JsonValue] | dict[str, JsonValue] | None"
+)
+
+
+def exact_loads(text: str | bytes) -> Any:
+    """Parse JSON text; numbers with a fraction or exponent become `Decimal` (no float loss).
+
+    Raises `json.JSONDecodeError` (a `ValueError`) on invalid JSON.
+    """
+    return json.loads(text, parse_float=Decimal)
+
+
+def exact_dumps(value: object, *, indent: int | None = None) -> str:
+    """Compact JSON text with `Decimal`s written verbatim as JSON numbers (RFC 8259).
+
+    Non-ASCII characters are kept as they are. Raises `ValueError` for values JSON cannot
+    represent (a float or `Decimal` NaN or infinity, an object that is not JSON data).
+    """
+    try:
+        return simplejson.dumps(
+            value,
+            use_decimal=True,
+            allow_nan=False,
+            ensure_ascii=False,
+            separators=(",", ":") if indent is None else (",", ": "),
+            indent=indent,
+        )
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def without_nul(value: object) -> object:

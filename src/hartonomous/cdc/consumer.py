@@ -1,48 +1,87 @@
 """The CES consumer: logical replication slot → CloudEvents on the broker, exactly once.
 
-Each step peeks at most `batch_size` decoded rows (whole transactions only) up to the WAL flush
-position read just before, then in ONE transaction locks the consumer's `cdc_checkpoints` row,
-enqueues the events of every transaction that committed after the checkpoint and moves the
-checkpoint. Only after that commit is the slot advanced. A crash before the commit loses
-nothing (the slot was not advanced); a crash after it re-reads transactions the checkpoint
-already covers, and they are skipped. So every change becomes exactly one event.
+Each step peeks (at most `batch_size` rows, rounded up by PostgreSQL to whole transactions)
+up to the WAL flush position read just before, through a server-side cursor, and handles the
+changes in chunks of `batch_size`: one database transaction per chunk locks the consumer's
+`cdc_checkpoints` row, enqueues the chunk's events that the checkpoint does not cover yet and
+moves the checkpoint. The checkpoint is a position in the change stream, (commit LSN, index of
+the next change within that transaction), so a transaction of any size is handled in bounded
+memory and a crash in its middle resumes after the last chunk committed. Only after a step the
+slot is advanced, to a transaction boundary. A crash before a chunk commits loses nothing; a
+crash after it re-reads changes the checkpoint covers, and they are skipped. So every change
+becomes exactly one event (or one dead letter: a change that cannot become a message is set
+aside with its reason and capture goes on; docs/cdc.md).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import structlog
 
-from hartonomous.cdc.events import to_event
+from hartonomous.cdc.events import RowEvent, raw_event, table_name, to_event
 from hartonomous.cdc.pgoutput import (
+    Begin,
     Change,
     Commit,
     Relation,
+    Truncate,
     TypeInfo,
     decode,
     lsn_from_text,
     lsn_to_text,
 )
 from hartonomous.cdc.replication import (
+    SlotHolder,
     cdc_status,
     drop_slot,
     ensure_publication,
     ensure_slot,
+    slot_holder,
 )
 from hartonomous.config import Settings
 from hartonomous.db.connection import libpq_url
-from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage, prune_throughput
-from hartonomous.messaging.envelope import to_body
+from hartonomous.json_types import exact_dumps
+from hartonomous.messaging.broker import (
+    Broker,
+    Connection,
+    Failure,
+    MessageTooLargeError,
+    OutgoingMessage,
+    dead_letter_unsent,
+    prune_throughput,
+)
 from hartonomous.messaging.resilience import ResilienceStrategy
 
 log = structlog.get_logger(__name__)
 
 _MIN_IDLE_SECONDS = 0.01
 _REPREPARE_SECONDS = 30.0
+# While caught up, `caught_up_at` is refreshed at most this often (one small write).
+CAUGHT_UP_REFRESH_SECONDS = 10.0
+TOO_LARGE_REASON = "cdc: event larger than [message_broker] max_message_characters"
+UNMAPPABLE_REASON = "cdc: change could not be turned into an event"
+
+
+@dataclass(frozen=True, order=True)
+class Frontier:
+    """A position in the change stream: every change before it has been handled.
+
+    A change is covered when (commit LSN of its transaction, its index in the transaction)
+    sorts before (`lsn`, `index`). At a transaction boundary `index` is 0 and `lsn` the end of
+    the last handled commit (or a WAL position with no captured commit before it).
+    """
+
+    lsn: int
+    index: int = 0
+
+    def covers(self, commit_lsn: int, index: int) -> bool:
+        return (commit_lsn, index) < (self.lsn, self.index)
 
 
 @dataclass(frozen=True)
@@ -52,12 +91,31 @@ class StepResult:
     skipped_transactions: int
     position: str
     more: bool  # the batch limit was hit: more changes are waiting
+    dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class _Pending:
+    begin: Begin
+    index: int
+    change: Change | None  # None: the pgoutput message itself could not be decoded
+    relation: Relation | None
+    error: Exception | None = None
 
 
 @dataclass
-class _Transaction:
-    commit: Commit | None = None
-    changes: list[tuple[Change, Relation]] = field(default_factory=list)
+class _Chunk:
+    """What one database transaction of a step writes."""
+
+    changes: list[_Pending] = field(default_factory=list)
+    truncations: list[tuple[list[str], Begin]] = field(default_factory=list)
+
+
+@dataclass
+class _Written:
+    events: int = 0
+    dead_lettered: int = 0
+    skipped_transactions: int = 0
 
 
 @dataclass
@@ -69,6 +127,7 @@ class CesConsumer:
     _relations: dict[int, Relation] = field(default_factory=dict, init=False)
     _types: dict[int, str] = field(default_factory=dict, init=False)
     _database: str = field(default="", init=False)
+    _caught_up_written: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         if self.strategy is None:
@@ -97,21 +156,29 @@ class CesConsumer:
             self._connection.close()
             self._connection = None
 
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Become the single active consumer of the slot (a session advisory lock)."""
-        while True:
-            row = (
-                self.connection()
-                .execute(
-                    "SELECT pg_try_advisory_lock(hashtext('hartonomous_ces:' || %s))",
-                    (self.cdc.slot_name,),
-                )
-                .fetchone()
+    def try_acquire(self) -> bool:
+        """Become the single active consumer of the slot (a session advisory lock), or not."""
+        row = (
+            self.connection()
+            .execute(
+                "SELECT pg_try_advisory_lock(hashtext('hartonomous_ces:' || %s))",
+                (self.cdc.slot_name,),
             )
-            if row is not None and row[0]:
+            .fetchone()
+        )
+        return row is not None and bool(row[0])
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait until this is the single active consumer of the slot, or `stop` is set."""
+        while True:
+            if self.try_acquire():
                 return True
-            if stop is None or stop.wait(self.cdc.poll_interval_seconds):
+            if stop.wait(self.cdc.poll_interval_seconds):
                 return False
+
+    def holder(self) -> SlotHolder | None:
+        """The session that holds the slot's consumer lock (another consumer), if any."""
+        return slot_holder(self.connection(), self.cdc.slot_name)
 
     def prepare(self) -> None:
         """Publication, slot and checkpoint row exist (re-created when missing)."""
@@ -162,57 +229,232 @@ class CesConsumer:
 
     def _step(self, connection: Connection) -> StepResult:
         limit = self.cdc.batch_size
-        target_row = connection.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+        target_row = connection.execute("SELECT pg_current_wal_flush_lsn()::text, now()").fetchone()
         assert target_row is not None
-        target = lsn_from_text(str(target_row[0]))
-        rows = connection.execute(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
-            "'proto_version', '1', 'publication_names', %s)",
-            (self.cdc.slot_name, lsn_to_text(target), limit, self.cdc.publication_name),
-        ).fetchall()
-        transactions = self._transactions(bytes(row[0]) for row in rows)
-        more = len(rows) >= limit
-        safe = transactions[-1].commit.end_lsn if transactions else 0  # type: ignore[union-attr]
-        if not more:
-            safe = max(safe, target)
-        events = skipped = 0
-        if transactions:
-            with connection.transaction():
-                checkpoint = self._lock_checkpoint(connection)
-                fresh = [t for t in transactions if t.commit and t.commit.end_lsn > checkpoint]
-                skipped = len(transactions) - len(fresh)
-                messages = self._messages(fresh)
-                self.broker.send_batch(connection, messages)
-                events = len(messages)
-                if safe > checkpoint:
-                    connection.execute(
-                        "UPDATE cdc_checkpoints SET last_lsn = %s, updated_at = now(), "
-                        "events_total = events_total + %s WHERE consumer_name = %s",
-                        (lsn_to_text(safe), events, self.cdc.consumer_name),
-                    )
-        self._advance(connection, safe)
-        return StepResult(len(transactions), events, skipped, lsn_to_text(safe), more)
+        target, read_at = lsn_from_text(str(target_row[0])), target_row[1]
+        rows = transactions = 0
+        last_end = 0
+        written = _Written()
+        chunk = _Chunk()
+        begin: Begin | None = None
+        index = 0
+        # A server-side cursor: PostgreSQL materialises the peek on its side (spilling to
+        # disk), and this process holds one chunk at a time whatever the transaction's size.
+        # WITH HOLD lets the chunks' own transactions run on this connection in between.
+        with connection.cursor(name="hartonomous_cdc_peek", withhold=True) as cursor:
+            cursor.execute(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
+                "'proto_version', '1', 'publication_names', %s)",
+                (self.cdc.slot_name, lsn_to_text(target), limit, self.cdc.publication_name),
+            )
+            while batch := cursor.fetchmany(limit):
+                for (payload,) in batch:
+                    rows += 1
+                    try:
+                        message = decode(bytes(payload))
+                    except Exception as exc:  # set aside below: never wedge capture
+                        if begin is None:
+                            raise
+                        chunk.changes.append(_Pending(begin, index, None, None, exc))
+                        index += 1
+                        continue
+                    if isinstance(message, Relation):
+                        self._relations[message.oid] = message
+                    elif isinstance(message, TypeInfo):
+                        self._types[message.oid] = message.name
+                    elif isinstance(message, Begin):
+                        begin, index = message, 0
+                    elif isinstance(message, Change) and begin is not None:
+                        relation = self._relations.get(message.relation_oid)
+                        chunk.changes.append(_Pending(begin, index, message, relation))
+                        index += 1
+                    elif isinstance(message, Truncate) and begin is not None:
+                        chunk.truncations.append((self._names(message), begin))
+                    elif isinstance(message, Commit):
+                        transactions += 1
+                        last_end, begin = message.end_lsn, None
+                    if len(chunk.changes) >= limit:
+                        position = Frontier(begin.final_lsn, index) if begin else Frontier(last_end)
+                        self._write(connection, chunk, position, written)
+                        chunk = _Chunk()
+        more = rows >= limit
+        final = Frontier(last_end if more else max(last_end, target))
+        caught_up_at = None if more else read_at  # everything committed before it is enqueued
+        if chunk.changes or chunk.truncations or transactions or self._refresh_due(not more):
+            self._write(connection, chunk, final, written, caught_up_at=caught_up_at)
+        self._advance(connection, final.lsn)
+        return StepResult(
+            transactions,
+            written.events,
+            written.skipped_transactions,
+            lsn_to_text(final.lsn),
+            more,
+            written.dead_lettered,
+        )
 
-    def _transactions(self, payloads: Any) -> list[_Transaction]:
-        done: list[_Transaction] = []
-        current = _Transaction()
-        for payload in payloads:
-            message = decode(payload)
-            if isinstance(message, Relation):
-                self._relations[message.oid] = message
-            elif isinstance(message, TypeInfo):
-                self._types[message.oid] = message.name
-            elif isinstance(message, Change):
-                current.changes.append((message, self._relations[message.relation_oid]))
-            elif isinstance(message, Commit):
-                current.commit = message
-                done.append(current)
-                current = _Transaction()
-        return done
+    def _names(self, truncate: Truncate) -> list[str]:
+        return [
+            table_name(self._relations[oid]) if oid in self._relations else f"oid {oid}"
+            for oid in truncate.relation_oids
+        ]
 
-    def _lock_checkpoint(self, connection: Connection) -> int:
+    def _refresh_due(self, caught_up: bool) -> bool:
+        return caught_up and time.monotonic() - self._caught_up_written > CAUGHT_UP_REFRESH_SECONDS
+
+    def _write(
+        self,
+        connection: Connection,
+        chunk: _Chunk,
+        position: Frontier,
+        written: _Written,
+        *,
+        caught_up_at: datetime | None = None,
+    ) -> None:
+        """One transaction: enqueue what the checkpoint does not cover, then move it."""
+        with connection.transaction():
+            checkpoint = self._lock_checkpoint(connection)
+            fresh = [p for p in chunk.changes if not checkpoint.covers(p.begin.final_lsn, p.index)]
+            written.skipped_transactions += sum(
+                1
+                for p in chunk.changes
+                if p.index == 0 and checkpoint.covers(p.begin.final_lsn, p.index)
+            )
+            messages: list[OutgoingMessage] = []
+            dead = 0
+            for pending in fresh:
+                message = self._message(connection, pending)
+                if message is None:
+                    dead += 1
+                else:
+                    messages.append(message)
+            self.broker.send_batch(connection, messages)
+            truncations = [
+                (tables, begin)
+                for tables, begin in chunk.truncations
+                if not checkpoint.covers(begin.final_lsn, 0)
+            ]
+            for tables, begin in truncations:
+                log.warning(
+                    "cdc_truncate_not_captured",
+                    tables=tables,
+                    lsn=lsn_to_text(begin.final_lsn),
+                    detail="TRUNCATE produces no events; the graph keeps the rows' nodes",
+                )
+            last_truncation = (
+                None
+                if not truncations
+                else exact_dumps(
+                    {
+                        "tables": truncations[-1][0],
+                        "lsn": lsn_to_text(truncations[-1][1].final_lsn),
+                        "time": truncations[-1][1].commit_time.isoformat(),
+                    }
+                )
+            )
+            connection.execute(
+                "UPDATE cdc_checkpoints SET "
+                "last_lsn = CASE WHEN %(move)s THEN %(lsn)s ELSE last_lsn END, "
+                "next_change_index = CASE WHEN %(move)s THEN %(index)s "
+                "ELSE next_change_index END, "
+                "updated_at = now(), events_total = events_total + %(events)s, "
+                "dead_lettered_total = dead_lettered_total + %(dead)s, "
+                "truncations_total = truncations_total + %(truncations)s, "
+                "last_truncation = coalesce(%(truncation)s::jsonb, last_truncation), "
+                "caught_up_at = coalesce(%(caught_up_at)s, caught_up_at) "
+                "WHERE consumer_name = %(consumer)s",
+                {
+                    "move": position > checkpoint,
+                    "lsn": lsn_to_text(position.lsn),
+                    "index": position.index,
+                    "events": len(messages),
+                    "dead": dead,
+                    "truncations": len(truncations),
+                    "truncation": last_truncation,
+                    "caught_up_at": caught_up_at,
+                    "consumer": self.cdc.consumer_name,
+                },
+            )
+        written.events += len(messages)
+        written.dead_lettered += dead
+        if caught_up_at is not None:
+            self._caught_up_written = time.monotonic()
+
+    def _message(self, connection: Connection, pending: _Pending) -> OutgoingMessage | None:
+        """The change's message, or None when it was set aside as a dead letter."""
+        event: RowEvent | None = None
+        try:
+            if pending.error is not None:
+                raise pending.error
+            if pending.relation is None:
+                raise LookupError("the change's relation was not announced by pgoutput")
+            assert pending.change is not None
+            event = to_event(
+                pending.change,
+                relation=pending.relation,
+                type_names=self._types,
+                begin=pending.begin,
+                index=pending.index,
+                database=self._database,
+            )
+            text = self.broker.serialise(event.body)
+            return OutgoingMessage(event.body, event.conversation_id, body_text=text)
+        except Exception as exc:  # noqa: BLE001 - one bad change must not stop capture
+            self._set_aside(connection, pending, event, exc)
+            return None
+
+    def _set_aside(
+        self, connection: Connection, pending: _Pending, event: RowEvent | None, exc: Exception
+    ) -> None:
+        too_large = isinstance(exc, MessageTooLargeError) and event is not None
+        if not too_large and pending.change is not None and pending.relation is not None:
+            # The same event (same id) with every value as PostgreSQL's text.
+            event = raw_event(
+                pending.change,
+                relation=pending.relation,
+                begin=pending.begin,
+                index=pending.index,
+                database=self._database,
+            )
+        body: dict[str, Any] = (
+            event.body
+            if event is not None
+            else {
+                "specversion": "1.0",
+                "lsn": lsn_to_text(pending.begin.final_lsn),
+                "index": pending.index,
+            }
+        )
+        reason = TOO_LARGE_REASON if too_large else UNMAPPABLE_REASON
+        lsn = lsn_to_text(pending.begin.final_lsn)
+        dead_letter_id = dead_letter_unsent(
+            connection,
+            self.broker,
+            OutgoingMessage(body, None if event is None else event.conversation_id),
+            body_text=exact_dumps(body),
+            reason=reason,
+            failure=Failure.of(exc),
+            metadata={
+                "source": "ces-consumer",
+                "lsn": lsn,
+                "change_index": str(pending.index),
+                "table": str(body.get("table", "")),
+                "event_id": str(body.get("id", "")),
+            },
+        )
+        log.error(
+            "cdc_change_set_aside",
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}",
+            table=body.get("table"),
+            subject=body.get("subject"),
+            lsn=lsn,
+            dead_letter_id=dead_letter_id,
+        )
+
+    def _lock_checkpoint(self, connection: Connection) -> Frontier:
         row = connection.execute(
-            "SELECT last_lsn FROM cdc_checkpoints WHERE consumer_name = %s FOR UPDATE",
+            "SELECT last_lsn, next_change_index FROM cdc_checkpoints "
+            "WHERE consumer_name = %s FOR UPDATE",
             (self.cdc.consumer_name,),
         ).fetchone()
         if row is None:
@@ -221,26 +463,8 @@ class CesConsumer:
                 "VALUES (%s, %s, '0/0')",
                 (self.cdc.consumer_name, self.cdc.slot_name),
             )
-            return 0
-        return lsn_from_text(str(row[0]))
-
-    def _messages(self, transactions: list[_Transaction]) -> list[OutgoingMessage]:
-        messages = []
-        for transaction in transactions:
-            assert transaction.commit is not None
-            for index, (change, relation) in enumerate(transaction.changes):
-                row_event = to_event(
-                    change,
-                    relation=relation,
-                    type_names=self._types,
-                    commit=transaction.commit,
-                    index=index,
-                    database=self._database,
-                )
-                messages.append(
-                    OutgoingMessage(to_body(row_event.event), row_event.conversation_id)
-                )
-        return messages
+            return Frontier(0)
+        return Frontier(lsn_from_text(str(row[0])), int(row[1]))
 
     def _advance(self, connection: Connection, safe: int) -> None:
         row = connection.execute(

@@ -9,6 +9,7 @@ be created in a transaction that has written anything (which a migration always 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
@@ -102,6 +103,33 @@ def drop_slot(connection: Connection, slot: str) -> None:
 
 
 @dataclass(frozen=True)
+class SlotHolder:
+    """The session holding a slot's consumer lock (the running `up` or `ces-consumer`)."""
+
+    pid: int
+    application_name: str
+    backend_start: datetime | None
+
+
+def slot_holder(connection: Connection, slot: str) -> SlotHolder | None:
+    """Who holds the advisory lock `hashtext('hartonomous_ces:' || slot)`, other than us."""
+    key_row = connection.execute("SELECT hashtext('hartonomous_ces:' || %s)", (slot,)).fetchone()
+    assert key_row is not None
+    key = int(key_row[0])
+    # A one-argument advisory lock on a bigint k shows as classid = k >> 32, objid = k & 2^32-1.
+    row = connection.execute(
+        "SELECT l.pid, coalesce(a.application_name, ''), a.backend_start FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+        "AND l.classid::text::bigint = %s AND l.objid::text::bigint = %s "
+        "AND l.pid <> pg_backend_pid() AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    ).fetchone()
+    return None if row is None else SlotHolder(int(row[0]), str(row[1]), row[2])
+
+
+@dataclass(frozen=True)
 class CdcStatus:
     slot: str
     slot_exists: bool
@@ -112,11 +140,19 @@ class CdcStatus:
     captured_tables: list[str]
     confirmed_flush_lsn: str | None
     lag_bytes: int | None
+    # Seconds since the consumer last had every committed change enqueued (0 when the slot
+    # has nothing left to read); None when unknown (no slot, or never caught up).
+    lag_seconds: float | None
+    lag_alert_bytes: int
+    lag_alert_seconds: float
     checkpoint_lsn: str | None
     events_total: int
+    dead_lettered_total: int
+    truncations_total: int
+    last_truncation: dict[str, Any] | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "lagging": self.lagging}
 
     @property
     def healthy(self) -> bool:
@@ -126,9 +162,33 @@ class CdcStatus:
             and self.published_tables == self.captured_tables
         )
 
+    @property
+    def lagging(self) -> bool:
+        """The slot is behind by more than `[cdc] lag_alert_bytes` or `lag_alert_seconds`."""
+        return (self.lag_bytes or 0) > self.lag_alert_bytes or (
+            self.lag_seconds or 0.0
+        ) > self.lag_alert_seconds
+
+    def describe_lag(self) -> str:
+        """One line: lag bytes and age, and what capture set aside or missed."""
+        age = "-" if self.lag_seconds is None else f"{self.lag_seconds:.1f}s"
+        text = (
+            f"slot lag {self.lag_bytes if self.lag_bytes is not None else '-'} bytes, "
+            f"age {age}"
+            + (" (LAGGING)" if self.lagging else "")
+            + f"; {self.dead_lettered_total} change(s) set aside as dead letters"
+            + f", {self.truncations_total} TRUNCATE(s) not captured"
+        )
+        if self.last_truncation:
+            text += (
+                f" (last: {', '.join(self.last_truncation.get('tables', []))} "
+                f"at {self.last_truncation.get('time')})"
+            )
+        return text
+
 
 def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:
-    """Slot lag (bytes of WAL not yet confirmed), publication and checkpoint, for smoke/ops."""
+    """Slot lag (bytes of WAL not yet confirmed, and its age), publication and checkpoint."""
     slot = connection.execute(
         "SELECT active, confirmed_flush_lsn::text, "
         "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
@@ -137,9 +197,17 @@ def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:
     ).fetchone()
     published = published_tables(connection, settings.publication_name)
     checkpoint = connection.execute(
-        "SELECT last_lsn, events_total FROM cdc_checkpoints WHERE consumer_name = %s",
+        "SELECT last_lsn, events_total, dead_lettered_total, truncations_total, "
+        "last_truncation, extract(epoch FROM now() - caught_up_at)::float8 "
+        "FROM cdc_checkpoints WHERE consumer_name = %s",
         (settings.consumer_name,),
     ).fetchone()
+    lag_bytes = None if slot is None or slot[2] is None else int(slot[2])
+    lag_seconds: float | None = None
+    if lag_bytes is not None and lag_bytes <= 0:
+        lag_seconds = 0.0
+    elif lag_bytes is not None and checkpoint is not None and checkpoint[5] is not None:
+        lag_seconds = round(max(0.0, float(checkpoint[5])), 3)
     return CdcStatus(
         slot=settings.slot_name,
         slot_exists=slot is not None,
@@ -149,25 +217,31 @@ def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:
         published_tables=published or [],
         captured_tables=_existing(connection, captured_tables()),
         confirmed_flush_lsn=None if slot is None else slot[1],
-        lag_bytes=None if slot is None or slot[2] is None else int(slot[2]),
+        lag_bytes=lag_bytes,
+        lag_seconds=lag_seconds,
+        lag_alert_bytes=settings.lag_alert_bytes,
+        lag_alert_seconds=settings.lag_alert_seconds,
         checkpoint_lsn=None if checkpoint is None else str(checkpoint[0]),
         events_total=0 if checkpoint is None else int(checkpoint[1]),
+        dead_lettered_total=0 if checkpoint is None else int(checkpoint[2]),
+        truncations_total=0 if checkpoint is None else int(checkpoint[3]),
+        last_truncation=None if checkpoint is None else checkpoint[4],
     )
 
 
-def smoke_check(engine: Engine, settings: CdcSettings) -> tuple[bool, str]:
-    """For `smoke`: (ok, one-line detail with slot lag and publication state)."""
+def smoke_check(engine: Engine, settings: CdcSettings) -> tuple[bool, bool, str]:
+    """For `smoke`: (ok, lagging, one-line detail with slot lag and publication state)."""
     from hartonomous.messaging.broker import psycopg_connection
 
     with engine.connect() as connection:
         status = cdc_status(psycopg_connection(connection), settings)
     detail = (
         f"slot {status.slot} {'present' if status.slot_exists else 'missing'}"
-        f", lag {status.lag_bytes if status.lag_bytes is not None else '-'} bytes"
+        f", {status.describe_lag()}"
         f", publication {status.publication} "
         f"{'present' if status.publication_exists else 'missing'}"
         f" ({', '.join(status.published_tables) or 'no tables'})"
     )
     if status.publication_exists and status.published_tables != status.captured_tables:
         detail += f"; expected tables {', '.join(status.captured_tables)}"
-    return status.healthy, detail
+    return status.healthy, status.lagging, detail

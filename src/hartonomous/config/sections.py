@@ -224,6 +224,9 @@ class CdcSettings(Section):
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     # Event-flow history kept (broker_throughput rows), pruned by the CES consumer.
     retention_minutes: int = Field(default=1440, ge=1)
+    # Slot lag past either threshold makes /health/ready "degraded" and `smoke` warn.
+    lag_alert_seconds: float = Field(default=300.0, gt=0)
+    lag_alert_bytes: int = Field(default=1_073_741_824, ge=1)
 
     @field_validator("slot_name", "publication_name")
     @classmethod

@@ -22,8 +22,10 @@ from typing import Any
 import psycopg
 import sqlalchemy
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
+from hartonomous.json_types import exact_dumps, exact_loads
 
 Connection = psycopg.Connection[Any]
 POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
@@ -40,6 +42,8 @@ class OutgoingMessage:
     conversation_id: str | None = None
     message_type: str | None = None
     delay_seconds: float = 0.0
+    # The body's JSON text when the sender already checked it with `Broker.serialise`.
+    body_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ class Broker:
         """
         if not messages:
             return []
-        bodies = [self._serialise(message.body) for message in messages]
+        bodies = [message.body_text or self.serialise(message.body) for message in messages]
         conn = psycopg_connection(connection)
         rows = conn.execute(
             """
@@ -242,10 +246,15 @@ class Broker:
         ).fetchall()
         return [int(row[0]) for row in rows]
 
-    def _serialise(self, body: Any) -> str:
+    def serialise(self, body: Any) -> str:
+        """The body's JSON text (`Decimal`s verbatim), within `max_message_characters`.
+
+        Raises `MessageTooLargeError` (naming the size and the setting) or `ValueError` (not
+        JSON data, or a NaN / infinite number, which JSON cannot carry).
+        """
         try:
-            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
+            text = exact_dumps(body)
+        except ValueError as exc:
             raise ValueError(f"message body is not JSON-serialisable: {exc}") from None
         limit = self.settings.max_message_characters
         if len(text) > limit:
@@ -265,6 +274,8 @@ class Broker:
         messages).
         """
         with connection.cursor(row_factory=dict_row) as cursor:
+            # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them.
+            set_json_loads(exact_loads, cursor)
             cursor.execute(
                 _RECEIVE,
                 {
@@ -372,6 +383,60 @@ class Broker:
             (self.queue_name,),
         )
         return int(row[0])
+
+
+_DEAD_LETTER_UNSENT = """
+WITH letter AS (
+    INSERT INTO message_dead_letters (
+        message_id, queue_name, conversation_id, message_type, body, enqueued_at, attempts,
+        reason, exception_type, exception_message, exception_traceback, metadata)
+    VALUES (nextval(pg_get_serial_sequence('broker_messages', 'message_id')), %(queue)s,
+            %(conversation)s, %(type)s, %(body)s::jsonb, now(), 0, %(reason)s,
+            %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
+            %(metadata)s::jsonb)
+    RETURNING dead_letter_id
+), counted AS (
+    INSERT INTO broker_throughput AS t (queue_name, bucket, worker_pid, dead_lettered)
+    SELECT %(queue)s, date_trunc('second', now()), pg_backend_pid(), 1 FROM letter
+    ON CONFLICT (queue_name, bucket, worker_pid)
+    DO UPDATE SET dead_lettered = t.dead_lettered + 1
+)
+SELECT dead_letter_id FROM letter
+"""
+
+
+def dead_letter_unsent(
+    connection: Connection,
+    broker: Broker,
+    message: OutgoingMessage,
+    *,
+    body_text: str,
+    reason: str,
+    failure: Failure,
+    metadata: dict[str, str],
+) -> int:
+    """Set aside a message that could not be sent (in the caller's transaction).
+
+    It goes straight to `message_dead_letters` with attempts 0 and a message id drawn from the
+    queue's sequence (never used by another message), so `deadletters list / show / replay /
+    purge` treat it like any other. `body_text` is its body as JSON text (any size).
+    """
+    row = connection.execute(
+        _DEAD_LETTER_UNSENT,
+        {
+            "queue": broker.queue_name,
+            "conversation": message.conversation_id,
+            "type": message.message_type or broker.settings.message_type_name,
+            "body": body_text,
+            "reason": reason[:512],
+            "exception_type": failure.exception_type,
+            "exception_message": failure.message,
+            "exception_traceback": failure.traceback,
+            "metadata": json.dumps({"queue": broker.queue_name, "attempts": "0", **metadata}),
+        },
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def prune_throughput(connection: Connection, retention_minutes: int) -> int:

@@ -27,6 +27,7 @@ from hartonomous.db.tables import metadata, tenants
 
 class Verdict(StrEnum):
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
+    WARN = "WARN"  # works, but needs an operator's attention (e.g. change capture lags)
     FAIL = "FAIL"
 
 
@@ -66,12 +67,14 @@ def _change_capture(engine: Engine, cdc: CdcSettings) -> CheckResult:
     # Slot and publication are armed by `db upgrade` / `up` and re-armed by the CES consumer;
     # missing here means changes are not being captured.
     try:
-        healthy, detail = smoke_check(engine, cdc)
+        healthy, lagging, detail = smoke_check(engine, cdc)
     except psycopg.Error as exc:
         return CheckResult(
             "change data capture", Verdict.FAIL, f"cannot inspect: {str(exc).splitlines()[0]}"
         )
-    return CheckResult("change data capture", Verdict.PASS if healthy else Verdict.FAIL, detail)
+    if not healthy:
+        return CheckResult("change data capture", Verdict.FAIL, detail)
+    return CheckResult("change data capture", Verdict.WARN if lagging else Verdict.PASS, detail)
 
 
 def _checks(connection: Connection) -> Iterator[CheckResult]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -21,6 +22,8 @@ from hartonomous.cdc.pgoutput import (
     lsn_from_text,
     lsn_to_text,
 )
+from hartonomous.json_types import exact_dumps
+from hartonomous.messaging import parse_cloudevent
 
 COMMIT_MICROS = 789_000_000_000_000  # 2025 in PostgreSQL's epoch
 
@@ -98,8 +101,17 @@ def test_values_become_plain_json() -> None:
     assert json_value("42", 20, None) == 42
     assert json_value("1.5", 701, None) == 1.5
     assert json_value("NaN", 701, None) == "NaN"
-    assert json_value("0.010500", 1700, None) == "0.010500"  # numeric keeps its exact digits
+    numeric = json_value("0.010500", 1700, None)  # numeric keeps its exact digits
+    assert isinstance(numeric, Decimal)
+    assert str(numeric) == "0.010500"
+    assert json_value("NaN", 1700, None) == "NaN"
+    assert json_value("-Infinity", 1700, None) == "-Infinity"
     assert json_value('{"a": [1]}', 3802, None) == {"a": [1]}
+    exact = json_value('{"n": 1.0000000000000000000001, "big": 1e400}', 3802, None)
+    assert exact == {"n": Decimal("1.0000000000000000000001"), "big": Decimal("1e400")}
+    assert exact_dumps(exact) == '{"n":1.0000000000000000000001,"big":1E+400}'
+    assert json_value("infinity", 1184, None) == "infinity"
+    assert json_value("{1,NULL,3}", 1007, None) == "{1,NULL,3}"  # arrays: PostgreSQL text
     assert json_value("[1,2,3]", 99999, "vector") == [1, 2, 3]
     assert json_value("2025-01-02 03:04:05.5+00", 1184, None) == "2025-01-02T03:04:05.5+00:00"
     assert json_value("\\xdeadbeef", 17, None) == "deadbeef"
@@ -108,15 +120,15 @@ def test_values_become_plain_json() -> None:
 def test_a_change_maps_to_a_deterministic_cloudevent() -> None:
     relation = decode(relation_message())
     assert isinstance(relation, Relation)
-    commit = Commit(0x100, 0x180, datetime(2025, 1, 1, tzinfo=UTC))
+    begin = Begin(0x100, datetime(2025, 1, 1, tzinfo=UTC), 7)
     change = Change("insert", 16384, ("acme", "Acme", "t"), None, False)
-    first = to_event(change, relation=relation, type_names={}, commit=commit, index=0, database="d")
-    again = to_event(change, relation=relation, type_names={}, commit=commit, index=0, database="d")
-    other = to_event(change, relation=relation, type_names={}, commit=commit, index=1, database="d")
-    event = first.event
-    assert event.get_id() == again.event.get_id() != other.event.get_id()
+    first = to_event(change, relation=relation, type_names={}, begin=begin, index=0, database="d")
+    again = to_event(change, relation=relation, type_names={}, begin=begin, index=0, database="d")
+    other = to_event(change, relation=relation, type_names={}, begin=begin, index=1, database="d")
+    event = parse_cloudevent(first.body)
+    assert event.get_id() == again.body["id"] != other.body["id"]
     assert event.get_type() == "io.hartonomous.cdc.tenants.insert"
     assert event.get_extension("tenantid") == "acme"
-    assert event.get_extension("lsn") == "0/180"
+    assert event.get_extension("lsn") == "0/100"  # the commit's LSN, known at its Begin
     assert event.get_data() == {"tenant_id": "acme", "display_name": "Acme", "is_active": True}
     assert first.conversation_id == 'tenants:["acme"]'

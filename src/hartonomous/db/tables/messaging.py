@@ -110,6 +110,15 @@ cdc_checkpoints = Table(
     Column("slot_name", String(63), nullable=False),
     # End LSN of the last commit whose changes were enqueued (pg_lsn text form, e.g. 0/16B3748).
     Column("last_lsn", String(32), nullable=False),
+    # Changes of the transaction committing at last_lsn already enqueued (a checkpoint in the
+    # middle of a large transaction); 0 when last_lsn is a transaction boundary.
+    Column("next_change_index", Integer, nullable=False, server_default=text("0")),
     Column("events_total", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the consumer last had every committed change enqueued (the age of the slot lag).
+    Column("caught_up_at", DateTime(timezone=True)),
+    # Changes set aside as dead letters, and TRUNCATEs (which produce no events).
+    Column("dead_lettered_total", BigInteger, nullable=False, server_default=text("0")),
+    Column("truncations_total", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_truncation", JSONB),
 )
