@@ -9,6 +9,7 @@ turn `1.0000000000000000000001` into `1.0`. See docs/cdc.md ("Exact values").
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeAlias
 
@@ -27,11 +28,18 @@ def exact_loads(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def exact_dumps(value: object, *, indent: int | None = None) -> str:
+def exact_dumps(
+    value: object,
+    *,
+    indent: int | None = None,
+    sort_keys: bool = False,
+    default: Callable[[Any], Any] | None = None,
+) -> str:
     """Compact JSON text with `Decimal`s written verbatim as JSON numbers (RFC 8259).
 
     Non-ASCII characters are kept as they are. Raises `ValueError` for values JSON cannot
-    represent (a float or `Decimal` NaN or infinity, an object that is not JSON data).
+    represent (a float or `Decimal` NaN or infinity, an object that is not JSON data and
+    that `default` does not convert).
     """
     try:
         return simplejson.dumps(
@@ -41,6 +49,8 @@ def exact_dumps(value: object, *, indent: int | None = None) -> str:
             ensure_ascii=False,
             separators=(",", ":") if indent is None else (",", ": "),
             indent=indent,
+            sort_keys=sort_keys,
+            default=default,
         )
     except TypeError as exc:
         raise ValueError(str(exc)) from None

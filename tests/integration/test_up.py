@@ -75,7 +75,11 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert live.status_code == 200
     ready = httpx.get(f"{running_up.url}/health/ready", timeout=10)
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "revision": head_revision()}
+    answer = ready.json()
+    assert answer["status"] == "ready", answer
+    assert answer["revision"] == head_revision()
+    assert answer["change_capture"]["slot_exists"] is True
+    assert answer["change_capture"]["lagging"] is False
     assert ready.headers["x-request-id"]
 
     server_pid = postmaster_pid(data_dir)

@@ -11,14 +11,16 @@ from sqlalchemy import Engine
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.config.sections import CdcSettings
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
-def create_app(engine: Engine, migrations_head: str) -> FastAPI:
+def create_app(engine: Engine, migrations_head: str, cdc: CdcSettings | None = None) -> FastAPI:
     app = FastAPI(title="Hartonomous", version=__version__)
     app.state.engine = engine
     app.state.migrations_head = migrations_head
+    app.state.cdc = cdc or CdcSettings()
     app.include_router(health.router)
 
     @app.middleware("http")

@@ -170,9 +170,20 @@ class CesConsumer:
 
     def acquire(self, stop: threading.Event) -> bool:
         """Wait until this is the single active consumer of the slot, or `stop` is set."""
+        waiting = False
         while True:
             if self.try_acquire():
                 return True
+            if not waiting:
+                holder = self.holder()
+                log.warning(
+                    "cdc_slot_in_use",
+                    slot=self.cdc.slot_name,
+                    holder_pid=None if holder is None else holder.pid,
+                    holder=None if holder is None else holder.application_name,
+                    detail="another consumer serves this slot; waiting to take over",
+                )
+                waiting = True
             if stop.wait(self.cdc.poll_interval_seconds):
                 return False
 

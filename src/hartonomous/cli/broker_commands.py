@@ -49,16 +49,27 @@ def _session(state: CliContext) -> Iterator[tuple[psycopg.Connection[Any], Any]]
 
 @broker_app.command("status")
 def status(ctx: typer.Context) -> None:
-    """Depth, oldest age, in-flight, throughput, dead letters, long conversations."""
+    """Depth, oldest age, in-flight, orphaned claims, throughput, dead letters, long
+    conversations, and the change capture feeding the queue (slot lag)."""
+    from hartonomous.cdc.replication import cdc_status
     from hartonomous.messaging.status import broker_status
 
     state = cli_context(ctx)
     with _session(state) as (connection, broker):
         data = broker_status(connection, broker)
+        capture = cdc_status(connection, state.settings().cdc)
+    data["change_capture"] = capture.as_dict()
     minute = data["throughput_last_minute"]
     lines = [
         f"queue {data['queue']}: depth {data['depth']}, oldest {data['oldest_age_seconds']}s, "
         f"in flight {data['in_flight']}, delayed {data['delayed']}",
+        f"orphaned claims: {data['orphaned_claims']}"
+        + "".join(
+            f"; pid {o['pid']} ({o['state']}): {o['messages']} message(s), claimed "
+            f"{o['claimed_seconds']}s ago, retaken by the next receive"
+            for o in data["orphaned_by"]
+        ),
+        f"change capture: {capture.describe_lag()}",
         f"last minute: {minute['completed']} completed "
         f"({minute['completed_per_second']}/s), {minute['dead_lettered']} dead-lettered",
         f"dead letters: {data['dead_letters']} pending, {data['dead_letters_last_hour']} in "

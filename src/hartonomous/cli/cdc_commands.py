@@ -5,20 +5,56 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import CliContext, cli_context
+
+if TYPE_CHECKING:
+    from hartonomous.cdc import CesConsumer
 
 
 def _lag(status: dict[str, object]) -> str:
+    age = status["lag_seconds"]
     return (
         f"slot {status['slot']} "
         + ("present" if status["slot_exists"] else "MISSING")
-        + f", lag {status['lag_bytes']} bytes, publication {status['publication']} "
+        + f", lag {status['lag_bytes']} bytes, age {'-' if age is None else f'{age}s'}"
+        + (" (LAGGING)" if status["lagging"] else "")
+        + f", {status['dead_lettered_total']} change(s) set aside"
+        + f", {status['truncations_total']} TRUNCATE(s) not captured"
+        + f", publication {status['publication']} "
         + ("present" if status["publication_exists"] else "MISSING")
         + f" ({', '.join(status['published_tables'])})"  # type: ignore[arg-type]
+    )
+
+
+def _report_in_use(state: CliContext, consumer: CesConsumer) -> None:
+    """Answer at once when the running service (or another consumer) holds the slot."""
+    holder = consumer.holder()
+    status = consumer.status()
+    who = (
+        "another session"
+        if holder is None
+        else f"pid {holder.pid} ({holder.application_name or 'unnamed'}"
+        + (f", since {holder.backend_start:%Y-%m-%d %H:%M:%S%z}" if holder.backend_start else "")
+        + ")"
+    )
+    state.emit(
+        {
+            "events": 0,
+            "slot_in_use_by": None
+            if holder is None
+            else {
+                "pid": holder.pid,
+                "application_name": holder.application_name,
+                "backend_start": holder.backend_start,
+            },
+            **status,
+        },
+        f"slot {status['slot']} is in use by the running service ({who}), which is "
+        f"consuming it; nothing done here. " + _lag(status),
     )
 
 
@@ -38,7 +74,9 @@ def ces_consumer(
         consumer = CesConsumer(database.url, settings)
         try:
             if once:
-                consumer.acquire(threading.Event())
+                if not consumer.try_acquire():
+                    _report_in_use(state, consumer)
+                    return
                 consumer.prepare()
                 consumer.prune_history()
                 events = consumer.drain()

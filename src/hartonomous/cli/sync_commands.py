@@ -78,26 +78,46 @@ def sync(
 
 @graph_app.command("status")
 def graph_status(ctx: typer.Context) -> None:
-    """Graph sizes, projection lag, pending events, ledger rows and sync counters."""
+    """Graph sizes, projection lag (when Neo4j projection is on), pending events, slot lag,
+    ledger rows and sync counters."""
+    from hartonomous.cdc.replication import cdc_status
     from hartonomous.sync.maintenance import status
 
     state = cli_context(ctx)
     settings = state.settings()
     with _connection(state) as (_, connection):
         data = status(connection, settings.message_broker.queue_name)
-    data["neo4j_projection"] = "on" if settings.neo4j.uri else "off"
-    nodes, edges, queue = data["graph_nodes"], data["graph_edges"], data["queue"]
-    lines = [
-        f"neo4j projection {data['neo4j_projection']}",
-        f"nodes {nodes['rows']} ({nodes['unprojected']} unprojected, oldest "
-        f"{nodes['oldest_unprojected_seconds']}s)",
-        f"edges {edges['rows']} ({edges['unprojected']} unprojected, oldest "
-        f"{edges['oldest_unprojected_seconds']}s)",
-        f"pending events {queue['pending_events']} (oldest {queue['oldest_event_seconds']}s)",
+        capture = cdc_status(connection, settings.cdc)
+    projecting = bool(settings.neo4j.uri)
+    data["neo4j_projection"] = "on" if projecting else "off"
+    data["change_capture"] = capture.as_dict()
+    queue = data["queue"]
+    lines = [f"neo4j projection {data['neo4j_projection']}"]
+    for kind, table in (("nodes", "graph_nodes"), ("edges", "graph_edges")):
+        counts = data[table]
+        if not projecting:
+            # Nothing is projected without Neo4j: "unprojected" would count every row.
+            counts.pop("unprojected")
+            counts.pop("oldest_unprojected_seconds")
+            lines.append(f"{kind} {counts['rows']}")
+        else:
+            lines.append(
+                f"{kind} {counts['rows']} ({counts['unprojected']} unprojected"
+                + _oldest(counts["oldest_unprojected_seconds"])
+                + ")"
+            )
+    lines += [
+        f"pending events {queue['pending_events']}"
+        + (f" (oldest {queue['oldest_event_seconds']}s)" if queue["pending_events"] else ""),
+        f"change capture: {capture.describe_lag()}",
         f"ledger rows {data['ledger_rows']}",
         *(f"  {name}: {count}" for name, count in data["counters"].items()),
     ]
     state.emit(data, "\n".join(lines))
+
+
+def _oldest(seconds: float | None) -> str:
+    return "" if seconds is None else f", oldest {seconds}s"
 
 
 @graph_app.command("repair")

@@ -76,7 +76,7 @@ def up(
             bound_port = sock.getsockname()[1]
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_app(database.engine, head_revision()),
+                    create_app(database.engine, head_revision(), settings.cdc),
                     log_config=None,
                     timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
                     lifespan="off",

@@ -1,4 +1,5 @@
-"""`broker status`: depth, age, in-flight, throughput, dead letters, long conversations."""
+"""`broker status`: depth, age, in-flight, orphaned claims, throughput, dead letters, long
+conversations."""
 
 from __future__ import annotations
 
@@ -34,6 +35,22 @@ def broker_status(connection: Connection, broker: Broker) -> dict[str, Any]:
             params,
         )
         queue = cursor.fetchone() or {}
+        # Claims whose session is gone or whose lease lapsed: the next receive takes them back.
+        cursor.execute(
+            """
+            SELECT locked_by AS pid, count(*) AS messages,
+                   bool_or(locked_by NOT IN (SELECT pid FROM pg_stat_activity
+                                             WHERE pid IS NOT NULL)) AS consumer_gone,
+                   extract(epoch FROM now() - min(received_at))::float8 AS claimed_seconds
+            FROM broker_messages
+            WHERE queue_name = %(queue)s AND locked_by IS NOT NULL
+              AND (locked_until < now()
+                   OR locked_by NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
+            GROUP BY locked_by ORDER BY locked_by
+            """,
+            params,
+        )
+        orphans = cursor.fetchall()
         cursor.execute(
             """
             SELECT coalesce(sum(completed), 0)::bigint AS completed,
@@ -78,6 +95,16 @@ def broker_status(connection: Connection, broker: Broker) -> dict[str, Any]:
         "oldest_age_seconds": round(float(queue.get("oldest_age_seconds", 0.0)), 3),
         "in_flight": int(queue.get("in_flight", 0)),
         "delayed": int(queue.get("delayed", 0)),
+        "orphaned_claims": sum(int(row["messages"]) for row in orphans),
+        "orphaned_by": [
+            {
+                "pid": int(row["pid"]),
+                "messages": int(row["messages"]),
+                "state": "consumer gone" if row["consumer_gone"] else "lease lapsed",
+                "claimed_seconds": round(float(row["claimed_seconds"] or 0.0), 3),
+            }
+            for row in orphans
+        ],
         "throughput_last_minute": {
             "completed": int(minute.get("completed", 0)),
             "dead_lettered": int(minute.get("dead_lettered", 0)),

@@ -17,9 +17,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import LargeBinary
 
 from hartonomous.db.tables import metadata
+from hartonomous.json_types import exact_loads
 from hartonomous.sync.graph import LABELS, RELATIONSHIPS, GraphBatch, Label, NodeRef
 from hartonomous.sync.handlers import SyncEvent, handler_for
 from hartonomous.sync.lookups import Lookups
@@ -84,6 +86,7 @@ _PRODUCED = (
 def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> RepairReport:
     """Rebuild `graph_nodes` / `graph_edges` from the source tables (one transaction a batch),
     then delete the graph rows whose source rows are gone."""
+    set_json_loads(exact_loads, connection)  # source jsonb numbers reach the graph exact
     report = RepairReport(rows={}, nodes=0, edges=0, invalid={})
     lookups = Lookups(connection)
     for statement in _PRODUCED:
@@ -206,6 +209,7 @@ def replay(
 ) -> ReplayReport:
     """Re-project SQL graph rows (changed since `since`, or all) into Neo4j, nodes first; a
     full replay (no `since`) then deletes from Neo4j what the SQL graph does not have."""
+    set_json_loads(exact_loads, connection)  # jsonb numbers reach Neo4j exact
     projector.ensure_schema()
     nodes = _replay_table(
         connection, projector, table="graph_nodes", key="node_id", since=since, size=batch_size

@@ -10,9 +10,10 @@ unique-index seek. (With a plain index on `edge_id` the planner answered the rel
 
 from __future__ import annotations
 
-import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -20,7 +21,7 @@ from neo4j import Driver, GraphDatabase, ManagedTransaction
 from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
 
 from hartonomous.config.sections import Neo4jSettings
-from hartonomous.json_types import JsonValue
+from hartonomous.json_types import JsonValue, exact_dumps
 from hartonomous.sync.graph import (
     LABELS,
     RELATIONSHIPS,
@@ -40,16 +41,41 @@ def is_neo4j_transient(exc: BaseException) -> bool:
     return isinstance(exc, ServiceUnavailable | SessionExpired | TransientError | OSError)
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _number(value: int | float | Decimal) -> int | float | str:
+    """A number as Neo4j can hold it exactly: int64, a float that reads back as the same
+    number, or else its exact decimal text (docs/sync.md, "Exact values")."""
+    if isinstance(value, int):
+        return value if value in _INT64 else str(value)
+    if isinstance(value, float):
+        return value
+    as_float = float(value)
+    if math.isfinite(as_float) and Decimal(repr(as_float)) == value:
+        return as_float
+    return str(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
 def _property(value: JsonValue) -> Any:
-    # Neo4j properties are scalars or homogeneous lists of scalars; maps become JSON text.
+    # Neo4j properties are scalars or homogeneous lists of scalars; maps become JSON text
+    # (with every number exact), as do lists that mix kinds or hold numbers Neo4j cannot.
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return exact_dumps(value, sort_keys=True)
     if isinstance(value, list):
-        if all(isinstance(v, str) for v in value) or all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
+        if all(isinstance(v, str) for v in value):
             return value
-        return json.dumps(value, separators=(",", ":"))
+        if all(_is_number(v) for v in value):
+            numbers = [_number(v) for v in value]  # type: ignore[arg-type]
+            if not any(isinstance(n, str) for n in numbers):
+                return numbers
+        return exact_dumps(value)
+    if _is_number(value):
+        return _number(value)  # type: ignore[arg-type]
     return value
 
 

@@ -7,12 +7,12 @@ Neo4j, in which case every row written is marked projected.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 
+from hartonomous.json_types import exact_dumps
 from hartonomous.sync.graph import GraphBatch, GraphSegment, NodeRef
 
 Connection = psycopg.Connection[Any]
@@ -80,7 +80,8 @@ def lock_projection(connection: Connection, *, exclusive: bool) -> None:
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    # Exact: a Decimal from the event data is written as the same JSON number.
+    return exact_dumps(value, default=str)
 
 
 def write_batch(connection: Connection, batch: GraphBatch, *, projected: bool) -> None:
