@@ -1,0 +1,145 @@
+"""Transactions larger than a batch: handled in chunks, checkpointed mid-way, exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from tests.conftest import Cli
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.cdc.consumer import Frontier
+from hartonomous.config import Settings
+from hartonomous.db.connection import libpq_url
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
+        yield connection
+
+
+def small_batches(size: int) -> Settings:
+    settings = Settings()
+    settings.cdc.batch_size = size
+    return settings
+
+
+def insert_tenants(conn: psycopg.Connection[Any], prefix: str, count: int) -> None:
+    conn.execute(
+        "INSERT INTO tenants (tenant_id, display_name) "
+        "SELECT %s || g, 'n' FROM generate_series(0, %s - 1) AS g",
+        (prefix, count),
+    )
+
+
+def tenant_events(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT body->>'id'), count(DISTINCT body->'data'->>'tenant_id') "
+        "FROM broker_messages WHERE body->>'table' = 'tenants'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def checkpoint(conn: psycopg.Connection[Any]) -> tuple[str, int]:
+    row = conn.execute("SELECT last_lsn, next_change_index FROM cdc_checkpoints").fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+class _DiesAfterChunks(CesConsumer):
+    """Dies after committing a few chunks of a transaction: in the middle of it."""
+
+    chunks_left = 3
+
+    def _write(self, *args: Any, **kwargs: Any) -> None:
+        if self.chunks_left == 0:
+            raise KeyboardInterrupt("simulated crash")
+        self.chunks_left -= 1
+        super()._write(*args, **kwargs)
+
+
+def test_a_transaction_larger_than_the_batch_arrives_whole_exactly_once_across_a_crash(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = small_batches(50)
+    first = CesConsumer(database_url, settings)
+    first.prepare()
+    first.close()
+    insert_tenants(conn, "big", 1000)  # one transaction of 1,000 changes, 20 batches
+    insert_tenants(conn, "after", 3)
+
+    crashing = _DiesAfterChunks(database_url, settings)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.drain()
+    crashing.close()
+    assert tenant_events(conn) == (150, 150, 150)  # three chunks committed, in order
+    _, index = checkpoint(conn)
+    assert index == 150  # the checkpoint sits inside the transaction
+
+    consumer = CesConsumer(database_url, settings)
+    try:
+        assert consumer.drain() == 1003 - 150
+    finally:
+        consumer.close()
+    assert tenant_events(conn) == (1003, 1003, 1003)
+    order = [
+        row[0]
+        for row in conn.execute(
+            "SELECT body->'data'->>'tenant_id' FROM broker_messages ORDER BY message_id"
+        )
+    ]
+    assert order == [f"big{n}" for n in range(1000)] + [f"after{n}" for n in range(3)]
+    assert checkpoint(conn)[1] == 0  # back on a transaction boundary
+
+
+def test_frontier_orders_changes_by_commit_position_then_index() -> None:
+    middle = Frontier(0x200, 3)
+    assert middle.covers(0x100, 999)  # an earlier transaction
+    assert middle.covers(0x200, 2)
+    assert not middle.covers(0x200, 3)
+    assert not middle.covers(0x300, 0)
+    boundary = Frontier(0x200)
+    assert not boundary.covers(0x200, 0)  # a commit starting where the last one ended
+    assert Frontier(0x200, 5) > Frontier(0x200, 3) > Frontier(0x1FF, 9)
+
+
+def test_sigkill_in_the_middle_of_a_large_transaction_loses_and_duplicates_nothing(
+    cli: Cli, conn: psycopg.Connection[Any]
+) -> None:
+    cli.env["HARTONOMOUS_CDC__BATCH_SIZE"] = "50"
+    assert cli("ces-consumer", "--once").exit_code == 0
+    rows = 40_000
+    insert_tenants(conn, "k", rows)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hartonomous", "ces-consumer"],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Kill it as soon as a chunk of the transaction (not all of it) is committed.
+        deadline = time.monotonic() + 120
+        while checkpoint(conn)[1] == 0:
+            assert time.monotonic() < deadline, "the consumer never checkpointed mid-transaction"
+            assert process.poll() is None
+            time.sleep(0.005)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    killed_at = tenant_events(conn)[0]
+    assert 0 < killed_at < rows
+    result = cli("--json", "ces-consumer", "--once")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["events"] == rows - killed_at
+    assert tenant_events(conn) == (rows, rows, rows)
