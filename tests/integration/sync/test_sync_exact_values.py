@@ -59,14 +59,10 @@ def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
         METADATA,
         f"atom:{atom}",
     )
-    assert (
-        source.scalar(
-            "SELECT (properties->'metadata'->>'n')::numeric - 1 FROM graph_nodes "
-            "WHERE node_id = %s",
-            f"atom:{atom}",
-        )
-        == Decimal("1E-22")
-    )
+    assert source.scalar(
+        "SELECT (properties->'metadata'->>'n')::numeric - 1 FROM graph_nodes WHERE node_id = %s",
+        f"atom:{atom}",
+    ) == Decimal("1E-22")
 
 
 def test_numbers_neo4j_cannot_hold_are_kept_as_exact_text(source: Source, graph_uri: str) -> None:
