@@ -2,11 +2,16 @@
 
 Prints enqueue msgs/s (single and batched) and receive+complete msgs/s with one and two worker
 processes for the Hartonomous broker and pgqueuer, the ratio (target >= 1.0), the CES
-consumer's drain throughput, and p50/p95 commit-to-enqueue lag at 1,000 changes/s
-(target p95 <= 500 ms). Uses its own embedded PostgreSQL in a temporary directory. Prints the
-load average before and after: on a shared machine, compare runs taken at similar load.
+consumer's drain throughput, p50/p95/p99 commit-to-enqueue lag at 1,000 changes/s (target p95
+<= 500 ms), the same lag while poison rows (events over `max_message_characters`) are being
+set aside as dead letters (ratio to the clean run), and the CES consumer's peak RSS draining one
+transaction of 30,000 and of 300,000 inserts (in a process of its own; ratio to the 30,000
+run, target < 500 MB for any size). Uses its own embedded PostgreSQL in a temporary directory.
+Prints the load average before and after: on a shared machine, compare runs taken at similar
+load.
 
     .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
+        [--memory-rows 300000] [--skip-queues]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -196,7 +202,70 @@ def best_of(
 # -- CDC ---------------------------------------------------------------------------------------
 
 
-def cdc_benchmark(url: str, seconds: float) -> tuple[float, float, float]:
+def _steady(
+    conn: psycopg.Connection[Any],
+    consumer: CesConsumer,
+    seconds: float,
+    prefix: str,
+    poison_every: float | None = None,
+) -> tuple[list[float], int]:
+    """1,000 changes/s while the consumer runs; optionally a poison row every `poison_every`
+    seconds (an atom whose 700,000-character text makes an event over the limit). Returns
+    the sorted commit-to-enqueue lags (ms) of the steady changes and the poison rows made."""
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    per_tick, tick = 10, 0.01  # 1,000 changes/s in 100 transactions/s
+    n = poisons = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    next_tick = started
+    next_poison = started + (poison_every or 0.0)
+    while time.perf_counter() < deadline:
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, display_name) "
+            "SELECT %s || g, 'x' FROM generate_series(%s::int, %s::int) g",
+            (prefix, n, n + per_tick - 1),
+        )
+        n += per_tick
+        if poison_every is not None and time.perf_counter() >= next_poison:
+            conn.execute(
+                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, "
+                "canonical_text) VALUES (sha256(convert_to(%s, 'UTF8')), 'leaf', 'text', "
+                "'plain', 700000, repeat('word ', 140000))",
+                (f"{prefix}-poison-{poisons}",),
+            )
+            poisons += 1
+            next_poison += poison_every
+        next_tick += tick
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+    pattern = prefix + "%"
+    while True:
+        row = conn.execute(
+            "SELECT count(*) FROM broker_messages WHERE body->'data'->>'tenant_id' LIKE %s",
+            (pattern,),
+        ).fetchone()
+        if row is not None and row[0] >= n:
+            break
+        time.sleep(0.05)
+    stop.set()
+    thread.join()
+    lags = sorted(
+        float(row[0])
+        for row in conn.execute(
+            "SELECT extract(epoch FROM enqueued_at - (body->>'time')::timestamptz) * 1000 "
+            "FROM broker_messages WHERE body->'data'->>'tenant_id' LIKE %s",
+            (pattern,),
+        )
+    )
+    return lags, poisons
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[max(0, int(len(values) * fraction) - 1)]
+
+
+def cdc_benchmark(url: str, seconds: float) -> tuple[float, list[float], list[float], int, int]:
     settings = Settings()
     consumer = CesConsumer(url, settings)
     consumer.prepare()
@@ -212,43 +281,81 @@ def cdc_benchmark(url: str, seconds: float) -> tuple[float, float, float]:
         consumer.drain()
         throughput = rate(burst, time.perf_counter() - started)
         conn.execute("DELETE FROM broker_messages")
+        clean, _ = _steady(conn, consumer, seconds, "steady")
+        conn.execute("DELETE FROM broker_messages")
+        # One poison row every half second: each is set aside while the changes around it flow.
+        poisoned, poisons = _steady(conn, consumer, seconds, "poisoned", poison_every=0.5)
+        row = conn.execute(
+            "SELECT count(*) FROM message_dead_letters WHERE body->>'table' = 'atoms'"
+        ).fetchone()
+        dead = int(row[0]) if row else 0
+        conn.execute("DELETE FROM broker_messages")
+    return throughput, clean, poisoned, poisons, dead
 
-        stop = threading.Event()
-        thread = threading.Thread(target=consumer.run, args=(stop,))
-        thread.start()
-        per_tick, tick = 10, 0.01  # 1,000 changes/s in 100 transactions/s
-        n = 0
-        deadline = time.perf_counter() + seconds
-        next_tick = time.perf_counter()
-        while time.perf_counter() < deadline:
-            conn.execute(
-                "INSERT INTO tenants (tenant_id, display_name) "
-                "SELECT 'steady' || g, 'x' FROM generate_series(%s::int, %s::int) g",
-                (n, n + per_tick - 1),
-            )
-            n += per_tick
-            next_tick += tick
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
-        while True:
-            row = conn.execute(
-                "SELECT count(*) FROM broker_messages WHERE body->'data'->>'tenant_id' "
-                "LIKE 'steady%%'"
-            ).fetchone()
-            if row is not None and row[0] >= n:
-                break
-            time.sleep(0.05)
-        stop.set()
-        thread.join()
-        lags = [
-            float(row[0])
-            for row in conn.execute(
-                "SELECT extract(epoch FROM enqueued_at - (body->>'time')::timestamptz) * 1000 "
-                "FROM broker_messages WHERE body->'data'->>'tenant_id' LIKE 'steady%%'"
-            )
-        ]
-    lags.sort()
-    p95 = lags[int(len(lags) * 0.95) - 1]
-    return throughput, statistics.median(lags), p95
+
+def _drain_and_report(url: str, results: Any) -> None:
+    # Runs in a fresh process: its peak RSS is the consumer's own.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    consumer = CesConsumer(url, Settings())
+    try:
+        events = consumer.drain()
+    finally:
+        consumer.close()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results.put((events, before * 1024, after * 1024))  # ru_maxrss is in KiB on Linux
+
+
+def consumer_peak_rss(url: str, rows: int) -> tuple[int, int, int, float]:
+    """(events, RSS after imports, peak RSS, seconds) of a consumer draining one transaction of
+    `rows` inserts, measured in a process of its own."""
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("DELETE FROM broker_messages")
+        conn.execute(
+            "INSERT INTO tenants (tenant_id, display_name) "
+            "SELECT 'mem' || %s || '-' || g, 'x' FROM generate_series(1, %s) g",
+            (rows, rows),
+        )
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_drain_and_report, args=(url, results))
+    started = time.perf_counter()
+    process.start()
+    events, baseline, peak = results.get()
+    process.join()
+    elapsed = time.perf_counter() - started
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("DELETE FROM broker_messages")
+    return events, baseline, peak, elapsed
+
+
+def cdc_report(url: str, seconds: float, memory_rows: int) -> None:
+    throughput, clean, poisoned, poisons, dead = cdc_benchmark(url, seconds)
+    print(f"CDC drain throughput: {throughput:.0f} changes/s")
+    print(
+        "CDC commit-to-enqueue lag at 1,000 changes/s: "
+        f"p50 {statistics.median(clean):.0f} ms, p95 {percentile(clean, 0.95):.0f} ms, "
+        f"p99 {percentile(clean, 0.99):.0f} ms"
+    )
+    print(
+        f"  while {poisons} poison rows were set aside ({dead} dead letters): "
+        f"p50 {statistics.median(poisoned):.0f} ms, p95 {percentile(poisoned, 0.95):.0f} ms, "
+        f"p99 {percentile(poisoned, 0.99):.0f} ms "
+        f"(p99 ratio to clean {percentile(poisoned, 0.99) / percentile(clean, 0.99):.2f})"
+    )
+    baseline_rows = max(1, memory_rows // 10)
+    figures = [consumer_peak_rss(url, rows) for rows in (baseline_rows, memory_rows)]
+    for rows, (events, imported, peak, elapsed) in zip(
+        (baseline_rows, memory_rows), figures, strict=True
+    ):
+        print(
+            f"CES consumer, one transaction of {rows:,} inserts: {events:,} events in "
+            f"{elapsed:.1f} s, peak RSS {peak / 2**20:.0f} MB (after imports "
+            f"{imported / 2**20:.0f} MB)"
+        )
+    print(
+        f"  peak RSS ratio {memory_rows:,} / {baseline_rows:,} rows: "
+        f"{figures[1][2] / figures[0][2]:.2f} (bounded: ~1)"
+    )
 
 
 def main() -> None:
@@ -260,6 +367,10 @@ def main() -> None:
     # Other work on a shared machine only ever slows a run down: the best round is the closest
     # to what each library can do, and alternating gives both the same quiet moments.
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory-rows", type=int, default=300_000)
+    parser.add_argument(
+        "--skip-queues", action="store_true", help="only the CDC figures (no pgqueuer rounds)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
@@ -270,9 +381,13 @@ def main() -> None:
         engine = create_engine(url)
         upgrade(engine)
         engine.dispose()
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
+        if args.skip_queues:
+            cdc_report(url, args.cdc_seconds, args.memory_rows)
+            print(f"load average {os.getloadavg()[0]:.2f}")
+            return
         pgq_install(url)
         n, single = args.messages, args.single_messages
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
         print(
             f"messages per run: {n}, {single} for single enqueue "
             f"(CloudEvent bodies of ~330 bytes, batches of {BATCH} and of 100 on receive)"
@@ -303,9 +418,7 @@ def main() -> None:
             ours, theirs = best_of(args.rounds, url, ours_consume, pgq_consume)
             label = f"receive+complete, {workers} worker(s)"
             print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
-        throughput, p50, p95 = cdc_benchmark(url, args.cdc_seconds)
-        print(f"CDC drain throughput: {throughput:.0f} changes/s")
-        print(f"CDC commit-to-enqueue lag at 1,000 changes/s: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+        cdc_report(url, args.cdc_seconds, args.memory_rows)
         print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         server.stop()
