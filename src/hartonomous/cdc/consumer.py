@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from hartonomous.cdc.events import RowEvent, raw_event, table_name, to_event
+from hartonomous.cdc.events import RowEvent, table_name, to_event
 from hartonomous.cdc.pgoutput import (
     Begin,
     Change,
@@ -398,20 +398,24 @@ class CesConsumer:
                 raise pending.error
             if pending.relation is None:
                 raise LookupError("the change's relation was not announced by pgoutput")
-            assert pending.change is not None
-            event = to_event(
-                pending.change,
-                relation=pending.relation,
-                type_names=self._types,
-                begin=pending.begin,
-                index=pending.index,
-                database=self._database,
-            )
+            event = self._event(pending, self._types)
             text = self.broker.serialise(event.body)
             return OutgoingMessage(event.body, event.conversation_id, body_text=text)
         except Exception as exc:  # noqa: BLE001 - one bad change must not stop capture
             self._set_aside(connection, pending, event, exc)
             return None
+
+    def _event(self, pending: _Pending, type_names: dict[int, str] | None) -> RowEvent:
+        assert pending.change is not None
+        assert pending.relation is not None
+        return to_event(
+            pending.change,
+            relation=pending.relation,
+            type_names=type_names,
+            begin=pending.begin,
+            index=pending.index,
+            database=self._database,
+        )
 
     def _set_aside(
         self, connection: Connection, pending: _Pending, event: RowEvent | None, exc: Exception
@@ -419,13 +423,7 @@ class CesConsumer:
         too_large = isinstance(exc, MessageTooLargeError) and event is not None
         if not too_large and pending.change is not None and pending.relation is not None:
             # The same event (same id) with every value as PostgreSQL's text.
-            event = raw_event(
-                pending.change,
-                relation=pending.relation,
-                begin=pending.begin,
-                index=pending.index,
-                database=self._database,
-            )
+            event = self._event(pending, None)
         body: dict[str, Any] = (
             event.body
             if event is not None

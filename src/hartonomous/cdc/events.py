@@ -114,15 +114,16 @@ def to_event(
     change: Change,
     *,
     relation: Relation,
-    type_names: dict[int, str],
+    type_names: dict[int, str] | None,
     begin: Begin,
     index: int,
     database: str,
 ) -> RowEvent:
     """The CloudEvent of one change (`begin` is its transaction's Begin: commit LSN and time).
 
-    Raises `ValueError` (or another exception) when a value cannot be converted; the CES
-    consumer then sets the change aside with `raw_event`.
+    `type_names` None keeps every value as PostgreSQL's text: the same event (same id) for a
+    dead letter when a value cannot be converted. Raises `ValueError` (or another exception)
+    when a value cannot be converted; the CES consumer then sets the change aside.
     """
     return _event(
         change,
@@ -131,20 +132,6 @@ def to_event(
         index=index,
         database=database,
         row=_row(relation, change, type_names),
-    )
-
-
-def raw_event(
-    change: Change, *, relation: Relation, begin: Begin, index: int, database: str
-) -> RowEvent:
-    """The same event (same id) with every value as PostgreSQL's text: for a dead letter."""
-    return _event(
-        change,
-        relation=relation,
-        begin=begin,
-        index=index,
-        database=database,
-        row=_row(relation, change, None),
     )
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,13 +17,6 @@ from tests.conftest import Cli
 from hartonomous.cdc import CesConsumer
 from hartonomous.cdc.consumer import Frontier
 from hartonomous.config import Settings
-from hartonomous.db.connection import libpq_url
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
-        yield connection
 
 
 def small_batches(size: int) -> Settings:

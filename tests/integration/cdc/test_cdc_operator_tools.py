@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -22,20 +21,6 @@ from hartonomous.db import head_revision
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import Broker
 from hartonomous.ops.smoke import Verdict, run_smoke
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def consumer(database_url: str) -> Iterator[CesConsumer]:
-    ces = CesConsumer(database_url, Settings())
-    ces.prepare()
-    yield ces
-    ces.close()
 
 
 def test_slot_lag_is_reported_and_degrades_readiness_past_the_threshold(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
-import pytest
 from safetensors.numpy import save_file
 from sqlalchemy import Engine
 from tests.conftest import Cli
@@ -19,23 +17,8 @@ from tests.integration.data_plane.data_plane_support import add_tenant, by_name,
 from hartonomous.cdc import CesConsumer
 from hartonomous.cdc.consumer import TOO_LARGE_REASON
 from hartonomous.config import Settings
-from hartonomous.db.connection import libpq_url
 
 LIMIT = Settings().message_broker.max_message_characters
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def consumer(database_url: str) -> Iterator[CesConsumer]:
-    ces = CesConsumer(database_url, Settings())
-    ces.prepare()
-    yield ces
-    ces.close()
 
 
 def queued(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:

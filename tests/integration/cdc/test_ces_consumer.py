@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,20 +24,6 @@ from hartonomous.messaging import parse_cloudevent
 
 def libpq(url: str) -> str:
     return libpq_url(url)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def consumer(database_url: str) -> Iterator[CesConsumer]:
-    ces = CesConsumer(database_url, Settings())
-    ces.prepare()
-    yield ces
-    ces.close()
 
 
 def count_rows(conn: psycopg.Connection[Any], sql: str) -> int:

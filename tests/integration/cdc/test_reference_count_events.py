@@ -6,12 +6,10 @@ publishes no `atoms` event at all."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from sqlalchemy import Engine
 from tests.integration.data_plane.data_plane_support import (
     add_tenant,
@@ -24,19 +22,10 @@ from tests.integration.data_plane.data_plane_support import (
 
 from hartonomous.atoms.chunking import DEFAULT_MAX_SIZE
 from hartonomous.cdc import CesConsumer
-from hartonomous.config import Settings
 from hartonomous.db.connection import libpq_url
 
 ATOMS_INSERT = "io.hartonomous.cdc.atoms.insert"
 ATOMS_UPDATE = "io.hartonomous.cdc.atoms.update"
-
-
-@pytest.fixture
-def consumer(database_url: str) -> Iterator[CesConsumer]:
-    ces = CesConsumer(database_url, Settings())
-    ces.prepare()
-    yield ces
-    ces.close()
 
 
 def _published(consumer: CesConsumer, database_url: str) -> list[dict[str, Any]]:

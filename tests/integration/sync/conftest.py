@@ -90,6 +90,18 @@ class Source:
         return row[0]
 
 
+def drain(source: Source, settings: Settings) -> None:
+    """Sync every queued event; none may be dead-lettered."""
+    from hartonomous.sync.worker import SyncWorker
+
+    worker = SyncWorker(source.url, settings)
+    try:
+        outcome = worker.drain()
+    finally:
+        worker.close()
+    assert outcome.dead_lettered == 0
+
+
 @pytest.fixture
 def source(database_url: str) -> Iterator[Source]:
     with psycopg.connect(libpq(database_url), autocommit=True) as conn:

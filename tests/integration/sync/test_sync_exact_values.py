@@ -7,11 +7,10 @@ import json
 from decimal import Decimal
 
 from neo4j import GraphDatabase
-from tests.integration.sync.conftest import Source
+from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
 from hartonomous.sync.projector import node_row
-from hartonomous.sync.worker import SyncWorker
 
 # The example, a number beyond the float range (was `Infinity`, which jsonb refuses),
 # an integer beyond 64 bits and an ordinary fraction.
@@ -31,15 +30,6 @@ def insert_atom(source: Source, text: str) -> str:
     return atom.hex()
 
 
-def sync(source: Source, settings: Settings) -> None:
-    worker = SyncWorker(source.url, settings)
-    try:
-        outcome = worker.drain()
-    finally:
-        worker.close()
-    assert outcome.dead_lettered == 0
-
-
 def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
     source: Source,
 ) -> None:
@@ -49,7 +39,7 @@ def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
     assert source.scalar(
         "SELECT body->'data'->'metadata' = %s::jsonb FROM broker_messages", METADATA
     )
-    sync(source, Settings())
+    drain(source, Settings())
     stored = source.scalar(
         "SELECT properties->'metadata' FROM graph_nodes WHERE node_id = %s", f"atom:{atom}"
     )
@@ -68,7 +58,7 @@ def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
 def test_numbers_neo4j_cannot_hold_are_kept_as_exact_text(source: Source, graph_uri: str) -> None:
     atom = insert_atom(source, "exact in neo4j")
     source.capture()
-    sync(source, Settings.model_validate({"neo4j": {"uri": graph_uri}}))
+    drain(source, Settings.model_validate({"neo4j": {"uri": graph_uri}}))
     with GraphDatabase.driver(graph_uri, auth=None) as driver:
         records, _, _ = driver.execute_query(
             "MATCH (a:Atom {node_id: $id}) RETURN a.metadata AS metadata", id=f"atom:{atom}"

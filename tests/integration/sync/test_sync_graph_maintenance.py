@@ -6,21 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from neo4j import GraphDatabase
-from tests.integration.sync.conftest import Source, neo4j_graph, sql_graph
+from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph
 
 from hartonomous.config import Settings
 from hartonomous.sync.maintenance import repair, replay
 from hartonomous.sync.projector import Neo4jProjector
-from hartonomous.sync.worker import SyncWorker
-
-
-def drain(source: Source, settings: Settings) -> None:
-    worker = SyncWorker(source.url, settings)
-    try:
-        outcome = worker.drain()
-    finally:
-        worker.close()
-    assert outcome.dead_lettered == 0
 
 
 def ingest_with_relation(source: Source, tenant: str) -> None:
