@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,9 +10,11 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+from psycopg.types.json import set_json_loads
 
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.db.connection import libpq_url
+from hartonomous.json_types import exact_dumps, exact_loads
 
 broker_app = typer.Typer(help="Broker health.", no_args_is_help=True)
 deadletters_app = typer.Typer(help="Dead letters: list, show, replay, purge.", no_args_is_help=True)
@@ -114,12 +115,13 @@ def show_command(ctx: typer.Context, dead_letter_id: int) -> None:
 
     state = cli_context(ctx)
     with _session(state) as (connection, _broker):
+        set_json_loads(exact_loads, connection)  # the body's numbers as they were captured
         try:
             row = show_dead_letter(connection, dead_letter_id)
         except DeadLetterNotFoundError as missing:
             raise BrokerCommandError(str(missing)) from None
     human = "\n".join(
-        f"{key}: {json.dumps(value, indent=2) if key in ('body', 'metadata') else value}"
+        f"{key}: {exact_dumps(value, indent=2) if key in ('body', 'metadata') else value}"
         for key, value in row.items()
     )
     state.emit(row, human)

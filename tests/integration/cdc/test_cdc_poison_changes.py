@@ -78,6 +78,12 @@ def test_a_lora_with_600_kb_of_metadata_is_set_aside_and_capture_moves_on(
     assert broker["change_capture"]["dead_lettered_total"] == len(letters)
     listed = cli("deadletters", "list").stdout
     assert TOO_LARGE_REASON in listed
+    first_id = conn.execute("SELECT min(dead_letter_id) FROM message_dead_letters").fetchone()
+    assert first_id is not None
+    shown = cli("deadletters", "show", str(first_id[0]))
+    assert shown.exit_code == 0, shown.stderr
+    assert "hartonomous.messaging.broker.MessageTooLargeError" in shown.stdout
+    assert '"source": "ces-consumer"' in shown.stdout
     replayed = cli("--json", "deadletters", "replay", "--reason", TOO_LARGE_REASON)
     assert replayed.exit_code == 0, replayed.stderr
     assert json.loads(replayed.stdout)["replayed"] == len(letters)
