@@ -108,7 +108,8 @@ class _Chunk:
     """What one database transaction of a step writes."""
 
     changes: list[_Pending] = field(default_factory=list)
-    truncations: list[tuple[list[str], Begin]] = field(default_factory=list)
+    # (tables, its transaction, changes of the transaction before it)
+    truncations: list[tuple[list[str], Begin, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -280,7 +281,7 @@ class CesConsumer:
                         chunk.changes.append(_Pending(begin, index, message, relation))
                         index += 1
                     elif isinstance(message, Truncate) and begin is not None:
-                        chunk.truncations.append((self._names(message), begin))
+                        chunk.truncations.append((self._names(message), begin, index))
                     elif isinstance(message, Commit):
                         transactions += 1
                         last_end, begin = message.end_lsn, None
@@ -341,8 +342,8 @@ class CesConsumer:
             self.broker.send_batch(connection, messages)
             truncations = [
                 (tables, begin)
-                for tables, begin in chunk.truncations
-                if not checkpoint.covers(begin.final_lsn, 0)
+                for tables, begin, before in chunk.truncations
+                if not checkpoint.covers(begin.final_lsn, before)
             ]
             for tables, begin in truncations:
                 log.warning(
