@@ -149,3 +149,37 @@ def test_a_principal_key_of_250_non_ascii_characters_is_delivered(
     assert principal_rows[0][0].startswith("principals:sha256:")
     assert rows[-1][1]["data"]["tenant_id"] == "later"
     assert dead_letters(conn) == []
+
+
+def test_unusual_but_valid_values_are_captured_exactly(
+    conn: psycopg.Connection[Any], consumer: CesConsumer
+) -> None:
+    conn.execute(
+        "INSERT INTO tenants (tenant_id, display_name, created_at) "
+        "VALUES ('forever', 'Ω \"quoted\" \\ tab\t', 'infinity')"
+    )
+    atom = hashlib.sha256(b"odd").digest()
+    metadata = (
+        '{"nested": [[1e-400, -0.0], {"k": 99999999999999999999999999.5}], '
+        '"neg": -1E+308, "text": "\\u2028 ☃"}'
+    )
+    conn.execute(
+        "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, metadata) "
+        "VALUES (%s, 'leaf', 'text', 'plain', 0, %s::jsonb)",
+        (atom, metadata),
+    )
+    conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('later', 'L')")
+
+    assert consumer.drain() == 3
+    assert dead_letters(conn) == []
+    events = queued(conn)
+    assert events[0]["data"]["created_at"] == "infinity"
+    assert events[0]["data"]["display_name"] == 'Ω "quoted" \\ tab\t'
+    assert events[1]["data"]["atom_id"] == atom.hex()
+    same = conn.execute(
+        "SELECT body->'data'->'metadata' = %s::jsonb FROM broker_messages "
+        "WHERE body->>'table' = 'atoms'",
+        (metadata,),
+    ).fetchone()
+    assert same == (True,)
+    assert events[2]["data"]["tenant_id"] == "later"
