@@ -159,8 +159,8 @@ class Dispatcher:
                     record.ledger_amounts()
                 except LedgerValueError as exc:
                     return Reject("ledger_value_out_of_range", str(exc))
+                # Counted `billed:` by the worker once the ledger row is written (not replays).
                 ledger = LedgerEntry(event.event_id, record, configuration.rate_plan_id)
-                counters.append(f"billed:{operation}")
         return Complete(outcome.change, event.event_id, ledger, tuple(counters))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from tests.integration.sync.conftest import Source
 
 from hartonomous.config import Settings
+from hartonomous.config.sections import DatabaseSettings
 from hartonomous.messaging import OutgoingMessage
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.throttle import CounterKey, ThrottleStep
@@ -223,7 +224,7 @@ def test_permits_of_a_batch_that_rolls_back_are_refunded(source: Source) -> None
 
 
 def test_provisional_permits_nest_and_refund_only_what_rolled_back(database_url: str) -> None:
-    store = PostgresCounterStore(database_url)
+    store = PostgresCounterStore(database_url, DatabaseSettings())
     key = CounterKey("tenant", "nest")
     step = ThrottleStep("r", key, permit_limit=10, window=timedelta(hours=1))
     now = datetime.now(UTC)
