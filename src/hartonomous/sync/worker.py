@@ -42,6 +42,7 @@ from hartonomous.security.throttle import ThrottleEvaluator
 from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
+from hartonomous.sync.sources import drop_deleted_sources
 from hartonomous.sync.sql_graph import lock_projection, write_batch
 
 log = structlog.get_logger(__name__)
@@ -291,6 +292,8 @@ class SyncWorker:
             else:
                 self._collect(decision, graph, ledger, outcome)
                 done.append(message)
+        for label, count in drop_deleted_sources(connection, graph).items():
+            outcome.counters[f"skipped:source_deleted:{label}"] += count
         if self._projector is not None:
             lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
         write_batch(connection, graph, projected=self._projector is not None)
