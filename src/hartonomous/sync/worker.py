@@ -9,6 +9,13 @@ Incident rules (seed): a ledger that cannot be written stops the worker (`Ledger
 after giving the batch back uncounted; an unreachable Neo4j opens the breaker and the batch
 waits (delayed, not failed), so nothing is lost and nothing dead-letters for it.
 
+Failures are kept to their message: a non-transient error of the batch's effects re-applies
+the batch one message at a time, so only the failing message is retried (and dead-lettered,
+with its exception, at the poison limit). A transient error (lock or statement timeout: every
+session has `[database]`'s timeouts) is logged and retried with backoff without counting an
+attempt. Nodes whose source rows are gone are not written (`sources.py`: deletes win), and
+`billed:` counts only ledger rows actually written.
+
 Throttle permits are granted on the counter store's own connection (shared across processes at
 once) but provisionally: when the batch, or one message's decision, rolls back, they are
 refunded, so an outage never uses up a tenant's rate limit.
@@ -263,18 +270,22 @@ class SyncWorker:
         graph = GraphBatch()
         ledger: list[LedgerEntry] = []
         done: list[ReceivedMessage] = []
-        for message in messages:
+        for index, message in enumerate(messages):
             try:
                 with self._counter_store.provisional(), connection.transaction():
                     decision = self._dispatcher.decide(connection, message)
             except Exception as exc:
-                if is_transient(exc):
-                    if connection.broken:
-                        raise
-                    self._retry_later(connection, message, exc, outcome)
-                else:
+                if not is_transient(exc):
                     self._failed(connection, message, exc, outcome)
-                continue
+                    continue
+                if connection.broken:
+                    raise
+                self._retry_later(connection, message, exc, outcome)
+                # The rest go back to the queue at once, uncounted: waiting out a lock timeout
+                # for each of them would hold the decided ones (and the claims' lease) as long.
+                for later in messages[index + 1 :]:
+                    self.broker.delay(connection, later, 0)
+                break
             if isinstance(decision, Reject):
                 self.broker.dead_letter(
                     connection,
