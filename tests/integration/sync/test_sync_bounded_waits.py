@@ -4,14 +4,11 @@ statement and lock timeouts; a timeout is logged and retried with backoff, and w
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import pytest
 from structlog.testing import capture_logs
-from tests.integration.sync.conftest import Source, libpq
+from tests.integration.sync.conftest import Source, libpq, wait_until
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
@@ -24,14 +21,6 @@ SETTINGS = Settings.model_validate(
         "message_broker": {"receive_wait_timeout_seconds": 0.25},
     }
 )
-
-
-def wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"hang guard: {what} did not happen")
-        time.sleep(0.05)
 
 
 def lock_timeouts(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
@@ -70,7 +59,8 @@ def test_a_locked_rate_plan_table_times_out_is_logged_retried_and_proceeds(
         thread.start()
         try:
             # The billed holdings wait (logged, retried); the unrelated events go through.
-            wait_until(lambda: len(lock_timeouts(logs, "sync_message_retrying")) >= 2, "retries")
+            retried = lambda: lock_timeouts(logs, "sync_message_retrying")  # noqa: E731
+            wait_until(lambda: any(e["failures"] > 1 for e in retried()), "a second retry")
             wait_until(
                 lambda: source.scalar("SELECT count(*) FROM broker_messages") == 3,
                 "unrelated events completed",
@@ -86,8 +76,11 @@ def test_a_locked_rate_plan_table_times_out_is_logged_retried_and_proceeds(
             thread.join(HANG_GUARD_SECONDS)
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
-    waits = [e["wait_seconds"] for e in lock_timeouts(logs, "sync_message_retrying")]
-    assert max(waits) > min(waits)  # the backoff grows with consecutive failures
+    # The backoff grows with a message's consecutive failures (computed waits, not timings).
+    retries = lock_timeouts(logs, "sync_message_retrying")
+    first = min(e["wait_seconds"] for e in retries if e["failures"] == 1)
+    second = max(e["wait_seconds"] for e in retries if e["failures"] == 2)
+    assert second > first
 
 
 def test_a_locked_checkpoint_times_out_the_ces_consumer_which_retries_and_proceeds(

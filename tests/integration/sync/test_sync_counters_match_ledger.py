@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import psycopg
-import pytest
-from tests.integration.sync.conftest import Source, libpq
+from tests.integration.sync.conftest import Source, drain, libpq, wait_until
 
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.dead_letters import ReplaySelection, replay
-from hartonomous.sync.worker import SyncWorker
 
 BILLED = "billed:neo4j_sync.ingest_completed"
 ALREADY = "already_billed:neo4j_sync.ingest_completed"
 HANG_GUARD_SECONDS = 120
-
-
-def drain(source: Source, settings: Settings) -> Any:
-    worker = SyncWorker(source.url, settings)
-    try:
-        return worker.drain()
-    finally:
-        worker.close()
 
 
 def counters(source: Source) -> dict[str, int]:
@@ -59,14 +48,6 @@ def waiting_sync_sessions(source: Source) -> int:
             "AND application_name = 'hartonomous-sync' AND wait_event_type = 'Lock'"
         )
     )
-
-
-def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"hang guard: {what} did not happen")
-        time.sleep(0.05)
 
 
 def test_a_lapsed_claim_completed_by_two_workers_counts_once(source: Source) -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.integration.sync.conftest import Source, neo4j_graph, sql_graph
+from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph
 
 from hartonomous.config import Settings
-from hartonomous.sync.worker import SyncWorker
 
 ONE_INGEST_AN_HOUR = {
     "name": "ingest-per-tenant",
@@ -16,14 +13,6 @@ ONE_INGEST_AN_HOUR = {
     "permit_limit": 1,
     "window_seconds": 3600,
 }
-
-
-def drain(source: Source, settings: Settings) -> Any:
-    worker = SyncWorker(source.url, settings)
-    try:
-        return worker.drain()
-    finally:
-        worker.close()
 
 
 def release_delayed(source: Source) -> None:

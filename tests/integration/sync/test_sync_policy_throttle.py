@@ -7,7 +7,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.sync.conftest import Source
+from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
 from hartonomous.config.sections import DatabaseSettings
@@ -15,14 +15,6 @@ from hartonomous.messaging import OutgoingMessage
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.throttle import CounterKey, ThrottleStep
 from hartonomous.sync.worker import SyncWorker
-
-
-def drain(source: Source, settings: Settings) -> Any:
-    worker = SyncWorker(source.url, settings)
-    try:
-        return worker.drain()
-    finally:
-        worker.close()
 
 
 def dead_letters(source: Source) -> list[tuple[str, str]]:

@@ -6,20 +6,10 @@ import json
 import secrets
 
 from neo4j import GraphDatabase
-from tests.integration.sync.conftest import Source, digest
+from tests.integration.sync.conftest import Source, digest, drain
 
 from hartonomous.config import Settings
 from hartonomous.sync.rows import TEXT_PREVIEW_CHARACTERS
-from hartonomous.sync.worker import SyncWorker
-
-
-def drain(source: Source, settings: Settings) -> None:
-    worker = SyncWorker(source.url, settings)
-    try:
-        outcome = worker.drain()
-    finally:
-        worker.close()
-    assert outcome.dead_lettered == 0
 
 
 def queued_data(source: Source, table: str) -> list[dict[str, object]]:
@@ -55,7 +45,7 @@ def test_an_atom_metadata_update_keeps_the_canonical_text_preview(
     )
     source.capture()
     settings = Settings.model_validate({"neo4j": {"uri": graph_uri}})
-    drain(source, settings)
+    assert drain(source, settings).dead_lettered == 0
     node_id = f"atom:{atom.hex()}"
     preview = text[:TEXT_PREVIEW_CHARACTERS]
 
@@ -67,7 +57,7 @@ def test_an_atom_metadata_update_keeps_the_canonical_text_preview(
     [data] = queued_data(source, "atoms")
     assert "canonical_text" not in data
     assert data["metadata"] == {"k": 1}
-    drain(source, settings)
+    assert drain(source, settings).dead_lettered == 0
 
     stored = source.scalar("SELECT properties FROM graph_nodes WHERE node_id = %s", node_id)
     assert stored["canonical_text"] == preview
@@ -79,7 +69,7 @@ def test_an_atom_metadata_update_keeps_the_canonical_text_preview(
     # A value an update does carry, even NULL, is applied in both stores.
     source.conn.execute("UPDATE atoms SET canonical_text = NULL WHERE atom_id = %s", (atom,))
     source.capture()
-    drain(source, settings)
+    assert drain(source, settings).dead_lettered == 0
     stored = source.scalar("SELECT properties FROM graph_nodes WHERE node_id = %s", node_id)
     assert stored["canonical_text"] is None
     assert "canonical_text" not in neo4j_properties(graph_uri, node_id)
@@ -104,7 +94,7 @@ def test_a_tensor_update_keeps_the_long_name_it_did_not_carry(source: Source) ->
         (model, name),
     )
     source.capture()
-    drain(source, Settings())
+    assert drain(source, Settings()).dead_lettered == 0
     source.conn.execute(
         "UPDATE model_tensors SET dtype = 'F16', byte_length = 8 WHERE model_atom_id = %s",
         (model,),
@@ -112,7 +102,9 @@ def test_a_tensor_update_keeps_the_long_name_it_did_not_carry(source: Source) ->
     source.capture()
     [data] = queued_data(source, "model_tensors")
     assert "name" not in data
-    drain(source, Settings())  # before: dead-lettered, "column name is None"
+    assert (
+        drain(source, Settings()).dead_lettered == 0
+    )  # before: dead-lettered, "column name is None"
     stored = source.scalar(
         "SELECT properties FROM graph_nodes WHERE node_id = %s", f"tensor:{model.hex()}:0"
     )
