@@ -233,10 +233,9 @@ class SyncWorker:
         except ProjectionUnavailableError as exc:
             return self._wait(connection, messages, exc)
         except LedgerWriteError as exc:
-            if is_transient(exc):
-                self._give_back(connection, messages)
-                raise
             self._give_back(connection, messages)
+            if is_transient(exc):
+                raise
             log.error("sync_stopped_ledger_unwritable", error=str(exc), batch=len(messages))
             raise SyncStoppedError(
                 f"sync stopped: the usage ledger cannot be written ({exc}); "
