@@ -85,3 +85,25 @@ def test_a_graph_write_that_fails_dead_letters_only_its_message_with_the_excepti
     assert (
         source.scalar("SELECT count(*) FROM graph_edges WHERE edge_id LIKE 'OWNS:holding:%%'") == 40
     )
+
+
+def test_an_event_attribute_longer_than_the_ledger_keeps_is_refused_alone(source: Source) -> None:
+    source.tenant("acme", "alice")
+    source.ingest("acme", 5, principal_id="alice")
+    source.capture()
+    # An event whose principal the ledger cannot hold (as a foreign producer might send one):
+    # its ledger row used to fail the whole batch's write and stop the worker.
+    source.conn.execute(
+        "UPDATE broker_messages SET body = jsonb_set(body, '{principalid}', "
+        "to_jsonb(repeat('p', 300))) WHERE message_id = (SELECT min(message_id) "
+        "FROM broker_messages WHERE body->>'table' = 'holdings')"
+    )
+    outcome = drain(source, Settings())
+    assert outcome.dead_lettered == 1
+    assert outcome.billed == 4
+    assert source.scalar("SELECT count(*) FROM broker_messages") == 0
+    reason, message = source.conn.execute(
+        "SELECT reason, exception_message FROM message_dead_letters"
+    ).fetchone() or ("", "")
+    assert reason == "invalid_event"
+    assert "event principal is 300 characters, over the 256" in message
