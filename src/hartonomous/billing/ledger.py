@@ -28,6 +28,7 @@ SELECT * FROM unnest(
     %(base_rates)s::numeric[], %(multipliers)s::numeric[], %(dcus)s::numeric[],
     %(unit_prices)s::numeric[], %(costs)s::numeric[], %(plans)s::uuid[], %(metadata)s::jsonb[])
 ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
 """
 
 
@@ -42,10 +43,13 @@ class LedgerEntry:
     rate_plan_id: uuid.UUID | None
 
 
-def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> int:
-    """Insert the entries (skipping recorded event ids); the number of rows inserted."""
+def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set[str]:
+    """Insert the entries (skipping recorded event ids); the event ids of the rows inserted.
+
+    Raises `LedgerWriteError` when the rows cannot be written.
+    """
     if not entries:
-        return 0
+        return set()
     amounts = [entry.record.ledger_amounts() for entry in entries]
     parameters = {
         "event_ids": [e.event_id for e in entries],
@@ -65,7 +69,7 @@ def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> int
     }
     try:
         with connection.transaction():
-            return connection.execute(_INSERT, parameters).rowcount
+            return {str(row[0]) for row in connection.execute(_INSERT, parameters).fetchall()}
     except psycopg.Error as exc:
         raise LedgerWriteError(
             f"cannot write billing_usage_ledger: {type(exc).__name__}: {exc}".strip()

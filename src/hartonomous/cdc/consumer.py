@@ -45,7 +45,7 @@ from hartonomous.cdc.replication import (
     slot_holder,
 )
 from hartonomous.config import Settings
-from hartonomous.db.connection import libpq_url
+from hartonomous.db.connection import connect
 from hartonomous.json_types import exact_dumps
 from hartonomous.messaging.broker import (
     Broker,
@@ -143,10 +143,8 @@ class CesConsumer:
 
     def connection(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(
-                libpq_url(self.url),
-                autocommit=True,
-                application_name="hartonomous-ces-consumer",
+            self._connection = connect(
+                self.url, self.settings.database, application_name="hartonomous-ces-consumer"
             )
             row = self._connection.execute("SELECT current_database()").fetchone()
             self._database = str(row[0]) if row else ""

@@ -15,7 +15,7 @@ import psycopg
 import typer
 
 from hartonomous.cli.context import CliContext, cli_context
-from hartonomous.db.connection import libpq_url
+from hartonomous.db.connection import connect
 
 graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
 
@@ -28,9 +28,10 @@ class GraphCommandError(Exception):
 def _connection(state: CliContext) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
     from hartonomous.db import open_database
 
-    with open_database(state.settings()) as database:
-        url = libpq_url(database.url)
-        with psycopg.connect(url, autocommit=True) as connection:
+    settings = state.settings()
+    with open_database(settings) as database:
+        name = "hartonomous-graph"
+        with connect(database.url, settings.database, application_name=name) as connection:
             yield database.url, connection
 
 
@@ -136,6 +137,8 @@ def graph_repair(
         "nodes": report.nodes,
         "edges": report.edges,
         "invalid": report.invalid,
+        "failed": report.failed,
+        "errors": report.errors,
         "removed_nodes": report.removed_nodes,
         "removed_edges": report.removed_edges,
     }
@@ -143,7 +146,9 @@ def graph_repair(
         data,
         f"repaired from {sum(report.rows.values())} source row(s): {report.nodes} node and "
         f"{report.edges} edge upsert(s); removed {report.removed_nodes} orphan node(s) and "
-        f"{report.removed_edges} orphan edge(s); invalid rows {json.dumps(report.invalid)}",
+        f"{report.removed_edges} orphan edge(s); invalid rows {json.dumps(report.invalid)}; "
+        f"failed rows {json.dumps(report.failed)}"
+        + "".join(f"\n  {error}" for error in report.errors),
     )
 
 

@@ -31,6 +31,7 @@ class DatabaseSettings(Section):
     )
     connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     command_timeout_seconds: int = Field(default=30, ge=5, le=3600)
+    lock_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     pool_size: int = Field(default=5, ge=1, le=100)
 
 

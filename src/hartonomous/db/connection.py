@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 import psycopg
 from sqlalchemy import Engine, create_engine, text
@@ -11,6 +12,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from hartonomous.config import masked_url
 from hartonomous.config.sections import DatabaseSettings
+
+ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
 
 
 class DatabaseUnavailableError(Exception):
@@ -49,6 +52,56 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def session_options(settings: DatabaseSettings) -> str:
+    """libpq `options` giving a session `[database]`'s statement and lock timeouts (in ms).
+
+    Every session of the platform is opened with them (engines and `connect`): no statement
+    and no lock wait is unbounded. A timeout raises SQLSTATE 57014 / 55P03, which
+    `messaging.resilience.is_transient` classes as worth a retry.
+    """
+    statement_ms = settings.command_timeout_seconds * 1000
+    lock_ms = max(1, round(settings.lock_timeout_seconds * 1000))
+    return f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
+
+
+@overload
+def connect(
+    url: str, settings: DatabaseSettings, *, application_name: str, autocommit: bool = True
+) -> psycopg.Connection[Any]: ...
+
+
+@overload
+def connect(
+    url: str,
+    settings: DatabaseSettings,
+    *,
+    application_name: str,
+    autocommit: bool = True,
+    connection_class: type[ConnectionT],
+) -> ConnectionT: ...
+
+
+def connect(
+    url: str,
+    settings: DatabaseSettings,
+    *,
+    application_name: str,
+    autocommit: bool = True,
+    connection_class: type[Any] | None = None,
+) -> Any:
+    """A psycopg session (default: autocommit) with the configured connect, statement and lock
+    timeouts; `url` may be a SQLAlchemy or plain libpq URL. Raises `psycopg.OperationalError`
+    when the server cannot be reached."""
+    cls = connection_class or psycopg.Connection
+    return cls.connect(
+        libpq_url(url),
+        autocommit=autocommit,
+        application_name=application_name,
+        connect_timeout=settings.connect_timeout_seconds,
+        options=session_options(settings),
+    )
+
+
 def open_engine(url: str, settings: DatabaseSettings) -> Engine:
     normalised = normalise_url(url)
     try:
@@ -58,7 +111,7 @@ def open_engine(url: str, settings: DatabaseSettings) -> Engine:
             pool_pre_ping=True,
             connect_args={
                 "connect_timeout": settings.connect_timeout_seconds,
-                "options": f"-c statement_timeout={settings.command_timeout_seconds * 1000}",
+                "options": session_options(settings),
                 "application_name": "hartonomous",
             },
         )

@@ -7,16 +7,24 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from hartonomous.config.sections import DatabaseSettings
+from hartonomous.db.connection import connect
+
 _SLICE_SECONDS = 0.25
 ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
 
 
 def listening_connection(
-    connection_class: type[ConnectionT], conninfo: str, channel: str, application_name: str
+    connection_class: type[ConnectionT],
+    url: str,
+    channel: str,
+    application_name: str,
+    database: DatabaseSettings,
 ) -> ConnectionT:
-    """An autocommit session LISTENing on the broker's channel, as every idle consumer needs."""
-    connection = connection_class.connect(
-        conninfo, autocommit=True, application_name=application_name
+    """An autocommit session LISTENing on the broker's channel, as every idle consumer needs,
+    with `[database]`'s timeouts (`db.connection.connect`)."""
+    connection = connect(
+        url, database, application_name=application_name, connection_class=connection_class
     )
     connection.execute(f'LISTEN "{channel}"')
     return connection

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from cloudevents.core.v1.event import CloudEvent
 
-from hartonomous.db.connection import libpq_url
+from hartonomous.config.sections import DatabaseSettings
 from hartonomous.messaging.broker import (
     POISON_REASON,
     Broker,
@@ -84,6 +84,8 @@ class MessagePump:
     handler: Handler = acknowledge
     batch_size: int = 50
     strategy: ResilienceStrategy | None = None
+    # The session's connect, statement and lock timeouts (`[database]`).
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     _connection: PumpConnection | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +100,7 @@ class MessagePump:
     def connection(self) -> PumpConnection:
         if self._connection is None or self._connection.closed:
             self._connection = listening_connection(
-                PumpConnection, libpq_url(self.url), self.broker.channel, "hartonomous-broker"
+                PumpConnection, self.url, self.broker.channel, "hartonomous-broker", self.database
             )
         return self._connection
 

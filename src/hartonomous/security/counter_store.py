@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 import structlog
 
-from hartonomous.db.connection import libpq_url
+from hartonomous.config.sections import DatabaseSettings
+from hartonomous.db.connection import connect
 from hartonomous.security.throttle import (
     CounterKey,
     ThrottleDecision,
@@ -54,8 +55,9 @@ class Permit:
 class PostgresCounterStore:
     """A `CounterStore` on `security_throttle_counters`, safe across processes."""
 
-    def __init__(self, url: str) -> None:
-        self._conninfo = libpq_url(url)
+    def __init__(self, url: str, database: DatabaseSettings) -> None:
+        self._url = url
+        self._database = database
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         # Permits granted inside each open `provisional()` block, innermost last.
@@ -63,8 +65,8 @@ class PostgresCounterStore:
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(
-                self._conninfo, autocommit=True, application_name="hartonomous-throttle"
+            self._connection = connect(
+                self._url, self._database, application_name="hartonomous-throttle"
             )
         return self._connection
 

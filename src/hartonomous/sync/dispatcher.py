@@ -13,11 +13,13 @@ from datetime import timedelta
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
+from sqlalchemy import Column, String
 
 from hartonomous.billing.ledger import LedgerEntry
 from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.numeric import LedgerValueError
 from hartonomous.billing.plan_provider import PlanProvider
+from hartonomous.db.tables import billing_usage_ledger
 from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
@@ -78,6 +80,7 @@ def to_sync_event(event: CloudEvent) -> SyncEvent:
         for key, value in attributes.items()
         if key not in ("id", "source", "specversion", "type", "time", "subject")
     }
+    _check_lengths(event.get_id(), event_type, tenant, principal)
     return SyncEvent(
         event_id=event.get_id(),
         event_type=event_type,
@@ -88,6 +91,34 @@ def to_sync_event(event: CloudEvent) -> SyncEvent:
         tenant_id=tenant,
         principal_id=principal,
     )
+
+
+def _length(column: Column[Any]) -> int:
+    kind = column.type
+    assert isinstance(kind, String)
+    assert kind.length is not None
+    return kind.length
+
+
+# What the usage ledger (and the graph's `source_event_id`) keep of an event's attributes: a
+# longer value would fail the batch's ledger write, which stops the worker (seed incident rule),
+# so such an event is refused up front, alone, as invalid.
+_LEDGER = billing_usage_ledger.c
+_KEPT = (
+    ("id", _length(_LEDGER.event_id)),
+    ("type", _length(_LEDGER.message_type)),
+    ("tenant", _length(_LEDGER.tenant_id)),
+    ("principal", _length(_LEDGER.principal_id)),
+)
+
+
+def _check_lengths(*values: str) -> None:
+    for (name, limit), value in zip(_KEPT, values, strict=True):
+        if len(value) > limit:
+            raise InvalidEventError(
+                f"event {name} is {len(value)} characters, over the {limit} that the usage "
+                f"ledger keeps: {value[:40]!r}..."
+            )
 
 
 @dataclass
@@ -159,8 +190,8 @@ class Dispatcher:
                     record.ledger_amounts()
                 except LedgerValueError as exc:
                     return Reject("ledger_value_out_of_range", str(exc))
+                # Counted `billed:` by the worker once the ledger row is written (not replays).
                 ledger = LedgerEntry(event.event_id, record, configuration.rate_plan_id)
-                counters.append(f"billed:{operation}")
         return Complete(outcome.change, event.event_id, ledger, tuple(counters))
 
 

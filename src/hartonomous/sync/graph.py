@@ -42,30 +42,33 @@ Properties = Mapping[str, JsonValue]
 class NodeRef:
     node_id: str
     label: Label
+    # The source row's key (e.g. (tenant, principal)), as the ref constructors below set it:
+    # the sync worker checks the row still exists before it writes the node (deletes win).
+    key: tuple[str | int, ...] = field(default=(), compare=False)
 
 
 def atom_ref(atom_hex: str) -> NodeRef:
-    return NodeRef(f"atom:{atom_hex}", "Atom")
+    return NodeRef(f"atom:{atom_hex}", "Atom", (atom_hex,))
 
 
 def model_ref(atom_hex: str) -> NodeRef:
-    return NodeRef(f"model:{atom_hex}", "Model")
+    return NodeRef(f"model:{atom_hex}", "Model", (atom_hex,))
 
 
 def tensor_ref(model_hex: str, ordinal: int) -> NodeRef:
-    return NodeRef(f"tensor:{model_hex}:{ordinal}", "Tensor")
+    return NodeRef(f"tensor:{model_hex}:{ordinal}", "Tensor", (model_hex, ordinal))
 
 
 def tenant_ref(tenant_id: str) -> NodeRef:
-    return NodeRef(f"tenant:{tenant_id}", "Tenant")
+    return NodeRef(f"tenant:{tenant_id}", "Tenant", (tenant_id,))
 
 
 def principal_ref(tenant_id: str, principal_id: str) -> NodeRef:
-    return NodeRef(f"principal:{tenant_id}:{principal_id}", "Principal")
+    return NodeRef(f"principal:{tenant_id}:{principal_id}", "Principal", (tenant_id, principal_id))
 
 
 def job_ref(tenant_id: str, job_id: str) -> NodeRef:
-    return NodeRef(f"job:{tenant_id}:{job_id}", "IngestionJob")
+    return NodeRef(f"job:{tenant_id}:{job_id}", "IngestionJob", (tenant_id, job_id))
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,26 @@ class GraphBatch:
             segment.put_node(node, event_id)
         for item in change.edges:
             segment.put_edge(item, event_id)
+
+    def upserted_refs(self) -> list[NodeRef]:
+        """Every node the batch writes: its nodes and its edges' endpoints (merged in Neo4j)."""
+        refs: dict[str, NodeRef] = {}
+        for segment in self.segments:
+            for node, _ in segment.nodes.values():
+                refs.setdefault(node.ref.node_id, node.ref)
+            for item, _ in segment.edges.values():
+                refs.setdefault(item.source.node_id, item.source)
+                refs.setdefault(item.target.node_id, item.target)
+        return list(refs.values())
+
+    def drop(self, node_ids: set[str]) -> None:
+        """Leave out the upserts of these nodes and of every edge touching one of them."""
+        for segment in self.segments:
+            for node_id in node_ids & segment.nodes.keys():
+                del segment.nodes[node_id]
+            for edge_id, (item, _) in list(segment.edges.items()):
+                if item.source.node_id in node_ids or item.target.node_id in node_ids:
+                    del segment.edges[edge_id]
 
     @property
     def node_count(self) -> int:

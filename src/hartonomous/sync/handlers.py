@@ -143,7 +143,8 @@ class AtomsHandler:
             return HandlerOutcome(GraphChange(), skipped="skipped:atoms.chunk")
         properties: dict[str, JsonValue] = {
             **row.pick("kind", "modality", "subtype", "size_bytes", "metadata", "created_at"),
-            "canonical_text": preview(row.optional_text("canonical_text")),
+            # Absent when an update left the (TOASTed) text unchanged: the stored preview stays.
+            **row.pick_as("canonical_text", lambda c: preview(row.optional_text(c))),
         }
         node = _atom_node(atom_hex, properties)
         edges: list[GraphEdge] = []
@@ -258,8 +259,8 @@ class ModelsHandler:
             {
                 "model_atom_id": model_hex,
                 "ordinal": ordinal,
-                "name": row.text("name"),
-                "tensor_atom_id": row.optional_digest("tensor_atom_id"),
+                **row.pick_as("name", row.text),
+                **row.pick_as("tensor_atom_id", row.optional_digest),
                 **row.pick("dtype", "shape", "parameter_count", "byte_offset", "byte_length"),
             },
         )

@@ -12,17 +12,19 @@ does not have, so that Neo4j ends equal to it.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.types.json import set_json_loads
 from sqlalchemy import LargeBinary
 
 from hartonomous.db.tables import metadata
 from hartonomous.json_types import exact_loads
-from hartonomous.sync.graph import LABELS, RELATIONSHIPS, GraphBatch, Label, NodeRef
+from hartonomous.messaging.resilience import is_transient
+from hartonomous.sync.graph import LABELS, RELATIONSHIPS, GraphBatch, GraphChange, Label, NodeRef
 from hartonomous.sync.handlers import SyncEvent, handler_for
 from hartonomous.sync.lookups import Lookups
 from hartonomous.sync.projector import Neo4jProjector, Row, edge_row, node_row
@@ -32,6 +34,8 @@ from hartonomous.sync.sql_graph import lock_projection, write_batch
 
 Connection = psycopg.Connection[Any]
 DEFAULT_BATCH_SIZE = 1000
+_ERRORS_KEPT = 10
+log = structlog.get_logger(__name__)
 
 # Source tables in dependency order, with their keys; bare chunks never become nodes.
 REPAIR_SOURCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -59,6 +63,21 @@ class RepairReport:
     invalid: dict[str, int]
     removed_nodes: int = 0
     removed_edges: int = 0
+    # Rows whose graph write failed (a database error), per table, and the first few errors.
+    failed: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def failed_row(self, table: str, key: tuple[Any, ...], exc: BaseException) -> None:
+        self.failed[table] = self.failed.get(table, 0) + 1
+        error = f"{table} {_key_text(key)}: {type(exc).__name__}: {str(exc).strip()}"
+        log.warning("graph_repair_row_failed", error=error)
+        if len(self.errors) < _ERRORS_KEPT:
+            self.errors.append(error)
+
+
+def _key_text(key: tuple[Any, ...]) -> str:
+    parts = [value.hex() if isinstance(value, bytes) else str(value) for value in key]
+    return "(" + ", ".join(part if len(part) <= 80 else part[:77] + "..." for part in parts) + ")"
 
 
 def _bytea_columns(table: str) -> list[str]:
@@ -106,30 +125,18 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
             ).fetchall()
             if not rows:
                 break
-            batch = GraphBatch()
-            with connection.transaction():
-                for row in rows:
-                    data = _as_cdc_row(table, dict(row[-1]))
-                    event = SyncEvent(
-                        event_id="",
-                        event_type=f"repair.{table}",
-                        table=table,
-                        operation="insert",
-                        row=DataRow(f"{table}.insert", data),
-                        extensions={},
-                        tenant_id=str(data.get("tenant_id") or ""),
-                        principal_id=str(data.get("principal_id") or ""),
-                    )
-                    try:
-                        outcome = handler_for(table).apply(event, lookups)
-                    except InvalidEventError:
-                        report.invalid[table] = report.invalid.get(table, 0) + 1
-                        continue
-                    batch.add(outcome.change)
-                write_batch(connection, batch, projected=False)
-                _record_produced(connection, batch)
-            report.nodes += batch.node_count
-            report.edges += batch.edge_count
+            changes: list[tuple[tuple[Any, ...], GraphChange]] = []
+            for row in rows:
+                key = tuple(row[: len(keys)])
+                try:
+                    changes.append((key, _repair_change(table, dict(row[-1]), lookups)))
+                except InvalidEventError:
+                    report.invalid[table] = report.invalid.get(table, 0) + 1
+                except psycopg.Error as exc:
+                    if is_transient(exc):
+                        raise
+                    report.failed_row(table, key, exc)
+            _write_repaired(connection, table, changes, report)
             seen += len(rows)
             last = tuple(rows[-1][: len(keys)])
         report.rows[table] = seen
@@ -152,6 +159,61 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
     )
     connection.execute("DROP TABLE repair_produced_nodes, repair_produced_edges")
     return report
+
+
+def _repair_change(table: str, row: dict[str, Any], lookups: Lookups) -> GraphChange:
+    data = _as_cdc_row(table, row)
+    event = SyncEvent(
+        event_id="",
+        event_type=f"repair.{table}",
+        table=table,
+        operation="insert",
+        row=DataRow(f"{table}.insert", data),
+        extensions={},
+        tenant_id=str(data.get("tenant_id") or ""),
+        principal_id=str(data.get("principal_id") or ""),
+    )
+    return handler_for(table).apply(event, lookups).change
+
+
+def _write_repaired(
+    connection: Connection,
+    table: str,
+    changes: list[tuple[tuple[Any, ...], GraphChange]],
+    report: RepairReport,
+) -> None:
+    """Write a batch's changes in one transaction; if that fails, one row at a time, so a row
+    the graph cannot take is reported (`failed`) and every other row is still repaired."""
+    try:
+        _write_changes(connection, [change for _, change in changes], report)
+        return
+    except psycopg.Error as exc:
+        if is_transient(exc):
+            raise
+    for key, change in changes:
+        try:
+            _write_changes(connection, [change], report)
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise
+            report.failed_row(table, key, exc)
+            # Its source row exists: what the graph holds for it is not an orphan.
+            kept = GraphBatch()
+            kept.add(change)
+            _record_produced(connection, kept)
+
+
+def _write_changes(
+    connection: Connection, changes: list[GraphChange], report: RepairReport
+) -> None:
+    batch = GraphBatch()
+    for change in changes:
+        batch.add(change)
+    with connection.transaction():
+        write_batch(connection, batch, projected=False)
+        _record_produced(connection, batch)
+    report.nodes += batch.node_count
+    report.edges += batch.edge_count
 
 
 def _record_produced(connection: Connection, batch: GraphBatch) -> None:

@@ -79,23 +79,25 @@ def _property(value: JsonValue) -> Any:
     return value
 
 
-def _properties(properties: dict[str, JsonValue] | Any) -> dict[str, Any]:
-    return {key: _property(value) for key, value in properties.items() if value is not None}
+def _properties(properties: dict[str, JsonValue] | Any, tenant_id: str | None) -> dict[str, Any]:
+    # `SET n += props` as the SQL graph's `properties || new`: a key left out keeps the stored
+    # property (a column an update did not carry), a null removes it (Neo4j has no null
+    # property), and a missing tenant keeps the stored one (the SQL graph's coalesce).
+    props = {key: _property(value) for key, value in properties.items()}
+    if tenant_id is not None:
+        props["tenant_id"] = tenant_id
+    return props
 
 
 def node_row(node_id: str, tenant_id: str | None, properties: dict[str, JsonValue]) -> Row:
-    return {"id": node_id, "props": {**_properties(properties), "tenant_id": tenant_id}}
+    return {"id": node_id, "props": _properties(properties, tenant_id)}
 
 
 def edge_row(
     edge_id: str, from_id: str, to_id: str, tenant_id: str | None, properties: dict[str, Any]
 ) -> Row:
-    return {
-        "id": edge_id,
-        "from": from_id,
-        "to": to_id,
-        "props": {**_properties(properties), "tenant_id": tenant_id},
-    }
+    props = _properties(properties, tenant_id)
+    return {"id": edge_id, "from": from_id, "to": to_id, "props": props}
 
 
 def _check(name: str, allowed: Sequence[str]) -> str:

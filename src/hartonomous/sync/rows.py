@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from hartonomous.json_types import JsonValue
 
@@ -17,7 +17,13 @@ class InvalidEventError(ValueError):
 
 
 class Row:
-    """One changed row as the CES consumer wrote it (bytea as hex, uuid as text)."""
+    """One changed row as the CES consumer wrote it (bytea as hex, uuid as text).
+
+    A column can be absent: an UPDATE that left a TOASTed value unchanged does not carry it
+    (pgoutput's "unchanged" marker; docs/cdc.md), and a delete carries only the key. Absent
+    means "keep what is stored": graph properties come from `pick` / `pick_as`, which leave
+    absent columns out, while a present NULL is a value (the property becomes null).
+    """
 
     def __init__(self, where: str, data: object) -> None:
         if not isinstance(data, Mapping):
@@ -77,6 +83,10 @@ class Row:
     def pick(self, *columns: str) -> dict[str, JsonValue]:
         """The columns present in the row (absent ones are left out, not nulled)."""
         return {column: self.data[column] for column in columns if column in self.data}
+
+    def pick_as(self, column: str, read: Callable[[str], JsonValue]) -> dict[str, JsonValue]:
+        """`{column: read(column)}` when the row carries the column, else `{}` (kept as is)."""
+        return {column: read(column)} if column in self.data else {}
 
 
 def _raise() -> str:

@@ -9,6 +9,13 @@ Incident rules (seed): a ledger that cannot be written stops the worker (`Ledger
 after giving the batch back uncounted; an unreachable Neo4j opens the breaker and the batch
 waits (delayed, not failed), so nothing is lost and nothing dead-letters for it.
 
+Failures are kept to their message: a non-transient error of the batch's effects re-applies
+the batch one message at a time, so only the failing message is retried (and dead-lettered,
+with its exception, at the poison limit). A transient error (lock or statement timeout: every
+session has `[database]`'s timeouts) is logged and retried with backoff without counting an
+attempt. Nodes whose source rows are gone are not written (`sources.py`: deletes win), and
+`billed:` counts only ledger rows actually written.
+
 Throttle permits are granted on the counter store's own connection (shared across processes at
 once) but provisionally: when the batch, or one message's decision, rolls back, they are
 refunded, so an outage never uses up a tenant's rate limit.
@@ -27,7 +34,6 @@ import structlog
 from hartonomous.billing.ledger import LedgerEntry, LedgerWriteError, write_entries
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
-from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import (
@@ -43,11 +49,13 @@ from hartonomous.security.throttle import ThrottleEvaluator
 from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
+from hartonomous.sync.sources import drop_deleted_sources
 from hartonomous.sync.sql_graph import lock_projection, write_batch
 
 log = structlog.get_logger(__name__)
 Connection = psycopg.Connection[Any]
 DEFAULT_BATCH_SIZE = 100
+_TRANSIENT_MEMORY = 10_000
 
 
 class SyncStoppedError(RuntimeError):
@@ -120,12 +128,12 @@ class SyncWorker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         projector: Neo4jProjector | None = None,
     ) -> None:
-        self._conninfo = libpq_url(url)
+        self._url = url
         self._settings = settings
         self._batch_size = batch_size
         self.broker = Broker(settings.message_broker)
         self._strategy = ResilienceStrategy.from_settings(settings.message_broker.resilience)
-        self._counter_store = PostgresCounterStore(url)
+        self._counter_store = PostgresCounterStore(url, settings.database)
         self._dispatcher = Dispatcher(
             policy=AccessPolicyEngine.from_settings(settings.security),
             throttle=ThrottleEvaluator.from_settings(settings.security, self._counter_store),
@@ -136,6 +144,8 @@ class SyncWorker:
         self._projector = projector
         self._neo4j_retry, self.neo4j_breaker = neo4j_resilience(settings)
         self._connection: Connection | None = None
+        # Consecutive transient failures per message id (their backoff grows with them).
+        self._transient_failures: dict[int, int] = {}
 
     @property
     def projecting(self) -> bool:
@@ -144,7 +154,11 @@ class SyncWorker:
     def connection(self) -> Connection:
         if self._connection is None or self._connection.closed:
             self._connection = listening_connection(
-                psycopg.Connection, self._conninfo, self.broker.channel, "hartonomous-sync"
+                psycopg.Connection,
+                self._url,
+                self.broker.channel,
+                "hartonomous-sync",
+                self._settings.database,
             )
         return self._connection
 
@@ -160,11 +174,12 @@ class SyncWorker:
 
     def run_once(self) -> SyncOutcome:
         def attempt() -> SyncOutcome:
+            connection = self.connection()
             try:
-                return self._handle_batch(self.connection())
+                return self._handle_batch(connection)
             except Exception as exc:
-                if is_transient(exc):
-                    self.close()
+                if is_transient(exc) and connection.broken:
+                    self.close()  # its claims become orphans; a timeout keeps the session
                 raise
 
         return self._strategy.run_receive(attempt, "sync.batch")
@@ -205,35 +220,71 @@ class SyncWorker:
         messages = self.broker.receive(connection, self._batch_size)
         if not messages:
             return SyncOutcome()
+        return self._settle(connection, messages)
+
+    def _settle(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
+        """Apply messages in one transaction. A transient error (a lock or statement timeout,
+        a lost session) gives them back uncounted and propagates to the retry with backoff;
+        any other error of the batch's effects is isolated: the messages are applied one at a
+        time, so only the message that fails is retried or dead-lettered, with its exception."""
         try:
             with self._counter_store.provisional(), connection.transaction():
                 return self._apply(connection, messages)
         except ProjectionUnavailableError as exc:
             return self._wait(connection, messages, exc)
         except LedgerWriteError as exc:
+            self._give_back(connection, messages)
             if is_transient(exc):
                 raise
-            self._give_back(connection, messages)
             log.error("sync_stopped_ledger_unwritable", error=str(exc), batch=len(messages))
             raise SyncStoppedError(
                 f"sync stopped: the usage ledger cannot be written ({exc}); "
                 f"{len(messages)} message(s) returned to the queue unbilled"
             ) from exc
+        except Exception as exc:
+            if is_transient(exc):
+                self._give_back(connection, messages)
+                raise
+            if len(messages) == 1:
+                outcome = SyncOutcome()
+                with connection.transaction():
+                    self._failed(connection, messages[0], exc, outcome)
+                return outcome
+            log.warning(
+                "sync_batch_failed_isolating",
+                batch=len(messages),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        outcome = SyncOutcome()
+        for index, message in enumerate(messages):
+            try:
+                outcome.add(self._settle(connection, [message]))
+            except BaseException:
+                self._give_back(connection, messages[index + 1 :])
+                raise
+        return outcome
 
     def _apply(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
         outcome = SyncOutcome()
         graph = GraphBatch()
         ledger: list[LedgerEntry] = []
         done: list[ReceivedMessage] = []
-        for message in messages:
+        for index, message in enumerate(messages):
             try:
                 with self._counter_store.provisional(), connection.transaction():
                     decision = self._dispatcher.decide(connection, message)
             except Exception as exc:
-                if is_transient(exc) and connection.broken:
+                if not is_transient(exc):
+                    self._failed(connection, message, exc, outcome)
+                    continue
+                if connection.broken:
                     raise
-                self._failed(connection, message, exc, outcome)
-                continue
+                self._retry_later(connection, message, exc, outcome)
+                # The rest go back to the queue at once, uncounted: waiting out a lock timeout
+                # for each of them would hold the decided ones (and the claims' lease) as long.
+                for later in messages[index + 1 :]:
+                    self.broker.delay(connection, later, 0)
+                break
             if isinstance(decision, Reject):
                 self.broker.dead_letter(
                     connection,
@@ -251,13 +302,17 @@ class SyncWorker:
             else:
                 self._collect(decision, graph, ledger, outcome)
                 done.append(message)
+        for label, count in drop_deleted_sources(connection, graph).items():
+            outcome.counters[f"skipped:source_deleted:{label}"] += count
         if self._projector is not None:
             lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
         write_batch(connection, graph, projected=self._projector is not None)
-        outcome.billed = write_entries(connection, ledger)
+        self._bill(connection, ledger, outcome)
         self._project(graph)
         self.broker.complete(connection, done)
         outcome.completed = len(done)
+        for message in done:
+            self._transient_failures.pop(message.message_id, None)
         self._count(connection, outcome.counters)
         return outcome
 
@@ -272,6 +327,21 @@ class SyncWorker:
         if decision.ledger is not None:
             ledger.append(decision.ledger)
         outcome.counters.update(decision.counters)
+
+    def _bill(
+        self, connection: Connection, ledger: list[LedgerEntry], outcome: SyncOutcome
+    ) -> None:
+        """Write the ledger rows; count `billed:<op>` only for rows written now, so a replayed
+        or redelivered event (its row already there) counts `already_billed:<op>` instead."""
+        written = write_entries(connection, ledger)
+        outcome.billed = len(written)
+        for entry in ledger:
+            operation = entry.record.operation
+            if entry.event_id in written:
+                written.discard(entry.event_id)
+                outcome.counters[f"billed:{operation}"] += 1
+            else:
+                outcome.counters[f"already_billed:{operation}"] += 1
 
     def _project(self, graph: GraphBatch) -> None:
         projector = self._projector
@@ -300,12 +370,35 @@ class SyncWorker:
 
     def _give_back(self, connection: Connection, messages: list[ReceivedMessage]) -> None:
         # Uncounted, so that stopping and restarting on a broken ledger never poisons messages.
+        if not messages:
+            return
         try:
             with connection.transaction():
                 for message in messages:
                     self.broker.delay(connection, message, 0)
         except psycopg.Error as exc:
             log.warning("sync_give_back_failed", error=str(exc))
+
+    def _retry_later(
+        self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome
+    ) -> None:
+        """A transient failure of one message (a lock or statement timeout): put it back,
+        uncounted, after a backoff that grows with its consecutive transient failures."""
+        failures = self._transient_failures.pop(message.message_id, 0) + 1
+        if len(self._transient_failures) >= _TRANSIENT_MEMORY:
+            self._transient_failures.clear()
+        self._transient_failures[message.message_id] = failures
+        seconds = self._strategy.receive.delay(failures)
+        log.warning(
+            "sync_message_retrying",
+            message_id=message.message_id,
+            failures=failures,
+            wait_seconds=round(seconds, 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        self.broker.delay(connection, message, seconds)
+        outcome.delayed += 1
+        outcome.counters["delayed:transient"] += 1
 
     def _failed(
         self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome

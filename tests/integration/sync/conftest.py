@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
 from hartonomous.db.connection import libpq_url
+from hartonomous.sync.worker import SyncOutcome, SyncWorker
+
+HANG_GUARD_SECONDS = 120
 
 
 def libpq(url: str) -> str:
@@ -23,6 +27,24 @@ def libpq(url: str) -> str:
 
 def digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def drain(source: Source, settings: Settings) -> SyncOutcome:
+    """What `sync --once` does: one worker handles what is available now."""
+    worker = SyncWorker(source.url, settings)
+    try:
+        return worker.drain()
+    finally:
+        worker.close()
+
+
+def wait_until(condition: Callable[[], object], what: str) -> None:
+    """Poll until `condition` holds; a hang guard (not a timing assertion) fails the test."""
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"hang guard: {what} did not happen")
+        time.sleep(0.05)
 
 
 @dataclass
@@ -88,18 +110,6 @@ class Source:
         row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
         assert row is not None
         return row[0]
-
-
-def drain(source: Source, settings: Settings) -> None:
-    """Sync every queued event; none may be dead-lettered."""
-    from hartonomous.sync.worker import SyncWorker
-
-    worker = SyncWorker(source.url, settings)
-    try:
-        outcome = worker.drain()
-    finally:
-        worker.close()
-    assert outcome.dead_lettered == 0
 
 
 @pytest.fixture

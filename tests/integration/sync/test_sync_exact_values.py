@@ -39,7 +39,7 @@ def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
     assert source.scalar(
         "SELECT body->'data'->'metadata' = %s::jsonb FROM broker_messages", METADATA
     )
-    drain(source, Settings())
+    assert drain(source, Settings()).dead_lettered == 0
     stored = source.scalar(
         "SELECT properties->'metadata' FROM graph_nodes WHERE node_id = %s", f"atom:{atom}"
     )
@@ -58,7 +58,8 @@ def test_jsonb_numbers_keep_their_precision_into_the_event_and_the_sql_graph(
 def test_numbers_neo4j_cannot_hold_are_kept_as_exact_text(source: Source, graph_uri: str) -> None:
     atom = insert_atom(source, "exact in neo4j")
     source.capture()
-    drain(source, Settings.model_validate({"neo4j": {"uri": graph_uri}}))
+    settings = Settings.model_validate({"neo4j": {"uri": graph_uri}})
+    assert drain(source, settings).dead_lettered == 0
     with GraphDatabase.driver(graph_uri, auth=None) as driver:
         records, _, _ = driver.execute_query(
             "MATCH (a:Atom {node_id: $id}) RETURN a.metadata AS metadata", id=f"atom:{atom}"

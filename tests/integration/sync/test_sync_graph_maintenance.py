@@ -51,7 +51,7 @@ def graph_rows(source: Source) -> str:
 def test_repair_removes_graph_rows_whose_source_rows_are_gone(source: Source) -> None:
     ingest_with_relation(source, "acme")
     source.capture()
-    drain(source, Settings())
+    assert drain(source, Settings()).dead_lettered == 0
     # The deletes' events never reach the worker (lost): only repair can notice.
     delete_sources(source)
     stale = sql_graph(source.conn)
@@ -89,7 +89,7 @@ def test_full_replay_deletes_from_neo4j_what_the_sql_graph_no_longer_has(
     settings = Settings.model_validate({"neo4j": {"uri": graph_uri}})
     ingest_with_relation(source, "umbrella")
     source.capture()
-    drain(source, settings)
+    assert drain(source, settings).dead_lettered == 0
     assert neo4j_graph(graph_uri) == sql_graph(source.conn)
     # Not ours: another label and relationship type, which no replay may touch.
     foreign = ({"visitor:1", "visitor:2"}, {"LIKES:1"})
@@ -102,7 +102,7 @@ def test_full_replay_deletes_from_neo4j_what_the_sql_graph_no_longer_has(
         # Deletes processed while the projection is off never reach Neo4j.
         delete_sources(source)
         source.capture()
-        drain(source, Settings())
+        assert drain(source, Settings()).dead_lettered == 0
         expected = sql_graph(source.conn)
         stale = neo4j_graph(graph_uri)
         assert stale[0] > expected[0] | foreign[0]

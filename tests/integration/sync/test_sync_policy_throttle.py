@@ -7,21 +7,14 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.sync.conftest import Source
+from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
+from hartonomous.config.sections import DatabaseSettings
 from hartonomous.messaging import OutgoingMessage
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.throttle import CounterKey, ThrottleStep
 from hartonomous.sync.worker import SyncWorker
-
-
-def drain(source: Source, settings: Settings) -> Any:
-    worker = SyncWorker(source.url, settings)
-    try:
-        return worker.drain()
-    finally:
-        worker.close()
 
 
 def dead_letters(source: Source) -> list[tuple[str, str]]:
@@ -223,7 +216,7 @@ def test_permits_of_a_batch_that_rolls_back_are_refunded(source: Source) -> None
 
 
 def test_provisional_permits_nest_and_refund_only_what_rolled_back(database_url: str) -> None:
-    store = PostgresCounterStore(database_url)
+    store = PostgresCounterStore(database_url, DatabaseSettings())
     key = CounterKey("tenant", "nest")
     step = ThrottleStep("r", key, permit_limit=10, window=timedelta(hours=1))
     now = datetime.now(UTC)

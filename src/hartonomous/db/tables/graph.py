@@ -1,7 +1,8 @@
 """The SQL graph (design §8): nodes and edges the sync worker keeps, and Neo4j mirrors.
 
 Ids are stable strings built from the source rows (`atom:<hex>`, `job:<tenant>:<uuid>`...), so
-every upsert and every Neo4j MERGE is idempotent. Atoms, models and tensors are shared by all
+every upsert and every Neo4j MERGE is idempotent. They are `text`: an id holds every key the
+source tables allow (migration 0010). Atoms, models and tensors are shared by all
 tenants, so their nodes carry no tenant (NULL); tenant-owned nodes and edges carry theirs.
 `projected_at` older than `updated_at` (or NULL) means Neo4j has not seen the latest version:
 that is the projection lag `graph status` reports and `graph replay` clears.
@@ -9,18 +10,17 @@ that is the projection lag `graph status` reports and `graph replay` clears.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, metadata
 
-NODE_ID_LENGTH = 256
 _UNPROJECTED = text("projected_at IS NULL OR projected_at < updated_at")
 
 graph_nodes = Table(
     "graph_nodes",
     metadata,
-    Column("node_id", String(NODE_ID_LENGTH), primary_key=True),
+    Column("node_id", Text, primary_key=True),
     Column("label", String(32), nullable=False),
     Column("tenant_id", String(TENANT_ID_LENGTH)),
     Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -34,11 +34,11 @@ graph_nodes = Table(
 graph_edges = Table(
     "graph_edges",
     metadata,
-    Column("edge_id", String(2 * NODE_ID_LENGTH + 64), primary_key=True),
+    Column("edge_id", Text, primary_key=True),
     Column("relationship", String(32), nullable=False),
-    Column("from_node_id", String(NODE_ID_LENGTH), nullable=False),
+    Column("from_node_id", Text, nullable=False),
     Column("from_label", String(32), nullable=False),
-    Column("to_node_id", String(NODE_ID_LENGTH), nullable=False),
+    Column("to_node_id", Text, nullable=False),
     Column("to_label", String(32), nullable=False),
     Column("tenant_id", String(TENANT_ID_LENGTH)),
     Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

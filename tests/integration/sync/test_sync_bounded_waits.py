@@ -1,0 +1,133 @@
+"""Bounded waits: sessions of the sync worker and the CES consumer carry the configured
+statement and lock timeouts; a timeout is logged and retried with backoff, and work goes on."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+from structlog.testing import capture_logs
+from tests.integration.sync.conftest import Source, libpq, wait_until
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.config import Settings
+from hartonomous.sync.worker import SyncWorker
+
+HANG_GUARD_SECONDS = 120
+SETTINGS = Settings.model_validate(
+    {
+        "database": {"command_timeout_seconds": 7, "lock_timeout_seconds": 0.2},
+        "message_broker": {"receive_wait_timeout_seconds": 0.25},
+    }
+)
+
+
+def lock_timeouts(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [e for e in list(logs) if e["event"] == event and "LockNotAvailable" in e["error"]]
+
+
+def test_every_session_has_the_configured_timeouts(source: Source) -> None:
+    worker = SyncWorker(source.url, SETTINGS)
+    consumer = CesConsumer(source.url, SETTINGS)
+    try:
+        sessions = [worker.connection(), consumer.connection()]
+        for session in sessions:
+            assert session.execute("SHOW statement_timeout").fetchone() == ("7s",)
+            assert session.execute("SHOW lock_timeout").fetchone() == ("200ms",)
+        names = {"hartonomous-sync", "hartonomous-ces-consumer"}
+        rows = source.conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+        assert names <= {name for (name,) in rows}
+    finally:
+        worker.close()
+        consumer.close()
+
+
+def test_a_locked_rate_plan_table_times_out_is_logged_retried_and_proceeds(
+    source: Source,
+) -> None:
+    source.tenant("acme")
+    source.ingest("acme", 3)
+    source.capture()
+    worker = SyncWorker(source.url, SETTINGS)
+    stop = threading.Event()
+    with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
+        blocker.execute("LOCK TABLE billing_rate_plans IN ACCESS EXCLUSIVE MODE")
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        thread.start()
+        try:
+            # The billed holdings wait (logged, retried); the unrelated events go through.
+            retried = lambda: lock_timeouts(logs, "sync_message_retrying")  # noqa: E731
+            wait_until(lambda: any(e["failures"] > 1 for e in retried()), "a second retry")
+            wait_until(
+                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 3,
+                "unrelated events completed",
+            )
+            assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Atom'") == 3
+            assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 0
+            blocker.commit()  # the lock is released
+            wait_until(
+                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "drained"
+            )
+        finally:
+            stop.set()
+            thread.join(HANG_GUARD_SECONDS)
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    # The backoff grows with a message's consecutive failures (computed waits, not timings).
+    retries = lock_timeouts(logs, "sync_message_retrying")
+    first = min(e["wait_seconds"] for e in retries if e["failures"] == 1)
+    second = max(e["wait_seconds"] for e in retries if e["failures"] == 2)
+    assert second > first
+
+
+def test_a_locked_checkpoint_times_out_the_ces_consumer_which_retries_and_proceeds(
+    source: Source,
+) -> None:
+    source.tenant("acme")
+    consumer = CesConsumer(source.url, SETTINGS)
+    captured: list[int] = []
+    try:
+        with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
+            blocker.execute("LOCK TABLE cdc_checkpoints IN ACCESS EXCLUSIVE MODE")
+            thread = threading.Thread(target=lambda: captured.append(consumer.drain()))
+            thread.start()
+            wait_until(lambda: lock_timeouts(logs, "transient_failure_retrying"), "a retry")
+            blocker.commit()
+            thread.join(HANG_GUARD_SECONDS)
+    finally:
+        consumer.close()
+    assert captured == [1]  # the tenant insert, enqueued once the lock was released
+    assert source.scalar("SELECT count(*) FROM broker_messages") == captured[0]
+
+
+def test_a_locked_graph_table_holds_the_batch_uncounted_until_it_is_released(
+    source: Source,
+) -> None:
+    source.tenant("acme")
+    source.ingest("acme", 3)
+    queued = source.capture()
+    worker = SyncWorker(source.url, SETTINGS)
+    stop = threading.Event()
+    limit = SETTINGS.message_broker.resilience.poison_message_max_attempts
+    with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
+        blocker.execute("LOCK TABLE graph_edges IN SHARE MODE")  # no batch can write edges
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        thread.start()
+        try:
+            # More timeouts than the poison limit: they must not count as failed attempts.
+            wait_until(
+                lambda: len(lock_timeouts(logs, "transient_failure_retrying")) > limit, "retries"
+            )
+            assert source.scalar("SELECT count(*) FROM broker_messages") == queued
+            blocker.commit()
+            wait_until(
+                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "drained"
+            )
+        finally:
+            stop.set()
+            thread.join(HANG_GUARD_SECONDS)
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
