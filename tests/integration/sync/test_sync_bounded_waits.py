@@ -4,6 +4,8 @@ statement and lock timeouts; a timeout is logged and retried with backoff, and w
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -21,6 +23,23 @@ SETTINGS = Settings.model_validate(
         "message_broker": {"receive_wait_timeout_seconds": 0.25},
     }
 )
+
+
+@contextmanager
+def running(worker: SyncWorker) -> Iterator[None]:
+    """The worker serving in a thread (as under `up`) for the duration of the block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(HANG_GUARD_SECONDS)
+
+
+def pending(source: Source) -> int:
+    return int(source.scalar("SELECT count(*) FROM broker_messages"))
 
 
 def lock_timeouts(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
@@ -52,28 +71,20 @@ def test_a_locked_rate_plan_table_times_out_is_logged_retried_and_proceeds(
     source.ingest("acme", 3)
     source.capture()
     worker = SyncWorker(source.url, SETTINGS)
-    stop = threading.Event()
-    with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
+    with (
+        capture_logs() as logs,
+        psycopg.connect(libpq(source.url)) as blocker,
+    ):
         blocker.execute("LOCK TABLE billing_rate_plans IN ACCESS EXCLUSIVE MODE")
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        thread.start()
-        try:
+        with running(worker):
             # The billed holdings wait (logged, retried); the unrelated events go through.
             retried = lambda: lock_timeouts(logs, "sync_message_retrying")  # noqa: E731
             wait_until(lambda: any(e["failures"] > 1 for e in retried()), "a second retry")
-            wait_until(
-                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 3,
-                "unrelated events completed",
-            )
+            wait_until(lambda: pending(source) == 3, "unrelated events completed")
             assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Atom'") == 3
             assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 0
             blocker.commit()  # the lock is released
-            wait_until(
-                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "drained"
-            )
-        finally:
-            stop.set()
-            thread.join(HANG_GUARD_SECONDS)
+            wait_until(lambda: pending(source) == 0, "drained")
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
     # The backoff grows with a message's consecutive failures (computed waits, not timings).
@@ -110,24 +121,15 @@ def test_a_locked_graph_table_holds_the_batch_uncounted_until_it_is_released(
     source.ingest("acme", 3)
     queued = source.capture()
     worker = SyncWorker(source.url, SETTINGS)
-    stop = threading.Event()
     limit = SETTINGS.message_broker.resilience.poison_message_max_attempts
     with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
         blocker.execute("LOCK TABLE graph_edges IN SHARE MODE")  # no batch can write edges
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        thread.start()
-        try:
+        with running(worker):
             # More timeouts than the poison limit: they must not count as failed attempts.
-            wait_until(
-                lambda: len(lock_timeouts(logs, "transient_failure_retrying")) > limit, "retries"
-            )
-            assert source.scalar("SELECT count(*) FROM broker_messages") == queued
+            retried = lambda: lock_timeouts(logs, "transient_failure_retrying")  # noqa: E731
+            wait_until(lambda: len(retried()) > limit, "retries")
+            assert pending(source) == queued
             blocker.commit()
-            wait_until(
-                lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "drained"
-            )
-        finally:
-            stop.set()
-            thread.join(HANG_GUARD_SECONDS)
+            wait_until(lambda: pending(source) == 0, "drained")
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
