@@ -26,6 +26,9 @@ def combine(blocks: Sequence[tuple[float, npt.NDArray[np.float64]]]) -> npt.NDAr
     """
     parts = [np.sqrt(share) * unit(block) for share, block in blocks]
     vector = unit(np.concatenate(parts))
+    if not np.all(np.isfinite(vector)):
+        # pgvector refuses NaN and infinity; a caller that let them through gets a clear reason.
+        raise FeatureError("non-finite feature values (NaN or infinity in the content)")
     if not np.any(vector):
         raise FeatureError("nothing to describe (every feature is zero)")
     return vector.astype(np.float32)
