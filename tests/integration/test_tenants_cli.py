@@ -41,6 +41,7 @@ def test_unknown_tenant_names_the_create_command_in_every_command(cli: Cli, data
         ("ingest", str(data_dir / "f.txt"), "--tenant", "ghost"),
         ("search", "hello", "--tenant", "ghost"),
         ("holdings", "list", "--tenant", "ghost"),
+        ("models", "list", "--tenant", "ghost"),
         ("atoms", "show", atom, "--tenant", "ghost"),
         ("atoms", "export", atom, "--tenant", "ghost", "-o", str(data_dir / "out")),
     ]

@@ -4,7 +4,9 @@ Decoding policy (in this order; the first that decodes strictly wins):
 
 1. a byte-order mark: UTF-32 or UTF-16 decode with that codec; a UTF-8 BOM means UTF-8 and is
    kept as U+FEFF in the first segment, so every segment's UTF-8 bytes are exactly the file's;
-2. the encoding the document declares in its first 4 KiB: an XML declaration
+2. the encoding the document declares in its first 4 KiB (unless the file is valid UTF-8 with
+   non-ASCII characters: pages declaring ISO-8859-1 over UTF-8 are common, while legacy text
+   is practically never valid UTF-8): an XML declaration
    (``<?xml … encoding="…"?>``), ``<meta charset="…">`` or ``<meta http-equiv="Content-Type"
    content="…; charset=…">``; labels are read as the WHATWG Encoding Standard reads them
    (``iso-8859-1`` and ``ascii`` mean Windows-1252, ``shift_jis`` means Windows-31J, …);
@@ -92,6 +94,10 @@ _WHATWG_SUPERSETS = {
     "euc_kr": "cp949",
     "big5": "big5hkscs",
 }
+# Python codecs that are no character set a document may declare (WHATWG forbids UTF-7 too).
+_NOT_DECLARABLE = frozenset(
+    {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "utf_7"}
+)
 # Labels the Encoding Standard knows that Python's codec registry does not.
 _WHATWG_LABELS = {"windows-31j": "cp932", "x-sjis": "cp932", "x-gbk": "gb18030"}
 
@@ -132,11 +138,11 @@ def decode_text(data: bytes) -> DecodedText | None:
         return _decoded(data, "utf-8", bom=True, source="bom")
     label = declared_encoding(data[:_DECLARATION_BYTES])
     codec = _codec(label) if label is not None else None
+    utf8 = _decoded(data, "utf-8", bom=False, source="utf-8", declared=label)
     found = None
-    if codec is not None:
+    if codec is not None and (utf8 is None or data.isascii()):
         found = _decoded(data, codec, bom=False, source="declared", declared=label)
-    found = found or _decoded(data, "utf-8", bom=False, source="utf-8", declared=label)
-    return found or _detected(data, label)
+    return found or utf8 or _detected(data, label)
 
 
 def declared_encoding(head: bytes) -> str | None:
@@ -158,6 +164,8 @@ def _codec(label: str) -> str | None:
     except LookupError:
         return None
     name = name.replace("-", "_")
+    if name in _NOT_DECLARABLE:
+        return None
     if name.startswith(("utf_16", "utf_32")):
         # Without a byte-order mark the bytes just read were ASCII-compatible (WHATWG: UTF-8).
         return "utf-8"
