@@ -129,19 +129,21 @@ def test_plain_utf8_records_its_source(tmp_path: Path) -> None:
     assert extraction.metadata["encoding_source"] == "utf-8"
 
 
-def test_valid_utf8_wins_over_a_declared_legacy_encoding(tmp_path: Path) -> None:
-    # A common mistake: the page says ISO-8859-1 but was saved as UTF-8.
-    page = '<html><head><meta charset="iso-8859-1"></head><body><p>Grüße aus Köln</p>'
-    extraction = _extract(tmp_path, "misdeclared.html", page.encode("utf-8"))
+@pytest.mark.parametrize(
+    ("declared", "body", "codec", "expected"),
+    [
+        # A common mistake: the page says ISO-8859-1 but was saved as UTF-8.
+        ("iso-8859-1", "Grüße aus Köln", "utf-8", {"encoding_source": "utf-8"}),
+        # A Python codec that is no character set: decoding with it would rewrite the text.
+        ("unicode_escape", "a\\u0041b", "ascii", {"encoding": "utf-8"}),
+    ],
+)
+def test_a_declaration_does_not_override_what_the_bytes_really_are(
+    tmp_path: Path, declared: str, body: str, codec: str, expected: dict[str, str]
+) -> None:
+    page = f'<html><head><meta charset="{declared}"></head><body><p>{body}</p>'
+    extraction = _extract(tmp_path, "page.html", page.encode(codec))
 
-    assert _text(extraction) == "Grüße aus Köln"
-    assert extraction.metadata["encoding_source"] == "utf-8"
-    assert extraction.metadata["declared_encoding"] == "iso-8859-1"
-
-
-def test_a_declared_codec_that_is_no_character_set_is_ignored(tmp_path: Path) -> None:
-    page = '<html><head><meta charset="unicode_escape"></head><body><p>a\\u0041b</p>'
-    extraction = _extract(tmp_path, "escape.html", page.encode("ascii"))
-
-    assert _text(extraction) == "a\\u0041b"
-    assert extraction.metadata["encoding"] == "utf-8"
+    assert _text(extraction) == body
+    assert extraction.metadata["declared_encoding"] == declared
+    assert expected.items() <= extraction.metadata.items()
