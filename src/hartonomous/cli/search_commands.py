@@ -40,7 +40,7 @@ def embed(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
 ) -> None:
-    """Text lines on stdin -> JSON lines {"text", "vector"}; or --backfill stored atoms."""
+    """Text lines on stdin -> one JSON line each {"text", "vector"[, "error"]}; or --backfill."""
     state = cli_context(ctx)
     chosen = get_space(space) if space is not None else None
     if backfill:

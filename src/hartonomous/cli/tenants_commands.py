@@ -20,7 +20,9 @@ from hartonomous.security.tenants import (
     set_tenant_state,
 )
 
-tenants_app = typer.Typer(help="Tenants: create, list, show, disable.", no_args_is_help=True)
+tenants_app = typer.Typer(
+    help="Tenants: create, list, show, disable, enable.", no_args_is_help=True
+)
 
 TenantArgument = Annotated[str, typer.Argument(help="Tenant id", metavar="TENANT_ID")]
 
