@@ -108,7 +108,7 @@ def test_data_dir_that_cannot_be_created_is_named(data_dir: Path) -> None:
 
 def test_unknown_revision_is_named(cli: Cli) -> None:
     result = cli("db", "downgrade", "nonsense")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown migration revision 'nonsense'" in result.stderr
 
 
@@ -155,6 +155,7 @@ def test_an_unexpected_database_error_is_one_line(cli: Cli, database_url: str) -
 
     engine = create_engine(database_url)
     with engine.begin() as connection:
+        connection.execute(text("INSERT INTO tenants VALUES ('sample', 'Sample')"))
         connection.execute(text("DROP TABLE holdings CASCADE"))
     engine.dispose()
     result = cli("holdings", "list", "--tenant", "sample")

@@ -21,10 +21,10 @@ def test_ingest_json_summary_and_export(cli: Cli, data_dir: Path) -> None:
     (docs / "a.md").write_text("# Title\n\nFirst paragraph.\n\nSecond paragraph.\n")
     (docs / "empty.txt").write_bytes(b"")
     result = cli("--json", "ingest", str(docs), "--tenant", "sample")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # one file failed
     job = json.loads(result.stdout)
-    assert set(job) == {"job_id", "status", "new_bytes", "reused_bytes", "files"}
-    assert job["status"] == "completed_with_errors"
+    assert set(job) == {"job_id", "status", "new_bytes", "reused_bytes", "files", "failed"}
+    assert (job["status"], job["failed"]) == ("completed_with_errors", 1)
     by_name = {Path(f["path"]).name: f for f in job["files"]}
     assert set(by_name["a.md"]) == {
         "path",
@@ -84,9 +84,12 @@ def test_unknown_tenant_and_bad_atom_id_are_one_line(cli: Cli, data_dir: Path) -
     (data_dir / "f.txt").write_text("x\n")
     unknown = cli("ingest", str(data_dir / "f.txt"), "--tenant", "ghost")
     assert unknown.exit_code == 1
-    assert unknown.stderr.strip() == "hartonomous: error: unknown tenant 'ghost'"
+    assert unknown.stderr.strip() == (
+        "hartonomous: error: unknown tenant 'ghost': "
+        "create it with `hartonomous tenants create ghost`"
+    )
     bad = cli("atoms", "show", "xyz", "--tenant", "sample")
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "'xyz' is not an atom id" in bad.stderr
 
 

@@ -18,7 +18,9 @@ from hartonomous.atoms.read import (
     write_atom_bytes,
 )
 from hartonomous.cli.context import cli_context
+from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db import open_database
+from hartonomous.security.tenants import require_active_tenant
 
 atoms_app = typer.Typer(help="Atoms: inspect, export, collect garbage.", no_args_is_help=True)
 holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help=True)
@@ -26,7 +28,7 @@ holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help
 TenantOption = Annotated[str, typer.Option("--tenant", help="The caller's tenant")]
 
 
-class AtomIdError(ValueError):
+class AtomIdError(CommandUsageError):
     pass
 
 
@@ -41,8 +43,10 @@ def parse_atom_id(atom_id: str) -> bytes:
 def show(ctx: typer.Context, atom_id: str, tenant: TenantOption) -> None:
     """The atom, a summary of its children and the tenant's holdings that contain it."""
     state = cli_context(ctx)
+    digest = parse_atom_id(atom_id)
     with open_database(state.settings()) as database, database.engine.connect() as connection:
-        summary = summarise(connection, tenant, parse_atom_id(atom_id))
+        require_active_tenant(connection, tenant)
+        summary = summarise(connection, tenant, digest)
     text = summary.canonical_text
     lines = [
         f"atom       {summary.atom_id}",
@@ -76,6 +80,7 @@ def export(
     digest = parse_atom_id(atom_id)
     partial = output.with_name(output.name + ".partial")
     with open_database(state.settings()) as database, database.engine.connect() as connection:
+        require_active_tenant(connection, tenant)
         require_visible(connection, tenant, digest)
         # Write aside and rename: a failed export never leaves a truncated file behind.
         with partial.open("wb") as handle:
@@ -111,6 +116,7 @@ def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
     """The tenant's holdings, newest first."""
     state = cli_context(ctx)
     with open_database(state.settings()) as database, database.engine.connect() as connection:
+        require_active_tenant(connection, tenant)
         data = list_holdings(connection, tenant)
     human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {h['source_uri']}" for h in data)
     state.emit(data, human or "(no holdings)")
@@ -121,5 +127,7 @@ def delete_holding(ctx: typer.Context, holding_id: uuid.UUID, tenant: TenantOpti
     """Release a holding; `atoms gc` then collects what nothing else references."""
     state = cli_context(ctx)
     with open_database(state.settings()) as database:
+        with database.engine.connect() as connection:
+            require_active_tenant(connection, tenant)
         release_holding(database.engine, tenant, holding_id)
     state.emit({"holding_id": str(holding_id), "deleted": True}, f"released {holding_id}")

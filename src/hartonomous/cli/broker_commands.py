@@ -13,6 +13,7 @@ import typer
 from psycopg.types.json import set_json_loads
 
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db.connection import libpq_url
 from hartonomous.json_types import exact_dumps, exact_loads
 
@@ -24,13 +25,13 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class BrokerCommandError(Exception):
-    """Bad arguments or a missing dead letter: the message says which."""
+    """A dead letter that does not exist: the message says which."""
 
 
 def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if match is None:
-        raise BrokerCommandError(
+        raise CommandUsageError(
             f"{text!r} is not a duration: use a number and a unit, e.g. 30m, 12h, 7d, 2w"
         )
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
@@ -145,7 +146,7 @@ def replay_command(
 
     chosen = sum(x is not None and x is not False for x in (dead_letter_id, reason, replay_all))
     if chosen != 1:
-        raise BrokerCommandError("say which dead letters to replay: an ID, --all or --reason")
+        raise CommandUsageError("say which dead letters to replay: an ID, --all or --reason")
     state = cli_context(ctx)
     selection = ReplaySelection(dead_letter_id, reason, replay_all)
     with _session(state) as (connection, broker):
@@ -169,7 +170,7 @@ def purge_command(
 
     age = parse_duration(older_than)
     if not yes:
-        raise BrokerCommandError("purge deletes dead letters for good: add --yes to confirm")
+        raise CommandUsageError("purge deletes dead letters for good: add --yes to confirm")
     state = cli_context(ctx)
     with _session(state) as (connection, _broker):
         removed = purge(connection, age)

@@ -8,6 +8,7 @@ import structlog
 import typer
 
 from hartonomous.cli.context import cli_context
+from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db import current_revision, downgrade, head_revision, open_database, upgrade
 from hartonomous.db.migrate import known_revision
 from hartonomous.ops.provision import provision
@@ -18,7 +19,7 @@ log = structlog.get_logger(__name__)
 app = typer.Typer(help="Migrations and reference data.", no_args_is_help=True)
 
 
-class UnknownRevisionError(Exception):
+class UnknownRevisionError(CommandUsageError):
     pass
 
 

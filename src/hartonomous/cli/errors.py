@@ -1,6 +1,33 @@
-"""Exceptions whose message is the whole story for an operator (no traceback)."""
+"""Exceptions whose message is the whole story for an operator (no traceback).
+
+Exit codes (README): 0 success, 1 the work failed, 2 the command line asked for something that
+cannot run as given (a usage error: bad argument or option value, missing confirmation, bad
+configuration).
+"""
 
 from __future__ import annotations
+
+
+class CommandUsageError(ValueError):
+    """An argument or option the command cannot run with (exit 2); the message says which."""
+
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    """The user-facing errors that mean "usage error" (exit 2) rather than "failed" (exit 1)."""
+    from hartonomous.config import ConfigError
+    from hartonomous.embed.indexing import UnknownPolicyError
+    from hartonomous.embed.spaces import UnknownSpaceError
+    from hartonomous.search.service import SearchError
+    from hartonomous.security.tenants import InvalidTenantError
+
+    return (
+        CommandUsageError,
+        ConfigError,
+        InvalidTenantError,
+        SearchError,
+        UnknownPolicyError,
+        UnknownSpaceError,
+    )
 
 
 def user_facing_errors() -> tuple[type[Exception], ...]:
@@ -23,13 +50,14 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
     )
     from hartonomous.embed.indexing import UnknownPolicyError
     from hartonomous.embed.spaces import UnknownSpaceError
-    from hartonomous.ingest.pipeline import UnknownTenantError
     from hartonomous.ops.instance import InstanceBusyError
     from hartonomous.ops.sample_content import SampleModelMissingError
     from hartonomous.search.service import SearchError
+    from hartonomous.security.tenants import TenantError
     from hartonomous.sync.worker import SyncStoppedError
 
     return (
+        CommandUsageError,
         EmbedCommandError,
         SearchError,
         UnknownPolicyError,
@@ -42,7 +70,7 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         GraphCommandError,
         SyncStoppedError,
         NotCompositeError,
-        UnknownTenantError,
+        TenantError,
         CommandFailedError,
         ConfigError,
         DatabaseUnavailableError,

@@ -43,8 +43,9 @@ def ingest(
             outcome = ingest_paths(database.engine, request, paths)
         else:
             outcome = _with_progress(database.engine, request, paths)
-    state.emit(outcome.as_dict(), _summary(outcome))
-    if outcome.status == "failed" and outcome.files:
+    state.emit({**outcome.as_dict(), "failed": _failed(outcome)}, _summary(outcome))
+    if _failed(outcome):
+        # Exit 1 when any file failed, so a script never mistakes a partial ingest for success.
         raise typer.Exit(1)
 
 
@@ -77,6 +78,11 @@ def _summary(outcome: JobOutcome) -> str:
     ]
     lines.append(
         f"job {outcome.job_id}: {outcome.status}; {len(outcome.files)} files, "
+        f"{_failed(outcome)} failed, "
         f"{outcome.new_bytes} new bytes, {outcome.reused_bytes} reused bytes"
     )
     return "\n".join(lines)
+
+
+def _failed(outcome: JobOutcome) -> int:
+    return sum(1 for file in outcome.files if file.status == "failed")

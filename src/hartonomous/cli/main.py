@@ -20,6 +20,7 @@ from hartonomous.cli import (
     models_commands,
     search_commands,
     sync_commands,
+    tenants_commands,
 )
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.ingest_command import ingest
@@ -48,6 +49,7 @@ app.command("embed")(search_commands.embed)
 app.command("search")(search_commands.search)
 app.command("sync")(sync_commands.sync)
 app.add_typer(sync_commands.graph_app, name="graph")
+app.add_typer(tenants_commands.tenants_app, name="tenants")
 
 
 @app.callback()
@@ -120,11 +122,12 @@ class CommandFailedError(Exception):
 
 def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
-    from hartonomous.cli.errors import user_facing_errors
+    from hartonomous.cli.errors import usage_errors, user_facing_errors
 
     as_json = "--json" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the code of a `typer.Exit` instead of raising.
+        code = app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -139,7 +142,7 @@ def run() -> None:
             sys.stderr.write(f"hartonomous: {usage}\n")
         sys.exit(int(getattr(usage, "exit_code", 2)))
     except user_facing_errors() as failure:
-        _fail(str(failure), as_json, 2 if type(failure).__name__ == "ConfigError" else 1)
+        _fail(str(failure), as_json, 2 if isinstance(failure, usage_errors()) else 1)
     except (DBAPIError, psycopg.Error) as failure:
         # A database refusal nobody anticipated: the driver's first line, not a traceback
         # (the traceback is logged at debug level for whoever investigates).
@@ -147,6 +150,8 @@ def run() -> None:
         cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig else failure
         first_line = next(iter(str(cause).strip().splitlines()), type(cause).__name__)
         _fail(f"database error: {first_line}", as_json, 1)
+    else:
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(reason: str, as_json: bool, code: int) -> None:

@@ -12,6 +12,7 @@ from hartonomous.cli.atoms_commands import TenantOption, parse_atom_id
 from hartonomous.cli.context import cli_context
 from hartonomous.db import open_database
 from hartonomous.db.tables import holdings, model_tensors, models
+from hartonomous.security.tenants import require_active_tenant
 
 models_app = typer.Typer(help="Ingested models and their tensors.", no_args_is_help=True)
 
@@ -32,6 +33,7 @@ def list_models(ctx: typer.Context, tenant: TenantOption) -> None:
     """Models whose file the tenant holds."""
     state = cli_context(ctx)
     with open_database(state.settings()) as database, database.engine.connect() as connection:
+        require_active_tenant(connection, tenant)
         rows = connection.execute(
             select(models)
             .where(
@@ -61,6 +63,7 @@ def show_model(
     state = cli_context(ctx)
     digest = parse_atom_id(model_id)
     with open_database(state.settings()) as database, database.engine.connect() as connection:
+        require_active_tenant(connection, tenant)
         require_visible(connection, tenant, digest)
         data = _describe(connection, digest, tensors)
     human = "\n".join(

@@ -7,18 +7,22 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hartonomous.cli.context import cli_context
+from hartonomous.cli.errors import CommandUsageError
 from hartonomous.embed.spaces import SPACES, TEXT_SPACE, get_space
 from hartonomous.search.planner import MAX_K
+
+if TYPE_CHECKING:
+    from hartonomous.embed.text_model import MiniLMTextEmbedder
 
 _STDIN_BATCH = 256
 
 
-class EmbedCommandError(ValueError):
+class EmbedCommandError(CommandUsageError):
     pass
 
 
@@ -36,7 +40,7 @@ def embed(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
 ) -> None:
-    """Text lines on stdin -> JSON lines {"text", "vector"}; or --backfill stored atoms."""
+    """Text lines on stdin -> one JSON line each {"text", "vector"[, "error"]}; or --backfill."""
     state = cli_context(ctx)
     chosen = get_space(space) if space is not None else None
     if backfill:
@@ -51,44 +55,56 @@ def embed(
     from hartonomous.embed.indexing import shared_text_embedder
 
     model = shared_text_embedder()
-    skipped = 0
-    batch: list[str] = []
-    for line in sys.stdin:
-        value = line.rstrip("\r\n")
-        if not value.strip():
-            skipped += 1
-            continue
-        batch.append(value)
+    failed = 0
+    batch: list[bytes] = []
+    # Bytes, not text: a line that is not UTF-8 is that line's error, not the whole run's.
+    for line in sys.stdin.buffer:
+        batch.append(line.rstrip(b"\r\n"))
         if len(batch) == _STDIN_BATCH:
-            _write_vectors(model, batch, batch_size)
+            failed += _write_vectors(model, batch, batch_size)
             batch = []
     if batch:
-        _write_vectors(model, batch, batch_size)
-    if skipped:
-        sys.stderr.write(f"note: skipped {skipped} empty line(s)\n")
+        failed += _write_vectors(model, batch, batch_size)
+    if failed:
+        sys.stderr.write(f'note: {failed} line(s) not embedded (see their "error")\n')
+        raise typer.Exit(1)
 
 
-def _write_vectors(model: object, lines: list[str], batch_size: int) -> None:
-    from hartonomous.embed.text_model import MiniLMTextEmbedder
-
-    assert isinstance(model, MiniLMTextEmbedder)
-    try:
-        encoded = model.encode(lines, batch_size=min(batch_size, 256))
-    except ValueError as exc:
-        raise EmbedCommandError(f"cannot embed this input: {exc}") from None
+def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: int) -> int:
+    """One JSON line per input line, in order; returns how many carry an error."""
+    texts: list[str] = []
+    errors: list[str | None] = []
+    for raw in lines:
+        try:
+            texts.append(raw.decode("utf-8"))
+            errors.append(None)
+        except UnicodeDecodeError as exc:
+            texts.append(raw.decode("utf-8", errors="replace"))
+            errors.append(f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")
+    wanted = [index for index, error in enumerate(errors) if error is None]
+    for index, ok in zip(wanted, model.embeddable([texts[i] for i in wanted]), strict=True):
+        if not ok:
+            errors[index] = "nothing to embed: empty, whitespace or characters the model ignores"
+    usable = [index for index, error in enumerate(errors) if error is None]
+    encoded = model.encode([texts[i] for i in usable], batch_size=min(batch_size, 256))
+    results = {index: row for row, index in enumerate(usable)}
     out = sys.stdout
-    for value, vector, truncated, count in zip(
-        lines, encoded.vectors, encoded.truncated, encoded.token_counts, strict=True
-    ):
-        record: dict[str, object] = {"text": value, "vector": [float(x) for x in vector]}
-        if truncated:
-            record["truncated"] = True
-            sys.stderr.write(
-                f"note: a line of {count} word pieces was truncated to the model's "
-                f"{encoded.max_tokens}\n"
-            )
+    for index, value in enumerate(texts):
+        row = results.get(index)
+        record: dict[str, object] = {"text": value, "vector": None}
+        if row is None:
+            record["error"] = errors[index]
+        else:
+            record["vector"] = [float(x) for x in encoded.vectors[row]]
+            if encoded.truncated[row]:
+                record["truncated"] = True
+                sys.stderr.write(
+                    f"note: a line of {encoded.token_counts[row]} word pieces was truncated to "
+                    f"the model's {encoded.max_tokens}\n"
+                )
         out.write(json.dumps(record) + "\n")
     out.flush()
+    return len(lines) - len(usable)
 
 
 def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:

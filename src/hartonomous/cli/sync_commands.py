@@ -15,12 +15,13 @@ import psycopg
 import typer
 
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db.connection import connect
 
 graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
 
 
-class GraphCommandError(Exception):
+class GraphCommandError(CommandUsageError):
     """A graph command cannot run as asked (bad argument, projection not configured)."""
 
 

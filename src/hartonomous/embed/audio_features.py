@@ -1,10 +1,11 @@
 """Audio feature vectors (space ``audio-logmel-v1``, 120 dimensions): no learned model.
 
-The first two minutes of the sound, mixed to mono, become a log-mel spectrogram: 25 ms Hann
-windows every 10 ms, 40 triangular mel bands from 0 to 8 kHz (fixed in hertz, so files of any
-sample rate share one band layout; bands above a file's Nyquist frequency stay at the floor,
-which records its bandwidth). Three blocks, each of unit length, weighted so that the cosine of
-two sounds is ``0.5 * shape + 0.25 * spread + 0.25 * change``:
+The first two minutes of the sound (non-finite samples as silence), mixed to mono, become a
+log-mel spectrogram: 25 ms Hann windows every 10 ms, 40 triangular mel bands from 0 to 8 kHz
+(fixed in hertz, so files of any sample rate share one band layout; bands above a file's
+Nyquist frequency stay at the floor, which records its bandwidth). Three blocks, each of unit
+length, weighted so that the cosine of two sounds is ``0.5 * shape + 0.25 * spread + 0.25 *
+change``:
 
 - shape (40): the mean log energy of each band minus the mean over bands (the spectral
   envelope, independent of loudness);
@@ -27,6 +28,7 @@ import numpy.typing as npt
 import soundfile
 
 from hartonomous.embed.features import FeatureError, combine
+from hartonomous.embed.sound_file import open_sound
 
 AUDIO_SPACE = "audio-logmel-v1"
 AUDIO_DIMENSION = 120
@@ -43,7 +45,8 @@ _SHARES = (0.5, 0.25, 0.25)
 def audio_features(data: bytes) -> npt.NDArray[np.float32]:
     """The 120-d unit vector of an encoded sound (any format libsndfile reads)."""
     try:
-        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+        sound, _ = open_sound(io.BytesIO(data), len(data))
+        with sound:
             rate = int(sound.samplerate)
             frames = min(sound.frames, int(MAX_SECONDS * rate))
             samples = sound.read(frames, dtype="float32", always_2d=True)
@@ -55,7 +58,14 @@ def audio_features(data: bytes) -> npt.NDArray[np.float32]:
 
 
 def log_mel_features(signal: npt.NDArray[np.float64], rate: int) -> npt.NDArray[np.float32]:
-    """The 120-d unit vector of a mono signal sampled at ``rate`` Hz."""
+    """The 120-d unit vector of a mono signal sampled at ``rate`` Hz.
+
+    Non-finite samples (NaN, ±Inf in float files) count as silence: the features describe the
+    finite rest of the sound.
+    """
+    finite = np.isfinite(signal)
+    if not finite.all():
+        signal = np.where(finite, signal, 0.0)
     log_mel = _log_mel(signal, rate)
     if np.all(log_mel <= math.log10(_FLOOR) + 1e-9):
         raise FeatureError("silent audio: nothing to describe")

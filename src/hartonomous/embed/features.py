@@ -24,6 +24,9 @@ def combine(blocks: Sequence[tuple[float, npt.NDArray[np.float64]]]) -> npt.NDAr
     When every block is non-zero the cosine of two vectors is then exactly the share-weighted
     sum of the blocks' cosines, which is what the spaces document.
     """
+    if not all(np.all(np.isfinite(block)) for _, block in blocks):
+        # pgvector refuses NaN and infinity; content that still produces them gets a reason.
+        raise FeatureError("non-finite feature values (NaN or infinity in the content)")
     parts = [np.sqrt(share) * unit(block) for share, block in blocks]
     vector = unit(np.concatenate(parts))
     if not np.any(vector):

@@ -35,6 +35,8 @@ _ORIENTATION_BINS = 8
 _GRID = 2
 _HASH_SIDE, _HASH_LOW = 32, 8
 _SHARES = (0.5, 0.3, 0.2)
+# Single-channel modes deeper than 8 bits (Pillow's names): scaled by ``_eight_bit``.
+_WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def image_features(data: bytes) -> npt.NDArray[np.float32]:
@@ -58,11 +60,37 @@ def image_features(data: bytes) -> npt.NDArray[np.float32]:
 def _flatten(image: Image.Image) -> Image.Image:
     """RGB of the first frame; transparent pixels count as white, as viewers show them."""
     image.seek(0)
+    if image.mode in _WIDE_MODES:
+        return _eight_bit(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image as 8-bit grey, scaled from its real range.
+
+    Pillow's own conversion clips at 255, so a 16-bit image comes out nearly all white. The
+    range is the 16-bit one for 16-bit data (so an image and its 8-bit twin agree); for 32-bit
+    integers and floats it is [0, 1] when every finite value lies there (the float convention),
+    else the finite minimum to maximum. NaN pixels take the median of the finite ones and
+    infinities the ends of the range, so features describe the finite values.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise FeatureError("no finite pixel values")
+    real = values[finite]
+    low, high = float(real.min()), float(real.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        low, high = 0.0, 65535.0
+    elif low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    values = np.nan_to_num(values, nan=float(np.median(real)), posinf=high, neginf=low)
+    scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 def _colour_histogram(rgb: Image.Image) -> npt.NDArray[np.float64]:

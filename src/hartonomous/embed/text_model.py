@@ -122,8 +122,7 @@ class MiniLMTextEmbedder:
         runtime = self._load()
         encodings = runtime.tokenizer.encode_batch(list(texts))
         token_counts = tuple(len(encoding.ids) for encoding in encodings)
-        # [CLS] and [SEP] alone: nothing of the text survived normalisation.
-        empty = [index for index, count in enumerate(token_counts) if count <= 2]
+        empty = [index for index, count in enumerate(token_counts) if not _has_words(count)]
         if empty:
             shown = ", ".join(str(index) for index in empty[:10])
             raise ValueError(f"texts with nothing to embed (empty or whitespace) at index {shown}")
@@ -136,6 +135,11 @@ class MiniLMTextEmbedder:
             vectors[rows] = _run_batch(runtime, [encodings[row] for row in rows], lengths[rows])
         return TextEmbeddings(vectors, token_counts, runtime.max_tokens)
 
+    def embeddable(self, texts: Sequence[str]) -> tuple[bool, ...]:
+        """For each text, whether it has word pieces to embed (see :meth:`embed` for why not)."""
+        encodings = self._load().tokenizer.encode_batch(list(texts))
+        return tuple(_has_words(len(encoding.ids)) for encoding in encodings)
+
     def _load(self) -> _Runtime:
         runtime = self._runtime
         if runtime is not None:
@@ -145,6 +149,11 @@ class MiniLMTextEmbedder:
                 model_dir = self._model_dir if self._model_dir is not None else bundled_model_dir()
                 self._runtime = _load_runtime(model_dir)
             return self._runtime
+
+
+def _has_words(token_count: int) -> bool:
+    # [CLS] and [SEP] alone: nothing of the text survived normalisation.
+    return token_count > 2
 
 
 def _run_batch(

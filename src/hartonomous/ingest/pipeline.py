@@ -27,7 +27,6 @@ from hartonomous.db.tables import (
     ingestion_jobs,
     model_tensors,
     models,
-    tenants,
 )
 from hartonomous.embed.indexing import HoldingIndexer
 from hartonomous.ingest.extractors import Extraction, ExtractionError, extract
@@ -46,6 +45,7 @@ from hartonomous.ingest.models import (
 )
 from hartonomous.ingest.paths import Candidate, expand_paths
 from hartonomous.json_types import JsonValue, without_nul
+from hartonomous.security.tenants import require_active_tenant
 
 _ATTEMPTS = 3
 _ARCHITECTURE_LENGTH = 128  # models.architecture
@@ -54,10 +54,6 @@ _RETRYABLE = (
     psycopg.errors.DeadlockDetected,
     psycopg.errors.SerializationFailure,
 )
-
-
-class UnknownTenantError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -122,11 +118,7 @@ def ingest_paths(
 
 def _start_job(engine: Engine, request: IngestRequest) -> uuid.UUID:
     with engine.begin() as connection:
-        known = connection.execute(
-            select(tenants.c.tenant_id).where(tenants.c.tenant_id == request.tenant_id)
-        ).scalar_one_or_none()
-        if known is None:
-            raise UnknownTenantError(f"unknown tenant {request.tenant_id!r}")
+        require_active_tenant(connection, request.tenant_id)
         job_id: uuid.UUID = connection.execute(
             insert(ingestion_jobs)
             .values(tenant_id=request.tenant_id, principal_id=request.principal_id)

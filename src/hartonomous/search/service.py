@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from hartonomous.db.tables import tenants
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.indexing import Embedders, can_query_public_corpus
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
 from hartonomous.search.planner import MAX_K, PlannerSettings
 from hartonomous.search.query import Filters, Scope, describe, search_vector
+from hartonomous.security.tenants import require_active_tenant
 
 
 class SearchError(ValueError):
@@ -76,11 +76,7 @@ def search(
     ):
         raise SearchError("--since must be earlier than --until")
     with engine.connect() as connection:
-        known = connection.execute(
-            select(tenants.c.tenant_id).where(tenants.c.tenant_id == tenant_id)
-        ).scalar_one_or_none()
-        if known is None:
-            raise SearchError(f"unknown tenant {tenant_id!r}")
+        require_active_tenant(connection, tenant_id)
         scope = Scope(tenant_id, can_query_public_corpus(connection, tenant_id))
     embedders = embedders or Embedders()
     truncated, tokens, window = False, 0, 0

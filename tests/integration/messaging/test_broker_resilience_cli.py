@@ -72,15 +72,15 @@ def test_status_dead_letters_replay_and_purge_commands(cli: Cli, database_url: s
     missing = cli("deadletters", "show", "999999")
     assert missing.exit_code == 1
     assert "dead letter 999999 does not exist" in missing.stderr
-    assert cli("deadletters", "replay").exit_code == 1
+    assert cli("deadletters", "replay").exit_code == 2
     replayed = json.loads(
         cli("--json", "deadletters", "replay", "--reason", letter["reason"]).stdout
     )
     assert replayed["replayed"] == 1
     assert json.loads(cli("--json", "broker", "status").stdout)["depth"] == 1
     refused = cli("deadletters", "purge", "--older-than", "0s")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "--yes" in refused.stderr
-    assert cli("deadletters", "purge", "--older-than", "soon", "--yes").exit_code == 1
+    assert cli("deadletters", "purge", "--older-than", "soon", "--yes").exit_code == 2
     purged = json.loads(cli("--json", "deadletters", "purge", "--older-than", "0s", "--yes").stdout)
     assert purged == {"purged": 1}

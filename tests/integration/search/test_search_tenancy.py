@@ -21,6 +21,7 @@ from hartonomous.db.tables import holdings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.search.query import Filters
 from hartonomous.search.service import SearchError
+from hartonomous.security.tenants import UnknownTenantError
 
 ACME_ONLY = "Acme's quarterly forecast predicts strong growth in anvil sales."
 GLOBEX_ONLY = "Globex will relocate its headquarters to a volcano island."
@@ -94,7 +95,7 @@ def test_filters_and_bad_requests(engine: Engine, tmp_path: Path) -> None:
     assert find(engine, acme, ACME_ONLY, filters=Filters(source_modality="text")).hits
     assert not find(engine, acme, ACME_ONLY, filters=Filters(source_modality="document")).hits
     assert not find(engine, acme, ACME_ONLY, filters=Filters(source_type="sample")).hits
-    with pytest.raises(SearchError, match="unknown tenant 'nobody'"):
+    with pytest.raises(UnknownTenantError, match="unknown tenant 'nobody'"):
         find(engine, "nobody", ACME_ONLY)
     with pytest.raises(SearchError, match="empty"):
         find(engine, acme, "   ")

@@ -39,5 +39,5 @@ def test_graph_commands_report_lag_repair_and_refuse_replay_without_neo4j(
     assert source.scalar("SELECT count(*) FROM graph_nodes") == 5
 
     replay = cli("graph", "replay", "--since", "yesterday")
-    assert replay.exit_code == 1
+    assert replay.exit_code == 2
     assert "graph replay needs [neo4j] uri" in replay.stderr

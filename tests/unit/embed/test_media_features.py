@@ -10,7 +10,7 @@ import soundfile
 from PIL import Image
 
 from hartonomous.embed.audio_features import AUDIO_DIMENSION, audio_features, log_mel_features
-from hartonomous.embed.features import FeatureError
+from hartonomous.embed.features import FeatureError, combine
 from hartonomous.embed.image_features import IMAGE_DIMENSION, image_features
 
 
@@ -79,3 +79,29 @@ def test_silence_and_garbage_are_refused() -> None:
         audio_features(_wav(np.zeros(16000)))
     with pytest.raises(FeatureError, match="unreadable audio"):
         audio_features(b"RIFF....garbage")
+
+
+def test_non_finite_values_give_a_finite_vector_or_a_clear_refusal() -> None:
+    rate = 16000
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate).astype(np.float32)
+    damaged = tone.copy()
+    damaged[::1000] = np.nan
+    damaged[1::1000] = np.inf
+    out = io.BytesIO()
+    soundfile.write(out, damaged, rate, format="WAV", subtype="FLOAT")
+    vector = audio_features(out.getvalue())
+    assert np.all(np.isfinite(vector))
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+    all_nan = Image.fromarray(np.full((32, 32), np.nan, dtype=np.float32))
+    with pytest.raises(FeatureError, match="no finite pixel values"):
+        image_features(_encoded(all_nan, "TIFF"))
+    with pytest.raises(FeatureError, match="non-finite feature values"):
+        combine([(1.0, np.array([1.0, np.inf]))])
+
+
+def test_a_16_bit_image_matches_its_8_bit_twin() -> None:
+    ramp = np.tile(np.arange(256, dtype=np.uint16), (48, 1))
+    wide = image_features(_encoded(Image.fromarray(ramp * 257)))
+    narrow = image_features(_encoded(Image.fromarray(ramp.astype(np.uint8))))
+    assert float(wide @ narrow) > 0.999

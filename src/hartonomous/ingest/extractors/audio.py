@@ -11,8 +11,10 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import soundfile
 
+from hartonomous.embed.sound_file import open_sound
 from hartonomous.ingest.extractors.model import Extraction, ExtractionError
 from hartonomous.json_types import JsonValue
 
@@ -27,27 +29,38 @@ _UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF})
 
 def extract_audio(path: Path) -> Extraction:
     """Metadata of the audio file at ``path`` after decoding every frame."""
+    size = path.stat().st_size
+    decoded = non_finite = 0
     with path.open("rb") as stream:
         layout = _CHUNKED.get(stream.read(4))
         if layout is not None:
-            _check_sound_data(stream, path.stat().st_size, *layout)
-    try:
-        info = soundfile.info(str(path))
-        decoded = 0
-        with soundfile.SoundFile(str(path)) as sound:
-            while block := len(sound.read(_BLOCK_FRAMES, dtype="float32")):
-                decoded += block
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise ExtractionError(f"unreadable or corrupt audio: {exc}") from exc
+            _check_sound_data(stream, size, *layout)
+        try:
+            sound, repaired = open_sound(stream, size)
+            with sound:
+                while len(block := sound.read(_BLOCK_FRAMES, dtype="float32")):
+                    decoded += len(block)
+                    non_finite += int(block.size - np.count_nonzero(np.isfinite(block)))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise ExtractionError(f"unreadable or corrupt audio: {exc}") from exc
     metadata: dict[str, JsonValue] = {
-        "format": info.format,
-        "encoding": info.subtype,
-        "sample_rate": info.samplerate,
-        "channels": info.channels,
+        "format": sound.format,
+        "encoding": sound.subtype,
+        "sample_rate": sound.samplerate,
+        "channels": sound.channels,
         "frames": decoded,
-        "duration_seconds": decoded / info.samplerate,
+        "duration_seconds": decoded / sound.samplerate,
     }
-    subtype = _SUBTYPES.get(info.format, info.format.lower())
+    notes = []
+    if repaired:
+        notes.append("RIFF and data sizes were 0 (written while streaming): read to the end")
+    if non_finite:
+        # Kept as stored; the audio features treat them as silence.
+        metadata["non_finite_samples"] = non_finite
+        notes.append(f"{non_finite} non-finite (NaN or infinite) samples")
+    if notes:
+        metadata["note"] = "; ".join(notes)
+    subtype = _SUBTYPES.get(sound.format, sound.format.lower())
     return Extraction("audio", subtype, metadata, (), ())
 
 

@@ -97,7 +97,7 @@ def _text_or_binary(path: Path, size: int) -> Extraction:
     if subtype == "html":
         from hartonomous.ingest.extractors.html import extract_html
 
-        return extract_html(data, decoded.encoding)
+        return extract_html(decoded)
     return extract_text(data, decoded, subtype)
 
 

@@ -14,6 +14,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from hartonomous.ingest.extractors.model import Extraction, ExtractionError, TextSegment
+from hartonomous.ingest.extractors.text import DecodedText
 from hartonomous.json_types import JsonValue
 
 _SKIPPED = frozenset(
@@ -29,8 +30,6 @@ _BLOCKS = frozenset(
     }
 )  # fmt: skip
 _MAIN_CONTENT = ("//article", "//main", "//*[@role='main']", "//body")
-# libxml2's names for the Python codecs the text decoder may report.
-_LIBXML_ENCODINGS = {"utf-8": "utf-8", "cp1252": "windows-1252", "utf-16": "utf-16"}
 
 
 @dataclass
@@ -61,13 +60,13 @@ class _Blocks:
             self.segments.append(TextSegment(text, kind, None, metadata))
 
 
-def extract_html(data: bytes, encoding: str) -> Extraction:
-    """Segments and metadata of an HTML document whose bytes decode with ``encoding``."""
-    parser = lxml_html.HTMLParser(
-        encoding=_LIBXML_ENCODINGS.get(encoding, encoding), remove_comments=True
-    )
+def extract_html(decoded: DecodedText) -> Extraction:
+    """Segments and metadata of an HTML document already decoded (``text.decode_text``)."""
+    # libxml2 gets UTF-8 whatever the file's encoding: the decoder already honoured the BOM,
+    # the declaration or the detected encoding, and the parser must not second-guess it.
+    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True)
     try:
-        document = lxml_html.document_fromstring(data, parser=parser)
+        document = lxml_html.document_fromstring(decoded.text.encode("utf-8"), parser=parser)
     except (etree.ParserError, ValueError) as exc:
         raise ExtractionError(f"unparseable HTML: {exc}") from exc
     main = next(
@@ -78,7 +77,7 @@ def extract_html(data: bytes, encoding: str) -> Extraction:
     blocks.flush()
     segments = tuple(blocks.segments)
     metadata: dict[str, JsonValue] = {
-        "encoding": encoding,
+        **decoded.metadata(),
         "title": _first_text(document, "//title"),
         "description": _first_attribute(document, "//meta[@name='description']", "content"),
         "language": _first_attribute(document, "/html", "lang"),

@@ -12,6 +12,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin
 
 from hartonomous.ingest.extractors.model import Extraction, ExtractionError
@@ -41,9 +42,16 @@ def extract_image(path: Path) -> Extraction:
                     "frame_count": frame_count,
                     "exif": _exif(image.getexif()),
                 }
+                non_finite = 0
                 for index in range(frame_count):
                     image.seek(index)
                     image.load()
+                    if image.mode == "F":
+                        pixels = np.asarray(image)
+                        non_finite += int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
+                if non_finite:
+                    # Stored as they are; image features use the finite values only.
+                    metadata["non_finite_pixels"] = non_finite
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ExtractionError(f"image refused as a decompression bomb: {exc}") from exc
     except Exception as exc:

@@ -1,11 +1,23 @@
 """Plain-text formats: decoding, classification and paragraph segments that tile the file.
 
-Decoding policy (in this order):
+Decoding policy (in this order; the first that decodes strictly wins):
 
-1. a UTF-32 or UTF-16 byte-order mark decodes with that codec;
-2. otherwise strict UTF-8 (a UTF-8 BOM is kept as U+FEFF in the first segment, so every
-   segment's UTF-8 bytes are exactly the file's bytes);
-3. otherwise strict Windows-1252, the usual encoding of legacy Western text files.
+1. a byte-order mark: UTF-32 or UTF-16 decode with that codec; a UTF-8 BOM means UTF-8 and is
+   kept as U+FEFF in the first segment, so every segment's UTF-8 bytes are exactly the file's;
+2. the encoding the document declares in its first 4 KiB (unless the file is valid UTF-8 with
+   non-ASCII characters: pages declaring ISO-8859-1 over UTF-8 are common, while legacy text
+   is practically never valid UTF-8): an XML declaration
+   (``<?xml … encoding="…"?>``), ``<meta charset="…">`` or ``<meta http-equiv="Content-Type"
+   content="…; charset=…">``; labels are read as the WHATWG Encoding Standard reads them
+   (``iso-8859-1`` and ``ascii`` mean Windows-1252, ``shift_jis`` means Windows-31J, …);
+3. strict UTF-8;
+4. the encoding chardet detects among those of the modern web (Windows and ISO code pages,
+   KOI8, the CJK encodings; not DOS, Mac or mainframe ones); when Windows-1252 gives the same
+   text, that more common name is recorded.
+
+The metadata records ``encoding`` (the Python codec used), ``encoding_source`` (``bom``,
+``declared``, ``utf-8`` or ``detected``) and ``declared_encoding`` (the label as written, when
+there is one, even if it did not decode the file).
 
 Text that still contains control characters other than tab, line breaks, form feed, vertical
 tab and escape (ANSI colours in logs) is not text: the caller stores it as opaque binary. Only
@@ -17,6 +29,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from hartonomous.ingest.extractors import structured
 from hartonomous.ingest.extractors.model import Extraction, TextSegment
@@ -58,23 +71,125 @@ _SUFFIX_SUBTYPES = {
 }
 
 
+EncodingSource = Literal["bom", "declared", "utf-8", "detected"]
+
+# Far enough to pass the long <head> of real pages (WHATWG's prescan stops at 1 KiB).
+_DECLARATION_BYTES = 4096
+_XML_DECLARATION = re.compile(
+    rb"""^\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][\w.:-]*)["']""", re.IGNORECASE
+)
+_META = re.compile(rb"<meta\b[^>]*>", re.IGNORECASE)
+# Matches both <meta charset="x"> and the content="text/html; charset=x" of http-equiv.
+_META_CHARSET = re.compile(rb"""charset\s*=\s*["']?\s*([A-Za-z][\w.:-]*)""", re.IGNORECASE)
+# WHATWG Encoding Standard: legacy labels decode as the superset browsers use.
+_WHATWG_SUPERSETS = {
+    "iso8859_1": "cp1252",
+    "ascii": "cp1252",
+    "iso8859_9": "cp1254",
+    "iso8859_11": "cp874",
+    "tis_620": "cp874",
+    "shift_jis": "cp932",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "big5": "big5hkscs",
+}
+# Python codecs that are no character set a document may declare (WHATWG forbids UTF-7 too).
+_NOT_DECLARABLE = frozenset(
+    {"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "utf_7"}
+)
+# Labels the Encoding Standard knows that Python's codec registry does not.
+_WHATWG_LABELS = {"windows-31j": "cp932", "x-sjis": "cp932", "x-gbk": "gb18030"}
+
+
 @dataclass(frozen=True)
 class DecodedText:
-    """Decoded file text; ``exact`` when its UTF-8 encoding is byte-identical to the file."""
+    """Decoded file text; ``exact`` when its UTF-8 encoding is byte-identical to the file.
+
+    ``encoding`` is the Python codec name used, ``source`` how it was chosen and ``declared``
+    the label the document itself declares (``None`` when it declares none).
+    """
 
     text: str
     encoding: str
     exact: bool
     bom: bool
+    source: EncodingSource = "utf-8"
+    declared: str | None = None
+
+    def metadata(self) -> dict[str, JsonValue]:
+        """The encoding facts every text-like extraction records."""
+        found: dict[str, JsonValue] = {
+            "encoding": self.encoding,
+            "encoding_source": self.source,
+            "bom": self.bom,
+        }
+        if self.declared is not None:
+            found["declared_encoding"] = self.declared
+        return found
 
 
 def decode_text(data: bytes) -> DecodedText | None:
     """Decode ``data`` by the policy in the module docstring; ``None`` when it is not text."""
     for bom, encoding in _BOM_CODECS:
         if data.startswith(bom):
-            return _decoded(data, encoding, exact=False, bom=True)
-    utf8 = _decoded(data, "utf-8", exact=True, bom=data.startswith(codecs.BOM_UTF8))
-    return utf8 or _decoded(data, "cp1252", exact=False, bom=False)
+            return _decoded(data, encoding, bom=True, source="bom")
+    if data.startswith(codecs.BOM_UTF8):
+        return _decoded(data, "utf-8", bom=True, source="bom")
+    label = declared_encoding(data[:_DECLARATION_BYTES])
+    codec = _codec(label) if label is not None else None
+    utf8 = _decoded(data, "utf-8", bom=False, source="utf-8", declared=label)
+    found = None
+    if codec is not None and (utf8 is None or data.isascii()):
+        found = _decoded(data, codec, bom=False, source="declared", declared=label)
+    return found or utf8 or _detected(data, label)
+
+
+def declared_encoding(head: bytes) -> str | None:
+    """The encoding label an XML declaration or an HTML ``<meta>`` in ``head`` names, if any."""
+    xml = _XML_DECLARATION.match(head)
+    if xml is not None:
+        return xml.group(1).decode("ascii")
+    for tag in _META.finditer(head):
+        charset = _META_CHARSET.search(tag.group(0))
+        if charset is not None:
+            return charset.group(1).decode("ascii")
+    return None
+
+
+def _codec(label: str) -> str | None:
+    """The Python codec for a declared label, or ``None`` for one no codec knows."""
+    try:
+        name = codecs.lookup(_WHATWG_LABELS.get(label.lower(), label)).name
+    except LookupError:
+        return None
+    name = name.replace("-", "_")
+    if name in _NOT_DECLARABLE:
+        return None
+    if name.startswith(("utf_16", "utf_32")):
+        # Without a byte-order mark the bytes just read were ASCII-compatible (WHATWG: UTF-8).
+        return "utf-8"
+    return _WHATWG_SUPERSETS.get(name, codecs.lookup(name).name)
+
+
+def _detected(data: bytes, declared: str | None) -> DecodedText | None:
+    import chardet
+
+    # The encodings of today's files and web pages (UTF-*, Windows and ISO code pages, KOI8,
+    # the CJK ones): also guessing DOS, Mac and mainframe code pages turned Western text with
+    # markup into Mac-Turkish in trials.
+    guess = chardet.detect(data, encoding_era=chardet.EncodingEra.MODERN_WEB)["encoding"]
+    codec = _codec(guess) if guess is not None else None
+    if codec is None:
+        return None
+    found = _decoded(data, codec, bom=False, source="detected", declared=declared)
+    if found is not None and codec != "cp1252":
+        # Short Western text is often named after a sibling code page that decodes it to the
+        # same characters; the common name is the more useful record.
+        western = _decoded(data, "cp1252", bom=False, source="detected", declared=declared)
+        if western is not None and western.text == found.text:
+            return western
+    return found
 
 
 def may_be_text(head: bytes) -> bool:
@@ -82,14 +197,16 @@ def may_be_text(head: bytes) -> bool:
     return b"\x00" not in head or head.startswith(tuple(bom for bom, _ in _BOM_CODECS))
 
 
-def _decoded(data: bytes, encoding: str, *, exact: bool, bom: bool) -> DecodedText | None:
+def _decoded(
+    data: bytes, encoding: str, *, bom: bool, source: EncodingSource, declared: str | None = None
+) -> DecodedText | None:
     try:
         text = data.decode(encoding)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, LookupError):
         return None
     if _NOT_TEXT.search(text):
         return None
-    return DecodedText(text, encoding, exact, bom)
+    return DecodedText(text, encoding, encoding == "utf-8", bom, source, declared)
 
 
 def classify(text: str, suffix: str) -> str:
@@ -105,8 +222,7 @@ def classify(text: str, suffix: str) -> str:
 def extract_text(data: bytes, decoded: DecodedText, subtype: str) -> Extraction:
     """Paragraph segments plus format metadata for a plain-text ``subtype`` (not HTML)."""
     metadata: dict[str, JsonValue] = {
-        "encoding": decoded.encoding,
-        "bom": decoded.bom,
+        **decoded.metadata(),
         "line_count": len(decoded.text.splitlines()),
     }
     metadata.update(structured.describe(subtype, decoded.text, data))

@@ -70,3 +70,35 @@ def test_wav_cut_inside_its_header_fails(tmp_path: Path) -> None:
 
     with pytest.raises(ExtractionError, match="corrupt audio"):
         extract(path)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_wav_written_while_streaming_reports_the_frames_it_holds(
+    tmp_path: Path, channels: int
+) -> None:
+    path = tmp_path / "streamed.wav"
+    soundfile.write(path, _tone(1.0, channels), RATE, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[4:8] = bytes(4)  # RIFF size
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = bytes(4)  # data size
+    path.write_bytes(bytes(data))
+
+    extraction = extract(path)
+
+    assert extraction.metadata["frames"] == RATE
+    assert extraction.metadata["channels"] == channels
+    assert "written while streaming" in str(extraction.metadata["note"])
+
+
+def test_non_finite_samples_are_counted_not_refused(tmp_path: Path) -> None:
+    samples = _tone(1.0, 1).astype(np.float32)
+    samples[100:110, 0] = np.nan
+    samples[200, 0] = -np.inf
+    path = tmp_path / "float.wav"
+    soundfile.write(path, samples, RATE, subtype="FLOAT")
+
+    extraction = extract(path)
+
+    assert extraction.metadata["frames"] == RATE
+    assert extraction.metadata["non_finite_samples"] == 11

@@ -172,10 +172,14 @@ def test_xml_external_entities_are_never_loaded(tmp_path: Path) -> None:
 
 
 def test_windows_1252_text_decodes_without_spans(tmp_path: Path) -> None:
-    data = "Caf\u00e9 \u2013 na\u00efve\n\nsecond\n".encode("cp1252")
+    data = (
+        "Le gar\u00e7on a mang\u00e9 une cr\u00e8me br\u00fbl\u00e9e \u00e0 No\u00ebl \u2013 "
+        "une id\u00e9e na\u00efve.\n\nsecond paragraph\n"
+    ).encode("cp1252")
     extraction = extract(_write(tmp_path, "legacy.txt", data))
 
     assert extraction.metadata["encoding"] == "cp1252"
+    assert extraction.metadata["encoding_source"] == "detected"
     assert "".join(segment.text for segment in extraction.segments) == data.decode("cp1252")
     assert all(segment.span is None for segment in extraction.segments)
 

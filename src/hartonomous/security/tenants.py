@@ -1,0 +1,176 @@
+"""Tenant lifecycle: create, list, show, disable and enable, and the check every command makes.
+
+A tenant is ``active`` or ``disabled`` (the ``tenants.is_active`` column). A disabled tenant
+keeps everything it holds, but every tenant-scoped entry point (ingest, search, reading atoms
+and holdings) refuses it through :func:`require_active_tenant`, naming the command that
+re-enables it. Events committed before the tenant was disabled are still projected and billed
+by the sync worker: they record work that was done while it was active (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, Select, func, select, update
+
+from hartonomous.db.tables import holdings, principals, tenants
+from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
+from hartonomous.security.principals import ensure_tenant
+
+TenantState = Literal["active", "disabled"]
+
+_DISPLAY_NAME_LENGTH = 256  # tenants.display_name
+_VALID_ID = re.compile(TENANT_ID_PATTERN)
+
+
+class TenantError(ValueError):
+    """A tenant command or check that cannot proceed; the message names the tenant and why."""
+
+
+class UnknownTenantError(TenantError):
+    """No tenant has this id; the message names the command that creates one."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(
+            f"unknown tenant {tenant_id!r}: create it with `hartonomous tenants create {tenant_id}`"
+        )
+
+
+class TenantDisabledError(TenantError):
+    """The tenant exists but is disabled; the message names the command that re-enables it."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id!r} is disabled: `hartonomous tenants enable {tenant_id}` "
+            "re-enables it"
+        )
+
+
+class TenantExistsError(TenantError):
+    """``create`` was asked for an id that is already taken."""
+
+
+class InvalidTenantError(TenantError):
+    """A tenant id or display name the ``tenants`` table would refuse."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One tenant; ``holdings`` and ``principals`` count what it owns (0 when just created)."""
+
+    tenant_id: str
+    display_name: str
+    state: TenantState
+    created_at: datetime
+    updated_at: datetime
+    holdings: int = 0
+    principals: int = 0
+
+
+def validate_tenant_id(tenant_id: str) -> None:
+    """Raise ``InvalidTenantError`` unless ``tenant_id`` fits the table's pattern and length."""
+    if len(tenant_id) > TENANT_ID_LENGTH or not _VALID_ID.fullmatch(tenant_id):
+        raise InvalidTenantError(
+            f"{tenant_id!r} is not a tenant id: 1-{TENANT_ID_LENGTH} characters, letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+
+
+def create_tenant(
+    connection: Connection, tenant_id: str, display_name: str | None = None
+) -> Tenant:
+    """Create an active tenant (display name defaults to the id).
+
+    Raises ``InvalidTenantError`` for a malformed id or an over-long name and
+    ``TenantExistsError`` when the id is taken (whatever its state).
+    """
+    validate_tenant_id(tenant_id)
+    name = tenant_id if display_name is None else display_name.strip()
+    if not name or len(name) > _DISPLAY_NAME_LENGTH or "\x00" in name:
+        raise InvalidTenantError(
+            f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters without NUL"
+        )
+    if not ensure_tenant(connection, tenant_id, name):
+        raise TenantExistsError(f"tenant {tenant_id!r} already exists")
+    return get_tenant(connection, tenant_id)
+
+
+def list_tenants(connection: Connection) -> list[Tenant]:
+    """Every tenant, by id, with its holding and principal counts."""
+    return [
+        _tenant(row) for row in connection.execute(_with_counts().order_by(tenants.c.tenant_id))
+    ]
+
+
+def get_tenant(connection: Connection, tenant_id: str) -> Tenant:
+    """The tenant with its counts; ``UnknownTenantError`` when there is none."""
+    row = connection.execute(_with_counts().where(tenants.c.tenant_id == tenant_id)).first()
+    if row is None:
+        raise UnknownTenantError(tenant_id)
+    return _tenant(row)
+
+
+def set_tenant_state(connection: Connection, tenant_id: str, state: TenantState) -> Tenant:
+    """Disable or re-enable a tenant (idempotent); ``UnknownTenantError`` when there is none."""
+    # Only a real change touches the row, so repeating a command publishes no change event.
+    connection.execute(
+        update(tenants)
+        .where(tenants.c.tenant_id == tenant_id, tenants.c.is_active != (state == "active"))
+        .values(is_active=state == "active", updated_at=func.now())
+    )
+    return get_tenant(connection, tenant_id)
+
+
+def require_active_tenant(connection: Connection, tenant_id: str) -> None:
+    """The check of every tenant-scoped command.
+
+    Raises ``UnknownTenantError`` (naming ``tenants create``) or ``TenantDisabledError``
+    (naming ``tenants enable``).
+    """
+    active = connection.execute(
+        select(tenants.c.is_active).where(tenants.c.tenant_id == tenant_id)
+    ).scalar_one_or_none()
+    if active is None:
+        raise UnknownTenantError(tenant_id)
+    if not active:
+        raise TenantDisabledError(tenant_id)
+
+
+def _with_counts() -> Select[Any]:
+    holding_count = (
+        select(func.count())
+        .where(holdings.c.tenant_id == tenants.c.tenant_id)
+        .scalar_subquery()
+        .label("holdings")
+    )
+    principal_count = (
+        select(func.count())
+        .where(principals.c.tenant_id == tenants.c.tenant_id)
+        .scalar_subquery()
+        .label("principals")
+    )
+    return select(
+        tenants.c.tenant_id,
+        tenants.c.display_name,
+        tenants.c.is_active,
+        tenants.c.created_at,
+        tenants.c.updated_at,
+        holding_count,
+        principal_count,
+    )
+
+
+def _tenant(row: Row[Any]) -> Tenant:
+    mapping = row._mapping
+    return Tenant(
+        tenant_id=mapping["tenant_id"],
+        display_name=mapping["display_name"],
+        state="active" if mapping["is_active"] else "disabled",
+        created_at=mapping["created_at"],
+        updated_at=mapping["updated_at"],
+        holdings=mapping["holdings"],
+        principals=mapping["principals"],
+    )
