@@ -16,7 +16,7 @@ from psycopg import Connection as PgConnection
 from sqlalchemy import Connection
 
 from hartonomous.atoms.component_stream import Run, merge_runs
-from hartonomous.json_types import without_nul
+from hartonomous.storable import storable_json, storable_text
 
 JsonObject = Mapping[str, object]
 
@@ -130,7 +130,7 @@ class AtomWriter:
                             len(leaf.data),
                             None
                             if leaf.canonical_text is None
-                            else leaf.canonical_text.replace("\x00", "\ufffd"),
+                            else storable_text(leaf.canonical_text),
                             _json(leaf.metadata),
                         )
                     )
@@ -145,4 +145,4 @@ class AtomWriter:
 
 
 def _json(value: JsonObject) -> str:
-    return json.dumps(without_nul(dict(value)), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(storable_json(value), ensure_ascii=False, separators=(",", ":"))

@@ -103,11 +103,16 @@ def write_text_file(writer: AtomWriter, data: bytes, extraction: Extraction) -> 
 def write_binary_file(
     writer: AtomWriter,
     path: Path,
+    size: int,
     extraction: Extraction | None,
     model: ModelDescription | None,
 ) -> FileAtoms:
-    """Any file as spans of content-defined chunks; model tensors are spans of their own."""
-    size = path.stat().st_size
+    """Any file of `size` bytes as spans of content-defined chunks; model tensors are spans of
+    their own.
+
+    Every size written is of the bytes actually read, so the atoms are consistent whatever the
+    file did meanwhile; a file that shrank gives a root smaller than `size` (the caller checks).
+    """
     modality = "model" if model is not None else (extraction.modality if extraction else "binary")
     subtype = model.format if model is not None else (extraction.subtype if extraction else "")
     metadata: dict[str, JsonValue] = dict(extraction.metadata) if extraction else {}
@@ -116,9 +121,10 @@ def write_binary_file(
     ranges = list(_spans(size, model))
     with path.open("rb") as handle:
         for start, length in ranges:
-            span = _write_span(writer, _SpanReader(handle, start, length), length, whole)
+            span = _write_span(writer, _SpanReader(handle, start, length), whole)
             spans.append(span)
     root_id = whole.digest()
+    read = sum(span.size_bytes for span in spans)
     if len(spans) == 1:
         root = spans[0]
     else:
@@ -126,13 +132,13 @@ def write_binary_file(
             CompositeAtom(
                 root_id,
                 merge_runs(Run(span.atom_id, 1) for span in spans),
-                size,
+                read,
                 modality,
                 subtype,
                 metadata,
             )
         )
-        root = StoredAtom(root_id, size)
+        root = StoredAtom(root_id, read)
     if len(spans) == 1 and (modality, subtype) != (CHUNK_MODALITY, CHUNK_SUBTYPE):
         # A one-chunk file is its chunk; label it as the file it is.
         writer.describe(root.atom_id, modality, subtype, metadata)
@@ -159,22 +165,22 @@ def write_derived(
     ]
     for media in extraction.derived:
         whole = hashlib.sha256()
-        stored = _write_span(writer, io.BytesIO(media.data), len(media.data), whole)
+        stored = _write_span(writer, io.BytesIO(media.data), whole)
         writer.describe(stored.atom_id, media.modality, media.subtype, dict(media.metadata))
         related.append(("derived_media", stored.atom_id, dict(media.metadata)))
     return related
 
 
-def _write_span(
-    writer: AtomWriter, reader: _SpanReader | io.BytesIO, length: int, whole: Hasher
-) -> StoredAtom:
+def _write_span(writer: AtomWriter, reader: _SpanReader | io.BytesIO, whole: Hasher) -> StoredAtom:
     span_hash = hashlib.sha256()
     children: list[bytes] = []
+    length = 0
     for batch in _batched(chunk_stream(reader)):
         for leaf in batch:
             span_hash.update(leaf.data)
             whole.update(leaf.data)
             children.append(leaf.atom_id)
+            length += len(leaf.data)
         writer.put_leaves(batch)
     if len(children) == 1:
         return StoredAtom(children[0], length)

@@ -1,0 +1,206 @@
+"""Storing one analysed file in the caller's transaction: its atoms, relations, model rows and
+the tenant's holding. Every string and JSON value passes `hartonomous.storable` on its way in.
+
+The caller owns the transaction (a file's own, or a savepoint inside a batch): anything raised
+here rolls back all that this file wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from hartonomous.atoms.store import AtomWriter
+from hartonomous.db.tables import atom_components, atom_relations, holdings, model_tensors, models
+from hartonomous.ingest.extractors import Extraction
+from hartonomous.ingest.file_state import FileState, check_unchanged
+from hartonomous.ingest.layout import (
+    FileAtoms,
+    tiles_file,
+    write_binary_file,
+    write_derived,
+    write_text_file,
+)
+from hartonomous.ingest.models import ModelDescription
+from hartonomous.json_types import JsonValue
+from hartonomous.storable import storable_json, storable_object, storable_text
+
+_ARCHITECTURE_LENGTH = 128  # models.architecture
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What a file is, found before any of it is stored; `state` is the file's before reading."""
+
+    state: FileState
+    extraction: Extraction | None
+    model: ModelDescription | None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    atom_id: bytes
+    holding_id: uuid.UUID
+    created: bool
+    new_bytes: int
+    reused_bytes: int
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds what is stored, and how: the holding's columns besides atom and source."""
+
+    tenant_id: str
+    job_id: uuid.UUID
+    source_type: str
+    visibility: str
+
+
+def store_file(
+    connection: Connection, holder: Holder, path: Path, analysis: Analysis
+) -> StoredFile:
+    """Write the file's atoms and holding. Raises ``FileChangedError`` (see file_state.py)."""
+    writer = AtomWriter(connection)
+    extraction = analysis.extraction
+    size = analysis.state.size
+    if extraction is not None and tiles_file(extraction.segments, size):
+        data = path.read_bytes()
+        check_unchanged(path, analysis.state, len(data))
+        stored = write_text_file(writer, data, extraction)
+    else:
+        stored = write_binary_file(writer, path, size, extraction, analysis.model)
+        check_unchanged(path, analysis.state, stored.root.size_bytes)
+    content_new_bytes = writer.new_bytes
+    if extraction is not None:
+        _relate(connection, stored, write_derived(writer, extraction))
+    if analysis.model is not None:
+        _store_model(connection, stored, analysis.model)
+    holding_id, created = _hold(connection, holder, path, stored)
+    return StoredFile(
+        stored.root.atom_id,
+        holding_id,
+        created,
+        writer.new_bytes,
+        max(0, size - content_new_bytes),
+    )
+
+
+def _hold(
+    connection: Connection, holder: Holder, path: Path, stored: FileAtoms
+) -> tuple[uuid.UUID, bool]:
+    # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
+    source_uri = path.resolve().as_uri()
+    created = connection.execute(
+        pg_insert(holdings)
+        .values(
+            tenant_id=holder.tenant_id,
+            atom_id=stored.root.atom_id,
+            source_uri=source_uri,
+            source_type=holder.source_type,
+            visibility=holder.visibility,
+            job_id=holder.job_id,
+            metadata={"file_name": storable_text(path.name), "size_bytes": stored.root.size_bytes},
+        )
+        .on_conflict_do_nothing(
+            index_elements=[holdings.c.tenant_id, holdings.c.source_uri, holdings.c.atom_id]
+        )
+        .returning(holdings.c.holding_id)
+    ).scalar_one_or_none()
+    if created is not None:
+        return created, True
+    existing = connection.execute(
+        select(holdings.c.holding_id).where(
+            holdings.c.tenant_id == holder.tenant_id,
+            holdings.c.source_uri == source_uri,
+            holdings.c.atom_id == stored.root.atom_id,
+        )
+    ).scalar_one()
+    return existing, False
+
+
+def _relate(
+    connection: Connection,
+    stored: FileAtoms,
+    related: list[tuple[str, bytes, dict[str, JsonValue]]],
+) -> None:
+    if not related:
+        return
+    counters: dict[str, int] = {}
+    rows = []
+    for relation_type, atom_id, metadata in related:
+        ordinal = counters.get(relation_type, 0)
+        counters[relation_type] = ordinal + 1
+        rows.append(
+            {
+                "from_atom_id": stored.root.atom_id,
+                "relation_type": relation_type,
+                "ordinal": ordinal,
+                "to_atom_id": atom_id,
+                "metadata": storable_object(metadata),
+            }
+        )
+    connection.execute(pg_insert(atom_relations).values(rows).on_conflict_do_nothing())
+
+
+def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescription) -> None:
+    architecture = storable_text(model.architecture) if model.architecture else None
+    created = connection.execute(
+        pg_insert(models)
+        .values(
+            atom_id=stored.root.atom_id,
+            format=model.format,
+            # A file may name its architecture at any length; the full name stays in metadata.
+            architecture=architecture[:_ARCHITECTURE_LENGTH] if architecture else None,
+            parameter_count=model.parameter_count,
+            tensor_count=len(model.tensors),
+            dtypes=storable_json(dict(model.dtypes)),
+            metadata=storable_json(model.metadata),
+        )
+        .on_conflict_do_nothing()
+        .returning(models.c.atom_id)
+    ).scalar_one_or_none()
+    if created is None or not model.tensors:
+        return
+    span_atoms = {(offset, length): atom for offset, length, atom in stored.spans}
+    rows = [
+        {
+            "model_atom_id": stored.root.atom_id,
+            "ordinal": ordinal,
+            "name": storable_text(tensor.name),
+            "dtype": storable_text(tensor.dtype),
+            "shape": list(tensor.shape),
+            "parameter_count": tensor.parameter_count,
+            "tensor_atom_id": span_atoms.get((tensor.offset, tensor.length))
+            if tensor.offset is not None
+            else None,
+            "byte_offset": tensor.offset,
+            "byte_length": tensor.length,
+            "metadata": storable_object(tensor.metadata),
+        }
+        for ordinal, tensor in enumerate(model.tensors)
+    ]
+    connection.execute(insert(model_tensors), rows)
+    # The file's atom may predate this model, stored from the same bytes as an opaque file (an
+    # ONNX file under another name) and cut into other spans: its tensors' atoms are then not
+    # its components. A relation keeps them referenced (gc would otherwise find them at zero
+    # while model_tensors points at them) and visible to the file's holders.
+    components = set(
+        connection.execute(
+            select(atom_components.c.child_atom_id).where(
+                atom_components.c.parent_atom_id == stored.root.atom_id
+            )
+        ).scalars()
+    )
+    _relate(
+        connection,
+        stored,
+        [
+            ("tensor", atom, {"name": tensor.name})
+            for tensor, row in zip(model.tensors, rows, strict=True)
+            if isinstance(atom := row["tensor_atom_id"], bytes) and atom not in components
+        ],
+    )
