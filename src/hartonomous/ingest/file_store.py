@@ -8,17 +8,20 @@ here rolls back all that this file wrote.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from hartonomous.atoms.batch import AtomBatch
 from hartonomous.atoms.store import AtomWriter
 from hartonomous.db.tables import atom_components, atom_relations, holdings, model_tensors, models
 from hartonomous.ingest.extractors import Extraction
 from hartonomous.ingest.file_state import FileState, check_unchanged
 from hartonomous.ingest.layout import (
+    AtomSink,
     FileAtoms,
     tiles_file,
     write_binary_file,
@@ -65,85 +68,162 @@ def store_file(
 ) -> StoredFile:
     """Write the file's atoms and holding. Raises ``FileChangedError`` (see file_state.py)."""
     writer = AtomWriter(connection)
-    extraction = analysis.extraction
-    size = analysis.state.size
-    if extraction is not None and tiles_file(extraction.segments, size):
-        data = path.read_bytes()
-        check_unchanged(path, analysis.state, len(data))
-        stored = write_text_file(writer, data, extraction)
-    else:
-        stored = write_binary_file(writer, path, size, extraction, analysis.model)
-        check_unchanged(path, analysis.state, stored.root.size_bytes)
+    stored = _write_content(writer, path, analysis)
     content_new_bytes = writer.new_bytes
-    if extraction is not None:
-        _relate(connection, stored, write_derived(writer, extraction))
+    related = write_derived(writer, analysis.extraction) if analysis.extraction else []
+    _relate(connection, [(stored.root.atom_id, related)])
     if analysis.model is not None:
         _store_model(connection, stored, analysis.model)
-    holding_id, created = _hold(connection, holder, path, stored)
+    ((holding_id, created),) = _hold(connection, holder, [(path, stored)])
     return StoredFile(
         stored.root.atom_id,
         holding_id,
         created,
         writer.new_bytes,
-        max(0, size - content_new_bytes),
+        max(0, analysis.state.size - content_new_bytes),
     )
 
 
+def store_files(
+    connection: Connection, holder: Holder, files: Sequence[tuple[Path, Analysis]]
+) -> tuple[dict[int, StoredFile], dict[int, Exception]]:
+    """Write several files (not models) together: their atoms in one `AtomBatch`, then one
+    statement each for relations and holdings. Keys are indexes into `files`.
+
+    A file that fails while it is read or planned is left out (nothing of it is written) and
+    its exception returned; an error while writing raises, for the caller to roll back.
+    """
+    batch = AtomBatch()
+    planned: dict[int, tuple[Path, FileAtoms, _Related]] = {}
+    failed: dict[int, Exception] = {}
+    for index, (path, analysis) in enumerate(files):
+        if analysis.model is not None:
+            raise ValueError(f"{path}: a model file is stored alone, not in a batch")
+        batch.start_file(index)
+        try:
+            stored = _write_content(batch, path, analysis)
+            batch.start_derived()
+            related = write_derived(batch, analysis.extraction) if analysis.extraction else []
+        except Exception as exc:  # noqa: BLE001 - one file can never stop the others
+            batch.discard(index)
+            failed[index] = exc
+            continue
+        planned[index] = (path, stored, related)
+    new_bytes, content_new_bytes = batch.write(connection)
+    _relate(connection, [(stored.root.atom_id, related) for _, stored, related in planned.values()])
+    holdings_made = _hold(
+        connection, holder, [(path, stored) for path, stored, _ in planned.values()]
+    )
+    result = {
+        index: StoredFile(
+            stored.root.atom_id,
+            holding_id,
+            created,
+            new_bytes.get(index, 0),
+            max(0, files[index][1].state.size - content_new_bytes.get(index, 0)),
+        )
+        for (index, (_, stored, _)), (holding_id, created) in zip(
+            planned.items(), holdings_made, strict=True
+        )
+    }
+    return result, failed
+
+
+def _write_content(sink: AtomSink, path: Path, analysis: Analysis) -> FileAtoms:
+    """The file's own bytes as atoms, checked to be one version of the file."""
+    extraction = analysis.extraction
+    size = analysis.state.size
+    if extraction is not None and tiles_file(extraction.segments, size):
+        data = path.read_bytes()
+        check_unchanged(path, analysis.state, len(data))
+        return write_text_file(sink, data, extraction)
+    stored = write_binary_file(sink, path, size, extraction, analysis.model)
+    check_unchanged(path, analysis.state, stored.root.size_bytes)
+    return stored
+
+
 def _hold(
-    connection: Connection, holder: Holder, path: Path, stored: FileAtoms
-) -> tuple[uuid.UUID, bool]:
+    connection: Connection, holder: Holder, files: Sequence[tuple[Path, FileAtoms]]
+) -> list[tuple[uuid.UUID, bool]]:
+    """Each file's holding, in order, and whether it was made now (else it already existed)."""
+    if not files:
+        return []
     # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
-    source_uri = path.resolve().as_uri()
-    created = connection.execute(
-        pg_insert(holdings)
-        .values(
-            tenant_id=holder.tenant_id,
-            atom_id=stored.root.atom_id,
-            source_uri=source_uri,
-            source_type=holder.source_type,
-            visibility=holder.visibility,
-            job_id=holder.job_id,
-            metadata={"file_name": storable_text(path.name), "size_bytes": stored.root.size_bytes},
+    keys = [(path.resolve().as_uri(), stored.root.atom_id) for path, stored in files]
+    made = {
+        (row.source_uri, bytes(row.atom_id)): row.holding_id
+        for row in connection.execute(
+            # One statement, compiled once: SQLAlchemy sends the rows as multi-row VALUES.
+            pg_insert(holdings)
+            .on_conflict_do_nothing(
+                index_elements=[holdings.c.tenant_id, holdings.c.source_uri, holdings.c.atom_id]
+            )
+            .returning(holdings.c.holding_id, holdings.c.source_uri, holdings.c.atom_id),
+            [
+                {
+                    "tenant_id": holder.tenant_id,
+                    "atom_id": atom_id,
+                    "source_uri": source_uri,
+                    "source_type": holder.source_type,
+                    "visibility": holder.visibility,
+                    "job_id": holder.job_id,
+                    "metadata": {
+                        "file_name": storable_text(path.name),
+                        "size_bytes": stored.root.size_bytes,
+                    },
+                }
+                for (path, stored), (source_uri, atom_id) in zip(files, keys, strict=True)
+            ],
         )
-        .on_conflict_do_nothing(
-            index_elements=[holdings.c.tenant_id, holdings.c.source_uri, holdings.c.atom_id]
-        )
-        .returning(holdings.c.holding_id)
-    ).scalar_one_or_none()
-    if created is not None:
-        return created, True
-    existing = connection.execute(
-        select(holdings.c.holding_id).where(
-            holdings.c.tenant_id == holder.tenant_id,
-            holdings.c.source_uri == source_uri,
-            holdings.c.atom_id == stored.root.atom_id,
-        )
-    ).scalar_one()
-    return existing, False
+    }
+    held = (
+        {
+            (row.source_uri, bytes(row.atom_id)): row.holding_id
+            for row in connection.execute(
+                select(holdings.c.holding_id, holdings.c.source_uri, holdings.c.atom_id).where(
+                    holdings.c.tenant_id == holder.tenant_id,
+                    tuple_(holdings.c.source_uri, holdings.c.atom_id).in_(
+                        [key for key in keys if key not in made]
+                    ),
+                )
+            )
+        }
+        if len(made) < len(set(keys))
+        else {}
+    )
+    result: list[tuple[uuid.UUID, bool]] = []
+    for key in keys:
+        if key in made:
+            # A file named twice in one batch (a link to it) holds it once: the first is new.
+            result.append((made.pop(key), True))
+            held[key] = result[-1][0]
+        else:
+            result.append((held[key], False))
+    return result
 
 
-def _relate(
-    connection: Connection,
-    stored: FileAtoms,
-    related: list[tuple[str, bytes, dict[str, JsonValue]]],
-) -> None:
-    if not related:
-        return
-    counters: dict[str, int] = {}
+_Related = list[tuple[str, bytes, dict[str, JsonValue]]]
+
+
+def _relate(connection: Connection, files: Sequence[tuple[bytes, _Related]]) -> None:
+    """The relations from each file atom to what was derived from it (ordinals per type)."""
     rows = []
-    for relation_type, atom_id, metadata in related:
-        ordinal = counters.get(relation_type, 0)
-        counters[relation_type] = ordinal + 1
-        rows.append(
-            {
-                "from_atom_id": stored.root.atom_id,
-                "relation_type": relation_type,
-                "ordinal": ordinal,
-                "to_atom_id": atom_id,
-                "metadata": storable_object(metadata),
-            }
-        )
-    connection.execute(pg_insert(atom_relations).values(rows).on_conflict_do_nothing())
+    for root, related in files:
+        counters: dict[str, int] = {}
+        for relation_type, atom_id, metadata in related:
+            ordinal = counters.get(relation_type, 0)
+            counters[relation_type] = ordinal + 1
+            rows.append(
+                {
+                    "from_atom_id": root,
+                    "relation_type": relation_type,
+                    "ordinal": ordinal,
+                    "to_atom_id": atom_id,
+                    "metadata": storable_object(metadata),
+                }
+            )
+    if rows:
+        connection.execute(pg_insert(atom_relations).on_conflict_do_nothing(), rows)
 
 
 def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescription) -> None:
@@ -197,10 +277,14 @@ def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescript
     )
     _relate(
         connection,
-        stored,
         [
-            ("tensor", atom, {"name": tensor.name})
-            for tensor, row in zip(model.tensors, rows, strict=True)
-            if isinstance(atom := row["tensor_atom_id"], bytes) and atom not in components
+            (
+                stored.root.atom_id,
+                [
+                    ("tensor", atom, {"name": tensor.name})
+                    for tensor, row in zip(model.tensors, rows, strict=True)
+                    if isinstance(atom := row["tensor_atom_id"], bytes) and atom not in components
+                ],
+            )
         ],
     )

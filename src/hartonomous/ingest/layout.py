@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from hartonomous.atoms.chunking import Chunk, chunk_stream
 from hartonomous.atoms.component_stream import Run, merge_runs
-from hartonomous.atoms.store import AtomWriter, CompositeAtom, LeafAtom
+from hartonomous.atoms.hashing import BackgroundSha256
+from hartonomous.atoms.store import CompositeAtom, JsonObject, LeafAtom
 from hartonomous.ingest.extractors import Extraction, TextSegment
 from hartonomous.ingest.models import ModelDescription
 from hartonomous.json_types import JsonValue
@@ -30,6 +31,18 @@ from hartonomous.json_types import JsonValue
 CHUNK_MODALITY = "binary"
 CHUNK_SUBTYPE = "chunk"
 _LEAF_BATCH_BYTES = 8 * 1024 * 1024
+
+
+class AtomSink(Protocol):
+    """Where atoms go: `AtomWriter` (now, one file) or `AtomBatch` (later, many files)."""
+
+    def put_leaves(self, leaves: Iterable[LeafAtom]) -> None: ...
+
+    def put_composite(self, atom: CompositeAtom) -> bool: ...
+
+    def describe(
+        self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject
+    ) -> None: ...
 
 
 class Hasher(Protocol):
@@ -65,7 +78,7 @@ class _SpanReader:
         return data
 
 
-def write_text_file(writer: AtomWriter, data: bytes, extraction: Extraction) -> FileAtoms:
+def write_text_file(writer: AtomSink, data: bytes, extraction: Extraction) -> FileAtoms:
     """A plain-text file as the sequence of its paragraph atoms."""
     leaves = [
         _text_leaf(data[start:end], segment, extraction.subtype)
@@ -101,7 +114,7 @@ def write_text_file(writer: AtomWriter, data: bytes, extraction: Extraction) -> 
 
 
 def write_binary_file(
-    writer: AtomWriter,
+    writer: AtomSink,
     path: Path,
     size: int,
     extraction: Extraction | None,
@@ -116,7 +129,7 @@ def write_binary_file(
     modality = "model" if model is not None else (extraction.modality if extraction else "binary")
     subtype = model.format if model is not None else (extraction.subtype if extraction else "")
     metadata: dict[str, JsonValue] = dict(extraction.metadata) if extraction else {}
-    whole = hashlib.sha256()
+    whole = BackgroundSha256()
     spans: list[StoredAtom] = []
     ranges = list(_spans(size, model))
     with path.open("rb") as handle:
@@ -152,7 +165,7 @@ def write_binary_file(
 
 
 def write_derived(
-    writer: AtomWriter, extraction: Extraction
+    writer: AtomSink, extraction: Extraction
 ) -> list[tuple[str, bytes, dict[str, JsonValue]]]:
     """Atoms for extracted text and derived media, with the relation that links each."""
     related: list[tuple[str, bytes, dict[str, JsonValue]]] = []
@@ -171,8 +184,8 @@ def write_derived(
     return related
 
 
-def _write_span(writer: AtomWriter, reader: _SpanReader | io.BytesIO, whole: Hasher) -> StoredAtom:
-    span_hash = hashlib.sha256()
+def _write_span(writer: AtomSink, reader: _SpanReader | io.BytesIO, whole: Hasher) -> StoredAtom:
+    span_hash = BackgroundSha256()
     children: list[bytes] = []
     length = 0
     for batch in _batched(chunk_stream(reader)):

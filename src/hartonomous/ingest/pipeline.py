@@ -3,12 +3,15 @@
 Any exception while a file is read, analysed or stored becomes that file's failed outcome,
 `"<path>: <reason>"`, and the other files go on; the job always ends terminal (jobs.py).
 
-Small files are ingested in batches (up to `BATCH_FILES` files, `BATCH_BYTES` bytes): one
-transaction per batch, a savepoint per file (a file that fails rolls back to its savepoint,
-leaving nothing), one embedding pass and one set of job rows for the batch. When the batch as a
-whole cannot commit (a concurrent ingestion of the same new bytes, a deadlock, an atom
-collected by `atoms gc` at the wrong moment, a failure while indexing), it is rolled back and
-each of its files is ingested alone, in its own transaction, with up to three attempts.
+Files are taken in batches (up to `BATCH_FILES` files, `BATCH_BYTES` bytes). The small ones
+(up to `SMALL_BYTES`, not models) are stored together in one transaction: each file is read and
+planned in memory first (a file that fails there is left out, nothing of it written), then the
+atoms of all of them are written at once (`AtomBatch`), their holdings, one embedding pass and
+the job rows. When that transaction cannot commit (a concurrent ingestion of the same new
+bytes, a deadlock, an atom collected by `atoms gc` at the wrong moment, a failure while
+indexing), it is rolled back and each of its files is stored alone. Larger files and models are
+always stored alone: one transaction per file, up to three attempts. Either way a file is
+stored whole or not at all.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from hartonomous.db.tables import ingestion_job_atoms
 from hartonomous.embed.indexing import HoldingIndexer, IndexReport
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
-from hartonomous.ingest.file_store import Analysis, Holder, StoredFile, store_file
+from hartonomous.ingest.file_store import Analysis, Holder, StoredFile, store_file, store_files
 from hartonomous.ingest.jobs import UnknownTenantError, finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
@@ -40,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 BATCH_FILES = 64
 BATCH_BYTES = 8 * 1024 * 1024
+SMALL_BYTES = 1024 * 1024  # larger files, and models, are stored alone
 _ATTEMPTS = 3
 _RETRYABLE = (
     psycopg.errors.UniqueViolation,
@@ -199,49 +203,50 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class _BatchUnsettledError(Exception):
-    """A batch met a conflict only a retry in a new transaction resolves."""
-
-
 def _ingest_batch(job: _Job, batch: list[tuple[int, Candidate]]) -> list[FileOutcome]:
     prepared = [_prepare(ordinal, candidate) for ordinal, candidate in batch]
+    together = [item for item in prepared if item.analysis is None or _is_small(item.analysis)]
+    outcomes: dict[int, FileOutcome] = {}
     try:
         with job.engine.begin() as connection:
-            return _store_batch(connection, job, prepared)
+            outcomes.update(_store_together(connection, job, together))
     except Exception as exc:  # noqa: BLE001 - each file alone says which one fails and why
         log.info("batch rolled back, its files ingested one by one", reason=failure_reason(exc))
-        return [_ingest_alone(job, item) for item in prepared]
-
-
-def _store_batch(connection: Connection, job: _Job, prepared: list[_Prepared]) -> list[FileOutcome]:
-    stored: dict[int, StoredFile] = {}
-    reasons: dict[int, str] = {}
+        outcomes.clear()
     for item in prepared:
-        if item.analysis is None:
-            reasons[item.ordinal] = item.reason or "not analysed"
-            continue
-        try:
-            with connection.begin_nested():
-                stored[item.ordinal] = store_file(connection, job.holder, item.path, item.analysis)
-        except AtomVanishedError as exc:
-            raise _BatchUnsettledError(str(exc)) from exc
-        except (DBAPIError, psycopg.Error) as exc:
-            error = exc.orig if isinstance(exc, DBAPIError) else exc
-            if isinstance(error, _RETRYABLE):
-                raise _BatchUnsettledError(str(error)) from exc
-            reasons[item.ordinal] = failure_reason(exc)
-        except Exception as exc:  # noqa: BLE001 - one file can never stop a job
-            reasons[item.ordinal] = failure_reason(exc)
+        if item.ordinal not in outcomes:
+            outcomes[item.ordinal] = _ingest_alone(job, item)
+    return [outcomes[item.ordinal] for item in prepared]
+
+
+def _is_small(analysis: Analysis | None) -> bool:
+    return analysis is not None and analysis.model is None and analysis.state.size <= SMALL_BYTES
+
+
+def _store_together(
+    connection: Connection, job: _Job, items: list[_Prepared]
+) -> dict[int, FileOutcome]:
+    if not items:
+        return {}
+    analysed = [item for item in items if item.analysis is not None]
+    stored_at, failed_at = store_files(
+        connection, job.holder, [(item.path, item.analysis) for item in analysed if item.analysis]
+    )
+    stored = {analysed[index].ordinal: file for index, file in stored_at.items()}
+    reasons = {item.ordinal: item.reason or "not analysed" for item in items if not item.analysis}
+    reasons.update(
+        {analysed[index].ordinal: failure_reason(exc) for index, exc in failed_at.items()}
+    )
     holding_ids = list(dict.fromkeys(file.holding_id for file in stored.values()))
     reports = job.indexer.index_holdings(
         connection, job.holder.tenant_id, holding_ids, job.holder.job_id
     )
     outcomes = [
         _outcome(item, stored.get(item.ordinal), reasons.get(item.ordinal), reports)
-        for item in prepared
+        for item in items
     ]
-    _record(connection, job.holder, prepared, outcomes, stored)
-    return outcomes
+    _record(connection, job.holder, items, outcomes, stored)
+    return {item.ordinal: outcome for item, outcome in zip(items, outcomes, strict=True)}
 
 
 def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:

@@ -23,9 +23,10 @@ from tests.integration.data_plane.data_plane_support import (
 from hartonomous.atoms.chunking import Chunk, chunk_stream
 from hartonomous.db.tables import holdings, ingestion_job_atoms
 from hartonomous.ingest import layout
-from hartonomous.ingest.pipeline import FileOutcome
+from hartonomous.ingest.pipeline import SMALL_BYTES, FileOutcome
 
-_SIZE = 4 * 1024 * 1024
+# A large file is stored alone, in its own transaction; a small one with others, in a batch.
+SIZES = pytest.mark.parametrize("size", [4 * 1024 * 1024, SMALL_BYTES], ids=["alone", "batched"])
 
 
 def _after_first_chunk(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> list[bool]:
@@ -43,11 +44,11 @@ def _after_first_chunk(monkeypatch: pytest.MonkeyPatch, change: Callable[[], Non
     return changed
 
 
-def _files(folder: Path) -> Path:
+def _files(folder: Path, size: int) -> Path:
     folder.mkdir()
     (folder / "a-before.txt").write_text("Before.\n", encoding="utf-8")
     big = folder / "m-changing.bin"
-    big.write_bytes(random_bytes(_SIZE, seed=7))
+    big.write_bytes(random_bytes(size, seed=7))
     # An old modification time, so a write during the read shows even within one clock tick.
     os.utime(big, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
     (folder / "z-after.bin").write_bytes(random_bytes(100_000, seed=8))
@@ -76,12 +77,13 @@ def _assert_only_the_good_files_left(engine: Engine, files: dict[str, FileOutcom
     assert_store_consistent(engine)
 
 
+@SIZES
 def test_file_truncated_during_its_read_fails_and_leaves_nothing(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    size: int, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_tenant(engine, "acme")
-    big = _files(tmp_path / "folder")
-    changed = _after_first_chunk(monkeypatch, lambda: os.truncate(big, 1024 * 1024))
+    big = _files(tmp_path / "folder", size)
+    changed = _after_first_chunk(monkeypatch, lambda: os.truncate(big, size // 4))
     job = ingest(engine, "acme", tmp_path / "folder")
     files = by_name(job)
     assert changed == [True]
@@ -93,22 +95,23 @@ def test_file_truncated_during_its_read_fails_and_leaves_nothing(
     _assert_only_the_good_files_left(engine, files)
 
 
+@SIZES
 def test_file_modified_in_place_during_its_read_fails_and_leaves_nothing(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    size: int, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_tenant(engine, "acme")
-    big = _files(tmp_path / "folder")
+    big = _files(tmp_path / "folder", size)
 
     def overwrite_the_end() -> None:
         with big.open("r+b") as handle:
-            handle.seek(_SIZE - 200_000)
+            handle.seek(size - 200_000)
             handle.write(random_bytes(200_000, seed=9))
 
     changed = _after_first_chunk(monkeypatch, overwrite_the_end)
     job = ingest(engine, "acme", tmp_path / "folder")
     files = by_name(job)
     assert changed == [True]
-    assert big.stat().st_size == _SIZE
+    assert big.stat().st_size == size
     assert files["m-changing.bin"].status == "failed"
     assert "changed while being read" in (files["m-changing.bin"].error or "")
     _assert_only_the_good_files_left(engine, files)
