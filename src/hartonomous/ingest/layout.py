@@ -45,10 +45,6 @@ class AtomSink(Protocol):
     ) -> None: ...
 
 
-class Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
-
-
 @dataclass(frozen=True)
 class StoredAtom:
     atom_id: bytes
@@ -129,18 +125,19 @@ def write_binary_file(
     modality = "model" if model is not None else (extraction.modality if extraction else "binary")
     subtype = model.format if model is not None else (extraction.subtype if extraction else "")
     metadata: dict[str, JsonValue] = dict(extraction.metadata) if extraction else {}
-    whole = BackgroundSha256()
     spans: list[StoredAtom] = []
     ranges = list(_spans(size, model))
+    # A file of one span is that span: its digest is the span's, not hashed a second time.
+    whole = BackgroundSha256() if len(ranges) > 1 else None
     with path.open("rb") as handle:
         for start, length in ranges:
             span = _write_span(writer, _SpanReader(handle, start, length), whole)
             spans.append(span)
-    root_id = whole.digest()
     read = sum(span.size_bytes for span in spans)
-    if len(spans) == 1:
+    if whole is None:
         root = spans[0]
     else:
+        root_id = whole.digest()
         writer.put_composite(
             CompositeAtom(
                 root_id,
@@ -177,31 +174,43 @@ def write_derived(
         for leaf, s in zip(leaves, texts, strict=True)
     ]
     for media in extraction.derived:
-        whole = hashlib.sha256()
-        stored = _write_span(writer, io.BytesIO(media.data), whole)
+        stored = _write_span(writer, io.BytesIO(media.data), None)
         writer.describe(stored.atom_id, media.modality, media.subtype, dict(media.metadata))
         related.append(("derived_media", stored.atom_id, dict(media.metadata)))
     return related
 
 
-def _write_span(writer: AtomSink, reader: _SpanReader | io.BytesIO, whole: Hasher) -> StoredAtom:
-    span_hash = BackgroundSha256()
+def _write_span(
+    writer: AtomSink, reader: _SpanReader | io.BytesIO, whole: BackgroundSha256 | None
+) -> StoredAtom:
+    # A span of one chunk is that chunk (its digest is known): the span hash starts only with
+    # a second chunk, fed the first one then.
+    span_hash: BackgroundSha256 | None = None
+    first: bytes | memoryview = b""
     children: list[bytes] = []
     length = 0
     for batch in _batched(chunk_stream(reader)):
         for leaf in batch:
-            span_hash.update(leaf.data)
-            whole.update(leaf.data)
+            if whole is not None:
+                whole.update(leaf.data)
+            if not children:
+                first = leaf.data
+            else:
+                if span_hash is None:
+                    span_hash = BackgroundSha256()
+                    span_hash.update(first)
+                span_hash.update(leaf.data)
             children.append(leaf.atom_id)
             length += len(leaf.data)
         writer.put_leaves(batch)
-    if len(children) == 1:
+    if span_hash is None and children:
         return StoredAtom(children[0], length)
     if not children:
         # An empty span (e.g. a zero-length tensor) is the empty leaf.
         empty = hashlib.sha256(b"").digest()
         writer.put_leaves([LeafAtom(empty, b"", CHUNK_MODALITY, CHUNK_SUBTYPE)])
         return StoredAtom(empty, 0)
+    assert span_hash is not None
     span_id = span_hash.digest()
     writer.put_composite(
         CompositeAtom(
