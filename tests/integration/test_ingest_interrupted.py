@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, Engine, select, text
 from tests.conftest import Cli
 from tests.integration.data_plane.data_plane_support import add_tenant, random_bytes
 
 from hartonomous.atoms.chunking import chunk_bytes
 from hartonomous.db.tables import holdings, ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
-from hartonomous.ingest.pipeline import BATCH_BYTES
+from hartonomous.ingest.pipeline import (
+    BATCH_BYTES,
+    FileOutcome,
+    IngestRequest,
+    ingest_paths,
+)
 
 # Larger than half a batch: every file is a batch (a transaction) of its own.
 _FILE_SIZE = BATCH_BYTES // 2 + 1
@@ -141,3 +147,32 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
     assert plans == []
     assert counts.file_count == 4
     assert counts.finished_at is not None
+
+
+def test_job_stopped_by_ctrl_c_marks_itself_interrupted(engine: Engine, tmp_path: Path) -> None:
+    add_tenant(engine, "acme")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text(f"File {name}.\n", encoding="utf-8")
+    big = tmp_path / "d.bin"
+    big.write_bytes(random_bytes(BATCH_BYTES, seed=5))  # a batch of its own, after the first
+
+    def stop(outcome: FileOutcome) -> None:
+        if Path(outcome.path).name == "c.txt":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(engine, IngestRequest("acme"), [tmp_path], on_file=stop)
+    with engine.connect() as connection:
+        status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
+        rows = connection.execute(
+            select(ingestion_job_atoms.c.path, ingestion_job_atoms.c.status).order_by(
+                ingestion_job_atoms.c.ordinal
+            )
+        ).all()
+    assert status == "interrupted"
+    assert [(Path(path).name, state) for path, state in rows] == [
+        ("a.txt", "ingested"),
+        ("b.txt", "ingested"),
+        ("c.txt", "ingested"),
+        ("d.bin", "not_done"),
+    ]

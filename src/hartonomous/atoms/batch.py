@@ -38,6 +38,7 @@ class _Label:
     modality: str
     subtype: str
     metadata: JsonObject
+    file: int
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class AtomBatch:
             del self._owners[atom_id]
             self._leaves.pop(atom_id, None)
             self._composites.pop(atom_id, None)
-            self._labels.pop(atom_id, None)
+        for atom_id in [a for a, label in self._labels.items() if label.file == file]:
+            del self._labels[atom_id]
 
     def put_leaves(self, leaves: Iterable[LeafAtom]) -> None:
         for leaf in leaves:
@@ -86,7 +88,7 @@ class AtomBatch:
         return True
 
     def describe(self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject) -> None:
-        self._labels.setdefault(atom_id, _Label(modality, subtype, metadata))
+        self._labels.setdefault(atom_id, _Label(modality, subtype, metadata, self._file))
 
     def write(self, connection: Connection) -> tuple[dict[int, int], dict[int, int]]:
         """Store everything; (new payload bytes, new bytes of own content) per file."""
