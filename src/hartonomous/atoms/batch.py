@@ -90,6 +90,14 @@ class AtomBatch:
     def describe(self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject) -> None:
         self._labels.setdefault(atom_id, _Label(modality, subtype, metadata, self._file))
 
+    def texts(self) -> dict[bytes, str]:
+        """Canonical text of every text leaf planned (atom id -> text)."""
+        return {
+            atom_id: leaf.canonical_text
+            for atom_id, leaf in self._leaves.items()
+            if leaf.modality == "text" and leaf.canonical_text is not None
+        }
+
     def write(self, connection: Connection) -> tuple[dict[int, int], dict[int, int]]:
         """Store everything; (new payload bytes, new bytes of own content) per file."""
         pg = driver_connection(connection)

@@ -33,6 +33,7 @@ from hartonomous.json_types import JsonValue
 from hartonomous.storable import storable_json, storable_object, storable_text
 
 _ARCHITECTURE_LENGTH = 128  # models.architecture
+_Related = list[tuple[str, bytes, dict[str, JsonValue]]]
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,21 @@ def store_file(
     )
 
 
-def store_files(
-    connection: Connection, holder: Holder, files: Sequence[tuple[Path, Analysis]]
-) -> tuple[dict[int, StoredFile], dict[int, Exception]]:
-    """Write several files (not models) together: their atoms in one `AtomBatch`, then one
-    statement each for relations and holdings. Keys are indexes into `files`.
+@dataclass
+class PlannedFiles:
+    """Files read and cut into atoms in memory, not yet written (`plan_files`)."""
 
-    A file that fails while it is read or planned is left out (nothing of it is written) and
-    its exception returned; an error while writing raises, for the caller to roll back.
+    files: Sequence[tuple[Path, Analysis]]
+    atoms: AtomBatch
+    planned: dict[int, tuple[Path, FileAtoms, _Related]]
+    failed: dict[int, Exception]
+
+
+def plan_files(files: Sequence[tuple[Path, Analysis]]) -> PlannedFiles:
+    """Read several files (not models) and plan their atoms; indexes are into `files`.
+
+    A file that fails while it is read or planned is left out (nothing of it is kept) and its
+    exception kept in `failed`.
     """
     batch = AtomBatch()
     planned: dict[int, tuple[Path, FileAtoms, _Related]] = {}
@@ -109,24 +117,32 @@ def store_files(
             failed[index] = exc
             continue
         planned[index] = (path, stored, related)
-    new_bytes, content_new_bytes = batch.write(connection)
+    return PlannedFiles(files, batch, planned, failed)
+
+
+def write_planned(
+    connection: Connection, holder: Holder, plan: PlannedFiles
+) -> dict[int, StoredFile]:
+    """Write planned files together: their atoms (one `AtomBatch`), then one statement each for
+    relations and holdings. An error raises, for the caller to roll back."""
+    new_bytes, content_new_bytes = plan.atoms.write(connection)
+    planned = plan.planned
     _relate(connection, [(stored.root.atom_id, related) for _, stored, related in planned.values()])
     holdings_made = _hold(
         connection, holder, [(path, stored) for path, stored, _ in planned.values()]
     )
-    result = {
+    return {
         index: StoredFile(
             stored.root.atom_id,
             holding_id,
             created,
             new_bytes.get(index, 0),
-            max(0, files[index][1].state.size - content_new_bytes.get(index, 0)),
+            max(0, plan.files[index][1].state.size - content_new_bytes.get(index, 0)),
         )
         for (index, (_, stored, _)), (holding_id, created) in zip(
             planned.items(), holdings_made, strict=True
         )
     }
-    return result, failed
 
 
 def _write_content(sink: AtomSink, path: Path, analysis: Analysis) -> FileAtoms:
@@ -200,9 +216,6 @@ def _hold(
         else:
             result.append((held[key], False))
     return result
-
-
-_Related = list[tuple[str, bytes, dict[str, JsonValue]]]
 
 
 def _relate(connection: Connection, files: Sequence[tuple[bytes, _Related]]) -> None:

@@ -31,10 +31,19 @@ from hartonomous.db.tables import ingestion_job_atoms
 from hartonomous.embed.indexing import HoldingIndexer, IndexReport
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
-from hartonomous.ingest.file_store import Analysis, Holder, StoredFile, store_file, store_files
+from hartonomous.ingest.file_store import (
+    Analysis,
+    Holder,
+    PlannedFiles,
+    StoredFile,
+    plan_files,
+    store_file,
+    write_planned,
+)
 from hartonomous.ingest.jobs import UnknownTenantError, finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
+from hartonomous.ingest.prefetch import PrefetchingEmbedders
 from hartonomous.storable import storable_text
 
 __all__ = ["FileOutcome", "IngestRequest", "JobOutcome", "UnknownTenantError", "ingest_paths"]
@@ -125,21 +134,34 @@ def ingest_paths(
     candidates = expand_paths(paths)
     if on_start is not None:
         on_start(len(candidates))
-    indexer = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
+    given = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
+    embedders = PrefetchingEmbedders(given.embedders)
+    indexer = HoldingIndexer(embedders, given.policy, given.include_public)
     planned = [storable_text(str(candidate.path)) for candidate in candidates]
     with job_lease(engine, request.tenant_id, request.principal_id, planned) as job_id:
         holder = Holder(request.tenant_id, job_id, request.source_type, request.visibility)
         job = _Job(engine, holder, indexer)
         outcomes: list[FileOutcome] = []
         try:
-            for batch in _batches(candidates):
-                for outcome in _ingest_batch(job, batch):
-                    outcomes.append(outcome)
-                    if on_file is not None:
-                        on_file(outcome)
+            # Each batch is planned, and its text sent to be embedded, before the one before
+            # it is stored: the model and the database work at the same time.
+            previous: _Batch | None = None
+            for batch in [*_batches(candidates), None]:
+                current = _plan(batch) if batch is not None else None
+                if current is not None:
+                    skip = set(previous.plan.atoms.texts()) if previous is not None else set()
+                    embedders.prefetch(engine, current.texts(), skip)
+                if previous is not None:
+                    for outcome in _store_batch(job, previous):
+                        outcomes.append(outcome)
+                        if on_file is not None:
+                            on_file(outcome)
+                previous = current
         except BaseException:
             _interrupt(engine, holder)
             raise
+        finally:
+            embedders.close()
         with engine.begin() as connection:
             status = finish_job(connection, request.tenant_id, job_id)
     return JobOutcome(
@@ -203,39 +225,56 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _ingest_batch(job: _Job, batch: list[tuple[int, Candidate]]) -> list[FileOutcome]:
+@dataclass(frozen=True)
+class _Batch:
+    """A batch read and planned, not yet stored: `together` (the small files and those that
+    already failed) go in one transaction, `analysed` of them in the order of `plan.files`."""
+
+    prepared: list[_Prepared]
+    together: list[_Prepared]
+    analysed: list[_Prepared]
+    plan: PlannedFiles
+
+    def texts(self) -> dict[bytes, str]:
+        # As stored (and so as read back for embedding): see hartonomous.storable.
+        return {atom_id: storable_text(text) for atom_id, text in self.plan.atoms.texts().items()}
+
+
+def _plan(batch: list[tuple[int, Candidate]]) -> _Batch:
     prepared = [_prepare(ordinal, candidate) for ordinal, candidate in batch]
     together = [item for item in prepared if item.analysis is None or _is_small(item.analysis)]
+    analysed = [item for item in together if item.analysis is not None]
+    plan = plan_files([(item.path, item.analysis) for item in analysed if item.analysis])
+    return _Batch(prepared, together, analysed, plan)
+
+
+def _store_batch(job: _Job, batch: _Batch) -> list[FileOutcome]:
     outcomes: dict[int, FileOutcome] = {}
     try:
         with job.engine.begin() as connection:
-            outcomes.update(_store_together(connection, job, together))
+            outcomes.update(_store_together(connection, job, batch))
     except Exception as exc:  # noqa: BLE001 - each file alone says which one fails and why
         log.info("batch rolled back, its files ingested one by one", reason=failure_reason(exc))
         outcomes.clear()
-    for item in prepared:
+    for item in batch.prepared:
         if item.ordinal not in outcomes:
             outcomes[item.ordinal] = _ingest_alone(job, item)
-    return [outcomes[item.ordinal] for item in prepared]
+    return [outcomes[item.ordinal] for item in batch.prepared]
 
 
 def _is_small(analysis: Analysis | None) -> bool:
     return analysis is not None and analysis.model is None and analysis.state.size <= SMALL_BYTES
 
 
-def _store_together(
-    connection: Connection, job: _Job, items: list[_Prepared]
-) -> dict[int, FileOutcome]:
+def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[int, FileOutcome]:
+    items = batch.together
     if not items:
         return {}
-    analysed = [item for item in items if item.analysis is not None]
-    stored_at, failed_at = store_files(
-        connection, job.holder, [(item.path, item.analysis) for item in analysed if item.analysis]
-    )
-    stored = {analysed[index].ordinal: file for index, file in stored_at.items()}
+    stored_at = write_planned(connection, job.holder, batch.plan)
+    stored = {batch.analysed[index].ordinal: file for index, file in stored_at.items()}
     reasons = {item.ordinal: item.reason or "not analysed" for item in items if not item.analysis}
     reasons.update(
-        {analysed[index].ordinal: failure_reason(exc) for index, exc in failed_at.items()}
+        {batch.analysed[i].ordinal: failure_reason(exc) for i, exc in batch.plan.failed.items()}
     )
     holding_ids = list(dict.fromkeys(file.holding_id for file in stored.values()))
     reports = job.indexer.index_holdings(
