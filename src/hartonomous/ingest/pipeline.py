@@ -11,7 +11,8 @@ the job rows. When that transaction cannot commit (a concurrent ingestion of the
 bytes, a deadlock, an atom collected by `atoms gc` at the wrong moment, a failure while
 indexing), it is rolled back and each of its files is stored alone. Larger files and models are
 always stored alone: one transaction per file, up to three attempts. Either way a file is
-stored whole or not at all.
+stored whole or not at all. Each batch is planned, and its text handed to the embedder in a
+background thread (prefetch.py), before the batch before it is stored.
 """
 
 from __future__ import annotations
