@@ -12,8 +12,9 @@ dependency is pinned to an exact version: a new version must reproduce
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -26,11 +27,10 @@ from hartonomous.atoms.hashing import sha256_digest
 DEFAULT_MIN_SIZE = 16 * 1024
 DEFAULT_AVG_SIZE = 64 * 1024
 DEFAULT_MAX_SIZE = 256 * 1024
-# Chunks are cut a window at a time, then the window's chunks are hashed by this thread and one
-# pool thread per other core at once: hashlib releases the GIL while it hashes, so the threads
-# run in parallel. (Hashing in threads *while* cutting does not pay in CPython: the cutter holds
-# the GIL, and a hashing thread waits up to the 5 ms switch interval after every chunk.)
-_HASH_WINDOW_BYTES = 1024 * 1024
+# Chunks are hashed in groups of about this many bytes by a thread pool while the next ones are
+# cut: hashlib releases the GIL, so cutting and hashing overlap on separate cores. A group is
+# large enough that handing it to a thread costs little beside hashing it.
+_HASH_GROUP_BYTES = 512 * 1024
 
 
 class BinaryReader(Protocol):
@@ -93,49 +93,38 @@ _Piece = tuple[int, int, memoryview]
 
 
 def _hashed(pieces: Iterable[_Piece]) -> Iterator[Chunk]:
-    """The pieces as chunks, in order, hashed a window at a time (see _HASH_WINDOW_BYTES)."""
-    window: list[_Piece] = []
+    """The pieces as chunks, in order, hashed by the pool while the next pieces are cut.
+
+    Input shorter than one group (every small file) is hashed inline, with no thread involved.
+    At most one group per worker is in flight, so memory stays bounded for streams.
+    """
+    pending: deque[tuple[list[_Piece], Future[list[bytes]]]] = deque()
+    group: list[_Piece] = []
     size = 0
+    in_flight = _workers()
     for piece in pieces:
-        window.append(piece)
+        group.append(piece)
         size += piece[1]
-        if size >= _HASH_WINDOW_BYTES:
-            yield from _hash_window(window, size)
-            window, size = [], 0
-    if window:
-        yield from _hash_window(window, size)
-
-
-def _hash_window(window: list[_Piece], size: int) -> Iterator[Chunk]:
-    helpers = _workers() - 1
-    if helpers == 0 or len(window) < 2 or size < _HASH_WINDOW_BYTES // 2:
-        # Small input (every small file): hashed here, no thread involved.
-        digests = _digests(window)
-    else:
-        parts = _split(window, size, helpers + 1)
-        futures = [_pool().submit(_digests, part) for part in parts[1:]]
-        digests = _digests(parts[0])
-        for future in futures:
-            digests += future.result()
-    for (offset, length, data), digest in zip(window, digests, strict=True):
-        yield Chunk(offset, length, digest, data)
-
-
-def _split(window: list[_Piece], size: int, parts: int) -> list[list[_Piece]]:
-    """Consecutive runs of the window with about the same number of bytes each."""
-    runs: list[list[_Piece]] = [[]]
-    share = size / parts
-    taken = 0
-    for piece in window:
-        if taken >= share * len(runs) and len(runs) < parts:
-            runs.append([])
-        runs[-1].append(piece)
-        taken += piece[1]
-    return runs
+        if size < _HASH_GROUP_BYTES:
+            continue
+        while len(pending) >= in_flight:
+            yield from _ready(*pending.popleft())
+        pending.append((group, _pool().submit(_digests, group)))
+        group, size = [], 0
+    while pending:
+        yield from _ready(*pending.popleft())
+    if group:
+        yield from _ready(group, None)
 
 
 def _digests(group: list[_Piece]) -> list[bytes]:
     return [sha256_digest(data) for _, _, data in group]
+
+
+def _ready(group: list[_Piece], digests: Future[list[bytes]] | None) -> Iterator[Chunk]:
+    hashes = digests.result() if digests is not None else _digests(group)
+    for (offset, length, data), digest in zip(group, hashes, strict=True):
+        yield Chunk(offset, length, digest, data)
 
 
 @cache
@@ -145,7 +134,7 @@ def _workers() -> int:
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(1, _workers() - 1), thread_name_prefix="chunk-hash")
+    return ThreadPoolExecutor(_workers(), thread_name_prefix="chunk-hash")
 
 
 def _cutter(avg_size: int, min_size: int, max_size: int) -> FastCDC:
