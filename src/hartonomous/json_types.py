@@ -54,18 +54,3 @@ def exact_dumps(
         )
     except TypeError as exc:
         raise ValueError(str(exc)) from None
-
-
-def without_nul(value: object) -> object:
-    """The value with NUL characters in its strings replaced by U+FFFD.
-
-    PostgreSQL's text and jsonb cannot hold U+0000, but file metadata (a safetensors
-    `__metadata__` value, a PDF's text) may contain it; the original bytes stay exact in atoms.
-    """
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {without_nul(key): without_nul(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [without_nul(item) for item in value]
-    return value

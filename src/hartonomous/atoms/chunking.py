@@ -11,8 +11,12 @@ dependency is pinned to an exact version: a new version must reproduce
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 from pyfastcdc import Chunk as PieceOfInput
@@ -23,6 +27,10 @@ from hartonomous.atoms.hashing import sha256_digest
 DEFAULT_MIN_SIZE = 16 * 1024
 DEFAULT_AVG_SIZE = 64 * 1024
 DEFAULT_MAX_SIZE = 256 * 1024
+# Chunks are hashed in groups of about this many bytes by a thread pool while the next ones are
+# cut: hashlib releases the GIL, so cutting and hashing overlap on separate cores. A group is
+# large enough that handing it to a thread costs little beside hashing it.
+_HASH_GROUP_BYTES = 512 * 1024
 
 
 class BinaryReader(Protocol):
@@ -56,9 +64,10 @@ def chunk_bytes(
     """Cut an in-memory buffer into content-defined chunks, each hashed with SHA-256.
 
     Empty input yields no chunk. Invalid sizes raise ``ValueError`` here, not at first iteration.
+    Chunks are hashed in parallel with the cutting (see ``_hashed``).
     """
     pieces = _cutter(avg_size, min_size, max_size).cut_buf(memoryview(data).cast("B"))
-    return (Chunk(p.offset, p.length, sha256_digest(p.data), p.data) for p in pieces)
+    return _hashed((p.offset, p.length, p.data) for p in pieces)
 
 
 def chunk_stream(
@@ -76,10 +85,56 @@ def chunk_stream(
 
 
 def _owned_chunks(pieces: Iterator[PieceOfInput]) -> Iterator[Chunk]:
+    # pyfastcdc reuses its read buffer for the next chunk, so each chunk gets its own copy.
+    return _hashed((p.offset, p.length, memoryview(bytes(p.data))) for p in pieces)
+
+
+_Piece = tuple[int, int, memoryview]
+
+
+def _hashed(pieces: Iterable[_Piece]) -> Iterator[Chunk]:
+    """The pieces as chunks, in order, hashed by the pool while the next pieces are cut.
+
+    Input shorter than one group (every small file) is hashed inline, with no thread involved.
+    At most one group per worker is in flight, so memory stays bounded for streams.
+    """
+    pending: deque[tuple[list[_Piece], Future[list[bytes]]]] = deque()
+    group: list[_Piece] = []
+    size = 0
+    in_flight = _workers()
     for piece in pieces:
-        # pyfastcdc reuses its read buffer for the next chunk, so each chunk gets its own copy.
-        owned = bytes(piece.data)
-        yield Chunk(piece.offset, piece.length, sha256_digest(owned), memoryview(owned))
+        group.append(piece)
+        size += piece[1]
+        if size < _HASH_GROUP_BYTES:
+            continue
+        while len(pending) >= in_flight:
+            yield from _ready(*pending.popleft())
+        pending.append((group, _pool().submit(_digests, group)))
+        group, size = [], 0
+    while pending:
+        yield from _ready(*pending.popleft())
+    if group:
+        yield from _ready(group, None)
+
+
+def _digests(group: list[_Piece]) -> list[bytes]:
+    return [sha256_digest(data) for _, _, data in group]
+
+
+def _ready(group: list[_Piece], digests: Future[list[bytes]] | None) -> Iterator[Chunk]:
+    hashes = digests.result() if digests is not None else _digests(group)
+    for (offset, length, data), digest in zip(group, hashes, strict=True):
+        yield Chunk(offset, length, digest, data)
+
+
+@cache
+def _workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_workers(), thread_name_prefix="chunk-hash")
 
 
 def _cutter(avg_size: int, min_size: int, max_size: int) -> FastCDC:

@@ -16,7 +16,7 @@ from psycopg import Connection as PgConnection
 from sqlalchemy import Connection
 
 from hartonomous.atoms.component_stream import Run, merge_runs
-from hartonomous.json_types import without_nul
+from hartonomous.storable import storable_json, storable_text
 
 JsonObject = Mapping[str, object]
 
@@ -45,13 +45,18 @@ class CompositeAtom:
     metadata: JsonObject = field(default_factory=dict)
 
 
+DESCRIBE = (
+    "UPDATE atoms SET modality = %s, subtype = %s, metadata = %s "
+    "WHERE atom_id = %s AND modality = 'binary' AND subtype IN ('chunk', 'span')"
+)
+BARE = ("binary", ("chunk", "span"))  # (modality, subtypes) of atoms `describe` may label
+
+
 class AtomWriter:
     """Writes atoms on one connection; counts the payload bytes it actually stored."""
 
     def __init__(self, connection: Connection) -> None:
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, PgConnection)
-        self._pg: PgConnection[tuple[bytes]] = driver
+        self._pg = driver_connection(connection)
         self.new_bytes = 0
         self._known: set[bytes] = set()
 
@@ -77,7 +82,13 @@ class AtomWriter:
                 "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, metadata) "
                 "VALUES (%s, 'composite', %s, %s, %s, %s) "
                 "ON CONFLICT (atom_id) DO NOTHING RETURNING atom_id",
-                (atom.atom_id, atom.modality, atom.subtype, atom.size_bytes, _json(atom.metadata)),
+                (
+                    atom.atom_id,
+                    atom.modality,
+                    atom.subtype,
+                    atom.size_bytes,
+                    json_text(atom.metadata),
+                ),
             )
             created = cursor.fetchone() is not None
             if created:
@@ -98,42 +109,75 @@ class AtomWriter:
         Labels only ever get more specific: an atom already described is left as it is.
         """
         with self._pg.cursor() as cursor:
-            cursor.execute(
-                "UPDATE atoms SET modality = %s, subtype = %s, metadata = %s "
-                "WHERE atom_id = %s AND modality = 'binary' AND subtype IN ('chunk', 'span')",
-                (modality, subtype, _json(metadata), atom_id),
-            )
+            cursor.execute(DESCRIBE, (modality, subtype, json_text(metadata), atom_id))
 
     def _lock_existing(self, atom_ids: list[bytes]) -> set[bytes]:
-        with self._pg.cursor() as cursor:
-            cursor.execute(
-                "SELECT atom_id FROM atoms WHERE atom_id = ANY(%s) ORDER BY atom_id FOR KEY SHARE",
-                (atom_ids,),
-            )
-            return {bytes(atom_id) for (atom_id,) in cursor.fetchall()}
+        return lock_existing(self._pg, atom_ids)
 
     def _copy_leaves(self, leaves: Sequence[LeafAtom]) -> None:
         # A concurrent ingestion of the same new bytes makes one COPY fail on the primary key;
         # the caller retries the file, which then finds them stored.
-        with self._pg.cursor() as cursor:
-            with cursor.copy(
-                "COPY atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text, "
-                "metadata) FROM STDIN"
-            ) as copy:
-                for leaf in leaves:
-                    copy.write_row(
-                        (
-                            leaf.atom_id,
-                            "leaf",
-                            leaf.modality,
-                            leaf.subtype,
-                            len(leaf.data),
-                            None
-                            if leaf.canonical_text is None
-                            else leaf.canonical_text.replace("\x00", "\ufffd"),
-                            _json(leaf.metadata),
-                        )
+        copy_atoms(self._pg, leaves, [])
+        self.new_bytes += sum(len(leaf.data) for leaf in leaves)
+
+
+def driver_connection(connection: Connection) -> PgConnection[tuple[bytes]]:
+    """The psycopg connection under a SQLAlchemy one (COPY needs it)."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, PgConnection)
+    return driver
+
+
+def lock_existing(pg: PgConnection[tuple[bytes]], atom_ids: list[bytes]) -> set[bytes]:
+    """Which of the atoms exist, each locked `FOR KEY SHARE` (in key order: no deadlock)."""
+    with pg.cursor() as cursor:
+        cursor.execute(
+            "SELECT atom_id FROM atoms WHERE atom_id = ANY(%s) ORDER BY atom_id FOR KEY SHARE",
+            (atom_ids,),
+        )
+        return {bytes(atom_id) for (atom_id,) in cursor.fetchall()}
+
+
+def copy_atoms(
+    pg: PgConnection[tuple[bytes]],
+    leaves: Sequence[LeafAtom],
+    composites: Sequence[CompositeAtom],
+) -> None:
+    """COPY new atoms: their `atoms` rows, the leaves' payloads and the composites' runs.
+
+    Every atom must be new (a stored one fails the COPY on the primary key) and every
+    composite's children must be stored or among these.
+    """
+    with pg.cursor() as cursor:
+        with cursor.copy(
+            "COPY atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text, "
+            "metadata) FROM STDIN"
+        ) as copy:
+            for leaf in leaves:
+                copy.write_row(
+                    (
+                        leaf.atom_id,
+                        "leaf",
+                        leaf.modality,
+                        leaf.subtype,
+                        len(leaf.data),
+                        None if leaf.canonical_text is None else storable_text(leaf.canonical_text),
+                        json_text(leaf.metadata),
                     )
+                )
+            for atom in composites:
+                copy.write_row(
+                    (
+                        atom.atom_id,
+                        "composite",
+                        atom.modality,
+                        atom.subtype,
+                        atom.size_bytes,
+                        None,
+                        json_text(atom.metadata),
+                    )
+                )
+        if leaves:
             # Binary COPY: payload bytes travel as they are, not hex-escaped.
             with cursor.copy(
                 "COPY atom_payloads (atom_id, content) FROM STDIN (FORMAT BINARY)"
@@ -141,8 +185,15 @@ class AtomWriter:
                 copy.set_types(["bytea", "bytea"])
                 for leaf in leaves:
                     copy.write_row((leaf.atom_id, leaf.data))
-        self.new_bytes += sum(len(leaf.data) for leaf in leaves)
+        if composites:
+            with cursor.copy(
+                "COPY atom_components (parent_atom_id, ordinal, child_atom_id, repeat) FROM STDIN"
+            ) as copy:
+                for atom in composites:
+                    for ordinal, run in enumerate(merge_runs(atom.runs)):
+                        copy.write_row((atom.atom_id, ordinal, run.child, run.repeat))
 
 
-def _json(value: JsonObject) -> str:
-    return json.dumps(without_nul(dict(value)), ensure_ascii=False, separators=(",", ":"))
+def json_text(value: JsonObject) -> str:
+    """A JSON object as the text `jsonb` stores (see hartonomous.storable)."""
+    return json.dumps(storable_json(value), ensure_ascii=False, separators=(",", ":"))

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from hartonomous.cli.context import cli_context
 from hartonomous.db import open_database
+from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
 
 Visibility = Literal["private", "public"]
@@ -39,6 +40,7 @@ def ingest(
         tenant_id=tenant, principal_id=principal, visibility=visibility, dedup_policy=dedup_policy
     )
     with open_database(state.settings()) as database:
+        interrupt_abandoned_jobs(database.engine)
         if state.as_json or not sys.stdout.isatty():
             outcome = ingest_paths(database.engine, request, paths)
         else:

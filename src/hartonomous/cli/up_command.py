@@ -16,6 +16,7 @@ from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
 from hartonomous.db import head_revision, open_database
 from hartonomous.db.embedded import prepare_data_dir
+from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.provision import provision
 from hartonomous.ops.seed import seed
@@ -72,6 +73,9 @@ def up(
         ):
             provision(database, settings)
             report = seed(database.engine, settings)
+            interrupted = interrupt_abandoned_jobs(database.engine)
+            if interrupted:
+                log.warning("ingestion jobs interrupted", job_ids=[str(j) for j in interrupted])
             sock = _bind(listen_host, listen_port)
             bound_port = sock.getsockname()[1]
             server = uvicorn.Server(

@@ -288,32 +288,61 @@ class HoldingIndexer:
     def index_holding(
         self, connection: Connection, tenant_id: str, holding_id: uuid.UUID, job_id: uuid.UUID
     ) -> IndexReport:
-        seed = "h.tenant_id = :tenant_id AND h.holding_id = :holding_id"
-        params: dict[str, Any] = {"tenant_id": tenant_id, "holding_id": holding_id}
+        return self.index_holdings(connection, tenant_id, [holding_id], job_id)[holding_id]
+
+    def index_holdings(
+        self,
+        connection: Connection,
+        tenant_id: str,
+        holding_ids: Sequence[uuid.UUID],
+        job_id: uuid.UUID,
+    ) -> dict[uuid.UUID, IndexReport]:
+        """Index several holdings of one job at once (one embedding pass for all their atoms).
+
+        An atom reached by several holdings is embedded once and counted for the first of them
+        in `holding_ids` order.
+        """
+        reports = {holding_id: IndexReport() for holding_id in holding_ids}
+        if not holding_ids:
+            return reports
+        seed = "h.tenant_id = :tenant_id AND h.holding_id = ANY(:holding_ids)"
+        params: dict[str, Any] = {"tenant_id": tenant_id, "holding_ids": list(holding_ids)}
         rows = connection.execute(
             text(
                 _SEARCHABLE.format(seed=seed)
-                + "SELECT DISTINCT a.atom_id, a.modality, a.canonical_text, a.size_bytes "
+                + "SELECT DISTINCT ON (a.atom_id) a.atom_id, down.holding_id, a.modality, "
+                "a.canonical_text, a.size_bytes "
                 "FROM down JOIN atoms a USING (atom_id) "
                 "WHERE ((a.modality = 'text' AND a.canonical_text IS NOT NULL) "
                 "       OR a.modality IN ('image', 'audio')) "
                 "AND NOT EXISTS (SELECT 1 FROM atom_embeddings e WHERE e.atom_id = a.atom_id) "
-                "ORDER BY a.atom_id"
+                "ORDER BY a.atom_id, array_position(CAST(:holding_ids AS uuid[]), down.holding_id)"
             ),
             params,
         ).all()
         candidates = [
             _Candidate(bytes(r.atom_id), r.modality, r.canonical_text, r.size_bytes) for r in rows
         ]
-        vectors, failed = _embed_candidates(connection, self.embedders, candidates)
+        owner = {bytes(r.atom_id): r.holding_id for r in rows}
+        vectors, _ = _embed_candidates(connection, self.embedders, candidates)
         created = _store_vectors(connection, vectors)
-        report = IndexReport(embedded=len(created), not_embedded=failed)
+        for atom_id, holding_id in owner.items():
+            if atom_id in created:
+                reports[holding_id].embedded += 1
+            elif atom_id not in vectors:
+                reports[holding_id].not_embedded += 1
         if self.policy.semantic_threshold is not None:
-            report.similar = self._link_similar(
+            links = self._link_similar(
                 connection, tenant_id, job_id, {a: vectors[a] for a in sorted(created)}
             )
-        report.entries = connection.execute(text(_WRITE_ENTRIES.format(seed=seed)), params).rowcount
-        return report
+            for link in links:
+                reports[owner[bytes.fromhex(link.atom_id)]].similar.append(link)
+        written = connection.execute(
+            text(_WRITE_ENTRIES.format(seed=seed) + " RETURNING holding_id"), params
+        ).scalars()
+        for holding_id in written:
+            reports[holding_id].entries += 1
+        return reports
 
     def _link_similar(
         self,

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from hartonomous.atoms.chunking import Chunk, chunk_stream
 from hartonomous.atoms.component_stream import Run, merge_runs
-from hartonomous.atoms.store import AtomWriter, CompositeAtom, LeafAtom
+from hartonomous.atoms.hashing import BackgroundSha256
+from hartonomous.atoms.store import CompositeAtom, JsonObject, LeafAtom
 from hartonomous.ingest.extractors import Extraction, TextSegment
 from hartonomous.ingest.models import ModelDescription
 from hartonomous.json_types import JsonValue
@@ -32,8 +33,16 @@ CHUNK_SUBTYPE = "chunk"
 _LEAF_BATCH_BYTES = 8 * 1024 * 1024
 
 
-class Hasher(Protocol):
-    def update(self, data: bytes | memoryview, /) -> None: ...
+class AtomSink(Protocol):
+    """Where atoms go: `AtomWriter` (now, one file) or `AtomBatch` (later, many files)."""
+
+    def put_leaves(self, leaves: Iterable[LeafAtom]) -> None: ...
+
+    def put_composite(self, atom: CompositeAtom) -> bool: ...
+
+    def describe(
+        self, atom_id: bytes, modality: str, subtype: str, metadata: JsonObject
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class _SpanReader:
         return data
 
 
-def write_text_file(writer: AtomWriter, data: bytes, extraction: Extraction) -> FileAtoms:
+def write_text_file(writer: AtomSink, data: bytes, extraction: Extraction) -> FileAtoms:
     """A plain-text file as the sequence of its paragraph atoms."""
     leaves = [
         _text_leaf(data[start:end], segment, extraction.subtype)
@@ -101,38 +110,45 @@ def write_text_file(writer: AtomWriter, data: bytes, extraction: Extraction) -> 
 
 
 def write_binary_file(
-    writer: AtomWriter,
+    writer: AtomSink,
     path: Path,
+    size: int,
     extraction: Extraction | None,
     model: ModelDescription | None,
 ) -> FileAtoms:
-    """Any file as spans of content-defined chunks; model tensors are spans of their own."""
-    size = path.stat().st_size
+    """Any file of `size` bytes as spans of content-defined chunks; model tensors are spans of
+    their own.
+
+    Every size written is of the bytes actually read, so the atoms are consistent whatever the
+    file did meanwhile; a file that shrank gives a root smaller than `size` (the caller checks).
+    """
     modality = "model" if model is not None else (extraction.modality if extraction else "binary")
     subtype = model.format if model is not None else (extraction.subtype if extraction else "")
     metadata: dict[str, JsonValue] = dict(extraction.metadata) if extraction else {}
-    whole = hashlib.sha256()
     spans: list[StoredAtom] = []
     ranges = list(_spans(size, model))
+    # A file of one span is that span: its digest is the span's, not hashed a second time.
+    whole = BackgroundSha256() if len(ranges) > 1 else None
     with path.open("rb") as handle:
         for start, length in ranges:
-            span = _write_span(writer, _SpanReader(handle, start, length), length, whole)
+            span = _write_span(writer, _SpanReader(handle, start, length), whole)
             spans.append(span)
-    root_id = whole.digest()
-    if len(spans) == 1:
+    read = sum(span.size_bytes for span in spans)
+    if whole is None:
         root = spans[0]
     else:
+        root_id = whole.digest()
         writer.put_composite(
             CompositeAtom(
                 root_id,
                 merge_runs(Run(span.atom_id, 1) for span in spans),
-                size,
+                read,
                 modality,
                 subtype,
                 metadata,
             )
         )
-        root = StoredAtom(root_id, size)
+        root = StoredAtom(root_id, read)
     if len(spans) == 1 and (modality, subtype) != (CHUNK_MODALITY, CHUNK_SUBTYPE):
         # A one-chunk file is its chunk; label it as the file it is.
         writer.describe(root.atom_id, modality, subtype, metadata)
@@ -146,7 +162,7 @@ def write_binary_file(
 
 
 def write_derived(
-    writer: AtomWriter, extraction: Extraction
+    writer: AtomSink, extraction: Extraction
 ) -> list[tuple[str, bytes, dict[str, JsonValue]]]:
     """Atoms for extracted text and derived media, with the relation that links each."""
     related: list[tuple[str, bytes, dict[str, JsonValue]]] = []
@@ -158,31 +174,43 @@ def write_derived(
         for leaf, s in zip(leaves, texts, strict=True)
     ]
     for media in extraction.derived:
-        whole = hashlib.sha256()
-        stored = _write_span(writer, io.BytesIO(media.data), len(media.data), whole)
+        stored = _write_span(writer, io.BytesIO(media.data), None)
         writer.describe(stored.atom_id, media.modality, media.subtype, dict(media.metadata))
         related.append(("derived_media", stored.atom_id, dict(media.metadata)))
     return related
 
 
 def _write_span(
-    writer: AtomWriter, reader: _SpanReader | io.BytesIO, length: int, whole: Hasher
+    writer: AtomSink, reader: _SpanReader | io.BytesIO, whole: BackgroundSha256 | None
 ) -> StoredAtom:
-    span_hash = hashlib.sha256()
+    # A span of one chunk is that chunk (its digest is known): the span hash starts only with
+    # a second chunk, fed the first one then.
+    span_hash: BackgroundSha256 | None = None
+    first: bytes | memoryview = b""
     children: list[bytes] = []
+    length = 0
     for batch in _batched(chunk_stream(reader)):
         for leaf in batch:
-            span_hash.update(leaf.data)
-            whole.update(leaf.data)
+            if whole is not None:
+                whole.update(leaf.data)
+            if not children:
+                first = leaf.data
+            else:
+                if span_hash is None:
+                    span_hash = BackgroundSha256()
+                    span_hash.update(first)
+                span_hash.update(leaf.data)
             children.append(leaf.atom_id)
+            length += len(leaf.data)
         writer.put_leaves(batch)
-    if len(children) == 1:
+    if span_hash is None and children:
         return StoredAtom(children[0], length)
     if not children:
         # An empty span (e.g. a zero-length tensor) is the empty leaf.
         empty = hashlib.sha256(b"").digest()
         writer.put_leaves([LeafAtom(empty, b"", CHUNK_MODALITY, CHUNK_SUBTYPE)])
         return StoredAtom(empty, 0)
+    assert span_hash is not None
     span_id = span_hash.digest()
     writer.put_composite(
         CompositeAtom(

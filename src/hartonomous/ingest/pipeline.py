@@ -1,54 +1,61 @@
-"""Ingestion jobs: every file is its own unit of work, in its own transaction.
+"""Ingestion jobs: every file is its own unit of work, and no file can stop the job.
 
-A file that fails leaves no holding and no atom behind (its transaction rolls back) and does not
-stop the others; the job records it as failed with the reason. Concurrent ingestion of the same
-new bytes, or an atom collected by `atoms gc` at the wrong moment, retries that file.
+Any exception while a file is read, analysed or stored becomes that file's failed outcome,
+`"<path>: <reason>"`, and the other files go on; the job always ends terminal (jobs.py).
+
+Files are taken in batches (up to `BATCH_FILES` files, `BATCH_BYTES` bytes). The small ones
+(up to `SMALL_BYTES`, not models) are stored together in one transaction: each file is read and
+planned in memory first (a file that fails there is left out, nothing of it written), then the
+atoms of all of them are written at once (`AtomBatch`), their holdings, one embedding pass and
+the job rows. When that transaction cannot commit (a concurrent ingestion of the same new
+bytes, a deadlock, an atom collected by `atoms gc` at the wrong moment, a failure while
+indexing), it is rolled back and each of its files is stored alone. Larger files and models are
+always stored alone: one transaction per file, up to three attempts. Either way a file is
+stored whole or not at all. Each batch is planned, and its text handed to the embedder in a
+background thread (prefetch.py), before the batch before it is stored.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg.errors
-from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import structlog
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import DBAPIError
 
-from hartonomous.atoms.store import AtomVanishedError, AtomWriter
-from hartonomous.db.tables import (
-    atom_components,
-    atom_relations,
-    holdings,
-    ingestion_job_atoms,
-    ingestion_jobs,
-    model_tensors,
-    models,
+from hartonomous.atoms.store import AtomVanishedError
+from hartonomous.db.tables import ingestion_job_atoms
+from hartonomous.embed.indexing import HoldingIndexer, IndexReport
+from hartonomous.ingest.extractors import ExtractionError, extract
+from hartonomous.ingest.file_state import FileChangedError, file_state
+from hartonomous.ingest.file_store import (
+    Analysis,
+    Holder,
+    PlannedFiles,
+    StoredFile,
+    plan_files,
+    store_file,
+    write_planned,
 )
-from hartonomous.embed.indexing import HoldingIndexer
-from hartonomous.ingest.extractors import Extraction, ExtractionError, extract
-from hartonomous.ingest.layout import (
-    FileAtoms,
-    tiles_file,
-    write_binary_file,
-    write_derived,
-    write_text_file,
-)
-from hartonomous.ingest.models import (
-    ModelDescription,
-    ModelFormatError,
-    read_model,
-    sniff_model_format,
-)
+from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
+from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
-from hartonomous.json_types import JsonValue, without_nul
-from hartonomous.security.tenants import require_active_tenant
+from hartonomous.ingest.prefetch import PrefetchingEmbedders
+from hartonomous.security.tenants import UnknownTenantError
+from hartonomous.storable import storable_text
 
+__all__ = ["FileOutcome", "IngestRequest", "JobOutcome", "UnknownTenantError", "ingest_paths"]
+
+log = structlog.get_logger(__name__)
+
+BATCH_FILES = 64
+BATCH_BYTES = 8 * 1024 * 1024
+SMALL_BYTES = 1024 * 1024  # larger files, and models, are stored alone
 _ATTEMPTS = 3
-_ARCHITECTURE_LENGTH = 128  # models.architecture
 _RETRYABLE = (
     psycopg.errors.UniqueViolation,
     psycopg.errors.DeadlockDetected,
@@ -58,7 +65,7 @@ _RETRYABLE = (
 
 @dataclass(frozen=True)
 class FileOutcome:
-    path: str
+    path: str  # as stored: see hartonomous.storable
     atom_id: str | None
     status: str  # ingested | unchanged | failed
     error: str | None
@@ -90,6 +97,27 @@ class IngestRequest:
     dedup_policy: str = "default"
 
 
+@dataclass(frozen=True)
+class _Job:
+    engine: Engine
+    holder: Holder
+    indexer: HoldingIndexer
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One planned file after analysis: an analysis to store, or the reason it failed."""
+
+    ordinal: int
+    path: Path
+    analysis: Analysis | None
+    reason: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return storable_text(str(self.path))
+
+
 def ingest_paths(
     engine: Engine,
     request: IngestRequest,
@@ -99,289 +127,243 @@ def ingest_paths(
     indexer: HoldingIndexer | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> JobOutcome:
-    """Ingest files and folders as one job; `on_start` hears how many files were found."""
+    """Ingest files and folders as one job; `on_start` hears how many files were found.
+
+    Raises ``UnknownTenantError`` before anything is written. An exception that escapes (the
+    database went away, KeyboardInterrupt) marks the job `interrupted` on its way out when the
+    database still answers; otherwise the next `up` or `ingest` does.
+    """
     candidates = expand_paths(paths)
     if on_start is not None:
         on_start(len(candidates))
-    indexer = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
-    job_id = _start_job(engine, request)
-    outcomes: list[FileOutcome] = []
-    for ordinal, candidate in enumerate(candidates):
-        outcome = _ingest_candidate(
-            engine, _Slot(request, job_id, ordinal, candidate.path, indexer), candidate
-        )
-        outcomes.append(outcome)
-        if on_file is not None:
-            on_file(outcome)
-    return _finish_job(engine, request.tenant_id, job_id, outcomes)
-
-
-def _start_job(engine: Engine, request: IngestRequest) -> uuid.UUID:
-    with engine.begin() as connection:
-        require_active_tenant(connection, request.tenant_id)
-        job_id: uuid.UUID = connection.execute(
-            insert(ingestion_jobs)
-            .values(tenant_id=request.tenant_id, principal_id=request.principal_id)
-            .returning(ingestion_jobs.c.job_id)
-        ).scalar_one()
-        return job_id
-
-
-def _finish_job(
-    engine: Engine, tenant_id: str, job_id: uuid.UUID, outcomes: list[FileOutcome]
-) -> JobOutcome:
-    failed = sum(1 for outcome in outcomes if outcome.status == "failed")
-    if failed == 0:
-        status = "completed"
-    elif failed < len(outcomes):
-        status = "completed_with_errors"
-    else:
-        status = "failed"
-    new_bytes = sum(outcome.new_bytes for outcome in outcomes)
-    reused_bytes = sum(outcome.reused_bytes for outcome in outcomes)
-    with engine.begin() as connection:
-        connection.execute(
-            update(ingestion_jobs)
-            .where(ingestion_jobs.c.tenant_id == tenant_id, ingestion_jobs.c.job_id == job_id)
-            .values(
-                status=status,
-                file_count=len(outcomes),
-                failed_count=failed,
-                new_bytes=new_bytes,
-                reused_bytes=reused_bytes,
-                finished_at=func.now(),
-            )
-        )
-    return JobOutcome(str(job_id), status, new_bytes, reused_bytes, outcomes)
-
-
-@dataclass(frozen=True)
-class _Analysis:
-    extraction: Extraction | None
-    model: ModelDescription | None
-
-
-def _analyse(path: Path) -> _Analysis:
-    if path.is_file() and sniff_model_format(path) is not None:
-        return _Analysis(None, read_model(path))
-    return _Analysis(extract(path), None)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """One file's place in a job."""
-
-    request: IngestRequest
-    job_id: uuid.UUID
-    ordinal: int
-    path: Path
-    indexer: HoldingIndexer
-
-
-def _ingest_candidate(engine: Engine, slot: _Slot, candidate: Candidate) -> FileOutcome:
-    if candidate.error is not None:
-        return _record_failure(engine, slot, candidate.error)
-    try:
-        analysis = _analyse(candidate.path)
-    except (ExtractionError, ModelFormatError) as exc:
-        return _record_failure(engine, slot, str(exc))
-    except OSError as exc:
-        return _record_failure(engine, slot, exc.strerror or str(exc))
-    stored = _store_with_retries(engine, slot, analysis)
-    return stored if isinstance(stored, FileOutcome) else _record_failure(engine, slot, stored)
-
-
-def _store_with_retries(engine: Engine, slot: _Slot, analysis: _Analysis) -> FileOutcome | str:
-    """The stored file's outcome, or the reason it could not be stored."""
-    for attempt in range(1, _ATTEMPTS + 1):
+    given = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
+    embedders = PrefetchingEmbedders(given.embedders)
+    indexer = HoldingIndexer(embedders, given.policy, given.include_public)
+    planned = [storable_text(str(candidate.path)) for candidate in candidates]
+    with job_lease(engine, request.tenant_id, request.principal_id, planned) as job_id:
+        holder = Holder(request.tenant_id, job_id, request.source_type, request.visibility)
+        job = _Job(engine, holder, indexer)
+        outcomes: list[FileOutcome] = []
         try:
-            with engine.begin() as connection:
-                return _store_file(connection, slot, analysis)
-        except AtomVanishedError:
-            continue
-        except (DBAPIError, psycopg.Error) as exc:
-            # The atom writer talks to psycopg directly, so its errors arrive unwrapped.
-            error = exc.orig if isinstance(exc, DBAPIError) else exc
-            if isinstance(error, _RETRYABLE) and attempt < _ATTEMPTS:
-                continue
-            return str(error).splitlines()[0] if error is not None else str(exc)
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return "atoms kept changing under us; try again"
-
-
-def _store_file(connection: Connection, slot: _Slot, analysis: _Analysis) -> FileOutcome:
-    writer = AtomWriter(connection)
-    extraction = analysis.extraction
-    path = slot.path
-    size = path.stat().st_size
-    if extraction is not None and tiles_file(extraction.segments, size):
-        stored = write_text_file(writer, path.read_bytes(), extraction)
-    else:
-        stored = write_binary_file(writer, path, extraction, analysis.model)
-    content_new_bytes = writer.new_bytes
-    if extraction is not None:
-        _relate(connection, stored, write_derived(writer, extraction))
-    if analysis.model is not None:
-        _store_model(connection, stored, analysis.model)
-    holding_id, created = _hold(connection, slot, stored)
-    # Vectors for the atoms this holding brings that have none yet, and its search entries.
-    indexed = slot.indexer.index_holding(
-        connection, slot.request.tenant_id, holding_id, slot.job_id
-    )
-    status = "ingested" if created else "unchanged"
-    reused = max(0, size - content_new_bytes)
-    connection.execute(
-        insert(ingestion_job_atoms).values(
-            tenant_id=slot.request.tenant_id,
-            job_id=slot.job_id,
-            ordinal=slot.ordinal,
-            path=str(path),
-            status=status,
-            atom_id=stored.root.atom_id,
-            holding_id=holding_id,
-            new_bytes=writer.new_bytes,
-            reused_bytes=reused,
-        )
-    )
-    return FileOutcome(
-        str(path),
-        stored.root.atom_id.hex(),
+            # Each batch is planned, and its text sent to be embedded, before the one before
+            # it is stored: the model and the database work at the same time.
+            previous: _Batch | None = None
+            for batch in [*_batches(candidates), None]:
+                current = _plan(batch) if batch is not None else None
+                if current is not None:
+                    skip = set(previous.plan.atoms.texts()) if previous is not None else set()
+                    embedders.prefetch(engine, current.texts(), skip)
+                if previous is not None:
+                    for outcome in _store_batch(job, previous):
+                        outcomes.append(outcome)
+                        if on_file is not None:
+                            on_file(outcome)
+                previous = current
+        except BaseException:
+            _interrupt(engine, holder)
+            raise
+        finally:
+            embedders.close()
+        with engine.begin() as connection:
+            status = finish_job(connection, request.tenant_id, job_id)
+    return JobOutcome(
+        str(job_id),
         status,
-        None,
-        writer.new_bytes,
-        reused,
-        indexed.embedded,
-        [asdict(link) for link in indexed.similar],
+        sum(outcome.new_bytes for outcome in outcomes),
+        sum(outcome.reused_bytes for outcome in outcomes),
+        outcomes,
     )
 
 
-def _hold(connection: Connection, slot: _Slot, stored: FileAtoms) -> tuple[uuid.UUID, bool]:
-    request, path = slot.request, slot.path
-    source_uri = path.resolve().as_uri()
-    created = connection.execute(
-        pg_insert(holdings)
-        .values(
-            tenant_id=request.tenant_id,
-            atom_id=stored.root.atom_id,
-            source_uri=source_uri,
-            source_type=request.source_type,
-            visibility=request.visibility,
-            job_id=slot.job_id,
-            metadata={"file_name": path.name, "size_bytes": stored.root.size_bytes},
-        )
-        .on_conflict_do_nothing(
-            index_elements=[holdings.c.tenant_id, holdings.c.source_uri, holdings.c.atom_id]
-        )
-        .returning(holdings.c.holding_id)
-    ).scalar_one_or_none()
-    if created is not None:
-        return created, True
-    existing = connection.execute(
-        select(holdings.c.holding_id).where(
-            holdings.c.tenant_id == request.tenant_id,
-            holdings.c.source_uri == source_uri,
-            holdings.c.atom_id == stored.root.atom_id,
-        )
-    ).scalar_one()
-    return existing, False
+def _interrupt(engine: Engine, holder: Holder) -> None:
+    try:
+        with engine.begin() as connection:
+            interrupt_job(connection, holder.tenant_id, holder.job_id)
+    except Exception as exc:  # noqa: BLE001 - the original error matters; next start marks it
+        log.warning("job not marked interrupted", job_id=str(holder.job_id), reason=str(exc))
 
 
-def _relate(
-    connection: Connection,
-    stored: FileAtoms,
-    related: list[tuple[str, bytes, dict[str, JsonValue]]],
-) -> None:
-    if not related:
-        return
-    counters: dict[str, int] = {}
-    rows = []
-    for relation_type, atom_id, metadata in related:
-        ordinal = counters.get(relation_type, 0)
-        counters[relation_type] = ordinal + 1
-        rows.append(
-            {
-                "from_atom_id": stored.root.atom_id,
-                "relation_type": relation_type,
-                "ordinal": ordinal,
-                "to_atom_id": atom_id,
-                "metadata": without_nul(metadata),
-            }
-        )
-    connection.execute(pg_insert(atom_relations).values(rows).on_conflict_do_nothing())
+def _batches(candidates: Sequence[Candidate]) -> Iterator[list[tuple[int, Candidate]]]:
+    """Consecutive candidates grouped up to BATCH_FILES files and BATCH_BYTES bytes."""
+    batch: list[tuple[int, Candidate]] = []
+    size = 0
+    for ordinal, candidate in enumerate(candidates):
+        try:
+            length = candidate.path.stat().st_size if candidate.error is None else 0
+        except OSError:
+            length = 0
+        if batch and (len(batch) >= BATCH_FILES or size + length > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append((ordinal, candidate))
+        size += length
+    if batch:
+        yield batch
 
 
-def _store_model(connection: Connection, stored: FileAtoms, model: ModelDescription) -> None:
-    created = connection.execute(
-        pg_insert(models)
-        .values(
-            atom_id=stored.root.atom_id,
-            format=model.format,
-            # A file may name its architecture at any length; the full name stays in metadata.
-            architecture=model.architecture[:_ARCHITECTURE_LENGTH] if model.architecture else None,
-            parameter_count=model.parameter_count,
-            tensor_count=len(model.tensors),
-            dtypes=dict(model.dtypes),
-            metadata=without_nul(json.loads(json.dumps(model.metadata))),
-        )
-        .on_conflict_do_nothing()
-        .returning(models.c.atom_id)
-    ).scalar_one_or_none()
-    if created is None or not model.tensors:
-        return
-    span_atoms = {(offset, length): atom for offset, length, atom in stored.spans}
-    rows = [
-        {
-            "model_atom_id": stored.root.atom_id,
-            "ordinal": ordinal,
-            "name": tensor.name,
-            "dtype": tensor.dtype,
-            "shape": list(tensor.shape),
-            "parameter_count": tensor.parameter_count,
-            "tensor_atom_id": span_atoms.get((tensor.offset, tensor.length))
-            if tensor.offset is not None
-            else None,
-            "byte_offset": tensor.offset,
-            "byte_length": tensor.length,
-            "metadata": without_nul(dict(tensor.metadata)),
-        }
-        for ordinal, tensor in enumerate(model.tensors)
+def _prepare(ordinal: int, candidate: Candidate) -> _Prepared:
+    path = candidate.path
+    if candidate.error is not None:
+        return _Prepared(ordinal, path, None, candidate.error)
+    try:
+        state = file_state(path)
+        if path.is_file() and sniff_model_format(path) is not None:
+            return _Prepared(ordinal, path, Analysis(state, None, read_model(path)))
+        return _Prepared(ordinal, path, Analysis(state, extract(path), None))
+    except Exception as exc:  # noqa: BLE001 - one file can never stop a job
+        return _Prepared(ordinal, path, None, failure_reason(exc))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong, in words: the message of an error we raise, else its type and text."""
+    if isinstance(exc, ExtractionError | ModelFormatError | FileChangedError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, DBAPIError | psycopg.Error):
+        # The atom writer talks to psycopg directly, so its errors arrive unwrapped.
+        error = exc.orig if isinstance(exc, DBAPIError) else exc
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch read and planned, not yet stored: `together` (the small files and those that
+    already failed) go in one transaction, `analysed` of them in the order of `plan.files`."""
+
+    prepared: list[_Prepared]
+    together: list[_Prepared]
+    analysed: list[_Prepared]
+    plan: PlannedFiles
+
+    def texts(self) -> dict[bytes, str]:
+        # As stored (and so as read back for embedding): see hartonomous.storable.
+        return {atom_id: storable_text(text) for atom_id, text in self.plan.atoms.texts().items()}
+
+
+def _plan(batch: list[tuple[int, Candidate]]) -> _Batch:
+    prepared = [_prepare(ordinal, candidate) for ordinal, candidate in batch]
+    together = [item for item in prepared if item.analysis is None or _is_small(item.analysis)]
+    analysed = [item for item in together if item.analysis is not None]
+    plan = plan_files([(item.path, item.analysis) for item in analysed if item.analysis])
+    return _Batch(prepared, together, analysed, plan)
+
+
+def _store_batch(job: _Job, batch: _Batch) -> list[FileOutcome]:
+    outcomes: dict[int, FileOutcome] = {}
+    try:
+        with job.engine.begin() as connection:
+            outcomes.update(_store_together(connection, job, batch))
+    except Exception as exc:  # noqa: BLE001 - each file alone says which one fails and why
+        log.info("batch rolled back, its files ingested one by one", reason=failure_reason(exc))
+        outcomes.clear()
+    for item in batch.prepared:
+        if item.ordinal not in outcomes:
+            outcomes[item.ordinal] = _ingest_alone(job, item)
+    return [outcomes[item.ordinal] for item in batch.prepared]
+
+
+def _is_small(analysis: Analysis | None) -> bool:
+    return analysis is not None and analysis.model is None and analysis.state.size <= SMALL_BYTES
+
+
+def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[int, FileOutcome]:
+    items = batch.together
+    if not items:
+        return {}
+    stored_at = write_planned(connection, job.holder, batch.plan)
+    stored = {batch.analysed[index].ordinal: file for index, file in stored_at.items()}
+    reasons = {item.ordinal: item.reason or "not analysed" for item in items if not item.analysis}
+    reasons.update(
+        {batch.analysed[i].ordinal: failure_reason(exc) for i, exc in batch.plan.failed.items()}
+    )
+    holding_ids = list(dict.fromkeys(file.holding_id for file in stored.values()))
+    reports = job.indexer.index_holdings(
+        connection, job.holder.tenant_id, holding_ids, job.holder.job_id
+    )
+    outcomes = [
+        _outcome(item, stored.get(item.ordinal), reasons.get(item.ordinal), reports)
+        for item in items
     ]
-    connection.execute(insert(model_tensors), rows)
-    # The file's atom may predate this model, stored from the same bytes as an opaque file (an
-    # ONNX file under another name) and cut into other spans: its tensors' atoms are then not
-    # its components. A relation keeps them referenced (gc would otherwise find them at zero
-    # while model_tensors points at them) and visible to the file's holders.
-    components = set(
-        connection.execute(
-            select(atom_components.c.child_atom_id).where(
-                atom_components.c.parent_atom_id == stored.root.atom_id
-            )
-        ).scalars()
+    _record(connection, job.holder, items, outcomes, stored)
+    return {item.ordinal: outcome for item, outcome in zip(items, outcomes, strict=True)}
+
+
+def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:
+    reason = item.reason
+    if item.analysis is not None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with job.engine.begin() as connection:
+                    file = store_file(connection, job.holder, item.path, item.analysis)
+                    reports = job.indexer.index_holdings(
+                        connection, job.holder.tenant_id, [file.holding_id], job.holder.job_id
+                    )
+                    outcome = _outcome(item, file, None, reports)
+                    _record(connection, job.holder, [item], [outcome], {item.ordinal: file})
+                    return outcome
+            except AtomVanishedError:
+                reason = "atoms kept changing under us; try again"
+            except (DBAPIError, psycopg.Error) as exc:
+                error = exc.orig if isinstance(exc, DBAPIError) else exc
+                reason = failure_reason(exc)
+                if isinstance(error, _RETRYABLE) and attempt < _ATTEMPTS:
+                    continue
+                break
+            except Exception as exc:  # noqa: BLE001 - one file can never stop a job
+                reason = failure_reason(exc)
+                break
+    outcome = _outcome(item, None, reason or "not stored", {})
+    with job.engine.begin() as connection:
+        _record(connection, job.holder, [item], [outcome], {})
+    return outcome
+
+
+def _outcome(
+    item: _Prepared,
+    file: StoredFile | None,
+    reason: str | None,
+    reports: dict[uuid.UUID, IndexReport],
+) -> FileOutcome:
+    if file is None:
+        error = storable_text(f"{item.shown}: {reason}")
+        return FileOutcome(item.shown, None, "failed", error, 0, 0)
+    report = reports.get(file.holding_id, IndexReport())
+    return FileOutcome(
+        item.shown,
+        file.atom_id.hex(),
+        "ingested" if file.created else "unchanged",
+        None,
+        file.new_bytes,
+        file.reused_bytes,
+        report.embedded,
+        [asdict(link) for link in report.similar],
     )
-    _relate(
-        connection,
-        stored,
+
+
+def _record(
+    connection: Connection,
+    holder: Holder,
+    prepared: Sequence[_Prepared],
+    outcomes: Sequence[FileOutcome],
+    stored: dict[int, StoredFile],
+) -> None:
+    connection.execute(
+        insert(ingestion_job_atoms),
         [
-            ("tensor", atom, {"name": tensor.name})
-            for tensor, row in zip(model.tensors, rows, strict=True)
-            if isinstance(atom := row["tensor_atom_id"], bytes) and atom not in components
+            {
+                "tenant_id": holder.tenant_id,
+                "job_id": holder.job_id,
+                "ordinal": item.ordinal,
+                "path": outcome.path,
+                "status": outcome.status,
+                "atom_id": bytes.fromhex(outcome.atom_id) if outcome.atom_id else None,
+                "holding_id": file.holding_id if (file := stored.get(item.ordinal)) else None,
+                "error": outcome.error,
+                "new_bytes": outcome.new_bytes,
+                "reused_bytes": outcome.reused_bytes,
+            }
+            for item, outcome in zip(prepared, outcomes, strict=True)
         ],
     )
-
-
-def _record_failure(engine: Engine, slot: _Slot, reason: str) -> FileOutcome:
-    path = str(slot.path)
-    error = f"{path}: {reason}"
-    with engine.begin() as connection:
-        connection.execute(
-            insert(ingestion_job_atoms).values(
-                tenant_id=slot.request.tenant_id,
-                job_id=slot.job_id,
-                ordinal=slot.ordinal,
-                path=path,
-                status="failed",
-                error=error,
-            )
-        )
-    return FileOutcome(path, None, "failed", error, 0, 0)

@@ -135,9 +135,26 @@ ingestion_jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], ondelete="CASCADE"),
     CheckConstraint(
-        "status IN ('running', 'completed', 'completed_with_errors', 'failed')", name="status"
+        "status IN ('running', 'completed', 'completed_with_errors', 'failed', 'interrupted')",
+        name="status",
     ),
     info={"cdc_captured": True},
+)
+
+# The files a running job planned, so that a job whose process died can list what it did not
+# do. Written when the job starts, deleted when it ends; never captured (working state).
+ingestion_job_plans = Table(
+    "ingestion_job_plans",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("job_id", Uuid, primary_key=True),
+    Column("ordinal", Integer, primary_key=True),
+    Column("path", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "job_id"],
+        ["ingestion_jobs.tenant_id", "ingestion_jobs.job_id"],
+        ondelete="CASCADE",
+    ),
 )
 
 holdings = Table(
@@ -182,8 +199,10 @@ ingestion_job_atoms = Table(
         ["ingestion_jobs.tenant_id", "ingestion_jobs.job_id"],
         ondelete="CASCADE",
     ),
-    CheckConstraint("status IN ('ingested', 'unchanged', 'failed')", name="status"),
-    CheckConstraint("(status = 'failed') = (atom_id IS NULL)", name="failed_rows_have_no_atom"),
+    CheckConstraint("status IN ('ingested', 'unchanged', 'failed', 'not_done')", name="status"),
+    CheckConstraint(
+        "(status IN ('failed', 'not_done')) = (atom_id IS NULL)", name="failed_rows_have_no_atom"
+    ),
     info={"cdc_captured": True},
 )
 

@@ -1,0 +1,178 @@
+"""A job whose process is killed mid-folder is marked `interrupted` by the next `ingest`: the
+files it finished are kept, the rest are listed as not done.
+
+The kill is made deterministic without timing: the test holds an uncommitted row for the first
+chunk of the second file, so the ingestion blocks on it (a real lock wait in PostgreSQL) after
+the first file is committed; the process is killed with SIGKILL while it waits."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, select, text
+from tests.conftest import Cli
+from tests.integration.data_plane.data_plane_support import add_tenant, random_bytes
+
+from hartonomous.atoms.chunking import chunk_bytes
+from hartonomous.db.tables import holdings, ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
+from hartonomous.ingest.pipeline import (
+    BATCH_BYTES,
+    FileOutcome,
+    IngestRequest,
+    ingest_paths,
+)
+
+# Larger than half a batch: every file is a batch (a transaction) of its own.
+_FILE_SIZE = BATCH_BYTES // 2 + 1
+_WAIT_SECONDS = 180
+# libpq names the killed process's sessions with this, so the test can tell them from its own.
+_APPLICATION = "ingest-to-kill"
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+def _scalar(engine: Engine, sql: str, **params: object) -> object:
+    with engine.connect() as connection:
+        return connection.execute(text(sql), params).scalar_one()
+
+
+def _block_on_first_chunk(connection: Connection, data: bytes) -> None:
+    first = next(iter(chunk_bytes(data)))
+    connection.execute(
+        text(
+            "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes) "
+            "VALUES (:id, 'leaf', 'binary', 'chunk', :size)"
+        ),
+        {"id": first.digest, "size": first.length},
+    )
+
+
+def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
+    engine: Engine, cli: Cli, tmp_path: Path
+) -> None:
+    add_tenant(engine, "acme")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    contents = {f"f{i}.bin": random_bytes(_FILE_SIZE, seed=100 + i) for i in range(1, 5)}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+
+    with engine.connect() as blocker:
+        _block_on_first_chunk(blocker, contents["f2.bin"])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hartonomous", "ingest", str(folder), "--tenant", "acme"],
+            env={**cli.env, "PGAPPNAME": _APPLICATION},
+            cwd=cli.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_until(
+                lambda: (
+                    _scalar(engine, "SELECT count(*) FROM ingestion_job_atoms") == 1
+                    and _scalar(
+                        engine,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'",
+                    )
+                    == 1
+                ),
+                "the first file committed and the second waiting",
+            )
+            with engine.connect() as connection:
+                job_status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
+            assert job_status == "running"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        blocker.rollback()
+
+    # PostgreSQL ends the killed process's sessions (and the job's lease) once it notices.
+    _wait_until(
+        lambda: (
+            _scalar(
+                engine,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name",
+                name=_APPLICATION,
+            )
+            == 0
+        ),
+        "the killed process's sessions to end",
+    )
+    other = tmp_path / "other.txt"
+    other.write_text("Another job.\n", encoding="utf-8")
+    result = cli("ingest", str(other), "--tenant", "acme")
+    assert result.exit_code == 0, result.stderr
+
+    with engine.connect() as connection:
+        jobs = dict(
+            connection.execute(select(ingestion_jobs.c.job_id, ingestion_jobs.c.status)).all()
+        )
+        killed = next(job for job, status in jobs.items() if status != "completed")
+        rows = connection.execute(
+            select(ingestion_job_atoms.c.path, ingestion_job_atoms.c.status)
+            .where(ingestion_job_atoms.c.job_id == killed)
+            .order_by(ingestion_job_atoms.c.ordinal)
+        ).all()
+        held = (
+            connection.execute(select(holdings.c.source_uri).where(holdings.c.job_id == killed))
+            .scalars()
+            .all()
+        )
+        plans = connection.execute(select(ingestion_job_plans)).all()
+        counts = connection.execute(
+            select(ingestion_jobs.c.file_count, ingestion_jobs.c.finished_at).where(
+                ingestion_jobs.c.job_id == killed
+            )
+        ).one()
+    assert sorted(jobs.values()) == ["completed", "interrupted"]
+    assert [(Path(path).name, status) for path, status in rows] == [
+        ("f1.bin", "ingested"),
+        ("f2.bin", "not_done"),
+        ("f3.bin", "not_done"),
+        ("f4.bin", "not_done"),
+    ]
+    assert [Path(uri).name for uri in held] == ["f1.bin"]
+    assert plans == []
+    assert counts.file_count == 4
+    assert counts.finished_at is not None
+
+
+def test_job_stopped_by_ctrl_c_marks_itself_interrupted(engine: Engine, tmp_path: Path) -> None:
+    add_tenant(engine, "acme")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text(f"File {name}.\n", encoding="utf-8")
+    big = tmp_path / "d.bin"
+    big.write_bytes(random_bytes(BATCH_BYTES, seed=5))  # a batch of its own, after the first
+
+    def stop(outcome: FileOutcome) -> None:
+        if Path(outcome.path).name == "c.txt":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(engine, IngestRequest("acme"), [tmp_path], on_file=stop)
+    with engine.connect() as connection:
+        status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
+        rows = connection.execute(
+            select(ingestion_job_atoms.c.path, ingestion_job_atoms.c.status).order_by(
+                ingestion_job_atoms.c.ordinal
+            )
+        ).all()
+    assert status == "interrupted"
+    assert [(Path(path).name, state) for path, state in rows] == [
+        ("a.txt", "ingested"),
+        ("b.txt", "ingested"),
+        ("c.txt", "ingested"),
+        ("d.bin", "not_done"),
+    ]
