@@ -21,12 +21,12 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         EmbeddedDatabaseError,
         SchemaNotCurrentError,
     )
-    from hartonomous.embed.indexing import UnknownPolicyError
     from hartonomous.embed.spaces import UnknownSpaceError
     from hartonomous.ingest.pipeline import UnknownTenantError
     from hartonomous.ops.instance import InstanceBusyError
     from hartonomous.ops.sample_content import SampleModelMissingError
     from hartonomous.search.service import SearchError
+    from hartonomous.search.similar import UnknownPolicyError
     from hartonomous.sync.worker import SyncStoppedError
 
     return (

@@ -29,8 +29,8 @@ from hartonomous.db.tables import (
     models,
     tenants,
 )
-from hartonomous.embed.indexing import HoldingIndexer
 from hartonomous.ingest.extractors import Extraction, ExtractionError, extract
+from hartonomous.ingest.indexing import HoldingIndexer
 from hartonomous.ingest.layout import (
     FileAtoms,
     tiles_file,
@@ -71,6 +71,8 @@ class FileOutcome:
     embedded: int = 0
     # Near-duplicates (policy with a threshold): {atom_id, similar_to, similarity}.
     similar: list[dict[str, object]] = field(default_factory=list)
+    # Texts made only of characters the text model does not know (emoji…): not embedded.
+    unknown_only: int = 0
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ def _store_file(connection: Connection, slot: _Slot, analysis: _Analysis) -> Fil
         reused,
         indexed.embedded,
         [asdict(link) for link in indexed.similar],
+        indexed.unknown_only,
     )
 
 
