@@ -35,6 +35,7 @@ def test_ingest_json_summary_and_export(cli: Cli, data_dir: Path) -> None:
         "reused_bytes",
         "embedded",
         "similar",
+        "unknown_only",
     }
     assert by_name["a.md"]["status"] == "ingested"
     assert by_name["a.md"]["embedded"] == 3  # the heading and both paragraphs

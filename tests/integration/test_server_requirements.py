@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +12,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from tests.conftest import Cli, clean_environment
+from tests.integration.server_support import copied_install, refused_upgrade
 
 from hartonomous.api import create_app
 from hartonomous.db import EmbeddedPostgres, downgrade, head_revision
 from hartonomous.db.connection import libpq_url
-from hartonomous.db.embedded import SYSTEM_USER_WHEN_ROOT, pgserver_install_dir
+from hartonomous.db.embedded import SYSTEM_USER_WHEN_ROOT, install_dir
 
 
 def _pg_ctl(server: EmbeddedPostgres, *args: str) -> None:
     as_root = os.geteuid() == 0
     subprocess.run(
-        [str(pgserver_install_dir() / "bin" / "pg_ctl"), "-D", str(server.layout.pgdata), *args],
+        [str(install_dir() / "bin" / "pg_ctl"), "-D", str(server.layout.pgdata), *args],
         check=True,
         capture_output=True,
         user=SYSTEM_USER_WHEN_ROOT if as_root else None,
@@ -36,34 +36,20 @@ def _pg_ctl(server: EmbeddedPostgres, *args: str) -> None:
 @pytest.fixture
 def server_without_pgvector(data_root: Path, data_dir: Path) -> Iterator[EmbeddedPostgres]:
     """A real PostgreSQL built from the same binaries, minus the pgvector files."""
-    # The binaries find their shared libraries at $ORIGIN/../../../pgserver.libs: keep that shape.
-    copy = data_root / "without-vector"
-    install = copy / "pgserver" / "pginstall"
-    if not install.exists():
-        shutil.copytree(
-            pgserver_install_dir().parent.parent / "pgserver.libs", copy / "pgserver.libs"
-        )
-        shutil.copytree(
-            pgserver_install_dir(),
-            install,
-            ignore=lambda _dir, names: [n for n in names if n.startswith("vector")],
-        )
-    server = EmbeddedPostgres(data_dir, install_dir=install)
-    server.start()
-    yield server
-    server.stop()
+    install = copied_install(
+        data_root,
+        "without-vector",
+        ignore=lambda _dir, names: [n for n in names if n.startswith("vector")],
+    )
+    with EmbeddedPostgres(data_dir, install=install) as server:
+        yield server
 
 
 def test_server_without_pgvector_is_refused_clearly(
     server_without_pgvector: EmbeddedPostgres, data_dir: Path
 ) -> None:
-    env = clean_environment()
-    env["HARTONOMOUS_DATABASE__URL"] = server_without_pgvector.url
-    result = Cli(env=env, cwd=data_dir)("db", "upgrade")
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "the pgvector extension is not available on that server" in lines[0]
+    line = refused_upgrade(server_without_pgvector, data_dir)
+    assert "the pgvector extension is not available on that server" in line
 
 
 @pytest.fixture

@@ -89,6 +89,13 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert running_up.stop(signal.SIGTERM) == 0
     assert postmaster_pid(data_dir) is None
     assert not alive(server_pid)
+    # The startup log names what the database runs.
+    assert running_up.process.stderr is not None
+    lines = running_up.process.stderr.read().splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    (ready_line,) = [line for line in logged if line["event"] == "database_ready"]
+    assert ready_line["server_version"].startswith("18.")
+    assert ready_line["pgvector"].startswith("0.8.")
 
 
 def test_sigint_stops_cleanly_too(running_up: RunningUp, data_dir: Path) -> None:

@@ -96,6 +96,7 @@ def status_command(ctx: typer.Context) -> None:
             "server_version": facts.server_version,
             "wal_level": facts.wal_level,
             "pgvector_installed": facts.pgvector_installed_version,
+            "pgvector_available": facts.pgvector_default_version,
             "revision": revision,
             "head": head_revision(),
             "at_head": revision == head_revision(),

@@ -15,9 +15,9 @@ class CommandUsageError(ValueError):
 def usage_errors() -> tuple[type[Exception], ...]:
     """The user-facing errors that mean "usage error" (exit 2) rather than "failed" (exit 1)."""
     from hartonomous.config import ConfigError
-    from hartonomous.embed.indexing import UnknownPolicyError
     from hartonomous.embed.spaces import UnknownSpaceError
     from hartonomous.search.service import SearchError
+    from hartonomous.search.similar import UnknownPolicyError
     from hartonomous.security.tenants import InvalidTenantError
 
     return (
@@ -48,11 +48,11 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
         EmbeddedDatabaseError,
         SchemaNotCurrentError,
     )
-    from hartonomous.embed.indexing import UnknownPolicyError
     from hartonomous.embed.spaces import UnknownSpaceError
     from hartonomous.ops.instance import InstanceBusyError
     from hartonomous.ops.sample_content import SampleModelMissingError
     from hartonomous.search.service import SearchError
+    from hartonomous.search.similar import UnknownPolicyError
     from hartonomous.security.tenants import TenantError
     from hartonomous.sync.worker import SyncStoppedError
 

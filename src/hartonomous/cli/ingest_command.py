@@ -83,6 +83,12 @@ def _summary(outcome: JobOutcome) -> str:
         f"{_failed(outcome)} failed, "
         f"{outcome.new_bytes} new bytes, {outcome.reused_bytes} reused bytes"
     )
+    unknown_only = sum(f.unknown_only for f in outcome.files)
+    if unknown_only:
+        lines.append(
+            f"{unknown_only} text(s) made only of characters the text model does not know "
+            "(such as emoji): stored, not embedded"
+        )
     return "\n".join(lines)
 
 

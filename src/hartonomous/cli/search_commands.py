@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import typer
 from hartonomous.cli.context import cli_context
 from hartonomous.cli.errors import CommandUsageError
 from hartonomous.embed.spaces import SPACES, TEXT_SPACE, get_space
+from hartonomous.search.fusion import Signal
 from hartonomous.search.planner import MAX_K
 
 if TYPE_CHECKING:
@@ -109,15 +111,16 @@ def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: in
 
 def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:
     from hartonomous.db import open_database
-    from hartonomous.embed.indexing import backfill
     from hartonomous.embed.spaces import EmbeddingSpace
+    from hartonomous.ingest.indexing import backfill
 
     state = cli_context(ctx)
     chosen = [space for space in spaces if isinstance(space, EmbeddingSpace)]
     with open_database(state.settings()) as database:
         report = backfill(database.engine, chosen, batch_size=batch_size)
     lines = [
-        f"{name}: {report.embedded[name]} embedded, {report.not_embedded[name]} not embeddable"
+        f"{name}: {report.embedded[name]} embedded, {report.not_embedded[name]} not embeddable, "
+        f"{report.unknown_only[name]} only of characters the model does not know"
         for name in report.embedded
     ]
     lines.append(f"search entries written: {report.entries}")
@@ -130,6 +133,10 @@ def search(
     *,
     tenant: Annotated[str, typer.Option("--tenant", help="The caller's tenant")],
     k: Annotated[int, typer.Option("-k", help=f"Results wanted (1-{MAX_K})")] = 10,
+    mode: Annotated[
+        str,
+        typer.Option(help="hybrid (meaning and words, fused), semantic (meaning) or lexical"),
+    ] = "hybrid",
     like: Annotated[
         Path | None,
         typer.Option("--like", help="Search by example: an image or audio file", dir_okay=False),
@@ -146,10 +153,11 @@ def search(
         datetime | None, typer.Option(help="Only content held before (ISO date/time, UTC)")
     ] = None,
 ) -> None:
-    """Semantic search over what the tenant holds (and the public corpus if its plan allows)."""
+    """Search what the tenant holds (and the public corpus if its plan allows)."""
     from hartonomous.db import open_database
+    from hartonomous.ingest.examples import read_example
     from hartonomous.search.query import Filters
-    from hartonomous.search.service import Query, SearchError
+    from hartonomous.search.service import SEARCH_MODES, Query, SearchError
     from hartonomous.search.service import search as run_search
 
     state = cli_context(ctx)
@@ -157,28 +165,47 @@ def search(
         raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
     if query is not None and not query.strip():
         raise SearchError("the query is empty")
+    if mode not in SEARCH_MODES:
+        raise SearchError(f"unknown search mode {mode!r} (known: {', '.join(SEARCH_MODES)})")
     filters = Filters(
         source_type=source_type,
         source_modality=modality,
         held_since=_utc(since),
         held_until=_utc(until),
     )
+    example = read_example(like) if like is not None else None
     with open_database(state.settings()) as database:
         result = run_search(
-            database.engine, tenant, Query(text=query, like=like), k, filters=filters
+            database.engine,
+            tenant,
+            Query(text=query, like=example),
+            k,
+            mode=mode,
+            filters=filters,
         )
     if result.query_truncated:
         sys.stderr.write(
             f"note: the query is {result.query_tokens} word pieces; only the first "
-            f"{result.max_tokens} were used\n"
+            f"{result.max_tokens} were used for its meaning\n"
         )
+    for note in result.notes:
+        sys.stderr.write(f"note: {note}\n")
     hits = [asdict(hit) for hit in result.hits]
     lines = [
-        f"{hit.score:.4f}  {hit.atom_id[:16]}  {hit.modality:8}  {hit.source}\n"
-        f"        {_preview(hit.text)}"
+        f"{_score(hit.score)}  {_signals(hit.signals, hit.verbatim):12}  {hit.atom_id[:16]}  "
+        f"{hit.modality:8}  {hit.source}\n        {_preview(hit.text)}"
         for hit in result.hits
     ]
     state.emit(hits, "\n".join(lines) or "(no results)")
+
+
+def _score(score: float | None) -> str:
+    return "     -" if score is None else f"{score:.4f}"
+
+
+def _signals(signals: Mapping[Signal, int], verbatim: bool) -> str:
+    shown = " ".join(f"{name[0].upper()}{rank}" for name, rank in sorted(signals.items()))
+    return f"{shown} =" if verbatim else shown
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -11,10 +11,11 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+from sqlalchemy import text
 
 from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
-from hartonomous.db import head_revision, open_database
+from hartonomous.db import Database, head_revision, open_database
 from hartonomous.db.embedded import prepare_data_dir
 from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ops.instance import InstanceLock
@@ -72,6 +73,12 @@ def up(
             open_database(settings, require_current_schema=False) as database,
         ):
             provision(database, settings)
+            log.info(
+                "database_ready",
+                server_version=database.facts.server_version,
+                pgvector=_installed_pgvector(database),
+                embedded=database.embedded,
+            )
             report = seed(database.engine, settings)
             interrupted = interrupt_abandoned_jobs(database.engine)
             if interrupted:
@@ -108,3 +115,12 @@ def up(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _installed_pgvector(database: Database) -> str | None:
+    # Read after provisioning: the facts were gathered before migrations created the extension.
+    with database.engine.connect() as connection:
+        version: str | None = connection.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).scalar_one_or_none()
+    return version

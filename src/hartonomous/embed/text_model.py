@@ -50,6 +50,9 @@ class TextEmbeddings:
     """Word pieces of each text, [CLS] and [SEP] included, before truncation."""
     max_tokens: int
     """The model's window: word pieces beyond it were not seen."""
+    unknown_only: tuple[bool, ...] = ()
+    """For each text, whether all its word pieces are `[UNK]` (emoji, scripts outside the
+    vocabulary): the model sees nothing of it, and all such texts get nearly the same vector."""
 
     @property
     def truncated(self) -> tuple[bool, ...]:
@@ -76,6 +79,7 @@ class _Runtime:
     tokenizer: Tokenizer
     session: ort.InferenceSession
     max_tokens: int
+    unknown_id: int
 
 
 class MiniLMTextEmbedder:
@@ -133,7 +137,11 @@ class MiniLMTextEmbedder:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             vectors[rows] = _run_batch(runtime, [encodings[row] for row in rows], lengths[rows])
-        return TextEmbeddings(vectors, token_counts, runtime.max_tokens)
+        unknown = runtime.unknown_id
+        unknown_only = tuple(
+            all(piece == unknown for piece in encoding.ids[1:-1]) for encoding in encodings
+        )
+        return TextEmbeddings(vectors, token_counts, runtime.max_tokens, unknown_only)
 
     def embeddable(self, texts: Sequence[str]) -> tuple[bool, ...]:
         """For each text, whether it has word pieces to embed (see :meth:`embed` for why not)."""
@@ -205,4 +213,9 @@ def _load_runtime(model_dir: Path) -> _Runtime:
     except (OSError, KeyError) as exc:
         raise TextModelError(f"unreadable weights in {model_dir}: {exc}") from exc
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return _Runtime(tokenizer=tokenizer, session=session, max_tokens=max_tokens)
+    unknown_id = tokenizer.token_to_id("[UNK]")
+    if unknown_id is None:
+        raise TextModelError(f"{model_dir}: the tokenizer has no [UNK] word piece")
+    return _Runtime(
+        tokenizer=tokenizer, session=session, max_tokens=max_tokens, unknown_id=unknown_id
+    )

@@ -29,7 +29,6 @@ from sqlalchemy.exc import DBAPIError
 
 from hartonomous.atoms.store import AtomVanishedError
 from hartonomous.db.tables import ingestion_job_atoms
-from hartonomous.embed.indexing import HoldingIndexer, IndexReport
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
 from hartonomous.ingest.file_store import (
@@ -41,6 +40,7 @@ from hartonomous.ingest.file_store import (
     store_file,
     write_planned,
 )
+from hartonomous.ingest.indexing import HoldingIndexer, IndexReport
 from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
@@ -74,6 +74,8 @@ class FileOutcome:
     embedded: int = 0
     # Near-duplicates (policy with a threshold): {atom_id, similar_to, similarity}.
     similar: list[dict[str, object]] = field(default_factory=list)
+    # Texts made only of characters the text model does not know (emoji…): not embedded.
+    unknown_only: int = 0
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,7 @@ def _outcome(
         file.reused_bytes,
         report.embedded,
         [asdict(link) for link in report.similar],
+        report.unknown_only,
     )
 
 

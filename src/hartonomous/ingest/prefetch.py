@@ -20,9 +20,10 @@ import numpy.typing as npt
 from sqlalchemy import Engine, select
 
 from hartonomous.db.tables import atom_embeddings
-from hartonomous.embed.indexing import Embedders
+from hartonomous.embed.indexing import Embedders, Unembeddable
 
 Vector = npt.NDArray[np.float32]
+Embedded = Vector | Unembeddable
 
 
 class PrefetchingEmbedders(Embedders):
@@ -33,8 +34,8 @@ class PrefetchingEmbedders(Embedders):
         self._inner = inner
         self._model_lock = Lock()  # one model call at a time: prefetch and fallback alike
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="prefetch-embeddings")
-        self._pending: list[tuple[set[str], Future[dict[str, Vector | None]]]] = []
-        self._ready: dict[str, Vector | None] = {}
+        self._pending: list[tuple[set[str], Future[dict[str, Embedded]]]] = []
+        self._ready: dict[str, Embedded] = {}
 
     def prefetch(self, engine: Engine, texts: Mapping[bytes, str], skip: set[bytes]) -> None:
         """Start embedding `texts` (atom id -> canonical text) that have no vector yet."""
@@ -53,11 +54,11 @@ class PrefetchingEmbedders(Embedders):
         if values:
             self._pending.append((set(values), self._thread.submit(self._embed, values)))
 
-    def _embed(self, values: list[str]) -> dict[str, Vector | None]:
+    def _embed(self, values: list[str]) -> dict[str, Embedded]:
         with self._model_lock:
             return dict(zip(values, self._inner.embed_texts(values), strict=True))
 
-    def embed_texts(self, texts: Sequence[str]) -> list[Vector | None]:
+    def embed_texts(self, texts: Sequence[str]) -> list[Embedded]:
         # Wait only for prefetches of these texts (the next batch's may still be running).
         wanted = set(texts)
         waiting = []

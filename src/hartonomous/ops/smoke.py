@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from hartonomous.cdc.replication import smoke_check
 from hartonomous.config.sections import CdcSettings
 from hartonomous.db import head_revision
-from hartonomous.db.connection import describe_failure
+from hartonomous.db.connection import describe_failure, pgvector_version_problem
 from hartonomous.db.tables import metadata, tenants
 
 
@@ -98,6 +98,9 @@ def _pgvector(connection: Connection) -> tuple[Verdict, str]:
     ).scalar_one_or_none()
     if installed is None:
         return Verdict.FAIL, "extension 'vector' is not installed in this database"
+    problem = pgvector_version_problem(installed, None)
+    if problem is not None:
+        return Verdict.FAIL, problem
     return Verdict.PASS, f"vector {installed}"
 
 

@@ -1,5 +1,5 @@
 """Nearest vectors of one space among what a tenant may see (its search entries, plus the public
-corpus when allowed), with optional filters, as the planner chooses.
+corpus when allowed), with optional filters, as the planner (`search/planner.py`) chooses.
 
 Space names and dimensions are inlined into the SQL (they come from the registry, never from a
 user): the planner can then match each space's partial HNSW index.
@@ -16,7 +16,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, text
 
 from hartonomous.embed.spaces import EmbeddingSpace
-from hartonomous.search.planner import Method, Plan, PlannerSettings, plan_search, round_is_final
+from hartonomous.search.planner import Method, PlannerSettings, ef_search_for, plan_search
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ class Neighbour:
 @dataclass(frozen=True)
 class VectorSearch:
     neighbours: list[Neighbour]
-    plan: Plan
+    plan: Method
     method_used: Method
-    """The plan's method, or exact when HNSW rounds could not find k visible vectors."""
+    """The plan's method, or exact when the index scan came back short of k rows."""
 
 
 def vector_literal(vector: npt.NDArray[np.float32]) -> str:
@@ -60,7 +60,7 @@ def vector_literal(vector: npt.NDArray[np.float32]) -> str:
     return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
 
 
-class _Sql:
+class EntrySql:
     """The SQL fragments of one search: visible entries, filters, and their parameters."""
 
     def __init__(self, space: EmbeddingSpace, scope: Scope, filters: Filters) -> None:
@@ -100,16 +100,36 @@ class _Sql:
         )
 
 
-def count_visible(connection: Connection, sql: _Sql, limit: int) -> int:
-    """Visible entries, counted up to ``limit`` (an entry per holding: an upper bound on atoms)."""
-    count: int = connection.execute(
-        text(f"SELECT count(*) FROM ({sql.visible_rows()} LIMIT :limit) v"),
-        {**sql.params, "limit": limit},
-    ).scalar_one()
+def _count_and_configure(
+    connection: Connection, sql: EntrySql, k: int, settings: PlannerSettings
+) -> int:
+    """Visible entries, counted up to ``exact_limit + 1`` (an entry per holding: an upper bound
+    on atoms), and the HNSW scan's settings for this transaction, in one round trip."""
+    # Transaction-local: the settings never leak to the next user of a pooled connection.
+    # relaxed_order lets the scan return rows slightly out of order; the HNSW query re-ranks
+    # them by their exact distance.
+    count: int = (
+        connection.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.max_scan_tuples', :max_scan, true), "
+                f"(SELECT count(*) FROM ({sql.visible_rows()} LIMIT :limit) v) AS visible"
+            ),
+            {
+                **sql.params,
+                "limit": settings.exact_limit + 1,
+                "ef": str(ef_search_for(k, settings)),
+                "max_scan": str(settings.max_scan_tuples),
+            },
+        )
+        .one()
+        .visible
+    )
     return count
 
 
-def _exact(connection: Connection, sql: _Sql, query: str, k: int) -> list[Neighbour]:
+def _exact(connection: Connection, sql: EntrySql, query: str, k: int) -> list[Neighbour]:
     space = sql.space
     # A scalar subquery per visible atom: one primary-key probe each, whatever the planner
     # estimates (a join may otherwise read every vector of the space).
@@ -128,27 +148,20 @@ def _exact(connection: Connection, sql: _Sql, query: str, k: int) -> list[Neighb
     return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
 
 
-def _hnsw_round(
-    connection: Connection, sql: _Sql, query: str, k: int, ef_search: int
-) -> list[Neighbour]:
+def _hnsw(connection: Connection, sql: EntrySql, query: str, k: int) -> list[Neighbour]:
+    """The scan as configured by _count_and_configure, re-ranked by exact distance."""
     space = sql.space
     cast = f"vector({space.dimension})"
-    # Transaction-local: the setting never leaks to the next user of a pooled connection.
-    connection.execute(
-        text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)}
-    )
     rows = connection.execute(
         text(
-            "WITH candidates AS MATERIALIZED ("
-            f" SELECT e.atom_id FROM atom_embeddings e WHERE e.space = '{space.name}'"
-            f" ORDER BY e.embedding::{cast} <=> CAST(:q AS {cast}) LIMIT :ef) "
-            f"SELECT e.atom_id, e.embedding <=> CAST(:q AS {cast}) AS distance "
-            f"FROM candidates c JOIN atom_embeddings e "
-            f"ON e.atom_id = c.atom_id AND e.space = '{space.name}' "
-            f"WHERE {sql.is_visible('c.atom_id')} "
-            "ORDER BY distance, e.atom_id LIMIT :k"
+            "WITH nearest AS MATERIALIZED ("
+            f" SELECT e.atom_id, e.embedding::{cast} <=> CAST(:q AS {cast}) AS distance"
+            f" FROM atom_embeddings e WHERE e.space = '{space.name}'"
+            f" AND ({sql.is_visible('e.atom_id')})"
+            f" ORDER BY e.embedding::{cast} <=> CAST(:q AS {cast}) LIMIT :k) "
+            "SELECT atom_id, distance FROM nearest ORDER BY distance, atom_id"
         ),
-        {**sql.params, "q": query, "k": k, "ef": ef_search},
+        {**sql.params, "q": query, "k": k},
     )
     return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
 
@@ -163,19 +176,21 @@ def search_vector(
     filters: Filters | None = None,
     settings: PlannerSettings | None = None,
 ) -> VectorSearch:
-    """The ``k`` visible atoms nearest to ``vector`` in ``space``, nearest first."""
+    """The ``k`` visible atoms nearest to ``vector`` in ``space``, nearest first.
+
+    Always min(k, visible) rows: an index scan that comes back short is completed exactly.
+    """
     if vector.shape != (space.dimension,):
         raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
     settings = settings or PlannerSettings()
-    sql = _Sql(space, scope, filters or Filters())
+    sql = EntrySql(space, scope, filters or Filters())
     query = vector_literal(vector)
-    visible = count_visible(connection, sql, settings.exact_limit + 1)
+    visible = _count_and_configure(connection, sql, k, settings)
     plan = plan_search(k, visible, settings)
-    if plan.method is Method.HNSW:
-        for ef_search in plan.ef_search_rounds:
-            found = _hnsw_round(connection, sql, query, k, ef_search)
-            if round_is_final(len(found), k):
-                return VectorSearch(found, plan, Method.HNSW)
+    if plan is Method.HNSW:
+        found = _hnsw(connection, sql, query, k)
+        if len(found) == k:
+            return VectorSearch(found, plan, Method.HNSW)
     return VectorSearch(_exact(connection, sql, query, k), plan, Method.EXACT)
 
 
@@ -186,6 +201,8 @@ class HitDetails:
     source_type: str
     source_modality: str
     visibility: str
+    distance: float | None
+    """Cosine distance to the query vector given to `describe` (None without one or a vector)."""
 
 
 def describe(
@@ -193,28 +210,46 @@ def describe(
     space: EmbeddingSpace,
     scope: Scope,
     atom_ids: list[bytes],
+    *,
     filters: Filters | None = None,
+    vector: npt.NDArray[np.float32] | None = None,
 ) -> dict[bytes, HitDetails]:
-    """For each atom: its text and one visible source (the tenant's newest holding first)."""
+    """For each atom: its text, one visible source (the tenant's newest holding first) and,
+    given the query's vector, its cosine distance to it."""
     if not atom_ids:
         return {}
-    sql = _Sql(space, scope, filters or Filters())
+    sql = EntrySql(space, scope, filters or Filters())
     visible = " OR ".join(f"({where})" for where in sql.branches())
+    distance = (
+        "NULL::float8"
+        if vector is None
+        else f"(SELECT e.embedding <=> CAST(:q AS vector({space.dimension})) "
+        f"FROM atom_embeddings e WHERE e.atom_id = s.atom_id AND e.space = '{space.name}')"
+    )
     rows = connection.execute(
         text(
             "SELECT DISTINCT ON (s.atom_id) s.atom_id, a.canonical_text, h.source_uri, "
-            "s.source_type, s.source_modality, s.visibility "
+            f"s.source_type, s.source_modality, s.visibility, {distance} AS distance "
             "FROM search_entries s "
             "JOIN holdings h ON h.tenant_id = s.tenant_id AND h.holding_id = s.holding_id "
             "JOIN atoms a ON a.atom_id = s.atom_id "
             f"WHERE s.atom_id = ANY(:atom_ids) AND ({visible}) "
             "ORDER BY s.atom_id, s.tenant_id = :tenant_id DESC, s.held_at DESC"
         ),
-        {**sql.params, "atom_ids": atom_ids},
+        {
+            **sql.params,
+            "atom_ids": atom_ids,
+            "q": None if vector is None else vector_literal(vector),
+        },
     )
     return {
         bytes(row.atom_id): HitDetails(
-            row.canonical_text, row.source_uri, row.source_type, row.source_modality, row.visibility
+            row.canonical_text,
+            row.source_uri,
+            row.source_type,
+            row.source_modality,
+            row.visibility,
+            None if row.distance is None else float(row.distance),
         )
         for row in rows
     }

@@ -1,23 +1,34 @@
-"""Semantic search for a tenant: a text query (text space) or an example file (its space).
+"""Search for a tenant: hybrid (semantic + lexical), semantic or lexical; or by example file.
 
 Nothing crosses spaces: a text query finds text, an image finds images, a sound finds sounds.
+Modes (docs/search.md): `semantic` ranks by cosine similarity in the query's space; `lexical`
+by PostgreSQL full-text search over text atoms; `hybrid` (the default) fuses both lists by
+reciprocal rank fusion, verbatim matches first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
 from hartonomous.embed.features import FeatureError
-from hartonomous.embed.indexing import Embedders, can_query_public_corpus
+from hartonomous.embed.indexing import Embedders
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
+from hartonomous.search.fusion import Signal, fuse
+from hartonomous.search.lexical import search_lexical
 from hartonomous.search.planner import MAX_K, PlannerSettings
-from hartonomous.search.query import Filters, Scope, describe, search_vector
+from hartonomous.search.query import Filters, describe, search_vector
+from hartonomous.search.scope import tenant_scope
 from hartonomous.security.tenants import require_active_tenant
+
+SearchMode = Literal["hybrid", "semantic", "lexical"]
+SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+FUSION_DEPTH = 40
+"""In hybrid mode, each signal contributes its best max(k, FUSION_DEPTH) atoms to the fusion."""
 
 
 class SearchError(ValueError):
@@ -27,31 +38,58 @@ class SearchError(ValueError):
 @dataclass(frozen=True)
 class SearchHit:
     atom_id: str
-    score: float
+    score: float | None
+    """Cosine similarity to the query's vector; None when either has no vector."""
     text: str | None
     source: str
     modality: str
     """Modality of the file the atom came from (text, document, image, audio, video, …)."""
     source_type: str
     visibility: str
+    signals: dict[Signal, int] = field(default_factory=dict)
+    """The signals that found the atom, with its rank (from 1) in each."""
+    verbatim: bool = False
+    """The atom's whole text is the query (it is then ranked first in hybrid and lexical modes)."""
 
 
 @dataclass(frozen=True)
 class SearchResult:
     space: str
     method: str
+    """How the vector part ran (`exact` or `hnsw`), or `none` when no vector search ran."""
     hits: list[SearchHit]
     query_truncated: bool = False
     query_tokens: int = 0
     max_tokens: int = 0
+    mode: SearchMode = "hybrid"
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about how the query was answered (shown on stderr)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """A search by example: an image or a sound (`ingest.examples.read_example` reads files)."""
+
+    name: str
+    modality: str
+    data: bytes
 
 
 @dataclass(frozen=True)
 class Query:
-    """What to look for: text, or an example image or sound file."""
+    """What to look for: text, or an example image or sound."""
 
     text: str | None = None
-    like: Path | None = None
+    like: Example | None = None
+
+
+@dataclass(frozen=True)
+class _QueryVector:
+    space: EmbeddingSpace
+    vector: npt.NDArray[np.float32] | None
+    truncated: bool = False
+    tokens: int = 0
+    window: int = 0
 
 
 def search(
@@ -60,82 +98,142 @@ def search(
     query: Query,
     k: int = 10,
     *,
+    mode: SearchMode = "hybrid",
     filters: Filters | None = None,
     embedders: Embedders | None = None,
     settings: PlannerSettings | None = None,
 ) -> SearchResult:
+    """The ``k`` best visible atoms for the query, best first.
+
+    Raises SearchError for: k outside 1..100, no query or two, an empty query, an unknown mode
+    or tenant, --since not before --until, a semantic search for a text the model cannot see
+    (no word pieces, or only `[UNK]` ones), lexical search by example, an unreadable example.
+    """
+    _validate(query, k, mode, filters)
+    filters = filters or Filters()
+    if query.like is not None:
+        mode = "semantic"  # an example has no words: hybrid is its semantic part
+    notes: list[str] = []
+    # Embedded before the transaction opens: no connection is held while the model runs.
+    wanted = _query_vector(query, mode, embedders or Embedders(), notes)
+    depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
+    with engine.begin() as connection:
+        require_active_tenant(connection, tenant_id)
+        scope = tenant_scope(connection, tenant_id)
+        if scope is None:
+            raise SearchError(f"unknown tenant {tenant_id!r}")
+        semantic: list[bytes] = []
+        method = "none"
+        if wanted.vector is not None:
+            found = search_vector(
+                connection, wanted.space, wanted.vector, depth, scope,
+                filters=filters, settings=settings,
+            )  # fmt: skip
+            method = found.method_used.value
+            semantic = [n.atom_id for n in found.neighbours]
+        lexical_matches = []
+        if query.text is not None and mode != "semantic":
+            lexical_matches = search_lexical(connection, query.text, depth, scope, filters=filters)
+        ranked = fuse(
+            semantic,
+            [m.atom_id for m in lexical_matches],
+            {m.atom_id for m in lexical_matches if m.verbatim},
+            k,
+        )
+        ids = [entry.atom_id for entry in ranked]
+        details = describe(
+            connection, wanted.space, scope, ids, filters=filters, vector=wanted.vector
+        )
+    hits = [
+        SearchHit(
+            atom_id=entry.atom_id.hex(),
+            score=_similarity(details[entry.atom_id].distance),
+            text=details[entry.atom_id].text,
+            source=details[entry.atom_id].source,
+            modality=details[entry.atom_id].source_modality,
+            source_type=details[entry.atom_id].source_type,
+            visibility=details[entry.atom_id].visibility,
+            signals=dict(entry.ranks),
+            verbatim=entry.verbatim,
+        )
+        for entry in ranked
+        if entry.atom_id in details  # a holding released between the statements
+    ]
+    return SearchResult(
+        wanted.space.name,
+        method,
+        hits,
+        wanted.truncated,
+        wanted.tokens,
+        wanted.window,
+        mode,
+        notes,
+    )
+
+
+def _validate(query: Query, k: int, mode: str, filters: Filters | None) -> None:
     if not 1 <= k <= MAX_K:
         raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
+    if mode not in SEARCH_MODES:
+        raise SearchError(f"unknown search mode {mode!r} (known: {', '.join(SEARCH_MODES)})")
     if (query.text is None) == (query.like is None):
         raise SearchError("give either a text query or --like FILE, not both or neither")
-    filters = filters or Filters()
+    if query.text is not None and not query.text.strip():
+        raise SearchError("the query is empty")
+    if query.like is not None and mode == "lexical":
+        raise SearchError("--like searches by example, which has no words: use --mode semantic")
     if (
-        filters.held_since is not None
+        filters is not None
+        and filters.held_since is not None
         and filters.held_until is not None
         and filters.held_since >= filters.held_until
     ):
         raise SearchError("--since must be earlier than --until")
-    with engine.connect() as connection:
-        require_active_tenant(connection, tenant_id)
-        scope = Scope(tenant_id, can_query_public_corpus(connection, tenant_id))
-    embedders = embedders or Embedders()
-    truncated, tokens, window = False, 0, 0
-    if query.text is not None:
-        if not query.text.strip():
-            raise SearchError("the query is empty")
-        space = get_space(TEXT_SPACE)
-        try:
-            encoded = embedders.text_model.encode([query.text])
-        except ValueError:
-            raise SearchError("the query has no words to search for") from None
-        vector = encoded.vectors[0]
-        truncated, tokens, window = (
-            encoded.truncated[0],
-            encoded.token_counts[0],
-            encoded.max_tokens,
-        )
-    else:
-        assert query.like is not None
-        space, vector = _example(query.like, embedders)
-    with engine.begin() as connection:
-        found = search_vector(
-            connection, space, vector, k, scope, filters=filters, settings=settings
-        )
-        ids = [n.atom_id for n in found.neighbours]
-        details = describe(connection, space, scope, ids, filters)
-    hits = [
-        SearchHit(
-            atom_id=n.atom_id.hex(),
-            score=round(n.score, 6),
-            text=details[n.atom_id].text,
-            source=details[n.atom_id].source,
-            modality=details[n.atom_id].source_modality,
-            source_type=details[n.atom_id].source_type,
-            visibility=details[n.atom_id].visibility,
-        )
-        for n in found.neighbours
-        if n.atom_id in details  # a holding released between the two statements
-    ]
-    return SearchResult(space.name, found.method_used.value, hits, truncated, tokens, window)
 
 
-def _example(path: Path, embedders: Embedders) -> tuple[EmbeddingSpace, npt.NDArray[np.float32]]:
-    from hartonomous.ingest.extractors import ExtractionError, extract
-
+def _query_vector(
+    query: Query, mode: SearchMode, embedders: Embedders, notes: list[str]
+) -> _QueryVector:
+    if query.like is not None:
+        return _example_vector(query.like, embedders)
+    assert query.text is not None
+    space = get_space(TEXT_SPACE)
+    if mode == "lexical":
+        return _QueryVector(space, None)
     try:
-        extraction = extract(path)
-        data = path.read_bytes()
-    except ExtractionError as exc:
-        raise SearchError(f"{path}: {exc}") from None
-    except OSError as exc:
-        raise SearchError(f"{path}: {exc.strerror or exc}") from None
-    space = space_for_modality(extraction.modality)
+        encoded = embedders.text_model.encode([query.text])
+    except ValueError:
+        raise SearchError("the query has no words to search for") from None
+    if encoded.unknown_only[0]:
+        unseen = (
+            "the query is made only of characters the text model does not know (such as "
+            "emoji), so it has no meaning to search for"
+        )
+        if mode == "semantic":
+            raise SearchError(f"{unseen}: search it with --mode lexical")
+        notes.append(f"{unseen}; answered by lexical search only")
+        return _QueryVector(space, None)
+    return _QueryVector(
+        space,
+        encoded.vectors[0],
+        encoded.truncated[0],
+        encoded.token_counts[0],
+        encoded.max_tokens,
+    )
+
+
+def _example_vector(example: Example, embedders: Embedders) -> _QueryVector:
+    space = space_for_modality(example.modality)
     if space is None or space.modality == "text":
         raise SearchError(
-            f"{path} is {extraction.modality}; --like takes an image or an audio file "
+            f"{example.name} is {example.modality}; --like takes an image or an audio file "
             "(search text by giving it as the query)"
         )
     try:
-        return space, embedders.embed_media(space.modality, data)
+        return _QueryVector(space, embedders.embed_media(space.modality, example.data))
     except FeatureError as exc:
-        raise SearchError(f"{path}: {exc}") from None
+        raise SearchError(f"{example.name}: {exc}") from None
+
+
+def _similarity(distance: float | None) -> float | None:
+    return None if distance is None else round(1.0 - distance, 6)

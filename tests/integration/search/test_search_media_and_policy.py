@@ -13,9 +13,12 @@ from tests.integration.data_plane.data_plane_support import add_tenant, ingest
 from tests.integration.search.search_support import find
 
 from hartonomous.db.tables import atom_similarities, ingestion_jobs
-from hartonomous.embed.indexing import Embedders, HoldingIndexer, UnknownPolicyError
+from hartonomous.embed.indexing import Embedders
+from hartonomous.ingest.examples import read_example
+from hartonomous.ingest.indexing import HoldingIndexer
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.search.service import Query, SearchError, search
+from hartonomous.search.similar import UnknownPolicyError
 
 
 def _image(path: Path, seed: int, side: int = 120) -> Path:
@@ -49,13 +52,13 @@ def test_images_and_sounds_are_found_by_example(engine: Engine, tmp_path: Path) 
     # A smaller JPEG re-encoding of image 3 finds image 3 first; a louder 880 Hz finds 880 Hz.
     probe = tmp_path / "probe.jpg"
     Image.open(images[3]).resize((90, 90)).save(probe, quality=85)
-    hits = search(engine, acme, Query(like=probe), 3).hits
+    hits = search(engine, acme, Query(like=read_example(probe)), 3).hits
     assert hits[0].source.endswith("image-3.png")
     assert all(hit.modality == "image" for hit in hits)
     louder = tmp_path / "louder.wav"
     rate = 16000
     soundfile.write(louder, 0.9 * np.sin(2 * np.pi * 880 * np.arange(rate) / rate), rate)
-    hits = search(engine, acme, Query(like=louder), 4).hits
+    hits = search(engine, acme, Query(like=read_example(louder)), 4).hits
     assert hits[0].source.endswith("tone-880.wav")
     assert {hit.modality for hit in hits} == {"audio"}
 
@@ -64,7 +67,7 @@ def test_images_and_sounds_are_found_by_example(engine: Engine, tmp_path: Path) 
     note = tmp_path / "note.txt"
     note.write_text("hello\n", encoding="utf-8")
     with pytest.raises(SearchError, match="--like takes an image or an audio file"):
-        search(engine, acme, Query(like=note), 3)
+        search(engine, acme, Query(like=read_example(note)), 3)
 
 
 ORIGINAL = "The committee approved the budget for the new library building on Monday."

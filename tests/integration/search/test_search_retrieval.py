@@ -40,16 +40,18 @@ def test_every_sentence_is_found_from_a_fragment(engine: Engine, tmp_path: Path)
     assert top10 >= 0.98, f"top-10 {top10:.3f}"
 
 
-def test_hnsw_rounds_agree_with_the_exact_scan(engine: Engine, tmp_path: Path) -> None:
+def test_the_iterative_index_scan_agrees_with_the_exact_scan(
+    engine: Engine, tmp_path: Path
+) -> None:
     corpus = sentences()[:120]
     tenant = add_tenant(engine, "acme")
     ingest(engine, tenant, *write_corpus(tmp_path / "corpus", corpus))
     # Forced through the index (no exact scan allowed up front) and exact: same answers.
-    index_only = PlannerSettings(exact_limit=0, first_ef_search=40)
+    index_only = PlannerSettings(exact_limit=0)
     for sentence in corpus[::10]:
         query = Query(text=_fragment(sentence))
-        via_index = search(engine, tenant, query, 5, settings=index_only)
-        exact = search(engine, tenant, query, 5)
+        via_index = search(engine, tenant, query, 5, mode="semantic", settings=index_only)
+        exact = search(engine, tenant, query, 5, mode="semantic")
         assert via_index.method == "hnsw"
         assert exact.method == "exact"
         assert [h.atom_id for h in via_index.hits] == [h.atom_id for h in exact.hits]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 
 from hartonomous.db.tables.base import (
     NEW_UUID,
@@ -37,6 +38,13 @@ from hartonomous.db.tables.base import (
 
 DIGEST = LargeBinary(32)
 EMPTY_JSON = text("'{}'::jsonb")
+TEXT_SEARCH_CONFIGURATION = "english"
+"""PostgreSQL text search configuration of `atoms.text_search` (stemming, English stop words)."""
+TEXT_SEARCH_MAX_CHARACTERS = 100_000
+TEXT_SEARCH_EXPRESSION = (
+    f"to_tsvector('{TEXT_SEARCH_CONFIGURATION}'::regconfig, "
+    f"left(coalesce(canonical_text, ''), {TEXT_SEARCH_MAX_CHARACTERS}))"
+)
 
 
 def _reference_count_triggers(table: str) -> tuple[str, str]:
@@ -55,6 +63,11 @@ atoms = Table(
     Column("canonical_text", Text),
     Column("metadata", JSONB, nullable=False, server_default=EMPTY_JSON),
     created_at(),
+    # Lexical search (docs/search.md): kept with the row by PostgreSQL itself. Generated
+    # columns are not published to change data capture. Text past the first 100,000
+    # characters is not indexed (a tsvector holds at most 1 MB).
+    Column("text_search", TSVECTOR, Computed(TEXT_SEARCH_EXPRESSION, persisted=True)),
+    Index("ix_atoms_text_search", "text_search", postgresql_using="gin"),
     CheckConstraint("octet_length(atom_id) = 32", name="atom_id_is_sha256"),
     CheckConstraint("kind IN ('leaf', 'composite')", name="kind"),
     CheckConstraint("size_bytes >= 0", name="size_not_negative"),

@@ -1,0 +1,161 @@
+"""Hybrid search: verbatim sentences first at any size, min(k, visible) rows under any filter,
+and texts the model cannot see (real PostgreSQL, real MiniLM, real files)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine
+from tests.conftest import Cli
+from tests.integration.data_plane.data_plane_support import add_tenant, ingest, write_pdf
+from tests.integration.search.search_support import sentences, texts_found, write_corpus
+
+from hartonomous.search.planner import PlannerSettings
+from hartonomous.search.query import Filters
+from hartonomous.search.service import Query, SearchError, search
+
+SEED_BANK = "Inventory of seed bank samples"
+
+
+def _paragraphs(count: int) -> list[str]:
+    """Distinct short paragraphs of real English (the test corpus, numbered)."""
+    base = sentences()
+    return [f"{base[i % len(base)]} Entry {i}." for i in range(count)]
+
+
+def test_a_stored_sentence_comes_first_however_many_vectors_the_tenant_holds(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # More short paragraphs than the old planner's exact limit (2000), and one PDF.
+    tenant = add_tenant(engine, "acme")
+    corpus = _paragraphs(2600)
+    paths = write_corpus(tmp_path / "corpus", corpus, per_file=650)
+    pdf = write_pdf(tmp_path / "seeds.pdf", [SEED_BANK])
+    outcome = ingest(engine, tenant, *paths, pdf)
+    assert outcome.status == "completed"
+
+    for mode in ("hybrid", "lexical"):
+        hits = search(engine, tenant, Query(text=SEED_BANK), 10, mode=mode).hits
+        assert hits[0].modality == "document", mode
+        assert SEED_BANK in (hits[0].text or "")
+        assert hits[0].verbatim
+        assert hits[0].signals["lexical"] == 1
+        # Another stored sentence, from the text files this time.
+        sentence = corpus[1733]
+        found = search(engine, tenant, Query(text=sentence), 10, mode=mode)
+        assert texts_found(found)[0] == sentence, mode
+
+
+@pytest.fixture
+def selectivity_tenants(engine: Engine, tmp_path: Path) -> dict[str, int]:
+    """Tenants seeing 1 %, 10 % and 100 % of a 1,000-paragraph space, and how many each sees."""
+    paths = write_corpus(tmp_path / "corpus", _paragraphs(1000), per_file=10)
+    visible = {"one-percent": 1, "ten-percent": 10, "all": 100}
+    for tenant, files in visible.items():
+        add_tenant(engine, tenant)
+        assert ingest(engine, tenant, *paths[:files]).status == "completed"
+    return {tenant: files * 10 for tenant, files in visible.items()}
+
+
+def test_filtered_searches_return_min_k_visible_rows(
+    engine: Engine, selectivity_tenants: dict[str, int]
+) -> None:
+    forced = PlannerSettings(exact_limit=0)
+    starved = PlannerSettings(exact_limit=0, max_scan_tuples=30)
+    for tenant, visible in selectivity_tenants.items():
+        for k in (5, 20, 100):
+            for settings in (None, forced, starved):
+                for mode in ("semantic", "hybrid"):
+                    result = search(
+                        engine,
+                        tenant,
+                        Query(text="the weather tomorrow and the day after"),
+                        k,
+                        mode=mode,
+                        settings=settings,
+                    )
+                    assert len(result.hits) == min(k, visible), (tenant, k, settings, mode)
+    # The index answers filtered searches itself (iterative scan), not the exact fallback.
+    for tenant in ("ten-percent", "all"):
+        result = search(
+            engine, tenant, Query(text="a quiet morning"), 20, mode="semantic", settings=forced
+        )
+        assert result.method == "hnsw"
+
+
+def test_filters_that_leave_few_or_no_entries(
+    engine: Engine, selectivity_tenants: dict[str, int], tmp_path: Path
+) -> None:
+    pdf = write_pdf(tmp_path / "seeds.pdf", [SEED_BANK])
+    assert ingest(engine, "all", pdf).status == "completed"
+    forced = PlannerSettings(exact_limit=0)
+    query = Query(text="storage of plant material")
+    documents = search(
+        engine, "all", query, 10, filters=Filters(source_modality="document"), settings=forced
+    )
+    assert [hit.modality for hit in documents.hits] == ["document"]
+    future = datetime.now(UTC) + timedelta(days=1)
+    later = search(engine, "all", query, 10, filters=Filters(held_since=future), settings=forced)
+    assert later.hits == []
+
+
+def test_texts_the_model_cannot_see(engine: Engine, tmp_path: Path, cli: Cli) -> None:
+    tenant = add_tenant(engine, "acme")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("🌊🌊🌊\n\nᚠᚢᚦ ᚠᚢᚦ\n\nWaves crash on the rocky shore.\n", encoding="utf-8")
+    outcome = ingest(engine, tenant, notes)
+    (file,) = outcome.files
+    assert (file.embedded, file.unknown_only) == (1, 2)
+
+    # Emoji and runes alike: refused as meaning, not matched at 1.0 against each other.
+    for query in ("🔥", "ᚦᚦ"):
+        with pytest.raises(SearchError, match=r"does not know.*--mode lexical"):
+            search(engine, tenant, Query(text=query), 5, mode="semantic")
+        hybrid = search(engine, tenant, Query(text=query), 5)
+        assert all(hit.score is None or hit.score < 0.9 for hit in hybrid.hits)
+        assert "answered by lexical search only" in hybrid.notes[0]
+        search(engine, tenant, Query(text=query), 5, mode="lexical")  # answered, not refused
+    # Words still find the words.
+    assert texts_found(search(engine, tenant, Query(text="waves on the shore"), 1)) == [
+        "Waves crash on the rocky shore."
+    ]
+
+    refused = cli("search", "🔥", "--tenant", "acme", "--mode", "semantic")
+    assert refused.exit_code == 1
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "does not know" in refused.stderr
+    summary = cli("ingest", str(notes), "--tenant", "acme")
+    assert summary.exit_code == 0, summary.stderr
+
+
+def test_json_says_which_signals_matched(cli: Cli, database_url: str, tmp_path: Path) -> None:
+    corpus = sentences()[:30]
+    folder = write_corpus(tmp_path / "corpus", corpus)[0].parent
+    add_tenant(create_engine(database_url), "acme")
+    ingested = cli("ingest", str(folder), "--tenant", "acme")
+    assert ingested.exit_code == 0, ingested.stderr
+    for mode, signals in (
+        ("hybrid", {"semantic", "lexical"}),
+        ("semantic", {"semantic"}),
+        ("lexical", {"lexical"}),
+    ):
+        result = cli(
+            "--json", "search", "--tenant", "acme", "--mode", mode, "-k", "3", "--", corpus[7]
+        )
+        assert result.exit_code == 0, result.stderr
+        hits = json.loads(result.stdout)
+        assert hits[0]["text"].strip() == corpus[7]
+        assert set(hits[0]["signals"]) == signals, mode
+        assert all(rank == 1 for rank in hits[0]["signals"].values())
+        assert hits[0]["verbatim"] is (mode != "semantic")
+    for args, message in (
+        (("--mode", "fuzzy"), "unknown search mode 'fuzzy'"),
+        (("--mode", "lexical", "--like", str(tmp_path / "x.png")), "x.png"),
+    ):
+        result = cli("search", "hello", "--tenant", "acme", *args)
+        assert result.exit_code == 1
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert message in result.stderr
