@@ -124,7 +124,7 @@ def test_texts_the_model_cannot_see(engine: Engine, tmp_path: Path, cli: Cli) ->
     ]
 
     refused = cli("search", "🔥", "--tenant", "acme", "--mode", "semantic")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # a usage error: the message names the mode that answers it
     assert len(refused.stderr.strip().splitlines()) == 1
     assert "does not know" in refused.stderr
     summary = cli("ingest", str(notes), "--tenant", "acme")
@@ -156,6 +156,6 @@ def test_json_says_which_signals_matched(cli: Cli, database_url: str, tmp_path: 
         (("--mode", "lexical", "--like", str(tmp_path / "x.png")), "x.png"),
     ):
         result = cli("search", "hello", "--tenant", "acme", *args)
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # usage errors (README: exit codes)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert message in result.stderr
