@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -89,3 +91,21 @@ def test_a_disabled_tenant_is_refused_until_enabled_and_keeps_its_data(
     assert [h["atom_id"] for h in held] == [atom_id]
     hits = json.loads(cli("--json", "search", "harbour", "--tenant", "acme", "-k", "1").stdout)
     assert "harbour project" in hits[0]["text"]
+
+
+def test_a_display_name_that_is_not_utf8_is_stored_visibly(cli: Cli) -> None:
+    # A terminal in a Latin-1 locale passes "Café" as bytes Python cannot decode; the name must
+    # pass the storable boundary (docs/ingest.md) rather than fail in the driver.
+    name = b"Caf\xe9".decode("utf-8", "surrogateescape")
+    command = [sys.executable, "-m", "hartonomous", "--json", "tenants", "create", "cafe"]
+    completed = subprocess.run(
+        [*command, "--name", name],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=cli.cwd,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["display_name"] == "Caf\\xe9"

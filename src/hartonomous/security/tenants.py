@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Row, Select, func, select, update
 from hartonomous.db.tables import holdings, principals, tenants
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.principals import ensure_tenant
+from hartonomous.storable import storable_text
 
 TenantState = Literal["active", "disabled"]
 
@@ -88,11 +89,10 @@ def create_tenant(
     ``TenantExistsError`` when the id is taken (whatever its state).
     """
     validate_tenant_id(tenant_id)
-    name = tenant_id if display_name is None else display_name.strip()
-    if not name or len(name) > _DISPLAY_NAME_LENGTH or "\x00" in name:
-        raise InvalidTenantError(
-            f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters without NUL"
-        )
+    # A name from a terminal may carry bytes that are not UTF-8: stored visibly, never refused.
+    name = tenant_id if display_name is None else storable_text(display_name.strip())
+    if not name or len(name) > _DISPLAY_NAME_LENGTH:
+        raise InvalidTenantError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
     if not ensure_tenant(connection, tenant_id, name):
         raise TenantExistsError(f"tenant {tenant_id!r} already exists")
     return get_tenant(connection, tenant_id)
