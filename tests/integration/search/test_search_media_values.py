@@ -14,6 +14,7 @@ from PIL import Image
 from sqlalchemy import Engine, text
 from tests.integration.data_plane.data_plane_support import add_tenant, by_name, ingest
 
+from hartonomous.ingest.examples import read_example
 from hartonomous.search.service import Query, search
 
 _RATE = 8000
@@ -78,7 +79,7 @@ def test_non_finite_samples_and_pixels_never_reject_a_file(engine: Engine, tmp_p
     assert _atom_metadata(engine, str(files["float.tiff"].atom_id))["non_finite_pixels"] == 61
     # Described by their finite values: the clean chirp finds the damaged ones first.
     clean = _float_wav(tmp_path / "clean.wav", _chirp())
-    hits = search(engine, acme, Query(like=clean), 2).hits
+    hits = search(engine, acme, Query(like=read_example(clean)), 2).hits
     assert {Path(hit.source).name for hit in hits} == {"nan.wav", "inf.wav"}
     assert min(hit.score for hit in hits) > 0.95  # zeroed samples are clicks: close, not equal
 
@@ -102,7 +103,7 @@ def test_16_bit_and_float_images_find_their_8_bit_twin(engine: Engine, tmp_path:
     floating = tmp_path / "floating.tiff"
     Image.fromarray(ramp.astype(np.float32) / 255).save(floating)  # float grey in [0, 1]
     for probe in (wide, floating):
-        hits = search(engine, acme, Query(like=probe), 4).hits
+        hits = search(engine, acme, Query(like=read_example(probe)), 4).hits
         assert Path(hits[0].source).name == "twin.png", (probe.name, hits)
         assert hits[0].score > 0.99
 
@@ -122,5 +123,5 @@ def test_a_wav_written_while_streaming_yields_the_samples_it_holds(
         assert metadata["frames"] == 8000, name
         assert "written while streaming" in metadata["note"]
     complete = _float_wav(tmp_path / "complete.wav", samples)
-    hits = search(engine, acme, Query(like=complete), 2).hits
+    hits = search(engine, acme, Query(like=read_example(complete)), 2).hits
     assert min(hit.score for hit in hits) > 0.99
