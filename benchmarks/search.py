@@ -15,8 +15,9 @@ at ingestion), builds the HNSW index (pgvector's defaults: m 16, ef_construction
   paragraphs, stored as `document`); semantic and hybrid modes. Query embedding is timed apart
   (the service is given a text model that returns the vectors computed beforehand).
 
-Queries are the first eight words of 200 random paragraphs (seeded). Exact search is numpy over
-the same vectors.
+Queries are the first eight words of 200 random paragraphs (seeded); within a scope, raw SQL and
+the service take turns on each query, so their ratio holds under a changing load. Exact search is
+numpy over the same vectors.
 """
 
 from __future__ import annotations
@@ -149,22 +150,32 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
 
 
 def measure(
-    label: str, queries: Sequence[int], run: Callable[[int], list[int]], truth: list[set[int]]
-) -> float:
-    """Prints recall@10 and latency; returns the p50 in ms."""
-    run(queries[0])  # warm-up: plans, caches
-    latencies, recalls = [], []
+    runs: dict[str, Callable[[int], list[int]]], queries: Sequence[int], truth: list[set[int]]
+) -> dict[str, float]:
+    """Prints recall@10 and latency of each run; returns their p50s in ms.
+
+    The runs take turns on each query, so a change of the machine's load during the series
+    weighs on all of them alike and their ratios stay comparable.
+    """
+    for run in runs.values():
+        run(queries[0])  # warm-up: plans, caches
+    latencies: dict[str, list[float]] = {label: [] for label in runs}
+    recalls: dict[str, list[float]] = {label: [] for label in runs}
     for query, expected in zip(queries, truth, strict=True):
-        started = time.perf_counter()
-        found = run(query)
-        latencies.append((time.perf_counter() - started) * 1000.0)
-        recalls.append(len(set(found) & expected) / K)
-    p50, p95 = percentiles(latencies)
-    print(
-        f"{label:58} recall@10 {statistics.fmean(recalls):.3f}  "
-        f"p50 {p50:6.2f} ms  p95 {p95:6.2f} ms"
-    )
-    return p50
+        for label, run in runs.items():
+            started = time.perf_counter()
+            found = run(query)
+            latencies[label].append((time.perf_counter() - started) * 1000.0)
+            recalls[label].append(len(set(found) & expected) / K)
+    p50s = {}
+    for label in runs:
+        p50, p95 = percentiles(latencies[label])
+        print(
+            f"{label:58} recall@10 {statistics.fmean(recalls[label]):.3f}  "
+            f"p50 {p50:6.2f} ms  p95 {p95:6.2f} ms"
+        )
+        p50s[label] = p50
+    return p50s
 
 
 def main() -> None:
@@ -271,35 +282,30 @@ def run_benchmark(bench: Bench, queries_wanted: int, self_queries_wanted: int) -
         def raw_rows(q: int, tenant: str = tenant, filters: Filters = filters) -> list[int]:
             return [bench.row_of[a] for a in raw(bench.known[texts[q]], tenant, filters)]
 
-        p50s[f"raw {name}"] = measure(
-            f"raw pgvector SQL, {name} (ef_search {EF_SEARCH})", queries, raw_rows, truth
-        )
+        runs = {f"raw pgvector SQL, {name} (ef_search {EF_SEARCH})": raw_rows}
         for mode in ("semantic", "hybrid"):
-            p50s[f"{mode} {name}"] = measure(
-                f"search --mode {mode}, {name}",
-                queries,
-                bench.service(texts, tenant, mode, filters),  # type: ignore[arg-type]
-                truth,
-            )
+            runs[f"search --mode {mode}, {name}"] = bench.service(texts, tenant, mode, filters)  # type: ignore[arg-type]
         if name != "unfiltered":
-            measure(
-                f"search --mode semantic, {name}, iterative scan forced",
-                queries,
-                bench.service(texts, tenant, "semantic", filters, PlannerSettings(exact_limit=0)),
-                truth,
+            runs[f"search --mode semantic, {name}, iterative scan forced"] = bench.service(
+                texts, tenant, "semantic", filters, PlannerSettings(exact_limit=0)
             )
+        measured = list(measure(runs, queries, truth).values())
+        p50s[f"raw {name}"], p50s[f"semantic {name}"], p50s[f"hybrid {name}"] = measured[:3]
     five = np.array(sorted(members["five-percent"]))
     truth = [set(exact_top(vectors, five, bench.known[t])) for t in texts]
-    for label, settings in (
-        ("exact scan forced", PlannerSettings(exact_limit=10**6)),
-        ("iterative scan", PlannerSettings(exact_limit=0)),
-    ):
-        measure(
-            f"search --mode semantic, 5% tenant, {label}",
-            queries,
-            bench.service(texts, "five-percent", "semantic", None, settings),
-            truth,
-        )
+    measure(
+        {
+            f"search --mode semantic, 5% tenant, {label}": bench.service(
+                texts, "five-percent", "semantic", None, settings
+            )
+            for label, settings in (
+                ("exact scan forced", PlannerSettings(exact_limit=10**6)),
+                ("iterative scan", PlannerSettings(exact_limit=0)),
+            )
+        },
+        queries,
+        truth,
+    )
     for name in scopes:
         ratio = p50s[f"semantic {name}"] / p50s[f"raw {name}"]
         extra = p50s[f"hybrid {name}"] - p50s[f"semantic {name}"]

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from hartonomous.db.tables.atoms import TEXT_SEARCH_CONFIGURATION, TEXT_SEARCH_MAX_CHARACTERS
 from hartonomous.embed.spaces import TEXT_SPACE, get_space
-from hartonomous.search.query import EntrySql, Filters, Scope
+from hartonomous.search.query import EntrySql, Filters, Scope, statement
 
 # ts_rank_cd normalisation 1: divide the rank by 1 + log(document length), so that a long
 # paragraph that mentions the words once does not outrank a short one about them.
@@ -43,7 +43,7 @@ def search_lexical(
     sql = EntrySql(get_space(TEXT_SPACE), scope, filters or Filters())
     config = TEXT_SEARCH_CONFIGURATION
     rows = connection.execute(
-        text(
+        statement(
             f"WITH q AS (SELECT plainto_tsquery('{config}', :q) AS query, "
             f" to_tsvector('{config}', left(:q, {TEXT_SEARCH_MAX_CHARACTERS})) AS whole) "
             "SELECT a.atom_id, "

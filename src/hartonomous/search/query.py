@@ -7,13 +7,15 @@ user): the planner can then match each space's partial HNSW index.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, TextClause, text
 
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.search.planner import Method, PlannerSettings, ef_search_for, plan_search
@@ -37,9 +39,22 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class HitDetails:
+    text: str | None
+    source: str
+    source_type: str
+    source_modality: str
+    visibility: str
+    distance: float | None
+    """Cosine distance to the query vector given to `describe` (None without one or a vector)."""
+
+
+@dataclass(frozen=True)
 class Neighbour:
     atom_id: bytes
     distance: float
+    details: HitDetails | None = None
+    """The hit's text and source, when the search was asked for them."""
 
     @property
     def score(self) -> float:
@@ -55,17 +70,33 @@ class VectorSearch:
     """The plan's method, or exact when the index scan came back short of k rows."""
 
 
+@lru_cache(maxsize=256)
+def statement(sql: str) -> TextClause:
+    """``text(sql)``, built once per distinct SQL string: a search's statements differ only by
+    space, filters and scope, so the parsed clause (and SQLAlchemy's compiled form, cached by
+    it) is reused instead of being rebuilt on every search."""
+    return text(sql)
+
+
 def vector_literal(vector: npt.NDArray[np.float32]) -> str:
     """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
     return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
 
 
 class EntrySql:
-    """The SQL fragments of one search: visible entries, filters, and their parameters."""
+    """The SQL fragments of one search: visible entries, filters, and their parameters.
 
-    def __init__(self, space: EmbeddingSpace, scope: Scope, filters: Filters) -> None:
+    ``public_gate`` is an extra SQL condition on the public branch, for a statement that reads
+    the tenant's public-corpus flag itself (`search/scope.py`); the branch is then planned
+    behind a one-time filter and costs nothing when the flag is false.
+    """
+
+    def __init__(
+        self, space: EmbeddingSpace, scope: Scope, filters: Filters, public_gate: str = ""
+    ) -> None:
         self.space = space
         self.scope = scope
+        self.public_gate = f" AND {public_gate}" if public_gate else ""
         self.params: dict[str, Any] = {"tenant_id": scope.tenant_id}
         conditions = [f"s.space = '{space.name}'"]
         for column, operator, value in (
@@ -85,7 +116,7 @@ class EntrySql:
         """WHERE clauses over ``search_entries s``: own entries, then public ones if allowed."""
         branches = [f"s.tenant_id = :tenant_id AND {self.conditions}"]
         if self.scope.include_public:
-            branches.append(f"s.visibility = 'public' AND {self.conditions}")
+            branches.append(f"s.visibility = 'public' AND {self.conditions}{self.public_gate}")
         return branches
 
     def visible_rows(self) -> str:
@@ -99,71 +130,116 @@ class EntrySql:
             for where in self.branches()
         )
 
+    def details(self, atom: str) -> str:
+        """A subquery for a LATERAL join: the text of atom ``atom`` and its visible source (the
+        tenant's newest holding first, else the newest public one); no row when not visible."""
+        visible = " OR ".join(f"({where})" for where in self.branches())
+        return (
+            "SELECT a.canonical_text, h.source_uri, s.source_type, s.source_modality, "
+            "s.visibility FROM search_entries s "
+            "JOIN holdings h ON h.tenant_id = s.tenant_id AND h.holding_id = s.holding_id "
+            "JOIN atoms a ON a.atom_id = s.atom_id "
+            f"WHERE s.atom_id = {atom} AND ({visible}) "
+            "ORDER BY s.tenant_id = :tenant_id DESC, s.held_at DESC LIMIT 1"
+        )
+
+
+def configure_and_count(
+    sql: EntrySql, k: int, settings: PlannerSettings
+) -> tuple[str, dict[str, Any]]:
+    """SELECT-list items (and their parameters) that set the HNSW scan's settings and count the
+    visible entries up to ``exact_limit + 1`` (an entry per holding: an upper bound on atoms),
+    in the column ``visible``.
+
+    The settings are session-level (`set_config(…, false)`), so that they hold for the next
+    statement whether or not it runs in the same transaction. Every vector search sets all three
+    before its scan, so what a pooled connection keeps from its last search never steers another
+    search; nothing else in the platform scans an HNSW index. relaxed_order lets the scan return
+    rows slightly out of order; the HNSW query re-ranks them by their exact distance.
+    """
+    items = (
+        "set_config('hnsw.ef_search', :ef, false), "
+        "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
+        "set_config('hnsw.max_scan_tuples', :max_scan, false), "
+        f"(SELECT count(*) FROM ({sql.visible_rows()} LIMIT :limit) v) AS visible"
+    )
+    return items, {
+        **sql.params,
+        "limit": settings.exact_limit + 1,
+        "ef": str(ef_search_for(k, settings)),
+        "max_scan": str(settings.max_scan_tuples),
+    }
+
 
 def _count_and_configure(
     connection: Connection, sql: EntrySql, k: int, settings: PlannerSettings
 ) -> int:
-    """Visible entries, counted up to ``exact_limit + 1`` (an entry per holding: an upper bound
-    on atoms), and the HNSW scan's settings for this transaction, in one round trip."""
-    # Transaction-local: the settings never leak to the next user of a pooled connection.
-    # relaxed_order lets the scan return rows slightly out of order; the HNSW query re-ranks
-    # them by their exact distance.
-    count: int = (
-        connection.execute(
-            text(
-                "SELECT set_config('hnsw.ef_search', :ef, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.max_scan_tuples', :max_scan, true), "
-                f"(SELECT count(*) FROM ({sql.visible_rows()} LIMIT :limit) v) AS visible"
-            ),
-            {
-                **sql.params,
-                "limit": settings.exact_limit + 1,
-                "ef": str(ef_search_for(k, settings)),
-                "max_scan": str(settings.max_scan_tuples),
-            },
-        )
-        .one()
-        .visible
-    )
+    items, params = configure_and_count(sql, k, settings)
+    count: int = connection.execute(statement(f"SELECT {items}"), params).one().visible
     return count
 
 
-def _exact(connection: Connection, sql: EntrySql, query: str, k: int) -> list[Neighbour]:
+def _with_details(sql: EntrySql, hits: str, details: bool) -> str:
+    """The final SELECT over the CTE ``hits(atom_id, distance)``, nearest first; with
+    ``details``, each hit's text and source from the same snapshot (one round trip)."""
+    if not details:
+        return f"SELECT atom_id, distance FROM {hits} ORDER BY distance, atom_id"
+    return (
+        f"SELECT n.atom_id, n.distance, d.* FROM {hits} n "
+        f"CROSS JOIN LATERAL ({sql.details('n.atom_id')}) d ORDER BY n.distance, n.atom_id"
+    )
+
+
+def _exact(
+    connection: Connection, sql: EntrySql, query: str, k: int, details: bool
+) -> list[Neighbour]:
     space = sql.space
     # A scalar subquery per visible atom: one primary-key probe each, whatever the planner
     # estimates (a join may otherwise read every vector of the space).
     rows = connection.execute(
-        text(
-            f"WITH visible AS (SELECT DISTINCT atom_id FROM ({sql.visible_rows()}) v) "
-            "SELECT * FROM (SELECT visible.atom_id, ("
+        statement(
+            f"WITH visible AS (SELECT DISTINCT atom_id FROM ({sql.visible_rows()}) v), "
+            "nearest AS MATERIALIZED (SELECT * FROM (SELECT visible.atom_id, ("
             f" SELECT e.embedding <=> CAST(:q AS vector({space.dimension}))"
             " FROM atom_embeddings e"
             f" WHERE e.atom_id = visible.atom_id AND e.space = '{space.name}') AS distance"
             " FROM visible) d "
-            "ORDER BY distance, atom_id LIMIT :k"
+            "ORDER BY distance, atom_id LIMIT :k) " + _with_details(sql, "nearest", details)
         ),
         {**sql.params, "q": query, "k": k},
     )
-    return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
+    return _neighbours(rows, details)
 
 
-def _hnsw(connection: Connection, sql: EntrySql, query: str, k: int) -> list[Neighbour]:
-    """The scan as configured by _count_and_configure, re-ranked by exact distance."""
+def _hnsw(
+    connection: Connection, sql: EntrySql, query: str, k: int, details: bool
+) -> list[Neighbour]:
+    """The scan as configured by configure_and_count, re-ranked by exact distance."""
     space = sql.space
     cast = f"vector({space.dimension})"
     rows = connection.execute(
-        text(
+        statement(
             "WITH nearest AS MATERIALIZED ("
             f" SELECT e.atom_id, e.embedding::{cast} <=> CAST(:q AS {cast}) AS distance"
             f" FROM atom_embeddings e WHERE e.space = '{space.name}'"
             f" AND ({sql.is_visible('e.atom_id')})"
             f" ORDER BY e.embedding::{cast} <=> CAST(:q AS {cast}) LIMIT :k) "
-            "SELECT atom_id, distance FROM nearest ORDER BY distance, atom_id"
+            + _with_details(sql, "nearest", details)
         ),
         {**sql.params, "q": query, "k": k},
     )
-    return [Neighbour(bytes(row.atom_id), float(row.distance)) for row in rows]
+    return _neighbours(rows, details)
+
+
+def _neighbours(rows: Iterable[Row[Any]], details: bool) -> list[Neighbour]:
+    return [
+        Neighbour(
+            bytes(row.atom_id),
+            float(row.distance),
+            _hit_details(row, float(row.distance)) if details else None,
+        )
+        for row in rows
+    ]
 
 
 def search_vector(
@@ -175,34 +251,29 @@ def search_vector(
     *,
     filters: Filters | None = None,
     settings: PlannerSettings | None = None,
+    visible: int | None = None,
+    details: bool = False,
 ) -> VectorSearch:
     """The ``k`` visible atoms nearest to ``vector`` in ``space``, nearest first.
 
     Always min(k, visible) rows: an index scan that comes back short is completed exactly.
+    ``visible`` is the count (and the HNSW settings already made) of `configure_and_count` when
+    the caller ran it in its own statement; without it, this counts first. With ``details``,
+    each neighbour carries its text and source, read in the same statement as the neighbours.
     """
     if vector.shape != (space.dimension,):
         raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
     settings = settings or PlannerSettings()
     sql = EntrySql(space, scope, filters or Filters())
     query = vector_literal(vector)
-    visible = _count_and_configure(connection, sql, k, settings)
+    if visible is None:
+        visible = _count_and_configure(connection, sql, k, settings)
     plan = plan_search(k, visible, settings)
     if plan is Method.HNSW:
-        found = _hnsw(connection, sql, query, k)
+        found = _hnsw(connection, sql, query, k, details)
         if len(found) == k:
             return VectorSearch(found, plan, Method.HNSW)
-    return VectorSearch(_exact(connection, sql, query, k), plan, Method.EXACT)
-
-
-@dataclass(frozen=True)
-class HitDetails:
-    text: str | None
-    source: str
-    source_type: str
-    source_modality: str
-    visibility: str
-    distance: float | None
-    """Cosine distance to the query vector given to `describe` (None without one or a vector)."""
+    return VectorSearch(_exact(connection, sql, query, k, details), plan, Method.EXACT)
 
 
 def describe(
@@ -219,22 +290,17 @@ def describe(
     if not atom_ids:
         return {}
     sql = EntrySql(space, scope, filters or Filters())
-    visible = " OR ".join(f"({where})" for where in sql.branches())
     distance = (
         "NULL::float8"
         if vector is None
         else f"(SELECT e.embedding <=> CAST(:q AS vector({space.dimension})) "
-        f"FROM atom_embeddings e WHERE e.atom_id = s.atom_id AND e.space = '{space.name}')"
+        f"FROM atom_embeddings e WHERE e.atom_id = n.atom_id AND e.space = '{space.name}')"
     )
     rows = connection.execute(
-        text(
-            "SELECT DISTINCT ON (s.atom_id) s.atom_id, a.canonical_text, h.source_uri, "
-            f"s.source_type, s.source_modality, s.visibility, {distance} AS distance "
-            "FROM search_entries s "
-            "JOIN holdings h ON h.tenant_id = s.tenant_id AND h.holding_id = s.holding_id "
-            "JOIN atoms a ON a.atom_id = s.atom_id "
-            f"WHERE s.atom_id = ANY(:atom_ids) AND ({visible}) "
-            "ORDER BY s.atom_id, s.tenant_id = :tenant_id DESC, s.held_at DESC"
+        statement(
+            f"SELECT n.atom_id, {distance} AS distance, d.* "
+            "FROM unnest(CAST(:atom_ids AS bytea[])) AS n(atom_id) "
+            f"CROSS JOIN LATERAL ({sql.details('n.atom_id')}) d"
         ),
         {
             **sql.params,
@@ -243,13 +309,17 @@ def describe(
         },
     )
     return {
-        bytes(row.atom_id): HitDetails(
-            row.canonical_text,
-            row.source_uri,
-            row.source_type,
-            row.source_modality,
-            row.visibility,
-            None if row.distance is None else float(row.distance),
-        )
+        bytes(row.atom_id): _hit_details(row, None if row.distance is None else float(row.distance))
         for row in rows
     }
+
+
+def _hit_details(row: Row[Any], distance: float | None) -> HitDetails:
+    return HitDetails(
+        row.canonical_text,
+        row.source_uri,
+        row.source_type,
+        row.source_modality,
+        row.visibility,
+        distance,
+    )

@@ -21,9 +21,8 @@ from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, spac
 from hartonomous.search.fusion import Signal, fuse
 from hartonomous.search.lexical import search_lexical
 from hartonomous.search.planner import MAX_K, PlannerSettings
-from hartonomous.search.query import Filters, describe, search_vector
-from hartonomous.search.scope import tenant_scope
-from hartonomous.security.tenants import require_active_tenant
+from hartonomous.search.query import Filters, Neighbour, describe, search_vector
+from hartonomous.search.scope import VectorCount, open_scope
 
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
@@ -117,33 +116,41 @@ def search(
     # Embedded before the transaction opens: no connection is held while the model runs.
     wanted = _query_vector(query, mode, embedders or Embedders(), notes)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
-    with engine.begin() as connection:
-        require_active_tenant(connection, tenant_id)
-        scope = tenant_scope(connection, tenant_id)
-        if scope is None:
-            raise SearchError(f"unknown tenant {tenant_id!r}")
-        semantic: list[bytes] = []
+    count = None
+    if wanted.vector is not None:
+        count = VectorCount(wanted.space, filters, depth, settings or PlannerSettings())
+    # No transaction: each statement reads its own snapshot, as in a READ COMMITTED transaction,
+    # and BEGIN and COMMIT would add two round trips to a search of two or three statements.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        opened = open_scope(connection, tenant_id, count)
+        scope = opened.scope
+        semantic: list[Neighbour] = []
         method = "none"
         if wanted.vector is not None:
             found = search_vector(
-                connection, wanted.space, wanted.vector, depth, scope,
-                filters=filters, settings=settings,
+                connection, wanted.space, wanted.vector, depth, scope, filters=filters,
+                settings=count.settings if count else None, visible=opened.visible,
+                details=mode == "semantic",
             )  # fmt: skip
             method = found.method_used.value
-            semantic = [n.atom_id for n in found.neighbours]
+            semantic = found.neighbours
         lexical_matches = []
         if query.text is not None and mode != "semantic":
             lexical_matches = search_lexical(connection, query.text, depth, scope, filters=filters)
         ranked = fuse(
-            semantic,
+            [n.atom_id for n in semantic],
             [m.atom_id for m in lexical_matches],
             {m.atom_id for m in lexical_matches if m.verbatim},
             k,
         )
-        ids = [entry.atom_id for entry in ranked]
-        details = describe(
-            connection, wanted.space, scope, ids, filters=filters, vector=wanted.vector
-        )
+        # A semantic search read its hits' details with its neighbours; otherwise one more
+        # statement reads them for the fused list.
+        details = {n.atom_id: n.details for n in semantic if n.details is not None}
+        if mode != "semantic":
+            ids = [entry.atom_id for entry in ranked]
+            details = describe(
+                connection, wanted.space, scope, ids, filters=filters, vector=wanted.vector
+            )
     hits = [
         SearchHit(
             atom_id=entry.atom_id.hex(),

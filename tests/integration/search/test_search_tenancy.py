@@ -20,8 +20,8 @@ from hartonomous.atoms.holdings import release_holding
 from hartonomous.db.tables import holdings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.search.query import Filters
-from hartonomous.search.service import SearchError
-from hartonomous.security.tenants import UnknownTenantError
+from hartonomous.search.service import SEARCH_MODES, Query, SearchError, SearchMode, search
+from hartonomous.security.tenants import TenantDisabledError, UnknownTenantError, set_tenant_state
 
 ACME_ONLY = "Acme's quarterly forecast predicts strong growth in anvil sales."
 GLOBEX_ONLY = "Globex will relocate its headquarters to a volcano island."
@@ -101,3 +101,20 @@ def test_filters_and_bad_requests(engine: Engine, tmp_path: Path) -> None:
         find(engine, acme, "   ")
     with pytest.raises(SearchError, match="between 1 and 100"):
         find(engine, acme, ACME_ONLY, k=101)
+
+
+@pytest.mark.parametrize("mode", SEARCH_MODES)
+def test_unknown_and_disabled_tenants_are_refused_in_every_mode(
+    engine: Engine, tmp_path: Path, mode: SearchMode
+) -> None:
+    acme = add_tenant(engine, "acme")
+    ingest(engine, acme, *write_corpus(tmp_path / "acme", [ACME_ONLY]))
+    with pytest.raises(UnknownTenantError, match="tenants create nobody"):
+        search(engine, "nobody", Query(text=ACME_ONLY), mode=mode)
+    with engine.begin() as connection:
+        set_tenant_state(connection, acme, "disabled")
+    with pytest.raises(TenantDisabledError, match=f"tenants enable {acme}"):
+        search(engine, acme, Query(text=ACME_ONLY), mode=mode)
+    with engine.begin() as connection:
+        set_tenant_state(connection, acme, "active")
+    assert texts_found(search(engine, acme, Query(text=ACME_ONLY), mode=mode)) == [ACME_ONLY]
