@@ -6,12 +6,14 @@ consumer's drain throughput, p50/p95/p99 commit-to-enqueue lag at 1,000 changes/
 <= 500 ms), the same lag while poison rows (events over `max_message_characters`) are being
 set aside as dead letters (ratio to the clean run), and the CES consumer's peak RSS draining one
 transaction of 30,000 and of 300,000 inserts (in a process of its own; ratio to the 30,000
-run, target < 500 MB for any size). Uses its own embedded PostgreSQL in a temporary directory.
+run, target < 500 MB for any size) and of wide rows: 300 atoms with 400 KB of text, 260 with
+~300 KB of jsonb metadata (`{"v": [1.5, ...]}`, 60,000 numbers, each a `Decimal` once read);
+ratio to the 30,000-insert run. Uses its own embedded PostgreSQL in a temporary directory.
 Prints the load average before and after: on a shared machine, compare runs taken at similar
 load.
 
     .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
-        [--memory-rows 300000] [--skip-queues]
+        [--memory-rows 300000] [--skip-queues] [--memory-only]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine
 
-from hartonomous.cdc import CesConsumer
+from hartonomous.cdc import CesConsumer, prepare_capture
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import libpq_url
@@ -305,16 +307,29 @@ def _drain_and_report(url: str, results: Any) -> None:
     results.put((events, before * 1024, after * 1024))  # ru_maxrss is in KiB on Linux
 
 
-def consumer_peak_rss(url: str, rows: int) -> tuple[int, int, int, float]:
+NARROW = (
+    "INSERT INTO tenants (tenant_id, display_name) "
+    "SELECT 'mem' || %(rows)s || '-' || g, 'x' FROM generate_series(1, %(rows)s) g"
+)
+WIDE_TEXT = (
+    "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
+    "SELECT sha256(('wt' || g)::bytea), 'leaf', 'text', 'plain', 409600, "
+    "left(repeat(md5(g::text), 12800), 409600) FROM generate_series(1, %(rows)s) g"
+)
+WIDE_JSONB = (
+    "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, metadata) "
+    "SELECT sha256(('wj' || g)::bytea), 'leaf', 'text', 'plain', 0, "
+    "jsonb_build_object('v', (SELECT jsonb_agg(1.5) FROM generate_series(1, 60000))) "
+    "FROM generate_series(1, %(rows)s) g"
+)
+
+
+def consumer_peak_rss(url: str, rows: int, insert: str = NARROW) -> tuple[int, int, int, float]:
     """(events, RSS after imports, peak RSS, seconds) of a consumer draining one transaction of
-    `rows` inserts, measured in a process of its own."""
+    `rows` inserts (`insert`), measured in a process of its own."""
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("DELETE FROM broker_messages")
-        conn.execute(
-            "INSERT INTO tenants (tenant_id, display_name) "
-            "SELECT 'mem' || %s || '-' || g, 'x' FROM generate_series(1, %s) g",
-            (rows, rows),
-        )
+        conn.execute(insert, {"rows": rows})
     context = mp.get_context("spawn")
     results = context.Queue()
     process = context.Process(target=_drain_and_report, args=(url, results))
@@ -326,6 +341,23 @@ def consumer_peak_rss(url: str, rows: int) -> tuple[int, int, int, float]:
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("DELETE FROM broker_messages")
     return events, baseline, peak, elapsed
+
+
+def wide_report(url: str) -> None:
+    """Peak RSS for wide rows, beside a narrow transaction of 30,000 inserts."""
+    prepare_capture(url, Settings())  # the slot exists before the inserts
+    narrow = consumer_peak_rss(url, 30_000)
+    print(f"CES consumer, 30,000 narrow inserts: peak RSS {narrow[2] / 2**20:.0f} MB")
+    for label, rows, insert in (
+        ("atoms with 400 KB canonical_text", 300, WIDE_TEXT),
+        ("atoms with ~300 KB jsonb metadata", 260, WIDE_JSONB),
+    ):
+        events, _, peak, elapsed = consumer_peak_rss(url, rows, insert)
+        print(
+            f"CES consumer, one transaction of {rows} {label}: {events} events in "
+            f"{elapsed:.1f} s, peak RSS {peak / 2**20:.0f} MB "
+            f"(ratio to narrow {peak / narrow[2]:.2f})"
+        )
 
 
 def cdc_report(url: str, seconds: float, memory_rows: int) -> None:
@@ -356,6 +388,7 @@ def cdc_report(url: str, seconds: float, memory_rows: int) -> None:
         f"  peak RSS ratio {memory_rows:,} / {baseline_rows:,} rows: "
         f"{figures[1][2] / figures[0][2]:.2f} (bounded: ~1)"
     )
+    wide_report(url)
 
 
 def main() -> None:
@@ -371,6 +404,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-queues", action="store_true", help="only the CDC figures (no pgqueuer rounds)"
     )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the wide-row peak RSS figures"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
@@ -382,6 +418,9 @@ def main() -> None:
         upgrade(engine)
         engine.dispose()
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
+        if args.memory_only:
+            wide_report(url)
+            return
         if args.skip_queues:
             cdc_report(url, args.cdc_seconds, args.memory_rows)
             print(f"load average {os.getloadavg()[0]:.2f}")

@@ -1,11 +1,13 @@
 """The CES consumer: logical replication slot → CloudEvents on the broker, exactly once.
 
 Each step peeks (at most `batch_size` rows, rounded up by PostgreSQL to whole transactions)
-up to the WAL flush position read just before, through a server-side cursor, and handles the
-changes in chunks of `batch_size`: one database transaction per chunk locks the consumer's
-`cdc_checkpoints` row, enqueues the chunk's events that the checkpoint does not cover yet and
-moves the checkpoint. The checkpoint is a position in the change stream, (commit LSN, index of
-the next change within that transaction), so a transaction of any size is handled in bounded
+up to the WAL flush position read just before, through a server-side cursor fetched a few rows
+at a time, and handles the changes in chunks of at most `batch_size` changes and
+`chunk_bytes` bytes of change data (a single larger change is a chunk of its own): one
+database transaction per chunk locks the consumer's `cdc_checkpoints` row, enqueues the
+chunk's events that the checkpoint does not cover yet and moves the checkpoint. The
+checkpoint is a position in the change stream, (commit LSN, index of the next change within
+that transaction), so a transaction of any size, of rows of any width, is handled in bounded
 memory and a crash in its middle resumes after the last chunk committed. Only after a step the
 slot is advanced, to a transaction boundary. A crash before a chunk commits loses nothing; a
 crash after it re-reads changes the checkpoint covers, and they are skipped. So every change
@@ -62,6 +64,8 @@ log = structlog.get_logger(__name__)
 
 _MIN_IDLE_SECONDS = 0.01
 _REPREPARE_SECONDS = 30.0
+# Rows per cursor fetch before a row size is known; then as many as fit half the byte budget.
+_FIRST_FETCH_ROWS = 16
 # While caught up, `caught_up_at` is refreshed at most this often (one small write).
 CAUGHT_UP_REFRESH_SECONDS = 10.0
 TOO_LARGE_REASON = "cdc: event larger than [message_broker] max_message_characters"
@@ -108,8 +112,31 @@ class _Chunk:
     """What one database transaction of a step writes."""
 
     changes: list[_Pending] = field(default_factory=list)
+    size: int = 0  # bytes of pgoutput data behind `changes`
     # (tables, its transaction, changes of the transaction before it)
     truncations: list[tuple[list[str], Begin, int]] = field(default_factory=list)
+
+    def add(self, pending: _Pending, size: int) -> None:
+        self.changes.append(pending)
+        self.size += size
+
+
+@dataclass
+class _Stream:
+    """What a step has read of the peek so far."""
+
+    chunk: _Chunk = field(default_factory=_Chunk)
+    begin: Begin | None = None  # of the transaction being read; None between transactions
+    index: int = 0  # of the next change within it
+    rows: int = 0
+    transactions: int = 0
+    last_end: int = 0  # end LSN of the last commit read
+
+    def position(self) -> Frontier:
+        """Everything read so far is before this position."""
+        if self.begin is not None:
+            return Frontier(self.begin.final_lsn, self.index)
+        return Frontier(self.last_end)
 
 
 @dataclass
@@ -238,69 +265,82 @@ class CesConsumer:
         self.prepare()
 
     def _step(self, connection: Connection) -> StepResult:
-        limit = self.cdc.batch_size
+        limit, budget = self.cdc.batch_size, self.cdc.chunk_bytes
         target_row = connection.execute("SELECT pg_current_wal_flush_lsn()::text, now()").fetchone()
         assert target_row is not None
         target, read_at = lsn_from_text(str(target_row[0])), target_row[1]
-        rows = transactions = 0
-        last_end = 0
         written = _Written()
-        chunk = _Chunk()
-        begin: Begin | None = None
-        index = 0
+        stream = _Stream()
         # A server-side cursor: PostgreSQL materialises the peek on its side (spilling to
         # disk), and this process holds one chunk at a time whatever the transaction's size.
         # WITH HOLD lets the chunks' own transactions run on this connection in between.
+        # Fetches are sized so that a fetch of the widest row seen stays within half the
+        # byte budget: a batch of wide rows never sits in memory all at once.
+        fetch, widest = min(limit, _FIRST_FETCH_ROWS), 0
         with connection.cursor(name="hartonomous_cdc_peek", withhold=True) as cursor:
             cursor.execute(
                 "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
                 "'proto_version', '1', 'publication_names', %s)",
                 (self.cdc.slot_name, lsn_to_text(target), limit, self.cdc.publication_name),
             )
-            while batch := cursor.fetchmany(limit):
+            while batch := cursor.fetchmany(fetch):
+                widest = max(widest, *(len(payload) for (payload,) in batch))
+                fetch = max(1, min(limit, budget // (2 * widest)))
                 for (payload,) in batch:
-                    rows += 1
-                    try:
-                        message = decode(bytes(payload))
-                    except Exception as exc:  # set aside below: never wedge capture
-                        if begin is None:
-                            raise
-                        chunk.changes.append(_Pending(begin, index, None, None, exc))
-                        index += 1
-                        continue
-                    if isinstance(message, Relation):
-                        self._relations[message.oid] = message
-                    elif isinstance(message, TypeInfo):
-                        self._types[message.oid] = message.name
-                    elif isinstance(message, Begin):
-                        begin, index = message, 0
-                    elif isinstance(message, Change) and begin is not None:
-                        relation = self._relations.get(message.relation_oid)
-                        chunk.changes.append(_Pending(begin, index, message, relation))
-                        index += 1
-                    elif isinstance(message, Truncate) and begin is not None:
-                        chunk.truncations.append((self._names(message), begin, index))
-                    elif isinstance(message, Commit):
-                        transactions += 1
-                        last_end, begin = message.end_lsn, None
-                    if len(chunk.changes) >= limit:
-                        position = Frontier(begin.final_lsn, index) if begin else Frontier(last_end)
-                        self._write(connection, chunk, position, written)
-                        chunk = _Chunk()
-        more = rows >= limit
-        final = Frontier(last_end if more else max(last_end, target))
+                    if stream.chunk.changes and stream.chunk.size + len(payload) > budget:
+                        # The chunk so far ends just before a change that would overflow it.
+                        self._flush(connection, stream, written)
+                    self._read(stream, bytes(payload))
+                    if len(stream.chunk.changes) >= limit or stream.chunk.size >= budget:
+                        self._flush(connection, stream, written)
+        more = stream.rows >= limit
+        final = Frontier(stream.last_end if more else max(stream.last_end, target))
         caught_up_at = None if more else read_at  # everything committed before it is enqueued
-        if chunk.changes or chunk.truncations or transactions or self._refresh_due(not more):
+        chunk = stream.chunk
+        if chunk.changes or chunk.truncations or stream.transactions or self._refresh_due(not more):
             self._write(connection, chunk, final, written, caught_up_at=caught_up_at)
         self._advance(connection, final.lsn)
         return StepResult(
-            transactions,
+            stream.transactions,
             written.events,
             written.skipped_transactions,
             lsn_to_text(final.lsn),
             more,
             written.dead_lettered,
         )
+
+    def _read(self, stream: _Stream, payload: bytes) -> None:
+        """Take one pgoutput message of the peek into the stream's state and chunk."""
+        stream.rows += 1
+        chunk, begin = stream.chunk, stream.begin
+        try:
+            message = decode(payload)
+        except Exception as exc:  # set aside when written: never wedge capture
+            if begin is None:
+                raise
+            chunk.add(_Pending(begin, stream.index, None, None, exc), len(payload))
+            stream.index += 1
+            return
+        if isinstance(message, Relation):
+            self._relations[message.oid] = message
+        elif isinstance(message, TypeInfo):
+            self._types[message.oid] = message.name
+        elif isinstance(message, Begin):
+            stream.begin, stream.index = message, 0
+        elif isinstance(message, Change) and begin is not None:
+            relation = self._relations.get(message.relation_oid)
+            chunk.add(_Pending(begin, stream.index, message, relation), len(payload))
+            stream.index += 1
+        elif isinstance(message, Truncate) and begin is not None:
+            chunk.truncations.append((self._names(message), begin, stream.index))
+        elif isinstance(message, Commit):
+            stream.transactions += 1
+            stream.last_end, stream.begin = message.end_lsn, None
+
+    def _flush(self, connection: Connection, stream: _Stream, written: _Written) -> None:
+        """Write the chunk read so far, up to the stream's position, and start a new one."""
+        self._write(connection, stream.chunk, stream.position(), written)
+        stream.chunk = _Chunk()
 
     def _names(self, truncate: Truncate) -> list[str]:
         return [
@@ -399,7 +439,9 @@ class CesConsumer:
                 raise LookupError("the change's relation was not announced by pgoutput")
             event = self._event(pending, self._types)
             text = self.broker.serialise(event.body)
-            return OutgoingMessage(event.body, event.conversation_id, body_text=text)
+            # Only the text is kept: a body of a wide row (a jsonb array of 60,000 numbers
+            # becomes 60,000 Decimals) weighs many times its text until the chunk is sent.
+            return OutgoingMessage(None, event.conversation_id, body_text=text)
         except Exception as exc:  # noqa: BLE001 - one bad change must not stop capture
             self._set_aside(connection, pending, event, exc)
             return None

@@ -222,6 +222,8 @@ class CdcSettings(Section):
     publication_name: str = "hartonomous_ces"
     consumer_name: str = "ces_consumer"
     batch_size: int = Field(default=250, ge=1, le=100_000)
+    # A chunk of the CES consumer also ends at this many bytes of change data (wide rows).
+    chunk_bytes: int = Field(default=16_777_216, ge=1024)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     # Event-flow history kept (broker_throughput rows), pruned by the CES consumer.
     retention_minutes: int = Field(default=1440, ge=1)

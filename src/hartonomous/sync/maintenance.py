@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.types.json import set_json_loads
-from sqlalchemy import LargeBinary
+from sqlalchemy import JSON, LargeBinary
 
 from hartonomous.db.tables import metadata
 from hartonomous.json_types import exact_loads
@@ -63,7 +63,8 @@ class RepairReport:
     invalid: dict[str, int]
     removed_nodes: int = 0
     removed_edges: int = 0
-    # Rows whose graph write failed (a database error), per table, and the first few errors.
+    # Rows that could not be decoded (a value Python's JSON cannot read) or whose graph write
+    # failed (a database error), per table, and the first few errors.
     failed: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -82,6 +83,10 @@ def _key_text(key: tuple[Any, ...]) -> str:
 
 def _bytea_columns(table: str) -> list[str]:
     return [c.name for c in metadata.tables[table].columns if isinstance(c.type, LargeBinary)]
+
+
+def _json_columns(table: str) -> list[str]:
+    return [c.name for c in metadata.tables[table].columns if isinstance(c.type, JSON)]
 
 
 def _as_cdc_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +123,9 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
         seen = 0
         while True:
             after = "" if last is None else f" AND ({key_list}) > ({', '.join(['%s'] * len(keys))})"
+            # As text, decoded row by row below: one undecodable row must not fail its batch.
             rows = connection.execute(
-                f"SELECT {key_list}, to_jsonb(t) FROM {table} t WHERE {where}{after} "
+                f"SELECT {key_list}, to_jsonb(t)::text FROM {table} t WHERE {where}{after} "
                 f"ORDER BY {key_list} LIMIT {int(batch_size)}",
                 last or (),
             ).fetchall()
@@ -129,7 +135,13 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
             for row in rows:
                 key = tuple(row[: len(keys)])
                 try:
-                    changes.append((key, _repair_change(table, dict(row[-1]), lookups)))
+                    data = exact_loads(row[-1])
+                except (ValueError, RecursionError) as exc:  # e.g. jsonb nested 3,000 deep
+                    report.failed_row(table, key, exc)
+                    _keep_undecodable(connection, table, keys, key, lookups)
+                    continue
+                try:
+                    changes.append((key, _repair_change(table, data, lookups)))
                 except InvalidEventError:
                     report.invalid[table] = report.invalid.get(table, 0) + 1
                 except psycopg.Error as exc:
@@ -159,6 +171,36 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
     )
     connection.execute("DROP TABLE repair_produced_nodes, repair_produced_edges")
     return report
+
+
+def _keep_undecodable(
+    connection: Connection,
+    table: str,
+    keys: tuple[str, ...],
+    key: tuple[Any, ...],
+    lookups: Lookups,
+) -> None:
+    """Keep what the graph holds for a row that could not be decoded from being removed as an
+    orphan: its source row exists. Its ids come from the row without its json/jsonb columns."""
+    columns = _json_columns(table)
+    match = " AND ".join(f"t.{k} = %s" for k in keys)
+    row = connection.execute(
+        f"SELECT to_jsonb(t) - %s::text[] FROM {table} t WHERE {match}", (columns, *key)
+    ).fetchone()
+    if row is None:
+        return
+    try:
+        change = _repair_change(table, dict(row[0]), lookups)
+    except (InvalidEventError, ValueError, RecursionError):
+        return  # nothing to keep that can be named: it was reported as failed already
+    _keep(connection, change)
+
+
+def _keep(connection: Connection, change: GraphChange) -> None:
+    """Record a change's ids as produced without writing it: not orphans."""
+    kept = GraphBatch()
+    kept.add(change)
+    _record_produced(connection, kept)
 
 
 def _repair_change(table: str, row: dict[str, Any], lookups: Lookups) -> GraphChange:
@@ -198,9 +240,7 @@ def _write_repaired(
                 raise
             report.failed_row(table, key, exc)
             # Its source row exists: what the graph holds for it is not an orphan.
-            kept = GraphBatch()
-            kept.add(change)
-            _record_produced(connection, kept)
+            _keep(connection, change)
 
 
 def _write_changes(

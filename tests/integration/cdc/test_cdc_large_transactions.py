@@ -135,3 +135,52 @@ def test_sigkill_in_the_middle_of_a_large_transaction_loses_and_duplicates_nothi
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["events"] == rows - killed_at
     assert tenant_events(conn) == (rows, rows, rows)
+
+
+def atom_events(conn: psycopg.Connection[Any]) -> list[tuple[int, int]]:
+    """(size_bytes, length of canonical_text) of every queued atoms event, in queue order."""
+    return [
+        (int(row[0]), int(row[1]))
+        for row in conn.execute(
+            "SELECT (body->'data'->>'size_bytes')::int, length(body->'data'->>'canonical_text') "
+            "FROM broker_messages WHERE body->>'table' = 'atoms' ORDER BY message_id"
+        )
+    ]
+
+
+def test_a_transaction_of_wide_rows_over_the_byte_budget_arrives_whole_exactly_once(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    settings = small_batches(250)  # the row count alone would make it one chunk
+    settings.cdc.chunk_bytes = 64 * 1024
+    first = CesConsumer(database_url, settings)
+    first.prepare()
+    first.close()
+    # One transaction: 12 rows of ~20 KB and, in the middle, one of 100 KB, larger than the
+    # budget on its own (~340 KB in all, so at least 5 chunks).
+    sizes = [20_000 + n for n in range(6)] + [100_000] + [20_010 + n for n in range(6)]
+    with conn.transaction():
+        for n, size in enumerate(sizes):
+            conn.execute(
+                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
+                "VALUES (sha256(%s::bytea), 'leaf', 'text', 'plain', %s, "
+                "left(repeat(md5(%s), %s / 32 + 1), %s))",
+                (f"wide{n}".encode(), size, str(n), size, size),
+            )
+
+    crashing = _DiesAfterChunks(database_url, settings)
+    crashing.chunks_left = 2
+    with pytest.raises(KeyboardInterrupt):
+        crashing.drain()
+    crashing.close()
+    committed = atom_events(conn)
+    assert 0 < len(committed) < len(sizes)  # two chunks, bounded by bytes, not by rows
+    assert checkpoint(conn)[1] == len(committed)  # the checkpoint sits inside the transaction
+
+    consumer = CesConsumer(database_url, settings)
+    try:
+        assert consumer.drain() == len(sizes) - len(committed)
+    finally:
+        consumer.close()
+    assert atom_events(conn) == [(size, size) for size in sizes]  # whole, once, in order
+    assert checkpoint(conn)[1] == 0

@@ -106,6 +106,14 @@ class Source:
         )
         return job_id
 
+    def relate(self) -> None:
+        """One `extracted_text` relation between the two atoms first in key order."""
+        self.conn.execute(
+            "INSERT INTO atom_relations (from_atom_id, relation_type, ordinal, to_atom_id) "
+            "SELECT a.atom_id, 'extracted_text', 0, b.atom_id FROM atoms a, atoms b "
+            "WHERE a.atom_id < b.atom_id ORDER BY a.atom_id, b.atom_id LIMIT 1"
+        )
+
     def scalar(self, sql: str, *params: object) -> Any:
         row = self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
         assert row is not None

@@ -91,3 +91,37 @@ def test_top_level_numbers_become_float_int_or_exact_text_for_neo4j() -> None:
     assert row["huge"] == str(2**70)
     assert row["list"] == [0.5, 2]
     assert row["mixed"] == "[1.0000000000000000000001,2]"
+
+
+# PostgreSQL stores jsonb `1e5000` as a 5,001-digit integer, over Python's 4,300-digit
+# int-string limit; a negative 4,400-digit integer deep in an array is the same kind.
+LONG_INTEGERS = '{"n": 1e5000, "deep": [{"neg": -' + "7" * 4400 + '}], "small": 12}'
+
+
+def test_integers_too_long_for_python_int_reach_the_sql_graph_digit_for_digit(
+    source: Source,
+) -> None:
+    atom = hashlib.sha256(b"long integers").digest()
+    source.conn.execute(
+        "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, metadata) "
+        "VALUES (%s, 'leaf', 'text', 'paragraph', 0, %s::jsonb)",
+        (atom, LONG_INTEGERS),
+    )
+    assert source.capture() == 1
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    assert source.scalar(
+        "SELECT body->'data'->'metadata' = %s::jsonb FROM broker_messages", LONG_INTEGERS
+    )
+    assert drain(source, Settings()).dead_lettered == 0
+    node = f"atom:{atom.hex()}"
+    assert source.scalar(
+        "SELECT properties->'metadata' = %s::jsonb FROM graph_nodes WHERE node_id = %s",
+        LONG_INTEGERS,
+        node,
+    )
+    assert (
+        source.scalar(
+            "SELECT properties->'metadata'->>'n' FROM graph_nodes WHERE node_id = %s", node
+        )
+        == "1" + "0" * 5000
+    )

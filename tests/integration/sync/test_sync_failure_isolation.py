@@ -3,6 +3,9 @@ letter carries the real exception, graph ids hold every key, and `graph repair` 
 
 from __future__ import annotations
 
+import json
+
+from tests.conftest import Cli
 from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
@@ -107,3 +110,49 @@ def test_an_event_attribute_longer_than_the_ledger_keeps_is_refused_alone(source
     ).fetchone() or ("", "")
     assert reason == "invalid_event"
     assert "event principal is 300 characters, over the 256" in message
+
+
+# jsonb nested deeper than Python's JSON reader can follow (RecursionError): PostgreSQL takes it.
+DEEP_ARRAY = "[" * 3000 + "]" * 3000
+DEEP_OBJECT = '{"a":' * 3000 + "1" + "}" * 3000
+
+
+def test_graph_repair_reports_rows_it_cannot_decode_and_repairs_the_rest(
+    source: Source, cli: Cli
+) -> None:
+    source.tenant("acme", "alice")
+    source.ingest("acme", 3, principal_id="alice")
+    source.relate()
+    source.capture()
+    assert drain(source, Settings()).dead_lettered == 0
+    deep_atom = source.scalar("SELECT atom_id FROM atoms ORDER BY atom_id LIMIT 1")
+    source.conn.execute(
+        "UPDATE atoms SET metadata = jsonb_build_object('deep', %s::jsonb) WHERE atom_id = %s",
+        (DEEP_ARRAY, deep_atom),
+    )
+    source.conn.execute("UPDATE atom_relations SET metadata = %s::jsonb", (DEEP_OBJECT,))
+    before = source.scalar("SELECT count(*) FROM graph_nodes")
+    edges_before = source.scalar("SELECT count(*) FROM graph_edges")
+    source.tenant("later")  # never synced: only the repair can add it
+
+    repaired = cli("--json", "graph", "repair", "--batch-size", "2")
+
+    assert repaired.exit_code == 0, repaired.stderr
+    assert "Traceback" not in repaired.stderr
+    report = json.loads(repaired.stdout)
+    assert report["failed"] == {"atoms": 1, "atom_relations": 1}
+    assert any(
+        f"atoms ({deep_atom.hex()})" in e and "RecursionError" in e for e in report["errors"]
+    )
+    assert any(e.startswith("atom_relations (") for e in report["errors"])
+    # The rows it could not decode keep what the graph holds for them (their sources exist).
+    assert (report["removed_nodes"], report["removed_edges"]) == (0, 0)
+    assert source.scalar("SELECT count(*) FROM graph_nodes") == before + 1
+    assert source.scalar("SELECT count(*) FROM graph_edges") == edges_before
+    assert source.scalar("SELECT count(*) FROM graph_nodes WHERE node_id = 'tenant:later'") == 1
+    assert (
+        source.scalar(
+            "SELECT count(*) FROM graph_nodes WHERE node_id = %s", f"atom:{deep_atom.hex()}"
+        )
+        == 1
+    )

@@ -16,11 +16,7 @@ from hartonomous.sync.projector import Neo4jProjector
 def ingest_with_relation(source: Source, tenant: str) -> None:
     source.tenant(tenant, "alice")
     source.ingest(tenant, 4, principal_id="alice")
-    source.conn.execute(
-        "INSERT INTO atom_relations (from_atom_id, relation_type, ordinal, to_atom_id) "
-        "SELECT a.atom_id, 'extracted_text', 0, b.atom_id FROM atoms a, atoms b "
-        "WHERE a.atom_id < b.atom_id ORDER BY a.atom_id, b.atom_id LIMIT 1"
-    )
+    source.relate()
 
 
 def delete_sources(source: Source) -> None:

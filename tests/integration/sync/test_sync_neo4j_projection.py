@@ -59,11 +59,7 @@ def test_events_are_projected_into_neo4j_and_match_the_sql_graph(
 def test_repair_and_replay_restore_a_truncated_graph(source: Source, graph_uri: str) -> None:
     source.tenant("initech", "peter")
     source.ingest("initech", 4, principal_id="peter")
-    source.conn.execute(
-        "INSERT INTO atom_relations (from_atom_id, relation_type, ordinal, to_atom_id) "
-        "SELECT a.atom_id, 'extracted_text', 0, b.atom_id FROM atoms a, atoms b "
-        "WHERE a.atom_id < b.atom_id ORDER BY a.atom_id, b.atom_id LIMIT 1"
-    )
+    source.relate()
     source.capture()
     settings = settings_for(graph_uri)
     worker = SyncWorker(source.url, settings)
