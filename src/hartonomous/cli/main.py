@@ -122,7 +122,7 @@ class CommandFailedError(Exception):
 
 def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
-    from hartonomous.cli.errors import usage_errors, user_facing_errors
+    from hartonomous.cli.errors import database_error_reason, usage_errors, user_facing_errors
 
     as_json = "--json" in sys.argv[1:]
     try:
@@ -147,9 +147,7 @@ def run() -> None:
         # A database refusal nobody anticipated: the driver's first line, not a traceback
         # (the traceback is logged at debug level for whoever investigates).
         structlog.get_logger(__name__).debug("database_error", exc_info=True)
-        cause = failure.orig if isinstance(failure, DBAPIError) and failure.orig else failure
-        first_line = next(iter(str(cause).strip().splitlines()), type(cause).__name__)
-        _fail(f"database error: {first_line}", as_json, 1)
+        _fail(database_error_reason(failure), as_json, 1)
     else:
         sys.exit(code if isinstance(code, int) else 0)
 

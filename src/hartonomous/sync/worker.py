@@ -11,10 +11,14 @@ waits (delayed, not failed), so nothing is lost and nothing dead-letters for it.
 
 Failures are kept to their message: a non-transient error of the batch's effects re-applies
 the batch one message at a time, so only the failing message is retried (and dead-lettered,
-with its exception, at the poison limit). A transient error (lock or statement timeout: every
-session has `[database]`'s timeouts) is logged and retried with backoff without counting an
-attempt. Nodes whose source rows are gone are not written (`sources.py`: deletes win), and
-`billed:` counts only ledger rows actually written.
+with its exception, at the poison limit). A timeout (lock or statement: every session has
+`[database]`'s timeouts) of one message's decision or effects delays that message alone,
+uncounted, for at least the timeout with a backoff growing with its consecutive timeouts, and
+the rest of the batch proceeds in the same round (with lock waits cut short: one timeout is
+enough to know a lock is held), so a locked table holds only the messages that need it;
+the broker claims only conversation heads, so a delayed message still holds its own
+conversation's later messages. Nodes whose source rows are gone are not written (`sources.py`:
+deletes win), and `billed:` counts only ledger rows actually written.
 
 Throttle permits are granted on the counter store's own connection (shared across processes at
 once) but provisionally: when the batch, or one message's decision, rolls back, they are
@@ -56,6 +60,14 @@ log = structlog.get_logger(__name__)
 Connection = psycopg.Connection[Any]
 DEFAULT_BATCH_SIZE = 100
 _TRANSIENT_MEMORY = 10_000
+# After a timeout the rest of the round waits this long at most for a lock: the lock is held by
+# someone else (a decision only reads, so only DDL or `LOCK TABLE` blocks it), and a message
+# that needs it is better delayed than holding the others for a full `lock_timeout` each.
+_HURRIED_LOCK_TIMEOUT_SECONDS = 0.05
+# The longest backoff of a message whose decision or effects keep timing out (unless the
+# timeout itself is longer).
+_MAX_TIMEOUT_BACKOFF_SECONDS = 60.0
+_QUERY_CANCELED = "57014"
 
 
 class SyncStoppedError(RuntimeError):
@@ -222,14 +234,18 @@ class SyncWorker:
             return SyncOutcome()
         return self._settle(connection, messages)
 
-    def _settle(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
-        """Apply messages in one transaction. A transient error (a lock or statement timeout,
-        a lost session) gives them back uncounted and propagates to the retry with backoff;
-        any other error of the batch's effects is isolated: the messages are applied one at a
-        time, so only the message that fails is retried or dead-lettered, with its exception."""
+    def _settle(
+        self, connection: Connection, messages: list[ReceivedMessage], *, hurried: bool = False
+    ) -> SyncOutcome:
+        """Apply messages in one transaction. A lost session gives them back uncounted and
+        propagates to the retry with backoff. Any other error of the batch's effects is
+        isolated: the messages are applied one at a time, so only the message that fails is
+        retried or dead-lettered, with its exception; for a transient error (a lock or
+        statement timeout) the retry is uncounted (`_retry_later`) and the messages applied
+        one at a time wait for locks `_HURRIED_LOCK_TIMEOUT_SECONDS` at most (`hurried`)."""
         try:
             with self._counter_store.provisional(), connection.transaction():
-                return self._apply(connection, messages)
+                return self._apply(connection, messages, hurried=hurried)
         except ProjectionUnavailableError as exc:
             return self._wait(connection, messages, exc)
         except LedgerWriteError as exc:
@@ -242,14 +258,19 @@ class SyncWorker:
                 f"{len(messages)} message(s) returned to the queue unbilled"
             ) from exc
         except Exception as exc:
-            if is_transient(exc):
+            transient = is_transient(exc)
+            if transient and connection.broken:
                 self._give_back(connection, messages)
                 raise
             if len(messages) == 1:
                 outcome = SyncOutcome()
                 with connection.transaction():
-                    self._failed(connection, messages[0], exc, outcome)
+                    if transient:
+                        self._retry_later(connection, messages[0], exc, outcome)
+                    else:
+                        self._failed(connection, messages[0], exc, outcome)
                 return outcome
+            hurried = hurried or transient
             log.warning(
                 "sync_batch_failed_isolating",
                 batch=len(messages),
@@ -258,33 +279,34 @@ class SyncWorker:
         outcome = SyncOutcome()
         for index, message in enumerate(messages):
             try:
-                outcome.add(self._settle(connection, [message]))
+                outcome.add(self._settle(connection, [message], hurried=hurried))
             except BaseException:
                 self._give_back(connection, messages[index + 1 :])
                 raise
         return outcome
 
-    def _apply(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
+    def _apply(
+        self, connection: Connection, messages: list[ReceivedMessage], *, hurried: bool
+    ) -> SyncOutcome:
         outcome = SyncOutcome()
         graph = GraphBatch()
         ledger: list[LedgerEntry] = []
         done: list[ReceivedMessage] = []
-        for index, message in enumerate(messages):
+        if hurried:
+            self._set_lock_timeout(connection, hurried=True)
+        hurried_decisions = False
+        for message in messages:
             try:
                 with self._counter_store.provisional(), connection.transaction():
                     decision = self._dispatcher.decide(connection, message)
-            except Exception as exc:
-                if not is_transient(exc):
-                    self._failed(connection, message, exc, outcome)
-                    continue
-                if connection.broken:
-                    raise
-                self._retry_later(connection, message, exc, outcome)
-                # The rest go back to the queue at once, uncounted: waiting out a lock timeout
-                # for each of them would hold the decided ones (and the claims' lease) as long.
-                for later in messages[index + 1 :]:
-                    self.broker.delay(connection, later, 0)
-                break
+            except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
+                timed_out = self._decision_failed(connection, message, exc, outcome)
+                # The rest are decided in this round, so unrelated events are not held; those
+                # that need the same lock fail fast instead of waiting out a timeout each.
+                if timed_out and not hurried and not hurried_decisions:
+                    self._set_lock_timeout(connection, hurried=True)
+                    hurried_decisions = True
+                continue
             if isinstance(decision, Reject):
                 self.broker.dead_letter(
                     connection,
@@ -302,6 +324,8 @@ class SyncWorker:
             else:
                 self._collect(decision, graph, ledger, outcome)
                 done.append(message)
+        if hurried_decisions:
+            self._set_lock_timeout(connection, hurried=False)
         for label, count in drop_deleted_sources(connection, graph).items():
             outcome.counters[f"skipped:source_deleted:{label}"] += count
         if self._projector is not None:
@@ -315,6 +339,19 @@ class SyncWorker:
             self._transient_failures.pop(message.message_id, None)
         self._count(connection, outcome.counters)
         return outcome
+
+    def _decision_failed(
+        self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome
+    ) -> bool:
+        """Retry or dead-letter a message whose decision failed; True when it was transient
+        (retried uncounted). A lost session propagates (`exc` re-raised)."""
+        if not is_transient(exc):
+            self._failed(connection, message, exc, outcome)
+            return False
+        if connection.broken:
+            raise exc
+        self._retry_later(connection, message, exc, outcome)
+        return True
 
     def _collect(
         self,
@@ -379,6 +416,32 @@ class SyncWorker:
         except psycopg.Error as exc:
             log.warning("sync_give_back_failed", error=str(exc))
 
+    def _set_lock_timeout(self, connection: Connection, *, hurried: bool) -> None:
+        """`lock_timeout` for the rest of the current transaction: the configured one, or at
+        most `_HURRIED_LOCK_TIMEOUT_SECONDS` (seconds) when `hurried`."""
+        seconds = self._settings.database.lock_timeout_seconds
+        if hurried:
+            seconds = min(seconds, _HURRIED_LOCK_TIMEOUT_SECONDS)
+        milliseconds = max(1, round(seconds * 1000))
+        connection.execute("SELECT set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
+
+    def _timeout_backoff(self, exc: Exception, failures: int) -> float:
+        """Seconds to delay a message after its `failures`-th consecutive transient failure:
+        at least the timeout that fired (`lock_timeout_seconds`, or `command_timeout_seconds`
+        for a statement timeout), doubling per failure up to `_MAX_TIMEOUT_BACKOFF_SECONDS`,
+        plus the receive retry's delay (with its jitter). So a message that needs a locked
+        table is tried at most once per period, and never stays the lowest claimable id."""
+        database = self._settings.database
+        sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+        floor = float(
+            database.command_timeout_seconds
+            if sqlstate == _QUERY_CANCELED
+            else database.lock_timeout_seconds
+        )
+        doubled = floor * float(2 ** min(failures - 1, 16))
+        growing = min(doubled, max(floor, _MAX_TIMEOUT_BACKOFF_SECONDS))
+        return growing + self._strategy.receive.delay(failures)
+
     def _retry_later(
         self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome
     ) -> None:
@@ -388,7 +451,14 @@ class SyncWorker:
         if len(self._transient_failures) >= _TRANSIENT_MEMORY:
             self._transient_failures.clear()
         self._transient_failures[message.message_id] = failures
-        seconds = self._strategy.receive.delay(failures)
+        seconds = self._timeout_backoff(exc, failures)
+        # The broker counts the delay from the transaction's start (`now()`), and the timeout
+        # itself took part of it: without this a delay shorter than the wait left the message
+        # the lowest claimable id again as soon as the batch committed.
+        row = connection.execute(
+            "SELECT extract(epoch FROM clock_timestamp() - now())::float8"
+        ).fetchone()
+        elapsed = float(row[0]) if row is not None else 0.0
         log.warning(
             "sync_message_retrying",
             message_id=message.message_id,
@@ -396,7 +466,7 @@ class SyncWorker:
             wait_seconds=round(seconds, 3),
             error=f"{type(exc).__name__}: {exc}",
         )
-        self.broker.delay(connection, message, seconds)
+        self.broker.delay(connection, message, elapsed + seconds)
         outcome.delayed += 1
         outcome.counters["delayed:transient"] += 1
 

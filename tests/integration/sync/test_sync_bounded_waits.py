@@ -125,11 +125,96 @@ def test_a_locked_graph_table_holds_the_batch_uncounted_until_it_is_released(
     with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
         blocker.execute("LOCK TABLE graph_edges IN SHARE MODE")  # no batch can write edges
         with running(worker):
-            # More timeouts than the poison limit: they must not count as failed attempts.
-            retried = lambda: lock_timeouts(logs, "transient_failure_retrying")  # noqa: E731
-            wait_until(lambda: len(retried()) > limit, "retries")
-            assert pending(source) == queued
+            # More timeouts of one message than the poison limit: they must not count as failed
+            # attempts (the batch's timeout isolates its messages, each retried uncounted).
+            retried = lambda: lock_timeouts(logs, "sync_message_retrying")  # noqa: E731
+            wait_until(lambda: any(e["failures"] > limit for e in retried()), "retries")
+            assert 0 < pending(source) <= queued
+            assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
             blocker.commit()
             wait_until(lambda: pending(source) == 0, "drained")
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+
+
+# A lock timeout far longer than the receive backoff (as with the defaults: 10 s vs 0.5-15 s):
+# a timed-out message must not come back as the lowest claimable id and hold the others.
+LONG_LOCK_SETTINGS = Settings.model_validate(
+    {
+        "database": {"command_timeout_seconds": 7, "lock_timeout_seconds": 1},
+        "message_broker": {
+            "receive_wait_timeout_seconds": 0.25,
+            "resilience": {"receive_base_delay_seconds": 0.1, "receive_max_delay_seconds": 0.2},
+        },
+    }
+)
+
+
+def tenant_nodes(source: Source, prefix: str) -> int:
+    return int(
+        source.scalar(
+            "SELECT count(*) FROM graph_nodes WHERE label = 'Tenant' AND node_id LIKE %s",
+            f"tenant:{prefix}%",
+        )
+    )
+
+
+def test_a_billed_event_waiting_for_a_locked_rate_plan_does_not_hold_unrelated_events(
+    source: Source,
+) -> None:
+    source.tenant("lk2")
+    source.capture()
+    worker = SyncWorker(source.url, LONG_LOCK_SETTINGS)
+    with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker, running(worker):
+        wait_until(lambda: pending(source) == 0, "the tenant synced")
+        blocker.execute("LOCK TABLE billing_rate_plans IN ACCESS EXCLUSIVE MODE")
+        source.ingest("lk2", 1)  # billed: its decision needs the rate plan
+        source.conn.execute("UPDATE holdings SET metadata = '{\"n\": 9}' WHERE tenant_id = 'lk2'")
+        source.conn.execute(
+            "INSERT INTO tenants (tenant_id, display_name) "
+            "SELECT 'unr3_' || g, 'u' FROM generate_series(1, 5) g"
+        )
+        source.capture()
+        # While the lock is held: the unrelated tenants reach the graph, nothing is billed,
+        # and the holding's update waits behind its insert (same conversation).
+        wait_until(lambda: tenant_nodes(source, "unr3_") == 5, "unrelated events synced")
+        wait_until(lambda: lock_timeouts(logs, "sync_message_retrying"), "the holding timed out")
+        assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 0
+        holding_events = (
+            "SELECT count(*) FROM broker_messages WHERE conversation_id LIKE 'holdings:%%'"
+        )
+        assert source.scalar(holding_events) == 2
+        blocker.commit()  # the lock is released
+        wait_until(lambda: pending(source) == 0, "drained")
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 1
+    assert source.scalar("SELECT count(*) FROM sync_counters WHERE counter LIKE 'billed:%%'") == 1
+    assert source.scalar("SELECT sum(count) FROM sync_counters WHERE counter LIKE 'billed:%%'") == 1
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    # Each wait is at least the lock timeout (computed waits, not timings).
+    retries = lock_timeouts(logs, "sync_message_retrying")
+    assert min(e["wait_seconds"] for e in retries) >= 1
+
+
+def test_a_row_locked_elsewhere_holds_only_the_events_that_write_it(source: Source) -> None:
+    source.tenant("lk4", "p4")
+    source.conn.execute(
+        "INSERT INTO tenants (tenant_id, display_name) "
+        "SELECT 'unr4_' || g, 'u' FROM generate_series(1, 5) g"
+    )
+    worker = SyncWorker(source.url, LONG_LOCK_SETTINGS)
+    principal = "SELECT count(*) FROM graph_nodes WHERE label = 'Principal'"
+    with capture_logs() as logs, psycopg.connect(libpq(source.url)) as blocker:
+        # A batch's effects lock the source rows of its nodes FOR KEY SHARE (deletes win,
+        # docs/sync.md): a FOR UPDATE held elsewhere times out the effects of lk4's events.
+        blocker.execute("SELECT 1 FROM tenants WHERE tenant_id = 'lk4' FOR UPDATE")
+        source.capture()
+        with running(worker):
+            wait_until(lambda: tenant_nodes(source, "unr4_") == 5, "unrelated events synced")
+            wait_until(lambda: lock_timeouts(logs, "sync_message_retrying"), "lk4 timed out")
+            assert source.scalar(principal) == 0
+            assert tenant_nodes(source, "lk4") == 0
+            blocker.commit()
+            wait_until(lambda: pending(source) == 0, "drained")
+    assert source.scalar(principal) == 1
+    assert tenant_nodes(source, "lk4") == 1
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
