@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,7 @@ from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.up_command import up
 from hartonomous.observability import new_operation_id
+from hartonomous.storable import storable_text
 
 app = typer.Typer(
     name="hartonomous",
@@ -124,10 +126,11 @@ def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
     from hartonomous.cli.errors import usage_errors, user_facing_errors
 
-    as_json = "--json" in sys.argv[1:]
+    args = visible_arguments(sys.argv[1:])
+    as_json = "--json" in args
     try:
         # Without standalone mode, click returns the code of a `typer.Exit` instead of raising.
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -152,6 +155,25 @@ def run() -> None:
         _fail(f"database error: {first_line}", as_json, 1)
     else:
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def visible_arguments(args: list[str]) -> list[str]:
+    """``args`` with undecodable bytes made visible (``storable_text``: byte E9 becomes ``\\xe9``).
+
+    Python hands a non-UTF-8 argument over with its bytes as U+DC80..U+DCFF; past this point
+    every command sees ordinary text and answers with its usual error. An argument naming an
+    existing file-system path keeps its exact bytes, so a non-UTF-8 file name still ingests.
+    """
+    return [
+        arg if storable_text(arg) == arg or _names_a_path(arg) else storable_text(arg)
+        for arg in args
+    ]
+
+
+def _names_a_path(arg: str) -> bool:
+    # `--config=FILE` style: only the value after '=' can name the path.
+    value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+    return os.path.lexists(value)
 
 
 def _fail(reason: str, as_json: bool, code: int) -> None:
