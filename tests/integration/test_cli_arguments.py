@@ -80,3 +80,19 @@ def test_a_malformed_tenant_id_is_a_usage_error_in_every_command(cli: Cli, data_
             assert refused.exit_code == 2, (args, refused.stderr)
             assert f"{tenant!r} is not a tenant id" in refused.stderr
             assert "tenants create" not in refused.stderr
+
+
+def test_a_principal_id_longer_than_its_column_is_a_usage_error(cli: Cli, data_dir: Path) -> None:
+    assert cli("tenants", "create", "acme").exit_code == 0
+    (data_dir / "f.txt").write_text("hello\n")
+    for principal in ("p" * 257, ""):
+        refused = cli(
+            "ingest", str(data_dir / "f.txt"), "--tenant", "acme", "--principal", principal
+        )
+        assert refused.exit_code == 2, refused.stderr
+        assert "is not a principal id: 1-256 characters" in refused.stderr
+        assert "database error" not in refused.stderr
+    jobs = cli(
+        "--json", "ingest", str(data_dir / "f.txt"), "--tenant", "acme", "--principal", "p" * 256
+    )
+    assert jobs.exit_code == 0, jobs.stderr
