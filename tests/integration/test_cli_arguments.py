@@ -96,3 +96,25 @@ def test_a_principal_id_longer_than_its_column_is_a_usage_error(cli: Cli, data_d
         "--json", "ingest", str(data_dir / "f.txt"), "--tenant", "acme", "--principal", "p" * 256
     )
     assert jobs.exit_code == 0, jobs.stderr
+
+
+def test_file_names_are_printed_with_control_characters_escaped(cli: Cli, data_dir: Path) -> None:
+    assert cli("tenants", "create", "acme").exit_code == 0
+    folder = data_dir / "in"
+    folder.mkdir()
+    (folder / "b_esc\x1b[31mRED\x1b[0m.txt").write_text("red\n")
+    (folder / "new\nline.txt").write_text("two lines\n")
+    ingested = cli("ingest", str(folder), "--tenant", "acme")
+    assert ingested.exit_code == 0, ingested.stderr
+    assert "\x1b" not in ingested.stdout
+    assert "b_esc\\x1b[31mRED\\x1b[0m.txt" in ingested.stdout
+    assert "new\\nline.txt" in ingested.stdout
+    # One line per file and the job line: no name split a line.
+    assert len(ingested.stdout.splitlines()) == 3, ingested.stdout
+    found = cli("search", "red", "--tenant", "acme", "--mode", "lexical")
+    assert found.exit_code == 0, found.stderr
+    assert "\x1b" not in found.stdout
+    # --json keeps the exact names (JSON escapes them itself).
+    listed = cli("--json", "ingest", str(folder), "--tenant", "acme")
+    names = {Path(f["path"]).name for f in json.loads(listed.stdout)["files"]}
+    assert names == {"b_esc\x1b[31mRED\x1b[0m.txt", "new\nline.txt"}

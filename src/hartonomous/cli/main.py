@@ -23,7 +23,7 @@ from hartonomous.cli import (
     sync_commands,
     tenants_commands,
 )
-from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.context import CliContext, cli_context, shown
 from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.up_command import up
 from hartonomous.observability import new_operation_id
@@ -181,5 +181,5 @@ def _fail(reason: str, as_json: bool, code: int) -> None:
     if as_json:
         sys.stderr.write(json.dumps({"error": reason}) + "\n")
     else:
-        sys.stderr.write(f"hartonomous: error: {reason}\n")
+        sys.stderr.write(f"hartonomous: error: {shown(reason)}\n")
     sys.exit(code)
