@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import psycopg
@@ -128,14 +131,18 @@ def run() -> None:
 
     args = visible_arguments(sys.argv[1:])
     as_json = "--json" in args
+    interrupted = _note_interrupts()
     try:
         # Without standalone mode, click returns the code of a `typer.Exit` instead of raising.
         code = app(args=args, standalone_mode=False)
+        if interrupted.is_set() and code == _INTERRUPTED_EXIT:
+            # Typer turns KeyboardInterrupt into a silent exit 130; the reader gets one line.
+            _fail("interrupted (Ctrl-C): work already committed is kept", as_json, code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.stderr.write("aborted\n")
-        sys.exit(130)
+        sys.exit(_INTERRUPTED_EXIT)
     except typer.TyperException as usage:
         # Typer's (vendored click) usage errors know how to print themselves.
         show = getattr(usage, "show", None)
@@ -155,6 +162,21 @@ def run() -> None:
         _fail(f"database error: {first_line}", as_json, 1)
     else:
         sys.exit(code if isinstance(code, int) else 0)
+
+
+_INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _note_interrupts() -> threading.Event:
+    """An event set by Ctrl-C (SIGINT), which still raises KeyboardInterrupt as Python's does."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return interrupted
 
 
 def visible_arguments(args: list[str]) -> list[str]:
@@ -178,6 +200,7 @@ def _names_a_path(arg: str) -> bool:
 
 def _fail(reason: str, as_json: bool, code: int) -> None:
     reason = reason.replace("\n", " ")
+    sys.stdout.flush()  # what was printed reaches the reader before the reason
     if as_json:
         sys.stderr.write(json.dumps({"error": reason}) + "\n")
     else:
