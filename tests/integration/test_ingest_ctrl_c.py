@@ -20,8 +20,7 @@ from tests.integration.data_plane.data_plane_support import add_tenant, random_b
 from tests.integration.test_ingest_interrupted import (
     _FILE_SIZE,
     _block_on_first_chunk,
-    _scalar,
-    _wait_until,
+    wait_for_first_file_then_lock,
 )
 
 from hartonomous.db.tables import ingestion_jobs
@@ -50,18 +49,7 @@ def test_ctrl_c_mid_folder_says_interrupted_and_exits_130(
             text=True,
         )
         try:
-            _wait_until(
-                lambda: (
-                    _scalar(engine, "SELECT count(*) FROM ingestion_job_atoms") == 1
-                    and _scalar(
-                        engine,
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock'",
-                    )
-                    == 1
-                ),
-                "the first file committed and the second waiting",
-            )
+            wait_for_first_file_then_lock(engine)
             process.send_signal(signal.SIGINT)
             stdout, stderr = process.communicate(timeout=240)
         finally:
