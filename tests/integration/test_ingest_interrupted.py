@@ -47,6 +47,22 @@ def _scalar(engine: Engine, sql: str, **params: object) -> object:
         return connection.execute(text(sql), params).scalar_one()
 
 
+def wait_for_first_file_then_lock(engine: Engine) -> None:
+    """Wait until the first file is committed and the second waits on the blocking row."""
+    _wait_until(
+        lambda: (
+            _scalar(engine, "SELECT count(*) FROM ingestion_job_atoms") == 1
+            and _scalar(
+                engine,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'",
+            )
+            == 1
+        ),
+        "the first file committed and the second waiting",
+    )
+
+
 def _block_on_first_chunk(connection: Connection, data: bytes) -> None:
     first = next(iter(chunk_bytes(data)))
     connection.execute(
@@ -78,18 +94,7 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_until(
-                lambda: (
-                    _scalar(engine, "SELECT count(*) FROM ingestion_job_atoms") == 1
-                    and _scalar(
-                        engine,
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock'",
-                    )
-                    == 1
-                ),
-                "the first file committed and the second waiting",
-            )
+            wait_for_first_file_then_lock(engine)
             with engine.connect() as connection:
                 job_status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
             assert job_status == "running"

@@ -17,7 +17,7 @@ from hartonomous.atoms.read import (
     summarise,
     write_atom_bytes,
 )
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import cli_context, shown
 from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db import open_database
 from hartonomous.security.tenants import require_active_tenant
@@ -57,7 +57,7 @@ def show(ctx: typer.Context, atom_id: str, tenant: TenantOption) -> None:
     ]
     if text:
         lines.append(f"text       {text[:200]!r}{'…' if len(text) > 200 else ''}")
-    lines += [f"held by    {h['source_uri']} ({h['visibility']})" for h in summary.holders]
+    lines += [f"held by    {shown(h['source_uri'])} ({h['visibility']})" for h in summary.holders]
     state.emit(asdict(summary), "\n".join(lines))
 
 
@@ -118,7 +118,7 @@ def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
     with open_database(state.settings()) as database, database.engine.connect() as connection:
         require_active_tenant(connection, tenant)
         data = list_holdings(connection, tenant)
-    human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {h['source_uri']}" for h in data)
+    human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {shown(h['source_uri'])}" for h in data)
     state.emit(data, human or "(no holdings)")
 
 

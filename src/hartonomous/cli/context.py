@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,27 @@ import typer
 
 from hartonomous.config import Settings, load_settings
 from hartonomous.observability import configure_logging
+from hartonomous.storable import storable_text
+
+# C0 controls, DEL and C1 controls: bytes a terminal acts on (ANSI escapes, line breaks).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(value: object) -> str:
+    """``value`` as text safe to print on a terminal: control characters escaped.
+
+    ESC becomes the four characters ``\\x1b``, a line break ``\\n`` (``\\r``, ``\\t`` likewise),
+    and undecodable bytes ``\\xNN`` (``storable_text``), so a file name or other user-supplied
+    text can neither drive the terminal nor split an output line. --json output needs none of
+    this: JSON escapes control characters itself.
+    """
+    return _CONTROL.sub(_escaped, storable_text(str(value)))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char, f"\\x{ord(char):02x}")
 
 
 @dataclass

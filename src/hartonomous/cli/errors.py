@@ -18,10 +18,12 @@ def usage_errors() -> tuple[type[Exception], ...]:
     from hartonomous.embed.spaces import UnknownSpaceError
     from hartonomous.search.service import SearchError
     from hartonomous.search.similar import UnknownPolicyError
+    from hartonomous.security.principals import InvalidPrincipalError
     from hartonomous.security.tenants import InvalidTenantError
 
     return (
         CommandUsageError,
+        InvalidPrincipalError,
         ConfigError,
         InvalidTenantError,
         SearchError,
@@ -53,11 +55,13 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
     from hartonomous.ops.sample_content import SampleModelMissingError
     from hartonomous.search.service import SearchError
     from hartonomous.search.similar import UnknownPolicyError
+    from hartonomous.security.principals import InvalidPrincipalError
     from hartonomous.security.tenants import TenantError
     from hartonomous.sync.worker import SyncStoppedError
 
     return (
         CommandUsageError,
+        InvalidPrincipalError,
         EmbedCommandError,
         SearchError,
         UnknownPolicyError,

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 from sqlalchemy import Engine
 
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import cli_context, shown
 from hartonomous.db import open_database
 from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
@@ -63,14 +63,14 @@ def _with_progress(engine: Engine, request: IngestRequest, paths: list[Path]) ->
             progress.update(task, total=total)
 
         def advance(outcome: FileOutcome) -> None:
-            progress.update(task, advance=1, description=Path(outcome.path).name)
+            progress.update(task, advance=1, description=shown(Path(outcome.path).name))
 
         return ingest_paths(engine, request, paths, on_file=advance, on_start=start)
 
 
 def _summary(outcome: JobOutcome) -> str:
     lines = [
-        f"{f.status:9} {f.path}" + (f"  ({f.error})" if f.error else f"  {f.atom_id}")
+        f"{f.status:9} {shown(f.path)}" + (f"  ({shown(f.error)})" if f.error else f"  {f.atom_id}")
         for f in outcome.files
     ]
     lines += [

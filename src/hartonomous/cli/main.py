@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import psycopg
@@ -22,10 +26,11 @@ from hartonomous.cli import (
     sync_commands,
     tenants_commands,
 )
-from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.context import CliContext, cli_context, shown
 from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.up_command import up
 from hartonomous.observability import new_operation_id
+from hartonomous.storable import storable_text
 
 app = typer.Typer(
     name="hartonomous",
@@ -124,15 +129,20 @@ def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
     from hartonomous.cli.errors import database_error_reason, usage_errors, user_facing_errors
 
-    as_json = "--json" in sys.argv[1:]
+    args = visible_arguments(sys.argv[1:])
+    as_json = "--json" in args
+    interrupted = _note_interrupts()
     try:
         # Without standalone mode, click returns the code of a `typer.Exit` instead of raising.
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
+        if interrupted.is_set() and code == _INTERRUPTED_EXIT:
+            # Typer turns KeyboardInterrupt into a silent exit 130; the reader gets one line.
+            _fail("interrupted (Ctrl-C): work already committed is kept", as_json, code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.stderr.write("aborted\n")
-        sys.exit(130)
+        sys.exit(_INTERRUPTED_EXIT)
     except typer.TyperException as usage:
         # Typer's (vendored click) usage errors know how to print themselves.
         show = getattr(usage, "show", None)
@@ -152,10 +162,45 @@ def run() -> None:
         sys.exit(code if isinstance(code, int) else 0)
 
 
+_INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _note_interrupts() -> threading.Event:
+    """An event set by Ctrl-C (SIGINT), which still raises KeyboardInterrupt as Python's does."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return interrupted
+
+
+def visible_arguments(args: list[str]) -> list[str]:
+    """``args`` with undecodable bytes made visible (``storable_text``: byte E9 becomes ``\\xe9``).
+
+    Python hands a non-UTF-8 argument over with its bytes as U+DC80..U+DCFF; past this point
+    every command sees ordinary text and answers with its usual error. An argument naming an
+    existing file-system path keeps its exact bytes, so a non-UTF-8 file name still ingests.
+    """
+    return [
+        arg if storable_text(arg) == arg or _names_a_path(arg) else storable_text(arg)
+        for arg in args
+    ]
+
+
+def _names_a_path(arg: str) -> bool:
+    # `--config=FILE` style: only the value after '=' can name the path.
+    value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+    return os.path.lexists(value)
+
+
 def _fail(reason: str, as_json: bool, code: int) -> None:
     reason = reason.replace("\n", " ")
+    sys.stdout.flush()  # what was printed reaches the reader before the reason
     if as_json:
         sys.stderr.write(json.dumps({"error": reason}) + "\n")
     else:
-        sys.stderr.write(f"hartonomous: error: {reason}\n")
+        sys.stderr.write(f"hartonomous: error: {shown(reason)}\n")
     sys.exit(code)

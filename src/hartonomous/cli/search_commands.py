@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import cli_context, shown
 from hartonomous.cli.errors import CommandUsageError
 from hartonomous.embed.spaces import SPACES, TEXT_SPACE, get_space
 from hartonomous.search.fusion import Signal
@@ -193,7 +193,7 @@ def search(
     hits = [asdict(hit) for hit in result.hits]
     lines = [
         f"{_score(hit.score)}  {_signals(hit.signals, hit.verbatim):12}  {hit.atom_id[:16]}  "
-        f"{hit.modality:8}  {hit.source}\n        {_preview(hit.text)}"
+        f"{shown(hit.modality):8}  {shown(hit.source)}\n        {shown(_preview(hit.text))}"
         for hit in result.hits
     ]
     state.emit(hits, "\n".join(lines) or "(no results)")

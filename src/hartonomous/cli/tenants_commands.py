@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import cli_context, shown
 from hartonomous.db import open_database
 from hartonomous.security.tenants import (
     Tenant,
@@ -37,7 +37,7 @@ def create(
     state = cli_context(ctx)
     with open_database(state.settings()) as database, database.engine.begin() as connection:
         tenant = create_tenant(connection, tenant_id, name)
-    state.emit(asdict(tenant), f"created tenant {tenant.tenant_id} ({tenant.display_name})")
+    state.emit(asdict(tenant), f"created tenant {tenant.tenant_id} ({shown(tenant.display_name)})")
 
 
 @tenants_app.command("list")
@@ -48,7 +48,7 @@ def list_command(ctx: typer.Context) -> None:
         found = list_tenants(connection)
     lines = [
         f"{t.tenant_id:24} {t.state:8} {t.holdings:>8} holdings {t.principals:>4} principals  "
-        f"{t.display_name}"
+        f"{shown(t.display_name)}"
         for t in found
     ]
     state.emit([asdict(t) for t in found], "\n".join(lines) or "(no tenants)")
@@ -86,7 +86,7 @@ def _describe(tenant: Tenant) -> str:
     return "\n".join(
         [
             f"tenant      {tenant.tenant_id}",
-            f"name        {tenant.display_name}",
+            f"name        {shown(tenant.display_name)}",
             f"state       {tenant.state}",
             f"created     {tenant.created_at.isoformat()}",
             f"updated     {tenant.updated_at.isoformat()}",

@@ -45,6 +45,7 @@ from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
 from hartonomous.ingest.prefetch import PrefetchingEmbedders
+from hartonomous.security.principals import validate_principal_id
 from hartonomous.security.tenants import UnknownTenantError
 from hartonomous.storable import storable_text
 
@@ -131,10 +132,13 @@ def ingest_paths(
 ) -> JobOutcome:
     """Ingest files and folders as one job; `on_start` hears how many files were found.
 
-    Raises ``UnknownTenantError`` before anything is written. An exception that escapes (the
+    Raises ``InvalidPrincipalError`` (security/principals.py), ``InvalidTenantError`` or
+    ``UnknownTenantError`` before anything is written. An exception that escapes (the
     database went away, KeyboardInterrupt) marks the job `interrupted` on its way out when the
     database still answers; otherwise the next `up` or `ingest` does.
     """
+    if request.principal_id is not None:
+        validate_principal_id(request.principal_id)
     candidates = expand_paths(paths)
     if on_start is not None:
         on_start(len(candidates))

@@ -15,7 +15,11 @@ from sqlalchemy import Connection
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import EntrySql, Filters, Scope, configure_and_count, statement
-from hartonomous.security.tenants import TenantDisabledError, UnknownTenantError
+from hartonomous.security.tenants import (
+    TenantDisabledError,
+    UnknownTenantError,
+    validate_tenant_id,
+)
 
 # The tenant's newest active plan, else the newest active global plan; NULL with no plan.
 _PUBLIC_CORPUS_FLAG = (
@@ -57,8 +61,10 @@ def open_scope(
     """The tenant's search scope, and with ``count`` the visible entries (HNSW settings made,
     `search.query.configure_and_count`), in one round trip.
 
-    Raises ``UnknownTenantError`` or ``TenantDisabledError`` (security/tenants.py).
+    Raises ``InvalidTenantError``, ``UnknownTenantError`` or ``TenantDisabledError``
+    (security/tenants.py).
     """
+    validate_tenant_id(tenant_id)
     items, params = "", {"tenant_id": tenant_id}
     if count is not None:
         # The public branch is gated by the flag read in this statement (a one-time filter).

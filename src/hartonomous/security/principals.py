@@ -8,6 +8,23 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from hartonomous.db.tables import api_keys, principals, tenants
 from hartonomous.security.api_keys import issue_api_key
 
+PRINCIPAL_ID_LENGTH = 256
+"""Characters a principal id may have: the ``principal_id`` columns are ``varchar(256)``."""
+
+
+class InvalidPrincipalError(ValueError):
+    """A principal id the ``principal_id`` columns would refuse; the message names the limit."""
+
+
+def validate_principal_id(principal_id: str) -> None:
+    """Raise ``InvalidPrincipalError`` unless ``principal_id`` has 1-256 characters."""
+    if not 0 < len(principal_id) <= PRINCIPAL_ID_LENGTH:
+        shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
+        raise InvalidPrincipalError(
+            f"{shown!r} is not a principal id: 1-{PRINCIPAL_ID_LENGTH} characters "
+            f"(it has {len(principal_id)})"
+        )
+
 
 def ensure_tenant(connection: Connection, tenant_id: str, display_name: str) -> bool:
     """Create the tenant if missing; True when it was created."""

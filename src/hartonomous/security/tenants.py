@@ -106,7 +106,11 @@ def list_tenants(connection: Connection) -> list[Tenant]:
 
 
 def get_tenant(connection: Connection, tenant_id: str) -> Tenant:
-    """The tenant with its counts; ``UnknownTenantError`` when there is none."""
+    """The tenant with its counts.
+
+    Raises ``InvalidTenantError`` for a malformed id, ``UnknownTenantError`` when there is none.
+    """
+    validate_tenant_id(tenant_id)
     row = connection.execute(_with_counts().where(tenants.c.tenant_id == tenant_id)).first()
     if row is None:
         raise UnknownTenantError(tenant_id)
@@ -127,9 +131,11 @@ def set_tenant_state(connection: Connection, tenant_id: str, state: TenantState)
 def require_active_tenant(connection: Connection, tenant_id: str) -> None:
     """The check of every tenant-scoped command.
 
-    Raises ``UnknownTenantError`` (naming ``tenants create``) or ``TenantDisabledError``
+    Raises ``InvalidTenantError`` for a malformed id (a usage error: no `tenants create` could
+    make it), ``UnknownTenantError`` (naming ``tenants create``) or ``TenantDisabledError``
     (naming ``tenants enable``).
     """
+    validate_tenant_id(tenant_id)
     active = connection.execute(
         select(tenants.c.is_active).where(tenants.c.tenant_id == tenant_id)
     ).scalar_one_or_none()
