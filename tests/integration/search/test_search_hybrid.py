@@ -159,3 +159,25 @@ def test_json_says_which_signals_matched(cli: Cli, database_url: str, tmp_path: 
         assert result.exit_code == 2  # usage errors (README: exit codes)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert message in result.stderr
+
+
+def test_a_first_paragraph_after_a_byte_order_mark_is_found_lexically(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The example (UTF-8 mark) and a UTF-16 file with its mark.
+    tenant = add_tenant(engine, "marks")
+    utf8 = tmp_path / "bom.txt"
+    utf8.write_bytes(b"\xef\xbb\xbfZebra crossings are painted white.\n\nSecond.\n")
+    utf16 = tmp_path / "wide.txt"
+    utf16.write_bytes("Quokkas smile at the ferry passengers.\n\nMore.\n".encode("utf-16"))
+    assert ingest(engine, tenant, utf8, utf16).status == "completed"
+
+    for sentence in (
+        "Zebra crossings are painted white.",
+        "Quokkas smile at the ferry passengers.",
+    ):
+        for mode in ("lexical", "hybrid"):
+            hits = search(engine, tenant, Query(text=sentence), 5, mode=mode).hits
+            assert hits, (sentence, mode)
+            assert (hits[0].text or "").startswith(sentence), (sentence, mode)
+            assert hits[0].verbatim, (sentence, mode)
