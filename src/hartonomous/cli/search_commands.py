@@ -157,16 +157,10 @@ def search(
     from hartonomous.db import open_database
     from hartonomous.ingest.examples import read_example
     from hartonomous.search.query import Filters
-    from hartonomous.search.service import SEARCH_MODES, Query, SearchError
+    from hartonomous.search.service import Query, validate
     from hartonomous.search.service import search as run_search
 
     state = cli_context(ctx)
-    if not 1 <= k <= MAX_K:
-        raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
-    if query is not None and not query.strip():
-        raise SearchError("the query is empty")
-    if mode not in SEARCH_MODES:
-        raise SearchError(f"unknown search mode {mode!r} (known: {', '.join(SEARCH_MODES)})")
     filters = Filters(
         source_type=source_type,
         source_modality=modality,
@@ -174,13 +168,15 @@ def search(
         held_until=_utc(until),
     )
     example = read_example(like) if like is not None else None
+    wanted = Query(text=query, like=example)
+    chosen = validate(wanted, k, mode, filters)  # bad input is refused before a database starts
     with open_database(state.settings()) as database:
         result = run_search(
             database.engine,
             tenant,
-            Query(text=query, like=example),
+            wanted,
             k,
-            mode=mode,
+            mode=chosen,
             filters=filters,
         )
     if result.query_truncated:

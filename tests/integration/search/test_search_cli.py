@@ -113,6 +113,11 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         ("search", "", "--tenant", "acme"): "the query is empty",
         ("search", "hello", "--tenant", "acme", "-k", "0"): "-k must be between 1 and 100",
         ("search", "hello", "--tenant", "acme", "-k", "101"): "-k must be between 1 and 100",
+        # A 16,000-word query took PostgreSQL ~1 GB; the limit is named, in every mode.
+        ("search", "word " * 16_000, "--tenant", "acme", "--mode", "lexical"): (
+            "the query is 80000 characters; at most 4000 are accepted"
+        ),
+        ("search", "x" * 4001, "--tenant", "acme"): "at most 4000 are accepted",
         ("embed", "--space", "nope"): "unknown embedding space 'nope'",
         ("embed", "--space", "image-features-v1"): "`embed` reads text lines",
         ("embed", "--backfill", "--space", "nope"): "unknown embedding space 'nope'",

@@ -15,7 +15,7 @@ from tests.integration.search.search_support import sentences, texts_found, writ
 
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import Filters
-from hartonomous.search.service import Query, SearchError, search
+from hartonomous.search.service import MAX_QUERY_CHARACTERS, Query, SearchError, search
 
 SEED_BANK = "Inventory of seed bank samples"
 
@@ -181,3 +181,17 @@ def test_a_first_paragraph_after_a_byte_order_mark_is_found_lexically(
             assert hits, (sentence, mode)
             assert (hits[0].text or "").startswith(sentence), (sentence, mode)
             assert hits[0].verbatim, (sentence, mode)
+
+
+def test_the_longest_accepted_query_runs_and_a_longer_one_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    tenant = add_tenant(engine, "long-queries")
+    paths = write_corpus(tmp_path / "corpus", _paragraphs(20), per_file=20)
+    assert ingest(engine, tenant, *paths).status == "completed"
+    words = " ".join(_paragraphs(400))
+    longest = words[:MAX_QUERY_CHARACTERS]
+    for mode in ("lexical", "hybrid", "semantic"):
+        search(engine, tenant, Query(text=longest), 5, mode=mode)
+        with pytest.raises(SearchError, match=f"at most {MAX_QUERY_CHARACTERS} are accepted"):
+            search(engine, tenant, Query(text=words[: MAX_QUERY_CHARACTERS + 1]), 5, mode=mode)
