@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.indexing import Embedders
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
@@ -110,7 +111,8 @@ def search(
 
     Raises SearchError for: k outside 1..100, no query or two, an empty query or one over
     MAX_QUERY_CHARACTERS, an unknown mode
-    or tenant, --since not before --until, a semantic search for a text the model cannot see
+    or tenant, --since not before --until, a --modality or --source-type filter naming none of
+    FILE_MODALITIES or SOURCE_TYPES, a semantic search for a text the model cannot see
     (no word pieces, or only `[UNK]` ones), lexical search by example, an unreadable example.
     """
     validate(query, k, mode, filters)
@@ -207,7 +209,16 @@ def validate(query: Query, k: int, mode: str, filters: Filters | None) -> Search
         and filters.held_since >= filters.held_until
     ):
         raise SearchError("--since must be earlier than --until")
+    if filters is not None:
+        _known("--modality", filters.source_modality, FILE_MODALITIES)
+        _known("--source-type", filters.source_type, SOURCE_TYPES)
     return mode
+
+
+def _known(option: str, value: str | None, known: tuple[str, ...]) -> None:
+    # A filter naming nothing would silently answer "(no results)" (values are case-sensitive).
+    if value is not None and value not in known:
+        raise SearchError(f"unknown {option} {value!r} (known: {', '.join(known)})")
 
 
 def _query_vector(

@@ -118,6 +118,18 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
             "the query is 80000 characters; at most 4000 are accepted"
         ),
         ("search", "x" * 4001, "--tenant", "acme"): "at most 4000 are accepted",
+        # Filters that name nothing used to answer "(no results)" with exit 0.
+        ("search", "hello", "--tenant", "acme", "--modality", "nonsense"): (
+            "unknown --modality 'nonsense' (known: text, document, image, audio, video, model, "
+            "binary)"
+        ),
+        ("search", "hello", "--tenant", "acme", "--modality", "TEXT"): "unknown --modality 'TEXT'",
+        ("search", "hello", "--tenant", "acme", "--source-type", "nonsense"): (
+            "unknown --source-type 'nonsense' (known: file, sample)"
+        ),
+        ("search", "hello", "--tenant", "acme", "--source-type", "FILE", "--mode", "lexical"): (
+            "unknown --source-type 'FILE'"
+        ),
         ("embed", "--space", "nope"): "unknown embedding space 'nope'",
         ("embed", "--space", "image-features-v1"): "`embed` reads text lines",
         ("embed", "--backfill", "--space", "nope"): "unknown embedding space 'nope'",
