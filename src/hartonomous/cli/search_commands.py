@@ -74,6 +74,8 @@ def embed(
 
 def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: int) -> int:
     """One JSON line per input line, in order; returns how many carry an error."""
+    from hartonomous.embed.indexing import UNEMBEDDABLE_REASONS
+
     texts: list[str] = []
     errors: list[str | None] = []
     for raw in lines:
@@ -86,10 +88,16 @@ def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: in
     wanted = [index for index, error in enumerate(errors) if error is None]
     for index, ok in zip(wanted, model.embeddable([texts[i] for i in wanted]), strict=True):
         if not ok:
-            errors[index] = "nothing to embed: empty, whitespace or characters the model ignores"
+            errors[index] = UNEMBEDDABLE_REASONS["no_word_pieces"]
     usable = [index for index, error in enumerate(errors) if error is None]
     encoded = model.encode([texts[i] for i in usable], batch_size=min(batch_size, 256))
-    results = {index: row for row, index in enumerate(usable)}
+    results: dict[int, int] = {}
+    for position, index in enumerate(usable):
+        # Only [UNK] word pieces: every such text gets nearly the same vector (cosine ~1).
+        if encoded.unknown_only[position]:
+            errors[index] = UNEMBEDDABLE_REASONS["unknown_word_pieces_only"]
+        else:
+            results[index] = position
     out = sys.stdout
     for index, value in enumerate(texts):
         row = results.get(index)
@@ -106,7 +114,7 @@ def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: in
                 )
         out.write(json.dumps(record) + "\n")
     out.flush()
-    return len(lines) - len(usable)
+    return len(lines) - len(results)
 
 
 def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:

@@ -139,3 +139,17 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         assert result.exit_code == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_embed_refuses_lines_made_only_of_characters_the_model_does_not_know(cli: Cli) -> None:
+    # The examples (their vectors had cosine 0.9999998) and runes, beside known text.
+    lines = ["\U0001f525", "\U0001f30a\U0001f30a\U0001f30a", "first line", "\u16a0\u16a2\u16a6"]
+    result = cli("embed", input_text="\n".join(lines) + "\n")
+    assert result.exit_code == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == lines
+    assert [r["vector"] is None for r in records] == [True, True, False, True]
+    for index in (0, 1, 3):
+        assert "characters the model does not know" in records[index]["error"]
+    assert len(records[2]["vector"]) == 384
+    assert "3 line(s) not embedded" in result.stderr
