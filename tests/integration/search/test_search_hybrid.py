@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 from tests.conftest import Cli
-from tests.integration.data_plane.data_plane_support import add_tenant, ingest, write_pdf
+from tests.integration.data_plane.data_plane_support import (
+    add_tenant,
+    by_name,
+    export,
+    ingest,
+    write_pdf,
+)
 from tests.integration.search.search_support import sentences, texts_found, write_corpus
 
 from hartonomous.search.planner import PlannerSettings
@@ -170,7 +176,15 @@ def test_a_first_paragraph_after_a_byte_order_mark_is_found_lexically(
     utf8.write_bytes(b"\xef\xbb\xbfZebra crossings are painted white.\n\nSecond.\n")
     utf16 = tmp_path / "wide.txt"
     utf16.write_bytes("Quokkas smile at the ferry passengers.\n\nMore.\n".encode("utf-16"))
-    assert ingest(engine, tenant, utf8, utf16).status == "completed"
+    only_mark = tmp_path / "only-mark.txt"
+    only_mark.write_bytes(b"\xef\xbb\xbf")
+    outcome = ingest(engine, tenant, utf8, utf16, only_mark)
+    assert outcome.status == "completed"
+    # The mark is not text, but the file's bytes (mark included) are still its atoms'.
+    for path in (utf8, utf16, only_mark):
+        stored = by_name(outcome)[path.name]
+        assert stored.atom_id is not None
+        assert export(engine, stored.atom_id) == path.read_bytes()
 
     for sentence in (
         "Zebra crossings are painted white.",
