@@ -51,6 +51,51 @@ def test_data_dir_of_another_major_version_is_refused_before_starting(
     assert "## Another PostgreSQL major version" in docs
 
 
+def _one_error_line(embedded_cli: Cli) -> str:
+    result = embedded_cli("db", "status")
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["folder with a file", "file"])
+def test_a_pgdata_that_is_no_cluster_is_refused_before_initdb(
+    embedded_cli: Cli, data_dir: Path, kind: str
+) -> None:
+    # The example (a folder holding a file: initdb's rename failed with a traceback
+    # and left a 39 MB pgdata.init-* behind) and a plain file named pgdata.
+    pgdata = data_dir / "pgdata"
+    if kind == "file":
+        pgdata.write_text("notes")
+    else:
+        pgdata.mkdir()
+        (pgdata / "x").write_text("someone's data")
+    line = _one_error_line(embedded_cli)
+    assert f"data dir {pgdata} exists but is not a PostgreSQL cluster (no PG_VERSION)" in line
+    assert "move it away" in line
+    assert not list(data_dir.glob("pgdata.init-*"))
+    # Nothing of the user's was touched.
+    kept = pgdata if kind == "file" else pgdata / "x"
+    assert kept.read_text() == ("notes" if kind == "file" else "someone's data")
+
+
+@pytest.mark.parametrize("content", ["garbage\n", "", "18beta\n"])
+def test_a_pg_version_that_is_no_version_is_named_as_such(
+    embedded_cli: Cli, data_dir: Path, content: str
+) -> None:
+    pgdata = data_dir / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "PG_VERSION").write_text(content)
+    line = _one_error_line(embedded_cli)
+    assert f"{pgdata / 'PG_VERSION'} holds {content.strip()!r}" in line
+    assert "which is not a PostgreSQL version" in line
+    assert "initialised by PostgreSQL" not in line
+    assert (pgdata / "PG_VERSION").read_text() == content
+    assert not list(data_dir.glob("pgdata.init-*"))
+
+
 def test_old_pgvector_installed_is_refused_by_upgrade_and_smoke(
     cli: Cli, database_url: str
 ) -> None:

@@ -74,6 +74,8 @@ def embed(
 
 def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: int) -> int:
     """One JSON line per input line, in order; returns how many carry an error."""
+    from hartonomous.embed.indexing import UNEMBEDDABLE_REASONS
+
     texts: list[str] = []
     errors: list[str | None] = []
     for raw in lines:
@@ -86,10 +88,16 @@ def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: in
     wanted = [index for index, error in enumerate(errors) if error is None]
     for index, ok in zip(wanted, model.embeddable([texts[i] for i in wanted]), strict=True):
         if not ok:
-            errors[index] = "nothing to embed: empty, whitespace or characters the model ignores"
+            errors[index] = UNEMBEDDABLE_REASONS["no_word_pieces"]
     usable = [index for index, error in enumerate(errors) if error is None]
     encoded = model.encode([texts[i] for i in usable], batch_size=min(batch_size, 256))
-    results = {index: row for row, index in enumerate(usable)}
+    results: dict[int, int] = {}
+    for position, index in enumerate(usable):
+        # Only [UNK] word pieces: every such text gets nearly the same vector (cosine ~1).
+        if encoded.unknown_only[position]:
+            errors[index] = UNEMBEDDABLE_REASONS["unknown_word_pieces_only"]
+        else:
+            results[index] = position
     out = sys.stdout
     for index, value in enumerate(texts):
         row = results.get(index)
@@ -106,7 +114,7 @@ def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: in
                 )
         out.write(json.dumps(record) + "\n")
     out.flush()
-    return len(lines) - len(usable)
+    return len(lines) - len(results)
 
 
 def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:
@@ -157,16 +165,10 @@ def search(
     from hartonomous.db import open_database
     from hartonomous.ingest.examples import read_example
     from hartonomous.search.query import Filters
-    from hartonomous.search.service import SEARCH_MODES, Query, SearchError
+    from hartonomous.search.service import Query, validate
     from hartonomous.search.service import search as run_search
 
     state = cli_context(ctx)
-    if not 1 <= k <= MAX_K:
-        raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
-    if query is not None and not query.strip():
-        raise SearchError("the query is empty")
-    if mode not in SEARCH_MODES:
-        raise SearchError(f"unknown search mode {mode!r} (known: {', '.join(SEARCH_MODES)})")
     filters = Filters(
         source_type=source_type,
         source_modality=modality,
@@ -174,13 +176,15 @@ def search(
         held_until=_utc(until),
     )
     example = read_example(like) if like is not None else None
+    wanted = Query(text=query, like=example)
+    chosen = validate(wanted, k, mode, filters)  # bad input is refused before a database starts
     with open_database(state.settings()) as database:
         result = run_search(
             database.engine,
             tenant,
-            Query(text=query, like=example),
+            wanted,
             k,
-            mode=mode,
+            mode=chosen,
             filters=filters,
         )
     if result.query_truncated:

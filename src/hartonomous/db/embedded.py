@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import time
@@ -38,6 +39,10 @@ SERVER_SETTINGS = {
 }
 _UNIX_SOCKET_PATH_LIMIT = 100
 _START_TIMEOUT_SECONDS = 60
+
+
+# PG_VERSION holds the major version: "18", or "9.6" before PostgreSQL 10.
+_MAJOR_VERSION = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 class EmbeddedDatabaseError(Exception):
@@ -135,6 +140,7 @@ class EmbeddedPostgres:
             # Start/stop decisions are serialised by an exclusive lock on the cluster itself.
             with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
                 if not (self.layout.pgdata / "PG_VERSION").exists():
+                    self._require_no_foreign_pgdata()
                     self._initialise()
                 else:
                     self._require_bundled_major()
@@ -167,10 +173,28 @@ class EmbeddedPostgres:
             self._users_lock.close()
             self._users_lock = None
 
+    def _require_no_foreign_pgdata(self) -> None:
+        # initdb's result is renamed onto pgdata: a file or a non-empty folder there is
+        # someone's data (or a damaged cluster) that must be neither overwritten nor hidden.
+        pgdata = self.layout.pgdata
+        if pgdata.is_dir() and not any(pgdata.iterdir()):
+            return
+        if pgdata.exists() or pgdata.is_symlink():
+            raise EmbeddedDatabaseError(
+                f"data dir {pgdata} exists but is not a PostgreSQL cluster (no PG_VERSION): "
+                "move it away or remove it, or set HARTONOMOUS_DATA_DIR to another folder"
+            )
+
     def _require_bundled_major(self) -> None:
         # Checked before anything starts: a server of another major refuses the directory
         # anyway, but with a log line the operator would have to go and find.
-        found = (self.layout.pgdata / "PG_VERSION").read_text().strip()
+        version_file = self.layout.pgdata / "PG_VERSION"
+        found = version_file.read_text(errors="replace").strip()
+        if not _MAJOR_VERSION.fullmatch(found):
+            raise EmbeddedDatabaseError(
+                f"{version_file} holds {found[:40]!r}, which is not a PostgreSQL version: the "
+                "data dir is damaged or not a cluster; restore it from a backup or move it away"
+            )
         bundled = bundled_major_version(self._install)
         if found != bundled:
             raise OtherMajorVersionError(
@@ -235,7 +259,7 @@ class EmbeddedPostgres:
         pid_file = self.layout.pgdata / "postmaster.pid"
         try:
             pid = int(pid_file.read_text().splitlines()[0])
-        except (FileNotFoundError, IndexError, ValueError):
+        except (FileNotFoundError, NotADirectoryError, IndexError, ValueError):
             return None
         try:
             os.kill(pid, 0)

@@ -47,6 +47,14 @@ _MEDIA_FEATURES: dict[str, Callable[[bytes], npt.NDArray[np.float32]]] = {
 
 Unembeddable = Literal["no_word_pieces", "unknown_word_pieces_only"]
 """Why a text gets no vector: nothing to read, or nothing the model knows."""
+UNEMBEDDABLE_REASONS: dict[Unembeddable, str] = {
+    "no_word_pieces": "nothing to embed: empty, whitespace or characters the model ignores",
+    "unknown_word_pieces_only": (
+        "not embedded: made only of characters the model does not know (such as emoji); "
+        "its vector would mean nothing"
+    ),
+}
+"""What each Unembeddable reason means, as the `embed` command says it (docs/embed.md)."""
 
 AtomVectors = dict[bytes, tuple[EmbeddingSpace, npt.NDArray[np.float32]]]
 

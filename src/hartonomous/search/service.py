@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.indexing import Embedders
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
@@ -28,6 +29,10 @@ SearchMode = Literal["hybrid", "semantic", "lexical"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 FUSION_DEPTH = 40
 """In hybrid mode, each signal contributes its best max(k, FUSION_DEPTH) atoms to the fusion."""
+MAX_QUERY_CHARACTERS = 4000
+"""Longest text query accepted (characters). PostgreSQL's memory for a lexical query grows
+faster than its length (16,000 words took ~1 GB, 20,000 failed); 4,000 characters (~650 words)
+run in ~10 ms, and the model reads only its first 256 word pieces anyway (docs/search.md)."""
 
 
 class SearchError(ValueError):
@@ -104,11 +109,13 @@ def search(
 ) -> SearchResult:
     """The ``k`` best visible atoms for the query, best first.
 
-    Raises SearchError for: k outside 1..100, no query or two, an empty query, an unknown mode
-    or tenant, --since not before --until, a semantic search for a text the model cannot see
+    Raises SearchError for: k outside 1..100, no query or two, an empty query or one over
+    MAX_QUERY_CHARACTERS, an unknown mode
+    or tenant, --since not before --until, a --modality or --source-type filter naming none of
+    FILE_MODALITIES or SOURCE_TYPES, a semantic search for a text the model cannot see
     (no word pieces, or only `[UNK]` ones), lexical search by example, an unreadable example.
     """
-    _validate(query, k, mode, filters)
+    validate(query, k, mode, filters)
     filters = filters or Filters()
     if query.like is not None:
         mode = "semantic"  # an example has no words: hybrid is its semantic part
@@ -178,7 +185,8 @@ def search(
     )
 
 
-def _validate(query: Query, k: int, mode: str, filters: Filters | None) -> None:
+def validate(query: Query, k: int, mode: str, filters: Filters | None) -> SearchMode:
+    """``mode`` as a SearchMode; SearchError for a search that cannot run as asked (`search`)."""
     if not 1 <= k <= MAX_K:
         raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
     if mode not in SEARCH_MODES:
@@ -187,6 +195,11 @@ def _validate(query: Query, k: int, mode: str, filters: Filters | None) -> None:
         raise SearchError("give either a text query or --like FILE, not both or neither")
     if query.text is not None and not query.text.strip():
         raise SearchError("the query is empty")
+    if query.text is not None and len(query.text) > MAX_QUERY_CHARACTERS:
+        raise SearchError(
+            f"the query is {len(query.text)} characters; at most {MAX_QUERY_CHARACTERS} "
+            "are accepted"
+        )
     if query.like is not None and mode == "lexical":
         raise SearchError("--like searches by example, which has no words: use --mode semantic")
     if (
@@ -196,6 +209,16 @@ def _validate(query: Query, k: int, mode: str, filters: Filters | None) -> None:
         and filters.held_since >= filters.held_until
     ):
         raise SearchError("--since must be earlier than --until")
+    if filters is not None:
+        _known("--modality", filters.source_modality, FILE_MODALITIES)
+        _known("--source-type", filters.source_type, SOURCE_TYPES)
+    return mode
+
+
+def _known(option: str, value: str | None, known: tuple[str, ...]) -> None:
+    # A filter naming nothing would silently answer "(no results)" (values are case-sensitive).
+    if value is not None and value not in known:
+        raise SearchError(f"unknown {option} {value!r} (known: {', '.join(known)})")
 
 
 def _query_vector(

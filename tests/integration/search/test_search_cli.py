@@ -113,6 +113,23 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         ("search", "", "--tenant", "acme"): "the query is empty",
         ("search", "hello", "--tenant", "acme", "-k", "0"): "-k must be between 1 and 100",
         ("search", "hello", "--tenant", "acme", "-k", "101"): "-k must be between 1 and 100",
+        # A 16,000-word query took PostgreSQL ~1 GB; the limit is named, in every mode.
+        ("search", "word " * 16_000, "--tenant", "acme", "--mode", "lexical"): (
+            "the query is 80000 characters; at most 4000 are accepted"
+        ),
+        ("search", "x" * 4001, "--tenant", "acme"): "at most 4000 are accepted",
+        # Filters that name nothing used to answer "(no results)" with exit 0.
+        ("search", "hello", "--tenant", "acme", "--modality", "nonsense"): (
+            "unknown --modality 'nonsense' (known: text, document, image, audio, video, model, "
+            "binary)"
+        ),
+        ("search", "hello", "--tenant", "acme", "--modality", "TEXT"): "unknown --modality 'TEXT'",
+        ("search", "hello", "--tenant", "acme", "--source-type", "nonsense"): (
+            "unknown --source-type 'nonsense' (known: file, sample)"
+        ),
+        ("search", "hello", "--tenant", "acme", "--source-type", "FILE", "--mode", "lexical"): (
+            "unknown --source-type 'FILE'"
+        ),
         ("embed", "--space", "nope"): "unknown embedding space 'nope'",
         ("embed", "--space", "image-features-v1"): "`embed` reads text lines",
         ("embed", "--backfill", "--space", "nope"): "unknown embedding space 'nope'",
@@ -122,3 +139,17 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         assert result.exit_code == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_embed_refuses_lines_made_only_of_characters_the_model_does_not_know(cli: Cli) -> None:
+    # The examples (their vectors had cosine 0.9999998) and runes, beside known text.
+    lines = ["\U0001f525", "\U0001f30a\U0001f30a\U0001f30a", "first line", "\u16a0\u16a2\u16a6"]
+    result = cli("embed", input_text="\n".join(lines) + "\n")
+    assert result.exit_code == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == lines
+    assert [r["vector"] is None for r in records] == [True, True, False, True]
+    for index in (0, 1, 3):
+        assert "characters the model does not know" in records[index]["error"]
+    assert len(records[2]["vector"]) == 384
+    assert "3 line(s) not embedded" in result.stderr

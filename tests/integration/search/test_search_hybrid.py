@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 from tests.conftest import Cli
-from tests.integration.data_plane.data_plane_support import add_tenant, ingest, write_pdf
+from tests.integration.data_plane.data_plane_support import (
+    add_tenant,
+    by_name,
+    export,
+    ingest,
+    write_pdf,
+)
 from tests.integration.search.search_support import sentences, texts_found, write_corpus
 
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import Filters
-from hartonomous.search.service import Query, SearchError, search
+from hartonomous.search.service import MAX_QUERY_CHARACTERS, Query, SearchError, search
 
 SEED_BANK = "Inventory of seed bank samples"
 
@@ -159,3 +165,47 @@ def test_json_says_which_signals_matched(cli: Cli, database_url: str, tmp_path: 
         assert result.exit_code == 2  # usage errors (README: exit codes)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert message in result.stderr
+
+
+def test_a_first_paragraph_after_a_byte_order_mark_is_found_lexically(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The issue's example (UTF-8 mark) and a UTF-16 file with its mark.
+    tenant = add_tenant(engine, "marks")
+    utf8 = tmp_path / "bom.txt"
+    utf8.write_bytes(b"\xef\xbb\xbfZebra crossings are painted white.\n\nSecond.\n")
+    utf16 = tmp_path / "wide.txt"
+    utf16.write_bytes("Quokkas smile at the ferry passengers.\n\nMore.\n".encode("utf-16"))
+    only_mark = tmp_path / "only-mark.txt"
+    only_mark.write_bytes(b"\xef\xbb\xbf")
+    outcome = ingest(engine, tenant, utf8, utf16, only_mark)
+    assert outcome.status == "completed"
+    # The mark is not text, but the file's bytes (mark included) are still its atoms'.
+    for path in (utf8, utf16, only_mark):
+        stored = by_name(outcome)[path.name]
+        assert stored.atom_id is not None
+        assert export(engine, stored.atom_id) == path.read_bytes()
+
+    for sentence in (
+        "Zebra crossings are painted white.",
+        "Quokkas smile at the ferry passengers.",
+    ):
+        for mode in ("lexical", "hybrid"):
+            hits = search(engine, tenant, Query(text=sentence), 5, mode=mode).hits
+            assert hits, (sentence, mode)
+            assert (hits[0].text or "").startswith(sentence), (sentence, mode)
+            assert hits[0].verbatim, (sentence, mode)
+
+
+def test_the_longest_accepted_query_runs_and_a_longer_one_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    tenant = add_tenant(engine, "long-queries")
+    paths = write_corpus(tmp_path / "corpus", _paragraphs(20), per_file=20)
+    assert ingest(engine, tenant, *paths).status == "completed"
+    words = " ".join(_paragraphs(400))
+    longest = words[:MAX_QUERY_CHARACTERS]
+    for mode in ("lexical", "hybrid", "semantic"):
+        search(engine, tenant, Query(text=longest), 5, mode=mode)
+        with pytest.raises(SearchError, match=f"at most {MAX_QUERY_CHARACTERS} are accepted"):
+            search(engine, tenant, Query(text=words[: MAX_QUERY_CHARACTERS + 1]), 5, mode=mode)

@@ -52,6 +52,21 @@ def _reference_count_triggers(table: str) -> tuple[str, str]:
     return (f"{table}_count_refs_insert", f"{table}_count_refs_delete")
 
 
+FILE_MODALITIES: tuple[str, ...] = (
+    "text",
+    "document",
+    "image",
+    "audio",
+    "video",
+    "model",
+    "binary",
+)
+"""The modalities a file's atom can have: what the extractors report (ingest/extractors), or
+``model`` for model files and ``binary`` for opaque ones (ingest/layout.py)."""
+SOURCE_TYPES: tuple[str, ...] = ("file", "sample")
+"""The ``holdings.source_type`` values: ``file`` for `ingest` (IngestRequest's default),
+``sample`` for the public sample corpus (ops/sample_content.py)."""
+
 atoms = Table(
     "atoms",
     metadata,

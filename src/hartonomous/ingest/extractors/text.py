@@ -2,8 +2,10 @@
 
 Decoding policy (in this order; the first that decodes strictly wins):
 
-1. a byte-order mark: UTF-32 or UTF-16 decode with that codec; a UTF-8 BOM means UTF-8 and is
-   kept as U+FEFF in the first segment, so every segment's UTF-8 bytes are exactly the file's;
+1. a byte-order mark: UTF-32 or UTF-16 decode with that codec; a UTF-8 BOM means UTF-8. The
+   mark is an encoding signature, not text: it is never part of the decoded text (a file that
+   is only a mark has empty text), while the first segment's byte span still starts at 0 and
+   covers it, so the segments' bytes remain exactly the file's;
 2. the encoding the document declares in its first 4 KiB (unless the file is valid UTF-8 with
    non-ASCII characters: pages declaring ISO-8859-1 over UTF-8 are common, while legacy text
    is practically never valid UTF-8): an XML declaration
@@ -104,7 +106,8 @@ _WHATWG_LABELS = {"windows-31j": "cp932", "x-sjis": "cp932", "x-gbk": "gb18030"}
 
 @dataclass(frozen=True)
 class DecodedText:
-    """Decoded file text; ``exact`` when its UTF-8 encoding is byte-identical to the file.
+    """Decoded file text; ``exact`` when its UTF-8 encoding is byte-identical to the file
+    after its first ``signature_bytes`` (a UTF-8 byte-order mark, which is not text).
 
     ``encoding`` is the Python codec name used, ``source`` how it was chosen and ``declared``
     the label the document itself declares (``None`` when it declares none).
@@ -116,6 +119,7 @@ class DecodedText:
     bom: bool
     source: EncodingSource = "utf-8"
     declared: str | None = None
+    signature_bytes: int = 0
 
     def metadata(self) -> dict[str, JsonValue]:
         """The encoding facts every text-like extraction records."""
@@ -135,7 +139,7 @@ def decode_text(data: bytes) -> DecodedText | None:
         if data.startswith(bom):
             return _decoded(data, encoding, bom=True, source="bom")
     if data.startswith(codecs.BOM_UTF8):
-        return _decoded(data, "utf-8", bom=True, source="bom")
+        return _decoded(data, "utf-8-sig", bom=True, source="bom")
     label = declared_encoding(data[:_DECLARATION_BYTES])
     codec = _codec(label) if label is not None else None
     utf8 = _decoded(data, "utf-8", bom=False, source="utf-8", declared=label)
@@ -206,6 +210,10 @@ def _decoded(
         return None
     if _NOT_TEXT.search(text):
         return None
+    if encoding == "utf-8-sig":
+        # Python's utf-8-sig drops the mark; what is recorded and spans are plain UTF-8.
+        return DecodedText(text, "utf-8", True, bom, source, declared, len(codecs.BOM_UTF8))
+    # The utf-16/utf-32 codecs consume the mark already; a second U+FEFF is text (ZWNBSP).
     return DecodedText(text, encoding, encoding == "utf-8", bom, source, declared)
 
 
@@ -226,22 +234,31 @@ def extract_text(data: bytes, decoded: DecodedText, subtype: str) -> Extraction:
         "line_count": len(decoded.text.splitlines()),
     }
     metadata.update(structured.describe(subtype, decoded.text, data))
-    segments = split_paragraphs(decoded.text, exact=decoded.exact, markdown=subtype == "markdown")
+    segments = split_paragraphs(
+        decoded.text,
+        exact=decoded.exact,
+        markdown=subtype == "markdown",
+        signature_bytes=decoded.signature_bytes,
+    )
     return Extraction("text", subtype, metadata, tuple(segments), ())
 
 
-def split_paragraphs(text: str, *, exact: bool, markdown: bool = False) -> list[TextSegment]:
+def split_paragraphs(
+    text: str, *, exact: bool, markdown: bool = False, signature_bytes: int = 0
+) -> list[TextSegment]:
     """Cut ``text`` into paragraph segments whose concatenation is exactly ``text``.
 
     Each paragraph keeps its trailing blank lines, so identical paragraphs separated the same
-    way are identical atoms across documents. With ``exact``, spans are UTF-8 byte offsets.
+    way are identical atoms across documents. With ``exact``, spans are UTF-8 byte offsets
+    into the file; the first span also covers the ``signature_bytes`` of a byte-order mark
+    that precedes the text in the file (its bytes, not its text).
     """
     segments: list[TextSegment] = []
     offset = 0
     for paragraph in _paragraphs(text):
         parts = _bounded(paragraph)
         for index, part in enumerate(parts):
-            size = len(part.encode("utf-8"))
+            size = len(part.encode("utf-8")) + (0 if segments else signature_bytes)
             span = (offset, offset + size) if exact else None
             offset += size
             if len(parts) > 1:

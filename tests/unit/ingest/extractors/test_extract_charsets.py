@@ -147,3 +147,27 @@ def test_a_declaration_does_not_override_what_the_bytes_really_are(
     assert _text(extraction) == body
     assert extraction.metadata["declared_encoding"] == declared
     assert expected.items() <= extraction.metadata.items()
+
+
+@pytest.mark.parametrize(
+    ("codec", "mark"),
+    [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-32-be", b"\x00\x00\xfe\xff")],
+)
+def test_a_byte_order_mark_is_an_encoding_signature_not_text(
+    tmp_path: Path, codec: str, mark: bytes
+) -> None:
+    # The example (UTF-8) and the wider marks: none may reach the text (lexical
+    # search tokenised the first word as U+FEFF + "zebra").
+    body = "Zebra crossings are painted white.\n\nSecond.\n"
+    extraction = _extract(tmp_path, f"bom-{codec}.txt", mark + body.encode(codec))
+
+    assert extraction.metadata["bom"] is True
+    assert extraction.metadata["encoding_source"] == "bom"
+    assert "".join(segment.text for segment in extraction.segments) == body
+    assert extraction.segments[0].text.startswith("Zebra")
+
+
+def test_a_file_that_is_only_a_byte_order_mark_has_no_text(tmp_path: Path) -> None:
+    extraction = _extract(tmp_path, "empty.txt", b"\xef\xbb\xbf")
+
+    assert extraction.segments == ()

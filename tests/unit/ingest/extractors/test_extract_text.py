@@ -17,8 +17,11 @@ def _write(directory: Path, name: str, data: bytes) -> Path:
 
 
 def _assert_tiles(extraction: Extraction, data: bytes) -> None:
-    position = 0
-    for segment in extraction.segments:
+    _assert_tiles_from(extraction, data, 0, 0)
+
+
+def _assert_tiles_from(extraction: Extraction, data: bytes, first: int, position: int) -> None:
+    for segment in extraction.segments[first:]:
         assert segment.span is not None
         start, end = segment.span
         assert start == position
@@ -52,12 +55,20 @@ def test_identical_paragraphs_in_two_documents_are_identical_segments(tmp_path: 
     assert two.subtype == "log"
 
 
-def test_utf8_bom_stays_in_the_first_segment(tmp_path: Path) -> None:
+def test_utf8_bom_is_no_text_but_the_first_span_covers_its_bytes(tmp_path: Path) -> None:
     data = "\ufeffcafé\n\nnaïve ünïcödé 日本語\n".encode()
     extraction = extract(_write(tmp_path, "bom.txt", data))
 
     assert extraction.metadata["bom"] is True
-    _assert_tiles(extraction, data)
+    assert extraction.metadata["encoding"] == "utf-8"
+    assert [segment.text for segment in extraction.segments] == [
+        "café\n\n",
+        "naïve ünïcödé 日本語\n",
+    ]
+    assert extraction.segments[0].span == (0, 3 + len("café\n\n".encode()))
+    assert data[: extraction.segments[0].span[1]] == b"\xef\xbb\xbf" + "café\n\n".encode()
+    position = extraction.segments[0].span[1]
+    _assert_tiles_from(extraction, data, 1, position)
 
 
 def test_oversized_paragraph_is_cut_into_fragments_on_character_boundaries(
