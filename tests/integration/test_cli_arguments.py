@@ -46,10 +46,11 @@ def test_undecodable_arguments_get_the_usual_usage_errors(cli: Cli, data_dir: Pa
 def test_an_undecodable_query_or_filter_is_searched_as_visible_text(cli: Cli) -> None:
     assert cli("tenants", "create", "acme").exit_code == 0
     for option in ("--modality", "--source-type"):
-        # No file has such a modality or source type: an empty answer, as for any other.
+        # No file has such a modality or source type: refused, naming the value as visible text.
         filtered = _run(cli, "--json", "search", "x", "--tenant", "acme", option, E_ACUTE)
-        assert filtered.exit_code == 0, (option, filtered.stderr)
-        assert json.loads(filtered.stdout) == []
+        assert filtered.exit_code == 2, (option, filtered.stderr)
+        assert "Traceback" not in filtered.stderr
+        assert "xe9" in filtered.stderr, (option, filtered.stderr)
     for mode in ("lexical", "semantic", "hybrid"):
         searched = _run(
             cli, "--json", "search", f"caf{E_ACUTE}", "--tenant", "acme", "--mode", mode
