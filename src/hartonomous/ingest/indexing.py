@@ -65,11 +65,6 @@ class HoldingIndexer:
             include_public = can_query_public_corpus(connection, tenant_id)
         return cls(embedders or Embedders(), policy, include_public)
 
-    def index_holding(
-        self, connection: Connection, tenant_id: str, holding_id: uuid.UUID, job_id: uuid.UUID
-    ) -> IndexReport:
-        return self.index_holdings(connection, tenant_id, [holding_id], job_id)[holding_id]
-
     def index_holdings(
         self,
         connection: Connection,
