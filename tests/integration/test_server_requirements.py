@@ -15,9 +15,11 @@ from tests.conftest import Cli, clean_environment
 from tests.integration.server_support import copied_install, refused_upgrade
 
 from hartonomous.api import create_app
+from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, downgrade, head_revision
 from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import SYSTEM_USER_WHEN_ROOT, install_dir
+from hartonomous.services import Platform
 
 
 def _pg_ctl(server: EmbeddedPostgres, *args: str) -> None:
@@ -114,7 +116,7 @@ def test_embedded_start_restarts_a_server_without_logical_decoding(
 
 
 def test_ready_is_503_when_migrations_are_behind(engine: Engine) -> None:
-    client = TestClient(create_app(engine, head_revision()))
+    client = TestClient(create_app(Platform(engine, Settings(), head_revision())))
     assert client.get("/health/ready").status_code == 200
     downgrade(engine, "0001")
     response = client.get("/health/ready")
@@ -132,7 +134,7 @@ def test_ready_is_503_when_the_database_is_gone(data_dir: Path) -> None:
 
     engine = create_engine(server.url)
     upgrade(engine)
-    client = TestClient(create_app(engine, head_revision()))
+    client = TestClient(create_app(Platform(engine, Settings(), head_revision())))
     assert client.get("/health/ready").status_code == 200
     server.stop()
     engine.dispose()

@@ -1,4 +1,4 @@
-"""The FastAPI application (routers are added per component as they arrive)."""
+"""The FastAPI application: `/health`, and the `/v1` routers (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import Engine
 
 from hartonomous import __version__
 from hartonomous.api import health
-from hartonomous.config.sections import CdcSettings
+from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.services import Platform
 
-REQUEST_ID_HEADER = "X-Request-ID"
+__all__ = ["REQUEST_ID_HEADER", "create_app"]
 
 
-def create_app(engine: Engine, migrations_head: str, cdc: CdcSettings | None = None) -> FastAPI:
+def create_app(platform: Platform) -> FastAPI:
+    """The API over ``platform``: OpenAPI 3.1 at `/openapi.json`, interactive docs at `/docs`."""
     app = FastAPI(title="Hartonomous", version=__version__)
-    app.state.engine = engine
-    app.state.migrations_head = migrations_head
-    app.state.cdc = cdc or CdcSettings()
+    app.state.platform = platform
+    app.state.engine = platform.engine
+    app.state.migrations_head = platform.migrations_head
+    app.state.cdc = platform.settings.cdc
+    install_problem_handlers(app)
     app.include_router(health.router)
 
     @app.middleware("http")
@@ -29,6 +32,7 @@ def create_app(engine: Engine, migrations_head: str, cdc: CdcSettings | None = N
     ) -> Response:
         # Honour a caller's id so one request can be followed across services.
         request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        request.state.request_id = request_id
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = request_id

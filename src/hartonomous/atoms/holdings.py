@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select, text
 
 from hartonomous.db.tables import holdings
+from hartonomous.errors import NotFoundError
 
 
-class HoldingNotFoundError(LookupError):
+class HoldingNotFoundError(NotFoundError, LookupError):
     pass
 
 

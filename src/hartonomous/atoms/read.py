@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 
 from hartonomous.atoms.component_stream import Run, encode_component_stream
 from hartonomous.atoms.holdings import holding_dict
+from hartonomous.errors import ConflictError, NotFoundError
 
 _FETCH_BATCH = 64
 
@@ -28,7 +29,7 @@ WITH RECURSIVE up(atom_id) AS (
 """
 
 
-class AtomNotFoundError(LookupError):
+class AtomNotFoundError(NotFoundError, LookupError):
     """No such atom for this tenant (it does not exist, or the tenant holds nothing that has it)."""
 
 
@@ -102,7 +103,7 @@ def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSum
     )
 
 
-class NotCompositeError(ValueError):
+class NotCompositeError(ConflictError, ValueError):
     pass
 
 

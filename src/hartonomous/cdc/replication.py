@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from hartonomous.config.sections import CdcSettings
 from hartonomous.db.tables import metadata
+from hartonomous.errors import ConflictError
 from hartonomous.messaging.broker import Connection
 
 CAPTURED_FLAG = "cdc_captured"
@@ -73,7 +74,7 @@ def ensure_publication(connection: Connection, publication: str) -> list[str]:
     return wanted
 
 
-class SlotInOtherDatabaseError(Exception):
+class SlotInOtherDatabaseError(ConflictError):
     pass
 
 

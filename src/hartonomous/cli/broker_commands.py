@@ -15,6 +15,7 @@ from psycopg.types.json import set_json_loads
 from hartonomous.cli.context import CliContext, cli_context
 from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db.connection import libpq_url
+from hartonomous.errors import NotFoundError
 from hartonomous.json_types import exact_dumps, exact_loads
 
 broker_app = typer.Typer(help="Broker health.", no_args_is_help=True)
@@ -24,7 +25,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class BrokerCommandError(Exception):
+class BrokerCommandError(NotFoundError):
     """A dead letter that does not exist: the message says which."""
 
 

@@ -11,6 +11,7 @@ from hartonomous.cli.context import cli_context
 from hartonomous.cli.errors import CommandUsageError
 from hartonomous.db import current_revision, downgrade, head_revision, open_database, upgrade
 from hartonomous.db.migrate import known_revision
+from hartonomous.errors import OperationFailedError
 from hartonomous.ops.provision import provision
 from hartonomous.ops.sample_content import ingest_samples
 from hartonomous.ops.seed import seed
@@ -23,7 +24,7 @@ class UnknownRevisionError(CommandUsageError):
     pass
 
 
-class SeedSamplesFailedError(Exception):
+class SeedSamplesFailedError(OperationFailedError):
     pass
 
 

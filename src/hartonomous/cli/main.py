@@ -29,6 +29,7 @@ from hartonomous.cli import (
 from hartonomous.cli.context import CliContext, cli_context, shown
 from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.up_command import up
+from hartonomous.errors import HartonomousError, OperationFailedError
 from hartonomous.observability import new_operation_id
 from hartonomous.storable import storable_text
 
@@ -121,13 +122,13 @@ def smoke(ctx: typer.Context) -> None:
         raise CommandFailedError(f"smoke failed: {failed}")
 
 
-class CommandFailedError(Exception):
+class CommandFailedError(OperationFailedError):
     """A command ran but its outcome is a failure (exit 1 with this reason)."""
 
 
 def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
-    from hartonomous.cli.errors import database_error_reason, usage_errors, user_facing_errors
+    from hartonomous.cli.errors import database_error_reason
 
     args = visible_arguments(sys.argv[1:])
     as_json = "--json" in args
@@ -151,8 +152,8 @@ def run() -> None:
         else:
             sys.stderr.write(f"hartonomous: {usage}\n")
         sys.exit(int(getattr(usage, "exit_code", 2)))
-    except user_facing_errors() as failure:
-        _fail(str(failure), as_json, 2 if isinstance(failure, usage_errors()) else 1)
+    except HartonomousError as failure:
+        _fail(str(failure), as_json, failure.exit_code, failure.code)
     except (DBAPIError, psycopg.Error) as failure:
         # A database refusal nobody anticipated: the driver's first line, not a traceback
         # (the traceback is logged at debug level for whoever investigates).
@@ -196,11 +197,12 @@ def _names_a_path(arg: str) -> bool:
     return os.path.lexists(value)
 
 
-def _fail(reason: str, as_json: bool, code: int) -> None:
+def _fail(reason: str, as_json: bool, exit_code: int, code: str | None = None) -> None:
     reason = reason.replace("\n", " ")
     sys.stdout.flush()  # what was printed reaches the reader before the reason
     if as_json:
-        sys.stderr.write(json.dumps({"error": reason}) + "\n")
+        answer = {"error": reason} if code is None else {"error": reason, "code": code}
+        sys.stderr.write(json.dumps(answer) + "\n")
     else:
         sys.stderr.write(f"hartonomous: error: {shown(reason)}\n")
-    sys.exit(code)
+    sys.exit(exit_code)

@@ -12,6 +12,7 @@ from hartonomous.cli.atoms_commands import TenantOption, parse_atom_id
 from hartonomous.cli.context import cli_context
 from hartonomous.db import open_database
 from hartonomous.db.tables import holdings, model_tensors, models
+from hartonomous.errors import NotFoundError
 from hartonomous.security.tenants import require_active_tenant
 
 models_app = typer.Typer(help="Ingested models and their tensors.", no_args_is_help=True)
@@ -78,7 +79,7 @@ def show_model(
     state.emit(data, human)
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(NotFoundError, LookupError):
     pass
 
 

@@ -17,17 +17,19 @@ from hartonomous.api import create_app
 from hartonomous.cli.context import cli_context
 from hartonomous.db import Database, head_revision, open_database
 from hartonomous.db.embedded import prepare_data_dir
+from hartonomous.errors import UnavailableError
 from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.provision import provision
 from hartonomous.ops.seed import seed
+from hartonomous.services import Platform
 from hartonomous.sync.service import sync_services
 
 log = structlog.get_logger(__name__)
 _GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-class PortUnavailableError(Exception):
+class PortUnavailableError(UnavailableError):
     pass
 
 
@@ -87,7 +89,7 @@ def up(
             bound_port = sock.getsockname()[1]
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_app(database.engine, head_revision(), settings.cdc),
+                    create_app(Platform(database.engine, settings, head_revision(), database)),
                     log_config=None,
                     timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
                     lifespan="off",

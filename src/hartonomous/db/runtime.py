@@ -18,6 +18,7 @@ from hartonomous.db.connection import (
 )
 from hartonomous.db.embedded import EmbeddedPostgres
 from hartonomous.db.migrate import current_revision, head_revision
+from hartonomous.errors import UnavailableError
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,7 @@ class Database:
         return masked_url(self.url)
 
 
-class SchemaNotCurrentError(Exception):
+class SchemaNotCurrentError(UnavailableError):
     """The database's migrations are not at the code's head; the message says what to run."""
 
 

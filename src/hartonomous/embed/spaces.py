@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from hartonomous.embed.audio_features import AUDIO_DIMENSION, AUDIO_SPACE
 from hartonomous.embed.image_features import IMAGE_DIMENSION, IMAGE_SPACE
+from hartonomous.errors import UsageError
 
 # Also text_model.MINILM_SPACE; repeated so that this registry does not import ONNX Runtime.
 TEXT_SPACE = "minilm-l6-v2"
 
 
-class UnknownSpaceError(LookupError):
+class UnknownSpaceError(UsageError, LookupError):
     """A space name that is not registered."""
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from hartonomous.errors import NotFoundError
 from hartonomous.messaging.broker import Broker, Connection
 
 _SUMMARY = (
@@ -16,7 +17,7 @@ _SUMMARY = (
 )
 
 
-class DeadLetterNotFoundError(LookupError):
+class DeadLetterNotFoundError(NotFoundError, LookupError):
     def __init__(self, dead_letter_id: int) -> None:
         super().__init__(f"dead letter {dead_letter_id} does not exist")
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from hartonomous.errors import ConflictError
 
-class InstanceBusyError(Exception):
+
+class InstanceBusyError(ConflictError):
     """Another `hartonomous up` already runs on this data directory."""
 
 

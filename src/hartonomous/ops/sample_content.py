@@ -7,13 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from hartonomous.errors import OperationFailedError
 from hartonomous.ingest.pipeline import IngestRequest, JobOutcome, ingest_paths
 from hartonomous.ops.seed import SAMPLE_TENANT_ID
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 
 
-class SampleModelMissingError(Exception):
+class SampleModelMissingError(OperationFailedError):
     pass
 
 

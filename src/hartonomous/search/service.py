@@ -19,6 +19,7 @@ from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.indexing import Embedders
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
+from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal, fuse
 from hartonomous.search.lexical import search_lexical
 from hartonomous.search.planner import MAX_K, PlannerSettings
@@ -35,7 +36,7 @@ faster than its length (16,000 words took ~1 GB, 20,000 failed); 4,000 character
 run in ~10 ms, and the model reads only its first 256 word pieces anyway (docs/search.md)."""
 
 
-class SearchError(ValueError):
+class SearchError(UsageError, ValueError):
     """A search that cannot run as asked (the message says why)."""
 
 

@@ -15,10 +15,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.db.tables import atom_similarities, deduplication_policies
 from hartonomous.embed.indexing import AtomVectors
+from hartonomous.errors import UsageError
 from hartonomous.search.query import Filters, Scope, search_vector
 
 
-class UnknownPolicyError(LookupError):
+class UnknownPolicyError(UsageError, LookupError):
     """No deduplication policy of that name."""
 
 

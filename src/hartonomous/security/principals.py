@@ -6,13 +6,14 @@ from sqlalchemy import Connection, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.db.tables import api_keys, principals, tenants
+from hartonomous.errors import UsageError
 from hartonomous.security.api_keys import issue_api_key
 
 PRINCIPAL_ID_LENGTH = 256
 """Characters a principal id may have: the ``principal_id`` columns are ``varchar(256)``."""
 
 
-class InvalidPrincipalError(ValueError):
+class InvalidPrincipalError(UsageError, ValueError):
     """A principal id the ``principal_id`` columns would refuse; the message names the limit."""
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row, Select, func, select, update
 
 from hartonomous.db.tables import holdings, principals, tenants
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
+from hartonomous.errors import ConflictError, HartonomousError, NotFoundError, UsageError
 from hartonomous.security.principals import ensure_tenant
 from hartonomous.storable import storable_text
 
@@ -27,11 +28,11 @@ _DISPLAY_NAME_LENGTH = 256  # tenants.display_name
 _VALID_ID = re.compile(TENANT_ID_PATTERN)
 
 
-class TenantError(ValueError):
+class TenantError(HartonomousError, ValueError):
     """A tenant command or check that cannot proceed; the message names the tenant and why."""
 
 
-class UnknownTenantError(TenantError):
+class UnknownTenantError(TenantError, NotFoundError):
     """No tenant has this id; the message names the command that creates one."""
 
     def __init__(self, tenant_id: str) -> None:
@@ -40,7 +41,7 @@ class UnknownTenantError(TenantError):
         )
 
 
-class TenantDisabledError(TenantError):
+class TenantDisabledError(TenantError, ConflictError):
     """The tenant exists but is disabled; the message names the command that re-enables it."""
 
     def __init__(self, tenant_id: str) -> None:
@@ -50,11 +51,11 @@ class TenantDisabledError(TenantError):
         )
 
 
-class TenantExistsError(TenantError):
+class TenantExistsError(TenantError, ConflictError):
     """``create`` was asked for an id that is already taken."""
 
 
-class InvalidTenantError(TenantError):
+class InvalidTenantError(TenantError, UsageError):
     """A tenant id or display name the ``tenants`` table would refuse."""
 
 

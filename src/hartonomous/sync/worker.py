@@ -38,6 +38,7 @@ import structlog
 from hartonomous.billing.ledger import LedgerEntry, LedgerWriteError, write_entries
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
+from hartonomous.errors import OperationFailedError
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import (
@@ -70,7 +71,7 @@ _MAX_TIMEOUT_BACKOFF_SECONDS = 60.0
 _QUERY_CANCELED = "57014"
 
 
-class SyncStoppedError(RuntimeError):
+class SyncStoppedError(OperationFailedError, RuntimeError):
     """The worker stopped consuming on purpose (the ledger cannot be written)."""
 
 

@@ -21,6 +21,7 @@ from hartonomous.db import head_revision
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import Broker
 from hartonomous.ops.smoke import Verdict, run_smoke
+from hartonomous.services import Platform
 
 
 def test_slot_lag_is_reported_and_degrades_readiness_past_the_threshold(
@@ -28,8 +29,10 @@ def test_slot_lag_is_reported_and_degrades_readiness_past_the_threshold(
 ) -> None:
     conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('a', 'A')")
     consumer.drain()
-    relaxed = TestClient(create_app(engine, head_revision(), CdcSettings()))
-    strict = TestClient(create_app(engine, head_revision(), CdcSettings(lag_alert_bytes=1)))
+    relaxed = TestClient(create_app(Platform(engine, Settings(cdc=CdcSettings()), head_revision())))
+    strict = TestClient(
+        create_app(Platform(engine, Settings(cdc=CdcSettings(lag_alert_bytes=1)), head_revision()))
+    )
     assert relaxed.get("/health/ready").json()["status"] == "ready"
     # A change nobody consumes: the slot falls behind.
     conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('b', 'B')")
@@ -73,7 +76,11 @@ def test_a_missing_slot_makes_readiness_degraded(
 ) -> None:
     consumer.close()
     conn.execute("SELECT pg_drop_replication_slot(%s)", (consumer.cdc.slot_name,))
-    body = TestClient(create_app(engine, head_revision())).get("/health/ready").json()
+    body = (
+        TestClient(create_app(Platform(engine, Settings(), head_revision())))
+        .get("/health/ready")
+        .json()
+    )
     assert body["status"] == "degraded"
     assert "slot hartonomous_ces is missing" in body["detail"]
 

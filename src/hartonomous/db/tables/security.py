@@ -43,10 +43,13 @@ principals = Table(
     Column("display_name", String(256), nullable=False),
     Column("kind", String(16), nullable=False, server_default=text("'user'")),
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    # What the principal's keys may do through the API: security/roles.py, docs/security.md.
+    Column("role", String(16), nullable=False, server_default=text("'user'")),
     created_at(),
     updated_at(),
     ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], ondelete="CASCADE"),
     CheckConstraint("kind IN ('user', 'service')", name="kind"),
+    CheckConstraint("role IN ('user', 'data-scientist', 'admin')", name="role"),
     CheckConstraint("length(principal_id) > 0", name="principal_id_not_empty"),
     info={"cdc_captured": True},
 )

@@ -1,0 +1,52 @@
+"""Route dependencies: authenticate the bearer key, then require a role (docs/security.md).
+
+Every `/v1` route declares ``caller: Caller = Depends(requires(Role.X))``: a request without a
+valid key is answered 401 (``WWW-Authenticate: Bearer``), one whose role does not include X 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hartonomous.errors import ForbiddenError, NotAuthenticatedError
+from hartonomous.security.authentication import Caller, authenticate
+from hartonomous.security.roles import Role
+from hartonomous.services import Platform
+
+__all__ = ["Caller", "authenticated", "platform_of", "requires"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `hk_<key id>_<secret>`")
+
+
+def platform_of(request: Request) -> Platform:
+    """The ``Platform`` the app was created with."""
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def authenticated(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Caller:
+    """The caller behind the request's bearer key; ``NotAuthenticatedError`` (401) otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
+    caller = authenticate(platform_of(request).engine, credentials.credentials)
+    request.state.caller = caller
+    return caller
+
+
+def requires(role: Role) -> Callable[[Caller], Caller]:
+    """A dependency admitting only callers whose role includes ``role`` (403 otherwise)."""
+
+    def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
+        if not caller.role.includes(role):
+            raise ForbiddenError(
+                f"role {caller.role.value!r} may not do this: it needs {role.value!r}"
+            )
+        return caller
+
+    return check

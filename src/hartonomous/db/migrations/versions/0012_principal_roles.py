@@ -1,0 +1,28 @@
+"""Principals get a role: `user`, `data-scientist` or `admin` (docs/security.md).
+
+Revision ID: 0012
+Revises: 0011
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "principals",
+        sa.Column("role", sa.String(16), nullable=False, server_default=sa.text("'user'")),
+    )
+    op.create_check_constraint("role", "principals", "role IN ('user', 'data-scientist', 'admin')")
+
+
+def downgrade() -> None:
+    op.drop_constraint("role", "principals", type_="check")
+    op.drop_column("principals", "role")
