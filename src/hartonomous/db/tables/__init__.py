@@ -35,7 +35,7 @@ from hartonomous.db.tables.messaging import (
     cdc_checkpoints,
     message_dead_letters,
 )
-from hartonomous.db.tables.security import api_keys, principals, tenants
+from hartonomous.db.tables.security import api_keys, principals, server_secrets, tenants
 from hartonomous.db.tables.throttle import security_throttle_counters
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "principals",
     "search_entries",
     "security_throttle_counters",
+    "server_secrets",
     "sync_counters",
     "tenants",
 ]

@@ -76,3 +76,15 @@ api_keys = Table(
     CheckConstraint("octet_length(secret_sha256) = 32", name="secret_sha256_length"),
     Index(None, "tenant_id", "principal_id"),
 )
+
+
+# Keys the server signs with (pagination cursors): in the database, so every API process on it
+# signs and checks alike. Written once by migration 0012 from a CSPRNG; never shown.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
+    created_at(),
+    CheckConstraint("octet_length(secret) >= 32", name="secret_length"),
+)

@@ -1,4 +1,6 @@
-"""Principals get a role: `user`, `data-scientist` or `admin` (docs/security.md).
+"""Principals get a role (`user`, `data-scientist`, `admin`); the server gets a signing key.
+
+Roles: docs/security.md. The key signs pagination cursors (docs/api.md).
 
 Revision ID: 0012
 Revises: 0011
@@ -24,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("server_secrets")
     op.drop_constraint("role", "principals", type_="check")
     op.drop_column("principals", "role")

@@ -1,0 +1,108 @@
+"""Cursor pagination: opaque, signed cursors that name the position after the last item.
+
+A cursor is ``base64url(JSON payload) "." base64url(HMAC-SHA256(payload))``; the payload holds
+the listing's name, the tenant it was issued to and the sort key of the last item returned.
+The key is the database's ``server_secrets`` row ``pagination_cursor`` (migration 0012), so
+every API process on one database issues and accepts the same cursors. A cursor that does not
+decode, whose signature does not match (tampered with), or that was issued for another listing
+or tenant raises ``InvalidCursorError`` (HTTP 400) naming which (docs/api.md, "Pagination").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine, select
+
+from hartonomous.db.tables import server_secrets
+from hartonomous.errors import InvalidCursorError, UnavailableError
+
+__all__ = ["CursorCodec", "Page", "cursor_codec"]
+
+T = TypeVar("T")
+_SECRET_NAME = "pagination_cursor"  # noqa: S105 - a row name, not a secret
+_MAX_CURSOR_CHARACTERS = 4096
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing: its items, and the cursor of the next page (None: the last)."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class CursorCodec:
+    """Issues and checks cursors with one secret key."""
+
+    secret: bytes
+
+    def encode(self, listing: str, tenant_id: str | None, position: list[Any]) -> str:
+        """A cursor for ``listing`` (e.g. ``"holdings"``) resuming after ``position``.
+
+        ``position`` is the sort key of the last item returned, JSON-serialisable.
+        """
+        payload = json.dumps(
+            {"l": listing, "t": tenant_id, "p": position}, separators=(",", ":"), default=str
+        ).encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def decode(self, listing: str, tenant_id: str | None, cursor: str) -> list[Any]:
+        """The position a cursor resumes after; ``InvalidCursorError`` naming what is wrong."""
+        if len(cursor) > _MAX_CURSOR_CHARACTERS:
+            raise InvalidCursorError(f"cursor is {len(cursor)} characters, more than any we issue")
+        body, dot, signature = cursor.partition(".")
+        try:
+            payload = _unb64(body)
+            given = _unb64(signature)
+        except (binascii.Error, ValueError):
+            raise InvalidCursorError(
+                "cursor is not one this server issued (not base64url)"
+            ) from None
+        if not dot or not hmac.compare_digest(given, self._sign(payload)):
+            raise InvalidCursorError("cursor was altered or not issued by this server")
+        decoded = json.loads(payload)
+        if decoded.get("l") != listing or decoded.get("t") != tenant_id:
+            raise InvalidCursorError(f"cursor was issued for another listing, not {listing}")
+        position = decoded.get("p")
+        if not isinstance(position, list):
+            raise InvalidCursorError("cursor holds no position")
+        return position
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self.secret, payload, hashlib.sha256).digest()
+
+
+def cursor_codec(engine: Engine) -> CursorCodec:
+    """The codec keyed with the database's cursor secret.
+
+    Raises ``UnavailableError`` when the secret row is missing (migrations not at head).
+    """
+    with engine.connect() as connection:
+        secret = connection.execute(
+            select(server_secrets.c.secret).where(server_secrets.c.name == _SECRET_NAME)
+        ).scalar_one_or_none()
+    if secret is None:
+        raise UnavailableError("no pagination key in server_secrets: run `hartonomous db upgrade`")
+    return CursorCodec(bytes(secret))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not ASCII")
+    decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(decoded) != text:  # unused low bits set: a changed character that decodes alike
+        raise ValueError("not canonical")
+    return decoded
