@@ -8,6 +8,8 @@ Revises: 0011
 
 from __future__ import annotations
 
+import secrets
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,6 +25,18 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False, server_default=sa.text("'user'")),
     )
     op.create_check_constraint("role", "principals", "role IN ('user', 'data-scientist', 'admin')")
+    server_secrets = op.create_table(
+        "server_secrets",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("secret", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.CheckConstraint("octet_length(secret) >= 32", name="secret_length"),
+    )
+    op.bulk_insert(
+        server_secrets, [{"name": "pagination_cursor", "secret": secrets.token_bytes(32)}]
+    )
 
 
 def downgrade() -> None:
