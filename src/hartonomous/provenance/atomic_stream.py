@@ -364,11 +364,12 @@ def read_atomic_stream(data: bytes | bytearray | memoryview) -> AtomicStream | N
     count = reader.read_int32("the segment count")
     if count < 0:
         raise reader.fail(f"expected a segment count >= 0, got {count}", offset=count_at)
-    if count > reader.remaining // _MIN_SEGMENT_SIZE:
+    room = reader.remaining // _MIN_SEGMENT_SIZE
+    if count > room:
+        # Checked before reading any segment, so a forged count allocates nothing.
         raise reader.fail(
-            f"expected at most {reader.remaining // _MIN_SEGMENT_SIZE} segments in the "
-            f"{reader.remaining} bytes that remain ({_MIN_SEGMENT_SIZE} bytes each at least), "
-            f"got a count of {count}",
+            f"expected a segment count of at most {room} (a segment takes "
+            f"{_MIN_SEGMENT_SIZE} bytes or more, and {reader.remaining} remain), got {count}",
             offset=count_at,
         )
     segments = tuple(_read_segment(reader, index) for index in range(count))

@@ -1,0 +1,76 @@
+"""docs/provenance.md's byte-level example is what the codec writes and reads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hartonomous.provenance import AtomicStream, Segment, SegmentKind
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "provenance.md"
+BLOCK = r"<!-- {marker} -->\n```text\n(.*?)\n```"
+# "offset  hex bytes  annotation": columns apart by two or more spaces, bytes by one.
+LINE = re.compile(r"(\d+) {2,}((?:[0-9a-f]{2} )*[0-9a-f]{2})(?: {2,}(.*))?")
+
+
+def block(marker: str) -> str:
+    found = re.search(BLOCK.format(marker=marker), DOC.read_text(), re.DOTALL)
+    assert found, f"docs/provenance.md has no block after <!-- {marker} -->"
+    return found.group(1)
+
+
+def documented_bytes() -> bytes:
+    data = bytearray()
+    for line in block("atomic-stream-example").splitlines():
+        parsed = LINE.fullmatch(line)
+        assert parsed, f"not an 'offset  bytes  annotation' line: {line!r}"
+        assert int(parsed.group(1)) == len(data), f"wrong offset on {line!r}"
+        data += bytes.fromhex(parsed.group(2))
+    return bytes(data)
+
+
+def described_stream() -> AtomicStream:
+    """The stream the doc's prose describes, built through the public API."""
+    return (
+        AtomicStream.create(
+            uuid.UUID("6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+            created=datetime(2024, 1, 1, tzinfo=UTC),
+            scope="text_generation",
+            model="MiniLM",
+            metadata='{"n":1}',
+        )
+        .with_segment(
+            "prompt",
+            "hi".encode("utf-16-le"),
+            timestamp=datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC),
+            content_type="text/plain; charset=utf-16",
+        )
+        .with_segment(
+            "completion",
+            b"ok",
+            timestamp=datetime(2024, 1, 1, 0, 0, 2, tzinfo=UTC),
+            metadata='{"tokens":1}',
+        )
+    )
+
+
+def test_the_documented_dump_is_what_the_codec_writes() -> None:
+    data = documented_bytes()
+    assert len(data) == 143
+    assert described_stream().to_bytes() == data
+
+
+def test_the_documented_dump_reads_as_the_described_stream() -> None:
+    stream = AtomicStream.from_bytes(documented_bytes())
+    assert stream == described_stream()
+    assert stream.segments[1] == Segment(
+        SegmentKind.Output, 638_396_640_020_000_000, None, '{"tokens":1}', b"ok"
+    )
+
+
+def test_the_documented_text_form_is_what_the_codec_writes() -> None:
+    text = block("atomic-stream-example-base64").strip()
+    assert described_stream().to_base64() == text
+    assert AtomicStream.from_base64(text) == described_stream()
