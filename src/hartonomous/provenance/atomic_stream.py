@@ -20,22 +20,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Self
 
 from hartonomous.errors import UsageError
-from hartonomous.provenance.dotnet_binary import (
+from hartonomous.provenance.dotnet import (
     INT32_MAX,
     MAX_TICKS,
     BinaryReader,
     BinaryWriter,
     datetime_from_ticks,
+    dotnet_trim,
     ticks_from_datetime,
 )
+from hartonomous.provenance.segment_kind import SegmentKind
 
 __all__ = [
     "FORMAT_VERSION",
@@ -56,6 +56,8 @@ NULL_STREAM_BYTES = b"\x01"  # isNull = true, nothing follows: the original's SQ
 NULL_STREAM_TEXT = "NULL"  # the original's ToString of the null value
 # The smallest segment: kind, timestamp, two absent optionals, payload length 0.
 _MIN_SEGMENT_SIZE = 1 + 8 + 1 + 1 + 4
+# What .NET's Convert.FromBase64String skips inside Base64 text.
+_BASE64_IGNORED = dict.fromkeys(map(ord, " \t\r\n"))
 
 
 class AtomicStreamError(UsageError):
@@ -73,59 +75,11 @@ class AtomicStreamError(UsageError):
         self.offset = offset
 
 
-class SegmentKind(IntEnum):
-    """What a segment holds; the value is the byte stored in the format."""
-
-    Unknown = 0
-    Input = 1
-    Output = 2
-    Embedding = 3
-    Moderation = 4
-    Artifact = 5
-    Telemetry = 6
-    Control = 7
-
-    @classmethod
-    def parse(cls, name: str | None) -> SegmentKind:
-        """The kind ``name`` means: after trimming, a member name in any case, then an alias
-        (prompt, completion, vector, guard, attachment, metrics); anything else is ``Unknown``.
-
-        Unlike .NET's ``Enum.TryParse`` in the original, digits are not taken as a kind's number.
-        """
-        text = _dotnet_trim(name or "").casefold()
-        return _KIND_BY_NAME.get(text, cls.Unknown)
-
-
-_KIND_BY_NAME: dict[str, SegmentKind] = {kind.name.casefold(): kind for kind in SegmentKind} | {
-    "prompt": SegmentKind.Input,
-    "completion": SegmentKind.Output,
-    "vector": SegmentKind.Embedding,
-    "guard": SegmentKind.Moderation,
-    "attachment": SegmentKind.Artifact,
-    "metrics": SegmentKind.Telemetry,
-}
-
-
-def _is_dotnet_whitespace(char: str) -> bool:
-    # .NET's Char.IsWhiteSpace, which String.Trim uses: categories Zs/Zl/Zp, TAB..CR, NEL.
-    # Python's str.strip also strips U+001C..U+001F, which .NET keeps.
-    return char in "\t\n\v\f\r\x85" or unicodedata.category(char) in ("Zs", "Zl", "Zp")
-
-
-def _dotnet_trim(text: str) -> str:
-    start, end = 0, len(text)
-    while start < end and _is_dotnet_whitespace(text[start]):
-        start += 1
-    while end > start and _is_dotnet_whitespace(text[end - 1]):
-        end -= 1
-    return text[start:end]
-
-
 def _normalize_name(value: str | None) -> str | None:
     """The original's scope/model rule: trimmed, and an empty result is None."""
     if value is None:
         return None
-    return _dotnet_trim(value) or None
+    return dotnet_trim(value) or None
 
 
 def _check_text(value: str | None, what: str) -> None:
@@ -206,8 +160,6 @@ class AtomicStream:
     model: str | None
     metadata: str | None
     segments: tuple[Segment, ...] = ()
-
-    format_version: ClassVar[int] = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if not isinstance(self.stream_id, uuid.UUID) or self.stream_id.int == 0:
@@ -418,14 +370,16 @@ def format_atomic_stream(stream: AtomicStream | None) -> str:
 
 
 def parse_atomic_stream(text: str) -> AtomicStream | None:
-    """Read the text form: Base64 (whitespace ignored, padding required) of the binary form.
+    """Read the text form: Base64 (padding required) of the binary form.
 
-    Empty text or ``NULL`` in any case gives None, as in the original's ``Parse``.
+    As the original's ``Parse``: text that is empty or ``NULL`` in any case after trimming
+    gives None, and spaces, tabs, CR and LF inside the Base64 are ignored.
     Raises ``AtomicStreamError`` for text that is not Base64 or bytes that are not a stream.
     """
-    compact = "".join(text.split())
-    if not compact or compact.upper() == NULL_STREAM_TEXT:
+    trimmed = dotnet_trim(text)
+    if not trimmed or trimmed.casefold() == NULL_STREAM_TEXT.casefold():
         return None
+    compact = trimmed.translate(_BASE64_IGNORED)
     try:
         data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:

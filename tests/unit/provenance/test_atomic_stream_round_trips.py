@@ -94,7 +94,22 @@ def test_names_parse_case_insensitively_after_trimming(name: str, kind: SegmentK
     assert SegmentKind.parse(name) is kind
 
 
-@pytest.mark.parametrize("name", [None, "", "   ", "prompts", "in put", "3", "guardrail", "vec"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        None,
+        "",
+        "   ",
+        "prompts",
+        "in put",
+        "3",
+        "guardrail",
+        "vec",
+        "metric\u017f",  # long s, which case-folds to "s"
+        "İnput",
+        "\u0131nput",  # dotless i, which upper-cases to "I"
+    ],
+)
 def test_anything_else_parses_as_unknown(name: str | None) -> None:
     assert SegmentKind.parse(name) is SegmentKind.Unknown
 
@@ -133,6 +148,26 @@ def test_datetimes_convert_to_utc_exactly_and_default_to_now() -> None:
     assert now_stream.segments[0].payload == b""
 
 
+def test_the_ends_of_the_datetime_range_round_trip() -> None:
+    first = datetime.min.replace(tzinfo=UTC)
+    last = datetime.max.replace(tzinfo=UTC)
+    stream = AtomicStream.create(STREAM_ID, created=first).with_segment("input", timestamp=last)
+    assert (stream.created_ticks, stream.segments[0].timestamp_ticks) == (
+        0,
+        3_155_378_975_999_999_990,
+    )
+    decoded = AtomicStream.from_bytes(stream.to_bytes())
+    assert (decoded.created, decoded.segments[0].timestamp) == (first, last)
+
+    # .NET's last tick (9999-12-31T23:59:59.9999999) is kept, its datetime rounded down.
+    data = bytearray(stream.to_bytes())
+    data[FIRST_KIND_AT + 1 : FIRST_KIND_AT + 9] = (3_155_378_975_999_999_999).to_bytes(8, "little")
+    at_max = AtomicStream.from_bytes(data)
+    assert at_max.segments[0].timestamp_ticks == 3_155_378_975_999_999_999
+    assert at_max.segments[0].timestamp == last
+    assert at_max.to_bytes() == bytes(data)
+
+
 def test_with_segment_returns_a_new_stream_and_copies_the_payload() -> None:
     payload = bytearray(b"abc")
     stream = empty_stream()
@@ -152,6 +187,18 @@ def test_with_segment_returns_a_new_stream_and_copies_the_payload() -> None:
         (
             lambda: empty_stream().with_segment("input", timestamp=datetime(2025, 1, 1)),
             "segment timestamp: a naive datetime",
+        ),
+        (
+            lambda: AtomicStream.create(
+                STREAM_ID, created=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=2)))
+            ),
+            "outside years 1..9999 in UTC",
+        ),
+        (
+            lambda: empty_stream().with_segment(
+                "input", timestamp=datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))
+            ),
+            "outside years 1..9999 in UTC",
         ),
         (lambda: AtomicStream.create(STREAM_ID, scope="\ud800"), "stream scope cannot be written"),
         (
@@ -186,13 +233,13 @@ def test_the_text_form_is_base64_of_the_bytes() -> None:
 
 def test_the_null_text_form() -> None:
     assert format_atomic_stream(None) == "NULL"
-    for text in ("NULL", " null ", "", "  \n"):
+    for text in ("NULL", " null ", "Null\u3000", "", "  \n"):
         assert parse_atomic_stream(text) is None
     with pytest.raises(AtomicStreamError, match="got the null value"):
         AtomicStream.from_base64("NULL")
 
 
-@pytest.mark.parametrize("text", ["not base64!", "AAEAAA", "AAEA*AAA", "ÄAAA"])
+@pytest.mark.parametrize("text", ["not base64!", "AAEAAA", "AAEA*AAA", "ÄAAA", "AAEA\u3000AAAA"])
 def test_text_that_is_not_base64_is_refused(text: str) -> None:
     with pytest.raises(AtomicStreamError, match="not Base64") as caught:
         parse_atomic_stream(text)

@@ -1,4 +1,5 @@
-"""The subset of .NET's ``BinaryWriter``/``BinaryReader`` conventions that AtomicStream uses.
+""".NET conventions that the AtomicStream format inherits: ``BinaryWriter``/``BinaryReader``
+encoding, ``DateTime`` ticks and ``String.Trim``.
 
 Every multi-byte integer is little-endian. A string is its UTF-8 bytes prefixed by their count
 as a 7-bit varint (``Write7BitEncodedInt``: seven bits per byte, low group first, the high bit
@@ -16,6 +17,7 @@ anything is allocated for it.
 from __future__ import annotations
 
 import struct
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -49,11 +51,15 @@ class OffsetErrorFactory(Protocol):
 def ticks_from_datetime(value: datetime) -> int:
     """``DateTime.Ticks`` of an aware datetime (converted to UTC); exact, as 1 µs = 10 ticks.
 
-    Raises ``ValueError`` for a naive datetime: a tick count is only meaningful in UTC.
+    Raises ``ValueError`` for a naive datetime (a tick count is only meaningful in UTC) and for
+    one whose UTC instant falls outside years 1..9999.
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"a naive datetime ({value.isoformat()}) has no UTC instant; give tzinfo")
-    delta = value.astimezone(UTC) - EPOCH
+    try:
+        delta = value.astimezone(UTC) - EPOCH
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside years 1..9999 in UTC") from None
     return (delta // timedelta(microseconds=1)) * TICKS_PER_MICROSECOND
 
 
@@ -218,3 +224,19 @@ class BinaryReader:
         """Raise if bytes remain after ``what``."""
         if self.remaining:
             raise self.fail(f"expected the end after {what}, but {_remain(self.remaining)}")
+
+
+def _is_dotnet_whitespace(char: str) -> bool:
+    # .NET's Char.IsWhiteSpace, which String.Trim uses: categories Zs/Zl/Zp, TAB..CR, NEL.
+    # Python's str.strip also strips U+001C..U+001F, which .NET keeps.
+    return char in "\t\n\v\f\r\x85" or unicodedata.category(char) in ("Zs", "Zl", "Zp")
+
+
+def dotnet_trim(text: str) -> str:
+    """``text`` without leading and trailing whitespace as .NET's ``String.Trim`` defines it."""
+    start, end = 0, len(text)
+    while start < end and _is_dotnet_whitespace(text[start]):
+        start += 1
+    while end > start and _is_dotnet_whitespace(text[end - 1]):
+        end -= 1
+    return text[start:end]
