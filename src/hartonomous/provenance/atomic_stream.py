@@ -58,6 +58,7 @@ NULL_STREAM_TEXT = "NULL"  # the original's ToString of the null value
 _MIN_SEGMENT_SIZE = 1 + 8 + 1 + 1 + 4
 # What .NET's Convert.FromBase64String skips inside Base64 text.
 _BASE64_IGNORED = dict.fromkeys(map(ord, " \t\r\n"))
+_LAST_KIND = max(SegmentKind)
 
 
 class AtomicStreamError(UsageError):
@@ -348,9 +349,9 @@ def _read_segment(reader: BinaryReader, index: int) -> Segment:
     what = f"segment {index}"
     kind_at = reader.offset
     kind = reader.read_byte(f"{what} kind")
-    if kind > max(SegmentKind):
+    if kind > _LAST_KIND:
         raise reader.fail(
-            f"expected {what} kind as a byte in 0..{max(SegmentKind):d}, got {kind}",
+            f"expected {what} kind as a byte in 0..{_LAST_KIND:d}, got {kind}",
             offset=kind_at,
         )
     timestamp_ticks = _read_ticks(reader, f"{what} timestamp")

@@ -147,13 +147,14 @@ class BinaryReader:
 
     def _take(self, size: int, what: str, form: str | None = None) -> memoryview:
         """The next ``size`` bytes; ``form`` describes them for the error (default: the size)."""
-        if size > self.remaining:
+        start = self.offset
+        end = start + size
+        if end > len(self._view):
             raise self.fail(
                 f"expected {what} ({form or _bytes(size)}), but only {_remain(self.remaining)}"
             )
-        start = self.offset
-        self.offset += size
-        return self._view[start : self.offset]
+        self.offset = end
+        return self._view[start:end]
 
     def read_bool(self, what: str) -> bool:
         """One byte, 0 or 1 (stricter than .NET, which takes any non-zero byte as true)."""
