@@ -12,8 +12,9 @@ public corpus; `public_rows_readable` lets its rows be read, never written. Both
 tenant too: with none, nothing at all is visible.
 
 The tables are found in the catalogue, so every tenant-scoped table created before this
-revision is covered; a later migration that creates one calls `isolate_table` below itself
-(tests/integration/db/test_row_level_security.py fails until it does).
+revision is covered; a later migration that creates one runs the statements of
+`isolate_table` below for it (tests/integration/api/test_row_level_security.py fails until
+it does).
 
 Revision ID: 0014
 Revises: 0012
