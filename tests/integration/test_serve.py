@@ -61,6 +61,8 @@ def test_up_and_two_serve_processes_answer_from_the_same_data(
     assert len({process.url for process in serving}) == 3
     for process in serves:
         assert process.announcement["embedded"] is True
+    # The API role's generated password is readable by the data dir's owner only.
+    assert (data_dir / "api-role.password").stat().st_mode & 0o777 == 0o600
     attached = EmbeddedPostgres(data_dir)
     attached.attach()
     try:

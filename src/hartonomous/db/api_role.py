@@ -155,6 +155,7 @@ def _generated_password(data_dir: Path) -> str:
     except FileNotFoundError:
         pass
     password = secrets.token_urlsafe(32)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process wrote it first: use theirs
@@ -176,13 +177,20 @@ def _ensure_role(connection: Connection, credentials: _Credentials) -> None:
             )
         return
     quoted = _quote_identifier(connection, credentials.role)
-    attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
     # The password is a generated token (URL-safe alphabet): safe inside a literal.
     password = credentials.password
     if not exists:
-        connection.execute(text(f"CREATE ROLE {quoted} {attributes} PASSWORD '{password}'"))
+        connection.execute(
+            text(
+                f"CREATE ROLE {quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
+                f"NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+            )
+        )
     else:
-        connection.execute(text(f"ALTER ROLE {quoted} {attributes} PASSWORD '{password}'"))
+        # Only the password: naming SUPERUSER, REPLICATION or BYPASSRLS at all in ALTER ROLE
+        # needs a superuser, and an owner with CREATEROLE may run this. The attributes that
+        # matter are checked next (_refuse_privileged).
+        connection.execute(text(f"ALTER ROLE {quoted} WITH LOGIN PASSWORD '{password}'"))
 
 
 def _refuse_privileged(connection: Connection, role: str) -> None:

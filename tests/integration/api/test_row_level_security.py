@@ -339,3 +339,22 @@ def test_provisioning_refuses_an_api_url_role_that_bypasses_row_level_security(
     missing = database_url.replace("://postgres@", "://nobody_here@", 1)
     with pytest.raises(ApiRoleError, match="does not exist"):
         provision_api_role(engine, Settings(data_dir=data_dir, database={"api_url": missing}))
+    # Operator-made roles that the policies would not bind: each refused, with the reason.
+    cases = {
+        "BYPASSRLS": ("LOGIN BYPASSRLS", ""),
+        "member of the owner role": ("LOGIN", 'GRANT "postgres" TO {role}'),
+    }
+    for reason, (attributes, extra) in cases.items():
+        role = f"api_{uuid.uuid4().hex[:8]}"
+        with engine.begin() as connection:
+            connection.execute(text(f"CREATE ROLE {role} {attributes}"))
+            if extra:
+                connection.execute(text(extra.format(role=role)))
+        try:
+            url = database_url.replace("://postgres@", f"://{role}@", 1)
+            settings = Settings(data_dir=data_dir, database={"api_url": url})
+            with pytest.raises(ApiRoleError, match=reason):
+                provision_api_role(engine, settings)
+        finally:
+            with engine.begin() as connection:
+                connection.execute(text(f"DROP ROLE {role}"))
