@@ -31,10 +31,12 @@ _SESSION_VALUE = "hartonomous_session_tenant"
 def scope_to_bound_tenant(engine: Engine) -> Engine:
     """Make every transaction on ``engine`` start with the bound tenant's setting; return it.
 
-    Covers transactions SQLAlchemy begins (``engine.begin()``, the first statement on
-    ``engine.connect()``, and each statement of an AUTOCOMMIT connection). Nothing bound sets
-    '', which matches no tenant (fail closed). Work done on the driver connection before any
-    SQLAlchemy statement, or after a driver-level commit, runs without the bound tenant.
+    Covers what SQLAlchemy begins: ``engine.begin()``, the first statement on
+    ``engine.connect()``, and an AUTOCOMMIT connection's first statement (a session-level
+    value then, cleared when the pool next hands the connection out). Nothing bound sets '',
+    which matches no tenant (fail closed). Work done on the driver connection before any
+    SQLAlchemy statement, or after a driver-level commit, runs without the bound tenant and
+    so sees no tenant-scoped row.
     """
 
     def set_tenant(connection: Connection) -> None:
