@@ -19,9 +19,11 @@ STARTUP_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a perfor
 
 
 class RunningUp:
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+    """`hartonomous --json up` (or ``command``, e.g. `serve`) on any free port, announced."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, command: str = "up") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hartonomous", "--json", "up", "--port", "0", *args],
+            [sys.executable, "-m", "hartonomous", "--json", command, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -2,6 +2,9 @@
 
 Every `/v1` route declares ``caller: Caller = Depends(requires(Role.X))``: a request without a
 valid key is answered 401 (``WWW-Authenticate: Bearer``), one whose role does not include X 403.
+Authenticating binds the caller's tenant (``hartonomous.db.tenant_context``) for the rest
+of the request, so every transaction on ``platform.engine`` sees that tenant's rows only
+(docs/security.md, "Isolation").
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from hartonomous.db.tenant_context import bind_tenant
 from hartonomous.errors import ForbiddenError, NotAuthenticatedError
 from hartonomous.security.authentication import Caller, authenticate
 from hartonomous.security.roles import Role
@@ -27,14 +32,22 @@ def platform_of(request: Request) -> Platform:
     return platform
 
 
-def authenticated(
+async def authenticated(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> Caller:
-    """The caller behind the request's bearer key; ``NotAuthenticatedError`` (401) otherwise."""
+    """The caller behind the request's bearer key; ``NotAuthenticatedError`` (401) otherwise.
+
+    Async on purpose: FastAPI runs a sync dependency in a worker thread with a *copy* of the
+    request's context, so a tenant bound there would not reach the endpoint. Bound here, in the
+    request's own task, it reaches the endpoint (and the thread a sync endpoint runs in). The
+    key is looked up on the maintenance engine: no tenant is known before it is.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
-    caller = authenticate(platform_of(request).engine, credentials.credentials)
+    engine = platform_of(request).maintenance_engine
+    caller = await run_in_threadpool(authenticate, engine, credentials.credentials)
+    bind_tenant(caller.tenant_id)
     request.state.caller = caller
     return caller
 

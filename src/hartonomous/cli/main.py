@@ -28,6 +28,7 @@ from hartonomous.cli import (
 )
 from hartonomous.cli.context import CliContext, cli_context, shown
 from hartonomous.cli.ingest_command import ingest
+from hartonomous.cli.serve_command import serve
 from hartonomous.cli.up_command import up
 from hartonomous.errors import HartonomousError, OperationFailedError
 from hartonomous.observability import new_operation_id
@@ -48,6 +49,7 @@ app.add_typer(atoms_commands.holdings_app, name="holdings")
 app.add_typer(models_commands.models_app, name="models")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
+app.command("serve")(serve)
 app.add_typer(broker_commands.broker_app, name="broker")
 app.add_typer(broker_commands.deadletters_app, name="deadletters")
 app.command("ces-consumer")(cdc_commands.ces_consumer)

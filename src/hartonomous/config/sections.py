@@ -29,6 +29,11 @@ class DatabaseSettings(Section):
     url: str = Field(
         default="", description="SQLAlchemy/libpq URL; empty starts the embedded server"
     )
+    api_url: str = Field(
+        default="",
+        description="URL the HTTP API connects with, as a role bound by row-level security; "
+        "empty: the generated `hartonomous_api` role (docs/security.md)",
+    )
     connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     command_timeout_seconds: int = Field(default=30, ge=5, le=3600)
     lock_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)

@@ -29,6 +29,7 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     """JSON-ready settings; SecretStr fields render masked, database URLs lose their password."""
     values: dict[str, Any] = settings.model_dump(mode="json")
     values["database"]["url"] = masked_url(settings.database.url)
+    values["database"]["api_url"] = masked_url(settings.database.api_url)
     if settings.neo4j.password.get_secret_value():
         values["neo4j"]["password"] = MASK
     return values

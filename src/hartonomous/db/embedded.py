@@ -51,6 +51,10 @@ class EmbeddedDatabaseError(UnavailableError):
     """The embedded server could not be prepared, started or stopped; the message says why."""
 
 
+class EmbeddedNotRunningError(EmbeddedDatabaseError):
+    """`attach` found no embedded server running in the data directory."""
+
+
 class OtherMajorVersionError(EmbeddedDatabaseError):
     """The data directory was initialised by another PostgreSQL major than the bundled one."""
 
@@ -157,6 +161,29 @@ class EmbeddedPostgres:
             # A failed start leaves no use registered (and no server only this process wanted).
             self.stop()
             raise
+
+    def attach(self) -> None:
+        """Use the server another process (`up`) started here; never start one.
+
+        Raises ``EmbeddedNotRunningError`` naming `hartonomous up` when none runs. While
+        attached this process counts as a user: the server stops when the last user leaves.
+        """
+        if not (self.layout.pgdata / "PG_VERSION").exists():
+            raise EmbeddedNotRunningError(self._not_running())
+        self._users_lock = self.layout.users_lock.open("ab")
+        fcntl.flock(self._users_lock, fcntl.LOCK_SH)
+        with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
+            running = self._running_pid() is not None
+        if not running:
+            self.stop()
+            raise EmbeddedNotRunningError(self._not_running())
+
+    def _not_running(self) -> str:
+        return (
+            f"no embedded database server is running in data dir {self.layout.data_dir}: "
+            "start it with `hartonomous up` (`serve` runs the API beside it), "
+            "or set database.url"
+        )
 
     def stop(self) -> None:
         """Release this process's use; stop the server when no other process uses it."""

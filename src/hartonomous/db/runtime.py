@@ -40,18 +40,25 @@ class SchemaNotCurrentError(UnavailableError):
 
 
 @contextmanager
-def open_database(settings: Settings, *, require_current_schema: bool = True) -> Iterator[Database]:
+def open_database(
+    settings: Settings, *, require_current_schema: bool = True, start_embedded: bool = True
+) -> Iterator[Database]:
     """Yield a usable database; refuse a server without pgvector; warn when CDC cannot work.
 
     Commands that work on the schema itself (migrations, status, smoke, `up`) pass
     `require_current_schema=False`; every other command is refused, with the remedy, on a
     database whose migrations are not at head, instead of failing on a missing table.
+    With `start_embedded=False` (`serve`) an embedded server is only joined if one runs
+    (``EmbeddedNotRunningError`` otherwise), never started.
     """
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
     if not url:
         embedded = EmbeddedPostgres(settings.data_dir)
-        embedded.start()
+        if start_embedded:
+            embedded.start()
+        else:
+            embedded.attach()
         url = embedded.url
     try:
         engine = open_engine(url, settings.database)

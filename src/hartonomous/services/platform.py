@@ -1,39 +1,54 @@
-"""What application services run against: the database engine and the effective settings."""
+"""What application services run against: the database engines and the effective settings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from hartonomous.config import Settings
 from hartonomous.db import Database, head_revision, open_database
+from hartonomous.db.api_role import api_role_url
+from hartonomous.db.connection import open_engine
+from hartonomous.db.isolation import scope_to_bound_tenant
 
-__all__ = ["Platform", "open_platform"]
+__all__ = ["Platform", "api_platform", "open_platform", "open_serving_platform"]
 
 
 @dataclass(frozen=True)
 class Platform:
     """An open database and the settings every service reads its limits from.
 
-    ``engine`` is the SQLAlchemy engine of the database (services only: entry points never
-    touch it); ``migrations_head`` the revision this code needs.
+    ``engine`` is what tenant work runs on (services only: entry points never touch it). In the
+    HTTP API it connects as the API role, bound by row-level security to the tenant of the
+    authenticated request (``hartonomous.db.tenant_context``): with no tenant bound it
+    sees no tenant-scoped row (docs/security.md, "Isolation"). ``maintenance_engine`` connects
+    as the database owner and sees every tenant: services that must (tenant administration,
+    dead letters, graph repair and replay, authentication itself) use it and say so. In the
+    CLI, on the database's own machine, both are the owner's engine (the default when
+    ``maintenance_engine`` is not given). ``migrations_head`` is the revision this code needs.
     """
 
     engine: Engine
     settings: Settings
     migrations_head: str
     database: Database | None = None
+    maintenance_engine: Engine = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.maintenance_engine is None:
+            object.__setattr__(self, "maintenance_engine", self.engine)
 
 
 @contextmanager
 def open_platform(settings: Settings, *, require_current_schema: bool = True) -> Iterator[Platform]:
     """Open the configured database (``db.open_database``) as a ``Platform``; close it after.
 
-    Raises ``UnavailableError`` subclasses when the database cannot be used or (with
-    ``require_current_schema``) its migrations are not at head.
+    Both engines are the owner's (the CLI's maintenance path). Raises ``UnavailableError``
+    subclasses when the database cannot be used or (with ``require_current_schema``) its
+    migrations are not at head.
     """
     with open_database(settings, require_current_schema=require_current_schema) as database:
         yield Platform(
@@ -42,3 +57,41 @@ def open_platform(settings: Settings, *, require_current_schema: bool = True) ->
             migrations_head=head_revision(),
             database=database,
         )
+
+
+@contextmanager
+def api_platform(database: Database, settings: Settings) -> Iterator[Platform]:
+    """The ``Platform`` the HTTP API runs on over an open ``database``.
+
+    ``engine`` connects as the API role (``db.api_role.api_role_url``) and starts every
+    transaction with the bound tenant; ``maintenance_engine`` is ``database.engine``. Raises
+    ``ApiRoleError`` when the API role's credentials are unknown.
+    """
+    engine = scope_to_bound_tenant(
+        open_engine(api_role_url(settings, database.url), settings.database)
+    )
+    try:
+        yield Platform(
+            engine=engine,
+            settings=settings,
+            migrations_head=head_revision(),
+            database=database,
+            maintenance_engine=database.engine,
+        )
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def open_serving_platform(settings: Settings) -> Iterator[Platform]:
+    """For `serve`: the API's ``Platform`` on a database someone else provisions and runs.
+
+    ``database.url``, or the embedded server that a running `up` started in the data dir (this
+    never starts, initialises or migrates a server). Raises ``EmbeddedNotRunningError`` when
+    no embedded server runs there, ``SchemaNotCurrentError`` when migrations are not at head.
+    """
+    with (
+        open_database(settings, start_embedded=False) as database,
+        api_platform(database, settings) as platform,
+    ):
+        yield platform

@@ -1,16 +1,23 @@
-"""The API in-process (Starlette's TestClient) over a fresh database, and keys to call it with."""
+"""The API in-process (Starlette's TestClient) over a fresh database, and keys to call it with.
+
+As in production, the app's ``platform.engine`` connects as the API role, bound by row-level
+security to the authenticated tenant; ``maintenance_engine`` is the owner's (docs/security.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, create_engine, update
 
 from hartonomous.api import create_app
 from hartonomous.config import Settings
 from hartonomous.db import head_revision
+from hartonomous.db.api_role import api_role_url, provision_api_role
+from hartonomous.db.isolation import scope_to_bound_tenant
 from hartonomous.db.tables import principals
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 from hartonomous.security.roles import Role
@@ -20,8 +27,27 @@ IssueKey = Callable[..., str]
 
 
 @pytest.fixture
-def platform(engine: Engine) -> Platform:
-    return Platform(engine=engine, settings=Settings(), migrations_head=head_revision())
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture
+def api_engine(engine: Engine, database_url: str, settings: Settings) -> Iterator[Engine]:
+    """The test database as the API role (provisioned as `up` does), scoped to the bound tenant."""
+    provision_api_role(engine, settings)
+    api_role = scope_to_bound_tenant(create_engine(api_role_url(settings, database_url)))
+    yield api_role
+    api_role.dispose()
+
+
+@pytest.fixture
+def platform(engine: Engine, api_engine: Engine, settings: Settings) -> Platform:
+    return Platform(
+        engine=api_engine,
+        settings=settings,
+        migrations_head=head_revision(),
+        maintenance_engine=engine,
+    )
 
 
 @pytest.fixture

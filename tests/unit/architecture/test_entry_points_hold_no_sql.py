@@ -23,7 +23,6 @@ NOT_YET_MOVED = {
     "cli/main.py",
     "cli/models_commands.py",
     "cli/sync_commands.py",
-    "cli/up_command.py",
 }
 
 

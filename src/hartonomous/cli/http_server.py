@@ -1,0 +1,76 @@
+"""The HTTP server of `up` and `serve`: bind, announce, run uvicorn until a signal."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import structlog
+import uvicorn
+
+from hartonomous.api import create_app
+from hartonomous.errors import UnavailableError
+from hartonomous.services import Platform
+
+log = structlog.get_logger(__name__)
+_GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class PortUnavailableError(UnavailableError):
+    """The address to listen on is taken or not allowed."""
+
+
+class ShutdownRequestedError(BaseException):
+    """Raised by our signal handler so every context manager unwinds (and stops PostgreSQL)."""
+
+
+def _request_shutdown(signum: int, _frame: FrameType | None) -> None:
+    raise ShutdownRequestedError(signal.Signals(signum).name)
+
+
+@contextmanager
+def shutdown_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``ShutdownRequestedError`` in the block (logged, not raised)."""
+    previous = {
+        sig: signal.signal(sig, _request_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    except ShutdownRequestedError as requested:
+        log.info("stopped", signal=str(requested))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: any free port); ``PortUnavailableError`` if not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailableError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve the API on ``host:port``; call ``announce(url)`` once listening; return on stop."""
+    sock = bind(host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(platform),
+            log_config=None,
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+            lifespan="off",
+        )
+    )
+    announce(f"http://{host}:{sock.getsockname()[1]}")
+    server.run(sockets=[sock])

@@ -1,0 +1,127 @@
+"""`serve`: the API alone, beside a running `up` (embedded) or on `database.url`."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from tests.conftest import Cli, clean_environment
+from tests.integration.test_up import RunningUp
+
+from hartonomous.db import EmbeddedPostgres
+from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
+
+
+def _issue_key(url: str, tenant: str) -> str:
+    """A key for a new tenant, written as an operator would on the database's machine."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            ensure_tenant(connection, tenant, f"Tenant {tenant}")
+            ensure_principal(connection, tenant, "ops", "Operator", "user")
+            return create_api_key(connection, tenant, "ops", "serve test")
+    finally:
+        engine.dispose()
+
+
+def _me(url: str, token: str) -> dict[str, str]:
+    answer = httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, str] = answer.json()
+    return body
+
+
+@pytest.fixture
+def embedded_env(data_dir: Path) -> dict[str, str]:
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    return env
+
+
+@pytest.fixture
+def serving(embedded_env: dict[str, str], data_dir: Path) -> Iterator[list[RunningUp]]:
+    """A running `up`, then two `serve` processes beside it on the same data dir."""
+    processes = [RunningUp(embedded_env, data_dir)]
+    try:
+        processes += [RunningUp(embedded_env, data_dir, command="serve") for _ in range(2)]
+        yield processes
+    finally:
+        for process in reversed(processes):
+            process.stop(signal.SIGTERM)
+
+
+def test_up_and_two_serve_processes_answer_from_the_same_data(
+    serving: list[RunningUp], data_dir: Path
+) -> None:
+    up, *serves = serving
+    assert len({process.url for process in serving}) == 3
+    for process in serves:
+        assert process.announcement["embedded"] is True
+    # The API role's generated password is readable by the data dir's owner only.
+    assert (data_dir / "api-role.password").stat().st_mode & 0o777 == 0o600
+    attached = EmbeddedPostgres(data_dir)
+    attached.attach()
+    try:
+        tokens = {tenant: _issue_key(attached.url, tenant) for tenant in ("acme", "globex")}
+    finally:
+        attached.stop()  # our use only: `up` and the serves keep the server running
+    for process in serving:
+        ready = httpx.get(f"{process.url}/health/ready", timeout=30)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] in ("ready", "degraded")
+        for tenant, token in tokens.items():
+            identity = _me(process.url, token)
+            assert (identity["tenant_id"], identity["tenant_name"]) == (tenant, f"Tenant {tenant}")
+    assert httpx.get(f"{serves[0].url}/v1/me", timeout=30).status_code == 401
+    # A serve outlives the `up` it joined: the embedded server stays while it is used.
+    assert up.stop(signal.SIGTERM) == 0
+    assert _me(serves[0].url, tokens["acme"])["tenant_id"] == "acme"
+
+
+def test_serve_without_a_running_up_names_up(embedded_cli: Cli, data_dir: Path) -> None:
+    result = embedded_cli("serve", "--port", "0")
+    assert result.exit_code == 1
+    assert "no embedded database server is running" in result.stderr
+    assert "hartonomous up" in result.stderr
+    assert not (data_dir / "pgdata").exists()  # nothing initialised or started
+
+
+def test_serve_on_a_database_url_runs_no_migration_and_no_worker(
+    cli: Cli, database_url: str, empty_database_url: str, data_dir: Path
+) -> None:
+    # Migrations are `up`'s and `db upgrade`'s job: on an empty database serve refuses.
+    empty = cli.env | {"HARTONOMOUS_DATABASE__URL": empty_database_url}
+    refused = Cli(env=empty, cwd=data_dir)("serve", "--port", "0")
+    assert refused.exit_code == 1
+    assert "hartonomous db upgrade" in refused.stderr
+    # Before any `db upgrade` made the API role there are no credentials to serve with.
+    no_role = cli("serve", "--port", "0")
+    assert no_role.exit_code == 1
+    assert "API role" in no_role.stderr
+    assert cli("db", "upgrade").exit_code == 0
+    token = _issue_key(database_url, "acme")
+    serve = RunningUp(cli.env, data_dir, command="serve")
+    try:
+        assert serve.announcement["embedded"] is False
+        assert _me(serve.url, token)["tenant_id"] == "acme"
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as connection:
+                names = connection.execute(
+                    text(
+                        "SELECT application_name, usename FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+        finally:
+            engine.dispose()
+        applications = {name for name, _user in names}
+        assert not applications & {"hartonomous-ces-consumer", "hartonomous-sync"}
+        # The API's pooled sessions run as the API role.
+        assert ("hartonomous", "hartonomous_api") in {tuple(row) for row in names}
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0
