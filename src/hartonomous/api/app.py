@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI, Request, Response
 
 from hartonomous import __version__
 from hartonomous.api import health
-from hartonomous.api.middleware import RequestHygieneMiddleware, RequestIdMiddleware
+from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
-from hartonomous.api.routes import whoami
+from hartonomous.api.routes import identity
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -22,10 +25,21 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.migrations_head = platform.migrations_head
     app.state.cdc = platform.settings.cdc
     install_problem_handlers(app)
-    app.include_router(whoami.router)
-    app.include_router(health.router)
-
-    # The last added runs first: the request id exists before anything can be refused.
+    # Added before the request-id middleware below, so it runs inside it (refusals carry the id).
     app.add_middleware(RequestHygieneMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(identity.router)
+
+    @app.middleware("http")
+    async def bind_request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Honour a caller's id so one request can be followed across services.
+        request_id = caller_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.state.request_id = request_id
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
     return app

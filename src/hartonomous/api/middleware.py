@@ -1,8 +1,4 @@
-"""ASGI middleware: the request id, and refusing malformed requests before any route runs.
-
-``RequestIdMiddleware`` gives every request an id (the caller's ``X-Request-ID`` when it is
-short printable text, a new one otherwise), binds it to the log context and answers it in the
-``X-Request-ID`` header.
+"""Refusing malformed requests before any route runs, and the caller's request id.
 
 ``RequestHygieneMiddleware`` answers a 400 problem (docs/api.md, Errors) naming what is wrong
 when a request could only reach a route to fail there obscurely:
@@ -16,7 +12,7 @@ when a request could only reach a route to fail there obscurely:
   string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one.
 
 Malformed JSON itself is left to FastAPI, whose 422 names the position of the syntax error.
-Both are pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
+It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
 untouched; only JSON bodies, which are small, are read ahead.
 """
 
@@ -29,19 +25,18 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hartonomous.api.problems import REQUEST_ID_HEADER, problem_response
+from hartonomous.api.problems import problem_response
 from hartonomous.errors import PayloadTooLargeError, UsageError
 
 __all__ = [
     "MAX_JSON_BODY_BYTES",
     "MAX_PATH_SEGMENT_CHARACTERS",
     "RequestHygieneMiddleware",
-    "RequestIdMiddleware",
+    "caller_request_id",
 ]
 
 MAX_JSON_BODY_BYTES = 1_048_576
@@ -50,29 +45,13 @@ _CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
 
-class RequestIdMiddleware:
-    """Sets ``request.state.request_id`` and the ``X-Request-ID`` response header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        # Honour a caller's id so one request can be followed across services, but never echo
-        # arbitrary text into a header or the logs.
-        request_id = offered if _CALLER_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+def caller_request_id(offered: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is short printable text, a new id otherwise."""
+    # Honour a caller's id so one request can be followed across services, but never echo
+    # arbitrary text into a header or the logs.
+    if offered and _CALLER_REQUEST_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
 
 
 class RequestHygieneMiddleware:

@@ -53,7 +53,7 @@ def _routes(client: TestClient) -> list[tuple[str, str]]:
         for method in operations
         if method in {"get", "put", "post", "delete", "patch"}
     ]
-    assert ("GET", "/v1/whoami") in found  # the walk sees the app's routers
+    assert ("GET", "/v1/me") in found  # the walk sees the app's routers
     return found
 
 
@@ -93,7 +93,7 @@ def test_a_literal_dot_dot_segment_is_refused_before_routing(client: TestClient)
     # HTTP clients resolve `..` themselves; a raw request reaches the server with it.
     app = client.app
     assert isinstance(app, FastAPI)
-    status, headers, body = anyio.run(_raw_get, app, b"/v1/whoami/../whoami")
+    status, headers, body = anyio.run(_raw_get, app, b"/v1/me/../me")
     assert status == 400
     assert headers[b"content-type"] == PROBLEM_MEDIA_TYPE.encode()
     assert "'..'" in json.loads(body)["detail"]
