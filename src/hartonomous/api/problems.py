@@ -213,8 +213,8 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     Each `/v1` operation gets every status of ``PROBLEM_STATUSES`` it does not document itself,
     every operation a 500; the 422 body is ``ValidationProblem`` instead of FastAPI's
     ``HTTPValidationError``, which is dropped from the components when nothing uses it. An error
-    status a route declares with only a description (``responses={409: {"description": …}}``)
-    gets the problem body too.
+    status a route declares itself (``responses={409: {"description": …}}``) keeps its
+    description and headers, and its body is documented as the problem it is answered with.
     Returns ``document``.
     """
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -235,12 +235,11 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
             for status, description in statuses.items():
                 responses.setdefault(str(status), _problem_response(status, description))
             for status, response in responses.items():
-                # A route that declares an error status with only a description gets its body.
-                if status[:1] in {"4", "5"} and "content" not in response:
-                    responses[status] = {
-                        **_problem_response(int(status), response.get("description", "")),
-                        **response,
-                    }
+                # Every error is answered as a problem, whatever body a route declared for it
+                # (none, an empty `application/problem+json`, or FastAPI's `application/json`).
+                if status[:1] in {"4", "5"} and not _has_problem_schema(response):
+                    documented = _problem_response(int(status), response.get("description", ""))
+                    responses[status] = {**response, "content": documented["content"]}
     if "HTTPValidationError" in schemas and "#/components/schemas/HTTPValidationError" not in str(
         document.get("paths", {})
     ):
@@ -248,6 +247,11 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         if "#/components/schemas/ValidationError" not in str(schemas):
             schemas.pop("ValidationError", None)
     return document
+
+
+def _has_problem_schema(response: dict[str, Any]) -> bool:
+    content = response.get("content", {})
+    return list(content) == [PROBLEM_MEDIA_TYPE] and "schema" in content[PROBLEM_MEDIA_TYPE]
 
 
 def _is_fastapi_validation(response: dict[str, Any]) -> bool:
