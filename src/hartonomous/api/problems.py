@@ -238,8 +238,8 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
                 # Every error is answered as a problem, whatever body a route declared for it
                 # (none, an empty `application/problem+json`, or FastAPI's `application/json`).
                 if status[:1] in {"4", "5"} and not _has_problem_schema(response):
-                    documented = _problem_response(int(status), response.get("description", ""))
-                    responses[status] = {**response, "content": documented["content"]}
+                    problem = _problem_response(int(status), response.get("description", ""))
+                    responses[status] = {**response, "content": problem["content"]}
     if "HTTPValidationError" in schemas and "#/components/schemas/HTTPValidationError" not in str(
         document.get("paths", {})
     ):
