@@ -2,8 +2,9 @@
 
 The blocks of one section (`## ` heading) run in order in one bash process, so a block may use
 the variables an earlier one set; each block runs under `set -euo pipefail` and must complete.
-The server is `hartonomous up --port 0` on this test's database and data directory, with
-`HARTONOMOUS_URL` and `HARTONOMOUS_KEY` (an admin key) exported to the examples.
+The server is one `hartonomous up --port 0` for the module, on a database and data directory of
+its own, with `HARTONOMOUS_URL` and `HARTONOMOUS_KEY` (an admin key) exported to the examples;
+sections run in the doc's order and may see what earlier ones left.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import clean_environment
+from sqlalchemy import Engine, create_engine, update
+from tests.conftest import TEMPLATE_DATABASE, PostgresCluster, clean_environment
 from tests.integration.test_up import RunningUp
 
+from hartonomous.db.tables import principals
+from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 from hartonomous.security.roles import Role
-
-from .conftest import IssueKey
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 BLOCK_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a performance claim
@@ -57,35 +60,64 @@ def test_every_sh_block_of_the_doc_is_collected() -> None:
     assert {"Authentication", "Errors", "Request ids"} <= {s.heading for s in SECTIONS}
 
 
-@pytest.fixture
-def server(database_url: str, data_dir: Path) -> Iterator[RunningUp]:
+@dataclass(frozen=True)
+class DocsServer:
+    up: RunningUp
+    admin_key: str
+
+
+@pytest.fixture(scope="module")
+def docs_server(postgres_cluster: PostgresCluster, data_root: Path) -> Iterator[DocsServer]:
+    """One `up` for every section (each start costs seconds), on a database of its own."""
+    database = postgres_cluster.create_database(TEMPLATE_DATABASE)
+    database_url = postgres_cluster.url(database)
+    engine = create_engine(database_url)
+    data_dir = Path(tempfile.mkdtemp(prefix="docs-", dir=data_root))
     env = clean_environment()
     env["HARTONOMOUS_DATABASE__URL"] = database_url
     env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
-    up = RunningUp(env, data_dir)
-    yield up
-    assert up.stop(signal.SIGTERM) == 0
+    try:
+        up = RunningUp(env, data_dir)
+        try:
+            yield DocsServer(up, _admin_key(engine))
+        finally:
+            assert up.stop(signal.SIGTERM) == 0
+    finally:
+        engine.dispose()
+        postgres_cluster.drop_database(database)
+
+
+def _admin_key(engine: Engine) -> str:
+    with engine.begin() as connection:
+        ensure_tenant(connection, "docs", "Documentation examples")
+        ensure_principal(connection, "docs", "docs-admin", "Examples' administrator", "user")
+        connection.execute(
+            update(principals)
+            .where(principals.c.tenant_id == "docs", principals.c.principal_id == "docs-admin")
+            .values(role=Role.ADMIN.value)
+        )
+        return create_api_key(connection, "docs", "docs-admin", "docs examples")
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=[s.heading for s in SECTIONS])
 def test_the_examples_of_a_section_run(
-    section: Section, server: RunningUp, issue_key: IssueKey, data_dir: Path
+    section: Section, docs_server: DocsServer, tmp_path: Path
 ) -> None:
     for tool in ("bash", "curl", "jq"):
         assert shutil.which(tool), f"{tool} is missing: `./dev setup` installs it"
-    done = data_dir / "examples-done"
+    done = tmp_path / "examples-done"
     script = ["set -euo pipefail"]
     for number, block in enumerate(section.blocks):
         script += [block, f"echo {number} >> {done}"]
     env = clean_environment()
-    env["HARTONOMOUS_URL"] = server.url
-    env["HARTONOMOUS_KEY"] = issue_key(tenant="docs", role=Role.ADMIN)
+    env["HARTONOMOUS_URL"] = docs_server.up.url
+    env["HARTONOMOUS_KEY"] = docs_server.admin_key
     result = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         capture_output=True,
         text=True,
         env=env,
-        cwd=data_dir,
+        cwd=tmp_path,
         timeout=BLOCK_TIMEOUT_SECONDS * len(section.blocks),
         check=False,
     )
