@@ -46,13 +46,7 @@ def _with_probe(client: TestClient) -> TestClient:
 
 def _routes(client: TestClient) -> list[tuple[str, str]]:
     """(method, concrete path) of every operation, path parameters filled with a plain value."""
-    paths = client.get("/openapi.json").json()["paths"]
-    found = [
-        (method.upper(), re.sub(r"\{[^}]+\}", "x", path))
-        for path, operations in paths.items()
-        for method in operations
-        if method in {"get", "put", "post", "delete", "patch"}
-    ]
+    found = [(method, re.sub(r"\{[^}]+\}", "x", path)) for method, path, _ in _operations(client)]
     assert ("GET", "/v1/me") in found  # the walk sees the app's routers
     return found
 
@@ -176,3 +170,39 @@ def test_malformed_json_wrong_types_and_unknown_fields_are_422_naming_the_field(
         }
     ]
     assert client.post("/v1/probe-body", json={"name": "a", "size": 1}).status_code == 200
+
+
+def _operations(client: TestClient) -> list[tuple[str, str, dict[str, Any]]]:
+    paths = client.get("/openapi.json").json()["paths"]
+    return [
+        (method.upper(), path, operation)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if method in {"get", "put", "post", "delete", "patch"}
+    ]
+
+
+def test_an_unknown_id_in_any_path_or_a_tampered_cursor_is_a_problem(client: TestClient) -> None:
+    """Every path parameter (an unknown tenant, atom, job …) and every `cursor` parameter."""
+    unknown_values = ["no-such-thing", "0", "-1", "00000000-0000-0000-0000-000000000000", "é"]
+    tampered_cursors = ["tampered", "AAAA", "eyJ4IjoxfQ", "!!", "a" * 600]
+    walked = 0
+    for method, path, operation in _operations(client):
+        parameters = operation.get("parameters", [])
+        names = [p["name"] for p in parameters if p["in"] == "path"]
+        for value in unknown_values if names else []:
+            target = path
+            for name in names:
+                target = target.replace(f"{{{name}}}", value)
+            answer = client.request(method, target, json={} if method != "GET" else None)
+            assert 400 <= answer.status_code < 500, (method, target, answer.text)
+            assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE, (method, target)
+            walked += 1
+        if method == "GET" and any(p["name"] == "cursor" for p in parameters) and not names:
+            for cursor in tampered_cursors:
+                answer = client.get(path, params={"cursor": cursor})
+                _assert_problem(answer, 400)
+                assert answer.json()["code"] == "invalid-cursor", (path, answer.text)
+                walked += 1
+    # Which routes have ids or cursors grows with the API; on the skeleton there are none.
+    print(f"{walked} unknown ids and tampered cursors sent")
