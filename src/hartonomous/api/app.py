@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -10,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
 from hartonomous.api.routes import identity
 from hartonomous.services import Platform
@@ -25,6 +25,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.migrations_head = platform.migrations_head
     app.state.cdc = platform.settings.cdc
     install_problem_handlers(app)
+    # Added before the request-id middleware below, so it runs inside it (refusals carry the id).
+    app.add_middleware(RequestHygieneMiddleware)
     app.include_router(health.router)
     app.include_router(identity.router)
 
@@ -33,7 +35,7 @@ def create_app(platform: Platform) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         # Honour a caller's id so one request can be followed across services.
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        request_id = caller_request_id(request.headers.get(REQUEST_ID_HEADER))
         request.state.request_id = request_id
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             response = await call_next(request)

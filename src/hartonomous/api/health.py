@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from hartonomous.api.problems import problem_response
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config.sections import CdcSettings
+from hartonomous.errors import UnavailableError
 from hartonomous.messaging.broker import psycopg_connection
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -26,7 +28,11 @@ def live() -> dict[str, str]:
     return {"status": "live"}
 
 
-@router.get("/ready", response_model=None)
+@router.get(
+    "/ready",
+    response_model=None,
+    responses={503: {"description": "Not ready: the database or its migrations are not there"}},
+)
 def ready(request: Request) -> dict[str, Any] | JSONResponse:
     engine: Engine = request.app.state.engine
     head: str = request.app.state.migrations_head
@@ -36,9 +42,9 @@ def ready(request: Request) -> dict[str, Any] | JSONResponse:
             revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             capture = cdc_status(psycopg_connection(connection), cdc) if revision == head else None
     except DBAPIError as exc:
-        return _not_ready(f"database unavailable: {str(exc.orig).splitlines()[0]}")
+        return _not_ready(request, f"database unavailable: {str(exc.orig).splitlines()[0]}")
     if revision != head or capture is None:
-        return _not_ready(f"migrations at {revision or 'no revision'}, head is {head}")
+        return _not_ready(request, f"migrations at {revision or 'no revision'}, head is {head}")
     answer: dict[str, Any] = {
         "status": "ready",
         "revision": revision,
@@ -68,9 +74,7 @@ def _capture_problem(capture: CdcStatus) -> str | None:
     return None
 
 
-def _not_ready(detail: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        media_type="application/problem+json",
-        content={"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail},
+def _not_ready(request: Request, detail: str) -> JSONResponse:
+    return problem_response(
+        request, status=503, code=UnavailableError.code, title="Not ready", detail=detail
     )

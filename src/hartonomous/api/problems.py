@@ -5,26 +5,93 @@ Body: ``type`` (``urn:hartonomous:problem:<code>``), ``title``, ``status``, ``de
 ``HartonomousError``), ``request_id`` (the ``X-Request-ID`` header) and, for a validation error,
 ``errors``: one ``{"field", "message", "type"}`` per offending field. A 401 carries
 ``WWW-Authenticate: Bearer``; a 429 ``Retry-After``.
+
+``document_problems`` writes these answers into the OpenAPI document once for every operation
+(``PROBLEM_STATUSES`` on each `/v1` operation, 500 on every one), replacing FastAPI's default
+422 body, so that clients and schemathesis see every status the API can answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_STATUSES",
+    "Problem",
+    "ProblemField",
+    "ValidationProblem",
+    "document_problems",
+    "install_problem_handlers",
+    "problem_response",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 
 log = structlog.get_logger(__name__)
+
+
+class ProblemField(BaseModel):
+    """One offending field of a refused request."""
+
+    field: str = Field(description="Where: `body.name`, `query.limit`, `path.atom_id` …")
+    message: str = Field(description="What is wrong with it, for a person")
+    type: str = Field(description="A machine kind of the failure (`missing`, `int_parsing` …)")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error the API answers (`application/problem+json`)."""
+
+    # RFC 9457 lets a problem type carry extension members beyond the ones listed here.
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="`urn:hartonomous:problem:<code>`")
+    title: str = Field(description="A short summary of the problem type")
+    status: int = Field(description="The HTTP status code, repeated")
+    detail: str = Field(description="What went wrong with this request, for a person")
+    instance: str = Field(description="The request path")
+    code: str = Field(description="Stable machine code (docs/api.md lists them)")
+    request_id: str | None = Field(description="The `X-Request-ID` of the request")
+
+
+class ValidationProblem(Problem):
+    """A 422 problem: the request did not match the operation's declared parameters or body."""
+
+    errors: list[ProblemField] = Field(description="One entry per offending field")
+
+
+# The statuses every `/v1` operation documents (docs/api.md, Errors).
+PROBLEM_STATUSES: dict[int, str] = {
+    400: "Invalid input (`invalid-input`, `invalid-cursor`, …)",
+    401: "No, unknown, expired or revoked API key (`not-authenticated`)",
+    403: "The key's role may not do this (`forbidden`)",
+    404: "No such thing for this tenant (`not-found`)",
+    409: "Exists already, or in a state that does not allow this (`conflict`)",
+    413: "Body or upload over its limit (`payload-too-large`)",
+    422: "Parameters or body do not match the operation (`invalid-request`, `errors` lists them)",
+    429: "Over a rate limit (`rate-limited`)",
+    500: "The server failed (`internal-error`, `operation-failed`); quote the request id",
+    503: "The database or a service is not available (`unavailable`)",
+}
+_HEADER_DOCS: dict[int, dict[str, tuple[str, bool]]] = {
+    401: {"WWW-Authenticate": ('`Bearer realm="hartonomous"`', True)},
+    429: {
+        "Retry-After": ("Seconds until the window has room again", True),
+        "RateLimit": ("The remaining quota and reset of the limit that applied", False),
+        "RateLimit-Policy": ("The limit that applied (quota and window)", False),
+    },
+}
 
 
 def problem_response(
@@ -48,6 +115,10 @@ def problem_response(
         "request_id": getattr(request.state, "request_id", None),
         **extra,
     }
+    headers = dict(headers or {})
+    if body["request_id"]:
+        # Also here: a 500 is answered outside the middleware that sets it on other responses.
+        headers[REQUEST_ID_HEADER] = body["request_id"]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -120,8 +191,83 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Answer every error raised under ``app`` as a problem (the module docstring's shape)."""
+    """Answer every error raised under ``app`` as a problem, and document them in its OpenAPI."""
     app.add_exception_handler(HartonomousError, _hartonomous_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.openapi = _documenting_problems(app.openapi)  # type: ignore[method-assign]
+
+
+def _documenting_problems(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document it generates; decorating it twice changes nothing.
+        return document_problems(generate())
+
+    return openapi
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Add the problem answers to every operation of an OpenAPI 3.1 ``document`` (in place).
+
+    Each `/v1` operation gets every status of ``PROBLEM_STATUSES`` it does not document itself,
+    every operation a 500; the 422 body is ``ValidationProblem`` instead of FastAPI's
+    ``HTTPValidationError``, which is dropped from the components when nothing uses it. An error
+    status a route declares itself (``responses={409: {"description": …}}``) keeps its
+    description and headers, and its body is documented as the problem it is answered with.
+    Returns ``document``.
+    """
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, ValidationProblem):
+        definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(definition.pop("$defs", {}))
+        schemas[model.__name__] = definition
+    for path, operations in document.get("paths", {}).items():
+        documented = PROBLEM_STATUSES if path.startswith("/v1/") else {500: PROBLEM_STATUSES[500]}
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            statuses = dict(documented)
+            if _is_fastapi_validation(responses.get("422", {})):
+                del responses["422"]
+                statuses[422] = PROBLEM_STATUSES[422]
+            for status, description in statuses.items():
+                responses.setdefault(str(status), _problem_response(status, description))
+            for status, response in responses.items():
+                # Every error is answered as a problem, whatever body a route declared for it
+                # (none, an empty `application/problem+json`, or FastAPI's `application/json`).
+                if status[:1] in {"4", "5"} and not _has_problem_schema(response):
+                    problem = _problem_response(int(status), response.get("description", ""))
+                    responses[status] = {**response, "content": problem["content"]}
+    if "HTTPValidationError" in schemas and "#/components/schemas/HTTPValidationError" not in str(
+        document.get("paths", {})
+    ):
+        del schemas["HTTPValidationError"]
+        if "#/components/schemas/ValidationError" not in str(schemas):
+            schemas.pop("ValidationError", None)
+    return document
+
+
+def _has_problem_schema(response: dict[str, Any]) -> bool:
+    content = response.get("content", {})
+    return list(content) == [PROBLEM_MEDIA_TYPE] and "schema" in content[PROBLEM_MEDIA_TYPE]
+
+
+def _is_fastapi_validation(response: dict[str, Any]) -> bool:
+    return "HTTPValidationError" in str(response.get("content", {}))
+
+
+def _problem_response(status: int, description: str) -> dict[str, Any]:
+    model = "ValidationProblem" if status == 422 else "Problem"
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+    }
+    headers = {
+        name: {"description": text, "required": required, "schema": {"type": "string"}}
+        for name, (text, required) in _HEADER_DOCS.get(status, {}).items()
+    }
+    if headers:
+        response["headers"] = headers
+    return response

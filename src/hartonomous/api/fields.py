@@ -1,0 +1,37 @@
+"""Field types for request parameters and bodies that accept only what the OpenAPI says.
+
+pydantic's lax mode reads `0`, `0.5` or `"1700000000"` as a datetime (seconds since the epoch)
+and `true` or `"5"` as an integer; the OpenAPI document still says `date-time` and `integer`, so
+a client that sends such values is served by accident, and schemathesis' `negative_data_rejection`
+check reports the route (docs/development.md, API tests). Declare request fields with these:
+
+- ``Timestamp``: an RFC 3339 date-time string with its offset (or a ``datetime`` from Python
+  code); anything else, a number or a date alone included, is a 422 naming the field.
+- ``StrictInt`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic) for JSON bodies;
+  query parameters arrive as text, where FastAPI's parsing of ``int`` is already strict enough.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
+
+__all__ = ["StrictBool", "StrictInt", "StrictStr", "Timestamp"]
+
+# RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
+# required, a fraction is optional; pydantic then parses the string it let through.
+_RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _iso_8601_only(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC_3339.fullmatch(value):
+        return value
+    raise ValueError("expected an RFC 3339 date-time with an offset, such as 2026-01-31T12:00:00Z")
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]

@@ -1,0 +1,201 @@
+"""Refusing malformed requests before any route runs, and the caller's request id.
+
+``RequestHygieneMiddleware`` answers a 400 problem (docs/api.md, Errors) naming what is wrong
+when a request could only reach a route to fail there obscurely:
+
+- a path that is not UTF-8 once percent-decoded, holds a NUL character, a ``.`` or ``..``
+  segment, or a segment longer than ``MAX_PATH_SEGMENT_CHARACTERS``;
+- a query parameter that is not UTF-8 or holds a NUL character;
+- a ``Content-Length`` that is not a decimal number (413 when it announces a JSON body over
+  ``MAX_JSON_BODY_BYTES``);
+- a JSON body over ``MAX_JSON_BODY_BYTES`` (413), not UTF-8, or holding a NUL character in a
+  string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one.
+
+Malformed JSON itself is left to FastAPI, whose 422 names the position of the syntax error.
+It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
+untouched; only JSON bodies, which are small, are read ahead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hartonomous.api.problems import problem_response
+from hartonomous.errors import PayloadTooLargeError, UsageError
+
+__all__ = [
+    "MAX_JSON_BODY_BYTES",
+    "MAX_PATH_SEGMENT_CHARACTERS",
+    "RequestHygieneMiddleware",
+    "caller_request_id",
+]
+
+MAX_JSON_BODY_BYTES = 1_048_576
+MAX_PATH_SEGMENT_CHARACTERS = 1024
+_CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+_JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
+
+
+def caller_request_id(offered: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is short printable text, a new id otherwise."""
+    # Honour a caller's id so one request can be followed across services, but never echo
+    # arbitrary text into a header or the logs.
+    if offered and _CALLER_REQUEST_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+class RequestHygieneMiddleware:
+    """Answers the module docstring's malformed requests with a problem; passes the rest on."""
+
+    def __init__(self, app: ASGIApp, *, max_json_body_bytes: int = MAX_JSON_BODY_BYTES) -> None:
+        self.app = app
+        self.max_json_body_bytes = max_json_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            _check_path(scope.get("raw_path") or scope["path"].encode())
+            _check_query(scope.get("query_string", b""))
+            headers = Headers(scope=scope)
+            if _is_json(headers):
+                receive = await self._checked_json_body(headers, receive)
+            else:
+                _content_length(headers)
+        except UsageError as refused:
+            response = problem_response(
+                Request(scope),
+                status=refused.http_status,
+                code=refused.code,
+                title=refused.title,
+                detail=str(refused),
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _checked_json_body(self, headers: Headers, receive: Receive) -> Receive:
+        announced = _content_length(headers)
+        if announced is not None and announced > self.max_json_body_bytes:
+            raise _too_large(self.max_json_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client went away; let the app see the disconnect.
+                return _replay([message])
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_json_body_bytes:
+                raise _too_large(self.max_json_body_bytes)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        _check_json(body)
+        return _replay([{"type": "http.request", "body": body, "more_body": False}])
+
+
+def _replay(messages: list[Message]) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"a JSON body may hold at most {limit} bytes")
+
+
+def _is_json(headers: Headers) -> bool:
+    content_type = headers.get("content-type")
+    if content_type is None:
+        # FastAPI reads a body without a content type as JSON.
+        return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    return bool(_JSON_MEDIA_TYPE.match(content_type.split(";", 1)[0].strip().lower()))
+
+
+def _content_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise UsageError(f"Content-Length must be a decimal number of bytes, not {value[:40]!r}")
+    return int(value)
+
+
+def _check_path(raw_path: bytes) -> None:
+    for segment in raw_path.split(b"/"):
+        text = _decoded(unquote_to_bytes(segment), "the path")
+        if "\x00" in text:
+            raise UsageError("the path holds a NUL character")
+        if text in {".", ".."}:
+            raise UsageError(f"the path holds a {text!r} segment")
+        if len(text) > MAX_PATH_SEGMENT_CHARACTERS:
+            raise UsageError(
+                f"a path segment of {len(text)} characters is longer than the "
+                f"{MAX_PATH_SEGMENT_CHARACTERS} allowed"
+            )
+
+
+def _check_query(query_string: bytes) -> None:
+    for pair in query_string.split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _decoded(unquote_to_bytes(raw_name.replace(b"+", b" ")), "a query parameter name")
+        value = _decoded(
+            unquote_to_bytes(raw_value.replace(b"+", b" ")), f"query parameter {name[:40]!r}"
+        )
+        if "\x00" in name or "\x00" in value:
+            raise UsageError(f"query parameter {name[:40]!r} holds a NUL character")
+
+
+def _decoded(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+
+
+def _check_json(body: bytes) -> None:
+    text = _decoded(body, "the JSON body")
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise UsageError("the JSON body nests too deeply") from None
+    except ValueError:
+        return  # FastAPI answers malformed JSON with a 422 naming where it breaks
+    for where in _nul_locations(document):
+        raise UsageError(f"{where} holds a NUL character, which cannot be stored")
+
+
+def _nul_locations(document: Any) -> Iterator[str]:
+    # Iterative: a document json.loads accepted may nest deeper than Python's recursion limit.
+    pending: list[tuple[Any, str]] = [(document, "body")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                yield where
+        elif isinstance(value, list):
+            pending.extend((item, f"{where}.{index}") for index, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    yield f"a key of {where}"
+                pending.append((item, f"{where}.{key}"))
