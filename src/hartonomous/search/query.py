@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Row, TextClause, text
 
+from hartonomous.embed.indexing import vector_text
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.search.planner import Method, PlannerSettings, ef_search_for, plan_search
 
@@ -78,11 +79,6 @@ def statement(sql: str) -> TextClause:
     return text(sql)
 
 
-def vector_literal(vector: npt.NDArray[np.float32]) -> str:
-    """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
-    return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
-
-
 class EntrySql:
     """The SQL fragments of one search: visible entries, filters, and their parameters.
 
@@ -125,10 +121,11 @@ class EntrySql:
         )
 
     def is_visible(self, atom: str) -> str:
-        return " OR ".join(
-            f"EXISTS (SELECT 1 FROM search_entries s WHERE s.atom_id = {atom} AND {where})"
-            for where in self.branches()
-        )
+        # One EXISTS over both branches: PostgreSQL runs it as a semi-join, probing each row
+        # the scan yields; an OR of two EXISTS would be planned as hashed subplans that read
+        # every visible entry first (measured: 12 ms for 20,899 entries, on every search).
+        branches = " OR ".join(f"({where})" for where in self.branches())
+        return f"EXISTS (SELECT 1 FROM search_entries s WHERE s.atom_id = {atom} AND ({branches}))"
 
     def details(self, atom: str) -> str:
         """A subquery for a LATERAL join: the text of atom ``atom`` and its visible source (the
@@ -281,7 +278,7 @@ def search_vector(
         raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
     settings = settings or PlannerSettings()
     sql = EntrySql(space, scope, filters or Filters())
-    query = vector_literal(vector)
+    query = vector_text(vector)
     visible = _count_and_configure(connection, sql, k, settings)
     plan = plan_search(k, visible, settings)
     if plan is Method.HNSW:
@@ -371,7 +368,7 @@ def describe(
         {
             **sql.params,
             "atom_ids": atom_ids,
-            "q": None if vector is None else vector_literal(vector),
+            "q": None if vector is None else vector_text(vector),
         },
     )
     return {

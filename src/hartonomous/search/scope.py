@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection
 
+from hartonomous.embed.indexing import vector_text
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import (
@@ -25,7 +26,6 @@ from hartonomous.search.query import (
     scoped_neighbours,
     scoped_search,
     statement,
-    vector_literal,
 )
 from hartonomous.security.tenants import (
     TenantDisabledError,
@@ -115,7 +115,7 @@ def search_in_scope(
         public_gate="(SELECT tenant.include_public FROM tenant)",
     )
     text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
-    rows = connection.execute(statement(text), {**params, "q": vector_literal(vector)}).all()
+    rows = connection.execute(statement(text), {**params, "q": vector_text(vector)}).all()
     _check(tenant_id, rows[0] if rows else None)
     found = scoped_neighbours(rows, count.k, count.settings, details)
     opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), int(rows[0].visible))
