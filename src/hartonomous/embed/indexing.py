@@ -28,6 +28,7 @@ from hartonomous.embed.audio_features import audio_features
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.image_features import image_features
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
+from hartonomous.embed.vector_param import Float4Array
 
 if TYPE_CHECKING:
     from hartonomous.embed.text_model import MiniLMTextEmbedder
@@ -189,19 +190,21 @@ def embed_candidates(
 def store_vectors(connection: Connection, vectors: AtomVectors) -> set[bytes]:
     """Insert the vectors; the atoms whose vector this call created (not a concurrent one).
 
-    One statement whatever the number of vectors: the rows travel as arrays (`unnest`), each
-    vector in pgvector's text form, so the statement's text (compiled once) and its
-    server-side plan are the same for every batch.
+    One statement whatever the number of vectors: the rows travel as arrays (`unnest`), the
+    vectors as one binary `real[]` (`embed/vector_param.py`), so the statement's text
+    (compiled once) and its server-side plan are the same for every batch.
     """
     if not vectors:
         return set()
+    packed = Float4Array([vector for _, vector in vectors.values()])
     created = connection.execute(
         _INSERT_VECTORS,
         {
             "atom_ids": list(vectors),
             "spaces": [space.name for space, _ in vectors.values()],
             "dimensions": [space.dimension for space, _ in vectors.values()],
-            "embeddings": [vector_text(vector) for _, vector in vectors.values()],
+            "starts": packed.starts,
+            "values": packed,
         },
     ).scalars()
     return {bytes(atom_id) for atom_id in created}
@@ -209,9 +212,11 @@ def store_vectors(connection: Connection, vectors: AtomVectors) -> set[bytes]:
 
 _INSERT_VECTORS = text(
     "INSERT INTO atom_embeddings (atom_id, space, dimension, embedding) "
-    "SELECT atom_id, space, dimension, CAST(embedding AS vector) FROM unnest("
+    "SELECT v.atom_id, v.space, v.dimension, "
+    "CAST(f.packed[v.start + 1 : v.start + v.dimension] AS vector) "
+    "FROM (SELECT CAST(:values AS real[]) AS packed) f, unnest("
     "CAST(:atom_ids AS bytea[]), CAST(:spaces AS text[]), CAST(:dimensions AS int[]), "
-    "CAST(:embeddings AS text[])) AS v(atom_id, space, dimension, embedding) "
+    "CAST(:starts AS int[])) AS v(atom_id, space, dimension, start) "
     "ON CONFLICT DO NOTHING RETURNING atom_id"
 )
 
