@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from typing import Protocol
 
-from pyfastcdc import Chunk as PieceOfInput
 from pyfastcdc import FastCDC
 
 from hartonomous.atoms.hashing import sha256_digest
@@ -27,17 +27,26 @@ from hartonomous.atoms.hashing import sha256_digest
 DEFAULT_MIN_SIZE = 16 * 1024
 DEFAULT_AVG_SIZE = 64 * 1024
 DEFAULT_MAX_SIZE = 256 * 1024
-# Chunks are hashed in groups of about this many bytes by a thread pool while the next ones are
-# cut: hashlib releases the GIL, so cutting and hashing overlap on separate cores. A group is
-# large enough that handing it to a thread costs little beside hashing it.
-_HASH_GROUP_BYTES = 512 * 1024
+# Chunks are hashed in groups by a thread pool while the next ones are cut: hashlib releases
+# the GIL, so cutting and hashing overlap on separate cores. A group must be large enough that
+# handing it to a thread costs little beside hashing it (measured with benchmarks/ingest.py:
+# 512 KiB groups ran at 0.80x single-thread SHA-256, 2 MiB at 0.90x, 8 MiB at 0.97x).
+# In-memory input costs no memory per group (chunks view the caller's buffer).
+_HASH_GROUP_BYTES = 8 * 1024 * 1024
+# A stream is read in blocks of this size, each block's chunks hashed as one group. Its memory
+# is bounded by the blocks alive at once (docs/atoms.md, "Content-defined chunking").
+STREAM_BLOCK_BYTES = 1024 * 1024
+_MAX_HASH_WORKERS = 2
 
 
 class BinaryReader(Protocol):
     """What the streaming chunker reads from: any binary file object (``open(p, "rb")``,
-    ``io.BytesIO``, a socket file …). ``pyfastcdc`` uses ``readinto`` when the object has one."""
+    ``io.BytesIO``, a socket file …). Short reads are read on until the block is full."""
 
     def read(self, size: int, /) -> bytes: ...
+
+
+_Piece = tuple[int, int, memoryview]  # offset, length, bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,7 @@ class Chunk:
     """One chunk: where it sits in the input, its content address and its bytes.
 
     ``data`` views the caller's buffer for in-memory input (zero copy; keep the buffer alive and
-    unchanged) and a private copy for streamed input.
+    unchanged) and the bytes the stream returned for streamed input (immutable, never reused).
     """
 
     offset: int
@@ -64,10 +73,10 @@ def chunk_bytes(
     """Cut an in-memory buffer into content-defined chunks, each hashed with SHA-256.
 
     Empty input yields no chunk. Invalid sizes raise ``ValueError`` here, not at first iteration.
-    Chunks are hashed in parallel with the cutting (see ``_hashed``).
+    Chunks are hashed in parallel with the cutting (see ``_hashed_groups``).
     """
     pieces = _cutter(avg_size, min_size, max_size).cut_buf(memoryview(data).cast("B"))
-    return _hashed((p.offset, p.length, p.data) for p in pieces)
+    return _hashed_groups(_grouped((p.offset, p.length, p.data) for p in pieces))
 
 
 def chunk_stream(
@@ -79,57 +88,147 @@ def chunk_stream(
 ) -> Iterator[Chunk]:
     """Cut a binary stream into the same chunks ``chunk_bytes`` gives for its whole content.
 
-    Memory stays at about two maximum chunk sizes whatever the stream's length.
+    The stream is read in blocks of ``STREAM_BLOCK_BYTES`` (``read``); each chunk views its
+    block (no copy; a chunk across two blocks views a copy of at most ``2 * max_size`` bytes).
+    Memory stays within the budget of docs/atoms.md (about ten blocks' worth) whatever the
+    stream's length; chunks the caller keeps keep their blocks alive.
     """
-    return _owned_chunks(_cutter(avg_size, min_size, max_size).cut_stream(stream))
+    cutter = _cutter(avg_size, min_size, max_size)
+    return _hashed_groups(_stream_blocks(cutter, stream, max_size))
 
 
-def _owned_chunks(pieces: Iterator[PieceOfInput]) -> Iterator[Chunk]:
-    # pyfastcdc reuses its read buffer for the next chunk, so each chunk gets its own copy.
-    return _hashed((p.offset, p.length, memoryview(bytes(p.data))) for p in pieces)
+def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iterator[list[_Piece]]:
+    """The stream's chunks, block by block, each viewing the bytes ``read`` returned.
 
-
-_Piece = tuple[int, int, memoryview]
-
-
-def _hashed(pieces: Iterable[_Piece]) -> Iterator[Chunk]:
-    """The pieces as chunks, in order, hashed by the pool while the next pieces are cut.
-
-    Input shorter than one group (every small file) is hashed inline, with no thread involved.
-    At most one group per worker is in flight, so memory stays bounded for streams.
+    FastCDC looks at most ``max_size`` bytes past a chunk's start for its cut point, so a chunk
+    that starts at least ``max_size`` bytes before the end of what was read is the chunk the
+    whole content gives. The bytes from the first chunk that does not (the carry, shorter than
+    ``max_size``) are cut again with the next block's first ``max_size`` bytes, copied behind
+    them, until a chunk starts in the new block; cutting goes on in the block itself from there.
     """
-    pending: deque[tuple[list[_Piece], Future[list[bytes]]]] = deque()
+    # A block of at least max_size bytes finalises every chunk that starts in the carry.
+    size = max(STREAM_BLOCK_BYTES, max_size)
+    carry: memoryview = memoryview(b"")
+    offset = 0  # stream offset of the carry's first byte
+    while True:
+        block = memoryview(_read_fully(stream, size)).toreadonly()
+        ended = len(block) < size
+        if not carry and not block:
+            return
+        pieces: list[_Piece] = []
+        resume = 0  # where cutting goes on in the block
+        if carry:
+            joined = memoryview(bytes(carry) + block[:max_size]).toreadonly()
+            # Every chunk starting in the carry is final: max_size bytes follow it, or the
+            # stream ends within the joined bytes.
+            complete = len(joined) == len(carry) + len(block) and ended
+            cut = _final(
+                cutter, joined, offset, pieces,
+                complete=complete, max_size=max_size, stop_at=len(carry),
+            )  # fmt: skip
+            offset += len(carry)
+            resume = cut - len(carry)
+        cut = resume + _final(
+            cutter, block[resume:], offset + resume, pieces, complete=ended, max_size=max_size
+        )
+        if pieces:
+            yield pieces
+        if ended:
+            return
+        carry, offset = block[cut:], offset + cut
+
+
+def _final(
+    cutter: FastCDC,
+    data: memoryview,
+    offset: int,
+    pieces: list[_Piece],
+    *,
+    complete: bool,
+    max_size: int,
+    stop_at: int | None = None,
+) -> int:
+    """Append the chunks of ``data`` (at stream ``offset``) that the whole stream gives too, up
+    to the first one starting at ``stop_at`` or later; return where the next chunk starts.
+
+    ``complete``: ``data`` runs to the end of the stream, so its last chunk is final too.
+    """
+    for piece in cutter.cut_buf(data):
+        start: int = piece.offset
+        if (stop_at is not None and start >= stop_at) or (
+            not complete and len(data) - start < max_size
+        ):
+            return start
+        pieces.append((offset + start, piece.length, piece.data))
+    return len(data)
+
+
+def _read_fully(stream: BinaryReader, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the stream (streams may return short reads)."""
+    data = stream.read(size)
+    if len(data) in (0, size):
+        return data
+    parts = [data]
+    left = size - len(data)
+    while left and (more := stream.read(left)):
+        parts.append(more)
+        left -= len(more)
+    return b"".join(parts)
+
+
+def _grouped(pieces: Iterable[_Piece]) -> Iterator[list[_Piece]]:
+    """The pieces in groups of at least ``_HASH_GROUP_BYTES`` (the last one may be smaller)."""
     group: list[_Piece] = []
     size = 0
-    in_flight = _workers()
     for piece in pieces:
         group.append(piece)
         size += piece[1]
-        if size < _HASH_GROUP_BYTES:
-            continue
+        if size >= _HASH_GROUP_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _hashed_groups(groups: Iterable[list[_Piece]]) -> Iterator[Chunk]:
+    """The groups' pieces as chunks, in order, each group hashed by the pool while the next ones
+    are cut.
+
+    Input of one group (every small file) is hashed inline, with no thread involved. At most one
+    group per worker is in flight, so memory stays bounded for streams.
+    """
+    remaining = iter(groups)
+    first = next(remaining, None)
+    second = next(remaining, None) if first is not None else None
+    if first is None or second is None:
+        if first is not None:
+            yield from _ready(first, _digests(first))
+        return
+    pending: deque[tuple[list[_Piece], Future[list[bytes]]]] = deque()
+    in_flight = _workers()
+    for group in chain((first, second), remaining):
         while len(pending) >= in_flight:
             yield from _ready(*pending.popleft())
         pending.append((group, _pool().submit(_digests, group)))
-        group, size = [], 0
     while pending:
         yield from _ready(*pending.popleft())
-    if group:
-        yield from _ready(group, None)
 
 
 def _digests(group: list[_Piece]) -> list[bytes]:
     return [sha256_digest(data) for _, _, data in group]
 
 
-def _ready(group: list[_Piece], digests: Future[list[bytes]] | None) -> Iterator[Chunk]:
-    hashes = digests.result() if digests is not None else _digests(group)
+def _ready(group: list[_Piece], digests: Future[list[bytes]] | list[bytes]) -> Iterator[Chunk]:
+    hashes = digests if isinstance(digests, list) else digests.result()
     for (offset, length, data), digest in zip(group, hashes, strict=True):
         yield Chunk(offset, length, digest, data)
 
 
 @cache
 def _workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
+    # One core cuts at 1.5-2.4 GB/s and SHA-256 runs at about 1.3 GB/s per core: two hashing
+    # threads keep up with the cutter, and more would only raise a stream's memory.
+    return max(1, min(_MAX_HASH_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @cache

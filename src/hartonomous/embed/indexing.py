@@ -22,14 +22,13 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 from sqlalchemy import Connection, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.atoms.read import write_atom_bytes
-from hartonomous.db.tables import atom_embeddings
 from hartonomous.embed.audio_features import audio_features
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.image_features import image_features
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
+from hartonomous.embed.vector_param import Float4Array
 
 if TYPE_CHECKING:
     from hartonomous.embed.text_model import MiniLMTextEmbedder
@@ -189,20 +188,42 @@ def embed_candidates(
 
 
 def store_vectors(connection: Connection, vectors: AtomVectors) -> set[bytes]:
-    """Insert the vectors; the atoms whose vector this call created (not a concurrent one)."""
+    """Insert the vectors; the atoms whose vector this call created (not a concurrent one).
+
+    One statement whatever the number of vectors: the rows travel as arrays (`unnest`), the
+    vectors as one binary `real[]` (`embed/vector_param.py`), so the statement's text
+    (compiled once) and its server-side plan are the same for every batch.
+    """
     if not vectors:
         return set()
-    rows = [
-        {"atom_id": atom_id, "space": space.name, "dimension": space.dimension, "embedding": vec}
-        for atom_id, (space, vec) in vectors.items()
-    ]
+    packed = Float4Array([vector for _, vector in vectors.values()])
     created = connection.execute(
-        pg_insert(atom_embeddings)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(atom_embeddings.c.atom_id)
+        _INSERT_VECTORS,
+        {
+            "atom_ids": list(vectors),
+            "spaces": [space.name for space, _ in vectors.values()],
+            "dimensions": [space.dimension for space, _ in vectors.values()],
+            "starts": packed.starts,
+            "values": packed,
+        },
     ).scalars()
     return {bytes(atom_id) for atom_id in created}
+
+
+_INSERT_VECTORS = text(
+    "INSERT INTO atom_embeddings (atom_id, space, dimension, embedding) "
+    "SELECT v.atom_id, v.space, v.dimension, "
+    "CAST(f.packed[v.start + 1 : v.start + v.dimension] AS vector) "
+    "FROM (SELECT CAST(:values AS real[]) AS packed) f, unnest("
+    "CAST(:atom_ids AS bytea[]), CAST(:spaces AS text[]), CAST(:dimensions AS int[]), "
+    "CAST(:starts AS int[])) AS v(atom_id, space, dimension, start) "
+    "ON CONFLICT DO NOTHING RETURNING atom_id"
+)
+
+
+def vector_text(vector: npt.NDArray[np.float32]) -> str:
+    """pgvector's text form of a vector; 9 significant digits round-trip a float32 exactly."""
+    return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
 
 
 def referenced_without_vector(

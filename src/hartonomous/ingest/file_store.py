@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, tuple_
+from sqlalchemy import Connection, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.atoms.batch import AtomBatch
-from hartonomous.atoms.store import AtomWriter
+from hartonomous.atoms.store import AtomWriter, json_text
 from hartonomous.db.tables import atom_components, atom_relations, holdings, model_tensors, models
 from hartonomous.ingest.extractors import Extraction
 from hartonomous.ingest.file_state import FileState, check_unchanged
@@ -158,6 +158,17 @@ def _write_content(sink: AtomSink, path: Path, analysis: Analysis) -> FileAtoms:
     return stored
 
 
+# One statement whatever the number of files (rows as arrays): compiled once, planned once.
+_HOLD = text(
+    "INSERT INTO holdings (tenant_id, atom_id, source_uri, source_type, visibility, job_id, "
+    "metadata) SELECT :tenant_id, f.atom_id, f.source_uri, :source_type, :visibility, :job_id, "
+    "CAST(f.metadata AS jsonb) FROM unnest(CAST(:atom_ids AS bytea[]), "
+    "CAST(:source_uris AS text[]), CAST(:metadata AS text[])) AS f(atom_id, source_uri, metadata) "
+    "ON CONFLICT (tenant_id, source_uri, atom_id) DO NOTHING "
+    "RETURNING holding_id, source_uri, atom_id"
+)
+
+
 def _hold(
     connection: Connection, holder: Holder, files: Sequence[tuple[Path, FileAtoms]]
 ) -> list[tuple[uuid.UUID, bool]]:
@@ -169,27 +180,24 @@ def _hold(
     made = {
         (row.source_uri, bytes(row.atom_id)): row.holding_id
         for row in connection.execute(
-            # One statement, compiled once: SQLAlchemy sends the rows as multi-row VALUES.
-            pg_insert(holdings)
-            .on_conflict_do_nothing(
-                index_elements=[holdings.c.tenant_id, holdings.c.source_uri, holdings.c.atom_id]
-            )
-            .returning(holdings.c.holding_id, holdings.c.source_uri, holdings.c.atom_id),
-            [
-                {
-                    "tenant_id": holder.tenant_id,
-                    "atom_id": atom_id,
-                    "source_uri": source_uri,
-                    "source_type": holder.source_type,
-                    "visibility": holder.visibility,
-                    "job_id": holder.job_id,
-                    "metadata": {
-                        "file_name": storable_text(path.name),
-                        "size_bytes": stored.root.size_bytes,
-                    },
-                }
-                for (path, stored), (source_uri, atom_id) in zip(files, keys, strict=True)
-            ],
+            _HOLD,
+            {
+                "tenant_id": holder.tenant_id,
+                "source_type": holder.source_type,
+                "visibility": holder.visibility,
+                "job_id": holder.job_id,
+                "atom_ids": [atom_id for _, atom_id in keys],
+                "source_uris": [source_uri for source_uri, _ in keys],
+                "metadata": [
+                    json_text(
+                        {
+                            "file_name": storable_text(path.name),
+                            "size_bytes": stored.root.size_bytes,
+                        }
+                    )
+                    for path, stored in files
+                ],
+            },
         )
     }
     held = (

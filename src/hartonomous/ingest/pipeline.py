@@ -24,11 +24,10 @@ from pathlib import Path
 
 import psycopg.errors
 import structlog
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.atoms.store import AtomVanishedError
-from hartonomous.db.tables import ingestion_job_atoms
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
 from hartonomous.ingest.file_store import (
@@ -356,21 +355,35 @@ def _record(
     outcomes: Sequence[FileOutcome],
     stored: dict[int, StoredFile],
 ) -> None:
+    rows = [
+        (item, outcome, stored.get(item.ordinal))
+        for item, outcome in zip(prepared, outcomes, strict=True)
+    ]
     connection.execute(
-        insert(ingestion_job_atoms),
-        [
-            {
-                "tenant_id": holder.tenant_id,
-                "job_id": holder.job_id,
-                "ordinal": item.ordinal,
-                "path": outcome.path,
-                "status": outcome.status,
-                "atom_id": bytes.fromhex(outcome.atom_id) if outcome.atom_id else None,
-                "holding_id": file.holding_id if (file := stored.get(item.ordinal)) else None,
-                "error": outcome.error,
-                "new_bytes": outcome.new_bytes,
-                "reused_bytes": outcome.reused_bytes,
-            }
-            for item, outcome in zip(prepared, outcomes, strict=True)
-        ],
+        _RECORD,
+        {
+            "tenant_id": holder.tenant_id,
+            "job_id": holder.job_id,
+            "ordinals": [item.ordinal for item, _, _ in rows],
+            "paths": [outcome.path for _, outcome, _ in rows],
+            "statuses": [outcome.status for _, outcome, _ in rows],
+            "atom_ids": [
+                bytes.fromhex(outcome.atom_id) if outcome.atom_id else None
+                for _, outcome, _ in rows
+            ],
+            "holding_ids": [file.holding_id if file else None for _, _, file in rows],
+            "errors": [outcome.error for _, outcome, _ in rows],
+            "new_bytes": [outcome.new_bytes for _, outcome, _ in rows],
+            "reused_bytes": [outcome.reused_bytes for _, outcome, _ in rows],
+        },
     )
+
+
+# One statement whatever the number of files (rows as arrays): compiled once, planned once.
+_RECORD = text(
+    "INSERT INTO ingestion_job_atoms (tenant_id, job_id, ordinal, path, status, atom_id, "
+    "holding_id, error, new_bytes, reused_bytes) SELECT :tenant_id, :job_id, r.* FROM unnest("
+    "CAST(:ordinals AS int[]), CAST(:paths AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:atom_ids AS bytea[]), CAST(:holding_ids AS uuid[]), CAST(:errors AS text[]), "
+    "CAST(:new_bytes AS bigint[]), CAST(:reused_bytes AS bigint[])) AS r"
+)

@@ -1,8 +1,9 @@
 """Whose entries a tenant's search reads: its own, plus the public corpus when its plan allows.
 
-`open_scope` answers, in one statement, what a search needs before its scan: the tenant exists
-and is active, its public-corpus flag and, for a vector search, the visible entries counted up
-to the planner's limit, with the HNSW scan's settings made (docs/search.md, "How a search runs").
+`open_scope` answers, in one statement, what a search needs before its scans: the tenant exists
+and is active, and its public-corpus flag. `search_in_scope` answers that and a whole vector
+search (the visible entries counted up to the planner's limit, the HNSW scan's settings made,
+the chosen scan) in one statement (docs/search.md, "How a search runs").
 """
 
 from __future__ import annotations
@@ -10,11 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection
 
+from hartonomous.embed.indexing import vector_text
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.search.planner import PlannerSettings
-from hartonomous.search.query import EntrySql, Filters, Scope, configure_and_count, statement
+from hartonomous.search.query import (
+    EntrySql,
+    Filters,
+    Scope,
+    VectorSearch,
+    scoped_neighbours,
+    scoped_search,
+    statement,
+)
 from hartonomous.security.tenants import (
     TenantDisabledError,
     UnknownTenantError,
@@ -38,9 +50,17 @@ def can_query_public_corpus(connection: Connection, tenant_id: str) -> bool:
     return bool(flag)
 
 
+# The tenant's row as the CTE ``tenant``: NULL when unknown, else is_active and the flag.
+_TENANT = (
+    "tenant AS MATERIALIZED (SELECT is_active, "
+    f"coalesce({_PUBLIC_CORPUS_FLAG}, false) AS include_public "
+    "FROM tenants WHERE tenant_id = :tenant_id)"
+)
+
+
 @dataclass(frozen=True)
 class VectorCount:
-    """What a vector search counts before its scan: entries of ``space`` under ``filters``."""
+    """What a vector search scans: entries of ``space`` under ``filters``, ``k`` rows."""
 
     space: EmbeddingSpace
     filters: Filters
@@ -52,39 +72,58 @@ class VectorCount:
 class OpenedScope:
     scope: Scope
     visible: int | None
-    """Visible entries counted up to ``exact_limit + 1``, when a VectorCount was given."""
+    """Visible entries counted up to ``exact_limit + 1``, for a vector search."""
 
 
-def open_scope(
-    connection: Connection, tenant_id: str, count: VectorCount | None = None
-) -> OpenedScope:
-    """The tenant's search scope, and with ``count`` the visible entries (HNSW settings made,
-    `search.query.configure_and_count`), in one round trip.
+def open_scope(connection: Connection, tenant_id: str) -> OpenedScope:
+    """The tenant's search scope, in one round trip.
 
     Raises ``InvalidTenantError``, ``UnknownTenantError`` or ``TenantDisabledError``
     (security/tenants.py).
     """
     validate_tenant_id(tenant_id)
-    items, params = "", {"tenant_id": tenant_id}
-    if count is not None:
-        # The public branch is gated by the flag read in this statement (a one-time filter).
-        sql = EntrySql(
-            count.space, Scope(tenant_id, True), count.filters, public_gate="t.include_public"
-        )
-        counted, count_params = configure_and_count(sql, count.k, count.settings)
-        items, params = f", {counted}", {**params, **count_params}
     row: Any = connection.execute(
-        statement(
-            "WITH t AS MATERIALIZED (SELECT is_active, "
-            f"coalesce({_PUBLIC_CORPUS_FLAG}, false) AS include_public "
-            "FROM tenants WHERE tenant_id = :tenant_id) "
-            f"SELECT t.is_active, t.include_public{items} FROM t"
-        ),
-        params,
+        statement(f"WITH {_TENANT} SELECT is_active, include_public FROM tenant"),
+        {"tenant_id": tenant_id},
     ).one_or_none()
+    _check(tenant_id, row)
+    return OpenedScope(Scope(tenant_id, bool(row.include_public)), None)
+
+
+def search_in_scope(
+    connection: Connection,
+    tenant_id: str,
+    count: VectorCount,
+    vector: npt.NDArray[np.float32],
+    *,
+    details: bool = False,
+) -> tuple[OpenedScope, VectorSearch]:
+    """`open_scope` and `search.query.search_vector` (with ``details``: each neighbour's text
+    and source) in one statement, one round trip (`search.query.scoped_search`).
+
+    Raises what `open_scope` raises; ``ValueError`` for a vector of another dimension.
+    """
+    validate_tenant_id(tenant_id)
+    space = count.space
+    if vector.shape != (space.dimension,):
+        raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
+    # The public branch is gated by the flag read in the same statement (a one-time filter).
+    sql = EntrySql(
+        space,
+        Scope(tenant_id, True),
+        count.filters,
+        public_gate="(SELECT tenant.include_public FROM tenant)",
+    )
+    text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
+    rows = connection.execute(statement(text), {**params, "q": vector_text(vector)}).all()
+    _check(tenant_id, rows[0] if rows else None)
+    found = scoped_neighbours(rows, count.k, count.settings, details)
+    opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), int(rows[0].visible))
+    return opened, found
+
+
+def _check(tenant_id: str, row: Any) -> None:
     if row is None:
         raise UnknownTenantError(tenant_id)
     if not row.is_active:
         raise TenantDisabledError(tenant_id)
-    visible = None if count is None else int(row.visible)
-    return OpenedScope(Scope(tenant_id, bool(row.include_public)), visible)

@@ -23,8 +23,8 @@ from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal, fuse
 from hartonomous.search.lexical import search_lexical
 from hartonomous.search.planner import MAX_K, PlannerSettings
-from hartonomous.search.query import Filters, Neighbour, describe, search_vector
-from hartonomous.search.scope import VectorCount, open_scope
+from hartonomous.search.query import Filters, Neighbour, describe
+from hartonomous.search.scope import VectorCount, open_scope, search_in_scope
 
 SearchMode = Literal["hybrid", "semantic", "lexical"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
@@ -130,18 +130,18 @@ def search(
     # No transaction: each statement reads its own snapshot, as in a READ COMMITTED transaction,
     # and BEGIN and COMMIT would add two round trips to a search of two or three statements.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        opened = open_scope(connection, tenant_id, count)
-        scope = opened.scope
         semantic: list[Neighbour] = []
         method = "none"
-        if wanted.vector is not None:
-            found = search_vector(
-                connection, wanted.space, wanted.vector, depth, scope, filters=filters,
-                settings=count.settings if count else None, visible=opened.visible,
-                details=mode == "semantic",
-            )  # fmt: skip
+        if count is not None and wanted.vector is not None:
+            # The tenant checked and the vector search made in one statement.
+            opened, found = search_in_scope(
+                connection, tenant_id, count, wanted.vector, details=mode == "semantic"
+            )
             method = found.method_used.value
             semantic = found.neighbours
+        else:
+            opened = open_scope(connection, tenant_id)
+        scope = opened.scope
         lexical_matches = []
         if query.text is not None and mode != "semantic":
             lexical_matches = search_lexical(connection, query.text, depth, scope, filters=filters)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from tests.conftest import Cli
 from tests.integration.data_plane.data_plane_support import (
     add_tenant,
@@ -90,6 +90,28 @@ def test_filtered_searches_return_min_k_visible_rows(
             engine, tenant, Query(text="a quiet morning"), 20, mode="semantic", settings=forced
         )
         assert result.method == "hnsw"
+
+
+def test_a_search_on_a_new_connection_scans_with_its_own_settings(
+    engine: Engine, selectivity_tenants: dict[str, int]
+) -> None:
+    # A semantic search is one statement: the HNSW settings it makes must hold for the index
+    # scan of that same statement. On a new connection (iterative scans off, ef_search 40) a
+    # scan of the 10 % tenant without them would come back short and be redone exactly.
+    forced = PlannerSettings(exact_limit=0)
+    for tenant, k in (("ten-percent", 20), ("all", 60)):
+        engine.dispose()
+        result = search(engine, tenant, Query(text="a quiet morning"), k, mode="semantic",
+                        settings=forced)  # fmt: skip
+        assert (result.method, len(result.hits)) == ("hnsw", k), tenant
+        with engine.connect() as connection:
+            made = connection.execute(
+                text(
+                    "SELECT current_setting('hnsw.iterative_scan'), "
+                    "current_setting('hnsw.ef_search')"
+                )
+            ).one()
+        assert tuple(made) == ("relaxed_order", str(max(k, 40))), tenant
 
 
 def test_filters_that_leave_few_or_no_entries(

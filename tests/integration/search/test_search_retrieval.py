@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, text
 from tests.integration.data_plane.data_plane_support import add_tenant, ingest
 from tests.integration.search.search_support import (
@@ -13,6 +15,7 @@ from tests.integration.search.search_support import (
     write_corpus,
 )
 
+from hartonomous.embed.indexing import Embedders
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.service import Query, search
 
@@ -75,3 +78,27 @@ def test_reingesting_embeds_nothing_new(engine: Engine, tmp_path: Path) -> None:
         )
     assert counts == {"acme": 40, "globex": 40}
     assert texts_found(find(engine, other, corpus[3], k=1)) == [corpus[3]]
+
+
+def test_stored_vectors_are_the_models_to_the_bit(engine: Engine, tmp_path: Path) -> None:
+    # Vectors travel to PostgreSQL packed in one binary real[] (embed/vector_param.py): each
+    # stored vector must be exactly the model's, in the row of its own atom, whatever its
+    # place in the batch.
+    corpus = sentences()[:30]
+    tenant = add_tenant(engine, "acme")
+    ingest(engine, tenant, *write_corpus(tmp_path / "corpus", corpus))
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                text(
+                    "SELECT a.canonical_text, e.embedding::text FROM atom_embeddings e "
+                    "JOIN atoms a USING (atom_id)"
+                )
+            ).all()
+        )
+    assert sorted(value.strip() for value in stored) == sorted(corpus)
+    texts = list(stored)
+    for canonical, vector in zip(texts, Embedders().embed_texts(texts), strict=True):
+        assert isinstance(vector, np.ndarray)
+        values = np.array(json.loads(stored[canonical]), dtype=np.float32)
+        assert np.array_equal(values, vector), canonical
