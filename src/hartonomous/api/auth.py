@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hartonomous.errors import ForbiddenError, NotAuthenticatedError
@@ -16,7 +17,7 @@ from hartonomous.security.authentication import Caller, authenticate
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
-__all__ = ["Caller", "authenticated", "platform_of", "requires"]
+__all__ = ["Caller", "authenticated", "platform_of", "required_role", "requires"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `hk_<key id>_<secret>`")
 
@@ -40,7 +41,11 @@ def authenticated(
 
 
 def requires(role: Role) -> Callable[[Caller], Caller]:
-    """A dependency admitting only callers whose role includes ``role`` (403 otherwise)."""
+    """A dependency admitting only callers whose role includes ``role`` (403 otherwise).
+
+    The dependency carries the role as ``required_role`` (see :func:`required_role`), so the
+    authorization matrix can be read off the app's routes (docs/security.md).
+    """
 
     def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
         if not caller.role.includes(role):
@@ -49,4 +54,19 @@ def requires(role: Role) -> Callable[[Caller], Caller]:
             )
         return caller
 
+    check.required_role = role  # type: ignore[attr-defined]
     return check
+
+
+def required_role(route: APIRoute) -> Role | None:
+    """The least role ``route`` admits (the strictest ``requires`` among its dependencies,
+    however deeply nested), or None when it has none: an unauthenticated route."""
+    found: list[Role] = []
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        role = getattr(dependant.call, "required_role", None)
+        if isinstance(role, Role):
+            found.append(role)
+        pending.extend(dependant.dependencies)
+    return max(found, key=lambda role: role.rank, default=None)

@@ -62,9 +62,11 @@ def authenticate(engine: Engine, token: str) -> Caller:
         ).first()
     if row is None or not secret_matches(secret, row.secret_sha256):
         raise NotAuthenticatedError(f"API key {key_id} is not known")
-    if row.revoked_at is not None:
+    now = datetime.now(UTC)
+    # A revocation with a grace period (key rotation) sets revoked_at in the future.
+    if row.revoked_at is not None and row.revoked_at <= now:
         raise NotAuthenticatedError(f"API key {key_id} was revoked")
-    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+    if row.expires_at is not None and row.expires_at <= now:
         raise NotAuthenticatedError(f"API key {key_id} expired at {row.expires_at.isoformat()}")
     if not row.tenant_active:
         raise NotAuthenticatedError(f"API key {key_id}: tenant {row.tenant_id!r} is disabled")
