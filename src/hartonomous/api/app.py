@@ -11,7 +11,10 @@ from fastapi import FastAPI, Request, Response
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.rate_limits import apply_rate_limit_headers
 from hartonomous.api.routes import tenants
+from hartonomous.security.counter_store import PooledCounterStore
+from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -24,6 +27,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.engine = platform.engine
     app.state.migrations_head = platform.migrations_head
     app.state.cdc = platform.settings.cdc
+    app.state.rate_limiter = RequestLimiter(
+        platform.settings.security, PooledCounterStore(platform.engine)
+    )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(tenants.router)
@@ -38,6 +44,7 @@ def create_app(platform: Platform) -> FastAPI:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = request_id
+        apply_rate_limit_headers(request, response)
         return response
 
     return app

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hartonomous.api.rate_limits import enforce_rate_limit
 from hartonomous.errors import ForbiddenError, NotAuthenticatedError
 from hartonomous.security.authentication import Caller, authenticate
 from hartonomous.security.roles import Role
@@ -32,11 +33,15 @@ def authenticated(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> Caller:
-    """The caller behind the request's bearer key; ``NotAuthenticatedError`` (401) otherwise."""
+    """The caller behind the request's bearer key; ``NotAuthenticatedError`` (401) otherwise.
+
+    Also counts the request against its rate limits (``RateLimitedError``, 429: api/rate_limits.py).
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
     caller = authenticate(platform_of(request).engine, credentials.credentials)
     request.state.caller = caller
+    enforce_rate_limit(request, caller)
     return caller
 
 
