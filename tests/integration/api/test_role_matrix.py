@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from hartonomous.api.auth import required_role
@@ -26,11 +26,15 @@ _PLACEHOLDER = re.compile(r"\{[^}]*\}")
 
 
 def _v1_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    # FastAPI keeps included routers as branches; iter_route_contexts flattens them with the
+    # prefixes applied (it is what FastAPI's own OpenAPI generation walks).
     found = [
-        (method, route.path, route)
-        for route in app.routes
-        if isinstance(route, APIRoute) and route.path.startswith("/v1")
-        for method in sorted(route.methods - {"HEAD", "OPTIONS"})
+        (method, context.path, context.original_route)
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and context.path is not None
+        and context.path.startswith("/v1")
+        for method in sorted((context.methods or set()) - {"HEAD", "OPTIONS"})
     ]
     assert found, "the app has no /v1 route"
     return found
