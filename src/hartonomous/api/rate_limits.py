@@ -1,7 +1,7 @@
 """Rate limits on `/v1`: 429 problems with `Retry-After`, and the `RateLimit` headers.
 
 Every response to a limited request carries, in the structured-field form of the IETF
-httpapi-ratelimit-headers draft (docs/api.md, docs/security.md)::
+httpapi-ratelimit-headers draft (docs/security.md, "Rate limits of API requests")::
 
     RateLimit-Policy: "default";q=100;w=60      the tightest rule: quota q per w seconds
     RateLimit: "default";r=42;t=17              r requests left, the window resets in t seconds

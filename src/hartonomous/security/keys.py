@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from hartonomous.db.tables import api_keys
 from hartonomous.errors import ConflictError, NotFoundError, UsageError
-from hartonomous.security.api_keys import parse_api_key
+from hartonomous.security.api_keys import KEY_ID_PATTERN, parse_api_key
 from hartonomous.security.principals import create_api_key
+from hartonomous.storable import storable_text
 
 KeyState = Literal["active", "revoked", "expired"]
 LABEL_LENGTH = 128  # api_keys.label
@@ -78,6 +79,7 @@ def issue_key(
     Raises ``InvalidKeyOptionError`` for a label over 128 characters or an expiry not in the
     future (by the database clock).
     """
+    label = storable_text(label)  # a free text: stored visibly, never refused
     if len(label) > LABEL_LENGTH:
         raise InvalidKeyOptionError(f"label must be at most {LABEL_LENGTH} characters")
     if expires_at is not None:
@@ -90,8 +92,19 @@ def issue_key(
     return IssuedKey(get_key(connection, tenant_id, key_id), token)
 
 
+def validate_key_id(key_id: str) -> None:
+    """Raise ``InvalidKeyOptionError`` unless ``key_id`` is shaped like the ids we issue."""
+    if not KEY_ID_PATTERN.fullmatch(key_id):
+        shown = key_id if len(key_id) <= 40 else f"{key_id[:40]}…"
+        raise InvalidKeyOptionError(
+            f"{shown!r} is not a key id: 16 hexadecimal digits (the part after hk_)"
+        )
+
+
 def get_key(connection: Connection, tenant_id: str, key_id: str) -> ApiKey:
-    """The tenant's key; ``UnknownKeyError`` when it has none by this id."""
+    """The tenant's key; ``InvalidKeyOptionError`` for a malformed id, ``UnknownKeyError``
+    when it has none by this id."""
+    validate_key_id(key_id)
     row = connection.execute(
         _listed().where(api_keys.c.tenant_id == tenant_id, api_keys.c.key_id == key_id)
     ).first()
@@ -172,7 +185,7 @@ def rotate_key(
     return issued, revoke_key(connection, tenant_id, key_id, grace_seconds=grace_seconds)
 
 
-def _listed() -> Any:
+def _listed() -> Select[Any]:
     now = func.now()
     return select(
         api_keys.c.key_id,

@@ -33,12 +33,17 @@ class InvalidPrincipalError(UsageError, ValueError):
 
 
 def validate_principal_id(principal_id: str) -> None:
-    """Raise ``InvalidPrincipalError`` unless ``principal_id`` has 1-256 characters."""
+    """Raise ``InvalidPrincipalError`` unless ``principal_id`` has 1-256 characters that
+    PostgreSQL text can hold (no NUL, no unpaired surrogate: an id is refused, never altered)."""
+    shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
     if not 0 < len(principal_id) <= PRINCIPAL_ID_LENGTH:
-        shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
         raise InvalidPrincipalError(
             f"{shown!r} is not a principal id: 1-{PRINCIPAL_ID_LENGTH} characters "
             f"(it has {len(principal_id)})"
+        )
+    if storable_text(principal_id) != principal_id:
+        raise InvalidPrincipalError(
+            f"{shown!r} is not a principal id: it holds NUL or a character that is not UTF-8"
         )
 
 
@@ -160,7 +165,9 @@ def create_principal(
 
 
 def get_principal(connection: Connection, tenant_id: str, principal_id: str) -> Principal:
-    """The principal; ``UnknownPrincipalError`` when the tenant has none by this id."""
+    """The principal; ``InvalidPrincipalError`` for a malformed id, ``UnknownPrincipalError``
+    when the tenant has none by this id."""
+    validate_principal_id(principal_id)
     row = connection.execute(
         _with_key_count().where(
             principals.c.tenant_id == tenant_id, principals.c.principal_id == principal_id

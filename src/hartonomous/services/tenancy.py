@@ -10,9 +10,10 @@ it runs on ``platform.engine`` as a whole-platform administrator would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -47,6 +48,7 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,8 @@ def _check_limit(limit: int) -> None:
         raise UsageError(f"limit must be 1-{MAX_LIMIT} (it is {limit})")
 
 
-def _page(found: list[Any], limit: int, cursor_after: Any) -> Page[Any]:
+def _page(found: list[T], limit: int, cursor_after: Callable[[T], str]) -> Page[T]:
+    """A page of ``limit`` items from ``limit + 1`` fetched; the extra one says there is more."""
     if len(found) <= limit:
         return Page(found, None)
     return Page(found[:limit], cursor_after(found[limit - 1]))

@@ -237,3 +237,38 @@ def test_last_used_at_is_kept_with_one_write_for_a_hundred_requests(
         api.get("/v1/tenants/ops", headers=bearer(token))
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM key_writes")).scalar_one() == 3
+
+
+def test_malformed_ids_are_400_problems_naming_them_and_nothing_is_written(
+    api: TestClient, issue_key: IssueKey, engine: Engine
+) -> None:
+    admin = _admin(api, issue_key)
+    for method, path, body, expected in [
+        ("POST", "/v1/tenants/ops/principals", {"principal_id": "a\x00b"}, "not a principal id"),
+        ("GET", "/v1/tenants/ops/principals/a%00b", None, "not a principal id"),
+        ("POST", "/v1/tenants/ops/keys", {"principal_id": "r\x00"}, "not a principal id"),
+        ("POST", "/v1/tenants/ops/keys/not-a-key/revoke", None, "'not-a-key' is not a key id"),
+        ("POST", "/v1/tenants/ops/keys/ABCDEF0123456789/rotate", None, "is not a key id"),
+    ]:
+        answer = api.request(method, path, json=body, headers=admin)
+        assert answer.status_code == 400, (path, answer.text)
+        assert expected in answer.json()["detail"], (path, answer.text)
+    # JSON may escape an unpaired surrogate, which no UTF-8 text holds: refused as invalid.
+    surrogate = api.post(
+        "/v1/tenants/ops/principals",
+        content=b'{"principal_id": "a\\ud800"}',
+        headers=admin | {"Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 422
+    assert [e["field"] for e in surrogate.json()["errors"]] == ["body.principal_id"]
+    with engine.connect() as connection:
+        principals = connection.execute(
+            text("SELECT count(*) FROM principals WHERE tenant_id = 'ops'")
+        ).scalar_one()
+    assert principals == 1
+    # A label is free text: stored visibly, not refused.
+    labelled = api.post(
+        "/v1/tenants/ops/keys", json={"principal_id": "root", "label": "a\x00b"}, headers=admin
+    )
+    assert labelled.status_code == 201
+    assert labelled.json()["key"]["label"] == "a\ufffdb"
