@@ -9,18 +9,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from hartonomous.api import create_app
 from hartonomous.config import Settings
 from hartonomous.db import head_revision
+from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.roles import Role
+from hartonomous.security.throttle import CounterKey, ThrottleStep
 from hartonomous.services import Platform
 
 from .conftest import IssueKey, bearer
@@ -163,3 +166,29 @@ def test_two_api_processes_share_one_limit(two_servers: list[str], issue_key: Is
         assert int(refused.headers["retry-after"]) > 0
         assert refused.headers["ratelimit-policy"] == '"shared";q=10;w=3600'
         assert _remaining(refused)[:2] == ("shared", 0)
+
+
+def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
+    store = PooledCounterStore(engine)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    one = ThrottleStep("one", CounterKey("key", "k"), 2, timedelta(seconds=60))
+    assert [store.acquire([one], start).is_throttled for _ in range(3)] == [False, False, True]
+    denied = store.acquire([one], start + timedelta(seconds=45))
+    assert denied.retry_after == timedelta(seconds=15)
+    # The window elapsed: the counter restarts and this call is its first.
+    restarted = store.acquire([one], start + timedelta(seconds=60))
+    assert not restarted.is_throttled
+    assert restarted.quota is not None
+    assert (restarted.quota.remaining, restarted.quota.reset_after) == (1, timedelta(seconds=60))
+    # A limit of 0 admits nothing and leaves no count behind; two rules roll back together.
+    closed = ThrottleStep("closed", CounterKey("tenant", "t"), 0, timedelta(seconds=60))
+    assert store.acquire([closed], start).is_throttled
+    wide = ThrottleStep("wide", CounterKey("tenant", "t2"), 5, timedelta(seconds=60))
+    assert store.acquire([wide, closed], start).is_throttled
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                text("SELECT subject_id, count FROM security_throttle_counters")
+            ).all()
+        )
+    assert counts == {"k": 1, "t": 0, "t2": 0}
