@@ -18,6 +18,8 @@ from hartonomous.db.tables import (
 )
 from hartonomous.ops.seed import SAMPLE_PRINCIPAL_ID, SAMPLE_TENANT_ID, seed
 from hartonomous.security import parse_api_key, secret_matches
+from hartonomous.security.authentication import authenticate
+from hartonomous.security.roles import Role
 
 TABLES = (
     tenants,
@@ -92,6 +94,8 @@ def test_only_the_api_key_hash_is_stored(engine: Engine, tmp_path: Path) -> None
     assert (row.tenant_id, row.principal_id) == (SAMPLE_TENANT_ID, SAMPLE_PRINCIPAL_ID)
     assert secret not in dump
     assert secret_matches(secret, row.secret_sha256)
+    # The key `up` prints administers the platform.
+    assert authenticate(engine, report.sample_api_key).role is Role.ADMIN
 
 
 def test_changed_settings_are_reported_then_applied_on_request(

@@ -11,7 +11,10 @@ from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
-from hartonomous.api.routes import identity
+from hartonomous.api.rate_limits import apply_rate_limit_headers
+from hartonomous.api.routes import identity, tenants
+from hartonomous.security.counter_store import PooledCounterStore
+from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -24,11 +27,15 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.engine = platform.engine
     app.state.migrations_head = platform.migrations_head
     app.state.cdc = platform.settings.cdc
+    app.state.rate_limiter = RequestLimiter(
+        platform.settings.security, PooledCounterStore(platform.maintenance_engine)
+    )
     install_problem_handlers(app)
     # Added before the request-id middleware below, so it runs inside it (refusals carry the id).
     app.add_middleware(RequestHygieneMiddleware)
     app.include_router(health.router)
     app.include_router(identity.router)
+    app.include_router(tenants.router)
 
     @app.middleware("http")
     async def bind_request_id(
@@ -40,6 +47,7 @@ def create_app(platform: Platform) -> FastAPI:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = request_id
+        apply_rate_limit_headers(request, response)
         return response
 
     return app

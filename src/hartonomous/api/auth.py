@@ -12,16 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from hartonomous.api.rate_limits import enforce_rate_limit
 from hartonomous.db.tenant_context import bind_tenant
 from hartonomous.errors import ForbiddenError, NotAuthenticatedError
 from hartonomous.security.authentication import Caller, authenticate
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
-__all__ = ["Caller", "authenticated", "platform_of", "requires"]
+__all__ = ["Caller", "authenticated", "platform_of", "required_role", "requires"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `hk_<key id>_<secret>`")
 
@@ -42,6 +44,9 @@ async def authenticated(
     request's context, so a tenant bound there would not reach the endpoint. Bound here, in the
     request's own task, it reaches the endpoint (and the thread a sync endpoint runs in). The
     key is looked up on the maintenance engine: no tenant is known before it is.
+
+    It also counts the request against its rate limits (``RateLimitedError``, 429:
+    api/rate_limits.py), in a worker thread like the key lookup: both wait on the database.
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
@@ -49,11 +54,16 @@ async def authenticated(
     caller = await run_in_threadpool(authenticate, engine, credentials.credentials)
     bind_tenant(caller.tenant_id)
     request.state.caller = caller
+    await run_in_threadpool(enforce_rate_limit, request, caller)
     return caller
 
 
 def requires(role: Role) -> Callable[[Caller], Caller]:
-    """A dependency admitting only callers whose role includes ``role`` (403 otherwise)."""
+    """A dependency admitting only callers whose role includes ``role`` (403 otherwise).
+
+    The dependency carries the role as ``required_role`` (see :func:`required_role`), so the
+    authorization matrix can be read off the app's routes (docs/security.md).
+    """
 
     def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
         if not caller.role.includes(role):
@@ -62,4 +72,19 @@ def requires(role: Role) -> Callable[[Caller], Caller]:
             )
         return caller
 
+    check.required_role = role  # type: ignore[attr-defined]
     return check
+
+
+def required_role(route: APIRoute) -> Role | None:
+    """The least role ``route`` admits (the strictest ``requires`` among its dependencies,
+    however deeply nested), or None when it has none: an unauthenticated route."""
+    found: list[Role] = []
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        role = getattr(dependant.call, "required_role", None)
+        if isinstance(role, Role):
+            found.append(role)
+        pending.extend(dependant.dependencies)
+    return max(found, key=lambda role: role.rank, default=None)

@@ -17,6 +17,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.cli import (
+    access_commands,
     atoms_commands,
     broker_commands,
     cdc_commands,
@@ -58,6 +59,8 @@ app.command("search")(search_commands.search)
 app.command("sync")(sync_commands.sync)
 app.add_typer(sync_commands.graph_app, name="graph")
 app.add_typer(tenants_commands.tenants_app, name="tenants")
+app.add_typer(access_commands.principals_app, name="principals")
+app.add_typer(access_commands.keys_app, name="keys")
 
 
 @app.callback()

@@ -1,6 +1,6 @@
 """`hartonomous tenants …`: create, list, show, disable and enable tenants.
 
-Parsing and rendering only; the rules and the SQL live in ``hartonomous.security.tenants``.
+Parsing and rendering only; the use cases live in ``hartonomous.services.tenancy``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ from typing import Annotated
 
 import typer
 
+from hartonomous.cli.access_commands import all_pages
 from hartonomous.cli.context import cli_context, shown
-from hartonomous.db import open_database
-from hartonomous.security.tenants import (
-    Tenant,
-    create_tenant,
-    get_tenant,
-    list_tenants,
-    set_tenant_state,
-)
+from hartonomous.security.tenants import Tenant
+from hartonomous.services import open_platform, tenancy
 
 tenants_app = typer.Typer(
     help="Tenants: create, list, show, disable, enable.", no_args_is_help=True
@@ -35,8 +30,8 @@ def create(
 ) -> None:
     """Create an active tenant."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database, database.engine.begin() as connection:
-        tenant = create_tenant(connection, tenant_id, name)
+    with open_platform(state.settings()) as platform:
+        tenant = tenancy.create_tenant(platform, tenant_id, name)
     state.emit(asdict(tenant), f"created tenant {tenant.tenant_id} ({shown(tenant.display_name)})")
 
 
@@ -44,8 +39,10 @@ def create(
 def list_command(ctx: typer.Context) -> None:
     """Every tenant with its state and how many holdings and principals it has."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database, database.engine.connect() as connection:
-        found = list_tenants(connection)
+    with open_platform(state.settings()) as platform:
+        found = list(
+            all_pages(lambda c: tenancy.list_tenants(platform, limit=tenancy.MAX_LIMIT, cursor=c))
+        )
     lines = [
         f"{t.tenant_id:24} {t.state:8} {t.holdings:>8} holdings {t.principals:>4} principals  "
         f"{shown(t.display_name)}"
@@ -58,8 +55,8 @@ def list_command(ctx: typer.Context) -> None:
 def show(ctx: typer.Context, tenant_id: TenantArgument) -> None:
     """One tenant: name, state, dates and counts."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database, database.engine.connect() as connection:
-        tenant = get_tenant(connection, tenant_id)
+    with open_platform(state.settings()) as platform:
+        tenant = tenancy.show_tenant(platform, tenant_id)
     state.emit(asdict(tenant), _describe(tenant))
 
 
@@ -77,8 +74,8 @@ def enable(ctx: typer.Context, tenant_id: TenantArgument) -> None:
 
 def _set_state(ctx: typer.Context, tenant_id: str, *, enable: bool) -> None:
     state = cli_context(ctx)
-    with open_database(state.settings()) as database, database.engine.begin() as connection:
-        tenant = set_tenant_state(connection, tenant_id, "active" if enable else "disabled")
+    with open_platform(state.settings()) as platform:
+        tenant = tenancy.set_tenant_state(platform, tenant_id, "active" if enable else "disabled")
     state.emit(asdict(tenant), f"tenant {tenant.tenant_id} is {tenant.state}")
 
 

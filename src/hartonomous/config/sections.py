@@ -196,7 +196,8 @@ class BillingSettings(Section):
         return value
 
 
-RateLimitScope = Literal["tenant", "principal", "tenant_operation", "principal_operation"]
+# `key`: one API key's HTTP requests (docs/security.md, "Rate limits").
+RateLimitScope = Literal["tenant", "principal", "tenant_operation", "principal_operation", "key"]
 
 
 class RateLimitRule(Section):

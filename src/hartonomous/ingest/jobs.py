@@ -22,6 +22,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from hartonomous.db.tables import ingestion_job_plans, ingestion_jobs
+from hartonomous.security.principals import require_active_principal
 from hartonomous.security.tenants import require_active_tenant
 
 JobStatus = Literal["running", "completed", "completed_with_errors", "failed", "interrupted"]
@@ -37,7 +38,8 @@ def job_lease(
 ) -> Iterator[uuid.UUID]:
     """Create a `running` job planning `planned` paths and hold its lease for the block.
 
-    Raises ``UnknownTenantError`` or ``TenantDisabledError`` (hartonomous.security.tenants).
+    Raises ``UnknownTenantError`` or ``TenantDisabledError`` (hartonomous.security.tenants),
+    ``PrincipalDisabledError`` (hartonomous.security.principals).
     The lease is taken before the job row exists, so no other process can ever see this job
     `running` without a live owner.
     """
@@ -66,6 +68,8 @@ def _create(
 ) -> None:
     with engine.begin() as connection:
         require_active_tenant(connection, tenant_id)
+        if principal_id is not None:
+            require_active_principal(connection, tenant_id, principal_id)
         connection.execute(
             insert(ingestion_jobs).values(
                 tenant_id=tenant_id, job_id=job_id, principal_id=principal_id

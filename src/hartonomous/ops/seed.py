@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from hartonomous.billing import PlanSeedResult, seed_default_plan
 from hartonomous.config import Settings
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
+from hartonomous.security.roles import Role
 
 SAMPLE_TENANT_ID = "sample"
 SAMPLE_PRINCIPAL_ID = "sample-admin"
@@ -46,7 +47,12 @@ def seed(engine: Engine, settings: Settings, *, update_plan: bool = False) -> Se
         plan = seed_default_plan(connection, settings.billing, update_existing=update_plan)
         tenant_created = ensure_tenant(connection, SAMPLE_TENANT_ID, "Sample tenant")
         principal_created = ensure_principal(
-            connection, SAMPLE_TENANT_ID, SAMPLE_PRINCIPAL_ID, "Sample administrator", "user"
+            connection,
+            SAMPLE_TENANT_ID,
+            SAMPLE_PRINCIPAL_ID,
+            "Sample administrator",
+            "user",
+            role=Role.ADMIN,  # its key, printed by `up`, can administer the platform
         )
         api_key = (
             create_api_key(connection, SAMPLE_TENANT_ID, SAMPLE_PRINCIPAL_ID, "seeded")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
 TOKEN_PREFIX = "hk"  # noqa: S105 - the public prefix of every token
 _KEY_ID_BYTES = 8
 _SECRET_BYTES = 32
+KEY_ID_PATTERN = re.compile(f"[0-9a-f]{{{2 * _KEY_ID_BYTES}}}")
+"""What a key id looks like: the hex of ``_KEY_ID_BYTES`` random bytes."""
 
 
 class InvalidApiKeyError(ValueError):
@@ -37,7 +40,7 @@ def parse_api_key(token: str) -> tuple[str, str]:
     """Split a token into (key id, secret)."""
     prefix, _, rest = token.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != TOKEN_PREFIX or len(key_id) != 2 * _KEY_ID_BYTES or not secret:
+    if prefix != TOKEN_PREFIX or not KEY_ID_PATTERN.fullmatch(key_id) or not secret:
         raise InvalidApiKeyError("API key is malformed: expected hk_<key id>_<secret>")
     return key_id, secret
 

@@ -24,9 +24,11 @@ from typing import Any
 
 import psycopg
 import structlog
+from sqlalchemy import Engine
 
 from hartonomous.config.sections import DatabaseSettings
 from hartonomous.db.connection import connect
+from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.security.throttle import (
     CounterKey,
     ThrottleDecision,
@@ -153,42 +155,8 @@ class PostgresCounterStore:
         self, keys: list[CounterKey], steps: Sequence[ThrottleStep], now: datetime
     ) -> tuple[ThrottleDecision, dict[CounterKey, WindowState]]:
         connection = self._connect()
-        rows = [_columns(key) for key in keys]
         with connection.transaction():
-            connection.execute(
-                "INSERT INTO security_throttle_counters "
-                "(subject, subject_id, operation, window_start, count) "
-                "SELECT s, i, o, %s, 0 FROM unnest(%s::text[], %s::text[], %s::text[]) "
-                "AS u(s, i, o) ORDER BY s, i, o ON CONFLICT DO NOTHING",
-                (now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
-            )
-            stored = connection.execute(
-                "SELECT subject, subject_id, operation, window_start, count "
-                "FROM security_throttle_counters "
-                "WHERE (subject, subject_id, operation) IN "
-                "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])) "
-                "ORDER BY subject, subject_id, operation FOR UPDATE",
-                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
-            ).fetchall()
-            by_columns = {(s, i, o): WindowState(start, count) for s, i, o, start, count in stored}
-            states = {key: by_columns[_columns(key)] for key in keys if _columns(key) in by_columns}
-            outcome = apply_steps(states, steps, now)
-            changed = list(outcome.states.items())
-            if changed:
-                connection.execute(
-                    "UPDATE security_throttle_counters c SET window_start = u.w, count = u.n "
-                    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], "
-                    "%s::int[]) AS u(s, i, o, w, n) "
-                    "WHERE (c.subject, c.subject_id, c.operation) = (u.s, u.i, u.o)",
-                    (
-                        [_columns(k)[0] for k, _ in changed],
-                        [_columns(k)[1] for k, _ in changed],
-                        [_columns(k)[2] for k, _ in changed],
-                        [state.window_start for _, state in changed],
-                        [state.count for _, state in changed],
-                    ),
-                )
-        return outcome.decision, outcome.states
+            return acquire_in(connection, keys, steps, now)
 
     def count(self, key: CounterKey) -> int:
         """The stored count of `key` (0 when it has no counter)."""
@@ -203,3 +171,113 @@ class PostgresCounterStore:
                 .fetchone()
             )
         return 0 if row is None else int(row[0])
+
+
+def acquire_in(
+    connection: Connection, keys: list[CounterKey], steps: Sequence[ThrottleStep], now: datetime
+) -> tuple[ThrottleDecision, dict[CounterKey, WindowState]]:
+    """`CounterStore.acquire` inside the caller's open transaction on ``connection``; ``keys``
+    are the steps' keys in `_columns` order. Returns the decision and the states it stored."""
+    rows = [_columns(key) for key in keys]
+    connection.execute(
+        "INSERT INTO security_throttle_counters "
+        "(subject, subject_id, operation, window_start, count) "
+        "SELECT s, i, o, %s, 0 FROM unnest(%s::text[], %s::text[], %s::text[]) "
+        "AS u(s, i, o) ORDER BY s, i, o ON CONFLICT DO NOTHING",
+        (now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+    )
+    stored = connection.execute(
+        "SELECT subject, subject_id, operation, window_start, count "
+        "FROM security_throttle_counters "
+        "WHERE (subject, subject_id, operation) IN "
+        "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])) "
+        "ORDER BY subject, subject_id, operation FOR UPDATE",
+        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+    ).fetchall()
+    by_columns = {(s, i, o): WindowState(start, count) for s, i, o, start, count in stored}
+    states = {key: by_columns[_columns(key)] for key in keys if _columns(key) in by_columns}
+    outcome = apply_steps(states, steps, now)
+    changed = list(outcome.states.items())
+    if changed:
+        connection.execute(
+            "UPDATE security_throttle_counters c SET window_start = u.w, count = u.n "
+            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], "
+            "%s::int[]) AS u(s, i, o, w, n) "
+            "WHERE (c.subject, c.subject_id, c.operation) = (u.s, u.i, u.o)",
+            (
+                [_columns(k)[0] for k, _ in changed],
+                [_columns(k)[1] for k, _ in changed],
+                [_columns(k)[2] for k, _ in changed],
+                [state.window_start for _, state in changed],
+                [state.count for _, state in changed],
+            ),
+        )
+    return outcome.decision, outcome.states
+
+
+class PooledCounterStore:
+    """A `CounterStore` on `security_throttle_counters` through a SQLAlchemy engine's pool.
+
+    For the API: each evaluation borrows a pooled connection for its one short transaction,
+    so concurrent requests do not queue behind one connection (`PostgresCounterStore` keeps
+    one, for the sync worker's provisional permits). Limits hold across processes alike.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # One statement needs no transaction around it: no BEGIN and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def acquire(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision:
+        if len(steps) == 1 and steps[0].permit_limit > 0:
+            return self._acquire_one(steps[0], now)
+        keys = sorted({step.key for step in steps}, key=_columns)
+        with self._engine.begin() as connection:
+            decision, _ = acquire_in(psycopg_connection(connection), keys, steps, now)
+        return decision
+
+    def _acquire_one(self, step: ThrottleStep, now: datetime) -> ThrottleDecision:
+        """The common case (one rule) in one atomic statement, with `apply_steps`' outcome: a
+        counter whose window elapsed restarts at 1, one under its limit goes up by one, one at
+        its limit is left alone (no row returned) and the call denies."""
+        key = _columns(step.key)
+        with self._autocommit.connect() as connection:
+            driver = psycopg_connection(connection)
+            row = driver.execute(
+                "INSERT INTO security_throttle_counters AS c "
+                "(subject, subject_id, operation, window_start, count) "
+                "SELECT %(s)s, %(i)s, %(o)s, %(now)s, 1 FROM "
+                "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit "
+                "ON CONFLICT (subject, subject_id, operation) DO UPDATE SET "
+                "window_start = CASE WHEN %(now)s - c.window_start >= %(window)s "
+                "THEN %(now)s ELSE c.window_start END, "
+                "count = CASE WHEN %(now)s - c.window_start >= %(window)s "
+                "THEN 1 ELSE c.count + 1 END "
+                "WHERE %(now)s - c.window_start >= %(window)s OR c.count < %(limit)s "
+                "RETURNING window_start, count",
+                {
+                    "s": key[0],
+                    "i": key[1],
+                    "o": key[2],
+                    "now": now,
+                    "window": step.window,
+                    "limit": step.permit_limit,
+                },
+            ).fetchone()
+            if row is None:  # at its limit: read the window the denial waits out
+                row = driver.execute(
+                    "SELECT window_start, count FROM security_throttle_counters "
+                    "WHERE subject = %s AND subject_id = %s AND operation = %s",
+                    key,
+                ).fetchone()
+                assert row is not None
+                decision = apply_steps(
+                    {step.key: WindowState(row[0], row[1])}, [step], now
+                ).decision
+                if decision.is_throttled:
+                    return decision
+                # The window restarted in between (another process): count this call afresh.
+                return self._acquire_one(step, now)
+        # Allowed: the decision `apply_steps` gives for the counter as it was before this call.
+        before = WindowState(row[0], int(row[1]) - 1)
+        return apply_steps({step.key: before}, [step], now).decision

@@ -36,6 +36,10 @@ class AccessPolicyContext:
     operation: str = ""
     message_type: str = ""
     attributes: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # Whether the tenant and principal are active now (`tenants`/`principals.is_active`): the
+    # caller looks them up; an unknown one counts as active (there is nothing to disable).
+    tenant_active: bool = True
+    principal_active: bool = True
 
     def __post_init__(self) -> None:
         # Read-only for rules, as the original exposed a read-only dictionary.
@@ -100,7 +104,7 @@ def operation_key(context: AccessPolicyContext) -> str:
 
 
 class TenantAccessRule:
-    """Banned tenants, banned principals, and per-tenant operation deny lists.
+    """Banned tenants, banned principals, disabled ones, and per-tenant operation deny lists.
 
     Every comparison ignores case: tenants, principals, and the deny list's tenants and
     operations. (The original's deny-list operations were case-sensitive only when bound from
@@ -121,10 +125,9 @@ class TenantAccessRule:
         tenant, principal = context.tenant_id, context.principal_id
         if _is_blank(tenant) and _is_blank(principal):
             return None
-        if not _is_blank(tenant) and tenant.casefold() in self._banned_tenants:
-            return AccessPolicyResult.deny("tenant-ban", f"Tenant {tenant} is banned.")
-        if not _is_blank(principal) and principal.casefold() in self._banned_principals:
-            return AccessPolicyResult.deny("principal-ban", f"Principal {principal} is banned.")
+        banned = self._banned_or_disabled(context)
+        if banned is not None:
+            return banned
         if not _is_blank(tenant):
             denied = self._denied_operations.get(tenant.casefold(), frozenset())
             key = operation_key(context)
@@ -133,4 +136,20 @@ class TenantAccessRule:
                     "tenant-operation-ban",
                     f"Operation {key} is not permitted for tenant {tenant}.",
                 )
+        return None
+
+    def _banned_or_disabled(self, context: AccessPolicyContext) -> AccessPolicyResult | None:
+        tenant, principal = context.tenant_id, context.principal_id
+        if not _is_blank(tenant) and tenant.casefold() in self._banned_tenants:
+            return AccessPolicyResult.deny("tenant-ban", f"Tenant {tenant} is banned.")
+        if not _is_blank(principal) and principal.casefold() in self._banned_principals:
+            return AccessPolicyResult.deny("principal-ban", f"Principal {principal} is banned.")
+        # Disabled (`tenants disable`, `principals disable`) is refused as banned is, while it
+        # lasts: the database says so, not the settings snapshot.
+        if not _is_blank(tenant) and not context.tenant_active:
+            return AccessPolicyResult.deny("tenant-disabled", f"Tenant {tenant} is disabled.")
+        if not _is_blank(principal) and not context.principal_active:
+            return AccessPolicyResult.deny(
+                "principal-disabled", f"Principal {principal} of tenant {tenant} is disabled."
+            )
         return None

@@ -1,13 +1,28 @@
-"""Tenants and principals: idempotent creation and API key issue."""
+"""Tenants and principals: idempotent creation, principal administration, API key issue.
+
+A principal is ``active`` or ``disabled`` (``principals.is_active``) and holds one ``Role``
+(``principals.role``), chosen at creation and changeable. A disabled principal's keys stop
+authenticating at once and the sync worker refuses its events (docs/security.md).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Select, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.db.tables import api_keys, principals, tenants
-from hartonomous.errors import UsageError
+from hartonomous.errors import ConflictError, NotFoundError, UsageError
 from hartonomous.security.api_keys import issue_api_key
+from hartonomous.security.roles import Role
+from hartonomous.storable import storable_text
+
+PrincipalState = Literal["active", "disabled"]
+PrincipalKind = Literal["user", "service"]
+_DISPLAY_NAME_LENGTH = 256  # principals.display_name
 
 PRINCIPAL_ID_LENGTH = 256
 """Characters a principal id may have: the ``principal_id`` columns are ``varchar(256)``."""
@@ -18,12 +33,17 @@ class InvalidPrincipalError(UsageError, ValueError):
 
 
 def validate_principal_id(principal_id: str) -> None:
-    """Raise ``InvalidPrincipalError`` unless ``principal_id`` has 1-256 characters."""
+    """Raise ``InvalidPrincipalError`` unless ``principal_id`` has 1-256 characters that
+    PostgreSQL text can hold (no NUL, no unpaired surrogate: an id is refused, never altered)."""
+    shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
     if not 0 < len(principal_id) <= PRINCIPAL_ID_LENGTH:
-        shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
         raise InvalidPrincipalError(
             f"{shown!r} is not a principal id: 1-{PRINCIPAL_ID_LENGTH} characters "
             f"(it has {len(principal_id)})"
+        )
+    if storable_text(principal_id) != principal_id:
+        raise InvalidPrincipalError(
+            f"{shown!r} is not a principal id: it holds NUL or a character that is not UTF-8"
         )
 
 
@@ -39,13 +59,23 @@ def ensure_tenant(connection: Connection, tenant_id: str, display_name: str) -> 
 
 
 def ensure_principal(
-    connection: Connection, tenant_id: str, principal_id: str, display_name: str, kind: str
+    connection: Connection,
+    tenant_id: str,
+    principal_id: str,
+    display_name: str,
+    kind: str,
+    *,
+    role: Role = Role.USER,
 ) -> bool:
     """Create the principal if missing; True when it was created."""
     created = connection.execute(
         pg_insert(principals)
         .values(
-            tenant_id=tenant_id, principal_id=principal_id, display_name=display_name, kind=kind
+            tenant_id=tenant_id,
+            principal_id=principal_id,
+            display_name=display_name,
+            kind=kind,
+            role=role.value,
         )
         .on_conflict_do_nothing(index_elements=[principals.c.tenant_id, principals.c.principal_id])
         .returning(principals.c.principal_id)
@@ -53,8 +83,17 @@ def ensure_principal(
     return created is not None
 
 
-def create_api_key(connection: Connection, tenant_id: str, principal_id: str, label: str) -> str:
-    """Store a new key's hash for the principal and return the token (the only time it exists)."""
+def create_api_key(
+    connection: Connection,
+    tenant_id: str,
+    principal_id: str,
+    label: str,
+    expires_at: datetime | None = None,
+) -> str:
+    """Store a new key's hash for the principal and return the token (the only time it exists).
+
+    ``expires_at`` (None: never) is when the key stops authenticating.
+    """
     issued = issue_api_key()
     connection.execute(
         insert(api_keys).values(
@@ -63,6 +102,182 @@ def create_api_key(connection: Connection, tenant_id: str, principal_id: str, la
             principal_id=principal_id,
             secret_sha256=issued.secret_sha256,
             label=label,
+            expires_at=expires_at,
         )
     )
     return issued.token
+
+
+class UnknownPrincipalError(NotFoundError):
+    """The tenant has no principal with this id; the message names the command that makes one."""
+
+    code = "unknown-principal"
+
+    def __init__(self, tenant_id: str, principal_id: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id!r} has no principal {principal_id!r}: create it with "
+            f"`hartonomous principals create {tenant_id} {principal_id}`"
+        )
+
+
+class PrincipalExistsError(ConflictError):
+    """``create`` was asked for a principal id the tenant already has."""
+
+    code = "principal-exists"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """One principal of a tenant; ``active_keys`` counts its unrevoked, unexpired keys."""
+
+    tenant_id: str
+    principal_id: str
+    display_name: str
+    kind: PrincipalKind
+    role: Role
+    state: PrincipalState
+    created_at: datetime
+    updated_at: datetime
+    active_keys: int = 0
+
+
+def create_principal(
+    connection: Connection,
+    tenant_id: str,
+    principal_id: str,
+    *,
+    role: Role = Role.USER,
+    display_name: str | None = None,
+    kind: PrincipalKind = "user",
+) -> Principal:
+    """Create an active principal of an existing tenant (display name defaults to the id).
+
+    Raises ``InvalidPrincipalError`` (a bad id or name), ``PrincipalExistsError`` when the
+    tenant already has it; the caller checks the tenant exists first.
+    """
+    validate_principal_id(principal_id)
+    name = principal_id if display_name is None else storable_text(display_name.strip())
+    if not name or len(name) > _DISPLAY_NAME_LENGTH:
+        raise InvalidPrincipalError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
+    if not ensure_principal(connection, tenant_id, principal_id, name, kind, role=role):
+        raise PrincipalExistsError(f"tenant {tenant_id!r} already has principal {principal_id!r}")
+    return get_principal(connection, tenant_id, principal_id)
+
+
+def get_principal(connection: Connection, tenant_id: str, principal_id: str) -> Principal:
+    """The principal; ``InvalidPrincipalError`` for a malformed id, ``UnknownPrincipalError``
+    when the tenant has none by this id."""
+    validate_principal_id(principal_id)
+    row = connection.execute(
+        _with_key_count().where(
+            principals.c.tenant_id == tenant_id, principals.c.principal_id == principal_id
+        )
+    ).first()
+    if row is None:
+        raise UnknownPrincipalError(tenant_id, principal_id)
+    return _principal(row._mapping)
+
+
+def list_principals(
+    connection: Connection, tenant_id: str, *, after: str | None, limit: int
+) -> list[Principal]:
+    """Up to ``limit`` principals of the tenant by id, those after ``after`` (a principal id)."""
+    query = _with_key_count().where(principals.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(principals.c.principal_id > after)
+    rows = connection.execute(query.order_by(principals.c.principal_id).limit(limit))
+    return [_principal(row._mapping) for row in rows]
+
+
+def update_principal(
+    connection: Connection,
+    tenant_id: str,
+    principal_id: str,
+    *,
+    state: PrincipalState | None = None,
+    role: Role | None = None,
+) -> Principal:
+    """Set the state and/or role (idempotent: an unchanged row is not written, so repeating a
+    command publishes no change event); ``UnknownPrincipalError`` when there is none."""
+    values: dict[str, Any] = {}
+    changed = []
+    if state is not None:
+        values["is_active"] = state == "active"
+        changed.append(principals.c.is_active != values["is_active"])
+    if role is not None:
+        values["role"] = role.value
+        changed.append(principals.c.role != role.value)
+    if values:
+        connection.execute(
+            update(principals)
+            .where(
+                principals.c.tenant_id == tenant_id,
+                principals.c.principal_id == principal_id,
+                changed[0] if len(changed) == 1 else (changed[0] | changed[1]),
+            )
+            .values(**values, updated_at=func.now())
+        )
+    return get_principal(connection, tenant_id, principal_id)
+
+
+def _with_key_count() -> Select[Any]:
+    active_keys = (
+        select(func.count())
+        .where(
+            api_keys.c.tenant_id == principals.c.tenant_id,
+            api_keys.c.principal_id == principals.c.principal_id,
+            (api_keys.c.revoked_at.is_(None)) | (api_keys.c.revoked_at > func.now()),
+            (api_keys.c.expires_at.is_(None)) | (api_keys.c.expires_at > func.now()),
+        )
+        .scalar_subquery()
+        .label("active_keys")
+    )
+    return select(
+        principals.c.tenant_id,
+        principals.c.principal_id,
+        principals.c.display_name,
+        principals.c.kind,
+        principals.c.role,
+        principals.c.is_active,
+        principals.c.created_at,
+        principals.c.updated_at,
+        active_keys,
+    )
+
+
+def _principal(row: Any) -> Principal:
+    return Principal(
+        tenant_id=row["tenant_id"],
+        principal_id=row["principal_id"],
+        display_name=row["display_name"],
+        kind=row["kind"],
+        role=Role(row["role"]),
+        state="active" if row["is_active"] else "disabled",
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        active_keys=row["active_keys"],
+    )
+
+
+class PrincipalDisabledError(ConflictError):
+    """The principal exists but is disabled; the message names the command that re-enables it."""
+
+    code = "principal-disabled"
+
+    def __init__(self, tenant_id: str, principal_id: str) -> None:
+        super().__init__(
+            f"principal {principal_id!r} of tenant {tenant_id!r} is disabled: "
+            f"`hartonomous principals enable {tenant_id} {principal_id}` re-enables it"
+        )
+
+
+def require_active_principal(connection: Connection, tenant_id: str, principal_id: str) -> None:
+    """The check of a command acting for a principal: ``PrincipalDisabledError`` when it is
+    disabled. A principal id the tenant does not have passes: the CLI records it as given."""
+    active = connection.execute(
+        select(principals.c.is_active).where(
+            principals.c.tenant_id == tenant_id, principals.c.principal_id == principal_id
+        )
+    ).scalar_one_or_none()
+    if active is False:
+        raise PrincipalDisabledError(tenant_id, principal_id)

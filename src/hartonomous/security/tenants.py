@@ -99,11 +99,18 @@ def create_tenant(
     return get_tenant(connection, tenant_id)
 
 
-def list_tenants(connection: Connection) -> list[Tenant]:
-    """Every tenant, by id, with its holding and principal counts."""
-    return [
-        _tenant(row) for row in connection.execute(_with_counts().order_by(tenants.c.tenant_id))
-    ]
+def list_tenants(
+    connection: Connection, *, after: str | None = None, limit: int | None = None
+) -> list[Tenant]:
+    """Tenants by id with their holding and principal counts: every one, or up to ``limit``
+    of those after the id ``after``."""
+    query = _with_counts()
+    if after is not None:
+        query = query.where(tenants.c.tenant_id > after)
+    query = query.order_by(tenants.c.tenant_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_tenant(row) for row in connection.execute(query)]
 
 
 def get_tenant(connection: Connection, tenant_id: str) -> Tenant:

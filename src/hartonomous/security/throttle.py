@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -37,13 +37,15 @@ class ThrottleContext:
     tenant_id: str = ""
     principal_id: str = ""
     operation: str = ""
+    key_id: str = ""  # the API key of an HTTP request (scope `key`)
 
 
 @dataclass(frozen=True)
 class CounterKey:
-    """Whose calls a counter counts: a tenant or a principal, optionally per operation."""
+    """Whose calls a counter counts: a tenant, a principal or an API key, optionally per
+    operation."""
 
-    subject: Literal["tenant", "principal"]
+    subject: Literal["tenant", "principal", "key"]
     subject_id: str
     operation: str | None = None
 
@@ -70,10 +72,27 @@ class WindowState:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """What is left of the tightest limit after a decision (the `RateLimit` headers).
+
+    ``policy`` names the rule, ``limit`` and ``window`` are its own, ``remaining`` the permits
+    left in the current window and ``reset_after`` the time until that window ends.
+    """
+
+    policy: str
+    limit: int
+    window: timedelta
+    remaining: int
+    reset_after: timedelta
+
+
+@dataclass(frozen=True)
 class ThrottleDecision:
     is_throttled: bool
     policy: str | None = None
     retry_after: timedelta = _NO_WAIT
+    # The tightest applied limit, for callers that report it; not part of the decision itself.
+    quota: Quota | None = field(default=None, compare=False)
 
     @classmethod
     def allow(cls) -> ThrottleDecision:
@@ -109,10 +128,29 @@ def apply_steps(
                 previous = working[key]
                 working[key] = WindowState(previous.window_start, max(previous.count - 1, 0))
             retry_after = max(state.window_start + step.window - now, _NO_WAIT)
-            return StepsOutcome(ThrottleDecision.deny(step.rule_name, retry_after), working)
+            quota = Quota(step.rule_name, step.permit_limit, step.window, 0, retry_after)
+            denied = ThrottleDecision(True, step.rule_name, retry_after, quota)
+            return StepsOutcome(denied, working)
         working[step.key] = WindowState(state.window_start, state.count + 1)
         incremented.append(step.key)
-    return StepsOutcome(ThrottleDecision.allow(), working)
+    return StepsOutcome(ThrottleDecision(False, quota=_tightest(working, steps, now)), working)
+
+
+def _tightest(
+    states: Mapping[CounterKey, WindowState], steps: Sequence[ThrottleStep], now: datetime
+) -> Quota | None:
+    """The limit with the fewest permits left (the latest reset among equals)."""
+    quotas = [
+        Quota(
+            step.rule_name,
+            step.permit_limit,
+            step.window,
+            max(step.permit_limit - states[step.key].count, 0),
+            max(states[step.key].window_start + step.window - now, _NO_WAIT),
+        )
+        for step in steps
+    ]
+    return min(quotas, key=lambda q: (q.remaining, -q.reset_after), default=None)
 
 
 class CounterStore(Protocol):
@@ -164,6 +202,8 @@ def _rule_applies(rule: RateLimitRule, context: ThrottleContext) -> bool:
 def counter_key(rule: RateLimitRule, context: ThrottleContext) -> CounterKey | None:
     """The rule's counter for `context`, or None when its subject is blank."""
     operation = context.operation if _is_blank(rule.operation) else rule.operation
+    if rule.scope == "key":
+        return None if _is_blank(context.key_id) else CounterKey("key", context.key_id)
     if rule.scope in ("tenant", "tenant_operation"):
         if _is_blank(context.tenant_id):
             return None

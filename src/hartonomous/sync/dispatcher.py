@@ -146,6 +146,11 @@ class Dispatcher:
         operation = handler.billable_operation(event)
         # Unbilled events are checked under their event type, as the original did for all.
         checked_operation = operation or event.event_type
+        tenant_active, principal_active = (
+            lookups.party_active(party.tenant_id, party.principal_id)
+            if party.tenant_id
+            else (True, True)
+        )
         verdict = self.policy.evaluate(
             AccessPolicyContext(
                 tenant_id=party.tenant_id,
@@ -153,6 +158,8 @@ class Dispatcher:
                 operation=checked_operation,
                 message_type=event.event_type,
                 attributes=event.extensions,
+                tenant_active=tenant_active,
+                principal_active=principal_active,
             )
         )
         if not verdict.is_allowed:

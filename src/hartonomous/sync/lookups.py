@@ -62,6 +62,16 @@ class Lookups:
             return None
         return Owner(str(row[0]), None if row[1] is None else str(row[1]))
 
+    def party_active(self, tenant_id: str, principal_id: str) -> tuple[bool, bool]:
+        """Whether the tenant and its principal are active; an unknown one counts as active."""
+        row = self._connection.execute(
+            "SELECT (SELECT is_active FROM tenants WHERE tenant_id = %s), "
+            "(SELECT is_active FROM principals WHERE tenant_id = %s AND principal_id = %s)",
+            (tenant_id, tenant_id, principal_id),
+        ).fetchone()
+        assert row is not None
+        return row[0] is not False, row[1] is not False
+
 
 def is_chunk(modality: str | None, subtype: str | None) -> bool:
     return modality == "binary" and subtype in _CHUNK_SUBTYPES

@@ -241,3 +241,48 @@ def test_provisional_permits_nest_and_refund_only_what_rolled_back(database_url:
         assert store.count(key) == 3
     finally:
         store.close()
+
+
+def test_a_disabled_tenant_or_principal_is_refused_as_a_banned_one_is(source: Source) -> None:
+    source.tenant("banned", "bob")
+    source.tenant("paused", "pat")
+    source.tenant("acme", "mallory")
+    source.tenant("fine", "fay")
+    source.ingest("banned", 1, principal_id="bob")
+    source.ingest("paused", 1, principal_id="pat")
+    source.ingest("acme", 1, principal_id="mallory")
+    source.ingest("fine", 1, principal_id="fay")
+    # Disabled after the work was done and before the worker got to it: refused at once.
+    source.conn.execute("UPDATE tenants SET is_active = false WHERE tenant_id = 'paused'")
+    source.conn.execute(
+        "UPDATE principals SET is_active = false "
+        "WHERE tenant_id = 'acme' AND principal_id = 'mallory'"
+    )
+    source.capture()
+    settings = Settings.model_validate({"security": {"banned_tenants": ["banned"]}})
+    outcome = drain(source, settings)
+
+    def reasons_of(tenant: str) -> set[str]:
+        rows = source.conn.execute(
+            "SELECT reason FROM message_dead_letters WHERE body->>'tenantid' = %s", (tenant,)
+        ).fetchall()
+        return {reason for (reason,) in rows}
+
+    assert reasons_of("banned") == {"policy_denied:tenant-ban"}
+    assert reasons_of("paused") == {"policy_denied:tenant-disabled"}
+    holdings = "io.hartonomous.cdc.holdings.insert"
+    mallory = source.conn.execute(
+        "SELECT reason, exception_message FROM message_dead_letters "
+        "WHERE body->>'tenantid' = 'acme' AND body->>'type' = %s",
+        (holdings,),
+    ).fetchall()
+    assert mallory == [
+        ("policy_denied:principal-disabled", "Principal mallory of tenant acme is disabled.")
+    ]
+    assert reasons_of("fine") == set()
+    billed = source.conn.execute(
+        "SELECT DISTINCT tenant_id FROM billing_usage_ledger ORDER BY tenant_id"
+    ).fetchall()
+    assert billed == [("fine",)]
+    assert outcome.dead_lettered > 0
+    assert source.scalar("SELECT count(*) FROM broker_messages") == 0

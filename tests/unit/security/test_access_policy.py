@@ -169,3 +169,24 @@ def test_context_attributes_are_read_only() -> None:
     assert context.attributes["k"] == "v"
     with pytest.raises(TypeError):
         context.attributes["k"] = "x"  # type: ignore[index]
+
+
+def test_a_disabled_tenant_or_principal_is_denied_as_a_banned_one_is() -> None:
+    rules = rule(tenant_operation_deny_list={"t": ["op"]})
+    tenant_off = rules.evaluate(
+        AccessPolicyContext(tenant_id="t", principal_id="p", operation="op", tenant_active=False)
+    )
+    assert tenant_off == AccessPolicyResult.deny("tenant-disabled", "Tenant t is disabled.")
+    principal_off = rules.evaluate(
+        AccessPolicyContext(tenant_id="t", principal_id="p", principal_active=False)
+    )
+    assert principal_off == AccessPolicyResult.deny(
+        "principal-disabled", "Principal p of tenant t is disabled."
+    )
+    # A ban names itself first; an active party is left to the other checks.
+    banned = rule(banned_tenants=["t"]).evaluate(
+        AccessPolicyContext(tenant_id="t", tenant_active=False)
+    )
+    assert banned is not None
+    assert banned.policy == "tenant-ban"
+    assert rule().evaluate(AccessPolicyContext(tenant_id="t", principal_id="p")) is None

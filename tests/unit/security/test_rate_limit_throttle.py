@@ -249,3 +249,35 @@ def test_concurrent_evaluations_never_exceed_the_limit(store: InspectableStore) 
             thread.join()
     assert allowed.count(True) == 50
     assert store.count(CounterKey("tenant", "t")) == 50
+
+
+def test_the_decision_reports_the_tightest_limit_left() -> None:
+    store = InMemoryCounterStore()
+    wide = ThrottleStep("wide", CounterKey("tenant", "t"), 10, timedelta(hours=1))
+    narrow = ThrottleStep("narrow", CounterKey("key", "k1"), 2, MINUTE)
+    first = store.acquire([wide, narrow], START)
+    assert first.quota is not None
+    assert (first.quota.policy, first.quota.remaining, first.quota.reset_after) == (
+        "narrow",
+        1,
+        MINUTE,
+    )
+    store.acquire([wide, narrow], START + timedelta(seconds=15))
+    denied = store.acquire([wide, narrow], START + timedelta(seconds=20))
+    assert denied.is_throttled
+    assert denied.quota is not None
+    assert (denied.quota.policy, denied.quota.remaining, denied.quota.limit) == ("narrow", 0, 2)
+    assert denied.quota.reset_after == timedelta(seconds=40) == denied.retry_after
+    # The quota does not take part in comparing decisions.
+    assert first == ThrottleDecision.allow()
+
+
+def test_key_scope_counts_each_key_apart() -> None:
+    per_key = limit("per-key", scope="key", permit_limit=1)
+    assert throttle_steps([per_key], ThrottleContext("t", "p", "api", key_id="")) == []
+    [step] = throttle_steps([per_key], ThrottleContext("t", "p", "api", key_id="k1"))
+    assert step.key == CounterKey("key", "k1")
+    throttle = evaluator(InMemoryCounterStore(), FakeClock(), per_key)
+    assert not throttle.evaluate(ThrottleContext("t", "p", "api", key_id="k1")).is_throttled
+    assert throttle.evaluate(ThrottleContext("t", "p", "api", key_id="k1")).is_throttled
+    assert not throttle.evaluate(ThrottleContext("t", "p", "api", key_id="k2")).is_throttled

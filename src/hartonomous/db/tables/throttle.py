@@ -15,6 +15,6 @@ security_throttle_counters = Table(
     Column("operation", String(256), primary_key=True),
     Column("window_start", DateTime(timezone=True), nullable=False),
     Column("count", Integer, nullable=False),
-    CheckConstraint("subject IN ('tenant', 'principal')", name="subject"),
+    CheckConstraint("subject IN ('tenant', 'principal', 'key')", name="subject"),
     CheckConstraint("count >= 0", name="count_not_negative"),
 )

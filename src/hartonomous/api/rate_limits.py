@@ -1,0 +1,70 @@
+"""Rate limits on `/v1`: 429 problems with `Retry-After`, and the `RateLimit` headers.
+
+Every response to a limited request carries, in the structured-field form of the IETF
+httpapi-ratelimit-headers draft (docs/security.md, "Rate limits of API requests")::
+
+    RateLimit-Policy: "default";q=100;w=60      the tightest rule: quota q per w seconds
+    RateLimit: "default";r=42;t=17              r requests left, the window resets in t seconds
+
+An exhausted limit answers 429 (``RateLimitedError``) with ``Retry-After`` in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import Request, Response
+
+from hartonomous.errors import RateLimitedError
+from hartonomous.security.authentication import Caller
+from hartonomous.security.request_limits import RequestLimiter
+from hartonomous.security.throttle import Quota
+
+__all__ = ["apply_rate_limit_headers", "enforce_rate_limit"]
+
+_STATE = "rate_limit_quota"
+
+
+def enforce_rate_limit(request: Request, caller: Caller) -> None:
+    """Count the request against its limits; ``RateLimitedError`` (429) when one is spent."""
+    limiter: RequestLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    decision = limiter.admit(caller.tenant_id, caller.principal_id, caller.key_id)
+    quota = decision.quota
+    setattr(request.state, _STATE, quota)
+    if decision.is_throttled:
+        wait = max(math.ceil(decision.retry_after.total_seconds()), 1)
+        limit = (
+            f"{quota.limit} requests per {_seconds(quota.window.total_seconds())} s"
+            if quota is not None
+            else "its limit"
+        )
+        raise RateLimitedError(
+            f"rate limit {decision.policy or 'default'!r} exceeded ({limit}): retry in {wait} s",
+            retry_after_seconds=wait,
+        )
+
+
+def apply_rate_limit_headers(request: Request, response: Response) -> None:
+    """Add `RateLimit-Policy` and `RateLimit` when a limit applied to ``request``."""
+    quota: Quota | None = getattr(request.state, _STATE, None)
+    if quota is None:
+        return
+    name = _sf_string(quota.policy)
+    response.headers["RateLimit-Policy"] = (
+        f"{name};q={quota.limit};w={_seconds(quota.window.total_seconds())}"
+    )
+    response.headers["RateLimit"] = (
+        f"{name};r={quota.remaining};t={_seconds(quota.reset_after.total_seconds())}"
+    )
+
+
+def _seconds(value: float) -> int:
+    return math.ceil(value)
+
+
+def _sf_string(text: str) -> str:
+    # An RFC 8941 sf-string: printable ASCII, with `"` and `\` escaped.
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'

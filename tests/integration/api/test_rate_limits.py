@@ -1,0 +1,194 @@
+"""Rate limits on /v1: RateLimit headers on every counted response, 429 with Retry-After, and
+one limit shared by two API processes on one database."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from hartonomous.api import create_app
+from hartonomous.config import Settings
+from hartonomous.db import head_revision
+from hartonomous.security.counter_store import PooledCounterStore
+from hartonomous.security.roles import Role
+from hartonomous.security.throttle import CounterKey, ThrottleStep
+from hartonomous.services import Platform
+
+from .conftest import IssueKey, bearer
+
+ROOT = Path(__file__).parents[3]
+HANG_GUARD_SECONDS = 120
+_RATE_LIMIT = re.compile(r'^"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+def _client(engine: Engine, rules: list[dict[str, Any]] | None) -> TestClient:
+    security = {} if rules is None else {"rate_limits": rules}
+    settings = Settings.model_validate({"security": security})
+    app = create_app(Platform(engine, settings, head_revision()))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _remaining(answer: httpx.Response) -> tuple[str, int, int]:
+    match = _RATE_LIMIT.match(answer.headers["ratelimit"])
+    assert match, answer.headers["ratelimit"]
+    return match["name"], int(match["r"]), int(match["t"])
+
+
+def test_the_default_is_100_a_minute_per_tenant(engine: Engine, issue_key: IssueKey) -> None:
+    token = issue_key(role=Role.ADMIN)
+    other = issue_key(role=Role.USER, principal="second")
+    with _client(engine, None) as api:
+        first = api.get("/v1/tenants/acme", headers=bearer(token))
+        assert first.status_code == 200
+        assert first.headers["ratelimit-policy"] == '"default";q=100;w=60'
+        assert _remaining(first)[:2] == ("default", 99)
+        # Every counted response carries the headers, a 403 too; the tenant's keys share it.
+        forbidden = api.get("/v1/tenants/acme", headers=bearer(other))
+        assert forbidden.status_code == 403
+        assert _remaining(forbidden)[:2] == ("default", 98)
+        # Unauthenticated requests are not counted (there is no tenant to count them for).
+        assert "ratelimit" not in api.get("/v1/tenants").headers
+
+
+def test_a_spent_key_limit_answers_429_with_retry_after_and_headers(
+    engine: Engine, issue_key: IssueKey
+) -> None:
+    rules = [{"name": "per-key", "scope": "key", "permit_limit": 3, "window_seconds": 3600}]
+    token = issue_key(role=Role.ADMIN)
+    second = issue_key(role=Role.ADMIN, principal="other-admin")
+    with _client(engine, rules) as api:
+        remaining = [
+            _remaining(api.get("/v1/tenants/acme", headers=bearer(token)))[1] for _ in range(3)
+        ]
+        assert remaining == [2, 1, 0]
+        refused = api.get("/v1/tenants/acme", headers=bearer(token))
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "rate-limited"
+        assert "'per-key'" in refused.json()["detail"]
+        retry_after = int(refused.headers["retry-after"])
+        assert 3500 < retry_after <= 3600
+        assert refused.headers["ratelimit-policy"] == '"per-key";q=3;w=3600'
+        name, left, reset = _remaining(refused)
+        assert (name, left) == ("per-key", 0)
+        assert reset == retry_after
+        # Per key: another key of the same tenant has its own window.
+        assert api.get("/v1/tenants/acme", headers=bearer(second)).status_code == 200
+
+
+def test_the_tightest_of_several_limits_is_reported(engine: Engine, issue_key: IssueKey) -> None:
+    rules = [
+        {"name": "per-key", "scope": "key", "permit_limit": 50, "window_seconds": 60},
+        {"name": "per-tenant", "scope": "tenant", "permit_limit": 2, "window_seconds": 600},
+    ]
+    token = issue_key(role=Role.ADMIN)
+    with _client(engine, rules) as api:
+        answer = api.get("/v1/tenants", headers=bearer(token))
+        assert answer.headers["ratelimit-policy"] == '"per-tenant";q=2;w=600'
+        assert _remaining(answer)[:2] == ("per-tenant", 1)
+        api.get("/v1/tenants", headers=bearer(token))
+        refused = api.get("/v1/tenants", headers=bearer(token))
+        assert refused.status_code == 429
+        assert "'per-tenant'" in refused.json()["detail"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def two_servers(database_url: str) -> Iterator[list[str]]:
+    """Two API processes on the test's database, each with a shared limit of 10 an hour."""
+    ports = [_free_port(), _free_port()]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.api.limited_server",
+                database_url,
+                str(p),
+                "10",
+            ],
+            cwd=ROOT,
+        )
+        for p in ports
+    ]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    try:
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        for url, process in zip(urls, processes, strict=True):
+            while True:
+                assert process.poll() is None, f"API process on {url} exited"
+                try:
+                    if httpx.get(f"{url}/health/live").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"hang guard: API process on {url} did not start")
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def test_two_api_processes_share_one_limit(two_servers: list[str], issue_key: IssueKey) -> None:
+    token = issue_key(role=Role.ADMIN)
+    statuses: list[int] = []
+    refusals: list[httpx.Response] = []
+    for n in range(30):
+        answer = httpx.get(f"{two_servers[n % 2]}/v1/tenants/acme", headers=bearer(token))
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            refusals.append(answer)
+    assert statuses.count(200) == 10
+    assert statuses.count(429) == 20
+    assert {r.url.port for r in refusals} == {httpx.URL(u).port for u in two_servers}
+    for refused in refusals:
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.headers["ratelimit-policy"] == '"shared";q=10;w=3600'
+        assert _remaining(refused)[:2] == ("shared", 0)
+
+
+def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
+    store = PooledCounterStore(engine)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    one = ThrottleStep("one", CounterKey("key", "k"), 2, timedelta(seconds=60))
+    assert [store.acquire([one], start).is_throttled for _ in range(3)] == [False, False, True]
+    denied = store.acquire([one], start + timedelta(seconds=45))
+    assert denied.retry_after == timedelta(seconds=15)
+    # The window elapsed: the counter restarts and this call is its first.
+    restarted = store.acquire([one], start + timedelta(seconds=60))
+    assert not restarted.is_throttled
+    assert restarted.quota is not None
+    assert (restarted.quota.remaining, restarted.quota.reset_after) == (1, timedelta(seconds=60))
+    # A limit of 0 admits nothing and leaves no count behind; two rules roll back together.
+    closed = ThrottleStep("closed", CounterKey("tenant", "t"), 0, timedelta(seconds=60))
+    assert store.acquire([closed], start).is_throttled
+    wide = ThrottleStep("wide", CounterKey("tenant", "t2"), 5, timedelta(seconds=60))
+    assert store.acquire([wide, closed], start).is_throttled
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                text("SELECT subject_id, count FROM security_throttle_counters")
+            ).all()
+        )
+    assert counts == {"k": 1, "t": 0, "t2": 0}
