@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.routes import broker, deadletters, graph, ledger
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -25,6 +26,10 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.cdc = platform.settings.cdc
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(broker.router)
+    app.include_router(deadletters.router)
+    app.include_router(graph.router)
+    app.include_router(ledger.router)
 
     @app.middleware("http")
     async def bind_request_id(
