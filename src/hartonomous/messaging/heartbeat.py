@@ -80,6 +80,10 @@ class Heartbeat:
         """Record that the loop ended (``failed``: with the reason), then close the session."""
         self._last = None
         self.beat(state, detail)
+        self.end_session()
+
+    def end_session(self) -> None:
+        """Close the database session (the next beat opens a new one)."""
         self._drop_connection()
 
     def _write(self, state: ServiceState, detail: str | None) -> None:
