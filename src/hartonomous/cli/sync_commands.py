@@ -139,8 +139,10 @@ def graph_replay(
     """Re-project the SQL graph into Neo4j (needs [neo4j] uri); without --since, also delete
     from Neo4j what the SQL graph no longer has."""
     from hartonomous.services.graph import graph_replay as replay
+    from hartonomous.services.graph import require_projection
 
     state = cli_context(ctx)
+    require_projection(state.settings())  # said first: no --since makes it work
     start = _parse_since(since)
     with open_platform(state.settings()) as platform:
         report = replay(platform, since=start, batch_size=batch_size)

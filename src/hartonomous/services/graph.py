@@ -13,6 +13,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel
 
 from hartonomous.cdc.replication import cdc_status
+from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError, UsageError
 from hartonomous.services.change_capture import ChangeCapture
 from hartonomous.services.platform import Platform
@@ -27,6 +28,7 @@ __all__ = [
     "graph_repair",
     "graph_replay",
     "graph_status",
+    "require_projection",
 ]
 
 _SESSION_NAME = "hartonomous-graph"
@@ -118,6 +120,14 @@ def graph_repair(platform: Platform, batch_size: int = 1000) -> GraphRepair:
     )
 
 
+def require_projection(settings: Settings) -> None:
+    """``ProjectionNotConfiguredError`` unless `[neo4j] uri` is set (replay's precondition)."""
+    if not settings.neo4j.uri:
+        raise ProjectionNotConfiguredError(
+            "graph replay needs [neo4j] uri (HARTONOMOUS_NEO4J__URI)"
+        )
+
+
 def graph_replay(
     platform: Platform, *, since: datetime | None = None, batch_size: int = 1000
 ) -> GraphReplay:
@@ -130,10 +140,7 @@ def graph_replay(
     from hartonomous.sync.projector import Neo4jProjector
 
     settings = platform.settings
-    if not settings.neo4j.uri:
-        raise ProjectionNotConfiguredError(
-            "graph replay needs [neo4j] uri (HARTONOMOUS_NEO4J__URI)"
-        )
+    require_projection(settings)
     if since is not None and since.tzinfo is None:
         raise UsageError(f"since {since.isoformat()!r} needs a UTC offset (e.g. +00:00)")
     projector = Neo4jProjector(settings.neo4j)
