@@ -10,10 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from hartonomous.cdc.replication import cdc_status
+from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.status import broker_status as read_broker_status
-from hartonomous.services.change_capture import ChangeCapture
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import driver_session
 
@@ -59,7 +58,7 @@ class BrokerStatus(BaseModel):
     dead_letter_spike: bool
     conversation_lifetime_seconds: int
     long_running_conversations: list[LongConversation]
-    change_capture: ChangeCapture
+    change_capture: CdcStatus
 
 
 def broker_status(platform: Platform) -> BrokerStatus:
@@ -68,4 +67,4 @@ def broker_status(platform: Platform) -> BrokerStatus:
     with driver_session(platform) as connection:
         data = read_broker_status(connection, Broker(settings.message_broker))
         capture = cdc_status(connection, settings.cdc)
-    return BrokerStatus.model_validate({**data, "change_capture": ChangeCapture.of(capture)})
+    return BrokerStatus.model_validate({**data, "change_capture": capture})

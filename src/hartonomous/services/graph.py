@@ -12,10 +12,9 @@ from typing import Literal
 from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel
 
-from hartonomous.cdc.replication import cdc_status
+from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError, UsageError
-from hartonomous.services.change_capture import ChangeCapture
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import dedicated_session
 from hartonomous.sync import maintenance
@@ -60,7 +59,7 @@ class GraphStatus(BaseModel):
     queue: EventBacklog
     ledger_rows: int
     counters: dict[str, int]
-    change_capture: ChangeCapture
+    change_capture: CdcStatus
 
 
 class GraphRepair(BaseModel):
@@ -99,7 +98,7 @@ def graph_status(platform: Platform) -> GraphStatus:
         {
             **data,
             "neo4j_projection": "on" if projecting else "off",
-            "change_capture": ChangeCapture.of(capture),
+            "change_capture": capture,
         }
     )
 

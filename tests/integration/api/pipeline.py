@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
-import psycopg
-import pytest
-from tests.integration.sync.conftest import Source, drain, libpq
+from fastapi.testclient import TestClient
+from tests.integration.sync.conftest import Source, drain
+from tests.integration.sync.conftest import source as pipeline
 
-from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
 
-__all__ = ["Source", "drain_banned", "insert_dead_letters", "pipeline"]
-
-
-@pytest.fixture
-def pipeline(database_url: str) -> Iterator[Source]:
-    """Writes rows as ingestion would and captures them as queued CloudEvents."""
-    with psycopg.connect(libpq(database_url), autocommit=True) as conn:
-        ces = CesConsumer(database_url, Settings())
-        ces.prepare()
-        try:
-            yield Source(database_url, conn, ces)
-        finally:
-            ces.close()
+__all__ = ["Source", "all_pages", "drain_banned", "insert_dead_letters", "pipeline"]
 
 
 def insert_dead_letters(source: Source, count: int, reason: str = "boom") -> list[int]:
@@ -55,3 +42,22 @@ def drain_banned(source: Source) -> int:
             "SELECT dead_letter_id FROM message_dead_letters WHERE body->>'table' = 'holdings'"
         )
     )
+
+
+def all_pages(
+    api: TestClient, url: str, headers: dict[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a listing, following ``next_cursor``; and how many pages it took."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        # A cursor is base64url text and a dot: safe in a query string as it is.
+        answer = api.get(url + (f"&cursor={cursor}" if cursor else ""), headers=headers)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        items += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages

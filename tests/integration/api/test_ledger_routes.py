@@ -12,7 +12,7 @@ from hartonomous.config import Settings
 from hartonomous.security.roles import Role
 
 from .conftest import IssueKey, bearer
-from .pipeline import Source, pipeline
+from .pipeline import Source, all_pages, pipeline
 
 __all__ = ["pipeline"]
 
@@ -90,17 +90,7 @@ def test_entries_page_beyond_one_page_newest_first_and_refuse_a_tampered_cursor(
 ) -> None:
     bill(pipeline, "acme", 5)
     key = bearer(issue_key(tenant="acme", role=Role.DATA_SCIENTIST))
-    seen: list[dict[str, str]] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        url = "/v1/ledger/entries?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        page = api.get(url, headers=key).json()
-        seen += page["items"]
-        pages += 1
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen, pages = all_pages(api, "/v1/ledger/entries?limit=2", key)
     assert pages == 3
     assert len({entry["ledger_id"] for entry in seen}) == 5
     order = [(entry["recorded_at"], entry["ledger_id"]) for entry in seen]

@@ -12,7 +12,7 @@ from hartonomous.config import Settings
 from hartonomous.security.roles import Role
 
 from .conftest import IssueKey, bearer
-from .pipeline import Source, drain_banned, insert_dead_letters, pipeline
+from .pipeline import Source, all_pages, drain_banned, insert_dead_letters, pipeline
 
 __all__ = ["pipeline"]
 
@@ -109,18 +109,8 @@ def test_dead_letters_page_beyond_one_page_and_refuse_a_tampered_cursor(
     api: TestClient, admin: dict[str, str], pipeline: Source
 ) -> None:
     ids = insert_dead_letters(pipeline, 5)
-    seen: list[int] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        url = "/v1/dead-letters?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        page = api.get(url, headers=admin).json()
-        seen += [item["dead_letter_id"] for item in page["items"]]
-        pages += 1
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == sorted(ids, reverse=True)
+    items, pages = all_pages(api, "/v1/dead-letters?limit=2", admin)
+    assert [item["dead_letter_id"] for item in items] == sorted(ids, reverse=True)
     assert pages == 3
     first = api.get("/v1/dead-letters?limit=2", headers=admin).json()["next_cursor"]
     body, signature = first.split(".")
