@@ -132,6 +132,7 @@ def test_bad_filters_are_problems_naming_the_field(api: TestClient, issue_key: I
         ("recorded_since=2026-01-31T12:00:00", "query.recorded_since"),
         ("limit=0", "query.limit"),
         ("tenant_id=", "query.tenant_id"),
+        ("operation=a%00b", "query.operation"),
     ):
         answer = api.get(f"/v1/ledger/entries?{query}", headers=key)
         assert answer.status_code == 422, query

@@ -138,6 +138,7 @@ def test_an_unknown_dead_letter_is_a_404_problem(api: TestClient, admin: dict[st
         ("GET /v1/dead-letters?limit=501", None, "query.limit"),
         ("POST /v1/dead-letters/purge", {"older_than": "7d", "yes": True}, "body.yes"),
         ("POST /v1/graph/repair", {"batch_size": 0}, "body.batch_size"),
+        ("POST /v1/dead-letters/replay", {"reason": "a\x00b"}, "body.reason"),
         ("POST /v1/graph/replay", {"since": "2026-01-31T12:00:00"}, "body.since"),
     ],
 )

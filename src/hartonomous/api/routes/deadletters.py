@@ -44,7 +44,7 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all: bool = False
-    reason: str | None = Field(default=None, min_length=1, max_length=512)
+    reason: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\x00]+$")
 
     @model_validator(mode="after")
     def _one_selection(self) -> ReplayRequest:

@@ -19,7 +19,8 @@ from hartonomous.services.ledger import LedgerEntry, LedgerFilter, list_ledger_e
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
-Name = Annotated[str | None, Query(min_length=1, max_length=256)]
+# PostgreSQL text cannot hold NUL: refused here, as a problem naming the parameter.
+Name = Annotated[str | None, Query(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
 
 
 class LedgerPage(BaseModel):
