@@ -12,7 +12,7 @@ from hartonomous.api import health
 from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
 from hartonomous.api.rate_limits import apply_rate_limit_headers
-from hartonomous.api.routes import identity, tenants
+from hartonomous.api.routes import broker, deadletters, graph, identity, ledger, tenants
 from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
@@ -36,6 +36,10 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(health.router)
     app.include_router(identity.router)
     app.include_router(tenants.router)
+    app.include_router(broker.router)
+    app.include_router(deadletters.router)
+    app.include_router(graph.router)
+    app.include_router(ledger.router)
 
     @app.middleware("http")
     async def bind_request_id(

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import structlog
@@ -58,6 +58,7 @@ from hartonomous.messaging.broker import (
     dead_letter_unsent,
     prune_throughput,
 )
+from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.resilience import ResilienceStrategy
 
 log = structlog.get_logger(__name__)
@@ -194,12 +195,17 @@ class CesConsumer:
         )
         return row is not None and bool(row[0])
 
-    def acquire(self, stop: threading.Event) -> bool:
-        """Wait until this is the single active consumer of the slot, or `stop` is set."""
+    def acquire(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> bool:
+        """Wait until this is the single active consumer of the slot, or `stop` is set.
+
+        While it waits, ``heartbeat`` (if given) records the state ``standby``.
+        """
         waiting = False
         while True:
             if self.try_acquire():
                 return True
+            if heartbeat is not None:
+                heartbeat.beat("standby", "another consumer serves the slot")
             if not waiting:
                 holder = self.holder()
                 log.warning(
@@ -536,11 +542,19 @@ class CesConsumer:
             if not result.more:
                 return total
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve until `stop` is set: poll fast while changes flow, back off when idle."""
+    def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
+        """Serve until `stop` is set: poll fast while changes flow, back off when idle.
+
+        Each turn of the loop beats ``heartbeat`` (a new one named ``ces-consumer`` when not
+        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md).
+        """
         idle = _MIN_IDLE_SECONDS
+        beat = heartbeat or Heartbeat(self.url, self.settings, "ces-consumer")
+        beat.beat("starting")
+        ended: tuple[Literal["stopped", "failed"], str | None] = ("failed", "ended unexpectedly")
         try:
-            if not self.acquire(stop):
+            if not self.acquire(stop, beat):
+                ended = ("stopped", None)
                 return
             self.prepare()
             self.prune_history()
@@ -550,8 +564,11 @@ class CesConsumer:
                     result = self.step()
                 except Exception as exc:  # noqa: BLE001 - the service outlives any one failure
                     log.error("cdc_step_failed", error=f"{type(exc).__name__}: {exc}")
+                    # Alive but not getting through: readiness must not count it as working.
+                    beat.beat("failing", f"{type(exc).__name__}: {exc}")
                     stop.wait(self.cdc.poll_interval_seconds)
                     continue
+                beat.beat("running")
                 if result.transactions:
                     idle = _MIN_IDLE_SECONDS
                     if result.more:
@@ -564,7 +581,12 @@ class CesConsumer:
                     self.prepare()  # tables added by later migrations join the publication
                     self.prune_history()
                     since_prepare = 0.0
+            ended = ("stopped", None)
+        except BaseException as exc:
+            ended = ("failed", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
+            beat.end(*ended)
             self.close()
 
     def status(self) -> dict[str, Any]:

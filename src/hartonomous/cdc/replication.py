@@ -8,11 +8,12 @@ be created in a transaction that has written anything (which a migration always 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import sql
+from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import Engine
 
 from hartonomous.config.sections import CdcSettings
@@ -130,8 +131,14 @@ def slot_holder(connection: Connection, slot: str) -> SlotHolder | None:
     return None if row is None else SlotHolder(int(row[0]), str(row[1]), row[2])
 
 
-@dataclass(frozen=True)
-class CdcStatus:
+class CdcStatus(BaseModel):
+    """The replication slot, publication and checkpoint of the CES consumer (docs/cdc.md).
+
+    A pydantic model so that the API documents it as it is (``lagging`` included).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
     slot: str
     slot_exists: bool
     slot_active: bool
@@ -153,7 +160,7 @@ class CdcStatus:
     last_truncation: dict[str, Any] | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "lagging": self.lagging}
+        return self.model_dump()
 
     @property
     def healthy(self) -> bool:
@@ -163,6 +170,7 @@ class CdcStatus:
             and self.published_tables == self.captured_tables
         )
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def lagging(self) -> bool:
         """The slot is behind by more than `[cdc] lag_alert_bytes` or `lag_alert_seconds`."""

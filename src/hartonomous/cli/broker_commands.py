@@ -2,66 +2,31 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import psycopg
 import typer
-from psycopg.types.json import set_json_loads
 
-from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.context import cli_context
 from hartonomous.cli.errors import CommandUsageError
-from hartonomous.db.connection import libpq_url
-from hartonomous.errors import NotFoundError
-from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.json_types import exact_dumps
+from hartonomous.services import open_platform
+from hartonomous.services.dead_letters import parse_duration
 
 broker_app = typer.Typer(help="Broker health.", no_args_is_help=True)
 deadletters_app = typer.Typer(help="Dead letters: list, show, replay, purge.", no_args_is_help=True)
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class BrokerCommandError(NotFoundError):
-    """A dead letter that does not exist: the message says which."""
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise CommandUsageError(
-            f"{text!r} is not a duration: use a number and a unit, e.g. 30m, 12h, 7d, 2w"
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-@contextmanager
-def _session(state: CliContext) -> Iterator[tuple[psycopg.Connection[Any], Any]]:
-    from hartonomous.db import open_database
-    from hartonomous.messaging.broker import Broker
-
-    settings = state.settings()
-    with open_database(settings) as database:
-        url = libpq_url(database.url)
-        with psycopg.connect(url, autocommit=True) as connection:
-            yield connection, Broker(settings.message_broker)
 
 
 @broker_app.command("status")
 def status(ctx: typer.Context) -> None:
     """Depth, oldest age, in-flight, orphaned claims, throughput, dead letters, long
     conversations, and the change capture feeding the queue (slot lag)."""
-    from hartonomous.cdc.replication import cdc_status
-    from hartonomous.messaging.status import broker_status
+    from hartonomous.services.broker import broker_status
 
     state = cli_context(ctx)
-    with _session(state) as (connection, broker):
-        data = broker_status(connection, broker)
-        capture = cdc_status(connection, state.settings().cdc)
-    data["change_capture"] = capture.as_dict()
+    with open_platform(state.settings()) as platform:
+        report = broker_status(platform)
+    capture = report.change_capture
+    data = report.model_dump()
     minute = data["throughput_last_minute"]
     lines = [
         f"queue {data['queue']}: depth {data['depth']}, oldest {data['oldest_age_seconds']}s, "
@@ -96,11 +61,12 @@ def list_command(
     ] = False,
 ) -> None:
     """Dead letters, newest first."""
-    from hartonomous.messaging.dead_letters import list_dead_letters
+    from hartonomous.services.dead_letters import list_dead_letters
 
     state = cli_context(ctx)
-    with _session(state) as (connection, _broker):
-        rows = list_dead_letters(connection, limit, include_replayed)
+    with open_platform(state.settings()) as platform:
+        page = list_dead_letters(platform, limit=limit, include_replayed=include_replayed)
+    rows = [item.model_dump() for item in page.items]
     lines = [
         f"{r['dead_letter_id']}\t{r['created_at']:%Y-%m-%d %H:%M:%S}\tattempts={r['attempts']}"
         f"\t{r['event_type'] or r['message_type']}\t{r['reason']}"
@@ -113,15 +79,11 @@ def list_command(
 @deadletters_app.command("show")
 def show_command(ctx: typer.Context, dead_letter_id: int) -> None:
     """Everything about one dead letter: reason, exception, traceback, original body."""
-    from hartonomous.messaging.dead_letters import DeadLetterNotFoundError, show_dead_letter
+    from hartonomous.services.dead_letters import show_dead_letter
 
     state = cli_context(ctx)
-    with _session(state) as (connection, _broker):
-        set_json_loads(exact_loads, connection)  # the body's numbers as they were captured
-        try:
-            row = show_dead_letter(connection, dead_letter_id)
-        except DeadLetterNotFoundError as missing:
-            raise BrokerCommandError(str(missing)) from None
+    with open_platform(state.settings()) as platform:
+        row = show_dead_letter(platform, dead_letter_id).model_dump()
     human = "\n".join(
         f"{key}: {exact_dumps(value, indent=2) if key in ('body', 'metadata') else value}"
         for key, value in row.items()
@@ -139,22 +101,16 @@ def replay_command(
     ] = None,
 ) -> None:
     """Re-enqueue dead letters with attempts reset (each is marked as replayed)."""
-    from hartonomous.messaging.dead_letters import (
-        DeadLetterNotFoundError,
-        ReplaySelection,
-        replay,
-    )
+    from hartonomous.messaging.dead_letters import ReplaySelection
+    from hartonomous.services.dead_letters import replay_dead_letters
 
     chosen = sum(x is not None and x is not False for x in (dead_letter_id, reason, replay_all))
     if chosen != 1:
         raise CommandUsageError("say which dead letters to replay: an ID, --all or --reason")
     state = cli_context(ctx)
     selection = ReplaySelection(dead_letter_id, reason, replay_all)
-    with _session(state) as (connection, broker):
-        try:
-            ids = replay(connection, broker, selection)
-        except DeadLetterNotFoundError as missing:
-            raise BrokerCommandError(str(missing)) from None
+    with open_platform(state.settings()) as platform:
+        ids = replay_dead_letters(platform, selection).message_ids
     state.emit({"replayed": len(ids), "message_ids": ids}, f"replayed {len(ids)} dead letter(s)")
 
 
@@ -167,12 +123,12 @@ def purge_command(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion")] = False,
 ) -> None:
     """Delete dead letters older than a given age."""
-    from hartonomous.messaging.dead_letters import purge
+    from hartonomous.services.dead_letters import purge_dead_letters
 
     age = parse_duration(older_than)
     if not yes:
         raise CommandUsageError("purge deletes dead letters for good: add --yes to confirm")
     state = cli_context(ctx)
-    with _session(state) as (connection, _broker):
-        removed = purge(connection, age)
+    with open_platform(state.settings()) as platform:
+        removed = purge_dead_letters(platform, age, confirm=True).purged
     state.emit({"purged": removed}, f"purged {removed} dead letter(s) older than {older_than}")

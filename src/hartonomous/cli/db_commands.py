@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import structlog
 import typer
 
 from hartonomous.cli.context import cli_context
-from hartonomous.cli.errors import CommandUsageError
-from hartonomous.db import current_revision, downgrade, head_revision, open_database, upgrade
-from hartonomous.db.migrate import known_revision
 from hartonomous.errors import OperationFailedError
-from hartonomous.ops.provision import provision
-from hartonomous.ops.sample_content import ingest_samples
-from hartonomous.ops.seed import seed
+from hartonomous.services import open_platform
+from hartonomous.services.database import (
+    database_revision,
+    database_status,
+    downgrade_database,
+    seed_database,
+    upgrade_database,
+)
 
 log = structlog.get_logger(__name__)
 app = typer.Typer(help="Migrations and reference data.", no_args_is_help=True)
 
 
-class UnknownRevisionError(CommandUsageError):
-    pass
-
-
 class SeedSamplesFailedError(OperationFailedError):
     pass
-
-
-def _require_known(revision: str) -> None:
-    if not known_revision(revision):
-        raise UnknownRevisionError(f"unknown migration revision {revision!r}")
 
 
 @app.command("upgrade")
@@ -40,19 +34,14 @@ def upgrade_command(
 ) -> None:
     """Apply migrations up to REVISION (default head). Idempotent."""
     state = cli_context(ctx)
-    _require_known(revision)
-    with open_database(state.settings(), require_current_schema=False) as database:
-        before = current_revision(database.engine)
-        if revision == "head":
-            provision(database, state.settings())
-        else:
-            upgrade(database.engine, revision)
-        after = current_revision(database.engine)
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        change = upgrade_database(platform, revision)
+    before, after = change.before, change.after
     log.info("migrations_upgraded", from_revision=before, to_revision=after)
     state.emit(
-        {"from": before, "to": after, "changed": before != after},
+        {"from": before, "to": after, "changed": change.changed},
         f"database at {after} (was {before or 'empty'})"
-        if before != after
+        if change.changed
         else f"already at {after}",
     )
 
@@ -64,14 +53,11 @@ def downgrade_command(
 ) -> None:
     """Revert migrations down to REVISION."""
     state = cli_context(ctx)
-    _require_known(revision)
-    with open_database(state.settings(), require_current_schema=False) as database:
-        before = current_revision(database.engine)
-        downgrade(database.engine, revision)
-        after = current_revision(database.engine)
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        change = downgrade_database(platform, revision)
     state.emit(
-        {"from": before, "to": after, "changed": before != after},
-        f"database at {after or 'base'} (was {before or 'base'})",
+        {"from": change.before, "to": change.after, "changed": change.changed},
+        f"database at {change.after or 'base'} (was {change.before or 'base'})",
     )
 
 
@@ -79,8 +65,8 @@ def downgrade_command(
 def current_command(ctx: typer.Context) -> None:
     """Print the database's migration revision."""
     state = cli_context(ctx)
-    with open_database(state.settings(), require_current_schema=False) as database:
-        revision = current_revision(database.engine)
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        revision = database_revision(platform)
     state.emit({"revision": revision}, revision or "(no revision)")
 
 
@@ -88,20 +74,8 @@ def current_command(ctx: typer.Context) -> None:
 def status_command(ctx: typer.Context) -> None:
     """Where the database is, what it runs and whether migrations are at head."""
     state = cli_context(ctx)
-    with open_database(state.settings(), require_current_schema=False) as database:
-        revision = current_revision(database.engine)
-        facts = database.facts
-        data = {
-            "url": database.display_url,
-            "embedded": database.embedded,
-            "server_version": facts.server_version,
-            "wal_level": facts.wal_level,
-            "pgvector_installed": facts.pgvector_installed_version,
-            "pgvector_available": facts.pgvector_default_version,
-            "revision": revision,
-            "head": head_revision(),
-            "at_head": revision == head_revision(),
-        }
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        data = asdict(database_status(platform))
     human = "\n".join(f"{key:19} {value}" for key, value in data.items())
     state.emit(data, human)
 
@@ -119,10 +93,8 @@ def seed_command(
 ) -> None:
     """Seed the default rate plan and a sample tenant and principal. Idempotent."""
     state = cli_context(ctx)
-    settings = state.settings()
-    with open_database(settings) as database:
-        report = seed(database.engine, settings, update_plan=update_plan)
-        job = ingest_samples(database.engine) if samples else None
+    with open_platform(state.settings()) as platform:
+        report, job = seed_database(platform, update_plan=update_plan, samples=samples)
     lines = [
         f"rate plan {report.plan.plan_code}: {report.plan.status.value}",
         f"sample tenant: {'created' if report.sample_tenant_created else 'unchanged'}",

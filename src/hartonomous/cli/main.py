@@ -11,10 +11,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
-import psycopg
 import structlog
 import typer
-from sqlalchemy.exc import DBAPIError
 
 from hartonomous.cli import (
     access_commands,
@@ -108,12 +106,12 @@ def config_show(ctx: typer.Context) -> None:
 @app.command("smoke")
 def smoke(ctx: typer.Context) -> None:
     """Schema smoke test: exit 0 only when everything is in place."""
-    from hartonomous.db import open_database
-    from hartonomous.ops.smoke import run_smoke
+    from hartonomous.services import open_platform
+    from hartonomous.services.smoke import smoke_report
 
     state = cli_context(ctx)
-    with open_database(state.settings(), require_current_schema=False) as database:
-        report = run_smoke(database.engine, state.settings().cdc)
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        report = smoke_report(platform)
     lines = [f"{check.verdict.value} {check.name}: {check.detail}" for check in report.checks]
     data = {
         "passed": report.passed,
@@ -133,7 +131,7 @@ class CommandFailedError(OperationFailedError):
 
 def run() -> None:
     """Console entry point: one-line reasons and non-zero exits instead of tracebacks."""
-    from hartonomous.cli.errors import database_error_reason
+    from hartonomous.services.database_errors import as_hartonomous_error
 
     args = visible_arguments(sys.argv[1:])
     as_json = "--json" in args
@@ -159,11 +157,14 @@ def run() -> None:
         sys.exit(int(getattr(usage, "exit_code", 2)))
     except HartonomousError as failure:
         _fail(str(failure), as_json, failure.exit_code, failure.code)
-    except (DBAPIError, psycopg.Error) as failure:
-        # A database refusal nobody anticipated: the driver's first line, not a traceback
-        # (the traceback is logged at debug level for whoever investigates).
+    except Exception as failure:
+        # Services wrap driver errors themselves; a command not yet behind a service still
+        # answers a database refusal in one line (traceback logged at debug level).
+        wrapped = as_hartonomous_error(failure)
+        if wrapped is None:
+            raise
         structlog.get_logger(__name__).debug("database_error", exc_info=True)
-        _fail(database_error_reason(failure), as_json, 1)
+        _fail(str(wrapped), as_json, wrapped.exit_code, wrapped.code)
     else:
         sys.exit(code if isinstance(code, int) else 0)
 

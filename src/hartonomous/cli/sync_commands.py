@@ -5,35 +5,21 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
-import psycopg
 import typer
 
-from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.cli.context import cli_context
 from hartonomous.cli.errors import CommandUsageError
-from hartonomous.db.connection import connect
+from hartonomous.services import open_platform
 
 graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
 
 
 class GraphCommandError(CommandUsageError):
     """A graph command cannot run as asked (bad argument, projection not configured)."""
-
-
-@contextmanager
-def _connection(state: CliContext) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
-    from hartonomous.db import open_database
-
-    settings = state.settings()
-    with open_database(settings) as database:
-        name = "hartonomous-graph"
-        with connect(database.url, settings.database, application_name=name) as connection:
-            yield database.url, connection
 
 
 def sync(
@@ -82,17 +68,14 @@ def sync(
 def graph_status(ctx: typer.Context) -> None:
     """Graph sizes, projection lag (when Neo4j projection is on), pending events, slot lag,
     ledger rows and sync counters."""
-    from hartonomous.cdc.replication import cdc_status
-    from hartonomous.sync.maintenance import status
+    from hartonomous.services.graph import graph_status as read_status
 
     state = cli_context(ctx)
-    settings = state.settings()
-    with _connection(state) as (_, connection):
-        data = status(connection, settings.message_broker.queue_name)
-        capture = cdc_status(connection, settings.cdc)
-    projecting = bool(settings.neo4j.uri)
-    data["neo4j_projection"] = "on" if projecting else "off"
-    data["change_capture"] = capture.as_dict()
+    with open_platform(state.settings()) as platform:
+        report = read_status(platform)
+    projecting = report.neo4j_projection == "on"
+    capture = report.change_capture
+    data = report.model_dump()
     queue = data["queue"]
     lines = [f"neo4j projection {data['neo4j_projection']}"]
     for kind, table in (("nodes", "graph_nodes"), ("edges", "graph_edges")):
@@ -128,21 +111,12 @@ def graph_repair(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
 ) -> None:
     """Rebuild graph_nodes / graph_edges from atoms, holdings, relations, models and jobs."""
-    from hartonomous.sync.maintenance import repair
+    from hartonomous.services.graph import graph_repair as repair
 
     state = cli_context(ctx)
-    with _connection(state) as (_, connection):
-        report = repair(connection, batch_size)
-    data = {
-        "rows": report.rows,
-        "nodes": report.nodes,
-        "edges": report.edges,
-        "invalid": report.invalid,
-        "failed": report.failed,
-        "errors": report.errors,
-        "removed_nodes": report.removed_nodes,
-        "removed_edges": report.removed_edges,
-    }
+    with open_platform(state.settings()) as platform:
+        report = repair(platform, batch_size)
+    data = report.model_dump()
     state.emit(
         data,
         f"repaired from {sum(report.rows.values())} source row(s): {report.nodes} node and "
@@ -164,28 +138,16 @@ def graph_replay(
 ) -> None:
     """Re-project the SQL graph into Neo4j (needs [neo4j] uri); without --since, also delete
     from Neo4j what the SQL graph no longer has."""
-    from hartonomous.sync.maintenance import replay
-    from hartonomous.sync.projector import Neo4jProjector
+    from hartonomous.services.graph import graph_replay as replay
+    from hartonomous.services.graph import require_projection
 
     state = cli_context(ctx)
-    settings = state.settings()
-    if not settings.neo4j.uri:
-        raise GraphCommandError("graph replay needs [neo4j] uri (HARTONOMOUS_NEO4J__URI)")
+    require_projection(state.settings())  # said first: no --since makes it work
     start = _parse_since(since)
-    projector = Neo4jProjector(settings.neo4j)
-    try:
-        with _connection(state) as (_, connection):
-            report = replay(connection, projector, since=start, batch_size=batch_size)
-    finally:
-        projector.close()
+    with open_platform(state.settings()) as platform:
+        report = replay(platform, since=start, batch_size=batch_size)
     state.emit(
-        {
-            "nodes": report.nodes,
-            "edges": report.edges,
-            "removed_nodes": report.removed_nodes,
-            "removed_edges": report.removed_edges,
-            "since": since,
-        },
+        {**report.model_dump(exclude={"since"}), "since": since},
         f"re-projected {report.nodes} node(s) and {report.edges} edge(s) into Neo4j; removed "
         f"{report.removed_nodes} node(s) and {report.removed_edges} edge(s) it no longer has",
     )

@@ -245,6 +245,31 @@ class CdcSettings(Section):
         return value
 
 
+# The background services `up` runs (and `ces-consumer` / `sync` run alone), by heartbeat name.
+ServiceName = Literal["ces-consumer", "sync-worker"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("ces-consumer", "sync-worker")
+
+
+class HealthSettings(Section):
+    """`[health]`: service heartbeats and what `/health/ready` expects (docs/operations.md)."""
+
+    # Services `up` runs that must be beating for readiness (names as in `service_heartbeats`).
+    expected_services: list[ServiceName] = Field(default_factory=lambda: list(SERVICE_NAMES))
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    # A service whose last beat is older than this is stale: readiness says "degraded".
+    heartbeat_stale_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _stale_after_several_beats(self) -> HealthSettings:
+        # One late beat (a slow batch, a busy database) must not flip readiness.
+        if self.heartbeat_stale_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                f"heartbeat_stale_seconds ({self.heartbeat_stale_seconds}) must be at least "
+                f"twice heartbeat_interval_seconds ({self.heartbeat_interval_seconds})"
+            )
+        return self
+
+
 class ServerSettings(Section):
     """`[server]`: where `up` and `serve` listen."""
 

@@ -16,6 +16,7 @@ from hartonomous.config.sections import (
     BillingSettings,
     CdcSettings,
     DatabaseSettings,
+    HealthSettings,
     LoggingSettings,
     MessageBrokerSettings,
     Neo4jSettings,
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = Field(default_factory=BillingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     cdc: CdcSettings = Field(default_factory=CdcSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

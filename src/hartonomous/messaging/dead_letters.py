@@ -41,14 +41,20 @@ class ReplaySelection:
 
 
 def list_dead_letters(
-    connection: Connection, limit: int = 50, include_replayed: bool = False
+    connection: Connection,
+    limit: int = 50,
+    include_replayed: bool = False,
+    before_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    where = "" if include_replayed else "WHERE replayed_at IS NULL"
+    """Dead letters newest first (by ``dead_letter_id``), only those below ``before_id`` if set."""
+    conditions = ["TRUE" if include_replayed else "replayed_at IS NULL"]
+    if before_id is not None:
+        conditions.append("dead_letter_id < %(before)s")
     with connection.cursor(row_factory=dict_row) as cursor:
         cursor.execute(
-            f"SELECT {_SUMMARY} FROM message_dead_letters {where} "
-            "ORDER BY dead_letter_id DESC LIMIT %s",
-            (limit,),
+            f"SELECT {_SUMMARY} FROM message_dead_letters WHERE {' AND '.join(conditions)} "
+            "ORDER BY dead_letter_id DESC LIMIT %(limit)s",
+            {"limit": limit, "before": before_id},
         )
         return cursor.fetchall()
 

@@ -2,12 +2,16 @@
 
 The sync worker takes the place of the placeholder pump (`messaging.pump.acknowledge`): both
 would consume the same queue. A worker stopped by an unwritable ledger ends its thread with
-the reason logged (`service_crashed`), and the events wait in the queue.
+the reason logged (`service_crashed`) and its heartbeat `failed`, and the events wait in the
+queue. Both record heartbeats that `/health/ready` reads (docs/operations.md).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from hartonomous.config import Settings
+from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.services import BackgroundService
 
 
@@ -17,7 +21,12 @@ def sync_services(url: str, settings: Settings) -> list[BackgroundService]:
 
     consumer = CesConsumer(url, settings)
     worker = SyncWorker(url, settings)
+    consumer_beat = Heartbeat(url, settings, "ces-consumer")
+    worker_beat = Heartbeat(url, settings, "sync-worker")
+    # Written before `up` serves: its first `/health/ready` already sees both services.
+    consumer_beat.beat("starting")
+    worker_beat.beat("starting")
     return [
-        BackgroundService("ces-consumer", consumer.run),
-        BackgroundService("sync-worker", worker.run),
+        BackgroundService("ces-consumer", partial(consumer.run, heartbeat=consumer_beat)),
+        BackgroundService("sync-worker", partial(worker.run, heartbeat=worker_beat)),
     ]

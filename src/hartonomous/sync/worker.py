@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import structlog
@@ -40,6 +40,7 @@ from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
 from hartonomous.errors import OperationFailedError
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
+from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
@@ -206,9 +207,16 @@ class SyncWorker:
             if outcome.received in (0, outcome.waiting_for_neo4j):
                 return totals
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve until `stop` is set; raises `SyncStoppedError` when the ledger is unwritable."""
+    def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
+        """Serve until `stop` is set; raises `SyncStoppedError` when the ledger is unwritable.
+
+        Each turn of the loop beats ``heartbeat`` (a new one named ``sync-worker`` when not
+        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md).
+        """
         wait = self.broker.settings.receive_wait_timeout_seconds
+        beat = heartbeat or Heartbeat(self._url, self._settings, "sync-worker")
+        beat.beat("starting")
+        ended: tuple[Literal["stopped", "failed"], str | None] = ("failed", "ended unexpectedly")
         try:
             while not stop.is_set():
                 try:
@@ -217,14 +225,22 @@ class SyncWorker:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the worker outlives one failed batch
                     log.error("sync_batch_failed", error=f"{type(exc).__name__}: {exc}")
+                    # Alive but not getting through: readiness must not count it as working.
+                    beat.beat("failing", f"{type(exc).__name__}: {exc}")
                     stop.wait(wait)
                     continue
+                beat.beat("running")
                 if outcome.received == 0:
                     if not wait_for_notify(self.connection(), wait, stop):
                         self.close()
                 elif outcome.waiting_for_neo4j:
                     stop.wait(min(wait, 1.0))
+            ended = ("stopped", None)
+        except BaseException as exc:
+            ended = ("failed", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
+            beat.end(*ended)
             self.close()
 
     # -- one batch -----------------------------------------------------------------------------

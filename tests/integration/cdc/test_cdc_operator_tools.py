@@ -16,7 +16,7 @@ from tests.conftest import Cli
 from hartonomous.api.app import create_app
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
-from hartonomous.config.sections import CdcSettings
+from hartonomous.config.sections import CdcSettings, HealthSettings
 from hartonomous.db import head_revision
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.broker import Broker
@@ -29,9 +29,19 @@ def test_slot_lag_is_reported_and_degrades_readiness_past_the_threshold(
 ) -> None:
     conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('a', 'A')")
     consumer.drain()
-    relaxed = TestClient(create_app(Platform(engine, Settings(cdc=CdcSettings()), head_revision())))
+    # Readiness here is about change capture alone: no background service is expected.
+    services = HealthSettings(expected_services=[])
+    relaxed = TestClient(
+        create_app(Platform(engine, Settings(cdc=CdcSettings(), health=services), head_revision()))
+    )
     strict = TestClient(
-        create_app(Platform(engine, Settings(cdc=CdcSettings(lag_alert_bytes=1)), head_revision()))
+        create_app(
+            Platform(
+                engine,
+                Settings(cdc=CdcSettings(lag_alert_bytes=1), health=services),
+                head_revision(),
+            )
+        )
     )
     assert relaxed.get("/health/ready").json()["status"] == "ready"
     # A change nobody consumes: the slot falls behind.

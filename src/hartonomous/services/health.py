@@ -1,0 +1,159 @@
+"""Liveness and readiness (docs/operations.md, "Heartbeats and readiness").
+
+Ready means: the database answers, its migrations are at this code's head, change capture
+keeps up, and every service in ``[health] expected_services`` has an instance whose last
+heartbeat is fresher than ``heartbeat_stale_seconds`` and whose state is ``starting`` or
+``running``. The first two failing raise ``NotReadyError`` (HTTP 503); the others make the
+report ``degraded`` (HTTP 200: the API itself can serve, the background work needs an
+operator), so readiness never says "ready" while work is stuck.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from hartonomous.cdc.replication import CdcStatus, cdc_status
+from hartonomous.db.tables import service_heartbeats as beats
+from hartonomous.errors import UnavailableError
+from hartonomous.messaging.broker import psycopg_connection
+from hartonomous.services.platform import Platform
+
+__all__ = ["NotReadyError", "Readiness", "ServiceHeartbeat", "readiness"]
+
+_WORKING_STATES = ("starting", "running")
+# Instances that last beat longer ago than this are history, not reported (a restart is a new
+# instance: host:pid).
+_REPORTED_SECONDS = 86_400
+
+
+class NotReadyError(UnavailableError):
+    """The database does not answer, or its migrations are not at this code's head."""
+
+    code = "not-ready"
+    title = "Not ready"
+
+
+class ServiceHeartbeat(BaseModel):
+    """One instance of a background service as its heartbeat row shows it.
+
+    ``age_seconds``: since its last beat (database clock); ``fresh``: younger than
+    ``[health] heartbeat_stale_seconds``; ``working``: fresh and ``starting`` or ``running``.
+    """
+
+    service: str
+    instance: str
+    host: str
+    pid: int
+    state: Literal["starting", "running", "failing", "standby", "stopped", "failed"]
+    detail: str | None
+    started_at: datetime
+    last_beat_at: datetime
+    age_seconds: float
+    fresh: bool
+    working: bool
+
+
+class CaptureLag(BaseModel):
+    slot_exists: bool
+    lag_bytes: int | None
+    lag_seconds: float | None
+    lagging: bool
+
+
+class Readiness(BaseModel):
+    """``status`` ``ready`` or ``degraded``; ``detail`` says what is wrong when degraded."""
+
+    status: Literal["ready", "degraded"]
+    revision: str
+    change_capture: CaptureLag
+    services: list[ServiceHeartbeat]
+    detail: str | None = None
+
+
+def readiness(platform: Platform) -> Readiness:
+    """The readiness report; ``NotReadyError`` when the database or its schema is not usable."""
+    health = platform.settings.health
+    try:
+        with platform.engine.connect() as connection:
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if revision != platform.migrations_head:
+                raise NotReadyError(
+                    f"migrations at {revision or 'no revision'}, head is {platform.migrations_head}"
+                )
+            capture = cdc_status(psycopg_connection(connection), platform.settings.cdc)
+            age = func.extract("epoch", func.now() - beats.c.last_beat_at)
+            rows = connection.execute(
+                select(beats, age.label("age_seconds"))
+                .where(age < _REPORTED_SECONDS)
+                .order_by(beats.c.service_name, beats.c.last_beat_at.desc())
+            ).mappings()
+            services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
+    except DBAPIError as exc:
+        first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
+        raise NotReadyError(f"database unavailable: {first}") from exc
+    problems = [_capture_problem(capture)] + [
+        _service_problem(name, services, health.heartbeat_stale_seconds)
+        for name in health.expected_services
+    ]
+    found = [problem for problem in problems if problem]
+    return Readiness(
+        status="degraded" if found else "ready",
+        revision=str(revision),
+        change_capture=CaptureLag(
+            slot_exists=capture.slot_exists,
+            lag_bytes=capture.lag_bytes,
+            lag_seconds=capture.lag_seconds,
+            lagging=capture.lagging,
+        ),
+        services=services,
+        detail="; ".join(found) or None,
+    )
+
+
+def _heartbeat(row: dict[str, object], stale_seconds: float) -> ServiceHeartbeat:
+    age = round(float(row["age_seconds"]), 3)  # type: ignore[arg-type]
+    fresh = age < stale_seconds
+    return ServiceHeartbeat.model_validate(
+        {
+            **row,
+            "service": row["service_name"],
+            "age_seconds": age,
+            "fresh": fresh,
+            "working": fresh and row["state"] in _WORKING_STATES,
+        }
+    )
+
+
+def _service_problem(
+    name: str, services: list[ServiceHeartbeat], stale_seconds: float
+) -> str | None:
+    instances = [service for service in services if service.service == name]
+    if any(instance.working for instance in instances):
+        return None
+    if not instances:
+        return f"service {name}: no heartbeat (is `hartonomous up` running?)"
+    latest = instances[0]  # newest beat first
+    if not latest.fresh:
+        return (
+            f"service {name}: last heartbeat {latest.age_seconds}s ago ({latest.state} on "
+            f"{latest.instance}), stale past {stale_seconds}s"
+        )
+    reason = f": {latest.detail}" if latest.detail else ""
+    return f"service {name}: {latest.state} on {latest.instance}{reason}"
+
+
+def _capture_problem(capture: CdcStatus) -> str | None:
+    if not capture.slot_exists:
+        return f"change capture: replication slot {capture.slot} is missing"
+    if capture.lagging:
+        return (
+            f"change capture lags: {capture.lag_bytes} bytes, "
+            f"{capture.lag_seconds}s since the CES consumer was caught up (thresholds "
+            f"{capture.lag_alert_bytes} bytes, {capture.lag_alert_seconds}s)"
+        )
+    return None

@@ -1,0 +1,129 @@
+"""The usage ledger, read: billed events newest first, filtered, with cursor pagination.
+
+One entry per billed event (docs/billing.md). Money (``units`` … ``total_cost``) is exact:
+``Decimal`` from NUMERIC(18,6), written as decimal strings over HTTP (docs/api.md, "Ledger").
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select, tuple_
+
+from hartonomous.db.tables import billing_usage_ledger as ledger
+from hartonomous.errors import InvalidCursorError, UsageError
+from hartonomous.services.database_errors import database_errors
+from hartonomous.services.pagination import Page, cursor_codec
+from hartonomous.services.platform import Platform
+
+__all__ = ["LedgerEntry", "LedgerFilter", "list_ledger_entries"]
+
+_LISTING = "ledger-entries"
+
+
+class LedgerEntry(BaseModel):
+    """One billed event; the money columns as docs/billing.md defines them."""
+
+    tenant_id: str
+    ledger_id: uuid.UUID
+    event_id: str
+    principal_id: str | None
+    operation: str
+    message_type: str
+    handler: str
+    units: Decimal
+    base_rate: Decimal
+    multiplier: Decimal
+    total_dcu: Decimal
+    unit_price: Decimal
+    total_cost: Decimal
+    rate_plan_id: uuid.UUID | None
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+class LedgerFilter(BaseModel):
+    """Which entries: ``tenant_id`` None means every tenant (an admin's listing).
+
+    ``recorded_since`` is inclusive, ``recorded_before`` exclusive; both need a UTC offset.
+    """
+
+    tenant_id: str | None = None
+    principal_id: str | None = None
+    operation: str | None = None
+    message_type: str | None = None
+    recorded_since: datetime | None = None
+    recorded_before: datetime | None = None
+
+
+def list_ledger_entries(
+    platform: Platform, where: LedgerFilter, *, limit: int = 50, cursor: str | None = None
+) -> Page[LedgerEntry]:
+    """Entries matching ``where``, newest first (``recorded_at``, then ``ledger_id``).
+
+    ``UsageError`` naming the field for a time without offset or an empty range;
+    ``InvalidCursorError`` for a cursor not issued for this listing and tenant scope.
+    """
+    _check_times(where)
+    codec = cursor_codec(platform.engine)
+    query = select(ledger)
+    for condition in _conditions(where):
+        query = query.where(condition)
+    if cursor is not None:
+        recorded_at, ledger_id = _position(codec.decode(_LISTING, where.tenant_id, cursor))
+        query = query.where(
+            tuple_(ledger.c.recorded_at, ledger.c.ledger_id) < tuple_(recorded_at, ledger_id)
+        )
+    query = query.order_by(ledger.c.recorded_at.desc(), ledger.c.ledger_id.desc()).limit(limit + 1)
+    with database_errors(), platform.engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    items = [LedgerEntry.model_validate(dict(row)) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = codec.encode(
+            _LISTING, where.tenant_id, [last.recorded_at.isoformat(), str(last.ledger_id)]
+        )
+    return Page(items, next_cursor)
+
+
+def _conditions(where: LedgerFilter) -> list[Any]:
+    conditions: list[Any] = []
+    for column, value in (
+        (ledger.c.tenant_id, where.tenant_id),
+        (ledger.c.principal_id, where.principal_id),
+        (ledger.c.operation, where.operation),
+        (ledger.c.message_type, where.message_type),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if where.recorded_since is not None:
+        conditions.append(ledger.c.recorded_at >= where.recorded_since)
+    if where.recorded_before is not None:
+        conditions.append(ledger.c.recorded_at < where.recorded_before)
+    return conditions
+
+
+def _check_times(where: LedgerFilter) -> None:
+    for name in ("recorded_since", "recorded_before"):
+        moment = getattr(where, name)
+        if moment is not None and moment.tzinfo is None:
+            raise UsageError(f"{name} {moment.isoformat()!r} needs a UTC offset (e.g. +00:00)")
+    if (
+        where.recorded_since is not None
+        and where.recorded_before is not None
+        and where.recorded_since >= where.recorded_before
+    ):
+        raise UsageError("recorded_since must be before recorded_before")
+
+
+def _position(position: list[Any]) -> tuple[datetime, uuid.UUID]:
+    try:
+        recorded_at, ledger_id = position
+        return datetime.fromisoformat(recorded_at), uuid.UUID(ledger_id)
+    except (TypeError, ValueError):
+        raise InvalidCursorError("cursor holds no ledger position") from None

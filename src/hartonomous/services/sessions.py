@@ -1,0 +1,45 @@
+"""A driver session for services built on psycopg-level domain code (broker, CDC, graph)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from hartonomous.db.connection import connect
+from hartonomous.messaging.broker import psycopg_connection
+from hartonomous.services.database_errors import database_errors
+from hartonomous.services.platform import Platform
+
+__all__ = ["dedicated_session", "driver_session"]
+
+
+@contextmanager
+def driver_session(platform: Platform) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled psycopg session in autocommit mode (the code under it opens its transactions).
+
+    Driver errors raised inside become ``DatabaseFailedError`` / ``DatabaseUnavailableError``
+    (``services.database_errors``). The pool restores the isolation level on return.
+    """
+    with database_errors(), platform.engine.connect() as connection:
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield psycopg_connection(autocommit)
+
+
+@contextmanager
+def dedicated_session(
+    platform: Platform, application_name: str
+) -> Iterator[psycopg.Connection[Any]]:
+    """A session of its own (not pooled) for long maintenance work that changes session state.
+
+    Autocommit, with the configured statement and lock timeouts (``db.connection.connect``);
+    driver errors become ``HartonomousError`` kinds as in ``driver_session``.
+    """
+    url = platform.engine.url.render_as_string(hide_password=False)
+    with (
+        database_errors(),
+        connect(url, platform.settings.database, application_name=application_name) as connection,
+    ):
+        yield connection
