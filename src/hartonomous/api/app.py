@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request, Response
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.routes import atoms, holdings, ingest
+from hartonomous.ingest.uploads import remove_stale_uploads
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -25,6 +27,11 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.cdc = platform.settings.cdc
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.include_router(atoms.router)
+    app.include_router(holdings.router)
+    # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
+    remove_stale_uploads(platform.settings.data_dir)
 
     @app.middleware("http")
     async def bind_request_id(

@@ -19,7 +19,6 @@ ENTRY_POINTS = ("cli", "api")
 NOT_YET_MOVED = {
     "api/health.py",
     "cli/broker_commands.py",
-    "cli/ingest_command.py",
     "cli/main.py",
     "cli/models_commands.py",
     "cli/sync_commands.py",
