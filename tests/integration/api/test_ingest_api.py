@@ -229,3 +229,22 @@ def test_stale_spools_are_removed_when_the_api_starts_and_live_ones_kept(
     assert (live.directory / "000000" / "busy.bin").read_bytes() == b"in flight"
     live.remove()
     assert spooled(spool_dir) == []
+
+
+def test_an_unknown_or_malformed_dedup_policy_is_refused_before_any_job(
+    api: TestClient, issue_key: IssueKey, engine: Engine, spool_dir: Path
+) -> None:
+    token = issue_key()
+    for policy, status in (("no-such-policy", 400), ("bad\x00policy", 422), ("", 422)):
+        answer = api.post(
+            "/v1/ingest",
+            params={"dedup_policy": policy},
+            headers=bearer(token),
+            files=[("files", ("a.bin", b"a"))],
+        )
+        assert answer.status_code == status, policy
+        assert answer.headers["content-type"] == "application/problem+json"
+        if status == 400:
+            assert "no-such-policy" in answer.json()["detail"]
+    assert spooled(spool_dir) == []
+    assert _count(engine, ingestion_jobs) == 0

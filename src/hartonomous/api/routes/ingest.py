@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
@@ -114,7 +114,9 @@ async def ingest(
     request: Request,
     response: Response,
     visibility: Literal["private", "public"] = "private",
-    dedup_policy: str = "default",
+    dedup_policy: str = Query(
+        "default", pattern=r"^[\w.:-]{1,128}$", description="A deduplication policy's name"
+    ),
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> IngestAccepted:
     """Spool the multipart body's files (parts named `files`) to disk, then ingest them in the
