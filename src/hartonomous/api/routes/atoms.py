@@ -82,6 +82,10 @@ def get_atom(
         200: {"content": {"application/octet-stream": _BINARY}, "description": "The bytes"},
         206: {"content": {"application/octet-stream": _BINARY}, "description": "One range"},
         304: {"description": "Not modified: If-None-Match names the atom"},
+        416: {
+            "description": "Range not satisfiable (a problem; Content-Range: bytes */size)",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}},
+        },
     },
 )
 def get_atom_content(
