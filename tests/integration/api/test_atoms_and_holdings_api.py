@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
-from hartonomous.config import Settings
-from hartonomous.db import head_revision
 from hartonomous.services import Platform
 
 from .conftest import IssueKey, bearer
@@ -22,10 +20,10 @@ CONTENT = np.random.default_rng(42).bytes(600_000)
 
 
 @pytest.fixture
-def platform(engine: Engine, tmp_path: Path) -> Platform:
-    return Platform(
-        engine=engine, settings=Settings(data_dir=tmp_path), migrations_head=head_revision()
-    )
+def platform(platform: Platform, tmp_path: Path) -> Platform:
+    """The API tests' platform, spooling uploads under this test's folder."""
+    settings = platform.settings.model_copy(update={"data_dir": tmp_path})
+    return dataclasses.replace(platform, settings=settings)
 
 
 def _ingest(api: TestClient, token: str, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:

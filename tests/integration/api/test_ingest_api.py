@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -13,9 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from hartonomous.api import create_app
-from hartonomous.config import Settings
 from hartonomous.config.sections import ServerSettings
-from hartonomous.db import head_revision
 from hartonomous.db.tables import holdings, ingestion_jobs
 from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.services import Platform
@@ -32,9 +31,12 @@ def spool_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def platform(engine: Engine, spool_dir: Path) -> Platform:
-    settings = Settings(data_dir=spool_dir, server=ServerSettings(max_upload_bytes=LIMIT))
-    return Platform(engine=engine, settings=settings, migrations_head=head_revision())
+def platform(platform: Platform, spool_dir: Path) -> Platform:
+    """The API tests' platform, spooling under this test's folder with a small upload limit."""
+    settings = platform.settings.model_copy(
+        update={"data_dir": spool_dir, "server": ServerSettings(max_upload_bytes=LIMIT)}
+    )
+    return dataclasses.replace(platform, settings=settings)
 
 
 def _count(engine: Engine, table: object) -> int:
