@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -103,16 +103,16 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     receiver = _Receiver(spool)
-    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
+        parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:  # a malformed body, or a boundary over RFC 2046's length
         raise UsageError(f"malformed multipart body: {exc}") from None
     except UnicodeDecodeError:
         raise UsageError("a file name is not UTF-8") from None
