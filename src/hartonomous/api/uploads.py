@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from hartonomous.errors import PayloadTooLargeError, UsageError
@@ -110,8 +111,10 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)
-            parser.write(chunk)
-        parser.finalize()
+            # Parsing and the file writes run in a worker thread: a slow disk never holds up
+            # the event loop, and so the other requests this process serves.
+            await run_in_threadpool(parser.write, chunk)
+        await run_in_threadpool(parser.finalize)
     except FormParserError as exc:  # a malformed body, or a boundary over RFC 2046's length
         raise UsageError(f"malformed multipart body: {exc}") from None
     except UnicodeDecodeError:
