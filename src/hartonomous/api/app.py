@@ -12,7 +12,18 @@ from hartonomous.api import health
 from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
 from hartonomous.api.rate_limits import apply_rate_limit_headers
-from hartonomous.api.routes import broker, deadletters, graph, identity, ledger, tenants
+from hartonomous.api.routes import (
+    atoms,
+    broker,
+    deadletters,
+    graph,
+    holdings,
+    identity,
+    ingest,
+    ledger,
+    tenants,
+)
+from hartonomous.ingest.uploads import remove_stale_uploads
 from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
@@ -40,6 +51,11 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(deadletters.router)
     app.include_router(graph.router)
     app.include_router(ledger.router)
+    app.include_router(ingest.router)
+    app.include_router(atoms.router)
+    app.include_router(holdings.router)
+    # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
+    remove_stale_uploads(platform.settings.data_dir)
 
     @app.middleware("http")
     async def bind_request_id(

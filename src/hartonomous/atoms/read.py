@@ -124,8 +124,9 @@ def component_stream(connection: Connection, atom_id: bytes) -> bytes:
     return encode_component_stream(Run(bytes(run.child_atom_id), run.repeat) for run in runs)
 
 
-def leaf_sequence(connection: Connection, atom_id: bytes) -> Iterator[bytes]:
-    """The leaf atoms whose concatenation is the atom's bytes, in order (repeats expanded)."""
+def _leaves(connection: Connection, atom_id: bytes) -> Iterator[tuple[bytes, int]]:
+    """The leaf atoms whose concatenation is the atom's bytes, in order (repeats expanded),
+    each with its size in bytes."""
     rows = connection.execute(
         text(
             """
@@ -137,39 +138,57 @@ def leaf_sequence(connection: Connection, atom_id: bytes) -> Iterator[bytes]:
                 JOIN atom_components c ON c.parent_atom_id = w.atom_id
                 CROSS JOIN generate_series(1, c.repeat) AS r
             )
-            SELECT w.atom_id FROM walk w JOIN atoms a USING (atom_id)
+            SELECT w.atom_id, a.size_bytes FROM walk w JOIN atoms a USING (atom_id)
             WHERE a.kind = 'leaf' ORDER BY w.path
             """
         ),
         {"atom_id": atom_id},
     )
-    for (leaf,) in rows:
-        yield bytes(leaf)
+    for leaf, size in rows:
+        yield bytes(leaf), size
+
+
+def read_atom_bytes(
+    connection: Connection, atom_id: bytes, start: int = 0, stop: int | None = None
+) -> Iterator[bytes]:
+    """The atom's exact original bytes ``[start, stop)`` as a stream of chunks (leaf payloads).
+
+    Leaves wholly outside the range are never fetched; at most ``_FETCH_BATCH`` payloads are
+    held at a time, so memory stays bounded whatever the atom's size. Offsets are in bytes.
+    """
+    offset = 0
+    pending: list[tuple[bytes, int, int]] = []  # (leaf, first byte wanted, end byte wanted)
+    for leaf, size in _leaves(connection, atom_id):
+        if stop is not None and offset >= stop:
+            break
+        end = offset + size
+        if end > start:
+            pending.append(
+                (leaf, max(start - offset, 0), size if stop is None else min(size, stop - offset))
+            )
+        offset = end
+        if len(pending) == _FETCH_BATCH:
+            yield from _payload_slices(connection, pending)
+            pending = []
+    if pending:
+        yield from _payload_slices(connection, pending)
 
 
 def write_atom_bytes(connection: Connection, atom_id: bytes, out: BinaryIO) -> int:
     """Write the atom's exact original bytes to `out`; returns how many were written."""
-    written = 0
-    pending: list[bytes] = []
-    for leaf in leaf_sequence(connection, atom_id):
-        pending.append(leaf)
-        if len(pending) == _FETCH_BATCH:
-            written += _write_leaves(connection, pending, out)
-            pending = []
-    if pending:
-        written += _write_leaves(connection, pending, out)
-    return written
+    return sum(out.write(chunk) for chunk in read_atom_bytes(connection, atom_id))
 
 
-def _write_leaves(connection: Connection, leaves: list[bytes], out: BinaryIO) -> int:
+def _payload_slices(
+    connection: Connection, leaves: list[tuple[bytes, int, int]]
+) -> Iterator[bytes]:
     payloads = {
         bytes(row.atom_id): bytes(row.content)
         for row in connection.execute(
             text("SELECT atom_id, content FROM atom_payloads WHERE atom_id = ANY(:ids)"),
-            {"ids": list(set(leaves))},
+            {"ids": list({leaf for leaf, _, _ in leaves})},
         )
     }
-    written = 0
-    for leaf in leaves:
-        written += out.write(payloads[leaf])
-    return written
+    for leaf, first, end in leaves:
+        payload = payloads[leaf]
+        yield payload if (first, end) == (0, len(payload)) else payload[first:end]

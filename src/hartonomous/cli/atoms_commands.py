@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hartonomous.atoms.hashing import hex_to_digest
-from hartonomous.atoms.holdings import collect_garbage, list_holdings, release_holding
-from hartonomous.atoms.read import (
-    component_stream,
-    require_visible,
-    summarise,
-    write_atom_bytes,
-)
 from hartonomous.cli.context import cli_context, shown
-from hartonomous.cli.errors import CommandUsageError
-from hartonomous.db import open_database
-from hartonomous.security.tenants import require_active_tenant
+from hartonomous.services import open_platform
+from hartonomous.services.atoms import (
+    atom_component_stream,
+    atom_content,
+    parse_atom_id,
+    show_atom,
+)
+from hartonomous.services.holdings import (
+    all_holdings,
+    collect_unreferenced_atoms,
+)
+from hartonomous.services.holdings import (
+    delete_holding as release,
+)
+
+__all__ = ["TenantOption", "atoms_app", "holdings_app", "parse_atom_id"]
 
 atoms_app = typer.Typer(help="Atoms: inspect, export, collect garbage.", no_args_is_help=True)
 holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help=True)
@@ -28,25 +34,13 @@ holdings_app = typer.Typer(help="Holdings: what a tenant owns.", no_args_is_help
 TenantOption = Annotated[str, typer.Option("--tenant", help="The caller's tenant")]
 
 
-class AtomIdError(CommandUsageError):
-    pass
-
-
-def parse_atom_id(atom_id: str) -> bytes:
-    try:
-        return hex_to_digest(atom_id.lower())
-    except ValueError:
-        raise AtomIdError(f"{atom_id!r} is not an atom id (64 hex characters)") from None
-
-
 @atoms_app.command("show")
 def show(ctx: typer.Context, atom_id: str, tenant: TenantOption) -> None:
     """The atom, a summary of its children and the tenant's holdings that contain it."""
     state = cli_context(ctx)
     digest = parse_atom_id(atom_id)
-    with open_database(state.settings()) as database, database.engine.connect() as connection:
-        require_active_tenant(connection, tenant)
-        summary = summarise(connection, tenant, digest)
+    with open_platform(state.settings()) as platform:
+        summary = show_atom(platform, tenant, digest)
     text = summary.canonical_text
     lines = [
         f"atom       {summary.atom_id}",
@@ -79,15 +73,18 @@ def export(
     state = cli_context(ctx)
     digest = parse_atom_id(atom_id)
     partial = output.with_name(output.name + ".partial")
-    with open_database(state.settings()) as database, database.engine.connect() as connection:
-        require_active_tenant(connection, tenant)
-        require_visible(connection, tenant, digest)
+    with open_platform(state.settings()) as platform:
+        if as_component_stream:
+            chunks: Iterable[bytes] = [atom_component_stream(platform, tenant, digest)]
+        else:
+            chunks = atom_content(platform, tenant, digest).chunks()
         # Write aside and rename: a failed export never leaves a truncated file behind.
-        with partial.open("wb") as handle:
-            if as_component_stream:
-                written = handle.write(component_stream(connection, digest))
-            else:
-                written = write_atom_bytes(connection, digest, handle)
+        try:
+            with partial.open("wb") as handle:
+                written = sum(handle.write(chunk) for chunk in chunks)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(output)
     state.emit(
         {"atom_id": atom_id, "path": str(output), "bytes": written},
@@ -102,8 +99,8 @@ def gc(
 ) -> None:
     """Delete atoms nothing references (safe alongside ingestion)."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database:
-        report = collect_garbage(database.engine, batch_size)
+    with open_platform(state.settings()) as platform:
+        report = collect_unreferenced_atoms(platform, batch_size)
     state.emit(
         asdict(report),
         f"collected {report.atoms_deleted} atoms ({report.bytes_freed} payload bytes) "
@@ -115,9 +112,8 @@ def gc(
 def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
     """The tenant's holdings, newest first."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database, database.engine.connect() as connection:
-        require_active_tenant(connection, tenant)
-        data = list_holdings(connection, tenant)
+    with open_platform(state.settings()) as platform:
+        data = all_holdings(platform, tenant)
     human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {shown(h['source_uri'])}" for h in data)
     state.emit(data, human or "(no holdings)")
 
@@ -126,8 +122,6 @@ def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
 def delete_holding(ctx: typer.Context, holding_id: uuid.UUID, tenant: TenantOption) -> None:
     """Release a holding; `atoms gc` then collects what nothing else references."""
     state = cli_context(ctx)
-    with open_database(state.settings()) as database:
-        with database.engine.connect() as connection:
-            require_active_tenant(connection, tenant)
-        release_holding(database.engine, tenant, holding_id)
+    with open_platform(state.settings()) as platform:
+        release(platform, tenant, holding_id)
     state.emit({"holding_id": str(holding_id), "deleted": True}, f"released {holding_id}")

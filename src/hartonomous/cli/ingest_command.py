@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from sqlalchemy import Engine
 
 from hartonomous.cli.context import cli_context, shown
-from hartonomous.db import open_database
-from hartonomous.ingest.jobs import interrupt_abandoned_jobs
-from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
+from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome
+from hartonomous.services import Platform, open_platform
+from hartonomous.services.ingestion import run_ingestion
 
 Visibility = Literal["private", "public"]
 
@@ -39,19 +38,18 @@ def ingest(
     request = IngestRequest(
         tenant_id=tenant, principal_id=principal, visibility=visibility, dedup_policy=dedup_policy
     )
-    with open_database(state.settings()) as database:
-        interrupt_abandoned_jobs(database.engine)
+    with open_platform(state.settings()) as platform:
         if state.as_json or not sys.stdout.isatty():
-            outcome = ingest_paths(database.engine, request, paths)
+            outcome = run_ingestion(platform, request, paths)
         else:
-            outcome = _with_progress(database.engine, request, paths)
+            outcome = _with_progress(platform, request, paths)
     state.emit({**outcome.as_dict(), "failed": _failed(outcome)}, _summary(outcome))
     if _failed(outcome):
         # Exit 1 when any file failed, so a script never mistakes a partial ingest for success.
         raise typer.Exit(1)
 
 
-def _with_progress(engine: Engine, request: IngestRequest, paths: list[Path]) -> JobOutcome:
+def _with_progress(platform: Platform, request: IngestRequest, paths: list[Path]) -> JobOutcome:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
@@ -65,7 +63,7 @@ def _with_progress(engine: Engine, request: IngestRequest, paths: list[Path]) ->
         def advance(outcome: FileOutcome) -> None:
             progress.update(task, advance=1, description=shown(Path(outcome.path).name))
 
-        return ingest_paths(engine, request, paths, on_file=advance, on_start=start)
+        return run_ingestion(platform, request, paths, on_file=advance, on_start=start)
 
 
 def _summary(outcome: JobOutcome) -> str:

@@ -275,6 +275,8 @@ class ServerSettings(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Largest request body `POST /v1/ingest` accepts, in bytes (413 beyond it).
+    max_upload_bytes: int = Field(default=1024**3, ge=1)
 
 
 class LoggingSettings(Section):

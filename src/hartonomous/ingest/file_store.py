@@ -8,8 +8,8 @@ here rolls back all that this file wrote.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, insert, select, text, tuple_
@@ -62,6 +62,12 @@ class Holder:
     job_id: uuid.UUID
     source_type: str
     visibility: str
+    # A path's recorded source when it is not the path's file: URI (an upload's given name).
+    source_names: Mapping[Path, str] = field(default_factory=dict)
+
+    def source_uri(self, path: Path) -> str:
+        # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
+        return self.source_names.get(path) or path.resolve().as_uri()
 
 
 def store_file(
@@ -175,8 +181,7 @@ def _hold(
     """Each file's holding, in order, and whether it was made now (else it already existed)."""
     if not files:
         return []
-    # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
-    keys = [(path.resolve().as_uri(), stored.root.atom_id) for path, stored in files]
+    keys = [(holder.source_uri(path), stored.root.atom_id) for path, stored in files]
     made = {
         (row.source_uri, bytes(row.atom_id)): row.holding_id
         for row in connection.execute(

@@ -18,7 +18,7 @@ background thread (prefetch.py), before the batch before it is stored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -97,6 +97,12 @@ class IngestRequest:
     visibility: str = "private"
     source_type: str = "file"
     dedup_policy: str = "default"
+    # The name recorded for a path (its holding's source_uri and the job's file path) when it
+    # is not the path itself: an uploaded file's name as its sender gave it, not its spool path.
+    source_names: Mapping[Path, str] = field(default_factory=dict)
+
+    def name_of(self, path: Path) -> str:
+        return storable_text(self.source_names.get(path) or str(path))
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class _Job:
     engine: Engine
     holder: Holder
     indexer: HoldingIndexer
+    request: IngestRequest
 
 
 @dataclass(frozen=True)
@@ -115,10 +122,6 @@ class _Prepared:
     analysis: Analysis | None
     reason: str | None = None
 
-    @property
-    def shown(self) -> str:
-        return storable_text(str(self.path))
-
 
 def ingest_paths(
     engine: Engine,
@@ -128,8 +131,11 @@ def ingest_paths(
     *,
     indexer: HoldingIndexer | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_job: Callable[[uuid.UUID], None] | None = None,
 ) -> JobOutcome:
     """Ingest files and folders as one job; `on_start` hears how many files were found.
+
+    `on_job` hears the job's id as soon as its `running` row is committed (readable by others).
 
     Raises ``InvalidPrincipalError`` (security/principals.py), ``InvalidTenantError`` or
     ``UnknownTenantError`` before anything is written. An exception that escapes (the
@@ -144,10 +150,18 @@ def ingest_paths(
     given = indexer or HoldingIndexer.for_job(engine, request.tenant_id, request.dedup_policy)
     embedders = PrefetchingEmbedders(given.embedders)
     indexer = HoldingIndexer(embedders, given.policy, given.include_public)
-    planned = [storable_text(str(candidate.path)) for candidate in candidates]
+    planned = [request.name_of(candidate.path) for candidate in candidates]
     with job_lease(engine, request.tenant_id, request.principal_id, planned) as job_id:
-        holder = Holder(request.tenant_id, job_id, request.source_type, request.visibility)
-        job = _Job(engine, holder, indexer)
+        if on_job is not None:
+            on_job(job_id)
+        holder = Holder(
+            request.tenant_id,
+            job_id,
+            request.source_type,
+            request.visibility,
+            request.source_names,
+        )
+        job = _Job(engine, holder, indexer, request)
         outcomes: list[FileOutcome] = []
         try:
             # Each batch is planned, and its text sent to be embedded, before the one before
@@ -288,7 +302,7 @@ def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[in
         connection, job.holder.tenant_id, holding_ids, job.holder.job_id
     )
     outcomes = [
-        _outcome(item, stored.get(item.ordinal), reasons.get(item.ordinal), reports)
+        _outcome(job, item, stored.get(item.ordinal), reasons.get(item.ordinal), reports)
         for item in items
     ]
     _record(connection, job.holder, items, outcomes, stored)
@@ -305,7 +319,7 @@ def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:
                     reports = job.indexer.index_holdings(
                         connection, job.holder.tenant_id, [file.holding_id], job.holder.job_id
                     )
-                    outcome = _outcome(item, file, None, reports)
+                    outcome = _outcome(job, item, file, None, reports)
                     _record(connection, job.holder, [item], [outcome], {item.ordinal: file})
                     return outcome
             except AtomVanishedError:
@@ -319,24 +333,26 @@ def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:
             except Exception as exc:  # noqa: BLE001 - one file can never stop a job
                 reason = failure_reason(exc)
                 break
-    outcome = _outcome(item, None, reason or "not stored", {})
+    outcome = _outcome(job, item, None, reason or "not stored", {})
     with job.engine.begin() as connection:
         _record(connection, job.holder, [item], [outcome], {})
     return outcome
 
 
 def _outcome(
+    job: _Job,
     item: _Prepared,
     file: StoredFile | None,
     reason: str | None,
     reports: dict[uuid.UUID, IndexReport],
 ) -> FileOutcome:
+    shown = job.request.name_of(item.path)
     if file is None:
-        error = storable_text(f"{item.shown}: {reason}")
-        return FileOutcome(item.shown, None, "failed", error, 0, 0)
+        error = storable_text(f"{shown}: {reason}")
+        return FileOutcome(shown, None, "failed", error, 0, 0)
     report = reports.get(file.holding_id, IndexReport())
     return FileOutcome(
-        item.shown,
+        shown,
         file.atom_id.hex(),
         "ingested" if file.created else "unchanged",
         None,
