@@ -21,7 +21,6 @@ NOT_YET_MOVED = {
     "cli/broker_commands.py",
     "cli/ingest_command.py",
     "cli/main.py",
-    "cli/models_commands.py",
     "cli/sync_commands.py",
     "cli/up_command.py",
 }
