@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.routes import embed, models, search
 from hartonomous.services import Platform
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -25,6 +26,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.cdc = platform.settings.cdc
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(search.router)
+    app.include_router(embed.router)
+    app.include_router(models.router)
 
     @app.middleware("http")
     async def bind_request_id(

@@ -20,7 +20,21 @@ from hartonomous.services.platform import Platform
 if TYPE_CHECKING:  # onnxruntime loads with the model, on first use
     from hartonomous.embed.text_model import MiniLMTextEmbedder
 
-__all__ = ["BackfillReport", "EmbeddedText", "backfill_embeddings", "embed_texts", "text_space"]
+__all__ = [
+    "MAX_EMBED_CHARACTERS",
+    "MAX_EMBED_TEXTS",
+    "BackfillReport",
+    "EmbeddedText",
+    "backfill_embeddings",
+    "embed_texts",
+    "text_space",
+]
+
+MAX_EMBED_TEXTS = 256
+"""Most texts in one API request (the CLI streams stdin in batches of this size)."""
+MAX_EMBED_CHARACTERS = 10_000
+"""Longest text accepted by the API (characters): the model reads only its first 256 word
+pieces (~1,000 characters of English), so more is truncated anyway (docs/embed.md)."""
 
 
 @dataclass(frozen=True)

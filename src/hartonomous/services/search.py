@@ -30,6 +30,7 @@ from hartonomous.search.service import search as _search
 from hartonomous.services.platform import Platform
 
 __all__ = [
+    "MAX_EXAMPLE_BYTES",
     "MAX_K",
     "MAX_QUERY_CHARACTERS",
     "SEARCH_MODES",
@@ -45,6 +46,10 @@ __all__ = [
     "search",
     "search_filters",
 ]
+
+MAX_EXAMPLE_BYTES = 32 * 1024 * 1024
+"""Largest upload accepted as a search example (bytes, the whole request body): the example is
+read whole into memory to be embedded, and an image or a sound to search by is far smaller."""
 
 
 def search_filters(
@@ -68,10 +73,7 @@ def example_from_file(path: Path, name: str | None = None) -> Example:
 
     Raises ``SearchError`` (invalid input) when the file cannot be read or extracted.
     """
-    example = read_example(path)
-    if name is None:
-        return example
-    return Example(name, example.modality, example.data)
+    return read_example(path, name)
 
 
 def check_search(query: Query, k: int, mode: str, filters: Filters | None) -> SearchMode:
