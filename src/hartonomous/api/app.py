@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-
-import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.request_ids import RequestIdMiddleware
 from hartonomous.api.routes import embed, models, search
 from hartonomous.services import Platform
 
@@ -30,16 +27,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(embed.router)
     app.include_router(models.router)
 
-    @app.middleware("http")
-    async def bind_request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Honour a caller's id so one request can be followed across services.
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        request.state.request_id = request_id
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-
+    app.add_middleware(RequestIdMiddleware)
     return app
