@@ -7,6 +7,7 @@ never fails the others.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ __all__ = [
     "embed_texts",
     "text_space",
 ]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 MAX_EMBED_TEXTS = 256
 """Most texts in one API request (the CLI streams stdin in batches of this size)."""
@@ -67,7 +70,8 @@ def embed_texts(
 ) -> list[EmbeddedText]:
     """One ``EmbeddedText`` per input, in order. Bytes are decoded as UTF-8: a text that is
     not UTF-8 gets an error naming the first bad byte (and is shown with replacement
-    characters); so does an empty text or one made only of characters the model does not know.
+    characters); so does a string with a lone surrogate, an empty text, or one made only of
+    characters the model does not know.
     """
     model = model or shared_text_embedder()
     decoded: list[str] = []
@@ -75,7 +79,14 @@ def embed_texts(
     for raw in texts:
         if isinstance(raw, str):
             decoded.append(raw)
-            errors.append(None)
+            # A lone surrogate (possible in JSON's \uXXXX escapes) is no text the model reads.
+            lone = _SURROGATE.search(raw)
+            errors.append(
+                None
+                if lone is None
+                else f"not Unicode text: lone surrogate U+{ord(lone.group()):04X} "
+                f"at offset {lone.start()}"
+            )
             continue
         try:
             decoded.append(raw.decode("utf-8"))

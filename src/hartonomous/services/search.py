@@ -8,6 +8,7 @@ a bad request costs no connection.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +48,8 @@ __all__ = [
     "search_filters",
 ]
 
+_UNSEARCHABLE = re.compile("[\x00\ud800-\udfff]")
+
 MAX_EXAMPLE_BYTES = 32 * 1024 * 1024
 """Largest upload accepted as a search example (bytes, the whole request body): the example is
 read whole into memory to be embedded, and an image or a sound to search by is far smaller."""
@@ -78,8 +81,15 @@ def example_from_file(path: Path, name: str | None = None) -> Example:
 
 def check_search(query: Query, k: int, mode: str, filters: Filters | None) -> SearchMode:
     """``mode`` as a SearchMode, or ``SearchError`` naming what cannot run as asked:
-    k outside 1..MAX_K, no query or two, an empty or overlong query, an unknown mode, lexical
-    search by example, since not before until, an unknown modality or source type."""
+    k outside 1..MAX_K, no query or two, an empty or overlong query, a query holding NUL or a
+    lone surrogate, an unknown mode, lexical search by example, since not before until, an
+    unknown modality or source type."""
+    if query.text is not None and (unsearchable := _UNSEARCHABLE.search(query.text)):
+        # PostgreSQL text holds neither; the CLI meets lone surrogates as undecodable argv bytes.
+        raise SearchError(
+            f"the query holds U+{ord(unsearchable.group()):04X} at offset "
+            f"{unsearchable.start()}: a NUL or lone surrogate is not searchable text"
+        )
     return validate(query, k, mode, filters)
 
 

@@ -159,6 +159,19 @@ def test_embed_gives_the_services_vectors_and_says_why_a_text_has_none(
     assert "does not know" in body["items"][2]["error"]
     assert body["items"][3]["truncated"] is True
     assert body["items"][3]["token_count"] > 256
+    # A lone surrogate (a JSON escape no UTF-8 text holds) is refused naming the text.
+    raw = b'{"texts": ["fine", "bad \\ud800 text"]}'
+    answer = api.post(
+        "/v1/embed",
+        content=raw,
+        headers={**bearer(issue_key()), "content-type": "application/json"},
+    )
+    assert _fields(_problem(answer, 422)) == ["body.texts.1"]
+    # In-process, the service answers it as that text's error, beside the others' vectors.
+    fine, bad = embed_service.embed_texts(["fine", "bad \ud800 text"])
+    assert fine.vector is not None
+    assert bad.vector is None
+    assert bad.error == "not Unicode text: lone surrogate U+D800 at offset 4"
 
 
 @pytest.mark.parametrize(

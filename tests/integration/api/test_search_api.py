@@ -178,6 +178,21 @@ def test_bad_search_input_is_a_problem_naming_the_field(
     assert field in problem["detail"]
 
 
+@pytest.mark.parametrize("escaped", [r"an\u0000vil", r"an\ud800vil", r"\udcff"])
+def test_a_query_postgresql_cannot_hold_is_a_problem_not_a_500(
+    api: TestClient, issue_key: IssueKey, escaped: str
+) -> None:
+    headers = {**bearer(issue_key()), "content-type": "application/json"}
+    for mode in search_service.SEARCH_MODES:
+        body = f'{{"query": "{escaped}", "mode": "{mode}"}}'.encode()
+        problem = _problem(api.post("/v1/search", content=body, headers=headers), 422)
+        assert _fields(problem) == ["body.query"]
+    # In-process (the CLI meets lone surrogates as undecodable argv bytes), the service's refusal.
+    text = json.loads(f'"{escaped}"')
+    with pytest.raises(search_service.SearchError, match="not searchable text"):
+        search_service.check_search(search_service.Query(text=text), 10, "hybrid", None)
+
+
 def test_malformed_json_and_an_unseeable_query_are_problems(
     api: TestClient, issue_key: IssueKey
 ) -> None:

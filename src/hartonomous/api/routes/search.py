@@ -90,9 +90,10 @@ class SearchRequest(BaseModel):
 
     @field_validator("query")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _searchable(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the query is empty")
+        search_service.check_search(search_service.Query(text=value), 1, "hybrid", None)
         return value
 
 
