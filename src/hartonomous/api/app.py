@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
-from hartonomous.api.middleware import RequestHygieneMiddleware, caller_request_id
+from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
-from hartonomous.api.rate_limits import apply_rate_limit_headers
+from hartonomous.api.request_ids import RequestIdMiddleware
 from hartonomous.api.routes import (
     atoms,
     broker,
     deadletters,
+    embed,
     graph,
     holdings,
     identity,
     ingest,
     ledger,
+    models,
+    search,
     tenants,
 )
 from hartonomous.ingest.uploads import remove_stale_uploads
@@ -38,36 +38,30 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.engine = platform.engine
     app.state.migrations_head = platform.migrations_head
     app.state.cdc = platform.settings.cdc
+    # Counters are shared by every tenant (no tenant_id): kept on the maintenance engine.
     app.state.rate_limiter = RequestLimiter(
         platform.settings.security, PooledCounterStore(platform.maintenance_engine)
     )
     install_problem_handlers(app)
-    # Added before the request-id middleware below, so it runs inside it (refusals carry the id).
-    app.add_middleware(RequestHygieneMiddleware)
-    app.include_router(health.router)
-    app.include_router(identity.router)
-    app.include_router(tenants.router)
-    app.include_router(broker.router)
-    app.include_router(deadletters.router)
-    app.include_router(graph.router)
-    app.include_router(ledger.router)
-    app.include_router(ingest.router)
-    app.include_router(atoms.router)
-    app.include_router(holdings.router)
+    for router in (
+        health.router,
+        identity.router,
+        tenants.router,
+        ingest.router,
+        atoms.router,
+        holdings.router,
+        search.router,
+        embed.router,
+        models.router,
+        broker.router,
+        deadletters.router,
+        graph.router,
+        ledger.router,
+    ):
+        app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
     remove_stale_uploads(platform.settings.data_dir)
-
-    @app.middleware("http")
-    async def bind_request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Honour a caller's id so one request can be followed across services.
-        request_id = caller_request_id(request.headers.get(REQUEST_ID_HEADER))
-        request.state.request_id = request_id
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        apply_rate_limit_headers(request, response)
-        return response
-
+    # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one.
+    app.add_middleware(RequestHygieneMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -25,7 +25,8 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/live")
-def live() -> dict[str, str]:
+async def live() -> dict[str, str]:
+    # async: answered on the event loop, without a worker-thread hop (benchmarks/api.py).
     return {"status": "live"}
 
 

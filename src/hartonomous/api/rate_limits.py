@@ -12,15 +12,17 @@ An exhausted limit answers 429 (``RateLimitedError``) with ``Retry-After`` in se
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request
 
 from hartonomous.errors import RateLimitedError
 from hartonomous.security.authentication import Caller
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.security.throttle import Quota
 
-__all__ = ["apply_rate_limit_headers", "enforce_rate_limit"]
+__all__ = ["enforce_rate_limit", "rate_limit_headers"]
 
 _STATE = "rate_limit_quota"
 
@@ -46,18 +48,17 @@ def enforce_rate_limit(request: Request, caller: Caller) -> None:
         )
 
 
-def apply_rate_limit_headers(request: Request, response: Response) -> None:
-    """Add `RateLimit-Policy` and `RateLimit` when a limit applied to ``request``."""
-    quota: Quota | None = getattr(request.state, _STATE, None)
+def rate_limit_headers(state: Mapping[str, Any]) -> dict[str, str]:
+    """`RateLimit-Policy` and `RateLimit` for a request whose ``scope["state"]`` is ``state``;
+    empty when no limit applied to it (unauthenticated routes, refusals before the key)."""
+    quota: Quota | None = state.get(_STATE)
     if quota is None:
-        return
+        return {}
     name = _sf_string(quota.policy)
-    response.headers["RateLimit-Policy"] = (
-        f"{name};q={quota.limit};w={_seconds(quota.window.total_seconds())}"
-    )
-    response.headers["RateLimit"] = (
-        f"{name};r={quota.remaining};t={_seconds(quota.reset_after.total_seconds())}"
-    )
+    return {
+        "RateLimit-Policy": f"{name};q={quota.limit};w={_seconds(quota.window.total_seconds())}",
+        "RateLimit": f"{name};r={quota.remaining};t={_seconds(quota.reset_after.total_seconds())}",
+    }
 
 
 def _seconds(value: float) -> int:

@@ -6,20 +6,17 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from hartonomous.cli.context import cli_context, shown
 from hartonomous.cli.errors import CommandUsageError
-from hartonomous.embed.spaces import SPACES, TEXT_SPACE, get_space
+from hartonomous.embed.spaces import SPACES, TEXT_SPACE, EmbeddingSpace, get_space
 from hartonomous.search.fusion import Signal
 from hartonomous.search.planner import MAX_K
-
-if TYPE_CHECKING:
-    from hartonomous.embed.text_model import MiniLMTextEmbedder
 
 _STDIN_BATCH = 256
 
@@ -54,78 +51,50 @@ def embed(
             f"(space {TEXT_SPACE!r})"
         )
     state.settings()  # logging configured like every other command
-    from hartonomous.embed.indexing import shared_text_embedder
-
-    model = shared_text_embedder()
     failed = 0
     batch: list[bytes] = []
     # Bytes, not text: a line that is not UTF-8 is that line's error, not the whole run's.
     for line in sys.stdin.buffer:
         batch.append(line.rstrip(b"\r\n"))
         if len(batch) == _STDIN_BATCH:
-            failed += _write_vectors(model, batch, batch_size)
+            failed += _write_vectors(batch, batch_size)
             batch = []
     if batch:
-        failed += _write_vectors(model, batch, batch_size)
+        failed += _write_vectors(batch, batch_size)
     if failed:
         sys.stderr.write(f'note: {failed} line(s) not embedded (see their "error")\n')
         raise typer.Exit(1)
 
 
-def _write_vectors(model: MiniLMTextEmbedder, lines: list[bytes], batch_size: int) -> int:
+def _write_vectors(lines: list[bytes], batch_size: int) -> int:
     """One JSON line per input line, in order; returns how many carry an error."""
-    from hartonomous.embed.indexing import UNEMBEDDABLE_REASONS
+    from hartonomous.services.embed import embed_texts
 
-    texts: list[str] = []
-    errors: list[str | None] = []
-    for raw in lines:
-        try:
-            texts.append(raw.decode("utf-8"))
-            errors.append(None)
-        except UnicodeDecodeError as exc:
-            texts.append(raw.decode("utf-8", errors="replace"))
-            errors.append(f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")
-    wanted = [index for index, error in enumerate(errors) if error is None]
-    for index, ok in zip(wanted, model.embeddable([texts[i] for i in wanted]), strict=True):
-        if not ok:
-            errors[index] = UNEMBEDDABLE_REASONS["no_word_pieces"]
-    usable = [index for index, error in enumerate(errors) if error is None]
-    encoded = model.encode([texts[i] for i in usable], batch_size=min(batch_size, 256))
-    results: dict[int, int] = {}
-    for position, index in enumerate(usable):
-        # Only [UNK] word pieces: every such text gets nearly the same vector (cosine ~1).
-        if encoded.unknown_only[position]:
-            errors[index] = UNEMBEDDABLE_REASONS["unknown_word_pieces_only"]
-        else:
-            results[index] = position
+    failed = 0
     out = sys.stdout
-    for index, value in enumerate(texts):
-        row = results.get(index)
-        record: dict[str, object] = {"text": value, "vector": None}
-        if row is None:
-            record["error"] = errors[index]
-        else:
-            record["vector"] = [float(x) for x in encoded.vectors[row]]
-            if encoded.truncated[row]:
-                record["truncated"] = True
-                sys.stderr.write(
-                    f"note: a line of {encoded.token_counts[row]} word pieces was truncated to "
-                    f"the model's {encoded.max_tokens}\n"
-                )
+    for embedded in embed_texts(lines, batch_size=batch_size):
+        record: dict[str, object] = {"text": embedded.text, "vector": embedded.vector}
+        if embedded.vector is None:
+            record["error"] = embedded.error
+            failed += 1
+        elif embedded.truncated:
+            record["truncated"] = True
+            sys.stderr.write(
+                f"note: a line of {embedded.token_count} word pieces was truncated to "
+                f"the model's {embedded.max_tokens}\n"
+            )
         out.write(json.dumps(record) + "\n")
     out.flush()
-    return len(lines) - len(results)
+    return failed
 
 
-def _backfill(ctx: typer.Context, spaces: list[object], batch_size: int) -> None:
-    from hartonomous.db import open_database
-    from hartonomous.embed.spaces import EmbeddingSpace
-    from hartonomous.ingest.indexing import backfill
+def _backfill(ctx: typer.Context, spaces: list[EmbeddingSpace], batch_size: int) -> None:
+    from hartonomous.services import open_platform
+    from hartonomous.services.embed import backfill_embeddings
 
     state = cli_context(ctx)
-    chosen = [space for space in spaces if isinstance(space, EmbeddingSpace)]
-    with open_database(state.settings()) as database:
-        report = backfill(database.engine, chosen, batch_size=batch_size)
+    with open_platform(state.settings()) as platform:
+        report = backfill_embeddings(platform, spaces, batch_size=batch_size)
     lines = [
         f"{name}: {report.embedded[name]} embedded, {report.not_embedded[name]} not embeddable, "
         f"{report.unknown_only[name]} only of characters the model does not know"
@@ -162,31 +131,19 @@ def search(
     ] = None,
 ) -> None:
     """Search what the tenant holds (and the public corpus if its plan allows)."""
-    from hartonomous.db import open_database
-    from hartonomous.ingest.examples import read_example
-    from hartonomous.search.query import Filters
-    from hartonomous.search.service import Query, validate
-    from hartonomous.search.service import search as run_search
+    from hartonomous.services import open_platform
+    from hartonomous.services import search as search_service
 
     state = cli_context(ctx)
-    filters = Filters(
-        source_type=source_type,
-        source_modality=modality,
-        held_since=_utc(since),
-        held_until=_utc(until),
+    filters = search_service.search_filters(
+        source_modality=modality, source_type=source_type, held_since=since, held_until=until
     )
-    example = read_example(like) if like is not None else None
-    wanted = Query(text=query, like=example)
-    chosen = validate(wanted, k, mode, filters)  # bad input is refused before a database starts
-    with open_database(state.settings()) as database:
-        result = run_search(
-            database.engine,
-            tenant,
-            wanted,
-            k,
-            mode=chosen,
-            filters=filters,
-        )
+    example = search_service.example_from_file(like) if like is not None else None
+    wanted = search_service.Query(text=query, like=example)
+    # Bad input is refused before a database starts.
+    search_service.check_search(wanted, k, mode, filters)
+    with open_platform(state.settings()) as platform:
+        result = search_service.search(platform, tenant, wanted, k, mode=mode, filters=filters)
     if result.query_truncated:
         sys.stderr.write(
             f"note: the query is {result.query_tokens} word pieces; only the first "
@@ -210,12 +167,6 @@ def _score(score: float | None) -> str:
 def _signals(signals: Mapping[Signal, int], verbatim: bool) -> str:
     shown = " ".join(f"{name[0].upper()}{rank}" for name, rank in sorted(signals.items()))
     return f"{shown} =" if verbatim else shown
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _preview(value: str | None) -> str:

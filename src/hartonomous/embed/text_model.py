@@ -212,7 +212,14 @@ def _load_runtime(model_dir: Path) -> _Runtime:
         model = build_sentence_encoder(model_dir / "model.safetensors", config)
     except (OSError, KeyError) as exc:
         raise TextModelError(f"unreadable weights in {model_dir}: {exc}") from exc
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # ONNX Runtime's worker threads otherwise spin after each run, waiting for the next one:
+    # CPU taken from PostgreSQL and request handling on a shared machine (a search cost
+    # 23 ms of CPU instead of 38 ms with spinning off, benchmarks/api.py, docs/embed.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     unknown_id = tokenizer.token_to_id("[UNK]")
     if unknown_id is None:
         raise TextModelError(f"{model_dir}: the tokenizer has no [UNK] word piece")

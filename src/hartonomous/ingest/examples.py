@@ -8,13 +8,15 @@ from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.search.service import Example, SearchError
 
 
-def read_example(path: Path) -> Example:
-    """The file as a search example; SearchError naming the file when it cannot be read."""
+def read_example(path: Path, name: str | None = None) -> Example:
+    """The file as a search example, named ``name`` (default: the path) in the Example and in
+    messages; SearchError naming it when it cannot be read."""
+    label = str(path) if name is None else name
     try:
         extraction = extract(path)
         data = path.read_bytes()
     except ExtractionError as exc:
-        raise SearchError(f"{path}: {exc}") from None
+        raise SearchError(f"{label}: {exc}") from None
     except OSError as exc:
-        raise SearchError(f"{path}: {exc.strerror or exc}") from None
-    return Example(str(path), extraction.modality, data)
+        raise SearchError(f"{label}: {exc.strerror or exc}") from None
+    return Example(label, extraction.modality, data)

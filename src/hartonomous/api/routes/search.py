@@ -1,0 +1,211 @@
+"""`POST /v1/search` (JSON) and `POST /v1/search/by-example` (one uploaded file), docs/api.md.
+
+Both search what the caller's tenant may see (`services.search`; modes and filters:
+docs/search.md) and need the `user` role.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from starlette.concurrency import run_in_threadpool
+
+from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.example_upload import Upload, received_upload
+from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
+from hartonomous.search.fusion import Signal
+from hartonomous.security.roles import Role
+from hartonomous.services import Platform
+from hartonomous.services import search as search_service
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+K = Annotated[StrictInt, Field(ge=1, le=search_service.MAX_K, description="Results wanted")]
+
+
+class SearchFilters(BaseModel):
+    """Only atoms from files of this modality / source type, held in [since, until)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modality: StrictStr | None = Field(None, description=f"One of {', '.join(FILE_MODALITIES)}")
+    source_type: StrictStr | None = Field(None, description=f"One of {', '.join(SOURCE_TYPES)}")
+    since: datetime | None = Field(None, description="Held at or after (ISO 8601; no zone: UTC)")
+    until: datetime | None = Field(None, description="Held before (ISO 8601; no zone: UTC)")
+
+    @field_validator("modality")
+    @classmethod
+    def _known_modality(cls, value: str | None) -> str | None:
+        return _known(value, FILE_MODALITIES)
+
+    @field_validator("source_type")
+    @classmethod
+    def _known_source_type(cls, value: str | None) -> str | None:
+        return _known(value, SOURCE_TYPES)
+
+    @model_validator(mode="after")
+    def _since_before_until(self) -> SearchFilters:
+        filters = self.as_filters()
+        if filters.held_since and filters.held_until and filters.held_since >= filters.held_until:
+            raise ValueError("since must be earlier than until")
+        return self
+
+    def as_filters(self) -> search_service.Filters:
+        return search_service.search_filters(
+            source_modality=self.modality,
+            source_type=self.source_type,
+            held_since=self.since,
+            held_until=self.until,
+        )
+
+
+class SearchRequest(BaseModel):
+    """A text query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: StrictStr = Field(
+        min_length=1,
+        max_length=search_service.MAX_QUERY_CHARACTERS,
+        description="Text to search for (characters)",
+    )
+    k: K = 10
+    mode: search_service.SearchMode = Field(
+        "hybrid", description="hybrid (meaning and words, fused), semantic or lexical"
+    )
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+    @field_validator("query")
+    @classmethod
+    def _searchable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the query is empty")
+        search_service.check_search(search_service.Query(text=value), 1, "hybrid", None)
+        return value
+
+
+class ExampleSearchOptions(SearchFilters):
+    """The text fields of a search by example (multipart form fields beside `file`)."""
+
+    k: Annotated[int, Field(ge=1, le=search_service.MAX_K, description="Results wanted")] = 10
+    mode: Literal["semantic", "hybrid"] = Field(
+        "semantic", description="An example has no words: hybrid is its semantic part"
+    )
+
+
+class SearchHit(BaseModel):
+    atom_id: str = Field(description="The atom's id (64 hex characters)")
+    score: float | None = Field(description="Cosine similarity to the query; null: no vector")
+    text: str | None
+    source: str = Field(description="URI of the holding the atom was found in")
+    modality: str = Field(description="Modality of the file the atom came from")
+    source_type: str
+    visibility: str
+    signals: dict[Signal, int] = Field(description="Rank (from 1) in each signal that found it")
+    verbatim: bool = Field(description="The atom's whole text is the query")
+
+
+class SearchResults(BaseModel):
+    mode: search_service.SearchMode
+    space: str = Field(description="Embedding space searched")
+    method: str = Field(description="How the vector part ran: exact, hnsw or none")
+    hits: list[SearchHit] = Field(description="Best first")
+    query_truncated: bool = Field(description="Only the first max_tokens word pieces were read")
+    query_tokens: int
+    max_tokens: int
+    notes: list[str] = Field(description="How the query was answered, for the reader")
+
+
+@router.post("", response_model=SearchResults)
+def search(
+    body: SearchRequest,
+    request: Request,
+    caller: Caller = Depends(requires(Role.USER)),  # noqa: B008
+) -> Any:
+    """The `k` best atoms for a text query, best first."""
+    return search_service.search(
+        platform_of(request),
+        caller.tenant_id,
+        search_service.Query(text=body.query),
+        body.k,
+        mode=body.mode,
+        filters=body.filters.as_filters(),
+    )
+
+
+_EXAMPLE_FIELDS = frozenset(ExampleSearchOptions.model_fields)
+_EXAMPLE_BODY = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "An image or a sound"},
+        **ExampleSearchOptions.model_json_schema()["properties"],
+    },
+}
+
+
+@router.post(
+    "/by-example",
+    response_model=SearchResults,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": _EXAMPLE_BODY}},
+        }
+    },
+)
+async def search_by_example(
+    request: Request,
+    caller: Caller = Depends(requires(Role.USER)),  # noqa: B008
+) -> Any:
+    """The `k` atoms nearest an uploaded image or sound (multipart field `file`, at most
+    MAX_EXAMPLE_BYTES for the whole body: 413 over it), with the text fields' options."""
+    platform = platform_of(request)
+    async with received_upload(
+        request,
+        platform.settings.data_dir,
+        file_field="file",
+        text_fields=_EXAMPLE_FIELDS,
+        max_bytes=search_service.MAX_EXAMPLE_BYTES,
+    ) as upload:
+        try:
+            options = ExampleSearchOptions.model_validate(upload.fields)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+            ) from None
+        return await run_in_threadpool(_by_example, platform, caller.tenant_id, upload, options)
+
+
+def _by_example(
+    platform: Platform, tenant_id: str, upload: Upload, options: ExampleSearchOptions
+) -> search_service.SearchResult:
+    example = search_service.example_from_file(upload.path, upload.filename)
+    return search_service.search(
+        platform,
+        tenant_id,
+        search_service.Query(like=example),
+        options.k,
+        mode=options.mode,
+        filters=options.as_filters(),
+    )
+
+
+def _known(value: str | None, known: tuple[str, ...]) -> str | None:
+    # A filter naming nothing would silently answer no results (values are case-sensitive).
+    if value is not None and value not in known:
+        raise ValueError(f"unknown value {value!r} (known: {', '.join(known)})")
+    return value
