@@ -80,6 +80,7 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "cdc_checkpoints": _READ,
     "broker_throughput": _READ,
     "sync_counters": _READ,
+    "service_heartbeats": _READ,  # readiness: each service's last beat
     # Every tenant's events: only maintenance paths (the owner) read them.
     "broker_messages": _NONE,
     "message_dead_letters": _NONE,

@@ -91,4 +91,4 @@ def delete_holding(platform: Platform, tenant_id: str, holding_id: uuid.UUID) ->
 
 def collect_unreferenced_atoms(platform: Platform, batch_size: int = 1000) -> GcReport:
     """Delete atoms nothing references (atoms/holdings.py ``collect_garbage``), every tenant's."""
-    return collect_garbage(platform.engine, batch_size)
+    return collect_garbage(platform.maintenance_engine, batch_size)

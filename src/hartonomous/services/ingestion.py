@@ -58,7 +58,7 @@ def run_ingestion(
     ``ingest_paths`` raises before anything is written (unknown or disabled tenant, invalid
     principal).
     """
-    interrupt_abandoned_jobs(platform.engine)
+    interrupt_abandoned_jobs(platform.maintenance_engine)
     return ingest_paths(platform.engine, request, paths, on_file, on_start=on_start)
 
 

@@ -1,4 +1,8 @@
-"""A driver session for services built on psycopg-level domain code (broker, CDC, graph)."""
+"""Driver sessions for maintenance services on psycopg-level domain code (broker, CDC, graph).
+
+They run on ``platform.maintenance_engine``: the broker and dead letters hold every tenant's
+events, which the API role may not read (docs/security.md, "Isolation").
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def driver_session(platform: Platform) -> Iterator[psycopg.Connection[Any]]:
     Driver errors raised inside become ``DatabaseFailedError`` / ``DatabaseUnavailableError``
     (``services.database_errors``). The pool restores the isolation level on return.
     """
-    with database_errors(), platform.engine.connect() as connection:
+    with database_errors(), platform.maintenance_engine.connect() as connection:
         autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         yield psycopg_connection(autocommit)
 
@@ -37,7 +41,7 @@ def dedicated_session(
     Autocommit, with the configured statement and lock timeouts (``db.connection.connect``);
     driver errors become ``HartonomousError`` kinds as in ``driver_session``.
     """
-    url = platform.engine.url.render_as_string(hide_password=False)
+    url = platform.maintenance_engine.url.render_as_string(hide_password=False)
     with (
         database_errors(),
         connect(url, platform.settings.database, application_name=application_name) as connection,

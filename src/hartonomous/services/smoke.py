@@ -12,4 +12,4 @@ __all__ = ["SmokeReport", "smoke_report"]
 def smoke_report(platform: Platform) -> SmokeReport:
     """Every smoke check's verdict; driver errors become ``HartonomousError`` kinds."""
     with database_errors():
-        return run_smoke(platform.engine, platform.settings.cdc)
+        return run_smoke(platform.maintenance_engine, platform.settings.cdc)

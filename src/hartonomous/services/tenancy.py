@@ -5,7 +5,7 @@ One function per use case, called by ``hartonomous tenants|principals|keys`` and
 principals.py, keys.py); this layer opens the transactions, checks that the tenant and
 principal named exist (``UnknownTenantError`` / ``UnknownPrincipalError``, 404) and pages
 listings with signed cursors (``services.pagination``). Tenant administration spans tenants, so
-it runs on ``platform.engine`` as a whole-platform administrator would.
+it runs on ``platform.maintenance_engine`` as a whole-platform administrator would.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class RotatedKey:
 
 def create_tenant(platform: Platform, tenant_id: str, display_name: str | None = None) -> Tenant:
     """A new active tenant; raises ``InvalidTenantError`` (400) or ``TenantExistsError`` (409)."""
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         return tenant_store.create_tenant(connection, tenant_id, display_name)
 
 
@@ -71,23 +71,23 @@ def list_tenants(
     """Tenants by id, ``limit`` (1-500) a page; ``InvalidCursorError`` for a cursor we did not
     issue for this listing."""
     _check_limit(limit)
-    codec = cursor_codec(platform.engine)
+    codec = cursor_codec(platform.maintenance_engine)
     after = _text_position(codec.decode("tenants", None, cursor)) if cursor else None
-    with platform.engine.connect() as connection:
+    with platform.maintenance_engine.connect() as connection:
         found = tenant_store.list_tenants(connection, after=after, limit=limit + 1)
     return _page(found, limit, lambda last: codec.encode("tenants", None, [last.tenant_id]))
 
 
 def show_tenant(platform: Platform, tenant_id: str) -> Tenant:
     """The tenant; ``UnknownTenantError`` (404) naming it when there is none."""
-    with platform.engine.connect() as connection:
+    with platform.maintenance_engine.connect() as connection:
         return tenant_store.get_tenant(connection, tenant_id)
 
 
 def set_tenant_state(platform: Platform, tenant_id: str, state: TenantState) -> Tenant:
     """Disable or enable (idempotent). A disabled tenant's keys, ingestion and search stop at
     once and the sync worker refuses its events; ``UnknownTenantError`` when there is none."""
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         return tenant_store.set_tenant_state(connection, tenant_id, state)
 
@@ -106,7 +106,7 @@ def create_principal(
     Raises ``UnknownTenantError`` (404), ``InvalidPrincipalError`` (400) or
     ``PrincipalExistsError`` (409).
     """
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         return principal_store.create_principal(
             connection, tenant_id, principal_id, role=role, display_name=display_name, kind=kind
@@ -118,9 +118,9 @@ def list_principals(
 ) -> Page[Principal]:
     """The tenant's principals by id; ``UnknownTenantError`` (404), ``InvalidCursorError``."""
     _check_limit(limit)
-    codec = cursor_codec(platform.engine)
+    codec = cursor_codec(platform.maintenance_engine)
     after = _text_position(codec.decode("principals", tenant_id, cursor)) if cursor else None
-    with platform.engine.connect() as connection:
+    with platform.maintenance_engine.connect() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         found = principal_store.list_principals(connection, tenant_id, after=after, limit=limit + 1)
     return _page(
@@ -130,7 +130,7 @@ def list_principals(
 
 def show_principal(platform: Platform, tenant_id: str, principal_id: str) -> Principal:
     """The principal; ``UnknownTenantError`` or ``UnknownPrincipalError`` (404)."""
-    with platform.engine.connect() as connection:
+    with platform.maintenance_engine.connect() as connection:
         return _principal(connection, tenant_id, principal_id)
 
 
@@ -144,7 +144,7 @@ def update_principal(
 ) -> Principal:
     """Disable, enable and/or change the role (idempotent). A disabled principal's keys stop
     at once and the sync worker refuses its events; a new role applies to its next request."""
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         _principal(connection, tenant_id, principal_id)
         return principal_store.update_principal(
             connection, tenant_id, principal_id, state=state, role=role
@@ -164,7 +164,7 @@ def create_key(
     Raises ``UnknownTenantError`` / ``UnknownPrincipalError`` (404), ``InvalidKeyOptionError``
     (400) for a long label or an expiry not in the future.
     """
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         _principal(connection, tenant_id, principal_id)
         return key_store.issue_key(
             connection, tenant_id, principal_id, label=label, expires_at=expires_at
@@ -181,10 +181,10 @@ def list_keys(
 ) -> Page[ApiKey]:
     """The tenant's keys (of one principal if given), oldest first, without secrets or hashes."""
     _check_limit(limit)
-    codec = cursor_codec(platform.engine)
+    codec = cursor_codec(platform.maintenance_engine)
     listing = f"keys:{principal_id or ''}"
     after = _key_position(codec.decode(listing, tenant_id, cursor)) if cursor else None
-    with platform.engine.connect() as connection:
+    with platform.maintenance_engine.connect() as connection:
         if principal_id is None:
             tenant_store.get_tenant(connection, tenant_id)
         else:
@@ -204,7 +204,7 @@ def revoke_key(
 ) -> ApiKey:
     """Revoke the key now or after ``grace_seconds``; ``UnknownKeyError`` (404),
     ``KeyRevokedError`` (409) when it already is."""
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         return key_store.revoke_key(connection, tenant_id, key_id, grace_seconds=grace_seconds)
 
@@ -219,7 +219,7 @@ def rotate_key(
 ) -> RotatedKey:
     """A new key for the same principal; the old one revoked after ``grace_seconds`` (0: now).
     Both happen in one transaction, or neither."""
-    with platform.engine.begin() as connection:
+    with platform.maintenance_engine.begin() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         new, old = key_store.rotate_key(
             connection, tenant_id, key_id, grace_seconds=grace_seconds, expires_at=expires_at
