@@ -80,6 +80,7 @@ class RequestHygieneMiddleware:
                 code=refused.code,
                 title=refused.title,
                 detail=str(refused),
+                **_listed_fields(refused),
             )
             await response(scope, receive, send)
             return
@@ -180,8 +181,24 @@ def _check_json(body: bytes) -> None:
         raise UsageError("the JSON body nests too deeply") from None
     except ValueError:
         return  # FastAPI answers malformed JSON with a 422 naming where it breaks
-    for where in _nul_locations(document):
-        raise UsageError(f"{where} holds a NUL character, which cannot be stored")
+    places = list(_nul_locations(document))
+    if places:
+        raise _NulInBodyError(places)
+
+
+def _listed_fields(refused: UsageError) -> dict[str, Any]:
+    return {"errors": refused.errors} if isinstance(refused, _NulInBodyError) else {}
+
+
+class _NulInBodyError(UsageError):
+    """NUL in JSON strings or keys; the problem lists each place like a validation error."""
+
+    def __init__(self, places: list[str]) -> None:
+        super().__init__(f"{', '.join(places)} holds a NUL character, which cannot be stored")
+        self.errors = [
+            {"field": place, "message": "holds a NUL character", "type": "nul_character"}
+            for place in places
+        ]
 
 
 def _nul_locations(document: Any) -> Iterator[str]:

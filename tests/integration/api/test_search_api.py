@@ -185,7 +185,10 @@ def test_a_query_postgresql_cannot_hold_is_a_problem_not_a_500(
     headers = {**bearer(issue_key()), "content-type": "application/json"}
     for mode in search_service.SEARCH_MODES:
         body = f'{{"query": "{escaped}", "mode": "{mode}"}}'.encode()
-        problem = _problem(api.post("/v1/search", content=body, headers=headers), 422)
+        answer = api.post("/v1/search", content=body, headers=headers)
+        # NUL is refused for every JSON body before routing (400, api/middleware.py); a lone
+        # surrogate by the route's validation (422). Both name the query field.
+        problem = _problem(answer, 400 if "u0000" in escaped else 422)
         assert _fields(problem) == ["body.query"]
     # In-process (the CLI meets lone surrogates as undecodable argv bytes), the service's refusal.
     text = json.loads(f'"{escaped}"')
