@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
 
@@ -168,6 +169,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request,
         status=exc.status_code,
@@ -176,6 +179,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail=str(exc.detail),
         headers=headers or None,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path: Starlette's own 405 names only the first
+    route that matched the path, though GET and POST of one path are often two routes."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)  # PARTIAL: the path matches, the method not
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
