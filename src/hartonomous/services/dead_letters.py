@@ -29,6 +29,7 @@ __all__ = [
     "DeadLetterSummary",
     "PurgeOutcome",
     "ReplayOutcome",
+    "ReplaySelection",
     "list_dead_letters",
     "parse_duration",
     "purge_dead_letters",
