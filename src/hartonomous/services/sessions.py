@@ -13,7 +13,7 @@ from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
 
-__all__ = ["dedicated_session", "driver_session"]
+__all__ = ["database_url", "dedicated_session", "driver_session"]
 
 
 @contextmanager
@@ -37,9 +37,16 @@ def dedicated_session(
     Autocommit, with the configured statement and lock timeouts (``db.connection.connect``);
     driver errors become ``HartonomousError`` kinds as in ``driver_session``.
     """
-    url = platform.engine.url.render_as_string(hide_password=False)
+    url = database_url(platform)
     with (
         database_errors(),
         connect(url, platform.settings.database, application_name=application_name) as connection,
     ):
         yield connection
+
+
+def database_url(platform: Platform) -> str:
+    """The database's URL with its password, for components that open their own sessions."""
+    if platform.database is not None:
+        return platform.database.url
+    return platform.engine.url.render_as_string(hide_password=False)
