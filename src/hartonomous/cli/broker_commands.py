@@ -101,8 +101,7 @@ def replay_command(
     ] = None,
 ) -> None:
     """Re-enqueue dead letters with attempts reset (each is marked as replayed)."""
-    from hartonomous.messaging.dead_letters import ReplaySelection
-    from hartonomous.services.dead_letters import replay_dead_letters
+    from hartonomous.services.dead_letters import ReplaySelection, replay_dead_letters
 
     chosen = sum(x is not None and x is not False for x in (dead_letter_id, reason, replay_all))
     if chosen != 1:

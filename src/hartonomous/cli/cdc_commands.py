@@ -5,14 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hartonomous.cli.context import CliContext, cli_context
+from hartonomous.services import open_platform
 
 if TYPE_CHECKING:
-    from hartonomous.cdc import CesConsumer
+    from hartonomous.services.background import SlotInUse
 
 
 def _lag(status: dict[str, object]) -> str:
@@ -30,10 +31,10 @@ def _lag(status: dict[str, object]) -> str:
     )
 
 
-def _report_in_use(state: CliContext, consumer: CesConsumer) -> None:
+def _report_in_use(state: CliContext, in_use: SlotInUse) -> None:
     """Answer at once when the running service (or another consumer) holds the slot."""
-    holder = consumer.holder()
-    status = consumer.status()
+    holder = in_use.holder
+    status = in_use.status
     who = (
         "another session"
         if holder is None
@@ -65,35 +66,33 @@ def ces_consumer(
     ] = False,
 ) -> None:
     """Capture changes of the captured tables as CloudEvents on the broker."""
-    from hartonomous.cdc import CesConsumer
-    from hartonomous.db import open_database
+    from hartonomous.services.background import (
+        SlotInUse,
+        drain_change_capture,
+        serve_change_capture,
+    )
 
     state = cli_context(ctx)
-    settings = state.settings()
-    with open_database(settings) as database:
-        consumer = CesConsumer(database.url, settings)
-        try:
-            if once:
-                if not consumer.try_acquire():
-                    _report_in_use(state, consumer)
-                    return
-                consumer.prepare()
-                consumer.prune_history()
-                events = consumer.drain()
-                status = consumer.status()
-                state.emit(
-                    {"events": events, **status}, f"enqueued {events} event(s); " + _lag(status)
-                )
+    with open_platform(state.settings()) as platform:
+        if once:
+            drained = drain_change_capture(platform)
+            if isinstance(drained, SlotInUse):
+                _report_in_use(state, drained)
                 return
-            consumer.prepare()
-            state.emit(consumer.status(), "ces-consumer running; " + _lag(consumer.status()))
-        finally:
-            consumer.close()
+            status = drained.status
+            state.emit(
+                {"events": drained.events, **status},
+                f"enqueued {drained.events} event(s); " + _lag(status),
+            )
+            return
         stop = threading.Event()
 
         def request_stop(_signum: int, _frame: FrameType | None) -> None:
             stop.set()
 
+        def started(status: dict[str, Any]) -> None:
+            state.emit(status, "ces-consumer running; " + _lag(status))
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, request_stop)
-        consumer.run(stop)
+        serve_change_capture(platform, stop, started)

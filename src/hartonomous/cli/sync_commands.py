@@ -32,19 +32,13 @@ def sync(
     ] = 100,
 ) -> None:
     """Policy, throttle, SQL graph, usage ledger and Neo4j projection for queued events."""
-    from hartonomous.db import open_database
-    from hartonomous.sync.worker import SyncWorker
+    from hartonomous.services.background import drain_sync, serve_sync
 
     state = cli_context(ctx)
-    settings = state.settings()
-    with open_database(settings) as database:
-        worker = SyncWorker(database.url, settings, batch_size=batch_size)
-        projection = "on" if worker.projecting else "off"
+    with open_platform(state.settings()) as platform:
         if once:
-            try:
-                outcome = worker.drain()
-            finally:
-                worker.close()
+            drained = drain_sync(platform, batch_size)
+            outcome, projection = drained.outcome, drained.neo4j_projection
             data = {**outcome.describe(), "neo4j_projection": projection}
             state.emit(
                 data,
@@ -53,15 +47,17 @@ def sync(
                 f"waiting for Neo4j {outcome.waiting_for_neo4j} (projection {projection})",
             )
             return
-        state.emit({"running": True, "neo4j_projection": projection}, "sync running")
         stop = threading.Event()
 
         def request_stop(_signum: int, _frame: FrameType | None) -> None:
             stop.set()
 
+        def started(projection: str) -> None:
+            state.emit({"running": True, "neo4j_projection": projection}, "sync running")
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, request_stop)
-        worker.run(stop)
+        serve_sync(platform, batch_size, stop, started)
 
 
 @graph_app.command("status")

@@ -29,6 +29,7 @@ __all__ = [
     "DeadLetterSummary",
     "PurgeOutcome",
     "ReplayOutcome",
+    "ReplaySelection",
     "list_dead_letters",
     "parse_duration",
     "purge_dead_letters",
@@ -39,6 +40,7 @@ __all__ = [
 _LISTING = "dead-letters"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST_SECONDS = 100 * 366 * 86400
 
 
 class DeadLetterSummary(BaseModel):
@@ -101,7 +103,12 @@ def parse_duration(text: str, name: str | None = None) -> timedelta:
             ("" if name is None else f"{name} ")
             + f"{text!r} is not a duration: use a number and a unit, e.g. 30m, 12h, 7d, 2w"
         )
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > _LONGEST_SECONDS:  # past it, `now() - age` leaves PostgreSQL's time range
+        raise UsageError(
+            ("" if name is None else f"{name} ") + f"{text!r} is longer than 100 years"
+        )
+    return timedelta(seconds=seconds)
 
 
 def list_dead_letters(

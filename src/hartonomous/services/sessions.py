@@ -17,7 +17,7 @@ from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
 
-__all__ = ["dedicated_session", "driver_session"]
+__all__ = ["database_url", "dedicated_session", "driver_session"]
 
 
 @contextmanager
@@ -41,9 +41,17 @@ def dedicated_session(
     Autocommit, with the configured statement and lock timeouts (``db.connection.connect``);
     driver errors become ``HartonomousError`` kinds as in ``driver_session``.
     """
-    url = platform.maintenance_engine.url.render_as_string(hide_password=False)
+    url = database_url(platform)
     with (
         database_errors(),
         connect(url, platform.settings.database, application_name=application_name) as connection,
     ):
         yield connection
+
+
+def database_url(platform: Platform) -> str:
+    """The owner's URL with its password, for maintenance components that open their own
+    sessions (they see every tenant: docs/security.md, "Isolation")."""
+    if platform.database is not None:
+        return platform.database.url
+    return platform.maintenance_engine.url.render_as_string(hide_password=False)

@@ -138,6 +138,10 @@ def test_bad_filters_are_problems_naming_the_field(api: TestClient, issue_key: I
         assert answer.status_code == 422, query
         assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
         assert field in [error["field"] for error in answer.json()["errors"]], query
+    for edge in ("0001-01-01T00:00:00%2B14:00", "9999-12-31T23:59:59-14:00"):
+        for name in ("recorded_since", "recorded_before"):
+            answer = api.get(f"/v1/ledger/entries?{name}={edge}", headers=key)
+            assert answer.status_code == 200, (name, edge, answer.text)
     empty = api.get(
         "/v1/ledger/entries?recorded_since=2026-02-01T00:00:00%2B00:00"
         "&recorded_before=2026-01-01T00:00:00%2B00:00",

@@ -162,6 +162,13 @@ def test_a_bad_purge_age_is_a_400_naming_older_than(api: TestClient, admin: dict
     )
     assert answer.status_code == 400
     assert answer.json()["detail"].startswith("older_than 'soon' is not a duration")
+    endless = api.post(
+        "/v1/dead-letters/purge",
+        headers=admin,
+        json={"older_than": "99999999999999w", "confirm": True},
+    )
+    assert endless.status_code == 400
+    assert endless.json()["detail"] == "older_than '99999999999999w' is longer than 100 years"
 
 
 def test_graph_status_and_repair_over_real_rows(

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.messaging.dead_letters import ReplaySelection
 from hartonomous.security.roles import Role
 from hartonomous.services.dead_letters import (
     DeadLetter,
     DeadLetterSummary,
+    ReplaySelection,
     list_dead_letters,
     parse_duration,
     purge_dead_letters,
