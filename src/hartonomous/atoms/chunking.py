@@ -35,7 +35,7 @@ DEFAULT_MAX_SIZE = 256 * 1024
 _HASH_GROUP_BYTES = 8 * 1024 * 1024
 # A stream is read in blocks of this size, each block's chunks hashed as one group. Its memory
 # is bounded by the blocks alive at once (docs/atoms.md, "Content-defined chunking").
-STREAM_BLOCK_BYTES = 1024 * 1024
+STREAM_BLOCK_BYTES = 2 * 1024 * 1024
 _MAX_HASH_WORKERS = 2
 
 

@@ -221,11 +221,6 @@ _INSERT_VECTORS = text(
 )
 
 
-def vector_text(vector: npt.NDArray[np.float32]) -> str:
-    """pgvector's text form of a vector; 9 significant digits round-trip a float32 exactly."""
-    return "[" + ",".join(f"{value:.9g}" for value in vector.tolist()) + "]"
-
-
 def referenced_without_vector(
     connection: Connection, space: EmbeddingSpace, after: bytes, limit: int
 ) -> list[EmbeddingCandidate]:

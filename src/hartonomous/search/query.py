@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Row, TextClause, text
 
-from hartonomous.embed.indexing import vector_text
 from hartonomous.embed.spaces import EmbeddingSpace
+from hartonomous.embed.vector_param import Float4Array
 from hartonomous.search.planner import Method, PlannerSettings, ef_search_for, plan_search
 
 
@@ -77,6 +77,12 @@ def statement(sql: str) -> TextClause:
     space, filters and scope, so the parsed clause (and SQLAlchemy's compiled form, cached by
     it) is reused instead of being rebuilt on every search."""
     return text(sql)
+
+
+def query_vector(space: EmbeddingSpace) -> str:
+    """The query's vector in SQL: the parameter ``:q``, a `Float4Array` of one vector (binary,
+    no text formatting; embed/vector_param.py), as a ``vector`` of the space's dimension."""
+    return f"CAST(CAST(:q AS real[]) AS vector({space.dimension}))"
 
 
 class EntrySql:
@@ -196,7 +202,7 @@ def _exact_nearest(sql: EntrySql, gate: str = "") -> str:
     # estimates (a join may otherwise read every vector of the space).
     return (
         "SELECT * FROM (SELECT visible.atom_id, ("
-        f" SELECT e.embedding <=> CAST(:q AS vector({space.dimension}))"
+        f" SELECT e.embedding <=> {query_vector(space)}"
         " FROM atom_embeddings e"
         f" WHERE e.atom_id = visible.atom_id AND e.space = '{space.name}') AS distance"
         f" FROM (SELECT DISTINCT atom_id FROM ({sql.visible_rows()}) v) visible{where}) d "
@@ -210,15 +216,15 @@ def _hnsw_nearest(sql: EntrySql, gate: str = "") -> str:
     checked before the index scan starts)."""
     cast = f"vector({sql.space.dimension})"
     return (
-        f"SELECT e.atom_id, e.embedding::{cast} <=> CAST(:q AS {cast}) AS distance"
+        f"SELECT e.atom_id, e.embedding::{cast} <=> {query_vector(sql.space)} AS distance"
         f" FROM atom_embeddings e WHERE e.space = '{sql.space.name}'"
         f" AND ({sql.is_visible('e.atom_id')}){f' AND {gate}' if gate else ''}"
-        f" ORDER BY e.embedding::{cast} <=> CAST(:q AS {cast}) LIMIT :k"
+        f" ORDER BY e.embedding::{cast} <=> {query_vector(sql.space)} LIMIT :k"
     )
 
 
 def _exact(
-    connection: Connection, sql: EntrySql, query: str, k: int, details: bool
+    connection: Connection, sql: EntrySql, query: Float4Array, k: int, details: bool
 ) -> list[Neighbour]:
     rows = connection.execute(
         statement(
@@ -231,7 +237,7 @@ def _exact(
 
 
 def _hnsw(
-    connection: Connection, sql: EntrySql, query: str, k: int, details: bool
+    connection: Connection, sql: EntrySql, query: Float4Array, k: int, details: bool
 ) -> list[Neighbour]:
     """The scan as configured by configure_and_count, re-ranked by exact distance."""
     rows = connection.execute(
@@ -278,7 +284,7 @@ def search_vector(
         raise ValueError(f"{space.name} vectors have {space.dimension} dimensions")
     settings = settings or PlannerSettings()
     sql = EntrySql(space, scope, filters or Filters())
-    query = vector_text(vector)
+    query = Float4Array([vector])
     visible = _count_and_configure(connection, sql, k, settings)
     plan = plan_search(k, visible, settings)
     if plan is Method.HNSW:
@@ -356,7 +362,7 @@ def describe(
     distance = (
         "NULL::float8"
         if vector is None
-        else f"(SELECT e.embedding <=> CAST(:q AS vector({space.dimension})) "
+        else f"(SELECT e.embedding <=> {query_vector(space)} "
         f"FROM atom_embeddings e WHERE e.atom_id = n.atom_id AND e.space = '{space.name}')"
     )
     rows = connection.execute(
@@ -368,7 +374,7 @@ def describe(
         {
             **sql.params,
             "atom_ids": atom_ids,
-            "q": None if vector is None else vector_text(vector),
+            "q": None if vector is None else Float4Array([vector]),
         },
     )
     return {

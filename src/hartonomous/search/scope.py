@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection
 
-from hartonomous.embed.indexing import vector_text
 from hartonomous.embed.spaces import EmbeddingSpace
+from hartonomous.embed.vector_param import Float4Array
 from hartonomous.search.planner import PlannerSettings
 from hartonomous.search.query import (
     EntrySql,
@@ -115,7 +115,7 @@ def search_in_scope(
         public_gate="(SELECT tenant.include_public FROM tenant)",
     )
     text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
-    rows = connection.execute(statement(text), {**params, "q": vector_text(vector)}).all()
+    rows = connection.execute(statement(text), {**params, "q": Float4Array([vector])}).all()
     _check(tenant_id, rows[0] if rows else None)
     found = scoped_neighbours(rows, count.k, count.settings, details)
     opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), int(rows[0].visible))
