@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
+from hartonomous.api.query_parameters import refuse_unknown_query_parameters
 from hartonomous.api.request_ids import RequestIdMiddleware
 from hartonomous.api.routes import (
     atoms,
@@ -33,7 +34,11 @@ __all__ = ["REQUEST_ID_HEADER", "create_app"]
 
 def create_app(platform: Platform) -> FastAPI:
     """The API over ``platform``: OpenAPI 3.1 at `/openapi.json`, interactive docs at `/docs`."""
-    app = FastAPI(title="Hartonomous", version=__version__)
+    app = FastAPI(
+        title="Hartonomous",
+        version=__version__,
+        dependencies=[Depends(refuse_unknown_query_parameters)],
+    )
     app.state.platform = platform
     app.state.engine = platform.engine
     app.state.migrations_head = platform.migrations_head

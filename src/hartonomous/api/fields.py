@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
 
-__all__ = ["StrictBool", "StrictInt", "StrictStr", "Timestamp"]
+__all__ = ["StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
 
 # RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
 # required, a fraction is optional; pydantic then parses the string it let through.
@@ -35,3 +35,14 @@ def _iso_8601_only(value: Any) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+
+
+def _integral_number(value: Any) -> Any:
+    # JSON Schema counts 43.0 as an integer; a bool or a string stays refused (StrictInt).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(_integral_number)]
+"""A JSON integer as JSON Schema means it: ``43`` or ``43.0``, never ``true`` or ``"43"``."""

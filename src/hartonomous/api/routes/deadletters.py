@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import StrictBool
+from hartonomous.errors import UsageError
 from hartonomous.security.roles import Role
 from hartonomous.services.dead_letters import (
     DeadLetter,
@@ -43,13 +45,14 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    all: bool = False
+    all: StrictBool = False
     reason: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\x00]+$")
 
     @model_validator(mode="after")
     def _one_selection(self) -> ReplayRequest:
         if self.all == (self.reason is not None):
-            raise ValueError("give exactly one of all (true) or reason")
+            # Not a ValueError: a rule across members is a 400, not a schema violation (422).
+            raise UsageError("give exactly one of all (true) or reason")
         return self
 
 
@@ -60,7 +63,7 @@ class PurgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     older_than: str = Field(min_length=2, max_length=32, examples=["7d"])
-    confirm: bool = False
+    confirm: StrictBool = False
 
 
 class Purged(BaseModel):
@@ -100,13 +103,13 @@ def purge(request: Request, caller: Admin, body: PurgeRequest) -> Purged:
     return Purged(purged=purge_dead_letters(platform_of(request), age, confirm=body.confirm).purged)
 
 
-@router.get("/{dead_letter_id}")
+@router.get("/{dead_letter_id:int}")
 def show(request: Request, caller: Admin, dead_letter_id: DeadLetterId) -> DeadLetter:
     """Everything about one dead letter: reason, exception, traceback, original body."""
     return show_dead_letter(platform_of(request), dead_letter_id)
 
 
-@router.post("/{dead_letter_id}/replay")
+@router.post("/{dead_letter_id:int}/replay")
 def replay_one(request: Request, caller: Admin, dead_letter_id: DeadLetterId) -> Replayed:
     """Re-enqueue one dead letter (replayed or not) with attempts reset."""
     outcome = replay_dead_letters(

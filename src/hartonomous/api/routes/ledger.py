@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import Timestamp
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
 from hartonomous.services.ledger import LedgerEntry, LedgerFilter, list_ledger_entries
@@ -37,8 +38,8 @@ def entries(
     principal_id: Name = None,
     operation: Name = None,
     message_type: Name = None,
-    recorded_since: Annotated[AwareDatetime | None, Query()] = None,
-    recorded_before: Annotated[AwareDatetime | None, Query()] = None,
+    recorded_since: Annotated[Timestamp | None, Query()] = None,
+    recorded_before: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> LedgerPage:

@@ -6,7 +6,6 @@ docs/search.md) and need the `user` role.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +14,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
@@ -25,7 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.example_upload import Upload, received_upload
+from hartonomous.api.fields import Timestamp, WholeNumber
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
+from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
@@ -33,7 +33,7 @@ from hartonomous.services import search as search_service
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
-K = Annotated[StrictInt, Field(ge=1, le=search_service.MAX_K, description="Results wanted")]
+K = Annotated[WholeNumber, Field(ge=1, le=search_service.MAX_K, description="Results wanted")]
 
 
 class SearchFilters(BaseModel):
@@ -41,10 +41,15 @@ class SearchFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    modality: StrictStr | None = Field(None, description=f"One of {', '.join(FILE_MODALITIES)}")
-    source_type: StrictStr | None = Field(None, description=f"One of {', '.join(SOURCE_TYPES)}")
-    since: datetime | None = Field(None, description="Held at or after (ISO 8601; no zone: UTC)")
-    until: datetime | None = Field(None, description="Held before (ISO 8601; no zone: UTC)")
+    # The schema names the accepted values, so a client (and schemathesis) knows them.
+    modality: StrictStr | None = Field(
+        None, description="Modality of the file", json_schema_extra={"enum": [*FILE_MODALITIES]}
+    )
+    source_type: StrictStr | None = Field(
+        None, description="Source type", json_schema_extra={"enum": [*SOURCE_TYPES]}
+    )
+    since: Timestamp | None = Field(None, description="Held at or after (RFC 3339)")
+    until: Timestamp | None = Field(None, description="Held before (RFC 3339)")
 
     @field_validator("modality")
     @classmethod
@@ -60,7 +65,8 @@ class SearchFilters(BaseModel):
     def _since_before_until(self) -> SearchFilters:
         filters = self.as_filters()
         if filters.held_since and filters.held_until and filters.held_since >= filters.held_until:
-            raise ValueError("since must be earlier than until")
+            # Not a ValueError: a rule across members is a 400, not a schema violation (422).
+            raise UsageError("filters: since must be earlier than until")
         return self
 
     def as_filters(self) -> search_service.Filters:
@@ -146,13 +152,25 @@ def search(
     )
 
 
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    # A form field is absent or text: there is no null to send (an optional field is omitted).
+    branches = [branch for branch in schema.get("anyOf", ()) if branch.get("type") != "null"]
+    if len(branches) != 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+    return {**branches[0], **rest}
+
+
 _EXAMPLE_FIELDS = frozenset(ExampleSearchOptions.model_fields)
 _EXAMPLE_BODY = {
     "type": "object",
     "required": ["file"],
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "An image or a sound"},
-        **ExampleSearchOptions.model_json_schema()["properties"],
+        **{
+            name: _without_null(schema)
+            for name, schema in ExampleSearchOptions.model_json_schema()["properties"].items()
+        },
     },
 }
 
