@@ -61,9 +61,17 @@ class LedgerFilter(BaseModel):
 
 
 def list_ledger_entries(
-    platform: Platform, where: LedgerFilter, *, limit: int = 50, cursor: str | None = None
+    platform: Platform,
+    where: LedgerFilter,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    across_tenants: bool = False,
 ) -> Page[LedgerEntry]:
     """Entries matching ``where``, newest first (``recorded_at``, then ``ledger_id``).
+
+    ``across_tenants`` (an admin's listing) reads on ``platform.maintenance_engine``, which
+    sees every tenant; otherwise on ``platform.engine``, bound to the caller's tenant.
 
     ``UsageError`` naming the field for a time without offset or an empty range;
     ``InvalidCursorError`` for a cursor not issued for this listing and tenant scope.
@@ -79,7 +87,8 @@ def list_ledger_entries(
             tuple_(ledger.c.recorded_at, ledger.c.ledger_id) < tuple_(recorded_at, ledger_id)
         )
     query = query.order_by(ledger.c.recorded_at.desc(), ledger.c.ledger_id.desc()).limit(limit + 1)
-    with database_errors(), platform.engine.connect() as connection:
+    engine = platform.maintenance_engine if across_tenants else platform.engine
+    with database_errors(), engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
     items = [LedgerEntry.model_validate(dict(row)) for row in rows[:limit]]
     next_cursor = None

@@ -19,6 +19,7 @@ from tests.integration.data_plane.data_plane_support import (
     write_safetensors,
 )
 
+from hartonomous.db.tenant_context import tenant_bound
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 from hartonomous.services import embed as embed_service
@@ -72,13 +73,16 @@ def test_models_list_show_and_tensors_page_through_what_the_service_answers(
     api: TestClient, platform: Platform, held_models: dict[str, str]
 ) -> None:
     key = held_models["acme"]
-    expected = model_service.list_models(platform, "acme").items
+    # In-process on the API's platform: bound to the tenant as a request would be (RLS).
+    with tenant_bound("acme"):
+        expected = model_service.list_models(platform, "acme").items
     assert len(expected) == 3
     listed, pages = _pages(api, "/v1/models", key, limit=2)
     assert pages == 2
     assert listed == [json.loads(json.dumps(asdict(model))) for model in expected]
     for model in expected:
-        details = model_service.show_model(platform, "acme", bytes.fromhex(model.model_id))
+        with tenant_bound("acme"):
+            details = model_service.show_model(platform, "acme", bytes.fromhex(model.model_id))
         shown = api.get(f"/v1/models/{model.model_id}", headers=bearer(key))
         assert shown.status_code == 200
         want = json.loads(json.dumps(asdict(details)))

@@ -42,7 +42,8 @@ def _v1_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
 
 def _concrete(path: str) -> str:
     # Any value: a request that reaches the route may answer 404 or 422, never 401/403.
-    return _PLACEHOLDER.sub("x", path)
+    # An integer placeholder ({id:int}) matches digits only.
+    return _PLACEHOLDER.sub(lambda m: "1" if m.group().endswith(":int}") else "x", path)
 
 
 def _shape(path: str) -> str:

@@ -56,5 +56,11 @@ def entries(
         recorded_since=recorded_since,
         recorded_before=recorded_before,
     )
-    page = list_ledger_entries(platform_of(request), where, limit=limit, cursor=cursor)
+    page = list_ledger_entries(
+        platform_of(request),
+        where,
+        limit=limit,
+        cursor=cursor,
+        across_tenants=caller.role.includes(Role.ADMIN),
+    )
     return LedgerPage(items=list(page.items), next_cursor=page.next_cursor)
