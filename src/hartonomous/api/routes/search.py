@@ -165,6 +165,7 @@ _EXAMPLE_FIELDS = frozenset(ExampleSearchOptions.model_fields)
 _EXAMPLE_BODY = {
     "type": "object",
     "required": ["file"],
+    "additionalProperties": False,  # another form field is refused (422), as in JSON bodies
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "An image or a sound"},
         **{
