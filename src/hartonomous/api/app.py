@@ -38,6 +38,8 @@ def create_app(platform: Platform) -> FastAPI:
         title="Hartonomous",
         version=__version__,
         dependencies=[Depends(refuse_unknown_query_parameters)],
+        # A trailing slash is a 404 problem, not a redirect built from the Host header.
+        redirect_slashes=False,
     )
     app.state.platform = platform
     app.state.engine = platform.engine

@@ -20,9 +20,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
 
@@ -183,12 +184,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path: Starlette's own 405 names only the first
-    route that matched the path, though GET and POST of one path are often two routes."""
+    route that matched the path, though GET and POST of one path are often two routes.
+    Routes are walked as FastAPI's OpenAPI generation walks them (included routers flattened,
+    prefixes applied)."""
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)  # PARTIAL: the path matches, the method not
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    for context in iter_route_contexts(request.app.routes):
+        if context.path is None or not context.methods:
+            continue
+        pattern, _, _ = compile_path(context.path)
+        if pattern.match(request.url.path):
+            methods.update(context.methods)
     return sorted(methods)
 
 

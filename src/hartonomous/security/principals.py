@@ -156,12 +156,29 @@ def create_principal(
     tenant already has it; the caller checks the tenant exists first.
     """
     validate_principal_id(principal_id)
+    _require_addressable(principal_id)
     name = principal_id if display_name is None else storable_text(display_name.strip())
     if not name or len(name) > _DISPLAY_NAME_LENGTH:
         raise InvalidPrincipalError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
     if not ensure_principal(connection, tenant_id, principal_id, name, kind, role=role):
         raise PrincipalExistsError(f"tenant {tenant_id!r} already has principal {principal_id!r}")
     return get_principal(connection, tenant_id, principal_id)
+
+
+def _require_addressable(principal_id: str) -> None:
+    # A new id must be usable as one URL path segment (/v1/tenants/T/principals/ID) and read
+    # back as typed: no '/', not '.' or '..', no control character, no surrounding space.
+    shown = principal_id if len(principal_id) <= 40 else f"{principal_id[:40]}…"
+    if (
+        "/" in principal_id
+        or principal_id in (".", "..")
+        or principal_id != principal_id.strip()
+        or any(not character.isprintable() for character in principal_id)
+    ):
+        raise InvalidPrincipalError(
+            f"{shown!r} is not a principal id: no '/', not '.' or '..', no control characters "
+            "or surrounding spaces"
+        )
 
 
 def get_principal(connection: Connection, tenant_id: str, principal_id: str) -> Principal:

@@ -60,3 +60,20 @@ def test_an_unknown_path_is_a_problem_not_html(api: TestClient) -> None:
     assert answer.status_code == 404
     assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
     assert answer.json()["instance"] == "/v1/no-such-thing"
+
+
+def test_a_405_allows_every_method_of_the_path_and_a_trailing_slash_is_not_redirected(
+    api: TestClient, issue_key: IssueKey
+) -> None:
+    admin = bearer(issue_key(role=Role.ADMIN))
+    # GET and POST /v1/tenants are two routes: Allow names both.
+    answer = api.put("/v1/tenants", headers=admin)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
+    assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    # No redirect built from the Host header: the slashed path is simply not a route.
+    slashed = api.get(
+        "/v1/holdings/", headers=admin | {"Host": "evil.example"}, follow_redirects=False
+    )
+    assert slashed.status_code == 404
+    assert "location" not in slashed.headers

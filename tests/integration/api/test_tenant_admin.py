@@ -248,6 +248,11 @@ def test_malformed_ids_are_400_problems_naming_them_and_nothing_is_written(
         ("POST", "/v1/tenants/ops/principals", {"principal_id": "a\x00b"}, "principal_id"),
         ("GET", "/v1/tenants/ops/principals/a%00b", None, "path holds a NUL character"),
         ("POST", "/v1/tenants/ops/keys", {"principal_id": "r\x00"}, "principal_id"),
+        # A new principal must be addressable as one path segment (the fresh user's a/b, ..).
+        ("POST", "/v1/tenants/ops/principals", {"principal_id": "a/b"}, "not a principal id"),
+        ("POST", "/v1/tenants/ops/principals", {"principal_id": ".."}, "not a principal id"),
+        ("POST", "/v1/tenants/ops/principals", {"principal_id": "  "}, "not a principal id"),
+        ("POST", "/v1/tenants/ops/principals", {"principal_id": "a\tb"}, "not a principal id"),
         ("POST", "/v1/tenants/ops/keys/not-a-key/revoke", None, "'not-a-key' is not a key id"),
         ("POST", "/v1/tenants/ops/keys/ABCDEF0123456789/rotate", None, "is not a key id"),
     ]:
