@@ -16,7 +16,9 @@ def read_example(path: Path, name: str | None = None) -> Example:
         extraction = extract(path)
         data = path.read_bytes()
     except ExtractionError as exc:
-        raise SearchError(f"{label}: {exc}") from None
+        # Extractors (Pillow, soundfile) may quote the path: a server's own spool path is not
+        # the caller's business, so it is shown as the name the caller gave.
+        raise SearchError(f"{label}: {str(exc).replace(str(path), label)}") from None
     except OSError as exc:
         raise SearchError(f"{label}: {exc.strerror or exc}") from None
     return Example(label, extraction.modality, data)

@@ -297,6 +297,16 @@ def test_bad_examples_are_problems_and_leave_no_upload_behind(
     )
     assert "void.png: empty file" in _problem(empty, 400)["detail"]
     assert "uploads" not in _problem(empty, 400)["detail"]
+    # A file the image decoder refuses: its message quotes the file, never the server's spool.
+    broken = api.post(
+        "/v1/search/by-example",
+        files={"file": ("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png")},
+        headers=headers,
+    )
+    detail = _problem(broken, 400)["detail"]
+    assert "broken.png" in detail
+    assert "uploads" not in detail
+    assert str(platform.settings.data_dir) not in detail
 
     too_big = api.post(
         "/v1/search/by-example",

@@ -43,7 +43,8 @@ class AtomModel(BaseModel):
     modality: str
     subtype: str
     size_bytes: int
-    reference_count: int
+    # No reference count: it counts every tenant's references, and watching it would tell a
+    # tenant when others hold the same bytes (docs/security.md, "Shared content: atoms").
     canonical_text: str | None
     metadata: dict[str, Any]
     children: AtomChildren
@@ -56,7 +57,7 @@ def get_atom(
     atom_id: str,
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> AtomModel:
-    """Kind, size, reference count, text, children summary and the caller's holdings of it."""
+    """Kind, size, text, children summary and the caller's holdings of it."""
     summary = show_atom(platform_of(request), caller.tenant_id, parse_atom_id(atom_id))
     return AtomModel(
         atom_id=summary.atom_id,
@@ -64,7 +65,6 @@ def get_atom(
         modality=summary.modality,
         subtype=summary.subtype,
         size_bytes=summary.size_bytes,
-        reference_count=summary.reference_count,
         canonical_text=summary.canonical_text,
         metadata=summary.metadata,
         children=AtomChildren(
