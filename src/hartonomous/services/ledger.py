@@ -12,10 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select, tuple_
+from sqlalchemy import Text, cast, select, tuple_
 
 from hartonomous.db.tables import billing_usage_ledger as ledger
 from hartonomous.errors import InvalidCursorError, UsageError
+from hartonomous.json_types import exact_loads
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
@@ -42,6 +43,8 @@ class LedgerEntry(BaseModel):
     unit_price: Decimal
     total_cost: Decimal
     rate_plan_id: uuid.UUID | None
+    # Read exactly (Decimal, not float: a unit price in it is money); JSON gives its numbers
+    # as decimal strings like the columns above.
     metadata: dict[str, Any]
     recorded_at: datetime
 
@@ -78,7 +81,11 @@ def list_ledger_entries(
     """
     _check_times(where)
     codec = cursor_codec(platform.engine)
-    query = select(ledger)
+    # metadata as text, parsed exactly: the driver's own jsonb reading would make floats.
+    query = select(
+        *(column for column in ledger.c if column.name != "metadata"),
+        cast(ledger.c.metadata, Text).label("metadata"),
+    )
     for condition in _conditions(where):
         query = query.where(condition)
     if cursor is not None:
@@ -90,7 +97,10 @@ def list_ledger_entries(
     engine = platform.maintenance_engine if across_tenants else platform.engine
     with database_errors(), engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
-    items = [LedgerEntry.model_validate(dict(row)) for row in rows[:limit]]
+    items = [
+        LedgerEntry.model_validate({**row, "metadata": exact_loads(row["metadata"])})
+        for row in rows[:limit]
+    ]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]

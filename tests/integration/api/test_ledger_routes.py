@@ -44,6 +44,9 @@ def test_a_data_scientist_sees_its_tenants_entries_with_money_as_decimal_strings
         assert entry["unit_price"] == "0.000080"
         assert entry["total_cost"] == "0.000001"
         assert Decimal(entry["units"]) == Decimal(1)
+        # Numbers inside metadata too (a unit price is money): decimal strings, never floats.
+        numbers = [v for v in entry["metadata"].values() if not isinstance(v, (str, bool))]
+        assert not [v for v in numbers if isinstance(v, float)], entry["metadata"]
     stored = {
         str(row[0])
         for row in pipeline.conn.execute("SELECT ledger_id FROM billing_usage_ledger").fetchall()
