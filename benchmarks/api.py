@@ -206,7 +206,12 @@ def serve(url: str, port: int) -> None:
     from hartonomous.config import load_settings
     from hartonomous.services import open_platform
 
-    settings = load_settings(None, {"database": {"url": url}})
+    # Measured is the API's own cost: a limit of 100 requests a minute (the default) would
+    # answer 429 after the first hundred, so this run's tenant gets a limit it cannot reach.
+    unlimited = {"name": "benchmark", "scope": "tenant", "permit_limit": 1_000_000_000}
+    settings = load_settings(
+        None, {"database": {"url": url}, "security": {"rate_limits": [unlimited]}}
+    )
     with open_platform(settings) as platform:
         config = uvicorn.Config(
             create_app(platform), host="127.0.0.1", port=port, log_config=None, lifespan="off"
