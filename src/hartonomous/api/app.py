@@ -42,9 +42,6 @@ def create_app(platform: Platform) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.platform = platform
-    app.state.engine = platform.engine
-    app.state.migrations_head = platform.migrations_head
-    app.state.cdc = platform.settings.cdc
     # Counters are shared by every tenant (no tenant_id): kept on the maintenance engine.
     app.state.rate_limiter = RequestLimiter(
         platform.settings.security, PooledCounterStore(platform.maintenance_engine)

@@ -21,7 +21,13 @@ ConnectionT = TypeVar("ConnectionT", bound="psycopg.Connection[Any]")
 
 
 class DatabaseUnavailableError(UnavailableError):
-    """The database cannot be used; the message names the URL (password masked) and the cause."""
+    """The database cannot be used; the message names the URL (password masked) and the cause.
+
+    Also what services raise when the server drops or refuses a connection mid-operation
+    (services/database_errors.py)."""
+
+    code = "database-unavailable"
+    title = "Database unavailable"
 
 
 class PgvectorTooOldError(DatabaseUnavailableError):

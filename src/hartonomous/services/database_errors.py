@@ -16,7 +16,8 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from hartonomous.errors import HartonomousError, OperationFailedError, UnavailableError
+from hartonomous.db.connection import DatabaseUnavailableError
+from hartonomous.errors import HartonomousError, OperationFailedError
 
 __all__ = [
     "DatabaseFailedError",
@@ -37,13 +38,6 @@ class DatabaseFailedError(OperationFailedError):
 
     code = "database-error"
     title = "Database error"
-
-
-class DatabaseUnavailableError(UnavailableError):
-    """The database could not be reached or dropped the connection."""
-
-    code = "database-unavailable"
-    title = "Database unavailable"
 
 
 def database_error_reason(failure: BaseException) -> str:
