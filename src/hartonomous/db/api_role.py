@@ -58,6 +58,10 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "atom_similarities": _ALL,
     "billing_usage_ledger": _READ,  # written by the sync worker only
     "billing_rate_plans": _READ,
+    "inference_requests": _ALL,  # submitted by the API; run by the job worker
+    "inference_steps": _READ,
+    "inference_atoms": _READ,
+    "generation_streams": _READ,
     "graph_nodes": _READ,  # written by the sync worker only
     "graph_edges": _READ,
     # Shared by all tenants, content-addressed: reached through a tenant's holdings.

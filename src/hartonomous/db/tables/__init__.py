@@ -28,6 +28,15 @@ from hartonomous.db.tables.embeddings import (
     search_entries,
 )
 from hartonomous.db.tables.graph import graph_edges, graph_nodes, sync_counters
+from hartonomous.db.tables.inference import (
+    INFERENCE_ATOM_ROLES,
+    INFERENCE_STATUSES,
+    INFERENCE_TASKS,
+    generation_streams,
+    inference_atoms,
+    inference_requests,
+    inference_steps,
+)
 from hartonomous.db.tables.ledger import billing_usage_ledger
 from hartonomous.db.tables.messaging import (
     broker_messages,
@@ -40,6 +49,9 @@ from hartonomous.db.tables.security import api_keys, principals, server_secrets,
 from hartonomous.db.tables.throttle import security_throttle_counters
 
 __all__ = [
+    "INFERENCE_ATOM_ROLES",
+    "INFERENCE_STATUSES",
+    "INFERENCE_TASKS",
     "MULTIPLIER_DIMENSIONS",
     "api_keys",
     "atom_components",
@@ -58,9 +70,13 @@ __all__ = [
     "cdc_checkpoints",
     "deduplication_policies",
     "embedding_spaces",
+    "generation_streams",
     "graph_edges",
     "graph_nodes",
     "holdings",
+    "inference_atoms",
+    "inference_requests",
+    "inference_steps",
     "ingestion_job_atoms",
     "ingestion_job_plans",
     "ingestion_jobs",
