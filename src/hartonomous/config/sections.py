@@ -250,6 +250,22 @@ ServiceName = Literal["ces-consumer", "sync-worker"]
 SERVICE_NAMES: tuple[ServiceName, ...] = ("ces-consumer", "sync-worker")
 
 
+class InferenceSettings(Section):
+    """`[inference]`: the inference job worker and its limits (docs/inference.md)."""
+
+    # How long a claimed job is the claimer's; a job whose lease expired is claimed again.
+    lease_seconds: float = Field(default=300.0, ge=5, le=86_400)
+    # A job claimed this many times without finishing fails (its worker keeps dying on it).
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Models larger than this are refused before reconstruction (bytes).
+    max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # A request's inputs (text, tensors) larger than this are refused at submission (bytes).
+    max_input_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Reconstructed ONNX models whose runtime sessions stay loaded, per process (by atom id).
+    session_cache_size: int = Field(default=4, ge=0, le=256)
+
+
 class HealthSettings(Section):
     """`[health]`: service heartbeats and what `/health/ready` expects (docs/operations.md)."""
 

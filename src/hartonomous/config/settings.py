@@ -17,6 +17,7 @@ from hartonomous.config.sections import (
     CdcSettings,
     DatabaseSettings,
     HealthSettings,
+    InferenceSettings,
     LoggingSettings,
     MessageBrokerSettings,
     Neo4jSettings,
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     cdc: CdcSettings = Field(default_factory=CdcSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
