@@ -7,6 +7,8 @@ check reports the route (docs/development.md, API tests). Declare request fields
 
 - ``Timestamp``: an RFC 3339 date-time string with its offset (or a ``datetime`` from Python
   code); anything else, a number or a date alone included, is a 422 naming the field.
+- ``AtomId``: a path segment naming an atom or a model file (64 hex characters); anything else
+  is a 422 naming the parameter, like every other malformed parameter.
 - ``StrictInt`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic) for JSON bodies;
   query parameters arrive as text, where FastAPI's parsing of ``int`` is already strict enough.
 """
@@ -17,9 +19,18 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
 
-__all__ = ["StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
+__all__ = ["AtomId", "StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
+
+AtomId = Annotated[
+    str,
+    Path(
+        pattern="^[0-9a-fA-F]{64}$",
+        description="An atom id: the SHA-256 of the atom's bytes, 64 hex characters",
+    ),
+]
 
 # RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
 # required, a fraction is optional; pydantic then parses the string it let through.

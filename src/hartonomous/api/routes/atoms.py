@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import AtomId
 from hartonomous.api.problems import problem_response
 from hartonomous.api.ranges import RangeNotSatisfiable, etag_of, matches_etag, requested_range
 from hartonomous.api.routes.holdings import HoldingModel
@@ -54,7 +55,7 @@ class AtomModel(BaseModel):
 @router.get("/{atom_id}", response_model=AtomModel, summary="An atom's metadata")
 def get_atom(
     request: Request,
-    atom_id: str,
+    atom_id: AtomId,
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> AtomModel:
     """Kind, size, text, children summary and the caller's holdings of it."""
@@ -90,7 +91,7 @@ def get_atom(
 )
 def get_atom_content(
     request: Request,
-    atom_id: str,
+    atom_id: AtomId,
     *,
     range_header: str | None = Header(None, alias="Range"),
     if_none_match: str | None = Header(None),

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import AtomId
 from hartonomous.security.roles import Role
 from hartonomous.services import models as model_service
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-ModelId = Annotated[
-    str,
-    Path(
-        pattern="^[0-9a-fA-F]{64}$",
-        description="The model file's atom id (64 hex characters)",
-    ),
-]
+ModelId = AtomId
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page")]
 Cursor = Annotated[
     str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
