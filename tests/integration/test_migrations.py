@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from hartonomous.db import current_revision, downgrade, head_revision, upgrade
 from hartonomous.db.tables import metadata
@@ -77,3 +79,31 @@ def test_migrations_at_head_equal_the_table_metadata(database_url: str) -> None:
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_tenant_ids_differing_only_in_case_stop_the_upgrade_naming_them(
+    empty_database_url: str,
+) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        upgrade(engine, "0016")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (tenant_id, display_name) "
+                    "VALUES ('acme', 'a'), ('ACME', 'b'), ('beta', 'c')"
+                )
+            )
+        with pytest.raises(RuntimeError, match=r"differ only in case: ACME, acme \(") as refused:
+            upgrade(engine, "0023")
+        assert "beta" not in str(refused.value)
+        assert current_revision(engine) == "0016"
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM tenants WHERE tenant_id = 'ACME'"))
+        upgrade(engine, "0023")
+        with engine.begin() as connection, pytest.raises(IntegrityError, match="ignoring_case"):
+            connection.execute(
+                text("INSERT INTO tenants (tenant_id, display_name) VALUES ('Acme', 'x')")
+            )
+    finally:
+        engine.dispose()

@@ -28,6 +28,16 @@ def test_create_list_show_and_refuse_a_duplicate(cli: Cli) -> None:
     again = cli("tenants", "create", "acme")
     assert again.exit_code == 1
     assert "tenant 'acme' already exists" in again.stderr
+    # Policies compare tenant ids ignoring case: a second id differing only in case would
+    # share the first's bans and limits.
+    for twin in ("ACME", "Acme"):
+        clash = cli("tenants", "create", twin)
+        assert clash.exit_code == 1
+        assert f"tenant '{twin}' already exists as 'acme' (tenant ids are compared" in clash.stderr
+    assert [t["tenant_id"] for t in json.loads(cli("--json", "tenants", "list").stdout)] == [
+        "acme",
+        "beta",
+    ]
     bad = cli("tenants", "create", "not/an id")
     assert bad.exit_code == 2
     assert "is not a tenant id" in bad.stderr

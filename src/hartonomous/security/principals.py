@@ -48,11 +48,12 @@ def validate_principal_id(principal_id: str) -> None:
 
 
 def ensure_tenant(connection: Connection, tenant_id: str, display_name: str) -> bool:
-    """Create the tenant if missing; True when it was created."""
+    """Create the tenant if missing; True when it was created (False too when an id differing
+    only in case exists: the ids are unique ignoring case)."""
     created = connection.execute(
         pg_insert(tenants)
         .values(tenant_id=tenant_id, display_name=display_name)
-        .on_conflict_do_nothing(index_elements=[tenants.c.tenant_id])
+        .on_conflict_do_nothing()
         .returning(tenants.c.tenant_id)
     ).first()
     return created is not None

@@ -87,7 +87,8 @@ def create_tenant(
     """Create an active tenant (display name defaults to the id).
 
     Raises ``InvalidTenantError`` for a malformed id or an over-long name and
-    ``TenantExistsError`` when the id is taken (whatever its state).
+    ``TenantExistsError`` when the id, or one differing only in case, is taken (whatever
+    its state).
     """
     validate_tenant_id(tenant_id)
     # A name from a terminal may carry bytes that are not UTF-8: stored visibly, never refused.
@@ -95,7 +96,15 @@ def create_tenant(
     if not name or len(name) > _DISPLAY_NAME_LENGTH:
         raise InvalidTenantError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
     if not ensure_tenant(connection, tenant_id, name):
-        raise TenantExistsError(f"tenant {tenant_id!r} already exists")
+        existing = connection.execute(
+            select(tenants.c.tenant_id).where(func.lower(tenants.c.tenant_id) == tenant_id.lower())
+        ).scalar_one_or_none()
+        if existing in (None, tenant_id):
+            raise TenantExistsError(f"tenant {tenant_id!r} already exists")
+        raise TenantExistsError(
+            f"tenant {tenant_id!r} already exists as {existing!r} (tenant ids are compared "
+            "ignoring case)"
+        )
     return get_tenant(connection, tenant_id)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    func,
     text,
 )
 
@@ -32,6 +33,8 @@ tenants = Table(
     created_at(),
     updated_at(),
     CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
+    # Policies compare tenant ids ignoring case, so two ids may not differ only in case.
+    Index("uq_tenants_tenant_id_ignoring_case", func.lower(text("tenant_id")), unique=True),
     info={"cdc_captured": True},
 )
 
