@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +108,48 @@ def test_a_16_bit_image_matches_its_8_bit_twin() -> None:
     wide = image_features(_encoded(Image.fromarray(ramp * 257)))
     narrow = image_features(_encoded(Image.fromarray(ramp.astype(np.uint8))))
     assert float(wide @ narrow) > 0.999
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L"])
+def test_a_huge_image_is_described_like_its_small_copy(mode: str) -> None:
+    """Features come from the image reduced to a working size, strip by strip; a large image
+    and a small copy of it (the near-duplicate case) stay close, in every colour mode."""
+    large = _picture(3, side=2600)
+    if mode == "RGBA":
+        large.putalpha(Image.linear_gradient("L").resize(large.size))
+    converted = large.convert(mode) if mode != "RGBA" else large
+    small = converted.resize((300, 300))
+    others = [image_features(_encoded(_picture(seed, side=300).convert(mode))) for seed in (4, 5)]
+    a = image_features(_encoded(converted))
+    b = image_features(_encoded(small))
+    assert float(a @ b) > 0.95
+    assert float(a @ b) > max(float(a @ other) for other in others)
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from hartonomous.embed.image_features import image_features
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image_features(data)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_huge_transparent_image_costs_little_beyond_its_decoded_frame(tmp_path: Path) -> None:
+    """A 9400x9400 RGBA PNG of 370 KB (88 megapixels, 353 MB decoded) once grew the process
+    by 1.3 GB: full-size conversions, compositing and a premultiplied copy. Now the frame is
+    reduced a strip at a time, so the growth is the decoded frame and little more."""
+    side = 9400
+    path = tmp_path / "huge.png"
+    Image.new("RGBA", (side, side), (10, 20, 30, 128)).save(path, "PNG")
+    decoded_kib = side * side * 4 // 1024
+    grown_kib = int(
+        subprocess.run(
+            [sys.executable, "-c", _PEAK_SCRIPT, str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert grown_kib < decoded_kib + 128 * 1024, f"grew {grown_kib // 1024} MiB"
