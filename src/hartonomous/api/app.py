@@ -24,6 +24,7 @@ from hartonomous.api.routes import (
     search,
     tenants,
 )
+from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
 from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.request_limits import RequestLimiter
@@ -42,6 +43,8 @@ def create_app(platform: Platform) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.platform = platform
+    # Triggered by the server when it begins a graceful shutdown (api/shutdown.py).
+    app.state.shutdown = ShutdownNotice()
     # Counters are shared by every tenant (no tenant_id): kept on the maintenance engine.
     app.state.rate_limiter = RequestLimiter(
         platform.settings.security, PooledCounterStore(platform.maintenance_engine)

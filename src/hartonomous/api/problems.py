@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from hartonomous.api.shutdown import ShuttingDownError
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
 
 __all__ = [
@@ -136,6 +137,10 @@ async def _hartonomous_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after_seconds)
         headers.update(getattr(exc, "headers", {}) or {})
+    if isinstance(exc, ShuttingDownError):
+        # The rest of the body is never read: the connection cannot carry another request.
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+        headers["Connection"] = "close"
     return problem_response(
         request,
         status=exc.http_status,

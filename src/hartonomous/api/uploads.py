@@ -16,6 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from hartonomous.api.shutdown import shutdown_notice
 from hartonomous.errors import PayloadTooLargeError, UsageError
 from hartonomous.ingest.uploads import UploadSpool
 
@@ -87,7 +88,8 @@ class _Receiver:
 async def receive_files(request: Request, spool: UploadSpool, limit: int) -> None:
     """Spool every file of the request's multipart body; ``spool.files`` lists them.
 
-    Raises ``PayloadTooLargeError`` past ``limit`` bytes of body (checked on Content-Length
+    Raises ``ShuttingDownError`` when the server begins shutting down before the body has
+    arrived, ``PayloadTooLargeError`` past ``limit`` bytes of body (checked on Content-Length
     first, then on what arrives), ``InvalidUploadNameError`` for a file name that cannot be
     one, and ``UsageError`` for a body that is not multipart/form-data, is malformed, holds a
     part other than a file named ``files``, or holds no file. On any error the caller removes
@@ -107,7 +109,9 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
     received = 0
     try:
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
-        async for chunk in request.stream():
+        notice = shutdown_notice(request)
+        chunks = aiter(request.stream())
+        while (chunk := await notice.first(anext(chunks, None))) is not None:
             received += len(chunk)
             if received > limit:
                 raise _too_large(limit)

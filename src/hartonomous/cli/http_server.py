@@ -12,6 +12,7 @@ import structlog
 import uvicorn
 
 from hartonomous.api import create_app
+from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.errors import UnavailableError
 from hartonomous.services import Platform
 
@@ -61,16 +62,32 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when its graceful shutdown begins, so that uploads
+    still arriving answer 503 and event streams end (api/shutdown.py) instead of being
+    cancelled at the timeout with a plain-text 500."""
+
+    def __init__(self, config: uvicorn.Config, notice: ShutdownNotice) -> None:
+        super().__init__(config)
+        self._notice = notice
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._notice.trigger()
+        super().handle_exit(sig, frame)
+
+
 def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str], None]) -> None:
     """Serve the API on ``host:port``; call ``announce(url)`` once listening; return on stop."""
     sock = bind(host, port)
-    server = uvicorn.Server(
+    app = create_app(platform)
+    server = _Server(
         uvicorn.Config(
-            create_app(platform),
+            app,
             log_config=None,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
             lifespan="off",
-        )
+        ),
+        app.state.shutdown,
     )
     announce(f"http://{host}:{sock.getsockname()[1]}")
     server.run(sockets=[sock])

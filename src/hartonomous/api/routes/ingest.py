@@ -14,6 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.shutdown import ShuttingDownError, shutdown_notice
 from hartonomous.api.uploads import FILES_FIELD, receive_files
 from hartonomous.errors import ForbiddenError
 from hartonomous.ingest.pipeline import IngestRequest
@@ -173,7 +174,8 @@ async def job_events(
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> AsyncIterator[ServerSentEvent]:
     """`file` (one per file outcome, `data` a job file), `progress` (when files are done,
-    `data` the progress) and, last, `done` (`data` the whole job); the stream then ends."""
+    `data` the progress) and, last, `done` (`data` the whole job); the stream then ends. It
+    ends early, without `done`, when the server shuts down."""
     seen: set[int] = set()
     reported = -1
     while True:
@@ -188,7 +190,10 @@ async def job_events(
         if view.terminal:
             yield ServerSentEvent(event="done", data=_job_model(view))
             return
-        await anyio.sleep(_POLL_SECONDS)
+        try:
+            await shutdown_notice(request).first(anyio.sleep(_POLL_SECONDS))
+        except ShuttingDownError:
+            return  # the server is stopping: end the stream now, not at its timeout
         view = await run_in_threadpool(_next_view, request, caller, job_id, len(seen))
 
 
