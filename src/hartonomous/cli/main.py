@@ -20,6 +20,7 @@ from hartonomous.cli import (
     broker_commands,
     cdc_commands,
     db_commands,
+    ledger_commands,
     models_commands,
     search_commands,
     sync_commands,
@@ -57,6 +58,7 @@ app.command("search")(search_commands.search)
 app.command("sync")(sync_commands.sync)
 app.add_typer(sync_commands.graph_app, name="graph")
 app.add_typer(tenants_commands.tenants_app, name="tenants")
+app.add_typer(ledger_commands.ledger_app, name="ledger")
 app.add_typer(access_commands.principals_app, name="principals")
 app.add_typer(access_commands.keys_app, name="keys")
 

@@ -146,6 +146,8 @@ class MultiplierTables(Section):
 class BillingSettings(Section):
     """`[billing]` (seed: Billing); defaults are the shipped "Publisher Core" plan."""
 
+    # ISO 4217 code of every price and cost (ledger exports name it per total).
+    currency: str = Field(default="USD", pattern="^[A-Z]{3}$")
     default_plan_code: str = "publisher_core"
     default_plan_name: str = "Publisher Core"
     default_plan_description: str = "Default plan seeded from settings"

@@ -5,7 +5,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, String, Table, UniqueConstraint, Uuid, func, text
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Index,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from hartonomous.db.tables.base import NEW_UUID, TENANT_ID_LENGTH, metadata
@@ -31,6 +42,14 @@ billing_usage_ledger = Table(
     Column("rate_plan_id", Uuid),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The month (its first day, UTC) the row is billed in: exports and closes select by it.
+    Column(
+        "billing_period",
+        Date,
+        nullable=False,
+        server_default=text("(date_trunc('month', now() AT TIME ZONE 'UTC'))::date"),
+    ),
     UniqueConstraint("event_id"),
     Index(None, "tenant_id", "recorded_at"),
+    Index(None, "billing_period", "tenant_id"),
 )
