@@ -52,6 +52,7 @@ __all__ = [
     "export_period",
     "parse_period",
     "verify_export",
+    "write_period",
 ]
 
 Connection = psycopg.Connection[Any]
@@ -240,14 +241,16 @@ def export_period(
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        manifest = _write(
-            connection,
-            period,
-            staging,
-            export_format=export_format,
-            currency=currency,
-            tenant_id=tenant_id,
-        )
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with connection.transaction():
+            manifest = write_period(
+                connection,
+                period,
+                staging,
+                export_format=export_format,
+                currency=currency,
+                tenant_id=tenant_id,
+            )
         if directory.exists():
             directory.rmdir()  # empty, checked above
         os.replace(staging, directory)
@@ -257,36 +260,38 @@ def export_period(
     return manifest
 
 
-def _write(
+def write_period(
     connection: Connection,
     period: date,
-    staging: Path,
+    folder: Path,
     *,
     export_format: ExportFormat,
     currency: str,
     tenant_id: str | None,
 ) -> ExportManifest:
+    """Write ``period``'s rows and manifest into the existing, empty ``folder``.
+
+    Runs in the caller's transaction, which must be REPEATABLE READ (or stricter) so that the
+    rows and the totals come from one snapshot."""
     label = f"{period:%Y-%m}"
-    csv_path = staging / f"ledger-{label}.csv"
+    csv_path = folder / f"ledger-{label}.csv"
     parameters = {"period": period, "tenant": tenant_id}
-    connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    with connection.transaction():
-        rows = sql.SQL(_ROWS).format(
-            currency=sql.Literal(currency),
-            period=sql.Literal(period),
-            tenant=sql.Literal(tenant_id),
-        )
-        copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(rows)
-        with csv_path.open("wb") as out, connection.cursor().copy(copy) as stream:
-            for block in stream:
-                out.write(block)
-        totals = tuple(
-            OperationTotal(str(op), currency, int(count), units, dcu, cost)
-            for op, count, units, dcu, cost in connection.execute(_TOTALS, parameters)
-        )
+    rows = sql.SQL(_ROWS).format(
+        currency=sql.Literal(currency),
+        period=sql.Literal(period),
+        tenant=sql.Literal(tenant_id),
+    )
+    copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(rows)
+    with csv_path.open("wb") as out, connection.cursor().copy(copy) as stream:
+        for block in stream:
+            out.write(block)
+    totals = tuple(
+        OperationTotal(str(op), currency, int(count), units, dcu, cost)
+        for op, count, units, dcu, cost in connection.execute(_TOTALS, parameters)
+    )
     data_path = csv_path
     if export_format is ExportFormat.PARQUET:
-        data_path = staging / f"ledger-{label}.parquet"
+        data_path = folder / f"ledger-{label}.parquet"
         _csv_to_parquet(csv_path, data_path)
         csv_path.unlink()
     manifest = ExportManifest(
@@ -297,7 +302,7 @@ def _write(
         totals=totals,
         files=(_described(data_path),),
     )
-    (staging / MANIFEST).write_text(_canonical_json(manifest.as_json()))
+    (folder / MANIFEST).write_text(_canonical_json(manifest.as_json()))
     return manifest
 
 

@@ -1,4 +1,5 @@
-"""`hartonomous ledger export / verify`: billing periods for finance systems (docs/billing.md)."""
+"""`hartonomous ledger export / verify / archive / restore-archive`: billing periods for finance
+systems and cold storage (docs/billing.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ import typer
 
 from hartonomous.cli.context import cli_context
 from hartonomous.services import open_platform
-from hartonomous.services.ledger_export import ExportFormat, check_export, export_ledger
+from hartonomous.services.ledger_files import (
+    ExportFormat,
+    archive_ledger,
+    check_export,
+    export_ledger,
+    restore_ledger_archive,
+)
 
-ledger_app = typer.Typer(help="The usage ledger: exports for finance.", no_args_is_help=True)
+ledger_app = typer.Typer(
+    help="The usage ledger: exports for finance, archives.", no_args_is_help=True
+)
 
 
 @ledger_app.command("export")
@@ -68,3 +77,33 @@ def verify(
     state.emit(data, human)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+@ledger_app.command("archive")
+def archive(
+    ctx: typer.Context,
+    before: Annotated[str, typer.Option(help="Archive every period before this one, YYYY-MM")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Archives go to DIR/<YYYY-MM>/ (Parquet)")
+    ],
+) -> None:
+    """Move closed periods out of the ledger into verified Parquet archives."""
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        archived = archive_ledger(platform, before, output)
+    data = [{"period": a.period, "path": str(a.path), "rows": a.rows} for a in archived]
+    human = "\n".join(f"archived {a.period}: {a.rows} rows in {a.path}" for a in archived)
+    state.emit(data, human or f"nothing to archive before {before}")
+
+
+@ledger_app.command("restore-archive")
+def restore(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="An archive's folder, or a folder of them")],
+) -> None:
+    """Put archived rows back into the ledger, exactly as they were."""
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        restored = restore_ledger_archive(platform, directory)
+    data = [{"period": r.period, "rows": r.rows} for r in restored]
+    state.emit(data, "\n".join(f"restored {r.period}: {r.rows} rows" for r in restored))

@@ -4,96 +4,17 @@ run, exact (no float), and a delivered export checked down to one changed byte."
 from __future__ import annotations
 
 import json
-import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine, text
 from tests.conftest import Cli
 
-from hartonomous.billing.ledger import LedgerEntry, write_entries
 from hartonomous.billing.meter import UsageRecord
-from hartonomous.messaging.broker import psycopg_connection
-from hartonomous.security import ensure_tenant
 
-OPERATIONS = ("neo4j_sync.ingest_completed", "neo4j_sync.model_updated", "usage.api_call")
-SIX = Decimal("0.000001")
-
-
-def _money(rng: random.Random, top: int) -> Decimal:
-    return (Decimal(rng.randrange(0, top * 1_000_000)) * SIX).quantize(SIX)
-
-
-def _record(rng: random.Random, tenant: str) -> UsageRecord:
-    units, rate, multiplier = _money(rng, 50), _money(rng, 1), _money(rng, 3)
-    dcu = (units * rate * multiplier).quantize(SIX)
-    price = Decimal("0.000080")
-    return UsageRecord(
-        tenant_id=tenant,
-        principal_id=rng.choice(["ops", "", "svc"]),
-        operation=rng.choice(OPERATIONS),
-        message_type="io.hartonomous.test",
-        handler="test",
-        units=units,
-        base_rate=rate,
-        multiplier=multiplier,
-        unit_price=price,
-        total_dcu=dcu,
-        total_cost=(dcu * price).quantize(SIX),
-        metadata={"note": rng.choice(["a", 'quoted "b", with comma', "ü\nnewline"])},
-    )
-
-
-@pytest.fixture
-def ledger(engine: Engine) -> dict[str, list[UsageRecord]]:
-    """300 rows this month over two tenants, and 40 of acme's moved to an earlier month."""
-    rng = random.Random(7)  # noqa: S311 - repeatable test data, not secrets
-    records = {"acme": [_record(rng, "acme") for _ in range(160)]}
-    records["globex"] = [_record(rng, "globex") for _ in range(140)]
-    with engine.begin() as connection:
-        for tenant in records:
-            ensure_tenant(connection, tenant, tenant)
-    entries = [
-        LedgerEntry(f"evt-{tenant}-{index}", record, None)
-        for tenant, rows in records.items()
-        for index, record in enumerate(rows)
-    ]
-    with engine.connect() as connection:
-        session = psycopg_connection(connection.execution_options(isolation_level="AUTOCOMMIT"))
-        assert len(write_entries(session, entries)) == len(entries)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "UPDATE billing_usage_ledger SET billing_period = DATE '2026-01-01' "
-                "WHERE event_id = ANY(:ids)"
-            ),
-            {"ids": [f"evt-acme-{index}" for index in range(120, 160)]},
-        )
-    records["acme-earlier"] = records["acme"][120:]
-    records["acme"] = records["acme"][:120]
-    return records
-
-
-def _expected_totals(records: list[UsageRecord]) -> dict[str, dict[str, str]]:
-    totals: dict[str, list[Decimal]] = {}
-    for record in records:
-        sums = totals.setdefault(record.operation, [Decimal(0)] * 4)
-        sums[0] += 1
-        sums[1] += record.units
-        sums[2] += record.total_dcu
-        sums[3] += record.total_cost
-    return {
-        operation: {
-            "rows": str(int(rows)),
-            "units": str(units.quantize(SIX)),
-            "total_dcu": str(dcu.quantize(SIX)),
-            "total_cost": str(cost.quantize(SIX)),
-        }
-        for operation, (rows, units, dcu, cost) in totals.items()
-    }
+from .conftest import expected_totals
 
 
 def _manifest_totals(manifest: dict[str, object]) -> dict[str, dict[str, str]]:
@@ -139,7 +60,7 @@ def test_a_period_exports_to_identical_bytes_with_exact_totals(
     manifest = json.loads(runs[0]["manifest.json"])
     everyone = ledger["acme"] + ledger["globex"]
     assert manifest["row_count"] == len(everyone) == 260
-    assert _manifest_totals(manifest) == _expected_totals(everyone)
+    assert _manifest_totals(manifest) == expected_totals(everyone)
     assert {t["currency"] for t in manifest["totals"]} == {"USD"}
     data = tmp_path / "first" / f"ledger-{period}.{export_format}"
     if export_format == "parquet":
@@ -173,12 +94,12 @@ def test_a_tenant_and_an_earlier_period_export_only_their_rows(
         str(tmp_path / "acme"),
     )
     assert own.exit_code == 0, own.stderr
-    assert _manifest_totals(json.loads(own.stdout)) == _expected_totals(ledger["acme"])
+    assert _manifest_totals(json.loads(own.stdout)) == expected_totals(ledger["acme"])
     earlier = cli("--json", "ledger", "export", "--period", "2026-01", "-o", str(tmp_path / "jan"))
     assert earlier.exit_code == 0, earlier.stderr
     manifest = json.loads(earlier.stdout)
     assert manifest["row_count"] == 40
-    assert _manifest_totals(manifest) == _expected_totals(ledger["acme-earlier"])
+    assert _manifest_totals(manifest) == expected_totals(ledger["acme-earlier"])
     lines = (tmp_path / "jan" / "ledger-2026-01.csv").read_text().splitlines()
     assert lines[0].startswith("ledger_id,event_id,tenant_id,principal_id,operation,")
 

@@ -37,7 +37,11 @@ from hartonomous.db.tables.inference import (
     inference_requests,
     inference_steps,
 )
-from hartonomous.db.tables.ledger import billing_usage_ledger
+from hartonomous.db.tables.ledger import (
+    billing_ledger_archive_totals,
+    billing_ledger_archives,
+    billing_usage_ledger,
+)
 from hartonomous.db.tables.messaging import (
     broker_messages,
     broker_throughput,
@@ -61,6 +65,8 @@ __all__ = [
     "atom_relations",
     "atom_similarities",
     "atoms",
+    "billing_ledger_archive_totals",
+    "billing_ledger_archives",
     "billing_multipliers",
     "billing_operation_rates",
     "billing_rate_plans",

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
+    ForeignKeyConstraint,
     Index,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
     func,
@@ -52,4 +55,45 @@ billing_usage_ledger = Table(
     UniqueConstraint("event_id"),
     Index(None, "tenant_id", "recorded_at"),
     Index(None, "billing_period", "tenant_id"),
+)
+
+# A billing period moved out of `billing_usage_ledger` into a verified Parquet file (written at
+# `staging_path`, renamed to `path` once this row committed). Platform data: no tenant.
+billing_ledger_archives = Table(
+    "billing_ledger_archives",
+    metadata,
+    Column("archive_id", Uuid, primary_key=True, server_default=NEW_UUID),
+    Column("billing_period", Date, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("staging_path", Text, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("archived_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("restored_at", DateTime(timezone=True)),
+    # One archive of a period at a time (a restored one may be archived again).
+    Index(
+        "uq_billing_ledger_archives_open_period",
+        "billing_period",
+        unique=True,
+        postgresql_where=text("restored_at IS NULL"),
+    ),
+)
+
+# What an archive took out of the ledger, per tenant and operation: reports add it back.
+billing_ledger_archive_totals = Table(
+    "billing_ledger_archive_totals",
+    metadata,
+    Column("archive_id", Uuid, primary_key=True),
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("operation", String(128), primary_key=True),
+    Column("billing_period", Date, nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("units", MONEY, nullable=False),
+    Column("total_dcu", MONEY, nullable=False),
+    Column("total_cost", MONEY, nullable=False),
+    ForeignKeyConstraint(
+        ["archive_id"], ["billing_ledger_archives.archive_id"], ondelete="CASCADE"
+    ),
+    Index(None, "tenant_id", "billing_period"),
 )
