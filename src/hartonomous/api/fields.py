@@ -9,6 +9,7 @@ check reports the route (docs/development.md, API tests). Declare request fields
   code); anything else, a number or a date alone included, is a 422 naming the field.
 - ``AtomId``: a path segment naming an atom or a model file (64 hex characters); anything else
   is a 422 naming the parameter, like every other malformed parameter.
+- ``Day``: an RFC 3339 full-date (``2026-01-31``) only.
 - ``StrictInt`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic) for JSON bodies;
   query parameters arrive as text, where FastAPI's parsing of ``int`` is already strict enough.
 """
@@ -16,13 +17,13 @@ check reports the route (docs/development.md, API tests). Declare request fields
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
 
-__all__ = ["AtomId", "StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
+__all__ = ["AtomId", "Day", "StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
 
 AtomId = Annotated[
     str,
@@ -46,6 +47,20 @@ def _iso_8601_only(value: Any) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _full_date_only(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+        return value
+    raise ValueError("expected an RFC 3339 full-date, such as 2026-01-31")
+
+
+Day = Annotated[date, BeforeValidator(_full_date_only)]
+"""A calendar day as OpenAPI's ``format: date`` means it (``2026-01-31``), nothing else."""
 
 
 def _integral_number(value: Any) -> Any:

@@ -320,6 +320,9 @@ def _restore_one(connection: Connection, folder: Path) -> RestoredPeriod:
                 f"{folder}: {data.name} is not the file archived for {manifest.period} "
                 f"(recorded SHA-256 {sha256}, {rows} rows)"
             )
+        # The rollup still counts these rows (an archive moves rows, usage stays): its trigger
+        # must not count them again (migration 0026).
+        connection.execute("SELECT set_config('hartonomous.ledger_restore', 'on', true)")
         copy = "COPY billing_usage_ledger ({}) FROM STDIN".format(", ".join(_RESTORED_COLUMNS))
         with connection.cursor().copy(copy) as stream:
             for row in _archived_rows(folder / data.name):

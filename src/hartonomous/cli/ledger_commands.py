@@ -1,26 +1,101 @@
-"""`hartonomous ledger export / verify / archive / restore-archive`: billing periods for finance
-systems and cold storage (docs/billing.md)."""
+"""`hartonomous ledger report / export / verify / archive / restore-archive`: what was billed,
+billing periods for finance systems and cold storage (docs/billing.md)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hartonomous.cli.context import cli_context
+from hartonomous.errors import UsageError
 from hartonomous.services import open_platform
+from hartonomous.services.ledger import ReportGrouping, ledger_report
 from hartonomous.services.ledger_files import (
     ExportFormat,
     archive_ledger,
     check_export,
     export_ledger,
+    parse_period,
     restore_ledger_archive,
 )
 
 ledger_app = typer.Typer(
-    help="The usage ledger: exports for finance, archives.", no_args_is_help=True
+    help="The usage ledger: reports, exports for finance, archives.", no_args_is_help=True
 )
+
+
+@ledger_app.command("report")
+def report(
+    ctx: typer.Context,
+    *,
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (UTC), included")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD, excluded")] = None,
+    period: Annotated[
+        str | None, typer.Option(help="A whole month, YYYY-MM (instead of --since/--until)")
+    ] = None,
+    group_by: Annotated[
+        list[ReportGrouping] | None,
+        typer.Option("--group-by", help="tenant, principal, operation, day or month (repeat)"),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's usage")] = None,
+    csv_output: Annotated[bool, typer.Option("--csv", help="CSV instead of a table")] = False,
+) -> None:
+    """Billed totals (rows, units, DCU, cost) over a range of days, grouped; exact decimals."""
+    state = cli_context(ctx)
+    first, last = _report_range(since, until, period)
+    with open_platform(state.settings()) as platform:
+        usage = ledger_report(
+            platform,
+            since=first,
+            until=last,
+            group_by=tuple(group_by or ()),
+            tenant_id=tenant,
+            across_tenants=True,
+        )
+    if csv_output:
+        typer.echo(usage.as_csv(), nl=False)
+        return
+    data = usage.as_json()
+    names = [grouping.value for grouping in usage.group_by]
+    lines = [
+        "  ".join(
+            [
+                *(str(row[name]) for name in names),
+                f"{row['rows']} rows",
+                f"units {row['units']}",
+                f"DCU {row['total_dcu']}",
+                f"cost {row['total_cost']}",
+            ]
+        )
+        for row in data["rows"]
+    ]
+    total = data["total"]
+    lines.append(
+        f"total  {total['rows']} rows  units {total['units']}  DCU {total['total_dcu']}  "
+        f"cost {total['total_cost']}"
+    )
+    state.emit(data, "\n".join(lines))
+
+
+def _report_range(since: str | None, until: str | None, period: str | None) -> tuple[date, date]:
+    if period is not None:
+        if since is not None or until is not None:
+            raise UsageError("give --period, or --since and --until, not both")
+        first = parse_period(period)
+        return first, (first + timedelta(days=32)).replace(day=1)
+    if since is None or until is None:
+        raise UsageError("give --period YYYY-MM, or both --since and --until (YYYY-MM-DD)")
+    return _day(since, "--since"), _day(until, "--until")
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a day written YYYY-MM-DD") from None
 
 
 @ledger_app.command("export")

@@ -59,6 +59,7 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "billing_usage_ledger": _READ,  # written by the sync worker only
     "billing_ledger_archive_totals": _READ,  # written by `ledger archive` only
     "billing_ledger_archives": _NONE,  # platform maintenance
+    "billing_usage_rollup": _READ,  # kept by a trigger on the ledger
     "billing_rate_plans": _READ,
     "inference_requests": _ALL,  # submitted by the API; run by the job worker
     "inference_steps": _READ,

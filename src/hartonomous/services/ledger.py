@@ -7,13 +7,15 @@ One entry per billed event (docs/billing.md). Money (``units`` … ``total_cost`
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Text, cast, select, tuple_
 
+from hartonomous.billing.report import ReportGrouping, UsageReport, usage_report
 from hartonomous.db.tables import billing_usage_ledger as ledger
 from hartonomous.errors import InvalidCursorError, UsageError
 from hartonomous.json_types import exact_loads
@@ -21,7 +23,14 @@ from hartonomous.services.database_errors import database_errors
 from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
 
-__all__ = ["LedgerEntry", "LedgerFilter", "list_ledger_entries"]
+__all__ = [
+    "LedgerEntry",
+    "LedgerFilter",
+    "ReportGrouping",
+    "UsageReport",
+    "ledger_report",
+    "list_ledger_entries",
+]
 
 _LISTING = "ledger-entries"
 
@@ -146,3 +155,23 @@ def _position(position: list[Any]) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(recorded_at), uuid.UUID(ledger_id)
     except (TypeError, ValueError):
         raise InvalidCursorError("cursor holds no ledger position") from None
+
+
+def ledger_report(
+    platform: Platform,
+    *,
+    since: date,
+    until: date,
+    group_by: Sequence[ReportGrouping],
+    tenant_id: str | None,
+    across_tenants: bool = False,
+) -> UsageReport:
+    """Billed totals from ``since`` to ``until`` (exclusive) grouped by ``group_by``, from the
+    rollup (docs/billing.md, "Reports"). ``across_tenants`` (an admin's or the CLI's report)
+    reads on the maintenance engine; otherwise ``platform.engine``, bound to the caller's
+    tenant. Raises ``UsageError`` for an empty range or a repeated grouping."""
+    engine = platform.maintenance_engine if across_tenants else platform.engine
+    with database_errors(), engine.connect() as connection:
+        return usage_report(
+            connection, since=since, until=until, group_by=group_by, tenant_id=tenant_id
+        )

@@ -34,6 +34,7 @@ __all__ = [
     "archive_ledger",
     "check_export",
     "export_ledger",
+    "parse_period",
     "restore_ledger_archive",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from fastapi.testclient import TestClient
@@ -155,3 +156,39 @@ def test_bad_filters_are_problems_naming_the_field(api: TestClient, issue_key: I
     )
     assert empty.status_code == 400
     assert "recorded_since must be before recorded_before" in empty.json()["detail"]
+
+
+def test_the_usage_report_through_the_real_pipeline_is_scoped_and_exact(
+    api: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    """Events billed by the sync worker reach the report through the rollup's trigger."""
+    bill(pipeline, "acme", 3)
+    bill(pipeline, "globex", 2)
+    today = datetime.now(UTC).date()
+    window = {"since": today.isoformat(), "until": (today + timedelta(days=1)).isoformat()}
+    own = bearer(issue_key(tenant="acme", role=Role.DATA_SCIENTIST))
+    answer = api.get("/v1/ledger/report", headers=own, params={**window, "group_by": "tenant"})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert [(r["tenant"], r["rows"]) for r in report["rows"]] == [("acme", 3)]
+    assert report["total"]["total_cost"] == "0.000003"  # three rows of 0.000001, exact
+    other = api.get("/v1/ledger/report", headers=own, params={**window, "tenant_id": "globex"})
+    assert other.status_code == 404
+    admin = bearer(issue_key(tenant="acme", role=Role.ADMIN))
+    every = api.get(
+        "/v1/ledger/report",
+        headers=admin,
+        params={**window, "group_by": ["tenant", "operation"], "format": "csv"},
+    )
+    assert every.status_code == 200, every.text
+    assert every.headers["content-type"].startswith("text/csv")
+    assert every.text.splitlines() == [
+        "tenant,operation,rows,units,total_dcu,total_cost",
+        "acme,neo4j_sync.ingest_completed,3,3.000000,0.054000,0.000003",
+        "globex,neo4j_sync.ingest_completed,2,2.000000,0.036000,0.000002",
+        "total,total,5,5.000000,0.090000,0.000005",
+    ]
+    for bad in ({"since": "1700000000", "until": window["until"]}, {**window, "group_by": "x"}):
+        refused = api.get("/v1/ledger/report", headers=admin, params=bad)
+        assert refused.status_code == 422, bad
+        assert refused.headers["content-type"] == PROBLEM_MEDIA_TYPE

@@ -1,4 +1,5 @@
-"""`GET /v1/ledger/entries`: the usage ledger, newest first, filtered, cursor-paginated.
+"""`GET /v1/ledger/entries`: the usage ledger, newest first, filtered, cursor-paginated;
+`GET /v1/ledger/report`: billed totals grouped by tenant, principal, operation, day or month.
 
 A data scientist sees its own tenant's entries (``tenant_id`` absent or its own; another
 tenant's is 404, as if it did not exist); an admin sees every tenant's, or one tenant's with
@@ -7,16 +8,24 @@ tenant's is 404, as if it did not exist); an admin sees every tenant's, or one t
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import Timestamp
+from hartonomous.api.fields import Day, Timestamp
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
-from hartonomous.services.ledger import LedgerEntry, LedgerFilter, list_ledger_entries
+from hartonomous.services.ledger import (
+    LedgerEntry,
+    LedgerFilter,
+    ReportGrouping,
+    ledger_report,
+    list_ledger_entries,
+)
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -64,3 +73,58 @@ def entries(
         across_tenants=caller.role.includes(Role.ADMIN),
     )
     return LedgerPage(items=list(page.items), next_cursor=page.next_cursor)
+
+
+class ReportLine(BaseModel):
+    """One group: its keys (those of ``group_by``) and its totals as decimal strings."""
+
+    model_config = {"extra": "allow"}
+
+    rows: int
+    units: str = Field(description="Sum of units, six decimals")
+    total_dcu: str
+    total_cost: str
+
+
+class UsageReportModel(BaseModel):
+    since: date
+    until: date
+    tenant_id: str | None
+    group_by: list[ReportGrouping]
+    rows: list[ReportLine]
+    total: ReportLine
+
+
+@router.get(
+    "/report",
+    response_model=UsageReportModel,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def report(
+    request: Request,
+    *,
+    caller: Annotated[Caller, Depends(requires(Role.DATA_SCIENTIST))],
+    since: Annotated[Day, Query(description="First day (UTC), included")],
+    until: Annotated[Day, Query(description="Last day, excluded")],
+    group_by: Annotated[list[ReportGrouping] | None, Query(max_length=5)] = None,
+    tenant_id: Name = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> object:
+    """Totals from the ledger's rollup, exact: each line's and the total equal the sums of the
+    rows they cover. A data scientist's report covers its own tenant; an admin's every tenant
+    or ``tenant_id``'s."""
+    if not caller.role.includes(Role.ADMIN):
+        if tenant_id not in (None, caller.tenant_id):
+            raise NotFoundError(f"tenant {tenant_id!r} not found")
+        tenant_id = caller.tenant_id
+    usage = ledger_report(
+        platform_of(request),
+        since=since,
+        until=until,
+        group_by=tuple(group_by or ()),
+        tenant_id=tenant_id,
+        across_tenants=caller.role.includes(Role.ADMIN),
+    )
+    if format == "csv":
+        return PlainTextResponse(usage.as_csv(), media_type="text/csv")
+    return usage.as_json()

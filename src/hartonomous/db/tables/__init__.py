@@ -41,6 +41,7 @@ from hartonomous.db.tables.ledger import (
     billing_ledger_archive_totals,
     billing_ledger_archives,
     billing_usage_ledger,
+    billing_usage_rollup,
 )
 from hartonomous.db.tables.messaging import (
     broker_messages,
@@ -71,6 +72,7 @@ __all__ = [
     "billing_operation_rates",
     "billing_rate_plans",
     "billing_usage_ledger",
+    "billing_usage_rollup",
     "broker_messages",
     "broker_throughput",
     "cdc_checkpoints",

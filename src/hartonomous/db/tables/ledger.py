@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Numeric,
     String,
     Table,
     Text,
@@ -54,6 +55,27 @@ billing_usage_ledger = Table(
     ),
     UniqueConstraint("event_id"),
     Index(None, "tenant_id", "recorded_at"),
+    Index(None, "billing_period", "tenant_id"),
+    # Keeps billing_usage_rollup in the inserting transaction (migration 0026).
+    info={"triggers": ("billing_usage_ledger_rollup",)},
+)
+
+ROLLUP_MONEY = Numeric(24, 6)  # sums of NUMERIC(18,6) rows: same scale, room for the total
+
+# Totals per tenant, day (UTC), billing period, principal ('' for none) and operation, of every
+# row ever billed, archived ones included; reports read it instead of the ledger.
+billing_usage_rollup = Table(
+    "billing_usage_rollup",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("billing_period", Date, primary_key=True),
+    Column("principal_id", String(256), primary_key=True),
+    Column("operation", String(128), primary_key=True),
+    Column("row_count", BigInteger, nullable=False),
+    Column("units", ROLLUP_MONEY, nullable=False),
+    Column("total_dcu", ROLLUP_MONEY, nullable=False),
+    Column("total_cost", ROLLUP_MONEY, nullable=False),
     Index(None, "billing_period", "tenant_id"),
 )
 
