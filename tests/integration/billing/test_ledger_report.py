@@ -109,8 +109,7 @@ def test_the_rollup_equals_the_rows_after_inserts_replays_archive_and_restore(
         # The rollup rebuilt from the moved rows, as migration 0026 builds it.
         connection.execute(
             text(
-                "INSERT INTO billing_usage_rollup (tenant_id, day, billing_period, principal_id, "
-                "operation, row_count, units, total_dcu, total_cost) SELECT tenant_id, "
+                "INSERT INTO billing_usage_rollup SELECT tenant_id, "
                 "(recorded_at AT TIME ZONE 'UTC')::date, billing_period, "
                 "coalesce(principal_id, ''), operation, count(*), sum(units), sum(total_dcu), "
                 "sum(total_cost) FROM billing_usage_ledger GROUP BY 1, 2, 3, 4, 5"

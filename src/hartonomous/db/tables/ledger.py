@@ -11,7 +11,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKeyConstraint,
-    Identity,
     Index,
     Numeric,
     String,
@@ -64,22 +63,20 @@ billing_usage_ledger = Table(
 ROLLUP_MONEY = Numeric(24, 6)  # sums of NUMERIC(18,6) rows: same scale, room for the total
 
 # Totals per tenant, day (UTC), billing period, principal ('' for none) and operation, of every
-# row ever billed, archived ones included; reports read (and sum) it instead of the ledger.
-# Append-only: each ledger insert statement adds its groups, so writers never contend.
+# row ever billed, archived ones included; reports read it instead of the ledger.
 billing_usage_rollup = Table(
     "billing_usage_rollup",
     metadata,
-    Column("rollup_id", BigInteger, Identity(), primary_key=True),
-    Column("tenant_id", String(TENANT_ID_LENGTH), nullable=False),
-    Column("day", Date, nullable=False),
-    Column("billing_period", Date, nullable=False),
-    Column("principal_id", String(256), nullable=False),
-    Column("operation", String(128), nullable=False),
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("billing_period", Date, primary_key=True),
+    Column("principal_id", String(256), primary_key=True),
+    Column("operation", String(128), primary_key=True),
     Column("row_count", BigInteger, nullable=False),
     Column("units", ROLLUP_MONEY, nullable=False),
     Column("total_dcu", ROLLUP_MONEY, nullable=False),
     Column("total_cost", ROLLUP_MONEY, nullable=False),
-    Index(None, "day", "tenant_id"),
+    Index(None, "billing_period", "tenant_id"),
 )
 
 # A billing period moved out of `billing_usage_ledger` into a verified Parquet file (written at

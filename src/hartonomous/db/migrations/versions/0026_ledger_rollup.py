@@ -1,7 +1,6 @@
 """The ledger's rollup: totals per tenant, day, principal and operation, kept by a trigger in
 the transaction of every ledger insert, so reports never scan the ledger and cannot drift
-(docs/billing.md, "Reports"). The trigger only appends (one row per group of the statement):
-concurrent sync workers never wait on each other's rollup rows.
+(docs/billing.md, "Reports").
 
 Archived rows stay counted (an archive moves rows, the usage happened); a restore inserts rows
 the rollup already counts, so it sets ``hartonomous.ledger_restore`` for its transaction and
@@ -30,7 +29,11 @@ _GROUPED = (
     f"GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
 )
 _UPSERT = (
-    f"INSERT INTO billing_usage_rollup ({_KEY}, row_count, units, total_dcu, total_cost) {{select}}"
+    f"INSERT INTO billing_usage_rollup AS r ({_KEY}, row_count, units, total_dcu, total_cost) "
+    "{select} "
+    f"ON CONFLICT ({_KEY}) DO UPDATE SET row_count = r.row_count + excluded.row_count, "
+    "units = r.units + excluded.units, total_dcu = r.total_dcu + excluded.total_dcu, "
+    "total_cost = r.total_cost + excluded.total_cost"
 )
 
 
@@ -38,19 +41,20 @@ def upgrade() -> None:
     money = sa.Numeric(24, 6)
     op.create_table(
         "billing_usage_rollup",
-        sa.Column("rollup_id", sa.BigInteger(), sa.Identity(), primary_key=True),
-        sa.Column("tenant_id", sa.String(64), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("billing_period", sa.Date(), nullable=False),
-        sa.Column("principal_id", sa.String(256), nullable=False),
-        sa.Column("operation", sa.String(128), nullable=False),
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("billing_period", sa.Date(), primary_key=True),
+        sa.Column("principal_id", sa.String(256), primary_key=True),
+        sa.Column("operation", sa.String(128), primary_key=True),
         sa.Column("row_count", sa.BigInteger(), nullable=False),
         sa.Column("units", money, nullable=False),
         sa.Column("total_dcu", money, nullable=False),
         sa.Column("total_cost", money, nullable=False),
     )
     op.create_index(
-        op.f("ix_billing_usage_rollup_day_tenant_id"), "billing_usage_rollup", ["day", "tenant_id"]
+        op.f("ix_billing_usage_rollup_billing_period_tenant_id"),
+        "billing_usage_rollup",
+        ["billing_period", "tenant_id"],
     )
     op.execute('ALTER TABLE "billing_usage_rollup" ENABLE ROW LEVEL SECURITY')
     op.execute(
