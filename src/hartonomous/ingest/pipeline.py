@@ -53,6 +53,8 @@ __all__ = ["FileOutcome", "IngestRequest", "JobOutcome", "UnknownTenantError", "
 log = structlog.get_logger(__name__)
 
 BATCH_FILES = 64
+EDGE_FILES = 8  # the first and last batch of a larger job (see _batches)
+_TAIL = (4 * EDGE_FILES, 2 * EDGE_FILES, EDGE_FILES)
 BATCH_BYTES = 8 * 1024 * 1024
 SMALL_BYTES = 1024 * 1024  # larger files, and models, are stored alone
 _ATTEMPTS = 3
@@ -203,7 +205,17 @@ def _interrupt(engine: Engine, holder: Holder) -> None:
 
 
 def _batches(candidates: Sequence[Candidate]) -> Iterator[list[tuple[int, Candidate]]]:
-    """Consecutive candidates grouped up to BATCH_FILES files and BATCH_BYTES bytes."""
+    """Consecutive candidates grouped up to BATCH_FILES files and BATCH_BYTES bytes.
+
+    A job of more than two full batches starts with a batch of EDGE_FILES, so that the model
+    starts on its text once a few files are read, not a whole batch; it ends with batches of
+    `_TAIL` sizes, each half the one before, so that what is stored after the model has
+    embedded the last text (that batch's vectors and search entries) is short, and each batch
+    is stored while the model embeds the next.
+    """
+    edges: set[int] = set()
+    if len(candidates) > 2 * BATCH_FILES:
+        edges = {EDGE_FILES} | {len(candidates) - sum(_TAIL[i:]) for i in range(len(_TAIL))}
     batch: list[tuple[int, Candidate]] = []
     size = 0
     for ordinal, candidate in enumerate(candidates):
@@ -211,7 +223,7 @@ def _batches(candidates: Sequence[Candidate]) -> Iterator[list[tuple[int, Candid
             length = candidate.path.stat().st_size if candidate.error is None else 0
         except OSError:
             length = 0
-        if batch and (len(batch) >= BATCH_FILES or size + length > BATCH_BYTES):
+        if batch and (len(batch) >= BATCH_FILES or size + length > BATCH_BYTES or ordinal in edges):
             yield batch
             batch, size = [], 0
         batch.append((ordinal, candidate))
