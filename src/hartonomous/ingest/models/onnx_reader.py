@@ -85,13 +85,7 @@ def read_onnx(path: Path) -> ModelDescription:
         model = onnx.load_model_from_string(data)
     except DecodeError as error:
         raise ModelFormatError(f"not a valid ONNX protobuf: {error}") from None
-    try:
-        # Checking by path resolves external data files against the model's own directory;
-        # checking the parsed model would resolve them against the working directory.
-        onnx.checker.check_model(path)
-    except onnx.checker.ValidationError as error:
-        reason = next((line for line in str(error).splitlines() if line.strip()), "invalid")
-        raise ModelFormatError(f"ONNX checker rejected the model: {reason}") from None
+    relaxed = _check(path, model)
 
     spans = _raw_data_spans(data)
     initializers = model.graph.initializer
@@ -101,7 +95,43 @@ def read_onnx(path: Path) -> ModelDescription:
         _tensor(initializer, data, spans[index] if spans is not None else None)
         for index, initializer in enumerate(initializers)
     ]
-    return describe("onnx", _architecture(model, tensors), _model_metadata(model), tensors)
+    metadata = _model_metadata(model)
+    if relaxed is not None:
+        metadata["checker_relaxed"] = relaxed
+    return describe("onnx", _architecture(model, tensors), metadata, tensors)
+
+
+# IR 3 required every initializer to be listed among the graph's inputs; IR 4 dropped the rule.
+# Exporters of the time did not always list them (onnxruntime's own `mul_1.onnx`), and
+# onnxruntime runs such models; they are checked as IR 4 would check them, and say so.
+_IR3_INITIALIZER_RULE = "in initializer but not in graph input"
+
+
+def _check(path: Path, model: ModelProto) -> str | None:
+    """Run the ONNX checker; None, or the rule relaxed to accept the model.
+
+    Raises ``ModelFormatError`` with the checker's first line when the model is invalid."""
+    try:
+        # Checking by path resolves external data files against the model's own directory;
+        # checking the parsed model would resolve them against the working directory.
+        onnx.checker.check_model(path)
+    except onnx.checker.ValidationError as error:
+        if not (model.ir_version < 4 and _IR3_INITIALIZER_RULE in str(error)):
+            raise _rejected(error) from None
+        as_ir4 = ModelProto()
+        as_ir4.CopyFrom(model)
+        as_ir4.ir_version = 4
+        try:
+            onnx.checker.check_model(as_ir4)
+        except onnx.checker.ValidationError as other:
+            raise _rejected(other) from None  # what is wrong beyond the relaxed rule
+        return "IR 3 initializers not listed as graph inputs: checked as IR 4"
+    return None
+
+
+def _rejected(error: onnx.checker.ValidationError) -> ModelFormatError:
+    reason = next((line for line in str(error).splitlines() if line.strip()), "invalid")
+    return ModelFormatError(f"ONNX checker rejected the model: {reason}")
 
 
 def _architecture(model: ModelProto, tensors: Sequence[TensorInfo]) -> str | None:

@@ -175,6 +175,35 @@ def test_rejects_model_the_checker_rejects(tmp_path: Path) -> None:
         read_model(path)
 
 
+def test_an_ir3_model_whose_initializers_are_not_inputs_is_read_as_ir4_reads_it(
+    tmp_path: Path,
+) -> None:
+    """IR 3 wanted every initializer among the graph inputs; exporters of the time (and
+    onnxruntime's own `mul_1.onnx`) did not always list them, and onnxruntime runs them."""
+    model = _model()
+    model.ir_version = 3
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", 7))
+    path = tmp_path / "ir3.onnx"
+    onnx.save(model, path)
+    with pytest.raises(onnx.checker.ValidationError, match="in initializer but not in graph"):
+        onnx.checker.check_model(path)
+    description = read_onnx(path)
+    assert description.metadata["ir_version"] == 3
+    assert description.metadata["checker_relaxed"] == (
+        "IR 3 initializers not listed as graph inputs: checked as IR 4"
+    )
+    assert [tensor.name for tensor in description.tensors][:2] == [
+        "encoder.layer.0.attention.self.query.weight",
+        "bias",
+    ]
+    # Relaxing that one rule lets nothing else through.
+    model.graph.node[0].input[0] = "undefined_input"
+    onnx.save(model, path)
+    with pytest.raises(ModelFormatError, match=r"checker rejected the model: .*undefined_input"):
+        read_onnx(path)
+
+
 def test_rejects_raw_data_longer_than_the_shape_needs(tmp_path: Path) -> None:
     # The checker rejects raw_data that is too short but lets surplus bytes through.
     model = _model()
