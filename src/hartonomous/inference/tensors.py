@@ -11,6 +11,7 @@ version 1.0 to 3.0); object arrays, which need pickle, are refused.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -97,7 +98,8 @@ def shape_text(shape: Sequence[Dim]) -> str:
 def tensor_from_json(name: str, value: Mapping[str, JsonValue]) -> Array:
     """An inline tensor ``{"dtype": "float32", "shape": [1, 4], "data": [[...]]}``.
 
-    ``data`` is nested lists whose nesting is ``shape`` (a bare number for shape ``[]``).
+    ``data`` is nested lists whose nesting is ``shape`` (a bare number for shape ``[]``; ``[]``
+    for any shape with no elements).
     Raises ``InferenceInputError`` for an unknown dtype, a malformed shape, ragged data, data
     whose shape is not the declared one, or values the dtype cannot hold exactly (text for a
     number, 1.5 for an integer, 300 for uint8).
@@ -126,6 +128,9 @@ def tensor_from_json(name: str, value: Mapping[str, JsonValue]) -> Array:
             f"input {name!r}: data is ragged (its lists are not all the same length)"
         ) from None
     array = _as_dtype(name, natural, dtype, data)
+    if array.size == 0 and math.prod(declared) == 0:
+        # JSON writes every empty tensor as []: its declared shape ([0, 4]) says which it is.
+        array = array.reshape(declared)
     if array.shape != declared:
         raise InferenceInputError(
             f"input {name!r}: data has shape {shape_text(array.shape)}, "
