@@ -14,20 +14,20 @@ removed once the session exists: onnxruntime has read or mapped what it needs).
 
 from __future__ import annotations
 
-import posixpath
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import onnxruntime
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from sqlalchemy import Connection, text
 
 from hartonomous.atoms.read import AtomNotFoundError, read_atom_bytes, require_visible
+from hartonomous.inference.session_cache import LruCache
 from hartonomous.inference.tasks import InferenceInputError
 from hartonomous.inference.tensors import Dim, TensorSpec
 from hartonomous.json_types import JsonValue
@@ -38,6 +38,7 @@ __all__ = [
     "LoadedModel",
     "ModelSource",
     "create_session",
+    "forget_model_facts",
     "locate_model",
     "reconstructed",
 ]
@@ -101,39 +102,134 @@ class LoadedModel:
     outputs: tuple[TensorSpec, ...]
 
 
+@dataclass(frozen=True)
+class _ModelFacts:
+    """What `models` and `model_tensors` say of a model atom. Those rows are written once,
+    with the atom, and never change: the facts are kept per process (``_FACTS``).
+    ``needed``: each external data location, with the end of the furthest byte range a tensor
+    reads from it and that tensor's name."""
+
+    format: str | None  # None: the atom is not a model
+    size_bytes: int
+    declared_shapes: Mapping[str, tuple[Dim, ...] | None]
+    needed: Mapping[str, tuple[int, str]]
+    # Why the model cannot run whoever holds it (an unusable external data entry); told only
+    # to a tenant that can see the model.
+    problem: str | None = None
+
+
+_FACTS: LruCache[bytes, _ModelFacts] = LruCache()
+_FACTS_KEPT = 1024
+
+_MODEL_FACTS = text(
+    """
+    SELECT m.format, a.size_bytes, m.metadata -> 'inputs' AS inputs,
+           ARRAY(SELECT jsonb_build_array(t.name, t.metadata -> 'external_data')
+                 FROM model_tensors t WHERE t.model_atom_id = m.atom_id
+                 AND t.metadata ->> 'storage' = 'external' ORDER BY t.ordinal) AS external
+    FROM models m JOIN atoms a USING (atom_id) WHERE m.atom_id = :atom_id
+    """
+)
+
+# What may change between runs, in one round trip: whether the tenant holds the model
+# directly (else atoms/read.py decides visibility through containers) and, for each of the
+# tenant's holdings of it (newest first: ``rank``), the newest holding of each external data
+# location beside it. "Beside" is the holding's source up to its last "/" followed by the
+# location, percent-encoded in a file: URI (RFC 8089, as Path.as_uri writes them) and as
+# given in an uploaded file's name.
+_HOLDINGS = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM holdings h WHERE h.tenant_id = :tenant_id
+                   AND h.atom_id = :atom_id) AS held,
+           ARRAY(
+               SELECT jsonb_build_array(source.rank, place.location,
+                                        encode(beside.atom_id, 'hex'), beside.size_bytes)
+               FROM (SELECT h.source_uri,
+                            row_number() OVER (ORDER BY h.created_at DESC, h.holding_id) AS rank
+                     FROM holdings h WHERE h.tenant_id = :tenant_id AND h.atom_id = :atom_id
+                    ) AS source
+               CROSS JOIN unnest(CAST(:locations AS text[]), CAST(:encoded AS text[]))
+                   AS place(location, encoded)
+               JOIN LATERAL (
+                   SELECT h.atom_id, a.size_bytes FROM holdings h JOIN atoms a USING (atom_id)
+                   WHERE h.tenant_id = :tenant_id
+                   AND h.source_uri = regexp_replace(source.source_uri, '[^/]*$', '')
+                       || CASE WHEN source.source_uri LIKE 'file:%' THEN place.encoded
+                               ELSE place.location END
+                   ORDER BY h.created_at DESC, h.holding_id LIMIT 1
+               ) AS beside ON true
+           ) AS beside
+    """
+)
+
+
+def forget_model_facts() -> None:
+    """Forget the models' facts this process keeps (tests and benchmarks start cold)."""
+    _FACTS.clear()
+
+
 def locate_model(
     connection: Connection, tenant_id: str, atom_id: bytes, max_model_bytes: int
 ) -> ModelSource:
     """The ONNX model ``atom_id`` as ``tenant_id`` holds it, with its external data files.
 
-    Raises ``InferenceInputError``: not found (unknown, or not visible to the tenant), a format
-    other than ONNX, an external data file the tenant does not hold beside the model or that
-    is too short, or a total size over ``max_model_bytes``.
+    One round trip once the model's facts are known. Raises ``InferenceInputError``: not found
+    (unknown, or not visible to the tenant), a format other than ONNX, an external data file
+    the tenant does not hold beside the model or that is too short, or a total size over
+    ``max_model_bytes``.
     """
     label = f"model {atom_id.hex()}"
-    try:
-        require_visible(connection, tenant_id, atom_id)
-    except AtomNotFoundError:
-        raise InferenceInputError(f"{label} not found") from None
+    facts = _FACTS.get(atom_id, _FACTS_KEPT) or _model_facts(connection, label, atom_id)
+    locations = sorted(facts.needed)
     row = connection.execute(
-        text(
-            "SELECT m.format, a.size_bytes, m.metadata -> 'inputs' AS inputs "
-            "FROM models m JOIN atoms a USING (atom_id) WHERE m.atom_id = :atom_id"
-        ),
-        {"atom_id": atom_id},
-    ).one_or_none()
-    if row is None:
+        _HOLDINGS,
+        {
+            "tenant_id": tenant_id,
+            "atom_id": atom_id,
+            "locations": locations,
+            "encoded": [quote(location) for location in locations],
+        },
+    ).one()
+    if not row.held:
+        try:
+            require_visible(connection, tenant_id, atom_id)
+        except AtomNotFoundError:
+            raise InferenceInputError(f"{label} not found") from None
+    if facts.format is None:
         raise InferenceInputError(f"{label} not found (the atom is not a model)")
-    if row.format != RUNNABLE_FORMAT:
-        raise InferenceInputError(f"{label}: format {row.format} cannot run: only onnx")
-    external = _external_files(connection, tenant_id, atom_id)
-    source = ModelSource(atom_id, int(row.size_bytes), external, _declared_shapes(row.inputs))
+    if facts.format != RUNNABLE_FORMAT:
+        raise InferenceInputError(f"{label}: format {facts.format} cannot run: only onnx")
+    if facts.problem is not None:
+        raise InferenceInputError(facts.problem)
+    external = _external_files(label, facts.needed, row.beside)
+    source = ModelSource(atom_id, facts.size_bytes, external, facts.declared_shapes)
     if source.total_bytes > max_model_bytes:
         raise InferenceInputError(
             f"{label} is {source.total_bytes} bytes (external data included), over the limit "
             f"of {max_model_bytes} ([inference] max_model_bytes)"
         )
     return source
+
+
+def _model_facts(connection: Connection, label: str, atom_id: bytes) -> _ModelFacts:
+    row = connection.execute(_MODEL_FACTS, {"atom_id": atom_id}).one_or_none()
+    if row is None:
+        # Not kept: the atom may become a model later (ingested again as one).
+        return _ModelFacts(None, 0, {}, {})
+    needed: dict[str, tuple[int, str]] = {}
+    problem = None
+    try:
+        for entry in row.external:
+            name, external = entry if isinstance(entry, list) and len(entry) == 2 else ("", None)
+            location, end = _external_range(label, str(name), external)
+            if end > needed.get(location, (-1, ""))[0]:
+                needed[location] = (end, str(name))
+    except InferenceInputError as error:
+        problem, needed = str(error), {}
+    facts = _ModelFacts(
+        row.format, int(row.size_bytes), _declared_shapes(row.inputs), needed, problem
+    )
+    return _FACTS.put(atom_id, facts, _FACTS_KEPT)
 
 
 def _declared_shapes(inputs: JsonValue) -> dict[str, tuple[Dim, ...] | None]:
@@ -150,66 +246,30 @@ def _declared_shapes(inputs: JsonValue) -> dict[str, tuple[Dim, ...] | None]:
 
 
 def _external_files(
-    connection: Connection, tenant_id: str, atom_id: bytes
+    label: str, needed: Mapping[str, tuple[int, str]], beside: list[JsonValue]
 ) -> tuple[ExternalFile, ...]:
-    label = f"model {atom_id.hex()}"
-    # Each location, and the end of the furthest range any tensor reads from it.
-    needed: dict[str, tuple[int, str]] = {}
-    for name, entries in connection.execute(
-        text(
-            "SELECT name, metadata -> 'external_data' FROM model_tensors "
-            "WHERE model_atom_id = :atom_id AND metadata ->> 'storage' = 'external' "
-            "ORDER BY ordinal"
-        ),
-        {"atom_id": atom_id},
-    ):
-        location, end = _external_range(label, name, entries)
-        if end > needed.get(location, (-1, ""))[0]:
-            needed[location] = (end, name)
+    """The external data files beside the newest holding of the model that has all of them;
+    ``beside`` holds [rank of the model's holding, location, atom id (hex), size] rows."""
     if not needed:
         return ()
-    sources = list(
-        connection.execute(
-            text(
-                "SELECT source_uri FROM holdings WHERE tenant_id = :tenant_id "
-                "AND atom_id = :atom_id ORDER BY created_at DESC, holding_id"
-            ),
-            {"tenant_id": tenant_id, "atom_id": atom_id},
-        ).scalars()
-    )
-    candidates = {
-        source: {location: _sibling(source, location) for location in needed} for source in sources
-    }
-    held = {
-        row.source_uri: (bytes(row.atom_id), int(row.size_bytes))
-        for row in connection.execute(
-            text(
-                "SELECT DISTINCT ON (h.source_uri) h.source_uri, h.atom_id, a.size_bytes "
-                "FROM holdings h JOIN atoms a USING (atom_id) "
-                "WHERE h.tenant_id = :tenant_id AND h.source_uri = ANY(:uris) "
-                "ORDER BY h.source_uri, h.created_at DESC, h.holding_id"
-            ),
-            {
-                "tenant_id": tenant_id,
-                "uris": sorted({uri for uris in candidates.values() for uri in uris.values()}),
-            },
+    found: dict[int, dict[str, ExternalFile]] = {}
+    for rank, location, atom_hex, size in (entry for entry in beside if isinstance(entry, list)):
+        found.setdefault(int(str(rank)), {})[str(location)] = ExternalFile(
+            str(location), bytes.fromhex(str(atom_hex)), int(str(size))
         )
-    }
-    # The newest holding of the model beside which every external file is held.
-    for uris in candidates.values():
-        if all(uri in held for uri in uris.values()):
-            files = tuple(
-                ExternalFile(location, *held[uris[location]]) for location in sorted(needed)
-            )
-            for file in files:
-                end, tensor = needed[file.location]
-                if end > file.size_bytes:
-                    raise InferenceInputError(
-                        f"{label}: external data file {file.location!r} is {file.size_bytes} "
-                        f"bytes; tensor {tensor!r} reads up to byte {end}"
-                    )
-            return files
-    missing = sorted(needed)
+    for rank in sorted(found):
+        if len(found[rank]) < len(needed):
+            continue
+        files = tuple(found[rank][location] for location in sorted(needed))
+        for file in files:
+            end, tensor = needed[file.location]
+            if end > file.size_bytes:
+                raise InferenceInputError(
+                    f"{label}: external data file {file.location!r} is {file.size_bytes} "
+                    f"bytes; tensor {tensor!r} reads up to byte {end}"
+                )
+        return files
+    missing = sorted(set(needed) - set(found[min(found)]) if found else needed)
     raise InferenceInputError(
         f"{label}: external data file {missing[0]!r} not found beside the model "
         "(ingest the model's folder, external data files included)"
@@ -236,14 +296,6 @@ def _external_range(label: str, tensor: str, entries: JsonValue) -> tuple[str, i
             f"{label}: tensor {tensor!r}: external data offset or length is not a number"
         ) from None
     return str(path), offset + length
-
-
-def _sibling(source: str, location: str) -> str:
-    """The source of a file at ``location`` relative to the folder of ``source``."""
-    if source.startswith("file:"):
-        # Holdings record file: URIs percent-encoded (RFC 8089), as Path.as_uri writes them.
-        return urljoin(source, quote(location))
-    return posixpath.normpath(posixpath.join(posixpath.dirname(source), location))
 
 
 @contextmanager
@@ -276,9 +328,13 @@ def create_session(source: ModelSource, image: bytes | Path) -> LoadedModel:
     Raises ``InferenceInputError`` when onnxruntime refuses the model (an operator it does not
     implement, an invalid graph), with onnxruntime's reason.
     """
+    options = onnxruntime.SessionOptions()
+    # onnxruntime's worker threads otherwise spin on the cores after each run, and the
+    # database round trips of the next request wait behind them.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(
-            str(image) if isinstance(image, Path) else image, providers=_PROVIDERS
+            str(image) if isinstance(image, Path) else image, options, providers=_PROVIDERS
         )
     except ORT_ERRORS as error:
         reason = next((line for line in str(error).splitlines() if line.strip()), "refused")

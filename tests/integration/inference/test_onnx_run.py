@@ -182,6 +182,27 @@ def test_external_data_model_round_trip(
     assert detail["external_files"] == (1 if one_file else 3)
 
 
+@pytest.mark.parametrize(
+    ("folder_name", "location"),
+    [("modèles", "poids 1.bin"), ("plain", "sub/weights.bin")],
+    ids=["non-ascii-and-space", "subfolder"],
+)
+def test_external_data_found_under_names_that_need_encoding(
+    engine: Engine, settings: Settings, tmp_path: Path, folder_name: str, location: str
+) -> None:
+    tenant = add_tenant(engine, "acme")
+    folder = tmp_path / folder_name
+    (folder / "sub").mkdir(parents=True)
+    path = write_mlp(folder, external=location)
+    assert (folder / location).is_file()
+    model = ingest(engine, tenant, folder)["mlp.onnx"]
+    x = np.ones((2, 8), dtype=np.float32)
+
+    result = _run(engine, settings, tenant, model, {"inputs": {"x": inline(x)}})
+
+    np.testing.assert_array_equal(_outputs(result)["y"], _direct(path, {"x": x})["y"])
+
+
 def test_external_data_not_held_beside_the_model_is_named(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:

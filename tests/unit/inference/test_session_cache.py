@@ -1,5 +1,5 @@
 """The per-process session cache: least recently used out, capacity 0 off, safe across threads;
-and where a model's external data file is looked for."""
+and which external data locations a model may name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from hartonomous.inference.onnx_model import _external_range, _sibling
+from hartonomous.inference.onnx_model import _external_range
 from hartonomous.inference.session_cache import LruCache
 from hartonomous.inference.tasks import InferenceInputError
 
@@ -57,22 +57,6 @@ def test_first_stored_value_wins_and_threads_agree() -> None:
     assert len(cache) == 4
     # Every answer belongs to the key that was asked for.
     assert all(isinstance(value, tuple) and value[0] == key for key, value in seen)
-
-
-@pytest.mark.parametrize(
-    ("source", "location", "expected"),
-    [
-        ("file:///m/model.onnx", "weights.bin", "file:///m/weights.bin"),
-        ("file:///m/model.onnx", "data/w 1.bin", "file:///m/data/w%201.bin"),
-        ("file:///m/caf%C3%A9/model.onnx", "é.bin", "file:///m/caf%C3%A9/%C3%A9.bin"),
-        ("uploads/model.onnx", "weights.bin", "uploads/weights.bin"),
-        ("model.onnx", "weights.bin", "weights.bin"),
-    ],
-)
-def test_external_files_are_looked_for_beside_the_model(
-    source: str, location: str, expected: str
-) -> None:
-    assert _sibling(source, location) == expected
 
 
 def test_external_locations_outside_the_model_s_folder_are_refused() -> None:
