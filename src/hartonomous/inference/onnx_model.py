@@ -40,6 +40,7 @@ __all__ = [
     "create_session",
     "forget_model_facts",
     "locate_model",
+    "ort_reason",
     "reconstructed",
 ]
 
@@ -58,6 +59,11 @@ ORT_ERRORS: tuple[type[Exception], ...] = (
     ort_state.RuntimeException,
     ort_state.EPFail,
 )
+
+
+def ort_reason(error: Exception) -> str:
+    """The first line of onnxruntime's message (the rest repeats it with source locations)."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 @dataclass(frozen=True)
@@ -337,9 +343,8 @@ def create_session(source: ModelSource, image: bytes | Path) -> LoadedModel:
             str(image) if isinstance(image, Path) else image, options, providers=_PROVIDERS
         )
     except ORT_ERRORS as error:
-        reason = next((line for line in str(error).splitlines() if line.strip()), "refused")
         raise InferenceInputError(
-            f"model {source.atom_id.hex()}: onnxruntime cannot load it: {reason}"
+            f"model {source.atom_id.hex()}: onnxruntime cannot load it: {ort_reason(error)}"
         ) from None
 
     def spec(node: Any, declared: bool) -> TensorSpec:  # onnxruntime's NodeArg

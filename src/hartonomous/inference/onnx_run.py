@@ -35,6 +35,7 @@ from hartonomous.inference.onnx_model import (
     create_session,
     forget_model_facts,
     locate_model,
+    ort_reason,
     reconstructed,
 )
 from hartonomous.inference.session_cache import LruCache
@@ -132,9 +133,8 @@ def run_onnx(context: TaskContext) -> TaskResult:
     try:
         results = loaded.session.run(names, inputs.feeds)
     except ORT_ERRORS as error:
-        reason = next((line for line in str(error).splitlines() if line.strip()), "failed")
         raise InferenceInputError(
-            f"model {source.atom_id.hex()}: the run failed: {reason}"
+            f"model {source.atom_id.hex()}: the run failed: {ort_reason(error)}"
         ) from None
     elapsed = time.perf_counter_ns() - started
     steps.append(

@@ -90,8 +90,10 @@ def write_mlp(
     external: str | None = "weights.bin",
     one_file: bool = True,
     batch: str | None = "batch",
+    features: int | str = 8,
 ) -> Path:
-    """``y = relu(x @ w1 + b1) @ w2`` with x ``[batch, 8]``; initializers in ``external``
+    """``y = relu(x @ w1 + b1) @ w2`` with x ``[batch, features]`` (w1 takes 8 features);
+    initializers in ``external``
     (one file, or one file per tensor when ``one_file`` is False) or inside the model."""
     arrays = mlp_arrays(seed)
     graph = helper.make_graph(
@@ -102,7 +104,7 @@ def write_mlp(
             helper.make_node("MatMul", ["r", "w2"], ["y"]),
         ],
         "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
         [numpy_helper.from_array(array, key) for key, array in arrays.items()],
     )
@@ -120,4 +122,20 @@ def write_mlp(
             location=external,
             size_threshold=0,
         )
+    return path
+
+
+def write_custom_op_model(path: Path) -> Path:
+    """A valid ONNX model whose one node is an operator of a domain onnxruntime does not know."""
+    graph = helper.make_graph(
+        [helper.make_node("Scramble", ["x"], ["y"], domain="com.example")],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
+    )
+    onnx.save(model, path)
     return path

@@ -20,6 +20,7 @@ from tests.integration.inference.onnx_support import (
     inline,
     npy,
     shipped,
+    write_custom_op_model,
     write_mlp,
 )
 
@@ -438,3 +439,19 @@ def test_a_missing_model_id_is_refused(
     tenant, _ = sigmoid_model
     with pytest.raises(InferenceInputError, match="onnx_run needs a model"):
         _run(engine, settings, tenant, None, {"inputs": {"x": _x()}})
+
+
+def test_what_onnxruntime_refuses_is_reported_with_its_reason(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    tenant = add_tenant(engine, "acme")
+    custom = ingest(engine, tenant, write_custom_op_model(tmp_path / "custom.onnx"))["custom.onnx"]
+    # The input's width is symbolic, so only the MatMul inside the graph rejects 5 features.
+    loose = ingest(engine, tenant, write_mlp(tmp_path / "loose", external=None, features="f"))
+
+    with pytest.raises(
+        InferenceInputError, match=rf"^model {custom}: onnxruntime cannot load it: .*Scramble"
+    ):
+        _run(engine, settings, tenant, custom, {"inputs": {"x": _x((2,))}})
+    with pytest.raises(InferenceInputError, match=r": the run failed: .*MatMul"):
+        _run(engine, settings, tenant, loose["mlp.onnx"], {"inputs": {"x": _x((1, 5))}})
