@@ -20,6 +20,7 @@ from hartonomous.api.routes import (
     identity,
     ingest,
     ledger,
+    lineage,
     models,
     search,
     tenants,
@@ -61,6 +62,7 @@ def create_app(platform: Platform) -> FastAPI:
         deadletters.router,
         graph.router,
         ledger.router,
+        lineage.router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

@@ -20,6 +20,7 @@ from hartonomous.cli import (
     broker_commands,
     cdc_commands,
     db_commands,
+    lineage_commands,
     models_commands,
     search_commands,
     sync_commands,
@@ -46,6 +47,7 @@ app.command("ingest")(ingest)
 app.add_typer(atoms_commands.atoms_app, name="atoms")
 app.add_typer(atoms_commands.holdings_app, name="holdings")
 app.add_typer(models_commands.models_app, name="models")
+app.command("lineage")(lineage_commands.lineage)
 app.add_typer(config_app, name="config")
 app.command("up")(up)
 app.command("serve")(serve)
