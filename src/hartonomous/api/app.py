@@ -22,6 +22,7 @@ from hartonomous.api.routes import (
     ledger,
     lineage,
     models,
+    provenance,
     search,
     tenants,
 )
@@ -63,6 +64,8 @@ def create_app(platform: Platform) -> FastAPI:
         graph.router,
         ledger.router,
         lineage.router,
+        provenance.explain_router,
+        provenance.streams_router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

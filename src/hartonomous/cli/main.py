@@ -22,6 +22,7 @@ from hartonomous.cli import (
     db_commands,
     lineage_commands,
     models_commands,
+    provenance_commands,
     search_commands,
     sync_commands,
     tenants_commands,
@@ -48,6 +49,8 @@ app.add_typer(atoms_commands.atoms_app, name="atoms")
 app.add_typer(atoms_commands.holdings_app, name="holdings")
 app.add_typer(models_commands.models_app, name="models")
 app.command("lineage")(lineage_commands.lineage)
+app.command("explain")(provenance_commands.explain)
+app.add_typer(provenance_commands.streams_app, name="streams")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
 app.command("serve")(serve)

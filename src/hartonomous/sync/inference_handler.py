@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hartonomous.billing.ledger import inference_ledger_key
 from hartonomous.json_types import JsonValue
 from hartonomous.sync.events import (
     HandlerOutcome,
@@ -53,11 +54,6 @@ SINGLE_MODEL_WEIGHT = 1.0
 # set what an inference is billed for, the row's `usage_units` does.
 _UNIT_ATTRIBUTES = ("usage_units", "usage", "token_count", "duration_seconds")
 _EDGE_OF_ROLE: dict[str, Relationship] = {"input": "USED_INPUT", "output": "PRODUCED"}
-
-
-def ledger_key(tenant_id: str, inference_id: str) -> str:
-    """The ledger `event_id` of an inference's bill: one row per inference."""
-    return f"inference:{tenant_id}:{inference_id}"
 
 
 def _text_of(value: JsonValue) -> JsonValue:
@@ -93,7 +89,7 @@ class InferenceHandler:
         units = event.row.value("usage_units")
         if units is not None:
             measured["usage_units"] = units
-        return Metering(measured, ledger_key(tenant, inference_id))
+        return Metering(measured, inference_ledger_key(tenant, inference_id))
 
     def apply(self, event: SyncEvent, lookups: Lookups) -> HandlerOutcome:
         tenant = require_tenant(event)
