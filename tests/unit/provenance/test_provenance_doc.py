@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hartonomous.provenance import AtomicStream, Segment, SegmentKind
@@ -21,9 +21,9 @@ def block(marker: str) -> str:
     return found.group(1)
 
 
-def documented_bytes() -> bytes:
+def documented_bytes(marker: str = "atomic-stream-example") -> bytes:
     data = bytearray()
-    for line in block("atomic-stream-example").splitlines():
+    for line in block(marker).splitlines():
         parsed = LINE.fullmatch(line)
         assert parsed, f"not an 'offset  bytes  annotation' line: {line!r}"
         assert int(parsed.group(1)) == len(data), f"wrong offset on {line!r}"
@@ -74,3 +74,49 @@ def test_the_documented_text_form_is_what_the_codec_writes() -> None:
     text = block("atomic-stream-example-base64").strip()
     assert described_stream().to_base64() == text
     assert AtomicStream.from_base64(text) == described_stream()
+
+
+def inference_stream() -> AtomicStream:
+    """The inference stream the doc's second example describes."""
+    created = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    json_type = "application/json"
+    return (
+        AtomicStream.create(
+            uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+            created=created,
+            scope="onnx_run",
+            model="sigmoid",
+        )
+        .with_segment(
+            SegmentKind.Input,
+            b'{"x":[[0.0]]}',
+            timestamp=created,
+            content_type=json_type,
+            metadata='{"name":"x"}',
+        )
+        .with_segment(
+            SegmentKind.Control, b'{"outputs":["y"]}', timestamp=created, content_type=json_type
+        )
+        .with_segment(
+            SegmentKind.Telemetry,
+            b'{"run_ms":0.4}',
+            timestamp=created + timedelta(microseconds=400),
+            content_type=json_type,
+        )
+        .with_segment(
+            SegmentKind.Output,
+            b'{"y":[[0.5]]}',
+            timestamp=created + timedelta(microseconds=500),
+            content_type=json_type,
+            metadata='{"name":"y"}',
+        )
+    )
+
+
+def test_the_inference_stream_dump_is_what_the_codec_writes() -> None:
+    data = documented_bytes("inference-stream-example")
+    assert len(data) == 264
+    assert inference_stream().to_bytes() == data
+    assert AtomicStream.from_bytes(data) == inference_stream()
+    text = block("inference-stream-example-base64").strip()
+    assert inference_stream().to_base64() == text
