@@ -2,9 +2,10 @@
 walked over the SQL graph (`graph_nodes` / `graph_edges`, docs/sync.md) with one recursive
 query (docs/provenance.md, "Lineage").
 
-Each relationship points one way in time. `USED_INPUT`, `USED_MODEL`, `CONTAINS` and
-`DERIVED_FROM` point at what their source was made from, so "up" follows them forward;
-`PRODUCED`, `GENERATED`, `OWNS` and `REQUESTED` point at what their source made or holds, so
+Each relationship points one way in time. `USED_INPUT`, `USED_MODEL`, `DERIVED_FROM` and a
+model's `CONTAINS` (its tensors) point at what their source was made from, so "up" follows
+them forward; `PRODUCED`, `GENERATED`, `OWNS`, `REQUESTED` and a composite atom's `CONTAINS`
+(a file's text segments came out of the file) point at what their source made or holds, so
 "up" follows them backward. "Down" is the reverse of both. Tenants and principals end a path
 (reached, never expanded: a tenant owns everything it holds). Only the caller's tenant's
 nodes and edges and the shared ones (atoms, models, tensors: no tenant) are followed: a shared
@@ -48,8 +49,9 @@ DEFAULT_DEPTH = 6
 MAX_DEPTH = 32
 # A walk stops adding nodes past this many (the answer says it was truncated).
 MAX_NODES = 10_000
-FORWARD_UP = ("USED_INPUT", "USED_MODEL", "CONTAINS", "DERIVED_FROM")
-REVERSE_UP = ("PRODUCED", "GENERATED", "OWNS", "REQUESTED")
+# `REL` for every edge of the type, `REL:Label` only for those whose source node has the label.
+FORWARD_UP = ("USED_INPUT", "USED_MODEL", "DERIVED_FROM", "CONTAINS:Model")
+REVERSE_UP = ("PRODUCED", "GENERATED", "OWNS", "REQUESTED", "CONTAINS:Atom")
 TERMINAL_LABELS = ("Tenant", "Principal")
 # Their ids' prefixes (sync/graph.py): the walk reads them from the id, with no join.
 TERMINAL_PREFIXES = ("tenant", "principal")
@@ -125,11 +127,15 @@ WITH RECURSIVE walk(node_id, depth, path, edge_id) AS (
     FROM walk w
     CROSS JOIN LATERAL (
         SELECT e.edge_id, e.to_node_id AS next_id FROM graph_edges e
-        WHERE e.from_node_id = w.node_id AND e.relationship = ANY(:forward)
+        WHERE e.from_node_id = w.node_id
+          AND (e.relationship = ANY(:forward)
+               OR e.relationship || ':' || e.from_label = ANY(:forward))
           AND (e.tenant_id IS NULL OR e.tenant_id = :tenant)
         UNION ALL
         SELECT e.edge_id, e.from_node_id FROM graph_edges e
-        WHERE e.to_node_id = w.node_id AND e.relationship = ANY(:backward)
+        WHERE e.to_node_id = w.node_id
+          AND (e.relationship = ANY(:backward)
+               OR e.relationship || ':' || e.from_label = ANY(:backward))
           AND (e.tenant_id IS NULL OR e.tenant_id = :tenant)
     ) step
     LEFT JOIN graph_nodes there ON there.node_id = step.next_id

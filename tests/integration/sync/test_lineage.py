@@ -14,7 +14,7 @@ from neo4j import GraphDatabase
 from sqlalchemy import Engine
 from tests.integration.data_plane.data_plane_support import write_onnx
 from tests.integration.inference_rows import InferenceRows, InputRef, insert_inference
-from tests.integration.sync.conftest import Source
+from tests.integration.sync.conftest import Source, neo4j_graph, sql_graph
 
 from hartonomous.atoms.read import AtomNotFoundError
 from hartonomous.config import Settings
@@ -67,6 +67,17 @@ def world(source: Source, engine: Engine, graph_uri: str, tmp_path: Path) -> Wor
     globex_holding = source.scalar(
         "SELECT holding_id FROM holdings WHERE tenant_id = 'globex' AND atom_id = %s", atom
     )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Sigmoid squashes its input.\n\nIt maps zero to one half.\n")
+    ingested = ingest_paths(engine, IngestRequest(tenant_id="acme"), [notes])
+    assert ingested.status == "completed"
+    # A text segment of notes.txt: a child of the file's atom, itself held by no holding.
+    segment = source.scalar(
+        "SELECT c.child_atom_id FROM atom_components c JOIN holdings h "
+        "ON h.atom_id = c.parent_atom_id AND h.source_uri LIKE '%%notes.txt' "
+        "JOIN atoms a ON a.atom_id = c.child_atom_id AND a.modality = 'text' "
+        "ORDER BY c.ordinal LIMIT 1"
+    )
     output = npy([1, 4, 9, 16, 25, 36])
     # Both tenants ran the same model on the same input: the output atom is shared too.
     acme = insert_inference(
@@ -74,7 +85,7 @@ def world(source: Source, engine: Engine, graph_uri: str, tmp_path: Path) -> Wor
         "acme",
         principal_id="alice",
         model_atom_id=bytes(model),
-        inputs=[InputRef("X", bytes(atom), acme_holding)],
+        inputs=[InputRef("X", bytes(atom), acme_holding), InputRef("note", bytes(segment))],
         outputs=[("Y", output)],
         model_name="tiny",
     )
@@ -93,6 +104,7 @@ def world(source: Source, engine: Engine, graph_uri: str, tmp_path: Path) -> Wor
         assert worker.drain().dead_lettered == 0
     finally:
         worker.close()
+    assert neo4j_graph(graph_uri) == sql_graph(source.conn)
     return World(
         Platform(engine, Settings(), ""), bytes(model), int(tensors), bytes(atom), acme, globex
     )
@@ -102,7 +114,7 @@ def ids(found: Lineage) -> tuple[set[str], set[str]]:
     return {n.node_id for n in found.nodes}, {e.edge_id for e in found.edges}
 
 
-def test_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_file(
+def check_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_files(
     world: World,
 ) -> None:
     output = world.acme.output_atoms["Y"].hex()
@@ -115,7 +127,7 @@ def test_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_file(
     assert by_label["Model"] == {f"model:{world.model.hex()}"}
     assert len(by_label["Tensor"]) == world.tensor_count > 0
     assert f"atom:{world.input_atom.hex()}" in by_label["Atom"]
-    assert len(by_label["IngestionJob"]) == 1  # the job that ingested the input (acme's)
+    assert len(by_label["IngestionJob"]) == 2  # acme's jobs that ingested the inputs' files
     assert by_label["Tenant"] == {"tenant:acme"}
     relationships = {e.relationship for e in found.edges}
     assert {"PRODUCED", "USED_MODEL", "CONTAINS", "USED_INPUT", "OWNS"} <= relationships
@@ -127,13 +139,21 @@ def test_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_file(
     }
     assert len(files_held) == 1
     assert files_held.pop().endswith("input.npy")
+    # The text segment input came out of notes.txt: up through the file's CONTAINS to its
+    # holding.
+    segment_files = {
+        str(e.properties.get("source_uri"))
+        for e in found.edges
+        if e.relationship == "OWNS" and e.to_node_id in by_label["Atom"]
+    }
+    assert any(uri.endswith("notes.txt") for uri in segment_files)
     assert not any(n.node_id.startswith(("inference:globex", "tenant:globex")) for n in found.nodes)
     depth_of = {n.node_id: n.depth for n in found.nodes}
     assert depth_of[inference] == 1
     assert depth_of[f"model:{world.model.hex()}"] == 2
 
 
-def test_down_from_the_shared_input_shows_only_the_callers_inference(world: World) -> None:
+def check_down_from_the_shared_input_shows_only_the_callers_inference(world: World) -> None:
     found = lineage(world.platform, "acme", world.input_atom.hex(), "down", depth=4)
     nodes, _ = ids(found)
     assert f"inference:acme:{world.acme.inference_id}" in nodes
@@ -146,7 +166,7 @@ def test_down_from_the_shared_input_shows_only_the_callers_inference(world: Worl
     assert not any("acme" in node for node in theirs)
 
 
-def test_down_from_a_model_and_up_from_an_inference(world: World) -> None:
+def check_down_from_a_model_and_up_from_an_inference(world: World) -> None:
     down, _ = ids(lineage(world.platform, "acme", world.model.hex(), "down", depth=2))
     assert f"inference:acme:{world.acme.inference_id}" in down
     assert f"atom:{world.acme.output_atoms['Y'].hex()}" in down
@@ -155,7 +175,7 @@ def test_down_from_a_model_and_up_from_an_inference(world: World) -> None:
     assert {n.label for n in up.nodes} == {"Inference", "Model", "Atom", "Tenant", "Principal"}
 
 
-def test_another_tenants_inference_or_atom_is_not_found(world: World, source: Source) -> None:
+def check_another_tenants_inference_or_atom_is_not_found(world: World, source: Source) -> None:
     with pytest.raises(InferenceNotFoundError):
         lineage(world.platform, "acme", str(world.globex.inference_id), "up")
     source.tenant("initech")
@@ -168,14 +188,17 @@ def test_another_tenants_inference_or_atom_is_not_found(world: World, source: So
 
 
 # The same walk in Cypher: every simple path of 1..depth relationships from the start whose
-# each step follows an "up" relationship forward or a "down" one backward (or the reverse),
+# each step follows an "up" relationship forward or a "down" one backward (or the reverse;
+# `REL:Label` names the relationships of that type from nodes of that label),
 # of the tenant or shared, never through a tenant or principal.
 CYPHER = """
 MATCH p = (start {node_id: $start})-[*1..%d]-(end)
 WITH p, nodes(p) AS ns, relationships(p) AS rs
 WHERE all(i IN range(0, size(rs) - 1) WHERE
-        ((type(rs[i]) IN $forward AND startNode(rs[i]) = ns[i])
-         OR (type(rs[i]) IN $backward AND endNode(rs[i]) = ns[i]))
+        ((startNode(rs[i]) = ns[i] AND any(kind IN [type(rs[i])]
+              + [l IN labels(ns[i]) | type(rs[i]) + ':' + l] WHERE kind IN $forward))
+         OR (endNode(rs[i]) = ns[i] AND any(kind IN [type(rs[i])]
+              + [l IN labels(ns[i + 1]) | type(rs[i]) + ':' + l] WHERE kind IN $backward)))
         AND (rs[i].tenant_id IS NULL OR rs[i].tenant_id = $tenant)
         AND (ns[i + 1].tenant_id IS NULL OR ns[i + 1].tenant_id = $tenant))
   AND all(i IN range(1, size(ns) - 2) WHERE NOT split(ns[i].node_id, ':')[0] IN $terminal)
@@ -203,28 +226,35 @@ def neo4j_lineage(
     return {start, *row["nodes"]}, set(row["edges"])
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        ("acme", "output", "up", 8),
-        ("acme", "input", "down", 5),
-        ("globex", "input", "down", 5),
-        ("acme", "model", "down", 3),
-        ("globex", "inference", "up", 3),
-    ],
+CASES = (
+    ("acme", "output", "up", 8),
+    ("acme", "input", "down", 5),
+    ("globex", "input", "down", 5),
+    ("acme", "model", "down", 3),
+    ("acme", "model", "up", 4),
+    ("globex", "inference", "up", 3),
 )
-def test_neo4j_gives_the_same_answer_as_the_sql_query(
-    world: World, graph_uri: str, case: tuple[str, str, str, int]
-) -> None:
-    tenant, start, direction, depth = case
-    rows = world.acme if tenant == "acme" else world.globex
-    identifier = {
-        "output": rows.output_atoms["Y"].hex(),
-        "input": world.input_atom.hex(),
-        "model": world.model.hex(),
-        "inference": str(rows.inference_id),
-    }[start]
-    found = lineage(world.platform, tenant, identifier, direction, depth)  # type: ignore[arg-type]
-    nodes, edges = ids(found)
-    assert len(nodes) > 3
-    assert neo4j_lineage(graph_uri, tenant, found.start, direction, depth) == (nodes, edges)
+
+
+def test_lineage_walks_the_tenants_graph(world: World, source: Source) -> None:
+    """One world (ingest and sync are slow): each check is a behaviour users rely on."""
+    check_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_files(world)
+    check_down_from_the_shared_input_shows_only_the_callers_inference(world)
+    check_down_from_a_model_and_up_from_an_inference(world)
+    check_another_tenants_inference_or_atom_is_not_found(world, source)
+
+
+def test_neo4j_gives_the_same_answer_as_the_sql_query(world: World, graph_uri: str) -> None:
+    for tenant, start, direction, depth in CASES:
+        rows = world.acme if tenant == "acme" else world.globex
+        identifier = {
+            "output": rows.output_atoms["Y"].hex(),
+            "input": world.input_atom.hex(),
+            "model": world.model.hex(),
+            "inference": str(rows.inference_id),
+        }[start]
+        found = lineage(world.platform, tenant, identifier, direction, depth)  # type: ignore[arg-type]
+        nodes, edges = ids(found)
+        assert len(nodes) > 3, (tenant, start, direction)
+        neo4j = neo4j_lineage(graph_uri, tenant, found.start, direction, depth)
+        assert neo4j == (nodes, edges), (tenant, start, direction)
