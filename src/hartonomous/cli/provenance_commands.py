@@ -12,7 +12,7 @@ import typer
 from hartonomous.cli.atoms_commands import TenantOption
 from hartonomous.cli.context import cli_context
 from hartonomous.inference.explain import Explanation
-from hartonomous.inference.streams import DecodedSegment, DecodedStream
+from hartonomous.inference.stream_view import DecodedSegment, DecodedStream
 from hartonomous.services import open_platform, provenance
 
 streams_app = typer.Typer(

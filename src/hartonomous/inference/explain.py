@@ -27,8 +27,8 @@ from hartonomous.db.tables import (
     inference_steps,
     models,
 )
-from hartonomous.inference.records import require_inference
-from hartonomous.inference.streams import DecodedStream, decode_stream, read_stream
+from hartonomous.inference.lookup import require_inference
+from hartonomous.inference.stream_view import DecodedStream, decode_stream, read_stream
 
 __all__ = [
     "Cost",

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 
 from hartonomous.atoms.read import require_visible
 from hartonomous.errors import UsageError
-from hartonomous.inference.records import parse_inference_id, require_inference
+from hartonomous.inference.lookup import parse_inference_id, require_inference
 from hartonomous.json_types import JsonValue
 
 __all__ = [

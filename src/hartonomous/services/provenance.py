@@ -9,8 +9,8 @@ import uuid
 
 from hartonomous.errors import UsageError
 from hartonomous.inference.explain import Explanation, explain
-from hartonomous.inference.records import parse_inference_id
-from hartonomous.inference.streams import DecodedStream, decode_stream, read_stream
+from hartonomous.inference.lookup import parse_inference_id
+from hartonomous.inference.stream_view import DecodedStream, decode_stream, read_stream
 from hartonomous.security.tenants import require_active_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform

@@ -3,7 +3,7 @@
 | handler  | tables                                   | billable operation                  |
 |----------|------------------------------------------|-------------------------------------|
 | atoms    | atoms, atom_relations, holdings          | holdings insert: ingest_completed   |
-|          |                                          | (not an inference's output)         |
+|          |                                          | (not an inference's input/output)   |
 | models   | models, model_tensors                    | models insert/update: model_updated |
 | jobs     | ingestion_jobs, ingestion_job_atoms      | none                                |
 | inference| inference_requests, inference_atoms,     | inference_requests completed:       |
@@ -48,8 +48,10 @@ from hartonomous.sync.rows import preview
 
 INGEST_COMPLETED = "neo4j_sync.ingest_completed"
 MODEL_UPDATED = "neo4j_sync.model_updated"
-# `holdings.source_uri` of an inference's outputs: `inference:<id>/output/<name>`.
-INFERENCE_OUTPUT_PREFIX = "inference:"
+# Holdings of an inference's inputs and outputs: source type `inference`, source URI
+# `inference:<id>/<input|output>/<name>` (docs/inference.md).
+INFERENCE_SOURCE_TYPE = "inference"
+INFERENCE_SOURCE_PREFIX = "inference:"
 
 
 def _atom_node(atom_hex: str, properties: Mapping[str, JsonValue] | None = None) -> GraphNode:
@@ -66,9 +68,14 @@ class AtomsHandler(MeteredPerEvent):
     def billable_operation(self, event: SyncEvent) -> str | None:
         if event.table != "holdings" or event.operation != "insert":
             return None
-        # An inference's output is held by its tenant but billed with the inference.
+        # An inference's inputs and outputs are held by its tenant but billed with the
+        # inference. Only the job worker writes this source type (ingest writes file/upload).
         source = event.row.value("source_uri")
-        if isinstance(source, str) and source.startswith(INFERENCE_OUTPUT_PREFIX):
+        if (
+            event.row.value("source_type") == INFERENCE_SOURCE_TYPE
+            and isinstance(source, str)
+            and source.startswith(INFERENCE_SOURCE_PREFIX)
+        ):
             return None
         return INGEST_COMPLETED
 

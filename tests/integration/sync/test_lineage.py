@@ -20,7 +20,7 @@ from hartonomous.atoms.read import AtomNotFoundError
 from hartonomous.config import Settings
 from hartonomous.errors import UsageError
 from hartonomous.inference.lineage import FORWARD_UP, REVERSE_UP, TERMINAL_PREFIXES
-from hartonomous.inference.records import InferenceNotFoundError
+from hartonomous.inference.lookup import InferenceNotFoundError
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.services import Platform
 from hartonomous.services.lineage import Lineage, lineage

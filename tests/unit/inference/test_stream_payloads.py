@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hartonomous.inference.streams import decode_segment
+from hartonomous.inference.stream_view import decode_segment
 from hartonomous.provenance import Segment, SegmentKind
 
 TICKS = 639_316_368_000_000_000

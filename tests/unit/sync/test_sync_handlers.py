@@ -173,3 +173,27 @@ def test_an_inference_atom_of_an_unknown_role_is_an_invalid_event() -> None:
     data = {"tenant_id": "acme", "inference_id": JOB, "role": "side", "ordinal": 0}
     with pytest.raises(InvalidEventError, match="role"):
         handle(event("inference_atoms", "insert", {**data, "atom_id": ATOM, "name": "x"}))
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source_uri", "billable"),
+    [
+        ("inference", "inference:9d5ed678/output/y", None),
+        ("inference", "inference:9d5ed678/input/x", None),
+        # A file or upload is ingestion, whatever its name.
+        ("upload", "inference:9d5ed678/output/y", "neo4j_sync.ingest_completed"),
+        ("file", "/data/inference:notes.txt", "neo4j_sync.ingest_completed"),
+    ],
+)
+def test_an_inferences_holdings_are_not_billed_as_ingestion(
+    source_type: str, source_uri: str, billable: str | None
+) -> None:
+    data = {
+        "tenant_id": "acme",
+        "holding_id": JOB,
+        "atom_id": ATOM,
+        "source_uri": source_uri,
+        "source_type": source_type,
+    }
+    sync_event = to_sync_event(event("holdings", "insert", data))
+    assert handler_for("holdings").billable_operation(sync_event) == billable

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.inference.explain import Explanation
-from hartonomous.inference.streams import DecodedStream
+from hartonomous.inference.stream_view import DecodedStream
 from hartonomous.security.roles import Role
 from hartonomous.services import provenance
 
