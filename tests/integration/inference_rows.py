@@ -57,6 +57,7 @@ class InferenceRows:
 def _stream(
     stream_id: uuid.UUID,
     *,
+    tenant_id: str,
     task: str,
     model: str,
     request: dict[str, Any],
@@ -65,7 +66,10 @@ def _stream(
     error: str | None = None,
 ) -> bytes:
     at = STARTED
-    stream = AtomicStream.create(stream_id, created=at, scope=task, model=model).with_segment(
+    # As the job worker lays it out: scope the tenant, metadata the inference's task.
+    stream = AtomicStream.create(
+        stream_id, created=at, scope=tenant_id, model=model, metadata=json.dumps({"task": task})
+    ).with_segment(
         SegmentKind.Input,
         json.dumps(request).encode(),
         timestamp=at,
@@ -196,6 +200,7 @@ def _complete(
     error = "input X: expected shape [3, 2], given [2, 2]" if failed else None
     stream = _stream(
         stream_id,
+        tenant_id=tenant_id,
         task=task,
         model=model_name,
         request=request,
@@ -212,7 +217,7 @@ def _complete(
     conn.execute(
         "INSERT INTO generation_streams (tenant_id, stream_id, inference_id, scope, model, "
         "stream) VALUES (%s, %s, %s, %s, %s, %s)",
-        (tenant_id, stream_id, inference_id, task, model_name, stream),
+        (tenant_id, stream_id, inference_id, tenant_id, model_name, stream),
     )
     if failed:
         conn.execute(
