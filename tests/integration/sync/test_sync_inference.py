@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from sqlalchemy import Engine
 from tests.integration.inference_rows import InputRef, insert_inference, rate
 from tests.integration.sync.conftest import Source, digest, drain
 
@@ -13,6 +14,8 @@ from hartonomous.config import Settings
 from hartonomous.messaging import OutgoingMessage
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.dead_letters import ReplaySelection, replay
+from hartonomous.services import Platform
+from hartonomous.services.provenance import explain_inference
 from hartonomous.sync.maintenance import repair
 
 BILLED = "billed:neo4j_sync.inference_completed"
@@ -219,12 +222,18 @@ def test_replayed_dead_letters_bill_a_cache_hit_once(source: Source) -> None:
     assert counted[ALREADY] == 2 * len(letters) - 1
 
 
-def test_a_failed_inference_is_counted_not_billed(source: Source) -> None:
+def test_a_failed_inference_is_counted_not_billed(source: Source, engine: Engine) -> None:
     source.tenant("acme")
     rows = insert_inference(source.conn, "acme", status="failed")
     source.capture()
     drain(source, Settings())
     assert ledger(source) == []
+    explained = explain_inference(Platform(engine, Settings(), ""), "acme", str(rows.inference_id))
+    assert explained.cost.state == "not billed"
+    assert explained.error == "input X: expected shape [3, 2], given [2, 2]"
+    # Its stream: the Input and the error, nothing more.
+    assert explained.stream is not None
+    assert [s.kind for s in explained.stream.segments] == ["Input", "Control"]
     counted = counters(source)
     assert BILLED not in counted
     # pending insert, in_progress update, failed update
