@@ -23,6 +23,7 @@ from hartonomous.billing.ledger import inference_ledger_key
 from hartonomous.db.tables import (
     atoms,
     billing_usage_ledger,
+    generation_streams,
     inference_atoms,
     inference_steps,
     models,
@@ -146,8 +147,10 @@ def explain(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> 
     request = require_inference(connection, tenant_id, inference_id)
     used = _atoms(connection, tenant_id, inference_id)
     stream = None
-    if request["stream_id"] is not None:
-        stream = decode_stream(read_stream(connection, tenant_id, request["stream_id"]))
+    # A request whose stream id was not recorded (e.g. a failure's) may still have one.
+    stream_id = request["stream_id"] or _stream_of(connection, tenant_id, inference_id)
+    if stream_id is not None:
+        stream = decode_stream(read_stream(connection, tenant_id, stream_id))
     return Explanation(
         inference_id=str(inference_id),
         task=request["task"],
@@ -174,6 +177,17 @@ def explain(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> 
         stream=stream,
         cost=_cost(connection, tenant_id, inference_id, request["status"]),
     )
+
+
+def _stream_of(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> uuid.UUID | None:
+    g = generation_streams.c
+    found: uuid.UUID | None = connection.execute(
+        select(g.stream_id)
+        .where(g.tenant_id == tenant_id, g.inference_id == inference_id)
+        .order_by(g.created_at.desc(), g.stream_id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return found
 
 
 def _atoms(

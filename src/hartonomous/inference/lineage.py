@@ -32,7 +32,6 @@ __all__ = [
     "MAX_NODES",
     "MAX_ROWS",
     "REVERSE_UP",
-    "TERMINAL_LABELS",
     "TERMINAL_PREFIXES",
     "Direction",
     "Lineage",
@@ -52,8 +51,8 @@ MAX_NODES = 10_000
 # `REL` for every edge of the type, `REL:Label` only for those whose source node has the label.
 FORWARD_UP = ("USED_INPUT", "USED_MODEL", "DERIVED_FROM", "CONTAINS:Model")
 REVERSE_UP = ("PRODUCED", "GENERATED", "OWNS", "REQUESTED", "CONTAINS:Atom")
-TERMINAL_LABELS = ("Tenant", "Principal")
-# Their ids' prefixes (sync/graph.py): the walk reads them from the id, with no join.
+# Tenants and principals end a path; the walk tells them by their ids' prefixes (sync/graph.py),
+# with no join.
 TERMINAL_PREFIXES = ("tenant", "principal")
 # Rows of the walk (one per path step) read at most: past this the answer is truncated.
 MAX_ROWS = 50_000

@@ -19,6 +19,7 @@ from tests.integration.sync.conftest import Source, neo4j_graph, sql_graph
 from hartonomous.atoms.read import AtomNotFoundError
 from hartonomous.config import Settings
 from hartonomous.errors import UsageError
+from hartonomous.inference import lineage as lineage_module
 from hartonomous.inference.lineage import FORWARD_UP, REVERSE_UP, TERMINAL_PREFIXES
 from hartonomous.inference.lookup import InferenceNotFoundError
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
@@ -236,12 +237,31 @@ CASES = (
 )
 
 
-def test_lineage_walks_the_tenants_graph(world: World, source: Source) -> None:
+def test_lineage_walks_the_tenants_graph(
+    world: World, source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One world (ingest and sync are slow): each check is a behaviour users rely on."""
     check_up_from_an_output_atom_reaches_the_model_tensors_and_the_input_files(world)
     check_down_from_the_shared_input_shows_only_the_callers_inference(world)
     check_down_from_a_model_and_up_from_an_inference(world)
     check_another_tenants_inference_or_atom_is_not_found(world, source)
+    check_a_walk_past_its_bounds_says_truncated(world, monkeypatch)
+
+
+def check_a_walk_past_its_bounds_says_truncated(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = world.acme.output_atoms["Y"].hex()
+    whole = lineage(world.platform, "acme", output, "up", depth=8)
+    assert not whole.truncated
+    monkeypatch.setattr(lineage_module, "MAX_ROWS", 4)
+    cut = lineage(world.platform, "acme", output, "up", depth=8)
+    assert cut.truncated
+    # The nearest nodes are kept (the walk is breadth-first), with the edges between them.
+    assert {n.node_id for n in cut.nodes} < {n.node_id for n in whole.nodes}
+    assert max(n.depth for n in cut.nodes) <= 2
+    kept = {n.node_id for n in cut.nodes}
+    assert all({e.from_node_id, e.to_node_id} <= kept for e in cut.edges)
 
 
 def test_neo4j_gives_the_same_answer_as_the_sql_query(world: World, graph_uri: str) -> None:

@@ -234,6 +234,13 @@ def test_a_failed_inference_is_counted_not_billed(source: Source, engine: Engine
     # Its stream: the Input and the error, nothing more.
     assert explained.stream is not None
     assert [s.kind for s in explained.stream.segments] == ["Input", "Control"]
+    # Found by its inference when the request does not name it.
+    source.conn.execute(
+        "UPDATE inference_requests SET stream_id = NULL WHERE inference_id = %s",
+        (rows.inference_id,),
+    )
+    again = explain_inference(Platform(engine, Settings(), ""), "acme", str(rows.inference_id))
+    assert again.stream == explained.stream
     counted = counters(source)
     assert BILLED not in counted
     # pending insert, in_progress update, failed update
