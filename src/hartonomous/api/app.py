@@ -20,7 +20,9 @@ from hartonomous.api.routes import (
     identity,
     ingest,
     ledger,
+    lineage,
     models,
+    provenance,
     search,
     tenants,
 )
@@ -64,6 +66,9 @@ def create_app(platform: Platform) -> FastAPI:
         deadletters.router,
         graph.router,
         ledger.router,
+        lineage.router,
+        provenance.explain_router,
+        provenance.streams_router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from hartonomous.atoms.component_stream import Run, encode_component_stream
 from hartonomous.atoms.holdings import holding_dict
@@ -79,14 +79,7 @@ def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSum
         ),
         {"atom_id": atom_id},
     ).one()
-    holders = connection.execute(
-        text(
-            _ANCESTORS + "SELECT h.holding_id, h.atom_id, h.source_uri, h.source_type, "
-            "h.visibility, h.created_at FROM holdings h JOIN up USING (atom_id) "
-            "WHERE h.tenant_id = :tenant_id ORDER BY h.created_at"
-        ),
-        {"atom_id": atom_id, "tenant_id": tenant_id},
-    ).all()
+    holders = holders_of(connection, tenant_id, atom_id)
     return AtomSummary(
         atom_id=atom_id.hex(),
         kind=atom.kind,
@@ -101,6 +94,19 @@ def summarise(connection: Connection, tenant_id: str, atom_id: bytes) -> AtomSum
         distinct_children=children.distinct_children,
         holders=[holding_dict(h) for h in holders],
     )
+
+
+def holders_of(connection: Connection, tenant_id: str, atom_id: bytes) -> Sequence[Row[Any]]:
+    """The tenant's holdings of the atom or of an atom containing it, oldest first: rows of
+    holding_id, atom_id, source_uri, source_type, visibility, job_id, created_at."""
+    return connection.execute(
+        text(
+            _ANCESTORS + "SELECT h.holding_id, h.atom_id, h.source_uri, h.source_type, "
+            "h.visibility, h.job_id, h.created_at FROM holdings h JOIN up USING (atom_id) "
+            "WHERE h.tenant_id = :tenant_id ORDER BY h.created_at, h.holding_id"
+        ),
+        {"atom_id": atom_id, "tenant_id": tenant_id},
+    ).all()
 
 
 class NotCompositeError(ConflictError, ValueError):

@@ -32,6 +32,12 @@ RETURNING event_id
 """
 
 
+def inference_ledger_key(tenant_id: str, inference_id: object) -> str:
+    """The ledger `event_id` of an inference's bill: one row per inference, whatever number
+    of events carry it completed (docs/sync.md, "Inferences are billed once")."""
+    return f"inference:{tenant_id}:{inference_id}"
+
+
 class LedgerWriteError(RuntimeError):
     """The ledger could not be written; the worker must stop consuming."""
 

@@ -21,7 +21,9 @@ from hartonomous.cli import (
     cdc_commands,
     db_commands,
     ledger_commands,
+    lineage_commands,
     models_commands,
+    provenance_commands,
     search_commands,
     sync_commands,
     tenants_commands,
@@ -47,6 +49,9 @@ app.command("ingest")(ingest)
 app.add_typer(atoms_commands.atoms_app, name="atoms")
 app.add_typer(atoms_commands.holdings_app, name="holdings")
 app.add_typer(models_commands.models_app, name="models")
+app.command("lineage")(lineage_commands.lineage)
+app.command("explain")(provenance_commands.explain)
+app.add_typer(provenance_commands.streams_app, name="streams")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
 app.command("serve")(serve)

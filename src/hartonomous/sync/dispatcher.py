@@ -8,7 +8,7 @@ become dead-letter decisions with a reason; anything else propagates to the work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,8 +24,9 @@ from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleContext, ThrottleEvaluator
+from hartonomous.sync.events import OPERATIONS, SyncEvent
 from hartonomous.sync.graph import GraphChange
-from hartonomous.sync.handlers import OPERATIONS, SyncEvent, handler_for
+from hartonomous.sync.handlers import handler_for
 from hartonomous.sync.lookups import Connection, Lookups
 from hartonomous.sync.rows import InvalidEventError, Row
 
@@ -183,9 +184,10 @@ class Dispatcher:
             counters.append(f"unbilled:no_tenant:{event.name}")
         else:
             configuration = self.plans.configuration(connection, party.tenant_id)
+            metering = handler.metering(event, lookups)
             record = measure_usage(
                 configuration,
-                event.extensions,
+                metering.attributes,
                 operation=operation,
                 tenant_id=party.tenant_id,
                 principal_id=party.principal_id,
@@ -198,7 +200,12 @@ class Dispatcher:
                 except LedgerValueError as exc:
                     return Reject("ledger_value_out_of_range", str(exc))
                 # Counted `billed:` by the worker once the ledger row is written (not replays).
-                ledger = LedgerEntry(event.event_id, record, configuration.rate_plan_id)
+                if metering.idempotency_key != event.event_id:
+                    # Billed once per thing, not per event: keep which event billed it.
+                    record = replace(
+                        record, metadata={**record.metadata, "cloudevent_id": event.event_id}
+                    )
+                ledger = LedgerEntry(metering.idempotency_key, record, configuration.rate_plan_id)
         return Complete(outcome.change, event.event_id, ledger, tuple(counters))
 
 

@@ -71,6 +71,14 @@ def job_ref(tenant_id: str, job_id: str) -> NodeRef:
     return NodeRef(f"job:{tenant_id}:{job_id}", "IngestionJob", (tenant_id, job_id))
 
 
+def inference_ref(tenant_id: str, inference_id: str) -> NodeRef:
+    return NodeRef(f"inference:{tenant_id}:{inference_id}", "Inference", (tenant_id, inference_id))
+
+
+def stream_ref(tenant_id: str, stream_id: str) -> NodeRef:
+    return NodeRef(f"stream:{tenant_id}:{stream_id}", "GenerationStream", (tenant_id, stream_id))
+
+
 @dataclass(frozen=True)
 class GraphNode:
     ref: NodeRef

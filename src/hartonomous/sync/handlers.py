@@ -3,8 +3,11 @@
 | handler  | tables                                   | billable operation                  |
 |----------|------------------------------------------|-------------------------------------|
 | atoms    | atoms, atom_relations, holdings          | holdings insert: ingest_completed   |
+|          |                                          | (not an inference's input/output)   |
 | models   | models, model_tensors                    | models insert/update: model_updated |
 | jobs     | ingestion_jobs, ingestion_job_atoms      | none                                |
+| inference| inference_requests, inference_atoms,     | inference_requests completed:       |
+|          | generation_streams                       | inference_completed (once each)     |
 | generic  | tenants, principals, anything else       | none                                |
 
 Bare chunks and spans of large files (`binary`/`chunk|span` atoms: ~1400 for a 90 MB model)
@@ -15,10 +18,18 @@ events of tables no handler knows, are counted, never dropped silently.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from hartonomous.json_types import JsonValue
+from hartonomous.sync.events import (
+    Handler,
+    HandlerOutcome,
+    MeteredPerEvent,
+    Party,
+    SyncEvent,
+    require_tenant,
+    tenant_node,
+)
+from hartonomous.sync.events import own_party as _own_party
 from hartonomous.sync.graph import (
     GraphChange,
     GraphEdge,
@@ -31,80 +42,23 @@ from hartonomous.sync.graph import (
     tenant_ref,
     tensor_ref,
 )
+from hartonomous.sync.inference_handler import InferenceHandler
 from hartonomous.sync.lookups import Lookups, is_chunk
-from hartonomous.sync.rows import InvalidEventError, Row, preview
+from hartonomous.sync.rows import preview
 
 INGEST_COMPLETED = "neo4j_sync.ingest_completed"
 MODEL_UPDATED = "neo4j_sync.model_updated"
-OPERATIONS = ("insert", "update", "delete")
-
-
-@dataclass(frozen=True)
-class SyncEvent:
-    """The parts of a CDC CloudEvent the worker uses."""
-
-    event_id: str
-    event_type: str
-    table: str
-    operation: str
-    row: Row
-    extensions: Mapping[str, object]
-    tenant_id: str
-    principal_id: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.table}.{self.operation}"
-
-
-@dataclass(frozen=True)
-class Party:
-    """Who an event is billed to and checked against policy ('' when nobody)."""
-
-    tenant_id: str
-    principal_id: str
-
-
-@dataclass(frozen=True)
-class HandlerOutcome:
-    change: GraphChange
-    # Why nothing (or less) was projected, as a counter name; None when fully handled.
-    skipped: str | None = None
-
-
-class Handler(Protocol):
-    name: str
-
-    def handles(self, table: str) -> bool: ...
-
-    def billable_operation(self, event: SyncEvent) -> str | None: ...
-
-    def party(self, event: SyncEvent, lookups: Lookups) -> Party: ...
-
-    def apply(self, event: SyncEvent, lookups: Lookups) -> HandlerOutcome: ...
-
-
-def _own_party(event: SyncEvent) -> Party:
-    return Party(event.tenant_id, event.principal_id)
-
-
-def _require_tenant(event: SyncEvent) -> str:
-    if not event.tenant_id:
-        raise InvalidEventError(
-            f"{event.name}: no tenant (extension tenantid and column tenant_id are missing)"
-        )
-    return event.tenant_id
-
-
-def _tenant_node(tenant_id: str) -> GraphNode:
-    return GraphNode(tenant_ref(tenant_id), tenant_id, {"tenant_id": tenant_id})
+# Holdings of an inference's inputs and outputs: source type `inference`, source URI
+# `inference:<id>/<input|output>/<name>` (docs/inference.md).
+INFERENCE_SOURCE_TYPE = "inference"
+INFERENCE_SOURCE_PREFIX = "inference:"
 
 
 def _atom_node(atom_hex: str, properties: Mapping[str, JsonValue] | None = None) -> GraphNode:
     return GraphNode(atom_ref(atom_hex), None, {"atom_id": atom_hex, **(properties or {})})
 
 
-class AtomsHandler:
+class AtomsHandler(MeteredPerEvent):
     name = "atoms"
     _tables = frozenset({"atoms", "atom_relations", "holdings"})
 
@@ -112,14 +66,23 @@ class AtomsHandler:
         return table in self._tables
 
     def billable_operation(self, event: SyncEvent) -> str | None:
-        return (
-            INGEST_COMPLETED if event.table == "holdings" and event.operation == "insert" else None
-        )
+        if event.table != "holdings" or event.operation != "insert":
+            return None
+        # An inference's inputs and outputs are held by its tenant but billed with the
+        # inference. Only the job worker writes this source type (ingest writes file/upload).
+        source = event.row.value("source_uri")
+        if (
+            event.row.value("source_type") == INFERENCE_SOURCE_TYPE
+            and isinstance(source, str)
+            and source.startswith(INFERENCE_SOURCE_PREFIX)
+        ):
+            return None
+        return INGEST_COMPLETED
 
     def party(self, event: SyncEvent, lookups: Lookups) -> Party:
         if event.table != "holdings":
             return _own_party(event)
-        tenant = _require_tenant(event)
+        tenant = require_tenant(event)
         principal = event.principal_id
         job_id = event.row.optional_uuid("job_id") if event.operation != "delete" else None
         if not principal and job_id is not None:
@@ -185,7 +148,7 @@ class AtomsHandler:
 
     def _holding(self, event: SyncEvent) -> HandlerOutcome:
         row = event.row
-        tenant = _require_tenant(event)
+        tenant = require_tenant(event)
         holding_id = row.uuid("holding_id")
         edge_id = f"OWNS:holding:{tenant}:{holding_id}"
         if event.operation == "delete":
@@ -202,11 +165,11 @@ class AtomsHandler:
                 **row.pick("source_uri", "source_type", "visibility", "job_id", "created_at"),
             },
         )
-        nodes = (_tenant_node(tenant), _atom_node(atom_hex))
+        nodes = (tenant_node(tenant), _atom_node(atom_hex))
         return HandlerOutcome(GraphChange(nodes=nodes, edges=(owns,)))
 
 
-class ModelsHandler:
+class ModelsHandler(MeteredPerEvent):
     name = "models"
     _tables = frozenset({"models", "model_tensors"})
 
@@ -274,7 +237,7 @@ class ModelsHandler:
         return HandlerOutcome(GraphChange(nodes=(node,), edges=(contains,)))
 
 
-class JobsHandler:
+class JobsHandler(MeteredPerEvent):
     name = "jobs"
     _tables = frozenset({"ingestion_jobs", "ingestion_job_atoms"})
 
@@ -285,11 +248,11 @@ class JobsHandler:
         return None
 
     def party(self, event: SyncEvent, lookups: Lookups) -> Party:
-        return Party(_require_tenant(event), event.principal_id)
+        return Party(require_tenant(event), event.principal_id)
 
     def apply(self, event: SyncEvent, lookups: Lookups) -> HandlerOutcome:
         row = event.row
-        tenant = _require_tenant(event)
+        tenant = require_tenant(event)
         job = job_ref(tenant, row.uuid("job_id"))
         if event.table == "ingestion_jobs":
             if event.operation == "delete":
@@ -313,7 +276,7 @@ class JobsHandler:
                 },
             )
             edges = [edge("OWNS", tenant_ref(tenant), job, tenant_id=tenant)]
-            nodes = [node, _tenant_node(tenant)]
+            nodes = [node, tenant_node(tenant)]
             principal = row.optional_text("principal_id")
             if principal:
                 who = principal_ref(tenant, principal)
@@ -338,7 +301,7 @@ class JobsHandler:
         return HandlerOutcome(GraphChange(nodes=(_atom_node(atom_hex),), edges=(produced,)))
 
 
-class GenericHandler:
+class GenericHandler(MeteredPerEvent):
     """Tenants and principals; any other table is completed and counted, not projected."""
 
     name = "generic"
@@ -379,11 +342,17 @@ class GenericHandler:
                 },
             )
             owns = edge("OWNS", tenant_ref(tenant), who, tenant_id=tenant)
-            return HandlerOutcome(GraphChange(nodes=(node, _tenant_node(tenant)), edges=(owns,)))
+            return HandlerOutcome(GraphChange(nodes=(node, tenant_node(tenant)), edges=(owns,)))
         return HandlerOutcome(GraphChange(), skipped=f"unmapped:{event.name}")
 
 
-HANDLERS: tuple[Handler, ...] = (AtomsHandler(), ModelsHandler(), JobsHandler(), GenericHandler())
+HANDLERS: tuple[Handler, ...] = (
+    AtomsHandler(),
+    ModelsHandler(),
+    JobsHandler(),
+    InferenceHandler(),
+    GenericHandler(),
+)
 
 
 def handler_for(table: str) -> Handler:

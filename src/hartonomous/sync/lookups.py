@@ -62,6 +62,15 @@ class Lookups:
             return None
         return Owner(str(row[0]), None if row[1] is None else str(row[1]))
 
+    def inference_attributes(self, tenant_id: str, inference_id: str) -> dict[str, Any] | None:
+        """An inference's `attributes` (for an update event that did not carry them: unchanged
+        and TOASTed); None when the request is gone."""
+        row = self._connection.execute(
+            "SELECT attributes FROM inference_requests WHERE tenant_id = %s AND inference_id = %s",
+            (tenant_id, inference_id),
+        ).fetchone()
+        return None if row is None or not isinstance(row[0], dict) else dict(row[0])
+
     def party_active(self, tenant_id: str, principal_id: str) -> tuple[bool, bool]:
         """Whether the tenant and its principal are active; an unknown one counts as active."""
         row = self._connection.execute(

@@ -24,8 +24,9 @@ from sqlalchemy import JSON, LargeBinary
 from hartonomous.db.tables import metadata
 from hartonomous.json_types import exact_loads
 from hartonomous.messaging.resilience import is_transient
+from hartonomous.sync.events import SyncEvent
 from hartonomous.sync.graph import LABELS, RELATIONSHIPS, GraphBatch, GraphChange, Label, NodeRef
-from hartonomous.sync.handlers import SyncEvent, handler_for
+from hartonomous.sync.handlers import handler_for
 from hartonomous.sync.lookups import Lookups
 from hartonomous.sync.projector import Neo4jProjector, Row, edge_row, node_row
 from hartonomous.sync.rows import InvalidEventError
@@ -52,6 +53,9 @@ REPAIR_SOURCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("ingestion_job_atoms", ("tenant_id", "job_id", "ordinal"), "true"),
     ("models", ("atom_id",), "true"),
     ("model_tensors", ("model_atom_id", "ordinal"), "true"),
+    ("inference_requests", ("tenant_id", "inference_id"), "true"),
+    ("inference_atoms", ("tenant_id", "inference_id", "role", "ordinal"), "true"),
+    ("generation_streams", ("tenant_id", "stream_id"), "true"),
 )
 
 

@@ -56,6 +56,20 @@ _SOURCES: dict[Label, _Source] = {
         "'job:' || s.tenant_id || ':' || s.job_id::text",
         (str, str),
     ),
+    "Inference": _Source(
+        "inference_requests",
+        ("tenant_id", "inference_id"),
+        ("text", "uuid"),
+        "'inference:' || s.tenant_id || ':' || s.inference_id::text",
+        (str, str),
+    ),
+    "GenerationStream": _Source(
+        "generation_streams",
+        ("tenant_id", "stream_id"),
+        ("text", "uuid"),
+        "'stream:' || s.tenant_id || ':' || s.stream_id::text",
+        (str, str),
+    ),
     "Atom": _Source(
         "atoms", ("atom_id",), ("bytea",), "'atom:' || encode(s.atom_id, 'hex')", (_hex,)
     ),

@@ -61,6 +61,9 @@ def handle(cloud_event: CloudEvent) -> tuple[str, str | None, Any]:
         ("model_tensors", "insert", "models", None),
         ("ingestion_jobs", "update", "jobs", None),
         ("tenants", "insert", "generic", None),
+        ("inference_requests", "insert", "inference", None),
+        ("inference_atoms", "insert", "inference", None),
+        ("generation_streams", "insert", "inference", None),
     ],
 )
 def test_billable_operation_names_per_table_and_operation(
@@ -135,3 +138,62 @@ def test_a_batch_merges_upserts_but_keeps_deletes_in_order() -> None:
     assert first.nodes[node.node_id][0].properties == {"a": 1, "b": 2}
     assert second.deleted_nodes == (node,)
     assert list(second.edges) == [f"CONTAINS:atom:{ATOM}>atom:{CHILD}#1"]
+
+
+@pytest.mark.parametrize(
+    ("status", "operation", "billable"),
+    [
+        ("completed", "insert", "neo4j_sync.inference_completed"),
+        ("completed", "update", "neo4j_sync.inference_completed"),
+        ("failed", "update", None),
+        ("in_progress", "update", None),
+        ("completed", "delete", None),
+    ],
+)
+def test_only_a_completed_inference_is_billed_under_a_key_naming_it(
+    status: str, operation: str, billable: str | None
+) -> None:
+    data = {
+        "tenant_id": "acme",
+        "inference_id": JOB,
+        "status": status,
+        "usage_units": 2,
+        "attributes": {"generation": "image", "token_count": 9000},
+    }
+    sync_event = to_sync_event(event("inference_requests", operation, data, id="e-7"))
+    handler = handler_for("inference_requests")
+    assert handler.billable_operation(sync_event) == billable
+    metering = handler.metering(sync_event, FakeLookups())  # type: ignore[arg-type]
+    assert metering.idempotency_key == f"inference:acme:{JOB}"
+    # Units come from the row, never from the caller's attributes.
+    assert metering.attributes == {"generation": "image", "usage_units": 2}
+
+
+def test_an_inference_atom_of_an_unknown_role_is_an_invalid_event() -> None:
+    data = {"tenant_id": "acme", "inference_id": JOB, "role": "side", "ordinal": 0}
+    with pytest.raises(InvalidEventError, match="role"):
+        handle(event("inference_atoms", "insert", {**data, "atom_id": ATOM, "name": "x"}))
+
+
+@pytest.mark.parametrize(
+    ("source_type", "source_uri", "billable"),
+    [
+        ("inference", "inference:9d5ed678/output/y", None),
+        ("inference", "inference:9d5ed678/input/x", None),
+        # A file or upload is ingestion, whatever its name.
+        ("upload", "inference:9d5ed678/output/y", "neo4j_sync.ingest_completed"),
+        ("file", "/data/inference:notes.txt", "neo4j_sync.ingest_completed"),
+    ],
+)
+def test_an_inferences_holdings_are_not_billed_as_ingestion(
+    source_type: str, source_uri: str, billable: str | None
+) -> None:
+    data = {
+        "tenant_id": "acme",
+        "holding_id": JOB,
+        "atom_id": ATOM,
+        "source_uri": source_uri,
+        "source_type": source_type,
+    }
+    sync_event = to_sync_event(event("holdings", "insert", data))
+    assert handler_for("holdings").billable_operation(sync_event) == billable
