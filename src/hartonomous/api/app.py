@@ -18,6 +18,7 @@ from hartonomous.api.routes import (
     graph,
     holdings,
     identity,
+    inference,
     ingest,
     ledger,
     models,
@@ -61,6 +62,7 @@ def create_app(platform: Platform) -> FastAPI:
         deadletters.router,
         graph.router,
         ledger.router,
+        inference.router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

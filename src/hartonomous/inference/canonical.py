@@ -19,10 +19,13 @@ __all__ = ["canonical_json", "canonical_request", "input_hash"]
 
 
 def canonical_json(value: JsonValue | Mapping[str, JsonValue]) -> bytes:
-    """``value`` as canonical JSON bytes (sorted keys, no whitespace, UTF-8)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    """``value`` as canonical JSON bytes (sorted keys, no whitespace, UTF-8).
+
+    Raises ``ValueError`` for NaN or an infinity (JSON has neither).
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def canonical_request(task: str, model: str | None, input: Mapping[str, JsonValue]) -> bytes:

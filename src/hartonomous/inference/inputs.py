@@ -188,7 +188,10 @@ def _tensor(prepared: PreparedInput, name: str, value: object) -> JsonValue:
         ):
             raise InferenceInputError(f"{what}: shape must be a list of sizes >= 0")
         inline: dict[str, JsonValue] = {"dtype": dtype, "shape": shape, "data": value["data"]}
-        prepared.inline_bytes += len(canonical_json(inline))
+        try:
+            prepared.inline_bytes += len(canonical_json(inline))
+        except ValueError:
+            raise InferenceInputError(f"{what}: data holds NaN or an infinity") from None
         return inline
     raise InferenceInputError(
         f"{what} must be {{'atom_id'}}, {{'npy_base64'}} or {{'dtype', 'shape', 'data'}}, "
