@@ -165,7 +165,7 @@ def _answer_from_cache(
     output: dict[str, JsonValue] = earlier.output
     connection.execute(
         insert(inference_requests).values(
-            values,
+            **values,
             status="completed",
             cache_hit=True,
             cached_from=cached_from,
