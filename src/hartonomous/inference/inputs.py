@@ -241,6 +241,9 @@ def _check_name(name: str) -> None:
 
 
 def _k(value: object, most: int) -> int:
+    # JSON counts 5.0 as the integer 5 (JSON Schema's "integer"); stored as 5 either way.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         raise InferenceInputError(f"input 'k' must be an integer in 1..{most}, got {value!r}")
     return value

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import WholeNumber
 from hartonomous.inference.tasks import InferenceTask
 from hartonomous.security.roles import Role
 from hartonomous.services import inference as inference_service
@@ -91,7 +92,7 @@ class InferenceModel(BaseModel):
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rating: StrictInt = Field(ge=0, le=5, description="0 (worst) to 5 (best)")
+    rating: WholeNumber = Field(ge=0, le=5, description="0 (worst) to 5 (best)")
     text: StrictStr | None = Field(
         None, max_length=inference_service.MAX_FEEDBACK_CHARACTERS, description="Feedback text"
     )
