@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 from hartonomous.services.inference import drain
 
 from .conftest import IssueKey, bearer
+from .data_api_support import wait_for_job
 
 
 def test_submit_read_rate_and_cache_over_the_api(
@@ -104,3 +106,42 @@ def test_feedback_needs_a_completed_inference(
     assert "failed" in refused.json()["detail"]
     out_of_range = api.post(f"{url}/feedback", json={"rating": 6}, headers=key)
     assert out_of_range.status_code == 422
+
+
+def test_an_upload_labelled_over_the_api_is_classified_by(
+    api: TestClient, platform: Platform, issue_key: IssueKey, engine: Engine
+) -> None:
+    key = bearer(issue_key("acme"))
+    for label, name, content in (
+        ("animals", "cat.txt", b"The cat slept on the sofa all afternoon."),
+        ("money", "bank.txt", b"The bank raised its interest rates on savings."),
+    ):
+        answer = api.post(
+            f"/v1/ingest?label={label}",
+            headers=key,
+            files=[("files", (name, content, "text/plain"))],
+        )
+        assert answer.status_code == 202, answer.text
+        job = wait_for_job(
+            api, key["Authorization"].removeprefix("Bearer "), answer.json()["job_id"]
+        )
+        assert job["status"] == "completed", job
+    with engine.connect() as connection:
+        labels = dict(
+            connection.execute(
+                text(
+                    "SELECT source_uri, metadata ->> 'label' FROM holdings WHERE tenant_id = 'acme'"
+                )
+            ).all()
+        )
+    assert labels == {"cat.txt": "animals", "bank.txt": "money"}
+    refused = api.post("/v1/ingest?label=%0A", headers=key, files=[("files", ("x.txt", b"x"))])
+    assert refused.status_code == 422
+    accepted = api.post(
+        "/v1/inference",
+        json={"task": "classification", "input": {"text": "a kitten on the couch", "k": 1}},
+        headers=key,
+    ).json()
+    drain(platform)
+    done = api.get(accepted["status_url"], headers=key).json()
+    assert done["output"]["label"] == "animals", done
