@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import uuid
 from dataclasses import asdict
@@ -29,6 +30,9 @@ _TASK_HELP = {
     InferenceTask.CLASSIFICATION: "The label of the text, by k-nearest labelled holdings.",
     InferenceTask.ONNX_RUN: "Run an ONNX model the platform holds on input tensors.",
 }
+
+
+DEFAULT_WAIT_SECONDS = 600.0
 
 
 class InferCommandError(CommandUsageError):
@@ -89,6 +93,9 @@ def _submit_task(task: InferenceTask) -> None:
             str | None, typer.Option(help="Principal recorded on the request")
         ] = None,
         wait: Annotated[bool, typer.Option("--wait", help="Wait for the outcome")] = False,
+        timeout: Annotated[
+            float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits at most")
+        ] = DEFAULT_WAIT_SECONDS,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     ) -> None:
         from hartonomous.services.inference import Submission, submit
@@ -121,8 +128,8 @@ def _submit_task(task: InferenceTask) -> None:
                     + (f" (cache hit of {submitted.cached_from})" if submitted.cache_hit else ""),
                 )
                 return
-            view = wait_for(platform, tenant, submitted.inference_id)
-        _emit_view(state, view)
+            view = wait_for(platform, tenant, submitted.inference_id, timeout_seconds=timeout)
+        _emit_view(state, view, waited=timeout)
 
     command.__doc__ = _TASK_HELP[task]
     infer_app.command(task.value)(command)
@@ -139,7 +146,7 @@ def _state(ctx: typer.Context, as_json: bool) -> CliContext:
     return state
 
 
-def _emit_view(state: CliContext, view: Any) -> None:
+def _emit_view(state: CliContext, view: Any, *, waited: float | None = None) -> None:
     data = asdict(view)
     lines = [f"inference {view.inference_id}: {view.task} {view.status}"]
     if view.cache_hit:
@@ -162,6 +169,13 @@ def _emit_view(state: CliContext, view: Any) -> None:
         lines.append(f"rating {view.rating}{said}")
     state.emit(data, "\n".join(lines))
     if view.status == InferenceStatus.FAILED:
+        raise typer.Exit(1)
+    if waited is not None and not view.terminal:
+        # Never a silent success: a job nobody runs is said to be stuck, exit 1.
+        sys.stderr.write(
+            f"inference {view.inference_id} is still {view.status} after {waited:g} s: is an "
+            "inference worker running (`hartonomous up` or `hartonomous worker`)?\n"
+        )
         raise typer.Exit(1)
 
 
@@ -193,8 +207,12 @@ def _inference_id(value: str) -> uuid.UUID:
 def status(
     ctx: typer.Context,
     inference_id: Annotated[str, typer.Argument(help="The inference's id")],
+    *,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant the inference belongs to")],
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the outcome")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits at most")
+    ] = DEFAULT_WAIT_SECONDS,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """An inference's status, output, steps and rating."""
@@ -204,8 +222,11 @@ def status(
     state = _state(ctx, as_json)
     identifier = _inference_id(inference_id)
     with open_platform(state.settings()) as platform:
-        view = (wait_for if wait else get)(platform, tenant, identifier)
-    _emit_view(state, view)
+        if wait:
+            view = wait_for(platform, tenant, identifier, timeout_seconds=timeout)
+        else:
+            view = get(platform, tenant, identifier)
+    _emit_view(state, view, waited=timeout if wait else None)
 
 
 @infer_app.command("feedback")

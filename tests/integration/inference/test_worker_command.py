@@ -68,3 +68,20 @@ def test_worker_serves_until_sigterm_and_beats(
             .all()
         )
     assert states == ["stopped"]
+
+
+def test_waiting_with_no_worker_running_says_the_job_is_stuck(platform: Platform, cli: Cli) -> None:
+    waited = cli(
+        "infer",
+        "text_embedding",
+        "--tenant",
+        "acme",
+        "--text",
+        "nobody runs me",
+        "--wait",
+        "--timeout",
+        "0.5",
+    )
+    assert waited.exit_code == 1
+    assert "is still pending after 0.5 s: is an inference worker running" in waited.stderr
+    assert "text_embedding pending" in waited.stdout
