@@ -9,7 +9,8 @@ it becomes `in_progress`, ``attempts + 1``, ``claimed_by`` this worker, its leas
 Completion and failure commit only while this worker still holds the claim (same
 ``claimed_by``, still `in_progress`), each in one transaction: a worker killed mid-job leaves
 the job to be claimed again, and a worker whose lease ran out finds its claim gone and writes
-nothing, so a job is never completed twice.
+nothing, so a job is never completed twice. While its task runs, the worker renews the lease
+every third of ``lease_seconds`` (``renew_lease``), so only a worker that stopped loses it.
 """
 
 from __future__ import annotations
@@ -39,13 +40,17 @@ from hartonomous.inference.tasks import InferenceTask, TaskRequest, TaskResult
 from hartonomous.json_types import JsonValue
 from hartonomous.storable import storable_object
 
-__all__ = ["Claim", "claim_next", "complete", "fail", "worker_identity"]
+__all__ = ["Claim", "claim_next", "complete", "fail", "renew_lease", "worker_identity"]
 
 _OPEN = text(
     "SELECT * FROM inference_requests "
     "WHERE status = 'pending' OR (status = 'in_progress' AND lease_expires_at < now()) "
     "ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
+
+
+def _seconds(seconds: float) -> Any:
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
 def worker_identity() -> str:
@@ -99,8 +104,7 @@ def claim_next(engine: Engine, settings: Settings, claimed_by: str) -> Claim | N
                     status="in_progress",
                     attempts=inference_requests.c.attempts + 1,
                     claimed_by=claimed_by,
-                    lease_expires_at=func.now()
-                    + func.make_interval(0, 0, 0, 0, 0, 0, limits.lease_seconds),
+                    lease_expires_at=func.now() + _seconds(limits.lease_seconds),
                     started_at=func.now(),
                 )
                 .returning(inference_requests)
@@ -150,6 +154,24 @@ def _control(claim: Claim) -> dict[str, JsonValue]:
         "cache_hit": False,
         "claimed_by": claim.claimed_by,
     }
+
+
+def renew_lease(engine: Engine, claim: Claim, lease_seconds: float) -> bool:
+    """Extend the claim's lease to ``lease_seconds`` from now (the worker does while its task
+    runs, so a task longer than one lease is not claimed again); False when the claim is
+    no longer this worker's."""
+    with engine.begin() as connection:
+        renewed = connection.execute(
+            update(inference_requests)
+            .where(
+                inference_requests.c.tenant_id == claim.row.tenant_id,
+                inference_requests.c.inference_id == claim.row.inference_id,
+                inference_requests.c.status == "in_progress",
+                inference_requests.c.claimed_by == claim.claimed_by,
+            )
+            .values(lease_expires_at=func.now() + _seconds(lease_seconds))
+        )
+    return renewed.rowcount == 1
 
 
 def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: float) -> bool:

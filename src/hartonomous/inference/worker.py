@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
@@ -23,7 +25,14 @@ from sqlalchemy import Engine
 
 from hartonomous.config import Settings
 from hartonomous.errors import UsageError
-from hartonomous.inference.jobs import Claim, claim_next, complete, fail, worker_identity
+from hartonomous.inference.jobs import (
+    Claim,
+    claim_next,
+    complete,
+    fail,
+    renew_lease,
+    worker_identity,
+)
 from hartonomous.inference.registry import task_for
 from hartonomous.inference.submission import NOTIFY_CHANNEL
 from hartonomous.inference.tasks import TaskContext
@@ -68,7 +77,8 @@ class InferenceWorker:
         started = time.perf_counter()
         try:
             task = task_for(request.task)
-            result = task(TaskContext(self._engine, self._settings, request))
+            with self._lease_kept(claim):
+                result = task(TaskContext(self._engine, self._settings, request))
         except UsageError as exc:
             bound.info("inference_failed", error=str(exc))
             fail(self._engine, claim, str(exc))
@@ -82,6 +92,33 @@ class InferenceWorker:
             bound.info("inference_completed", duration_ms=round(duration_ms, 3))
         else:
             bound.warning("inference_claim_lost", claimed_by=self.claimed_by)
+
+    @contextmanager
+    def _lease_kept(self, claim: Claim) -> Iterator[None]:
+        """Renew the claim's lease every third of ``lease_seconds`` while the block runs."""
+        lease = self._settings.inference.lease_seconds
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(lease / 3):
+                try:
+                    if not renew_lease(self._engine, claim, lease):
+                        log.warning(
+                            "inference_claim_lost", inference_id=str(claim.row.inference_id)
+                        )
+                        return
+                except Exception as exc:  # noqa: BLE001 - the next renewal may get through
+                    log.warning(
+                        "inference_lease_renewal_failed", error=f"{type(exc).__name__}: {exc}"
+                    )
+
+        keeper = threading.Thread(target=keep, name="inference-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
         """Serve until ``stop`` is set, beating ``heartbeat`` (a new ``inference-worker``

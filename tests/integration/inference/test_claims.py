@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from sqlalchemy import Engine, text
 from hartonomous.config import Settings
 from hartonomous.db import head_revision
 from hartonomous.inference.jobs import claim_next, complete, worker_identity
-from hartonomous.inference.tasks import InferenceStatus, InferenceTask, TaskResult
+from hartonomous.inference.registry import registered
+from hartonomous.inference.tasks import InferenceStatus, InferenceTask, TaskContext, TaskResult
+from hartonomous.inference.worker import InferenceWorker
 from hartonomous.provenance import SegmentKind
 from hartonomous.services import Platform
 from hartonomous.services.inference import Submission, drain, get, submit
@@ -167,3 +171,46 @@ def test_a_job_interrupted_max_attempts_times_fails(
     assert view.error.startswith("interrupted 2 times")
     stream = stream_of(engine, view)
     assert [s.kind for s in stream.segments] == [SegmentKind.Input, SegmentKind.Control]
+
+
+def test_a_task_longer_than_its_lease_keeps_its_claim(
+    engine: Engine, data_dir: Path, database_url: str, platform: Platform
+) -> None:
+    settings = Settings(data_dir=data_dir, inference={"lease_seconds": 5})
+    submitted = submit(platform, _submit_embedding(platform, "a slow one"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(context: TaskContext) -> TaskResult:
+        started.set()
+        release.wait(HANG_GUARD_SECONDS)
+        return TaskResult(output={"slow": True}, usage_units=Decimal(1))
+
+    def lease() -> datetime:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT lease_expires_at FROM inference_requests WHERE inference_id = :i"),
+                {"i": submitted.inference_id},
+            ).scalar_one()
+
+    def database_now() -> datetime:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+    worker = InferenceWorker(database_url, engine, settings)
+    with registered(InferenceTask.TEXT_EMBEDDING, slow):
+        running = threading.Thread(target=worker.run_once)
+        running.start()
+        try:
+            assert started.wait(HANG_GUARD_SECONDS)
+            first = lease()
+            _wait_for(lambda: database_now() > first, "the first lease's end")
+            # Renewed meanwhile: nobody else may claim the job.
+            assert lease() > first
+            assert claim_next(engine, settings, worker_identity()) is None
+        finally:
+            release.set()
+            running.join(HANG_GUARD_SECONDS)
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.COMPLETED
+    assert view.attempts == 1
+    assert view.output == {"slow": True}
