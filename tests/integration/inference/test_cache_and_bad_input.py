@@ -96,7 +96,7 @@ def test_an_identical_request_is_answered_from_the_earlier_result(
     )
     assert not other_tenant.cache_hit
     # The same text sent as the atom it is stored in is the same request.
-    atom_hex = first.input["text"]["atom_id"]  # type: ignore[index]
+    atom_hex = first.input["text"]["atom_id"]
     by_atom = submit(
         platform,
         Submission(

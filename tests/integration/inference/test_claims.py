@@ -60,7 +60,7 @@ _BLOCKING_WORKER = textwrap.dedent(
 
 def _wait_for(condition: object, what: str) -> None:
     deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"hang guard: {what} did not happen")
         time.sleep(0.1)

@@ -62,21 +62,21 @@ def test_text_embedding_completes_with_vector_units_atoms_and_stream(
     assert [step.operation for step in view.steps] == ["embed"]
 
     # The text is an atom the tenant holds as this inference's input.
-    atom_hex = view.input["text"]["atom_id"]  # type: ignore[index]
+    atom_hex = view.input["text"]["atom_id"]
     (holding,) = _rows(
         engine,
         "SELECT holding_id, source_uri, source_type FROM holdings "
         "WHERE tenant_id = 'acme' AND atom_id = decode(:a, 'hex')",
         a=atom_hex,
     )
-    assert holding.source_uri == f"inference:{view.inference_id}/input/text"  # type: ignore[attr-defined]
-    assert holding.source_type == "inference"  # type: ignore[attr-defined]
+    assert holding.source_uri == f"inference:{view.inference_id}/input/text"
+    assert holding.source_type == "inference"
     (used,) = _rows(
         engine,
         "SELECT role, name, holding_id FROM inference_atoms WHERE inference_id = :i",
         i=view.inference_id,
     )
-    assert (used.role, used.name, used.holding_id) == ("input", "text", holding.holding_id)  # type: ignore[attr-defined]
+    assert (used.role, used.name, used.holding_id) == ("input", "text", holding.holding_id)
 
     stream = stream_of(engine, view)
     assert [s.kind for s in stream.segments] == [
@@ -116,7 +116,7 @@ def test_semantic_search_finds_the_nearest_of_the_tenants_texts(
     assert isinstance(hits, list)
     assert len(hits) == 3
     cat_atom = atoms[list(ANIMALS | FINANCE).index("cat.txt")]
-    assert hits[0]["atom_id"] == cat_atom  # type: ignore[index]
+    assert hits[0]["atom_id"] == cat_atom
     assert all("globex" not in str(hit) for hit in hits)
     (step,) = view.steps
     assert step.operation == "semantic_search"
@@ -150,7 +150,7 @@ def test_classification_votes_with_labelled_neighbours(
     neighbours = view.output["neighbours"]
     assert isinstance(neighbours, list)
     assert len(neighbours) == 3
-    assert {n["label"] for n in neighbours} <= {"animals", "finance"}  # type: ignore[index]
+    assert {n["label"] for n in neighbours} <= {"animals", "finance"}
     _, search = view.steps
     assert search.rows_examined == 6  # every labelled entry, none unlabelled
     assert search.rows_returned == 3
@@ -160,8 +160,8 @@ def test_classification_votes_with_labelled_neighbours(
         "WHERE inference_id = :i AND role = 'input' ORDER BY ordinal",
         i=view.inference_id,
     )
-    assert [u.name for u in used] == ["text", "neighbour/1", "neighbour/2", "neighbour/3"]  # type: ignore[attr-defined]
-    assert [u.atom for u in used[1:]] == [n["atom_id"] for n in neighbours]  # type: ignore[attr-defined,index]
+    assert [u.name for u in used] == ["text", "neighbour/1", "neighbour/2", "neighbour/3"]
+    assert [u.atom for u in used[1:]] == [n["atom_id"] for n in neighbours]
 
 
 def test_classification_of_a_finance_text_and_the_share_of_votes(
@@ -182,5 +182,5 @@ def test_classification_of_a_finance_text_and_the_share_of_votes(
     assert view.output["label"] == "finance"
     votes = view.output["votes"]
     assert isinstance(votes, dict)
-    assert abs(sum(float(v) for v in votes.values()) - 1.0) < 1e-9  # type: ignore[arg-type]
+    assert abs(sum(float(v) for v in votes.values()) - 1.0) < 1e-9
     assert view.input["k"] == 5  # the default, stored
