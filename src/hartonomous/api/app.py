@@ -18,6 +18,7 @@ from hartonomous.api.routes import (
     graph,
     holdings,
     identity,
+    inference,
     ingest,
     ledger,
     lineage,
@@ -69,6 +70,7 @@ def create_app(platform: Platform) -> FastAPI:
         lineage.router,
         provenance.explain_router,
         provenance.streams_router,
+        inference.router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

@@ -28,6 +28,10 @@ def ingest(
     dedup_policy: Annotated[
         str, typer.Option(help="Deduplication policy (near-duplicates links similar text)")
     ] = "default",
+    label: Annotated[
+        str | None,
+        typer.Option(help="Label stored on each new holding (classification votes with it)"),
+    ] = None,
 ) -> None:
     """Ingest files and folders; print the job summary."""
     state = cli_context(ctx)
@@ -36,7 +40,11 @@ def ingest(
             f"{visibility!r} is not private or public", param_hint="--visibility"
         )
     request = IngestRequest(
-        tenant_id=tenant, principal_id=principal, visibility=visibility, dedup_policy=dedup_policy
+        tenant_id=tenant,
+        principal_id=principal,
+        visibility=visibility,
+        dedup_policy=dedup_policy,
+        label=label,
     )
     with open_platform(state.settings()) as platform:
         if state.as_json or not sys.stdout.isatty():

@@ -20,6 +20,7 @@ from hartonomous.cli import (
     broker_commands,
     cdc_commands,
     db_commands,
+    inference_commands,
     ledger_commands,
     lineage_commands,
     models_commands,
@@ -62,6 +63,8 @@ app.command("embed")(search_commands.embed)
 app.command("search")(search_commands.search)
 app.command("sync")(sync_commands.sync)
 app.add_typer(sync_commands.graph_app, name="graph")
+app.add_typer(inference_commands.infer_app, name="infer")
+app.command("worker")(inference_commands.worker)
 app.add_typer(tenants_commands.tenants_app, name="tenants")
 app.add_typer(ledger_commands.ledger_app, name="ledger")
 app.add_typer(access_commands.principals_app, name="principals")

@@ -16,6 +16,7 @@ from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.provision import installed_pgvector, provision
 from hartonomous.ops.seed import seed
+from hartonomous.services.inference import worker_service
 from hartonomous.services.platform import api_platform
 from hartonomous.sync.service import sync_services
 
@@ -60,7 +61,10 @@ def up(
                     sys.stdout.write(f"sample API key (shown once): {report.sample_api_key}\n")
                     sys.stdout.flush()
 
-            services = sync_services(database.url, settings)
+            services = [
+                *sync_services(database.url, settings),
+                worker_service(database.url, database.engine, settings),
+            ]
             with api_platform(database, settings) as platform:
                 for service in services:
                     service.start()

@@ -248,8 +248,8 @@ class CdcSettings(Section):
 
 
 # The background services `up` runs (and `ces-consumer` / `sync` run alone), by heartbeat name.
-ServiceName = Literal["ces-consumer", "sync-worker"]
-SERVICE_NAMES: tuple[ServiceName, ...] = ("ces-consumer", "sync-worker")
+ServiceName = Literal["ces-consumer", "sync-worker", "inference-worker"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("ces-consumer", "sync-worker", "inference-worker")
 
 
 class InferenceSettings(Section):

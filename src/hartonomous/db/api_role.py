@@ -43,6 +43,7 @@ _ALL: Final = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # is also what `SELECT … FOR KEY SHARE` needs) and never deleted by the API: gc is maintenance.
 _CONTENT: Final = ("SELECT", "INSERT", "UPDATE")
 _READ: Final = ("SELECT",)
+_APPEND: Final = ("SELECT", "INSERT")
 _NONE: Final[tuple[str, ...]] = ()
 
 API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
@@ -62,9 +63,10 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "billing_usage_rollup": _READ,  # kept by a trigger on the ledger
     "billing_rate_plans": _READ,
     "inference_requests": _ALL,  # submitted by the API; run by the job worker
-    "inference_steps": _READ,
-    "inference_atoms": _READ,
-    "generation_streams": _READ,
+    # A cache hit is answered at submission: its step, atoms and stream are written then.
+    "inference_steps": _APPEND,
+    "inference_atoms": _APPEND,
+    "generation_streams": _APPEND,
     "graph_nodes": _READ,  # written by the sync worker only
     "graph_edges": _READ,
     # Shared by all tenants, content-addressed: reached through a tenant's holdings.

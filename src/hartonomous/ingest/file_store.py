@@ -64,6 +64,9 @@ class Holder:
     visibility: str
     # A path's recorded source when it is not the path's file: URI (an upload's given name).
     source_names: Mapping[Path, str] = field(default_factory=dict)
+    # The label every holding of the job gets in its metadata (`ingest --label`): what
+    # classification votes with (docs/inference.md).
+    label: str | None = None
 
     def source_uri(self, path: Path) -> str:
         # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
@@ -198,6 +201,7 @@ def _hold(
                         {
                             "file_name": storable_text(path.name),
                             "size_bytes": stored.root.size_bytes,
+                            **({} if holder.label is None else {"label": holder.label}),
                         }
                     )
                     for path, stored in files

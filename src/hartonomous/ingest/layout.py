@@ -161,6 +161,19 @@ def write_binary_file(
     )
 
 
+def write_bytes(
+    writer: AtomSink, data: bytes, modality: str, subtype: str, metadata: JsonObject
+) -> StoredAtom:
+    """Bytes in memory (an inference's input or output) as one atom labelled ``modality`` /
+    ``subtype``: content-defined chunks, and a composite of them when there is more than one.
+
+    The atom's id is the SHA-256 of ``data`` whatever its size (a one-chunk atom is its chunk).
+    """
+    stored = _write_span(writer, io.BytesIO(data), None)
+    writer.describe(stored.atom_id, modality, subtype, metadata)
+    return stored
+
+
 def write_derived(
     writer: AtomSink, extraction: Extraction
 ) -> list[tuple[str, bytes, dict[str, JsonValue]]]:

@@ -17,6 +17,7 @@ background thread (prefetch.py), before the batch before it is stored.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.atoms.store import AtomVanishedError
+from hartonomous.errors import UsageError
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
 from hartonomous.ingest.file_store import (
@@ -92,6 +94,30 @@ class JobOutcome:
         return asdict(self)
 
 
+class InvalidLabelError(UsageError, ValueError):
+    """A label that cannot be stored as one (empty, too long, control characters)."""
+
+
+MAX_LABEL_CHARACTERS = 128
+_LABEL_REFUSED = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def validate_label(label: str | None) -> None:
+    """A holding label: 1-128 characters, not only spaces, no control characters.
+
+    Raises ``InvalidLabelError`` naming the problem.
+    """
+    if label is None:
+        return
+    if not label.strip() or len(label) > MAX_LABEL_CHARACTERS:
+        raise InvalidLabelError(
+            f"--label must be 1-{MAX_LABEL_CHARACTERS} characters, not only spaces "
+            f"(got {len(label)})"
+        )
+    if _LABEL_REFUSED.search(label):
+        raise InvalidLabelError(f"--label {label!r} holds a control character")
+
+
 @dataclass(frozen=True)
 class IngestRequest:
     tenant_id: str
@@ -102,6 +128,8 @@ class IngestRequest:
     # The name recorded for a path (its holding's source_uri and the job's file path) when it
     # is not the path itself: an uploaded file's name as its sender gave it, not its spool path.
     source_names: Mapping[Path, str] = field(default_factory=dict)
+    # Stored in each new holding's metadata as "label" (classification, docs/inference.md).
+    label: str | None = None
 
     def name_of(self, path: Path) -> str:
         return storable_text(self.source_names.get(path) or str(path))
@@ -146,6 +174,7 @@ def ingest_paths(
     """
     if request.principal_id is not None:
         validate_principal_id(request.principal_id)
+    validate_label(request.label)
     candidates = expand_paths(paths)
     if on_start is not None:
         on_start(len(candidates))
@@ -162,6 +191,7 @@ def ingest_paths(
             request.source_type,
             request.visibility,
             request.source_names,
+            request.label,
         )
         job = _Job(engine, holder, indexer, request)
         outcomes: list[FileOutcome] = []

@@ -44,7 +44,7 @@ def test_fresh_heartbeats_are_ready_and_listed(ready_state: dict[str, Any]) -> N
     assert ready_state["status"] == "ready", ready_state
     assert ready_state["detail"] is None
     services = {s["service"]: s for s in ready_state["services"]}
-    assert set(services) == {"ces-consumer", "sync-worker"}
+    assert set(services) == {"ces-consumer", "sync-worker", "inference-worker"}
     for service in services.values():
         assert service["state"] == "running"
         assert service["fresh"] is True

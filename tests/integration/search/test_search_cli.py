@@ -125,7 +125,7 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         ),
         ("search", "hello", "--tenant", "acme", "--modality", "TEXT"): "unknown --modality 'TEXT'",
         ("search", "hello", "--tenant", "acme", "--source-type", "nonsense"): (
-            "unknown --source-type 'nonsense' (known: file, upload, sample)"
+            "unknown --source-type 'nonsense' (known: file, upload, sample, inference)"
         ),
         ("search", "hello", "--tenant", "acme", "--source-type", "FILE", "--mode", "lexical"): (
             "unknown --source-type 'FILE'"

@@ -17,7 +17,7 @@ from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.shutdown import ShuttingDownError, shutdown_notice
 from hartonomous.api.uploads import FILES_FIELD, receive_files
 from hartonomous.errors import ForbiddenError
-from hartonomous.ingest.pipeline import IngestRequest
+from hartonomous.ingest.pipeline import MAX_LABEL_CHARACTERS, IngestRequest
 from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.security.roles import Role
 from hartonomous.services.ingestion import JobView, job_status, start_upload_ingestion
@@ -114,9 +114,17 @@ def _job_model(view: JobView) -> JobModel:
 async def ingest(
     request: Request,
     response: Response,
+    *,
     visibility: Literal["private", "public"] = "private",
     dedup_policy: str = Query(
         "default", pattern=r"^[\w.:-]{1,128}$", description="A deduplication policy's name"
+    ),
+    label: str | None = Query(
+        None,
+        min_length=1,
+        max_length=MAX_LABEL_CHARACTERS,
+        pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+        description="Label stored on each new holding (classification votes with it)",
     ),
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> IngestAccepted:
@@ -138,6 +146,7 @@ async def ingest(
                 visibility=visibility,
                 source_type="upload",
                 dedup_policy=dedup_policy,
+                label=label,
             ),
             spool,
         )

@@ -63,10 +63,11 @@ FILE_MODALITIES: tuple[str, ...] = (
 )
 """The modalities a file's atom can have: what the extractors report (ingest/extractors), or
 ``model`` for model files and ``binary`` for opaque ones (ingest/layout.py)."""
-SOURCE_TYPES: tuple[str, ...] = ("file", "upload", "sample")
+SOURCE_TYPES: tuple[str, ...] = ("file", "upload", "sample", "inference")
 """The ``holdings.source_type`` values: ``file`` for `ingest` (IngestRequest's default),
 ``upload`` for files sent to ``POST /v1/ingest``,
-``sample`` for the public sample corpus (ops/sample_content.py)."""
+``sample`` for the public sample corpus (ops/sample_content.py),
+``inference`` for an inference's stored inputs and outputs (docs/inference.md)."""
 
 atoms = Table(
     "atoms",

@@ -1,0 +1,204 @@
+"""Writing an inference's results: steps, input and output atoms, the stream and the row.
+
+Shared by the worker's completion and failure (``jobs``) and by a cache hit at submission
+(``submission``): each calls these inside one transaction of its own (docs/inference.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from hartonomous.db.tables import holdings, inference_atoms, inference_requests, inference_steps
+from hartonomous.inference.blobs import hold_blob, source_uri
+from hartonomous.inference.canonical import canonical_request
+from hartonomous.inference.streams import BUILTIN_TEXT_MODEL, StreamParts, store_stream
+from hartonomous.inference.tasks import InputAtom, OutputFile, StepRecord
+from hartonomous.json_types import JsonValue
+from hartonomous.storable import storable_object, storable_text
+
+__all__ = [
+    "ERROR_CHARACTERS",
+    "RequestRow",
+    "failure_parts",
+    "stream_model",
+    "usage",
+    "write_failure",
+    "write_input_atoms",
+    "write_output_files",
+    "write_steps",
+]
+
+ERROR_CHARACTERS = 4000
+"""A failure's reason is cut to this many characters (the whole of it is in the log)."""
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """The columns of an `inference_requests` row that results are written from."""
+
+    tenant_id: str
+    inference_id: uuid.UUID
+    task: str
+    model_atom_id: bytes | None
+    input: dict[str, JsonValue]
+    attributes: dict[str, JsonValue]
+    attempts: int
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> RequestRow:
+        return cls(
+            tenant_id=row.tenant_id,
+            inference_id=row.inference_id,
+            task=row.task,
+            model_atom_id=None if row.model_atom_id is None else bytes(row.model_atom_id),
+            input=dict(row.input),
+            attributes=dict(row.attributes),
+            attempts=row.attempts,
+        )
+
+    @property
+    def model_hex(self) -> str | None:
+        return None if self.model_atom_id is None else self.model_atom_id.hex()
+
+    def request_bytes(self) -> bytes:
+        return canonical_request(self.task, self.model_hex, self.input)
+
+
+def stream_model(model_atom_id: bytes | None) -> str:
+    """The stream's model: the model's atom hex, or the built-in text model's name."""
+    return BUILTIN_TEXT_MODEL if model_atom_id is None else model_atom_id.hex()
+
+
+def write_steps(connection: Connection, row: RequestRow, steps: Sequence[StepRecord]) -> None:
+    if not steps:
+        return
+    connection.execute(
+        insert(inference_steps),
+        [
+            {
+                "tenant_id": row.tenant_id,
+                "inference_id": row.inference_id,
+                "step_number": number,
+                "operation": step.operation,
+                "model_atom_id": step.model_atom_id,
+                "query_text": None if step.query_text is None else storable_text(step.query_text),
+                "index_used": step.index_used,
+                "rows_examined": step.rows_examined,
+                "rows_returned": step.rows_returned,
+                "duration_ms": step.duration_ms,
+                "cache_used": step.cache_used,
+                "detail": storable_object(dict(step.detail)),
+            }
+            for number, step in enumerate(steps, start=1)
+        ],
+    )
+
+
+def write_input_atoms(connection: Connection, row: RequestRow, atoms: Sequence[InputAtom]) -> None:
+    """`inference_atoms` rows (role input); an input the request stored gets its holding."""
+    if not atoms:
+        return
+    prefix = source_uri(row.inference_id, "input", "")
+    held = {
+        bytes(found.atom_id): found.holding_id
+        for found in connection.execute(
+            select(holdings.c.atom_id, holdings.c.holding_id).where(
+                holdings.c.tenant_id == row.tenant_id,
+                holdings.c.source_uri.startswith(prefix, autoescape=True),
+            )
+        )
+    }
+    connection.execute(
+        insert(inference_atoms),
+        [
+            {
+                "tenant_id": row.tenant_id,
+                "inference_id": row.inference_id,
+                "role": "input",
+                "ordinal": ordinal,
+                "atom_id": atom.atom_id,
+                "name": storable_text(atom.name),
+                "holding_id": held.get(atom.atom_id),
+            }
+            for ordinal, atom in enumerate(atoms)
+        ],
+    )
+
+
+def write_output_files(
+    connection: Connection, row: RequestRow, files: Sequence[OutputFile]
+) -> dict[str, JsonValue]:
+    """Each output file as an atom held by the tenant (``inference:<id>/output/<name>``) and
+    an `inference_atoms` row (role output); the atom hex by output name."""
+    produced: dict[str, JsonValue] = {}
+    rows = []
+    for ordinal, file in enumerate(files):
+        held = hold_blob(
+            connection,
+            row.tenant_id,
+            row.inference_id,
+            role="output",
+            name=file.name,
+            data=file.data,
+            media_type=file.media_type,
+        )
+        produced[file.name] = held.atom_id.hex()
+        rows.append(
+            {
+                "tenant_id": row.tenant_id,
+                "inference_id": row.inference_id,
+                "role": "output",
+                "ordinal": ordinal,
+                "atom_id": held.atom_id,
+                "name": storable_text(file.name),
+                "holding_id": held.holding_id,
+            }
+        )
+    if rows:
+        connection.execute(insert(inference_atoms), rows)
+    return produced
+
+
+def failure_parts(row: RequestRow, reason: str, control: Mapping[str, JsonValue]) -> StreamParts:
+    """A failed inference's stream: its Input and a Control segment with the error."""
+    return StreamParts(
+        inference_id=row.inference_id,
+        tenant_id=row.tenant_id,
+        task=row.task,
+        model=stream_model(row.model_atom_id),
+        request=row.request_bytes(),
+        control={**control, "status": "failed", "error": reason},
+    )
+
+
+def write_failure(
+    connection: Connection, row: RequestRow, reason: str, control: Mapping[str, JsonValue]
+) -> None:
+    """Mark the row failed with ``reason`` and store its failure stream; nothing else."""
+    reason = storable_text(reason)[:ERROR_CHARACTERS]
+    stream_id = store_stream(connection, failure_parts(row, reason, control))
+    connection.execute(
+        update(inference_requests)
+        .where(
+            inference_requests.c.tenant_id == row.tenant_id,
+            inference_requests.c.inference_id == row.inference_id,
+        )
+        .values(
+            status="failed",
+            error=reason,
+            stream_id=stream_id,
+            finished_at=func.now(),
+            lease_expires_at=None,
+        )
+    )
+
+
+def usage(value: Decimal) -> Decimal:
+    """Units as stored (NUMERIC(18,6)): exact to the micro-unit, rounded half-even beyond."""
+    return value.quantize(Decimal("0.000001"))

@@ -1,0 +1,305 @@
+"""Submitting an inference request (docs/inference.md, "Submitting").
+
+In one transaction: the tenant (active), principal, model and referenced atoms are checked,
+the caller's texts and tensor files are stored as atoms held by the tenant, and the request
+row is written `pending` (the workers are woken by NOTIFY). An identical earlier completed
+request of the tenant (same task, model and input hash) answers at once instead: the new row
+is written `completed` with ``cache_hit``, ``cached_from``, the earlier output, one
+`cache_lookup` step and its stream, and nothing is queued.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, literal, select, text
+
+from hartonomous.atoms.hashing import hex_to_digest
+from hartonomous.atoms.read import AtomNotFoundError, require_visible
+from hartonomous.config import Settings
+from hartonomous.db.tables import atoms, inference_atoms, inference_requests, models
+from hartonomous.inference.blobs import hold_blob
+from hartonomous.inference.canonical import canonical_request, input_hash
+from hartonomous.inference.inputs import PreparedInput, prepare_input
+from hartonomous.inference.records import RequestRow, stream_model, write_steps
+from hartonomous.inference.registry import task_for
+from hartonomous.inference.streams import StreamParts, store_stream
+from hartonomous.inference.tasks import (
+    InferenceInputError,
+    InferenceStatus,
+    InferenceTask,
+    StepRecord,
+)
+from hartonomous.json_types import JsonValue
+from hartonomous.security.principals import validate_principal_id
+from hartonomous.security.tenants import require_active_tenant
+from hartonomous.storable import storable_object
+
+__all__ = [
+    "MAX_ATTRIBUTES",
+    "NOTIFY_CHANNEL",
+    "Submission",
+    "Submitted",
+    "submit",
+]
+
+NOTIFY_CHANNEL = "hartonomous_inference"
+"""The channel a submission notifies (payload empty) so idle workers claim at once."""
+MAX_ATTRIBUTES = 32
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ATTRIBUTE_VALUE_CHARACTERS = 256
+_TEXT_TASKS = frozenset(
+    {InferenceTask.TEXT_EMBEDDING, InferenceTask.SEMANTIC_SEARCH, InferenceTask.CLASSIFICATION}
+)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request as a caller makes it.
+
+    ``input`` is the caller's JSON (forms in docs/inference.md, "Inputs"); ``model`` a model's
+    atom hex (onnx_run); ``files`` .npy tensor bytes by input name (onnx_run); ``attributes``
+    the billing meter's multiplier dimensions (docs/billing.md).
+    """
+
+    tenant_id: str
+    task: InferenceTask
+    input: object
+    model: str | None = None
+    principal_id: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    inference_id: uuid.UUID
+    status: InferenceStatus
+    cache_hit: bool
+    cached_from: uuid.UUID | None = None
+
+
+def submit(connection: Connection, settings: Settings, submission: Submission) -> Submitted:
+    """Check, store and queue ``submission`` (or answer it from the cache) in the caller's
+    transaction on ``connection``.
+
+    Raises ``TaskNotAvailableError`` (no implementation of the task), ``InferenceInputError``
+    naming the problem (bad input, a model or atom not found for the tenant, inputs over
+    ``[inference] max_input_bytes``), ``InvalidPrincipalError``, ``UnknownTenantError``,
+    ``TenantDisabledError``. Nothing is written when it raises (the caller rolls back).
+    """
+    task = submission.task
+    task_for(task)
+    model_id = _model_id(task, submission.model)
+    prepared = prepare_input(task, submission.input, submission.files)
+    attributes = _attributes(submission.attributes)
+    limit = settings.inference.max_input_bytes
+    _check_size(prepared.inline_bytes, limit)
+    if submission.principal_id is not None:
+        validate_principal_id(submission.principal_id)
+    require_active_tenant(connection, submission.tenant_id)
+    if model_id is not None:
+        _require_model(connection, submission.tenant_id, model_id)
+    _check_size(prepared.inline_bytes + _referenced_bytes(connection, submission, prepared), limit)
+    inference_id = uuid.uuid4()
+    for blob in prepared.blobs:
+        hold_blob(
+            connection,
+            submission.tenant_id,
+            inference_id,
+            role="input",
+            name=blob.name,
+            data=blob.data,
+            media_type=blob.media_type,
+        )
+    model_hex = None if model_id is None else model_id.hex()
+    digest = input_hash(task, model_hex, prepared.input)
+    values: dict[str, object] = {
+        "tenant_id": submission.tenant_id,
+        "inference_id": inference_id,
+        "principal_id": submission.principal_id,
+        "task": str(task),
+        "model_atom_id": model_id,
+        "input": prepared.input,
+        "input_hash": digest,
+        "attributes": attributes,
+        "correlation_id": submission.correlation_id,
+    }
+    started = time.perf_counter()
+    earlier = connection.execute(
+        select(inference_requests)
+        .where(
+            inference_requests.c.tenant_id == submission.tenant_id,
+            inference_requests.c.task == str(task),
+            inference_requests.c.input_hash == digest,
+            inference_requests.c.status == "completed",
+            ~inference_requests.c.cache_hit,
+        )
+        .order_by(inference_requests.c.finished_at.desc())
+        .limit(1)
+    ).first()
+    if earlier is None:
+        connection.execute(insert(inference_requests).values(values))
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
+    _answer_from_cache(connection, values, earlier, started)
+    return Submitted(
+        inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier.inference_id
+    )
+
+
+def _answer_from_cache(
+    connection: Connection, values: dict[str, object], earlier: Row[Any], started: float
+) -> None:
+    """Write the new row completed from ``earlier``: output, its atoms, a step, a stream."""
+    stream_id = uuid.uuid4()
+    duration_ms = (time.perf_counter() - started) * 1000
+    cached_from: uuid.UUID = earlier.inference_id
+    output: dict[str, JsonValue] = earlier.output
+    connection.execute(
+        insert(inference_requests).values(
+            **values,
+            status="completed",
+            cache_hit=True,
+            cached_from=cached_from,
+            output=output,
+            confidence=earlier.confidence,
+            # Nothing was computed again: the units of a cache hit are zero.
+            usage_units=Decimal(0),
+            stream_id=stream_id,
+            started_at=func.now(),
+            finished_at=func.now(),
+            duration_ms=duration_ms,
+        )
+    )
+    row = RequestRow.of(
+        connection.execute(
+            select(inference_requests).where(
+                inference_requests.c.tenant_id == values["tenant_id"],
+                inference_requests.c.inference_id == values["inference_id"],
+            )
+        ).one()
+    )
+    write_steps(
+        connection,
+        row,
+        [
+            StepRecord(
+                "cache_lookup",
+                duration_ms,
+                cache_used=True,
+                rows_returned=1,
+                detail={"cached_from": str(cached_from)},
+            )
+        ],
+    )
+    # The earlier inference's inputs and outputs are this one's too (same request, same answer).
+    columns = [
+        inference_atoms.c.role,
+        inference_atoms.c.ordinal,
+        inference_atoms.c.atom_id,
+        inference_atoms.c.name,
+        inference_atoms.c.holding_id,
+    ]
+    connection.execute(
+        insert(inference_atoms).from_select(
+            ["tenant_id", "inference_id", *(column.name for column in columns)],
+            select(
+                inference_atoms.c.tenant_id,
+                literal(row.inference_id, inference_atoms.c.inference_id.type),
+                *columns,
+            ).where(
+                inference_atoms.c.tenant_id == row.tenant_id,
+                inference_atoms.c.inference_id == cached_from,
+            ),
+        )
+    )
+    parts = StreamParts(
+        inference_id=row.inference_id,
+        tenant_id=row.tenant_id,
+        task=row.task,
+        model=stream_model(row.model_atom_id),
+        request=canonical_request(row.task, row.model_hex, row.input),
+        control={
+            "attributes": row.attributes,
+            "cache_hit": True,
+            "cached_from": str(cached_from),
+        },
+        telemetry={"duration_ms": duration_ms},
+        output=output,
+    )
+    store_stream(connection, parts, stream_id)
+
+
+def _model_id(task: InferenceTask, model: str | None) -> bytes | None:
+    if task in _TEXT_TASKS:
+        if model is not None:
+            raise InferenceInputError(
+                f"{task} runs the built-in text model and takes no model (got {model!r})"
+            )
+        return None
+    if model is None:
+        raise InferenceInputError(f"{task} needs a model (the model's atom id)")
+    try:
+        return hex_to_digest(model)
+    except ValueError as exc:
+        raise InferenceInputError(f"model: {exc}") from None
+
+
+def _require_model(connection: Connection, tenant_id: str, model_id: bytes) -> None:
+    """The model exists and the tenant holds it; otherwise "not found" (never "forbidden")."""
+    exists = connection.execute(
+        select(models.c.atom_id).where(models.c.atom_id == model_id)
+    ).first()
+    try:
+        if exists is None:
+            raise AtomNotFoundError(model_id.hex())
+        require_visible(connection, tenant_id, model_id)
+    except AtomNotFoundError:
+        raise InferenceInputError(f"model {model_id.hex()} not found") from None
+
+
+def _referenced_bytes(
+    connection: Connection, submission: Submission, prepared: PreparedInput
+) -> int:
+    """The size of the atoms the input names, each checked visible to the tenant."""
+    total = 0
+    for name, atom_id in prepared.references:
+        try:
+            require_visible(connection, submission.tenant_id, atom_id)
+        except AtomNotFoundError:
+            raise InferenceInputError(f"input {name!r}: atom {atom_id.hex()} not found") from None
+        total += connection.execute(
+            select(atoms.c.size_bytes).where(atoms.c.atom_id == atom_id)
+        ).scalar_one()
+    return total
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise InferenceInputError(
+            f"the request's inputs are {size} bytes, over [inference] max_input_bytes ({limit})"
+        )
+
+
+def _attributes(given: Mapping[str, str]) -> dict[str, JsonValue]:
+    if len(given) > MAX_ATTRIBUTES:
+        raise InferenceInputError(f"at most {MAX_ATTRIBUTES} attributes, got {len(given)}")
+    for name, value in given.items():
+        if not _ATTRIBUTE_NAME.match(name):
+            raise InferenceInputError(
+                f"attribute name {name!r} must be 1-64 letters, digits or _ . : -"
+            )
+        if not isinstance(value, str) or len(value) > _ATTRIBUTE_VALUE_CHARACTERS:
+            raise InferenceInputError(
+                f"attribute {name!r} must be a string of at most {_ATTRIBUTE_VALUE_CHARACTERS} "
+                "characters"
+            )
+    return storable_object(dict(given))

@@ -1,0 +1,272 @@
+"""Inference use cases: submit a request, read its status, wait for it, rate it, run the
+worker (docs/inference.md).
+
+`infer …` and `/v1/inference` call these; the work is ``hartonomous.inference``. Submission
+and reads run on ``platform.engine`` (in the API: the caller's tenant under row-level
+security); the worker runs on the owner's engine, for every tenant.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select, update
+
+from hartonomous.config import Settings
+from hartonomous.db.tables import inference_requests, inference_steps
+from hartonomous.errors import ConflictError, UsageError
+from hartonomous.inference.lookup import InferenceNotFoundError
+from hartonomous.inference.submission import Submission, Submitted
+from hartonomous.inference.submission import submit as _submit
+from hartonomous.inference.tasks import InferenceStatus, InferenceTask
+from hartonomous.inference.worker import SERVICE_NAME, InferenceWorker
+from hartonomous.json_types import JsonValue
+from hartonomous.messaging.heartbeat import Heartbeat
+from hartonomous.messaging.services import BackgroundService
+from hartonomous.services.database_errors import database_errors
+from hartonomous.services.platform import Platform
+from hartonomous.services.sessions import database_url
+
+__all__ = [
+    "MAX_FEEDBACK_CHARACTERS",
+    "TERMINAL",
+    "FeedbackNotAcceptedError",
+    "InferenceNotFoundError",
+    "InferenceStep",
+    "InferenceView",
+    "Submission",
+    "Submitted",
+    "drain",
+    "feedback",
+    "get",
+    "run_worker",
+    "submit",
+    "wait",
+    "worker_service",
+]
+
+MAX_FEEDBACK_CHARACTERS = 4000
+TERMINAL = frozenset({InferenceStatus.COMPLETED, InferenceStatus.FAILED})
+_WAIT_POLL_SECONDS = 0.1
+
+
+class FeedbackNotAcceptedError(ConflictError):
+    """Feedback on an inference that has not completed."""
+
+
+@dataclass(frozen=True)
+class InferenceStep:
+    step_number: int
+    operation: str
+    duration_ms: float
+    index_used: str | None
+    rows_examined: int | None
+    rows_returned: int | None
+    cache_used: bool
+    detail: dict[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class InferenceView:
+    """An inference's state; ``usage_units`` is exact (NUMERIC(18,6)), None until completed."""
+
+    inference_id: uuid.UUID
+    task: InferenceTask
+    status: InferenceStatus
+    model: str | None
+    input: dict[str, JsonValue]
+    attributes: dict[str, JsonValue]
+    cache_hit: bool
+    cached_from: uuid.UUID | None
+    output: dict[str, JsonValue] | None
+    confidence: float | None
+    error: str | None
+    usage_units: Decimal | None
+    attempts: int
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    stream_id: uuid.UUID | None
+    rating: int | None
+    feedback: str | None
+    rated_at: datetime | None
+    steps: list[InferenceStep] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def submit(platform: Platform, submission: Submission) -> Submitted:
+    """Store and queue ``submission``, or answer it from an identical earlier one.
+
+    Raises ``InferenceInputError`` (bad input, a model or atom not found, inputs over the
+    limit), ``TaskNotAvailableError``, ``UnknownTenantError``, ``TenantDisabledError``;
+    nothing is written then (docs/inference.md, "Submitting").
+    """
+    with database_errors(), platform.engine.begin() as connection:
+        return _submit(connection, platform.settings, submission)
+
+
+def get(platform: Platform, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:
+    """The inference's state and steps; ``InferenceNotFoundError`` for none of the tenant's."""
+    with database_errors(), platform.engine.connect() as connection:
+        row = connection.execute(
+            select(inference_requests).where(
+                inference_requests.c.tenant_id == tenant_id,
+                inference_requests.c.inference_id == inference_id,
+            )
+        ).first()
+        if row is None:
+            raise InferenceNotFoundError(
+                f"inference {inference_id} not found for tenant {tenant_id!r}"
+            )
+        steps = connection.execute(
+            select(inference_steps)
+            .where(
+                inference_steps.c.tenant_id == tenant_id,
+                inference_steps.c.inference_id == inference_id,
+            )
+            .order_by(inference_steps.c.step_number)
+        ).all()
+    return InferenceView(
+        inference_id=row.inference_id,
+        task=InferenceTask(row.task),
+        status=InferenceStatus(row.status),
+        model=None if row.model_atom_id is None else bytes(row.model_atom_id).hex(),
+        input=row.input,
+        attributes=row.attributes,
+        cache_hit=row.cache_hit,
+        cached_from=row.cached_from,
+        output=row.output,
+        confidence=row.confidence,
+        error=row.error,
+        usage_units=row.usage_units,
+        attempts=row.attempts,
+        requested_at=row.requested_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+        stream_id=row.stream_id,
+        rating=row.rating,
+        feedback=row.feedback,
+        rated_at=row.rated_at,
+        steps=[
+            InferenceStep(
+                step_number=step.step_number,
+                operation=step.operation,
+                duration_ms=step.duration_ms,
+                index_used=step.index_used,
+                rows_examined=step.rows_examined,
+                rows_returned=step.rows_returned,
+                cache_used=step.cache_used,
+                detail=step.detail,
+            )
+            for step in steps
+        ],
+    )
+
+
+def wait(
+    platform: Platform,
+    tenant_id: str,
+    inference_id: uuid.UUID,
+    *,
+    timeout_seconds: float | None = None,
+) -> InferenceView:
+    """Poll until the inference is completed or failed (or ``timeout_seconds`` pass: then its
+    state as it is). Raises ``InferenceNotFoundError``."""
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while True:
+        view = get(platform, tenant_id, inference_id)
+        if view.terminal or (deadline is not None and time.monotonic() >= deadline):
+            return view
+        time.sleep(_WAIT_POLL_SECONDS)
+
+
+def feedback(
+    platform: Platform,
+    tenant_id: str,
+    inference_id: uuid.UUID,
+    rating: int,
+    text: str | None = None,
+) -> InferenceView:
+    """Rate a completed inference 0-5 with optional text; a later rating replaces it.
+
+    Raises ``UsageError`` for a rating outside 0..5 or text over ``MAX_FEEDBACK_CHARACTERS``,
+    ``InferenceNotFoundError``, ``FeedbackNotAcceptedError`` (409) when the inference is
+    pending, in progress or failed (there is no answer to rate).
+    """
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 5:
+        raise UsageError(f"rating must be an integer from 0 to 5, got {rating!r}")
+    if text is not None and len(text) > MAX_FEEDBACK_CHARACTERS:
+        raise UsageError(
+            f"feedback text is {len(text)} characters, over the {MAX_FEEDBACK_CHARACTERS} allowed"
+        )
+    with database_errors(), platform.engine.begin() as connection:
+        status = connection.execute(
+            select(inference_requests.c.status)
+            .where(
+                inference_requests.c.tenant_id == tenant_id,
+                inference_requests.c.inference_id == inference_id,
+            )
+            .with_for_update()
+        ).scalar_one_or_none()
+        if status is None:
+            raise InferenceNotFoundError(
+                f"inference {inference_id} not found for tenant {tenant_id!r}"
+            )
+        if status != InferenceStatus.COMPLETED:
+            raise FeedbackNotAcceptedError(
+                f"inference {inference_id} is {status}: only a completed inference takes feedback"
+            )
+        connection.execute(
+            update(inference_requests)
+            .where(
+                inference_requests.c.tenant_id == tenant_id,
+                inference_requests.c.inference_id == inference_id,
+            )
+            .values(rating=rating, feedback=text, rated_at=func.now())
+        )
+    return get(platform, tenant_id, inference_id)
+
+
+def worker_service(url: str, engine: Engine, settings: Settings) -> BackgroundService:
+    """The inference worker as `up` runs it: a background thread with its heartbeat (written
+    `starting` now, so `up`'s first `/health/ready` already sees it)."""
+    beat = Heartbeat(url, settings, SERVICE_NAME)
+    beat.beat("starting")
+    worker = InferenceWorker(url, engine, settings)
+
+    def target(stop: threading.Event) -> None:
+        worker.run(stop, heartbeat=beat)
+
+    return BackgroundService(SERVICE_NAME, target)
+
+
+def run_worker(
+    platform: Platform, stop: threading.Event, started: Callable[[str], None] | None = None
+) -> None:
+    """Run the inference worker alone (`worker`) until ``stop`` is set; ``started`` hears its
+    claimer identity (``host:pid:uuid``)."""
+    worker = InferenceWorker(database_url(platform), platform.maintenance_engine, platform.settings)
+    if started is not None:
+        started(worker.claimed_by)
+    worker.run(stop)
+
+
+def drain(platform: Platform) -> int:
+    """Run the open jobs in this process until none is left (tests, `worker --once`)."""
+    worker = InferenceWorker(database_url(platform), platform.maintenance_engine, platform.settings)
+    with database_errors():
+        try:
+            return worker.drain()
+        finally:
+            worker.close()

@@ -1,0 +1,216 @@
+"""Claims and leases: a worker killed mid-job leaves the job to another, which completes it
+exactly once; a worker whose claim was taken over writes nothing; a job whose workers keep
+dying fails ("interrupted N times")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from hartonomous.config import Settings
+from hartonomous.db import head_revision
+from hartonomous.inference.jobs import claim_next, complete, worker_identity
+from hartonomous.inference.registry import registered
+from hartonomous.inference.tasks import InferenceStatus, InferenceTask, TaskContext, TaskResult
+from hartonomous.inference.worker import InferenceWorker
+from hartonomous.provenance import SegmentKind
+from hartonomous.services import Platform
+from hartonomous.services.inference import Submission, drain, get, submit
+
+from .conftest import counts, stream_of
+
+HANG_GUARD_SECONDS = 120
+
+# A worker process whose `text_embedding` blocks after claiming: it says which job it holds
+# in the marker file, then waits to be killed.
+_BLOCKING_WORKER = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    from sqlalchemy import create_engine
+    from hartonomous.config import Settings
+    from hartonomous.inference.registry import registered
+    from hartonomous.inference.tasks import InferenceTask
+    from hartonomous.inference.worker import InferenceWorker
+
+    url, marker = sys.argv[1], Path(sys.argv[2])
+
+    def blocking(context):
+        marker.write_text(str(context.request.inference_id))
+        threading.Event().wait()
+
+    settings = Settings(inference={"lease_seconds": 5})
+    worker = InferenceWorker(url, create_engine(url), settings)
+    with registered(InferenceTask.TEXT_EMBEDDING, blocking):
+        worker.run_once()
+    """
+)
+
+
+def _wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"hang guard: {what} did not happen")
+        time.sleep(0.1)
+
+
+def _submit_embedding(platform: Platform, sentence: str) -> Submission:
+    return Submission(tenant_id="acme", task=InferenceTask.TEXT_EMBEDDING, input={"text": sentence})
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_another_that_completes_it_once(
+    platform: Platform, engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    submitted = submit(platform, _submit_embedding(platform, "killed while embedding"))
+    marker = tmp_path / "claimed"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_WORKER, database_url, str(marker)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("HARTONOMOUS_")},
+    )
+    try:
+        _wait_for(marker.exists, "the worker process claimed the job")
+        assert marker.read_text() == str(submitted.inference_id)
+        worker.send_signal(signal.SIGKILL)
+        assert worker.wait(timeout=HANG_GUARD_SECONDS) == -signal.SIGKILL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    held = get(platform, "acme", submitted.inference_id)
+    assert held.status is InferenceStatus.IN_PROGRESS
+    assert held.attempts == 1
+    with engine.connect() as connection:
+        killed_claim = connection.execute(
+            text("SELECT claimed_by FROM inference_requests WHERE inference_id = :i"),
+            {"i": submitted.inference_id},
+        ).scalar_one()
+    before = counts(engine)
+    assert before["inference_steps"] == before["generation_streams"] == 0
+
+    # Another worker takes it once the killed one's lease (5 s) has run out.
+    _wait_for(lambda: drain(platform) == 1, "another worker claimed the expired job")
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.COMPLETED, view.error
+    assert view.attempts == 2
+    assert [step.operation for step in view.steps] == ["embed"]
+    after = counts(engine)
+    assert after["generation_streams"] == 1
+    assert after["inference_atoms"] == 1
+    with engine.connect() as connection:
+        claimer = connection.execute(
+            text("SELECT claimed_by FROM inference_requests WHERE inference_id = :i"),
+            {"i": submitted.inference_id},
+        ).scalar_one()
+    assert claimer != killed_claim
+    assert drain(platform) == 0
+
+
+def test_a_worker_that_lost_its_claim_writes_nothing(platform: Platform, engine: Engine) -> None:
+    submitted = submit(platform, _submit_embedding(platform, "two workers, one answer"))
+    first = claim_next(engine, platform.settings, worker_identity())
+    assert first is not None
+    # Its lease runs out (as a worker stalled past lease_seconds would) and another claims.
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE inference_requests SET lease_expires_at = now() - interval '1 second' "
+                "WHERE inference_id = :i"
+            ),
+            {"i": submitted.inference_id},
+        )
+    second = claim_next(engine, platform.settings, worker_identity())
+    assert second is not None
+    assert second.attempt == 2
+    before = counts(engine)
+    late = TaskResult(output={"from": "the first worker"}, usage_units=Decimal(1))
+    assert not complete(engine, first, late, 1.0)
+    assert counts(engine) == before
+    assert complete(
+        engine, second, TaskResult(output={"from": "second"}, usage_units=Decimal(2)), 2.0
+    )
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.output == {"from": "second"}
+    assert view.usage_units == Decimal(2)
+    assert not complete(engine, first, late, 1.0)  # still nothing, after completion too
+    assert get(platform, "acme", submitted.inference_id).output == {"from": "second"}
+
+
+def test_a_job_interrupted_max_attempts_times_fails(
+    engine: Engine, data_dir: Path, platform: Platform
+) -> None:
+    settings = Settings(data_dir=data_dir, inference={"max_attempts": 2})
+    limited = Platform(engine=engine, settings=settings, migrations_head=head_revision())
+    submitted = submit(limited, _submit_embedding(limited, "keeps killing its workers"))
+    for attempt in (1, 2):
+        claim = claim_next(engine, settings, worker_identity())
+        assert claim is not None
+        assert claim.attempt == attempt
+        with engine.begin() as connection:  # its worker dies: the lease runs out
+            connection.execute(
+                text(
+                    "UPDATE inference_requests SET lease_expires_at = now() - interval '1 s' "
+                    "WHERE inference_id = :i"
+                ),
+                {"i": submitted.inference_id},
+            )
+    assert claim_next(engine, settings, worker_identity()) is None
+    view = get(limited, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.FAILED
+    assert view.error is not None
+    assert view.error.startswith("interrupted 2 times")
+    stream = stream_of(engine, view)
+    assert [s.kind for s in stream.segments] == [SegmentKind.Input, SegmentKind.Control]
+
+
+def test_a_task_longer_than_its_lease_keeps_its_claim(
+    engine: Engine, data_dir: Path, database_url: str, platform: Platform
+) -> None:
+    settings = Settings(data_dir=data_dir, inference={"lease_seconds": 5})
+    submitted = submit(platform, _submit_embedding(platform, "a slow one"))
+    started, release = threading.Event(), threading.Event()
+
+    def slow(context: TaskContext) -> TaskResult:
+        started.set()
+        release.wait(HANG_GUARD_SECONDS)
+        return TaskResult(output={"slow": True}, usage_units=Decimal(1))
+
+    def lease() -> datetime:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT lease_expires_at FROM inference_requests WHERE inference_id = :i"),
+                {"i": submitted.inference_id},
+            ).scalar_one()
+
+    def database_now() -> datetime:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+    worker = InferenceWorker(database_url, engine, settings)
+    with registered(InferenceTask.TEXT_EMBEDDING, slow):
+        running = threading.Thread(target=worker.run_once)
+        running.start()
+        try:
+            assert started.wait(HANG_GUARD_SECONDS)
+            first = lease()
+            _wait_for(lambda: database_now() > first, "the first lease's end")
+            # Renewed meanwhile: nobody else may claim the job.
+            assert lease() > first
+            assert claim_next(engine, settings, worker_identity()) is None
+        finally:
+            release.set()
+            running.join(HANG_GUARD_SECONDS)
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.COMPLETED
+    assert view.attempts == 1
+    assert view.output == {"slow": True}
