@@ -23,6 +23,7 @@ job: submit, worker, completed) is one more function there.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import tempfile
@@ -44,10 +45,14 @@ from hartonomous.config.sections import DatabaseSettings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import open_engine
 from hartonomous.inference.onnx_run import clear_sessions, run_onnx
+from hartonomous.inference.submission import Submission
 from hartonomous.inference.tasks import InferenceTask, TaskContext, TaskRequest
+from hartonomous.inference.worker import InferenceWorker
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.json_types import JsonValue
 from hartonomous.security import ensure_tenant
+from hartonomous.services import Platform
+from hartonomous.services import inference as inference_service
 
 TENANT = "bench"
 TARGET_RATIO = 1.2
@@ -143,10 +148,53 @@ def run_onnx_task(bench: Bench, runs: int) -> Figures:
     return figures
 
 
+_SEEDS = itertools.count(1)
+
+
+def inference_job(bench: Bench, runs: int) -> Figures:
+    """The whole job path in one process: `services.inference.submit` (stores the request and
+    its input), the worker's claim, the run and the completion transaction (steps, output
+    atoms, stream), then `get`. Each call sends a new input (an identical one is a cache
+    hit, measured apart by the tests, not here)."""
+    platform = Platform(bench.engine, bench.settings, "")
+    url = bench.engine.url.render_as_string(hide_password=False)
+    worker = InferenceWorker(url, bench.engine, bench.settings)
+    rng = np.random.default_rng(next(_SEEDS))  # a new input every call, every round
+
+    def one() -> None:
+        inputs = {
+            name: {
+                "dtype": a.dtype.name,
+                "shape": list(a.shape),
+                "data": (a + rng.standard_normal(a.shape).astype(a.dtype) * 1e-3).tolist(),
+            }
+            for name, a in bench.feeds.items()
+        }
+        submitted = inference_service.submit(
+            platform,
+            Submission(
+                TENANT, InferenceTask.ONNX_RUN, {"inputs": inputs}, model=bench.model_atom_id.hex()
+            ),
+        )
+        assert not submitted.cache_hit
+        assert worker.run_once()
+        view = inference_service.get(platform, TENANT, submitted.inference_id)
+        assert view.status == "completed", view.error
+
+    try:
+        clear_sessions()
+        figures = Figures(_timed(one), note="submit + claim + run + complete + get")
+        figures.warm_ms = [_timed(one) for _ in range(runs)]
+    finally:
+        worker.close()
+    return figures
+
+
 # Each measured path: (label, function). The first is the baseline the others are compared to.
 PATHS: list[tuple[str, Callable[[Bench, int], Figures]]] = [
     ("direct onnxruntime", direct_onnxruntime),
     ("run_onnx (in-process)", run_onnx_task),
+    ("inference job (submit..get)", inference_job),
 ]
 
 
