@@ -192,3 +192,66 @@ def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
             ).all()
         )
     assert counts == {"k": 1, "t": 0, "t2": 0}
+
+
+def _stored_count(engine: Engine, subject_id: str) -> int:
+    with engine.connect() as connection:
+        count: int = connection.execute(
+            text("SELECT count FROM security_throttle_counters WHERE subject_id = :s"),
+            {"s": subject_id},
+        ).scalar_one()
+    return count
+
+
+def test_leases_never_grant_more_than_the_limit_between_processes(engine: Engine) -> None:
+    # Two stores stand for two API processes: each holds its own leases.
+    first, second = (PooledCounterStore(engine, lease_permits=32) for _ in range(2))
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    step = ThrottleStep("shared", CounterKey("tenant", "t"), 100, timedelta(seconds=60))
+    assert first.lease_size(step) == 2  # at most 1/50 of the limit
+    # The first process leases two permits and uses one; the headers count the held one as left.
+    taken = first.acquire([step], start)
+    assert not taken.is_throttled
+    assert taken.quota is not None
+    assert taken.quota.remaining == 99
+    assert _stored_count(engine, "t") == 2
+    # The second spends everything else the window has: 98, not 99 (one is held by the first).
+    granted = 0
+    while not second.acquire([step], start + timedelta(seconds=1)).is_throttled:
+        granted += 1
+    assert granted == 98
+    # The first hands out its held permit without the database, then is refused too.
+    held = first.acquire_held([step], start + timedelta(seconds=2))
+    assert held is not None
+    assert not held.is_throttled
+    refused = first.acquire([step], start + timedelta(seconds=2))
+    assert refused.is_throttled
+    assert refused.retry_after == timedelta(seconds=58)
+    assert _stored_count(engine, "t") == 100
+
+
+def test_a_lease_ends_with_its_window_and_the_tail_is_taken_one_by_one(engine: Engine) -> None:
+    store = PooledCounterStore(engine, lease_permits=32)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    # 101 a minute: leases of two until one permit is left, which is taken alone.
+    odd = ThrottleStep("odd", CounterKey("key", "k"), 101, timedelta(seconds=60))
+    granted = 0
+    while not store.acquire([odd], start).is_throttled:
+        granted += 1
+    assert granted == 101
+    assert _stored_count(engine, "k") == 101
+    # A permit held when the window ends is dropped, never carried into the next window.
+    step = ThrottleStep("minute", CounterKey("tenant", "w"), 100, timedelta(seconds=60))
+    assert not store.acquire([step], start).is_throttled  # leases 2, holds 1
+    later = start + timedelta(seconds=60)
+    assert store.acquire_held([step], later) is None
+    renewed = store.acquire([step], later)
+    assert renewed.quota is not None
+    assert (renewed.quota.remaining, renewed.quota.reset_after) == (99, timedelta(seconds=60))
+    assert _stored_count(engine, "w") == 2
+    # One permit per statement when asked (lease_permits=1), as with a small limit.
+    single = PooledCounterStore(engine, lease_permits=1)
+    assert single.lease_size(step) == 1
+    assert single.lease_size(odd) == 1
+    assert not single.acquire([step], later).is_throttled
+    assert _stored_count(engine, "w") == 3
