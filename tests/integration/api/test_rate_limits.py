@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def two_servers(database_url: str) -> Iterator[list[str]]:
-    """Two API processes on the test's database, each with a shared limit of 10 an hour."""
+@contextmanager
+def _two_servers(database_url: str, limit: int) -> Iterator[list[str]]:
+    """Two API processes on the test's database sharing a limit of ``limit`` an hour."""
     ports = [_free_port(), _free_port()]
     processes = [
         subprocess.Popen(
@@ -122,7 +123,7 @@ def two_servers(database_url: str) -> Iterator[list[str]]:
                 "tests.integration.api.limited_server",
                 database_url,
                 str(p),
-                "10",
+                str(limit),
             ],
             cwd=ROOT,
         )
@@ -148,6 +149,14 @@ def two_servers(database_url: str) -> Iterator[list[str]]:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+@pytest.fixture
+def two_servers(database_url: str) -> Iterator[list[str]]:
+    """Two API processes on the test's database, each with a shared limit of 10 an hour (too
+    small to lease: one permit per request)."""
+    with _two_servers(database_url, 10) as urls:
+        yield urls
 
 
 def test_two_api_processes_share_one_limit(two_servers: list[str], issue_key: IssueKey) -> None:
@@ -255,3 +264,21 @@ def test_a_lease_ends_with_its_window_and_the_tail_is_taken_one_by_one(engine: E
     assert single.lease_size(odd) == 1
     assert not single.acquire([step], later).is_throttled
     assert _stored_count(engine, "w") == 3
+
+
+def test_two_api_processes_leasing_admit_exactly_the_limit(
+    database_url: str, issue_key: IssueKey
+) -> None:
+    # 100 an hour: each process leases two permits at a time (1/50 of the limit).
+    token = issue_key(role=Role.ADMIN)
+    with _two_servers(database_url, 100) as urls:
+        answers = [
+            httpx.get(f"{urls[n % 2]}/v1/tenants/acme", headers=bearer(token)) for n in range(130)
+        ]
+    statuses = [answer.status_code for answer in answers]
+    # Alternating, each process uses what it leased before leasing again: all 100 admitted,
+    # then both refuse; never one more.
+    assert statuses[:100] == [200] * 100
+    assert statuses[100:] == [429] * 30
+    assert [_remaining(answer)[1] for answer in answers[:4]] == [99, 97, 98, 96]
+    assert _remaining(answers[99])[1] == 0
