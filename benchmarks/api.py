@@ -356,7 +356,9 @@ def main() -> None:
             load(server.url, corpus, vectors, {TENANT: set(range(len(corpus.paragraphs)))})
             token = issue_key(server.url)
             # As `up` does before serving: the API role, with its grants (docs/security.md).
-            provision_api_role(create_engine(server.url), server_settings(server.url, root / "api"))
+            owner = create_engine(server.url)
+            provision_api_role(owner, server_settings(server.url, root / "api"))
+            owner.dispose()
             port = free_port()
             process = subprocess.Popen(
                 [sys.executable, __file__, "--serve", server.url, str(port), str(root / "api")]
