@@ -5,19 +5,24 @@ same run.
 Run with ``python benchmarks/api.py [--paragraphs 5000] [--seconds 6]``. It starts its own
 embedded PostgreSQL in a temporary folder, loads the first ``--paragraphs`` paragraphs of the
 standard-library corpus (benchmarks/stdlib_corpus.py, vectors cached on disk) for one tenant as
-benchmarks/search.py does, issues a `user` API key, and starts a real server in a process of its
-own: uvicorn on ``create_app`` configured as `hartonomous up` configures it. Queries are the
-first eight words of random paragraphs (seeded); each request embeds its query, over HTTP and
-in-process alike. For each concurrency the in-process run and the HTTP run alternate in two
-rounds (half the time each), so a change of the machine's load weighs on both; the printed
-ratio is HTTP requests/s over in-process requests/s. Targets (docs/api.md): search over HTTP at
-least 0.8x the in-process rate at 8 clients; health at least 2,000 requests/s.
+benchmarks/search.py does, issues a `user` API key, provisions the API role, and starts a real
+server in a process of its own exactly as `hartonomous serve` (and `up`) serves the API: uvicorn
+on ``create_app`` over the API role's engine under row-level security. The in-process side
+calls the service on the owner's engine, as the CLI does (no tenant setting, no policies).
+Queries are the first eight words of random paragraphs (seeded); each request embeds its query,
+over HTTP and in-process alike. For each concurrency the in-process run and the HTTP run
+alternate in two rounds (half the time each), so a change of the machine's load weighs on both;
+the printed ratio is HTTP requests/s over in-process requests/s. Each run prints the CPU per
+request of the clients (or the in-process caller), of the server (split into its event loop
+and its worker threads) and of PostgreSQL. Clients are blocking httpx clients in threads, one
+keep-alive connection each (spread over ``--client-processes`` processes for /health/live).
+Targets (docs/api.md): search over HTTP at least 0.8x the in-process rate at 8 clients; health
+at least 2,000 requests/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import socket
@@ -26,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,7 +42,9 @@ import httpx
 import numpy as np
 from sqlalchemy import create_engine
 
+from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db.api_role import provision_api_role
 from hartonomous.security import create_api_key, ensure_principal
 
 try:
@@ -88,19 +95,63 @@ class Tally:
         )
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used, from /proc (proc(5))."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat(path: Path) -> list[str]:
+    # The fields after the command name, which may itself hold spaces (proc(5)).
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu(pid: int, thread: int | None = None) -> float:
+    """CPU seconds (user + system) process ``pid`` (or its thread ``thread``) has used, from
+    /proc (proc(5))."""
+    path = Path(f"/proc/{pid}/stat") if thread is None else Path(f"/proc/{pid}/task/{thread}/stat")
+    fields = _stat(path)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(run: Callable[[], Tally], server_pid: int) -> Tally:
-    """``run()``, with the CPU the server used during it (and the run's own, if it has none)."""
-    own, server = time.process_time(), process_cpu(server_pid)
+def postgres_cpu(postmaster: int) -> float:
+    """CPU seconds PostgreSQL has used: the postmaster, its live backends, and the backends it
+    has reaped (the postmaster's children times)."""
+    fields = _stat(Path(f"/proc/{postmaster}/stat"))
+    ticks = sum(int(fields[n]) for n in (11, 12, 13, 14))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = _stat(entry / "stat")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile: its time is in the postmaster's children times
+        if int(child[1]) == postmaster:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The server process and the PostgreSQL postmaster whose CPU a run is charged."""
+
+    server: int
+    postmaster: int
+
+    def cpu(self) -> tuple[float, float, float]:
+        """(server, the server's event-loop thread, PostgreSQL) CPU seconds so far."""
+        server = process_cpu(self.server)
+        return server, process_cpu(self.server, self.server), postgres_cpu(self.postmaster)
+
+
+def timed(run: Callable[[], Tally], processes: Processes) -> Tally:
+    """``run()``, with the CPU PostgreSQL used during it, the run's own when it has none
+    (in-process), and otherwise the server's, split into its event loop (HTTP, routing, key
+    and rate-limit checks) and its worker threads (the routes' work: search, embedding)."""
+    own, before = time.process_time(), processes.cpu()
     tally = run()
-    if "clients" not in tally.cpu:
+    after = processes.cpu()
+    if "clients" in tally.cpu:
+        tally.cpu["server"] = after[0] - before[0]
+        tally.cpu["server: event loop"] = after[1] - before[1]
+        tally.cpu["server: threads"] = tally.cpu["server"] - tally.cpu["server: event loop"]
+    else:
         tally.cpu["this process"] = time.process_time() - own
-    tally.cpu["server"] = process_cpu(server_pid) - server
+    tally.cpu["postgres"] = after[2] - before[2]
     return tally
 
 
@@ -113,50 +164,68 @@ class Requests:
     headers: dict[str, str] = field(default_factory=dict)
     bodies: tuple[dict[str, object], ...] = ()
 
-    def send(self, client: httpx.AsyncClient, turn: int) -> Awaitable[httpx.Response]:
+    def prepared(self, client: httpx.Client) -> list[httpx.Request]:
+        """Every request this run sends, built once: what is measured is sending them."""
         if not self.bodies:
-            return client.get(self.path, headers=self.headers)
-        body = self.bodies[turn % len(self.bodies)]
-        return client.post(self.path, json=body, headers=self.headers)
+            return [client.build_request("GET", self.path, headers=self.headers)]
+        return [
+            client.build_request("POST", self.path, json=body, headers=self.headers)
+            for body in self.bodies
+        ]
 
 
 def http_run(requests: Requests, clients: int, seconds: float) -> Tally:
-    """``clients`` concurrent httpx clients (one connection each) sending for ``seconds``;
-    the Tally's CPU is this process's (the clients')."""
+    """``clients`` threads of this process, each an httpx.Client with one keep-alive
+    connection, sending ``requests`` for ``seconds``; the Tally's CPU is this process's.
 
-    async def main() -> Tally:
-        tally = Tally()
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        async with httpx.AsyncClient(base_url=requests.base, limits=limits, timeout=60) as client:
-            await requests.send(client, 0)  # warm-up: connections, first-use costs
-            deadline = time.perf_counter() + seconds
-            started = time.perf_counter()
+    Blocking httpx clients in threads, each sending requests it built once, cost about half
+    the CPU per request of an httpx.AsyncClient (measured: 0.5 against 1.4 ms for
+    `/health/live`); the clients share the machine with the server, so their cost is kept low.
+    """
+    tally = Tally()
+    lock = threading.Lock()
+    deadline = [0.0]
+    # Every client connected and warmed up, the clock starts (the barrier's action).
+    ready = threading.Barrier(
+        clients + 1, action=lambda: deadline.__setitem__(0, time.perf_counter() + seconds)
+    )
 
-            async def worker(number: int) -> None:
-                turn = number
-                while time.perf_counter() < deadline:
-                    began = time.perf_counter()
-                    answer = await requests.send(client, turn)
-                    if answer.status_code == 200:
-                        tally.latencies.append((time.perf_counter() - began) * 1000.0)
-                    else:
-                        tally.failures += 1
-                    turn += clients
+    def worker(number: int) -> None:
+        latencies: list[float] = []
+        failures = 0
+        with httpx.Client(base_url=requests.base, timeout=60) as client:
+            prepared = requests.prepared(client)
+            client.send(prepared[number % len(prepared)]).read()  # warm-up: the connection
+            ready.wait()
+            turn = number
+            while time.perf_counter() < deadline[0]:
+                began = time.perf_counter()
+                answer = client.send(prepared[turn % len(prepared)])
+                answer.read()
+                if answer.status_code == 200:
+                    latencies.append((time.perf_counter() - began) * 1000.0)
+                else:
+                    failures += 1
+                turn += clients
+        with lock:
+            tally.latencies += latencies
+            tally.failures += failures
 
-            await asyncio.gather(*(worker(n) for n in range(clients)))
-            tally.seconds = time.perf_counter() - started
-        return tally
-
-    cpu = time.process_time()
-    tally = asyncio.run(main())
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    started, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.join()
+    tally.seconds = time.perf_counter() - started
     tally.cpu = {"clients": time.process_time() - cpu}
     return tally
 
 
 def http_run_spread(requests: Requests, clients: int, seconds: float, processes: int) -> Tally:
-    """``clients`` httpx clients spread over ``processes`` processes: a Python client spends
-    more CPU per request than the server's answer to /health/live costs, so one process of
-    clients would measure the client."""
+    """``clients`` httpx clients spread over ``processes`` processes (one process's threads
+    would queue on its interpreter lock before the server is busy)."""
     processes = max(1, min(processes, clients))
     shares = [clients // processes + (n < clients % processes) for n in range(processes)]
     if processes == 1:
@@ -198,26 +267,31 @@ def thread_run(clients: int, seconds: float, call: Callable[[int], object]) -> T
     return tally
 
 
-def serve(url: str, port: int) -> None:
-    """The server process: the API as `hartonomous up` serves it (uvicorn's defaults)."""
-    import uvicorn
+def server_settings(url: str, data_dir: Path) -> Settings:
+    """The server's settings: ``url`` as `database.url`, and a rate limit it cannot reach.
 
-    from hartonomous.api import create_app
+    Measured is the API's own cost: a limit of 100 requests a minute (the default) would answer
+    429 after the first hundred, so this run's tenant gets a limit it cannot reach.
+    """
     from hartonomous.config import load_settings
-    from hartonomous.services import open_platform
 
-    # Measured is the API's own cost: a limit of 100 requests a minute (the default) would
-    # answer 429 after the first hundred, so this run's tenant gets a limit it cannot reach.
     unlimited = {"name": "benchmark", "scope": "tenant", "permit_limit": 1_000_000_000}
-    settings = load_settings(
-        None, {"database": {"url": url}, "security": {"rate_limits": [unlimited]}}
-    )
-    with open_platform(settings) as platform:
-        config = uvicorn.Config(
-            create_app(platform), host="127.0.0.1", port=port, log_config=None, lifespan="off"
-        )
-        print(f"server: http {config.http}, loop {config.loop}", flush=True)
-        uvicorn.Server(config).run()
+    overrides = {"database": {"url": url}, "security": {"rate_limits": [unlimited]}}
+    return load_settings(None, {**overrides, "data_dir": data_dir})
+
+
+def serve(url: str, port: int, data_dir: Path) -> None:
+    """The server process: the API exactly as `hartonomous serve` (and `up`) serves it, on the
+    API role's engine with row-level security (``open_serving_platform``, ``serve_api``)."""
+    from hartonomous.cli.http_server import serve_api
+    from hartonomous.services.platform import open_serving_platform
+
+    with open_serving_platform(server_settings(url, data_dir)) as platform:
+        serve_api(platform, "127.0.0.1", port, lambda at: print(f"server: {at}", flush=True))
+
+
+def postmaster(server: EmbeddedPostgres) -> int:
+    return int((server.layout.pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def free_port() -> int:
@@ -260,10 +334,10 @@ def main() -> None:
     parser.add_argument(
         "--client-processes", type=int, default=4, help="processes running the health clients"
     )
-    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=3, metavar=("URL", "PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
+        serve(args.serve[0], int(args.serve[1]), Path(args.serve[2]))
         return
 
     full = stdlib_corpus()
@@ -281,10 +355,13 @@ def main() -> None:
             upgrade(create_engine(server.url))
             load(server.url, corpus, vectors, {TENANT: set(range(len(corpus.paragraphs)))})
             token = issue_key(server.url)
+            # As `up` does before serving: the API role, with its grants (docs/security.md).
+            owner = create_engine(server.url)
+            provision_api_role(owner, server_settings(server.url, root / "api"))
+            owner.dispose()
             port = free_port()
             process = subprocess.Popen(
-                [sys.executable, __file__, "--serve", server.url, str(port)],
-                env={**os.environ, "HARTONOMOUS_DATA_DIR": str(root / "api")},
+                [sys.executable, __file__, "--serve", server.url, str(port), str(root / "api")]
             )
             try:
                 base = f"http://127.0.0.1:{port}"
@@ -296,7 +373,7 @@ def main() -> None:
                     queries=queries,
                     seconds=args.seconds,
                     root=root,
-                    server_pid=process.pid,
+                    processes=Processes(process.pid, postmaster(server)),
                     client_processes=args.client_processes,
                 )
             finally:
@@ -314,7 +391,7 @@ def compare(
     queries: list[str],
     seconds: float,
     root: Path,
-    server_pid: int,
+    processes: Processes,
     client_processes: int,
 ) -> None:
     from hartonomous.config import load_settings
@@ -339,8 +416,8 @@ def compare(
         for clients in CONCURRENCY:
             local, remote = Tally(), Tally()
             for _ in range(2):  # alternate, so load changes weigh on both
-                local.add(timed(partial(thread_run, clients, seconds / 2, in_process), server_pid))
-                remote.add(timed(partial(http_run, searches, clients, seconds / 2), server_pid))
+                local.add(timed(partial(thread_run, clients, seconds / 2, in_process), processes))
+                remote.add(timed(partial(http_run, searches, clients, seconds / 2), processes))
             print(local.line(f"search in-process, {clients:2} threads"))
             print(f"{'':42} {local.cpu_line()}")
             print(remote.line(f"POST /v1/search, {clients:2} clients"))
@@ -349,7 +426,7 @@ def compare(
             print(f"{'':42} HTTP / in-process = {ratios[clients]:.2f}x")
     for clients in CONCURRENCY:
         run = partial(http_run_spread, health, clients, seconds / 2, client_processes)
-        tally = timed(run, server_pid)
+        tally = timed(run, processes)
         print(tally.line(f"GET /health/live, {clients:2} clients"))
         server_ms = tally.cpu["server"] / max(len(tally.latencies), 1) * 1000
         capacity = 1000 / server_ms if server_ms else 0.0

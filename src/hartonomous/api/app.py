@@ -30,6 +30,7 @@ from hartonomous.api.routes import (
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
 from hartonomous.security.counter_store import PooledCounterStore
+from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
 
@@ -48,10 +49,15 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     # Triggered by the server when it begins a graceful shutdown (api/shutdown.py).
     app.state.shutdown = ShutdownNotice()
-    # Counters are shared by every tenant (no tenant_id): kept on the maintenance engine.
-    app.state.rate_limiter = RequestLimiter(
-        platform.settings.security, PooledCounterStore(platform.maintenance_engine)
+    security = platform.settings.security
+    app.state.key_cache = VerifiedKeyCache(
+        platform.maintenance_engine, security.api_key_cache_seconds
     )
+    # Counters are shared by every tenant (no tenant_id): kept on the maintenance engine.
+    counters = PooledCounterStore(
+        platform.maintenance_engine, lease_permits=security.rate_limit_lease_permits
+    )
+    app.state.rate_limiter = RequestLimiter(security, counters)
     install_problem_handlers(app)
     for router in (
         health.router,
@@ -75,7 +81,9 @@ def create_app(platform: Platform) -> FastAPI:
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
     remove_stale_uploads(platform.settings.data_dir)
-    # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one.
+    # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one,
+    # and both wrap the liveness shortcut, so its answers are checked and carry one too.
+    app.add_middleware(health.LivenessShortcut)
     app.add_middleware(RequestHygieneMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -9,7 +9,7 @@ of the request, so every transaction on ``platform.engine`` sees that tenant's r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from hartonomous.api.rate_limits import enforce_rate_limit
 from hartonomous.db.tenant_context import bind_tenant
 from hartonomous.errors import ForbiddenError, NotAuthenticatedError
-from hartonomous.security.authentication import Caller, authenticate
+from hartonomous.security.authentication import Caller
+from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
@@ -46,26 +47,33 @@ async def authenticated(
     key is looked up on the maintenance engine: no tenant is known before it is.
 
     It also counts the request against its rate limits (``RateLimitedError``, 429:
-    api/rate_limits.py), in a worker thread like the key lookup: both wait on the database.
+    api/rate_limits.py). A key verified within `[security] api_key_cache_seconds`
+    (security/key_cache.py) and a permit this process holds (a lease) need no database, and
+    are decided on the event loop; a lookup or a new lease waits in a worker thread.
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
-    engine = platform_of(request).maintenance_engine
-    caller = await run_in_threadpool(authenticate, engine, credentials.credentials)
+    keys: VerifiedKeyCache = request.app.state.key_cache
+    token = credentials.credentials
+    # A key verified moments ago is admitted on the event loop (security/key_cache.py).
+    caller = keys.cached(token)
+    if caller is None:
+        caller = await run_in_threadpool(keys.authenticate, token)
     bind_tenant(caller.tenant_id)
     request.state.caller = caller
-    await run_in_threadpool(enforce_rate_limit, request, caller)
+    await enforce_rate_limit(request, caller)
     return caller
 
 
-def requires(role: Role) -> Callable[[Caller], Caller]:
+def requires(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting only callers whose role includes ``role`` (403 otherwise).
 
     The dependency carries the role as ``required_role`` (see :func:`required_role`), so the
     authorization matrix can be read off the app's routes (docs/security.md).
     """
 
-    def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
+    # async: a sync dependency would cost a worker-thread hop for a comparison.
+    async def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
         if not caller.role.includes(role):
             raise ForbiddenError(
                 f"role {caller.role.value!r} may not do this: it needs {role.value!r}"

@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hartonomous.api.auth import platform_of
 from hartonomous.services.health import Readiness, readiness
 
+__all__ = ["LivenessShortcut", "router"]
+
 router = APIRouter(prefix="/health", tags=["health"])
+
+_LIVE_BODY = b'{"status":"live"}'
+_LIVE_HEADERS = ((b"content-type", b"application/json"), (b"content-length", b"17"))
 
 _NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {
@@ -26,8 +32,38 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 
 @router.get("/live")
 async def live() -> dict[str, str]:
-    # async: answered on the event loop, without a worker-thread hop (benchmarks/api.py).
+    # Documents the route (OpenAPI); a plain `GET /health/live` is answered by
+    # LivenessShortcut before it, with the same body.
     return {"status": "live"}
+
+
+class LivenessShortcut:
+    """Answers a plain `GET /health/live` (no query string) ahead of the FastAPI stack.
+
+    Liveness is polled often and says only that the process serves HTTP: routing, dependency
+    solving and response rendering would cost more than the answer (benchmarks/api.py). It
+    sits inside the request-id and hygiene middlewares (api/app.py), so the answer carries
+    ``X-Request-ID`` and a malformed request is refused as anywhere else; anything but a
+    plain GET (a query string, whose parameters the route refuses, another method) goes on
+    to the route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/health/live"
+            and scope["method"] == "GET"
+            and not scope.get("query_string")
+        ):
+            # A fresh header list: the request-id middleware appends to it.
+            start = {"type": "http.response.start", "status": 200, "headers": [*_LIVE_HEADERS]}
+            await send(start)
+            await send({"type": "http.response.body", "body": _LIVE_BODY})
+            return
+        await self.app(scope, receive, send)
 
 
 @router.get("/ready", responses=_NOT_READY)

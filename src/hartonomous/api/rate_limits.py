@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from hartonomous.errors import RateLimitedError
 from hartonomous.security.authentication import Caller
@@ -27,12 +28,19 @@ __all__ = ["enforce_rate_limit", "rate_limit_headers"]
 _STATE = "rate_limit_quota"
 
 
-def enforce_rate_limit(request: Request, caller: Caller) -> None:
-    """Count the request against its limits; ``RateLimitedError`` (429) when one is spent."""
+async def enforce_rate_limit(request: Request, caller: Caller) -> None:
+    """Count the request against its limits; ``RateLimitedError`` (429) when one is spent.
+
+    Decided on the event loop from permits this process holds (a lease,
+    security/counter_store.py) when it can, in a worker thread on the shared counters when not.
+    """
     limiter: RequestLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         return
-    decision = limiter.admit(caller.tenant_id, caller.principal_id, caller.key_id)
+    who = (caller.tenant_id, caller.principal_id, caller.key_id)
+    decision = limiter.admit_held(*who)
+    if decision is None:
+        decision = await run_in_threadpool(limiter.admit, *who)
     quota = decision.quota
     setattr(request.state, _STATE, quota)
     if decision.is_throttled:

@@ -221,6 +221,12 @@ class SecuritySettings(Section):
     banned_principals: list[str] = Field(default_factory=list)
     tenant_operation_deny_list: dict[str, list[str]] = Field(default_factory=dict)
     rate_limits: list[RateLimitRule] = Field(default_factory=list)
+    # An API process keeps a verified key this long; another process's revocation or
+    # disabling reaches it within this bound (0: look every key up on every request).
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Most permits an API process takes from a shared rate-limit counter at once (1: one
+    # per request); a lease is also at most 1/50 of the rule's limit (docs/security.md).
+    rate_limit_lease_permits: int = Field(default=32, ge=1, le=1000)
 
 
 class CdcSettings(Section):

@@ -22,8 +22,10 @@ TENANT_SETTING = "hartonomous.tenant_id"
 """The custom setting the policies compare ``tenant_id`` with (read with missing_ok)."""
 
 # In a transaction, is_local = true: the value ends with it. A connection in autocommit (search
-# runs its statements without a transaction) gets a session-level value instead; the pool
-# clears that before the connection is handed out again, so it never reaches another request.
+# runs its statements without a transaction) gets a session-level value instead, remembered in
+# the pool entry's info (which a reconnect clears). A pooled connection is only handed out
+# holding no session value or the checking-out context's own tenant: another tenant's value is
+# cleared first.
 _SET_TENANT = "SELECT set_config(%s, %s, %s)"
 _SESSION_VALUE = "hartonomous_session_tenant"
 
@@ -33,25 +35,31 @@ def scope_to_bound_tenant(engine: Engine) -> Engine:
 
     Covers what SQLAlchemy begins: ``engine.begin()``, the first statement on
     ``engine.connect()``, and an AUTOCOMMIT connection's first statement (a session-level
-    value then, cleared when the pool next hands the connection out). Nothing bound sets '',
-    which matches no tenant (fail closed). Work done on the driver connection before any
-    SQLAlchemy statement, or after a driver-level commit, runs without the bound tenant and
-    so sees no tenant-scoped row.
+    value then). Nothing bound sets '', which matches no tenant (fail closed). When the
+    connection already holds the bound tenant at session level (the same tenant's previous
+    work left it), no statement is sent: a request of a tenant whose connection served it
+    last costs no extra round trip. The pool never hands out a connection holding a value
+    other than the checking-out context's own tenant (cleared at checkout, one statement), so
+    work done on the driver connection before any SQLAlchemy statement, or after a
+    driver-level commit, sees the bound tenant's rows at most, and none when nothing is bound.
     """
 
     def set_tenant(connection: Connection) -> None:
+        tenant = bound_tenant() or ""
+        info = connection.connection.info
+        if info.get(_SESSION_VALUE) == tenant:
+            return  # the session already holds it: every statement sees this tenant
         driver = connection.connection.driver_connection
         autocommit = bool(getattr(driver, "autocommit", False))
+        connection.exec_driver_sql(_SET_TENANT, (TENANT_SETTING, tenant, not autocommit))
         if autocommit:
-            connection.connection.info[_SESSION_VALUE] = True
-        connection.exec_driver_sql(
-            _SET_TENANT, (TENANT_SETTING, bound_tenant() or "", not autocommit)
-        )
+            info[_SESSION_VALUE] = tenant
 
-    def clear_session_value(
+    def clear_other_tenant(
         driver: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
     ) -> None:
-        if not record.info.pop(_SESSION_VALUE, False):
+        held = record.info.get(_SESSION_VALUE)
+        if held is None or held == (bound_tenant() or ""):
             return
         # Checked-out connections are idle: switching to autocommit is allowed and the
         # statement runs outside any transaction that a rollback could undo.
@@ -61,7 +69,8 @@ def scope_to_bound_tenant(engine: Engine) -> Engine:
             driver.execute(_SET_TENANT, (TENANT_SETTING, "", False))
         finally:
             driver.autocommit = previous
+        record.info[_SESSION_VALUE] = ""
 
     event.listen(engine, "begin", set_tenant)
-    event.listen(engine, "checkout", clear_session_value)
+    event.listen(engine, "checkout", clear_other_tenant)
     return engine

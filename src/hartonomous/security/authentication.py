@@ -21,7 +21,17 @@ from hartonomous.errors import NotAuthenticatedError
 from hartonomous.security.api_keys import InvalidApiKeyError, parse_api_key, secret_matches
 from hartonomous.security.roles import Role
 
-__all__ = ["LAST_USED_RESOLUTION", "Caller", "authenticate"]
+__all__ = [
+    "LAST_USED_RESOLUTION",
+    "Caller",
+    "StoredKey",
+    "admit_key",
+    "authenticate",
+    "load_key",
+    "parse_token",
+    "record_use",
+    "use_is_due",
+]
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -36,16 +46,51 @@ class Caller:
     key_id: str
 
 
+@dataclass(frozen=True)
+class StoredKey:
+    """What the database says of one key: whom it authenticates and until when.
+
+    ``secret_sha256`` is the stored hash the presented secret must match; the rest are the
+    columns :func:`admit_key` checks (docs/security.md, "API keys").
+    """
+
+    key_id: str
+    caller: Caller
+    secret_sha256: bytes
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    tenant_active: bool
+    principal_active: bool
+
+
 def authenticate(engine: Engine, token: str) -> Caller:
     """The caller a token belongs to.
 
     Raises ``NotAuthenticatedError`` when the token is malformed, unknown, revoked, expired,
     or its principal or tenant is disabled.
     """
+    key_id, secret = parse_token(token)
+    stored = load_key(engine, key_id)
+    now = datetime.now(UTC)
+    caller = admit_key(stored, key_id, secret, now)
+    assert stored is not None  # admit_key refuses an unknown key
+    if use_is_due(stored.last_used_at, now):
+        record_use(engine, key_id, now)
+    return caller
+
+
+def parse_token(token: str) -> tuple[str, str]:
+    """(key id, secret) of a bearer token; ``NotAuthenticatedError`` when it is malformed."""
     try:
-        key_id, secret = parse_api_key(token)
+        return parse_api_key(token)
     except InvalidApiKeyError as exc:
         raise NotAuthenticatedError(str(exc)) from None
+
+
+def load_key(engine: Engine, key_id: str) -> StoredKey | None:
+    """The key ``key_id`` with its principal's role and both active flags, in one indexed
+    query; None when there is no such key."""
     with engine.connect() as connection:
         row = connection.execute(
             select(
@@ -67,26 +112,48 @@ def authenticate(engine: Engine, token: str) -> Caller:
             .join(tenants, tenants.c.tenant_id == api_keys.c.tenant_id)
             .where(api_keys.c.key_id == key_id)
         ).first()
-    if row is None or not secret_matches(secret, row.secret_sha256):
-        raise NotAuthenticatedError(f"API key {key_id} is not known")
-    now = datetime.now(UTC)
-    # A revocation with a grace period (key rotation) sets revoked_at in the future.
-    if row.revoked_at is not None and row.revoked_at <= now:
-        raise NotAuthenticatedError(f"API key {key_id} was revoked")
-    if row.expires_at is not None and row.expires_at <= now:
-        raise NotAuthenticatedError(f"API key {key_id} expired at {row.expires_at.isoformat()}")
-    if not row.tenant_active:
-        raise NotAuthenticatedError(f"API key {key_id}: tenant {row.tenant_id!r} is disabled")
-    if not row.principal_active:
-        raise NotAuthenticatedError(f"API key {key_id}: principal {row.principal_id!r} is disabled")
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        _record_use(engine, key_id, now)
-    return Caller(
-        tenant_id=row.tenant_id, principal_id=row.principal_id, role=Role(row.role), key_id=key_id
+    if row is None:
+        return None
+    return StoredKey(
+        key_id=key_id,
+        caller=Caller(row.tenant_id, row.principal_id, Role(row.role), key_id),
+        secret_sha256=bytes(row.secret_sha256),
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+        tenant_active=row.tenant_active,
+        principal_active=row.principal_active,
     )
 
 
-def _record_use(engine: Engine, key_id: str, now: datetime) -> None:
+def admit_key(stored: StoredKey | None, key_id: str, secret: str, now: datetime) -> Caller:
+    """The caller of ``stored`` when ``secret`` matches it and it may authenticate at ``now``;
+    ``NotAuthenticatedError`` saying which check failed otherwise (never echoing the secret)."""
+    if stored is None or not secret_matches(secret, stored.secret_sha256):
+        raise NotAuthenticatedError(f"API key {key_id} is not known")
+    # A revocation with a grace period (key rotation) sets revoked_at in the future.
+    if stored.revoked_at is not None and stored.revoked_at <= now:
+        raise NotAuthenticatedError(f"API key {key_id} was revoked")
+    if stored.expires_at is not None and stored.expires_at <= now:
+        raise NotAuthenticatedError(f"API key {key_id} expired at {stored.expires_at.isoformat()}")
+    caller = stored.caller
+    if not stored.tenant_active:
+        raise NotAuthenticatedError(f"API key {key_id}: tenant {caller.tenant_id!r} is disabled")
+    if not stored.principal_active:
+        raise NotAuthenticatedError(
+            f"API key {key_id}: principal {caller.principal_id!r} is disabled"
+        )
+    return caller
+
+
+def use_is_due(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a use at ``now`` must be written: ``last_used_at`` is unset or older than
+    ``LAST_USED_RESOLUTION``."""
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+
+
+def record_use(engine: Engine, key_id: str, now: datetime) -> None:
+    """Write ``now`` as the key's ``last_used_at`` unless a use within the resolution was."""
     # The condition makes concurrent requests of other processes skip a write just made.
     with engine.begin() as connection:
         connection.execute(

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -215,22 +215,77 @@ def acquire_in(
     return outcome.decision, outcome.states
 
 
+LEASE_SHARE = 50
+"""A lease is at most 1/LEASE_SHARE of its rule's limit: the permits one process may hold
+unused (and so keep from other processes until the window ends) stay a small share."""
+
+
+@dataclass
+class _Lease:
+    """Permits of one counter's window taken from the shared count and not yet handed out."""
+
+    window_start: datetime
+    counted: int  # the shared count right after the latest lease was taken
+    left: int
+
+
+def _lease_key(step: ThrottleStep) -> tuple[CounterKey, int, timedelta]:
+    return step.key, step.permit_limit, step.window
+
+
 class PooledCounterStore:
     """A `CounterStore` on `security_throttle_counters` through a SQLAlchemy engine's pool.
 
     For the API: each evaluation borrows a pooled connection for its one short transaction,
     so concurrent requests do not queue behind one connection (`PostgresCounterStore` keeps
     one, for the sync worker's provisional permits). Limits hold across processes alike.
+
+    With one applicable rule, permits are taken from the shared counter in leases of up to
+    ``lease_permits`` (and at most 1/`LEASE_SHARE` of the limit): one statement counts the
+    whole lease, and the process hands its permits out (``acquire_held``, no I/O) until it is
+    spent or its window ends; permits left when the window ends are dropped, never carried
+    over. Every permit granted is counted in the shared counter first, so no window grants
+    more than the limit whatever the number of processes; what a lease costs is that up to
+    lease - 1 counted permits per process may go unused, so other processes can be refused a
+    little before the limit is really spent. When the window has no room for a whole lease,
+    single permits are taken as without leases.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, lease_permits: int = 1) -> None:
+        if lease_permits < 1:
+            raise ValueError(f"lease_permits must be at least 1, not {lease_permits}")
         self._engine = engine
         # One statement needs no transaction around it: no BEGIN and COMMIT round trips.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._lease_permits = lease_permits
+        self._leases_lock = threading.Lock()
+        self._leases: dict[tuple[CounterKey, int, timedelta], _Lease] = {}
+
+    def lease_size(self, step: ThrottleStep) -> int:
+        """Permits one statement takes for ``step``: ``lease_permits``, at most 1/LEASE_SHARE
+        of its limit, at least 1."""
+        return max(1, min(self._lease_permits, step.permit_limit // LEASE_SHARE))
+
+    def acquire_held(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision | None:
+        """A permit from a lease this process holds, without I/O (``acquire``'s decision);
+        None when none applies (several rules, no lease, spent, or its window ended)."""
+        if len(steps) != 1:
+            return None
+        step = steps[0]
+        with self._leases_lock:
+            lease = self._leases.get(_lease_key(step))
+            if lease is None or lease.left <= 0 or now - lease.window_start >= step.window:
+                return None
+            lease.left -= 1
+            # Counted by the shared counter but still held here: not used yet.
+            used_before = lease.counted - lease.left - 1
+            window_start = lease.window_start
+        return apply_steps({step.key: WindowState(window_start, used_before)}, [step], now).decision
 
     def acquire(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision:
         if len(steps) == 1 and steps[0].permit_limit > 0:
-            return self._acquire_one(steps[0], now)
+            held = self.acquire_held(steps, now)
+            return held if held is not None else self._acquire_one(steps[0], now)
         keys = sorted({step.key for step in steps}, key=_columns)
         with self._engine.begin() as connection:
             decision, _ = acquire_in(psycopg_connection(connection), keys, steps, now)
@@ -238,46 +293,75 @@ class PooledCounterStore:
 
     def _acquire_one(self, step: ThrottleStep, now: datetime) -> ThrottleDecision:
         """The common case (one rule) in one atomic statement, with `apply_steps`' outcome: a
-        counter whose window elapsed restarts at 1, one under its limit goes up by one, one at
-        its limit is left alone (no row returned) and the call denies."""
-        key = _columns(step.key)
-        with self._autocommit.connect() as connection:
-            driver = psycopg_connection(connection)
-            row = driver.execute(
-                "INSERT INTO security_throttle_counters AS c "
-                "(subject, subject_id, operation, window_start, count) "
-                "SELECT %(s)s, %(i)s, %(o)s, %(now)s, 1 FROM "
-                "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit "
-                "ON CONFLICT (subject, subject_id, operation) DO UPDATE SET "
-                "window_start = CASE WHEN %(now)s - c.window_start >= %(window)s "
-                "THEN %(now)s ELSE c.window_start END, "
-                "count = CASE WHEN %(now)s - c.window_start >= %(window)s "
-                "THEN 1 ELSE c.count + 1 END "
-                "WHERE %(now)s - c.window_start >= %(window)s OR c.count < %(limit)s "
-                "RETURNING window_start, count",
-                {
-                    "s": key[0],
-                    "i": key[1],
-                    "o": key[2],
-                    "now": now,
-                    "window": step.window,
-                    "limit": step.permit_limit,
-                },
-            ).fetchone()
-            if row is None:  # at its limit: read the window the denial waits out
-                row = driver.execute(
-                    "SELECT window_start, count FROM security_throttle_counters "
-                    "WHERE subject = %s AND subject_id = %s AND operation = %s",
-                    key,
-                ).fetchone()
-                assert row is not None
-                decision = apply_steps(
-                    {step.key: WindowState(row[0], row[1])}, [step], now
-                ).decision
-                if decision.is_throttled:
-                    return decision
-                # The window restarted in between (another process): count this call afresh.
-                return self._acquire_one(step, now)
+        counter whose window elapsed restarts at the lease taken, one with room for the lease
+        goes up by it, one without is left alone (no row returned); then a single permit is
+        tried the same way, and a counter at its limit denies the call."""
+        lease = self.lease_size(step)
+        row = self._take(step, now, lease) if lease > 1 else None
+        if row is not None:
+            window_start, counted = row[0], int(row[1])
+            with self._leases_lock:
+                held = self._leases.get(_lease_key(step))
+                left = lease - 1
+                if held is not None and held.window_start == window_start:
+                    left += held.left  # two leases taken at once: keep both
+                self._leases[_lease_key(step)] = _Lease(window_start, counted, left)
+            before = WindowState(window_start, counted - left - 1)
+            return apply_steps({step.key: before}, [step], now).decision
+        row = self._take(step, now, 1)
+        if row is None:  # at its limit: read the window the denial waits out
+            key = _columns(step.key)
+            with self._autocommit.connect() as connection:
+                row = (
+                    psycopg_connection(connection)
+                    .execute(
+                        "SELECT window_start, count FROM security_throttle_counters "
+                        "WHERE subject = %s AND subject_id = %s AND operation = %s",
+                        key,
+                    )
+                    .fetchone()
+                )
+            assert row is not None
+            decision = apply_steps({step.key: WindowState(row[0], row[1])}, [step], now).decision
+            if decision.is_throttled:
+                return decision
+            # The window restarted in between (another process): count this call afresh.
+            return self._acquire_one(step, now)
         # Allowed: the decision `apply_steps` gives for the counter as it was before this call.
         before = WindowState(row[0], int(row[1]) - 1)
         return apply_steps({step.key: before}, [step], now).decision
+
+    def _take(self, step: ThrottleStep, now: datetime, permits: int) -> tuple[Any, ...] | None:
+        """Count ``permits`` on ``step``'s counter if its window has room for all of them (a
+        window that elapsed restarts with them); the stored (window_start, count), or None
+        when there is no room (nothing changed)."""
+        key = _columns(step.key)
+        with self._autocommit.connect() as connection:
+            row: tuple[Any, ...] | None = (
+                psycopg_connection(connection)
+                .execute(
+                    "INSERT INTO security_throttle_counters AS c "
+                    "(subject, subject_id, operation, window_start, count) "
+                    "SELECT %(s)s, %(i)s, %(o)s, %(now)s, %(n)s FROM "
+                    "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit "
+                    "WHERE %(n)s <= %(limit)s "
+                    "ON CONFLICT (subject, subject_id, operation) DO UPDATE SET "
+                    "window_start = CASE WHEN %(now)s - c.window_start >= %(window)s "
+                    "THEN %(now)s ELSE c.window_start END, "
+                    "count = CASE WHEN %(now)s - c.window_start >= %(window)s "
+                    "THEN %(n)s ELSE c.count + %(n)s END "
+                    "WHERE %(now)s - c.window_start >= %(window)s OR c.count + %(n)s <= %(limit)s "
+                    "RETURNING window_start, count",
+                    {
+                        "s": key[0],
+                        "i": key[1],
+                        "o": key[2],
+                        "now": now,
+                        "window": step.window,
+                        "limit": step.permit_limit,
+                        "n": permits,
+                    },
+                )
+                .fetchone()
+            )
+        return row

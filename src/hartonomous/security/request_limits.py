@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from hartonomous.config.sections import RateLimitRule, SecuritySettings
 from hartonomous.security.throttle import (
     CounterStore,
+    HeldPermitStore,
     ThrottleContext,
     ThrottleDecision,
+    ThrottleStep,
     throttle_steps,
 )
 
@@ -50,10 +52,26 @@ class RequestLimiter:
         self._rules = tuple(security.rate_limits)
         self._store = store
         self._clock = clock
+        # Looked up once: a runtime protocol check per request costs more than the lease.
+        self._held = store.acquire_held if isinstance(store, HeldPermitStore) else None
 
     def admit(self, tenant_id: str, principal_id: str, key_id: str) -> ThrottleDecision:
-        context = ThrottleContext(tenant_id, principal_id, API_OPERATION, key_id)
-        steps = throttle_steps(self._rules, context) or throttle_steps([DEFAULT_API_RULE], context)
+        """Count the request on the shared counters (may wait on the database)."""
+        steps = self._steps(tenant_id, principal_id, key_id)
         if not steps:
             return ThrottleDecision.allow()
         return self._store.acquire(steps, self._clock())
+
+    def admit_held(self, tenant_id: str, principal_id: str, key_id: str) -> ThrottleDecision | None:
+        """``admit``'s decision from permits this process already holds, without I/O (to
+        decide on the event loop); None when the shared counters must be asked (``admit``)."""
+        steps = self._steps(tenant_id, principal_id, key_id)
+        if not steps:
+            return ThrottleDecision.allow()
+        if self._held is None:
+            return None
+        return self._held(steps, self._clock())
+
+    def _steps(self, tenant_id: str, principal_id: str, key_id: str) -> list[ThrottleStep]:
+        context = ThrottleContext(tenant_id, principal_id, API_OPERATION, key_id)
+        return throttle_steps(self._rules, context) or throttle_steps([DEFAULT_API_RULE], context)

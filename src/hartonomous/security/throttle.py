@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import structlog
 
@@ -164,6 +164,16 @@ class CounterStore(Protocol):
     """
 
     def acquire(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision: ...
+
+
+@runtime_checkable
+class HeldPermitStore(Protocol):
+    """A `CounterStore` that may hold permits taken ahead from a shared counter (leases)."""
+
+    def acquire_held(self, steps: Sequence[ThrottleStep], now: datetime) -> ThrottleDecision | None:
+        """`acquire`'s decision from permits already held, without I/O; None when the store
+        must be asked (``acquire``)."""
+        ...
 
 
 class InMemoryCounterStore:

@@ -10,7 +10,8 @@ it runs on ``platform.maintenance_engine`` as a whole-platform administrator wou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from hartonomous.errors import InvalidCursorError, UsageError
 from hartonomous.security import keys as key_store
 from hartonomous.security import principals as principal_store
 from hartonomous.security import tenants as tenant_store
+from hartonomous.security.key_cache import forget_verified_keys
 from hartonomous.security.keys import ApiKey, IssuedKey
 from hartonomous.security.principals import Principal, PrincipalKind, PrincipalState
 from hartonomous.security.roles import Role
@@ -87,7 +89,7 @@ def show_tenant(platform: Platform, tenant_id: str) -> Tenant:
 def set_tenant_state(platform: Platform, tenant_id: str, state: TenantState) -> Tenant:
     """Disable or enable (idempotent). A disabled tenant's keys, ingestion and search stop at
     once and the sync worker refuses its events; ``UnknownTenantError`` when there is none."""
-    with platform.maintenance_engine.begin() as connection:
+    with _changing_access(platform) as connection:
         tenant_store.get_tenant(connection, tenant_id)
         return tenant_store.set_tenant_state(connection, tenant_id, state)
 
@@ -144,7 +146,7 @@ def update_principal(
 ) -> Principal:
     """Disable, enable and/or change the role (idempotent). A disabled principal's keys stop
     at once and the sync worker refuses its events; a new role applies to its next request."""
-    with platform.maintenance_engine.begin() as connection:
+    with _changing_access(platform) as connection:
         _principal(connection, tenant_id, principal_id)
         return principal_store.update_principal(
             connection, tenant_id, principal_id, state=state, role=role
@@ -204,7 +206,7 @@ def revoke_key(
 ) -> ApiKey:
     """Revoke the key now or after ``grace_seconds``; ``UnknownKeyError`` (404),
     ``KeyRevokedError`` (409) when it already is."""
-    with platform.maintenance_engine.begin() as connection:
+    with _changing_access(platform) as connection:
         tenant_store.get_tenant(connection, tenant_id)
         return key_store.revoke_key(connection, tenant_id, key_id, grace_seconds=grace_seconds)
 
@@ -219,12 +221,24 @@ def rotate_key(
 ) -> RotatedKey:
     """A new key for the same principal; the old one revoked after ``grace_seconds`` (0: now).
     Both happen in one transaction, or neither."""
-    with platform.maintenance_engine.begin() as connection:
+    with _changing_access(platform) as connection:
         tenant_store.get_tenant(connection, tenant_id)
         new, old = key_store.rotate_key(
             connection, tenant_id, key_id, grace_seconds=grace_seconds, expires_at=expires_at
         )
     return RotatedKey(new, old)
+
+
+@contextmanager
+def _changing_access(platform: Platform) -> Iterator[Connection]:
+    """A transaction on the maintenance engine that changes who may authenticate, or as
+    what: once it has ended, this process's verified-key caches forget every key
+    (security/key_cache.py), so the change applies to the next request."""
+    try:
+        with platform.maintenance_engine.begin() as connection:
+            yield connection
+    finally:
+        forget_verified_keys()
 
 
 def _principal(connection: Connection, tenant_id: str, principal_id: str) -> Principal:

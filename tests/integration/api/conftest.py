@@ -20,6 +20,7 @@ from hartonomous.db.api_role import api_role_url, provision_api_role
 from hartonomous.db.isolation import scope_to_bound_tenant
 from hartonomous.db.tables import principals
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
+from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
@@ -83,3 +84,27 @@ def issue_key(engine: Engine) -> IssueKey:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+KEY_CACHE_SECONDS = 5.0
+
+
+class ManualClock:
+    """A monotonic clock the test moves (``clock.now += seconds``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def key_cache_clock(api: TestClient, platform: Platform) -> ManualClock:
+    """Gives the app's key cache (security/key_cache.py), bound ``KEY_CACHE_SECONDS``, a clock
+    the test moves: "once the bound has passed" is a step of the clock, not a wait."""
+    clock = ManualClock()
+    api.app.state.key_cache = VerifiedKeyCache(  # type: ignore[attr-defined]
+        platform.maintenance_engine, KEY_CACHE_SECONDS, clock=clock
+    )
+    return clock

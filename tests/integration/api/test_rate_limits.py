@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def two_servers(database_url: str) -> Iterator[list[str]]:
-    """Two API processes on the test's database, each with a shared limit of 10 an hour."""
+@contextmanager
+def _two_servers(database_url: str, limit: int) -> Iterator[list[str]]:
+    """Two API processes on the test's database sharing a limit of ``limit`` an hour."""
     ports = [_free_port(), _free_port()]
     processes = [
         subprocess.Popen(
@@ -122,7 +123,7 @@ def two_servers(database_url: str) -> Iterator[list[str]]:
                 "tests.integration.api.limited_server",
                 database_url,
                 str(p),
-                "10",
+                str(limit),
             ],
             cwd=ROOT,
         )
@@ -148,6 +149,14 @@ def two_servers(database_url: str) -> Iterator[list[str]]:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+@pytest.fixture
+def two_servers(database_url: str) -> Iterator[list[str]]:
+    """Two API processes on the test's database, each with a shared limit of 10 an hour (too
+    small to lease: one permit per request)."""
+    with _two_servers(database_url, 10) as urls:
+        yield urls
 
 
 def test_two_api_processes_share_one_limit(two_servers: list[str], issue_key: IssueKey) -> None:
@@ -192,3 +201,84 @@ def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
             ).all()
         )
     assert counts == {"k": 1, "t": 0, "t2": 0}
+
+
+def _stored_count(engine: Engine, subject_id: str) -> int:
+    with engine.connect() as connection:
+        count: int = connection.execute(
+            text("SELECT count FROM security_throttle_counters WHERE subject_id = :s"),
+            {"s": subject_id},
+        ).scalar_one()
+    return count
+
+
+def test_leases_never_grant_more_than_the_limit_between_processes(engine: Engine) -> None:
+    # Two stores stand for two API processes: each holds its own leases.
+    first, second = (PooledCounterStore(engine, lease_permits=32) for _ in range(2))
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    step = ThrottleStep("shared", CounterKey("tenant", "t"), 100, timedelta(seconds=60))
+    assert first.lease_size(step) == 2  # at most 1/50 of the limit
+    # The first process leases two permits and uses one; the headers count the held one as left.
+    taken = first.acquire([step], start)
+    assert not taken.is_throttled
+    assert taken.quota is not None
+    assert taken.quota.remaining == 99
+    assert _stored_count(engine, "t") == 2
+    # The second spends everything else the window has: 98, not 99 (one is held by the first).
+    granted = 0
+    while not second.acquire([step], start + timedelta(seconds=1)).is_throttled:
+        granted += 1
+    assert granted == 98
+    # The first hands out its held permit without the database, then is refused too.
+    held = first.acquire_held([step], start + timedelta(seconds=2))
+    assert held is not None
+    assert not held.is_throttled
+    refused = first.acquire([step], start + timedelta(seconds=2))
+    assert refused.is_throttled
+    assert refused.retry_after == timedelta(seconds=58)
+    assert _stored_count(engine, "t") == 100
+
+
+def test_a_lease_ends_with_its_window_and_the_tail_is_taken_one_by_one(engine: Engine) -> None:
+    store = PooledCounterStore(engine, lease_permits=32)
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    # 101 a minute: leases of two until one permit is left, which is taken alone.
+    odd = ThrottleStep("odd", CounterKey("key", "k"), 101, timedelta(seconds=60))
+    granted = 0
+    while not store.acquire([odd], start).is_throttled:
+        granted += 1
+    assert granted == 101
+    assert _stored_count(engine, "k") == 101
+    # A permit held when the window ends is dropped, never carried into the next window.
+    step = ThrottleStep("minute", CounterKey("tenant", "w"), 100, timedelta(seconds=60))
+    assert not store.acquire([step], start).is_throttled  # leases 2, holds 1
+    later = start + timedelta(seconds=60)
+    assert store.acquire_held([step], later) is None
+    renewed = store.acquire([step], later)
+    assert renewed.quota is not None
+    assert (renewed.quota.remaining, renewed.quota.reset_after) == (99, timedelta(seconds=60))
+    assert _stored_count(engine, "w") == 2
+    # One permit per statement when asked (lease_permits=1), as with a small limit.
+    single = PooledCounterStore(engine, lease_permits=1)
+    assert single.lease_size(step) == 1
+    assert single.lease_size(odd) == 1
+    assert not single.acquire([step], later).is_throttled
+    assert _stored_count(engine, "w") == 3
+
+
+def test_two_api_processes_leasing_admit_exactly_the_limit(
+    database_url: str, issue_key: IssueKey
+) -> None:
+    # 100 an hour: each process leases two permits at a time (1/50 of the limit).
+    token = issue_key(role=Role.ADMIN)
+    with _two_servers(database_url, 100) as urls:
+        answers = [
+            httpx.get(f"{urls[n % 2]}/v1/tenants/acme", headers=bearer(token)) for n in range(130)
+        ]
+    statuses = [answer.status_code for answer in answers]
+    # Alternating, each process uses what it leased before leasing again: all 100 admitted,
+    # then both refuse; never one more.
+    assert statuses[:100] == [200] * 100
+    assert statuses[100:] == [429] * 30
+    assert [_remaining(answer)[1] for answer in answers[:4]] == [99, 97, 98, 96]
+    assert _remaining(answers[99])[1] == 0

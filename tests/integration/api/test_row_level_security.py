@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from tests.integration.data_plane.data_plane_support import add_tenant, ingest
 from tests.integration.search.search_support import find, give_plan, texts_found, write_corpus
@@ -257,6 +267,35 @@ def test_a_session_value_left_by_an_autocommit_search_is_cleared_before_reuse(
             assert driver is not None
             seen = driver.execute("SELECT count(*) FROM holdings").fetchone()
         assert seen == (0,)
+    finally:
+        single.dispose()
+
+
+def test_a_session_value_is_kept_only_for_its_own_tenant(
+    api_engine: Engine, two_tenants: None
+) -> None:
+    # The same tenant's next search reuses the value without a statement; another tenant's
+    # checkout never sees it, not even on the driver connection before any statement.
+    single = scope_to_bound_tenant(create_engine(api_engine.url, pool_size=1, max_overflow=0))
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(single, "before_cursor_execute", record)
+    try:
+        with tenant_bound("acme"):
+            assert texts_found(find(single, "acme", ACME_TEXT, k=5)) == [ACME_TEXT]
+            settings_sent = sum("set_config(%s, %s, %s)" in s for s in statements)
+            assert texts_found(find(single, "acme", ACME_TEXT, k=5)) == [ACME_TEXT]
+            assert sum("set_config(%s, %s, %s)" in s for s in statements) == settings_sent
+        with tenant_bound("globex"), single.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            seen = driver.execute("SELECT DISTINCT tenant_id FROM holdings").fetchall()
+            assert seen == []
+            tenants = connection.execute(select(holdings.c.tenant_id).distinct()).scalars().all()
+            assert tenants == ["globex"]
     finally:
         single.dispose()
 
