@@ -40,20 +40,24 @@ def search_lexical(
 
     A query with no words left once stop words are dropped matches nothing.
     """
-    sql = EntrySql(get_space(TEXT_SPACE), scope, filters or Filters())
+    # Every value given is opaque to the planner (`EntrySql.value`): the statement runs on
+    # one kept generic plan instead of being planned for each query's words.
+    sql = EntrySql(get_space(TEXT_SPACE), scope, filters or Filters(), opaque=True)
     config = TEXT_SEARCH_CONFIGURATION
+    text = sql.value("q", "text")
     rows = connection.execute(
         statement(
-            f"WITH q AS (SELECT plainto_tsquery('{config}', :q) AS query, "
-            f" to_tsvector('{config}', left(:q, {TEXT_SEARCH_MAX_CHARACTERS})) AS whole) "
+            f"WITH q AS MATERIALIZED (SELECT plainto_tsquery('{config}', {text}) AS query, "
+            f" to_tsvector('{config}', left({text}, {TEXT_SEARCH_MAX_CHARACTERS})) AS whole, "
+            f" btrim({text}) AS trimmed) "
             "SELECT a.atom_id, "
-            f" ts_rank_cd(a.text_search, q.query, {_RANK_NORMALISATION}) AS rank, "
-            " a.text_search = q.whole AS verbatim, "
-            " btrim(a.canonical_text) = btrim(:q) AS identical "
-            "FROM q, atoms a "
-            f"WHERE a.text_search @@ q.query AND ({sql.is_visible('a.atom_id')}) "
-            "ORDER BY verbatim DESC, identical DESC, rank DESC, a.atom_id LIMIT :k"
+            f" ts_rank_cd(a.text_search, (SELECT q.query FROM q), {_RANK_NORMALISATION}) AS rank,"
+            " a.text_search = (SELECT q.whole FROM q) AS verbatim, "
+            " btrim(a.canonical_text) = (SELECT q.trimmed FROM q) AS identical "
+            "FROM atoms a "
+            f"WHERE a.text_search @@ (SELECT q.query FROM q) AND ({sql.is_visible('a.atom_id')}) "
+            f"ORDER BY verbatim DESC, identical DESC, rank DESC, a.atom_id LIMIT {int(k)}"
         ),
-        {**sql.params, "q": query, "k": k},
+        {**sql.params, "q": query},
     )
     return [LexicalMatch(bytes(row.atom_id), float(row.rank), bool(row.verbatim)) for row in rows]

@@ -113,6 +113,7 @@ def search_in_scope(
         Scope(tenant_id, True),
         count.filters,
         public_gate="(SELECT tenant.include_public FROM tenant)",
+        opaque=True,
     )
     text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
     rows = connection.execute(statement(text), {**params, "q": Float4Array([vector])}).all()

@@ -86,6 +86,17 @@ search_entries = Table(
     CheckConstraint("visibility IN ('private', 'public')", name="visibility"),
     Index(None, "tenant_id", "holding_id"),
     Index(None, "atom_id", "space"),
+    # Filtered searches: the count and the exact scan's atom ids read only matching entries,
+    # index-only (migration 0021, docs/search.md).
+    Index(
+        "ix_search_entries_filters",
+        "tenant_id",
+        "space",
+        "source_modality",
+        "source_type",
+        "held_at",
+        postgresql_include=["atom_id"],
+    ),
     # The public corpus, for tenants whose plan may query it.
     Index(
         "ix_search_entries_public",
