@@ -87,7 +87,7 @@ search_entries = Table(
     Index(None, "tenant_id", "holding_id"),
     Index(None, "atom_id", "space"),
     # Filtered searches: the count and the exact scan's atom ids read only matching entries,
-    # index-only (migration 0021, docs/search.md).
+    # index-only (migration 0027, docs/search.md).
     Index(
         "ix_search_entries_filters",
         "tenant_id",

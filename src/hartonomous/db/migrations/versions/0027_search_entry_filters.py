@@ -6,16 +6,16 @@ exact limit) and, for a small visible set, reads their atom ids for the exact sc
 both are index-only scans of exactly the matching entries; before, a modality filter over a
 tenant holding most of the table was a sequential scan of every entry.
 
-Revision ID: 0021
-Revises: 0016
+Revision ID: 0027
+Revises: 0026
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0021"
-down_revision = "0016"
+revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
