@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from hartonomous.billing.export import (
     ExportDirectoryNotEmptyError,
     ExportFormat,
+    ExportManifest,
     InvalidPeriodError,
     verify_export,
     write_period,
@@ -295,16 +296,23 @@ def restore_archive(connection: Connection, directory: Path) -> list[RestoredPer
         raise ArchiveBusyError("another `ledger archive` or restore is running")
     try:
         finish_interrupted_archives(connection)
+        # Every folder checked before any is restored: a damaged one restores nothing.
+        for folder in folders:
+            _verified(folder)
         return [_restore_one(connection, folder) for folder in folders]
     finally:
         connection.execute(_UNLOCK)
 
 
-def _restore_one(connection: Connection, folder: Path) -> RestoredPeriod:
+def _verified(folder: Path) -> ExportManifest:
     verified = verify_export(folder)
     if not verified.ok or verified.manifest is None:
         raise ArchiveMismatchError(f"{folder}: " + "; ".join(verified.problems))
-    manifest = verified.manifest
+    return verified.manifest
+
+
+def _restore_one(connection: Connection, folder: Path) -> RestoredPeriod:
+    manifest = _verified(folder)
     (data,) = manifest.files
     period = date.fromisoformat(f"{manifest.period}-01")
     with connection.transaction():

@@ -150,10 +150,16 @@ def _onnx_input(given: Mapping[str, object], files: Mapping[str, bytes]) -> Prep
     prepared.input["inputs"] = stored
     if "outputs" in given:
         outputs = given["outputs"]
-        if not isinstance(outputs, list) or not all(
-            isinstance(name, str) and name for name in outputs
+        if (
+            not isinstance(outputs, list)
+            or not outputs
+            or not all(isinstance(name, str) and name for name in outputs)
+            or len(set(outputs)) != len(outputs)
         ):
-            raise InferenceInputError("input 'outputs' must be a list of output names")
+            raise InferenceInputError(
+                "input 'outputs' must be a non-empty list of distinct output names "
+                "(leave it out for every tensor output)"
+            )
         prepared.input["outputs"] = list(outputs)
     return prepared
 

@@ -198,11 +198,13 @@ def _parse_request(
         return inline, referenced, None
     if (
         not isinstance(wanted, list)
+        or not wanted
         or not all(isinstance(item, str) for item in wanted)
         or len(set(map(str, wanted))) != len(wanted)
     ):
         raise InferenceInputError(
-            'onnx_run input: "outputs" must be a list of distinct output names'
+            'onnx_run input: "outputs" must be a non-empty list of distinct output names '
+            "(leave it out for every tensor output)"
         )
     return inline, referenced, [str(item) for item in wanted]
 

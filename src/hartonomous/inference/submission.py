@@ -23,7 +23,13 @@ from sqlalchemy import Connection, Row, func, insert, literal, select, text
 from hartonomous.atoms.hashing import hex_to_digest
 from hartonomous.atoms.read import AtomNotFoundError, require_visible
 from hartonomous.config import Settings
-from hartonomous.db.tables import atoms, inference_atoms, inference_requests, models
+from hartonomous.db.tables import (
+    atoms,
+    inference_atoms,
+    inference_requests,
+    model_tensors,
+    models,
+)
 from hartonomous.inference.blobs import hold_blob
 from hartonomous.inference.canonical import canonical_request, input_hash
 from hartonomous.inference.inputs import PreparedInput, prepare_input
@@ -133,18 +139,22 @@ def submit(connection: Connection, settings: Settings, submission: Submission) -
         "correlation_id": submission.correlation_id,
     }
     started = time.perf_counter()
-    earlier = connection.execute(
-        select(inference_requests)
-        .where(
-            inference_requests.c.tenant_id == submission.tenant_id,
-            inference_requests.c.task == str(task),
-            inference_requests.c.input_hash == digest,
-            inference_requests.c.status == "completed",
-            ~inference_requests.c.cache_hit,
-        )
-        .order_by(inference_requests.c.finished_at.desc())
-        .limit(1)
-    ).first()
+    earlier = (
+        None
+        if _reads_external_data(connection, model_id)
+        else connection.execute(
+            select(inference_requests)
+            .where(
+                inference_requests.c.tenant_id == submission.tenant_id,
+                inference_requests.c.task == str(task),
+                inference_requests.c.input_hash == digest,
+                inference_requests.c.status == "completed",
+                ~inference_requests.c.cache_hit,
+            )
+            .order_by(inference_requests.c.finished_at.desc())
+            .limit(1)
+        ).first()
+    )
     if earlier is None:
         connection.execute(insert(inference_requests).values(values))
         connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
@@ -152,6 +162,25 @@ def submit(connection: Connection, settings: Settings, submission: Submission) -
     _answer_from_cache(connection, values, earlier, started)
     return Submitted(
         inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier.inference_id
+    )
+
+
+def _reads_external_data(connection: Connection, model_id: bytes | None) -> bool:
+    """Whether the model keeps tensors in external data files. Those are found among the
+    tenant's holdings when the job runs, so the same request can meet other weights later
+    (a re-ingested folder): such a request is never answered from the cache."""
+    if model_id is None:
+        return False
+    return (
+        connection.execute(
+            select(model_tensors.c.ordinal)
+            .where(
+                model_tensors.c.model_atom_id == model_id,
+                model_tensors.c.metadata["storage"].astext == "external",
+            )
+            .limit(1)
+        ).first()
+        is not None
     )
 
 

@@ -196,6 +196,9 @@ def tensor_from_npy(name: str, data: bytes) -> Array:
         raise InferenceInputError(
             f"input {name!r}: .npy dtype {array.dtype} is not one of {', '.join(sorted(DTYPES))}"
         )
+    if not array.dtype.isnative:
+        # onnxruntime reads the bytes as they lie: a big-endian float32 gave garbage values.
+        array = array.astype(array.dtype.newbyteorder("="))
     return np.asarray(array)
 
 

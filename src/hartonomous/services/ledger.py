@@ -19,6 +19,7 @@ from hartonomous.billing.report import ReportGrouping, UsageReport, usage_report
 from hartonomous.db.tables import billing_usage_ledger as ledger
 from hartonomous.errors import InvalidCursorError, UsageError
 from hartonomous.json_types import exact_loads
+from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
@@ -172,6 +173,8 @@ def ledger_report(
     tenant. Raises ``UsageError`` for an empty range or a repeated grouping."""
     engine = platform.maintenance_engine if across_tenants else platform.engine
     with database_errors(), engine.connect() as connection:
+        if tenant_id is not None and across_tenants:
+            get_tenant(connection, tenant_id)  # an unknown tenant is named, not an empty report
         return usage_report(
             connection, since=since, until=until, group_by=group_by, tenant_id=tenant_id
         )

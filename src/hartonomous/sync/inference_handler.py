@@ -71,7 +71,11 @@ class InferenceHandler:
     def billable_operation(self, event: SyncEvent) -> str | None:
         if event.table != "inference_requests" or event.operation == "delete":
             return None
-        return INFERENCE_COMPLETED if event.row.value("status") == "completed" else None
+        if event.row.value("status") != "completed":
+            return None
+        # A cache hit computed nothing again: its usage_units are 0 and it is not billed (the
+        # meter would read 0 units as "not given" and bill 1).
+        return None if event.row.value("cache_hit") is True else INFERENCE_COMPLETED
 
     def party(self, event: SyncEvent, lookups: Lookups) -> Party:
         return Party(require_tenant(event), event.principal_id)

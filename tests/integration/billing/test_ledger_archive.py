@@ -104,15 +104,17 @@ def test_a_tampered_archive_or_a_bad_cut_off_changes_nothing(
     assert busy.exit_code == 1
     assert f"archive directory {occupied} is not empty" in busy.stderr
     assert _table(engine) == before
+    move_to_period(engine, [f"evt-globex-{index}" for index in range(100, 140)], "2026-02")
     assert cli("ledger", "archive", "--before", "2026-03", "-o", str(tmp_path / "c")).exit_code == 0
-    data = next((tmp_path / "c" / "2026-01").glob("*.parquet"))
+    data = next((tmp_path / "c" / "2026-02").glob("*.parquet"))
     content = bytearray(data.read_bytes())
     content[len(content) // 2] ^= 0xFF
     data.write_bytes(bytes(content))
     tampered = cli("ledger", "restore-archive", str(tmp_path / "c"))
     assert tampered.exit_code == 1
     assert "SHA-256" in tampered.stderr
-    assert len(_table(engine)) == len(before) - 40
+    # All or nothing: the intact 2026-01 was not restored either.
+    assert len(_table(engine)) == len(before) - 80
 
 
 _KILL_SCRIPT = """

@@ -160,6 +160,9 @@ def test_month_grouping_csv_and_tenant_scope(
     assert json.loads(own.stdout)["total"]["total_cost"] == str(
         sum((r.total_cost for r in ledger["globex"]), Decimal(0)).quantize(SIX)
     )
+    unknown = cli("ledger", "report", "--period", month, "--tenant", "nosuch")
+    assert unknown.exit_code == 1
+    assert "nosuch" in unknown.stderr
     for bad, message in (
         (["--period", month, "--since", "2026-01-01"], "not both"),
         (["--since", "2026-02-01", "--until", "2026-01-01"], "range is empty"),

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnxruntime
 import pytest
 from sqlalchemy import Engine, text
@@ -27,9 +28,11 @@ from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.provenance import SegmentKind
 from hartonomous.security.tenants import UnknownTenantError
 from hartonomous.services import Platform
-from hartonomous.services.inference import Submission, drain, get, submit
+from hartonomous.services.inference import InferenceView, Submission, drain, get, submit
 
 from .conftest import Ingest, counts, finished, stream_of
+from .onnx_support import add_tenant, inline, write_mlp
+from .onnx_support import ingest as ingest_files
 
 
 def _embedding(text_value: object, **extra: object) -> Submission:
@@ -319,3 +322,31 @@ def test_an_unknown_inference_is_not_found(platform: Platform) -> None:
 
     with pytest.raises(InferenceNotFoundError):
         get(platform, "acme", uuid.uuid4())
+
+
+def test_a_model_with_external_weights_is_never_answered_from_the_cache(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """Its weights are found among the tenant's holdings when the job runs: after the folder
+    is ingested again with new weights, the same request must meet the new weights."""
+    tenant = add_tenant(platform.engine, "acme")
+    first = write_mlp(tmp_path / "v1", seed=1)
+    model = ingest_files(platform.engine, tenant, first.parent)["mlp.onnx"]
+    request = {"inputs": {"x": inline(np.ones((1, 8), dtype=np.float32))}}
+
+    def outcome() -> InferenceView:
+        submitted = submit(
+            platform, Submission(tenant, InferenceTask.ONNX_RUN, request, model=model)
+        )
+        assert not submitted.cache_hit
+        view = finished(platform, tenant, submitted.inference_id)
+        assert view.status == "completed", view.error
+        return view
+
+    before = outcome()
+    second = write_mlp(tmp_path / "v2", seed=2)  # the same graph: the same model atom
+    assert ingest_files(platform.engine, tenant, second.parent)["mlp.onnx"] == model
+    after = outcome()
+    assert after.output is not None
+    assert before.output is not None
+    assert after.output["outputs"] != before.output["outputs"]

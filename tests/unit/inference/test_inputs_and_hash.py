@@ -105,7 +105,20 @@ def test_onnx_tensors_in_their_three_forms() -> None:
             InferenceTask.ONNX_RUN,
             {"outputs": [""], "inputs": {"x": {"atom_id": "ab" * 32}}},
             {},
-            "list of output names",
+            "list of distinct output names",
+        ),
+        # An empty list: onnxruntime would read it as "every output"; refused, not a 500.
+        (
+            InferenceTask.ONNX_RUN,
+            {"outputs": [], "inputs": {"x": {"atom_id": "ab" * 32}}},
+            {},
+            "must be a non-empty list",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"outputs": ["y", "y"], "inputs": {"x": {"atom_id": "ab" * 32}}},
+            {},
+            "list of distinct output names",
         ),
         (InferenceTask.TEXT_EMBEDDING, {"text": "x"}, {"x": b""}, "takes no tensor files"),
         (InferenceTask.TEXT_EMBEDDING, {}, {}, "needs input 'text'"),

@@ -110,6 +110,16 @@ def test_npy_round_trip_and_refusals() -> None:
             tensor_from_npy("x", data)
 
 
+@pytest.mark.parametrize("dtype", [">f4", ">i8", ">f8", "<f4"])
+def test_npy_in_either_byte_order_reaches_the_model_as_its_values(dtype: str) -> None:
+    """onnxruntime reads bytes as they lie: a big-endian array once ran as garbage."""
+    values = np.array([[1, 2], [3, 4], [5, 7]], dtype=dtype)
+    read = tensor_from_npy("X", _npy(values))
+    assert read.dtype.isnative
+    assert read.dtype == values.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(read, values)
+
+
 _X = TensorSpec("x", "tensor(float)", ("batch", 4))
 _SCALE = TensorSpec("scale", "tensor(float)", (1,))
 
