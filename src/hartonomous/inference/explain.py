@@ -25,19 +25,18 @@ from hartonomous.db.tables import (
     billing_usage_ledger,
     generation_streams,
     inference_atoms,
-    inference_steps,
     models,
 )
-from hartonomous.inference.lookup import require_inference
+from hartonomous.inference.lookup import InferenceStep, read_steps, require_inference
 from hartonomous.inference.stream_view import DecodedStream, decode_stream, read_stream
 
 __all__ = [
     "Cost",
     "Explanation",
     "InferenceAtom",
+    "InferenceStep",
     "InputSource",
     "ModelSummary",
-    "StepTiming",
     "explain",
 ]
 
@@ -81,18 +80,6 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
-class StepTiming:
-    step_number: int
-    operation: str
-    duration_ms: float
-    index_used: str | None
-    rows_examined: int | None
-    rows_returned: int | None
-    cache_used: bool
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Cost:
     """The ledger row of the inference: ``state`` 'billed', 'not yet billed' (completed, the
     sync worker has not recorded it yet) or 'not billed' (not completed: never billed).
@@ -131,7 +118,7 @@ class Explanation:
     rated_at: datetime | None
     inputs: list[InferenceAtom]
     model: ModelSummary | None
-    steps: list[StepTiming]
+    steps: list[InferenceStep]
     outputs: list[InferenceAtom]
     stream: DecodedStream | None
     cost: Cost
@@ -172,7 +159,7 @@ def explain(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> 
         rated_at=request["rated_at"],
         inputs=used["input"],
         model=_model(connection, request["model_atom_id"]),
-        steps=_steps(connection, tenant_id, inference_id),
+        steps=read_steps(connection, tenant_id, inference_id),
         outputs=used["output"],
         stream=stream,
         cost=_cost(connection, tenant_id, inference_id, request["status"]),
@@ -251,28 +238,6 @@ def _model(connection: Connection, model_atom_id: bytes | None) -> ModelSummary 
         parameter_count=row.parameter_count,
         dtypes={str(k): int(v) for k, v in dtypes.items()},
     )
-
-
-def _steps(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> list[StepTiming]:
-    s = inference_steps.c
-    rows = connection.execute(
-        select(inference_steps)
-        .where(s.tenant_id == tenant_id, s.inference_id == inference_id)
-        .order_by(s.step_number)
-    ).all()
-    return [
-        StepTiming(
-            step_number=r.step_number,
-            operation=r.operation,
-            duration_ms=r.duration_ms,
-            index_used=r.index_used,
-            rows_examined=r.rows_examined,
-            rows_returned=r.rows_returned,
-            cache_used=r.cache_used,
-            detail=dict(r.detail or {}),
-        )
-        for r in rows
-    ]
 
 
 def _cost(connection: Connection, tenant_id: str, inference_id: uuid.UUID, status: str) -> Cost:

@@ -6,13 +6,21 @@ Another tenant's inference is "not found", never "forbidden" (docs/security.md, 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select
 
-from hartonomous.db.tables import inference_requests
+from hartonomous.db.tables import inference_requests, inference_steps
 from hartonomous.errors import NotFoundError
 
-__all__ = ["InferenceNotFoundError", "parse_inference_id", "require_inference"]
+__all__ = [
+    "InferenceNotFoundError",
+    "InferenceStep",
+    "parse_inference_id",
+    "read_steps",
+    "require_inference",
+]
 
 
 class InferenceNotFoundError(NotFoundError, LookupError):
@@ -45,3 +53,44 @@ def require_inference(
     if row is None:
         raise InferenceNotFoundError(f"inference {inference_id} not found for tenant {tenant_id!r}")
     return row
+
+
+@dataclass(frozen=True)
+class InferenceStep:
+    """One `inference_steps` row as read back: what the task did and what it cost (ms)."""
+
+    step_number: int
+    operation: str
+    duration_ms: float
+    index_used: str | None
+    rows_examined: int | None
+    rows_returned: int | None
+    cache_used: bool
+    # Any, not JsonValue: the explain route's response model is built from this dataclass,
+    # and pydantic cannot build a schema of the recursive JsonValue alias.
+    detail: dict[str, Any]
+
+
+def read_steps(
+    connection: Connection, tenant_id: str, inference_id: uuid.UUID
+) -> list[InferenceStep]:
+    """The inference's steps in order (none for another tenant's)."""
+    s = inference_steps.c
+    rows = connection.execute(
+        select(inference_steps)
+        .where(s.tenant_id == tenant_id, s.inference_id == inference_id)
+        .order_by(s.step_number)
+    ).all()
+    return [
+        InferenceStep(
+            step_number=r.step_number,
+            operation=r.operation,
+            duration_ms=r.duration_ms,
+            index_used=r.index_used,
+            rows_examined=r.rows_examined,
+            rows_returned=r.rows_returned,
+            cache_used=r.cache_used,
+            detail=dict(r.detail or {}),
+        )
+        for r in rows
+    ]

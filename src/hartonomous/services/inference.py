@@ -19,9 +19,14 @@ from decimal import Decimal
 from sqlalchemy import Engine, func, select, update
 
 from hartonomous.config import Settings
-from hartonomous.db.tables import inference_requests, inference_steps
+from hartonomous.db.tables import inference_requests
 from hartonomous.errors import ConflictError, UsageError
-from hartonomous.inference.lookup import InferenceNotFoundError
+from hartonomous.inference.lookup import (
+    InferenceNotFoundError,
+    InferenceStep,
+    read_steps,
+    require_inference,
+)
 from hartonomous.inference.submission import Submission, Submitted
 from hartonomous.inference.submission import submit as _submit
 from hartonomous.inference.tasks import InferenceStatus, InferenceTask
@@ -58,18 +63,6 @@ _WAIT_POLL_SECONDS = 0.1
 
 class FeedbackNotAcceptedError(ConflictError):
     """Feedback on an inference that has not completed."""
-
-
-@dataclass(frozen=True)
-class InferenceStep:
-    step_number: int
-    operation: str
-    duration_ms: float
-    index_used: str | None
-    rows_examined: int | None
-    rows_returned: int | None
-    cache_used: bool
-    detail: dict[str, JsonValue]
 
 
 @dataclass(frozen=True)
@@ -118,59 +111,31 @@ def submit(platform: Platform, submission: Submission) -> Submitted:
 def get(platform: Platform, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:
     """The inference's state and steps; ``InferenceNotFoundError`` for none of the tenant's."""
     with database_errors(), platform.engine.connect() as connection:
-        row = connection.execute(
-            select(inference_requests).where(
-                inference_requests.c.tenant_id == tenant_id,
-                inference_requests.c.inference_id == inference_id,
-            )
-        ).first()
-        if row is None:
-            raise InferenceNotFoundError(
-                f"inference {inference_id} not found for tenant {tenant_id!r}"
-            )
-        steps = connection.execute(
-            select(inference_steps)
-            .where(
-                inference_steps.c.tenant_id == tenant_id,
-                inference_steps.c.inference_id == inference_id,
-            )
-            .order_by(inference_steps.c.step_number)
-        ).all()
+        row = require_inference(connection, tenant_id, inference_id)
+        steps = read_steps(connection, tenant_id, inference_id)
     return InferenceView(
-        inference_id=row.inference_id,
-        task=InferenceTask(row.task),
-        status=InferenceStatus(row.status),
-        model=None if row.model_atom_id is None else bytes(row.model_atom_id).hex(),
-        input=row.input,
-        attributes=row.attributes,
-        cache_hit=row.cache_hit,
-        cached_from=row.cached_from,
-        output=row.output,
-        confidence=row.confidence,
-        error=row.error,
-        usage_units=row.usage_units,
-        attempts=row.attempts,
-        requested_at=row.requested_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-        stream_id=row.stream_id,
-        rating=row.rating,
-        feedback=row.feedback,
-        rated_at=row.rated_at,
-        steps=[
-            InferenceStep(
-                step_number=step.step_number,
-                operation=step.operation,
-                duration_ms=step.duration_ms,
-                index_used=step.index_used,
-                rows_examined=step.rows_examined,
-                rows_returned=step.rows_returned,
-                cache_used=step.cache_used,
-                detail=step.detail,
-            )
-            for step in steps
-        ],
+        inference_id=row["inference_id"],
+        task=InferenceTask(row["task"]),
+        status=InferenceStatus(row["status"]),
+        model=None if row["model_atom_id"] is None else bytes(row["model_atom_id"]).hex(),
+        input=row["input"],
+        attributes=row["attributes"],
+        cache_hit=row["cache_hit"],
+        cached_from=row["cached_from"],
+        output=row["output"],
+        confidence=row["confidence"],
+        error=row["error"],
+        usage_units=row["usage_units"],
+        attempts=row["attempts"],
+        requested_at=row["requested_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        stream_id=row["stream_id"],
+        rating=row["rating"],
+        feedback=row["feedback"],
+        rated_at=row["rated_at"],
+        steps=steps,
     )
 
 

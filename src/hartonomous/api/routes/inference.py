@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -65,6 +66,8 @@ class InferenceStepModel(BaseModel):
 
 
 class InferenceModel(BaseModel):
+    """`services.inference.InferenceView` over HTTP (read from it by attribute)."""
+
     inference_id: uuid.UUID
     task: InferenceTask
     status: Status
@@ -76,7 +79,7 @@ class InferenceModel(BaseModel):
     output: dict[str, Any] | None
     confidence: float | None
     error: str | None
-    usage_units: str | None = Field(description="Billed units, a decimal string (exact)")
+    usage_units: Decimal | None = Field(description="Billed units, a decimal string (exact)")
     attempts: int
     requested_at: datetime
     started_at: datetime | None
@@ -99,30 +102,7 @@ class FeedbackBody(BaseModel):
 
 
 def _model(view: inference_service.InferenceView) -> InferenceModel:
-    return InferenceModel(
-        inference_id=view.inference_id,
-        task=view.task,
-        status=view.status.value,
-        model=view.model,
-        input=view.input,
-        attributes=view.attributes,
-        cache_hit=view.cache_hit,
-        cached_from=view.cached_from,
-        output=view.output,
-        confidence=view.confidence,
-        error=view.error,
-        usage_units=None if view.usage_units is None else str(view.usage_units),
-        attempts=view.attempts,
-        requested_at=view.requested_at,
-        started_at=view.started_at,
-        finished_at=view.finished_at,
-        duration_ms=view.duration_ms,
-        stream_id=view.stream_id,
-        rating=view.rating,
-        feedback=view.feedback,
-        rated_at=view.rated_at,
-        steps=[InferenceStepModel.model_validate(s, from_attributes=True) for s in view.steps],
-    )
+    return InferenceModel.model_validate(view, from_attributes=True)
 
 
 @router.post("", status_code=202, response_model=InferenceAccepted, summary="Submit an inference")
