@@ -41,7 +41,13 @@ class RunningUp:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+        try:
+            return self.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            # `up` prints its threads' stacks when a stop hangs; show them in the failure.
+            self.process.kill()
+            _, stderr = self.process.communicate(timeout=30)
+            raise AssertionError(f"up did not stop on {sig.name}:\n{stderr[-20000:]}") from None
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -152,3 +158,44 @@ def test_port_in_use_is_named(cli: Cli) -> None:
         result = cli("up", "--port", str(port))
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+# SIGTERM while uvicorn starts, landing inside a plain event-loop callback: an exception raised
+# by a signal handler there is logged and swallowed by uvloop, so a raising handler must never
+# be the one installed while the loop runs. (CI once saw `up` ignore a SIGTERM sent right after
+# its announcement; this places a signal in that phase, it did not reproduce that hang here.)
+_SIGNAL_DURING_STARTUP = """
+import asyncio, os, signal, threading, time
+import uvicorn.config
+original_load = uvicorn.config.Config.load
+def load(self):
+    original_load(self)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+uvicorn.config.Config.load = load
+from hartonomous.cli.main import run
+run()
+"""
+
+
+def test_a_signal_while_the_server_starts_stops_up(data_dir: Path) -> None:
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_DURING_STARTUP, "--json", "up", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=data_dir,
+    )
+    try:
+        exit_code = process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()  # type: ignore[union-attr]
+    assert exit_code == 0, stderr
+    assert '"signal": "SIGTERM", "event": "stopped"' in stderr
+    pid = postmaster_pid(data_dir)
+    assert pid is None or not alive(pid)

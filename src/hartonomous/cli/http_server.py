@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -28,21 +32,35 @@ class ShutdownRequestedError(BaseException):
     """Raised by our signal handler so every context manager unwinds (and stops PostgreSQL)."""
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+# A stop that takes longer than this prints every thread's stack to stderr (and goes on), so
+# an operator, or a CI log, sees what the stop waits for instead of a silent hang.
+_STOP_STACKS_AFTER_SECONDS = 60
+
+
+def _print_stacks_if_the_stop_hangs() -> None:
+    # stderr may not be a file (a test runner capturing it): then there is nowhere to print.
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.dump_traceback_later(_STOP_STACKS_AFTER_SECONDS, exit=False, file=sys.stderr)
+
+
 def _request_shutdown(signum: int, _frame: FrameType | None) -> None:
+    _print_stacks_if_the_stop_hangs()
     raise ShutdownRequestedError(signal.Signals(signum).name)
 
 
 @contextmanager
 def shutdown_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``ShutdownRequestedError`` in the block (logged, not raised)."""
-    previous = {
-        sig: signal.signal(sig, _request_shutdown) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, _request_shutdown) for sig in _STOP_SIGNALS}
     try:
         yield
     except ShutdownRequestedError as requested:
         log.info("stopped", signal=str(requested))
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -70,9 +88,13 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, notice: ShutdownNotice) -> None:
         super().__init__(config)
         self._notice = notice
+        self.stopped_by: signal.Signals | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._notice.trigger()
+        if self.stopped_by is None:
+            self.stopped_by = signal.Signals(sig)
+            _print_stacks_if_the_stop_hangs()
         super().handle_exit(sig, frame)
 
 
@@ -89,5 +111,17 @@ def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str]
         ),
         app.state.shutdown,
     )
-    announce(f"http://{host}:{sock.getsockname()[1]}")
-    server.run(sockets=[sock])
+    # uvicorn's own handler takes SIGINT/SIGTERM before we announce. Ours raises, and an
+    # exception raised by a signal handler while uvloop runs a callback is logged and swallowed
+    # (the timer it interrupted never fires): a signal arriving between the announcement and
+    # uvicorn's ``capture_signals`` was lost and the process ran on. uvicorn's handler only sets
+    # a flag, so it is safe at any point; the signal is re-raised as ours once the loop is gone.
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in _STOP_SIGNALS}
+    try:
+        announce(f"http://{host}:{sock.getsockname()[1]}")
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if server.stopped_by is not None:
+        raise ShutdownRequestedError(server.stopped_by.name)
