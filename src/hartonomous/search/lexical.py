@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from hartonomous.db.tables.atoms import TEXT_SEARCH_CONFIGURATION, TEXT_SEARCH_MAX_CHARACTERS
 from hartonomous.embed.spaces import TEXT_SPACE, get_space
-from hartonomous.search.query import EntrySql, Filters, Scope, statement
+from hartonomous.search.query import EntrySql, Filters, Scope, fetch
 
 # ts_rank_cd normalisation 1: divide the rank by 1 + log(document length), so that a long
 # paragraph that mentions the words once does not outrank a short one about them.
@@ -45,8 +45,9 @@ def search_lexical(
     sql = EntrySql(get_space(TEXT_SPACE), scope, filters or Filters(), opaque=True)
     config = TEXT_SEARCH_CONFIGURATION
     text = sql.value("q", "text")
-    rows = connection.execute(
-        statement(
+    rows = fetch(
+        connection,
+        (
             f"WITH q AS MATERIALIZED (SELECT plainto_tsquery('{config}', {text}) AS query, "
             f" to_tsvector('{config}', left({text}, {TEXT_SEARCH_MAX_CHARACTERS})) AS whole, "
             f" btrim({text}) AS trimmed) "

@@ -23,9 +23,9 @@ from hartonomous.search.query import (
     Filters,
     Scope,
     VectorSearch,
+    fetch,
     scoped_neighbours,
     scoped_search,
-    statement,
 )
 from hartonomous.security.tenants import (
     TenantDisabledError,
@@ -44,10 +44,8 @@ _PUBLIC_CORPUS_FLAG = (
 def can_query_public_corpus(connection: Connection, tenant_id: str) -> bool:
     """The tenant's plan flag: its newest active plan, else the newest active global plan
     (docs/search.md). With no plan at all, the public corpus stays closed."""
-    flag = connection.execute(
-        statement(f"SELECT {_PUBLIC_CORPUS_FLAG}"), {"tenant_id": tenant_id}
-    ).scalar_one()
-    return bool(flag)
+    (flag,) = fetch(connection, f"SELECT {_PUBLIC_CORPUS_FLAG} AS flag", {"tenant_id": tenant_id})
+    return bool(flag.flag)
 
 
 # The tenant's row as the CTE ``tenant``: NULL when unknown, else is_active and the flag.
@@ -82,10 +80,12 @@ def open_scope(connection: Connection, tenant_id: str) -> OpenedScope:
     (security/tenants.py).
     """
     validate_tenant_id(tenant_id)
-    row: Any = connection.execute(
-        statement(f"WITH {_TENANT} SELECT is_active, include_public FROM tenant"),
+    rows = fetch(
+        connection,
+        f"WITH {_TENANT} SELECT is_active, include_public FROM tenant",
         {"tenant_id": tenant_id},
-    ).one_or_none()
+    )
+    row: Any = rows[0] if rows else None
     _check(tenant_id, row)
     return OpenedScope(Scope(tenant_id, bool(row.include_public)), None)
 
@@ -116,7 +116,7 @@ def search_in_scope(
         opaque=True,
     )
     text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
-    rows = connection.execute(statement(text), {**params, "q": Float4Array([vector])}).all()
+    rows = fetch(connection, text, {**params, "q": Float4Array([vector])})
     _check(tenant_id, rows[0] if rows else None)
     found = scoped_neighbours(rows, count.k, count.settings, details)
     opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), int(rows[0].visible))
