@@ -1,0 +1,149 @@
+"""The admin UI's pages over real rows: dashboard, dead letters, tenants and keys, jobs."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from tests.integration.api.conftest import IssueKey
+from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
+
+from hartonomous.security.roles import Role
+
+from .conftest import csrf_of, sign_in
+
+__all__ = ["pipeline"]
+
+
+def test_the_dashboard_shows_platform_and_tenant_figures(
+    client: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    insert_dead_letters(pipeline, 2)
+    token = issue_key("acme", Role.ADMIN)
+    pipeline.conn.execute(
+        "INSERT INTO ingestion_jobs (tenant_id, principal_id) VALUES ('acme', 'p')"
+    )
+    sign_in(client, token)
+    page = client.get("/ui/dashboard").text
+    assert re.search(r'id="fig-dead-letters"><a [^>]*>2</a>', page)
+    assert re.search(r'id="fig-depth">\d+<', page)
+    assert 'id="fig-jobs">1<' in page  # the running job, with its progress bar
+    assert "<progress" in page
+    assert 'id="fig-dcu">0' in page
+    # No `up` runs here: no service beats, which is named as stalled, not called healthy.
+    assert "Stalled" in page
+    assert "no heartbeat" in page
+
+
+def test_dead_letters_listed_shown_replayed_each_and_purged_after_confirmation(
+    client: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    real = drain_banned(pipeline)  # refused by the sync worker: a real dead letter
+    [made] = insert_dead_letters(pipeline, 1, reason="poison")
+    sign_in(client, issue_key("ops", Role.ADMIN))
+    listing = client.get("/ui/dead-letters").text
+    assert f'value="{real}"' in listing
+    assert "poison" in listing
+    assert "builtins.KeyError" in listing
+    shown = client.get(f"/ui/dead-letters/{made}").text
+    assert '<pre id="traceback" tabindex="0">tb</pre>' in shown
+    csrf = csrf_of(listing)
+    gone = 999_999
+    answer = client.post(
+        "/ui/dead-letters/replay",
+        data={"csrf_token": csrf, "dead_letter_id": [str(made), str(gone), str(real)]},
+        headers={"HX-Request": "true"},
+    )
+    assert answer.status_code == 200
+    rows = re.findall(r"<tr class=\"(ok|bad)\"><td>(\d+)</td><td>([^<]*)</td>", answer.text)
+    assert [(kind, int(letter)) for kind, letter, _ in rows] == [
+        ("ok", made),
+        ("bad", gone),
+        ("ok", real),
+    ]
+    assert rows[1][2] == f"not replayed: dead letter {gone} does not exist"
+    replayed_as = pipeline.scalar(
+        f"SELECT replayed_message_id FROM message_dead_letters WHERE dead_letter_id = {made}"
+    )
+    assert rows[0][2] == f"replayed as message {replayed_as}"
+    nothing = client.post("/ui/dead-letters/replay", data={"csrf_token": csrf})
+    assert nothing.status_code == 400
+    assert "Tick at least one" in nothing.text
+
+    bad_age = client.post("/ui/dead-letters/purge", data={"csrf_token": csrf, "older_than": "x"})
+    assert bad_age.status_code == 400
+    assert 'id="older_than-error"' in bad_age.text
+    asked = client.post("/ui/dead-letters/purge", data={"csrf_token": csrf, "older_than": "0s"})
+    assert "Confirm purge" in asked.text
+    stored = pipeline.scalar("SELECT count(*) FROM message_dead_letters")
+    assert stored >= 2  # nothing deleted before the confirmation
+    done = client.post(
+        "/ui/dead-letters/purge",
+        data={"csrf_token": csrf, "older_than": "0s", "confirm": "yes"},
+    )
+    assert f"Purged {stored} dead letters" in done.text
+    assert pipeline.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    assert client.get("/ui/dead-letters/abc").status_code == 404
+    assert client.get(f"/ui/dead-letters/{made}").status_code == 404
+
+
+def test_tenants_created_keys_issued_once_revoked_and_tenant_disabled(
+    client: TestClient, issue_key: IssueKey
+) -> None:
+    sign_in(client, issue_key("ops", Role.ADMIN))
+    csrf = csrf_of(client.get("/ui/tenants").text)
+    for bad, says in (("", "enter a tenant id"), ("Bad Id!", "Bad Id!"), ("ops", "exists")):
+        refused = client.post("/ui/tenants", data={"csrf_token": csrf, "tenant_id": bad})
+        assert refused.status_code == 400, bad
+        assert 'id="tenant_id-error"' in refused.text
+        assert says in refused.text, refused.text
+    created = client.post(
+        "/ui/tenants", data={"csrf_token": csrf, "tenant_id": "initech"}, follow_redirects=False
+    )
+    assert created.headers["location"] == "/ui/tenants/initech"
+    base = "/ui/tenants/initech"
+    no_principal = client.post(f"{base}/keys", data={"csrf_token": csrf, "label": "x"})
+    assert no_principal.status_code == 400
+    assert 'id="key_principal_id-error"' in no_principal.text
+    client.post(
+        f"{base}/principals",
+        data={"csrf_token": csrf, "principal_id": "milton", "role": "user"},
+    )
+    issued = client.post(
+        f"{base}/keys", data={"csrf_token": csrf, "key_principal_id": "milton", "label": "ui"}
+    )
+    assert issued.headers["cache-control"] == "no-store"
+    token = re.search(r'id="issued-token" readonly value="(hk_[^"]+)"', issued.text)
+    assert token
+    later = client.get(base).text
+    assert token.group(1) not in later  # shown once
+    key_id = token.group(1).split("_")[1]
+    assert f"Revoke key {key_id}" in later
+
+    other = TestClient(client.app)
+    assert sign_in(other, token.group(1)) == "/ui/dashboard"
+    assert "Tenant <strong>initech</strong>" in other.get("/ui/dashboard").text
+    client.post(f"{base}/keys/{key_id}/revoke", data={"csrf_token": csrf})
+    assert f"Revoke key {key_id}" not in client.get(base).text
+    assert other.get("/ui/dashboard", follow_redirects=False).status_code == 303
+
+    client.post(f"{base}/state", data={"csrf_token": csrf, "state": "disabled"})
+    assert 'id="tenant-state">disabled<' in client.get(base).text
+    assert client.get("/ui/tenants/nosuch").status_code == 404
+
+
+def test_a_job_page_is_its_tenants_only(
+    client: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    pipeline.tenant("acme")
+    job_id = pipeline.ingest("acme", 2)
+    sign_in(client, issue_key("acme", Role.USER))
+    mine = client.get(f"/ui/jobs/{job_id}")
+    assert mine.status_code == 200
+    assert 'id="job-status">completed<' in mine.text
+    stranger = TestClient(client.app)
+    sign_in(stranger, issue_key("globex", Role.USER))
+    for path in (f"/ui/jobs/{job_id}", "/ui/jobs/not-a-job"):
+        answer = stranger.get(path)
+        assert answer.status_code == 404, path
+        assert "not found" in answer.text
