@@ -9,7 +9,21 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.integration.api.conftest import api, api_engine, issue_key, platform, settings
 
-__all__ = ["api", "api_engine", "csrf_of", "issue_key", "platform", "settings", "sign_in"]
+from .browser import browser, page, playwright, ui_server
+
+__all__ = [
+    "api",
+    "api_engine",
+    "browser",
+    "csrf_of",
+    "issue_key",
+    "page",
+    "platform",
+    "playwright",
+    "settings",
+    "sign_in",
+    "ui_server",
+]
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -37,3 +51,12 @@ def sign_in(client: TestClient, token: str, next_page: str | None = None) -> str
 @pytest.fixture
 def client(api: TestClient) -> TestClient:
     return api
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keeps each phase's report on the test item (``rep_call``), for the screenshot on
+    failure taken by tests/integration/ui/browser.py's ``page`` fixture."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

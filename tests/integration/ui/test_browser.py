@@ -1,0 +1,138 @@
+"""The admin UI in Debian's chromium (Playwright): sign-in by keyboard, the live dashboard,
+dead letters replayed with their outcome, admin pages refused to a user key, forged CSRF
+refused, another tenant's job a 404; axe-core's WCAG 2.1 A/AA rules on every page seen."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+from tests.integration.api.conftest import IssueKey
+from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
+
+from hartonomous.security.roles import Role
+
+from .browser import check_accessibility, document
+
+__all__ = ["pipeline"]
+
+
+def sign_in_by_keyboard(page: Page, base: str, token: str, wanted: str) -> None:
+    """Opens ``wanted``, is sent to sign-in, signs in with the keyboard alone, comes back."""
+    page.goto(base + wanted)
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next="))
+    check_accessibility(page)
+    document(page, "sign-in")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    while page.evaluate("document.activeElement.id") != "api_key":
+        page.keyboard.press("Tab")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(base + wanted)
+
+
+def test_sign_in_and_the_dashboard_updates_live(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.ADMIN), "/ui/dashboard")
+    expect(page.locator("#fig-dead-letters")).to_have_text("0")
+    check_accessibility(page)
+    page.evaluate("window.stillTheSamePage = true")
+    insert_dead_letters(pipeline, 3)
+    # The next server-sent event carries the new figure: no reload (the marker survives).
+    expect(page.locator("#fig-dead-letters")).to_have_text("3", timeout=20_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+    expect(page.locator(".state.stalled")).to_contain_text("no heartbeat")
+    check_accessibility(page)
+    document(page, "dashboard")
+
+
+def test_a_dead_letter_is_replayed_and_its_outcome_shown(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    letter = drain_banned(pipeline)
+    sign_in_by_keyboard(page, ui_server, issue_key("ops", Role.ADMIN), "/ui/dead-letters")
+    check_accessibility(page)
+    document(page, "dead-letters")
+    page.get_by_role("link", name=f"Dead letter {letter}: details and traceback").click()
+    expect(page.get_by_role("heading", name=f"Dead letter {letter}")).to_be_visible()
+    check_accessibility(page)
+    document(page, "dead-letter")
+    page.go_back()
+    page.get_by_label(f"Select dead letter {letter}").check()
+    page.get_by_role("button", name="Replay selected").click()
+    outcome = page.locator("#replay-outcomes")
+    expect(outcome).to_contain_text(re.compile(rf"{letter}\s*replayed as message \d+"))
+    check_accessibility(page)
+    document(page, "replay-outcome")
+    page.get_by_label(re.compile("Delete letters older than")).fill("0s")
+    page.get_by_role("button", name="Purge…").click()
+    expect(page.get_by_role("heading", name="Confirm purge")).to_be_visible()
+    check_accessibility(page)
+
+
+def test_a_user_key_cannot_open_admin_pages(
+    page: Page, ui_server: str, issue_key: IssueKey
+) -> None:
+    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.USER), "/ui/dashboard")
+    check_accessibility(page)
+    expect(page.get_by_role("link", name="Dead letters")).to_have_count(0)
+    for path in ("/ui/dead-letters", "/ui/tenants"):
+        answer = page.goto(ui_server + path)
+        assert answer is not None
+        assert answer.status == 403
+        expect(page.get_by_role("alert")).to_contain_text("needs the 'admin' role")
+    check_accessibility(page)
+
+
+def test_tenants_and_keys_and_a_forged_csrf_token_is_refused(
+    page: Page, ui_server: str, issue_key: IssueKey
+) -> None:
+    sign_in_by_keyboard(page, ui_server, issue_key("ops", Role.ADMIN), "/ui/tenants")
+    check_accessibility(page)
+    page.get_by_label("Tenant id").fill("Not Valid!")
+    page.get_by_role("button", name="Create tenant").click()
+    expect(page.locator("#tenant_id-error")).to_be_visible()
+    check_accessibility(page)
+    page.get_by_label("Tenant id").fill("initech")
+    page.get_by_role("button", name="Create tenant").click()
+    expect(page).to_have_url(ui_server + "/ui/tenants/initech")
+    page.get_by_label("New principal id").fill("milton")
+    page.get_by_role("button", name="Add principal").click()
+    page.get_by_label("Issue a key for principal").select_option("milton")
+    page.get_by_role("button", name="Issue key").click()
+    token = page.get_by_label("API key for milton")
+    expect(token).to_have_value(re.compile(r"^hk_"))
+    check_accessibility(page)
+    document(page, "tenant-keys")
+    page.goto(ui_server + "/ui/tenants")
+    document(page, "tenants")
+    # A form whose CSRF token was altered is refused and changes nothing.
+    page.evaluate(
+        "document.querySelectorAll('input[name=csrf_token]').forEach(i => i.value = 'forged')"
+    )
+    page.get_by_label("Tenant id").fill("forged")
+    page.get_by_role("button", name="Create tenant").click()
+    expect(page.get_by_role("alert")).to_contain_text("CSRF")
+    check_accessibility(page)
+    answer = page.goto(ui_server + "/ui/tenants/forged")
+    assert answer is not None
+    assert answer.status == 404
+
+
+def test_another_tenants_job_by_url_is_not_found(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    pipeline.tenant("acme")
+    job_id = pipeline.ingest("acme", 2)
+    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.USER), f"/ui/jobs/{job_id}")
+    expect(page.locator("#job-status")).to_have_text("completed")
+    check_accessibility(page)
+    document(page, "job")
+    page.context.clear_cookies()
+    sign_in_by_keyboard(page, ui_server, issue_key("globex", Role.USER), "/ui/dashboard")
+    answer = page.goto(f"{ui_server}/ui/jobs/{job_id}")
+    assert answer is not None
+    assert answer.status == 404
+    check_accessibility(page)
