@@ -5,11 +5,14 @@ refused, another tenant's job a 404; axe-core's WCAG 2.1 A/AA rules on every pag
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
+from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 
+from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
 
 from .browser import check_accessibility, document
@@ -135,4 +138,26 @@ def test_another_tenants_job_by_url_is_not_found(
     answer = page.goto(f"{ui_server}/ui/jobs/{job_id}")
     assert answer is not None
     assert answer.status == 404
+    check_accessibility(page)
+
+
+def test_search_by_keyboard_shows_scored_results(
+    page: Page, ui_server: str, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    (tmp_path / "harbour.txt").write_text("The lighthouse keeper logged every ship at dusk.")
+    (tmp_path / "orchard.txt").write_text("Apple trees in the orchard were pruned in autumn.")
+    ingest_paths(engine, IngestRequest(tenant_id="acme"), sorted(tmp_path.iterdir()))
+    sign_in_by_keyboard(page, ui_server, token, "/ui/search")
+    check_accessibility(page)
+    page.get_by_label("Text to look for").fill("lighthouse keeper")
+    page.get_by_label("Text to look for").press("Enter")
+    first = page.locator("#results tbody tr").first
+    expect(first).to_contain_text("harbour.txt")
+    expect(first).to_contain_text("lighthouse keeper logged")
+    check_accessibility(page)
+    document(page, "search")
+    page.get_by_label("Results (1-").fill("0")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#k-error")).to_be_visible()
     check_accessibility(page)

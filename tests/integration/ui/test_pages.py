@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 
+from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
 
 from .conftest import csrf_of, sign_in
@@ -147,3 +150,44 @@ def test_a_job_page_is_its_tenants_only(
         answer = stranger.get(path)
         assert answer.status_code == 404, path
         assert "not found" in answer.text
+
+
+def test_search_finds_the_tenants_atoms_with_score_source_and_excerpt(
+    client: TestClient, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    texts = {
+        "harbour.txt": "The lighthouse keeper logged every ship entering the harbour at dusk.",
+        "orchard.txt": "Apple trees in the orchard were pruned before the first frost.",
+        "engine.txt": "The steam engine's governor kept the flywheel at a steady speed.",
+    }
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    outcome = ingest_paths(engine, IngestRequest(tenant_id="acme"), sorted(tmp_path.iterdir()))
+    assert outcome.status == "completed"
+    sign_in(client, token)
+    for mode in ("lexical", "hybrid"):
+        page = client.get("/ui/search", params={"q": "lighthouse harbour", "mode": mode})
+        assert page.status_code == 200, page.text
+        rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", page.text)
+        assert rows, mode
+        score, source, modality = rows[0]
+        assert source.endswith("harbour.txt"), (mode, rows)
+        assert modality == "text"
+        assert "lighthouse keeper logged" in page.text
+        if mode == "hybrid":
+            assert 0 < float(score) <= 1
+    stranger = TestClient(client.app)
+    sign_in(stranger, issue_key("globex", Role.USER))
+    theirs = stranger.get("/ui/search", params={"q": "lighthouse harbour", "mode": "lexical"})
+    assert "harbour.txt" not in theirs.text
+    for params, field in (
+        ({"q": "x", "k": "many"}, "k"),
+        ({"q": "x", "k": "0"}, "k"),
+        ({"q": "x", "mode": "psychic"}, "mode"),
+        ({"q": "x", "modality": "smell"}, "modality"),
+        ({"q": ""}, "q"),
+    ):
+        refused = client.get("/ui/search", params=params)
+        assert refused.status_code == 400, params
+        assert f'id="{field}-error"' in refused.text, (params, refused.text)
