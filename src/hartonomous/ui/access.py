@@ -64,6 +64,10 @@ class Viewer:
         return self.caller.tenant_id
 
     @property
+    def sees_billing(self) -> bool:
+        return self.caller.role.includes(Role.DATA_SCIENTIST)
+
+    @property
     def is_admin(self) -> bool:
         return self.caller.role.includes(Role.ADMIN)
 

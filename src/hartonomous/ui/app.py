@@ -21,7 +21,15 @@ from hartonomous.errors import HartonomousError
 from hartonomous.services import Platform
 from hartonomous.services.web_sessions import session_signing_key
 from hartonomous.ui.access import SignInRequiredError
-from hartonomous.ui.pages import dashboard, deadletters, jobs, search, signin, tenants
+from hartonomous.ui.pages import (
+    billing,
+    dashboard,
+    deadletters,
+    jobs,
+    search,
+    signin,
+    tenants,
+)
 from hartonomous.ui.rendering import render
 from hartonomous.ui.sessions import SESSION_SECONDS, SessionCodec
 from hartonomous.ui.stopping import StopNotice
@@ -44,6 +52,7 @@ def create_ui(platform: Platform, shutdown: StopNotice) -> FastAPI:
         dashboard.router,
         jobs.router,
         search.router,
+        billing.router,
         deadletters.router,
         tenants.router,
     ):

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
+from tests.integration.api.test_ledger_routes import bill
 
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
@@ -161,3 +162,16 @@ def test_search_by_keyboard_shows_scored_results(
     page.get_by_role("button", name="Search").click()
     expect(page.locator("#k-error")).to_be_visible()
     check_accessibility(page)
+
+
+def test_billing_shows_the_ledgers_totals_and_a_chart(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    bill(pipeline, "acme", 2)
+    token = issue_key("acme", Role.DATA_SCIENTIST)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/billing")
+    dcu = pipeline.scalar("SELECT sum(total_dcu) FROM billing_usage_ledger")
+    expect(page.locator("#total-dcu")).to_have_text(str(dcu))
+    expect(page.locator("#usage-chart canvas")).to_have_count(1)  # uPlot drew the days
+    check_accessibility(page)
+    document(page, "billing")

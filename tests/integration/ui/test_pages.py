@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
+from tests.integration.api.test_ledger_routes import bill
 
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
@@ -191,3 +192,36 @@ def test_search_finds_the_tenants_atoms_with_score_source_and_excerpt(
         refused = client.get("/ui/search", params=params)
         assert refused.status_code == 400, params
         assert f'id="{field}-error"' in refused.text, (params, refused.text)
+
+
+def test_the_billing_pages_totals_equal_the_ledgers(
+    client: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    bill(pipeline, "acme", 3)
+    bill(pipeline, "globex", 2)
+    sign_in(client, issue_key("acme", Role.DATA_SCIENTIST))
+    page = client.get("/ui/billing")
+    assert page.status_code == 200, page.text
+    dcu, cost, count = pipeline.conn.execute(
+        "SELECT sum(total_dcu), sum(total_cost), count(*) FROM billing_usage_ledger "
+        "WHERE tenant_id = 'acme'"
+    ).fetchone()
+    assert f'id="total-dcu">{dcu}<' in page.text
+    assert f'id="total-cost">{cost}<' in page.text
+    assert f'id="total-rows">{count}<' in page.text
+    assert page.text.count("<td>neo4j_sync.ingest_completed</td>") == 1 + count  # report+rows
+    filtered = client.get("/ui/billing", params={"operation": "nothing.such"})
+    assert "<td>neo4j_sync.ingest_completed</td>" in filtered.text  # the report is the range's
+    assert 'id="entries"' in filtered.text
+    entries = filtered.text.split('id="entries"')[1]
+    assert "neo4j_sync.ingest_completed" not in entries
+    for params, field in (
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-02-02", "until": "2026-02-01"}, "until"),
+    ):
+        refused = client.get("/ui/billing", params=params)
+        assert refused.status_code == 400
+        assert f'id="{field}-error"' in refused.text
+    user = TestClient(client.app)
+    sign_in(user, issue_key("acme", Role.USER))
+    assert user.get("/ui/billing").status_code == 403
