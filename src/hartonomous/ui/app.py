@@ -22,6 +22,7 @@ from hartonomous.services import Platform
 from hartonomous.services.web_sessions import session_signing_key
 from hartonomous.ui.access import SignInRequiredError
 from hartonomous.ui.pages import (
+    atoms,
     billing,
     dashboard,
     deadletters,
@@ -52,6 +53,7 @@ def create_ui(platform: Platform, shutdown: StopNotice) -> FastAPI:
         dashboard.router,
         jobs.router,
         search.router,
+        atoms.router,
         billing.router,
         deadletters.router,
         tenants.router,

@@ -12,7 +12,9 @@ from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 from tests.integration.api.test_ledger_routes import bill
+from tests.integration.sync.conftest import drain
 
+from hartonomous.config import Settings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
 
@@ -175,3 +177,30 @@ def test_billing_shows_the_ledgers_totals_and_a_chart(
     expect(page.locator("#usage-chart canvas")).to_have_count(1)  # uPlot drew the days
     check_accessibility(page)
     document(page, "billing")
+
+
+def test_an_atoms_lineage_picture_is_drawn_and_its_nodes_open_their_pages(
+    page: Page,
+    ui_server: str,
+    issue_key: IssueKey,
+    *,
+    engine: Engine,
+    pipeline: Source,
+    tmp_path: Path,
+) -> None:
+    token = issue_key("acme", Role.USER)
+    (tmp_path / "tides.txt").write_text("Tides follow the moon.\n\nSpring tides are larger.\n")
+    outcome = ingest_paths(engine, IngestRequest(tenant_id="acme"), [tmp_path / "tides.txt"])
+    atom_id = outcome.files[0].atom_id
+    pipeline.capture()
+    drain(pipeline, Settings())
+    sign_in_by_keyboard(page, ui_server, token, f"/ui/atoms/{atom_id}")
+    picture = page.locator("svg#lineage")
+    expect(picture.locator(f'[data-node="atom:{atom_id}"]')).to_have_count(1)
+    check_accessibility(page)
+    document(page, "atom")
+    linked = picture.locator("a").filter(has_not=page.locator(f'[data-node="atom:{atom_id}"]'))
+    if linked.count():  # a child or parent atom: its box opens its page
+        linked.first.click()
+        expect(page.get_by_role("heading", name=re.compile("^Atom "))).to_be_visible()
+        assert atom_id not in page.url

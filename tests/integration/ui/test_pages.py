@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 from tests.integration.api.test_ledger_routes import bill
+from tests.integration.sync.conftest import drain
 
+from hartonomous.config import Settings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
 
@@ -170,7 +172,11 @@ def test_search_finds_the_tenants_atoms_with_score_source_and_excerpt(
     for mode in ("lexical", "hybrid"):
         page = client.get("/ui/search", params={"q": "lighthouse harbour", "mode": mode})
         assert page.status_code == 200, page.text
-        rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", page.text)
+        rows = re.findall(
+            r'<tr><td>([^<]*)</td><td><a href="/ui/atoms/[0-9a-f]{64}">([^<]*)</a></td>'
+            r"<td>([^<]*)</td>",
+            page.text,
+        )
         assert rows, mode
         score, source, modality = rows[0]
         assert source.endswith("harbour.txt"), (mode, rows)
@@ -225,3 +231,36 @@ def test_the_billing_pages_totals_equal_the_ledgers(
     user = TestClient(client.app)
     sign_in(user, issue_key("acme", Role.USER))
     assert user.get("/ui/billing").status_code == 403
+
+
+def test_an_atom_page_shows_holdings_bytes_and_a_lineage_picture(
+    client: TestClient, issue_key: IssueKey, engine: Engine, pipeline: Source, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    body = "First paragraph about tides.\n\nSecond paragraph about the moon.\n"
+    (tmp_path / "tides.txt").write_text(body)
+    outcome = ingest_paths(engine, IngestRequest(tenant_id="acme"), [tmp_path / "tides.txt"])
+    atom_id = outcome.files[0].atom_id
+    assert atom_id
+    pipeline.capture()
+    drain(pipeline, Settings())  # the sync worker builds the graph lineage walks
+    sign_in(client, token)
+    page = client.get(f"/ui/atoms/{atom_id}")
+    assert page.status_code == 200, page.text
+    assert "tides.txt" in page.text  # the tenant's holding
+    assert '<svg id="lineage"' in page.text
+    assert f'data-node="atom:{atom_id}"' in page.text
+    up = client.get(f"/ui/atoms/{atom_id}", params={"direction": "up", "depth": 3})
+    assert up.status_code == 200
+    nodes = re.findall(r'data-node="([^"]+)"', up.text)
+    assert f"atom:{atom_id}" in nodes
+    assert len(nodes) >= 2, nodes  # the file's holding (or tenant) it came from
+    download = client.get(f"/ui/atoms/{atom_id}/content")
+    assert download.status_code == 200
+    assert download.content == body.encode()
+    stranger = TestClient(client.app)
+    sign_in(stranger, issue_key("globex", Role.USER))
+    for path in (f"/ui/atoms/{atom_id}", f"/ui/atoms/{atom_id}/content"):
+        assert stranger.get(path).status_code == 404, path
+    assert client.get("/ui/atoms/not-hex").status_code == 400
+    assert client.get(f"/ui/atoms/{atom_id}", params={"depth": 99}).status_code == 400
