@@ -168,3 +168,11 @@ def test_an_admin_switches_tenant_and_an_unknown_one_is_named(
         "/ui/tenant", data={"tenant_id": "globex", "csrf_token": csrf, "next": "/ui/dashboard"}
     )
     assert "Tenant <strong>globex</strong>" in client.get("/ui/dashboard").text
+
+
+def test_over_https_the_session_cookie_is_secure(client: TestClient, issue_key: IssueKey) -> None:
+    secure = TestClient(client.app, base_url="https://testserver")
+    sign_in(secure, issue_key("acme", Role.USER))
+    cookie = next(c for c in secure.cookies.jar if c.name == SESSION_COOKIE)
+    assert cookie.secure
+    assert secure.get("/ui/dashboard").status_code == 200
