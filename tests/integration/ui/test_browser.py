@@ -17,6 +17,7 @@ from tests.integration.sync.conftest import drain
 from hartonomous.config import Settings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
+from hartonomous.services import Platform, tenancy
 
 from .browser import check_accessibility, document
 
@@ -39,9 +40,10 @@ def sign_in_by_keyboard(page: Page, base: str, token: str, wanted: str) -> None:
 
 
 def test_sign_in_and_the_dashboard_updates_live(
-    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source, platform: Platform
 ) -> None:
-    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.ADMIN), "/ui/dashboard")
+    token = issue_key("acme", Role.ADMIN)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/dashboard")
     expect(page.locator("#fig-dead-letters")).to_have_text("0")
     check_accessibility(page)
     page.evaluate("window.stillTheSamePage = true")
@@ -52,6 +54,9 @@ def test_sign_in_and_the_dashboard_updates_live(
     expect(page.locator(".state.stalled")).to_contain_text("no heartbeat")
     check_accessibility(page)
     document(page, "dashboard")
+    # Revoking the key ends the live page too: the stream says so and the page goes to sign-in.
+    tenancy.revoke_key(platform, "acme", token.split("_")[1])
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next="), timeout=20_000)
 
 
 def test_a_dead_letter_is_replayed_and_its_outcome_shown(

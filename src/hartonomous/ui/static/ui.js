@@ -8,6 +8,10 @@ document.addEventListener("DOMContentLoaded", () => {
       region.innerHTML = event.data;
       region.dataset.updated = String(Number(region.dataset.updated || "0") + 1);
     });
+    source.addEventListener("signed-out", () => {
+      source.close();
+      window.location.reload();
+    });
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED) window.location.reload();
     });
