@@ -176,3 +176,13 @@ def test_over_https_the_session_cookie_is_secure(client: TestClient, issue_key: 
     cookie = next(c for c in secure.cookies.jar if c.name == SESSION_COOKIE)
     assert cookie.secure
     assert secure.get("/ui/dashboard").status_code == 200
+
+
+def test_signing_out_ends_the_session(client: TestClient, issue_key: IssueKey) -> None:
+    sign_in(client, issue_key("acme", Role.USER))
+    csrf = csrf_of(client.get("/ui/dashboard").text)
+    out = client.post("/ui/sign-out", data={"csrf_token": csrf}, follow_redirects=False)
+    assert out.status_code == 303
+    assert out.headers["location"] == "/ui/sign-in"
+    assert SESSION_COOKIE not in client.cookies
+    assert client.get("/ui/dashboard", follow_redirects=False).status_code == 303
