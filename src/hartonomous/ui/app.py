@@ -27,6 +27,7 @@ from hartonomous.ui.pages import (
     dashboard,
     deadletters,
     jobs,
+    models,
     search,
     signin,
     tenants,
@@ -55,6 +56,7 @@ def create_ui(platform: Platform, shutdown: StopNotice) -> FastAPI:
         search.router,
         atoms.router,
         billing.router,
+        models.router,
         deadletters.router,
         tenants.router,
     ):

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 from tests.integration.api.test_ledger_routes import bill
+from tests.integration.api.test_models_and_embed_api import held_models
 from tests.integration.sync.conftest import drain
 
 from hartonomous.config import Settings
@@ -21,7 +22,7 @@ from hartonomous.services import Platform, tenancy
 
 from .browser import check_accessibility, document
 
-__all__ = ["pipeline"]
+__all__ = ["held_models", "pipeline"]
 
 
 def sign_in_by_keyboard(page: Page, base: str, token: str, wanted: str) -> None:
@@ -209,3 +210,16 @@ def test_an_atoms_lineage_picture_is_drawn_and_its_nodes_open_their_pages(
         linked.first.click()
         expect(page.get_by_role("heading", name=re.compile("^Atom "))).to_be_visible()
         assert atom_id not in page.url
+
+
+def test_models_and_a_models_tensors(
+    page: Page, ui_server: str, held_models: dict[str, str]
+) -> None:
+    sign_in_by_keyboard(page, ui_server, held_models["acme"], "/ui/models")
+    expect(page.locator("#models tbody tr")).to_have_count(3)
+    check_accessibility(page)
+    document(page, "models")
+    page.locator("#models tbody a").first.click()
+    expect(page.locator("#tensors tbody tr").first).to_be_visible()
+    check_accessibility(page)
+    document(page, "model")

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 from tests.integration.api.test_ledger_routes import bill
+from tests.integration.api.test_models_and_embed_api import held_models
 from tests.integration.sync.conftest import drain
 
 from hartonomous.config import Settings
@@ -18,7 +19,7 @@ from hartonomous.security.roles import Role
 
 from .conftest import csrf_of, sign_in
 
-__all__ = ["pipeline"]
+__all__ = ["held_models", "pipeline"]
 
 
 def test_the_dashboard_shows_platform_and_tenant_figures(
@@ -264,3 +265,25 @@ def test_an_atom_page_shows_holdings_bytes_and_a_lineage_picture(
         assert stranger.get(path).status_code == 404, path
     assert client.get("/ui/atoms/not-hex").status_code == 400
     assert client.get(f"/ui/atoms/{atom_id}", params={"depth": 99}).status_code == 400
+
+
+def test_models_and_their_tensors_are_the_tenants_only(
+    client: TestClient, issue_key: IssueKey, held_models: dict[str, str]
+) -> None:
+    sign_in(client, held_models["acme"])
+    listing = client.get("/ui/models")
+    assert listing.status_code == 200
+    ids = re.findall(r'href="/ui/models/([0-9a-f]{64})"', listing.text)
+    assert len(ids) == 3
+    for model_id in ids:
+        page = client.get(f"/ui/models/{model_id}")
+        assert page.status_code == 200
+        tensors = page.text.split('id="tensors"')[1]
+        assert tensors.count("<tr><td>") >= 1  # each tiny model has tensors, shown by name
+    stranger = TestClient(client.app)
+    sign_in(stranger, held_models["globex"])
+    assert "holds no model" in stranger.get("/ui/models").text
+    assert stranger.get(f"/ui/models/{ids[0]}").status_code == 404
+    user = TestClient(client.app)
+    sign_in(user, held_models["acme-user"])
+    assert user.get("/ui/models").status_code == 403
