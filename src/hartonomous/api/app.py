@@ -33,6 +33,7 @@ from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
+from hartonomous.ui import UI_ROOT, create_ui
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
 
@@ -79,6 +80,8 @@ def create_app(platform: Platform) -> FastAPI:
         inference.router,
     ):
         app.include_router(router)
+    # The admin web UI (docs/admin-ui.md): its own app, outside the API's OpenAPI document.
+    app.mount(UI_ROOT, create_ui(platform, app.state.shutdown))
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
     remove_stale_uploads(platform.settings.data_dir)
     # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one,

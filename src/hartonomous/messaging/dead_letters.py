@@ -13,7 +13,8 @@ from hartonomous.messaging.broker import Broker, Connection
 
 _SUMMARY = (
     "dead_letter_id, message_id, queue_name, conversation_id, message_type, attempts, reason, "
-    "exception_type, created_at, replayed_at, replay_count, body->>'type' AS event_type"
+    "exception_type, left(exception_message, 500) AS exception_message, created_at, "
+    "replayed_at, replay_count, body->>'type' AS event_type"
 )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Caller",
     "StoredKey",
     "admit_key",
+    "admit_verified_key",
     "authenticate",
     "load_key",
     "parse_token",
@@ -131,6 +132,14 @@ def admit_key(stored: StoredKey | None, key_id: str, secret: str, now: datetime)
     ``NotAuthenticatedError`` saying which check failed otherwise (never echoing the secret)."""
     if stored is None or not secret_matches(secret, stored.secret_sha256):
         raise NotAuthenticatedError(f"API key {key_id} is not known")
+    return admit_verified_key(stored, now)
+
+
+def admit_verified_key(stored: StoredKey, now: datetime) -> Caller:
+    """The caller of a key whose secret was verified before (a web session holds its key id,
+    docs/admin-ui.md) while it may still authenticate at ``now``: unrevoked, unexpired, its
+    tenant and principal active; ``NotAuthenticatedError`` saying which failed otherwise."""
+    key_id = stored.key_id
     # A revocation with a grace period (key rotation) sets revoked_at in the future.
     if stored.revoked_at is not None and stored.revoked_at <= now:
         raise NotAuthenticatedError(f"API key {key_id} was revoked")

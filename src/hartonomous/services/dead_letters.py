@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
-from hartonomous.errors import InvalidCursorError, UsageError
+from hartonomous.errors import HartonomousError, InvalidCursorError, UsageError
 from hartonomous.json_types import exact_loads
 from hartonomous.messaging import dead_letters as store
 from hartonomous.messaging.broker import Broker
@@ -27,6 +27,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterNotFoundError",
     "DeadLetterSummary",
+    "LetterReplay",
     "PurgeOutcome",
     "ReplayOutcome",
     "ReplaySelection",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_duration",
     "purge_dead_letters",
     "replay_dead_letters",
+    "replay_each",
     "show_dead_letter",
 ]
 
@@ -52,6 +54,7 @@ class DeadLetterSummary(BaseModel):
     attempts: int
     reason: str
     exception_type: str | None
+    exception_message: str | None  # its first 500 characters
     created_at: datetime
     replayed_at: datetime | None
     replay_count: int
@@ -88,6 +91,15 @@ class ReplayOutcome:
     @property
     def replayed(self) -> int:
         return len(self.message_ids)
+
+
+@dataclass(frozen=True)
+class LetterReplay:
+    """One selected letter's outcome: the new message id, or why it was not replayed."""
+
+    dead_letter_id: int
+    message_id: int | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,22 @@ def replay_dead_letters(platform: Platform, selection: ReplaySelection) -> Repla
     with driver_session(platform) as connection:
         ids = store.replay(connection, Broker(platform.settings.message_broker), selection)
     return ReplayOutcome(ids)
+
+
+def replay_each(platform: Platform, dead_letter_ids: list[int]) -> list[LetterReplay]:
+    """Replay each letter in its own transaction, so one that fails (gone since it was
+    listed) leaves the others replayed; an outcome per letter, in the order given."""
+    outcomes = []
+    for dead_letter_id in dead_letter_ids:
+        try:
+            [message_id] = replay_dead_letters(
+                platform, ReplaySelection(dead_letter_id=dead_letter_id)
+            ).message_ids
+        except HartonomousError as exc:
+            outcomes.append(LetterReplay(dead_letter_id, None, str(exc)))
+        else:
+            outcomes.append(LetterReplay(dead_letter_id, message_id, None))
+    return outcomes
 
 
 def purge_dead_letters(platform: Platform, older_than: timedelta, *, confirm: bool) -> PurgeOutcome:

@@ -32,6 +32,7 @@ __all__ = [
     "JobView",
     "job_status",
     "run_ingestion",
+    "running_jobs",
     "start_upload_ingestion",
 ]
 
@@ -209,3 +210,28 @@ def job_status(
             for row in rows
         ],
     )
+
+
+def running_jobs(platform: Platform, tenant_id: str, *, limit: int = 20) -> list[JobView]:
+    """The tenant's running jobs, newest first, at most ``limit``, with their progress (no
+    per-file rows): what the admin UI's dashboard shows (docs/admin-ui.md)."""
+    with platform.engine.connect() as connection:
+        ids = (
+            connection.execute(
+                select(ingestion_jobs.c.job_id)
+                .where(
+                    ingestion_jobs.c.tenant_id == tenant_id, ingestion_jobs.c.status == "running"
+                )
+                .order_by(ingestion_jobs.c.created_at.desc())
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+    views = []
+    for job_id in ids:
+        try:
+            views.append(job_status(platform, tenant_id, job_id, with_files=False))
+        except JobNotFoundError:  # finished and pruned between the two reads
+            continue
+    return views

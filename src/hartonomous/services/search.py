@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.embed.indexing import Embedders
 from hartonomous.ingest.examples import read_example
 from hartonomous.search.planner import MAX_K
@@ -31,10 +32,12 @@ from hartonomous.search.service import search as _search
 from hartonomous.services.platform import Platform
 
 __all__ = [
+    "FILE_MODALITIES",
     "MAX_EXAMPLE_BYTES",
     "MAX_K",
     "MAX_QUERY_CHARACTERS",
     "SEARCH_MODES",
+    "SOURCE_TYPES",
     "Example",
     "Filters",
     "Query",

@@ -1,0 +1,138 @@
+"""The admin UI dashboard's figures in one read (docs/admin-ui.md, "Dashboard").
+
+Gathered from the use cases the HTTP API and CLI answer with: ``broker_status`` (depth, oldest
+message age, in-flight, dead letters, change-capture lag), ``graph_status`` (projection lag),
+``readiness`` (service heartbeats), ``running_jobs`` and ``ledger_report`` (today's billed DCU
+and cost). Platform figures are an operator's (admin role); a tenant's own figures are anyone's.
+``stalled`` names every stalled thing in words, empty when all flows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from hartonomous.errors import HartonomousError
+from hartonomous.services.broker import broker_status
+from hartonomous.services.graph import graph_status
+from hartonomous.services.health import ServiceHeartbeat, readiness
+from hartonomous.services.ingestion import running_jobs
+from hartonomous.services.ledger import ledger_report
+from hartonomous.services.platform import Platform
+
+__all__ = ["JobProgress", "Overview", "PlatformFigures", "operations_overview"]
+
+
+class JobProgress(BaseModel):
+    job_id: str
+    files_done: int
+    files_total: int
+    files_failed: int
+    started_at: datetime
+
+
+class PlatformFigures(BaseModel):
+    """Platform-wide figures (seconds, counts, bytes); None where nothing is measured
+    (projection lag without Neo4j, capture lag before the consumer first caught up)."""
+
+    depth: int
+    oldest_age_seconds: float
+    in_flight: int
+    completed_per_second: float
+    dead_letters: int
+    cdc_lag_bytes: int | None
+    cdc_lag_seconds: float | None
+    projection: str  # "on" | "off": Neo4j projection configured
+    projection_lag_seconds: float | None
+    unprojected_rows: int | None
+    services: list[ServiceHeartbeat]
+
+
+class Overview(BaseModel):
+    """``tenant_id``'s figures, the platform's for an operator, and what is stalled."""
+
+    tenant_id: str
+    at: datetime
+    jobs: list[JobProgress]
+    billed_dcu_today: Decimal
+    billed_cost_today: Decimal
+    platform: PlatformFigures | None
+    stalled: list[str]
+
+
+def operations_overview(platform: Platform, tenant_id: str, *, operator: bool) -> Overview:
+    """The dashboard's figures for ``tenant_id`` (bound on ``platform.engine`` by the caller),
+    with the platform's when ``operator``. Raises what the underlying use cases raise
+    (``DatabaseFailedError``, ``UnavailableError``)."""
+    today = datetime.now(UTC).date()
+    report = ledger_report(
+        platform,
+        since=today,
+        until=today + timedelta(days=1),
+        group_by=(),
+        tenant_id=tenant_id,
+    )
+    jobs = [
+        JobProgress(
+            job_id=job.job_id,
+            files_done=job.files_done,
+            files_total=job.files_total,
+            files_failed=job.files_failed,
+            started_at=job.created_at,
+        )
+        for job in running_jobs(platform, tenant_id)
+    ]
+    figures, stalled = _platform_figures(platform) if operator else (None, [])
+    return Overview(
+        tenant_id=tenant_id,
+        at=datetime.now(UTC),
+        jobs=jobs,
+        billed_dcu_today=report.total.total_dcu,
+        billed_cost_today=report.total.total_cost,
+        platform=figures,
+        stalled=stalled,
+    )
+
+
+def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[str]]:
+    broker = broker_status(platform)
+    graph = graph_status(platform)
+    stalled: list[str] = []
+    try:
+        ready = readiness(platform)
+    except HartonomousError as exc:
+        stalled.append(str(exc))
+        services: list[ServiceHeartbeat] = []
+    else:
+        services = ready.services
+        stalled += (ready.detail or "").split("; ") if ready.detail else []
+    if broker.orphaned_claims:
+        stalled.append(f"broker: {broker.orphaned_claims} messages held by gone consumers")
+    if broker.dead_letter_spike:
+        stalled.append(f"broker: {broker.dead_letters_last_hour} dead letters in the last hour")
+    lags = [
+        table.oldest_unprojected_seconds
+        for table in (graph.graph_nodes, graph.graph_edges)
+        if table.oldest_unprojected_seconds is not None
+    ]
+    unprojected = [
+        table.unprojected
+        for table in (graph.graph_nodes, graph.graph_edges)
+        if table.unprojected is not None
+    ]
+    figures = PlatformFigures(
+        depth=broker.depth,
+        oldest_age_seconds=broker.oldest_age_seconds,
+        in_flight=broker.in_flight,
+        completed_per_second=broker.throughput_last_minute.completed_per_second,
+        dead_letters=broker.dead_letters,
+        cdc_lag_bytes=broker.change_capture.lag_bytes,
+        cdc_lag_seconds=broker.change_capture.lag_seconds,
+        projection=graph.neo4j_projection,
+        projection_lag_seconds=max(lags, default=None),
+        unprojected_rows=sum(unprojected) if unprojected else None,
+        services=services,
+    )
+    return figures, stalled

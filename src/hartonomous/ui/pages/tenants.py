@@ -1,0 +1,152 @@
+"""Tenants and keys (admin): create and disable tenants, add principals, issue keys (the
+secret shown once) and revoke them. Every change goes through ``services.tenancy``; a refusal
+(invalid id, one that exists, an unknown principal) is shown beside the field it concerns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from hartonomous.errors import ConflictError, UsageError
+from hartonomous.security.principals import UnknownPrincipalError
+from hartonomous.security.roles import Role
+from hartonomous.security.tenants import TenantState
+from hartonomous.services import tenancy
+from hartonomous.ui.access import ADMIN, Viewer, checked_form, platform_of
+from hartonomous.ui.rendering import render
+
+router = APIRouter(prefix="/tenants")
+TenantId = Annotated[str, Path(min_length=1, max_length=128)]
+_PAGE = 100
+
+
+async def _tenants_page(request: Request, cursor: str | None = None, **extra: Any) -> Response:
+    page = await run_in_threadpool(
+        tenancy.list_tenants, platform_of(request), limit=_PAGE, cursor=cursor
+    )
+    values = {"page": page, "errors": {}, "values": {}, **extra}
+    return render(request, "tenants.html", values, status_code=400 if values["errors"] else 200)
+
+
+async def _tenant_page(request: Request, tenant_id: str, **extra: Any) -> Response:
+    platform = platform_of(request)
+    tenant = await run_in_threadpool(tenancy.show_tenant, platform, tenant_id)
+    principals = await run_in_threadpool(tenancy.list_principals, platform, tenant_id, limit=500)
+    keys = await run_in_threadpool(tenancy.list_keys, platform, tenant_id, limit=500)
+    values = {
+        "tenant": tenant,
+        "principals": principals.items,
+        "keys": keys.items,
+        "roles": [role.value for role in Role],
+        "errors": {},
+        "values": {},
+        "issued": None,
+        **extra,
+    }
+    response = render(request, "tenant.html", values, status_code=400 if values["errors"] else 200)
+    if values["issued"] is not None:
+        response.headers["Cache-Control"] = "no-store"  # the secret is shown this once
+    return response
+
+
+@router.get("")
+async def tenants(
+    request: Request,
+    seen: Viewer = ADMIN,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Response:
+    return await _tenants_page(request, cursor)
+
+
+@router.post("")
+async def create_tenant(request: Request, seen: Viewer = ADMIN) -> Response:
+    form = await checked_form(request, seen)
+    tenant_id = str(form.get("tenant_id") or "").strip()
+    display_name = str(form.get("display_name") or "").strip() or None
+    values = {"tenant_id": tenant_id, "display_name": display_name or ""}
+    try:
+        if not tenant_id:
+            raise UsageError("enter a tenant id")
+        await run_in_threadpool(
+            tenancy.create_tenant, platform_of(request), tenant_id, display_name
+        )
+    except (UsageError, ConflictError) as exc:
+        return await _tenants_page(request, errors={"tenant_id": str(exc)}, values=values)
+    return RedirectResponse(f"/ui/tenants/{tenant_id}", status_code=303)
+
+
+@router.get("/{tenant_id}")
+async def tenant(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
+    return await _tenant_page(request, tenant_id)
+
+
+@router.post("/{tenant_id}/state")
+async def set_state(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
+    form = await checked_form(request, seen)
+    wanted = form.get("state")
+    if wanted not in ("active", "disabled"):
+        raise UsageError("state must be active or disabled")
+    state: TenantState = "active" if wanted == "active" else "disabled"
+    await run_in_threadpool(tenancy.set_tenant_state, platform_of(request), tenant_id, state)
+    return RedirectResponse(f"/ui/tenants/{tenant_id}", status_code=303)
+
+
+@router.post("/{tenant_id}/principals")
+async def create_principal(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
+    form = await checked_form(request, seen)
+    principal_id = str(form.get("principal_id") or "").strip()
+    role = str(form.get("role") or "")
+    values = {"principal_id": principal_id, "role": role}
+    try:
+        if not principal_id:
+            raise UsageError("enter a principal id")
+        if role not in {member.value for member in Role}:
+            raise UsageError(f"role must be one of {', '.join(r.value for r in Role)}")
+        await run_in_threadpool(
+            lambda: tenancy.create_principal(
+                platform_of(request), tenant_id, principal_id, role=Role(role)
+            )
+        )
+    except (UsageError, ConflictError) as exc:
+        return await _tenant_page(
+            request, tenant_id, errors={"principal_id": str(exc)}, values=values
+        )
+    return RedirectResponse(f"/ui/tenants/{tenant_id}", status_code=303)
+
+
+@router.post("/{tenant_id}/keys")
+async def issue_key(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
+    """Issues a key and shows its token on this answer only (never stored, never again)."""
+    form = await checked_form(request, seen)
+    principal_id = str(form.get("key_principal_id") or "").strip()
+    label = str(form.get("label") or "").strip()
+    values = {"key_principal_id": principal_id, "label": label}
+    try:
+        if not principal_id:
+            raise UsageError("choose the principal the key is for")
+        issued = await run_in_threadpool(
+            lambda: tenancy.create_key(platform_of(request), tenant_id, principal_id, label=label)
+        )
+    except (UsageError, UnknownPrincipalError) as exc:
+        return await _tenant_page(
+            request, tenant_id, errors={"key_principal_id": str(exc)}, values=values
+        )
+    return await _tenant_page(request, tenant_id, issued=issued)
+
+
+@router.post("/{tenant_id}/keys/{key_id}/revoke")
+async def revoke_key(
+    request: Request,
+    tenant_id: TenantId,
+    key_id: Annotated[str, Path(min_length=1, max_length=64)],
+    seen: Viewer = ADMIN,
+) -> Response:
+    await checked_form(request, seen)
+    try:
+        await run_in_threadpool(tenancy.revoke_key, platform_of(request), tenant_id, key_id)
+    except ConflictError as exc:  # already revoked: say so on the page
+        return await _tenant_page(request, tenant_id, notice=str(exc))
+    return RedirectResponse(f"/ui/tenants/{tenant_id}", status_code=303)

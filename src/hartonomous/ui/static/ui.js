@@ -1,0 +1,42 @@
+// Live regions: an element with data-live="URL" takes the HTML of each `figures` event that
+// the server-sent event stream at URL sends (docs/admin-ui.md, "Dashboard"). When the stream
+// is refused (the session ended), the page is reloaded, which leads to the sign-in page.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const region of document.querySelectorAll("[data-live]")) {
+    const source = new EventSource(region.dataset.live);
+    source.addEventListener("figures", (event) => {
+      region.innerHTML = event.data;
+      region.dataset.updated = String(Number(region.dataset.updated || "0") + 1);
+    });
+    source.addEventListener("signed-out", () => {
+      source.close();
+      window.location.reload();
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) window.location.reload();
+    });
+  }
+});
+
+// Charts: an element with data-chart='{"range": [from, until], "days": [...], "dcu": [...]}'
+// (UTC days, ISO) gets a uPlot bar chart
+// (static/uPlot.iife.min.js, loaded by the pages that have one).
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof uPlot === "undefined") return;
+  for (const box of document.querySelectorAll("[data-chart]")) {
+    const data = JSON.parse(box.dataset.chart);
+    if (!data.days.length) continue;
+    const epoch = (day) => Date.parse(day + "T00:00:00Z") / 1000;
+    const xs = data.days.map((day) => epoch(day) + 43200); // each bar at its day's noon
+    const [from, until] = data.range.map(epoch);
+    new uPlot({
+      width: Math.min(box.clientWidth || 800, 900),
+      height: 240,
+      scales: {x: {time: true, range: () => [from, until]}},
+      legend: {show: false},
+      series: [{}, {label: "DCU", stroke: "#0b5394", fill: "rgba(11,83,148,0.25)",
+                    paths: uPlot.paths.bars({size: [0.6, 16]})}],
+      axes: [{stroke: "#1a1a1a"}, {stroke: "#1a1a1a"}],
+    }, [xs, data.dcu], box);
+  }
+});
