@@ -23,7 +23,16 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
 
-__all__ = ["AtomId", "Day", "StrictBool", "StrictInt", "StrictStr", "Timestamp", "WholeNumber"]
+__all__ = [
+    "AtomId",
+    "Day",
+    "StrictBool",
+    "StrictInt",
+    "StrictStr",
+    "Timestamp",
+    "WholeNumber",
+    "integral_number",
+]
 
 AtomId = Annotated[
     str,
@@ -63,12 +72,14 @@ Day = Annotated[date, BeforeValidator(_full_date_only)]
 """A calendar day as OpenAPI's ``format: date`` means it (``2026-01-31``), nothing else."""
 
 
-def _integral_number(value: Any) -> Any:
-    # JSON Schema counts 43.0 as an integer; a bool or a string stays refused (StrictInt).
+def integral_number(value: Any) -> Any:
+    """``43.0`` as ``43`` (JSON Schema counts it an integer); anything else unchanged, so a bool
+    or a string stays refused by StrictInt. For a bounded whole number, put the bounds beside
+    StrictInt: ``Annotated[StrictInt, Field(ge=1), BeforeValidator(integral_number)]``."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-WholeNumber = Annotated[StrictInt, BeforeValidator(_integral_number)]
+WholeNumber = Annotated[StrictInt, BeforeValidator(integral_number)]
 """A JSON integer as JSON Schema means it: ``43`` or ``43.0``, never ``true`` or ``"43"``."""

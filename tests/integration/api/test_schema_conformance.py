@@ -173,3 +173,25 @@ def test_every_operation_documents_its_problems(api: TestClient) -> None:
     assert ready["content"][PROBLEM_MEDIA_TYPE]["schema"] == problem
     fields = document["components"]["schemas"]["ValidationProblem"]["properties"]["errors"]
     assert fields["items"] == {"$ref": "#/components/schemas/ProblemField"}
+
+
+_PYDANTIC_ONLY_KEYWORDS = frozenset({"ge", "le", "gt", "lt", "max_length", "min_length"})
+
+
+def test_every_bound_is_a_json_schema_keyword(platform: Platform) -> None:
+    """A bound pydantic cannot place in JSON Schema stays in the schema under its own name
+    (`le`), where no client or tool reads it: `k` of POST /v1/search was documented unbounded."""
+    found: list[str] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _PYDANTIC_ONLY_KEYWORDS and not isinstance(value, dict):
+                    found.append(f"{path}: {key}={value}")
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, path)
+
+    walk(create_app(platform).openapi(), "")
+    assert not found, found

@@ -12,8 +12,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
@@ -23,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.example_upload import Upload, received_upload
-from hartonomous.api.fields import Timestamp, WholeNumber
+from hartonomous.api.fields import Timestamp, integral_number
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal
@@ -33,7 +35,13 @@ from hartonomous.services import search as search_service
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
-K = Annotated[WholeNumber, Field(ge=1, le=search_service.MAX_K, description="Results wanted")]
+# The bounds sit beside StrictInt, inside the validator: on `WholeNumber` itself pydantic can
+# only keep them as unknown keys (`ge`, `le`), and the OpenAPI schema showed no bounds at all.
+K = Annotated[
+    StrictInt,
+    Field(ge=1, le=search_service.MAX_K, description="Results wanted"),
+    BeforeValidator(integral_number),
+]
 
 
 class SearchFilters(BaseModel):
