@@ -26,6 +26,7 @@ from hartonomous.api.routes import (
     provenance,
     search,
     tenants,
+    usage_events,
 )
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
@@ -77,6 +78,7 @@ def create_app(platform: Platform) -> FastAPI:
         provenance.explain_router,
         provenance.streams_router,
         inference.router,
+        usage_events.router,
     ):
         app.include_router(router)
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.

@@ -52,7 +52,8 @@ from hartonomous.messaging.resilience import (
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
-from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
+from hartonomous.sync.decisions import Complete, Delay, Reject
+from hartonomous.sync.dispatcher import Dispatcher
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
 from hartonomous.sync.sources import drop_deleted_sources
