@@ -107,6 +107,13 @@ class Dispatcher:
     throttle: ThrottleEvaluator
     plans: PlanProvider
 
+    def needs_savepoint(self, message: ReceivedMessage) -> bool:
+        """Whether deciding ``message`` runs statements worth a savepoint of their own (and
+        may take throttle permits). A usage event's decision reads only the plan cache (a
+        statement on a miss, whose failure the worker's batch isolation still confines), so
+        it saves the savepoint's two round trips per event."""
+        return message.message_type != USAGE_EVENT_MESSAGE_TYPE
+
     def decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
         if message.message_type == USAGE_EVENT_MESSAGE_TYPE:
             return decide_usage_event(connection, message, policy=self.policy, plans=self.plans)

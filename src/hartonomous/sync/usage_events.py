@@ -25,7 +25,7 @@ from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
 from hartonomous.sync.decisions import Complete, Decision, Reject
 from hartonomous.sync.graph import GraphChange
-from hartonomous.sync.lookups import Connection, Lookups
+from hartonomous.sync.lookups import Connection
 
 HANDLER = "usage_events"
 
@@ -47,7 +47,7 @@ def decide_usage_event(
     principal = body.get("principalid")
     if not isinstance(tenant, str) or not tenant or not isinstance(principal, str):
         return Reject("invalid_usage_event", "the queued usage event names no tenantid")
-    denied = _denied(connection, policy, event, tenant, principal)
+    denied = _denied(policy, event, tenant, principal)
     if denied is not None:
         return denied
     configuration = plans.configuration(connection, tenant)
@@ -88,14 +88,16 @@ def decide_usage_event(
 
 
 def _denied(
-    connection: Connection,
     policy: AccessPolicyEngine,
     event: UsageEvent,
     tenant: str,
     principal: str,
 ) -> Reject | None:
-    """The access policy's refusal (an inactive tenant or principal, a denying rule), if any."""
-    tenant_active, principal_active = Lookups(connection).party_active(tenant, principal)
+    """The access policy's refusal (a banned tenant or principal, a denied operation), if any.
+
+    The tenant and principal count as active: the endpoint authenticated them when it accepted
+    the event, and usage that happened while they were active is billed even if they are
+    disabled before the worker gets to it (and the worker saves a lookup per event)."""
     verdict = policy.evaluate(
         AccessPolicyContext(
             tenant_id=tenant,
@@ -103,8 +105,6 @@ def _denied(
             operation=event.operation,
             message_type=event.operation,
             attributes=event.attributes,
-            tenant_active=tenant_active,
-            principal_active=principal_active,
         )
     )
     if verdict.is_allowed:

@@ -328,3 +328,26 @@ def test_close_refuses_bad_periods_and_non_admins(
         api.post(f"/v1/ledger/periods/{LAST_PERIOD:%Y-%m}/close", headers=user).status_code == 403
     )
     assert count(engine, "billing_closed_periods") == 0
+
+
+def test_an_event_the_plan_no_longer_prices_is_dead_lettered_not_billed(
+    api: TestClient, issue_key: IssueKey, engine: Engine, database_url: str
+) -> None:
+    post(api, issue_key("acme"), [event("dropped", 2, operation=STORAGE)])
+    # The plan changed between acceptance and billing: STORAGE is no longer priced.
+    worker = SyncWorker(
+        database_url,
+        Settings.model_validate({"billing": {"operation_rates": {API_CALL: "0.5"}}}),
+    )
+    try:
+        outcome = worker.drain()
+    finally:
+        worker.close()
+    assert outcome.dead_lettered == 1
+    assert rows(engine) == []
+    with engine.connect() as connection:
+        reason, detail = connection.execute(
+            text("SELECT reason, exception_message FROM message_dead_letters")
+        ).one()
+    assert reason == "unknown_operation"
+    assert STORAGE in detail

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from tests.conftest import Cli
 
 from hartonomous.billing.ledger import LedgerEntry, write_entries
 from hartonomous.billing.meter import UsageRecord
@@ -151,3 +153,23 @@ def test_an_event_time_with_an_offset_counts_in_utc() -> None:
         now=NOW,
     )
     assert event.time == datetime(2026, 2, 1, 3, 30, tzinfo=UTC)
+
+
+def test_ledger_close_on_the_command_line(cli: Cli, engine: Engine) -> None:
+    rng = random.Random(5)  # noqa: S311
+    record = make_record(rng, "acme")
+    _write(engine, [LedgerEntry("cli-1", record, None, _at(LAST))])
+    first = cli("--json", "ledger", "close", f"{LAST:%Y-%m}")
+    assert first.exit_code == 0, first.stderr
+    closed = json.loads(first.stdout)
+    assert closed["closed_now"] is True
+    assert closed["rows"] == 1
+    assert closed["checksum"] == _checksum([record])
+    again = json.loads(cli("--json", "ledger", "close", f"{LAST:%Y-%m}").stdout)
+    assert (again["checksum"], again["closed_now"]) == (closed["checksum"], False)
+    current = cli("ledger", "close", f"{THIS:%Y-%m}")
+    assert current.exit_code == 2
+    assert "has not ended" in current.stderr
+    malformed = cli("ledger", "close", "2026-1")
+    assert malformed.exit_code == 2
+    assert "YYYY-MM" in malformed.stderr
