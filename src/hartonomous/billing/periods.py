@@ -109,7 +109,8 @@ GROUP BY tenant_id, operation ORDER BY tenant_id COLLATE "C", operation COLLATE 
 # UTC RFC 3339 text), else the time it was queued. Dead letters are not queued.
 _QUEUED = """
 SELECT count(*) FROM broker_messages
-WHERE coalesce(
+WHERE queue_name = %(queue)s
+  AND coalesce(
     CASE WHEN body->>'time' ~ '^\\d{4}-\\d{2}-\\d{2}T' THEN (body->>'time')::timestamptz END,
     enqueued_at) >= %(start)s
   AND coalesce(
@@ -128,9 +129,11 @@ def totals_checksum(totals: Iterable[tuple[object, ...]]) -> str:
     return digest.hexdigest()
 
 
-def close_period(connection: Connection, period: date, *, now: datetime) -> ClosedPeriod:
+def close_period(
+    connection: Connection, period: date, *, now: datetime, queue: str
+) -> ClosedPeriod:
     """Close ``period`` (autocommit ``connection``; one transaction): idempotent, a closed
-    period answers its stored checksum.
+    period answers its stored checksum. ``queue`` is the sync worker's broker queue.
 
     Raises ``PeriodNotEndedError`` when the period ends after ``now`` and
     ``PeriodEventsQueuedError`` (naming how many) while events of the period wait on the
@@ -153,6 +156,7 @@ def close_period(connection: Connection, period: date, *, now: datetime) -> Clos
         queued = connection.execute(
             _QUEUED,
             {
+                "queue": queue,
                 "start": datetime(period.year, period.month, 1, tzinfo=UTC),
                 "end": datetime(end.year, end.month, 1, tzinfo=UTC),
             },

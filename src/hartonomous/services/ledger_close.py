@@ -25,7 +25,9 @@ def close_ledger_period(
     moment = now or datetime.now(UTC)
     month = parse_period(period, today=moment.date())
     with driver_session(platform) as connection:
-        return close_period(connection, month, now=moment)
+        return close_period(
+            connection, month, now=moment, queue=platform.settings.message_broker.queue_name
+        )
 
 
 def list_closed_periods(platform: Platform) -> list[ClosedPeriod]:
