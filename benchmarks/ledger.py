@@ -260,7 +260,7 @@ SELECT 'fast-' || g, 'tenant-' || (g %% 50), 'p' || (g %% 20), 'usage.operation_
        round(round(u * 0.0105, 6) * 0.00008, 6), t,
        date_trunc('month', t AT TIME ZONE 'UTC')::date
 FROM generate_series(1, %(rows)s) AS g,
-     LATERAL (SELECT ((g * 7919) %% 5000000 + 1) / 1000000.0 AS u,
+     LATERAL (SELECT ((g::bigint * 7919) %% 5000000 + 1) / 1000000.0 AS u,
                      now() - make_interval(secs => (g %% (30 * 86400))) AS t) AS v
 """
 

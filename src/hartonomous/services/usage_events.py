@@ -11,13 +11,14 @@ written carries the caller's tenant.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from hartonomous.billing.configuration import BillingConfiguration
-from hartonomous.billing.meter import measure_usage
+from hartonomous.billing.meter import DEFAULT_UNIT_PRICE, measure_usage
 from hartonomous.billing.numeric import LedgerValueError
 from hartonomous.billing.plan_provider import load_configuration
 from hartonomous.billing.usage_events import (
@@ -27,6 +28,7 @@ from hartonomous.billing.usage_events import (
     parse_usage_event,
     queued_body,
 )
+from hartonomous.db.tables import MULTIPLIER_DIMENSIONS
 from hartonomous.errors import PayloadTooLargeError, UsageError
 from hartonomous.messaging.broker import Broker, MessageTooLargeError, OutgoingMessage
 from hartonomous.services.platform import Platform
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 UsageEventStatus = Literal["accepted", "duplicate", "rejected"]
+
+# Well under NUMERIC(18,6)'s 10**12, so rounding at six places cannot cross it.
+_SURELY_FITS = Decimal(10) ** 11
 
 _REMEMBER = """
 INSERT INTO billing_usage_event_receipts (tenant_id, source, event_id, received_at)
@@ -103,10 +108,11 @@ def submit_usage_events(
     seen: set[tuple[str, str]] = set()
     with driver_session(platform) as connection:
         configuration = load_configuration(connection, tenant_id, platform.settings.billing)
+        factors = _largest_factors(configuration)
         for index, value in enumerate(events):
             try:
                 event = parse_usage_event(value, now=received)
-                _check_priced(configuration, event, tenant_id, principal_id)
+                _check_priced(configuration, factors, event, (tenant_id, principal_id))
                 body_text = broker.serialise(queued_body(event, tenant_id, principal_id))
             except (UsageEventRejectedError, MessageTooLargeError) as exc:
                 results[index] = _answer(value, "rejected", str(exc))
@@ -148,16 +154,35 @@ def submit_usage_events(
     return UsageEventOutcome(tuple(result for result in results if result is not None))
 
 
+def _largest_factors(configuration: BillingConfiguration) -> Decimal:
+    """The largest multiplier the plan can give any event (each dimension's largest value, or
+    1 for a miss) times the unit price, or more: an upper bound of cost per DCU."""
+    largest = Decimal(1)
+    for dimension in MULTIPLIER_DIMENSIONS:
+        table: Mapping[str, Decimal] = getattr(configuration, f"{dimension}_multipliers")
+        largest *= max([Decimal(1), *table.values()])
+    return largest * max(Decimal(1), configuration.unit_price_per_dcu, DEFAULT_UNIT_PRICE)
+
+
 def _check_priced(
-    configuration: BillingConfiguration, event: UsageEvent, tenant_id: str, principal_id: str
+    configuration: BillingConfiguration,
+    factors: Decimal,
+    event: UsageEvent,
+    party: tuple[str, str],
 ) -> None:
     """Refuse an operation the tenant's plan does not price, or usage whose cost cannot fit
-    the ledger (the worker prices it again with the plan of its own time)."""
+    the ledger (the worker prices it again with the plan of its own time). The meter runs only
+    when the plan's upper bound (``factors``) does not already show that the cost fits."""
     if event.operation not in configuration.operation_rates:
         known = ", ".join(sorted(configuration.operation_rates)) or "none"
         raise UsageEventRejectedError(
             f"unknown operation {event.operation!r} (type): the tenant's plan prices {known}"
         )
+    rate = max(Decimal(1), configuration.operation_rates[event.operation])
+    # The multiplier column holds the exact product alone too: the bound covers it as well.
+    if factors < _SURELY_FITS and event.units * rate * factors < _SURELY_FITS:
+        return
+    tenant_id, principal_id = party
     record = measure_usage(
         configuration,
         event.attributes,

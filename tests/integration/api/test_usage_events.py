@@ -28,6 +28,7 @@ SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 API_CALL = "usage.api_call"
 STORAGE = "usage.storage_gb_hour"
+GPU = "usage.gpu_hour"
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def settings(data_dir: Path) -> Settings:
             "data_dir": data_dir,
             "security": {"rate_limits": [UNLIMITED]},
             "billing": {
-                "operation_rates": {API_CALL: "0.5", STORAGE: "0.002"},
+                "operation_rates": {API_CALL: "0.5", STORAGE: "0.002", GPU: "4"},
                 "usage_event_batch_limit": 5,
             },
         }
@@ -205,6 +206,8 @@ BAD_EVENTS = [
     (event("b", True), "must be a number"),
     (event("b", "1.0000001"), "at most 6 decimals"),
     (event("b", "1e15"), "integer digits"),
+    # Units fit, but 4 DCU each make a total_dcu of 13 integer digits.
+    (event("b", "999999999999", operation=GPU), "cannot be billed"),
     ({**event("b"), "data": {"count": 3}}, "data.units is missing"),
     ({**event("b"), "data": [1]}, "data must be a JSON object"),
     ({**event("b"), "datacontenttype": "text/plain"}, "datacontenttype"),
@@ -225,6 +228,9 @@ def test_each_bad_event_is_rejected_with_its_reason_and_nothing_is_written(
         assert good["status"] in ("accepted", "duplicate")
     assert count(engine, "broker_messages") == 1  # only the good one, once
     assert count(engine, "billing_usage_event_receipts") == 1
+    # Large usage whose cost still fits is accepted (the meter decides, not a rough bound).
+    large = post(api, token, [event("large", "249999999999", operation=GPU)]).json()
+    assert large["accepted"] == 1, large
 
 
 def test_a_single_rejected_event_is_a_400_problem(api: TestClient, issue_key: IssueKey) -> None:
