@@ -75,7 +75,15 @@ _BODY = {
         "required": True,
         "content": {
             SINGLE: {"schema": _EVENT_SCHEMA},
-            BATCH: {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+            # Any item is taken: each is checked on its own and answered in `results` (an item
+            # that is not a valid event is `rejected` there, the rest of the batch goes on).
+            BATCH: {
+                "schema": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"description": f"a CloudEvent, as the {SINGLE} body"},
+                }
+            },
         },
     }
 }
@@ -85,7 +93,10 @@ _BODY = {
     "/usage-events",
     response_model=UsageEventsAnswer,
     openapi_extra=_BODY,
-    responses={202: {"model": UsageEventsAnswer, "description": "The one event was accepted"}},
+    responses={
+        202: {"model": UsageEventsAnswer, "description": "The one event was accepted"},
+        415: {"description": "Not a CloudEvents JSON body (`unsupported-media-type`)"},
+    },
     summary="Report usage from another service (CloudEvents)",
 )
 async def usage_events(
