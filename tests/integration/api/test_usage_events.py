@@ -317,6 +317,11 @@ def test_close_is_refused_while_queued_then_idempotent_and_late_events_become_ad
     assert adjustment.row_count == 1
     assert adjustment.total_dcu == Decimal("2.5")
     assert report.as_json()["adjustments"][0]["adjusts_period"] == last
+    # CSV: after the totals, an empty line, `adjustments` and their own table.
+    lines = report.as_csv().splitlines()
+    at = lines.index("adjustments")
+    assert lines[at - 1] == ""
+    assert lines[at + 2].startswith(f"{THIS_PERIOD:%Y-%m},{last},acme,{API_CALL},1,5.000000,")
 
 
 def test_close_refuses_bad_periods_and_non_admins(
