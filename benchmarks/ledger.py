@@ -1,11 +1,14 @@
-"""Ledger throughput: billed events/s through the sync path and straight into the ledger (with
-and without the rollup trigger, same run), `ledger report` latency over a large ledger, and
-export rows/s (CSV and Parquet). Targets (issue 14): ≥ 5,000 events/s, report over 1,000,000
-rows ≤ 500 ms, export ≥ 200,000 rows/s. The usage-event endpoint is not built yet.
+"""Ledger throughput: billed events/s through the sync path, through the usage-event endpoint
+(`POST /v1/usage-events` → broker → sync worker → ledger, exactly once, Neo4j off) and straight
+into the ledger (with and without the rollup trigger, same run), `ledger report` latency over a
+large ledger (`--report-rows`: rows loaded with one INSERT … generate_series, not through the
+sync path), and export rows/s (CSV and Parquet). Targets (issue 14): ≥ 5,000 events/s, report
+over 1,000,000 rows ≤ 500 ms, export ≥ 200,000 rows/s.
 
 Uses its own embedded PostgreSQL in a temporary directory.
 
     .venv/bin/python benchmarks/ledger.py [--rows 1000000] [--sync-files 2000]
+    .venv/bin/python benchmarks/ledger.py --only usage --only report --report-rows 1000000
 """
 
 from __future__ import annotations
@@ -24,17 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hartonomous.api import create_app
 from hartonomous.billing.export import ExportFormat, export_period
 from hartonomous.billing.ledger import LedgerEntry, write_entries
 from hartonomous.billing.meter import UsageRecord
 from hartonomous.billing.report import ReportGrouping, usage_report
 from hartonomous.config import Settings
-from hartonomous.db import EmbeddedPostgres, upgrade
+from hartonomous.db import EmbeddedPostgres, head_revision, upgrade
 from hartonomous.db.connection import libpq_url
+from hartonomous.json_types import exact_dumps
+from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
+from hartonomous.services import Platform
+from hartonomous.sync.worker import SyncWorker
 
 SIX = Decimal("0.000001")
 OPERATIONS = [f"usage.operation_{n}" for n in range(12)]
@@ -158,11 +167,138 @@ def measure_exports(url: str, root: Path) -> None:
         )
 
 
+USAGE_OPERATION = "usage.api_call"
+USAGE_BATCH = 1000
+
+
+def measure_usage_events(engine: Engine, url: str, count: int) -> None:
+    """Events/s from the first POST until the sync worker has billed the last one; then the
+    same events again, which must all be duplicates and bill nothing (exactly once)."""
+    settings = Settings.model_validate(
+        {
+            "security": {
+                "rate_limits": [{"name": "bench", "scope": "tenant", "permit_limit": 10**9}]
+            },
+            "billing": {"operation_rates": {USAGE_OPERATION: "0.5"}},
+        }
+    )
+    with engine.begin() as connection:
+        ensure_tenant(connection, "usage-bench", "usage-bench")
+        ensure_principal(connection, "usage-bench", "svc", "svc", "user")
+        token = create_api_key(connection, "usage-bench", "svc", "bench")
+    platform = Platform(engine=engine, settings=settings, migrations_head=head_revision())
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/cloudevents-batch+json",
+    }
+    moment = datetime.now(UTC).isoformat()
+    batches = [
+        exact_dumps(
+            [
+                {
+                    "specversion": "1.0",
+                    "id": f"e{start + n}",
+                    "source": "//bench/gateway",
+                    "type": USAGE_OPERATION,
+                    "time": moment,
+                    "data": {"units": f"{(start + n) % 97 + 1}.25"},
+                }
+                for n in range(min(USAGE_BATCH, count - start))
+            ]
+        )
+        for start in range(0, count, USAGE_BATCH)
+    ]
+    worker = SyncWorker(server_url(engine), settings, batch_size=1000)
+
+    def billed() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM billing_usage_ledger WHERE tenant_id = 'usage-bench'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    with TestClient(create_app(platform)) as api:
+        started = time.perf_counter()
+        accepted = 0
+        for body in batches:
+            answer = api.post("/v1/usage-events", content=body, headers=headers)
+            accepted += int(answer.json()["accepted"])
+        posted = time.perf_counter() - started
+        worker.drain()
+        seconds = time.perf_counter() - started
+        rows = billed()
+        again = time.perf_counter()
+        duplicates = sum(
+            int(api.post("/v1/usage-events", content=body, headers=headers).json()["duplicate"])
+            for body in batches
+        )
+        worker.drain()
+        resent = time.perf_counter() - again
+    worker.close()
+    assert accepted == rows == count, (accepted, rows, count)
+    assert duplicates == count
+    assert billed() == count  # the resend billed nothing
+    print(
+        f"usage-event endpoint -> broker -> sync -> ledger (Neo4j off): "
+        f"{count / seconds:,.0f} events/s ({count:,} events in {seconds:.2f} s: accepting "
+        f"{count / posted:,.0f}/s, billing the queue {count / (seconds - posted):,.0f}/s; "
+        f"target >= 5,000); resent as duplicates {count / resent:,.0f}/s, billed once each"
+    )
+
+
+def server_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+# One statement: the rollup trigger sees the whole load as one transition table.
+_FAST_LOAD = """
+INSERT INTO billing_usage_ledger (
+    event_id, tenant_id, principal_id, operation, message_type, handler, units, base_rate,
+    multiplier, total_dcu, unit_price, total_cost, recorded_at, billing_period)
+SELECT 'fast-' || g, 'tenant-' || (g %% 50), 'p' || (g %% 20), 'usage.operation_' || (g %% 12),
+       'io.hartonomous.benchmark', 'benchmark', u, 0.0105, 1, round(u * 0.0105, 6), 0.00008,
+       round(round(u * 0.0105, 6) * 0.00008, 6), t,
+       date_trunc('month', t AT TIME ZONE 'UTC')::date
+FROM generate_series(1, %(rows)s) AS g,
+     LATERAL (SELECT ((g::bigint * 7919) %% 5000000 + 1) / 1000000.0 AS u,
+                     now() - make_interval(secs => (g %% (30 * 86400))) AS t) AS v
+"""
+
+
+def measure_report_rows(engine: Engine, url: str, rows: int) -> None:
+    """Load ``rows`` ledger rows in one statement, then time `ledger report` over them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for tenant in TENANTS:
+            conn.execute(
+                "INSERT INTO tenants (tenant_id, display_name) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (tenant, tenant),
+            )
+        started = time.perf_counter()
+        conn.execute(_FAST_LOAD, {"rows": rows})
+        loaded = time.perf_counter() - started
+        conn.execute("VACUUM ANALYZE billing_usage_ledger")
+        conn.execute("VACUUM ANALYZE billing_usage_rollup")
+    print(f"loaded {rows:,} ledger rows in one INSERT ... generate_series: {loaded:.1f} s")
+    measure_reports(engine, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--sync-files", type=int, default=2000)
+    parser.add_argument("--usage-events", type=int, default=20_000)
+    parser.add_argument(
+        "--report-rows", type=int, default=0, help="with --only report: rows loaded fast"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["sync", "inserts", "usage", "report"],
+        help="measure only these (repeat); default: all but the fast-loaded report",
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["sync", "inserts", "usage"])
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-ledger-"))
     root.chmod(0o711)
     server = EmbeddedPostgres(root / "pg")
@@ -171,19 +307,24 @@ def main() -> None:
         engine = create_engine(server.url)
         upgrade(engine)
         url = libpq_url(server.url)
-        sync = _sync_benchmark()
-        events, seconds = sync.end_to_end(  # type: ignore[attr-defined]
-            server.url, Settings(), "bench-sync", args.sync_files
-        )
-        print(
-            f"sync path (change -> ledger, Neo4j off): {events / seconds:,.0f} events/s "
-            f"({events} events in {seconds:.2f} s; target >= 5,000)"
-        )
-        with psycopg.connect(url, autocommit=True) as conn:
-            measure_inserts(conn, random.Random(1), args.rows)  # noqa: S311 - benchmark data
-        measure_reports(engine, args.rows)
-        measure_exports(url, root)
-        print("usage events endpoint (POST /v1/usage-events): not built yet")
+        if "sync" in parts:
+            sync = _sync_benchmark()
+            events, seconds = sync.end_to_end(  # type: ignore[attr-defined]
+                server.url, Settings(), "bench-sync", args.sync_files
+            )
+            print(
+                f"sync path (change -> ledger, Neo4j off): {events / seconds:,.0f} events/s "
+                f"({events} events in {seconds:.2f} s; target >= 5,000)"
+            )
+        if "usage" in parts:
+            measure_usage_events(engine, url, args.usage_events)
+        if "inserts" in parts:
+            with psycopg.connect(url, autocommit=True) as conn:
+                measure_inserts(conn, random.Random(1), args.rows)  # noqa: S311 - benchmark data
+            measure_reports(engine, args.rows)
+            measure_exports(url, root)
+        if "report" in parts:
+            measure_report_rows(engine, url, args.report_rows or args.rows)
         engine.dispose()
     finally:
         server.stop()

@@ -26,6 +26,7 @@ from hartonomous.api.routes import (
     provenance,
     search,
     tenants,
+    usage_events,
 )
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
@@ -78,6 +79,7 @@ def create_app(platform: Platform) -> FastAPI:
         provenance.explain_router,
         provenance.streams_router,
         inference.router,
+        usage_events.router,
     ):
         app.include_router(router)
     # The admin web UI (docs/admin-ui.md): its own app, outside the API's OpenAPI document.

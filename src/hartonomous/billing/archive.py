@@ -121,6 +121,7 @@ _RESTORED_COLUMNS = (
     "metadata",
     "recorded_at",
     "billing_period",
+    "adjusts_period",
 )
 
 
@@ -331,22 +332,34 @@ def _restore_one(connection: Connection, folder: Path) -> RestoredPeriod:
         # The rollup still counts these rows (an archive moves rows, usage stays): its trigger
         # must not count them again (migration 0026).
         connection.execute("SELECT set_config('hartonomous.ledger_restore', 'on', true)")
-        copy = "COPY billing_usage_ledger ({}) FROM STDIN".format(", ".join(_RESTORED_COLUMNS))
+        columns = _archived_columns(folder / data.name)
+        copy = "COPY billing_usage_ledger ({}) FROM STDIN".format(", ".join(columns))
         with connection.cursor().copy(copy) as stream:
-            for row in _archived_rows(folder / data.name):
+            for row in _archived_rows(folder / data.name, columns):
                 stream.write_row(row)
         connection.execute(_MARK_RESTORED, {"archive": archive_id})
         connection.execute(_FORGET_TOTALS, {"archive": archive_id})
     return RestoredPeriod(manifest.period, manifest.row_count)
 
 
-def _archived_rows(path: Path) -> Iterator[tuple[Any, ...]]:
-    """The Parquet file's rows in ``_RESTORED_COLUMNS`` order: money as the exact ``Decimal``
-    it was written as (scale 6), NULL as None, the period as its month's first day."""
+def _archived_columns(path: Path) -> tuple[str, ...]:
+    """``_RESTORED_COLUMNS`` that the file holds (archives made before migration 0029 have no
+    ``adjusts_period``: their rows get NULL, which they were)."""
+    present = set(pq.ParquetFile(path).schema_arrow.names)
+    return tuple(name for name in _RESTORED_COLUMNS if name in present)
+
+
+def _archived_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """The Parquet file's rows in ``columns`` order: money as the exact ``Decimal`` it was
+    written as (scale 6), NULL as None, periods (YYYY-MM) as their month's first day."""
     parquet = pq.ParquetFile(path)
-    period_at = _RESTORED_COLUMNS.index("billing_period")
-    for batch in parquet.iter_batches(columns=list(_RESTORED_COLUMNS)):
+    periods = [at for at, name in enumerate(columns) if name.endswith("_period")]
+    for batch in parquet.iter_batches(columns=list(columns)):
         for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
             values = list(row)
-            values[period_at] = f"{values[period_at]}-01"
+            for at in periods:
+                if values[at]:
+                    values[at] = f"{values[at]}-01"
+                else:
+                    values[at] = None
             yield tuple(values)

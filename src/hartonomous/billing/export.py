@@ -82,6 +82,8 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("metadata", pa.string()),
     ("recorded_at", pa.string()),
     ("billing_period", pa.string()),
+    # YYYY-MM on an adjustment line (a late event for that closed period), empty otherwise.
+    ("adjusts_period", pa.string()),
 )
 _MONEY_TOTALS = ("units", "total_dcu", "total_cost")
 
@@ -94,7 +96,8 @@ SELECT ledger_id, event_id, tenant_id, principal_id, operation, message_type, ha
        units, base_rate, multiplier, total_dcu, unit_price, total_cost, {currency} AS currency,
        rate_plan_id, metadata,
        to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded_at,
-       to_char(billing_period, 'YYYY-MM') AS billing_period
+       to_char(billing_period, 'YYYY-MM') AS billing_period,
+       to_char(adjusts_period, 'YYYY-MM') AS adjusts_period
 FROM billing_usage_ledger
 WHERE billing_period = {period} AND ({tenant}::text IS NULL OR tenant_id = {tenant})
 ORDER BY tenant_id, recorded_at, event_id

@@ -1,5 +1,8 @@
 """The usage ledger writer (design §9): one row per billed event, in the ack's transaction.
 
+Each row is billed in the period of its event's time, or as an adjustment in the first open
+period when that one is closed (`billing.periods`, docs/billing.md "Monthly close").
+
 `event_id` is unique and the insert skips an event already recorded, so a redelivered or
 replayed message never bills twice. Any failure to write is a `LedgerWriteError`: the worker
 stops rather than complete messages whose usage was not recorded (seed incident rule).
@@ -10,23 +13,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from hartonomous.billing.meter import UsageRecord, metadata_json
+from hartonomous.billing.periods import billing_periods, lock_for_writing, period_of
 
 Connection = psycopg.Connection[Any]
 
+# The metadata travel as a binary text[]: the text form of an array escapes every quote of
+# every JSON object (a regex substitution per value), which cost more than the meter.
 _INSERT = """
 INSERT INTO billing_usage_ledger (
     event_id, tenant_id, principal_id, operation, message_type, handler, units, base_rate,
-    multiplier, total_dcu, unit_price, total_cost, rate_plan_id, metadata)
+    multiplier, total_dcu, unit_price, total_cost, rate_plan_id, metadata, billing_period,
+    adjusts_period)
 SELECT * FROM unnest(
     %(event_ids)s::text[], %(tenants)s::text[], %(principals)s::text[], %(operations)s::text[],
     %(message_types)s::text[], %(handlers)s::text[], %(units)s::numeric[],
     %(base_rates)s::numeric[], %(multipliers)s::numeric[], %(dcus)s::numeric[],
-    %(unit_prices)s::numeric[], %(costs)s::numeric[], %(plans)s::uuid[], %(metadata)s::jsonb[])
+    %(unit_prices)s::numeric[], %(costs)s::numeric[], %(plans)s::uuid[],
+    %(metadata)b::text[]::jsonb[], %(periods)s::date[], %(adjusts)s::date[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -47,6 +56,8 @@ class LedgerEntry:
     event_id: str
     record: UsageRecord
     rate_plan_id: uuid.UUID | None
+    # When the usage happened (the CloudEvent's `time`, aware); None: now. Decides the period.
+    occurred_at: datetime | None = None
 
 
 def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set[str]:
@@ -57,6 +68,7 @@ def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set
     if not entries:
         return set()
     amounts = [entry.record.ledger_amounts() for entry in entries]
+    now = datetime.now(UTC)
     parameters = {
         "event_ids": [e.event_id for e in entries],
         "tenants": [e.record.tenant_id for e in entries],
@@ -75,6 +87,10 @@ def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set
     }
     try:
         with connection.transaction():
+            closed = lock_for_writing(connection)
+            periods = [billing_periods(period_of(e.occurred_at or now), closed) for e in entries]
+            parameters["periods"] = [billed for billed, _ in periods]
+            parameters["adjusts"] = [adjusted for _, adjusted in periods]
             return {str(row[0]) for row in connection.execute(_INSERT, parameters).fetchall()}
     except psycopg.Error as exc:
         raise LedgerWriteError(

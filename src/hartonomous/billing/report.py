@@ -20,10 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, cast, func, select
 
+from hartonomous.db.tables import billing_usage_ledger as ledger
 from hartonomous.db.tables import billing_usage_rollup as rollup
 from hartonomous.errors import UsageError
 
-__all__ = ["ReportGrouping", "ReportRow", "UsageReport", "usage_report"]
+__all__ = ["Adjustment", "ReportGrouping", "ReportRow", "UsageReport", "usage_report"]
 
 
 class ReportGrouping(StrEnum):
@@ -58,6 +59,32 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
+class Adjustment:
+    """Late usage of a closed period billed in a later one (docs/billing.md, "Monthly close"):
+    per billing period, period adjusted, tenant and operation. Already inside the report's
+    rows and total; listed so finance sees what they carry for earlier periods."""
+
+    billing_period: date
+    adjusts_period: date
+    tenant_id: str
+    operation: str
+    row_count: int
+    units: Decimal
+    total_dcu: Decimal
+    total_cost: Decimal
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "billing_period": f"{self.billing_period:%Y-%m}",
+            "adjusts_period": f"{self.adjusts_period:%Y-%m}",
+            "tenant_id": self.tenant_id,
+            "operation": self.operation,
+            "rows": self.row_count,
+            **{name: str(getattr(self, name).quantize(_SIX)) for name in _MONEY},
+        }
+
+
+@dataclass(frozen=True)
 class UsageReport:
     since: date
     until: date
@@ -65,6 +92,7 @@ class UsageReport:
     group_by: tuple[ReportGrouping, ...]
     rows: tuple[ReportRow, ...]
     total: ReportRow
+    adjustments: tuple[Adjustment, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -74,10 +102,12 @@ class UsageReport:
             "group_by": [grouping.value for grouping in self.group_by],
             "rows": [row.as_json() for row in self.rows],
             "total": self.total.as_json(),
+            "adjustments": [adjustment.as_json() for adjustment in self.adjustments],
         }
 
     def as_csv(self) -> str:
-        """The rows with a header (grouping columns, then rows and money), then a `total` row."""
+        """The rows with a header (grouping columns, then rows and money), then a `total` row;
+        when there are adjustments, an empty line, `adjustments` and their own table."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         names = [grouping.value for grouping in self.group_by]
@@ -90,6 +120,15 @@ class UsageReport:
                 else [data[name] for name in names]
             )
             writer.writerow([*keys, data["rows"], *(data[name] for name in _MONEY)])
+        if self.adjustments:
+            # A second table after an empty line, only when there are adjustments.
+            header = ["billing_period", "adjusts_period", "tenant_id", "operation", "rows"]
+            writer.writerow([])
+            writer.writerow(["adjustments"])
+            writer.writerow([*header, *_MONEY])
+            for adjustment in self.adjustments:
+                line = adjustment.as_json()
+                writer.writerow([line[name] for name in [*header, *_MONEY]])
         return out.getvalue()
 
 
@@ -150,7 +189,59 @@ def usage_report(
         sum(row.row_count for row in rows),
         *(sum((getattr(row, name) for row in rows), Decimal(0)) for name in _MONEY),
     )
-    return UsageReport(since, until, tenant_id, tuple(group_by), rows, total)
+    return UsageReport(
+        since,
+        until,
+        tenant_id,
+        tuple(group_by),
+        rows,
+        total,
+        _adjustments(connection, since, until, tenant_id),
+    )
+
+
+def _adjustments(
+    connection: Connection, since: date, until: date, tenant_id: str | None
+) -> tuple[Adjustment, ...]:
+    """Adjustment lines recorded on the report's days, from the hot ledger (few rows, found
+    through its partial index; archived ones stay in the totals but are not listed)."""
+    day = cast(func.timezone("UTC", ledger.c.recorded_at), Date)
+    query = (
+        select(
+            ledger.c.billing_period,
+            ledger.c.adjusts_period,
+            ledger.c.tenant_id,
+            ledger.c.operation,
+            func.count().label("row_count"),
+            *(func.sum(ledger.c[name]).label(name) for name in _MONEY),
+        )
+        .where(
+            ledger.c.adjusts_period.is_not(None),
+            ledger.c.billing_period >= func.date_trunc("month", since),
+            ledger.c.billing_period < until,
+            day >= since,
+            day < until,
+        )
+        .group_by(ledger.c.billing_period, ledger.c.adjusts_period, ledger.c.tenant_id)
+        .group_by(ledger.c.operation)
+        .order_by(ledger.c.billing_period, ledger.c.adjusts_period, ledger.c.tenant_id)
+        .order_by(ledger.c.operation)
+    )
+    if tenant_id is not None:
+        query = query.where(ledger.c.tenant_id == tenant_id)
+    return tuple(
+        Adjustment(
+            row.billing_period,
+            row.adjusts_period,
+            row.tenant_id,
+            row.operation,
+            int(row.row_count),
+            row.units,
+            row.total_dcu,
+            row.total_cost,
+        )
+        for row in connection.execute(query)
+    )
 
 
 def _text(value: object) -> str:

@@ -1,5 +1,6 @@
-"""`hartonomous ledger report / export / verify / archive / restore-archive`: what was billed,
-billing periods for finance systems and cold storage (docs/billing.md)."""
+"""`hartonomous ledger report / close / export / verify / archive / restore-archive /
+prune-receipts`: what was billed, closing billing periods, periods for finance systems and
+cold storage (docs/billing.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hartonomous.cli.context import cli_context
 from hartonomous.errors import UsageError
 from hartonomous.services import open_platform
 from hartonomous.services.ledger import ReportGrouping, ledger_report
+from hartonomous.services.ledger_close import close_ledger_period
 from hartonomous.services.ledger_files import (
     ExportFormat,
     archive_ledger,
@@ -21,6 +23,7 @@ from hartonomous.services.ledger_files import (
     parse_period,
     restore_ledger_archive,
 )
+from hartonomous.services.usage_events import prune_usage_event_receipts
 
 ledger_app = typer.Typer(
     help="The usage ledger: reports, exports for finance, archives.", no_args_is_help=True
@@ -182,3 +185,31 @@ def restore(
         restored = restore_ledger_archive(platform, directory)
     data = [{"period": r.period, "rows": r.rows} for r in restored]
     state.emit(data, "\n".join(f"restored {r.period}: {r.rows} rows" for r in restored))
+
+
+@ledger_app.command("close")
+def close(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Argument(help="The billing period to close, YYYY-MM")],
+) -> None:
+    """Freeze a finished period with the checksum of its totals (again: the same checksum).
+    Refused while events of the period are still queued; later ones become adjustments."""
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        closed = close_ledger_period(platform, period)
+    data = closed.as_json()
+    verb = "closed" if closed.closed_now else "already closed"
+    state.emit(
+        data,
+        f"{verb} {data['period']}: {closed.row_count} rows, cost {data['total_cost']}, "
+        f"checksum {closed.checksum}",
+    )
+
+
+@ledger_app.command("prune-receipts")
+def prune_receipts(ctx: typer.Context) -> None:
+    """Forget usage-event receipts older than [billing] usage_event_retention_days (>= 35)."""
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        forgotten = prune_usage_event_receipts(platform)
+    state.emit({"forgotten": forgotten}, f"forgot {forgotten} usage-event receipt(s)")

@@ -189,6 +189,10 @@ class BillingSettings(Section):
     multipliers: MultiplierTables = Field(default_factory=MultiplierTables)
     plan_cache_sliding_seconds: float = Field(default=300.0, gt=0)
     plan_cache_absolute_seconds: float = Field(default=900.0, gt=0)
+    # `POST /v1/usage-events`: most events in one batch (413 over it), and how long a usage
+    # event's (source, id) is remembered to answer a resend `duplicate` (docs/billing.md).
+    usage_event_batch_limit: int = Field(default=1000, ge=1, le=100_000)
+    usage_event_retention_days: int = Field(default=35, ge=35)
 
     @field_validator("default_plan_code")
     @classmethod

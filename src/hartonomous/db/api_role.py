@@ -61,6 +61,9 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "billing_ledger_archive_totals": _READ,  # written by `ledger archive` only
     "billing_ledger_archives": _NONE,  # platform maintenance
     "billing_usage_rollup": _READ,  # kept by a trigger on the ledger
+    # Written with the broker message in one transaction, on the maintenance engine.
+    "billing_usage_event_receipts": _READ,
+    "billing_closed_periods": _READ,  # written by `ledger close` only
     "billing_rate_plans": _READ,
     "inference_requests": _ALL,  # submitted by the API; run by the job worker
     # A cache hit is answered at submission: its step, atoms and stream are written then.

@@ -57,6 +57,10 @@ class LedgerEntry(BaseModel):
     # as decimal strings like the columns above.
     metadata: dict[str, Any]
     recorded_at: datetime
+    # The month billed in (its first day) and, on an adjustment line, the closed month the
+    # usage belongs to (docs/billing.md, "Monthly close").
+    billing_period: date
+    adjusts_period: date | None
 
 
 class LedgerFilter(BaseModel):

@@ -8,7 +8,7 @@ become dead-letter decisions with a reason; anything else propagates to the work
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,42 +19,20 @@ from hartonomous.billing.ledger import LedgerEntry
 from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.numeric import LedgerValueError
 from hartonomous.billing.plan_provider import PlanProvider
+from hartonomous.billing.usage_events import USAGE_EVENT_MESSAGE_TYPE
 from hartonomous.db.tables import billing_usage_ledger
 from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleContext, ThrottleEvaluator
+from hartonomous.sync.decisions import Complete, Decision, Delay, Reject
 from hartonomous.sync.events import OPERATIONS, SyncEvent
-from hartonomous.sync.graph import GraphChange
 from hartonomous.sync.handlers import handler_for
 from hartonomous.sync.lookups import Connection, Lookups
 from hartonomous.sync.rows import InvalidEventError, Row
+from hartonomous.sync.usage_events import decide_usage_event
 
 CDC_TYPE_PREFIX = "io.hartonomous.cdc."
-
-
-@dataclass(frozen=True)
-class Complete:
-    change: GraphChange
-    event_id: str
-    ledger: LedgerEntry | None
-    counters: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delay:
-    seconds: float
-    policy: str
-
-
-@dataclass(frozen=True)
-class Reject:
-    reason: str
-    detail: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-Decision = Complete | Delay | Reject
 
 
 def _text(value: object) -> str:
@@ -83,6 +61,7 @@ def to_sync_event(event: CloudEvent) -> SyncEvent:
     }
     _check_lengths(event.get_id(), event_type, tenant, principal)
     return SyncEvent(
+        time=event.get_time(),
         event_id=event.get_id(),
         event_type=event_type,
         table=table,
@@ -128,7 +107,16 @@ class Dispatcher:
     throttle: ThrottleEvaluator
     plans: PlanProvider
 
+    def needs_savepoint(self, message: ReceivedMessage) -> bool:
+        """Whether deciding ``message`` runs statements worth a savepoint of their own (and
+        may take throttle permits). A usage event's decision reads only the plan cache (a
+        statement on a miss, whose failure the worker's batch isolation still confines), so
+        it saves the savepoint's two round trips per event."""
+        return message.message_type != USAGE_EVENT_MESSAGE_TYPE
+
     def decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
+        if message.message_type == USAGE_EVENT_MESSAGE_TYPE:
+            return decide_usage_event(connection, message, policy=self.policy, plans=self.plans)
         try:
             event = to_sync_event(parse_cloudevent(message.body))
         except MalformedMessageError as exc:
@@ -205,7 +193,12 @@ class Dispatcher:
                     record = replace(
                         record, metadata={**record.metadata, "cloudevent_id": event.event_id}
                     )
-                ledger = LedgerEntry(metering.idempotency_key, record, configuration.rate_plan_id)
+                ledger = LedgerEntry(
+                    metering.idempotency_key,
+                    record,
+                    configuration.rate_plan_id,
+                    occurred_at=event.time,
+                )
         return Complete(outcome.change, event.event_id, ledger, tuple(counters))
 
 

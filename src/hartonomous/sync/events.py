@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from hartonomous.sync.graph import GraphChange, GraphNode, tenant_ref
@@ -26,6 +27,8 @@ class SyncEvent:
     extensions: Mapping[str, object]
     tenant_id: str
     principal_id: str
+    # The CloudEvent's `time` (the change's commit time): the ledger row's billing period.
+    time: datetime | None = None
 
     @property
     def name(self) -> str:

@@ -52,7 +52,8 @@ from hartonomous.messaging.resilience import (
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
-from hartonomous.sync.dispatcher import Complete, Delay, Dispatcher, Reject
+from hartonomous.sync.decisions import Complete, Decision, Delay, Reject
+from hartonomous.sync.dispatcher import Dispatcher
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
 from hartonomous.sync.sources import drop_deleted_sources
@@ -314,8 +315,7 @@ class SyncWorker:
         hurried_decisions = False
         for message in messages:
             try:
-                with self._counter_store.provisional(), connection.transaction():
-                    decision = self._dispatcher.decide(connection, message)
+                decision = self._decide(connection, message)
             except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
                 timed_out = self._decision_failed(connection, message, exc, outcome)
                 # The rest are decided in this round, so unrelated events are not held; those
@@ -356,6 +356,14 @@ class SyncWorker:
             self._transient_failures.pop(message.message_id, None)
         self._count(connection, outcome.counters)
         return outcome
+
+    def _decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
+        """The dispatcher's decision, in a savepoint (with provisional throttle permits) when
+        the decision needs one (`Dispatcher.needs_savepoint`)."""
+        if not self._dispatcher.needs_savepoint(message):
+            return self._dispatcher.decide(connection, message)
+        with self._counter_store.provisional(), connection.transaction():
+            return self._dispatcher.decide(connection, message)
 
     def _decision_failed(
         self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -197,3 +198,18 @@ def test_an_inferences_holdings_are_not_billed_as_ingestion(
     }
     sync_event = to_sync_event(event("holdings", "insert", data))
     assert handler_for("holdings").billable_operation(sync_event) == billable
+
+
+def test_a_cdc_event_keeps_its_time_which_decides_its_billing_period() -> None:
+    committed = datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC)
+    timed = CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": "e-9",
+            "source": "/tests",
+            "type": "io.hartonomous.cdc.holdings.insert",
+            "time": committed,
+        },
+        {"tenant_id": "acme"},
+    )
+    assert to_sync_event(timed).time == committed

@@ -1,5 +1,6 @@
 """`GET /v1/ledger/entries`: the usage ledger, newest first, filtered, cursor-paginated;
-`GET /v1/ledger/report`: billed totals grouped by tenant, principal, operation, day or month.
+`GET /v1/ledger/report`: billed totals grouped by tenant, principal, operation, day or month;
+`POST /v1/ledger/periods/{period}/close` (admin): close a billing period.
 
 A data scientist sees its own tenant's entries (``tenant_id`` absent or its own; another
 tenant's is 404, as if it did not exist); an admin sees every tenant's, or one tenant's with
@@ -8,10 +9,10 @@ tenant's is 404, as if it did not exist); an admin sees every tenant's, or one t
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -26,6 +27,7 @@ from hartonomous.services.ledger import (
     ledger_report,
     list_ledger_entries,
 )
+from hartonomous.services.ledger_close import close_ledger_period
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -128,3 +130,26 @@ def report(
     if format == "csv":
         return PlainTextResponse(usage.as_csv(), media_type="text/csv")
     return usage.as_json()
+
+
+class ClosedPeriodModel(BaseModel):
+    period: str = Field(description="YYYY-MM")
+    checksum: str = Field(description="SHA-256 (hex) of the period's totals (docs/billing.md)")
+    rows: int
+    total_cost: str = Field(description="Sum of the period's costs, six decimals")
+    closed_at: datetime
+    closed_now: bool = Field(description="false: it was closed before (same checksum)")
+
+
+@router.post("/periods/{period}/close", response_model=ClosedPeriodModel)
+def close(
+    request: Request,
+    period: Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+    *,
+    caller: Annotated[Caller, Depends(requires(Role.ADMIN))],
+) -> ClosedPeriodModel:
+    """Freeze a period with the checksum of its totals (idempotent). 409 while events of the
+    period wait on the broker (the detail names how many); 400 for the current or a future
+    period. Late events for it are billed as adjustments in the first open period."""
+    closed = close_ledger_period(platform_of(request), period)
+    return ClosedPeriodModel.model_validate(closed.as_json())

@@ -38,8 +38,10 @@ from hartonomous.db.tables.inference import (
     inference_steps,
 )
 from hartonomous.db.tables.ledger import (
+    billing_closed_periods,
     billing_ledger_archive_totals,
     billing_ledger_archives,
+    billing_usage_event_receipts,
     billing_usage_ledger,
     billing_usage_rollup,
 )
@@ -66,11 +68,13 @@ __all__ = [
     "atom_relations",
     "atom_similarities",
     "atoms",
+    "billing_closed_periods",
     "billing_ledger_archive_totals",
     "billing_ledger_archives",
     "billing_multipliers",
     "billing_operation_rates",
     "billing_rate_plans",
+    "billing_usage_event_receipts",
     "billing_usage_ledger",
     "billing_usage_rollup",
     "broker_messages",

@@ -53,9 +53,18 @@ billing_usage_ledger = Table(
         nullable=False,
         server_default=text("(date_trunc('month', now() AT TIME ZONE 'UTC'))::date"),
     ),
+    # On an adjustment line (a late event for a closed period, billed in the first open one):
+    # the period the usage belongs to (migration 0029). NULL on every other row.
+    Column("adjusts_period", Date),
     UniqueConstraint("event_id"),
     Index(None, "tenant_id", "recorded_at"),
     Index(None, "billing_period", "tenant_id"),
+    Index(
+        "ix_billing_usage_ledger_adjustments",
+        "billing_period",
+        "tenant_id",
+        postgresql_where=text("adjusts_period IS NOT NULL"),
+    ),
     # Keeps billing_usage_rollup in the inserting transaction (migration 0026).
     info={"triggers": ("billing_usage_ledger_rollup",)},
 )
@@ -118,4 +127,29 @@ billing_ledger_archive_totals = Table(
         ["archive_id"], ["billing_ledger_archives.archive_id"], ondelete="CASCADE"
     ),
     Index(None, "tenant_id", "billing_period"),
+)
+
+# One row per accepted usage event (`POST /v1/usage-events`): a second event with the same
+# tenant, CloudEvent `source` and `id` is a duplicate while its receipt is kept
+# (`[billing] usage_event_retention_days`, at least 35; docs/billing.md, "Usage events").
+billing_usage_event_receipts = Table(
+    "billing_usage_event_receipts",
+    metadata,
+    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
+    Column("source", String(512), primary_key=True),
+    Column("event_id", String(256), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "received_at"),
+)
+
+# A closed billing period: frozen, with the SHA-256 of its totals (`ledger close`). Platform
+# data: a period closes for every tenant at once.
+billing_closed_periods = Table(
+    "billing_closed_periods",
+    metadata,
+    Column("billing_period", Date, primary_key=True),
+    Column("checksum", String(64), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("total_cost", ROLLUP_MONEY, nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
