@@ -26,6 +26,9 @@ class SyncEvent:
     extensions: Mapping[str, object]
     tenant_id: str
     principal_id: str
+    # The CloudEvent subject, `<table>/<key>`: kept in the ledger row's metadata so that
+    # `graph catch-up` can tell which source row a ledger row bills.
+    subject: str = ""
 
     @property
     def name(self) -> str:
