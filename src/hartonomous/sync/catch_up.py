@@ -178,32 +178,26 @@ def _catch_up_batch(
 
 def _graph_gaps(connection: Connection, sources: list[_Source]) -> set[str]:
     """Subjects of the sources whose nodes or edges are missing or hold other properties."""
-    nodes: dict[str, tuple[str, str]] = {}
-    edges: dict[str, tuple[str, str]] = {}
-    for source in sources:
+    nodes: list[tuple[int, str, str]] = []
+    edges: list[tuple[int, str, str]] = []
+    for position, source in enumerate(sources):
         for node in source.change.nodes:
-            nodes[f"{source.subject}\x00{node.ref.node_id}"] = (
-                node.ref.node_id,
-                exact_dumps(node.properties, default=str),
-            )
+            nodes.append((position, node.ref.node_id, exact_dumps(node.properties, default=str)))
         for item in source.change.edges:
-            edges[f"{source.subject}\x00{item.edge_id}"] = (
-                item.edge_id,
-                exact_dumps(item.properties, default=str),
-            )
+            edges.append((position, item.edge_id, exact_dumps(item.properties, default=str)))
     gaps: set[str] = set()
     checks = (("graph_nodes", "node_id", nodes), ("graph_edges", "edge_id", edges))
     for table, key, wanted in checks:
         if not wanted:
             continue
-        tags = list(wanted)
+        # Stored properties may hold more (merged from earlier events), never less.
         rows = connection.execute(
-            f"SELECT u.tag FROM unnest(%s::text[], %s::text[], %s::jsonb[]) AS u(tag, id, p) "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} g WHERE g.{key} = u.id "
-            "AND g.properties @> u.p)",
-            (tags, [wanted[t][0] for t in tags], [wanted[t][1] for t in tags]),
+            f"SELECT DISTINCT u.owner FROM unnest(%s::int[], %s::text[], %s::jsonb[]) "
+            f"AS u(owner, id, p) WHERE NOT EXISTS (SELECT 1 FROM {table} g "
+            f"WHERE g.{key} = u.id AND g.properties @> u.p)",
+            ([w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted]),
         ).fetchall()
-        gaps.update(str(row[0]).split("\x00", 1)[0] for row in rows)
+        gaps.update(sources[int(row[0])].subject for row in rows)
     return gaps
 
 
