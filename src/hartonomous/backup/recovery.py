@@ -33,7 +33,11 @@ def arm_recovery(pgdata: Path, archive: Path, to_time: datetime | None) -> None:
     signal = pgdata / "recovery.signal"
     signal.touch()
     give_to_server_user(signal)
+    # The embedded server keeps its socket in pgdata: the base backup copied the socket's
+    # lock file, which would make the restored server think another one runs there.
     (pgdata / "postmaster.pid").unlink(missing_ok=True)
+    for lock in pgdata.glob(".s.PGSQL.*.lock"):
+        lock.unlink()
 
 
 def reset_recovery_sql() -> list[str]:

@@ -18,7 +18,7 @@ PROGRAM_TIMEOUT_SECONDS = 6 * 3600
 
 
 class BackupToolError(OperationFailedError):
-    """A PostgreSQL backup program failed; the message is its last line of error output."""
+    """A PostgreSQL backup program failed; the message is its first error line."""
 
     code = "backup-tool-failed"
 
@@ -53,5 +53,7 @@ def run_program(
         raise BackupToolError(f"{program}: {exc}") from None
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
-        raise BackupToolError(lines[-1] if lines else f"{program}: exit code {result.returncode}")
+        # The first error names the cause; later ones are about the clean-up after it.
+        errors = [line for line in lines if "error:" in line] or lines
+        raise BackupToolError(errors[0] if errors else f"{program}: exit code {result.returncode}")
     return result.stdout
