@@ -118,3 +118,65 @@ def test_restore_to_a_time_between_full_and_incremental_shows_exactly_that_state
         "after-t",
         "before-t",
     ]
+
+
+def in_flight_event(conn: psycopg.Connection[Any], tenant_id: str) -> None:
+    """A message a worker of the live cluster had claimed (and not completed) at backup time."""
+    body = {
+        "specversion": "1.0",
+        "id": "6d1f7f0e-0000-4000-8000-000000000001",
+        "source": "/tests",
+        "type": "io.hartonomous.cdc.tenants.insert",
+        "table": "tenants",
+        "operation": "insert",
+        "tenantid": tenant_id,
+        "data": {"tenant_id": tenant_id, "display_name": tenant_id},
+    }
+    conn.execute(
+        "INSERT INTO broker_messages (queue_name, conversation_id, message_type, body, "
+        "attempts, locked_by, locked_until, received_at) VALUES ('hartonomous_message_queue', "
+        "%s, %s, %s, 1, 424242, now() + interval '1 hour', now())",
+        (f"tenants:{tenant_id}", body["type"], json.dumps(body)),
+    )
+
+
+def test_restore_rearms_capture_so_each_later_change_is_captured_once(
+    live: Live, work: Path
+) -> None:
+    live.tenant("captured")
+    assert live.ok("ces-consumer", "--once")["events"] == 1
+    assert live.ok("sync", "--once")["completed"] == 1
+    in_flight_event(live.conn, "captured")
+    live.tenant("uncaptured")  # committed after the checkpoint: never captured before the backup
+    live.ok("backup", "full")
+
+    restored_dir = work / "restored"
+    report = live.ok("restore", "latest", "--data-dir", str(restored_dir))
+    assert report["messages_returned"] == 1
+    assert report["catch_up"]["nodes_written"] == 1  # the uncaptured tenant's node
+
+    cli = cli_for(restored_dir, work)
+    cli.env.pop("HARTONOMOUS_BACKUP__ARCHIVE_WAL")
+    with (
+        EmbeddedPostgres(restored_dir) as server,
+        psycopg.connect(libpq_url(server.url), autocommit=True) as conn,
+    ):
+        on_restored = Live(restored_dir, work, server, cli, conn)
+        claimed = conn.execute("SELECT locked_by, attempts FROM broker_messages").fetchall()
+        assert claimed == [(None, 0)]
+        assert on_restored.ok("ces-consumer", "--once")["events"] == 0
+        on_restored.tenant("after-restore")
+        conn.execute("UPDATE tenants SET display_name = 'renamed' WHERE tenant_id = 'captured'")
+        assert on_restored.ok("ces-consumer", "--once")["events"] == 2
+        assert on_restored.ok("ces-consumer", "--once")["events"] == 0
+        synced = on_restored.ok("sync", "--once")
+        assert (synced["completed"], synced["dead_lettered"]) == (3, 0)
+        nodes = conn.execute(
+            "SELECT node_id, properties->>'display_name' FROM graph_nodes ORDER BY 1"
+        ).fetchall()
+        assert nodes == [
+            ("tenant:after-restore", "after-restore"),
+            ("tenant:captured", "renamed"),
+            ("tenant:uncaptured", "uncaptured"),
+        ]
+        assert conn.execute("SELECT count(*) FROM broker_messages").fetchone() == (0,)
