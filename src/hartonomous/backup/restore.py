@@ -159,23 +159,28 @@ def restore(
         server = EmbeddedPostgres(data_dir)
         try:
             server.start()
-        except EmbeddedDatabaseError as exc:
-            if _TARGET_NOT_REACHED in str(exc) and to_time is not None:
+            try:
+                with psycopg.connect(libpq_url(server.url), autocommit=True) as connection:
+                    promoted_at = _wait_for_promotion(connection)
+                    for statement in reset_recovery_sql():
+                        connection.execute(statement)
+                    connection.execute("SELECT pg_reload_conf()")
+                    rearmed = rearm(connection, cdc)
+                    caught_up = catch_up(connection)
+            finally:
+                server.stop()
+        except (EmbeddedDatabaseError, psycopg.OperationalError) as exc:
+            # Recovery that cannot reach the target ends the server, seen here as a failed
+            # start or a lost connection: the server log says which.
+            log = server.layout.log_file
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if to_time is not None and _TARGET_NOT_REACHED in text:
                 raise RestoreTimeOutOfRangeError(
                     f"--to-time {to_time.isoformat()} is past the end of the archived WAL in "
                     f"{wal_dir(directory)}: the newest restorable time is earlier"
                 ) from None
-            raise RestoreFailedError(f"restore failed: {exc}") from None
-        try:
-            with psycopg.connect(libpq_url(server.url), autocommit=True) as connection:
-                promoted_at = _wait_for_promotion(connection)
-                for statement in reset_recovery_sql():
-                    connection.execute(statement)
-                connection.execute("SELECT pg_reload_conf()")
-                rearmed = rearm(connection, cdc)
-                caught_up = catch_up(connection)
-        finally:
-            server.stop()
+            first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise RestoreFailedError(f"restore failed: {first}") from None
     except BaseException:
         if existed:
             for child in data_dir.iterdir():

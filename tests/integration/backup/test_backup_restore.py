@@ -180,3 +180,78 @@ def test_restore_rearms_capture_so_each_later_change_is_captured_once(
             ("tenant:uncaptured", "uncaptured"),
         ]
         assert conn.execute("SELECT count(*) FROM broker_messages").fetchone() == (0,)
+
+
+def refused(live: Live, *args: str) -> str:
+    """Run a command that must fail; its one-line error."""
+    result = live.cli(*args)
+    assert result.exit_code != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_bad_restores_and_backups_are_refused_in_one_line_changing_nothing(
+    live: Live, work: Path
+) -> None:
+    full = live.ok("backup", "full")["backup"]
+    target = work / "target"
+
+    occupied = work / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    assert "is not empty" in refused(live, "restore", "latest", "--data-dir", str(occupied))
+    assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
+    live_error = refused(live, "restore", "latest", "--data-dir", str(live.data_dir))
+    assert "a server is running on it" in live_error
+
+    before = "2000-01-01T00:00:00+00:00"
+    error = refused(live, "restore", "latest", "--to-time", before, "--data-dir", str(target))
+    assert "is before the end of the oldest backup" in error
+    error = refused(
+        live,
+        "restore",
+        "latest",
+        "--to-time",
+        "2999-01-01T00:00:00+00:00",
+        "--data-dir",
+        str(target),
+    )
+    assert "is in the future" in error
+    # Later than every archived commit: recovery cannot reach it.
+    live.tenant("last-commit")
+    separate_commit_times()
+    past_the_archive = live.now()
+    error = refused(
+        live, "restore", "latest", "--to-time", past_the_archive, "--data-dir", str(target)
+    )
+    assert "past the end of the archived WAL" in error
+    assert not target.exists()
+
+    # Tampered: one byte of a file changed. Incomplete: a file missing.
+    backup_dir = live.backups / "base" / full["backup_id"]
+    conf = backup_dir / "postgresql.conf"
+    conf.write_bytes(conf.read_bytes().replace(b"#", b";", 1))
+    error = refused(live, "restore", full["backup_id"], "--data-dir", str(target))
+    assert f"backup {full['backup_id']} failed verification" in error
+    assert "checksum mismatch" in error
+    assert not target.exists()
+    verified = live.cli("--json", "backup", "verify")
+    assert verified.exit_code == 1
+    assert json.loads(verified.stdout.strip().splitlines()[-1])["ok"] is False
+    second = live.ok("backup", "full")["backup"]
+    (live.backups / "base" / second["backup_id"] / "global" / "pg_control").unlink()
+    error = refused(live, "backup", "verify", second["backup_id"])
+    assert "1 backup(s) failed verification" in error
+    verified = live.cli("backup", "verify", second["backup_id"])
+    assert "pg_control" in verified.stdout
+
+    # A backup directory the server's user may not write (a full disk fails the same way).
+    unwritable = work / "unwritable"
+    unwritable.mkdir(mode=0o555)
+    unwritable.chmod(0o555)
+    live.cli.env["HARTONOMOUS_BACKUP__DIRECTORY"] = str(unwritable)
+    error = refused(live, "backup", "full")
+    assert "full backup failed" in error
+    assert "Permission denied" in error
+    assert list(unwritable.iterdir()) == []
