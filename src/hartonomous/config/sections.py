@@ -311,6 +311,8 @@ class BackupSettings(Section):
     # Archive every completed WAL segment into `<directory>/wal` while the server runs
     # (embedded: archive_command; configured server: `pg_receivewal` beside `up`).
     archive_wal: bool = False
+    # The physical replication slot `pg_receivewal` holds on a configured server.
+    wal_slot_name: str = Field(default="hartonomous_wal", pattern=r"^[a-z0-9_]{1,63}$")
 
 
 class LoggingSettings(Section):

@@ -391,13 +391,13 @@ def give_to_server_user(path: Path) -> None:
 def make_server_dir(path: Path) -> None:
     """Create ``path`` (and missing parents) owned by the server's system user, so the server
     and its tools may write there; an existing folder is left as it is (its permissions are
-    the operator's)."""
-    if path.is_dir():
-        return
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
-    for created in missing:
-        give_to_server_user(created)
+    the operator's, but its parents may be traversed, as for a data dir)."""
+    if not path.is_dir():
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        for created in missing:
+            give_to_server_user(created)
+    _allow_traversal(path.parent)
 
 
 def _postgres_system_user() -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from hartonomous.backup.restore import restore
 from hartonomous.backup.retention import prune
 from hartonomous.backup.take import take_backup
 from hartonomous.backup.verify import BackupVerificationError, verify_backup
+from hartonomous.backup.wal_receiver import receive_wal
 from hartonomous.config import Settings
-from hartonomous.db.runtime import backup_directory
+from hartonomous.db.runtime import Database, backup_directory
 from hartonomous.messaging.broker import Broker
+from hartonomous.messaging.services import BackgroundService
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import database_url, dedicated_session
 from hartonomous.sync.catch_up import catch_up
@@ -44,6 +47,7 @@ __all__ = [
     "backup_take",
     "backup_verify",
     "restore_backup",
+    "wal_receiver_services",
 ]
 
 
@@ -92,6 +96,20 @@ class Restored(BaseModel):
     previous_checkpoint_lsn: str | None
     messages_returned: int
     catch_up: dict[str, int]
+
+
+def wal_receiver_services(database: Database, settings: Settings) -> list[BackgroundService]:
+    """`pg_receivewal` for `up` when `[backup] archive_wal` is on and the server is a
+    configured one (the embedded server archives by itself); otherwise none."""
+    if not settings.backup.archive_wal or database.embedded:
+        return []
+    target = partial(
+        receive_wal,
+        database.url,
+        backup_directory(settings) / "wal",
+        settings.backup.wal_slot_name,
+    )
+    return [BackgroundService("wal-receiver", target)]
 
 
 def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -> BackupTaken:
