@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.sync.conftest import Source, drain
+from neo4j import GraphDatabase
+from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph
 
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import Broker
-from hartonomous.sync.catch_up import catch_up
+from hartonomous.sync.catch_up import catch_up, catch_up_neo4j
+from hartonomous.sync.projector import Neo4jProjector
 
 
 def _graph(source: Source) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,3 +89,33 @@ def test_catch_up_of_a_graph_without_a_ledger_gap_bills_nothing_again(source: So
     assert _ledger(source) == ledger
     again = catch_up(source.conn, Broker(Settings().message_broker))
     assert (again.graph_gaps, again.nodes_written, again.edges_written) == ({}, 0, 0)
+
+
+def test_catch_up_merges_what_an_emptied_neo4j_lacks_and_nothing_more(
+    source: Source, graph_uri: str
+) -> None:
+    settings = Settings.model_validate({"neo4j": {"uri": graph_uri}})
+    source.tenant("acme", "alice")
+    source.ingest("acme", 2, principal_id="alice")
+    source.capture()
+    assert drain(source, settings).dead_lettered == 0
+    full = neo4j_graph(graph_uri)
+    assert full == sql_graph(source.conn)
+    # Neo4j restored from an older dump: one job's node and every OWNS relationship are gone.
+    with GraphDatabase.driver(graph_uri, auth=None) as driver:
+        driver.execute_query("MATCH ()-[r:OWNS]->() DELETE r")
+        driver.execute_query("MATCH (n:IngestionJob) DETACH DELETE n")
+    lacking = neo4j_graph(graph_uri)
+    missing_nodes = len(full[0] - lacking[0])
+    missing_edges = len(full[1] - lacking[1])
+    assert (missing_nodes, missing_edges) != (0, 0)
+
+    projector = Neo4jProjector(settings.neo4j)
+    try:
+        report = catch_up_neo4j(source.conn, projector)
+        assert (report.nodes_missing, report.edges_missing) == (missing_nodes, missing_edges)
+        assert neo4j_graph(graph_uri) == full
+        again = catch_up_neo4j(source.conn, projector)
+        assert (again.nodes_missing, again.edges_missing) == (0, 0)
+    finally:
+        projector.close()
