@@ -17,6 +17,7 @@ import typer
 from hartonomous.cli import (
     access_commands,
     atoms_commands,
+    backup_commands,
     broker_commands,
     cdc_commands,
     db_commands,
@@ -69,6 +70,8 @@ app.add_typer(tenants_commands.tenants_app, name="tenants")
 app.add_typer(ledger_commands.ledger_app, name="ledger")
 app.add_typer(access_commands.principals_app, name="principals")
 app.add_typer(access_commands.keys_app, name="keys")
+app.add_typer(backup_commands.backup_app, name="backup")
+app.command("restore")(backup_commands.restore)
 
 
 @app.callback()

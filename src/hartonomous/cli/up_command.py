@@ -16,6 +16,7 @@ from hartonomous.ingest.jobs import interrupt_abandoned_jobs
 from hartonomous.ops.instance import InstanceLock
 from hartonomous.ops.provision import installed_pgvector, provision
 from hartonomous.ops.seed import seed
+from hartonomous.services.backup import wal_receiver_services
 from hartonomous.services.inference import worker_service
 from hartonomous.services.platform import api_platform
 from hartonomous.sync.service import sync_services
@@ -64,6 +65,7 @@ def up(
             services = [
                 *sync_services(database.url, settings),
                 worker_service(database.url, database.engine, settings),
+                *wal_receiver_services(database, settings),
             ]
             with api_platform(database, settings) as platform:
                 for service in services:

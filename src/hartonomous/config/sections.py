@@ -307,6 +307,18 @@ class ServerSettings(Section):
     max_upload_bytes: int = Field(default=1024**3, ge=1)
 
 
+class BackupSettings(Section):
+    """`[backup]`: where backups and archived WAL live (docs/operations.md, "Backups")."""
+
+    # Empty: `<data_dir>/backups`. Holds base/<id>/ (pg_basebackup) and wal/ (archived WAL).
+    directory: str = ""
+    # Archive every completed WAL segment into `<directory>/wal` while the server runs
+    # (embedded: archive_command; configured server: `pg_receivewal` beside `up`).
+    archive_wal: bool = False
+    # The physical replication slot `pg_receivewal` holds on a configured server.
+    wal_slot_name: str = Field(default="hartonomous_wal", pattern=r"^[a-z0-9_]{1,63}$")
+
+
 class LoggingSettings(Section):
     """`[logging]`: level and rendering (JSON when not on a terminal under `auto`)."""
 

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -38,6 +39,8 @@ SERVER_SETTINGS = {
     "listen_addresses": "",
     "fsync": "on",
     "max_connections": "200",
+    # WAL summaries make `backup incremental` (pg_basebackup --incremental) possible.
+    "summarize_wal": "on",
 }
 _UNIX_SOCKET_PATH_LIMIT = 100
 _START_TIMEOUT_SECONDS = 60
@@ -114,8 +117,13 @@ class EmbeddedLayout:
 class EmbeddedPostgres:
     """Context manager: the server is running and usable between enter and exit."""
 
-    def __init__(self, data_dir: Path, install: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, install: Path | None = None, *, archive_dir: Path | None = None
+    ) -> None:
+        """``archive_dir``: when given, a server this object starts archives every completed
+        WAL segment there (`archive_mode = on`, docs/operations.md, "Backups")."""
         self.layout = EmbeddedLayout(data_dir.resolve())
+        self._archive_dir = None if archive_dir is None else archive_dir.resolve()
         self._install = install or install_dir()
         self._bin = self._install / "bin"
         self._users_lock: IO[bytes] | None = None
@@ -263,6 +271,8 @@ class EmbeddedPostgres:
         self._give_to_run_as(socket_dir)
         options = " ".join(f"-c {key}={value!s}" for key, value in SERVER_SETTINGS.items())
         options = options.replace("listen_addresses=", "listen_addresses=''")
+        if self._archive_dir is not None:
+            options = f"{options} {self._archiving_options()}"
         log = self.layout.log_file
         log.touch()
         self._give_to_run_as(log)
@@ -275,6 +285,18 @@ class EmbeddedPostgres:
             str(log),
             "-o",
             f"{options} -k {socket_dir}",
+        )
+
+    def _archiving_options(self) -> str:
+        assert self._archive_dir is not None
+        make_server_dir(self._archive_dir)
+        target = shlex.quote(str(self._archive_dir))
+        # Copied under a temporary name, then renamed: a segment is never seen half written.
+        command = f"cp %p {target}/%f.tmp && mv {target}/%f.tmp {target}/%f"
+        # pg_ctl hands -o to a shell: each setting is one shell word.
+        return " ".join(
+            f"-c {shlex.quote(setting)}"
+            for setting in ("archive_mode=on", f"archive_command={command}")
         )
 
     def _ensure_database(self) -> None:
@@ -351,6 +373,31 @@ class EmbeddedPostgres:
         if self._run_as is not None:
             entry = pwd.getpwnam(self._run_as)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def server_system_user() -> str | None:
+    """The system user the embedded server (and its tools) run as: None unless we are root."""
+    return _postgres_system_user()
+
+
+def give_to_server_user(path: Path) -> None:
+    """Hand ``path`` to the server's system user (when running as root), so it may write there."""
+    user = _postgres_system_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def make_server_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) owned by the server's system user, so the server
+    and its tools may write there; an existing folder is left as it is (its permissions are
+    the operator's, but its parents may be traversed, as for a data dir)."""
+    if not path.is_dir():
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        for created in missing:
+            give_to_server_user(created)
+    _allow_traversal(path.parent)
 
 
 def _postgres_system_user() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from sqlalchemy import Engine
@@ -54,7 +55,7 @@ def open_database(
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
     if not url:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = EmbeddedPostgres(settings.data_dir, archive_dir=archive_directory(settings))
         if start_embedded:
             embedded.start()
         else:
@@ -83,6 +84,17 @@ def open_database(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def backup_directory(settings: Settings) -> Path:
+    """`[backup] directory`, or `<data_dir>/backups` when empty."""
+    configured = settings.backup.directory
+    return Path(configured) if configured else settings.data_dir / "backups"
+
+
+def archive_directory(settings: Settings) -> Path | None:
+    """Where the embedded server archives WAL (`<backup directory>/wal`), None when off."""
+    return backup_directory(settings) / "wal" if settings.backup.archive_wal else None
 
 
 def _require_head(engine: Engine, url: str) -> None:

@@ -15,15 +15,19 @@ from pydantic import BaseModel
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError, UsageError
+from hartonomous.messaging.broker import Broker
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import dedicated_session
 from hartonomous.sync import maintenance
+from hartonomous.sync.catch_up import catch_up, catch_up_neo4j
 
 __all__ = [
+    "GraphCatchUp",
     "GraphRepair",
     "GraphReplay",
     "GraphStatus",
     "ProjectionNotConfiguredError",
+    "graph_catch_up",
     "graph_repair",
     "graph_replay",
     "graph_status",
@@ -157,4 +161,61 @@ def graph_replay(
         removed_nodes=report.removed_nodes,
         removed_edges=report.removed_edges,
         since=since,
+    )
+
+
+class GraphCatchUp(BaseModel):
+    """What `graph catch-up` found missing and re-emitted (docs/sync.md, "Catch-up")."""
+
+    since: datetime | None
+    rows: dict[str, int]
+    graph_gaps: dict[str, int]
+    ledger_gaps: dict[str, int]
+    nodes_written: int
+    edges_written: int
+    events_emitted: int
+    events_already_queued: int
+    # None when Neo4j projection is off.
+    neo4j_nodes_missing: int | None
+    neo4j_edges_missing: int | None
+
+
+def graph_catch_up(
+    platform: Platform, *, since: datetime | None = None, batch_size: int = 500
+) -> GraphCatchUp:
+    """Re-emit what the SQL graph, the ledger and (when configured) Neo4j lack relative to
+    the source tables, rows changed at or after ``since`` (or all). Idempotent.
+
+    Raises ``UsageError`` for a ``since`` without a UTC offset, ``UnavailableError`` when
+    Neo4j cannot be reached.
+    """
+    from hartonomous.sync.projector import Neo4jProjector
+
+    settings = platform.settings
+    if since is not None and since.tzinfo is None:
+        raise UsageError(f"since {since.isoformat()!r} needs a UTC offset (e.g. +00:00)")
+    broker = Broker(settings.message_broker)
+    with dedicated_session(platform, _SESSION_NAME) as connection:
+        report = catch_up(connection, broker, since=since, batch_size=batch_size)
+        neo4j = None
+        if settings.neo4j.uri:
+            projector = Neo4jProjector(settings.neo4j)
+            try:
+                neo4j = catch_up_neo4j(connection, projector, since=since, batch_size=batch_size)
+            except (DriverError, Neo4jError) as exc:
+                first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+                raise UnavailableError(f"neo4j: {first}") from exc
+            finally:
+                projector.close()
+    return GraphCatchUp(
+        since=since,
+        rows=report.rows,
+        graph_gaps=report.graph_gaps,
+        ledger_gaps=report.ledger_gaps,
+        nodes_written=report.nodes_written,
+        edges_written=report.edges_written,
+        events_emitted=report.events_emitted,
+        events_already_queued=report.events_already_queued,
+        neo4j_nodes_missing=None if neo4j is None else neo4j.nodes_missing,
+        neo4j_edges_missing=None if neo4j is None else neo4j.edges_missing,
     )

@@ -70,6 +70,7 @@ def to_sync_event(event: CloudEvent) -> SyncEvent:
         extensions=extensions,
         tenant_id=tenant,
         principal_id=principal,
+        subject=_text(attributes.get("subject")),
     )
 
 
@@ -193,6 +194,8 @@ class Dispatcher:
                     record = replace(
                         record, metadata={**record.metadata, "cloudevent_id": event.event_id}
                     )
+                if event.subject:
+                    record = replace(record, metadata={**record.metadata, "subject": event.subject})
                 ledger = LedgerEntry(
                     metering.idempotency_key,
                     record,

@@ -29,6 +29,9 @@ class SyncEvent:
     principal_id: str
     # The CloudEvent's `time` (the change's commit time): the ledger row's billing period.
     time: datetime | None = None
+    # The CloudEvent subject, `<table>/<key>`: kept in the ledger row's metadata so that
+    # `graph catch-up` can tell which source row a ledger row bills.
+    subject: str = ""
 
     @property
     def name(self) -> str:

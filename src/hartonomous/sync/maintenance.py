@@ -93,7 +93,7 @@ def _json_columns(table: str) -> list[str]:
     return [c.name for c in metadata.tables[table].columns if isinstance(c.type, JSON)]
 
 
-def _as_cdc_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
+def as_cdc_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
     """A `to_jsonb` row in the CES consumer's shape (bytea as bare hex)."""
     for column in _bytea_columns(table):
         value = row.get(column)
@@ -145,7 +145,7 @@ def repair(connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE) -> Repa
                     _keep_undecodable(connection, table, keys, key, lookups)
                     continue
                 try:
-                    changes.append((key, _repair_change(table, data, lookups)))
+                    changes.append((key, repair_change(table, data, lookups)))
                 except InvalidEventError:
                     report.invalid[table] = report.invalid.get(table, 0) + 1
                 except psycopg.Error as exc:
@@ -194,7 +194,7 @@ def _keep_undecodable(
     if row is None:
         return
     try:
-        change = _repair_change(table, dict(row[0]), lookups)
+        change = repair_change(table, dict(row[0]), lookups)
     except (InvalidEventError, ValueError, RecursionError):
         return  # nothing to keep that can be named: it was reported as failed already
     _keep(connection, change)
@@ -207,8 +207,12 @@ def _keep(connection: Connection, change: GraphChange) -> None:
     _record_produced(connection, kept)
 
 
-def _repair_change(table: str, row: dict[str, Any], lookups: Lookups) -> GraphChange:
-    data = _as_cdc_row(table, row)
+def repair_change(table: str, row: dict[str, Any], lookups: Lookups) -> GraphChange:
+    """The graph change a source row (a `to_jsonb` dict) makes, as its insert event would.
+
+    Raises ``InvalidEventError`` as the handler does for a row it cannot project.
+    """
+    data = as_cdc_row(table, row)
     event = SyncEvent(
         event_id="",
         event_type=f"repair.{table}",
@@ -296,6 +300,14 @@ def _remove_orphans(
         )
         removed += deleted.rowcount
         last = ids[-1]
+
+
+# What `_merge_page` reads of graph_nodes / graph_edges, in its order.
+_PROJECTED_COLUMNS = {
+    "graph_nodes": "node_id, label, tenant_id, properties",
+    "graph_edges": "edge_id, relationship, from_node_id, from_label, to_node_id, to_label, "
+    "tenant_id, properties",
+}
 
 
 @dataclass
@@ -403,12 +415,7 @@ def _replay_table(
     since: datetime | None,
     size: int,
 ) -> int:
-    columns = (
-        "node_id, label, tenant_id, properties"
-        if table == "graph_nodes"
-        else "edge_id, relationship, from_node_id, from_label, to_node_id, to_label, "
-        "tenant_id, properties"
-    )
+    columns = _PROJECTED_COLUMNS[table]
     last = ""
     total = 0
     while True:
@@ -426,6 +433,19 @@ def _replay_table(
             return total
         total += len(rows)
         last = rows[-1][0]
+
+
+def merge_rows_by_id(
+    connection: Connection, projector: Neo4jProjector, table: str, key: str, ids: list[str]
+) -> None:
+    """Project the SQL graph rows of ``table`` (graph_nodes / graph_edges) with these ids into
+    Neo4j and mark them projected; the caller holds the projection lock."""
+    columns = _PROJECTED_COLUMNS[table]
+    rows = connection.execute(
+        f"SELECT {columns} FROM {table} WHERE {key} = ANY(%s) ORDER BY {key}", (ids,)
+    ).fetchall()
+    if rows:
+        _merge_page(connection, projector, table, key, rows)
 
 
 def _merge_page(

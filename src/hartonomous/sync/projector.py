@@ -195,6 +195,25 @@ class Neo4jProjector:
         )
         return [str(record["id"]) for record in records]
 
+    def present_node_ids(self, label: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` Neo4j holds as nodes of ``label`` (`graph catch-up`)."""
+        records, _, _ = self._driver.execute_query(
+            f"MATCH (n:{_check(label, LABELS)}) WHERE n.node_id IN $ids RETURN n.node_id AS id",
+            ids=ids,
+            database_=self._database,
+        )
+        return {str(record["id"]) for record in records}
+
+    def present_edge_ids(self, relationship: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` Neo4j holds as relationships of that type (`graph catch-up`)."""
+        records, _, _ = self._driver.execute_query(
+            f"MATCH ()-[r:{_check(relationship, RELATIONSHIPS)}]->() WHERE r.edge_id IN $ids "
+            "RETURN r.edge_id AS id",
+            ids=ids,
+            database_=self._database,
+        )
+        return {str(record["id"]) for record in records}
+
     def edge_ends(self, relationship: str, after: str, limit: int) -> list[tuple[str, str, str]]:
         """(`edge_id`, from `node_id`, to `node_id`) of a type after `after`, in id order."""
         records, _, _ = self._driver.execute_query(

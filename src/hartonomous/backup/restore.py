@@ -1,0 +1,212 @@
+"""`restore`: a backup chain combined into a new data directory, WAL replayed to a point in
+time, the server promoted and change capture re-armed (docs/operations.md, "Restore").
+
+Nothing is written outside the new data directory: the backup directory is only read, the
+live server is not contacted. Any failure removes what the restore created.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from hartonomous.backup.catalog import (
+    BackupInfo,
+    BackupNotFoundError,
+    backup_path,
+    chain_of,
+    list_backups,
+    wal_dir,
+)
+from hartonomous.backup.rearm import Rearmed, rearm
+from hartonomous.backup.recovery import arm_recovery, reset_recovery_sql
+from hartonomous.backup.tools import BackupToolError, run_program
+from hartonomous.backup.verify import verify_backup
+from hartonomous.config.sections import CdcSettings
+from hartonomous.db.connection import libpq_url
+from hartonomous.db.embedded import (
+    EmbeddedDatabaseError,
+    EmbeddedPostgres,
+    give_to_server_user,
+    make_server_dir,
+)
+from hartonomous.errors import ConflictError, OperationFailedError, UsageError
+
+Connection = psycopg.Connection[Any]
+PROMOTION_TIMEOUT_SECONDS = 600
+_TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+class RestoreTargetInUseError(ConflictError):
+    """The data directory to restore into exists and is not empty (or a server runs there)."""
+
+    code = "restore-target-not-empty"
+
+
+class RestoreTimeOutOfRangeError(UsageError):
+    """The restore time is before the backup's end, in the future, or past the archived WAL."""
+
+    code = "restore-time-out-of-range"
+
+
+class RestoreFailedError(OperationFailedError):
+    """The restored server did not come up; the new data directory was removed."""
+
+    code = "restore-failed"
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    data_dir: Path
+    chain: list[str]
+    to_time: datetime | None
+    # The newest transaction the restored cluster holds (pg_last_committed_xact is off, so
+    # the newest commit timestamp is not known: this is the promotion's time).
+    promoted_at: datetime
+    rearmed: Rearmed
+    catch_up: dict[str, int]
+
+
+def choose_chain(directory: Path, backup_id: str, to_time: datetime | None) -> list[BackupInfo]:
+    """The chain (full first) ending in ``backup_id`` (``latest``: the newest backup, finished
+    by ``to_time`` when given). Raises ``BackupNotFoundError``, ``RestoreTimeOutOfRangeError``.
+    """
+    backups = list_backups(directory)
+    if not backups:
+        raise BackupNotFoundError(f"no complete backup in {directory / 'base'}")
+    if to_time is not None:
+        if to_time.tzinfo is None:
+            raise UsageError(f"--to-time {to_time.isoformat()} needs a UTC offset (e.g. +00:00)")
+        if to_time > datetime.now(UTC):
+            raise RestoreTimeOutOfRangeError(f"--to-time {to_time.isoformat()} is in the future")
+    if backup_id == "latest":
+        eligible = [b for b in backups if to_time is None or b.finished_at <= to_time]
+        if not eligible:
+            assert to_time is not None
+            raise RestoreTimeOutOfRangeError(
+                f"--to-time {to_time.isoformat()} is before the end of the oldest backup "
+                f"({backups[0].backup_id}, finished {backups[0].finished_at.isoformat()})"
+            )
+        last = eligible[-1]
+    else:
+        named = next((b for b in backups if b.backup_id == backup_id), None)
+        if named is None:
+            raise BackupNotFoundError(f"no complete backup {backup_id!r} in {directory / 'base'}")
+        last = named
+        if to_time is not None and to_time < last.finished_at:
+            raise RestoreTimeOutOfRangeError(
+                f"--to-time {to_time.isoformat()} is before backup {last.backup_id} finished "
+                f"({last.finished_at.isoformat()}); name an older backup or `latest`"
+            )
+    return chain_of(backups, last)
+
+
+def require_empty_target(data_dir: Path) -> None:
+    """Refuse a data directory that exists and holds anything (a live or older cluster)."""
+    if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
+        raise RestoreTargetInUseError(f"restore target {data_dir} exists and is not a directory")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        live = (data_dir / "pgdata" / "postmaster.pid").exists()
+        raise RestoreTargetInUseError(
+            f"restore target {data_dir} is not empty"
+            + (" (a server is running on it)" if live else "")
+            + ": restore into a new directory"
+        )
+
+
+def restore(
+    directory: Path,
+    backup_id: str,
+    data_dir: Path,
+    to_time: datetime | None,
+    *,
+    cdc: CdcSettings,
+    catch_up: Callable[[Connection], dict[str, int]],
+) -> RestoreResult:
+    """Restore into ``data_dir`` (an embedded data directory: its cluster is ``pgdata``).
+
+    ``catch_up`` runs on the promoted, re-armed cluster and returns what it re-emitted.
+    Raises ``RestoreTargetInUseError``, ``RestoreTimeOutOfRangeError``,
+    ``BackupNotFoundError``, ``BackupVerificationError`` (a tampered or incomplete backup),
+    ``RestoreFailedError``; after any of them ``data_dir`` is as it was before.
+    """
+    require_empty_target(data_dir)
+    chain = choose_chain(directory, backup_id, to_time)
+    for backup in chain:
+        verify_backup(directory, backup)
+    existed = data_dir.exists()
+    try:
+        make_server_dir(data_dir)
+        give_to_server_user(data_dir)
+        pgdata = data_dir / "pgdata"
+        try:
+            run_program(
+                "pg_combinebackup",
+                *(str(backup_path(directory, b.backup_id)) for b in chain),
+                "-o",
+                str(pgdata),
+            )
+        except BackupToolError as exc:
+            raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
+        arm_recovery(pgdata, wal_dir(directory), to_time)
+        server = EmbeddedPostgres(data_dir)
+        try:
+            server.start()
+            try:
+                with psycopg.connect(libpq_url(server.url), autocommit=True) as connection:
+                    promoted_at = _wait_for_promotion(connection)
+                    for statement in reset_recovery_sql():
+                        connection.execute(statement)
+                    connection.execute("SELECT pg_reload_conf()")
+                    rearmed = rearm(connection, cdc)
+                    caught_up = catch_up(connection)
+            finally:
+                server.stop()
+        except (EmbeddedDatabaseError, psycopg.OperationalError) as exc:
+            # Recovery that cannot reach the target ends the server, seen here as a failed
+            # start or a lost connection: the server log says which.
+            log = server.layout.log_file
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if to_time is not None and _TARGET_NOT_REACHED in text:
+                raise RestoreTimeOutOfRangeError(
+                    f"--to-time {to_time.isoformat()} is past the end of the archived WAL in "
+                    f"{wal_dir(directory)}: the newest restorable time is earlier"
+                ) from None
+            first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise RestoreFailedError(f"restore failed: {first}") from None
+    except BaseException:
+        if existed:
+            for child in data_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return RestoreResult(
+        data_dir=data_dir,
+        chain=[b.backup_id for b in chain],
+        to_time=to_time,
+        promoted_at=promoted_at,
+        rearmed=rearmed,
+        catch_up=caught_up,
+    )
+
+
+def _wait_for_promotion(connection: Connection) -> datetime:
+    deadline = time.monotonic() + PROMOTION_TIMEOUT_SECONDS
+    while True:
+        row = connection.execute("SELECT pg_is_in_recovery(), now()").fetchone()
+        assert row is not None
+        if not row[0]:
+            return row[1]  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise RestoreFailedError(
+                f"restore failed: recovery still running after {PROMOTION_TIMEOUT_SECONDS} s"
+            )
+        time.sleep(0.2)

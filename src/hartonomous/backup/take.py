@@ -1,0 +1,124 @@
+"""Taking a backup: `pg_basebackup` (full, or `--incremental` to the newest backup).
+
+The WAL the backup needs to be consistent is streamed into it (`-X stream`), so each backup
+restores on its own; the WAL between backups comes from the archive (`wal/`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from hartonomous.backup.catalog import (
+    BackupInfo,
+    BackupKind,
+    backup_path,
+    list_backups,
+    manifest_facts,
+    new_backup_id,
+    remove_backup,
+    write_info,
+)
+from hartonomous.backup.tools import BackupToolError, run_program
+from hartonomous.db.embedded import make_server_dir
+from hartonomous.errors import ConflictError, OperationFailedError
+
+Connection = psycopg.Connection[Any]
+
+
+class NoFullBackupError(ConflictError):
+    """An incremental backup was asked for with no earlier backup of this server."""
+
+    code = "no-full-backup"
+
+
+class WalSummariesOffError(ConflictError):
+    """The server does not summarise WAL, so it cannot take incremental backups."""
+
+    code = "summarize-wal-off"
+
+
+class BackupFailedError(OperationFailedError):
+    """pg_basebackup failed; nothing of the attempt is left in the backup directory."""
+
+    code = "backup-failed"
+
+
+def replication_target(url: str) -> tuple[str, str | None]:
+    """(libpq connection string without password, password) for the server behind ``url``."""
+    parsed = make_url(url).set(drivername="postgresql")
+    password = parsed.password
+    return parsed.set(password=None).render_as_string(hide_password=False), (
+        None if password is None else str(password)
+    )
+
+
+def take_backup(connection: Connection, url: str, directory: Path, kind: BackupKind) -> BackupInfo:
+    """Take a full or incremental backup of the server ``connection`` is on into
+    ``directory``/base/<id>; returns what `backup list` shows for it.
+
+    Raises ``NoFullBackupError`` (incremental, nothing to base it on), ``WalSummariesOffError``
+    (incremental, `summarize_wal` off), ``BackupFailedError`` (pg_basebackup's own line: e.g.
+    permission denied, no space left on device); a failed attempt leaves nothing behind.
+    """
+    facts = connection.execute(
+        "SELECT now(), (SELECT system_identifier::text FROM pg_control_system()), "
+        "current_setting('server_version'), current_setting('summarize_wal')"
+    ).fetchone()
+    assert facts is not None
+    started_at, system_identifier, version, summarize = facts
+    parent: BackupInfo | None = None
+    if kind == "incremental":
+        if summarize != "on":
+            raise WalSummariesOffError(
+                "incremental backups need summarize_wal = on on the server "
+                '(docs/operations.md, "Backups"); take a full backup or turn it on'
+            )
+        same_server = [
+            b for b in list_backups(directory) if b.system_identifier == system_identifier
+        ]
+        if not same_server:
+            raise NoFullBackupError(
+                f"no backup of this server in {directory} to base an incremental backup on: "
+                "run `hartonomous backup full` first"
+            )
+        parent = same_server[-1]
+    make_server_dir(directory)
+    backup_id = new_backup_id(directory, kind, started_at)
+    path = backup_path(directory, backup_id)
+    conninfo, password = replication_target(url)
+    args = ["-d", conninfo, "-D", str(path), "-X", "stream", "-c", "fast", "--no-password"]
+    if parent is not None:
+        args.append(f"--incremental={backup_path(directory, parent.backup_id) / 'backup_manifest'}")
+    try:
+        run_program("pg_basebackup", *args, password=password)
+    except BackupToolError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise BackupFailedError(f"{kind} backup failed: {exc}") from None
+    finished = connection.execute("SELECT now()").fetchone()
+    assert finished is not None
+    start_lsn, end_lsn, timeline, manifest_system = manifest_facts(path)
+    info = BackupInfo(
+        backup_id=backup_id,
+        kind=kind,
+        parent=None if parent is None else parent.backup_id,
+        full=backup_id if parent is None else parent.full,
+        started_at=started_at,
+        finished_at=finished[0],
+        start_lsn=start_lsn,
+        end_lsn=end_lsn,
+        timeline=timeline,
+        system_identifier=manifest_system or str(system_identifier),
+        server_version=str(version),
+        size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+    )
+    try:
+        write_info(path, info)
+    except OSError as exc:
+        remove_backup(directory, backup_id)
+        raise BackupFailedError(f"{kind} backup failed: {exc.strerror}: {path}") from None
+    return info

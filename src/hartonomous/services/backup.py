@@ -1,0 +1,223 @@
+"""Backups, verification and restore (docs/operations.md, "Backups" and "Restore").
+
+The work is `hartonomous.backup`'s; these are the operator's use cases. Taking a backup needs
+the running database (`platform`); listing, verifying and restoring read only the backup
+directory (`[backup] directory`, or `<data_dir>/backups`) and never touch the live server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel
+
+from hartonomous.backup.catalog import (
+    BackupInfo,
+    BackupKind,
+    BackupNotFoundError,
+    find_backup,
+    incomplete_backups,
+    list_backups,
+)
+from hartonomous.backup.restore import restore
+from hartonomous.backup.retention import prune
+from hartonomous.backup.take import take_backup
+from hartonomous.backup.verify import BackupVerificationError, verify_backup
+from hartonomous.backup.wal_receiver import receive_wal
+from hartonomous.config import Settings
+from hartonomous.db.runtime import Database, backup_directory
+from hartonomous.messaging.broker import Broker
+from hartonomous.messaging.services import BackgroundService
+from hartonomous.services.platform import Platform
+from hartonomous.services.sessions import database_url, dedicated_session
+from hartonomous.sync.catch_up import catch_up
+
+__all__ = [
+    "BackupListing",
+    "BackupTaken",
+    "BackupVerification",
+    "Restored",
+    "backup_list",
+    "backup_take",
+    "backup_verify",
+    "restore_backup",
+    "wal_receiver_services",
+]
+
+
+class Retention(BaseModel):
+    removed: list[str]
+    kept: list[str]
+    wal_kept_from: str | None
+
+
+class BackupTaken(BaseModel):
+    backup: BackupInfo
+    retention: Retention | None
+
+
+class BackupListing(BaseModel):
+    directory: str
+    backups: list[BackupInfo]
+    # Interrupted backups (no info file): never restored, removed by `--keep`.
+    incomplete: list[str]
+    archived_wal_segments: int
+
+
+class VerifiedBackup(BaseModel):
+    backup_id: str
+    ok: bool
+    error: str | None
+
+
+class BackupVerification(BaseModel):
+    backups: list[VerifiedBackup]
+    # The chain restored into a scratch directory (`--restore-test`), and what it held.
+    restore_test: list[str] | None
+    restore_test_tables: dict[str, int] | None
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.backups)
+
+
+class Restored(BaseModel):
+    data_dir: str
+    chain: list[str]
+    to_time: datetime | None
+    promoted_at: datetime
+    slot_lsn: str
+    previous_checkpoint_lsn: str | None
+    messages_returned: int
+    catch_up: dict[str, int]
+
+
+def wal_receiver_services(database: Database, settings: Settings) -> list[BackgroundService]:
+    """`pg_receivewal` for `up` when `[backup] archive_wal` is on and the server is a
+    configured one (the embedded server archives by itself); otherwise none."""
+    if not settings.backup.archive_wal or database.embedded:
+        return []
+    target = partial(
+        receive_wal,
+        database.url,
+        backup_directory(settings) / "wal",
+        settings.backup.wal_slot_name,
+    )
+    return [BackgroundService("wal-receiver", target)]
+
+
+def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -> BackupTaken:
+    """Take a full or incremental backup of the platform's database; with ``keep``, then apply
+    retention. Errors: see ``backup.take.take_backup`` and ``backup.retention.prune``."""
+    directory = backup_directory(platform.settings)
+    with dedicated_session(platform, "hartonomous-backup") as connection:
+        info = take_backup(connection, database_url(platform), directory, kind)
+    pruned = None if keep is None else prune(directory, keep)
+    return BackupTaken(
+        backup=info,
+        retention=None
+        if pruned is None
+        else Retention(
+            removed=pruned.removed, kept=pruned.kept, wal_kept_from=pruned.wal_kept_from
+        ),
+    )
+
+
+def backup_list(settings: Settings, directory: Path | None = None) -> BackupListing:
+    """The complete backups (oldest first), interrupted ones, and the archive's size."""
+    directory = directory or backup_directory(settings)
+    wal = directory / "wal"
+    segments = sum(1 for f in wal.iterdir() if len(f.name) == 24) if wal.is_dir() else 0
+    return BackupListing(
+        directory=str(directory),
+        backups=list_backups(directory),
+        incomplete=incomplete_backups(directory),
+        archived_wal_segments=segments,
+    )
+
+
+def backup_verify(
+    settings: Settings,
+    backup_id: str | None = None,
+    *,
+    restore_test: bool = False,
+    directory: Path | None = None,
+) -> BackupVerification:
+    """pg_verifybackup on one backup (or every one); with ``restore_test`` also restore the
+    newest chain (or ``backup_id``'s) into a scratch directory, start it and count rows.
+    Raises ``BackupNotFoundError`` for an unknown id; a failed check is reported, not raised,
+    except during the restore test, which raises the restore's error."""
+    directory = directory or backup_directory(settings)
+    backups = (
+        [find_backup(directory, backup_id)] if backup_id is not None else list_backups(directory)
+    )
+    if not backups:
+        raise BackupNotFoundError(f"no complete backup in {directory / 'base'}")
+    results: list[VerifiedBackup] = []
+    for backup in backups:
+        try:
+            verify_backup(directory, backup)
+        except BackupVerificationError as exc:
+            results.append(VerifiedBackup(backup_id=backup.backup_id, ok=False, error=str(exc)))
+        else:
+            results.append(VerifiedBackup(backup_id=backup.backup_id, ok=True, error=None))
+    report = BackupVerification(backups=results, restore_test=None, restore_test_tables=None)
+    if restore_test and report.ok:
+        last = backups[-1]
+        counted: dict[str, int] = {}
+
+        def count_rows(connection: psycopg.Connection[Any]) -> dict[str, int]:
+            for table in ("tenants", "atoms", "holdings", "billing_usage_ledger"):
+                row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+                counted[table] = int(row[0]) if row else 0
+            return counted
+
+        scratch = Path(tempfile.mkdtemp(prefix="restore-test-", dir=directory))
+        try:
+            result = restore(
+                directory, last.backup_id, scratch, None, cdc=settings.cdc, catch_up=count_rows
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        report.restore_test = result.chain
+        report.restore_test_tables = counted
+    return report
+
+
+def restore_backup(
+    settings: Settings,
+    backup_id: str,
+    data_dir: Path,
+    to_time: datetime | None,
+    *,
+    directory: Path | None = None,
+) -> Restored:
+    """Restore ``backup_id`` (or ``latest``) into the new ``data_dir``, to ``to_time``, re-arm
+    change capture and re-emit what the restore point left uncaptured (`graph catch-up`).
+    Errors: see ``backup.restore.restore``."""
+    directory = directory or backup_directory(settings)
+    broker = Broker(settings.message_broker)
+    result = restore(
+        directory,
+        backup_id,
+        data_dir,
+        to_time,
+        cdc=settings.cdc,
+        catch_up=lambda connection: catch_up(connection, broker).totals(),
+    )
+    return Restored(
+        data_dir=str(result.data_dir),
+        chain=result.chain,
+        to_time=result.to_time,
+        promoted_at=result.promoted_at,
+        slot_lsn=result.rearmed.slot_lsn,
+        previous_checkpoint_lsn=result.rearmed.previous_checkpoint_lsn,
+        messages_returned=result.rearmed.messages_returned,
+        catch_up=result.catch_up,
+    )
