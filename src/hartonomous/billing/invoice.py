@@ -125,10 +125,11 @@ class Invoice:
         return json.dumps(self.as_json(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
     def to_csv(self) -> str:
-        """RFC 4180 with a header row (``CSV_COLUMNS``), one row per line, then a ``total``
-        row carrying the total in ``amount``; empty cells for fields that do not apply."""
+        """CSV (RFC 4180 quoting, ``\\n`` line ends as ``ledger report --csv``): a header
+        row (``CSV_COLUMNS``), one row per line, then a ``total`` row carrying the total in
+        ``amount``; empty cells for fields that do not apply."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for line in self.lines:
             data = line.as_json()
@@ -179,7 +180,7 @@ WITH RECURSIVE reached(atom_id, visibility, held_from) AS (
     FROM holdings WHERE tenant_id = %(tenant)s AND created_at < %(end)s::timestamptz
     UNION
     SELECT c.child_atom_id, r.visibility, r.held_from
-    FROM reached r JOIN atom_components c ON c.atom_id = r.atom_id
+    FROM reached r JOIN atom_components c ON c.parent_atom_id = r.atom_id
 ),
 leaves AS (
     SELECT r.visibility, a.size_bytes, min(r.held_from) AS held_from
