@@ -166,10 +166,11 @@ WHERE l.tenant_id = %(tenant)s AND l.billing_period = %(period)s
 GROUP BY 1, 2, 3, 4, 5, 6, 7
 ORDER BY 1, 3 NULLS FIRST, 2, 4, 5, 6, 7
 """
+# A restore deletes its archive's totals (billing/archive.py): what is left is still archived.
 _ARCHIVED = """
-SELECT t.operation, sum(t.units) AS units, sum(t.total_dcu) AS dcu, sum(t.total_cost) AS cost
-FROM billing_ledger_archive_totals t JOIN billing_ledger_archives a USING (archive_id)
-WHERE t.tenant_id = %(tenant)s AND t.billing_period = %(period)s AND a.restored_at IS NULL
+SELECT operation, sum(units) AS units, sum(total_dcu) AS dcu, sum(total_cost) AS cost
+FROM billing_ledger_archive_totals
+WHERE tenant_id = %(tenant)s AND billing_period = %(period)s
 GROUP BY 1 ORDER BY 1
 """
 # Byte-seconds each visibility's holdings reach in the period: every leaf atom a holding reaches

@@ -25,6 +25,7 @@ from hartonomous.billing.plan_versions import (
     PlanMultiplier,
     PlanVersion,
     plan_versions,
+    version_by_id,
     write_version,
 )
 from hartonomous.billing.plans import settings_version
@@ -377,7 +378,10 @@ def _write(
             f"effect at least {lead:g} s ahead ([billing] plan_cache_absolute_seconds, how long "
             f"a worker may price with the plan it read), not before {earliest.isoformat()}"
         )
-    return _view(write_version(connection, version, effective_from))
+    written = write_version(connection, version, effective_from)
+    assert written.rate_plan_id is not None
+    # Read back: the stored values, at the columns' scale.
+    return _view(version_by_id(connection, written.rate_plan_id))
 
 
 def _view(version: PlanVersion) -> PlanView:
