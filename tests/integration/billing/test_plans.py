@@ -4,6 +4,7 @@ time on; a version, once written, never changes, so rows priced with it keep the
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,13 @@ from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.plan_provider import PlanProvider, load_configuration
 from hartonomous.billing.plan_versions import OperationRate, version_by_id, write_version
 from hartonomous.config import load_settings
+from hartonomous.db.migrate import head_revision
 from hartonomous.db.tables import billing_multipliers, billing_operation_rates, billing_rate_plans
-from hartonomous.errors import ConflictError
+from hartonomous.errors import ConflictError, UsageError
 from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.security import ensure_tenant
+from hartonomous.services import Platform
+from hartonomous.services.billing import PlanChange, PlanDraft, change_plan, create_plan, validated
 
 from . import invoice_scenario as scenario
 
@@ -98,34 +102,69 @@ def test_an_update_is_a_new_version_and_the_old_one_stays(cli: Cli) -> None:
     assert pro["next_change"] == created["effective_from"]
 
 
+# Through the command line: its parsing and exit codes.
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (("--rate", "usage.api_call=-0.01"), "rate of 'usage.api_call' -0.01 is negative"),
         (("--rate", "usage.api_call=cheap"), "rates.0.rate"),
-        (("--set", "monthly_fee=-5"), "monthly_fee -5 is negative"),
-        (("--set", "seat_price=1e400"), "seat_price"),
-        (("--set", "colour=red"), "colour"),
-        (("--multiplier", "generation:image=0"), "must be greater than 0"),
-        (("--multiplier", "colour:red=2"), "unknown multiplier dimension 'colour'"),
-        (("--remove-rate", "usage.unknown"), "has no rate for operation 'usage.unknown'"),
-        (("--remove-multiplier", "content:none"), "has no content multiplier 'none'"),
         (("--effective-from", _later(seconds=60)), "is too early"),
-        (("--effective-from", "2026-12-01T00:00:00"), "needs a UTC offset"),
     ],
 )
 def test_bad_changes_are_named_and_write_nothing(
     cli: Cli, engine: Engine, arguments: tuple[str, ...], message: str
 ) -> None:
-    created = cli(
-        "billing", "plans", "create", "pro", "--name", "Pro",
-        "--rate", "usage.api_call=0.02", "--multiplier", "generation:image=3",
-    )  # fmt: skip
+    created = cli("billing", "plans", "create", "pro", "--name", "Pro",
+                  "--rate", "usage.api_call=0.02")  # fmt: skip
     assert created.exit_code == 0, created.stderr
     before = _counts(engine)
     result = cli("billing", "plans", "update", "pro", *arguments)
     assert result.exit_code == 2, result.stdout
     assert message in result.stderr
+    assert _counts(engine) == before
+
+
+# The same kind through the service (the API's path too), every value a plan refuses.
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rates": [{"operation": "x", "rate": "-1"}]}, "rate of 'x' -1 is negative"),
+        ({"rates": [{"operation": "x", "rate": "0.0000001"}]}, "more than 6 decimal places"),
+        ({"rates": [{"operation": "x", "rate": "NaN"}]}, "rates.0.rate: Input should be a finite"),
+        ({"monthly_fee": "-5"}, "monthly_fee -5 is negative"),
+        ({"seat_price": "1e400"}, "seat_price 1E+400 is over"),
+        ({"included_seat_count": -1}, "included_seat_count -1 is negative"),
+        ({"colour": "red"}, "colour"),
+        ({"multipliers": [{"dimension": "generation", "key": "image", "multiplier": "0"}]},
+         "must be greater than 0"),
+        ({"multipliers": [{"dimension": "colour", "key": "red", "multiplier": "2"}]},
+         "unknown multiplier dimension 'colour'"),
+        ({"remove_rates": ["usage.unknown"]}, "has no rate for operation 'usage.unknown'"),
+        ({"remove_multipliers": [{"dimension": "content", "key": "none"}]},
+         "has no content multiplier 'none'"),
+        ({"effective_from": "2026-12-01T00:00:00"}, "needs a UTC offset"),
+    ],
+)  # fmt: skip
+def test_every_value_a_plan_refuses_is_named_and_nothing_is_written(
+    engine: Engine, tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    settings = load_settings(overrides={"data_dir": tmp_path})
+    platform = Platform(engine, settings, head_revision(), maintenance_engine=engine)
+    create_plan(
+        platform,
+        validated(
+            PlanDraft,
+            {
+                "plan_code": "pro",
+                "name": "Pro",
+                "rates": [{"operation": "usage.api_call", "rate": "0.02"}],
+                "multipliers": [{"dimension": "generation", "key": "image", "multiplier": "3"}],
+            },
+        ),
+    )
+    before = _counts(engine)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        change_plan(platform, "pro", validated(PlanChange, change))
     assert _counts(engine) == before
 
 
