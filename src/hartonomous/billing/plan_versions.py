@@ -37,6 +37,7 @@ __all__ = [
     "PlanMultiplier",
     "PlanNotFoundError",
     "PlanVersion",
+    "in_force_sql",
     "plan_in_force",
     "plan_versions",
     "write_version",
@@ -51,21 +52,32 @@ _COLUMNS = (
 )
 # A plan without a code (legacy rows) is a plan of its own per row.
 _PLAN_KEY = "tenant_id, CASE WHEN plan_code = '' THEN rate_plan_id::text ELSE plan_code END"
-PLAN_IN_FORCE = f"""
-WITH in_force AS (
+
+
+def in_force_sql(tenant: str, at: str, columns: str = _COLUMNS) -> str:
+    """A query of ``columns`` of the plan version in force for ``tenant`` at ``at`` (SQL
+    placeholders or expressions); no row when no plan row applies."""
+    return f"""
+SELECT {columns} FROM (
     SELECT DISTINCT ON ({_PLAN_KEY}) {_COLUMNS}
     FROM billing_rate_plans
-    WHERE (tenant_id = %(tenant)s OR tenant_id IS NULL) AND effective_from <= %(at)s
+    WHERE (tenant_id = {tenant} OR tenant_id IS NULL) AND effective_from <= {at}
     ORDER BY {_PLAN_KEY}, effective_from DESC
-)
-SELECT {_COLUMNS},
-       (SELECT min(effective_from) FROM billing_rate_plans
-        WHERE (tenant_id = %(tenant)s OR tenant_id IS NULL) AND effective_from > %(at)s)
-           AS next_change
-FROM in_force WHERE is_active
+) AS in_force
+WHERE is_active
 ORDER BY tenant_id IS NULL, effective_from DESC, rate_plan_id
 LIMIT 1
 """
+
+
+# psycopg parameters: tenant, at. `next_change`: when the next version of any plan that may
+# apply takes effect (None: none is scheduled).
+PLAN_IN_FORCE = in_force_sql(
+    "%(tenant)s",
+    "%(at)s",
+    _COLUMNS + ", (SELECT min(effective_from) FROM billing_rate_plans WHERE (tenant_id = %(tenant)s"
+    " OR tenant_id IS NULL) AND effective_from > %(at)s) AS next_change",
+)
 
 _MONEY_FIELDS = (
     "monthly_fee",

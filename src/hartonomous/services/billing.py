@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from sqlalchemy import Connection, func, select, text
 
 from hartonomous.billing.export import parse_period
@@ -53,6 +53,14 @@ __all__ = [
 
 Text = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")]
+# Money and factors in: decimal text (a JSON number is taken too, but documented as text so a
+# client never sends binary floating point). Range and scale are checked by the plan
+# (billing/plan_versions.py check_version), which names the field.
+Amount = Annotated[
+    Decimal,
+    WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"}),
+]
+Label = Annotated[str, Field(max_length=64, pattern=r"^[^\x00]*$")]
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -63,9 +71,9 @@ class RateInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     operation: Text
-    rate: Decimal
-    unit_of_measure: Annotated[str, Field(max_length=64)] = ""
-    category: Annotated[str | None, Field(max_length=64)] = None
+    rate: Amount
+    unit_of_measure: Label = ""
+    category: Label | None = None
 
 
 class MultiplierInput(BaseModel):
@@ -73,29 +81,29 @@ class MultiplierInput(BaseModel):
     guarantee, provenance)."""
 
     model_config = ConfigDict(extra="forbid")
-    dimension: str
+    dimension: Label
     key: Text
-    multiplier: Decimal
+    multiplier: Amount
 
 
 class MultiplierKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dimension: str
+    dimension: Label
     key: Text
 
 
 class _PlanFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text | None = None
-    description: Annotated[str | None, Field(max_length=256)] = None
-    monthly_fee: Decimal | None = None
-    default_rate: Decimal | None = None
-    unit_price_per_dcu: Decimal | None = None
-    storage_price_per_gb_month: Decimal | None = None
-    seat_price: Decimal | None = None
-    included_public_storage_gb: Decimal | None = None
-    included_private_storage_gb: Decimal | None = None
-    included_seat_count: int | None = None
+    description: Annotated[str | None, Field(max_length=256, pattern=r"^[^\x00]*$")] = None
+    monthly_fee: Amount | None = None
+    default_rate: Amount | None = None
+    unit_price_per_dcu: Amount | None = None
+    storage_price_per_gb_month: Amount | None = None
+    seat_price: Amount | None = None
+    included_public_storage_gb: Amount | None = None
+    included_private_storage_gb: Amount | None = None
+    included_seat_count: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None
     allows_private_data: bool | None = None
     can_query_public_corpus: bool | None = None
     # Default: the earliest allowed, now + [billing] plan_cache_absolute_seconds.
@@ -108,7 +116,9 @@ class PlanDraft(_PlanFields):
 
     plan_code: Code
     name: Text
-    tenant_id: str | None = None
+    tenant_id: Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")] = (
+        None
+    )
     rates: list[RateInput] = Field(default_factory=list)
     multipliers: list[MultiplierInput] = Field(default_factory=list)
 

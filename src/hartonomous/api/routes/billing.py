@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from hartonomous.api.auth import Caller, platform_of, requires
@@ -30,6 +30,7 @@ from hartonomous.services.billing import (
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
 
 Name = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+PlanCode = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,63}$")]
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 
 
@@ -102,7 +103,7 @@ def create(request: Request, draft: PlanDraft, *, caller: Admin) -> PlanView:
 
 @router.get("/plans/{plan_code}")
 def show(
-    request: Request, plan_code: str, *, caller: Admin, tenant_id: Name = None
+    request: Request, plan_code: PlanCode, *, caller: Admin, tenant_id: Name = None
 ) -> PlanVersions:
     """Every version of a plan, oldest first."""
     return PlanVersions(versions=show_plan(platform_of(request), plan_code, tenant_id))
@@ -110,7 +111,12 @@ def show(
 
 @router.patch("/plans/{plan_code}")
 def update(
-    request: Request, plan_code: str, change: PlanChange, *, caller: Admin, tenant_id: Name = None
+    request: Request,
+    plan_code: PlanCode,
+    change: PlanChange,
+    *,
+    caller: Admin,
+    tenant_id: Name = None,
 ) -> PlanView:
     """Write a new version of a plan: the newest with ``change`` applied."""
     return change_plan(platform_of(request), plan_code, change, tenant_id)
@@ -119,7 +125,7 @@ def update(
 @router.post("/plans/{plan_code}/activate")
 def activate(
     request: Request,
-    plan_code: str,
+    plan_code: PlanCode,
     *,
     caller: Admin,
     body: ActivationRequest | None = None,
@@ -132,7 +138,7 @@ def activate(
 @router.post("/plans/{plan_code}/deactivate")
 def deactivate(
     request: Request,
-    plan_code: str,
+    plan_code: PlanCode,
     *,
     caller: Admin,
     body: ActivationRequest | None = None,
