@@ -39,7 +39,7 @@ def load_configuration(
     billing: BillingSettings,
     at: datetime | None = None,
 ) -> BillingConfiguration:
-    """The tenant's plan in force at ``at`` (default: the database's now) as a configuration,
+    """The tenant's plan in force at ``at`` (default: the database's clock) as a configuration,
     read now (no cache)."""
     return _load(connection, tenant_id, billing, at)[0]
 
@@ -51,8 +51,11 @@ def _load(
     none is scheduled)."""
     fallback = configuration_from_settings(billing)
     with connection.cursor(row_factory=dict_row) as cursor:
+        # The wall clock, not now(): a long transaction's start would end the cache late.
         cursor.execute(
-            "SELECT now() AS now, coalesce(%(at)s::timestamptz, now()) AS at", {"at": at}
+            "SELECT clock_timestamp() AS now, coalesce(%(at)s::timestamptz, clock_timestamp()) "
+            "AS at",
+            {"at": at},
         )
         clock = cursor.fetchone()
         assert clock is not None
