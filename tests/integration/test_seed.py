@@ -113,13 +113,27 @@ def test_changed_settings_are_reported_then_applied_on_request(
         assert connection.execute(
             select(billing_rate_plans.c.default_rate)
         ).scalar_one() == Decimal("0.0105")
-    assert seed(engine, changed, update_plan=True).plan.status == "updated"
+    updated = seed(engine, changed, update_plan=True).plan
+    assert updated.status == "updated"
     assert seed(engine, changed).plan.status == "unchanged"
     with engine.connect() as connection:
-        assert connection.execute(
-            select(billing_rate_plans.c.default_rate)
-        ).scalar_one() == Decimal("0.02")
-        operations = connection.execute(select(billing_operation_rates.c.operation)).scalars().all()
+        # A new version: the first one, which rows may have been priced with, is kept as it was.
+        rates = connection.execute(
+            select(billing_rate_plans.c.rate_plan_id, billing_rate_plans.c.default_rate).order_by(
+                billing_rate_plans.c.effective_from
+            )
+        ).all()
+        operations = (
+            connection.execute(
+                select(billing_operation_rates.c.operation).where(
+                    billing_operation_rates.c.rate_plan_id == updated.rate_plan_id
+                )
+            )
+            .scalars()
+            .all()
+        )
         plans = connection.execute(select(func.count()).select_from(billing_rate_plans)).scalar()
+    assert [rate for _, rate in rates] == [Decimal("0.0105"), Decimal("0.02")]
+    assert rates[1].rate_plan_id == updated.rate_plan_id
     assert operations == ["custom.op"]
-    assert plans == 1
+    assert plans == 2

@@ -12,6 +12,7 @@ from hartonomous.api.query_parameters import refuse_unknown_query_parameters
 from hartonomous.api.request_ids import RequestIdMiddleware
 from hartonomous.api.routes import (
     atoms,
+    billing,
     broker,
     deadletters,
     embed,
@@ -75,6 +76,7 @@ def create_app(platform: Platform) -> FastAPI:
         deadletters.router,
         graph.router,
         ledger.router,
+        billing.router,
         lineage.router,
         provenance.explain_router,
         provenance.streams_router,

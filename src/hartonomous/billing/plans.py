@@ -12,8 +12,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, select
 
+from hartonomous.billing.plan_versions import (
+    OperationRate,
+    PlanMultiplier,
+    PlanVersion,
+    write_version,
+)
 from hartonomous.config.sections import BillingSettings
 from hartonomous.db.tables import billing_multipliers, billing_operation_rates, billing_rate_plans
 
@@ -52,6 +58,8 @@ def plan_from_settings(billing: BillingSettings) -> PlanDefinition:
         "included_public_storage_gb": billing.default_included_public_storage_gb,
         "included_private_storage_gb": billing.default_included_private_storage_gb,
         "included_seat_count": billing.default_included_seat_count,
+        "storage_price_per_gb_month": billing.default_storage_price_per_gb_month,
+        "seat_price": billing.default_seat_price,
         "allows_private_data": billing.default_allows_private_data,
         "can_query_public_corpus": billing.default_can_query_public_corpus,
     }
@@ -105,46 +113,6 @@ def _stored_plan(
     )
 
 
-def _write_children(
-    connection: Connection, rate_plan_id: uuid.UUID, wanted: PlanDefinition
-) -> None:
-    connection.execute(
-        delete(billing_operation_rates).where(
-            billing_operation_rates.c.rate_plan_id == rate_plan_id
-        )
-    )
-    connection.execute(
-        delete(billing_multipliers).where(billing_multipliers.c.rate_plan_id == rate_plan_id)
-    )
-    if wanted.rates:
-        connection.execute(
-            insert(billing_operation_rates),
-            [
-                {
-                    "rate_plan_id": rate_plan_id,
-                    "operation": operation,
-                    "rate": rate,
-                    "unit_of_measure": unit,
-                    "category": category,
-                }
-                for operation, rate, unit, category in sorted(wanted.rates, key=lambda r: r[0])
-            ],
-        )
-    if wanted.multipliers:
-        connection.execute(
-            insert(billing_multipliers),
-            [
-                {
-                    "rate_plan_id": rate_plan_id,
-                    "dimension": dimension,
-                    "key": key,
-                    "multiplier": value,
-                }
-                for dimension, key, value in sorted(wanted.multipliers)
-            ],
-        )
-
-
 def seed_default_plan(
     connection: Connection, billing: BillingSettings, *, update_existing: bool = False
 ) -> PlanSeedResult:
@@ -153,27 +121,39 @@ def seed_default_plan(
     code = billing.default_plan_code
     # Serialise concurrent seeders (two `up` against one external database).
     connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('hartonomous.seed.plan'))")
+    # The newest version: what a change would be based on (docs/billing.md, "Plans").
     existing = connection.execute(
-        select(billing_rate_plans.c.rate_plan_id).where(
-            billing_rate_plans.c.tenant_id.is_(None), billing_rate_plans.c.plan_code == code
-        )
+        select(billing_rate_plans.c.rate_plan_id)
+        .where(billing_rate_plans.c.tenant_id.is_(None), billing_rate_plans.c.plan_code == code)
+        .order_by(billing_rate_plans.c.effective_from.desc())
+        .limit(1)
     ).scalar_one_or_none()
     if existing is None:
-        rate_plan_id = connection.execute(
-            insert(billing_rate_plans)
-            .values(tenant_id=None, **wanted.plan)
-            .returning(billing_rate_plans.c.rate_plan_id)
-        ).scalar_one()
-        _write_children(connection, rate_plan_id, wanted)
-        return PlanSeedResult(SeedStatus.CREATED, rate_plan_id, code)
+        written = write_version(connection, _as_version(wanted), None)
+        assert written.rate_plan_id is not None
+        return PlanSeedResult(SeedStatus.CREATED, written.rate_plan_id, code)
     if _stored_plan(connection, existing, list(wanted.plan)) == wanted:
         return PlanSeedResult(SeedStatus.UNCHANGED, existing, code)
     if not update_existing:
         return PlanSeedResult(SeedStatus.DIFFERS, existing, code)
-    connection.execute(
-        update(billing_rate_plans)
-        .where(billing_rate_plans.c.rate_plan_id == existing)
-        .values(updated_at=func.now(), **wanted.plan)
+    # A new version from now: rows already billed keep the version they were priced with.
+    written = write_version(connection, _as_version(wanted), None)
+    assert written.rate_plan_id is not None
+    return PlanSeedResult(SeedStatus.UPDATED, written.rate_plan_id, code)
+
+
+def settings_version(billing: BillingSettings) -> PlanVersion:
+    """The `[billing]` default plan as an unwritten plan version (the fallback plan)."""
+    return _as_version(plan_from_settings(billing))
+
+
+def _as_version(wanted: PlanDefinition) -> PlanVersion:
+    return PlanVersion(
+        tenant_id=None,
+        **wanted.plan,
+        rates=tuple(
+            OperationRate(operation, rate, unit, category)
+            for operation, rate, unit, category in sorted(wanted.rates, key=lambda r: r[0])
+        ),
+        multipliers=tuple(PlanMultiplier(*item) for item in sorted(wanted.multipliers)),
     )
-    _write_children(connection, existing, wanted)
-    return PlanSeedResult(SeedStatus.UPDATED, existing, code)

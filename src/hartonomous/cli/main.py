@@ -18,6 +18,7 @@ from hartonomous.cli import (
     access_commands,
     atoms_commands,
     backup_commands,
+    billing_commands,
     broker_commands,
     cdc_commands,
     db_commands,
@@ -68,6 +69,7 @@ app.add_typer(inference_commands.infer_app, name="infer")
 app.command("worker")(inference_commands.worker)
 app.add_typer(tenants_commands.tenants_app, name="tenants")
 app.add_typer(ledger_commands.ledger_app, name="ledger")
+app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(access_commands.principals_app, name="principals")
 app.add_typer(access_commands.keys_app, name="keys")
 app.add_typer(backup_commands.backup_app, name="backup")

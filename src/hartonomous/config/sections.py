@@ -161,6 +161,10 @@ class BillingSettings(Section):
         Decimal("40")
     )
     default_included_seat_count: int = Field(default=25, ge=0)
+    # Invoice preview prices (docs/billing.md, "Invoice preview"): storage beyond the included
+    # GB, per GB-month, and each active principal beyond the included seats, per month.
+    default_storage_price_per_gb_month: Money = Decimal("0")
+    default_seat_price: Money = Decimal("0")
     default_allows_private_data: bool = True
     default_can_query_public_corpus: bool = True
     operation_rates: dict[str, Money] = Field(

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection
 
+from hartonomous.billing.plan_versions import in_force_sql
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.embed.vector_param import Float4Array
 from hartonomous.search.planner import PlannerSettings
@@ -33,16 +34,12 @@ from hartonomous.security.tenants import (
     validate_tenant_id,
 )
 
-# The tenant's newest active plan, else the newest active global plan; NULL with no plan.
-_PUBLIC_CORPUS_FLAG = (
-    "(SELECT p.can_query_public_corpus FROM billing_rate_plans p"
-    " WHERE p.is_active AND (p.tenant_id = :tenant_id OR p.tenant_id IS NULL)"
-    " ORDER BY p.tenant_id IS NULL, p.updated_at DESC LIMIT 1)"
-)
+# The flag of the plan version in force now (docs/billing.md, "Plans"); NULL with no plan.
+_PUBLIC_CORPUS_FLAG = f"({in_force_sql(':tenant_id', 'now()', 'can_query_public_corpus')})"
 
 
 def can_query_public_corpus(connection: Connection, tenant_id: str) -> bool:
-    """The tenant's plan flag: its newest active plan, else the newest active global plan
+    """The flag of the tenant's plan in force: its own active plan, else the global one
     (docs/search.md). With no plan at all, the public corpus stays closed."""
     (flag,) = fetch(connection, f"SELECT {_PUBLIC_CORPUS_FLAG} AS flag", {"tenant_id": tenant_id})
     return bool(flag.flag)

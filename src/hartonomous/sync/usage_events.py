@@ -50,7 +50,7 @@ def decide_usage_event(
     denied = _denied(policy, event, tenant, principal)
     if denied is not None:
         return denied
-    configuration = plans.configuration(connection, tenant)
+    configuration = plans.configuration_at(connection, tenant, event.time)
     if event.operation not in configuration.operation_rates:
         return Reject(
             "unknown_operation",

@@ -362,3 +362,35 @@ def test_an_event_the_plan_no_longer_prices_is_dead_lettered_not_billed(
         ).one()
     assert reason == "unknown_operation"
     assert STORAGE in detail
+
+
+def test_a_late_event_is_priced_by_the_plan_version_in_force_at_its_time(
+    api: TestClient, issue_key: IssueKey, engine: Engine, drain: Drain
+) -> None:
+    # Two versions of acme's plan, the second in force since yesterday (written here directly:
+    # the plan commands only schedule versions ahead of now).
+    changed = NOW - timedelta(days=1)
+    token = issue_key("acme")  # creates the tenant
+    with engine.begin() as connection:
+        for effective_from, rate in ((LAST_PERIOD - timedelta(days=1), "0.5"), (changed, "3")):
+            plan_id = connection.execute(
+                text(
+                    "INSERT INTO billing_rate_plans (tenant_id, plan_code, name, effective_from) "
+                    "VALUES ('acme', 'metered', 'Metered', :at) RETURNING rate_plan_id"
+                ),
+                {"at": effective_from},
+            ).scalar_one()
+            connection.execute(
+                text(
+                    "INSERT INTO billing_operation_rates (rate_plan_id, operation, rate) "
+                    "VALUES (:plan, :operation, :rate)"
+                ),
+                {"plan": plan_id, "operation": API_CALL, "rate": Decimal(rate)},
+            )
+    # The current event first, so the worker's plan cache holds the new version.
+    post(api, token, [event("now", 2)])
+    drain()
+    post(api, token, [event("before", 2, time=changed - timedelta(hours=1))])
+    drain()
+    dcu = {row["cloudevent_id"]: row["total_dcu"] for row in rows(engine)}
+    assert dcu == {"now": Decimal("6"), "before": Decimal("1")}

@@ -6,6 +6,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    func,
     text,
 )
 
@@ -59,16 +61,25 @@ billing_rate_plans = Table(
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     created_at(),
     updated_at(),
+    # A row is one version of its plan (tenant, code), in force from here until the next
+    # version's; versions are never changed once written (migration 0028, docs/billing.md).
+    Column("effective_from", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("storage_price_per_gb_month", MONEY, nullable=False, server_default=text("0")),
+    Column("seat_price", MONEY, nullable=False, server_default=text("0")),
     CheckConstraint(
         "default_rate >= 0 AND monthly_fee >= 0 AND unit_price_per_dcu >= 0",
         name="money_not_negative",
     ),
+    CheckConstraint(
+        "storage_price_per_gb_month >= 0 AND seat_price >= 0", name="prices_not_negative"
+    ),
     Index(None, "tenant_id", "is_active", postgresql_include=["updated_at"]),
-    # NULLS NOT DISTINCT: two global plans may not share a code either.
+    # NULLS NOT DISTINCT: two global plans may not share a code and effective time either.
     Index(
         "ux_billing_rate_plans_tenant_id_plan_code",
         "tenant_id",
         "plan_code",
+        "effective_from",
         unique=True,
         postgresql_where=text("plan_code <> ''"),
         postgresql_nulls_not_distinct=True,
