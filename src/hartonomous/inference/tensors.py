@@ -181,7 +181,7 @@ def tensor_from_npy(name: str, data: bytes) -> Array:
     `.npy` array (an `.npz` archive, a pickle, text) or hold an object array."""
     if not data.startswith(_NPY_MAGIC):
         raise InferenceInputError(
-            f"input {name!r}: the atom is not a .npy array (it does not start with \\x93NUMPY)"
+            f"input {name!r}: the bytes are not a .npy array (they do not start with \\x93NUMPY)"
         )
     stream = io.BytesIO(data)
     try:

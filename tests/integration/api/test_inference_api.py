@@ -69,6 +69,10 @@ def test_submit_read_rate_and_cache_over_the_api(
     assert api.get(f"/v1/inference/{uuid.uuid4()}", headers=acme).status_code == 404
 
 
+def _onnx(inputs: dict[str, object]) -> dict[str, object]:
+    return {"task": "onnx_run", "model": "ab" * 32, "input": {"inputs": inputs}}
+
+
 def test_bad_requests_are_problems_naming_the_field(
     api: TestClient, platform: Platform, issue_key: IssueKey
 ) -> None:
@@ -78,6 +82,15 @@ def test_bad_requests_are_problems_naming_the_field(
         ({"task": "text_embedding", "input": {"texts": ["x"]}}, 400, "takes no input 'texts'"),
         ({"task": "text_embedding", "input": {"text": {"atom_id": "ab" * 32}}}, 400, "not found"),
         ({"task": "summarise", "input": {}}, 422, "task"),
+        # Malformed tensors are refused at submission naming the tensor, not failed later.
+        (_onnx({"x": {"dtype": "float33", "shape": [1], "data": [1]}}), 400, "input 'x': dtype"),
+        (
+            _onnx({"w": {"dtype": "float32", "shape": [2, 2], "data": [[1, 2], [3]]}}),
+            400,
+            "input 'w': data is ragged",
+        ),
+        (_onnx({"x": {"npy_base64": "bm90IG5weQ=="}}), 400, "input 'x': the bytes are not"),
+        (_onnx({"x": {"npy_base64": "%%%"}}), 400, "input tensor 'x': npy_base64 is not Base64"),
         ({"task": "text_embedding", "input": {"text": "x"}, "extra": 1}, 422, "extra"),
     ]
     for body, status, said in cases:

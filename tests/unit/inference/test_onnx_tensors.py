@@ -98,8 +98,8 @@ def test_npy_round_trip_and_refusals() -> None:
     assert tensor_from_npy("x", npy_bytes(text.astype(object))).tolist() == ["a", "bcd"]
 
     refusals = {
-        b"1 2 3\n": "is not a .npy array",
-        pickle.dumps(array): "is not a .npy array",
+        b"1 2 3\n": "are not a .npy array",
+        pickle.dumps(array): "are not a .npy array",
         _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True): "unreadable .npy array",
         _npy(array)[:-4]: "unreadable .npy array",
         _npy(array) + b"\x00": "1 bytes follow the .npy array",
