@@ -180,7 +180,12 @@ def _done_notices(platform: Platform) -> Iterator[psycopg.Connection[Any]]:
         try:
             yield driver
         finally:
-            driver.execute(f'UNLISTEN "{DONE_CHANNEL}"')
+            try:
+                driver.execute(f'UNLISTEN "{DONE_CHANNEL}"')
+            except psycopg.Error:
+                # A wait cut short (Ctrl-C mid-read) can leave the session unusable: the pool
+                # drops it rather than hand out a LISTENing one, and the first error stands.
+                connection.invalidate()
 
 
 def _await_notice(
