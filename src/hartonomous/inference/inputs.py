@@ -189,14 +189,14 @@ def _tensor(prepared: PreparedInput, name: str, value: object) -> JsonValue:
             "shape": value["shape"],
             "data": value["data"],
         }
-        # Decoded now, so a tensor that is not one (an unknown dtype, ragged lists, data of
-        # another shape than declared, a value the dtype cannot hold) is refused at submission
-        # naming it, not found by the worker later.
-        tensor_from_json(name, inline)
         try:
             prepared.inline_bytes += len(canonical_json(inline))
         except ValueError:
             raise InferenceInputError(f"{what}: data holds NaN or an infinity") from None
+        # Decoded now, so a tensor that is not one (an unknown dtype, ragged lists, data of
+        # another shape than declared, a value the dtype cannot hold) is refused at submission
+        # naming it, not found by the worker later.
+        tensor_from_json(name, inline)
         return inline
     raise InferenceInputError(
         f"{what} must be {{'atom_id'}}, {{'npy_base64'}} or {{'dtype', 'shape', 'data'}}, "
