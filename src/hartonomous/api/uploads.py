@@ -4,11 +4,15 @@ The body is parsed as it arrives (python-multipart's streaming parser): each chu
 are written to the part's spooled file at once, so memory holds one chunk, whatever the upload's
 size. The body's byte count is checked against the limit as it grows: past it the upload stops
 with ``PayloadTooLargeError`` (413) before more is read. Every part must be a file (a
-``filename`` in its ``Content-Disposition``) under the field name ``files``.
+``filename`` in its ``Content-Disposition``) under the route's file field name (``files``
+unless it says otherwise), or one of the text fields the route takes (kept in memory, each
+up to its own byte limit). The one reader of multipart bodies: ingestion, the inference
+upload and the search by example (``api/example_upload.py``) all read through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import BinaryIO
 
 from python_multipart.exceptions import FormParserError
@@ -20,17 +24,29 @@ from hartonomous.api.shutdown import shutdown_notice
 from hartonomous.errors import PayloadTooLargeError, UsageError
 from hartonomous.ingest.uploads import UploadSpool
 
-__all__ = ["FILES_FIELD", "receive_files"]
+__all__ = ["FILES_FIELD", "UnexpectedFormFieldError", "multipart_body", "receive_files"]
 
 FILES_FIELD = "files"
 _LIMIT_SETTING = "[server] max_upload_bytes"
 
 
+class UnexpectedFormFieldError(UsageError):
+    """A part under a name the route does not take (``field``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Receiver:
     """python-multipart callbacks writing each part to its own spooled file."""
 
-    def __init__(self, spool: UploadSpool) -> None:
+    def __init__(self, spool: UploadSpool, file_field: str, text_fields: Mapping[str, int]) -> None:
         self.spool = spool
+        self.file_field = file_field
+        self.text_fields = text_fields
+        self.texts: dict[str, str] = {}
+        self.text: tuple[str, bytearray] | None = None
         self.header_field = bytearray()
         self.header_value = bytearray()
         self.disposition: bytes | None = None
@@ -51,6 +67,7 @@ class _Receiver:
 
     def part_begin(self) -> None:
         self.disposition = None
+        self.text = None
 
     def header_end(self) -> None:
         if bytes(self.header_field).lower() == b"content-disposition":
@@ -61,19 +78,40 @@ class _Receiver:
     def headers_finished(self) -> None:
         kind, options = parse_options_header(self.disposition)
         field = options.get(b"name", b"").decode("utf-8", "replace")
-        if kind != b"form-data" or field != FILES_FIELD:
-            raise UsageError(
-                f"unexpected form field {field!r}: send each file as a part named {FILES_FIELD!r}"
-            )
         filename = options.get(b"filename")
+        if kind == b"form-data" and filename is None and field in self.text_fields:
+            if field in self.texts:
+                raise UsageError(f"form field {field!r} is given more than once")
+            self.text = (field, bytearray())
+            return
+        if kind != b"form-data" or field != self.file_field:
+            raise UnexpectedFormFieldError(
+                field,
+                f"unexpected form field {field!r}: send each file as a part named "
+                f"{self.file_field!r}"
+                + "".join(f", or a text field {name!r}" for name in sorted(self.text_fields)),
+            )
         path = self.spool.new_file(None if filename is None else filename.decode("utf-8"))
         self.handle = path.open("xb")
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.text is not None:
+            field, value = self.text
+            value.extend(data[start:end])
+            if len(value) > self.text_fields[field]:
+                raise UsageError(f"form field {field!r} is over {self.text_fields[field]} bytes")
+            return
         assert self.handle is not None
         self.handle.write(data[start:end])
 
     def part_end(self) -> None:
+        if self.text is not None:
+            field, value = self.text
+            self.text = None
+            try:
+                self.texts[field] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"form field {field!r} is not UTF-8") from None
         if self.handle is not None:
             self.handle.close()
             self.handle = None
@@ -85,14 +123,42 @@ class _Receiver:
         self.part_end()
 
 
-async def receive_files(request: Request, spool: UploadSpool, limit: int) -> None:
-    """Spool every file of the request's multipart body; ``spool.files`` lists them.
+def multipart_body(properties: dict[str, object], required: list[str]) -> dict[str, object]:
+    """A route's ``openapi_extra`` documenting its required multipart/form-data body with
+    these ``properties`` (OpenAPI 3.1 schemas by field name)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }
+
+
+async def receive_files(
+    request: Request,
+    spool: UploadSpool,
+    limit: int,
+    text_fields: Mapping[str, int] | None = None,
+    *,
+    file_field: str = FILES_FIELD,
+    limit_setting: str | None = _LIMIT_SETTING,
+) -> dict[str, str]:
+    """Spool every file of the request's multipart body; ``spool.files`` lists them. The
+    text fields given (``text_fields``: name → most bytes) are returned by name. Files come
+    in parts named ``file_field``; ``limit_setting`` names the setting ``limit`` comes from,
+    for the 413's message (None: a fixed limit).
 
     Raises ``ShuttingDownError`` when the server begins shutting down before the body has
     arrived, ``PayloadTooLargeError`` past ``limit`` bytes of body (checked on Content-Length
     first, then on what arrives), ``InvalidUploadNameError`` for a file name that cannot be
     one, and ``UsageError`` for a body that is not multipart/form-data, is malformed, holds a
-    part other than a file named ``files``, or holds no file. On any error the caller removes
+    part other than a file named ``file_field`` or a text field given
+    (``UnexpectedFormFieldError``), repeats a text field or
+    holds one over its limit or not UTF-8, or holds no file. On any error the caller removes
     the spool: what was written so far is never ingested.
     """
     kind, options = parse_options_header(request.headers.get("content-type"))
@@ -100,12 +166,12 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
     if kind != b"multipart/form-data" or not boundary:
         raise UsageError(
             "send the files as multipart/form-data (with a boundary), "
-            f"each part named {FILES_FIELD!r}"
+            f"each part named {file_field!r}"
         )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    receiver = _Receiver(spool)
+        raise _too_large(limit, limit_setting)
+    receiver = _Receiver(spool, file_field, text_fields or {})
     received = 0
     try:
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
@@ -114,7 +180,7 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
         while (chunk := await notice.first(anext(chunks, None))) is not None:
             received += len(chunk)
             if received > limit:
-                raise _too_large(limit)
+                raise _too_large(limit, limit_setting)
             # Parsing and the file writes run in a worker thread: a slow disk never holds up
             # the event loop, and so the other requests this process serves.
             await run_in_threadpool(parser.write, chunk)
@@ -128,10 +194,10 @@ async def receive_files(request: Request, spool: UploadSpool, limit: int) -> Non
     if not receiver.ended:
         raise UsageError("the multipart body ended before its closing boundary")
     if not spool.files:
-        raise UsageError(f"no file: send one or more parts named {FILES_FIELD!r}")
+        raise UsageError(f"no file: send one or more parts named {file_field!r}")
+    return receiver.texts
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"the upload is larger than the limit of {limit} bytes ({_LIMIT_SETTING})"
-    )
+def _too_large(limit: int, setting: str | None) -> PayloadTooLargeError:
+    source = "" if setting is None else f" ({setting})"
+    return PayloadTooLargeError(f"the upload is larger than the limit of {limit} bytes{source}")

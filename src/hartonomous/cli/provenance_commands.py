@@ -63,7 +63,12 @@ def _explanation(e: Explanation) -> str:
     lines.extend(
         f"step {s.step_number:<5} {s.operation}  {s.duration_ms:g} ms"
         + (f"  index {s.index_used}" if s.index_used else "")
-        + (f"  rows {s.rows_examined}→{s.rows_returned}" if s.rows_examined is not None else "")
+        # Examined → returned; a step that counts only one shows "-" for the other.
+        + (
+            f"  rows {_count(s.rows_examined)}→{_count(s.rows_returned)}"
+            if s.rows_examined is not None or s.rows_returned is not None
+            else ""
+        )
         for s in e.steps
     )
     lines.extend(f"output     {o.name}  atom {o.atom_id}" for o in e.outputs)
@@ -128,3 +133,7 @@ def _stream(s: DecodedStream, raw: Path | None) -> str:
     if raw is not None:
         lines.append(f"bytes written to {raw}")
     return "\n".join(lines)
+
+
+def _count(rows: int | None) -> str:
+    return "-" if rows is None else str(rows)

@@ -20,6 +20,7 @@ from hartonomous.atoms.hashing import hex_to_digest
 from hartonomous.inference.blobs import NPY_MEDIA_TYPE, TEXT_MEDIA_TYPE
 from hartonomous.inference.canonical import canonical_json
 from hartonomous.inference.tasks import InferenceInputError, InferenceTask
+from hartonomous.inference.tensors import tensor_from_json, tensor_from_npy
 from hartonomous.json_types import JsonValue
 from hartonomous.search.planner import MAX_K
 from hartonomous.search.service import MAX_QUERY_CHARACTERS
@@ -89,8 +90,11 @@ def prepare_input(
 
     ``files`` are tensor files (.npy bytes) by input name, for ``onnx_run`` only.
     Raises ``InferenceInputError`` naming the field for an unknown field, a wrong type, a
-    missing text, a bad atom id, a ``k`` out of range, or a text that is empty or holds NUL
-    or a lone surrogate.
+    missing text, a bad atom id, a ``k`` out of range, a text that is empty or holds NUL
+    or a lone surrogate, or a tensor sent with the request that is not one (inline: an
+    unknown dtype, ragged lists, data of another shape than declared, values the dtype
+    cannot hold; `.npy`: bytes that are not one array of a supported dtype). Tensors named
+    by atom id are read by the worker.
     """
     if not isinstance(given, Mapping):
         raise InferenceInputError(f"input must be a JSON object, got {_kind(given)}")
@@ -141,10 +145,7 @@ def _onnx_input(given: Mapping[str, object], files: Mapping[str, bytes]) -> Prep
         stored[name] = _tensor(prepared, name, value)
     for name, data in files.items():
         _check_name(name)
-        blob = Blob(name, data, NPY_MEDIA_TYPE)
-        prepared.blobs.append(blob)
-        prepared.inline_bytes += len(data)
-        stored[name] = atom_reference(blob.atom_id)
+        stored[name] = _tensor_file(prepared, name, data)
     if not stored:
         raise InferenceInputError("onnx_run needs at least one input tensor in 'inputs'")
     prepared.input["inputs"] = stored
@@ -181,28 +182,36 @@ def _tensor(prepared: PreparedInput, name: str, value: object) -> JsonValue:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise InferenceInputError(f"{what}: npy_base64 is not Base64") from None
-        blob = Blob(name, data, NPY_MEDIA_TYPE)
-        prepared.blobs.append(blob)
-        prepared.inline_bytes += len(data)
-        return atom_reference(blob.atom_id)
+        return _tensor_file(prepared, name, data)
     if keys == _INLINE_TENSOR:
-        dtype, shape = value["dtype"], value["shape"]
-        if not isinstance(dtype, str) or not dtype:
-            raise InferenceInputError(f"{what}: dtype must be a type name such as 'float32'")
-        if not isinstance(shape, list) or not all(
-            isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape
-        ):
-            raise InferenceInputError(f"{what}: shape must be a list of sizes >= 0")
-        inline: dict[str, JsonValue] = {"dtype": dtype, "shape": shape, "data": value["data"]}
+        inline: dict[str, JsonValue] = {
+            "dtype": value["dtype"],
+            "shape": value["shape"],
+            "data": value["data"],
+        }
         try:
             prepared.inline_bytes += len(canonical_json(inline))
         except ValueError:
             raise InferenceInputError(f"{what}: data holds NaN or an infinity") from None
+        # Decoded now, so a tensor that is not one (an unknown dtype, ragged lists, data of
+        # another shape than declared, a value the dtype cannot hold) is refused at submission
+        # naming it, not found by the worker later.
+        tensor_from_json(name, inline)
         return inline
     raise InferenceInputError(
         f"{what} must be {{'atom_id'}}, {{'npy_base64'}} or {{'dtype', 'shape', 'data'}}, "
         f"got the fields {sorted(keys)}"
     )
+
+
+def _tensor_file(prepared: PreparedInput, name: str, data: bytes) -> JsonValue:
+    """A `.npy` tensor the caller sent, read once here (a file that is not one `.npy` array
+    of a supported dtype is refused naming the tensor), stored as an atom."""
+    tensor_from_npy(name, data)
+    blob = Blob(name, data, NPY_MEDIA_TYPE)
+    prepared.blobs.append(blob)
+    prepared.inline_bytes += len(data)
+    return atom_reference(blob.atom_id)
 
 
 def _refuse_unknown(given: Mapping[str, object], known: frozenset[str], task: str) -> None:

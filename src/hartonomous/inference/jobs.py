@@ -6,6 +6,9 @@ it becomes `in_progress`, ``attempts + 1``, ``claimed_by`` this worker, its leas
 ``[inference] lease_seconds`` later (the database's clock). A job whose lease expired after
 ``max_attempts`` claims fails ("interrupted N times"): its workers keep dying on it.
 
+A worker that stops while a job runs (`up` stopping) releases it (``release``): the job is
+`pending` again at once instead of waiting out its lease.
+
 Completion and failure commit only while this worker still holds the claim (same
 ``claimed_by``, still `in_progress`), each in one transaction: a worker killed mid-job leaves
 the job to be claimed again, and a worker whose lease ran out finds its claim gone and writes
@@ -26,6 +29,7 @@ from sqlalchemy import Connection, Engine, Row, func, select, text, update
 
 from hartonomous.config import Settings
 from hartonomous.db.tables import inference_requests
+from hartonomous.inference.channels import DONE_CHANNEL, NOTIFY_CHANNEL, notify
 from hartonomous.inference.records import (
     RequestRow,
     stream_model,
@@ -40,13 +44,23 @@ from hartonomous.inference.tasks import InferenceTask, TaskRequest, TaskResult
 from hartonomous.json_types import JsonValue
 from hartonomous.storable import storable_object
 
-__all__ = ["Claim", "claim_next", "complete", "fail", "renew_lease", "worker_identity"]
+__all__ = [
+    "Claim",
+    "claim_next",
+    "complete",
+    "fail",
+    "release",
+    "renew_lease",
+    "worker_identity",
+]
 
 _OPEN = text(
     "SELECT * FROM inference_requests "
     "WHERE status = 'pending' OR (status = 'in_progress' AND lease_expires_at < now()) "
     "ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
+
+_ASYNCHRONOUS_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 
 def _seconds(seconds: float) -> Any:
@@ -81,6 +95,10 @@ def claim_next(engine: Engine, settings: Settings, claimed_by: str) -> Claim | N
     limits = settings.inference
     while True:
         with engine.begin() as connection:
+            # A claim lost in a crash only puts the job back to `pending` (whoever ran it
+            # then finds the claim gone and writes nothing), so its commit need not wait for
+            # the WAL flush: that wait was a third of the claim's time.
+            connection.execute(_ASYNCHRONOUS_COMMIT)
             found = connection.execute(_OPEN).first()
             if found is None:
                 return None
@@ -130,18 +148,21 @@ def _claim(found: Row[Any], claimed_by: str) -> Claim:
     )
 
 
+def _held_by(claim: Claim) -> tuple[Any, ...]:
+    """The conditions under which the claim is still this worker's."""
+    return (
+        inference_requests.c.tenant_id == claim.row.tenant_id,
+        inference_requests.c.inference_id == claim.row.inference_id,
+        inference_requests.c.status == "in_progress",
+        inference_requests.c.claimed_by == claim.claimed_by,
+    )
+
+
 def _still_held(connection: Connection, claim: Claim) -> bool:
     """Lock the row if this worker still holds it."""
     return (
         connection.execute(
-            select(inference_requests.c.inference_id)
-            .where(
-                inference_requests.c.tenant_id == claim.row.tenant_id,
-                inference_requests.c.inference_id == claim.row.inference_id,
-                inference_requests.c.status == "in_progress",
-                inference_requests.c.claimed_by == claim.claimed_by,
-            )
-            .with_for_update()
+            select(inference_requests.c.inference_id).where(*_held_by(claim)).with_for_update()
         ).first()
         is not None
     )
@@ -163,15 +184,34 @@ def renew_lease(engine: Engine, claim: Claim, lease_seconds: float) -> bool:
     with engine.begin() as connection:
         renewed = connection.execute(
             update(inference_requests)
-            .where(
-                inference_requests.c.tenant_id == claim.row.tenant_id,
-                inference_requests.c.inference_id == claim.row.inference_id,
-                inference_requests.c.status == "in_progress",
-                inference_requests.c.claimed_by == claim.claimed_by,
-            )
+            .where(*_held_by(claim))
             .values(lease_expires_at=func.now() + _seconds(lease_seconds))
         )
     return renewed.rowcount == 1
+
+
+def release(engine: Engine, claim: Claim) -> bool:
+    """Give the claim back: the job is `pending` again, unclaimed, its attempt not counted
+    (it was not interrupted by a fault but handed back), and idle workers are woken to take it
+    at once. The worker that still runs it finds its claim gone and writes nothing. False
+    when the claim was no longer this worker's (the job already completed, failed or was
+    taken)."""
+    with engine.begin() as connection:
+        released = connection.execute(
+            update(inference_requests)
+            .where(*_held_by(claim))
+            .values(
+                status="pending",
+                claimed_by=None,
+                lease_expires_at=None,
+                started_at=None,
+                attempts=inference_requests.c.attempts - 1,
+            )
+        )
+        if released.rowcount != 1:
+            return False
+        notify(connection, NOTIFY_CHANNEL)
+    return True
 
 
 def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: float) -> bool:
@@ -227,6 +267,7 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
                 lease_expires_at=None,
             )
         )
+        notify(connection, DONE_CHANNEL, row.inference_id)
     return True
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 from hartonomous.db.tables import holdings, inference_atoms, inference_requests, inference_steps
 from hartonomous.inference.blobs import hold_blob, source_uri
 from hartonomous.inference.canonical import canonical_request
+from hartonomous.inference.channels import DONE_CHANNEL, notify
 from hartonomous.inference.streams import BUILTIN_TEXT_MODEL, StreamParts, store_stream
 from hartonomous.inference.tasks import InputAtom, OutputFile, StepRecord
 from hartonomous.json_types import JsonValue
@@ -180,7 +181,8 @@ def failure_parts(row: RequestRow, reason: str, control: Mapping[str, JsonValue]
 def write_failure(
     connection: Connection, row: RequestRow, reason: str, control: Mapping[str, JsonValue]
 ) -> None:
-    """Mark the row failed with ``reason`` and store its failure stream; nothing else."""
+    """Mark the row failed with ``reason`` and store its failure stream; nothing else but
+    the notice to callers waiting on it."""
     reason = storable_text(reason)[:ERROR_CHARACTERS]
     stream_id = store_stream(connection, failure_parts(row, reason, control))
     connection.execute(
@@ -197,6 +199,7 @@ def write_failure(
             lease_expires_at=None,
         )
     )
+    notify(connection, DONE_CHANNEL, row.inference_id)
 
 
 def usage(value: Decimal) -> Decimal:

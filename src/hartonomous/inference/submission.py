@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, literal, select, text
+from sqlalchemy import Connection, Row, func, insert, literal, select
 
 from hartonomous.atoms.hashing import hex_to_digest
 from hartonomous.atoms.read import AtomNotFoundError, require_visible
@@ -32,6 +32,7 @@ from hartonomous.db.tables import (
 )
 from hartonomous.inference.blobs import hold_blob
 from hartonomous.inference.canonical import canonical_request, input_hash
+from hartonomous.inference.channels import NOTIFY_CHANNEL, notify
 from hartonomous.inference.inputs import PreparedInput, prepare_input
 from hartonomous.inference.records import RequestRow, stream_model, write_steps
 from hartonomous.inference.registry import task_for
@@ -49,14 +50,11 @@ from hartonomous.storable import storable_object
 
 __all__ = [
     "MAX_ATTRIBUTES",
-    "NOTIFY_CHANNEL",
     "Submission",
     "Submitted",
     "submit",
 ]
 
-NOTIFY_CHANNEL = "hartonomous_inference"
-"""The channel a submission notifies (payload empty) so idle workers claim at once."""
 MAX_ATTRIBUTES = 32
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ATTRIBUTE_VALUE_CHARACTERS = 256
@@ -157,7 +155,7 @@ def submit(connection: Connection, settings: Settings, submission: Submission) -
     )
     if earlier is None:
         connection.execute(insert(inference_requests).values(values))
-        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        notify(connection, NOTIFY_CHANNEL)
         return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
     _answer_from_cache(connection, values, earlier, started)
     return Submitted(

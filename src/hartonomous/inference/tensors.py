@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +26,7 @@ from hartonomous.storable import storable_json
 __all__ = [
     "DTYPES",
     "INLINE_VALUES_LIMIT",
+    "MAX_DIMENSIONS",
     "NPY_MEDIA_TYPE",
     "Array",
     "Dim",
@@ -47,6 +48,8 @@ Dim = int | str | None
 NPY_MEDIA_TYPE = "application/x-npy"
 # Outputs of at most this many elements also carry their values in the output JSON.
 INLINE_VALUES_LIMIT = 256
+# The most dimensions a numpy array has (NPY_MAXDIMS, numpy 2).
+MAX_DIMENSIONS = 64
 
 # onnxruntime's element type names -> the names inputs and outputs are described with.
 _ORT_DTYPES = {
@@ -100,9 +103,10 @@ def tensor_from_json(name: str, value: Mapping[str, JsonValue]) -> Array:
 
     ``data`` is nested lists whose nesting is ``shape`` (a bare number for shape ``[]``; ``[]``
     for any shape with no elements).
-    Raises ``InferenceInputError`` for an unknown dtype, a malformed shape, ragged data, data
-    whose shape is not the declared one, or values the dtype cannot hold exactly (text for a
-    number, 1.5 for an integer, 300 for uint8).
+    Raises ``InferenceInputError`` for an unknown dtype, a malformed shape or one of more than
+    ``MAX_DIMENSIONS``, ragged data, data whose shape is not the declared one, or values the
+    dtype cannot hold exactly (text for a number, a number for text, 1.5 for an integer, 300
+    for uint8, 1e39 for float32).
     """
     if set(value) != {"dtype", "shape", "data"}:
         raise InferenceInputError(
@@ -120,12 +124,17 @@ def tensor_from_json(name: str, value: Mapping[str, JsonValue]) -> Array:
         raise InferenceInputError(
             f"input {name!r}: shape must be a list of non-negative integers, given {shape!r}"
         )
+    if len(shape) > MAX_DIMENSIONS:
+        raise InferenceInputError(
+            f"input {name!r}: shape has {len(shape)} dimensions, at most {MAX_DIMENSIONS}"
+        )
     declared = tuple(int(dim) for dim in shape if isinstance(dim, int))
     try:
         natural = np.asarray(data)
     except ValueError:
         raise InferenceInputError(
-            f"input {name!r}: data is ragged (its lists are not all the same length)"
+            f"input {name!r}: data is ragged (its lists are not all the same length) or "
+            f"nested deeper than {MAX_DIMENSIONS} levels"
         ) from None
     array = _as_dtype(name, natural, dtype, data)
     if array.size == 0 and math.prod(declared) == 0:
@@ -143,7 +152,10 @@ def _as_dtype(name: str, natural: Array, dtype: str, data: JsonValue) -> Array:
     """``data`` (read by numpy as ``natural``) as ``dtype``, refusing lossy or silent casts."""
     kind = natural.dtype.kind
     if dtype == "string":
-        if kind != "U" and natural.size:
+        # numpy reads ["a", 1] as text ("1"): every value must be text already.
+        if natural.size and (
+            kind != "U" or not all(isinstance(item, str) for item in _leaves(data))
+        ):
             raise InferenceInputError(f"input {name!r}: dtype string needs text values")
         return natural.astype(np.str_)
     if kind in "UO" and not (kind == "O" and _all_numbers(natural)):
@@ -153,9 +165,14 @@ def _as_dtype(name: str, natural: Array, dtype: str, data: JsonValue) -> Array:
         wanted = "true/false values" if target.kind == "b" else "numbers, not true/false"
         raise InferenceInputError(f"input {name!r}: dtype {dtype} needs {wanted}")
     try:
-        array = np.asarray(data, dtype=target)
+        with np.errstate(over="ignore"):  # an overflow is refused below, by its result
+            array = np.asarray(data, dtype=target)
     except (OverflowError, ValueError, TypeError) as error:
         raise InferenceInputError(f"input {name!r}: values do not fit {dtype}: {error}") from None
+    if target.kind == "f" and array.size and not np.all(np.isfinite(array)):
+        # JSON holds no infinity: a non-finite value here is one too large for the dtype
+        # (1e39 as float32), which numpy casts to infinity with only a warning.
+        raise InferenceInputError(f"input {name!r}: values too large for {dtype}")
     if target.kind in "iu":
         if kind in {"f", "O"}:
             exact = np.asarray(data, dtype=np.float64)
@@ -166,6 +183,15 @@ def _as_dtype(name: str, natural: Array, dtype: str, data: JsonValue) -> Array:
         elif kind in "iu" and not np.array_equal(natural, array):
             raise InferenceInputError(f"input {name!r}: values out of the range of {dtype}")
     return array
+
+
+def _leaves(data: JsonValue) -> Iterator[JsonValue]:
+    """The values of nested lists, depth first."""
+    if isinstance(data, list):
+        for item in data:
+            yield from _leaves(item)
+    else:
+        yield data
 
 
 def _all_numbers(natural: Array) -> bool:
@@ -181,7 +207,7 @@ def tensor_from_npy(name: str, data: bytes) -> Array:
     `.npy` array (an `.npz` archive, a pickle, text) or hold an object array."""
     if not data.startswith(_NPY_MAGIC):
         raise InferenceInputError(
-            f"input {name!r}: the atom is not a .npy array (it does not start with \\x93NUMPY)"
+            f"input {name!r}: the bytes are not a .npy array (they do not start with \\x93NUMPY)"
         )
     stream = io.BytesIO(data)
     try:

@@ -170,10 +170,14 @@ def search_semantically(context: TaskContext) -> TaskResult:
                 took,
                 query_text=value,
                 index_used=result.method,
+                rows_examined=result.vectors_examined,
                 rows_returned=len(result.hits),
                 detail={
                     "space": result.space,
                     "k": k,
+                    # Whether rows_examined is the exact count or a lower bound (an HNSW scan,
+                    # or an exact scan past the planner's limit: SearchResult.vectors_examined).
+                    "rows_examined_exact": result.examined_exactly,
                     "query_tokens": result.query_tokens,
                     "truncated": result.query_truncated,
                     "notes": list[JsonValue](result.notes),

@@ -25,16 +25,17 @@ from sqlalchemy import Engine
 
 from hartonomous.config import Settings
 from hartonomous.errors import UsageError
+from hartonomous.inference.channels import NOTIFY_CHANNEL
 from hartonomous.inference.jobs import (
     Claim,
     claim_next,
     complete,
     fail,
+    release,
     renew_lease,
     worker_identity,
 )
 from hartonomous.inference.registry import task_for
-from hartonomous.inference.submission import NOTIFY_CHANNEL
 from hartonomous.inference.tasks import TaskContext
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
@@ -55,13 +56,34 @@ class InferenceWorker:
         self._settings = settings
         self.claimed_by = worker_identity()
         self._listener: psycopg.Connection[Any] | None = None
+        # The claim whose task runs now, for `release_held` from another thread.
+        self._held: Claim | None = None
+        self._holding = threading.Lock()
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was open."""
         claim = claim_next(self._engine, self._settings, self.claimed_by)
         if claim is None:
             return False
-        self._run(claim)
+        with self._holding:
+            self._held = claim
+        try:
+            self._run(claim)
+        finally:
+            with self._holding:
+                self._held = None
+        return True
+
+    def release_held(self) -> bool:
+        """Give back the job whose task runs now, if any (``jobs.release``): called from
+        another thread when the worker's thread is abandoned mid-task (`up` stopping), so the
+        job is claimed again at once rather than after its lease. The task runs on; its
+        outcome is not written (the claim is gone). False when no job was held."""
+        with self._holding:
+            claim, self._held = self._held, None
+        if claim is None or not release(self._engine, claim):
+            return False
+        log.warning("inference_released", inference_id=str(claim.row.inference_id))
         return True
 
     def drain(self) -> int:

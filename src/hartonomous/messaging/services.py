@@ -20,6 +20,9 @@ _STOP_TIMEOUT_SECONDS = 10.0
 class BackgroundService:
     name: str
     target: Callable[[threading.Event], None]
+    on_abandon: Callable[[], object] | None = None
+    """Run when ``stop`` gives up waiting for the thread (the inference worker gives back the
+    job it holds)."""
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
@@ -36,9 +39,21 @@ class BackgroundService:
         log.info("service_stopped", service=self.name)
 
     def stop(self, timeout: float = _STOP_TIMEOUT_SECONDS) -> None:
+        """Ask the service to stop and wait up to ``timeout`` seconds; a thread still busy
+        then is abandoned (it dies with the process) after ``on_abandon`` has run."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive() and self.on_abandon is not None:
+                log.warning("service_abandoned", service=self.name, waited_seconds=timeout)
+                try:
+                    self.on_abandon()
+                except Exception as exc:  # noqa: BLE001 - the stop goes on; the log says why
+                    log.error(
+                        "service_abandon_failed",
+                        service=self.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
 
     @property
     def running(self) -> bool:

@@ -22,7 +22,7 @@ from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, spac
 from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal, fuse
 from hartonomous.search.lexical import search_lexical
-from hartonomous.search.planner import MAX_K, PlannerSettings
+from hartonomous.search.planner import MAX_K, Method, PlannerSettings, ef_search_for
 from hartonomous.search.query import Filters, Neighbour, describe
 from hartonomous.search.scope import VectorCount, open_scope, search_in_scope
 
@@ -69,6 +69,14 @@ class SearchResult:
     mode: SearchMode = "hybrid"
     notes: list[str] = field(default_factory=list)
     """What the user should know about how the query was answered (shown on stderr)."""
+    vectors_examined: int | None = None
+    """Stored vectors the vector search weighed against the query: `exact`, every visible
+    entry (counted exactly up to the planner's ``exact_limit``, beyond it this is
+    ``exact_limit + 1``, a lower bound); `hnsw`, the scan's candidate list
+    (``hnsw.ef_search``, a lower bound: an iterative scan may visit more index tuples, which
+    pgvector does not report). None when no vector search ran."""
+    examined_exactly: bool = False
+    """Whether ``vectors_examined`` is the exact number (an exact scan within the limit)."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,10 @@ def search(
     wanted = _query_vector(query, mode, embedders or Embedders(), notes)
     depth = k if mode != "hybrid" else max(k, FUSION_DEPTH)
     count = None
+    planner = settings or PlannerSettings()
     if wanted.vector is not None:
-        count = VectorCount(wanted.space, filters, depth, settings or PlannerSettings())
+        count = VectorCount(wanted.space, filters, depth, planner)
+    examined: int | None = None
     # No transaction: each statement reads its own snapshot, as in a READ COMMITTED transaction,
     # and BEGIN and COMMIT would add two round trips to a search of two or three statements.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -139,6 +149,8 @@ def search(
             )
             method = found.method_used.value
             semantic = found.neighbours
+            hnsw = found.method_used is Method.HNSW
+            examined = ef_search_for(depth, planner) if hnsw else opened.visible
         else:
             opened = open_scope(connection, tenant_id)
         scope = opened.scope
@@ -183,6 +195,12 @@ def search(
         wanted.window,
         mode,
         notes,
+        examined,
+        examined_exactly=(
+            method == Method.EXACT.value
+            and examined is not None
+            and examined <= planner.exact_limit
+        ),
     )
 
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, func, select, update
 
 from hartonomous.config import Settings
 from hartonomous.db.tables import inference_requests
 from hartonomous.errors import ConflictError, UsageError
+from hartonomous.inference.channels import DONE_CHANNEL
 from hartonomous.inference.lookup import (
     InferenceNotFoundError,
     InferenceStep,
@@ -32,6 +36,7 @@ from hartonomous.inference.submission import submit as _submit
 from hartonomous.inference.tasks import InferenceStatus, InferenceTask
 from hartonomous.inference.worker import SERVICE_NAME, InferenceWorker
 from hartonomous.json_types import JsonValue
+from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.services import BackgroundService
 from hartonomous.services.database_errors import database_errors
@@ -58,7 +63,8 @@ __all__ = [
 
 MAX_FEEDBACK_CHARACTERS = 4000
 TERMINAL = frozenset({InferenceStatus.COMPLETED, InferenceStatus.FAILED})
-_WAIT_POLL_SECONDS = 0.1
+# How often a wait reads the state again without a notice (a safety net, not the mechanism).
+_RECHECK_SECONDS = 2.0
 
 
 class FeedbackNotAcceptedError(ConflictError):
@@ -146,14 +152,52 @@ def wait(
     *,
     timeout_seconds: float | None = None,
 ) -> InferenceView:
-    """Poll until the inference is completed or failed (or ``timeout_seconds`` pass: then its
-    state as it is). Raises ``InferenceNotFoundError``."""
+    """The inference once it is completed or failed (or once ``timeout_seconds`` pass: then its
+    state as it is). Raises ``InferenceNotFoundError``.
+
+    Woken by the worker's ``hartonomous_inference_done`` notice (docs/inference.md,
+    "Waiting"), listened for on a pooled connection from before the first read, so an outcome
+    written in between is not missed; the state is read again every
+    ``_RECHECK_SECONDS`` all the same (a notice is lost with its listening connection).
+    """
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    while True:
-        view = get(platform, tenant_id, inference_id)
-        if view.terminal or (deadline is not None and time.monotonic() >= deadline):
-            return view
-        time.sleep(_WAIT_POLL_SECONDS)
+    with database_errors(), _done_notices(platform) as notices:
+        while True:
+            view = get(platform, tenant_id, inference_id)
+            left = None if deadline is None else deadline - time.monotonic()
+            if view.terminal or (left is not None and left <= 0):
+                return view
+            _await_notice(notices, inference_id, min(_RECHECK_SECONDS, left or _RECHECK_SECONDS))
+
+
+@contextmanager
+def _done_notices(platform: Platform) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection LISTENing on ``DONE_CHANNEL`` (autocommit, so notices arrive while
+    it is idle); UNLISTENed before the pool takes it back."""
+    with platform.engine.connect() as connection:
+        driver = psycopg_connection(connection.execution_options(isolation_level="AUTOCOMMIT"))
+        driver.execute(f'LISTEN "{DONE_CHANNEL}"')
+        try:
+            yield driver
+        finally:
+            try:
+                driver.execute(f'UNLISTEN "{DONE_CHANNEL}"')
+            except psycopg.Error:
+                # A wait cut short (Ctrl-C mid-read) can leave the session unusable: the pool
+                # drops it rather than hand out a LISTENing one, and the first error stands.
+                connection.invalidate()
+
+
+def _await_notice(
+    connection: psycopg.Connection[Any], inference_id: uuid.UUID, seconds: float
+) -> None:
+    """Return once the done notice of ``inference_id`` arrives or ``seconds`` pass."""
+    wanted = str(inference_id)
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        for notice in connection.notifies(timeout=left, stop_after=1):
+            if notice.payload == wanted:
+                return
 
 
 def feedback(
@@ -205,7 +249,9 @@ def feedback(
 
 def worker_service(url: str, engine: Engine, settings: Settings) -> BackgroundService:
     """The inference worker as `up` runs it: a background thread with its heartbeat (written
-    `starting` now, so `up`'s first `/health/ready` already sees it)."""
+    `starting` now, so `up`'s first `/health/ready` already sees it). When `up` stops and the
+    job in hand does not finish within the service's stop wait, the job is released
+    (`InferenceWorker.release_held`): pending again at once for another worker."""
     beat = Heartbeat(url, settings, SERVICE_NAME)
     beat.beat("starting")
     worker = InferenceWorker(url, engine, settings)
@@ -213,7 +259,8 @@ def worker_service(url: str, engine: Engine, settings: Settings) -> BackgroundSe
     def target(stop: threading.Event) -> None:
         worker.run(stop, heartbeat=beat)
 
-    return BackgroundService(SERVICE_NAME, target)
+    # A job still running when `up` gives up waiting is given back, not left to its lease.
+    return BackgroundService(SERVICE_NAME, target, on_abandon=worker.release_held)
 
 
 def run_worker(

@@ -7,6 +7,7 @@ editing this test; docs/security.md's matrix must name each one with the role it
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -42,8 +43,13 @@ def _v1_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
 
 def _concrete(path: str) -> str:
     # Any value: a request that reaches the route may answer 404 or 422, never 401/403.
-    # An integer placeholder ({id:int}) matches digits only.
-    return _PLACEHOLDER.sub(lambda m: "1" if m.group().endswith(":int}") else "x", path)
+    # An integer placeholder ({id:int}) matches digits only, a {id:uuid} one a UUID only.
+    def value(placeholder: str) -> str:
+        if placeholder.endswith(":int}"):
+            return "1"
+        return str(uuid.UUID(int=1)) if placeholder.endswith(":uuid}") else "x"
+
+    return _PLACEHOLDER.sub(lambda m: value(m.group()), path)
 
 
 def _shape(path: str) -> str:

@@ -26,7 +26,7 @@ from hartonomous.inference.tasks import InferenceStatus, InferenceTask, TaskCont
 from hartonomous.inference.worker import InferenceWorker
 from hartonomous.provenance import SegmentKind
 from hartonomous.services import Platform
-from hartonomous.services.inference import Submission, drain, get, submit
+from hartonomous.services.inference import Submission, drain, get, submit, worker_service
 
 from .conftest import counts, stream_of
 
@@ -214,3 +214,49 @@ def test_a_task_longer_than_its_lease_keeps_its_claim(
     assert view.status is InferenceStatus.COMPLETED
     assert view.attempts == 1
     assert view.output == {"slow": True}
+
+
+def test_a_job_running_when_up_stops_is_released_to_another_worker_at_once(
+    engine: Engine, database_url: str, platform: Platform
+) -> None:
+    submitted = submit(platform, _submit_embedding(platform, "running as up stops"))
+    started, unblock = threading.Event(), threading.Event()
+
+    def stuck(context: TaskContext) -> TaskResult:
+        started.set()
+        unblock.wait(HANG_GUARD_SECONDS)
+        return TaskResult(output={"from": "the abandoned thread"}, usage_units=Decimal(1))
+
+    # The worker as `up` runs it, stopped as `up` stops it (with a short wait).
+    service = worker_service(database_url, engine, platform.settings)
+    with registered(InferenceTask.TEXT_EMBEDDING, stuck):
+        service.start()
+        try:
+            assert started.wait(HANG_GUARD_SECONDS)
+            service.stop(timeout=0.2)
+            assert service.running  # abandoned mid-task
+            # Given back at once: pending, unclaimed, no lease, the attempt not counted.
+            with engine.connect() as connection:
+                row = connection.execute(
+                    text(
+                        "SELECT status, claimed_by, lease_expires_at, attempts "
+                        "FROM inference_requests WHERE inference_id = :i"
+                    ),
+                    {"i": submitted.inference_id},
+                ).one()
+            assert tuple(row) == ("pending", None, None, 0)
+        except BaseException:
+            unblock.set()
+            raise
+    # Another worker (the real task now) takes it without waiting for any lease.
+    assert drain(platform) == 1
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.COMPLETED
+    assert view.attempts == 1
+    # The abandoned thread finishes later and writes nothing over it.
+    unblock.set()
+    _wait_for(lambda: not service.running, "the abandoned worker's end")
+    after = get(platform, "acme", submitted.inference_id)
+    assert after.output == view.output
+    assert after.output is not None
+    assert "vector" in after.output

@@ -368,7 +368,7 @@ def test_an_atom_that_is_not_npy_is_refused(
     atoms = ingest(engine, tenant, tmp_path / "x.txt", tmp_path / "x.npz")
 
     for name in ("x.txt", "x.npz"):
-        with pytest.raises(InferenceInputError, match=r"input 'x': the atom is not a .npy array"):
+        with pytest.raises(InferenceInputError, match=r"input 'x': the bytes are not a .npy array"):
             _run(engine, settings, tenant, model, {"inputs": {"x": {"atom_id": atoms[name]}}})
 
 

@@ -12,6 +12,8 @@ from hartonomous.embed.indexing import shared_text_embedder
 from hartonomous.inference.canonical import canonical_request
 from hartonomous.inference.tasks import InferenceStatus, InferenceTask
 from hartonomous.provenance import SegmentKind
+from hartonomous.search.planner import PlannerSettings, ef_search_for
+from hartonomous.search.service import Query, search
 from hartonomous.services import Platform
 from hartonomous.services.inference import Submission, submit
 
@@ -121,9 +123,30 @@ def test_semantic_search_finds_the_nearest_of_the_tenants_texts(
     (step,) = view.steps
     assert step.operation == "semantic_search"
     assert step.rows_returned == 3
-    assert step.index_used == view.output["method"]
+    assert step.index_used == view.output["method"] == "exact"
+    # Every text entry acme may see was weighed (6 files), none of globex's.
+    assert step.rows_examined == len(ANIMALS | FINANCE) == 6
+    assert step.detail["rows_examined_exact"] is True
     assert view.usage_units is not None
     assert view.usage_units > 0
+
+
+def test_an_hnsw_search_reports_its_candidate_list_as_a_lower_bound(
+    engine: Engine, ingest: Ingest
+) -> None:
+    ingest("acme", ANIMALS | FINANCE)
+    planner = PlannerSettings(exact_limit=0)  # HNSW whatever the count
+    result = search(
+        engine,
+        "acme",
+        Query(text="a kitten sleeping by the window"),
+        2,
+        mode="semantic",
+        settings=planner,
+    )
+    assert result.method == "hnsw"
+    assert result.vectors_examined == ef_search_for(2, planner) == planner.ef_search
+    assert result.examined_exactly is False
 
 
 def test_classification_votes_with_labelled_neighbours(

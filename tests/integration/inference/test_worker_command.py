@@ -7,7 +7,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -15,7 +17,8 @@ from tests.conftest import Cli
 
 from hartonomous.inference.tasks import InferenceStatus, InferenceTask
 from hartonomous.services import Platform
-from hartonomous.services.inference import Submission, get, submit
+from hartonomous.services import inference as inference_service
+from hartonomous.services.inference import InferenceView, Submission, drain, get, submit
 
 HANG_GUARD_SECONDS = 120
 
@@ -85,3 +88,49 @@ def test_waiting_with_no_worker_running_says_the_job_is_stuck(platform: Platform
     assert waited.exit_code == 1
     assert "is still pending after 0.5 s: is an inference worker running" in waited.stderr
     assert "text_embedding pending" in waited.stdout
+
+
+def test_a_wait_is_woken_by_the_completion_notice(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the safety-net re-read pushed out of reach, only the worker's notice can end it.
+    monkeypatch.setattr(inference_service, "_RECHECK_SECONDS", 3600.0)
+    waited: list[InferenceView] = []
+    for sentence, outcome in (
+        ("wake me when done", InferenceStatus.COMPLETED),
+        ("🙂", InferenceStatus.FAILED),  # a failure sends the same notice
+    ):
+        submitted = submit(platform, _embedding(sentence))
+        waited.clear()
+        waiter = threading.Thread(
+            target=lambda i=submitted.inference_id: waited.append(
+                inference_service.wait(platform, "acme", i, timeout_seconds=3600)
+            )
+        )
+        waiter.start()
+        assert drain(platform) == 1
+        waiter.join(HANG_GUARD_SECONDS)
+        assert not waiter.is_alive(), f"hang guard: the wait did not hear the {outcome} job"
+        assert waited[0].status is outcome
+
+
+@pytest.mark.parametrize(
+    ("file", "said"),
+    [
+        (("x.json", b'{"dtype": "float32", "shape": [2, 2], "data": [[1, 2], [3]]}'), "ragged"),
+        (("x.json", b'{"dtype": "float", "shape": [1], "data": [1]}'), "dtype 'float' is not"),
+        (("x.npy", b"not an array"), "the bytes are not a .npy array"),
+    ],
+)
+def test_a_malformed_tensor_file_is_refused_at_submission(
+    platform: Platform, cli: Cli, tmp_path: Path, file: tuple[str, bytes], said: str
+) -> None:
+    path = tmp_path / file[0]
+    path.write_bytes(file[1])
+    refused = cli(
+        "infer", "onnx_run", "--tenant", "acme", "--model", "ab" * 32, "--input", f"x={path}"
+    )
+    assert refused.exit_code == 2, refused.stderr
+    assert "input 'x': " in refused.stderr
+    assert said in refused.stderr
+    assert drain(platform) == 0  # nothing was queued

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.conftest import Cli
-from tests.integration.inference_rows import InputRef, insert_inference, rate
+from tests.integration.inference_rows import InputRef, Step, insert_inference, rate
 from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
@@ -29,6 +29,7 @@ def test_explain_lineage_and_streams_show(source: Source, cli: Cli, tmp_path: Pa
         inputs=[InputRef("text", bytes(atom), holding)],
         outputs=[("embedding", b"\x00" * 16)],
         usage_units=Decimal("0.012"),
+        steps=[Step("semantic_search", 3.5, 6, 3, "exact"), Step("run", 1.25, None, 1)],
     )
     rate(source.conn, rows, 5, "exactly right")
     source.capture()
@@ -51,6 +52,9 @@ def test_explain_lineage_and_streams_show(source: Source, cli: Cli, tmp_path: Pa
     assert f"{format(ledger[2], 'f')}" in human.stdout
     assert "file:///acme/" in human.stdout  # the input's source
     assert "rating     5  exactly right" in human.stdout
+    # Each step with what it examined and returned ("-" for a count it does not keep).
+    assert "step 1     semantic_search  3.5 ms  index exact  rows 6→3" in human.stdout
+    assert "step 2     run  1.25 ms  rows -→1" in human.stdout
 
     lineage = cli(
         "lineage", rows.output_atoms["embedding"].hex(), "--up", "--json", "--tenant", "acme"

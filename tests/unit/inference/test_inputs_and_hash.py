@@ -18,6 +18,12 @@ from hartonomous.inference.tasks import InferenceInputError, InferenceTask
 from hartonomous.provenance import AtomicStream, SegmentKind
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def test_canonical_request_sorts_keys_and_drops_whitespace() -> None:
     request = canonical_request("semantic_search", None, {"text": {"atom_id": "ab"}, "k": 2})
     assert (
@@ -87,11 +93,60 @@ def test_onnx_tensors_in_their_three_forms() -> None:
         (InferenceTask.ONNX_RUN, {"inputs": {}}, {}, "needs at least one input tensor"),
         (InferenceTask.ONNX_RUN, {"inputs": {"x/y": {"atom_id": "ab" * 32}}}, {}, "without '/'"),
         (InferenceTask.ONNX_RUN, {"inputs": {"x": {"npy_base64": "!!"}}}, {}, "not Base64"),
+        # A tensor sent with the request is decoded at submission, naming it.
         (
             InferenceTask.ONNX_RUN,
-            {"inputs": {"x": {"dtype": "f4", "shape": [-1], "data": []}}},
+            {"inputs": {"x": {"dtype": "float32", "shape": [-1], "data": []}}},
             {},
-            "sizes >= 0",
+            "input 'x': shape must be a list of non-negative integers",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"x": {"dtype": "f4", "shape": [1], "data": [1.0]}}},
+            {},
+            "input 'x': dtype 'f4' is not one of",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"w": {"dtype": "float32", "shape": [2, 2], "data": [[1, 2], [3]]}}},
+            {},
+            "input 'w': data is ragged",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"x": {"dtype": "float32", "shape": [3], "data": [1, 2]}}},
+            {},
+            "input 'x': data has shape [2], shape [3] declared",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"x": {"dtype": "uint8", "shape": [1], "data": [300]}}},
+            {},
+            "input 'x': values do not fit uint8",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"x": {"dtype": "int64", "shape": [1], "data": ["1"]}}},
+            {},
+            "input 'x': dtype int64 needs numbers, not text",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {"x": {"npy_base64": base64.b64encode(b"1 2 3").decode()}}},
+            {},
+            "input 'x': the bytes are not a .npy array",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {}},
+            {"y": _npy(np.arange(3, dtype=np.float32))[:-4]},
+            "input 'y': unreadable .npy array",
+        ),
+        (
+            InferenceTask.ONNX_RUN,
+            {"inputs": {}},
+            {"y": _npy(np.array([1 + 2j]))},
+            "input 'y': .npy dtype complex128 is not one of",
         ),
         (InferenceTask.ONNX_RUN, {"inputs": {"x": {"data": []}}}, {}, "got the fields ['data']"),
         (

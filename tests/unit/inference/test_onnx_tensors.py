@@ -69,6 +69,17 @@ def test_inline_tensors(value: dict[str, JsonValue], expected: np.ndarray) -> No
         ({"dtype": "float32", "shape": [1], "data": [True]}, r"needs numbers, not true/false"),
         ({"dtype": "string", "shape": [1], "data": [1]}, r"dtype string needs text"),
         ({"dtype": "float32", "shape": [3], "data": [1, 2]}, r"data has shape \[2\], shape \[3\]"),
+        ({"dtype": "string", "shape": [2], "data": ["a", 1]}, r"dtype string needs text"),
+        ({"dtype": "float32", "shape": [1], "data": [1e39]}, r"values too large for float32"),
+        ({"dtype": "float16", "shape": [1], "data": [70000]}, r"values too large for float16"),
+        (
+            {"dtype": "float32", "shape": [0] * 65, "data": []},
+            r"shape has 65 dimensions, at most 64",
+        ),
+        (
+            {"dtype": "float32", "shape": [1] * 64, "data": [[[1]]]},
+            r"data has shape \[1, 1, 1\], shape \[1, 1, 1, .*\] declared",
+        ),
     ],
     ids=[
         "dtype",
@@ -84,6 +95,11 @@ def test_inline_tensors(value: dict[str, JsonValue], expected: np.ndarray) -> No
         "bool-as-number",
         "string",
         "declared-shape",
+        "number-as-string",
+        "float32-overflow",
+        "float16-overflow",
+        "too-many-dimensions",
+        "deep-shape-shallow-data",
     ],
 )
 def test_inline_tensors_refused(value: dict[str, JsonValue], message: str) -> None:
@@ -98,8 +114,8 @@ def test_npy_round_trip_and_refusals() -> None:
     assert tensor_from_npy("x", npy_bytes(text.astype(object))).tolist() == ["a", "bcd"]
 
     refusals = {
-        b"1 2 3\n": "is not a .npy array",
-        pickle.dumps(array): "is not a .npy array",
+        b"1 2 3\n": "are not a .npy array",
+        pickle.dumps(array): "are not a .npy array",
         _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True): "unreadable .npy array",
         _npy(array)[:-4]: "unreadable .npy array",
         _npy(array) + b"\x00": "1 bytes follow the .npy array",

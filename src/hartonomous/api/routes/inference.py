@@ -1,5 +1,5 @@
-"""`/v1/inference`: submit an inference, read its status, rate it (docs/inference.md), role
-`user` (docs/security.md)."""
+"""`/v1/inference`: submit an inference (JSON, or multipart with `.npy` tensor files), read
+its status, rate it (docs/inference.md), role `user` (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,23 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import WholeNumber
+from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
+from hartonomous.errors import UsageError
 from hartonomous.inference.tasks import InferenceTask
+from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.security.roles import Role
 from hartonomous.services import inference as inference_service
 
 router = APIRouter(prefix="/v1/inference", tags=["inference"])
+
+REQUEST_FIELD = "request"
+"""The multipart text field holding the request's JSON (`POST /v1/inference/upload`)."""
+_REQUEST_BYTES = 1 << 20  # as a JSON body may be (docs/api.md)
+_NPY_SUFFIX = ".npy"
 
 _user = requires(Role.USER)
 Status = Literal["pending", "in_progress", "completed", "failed"]
@@ -116,7 +124,16 @@ async def submit_inference(
     completed request of the tenant answers at once (``cache_hit``). Bad input (an unknown
     field, a model or atom the tenant does not hold, inputs over the limit) → 400 naming it,
     and nothing is stored."""
-    submission = inference_service.Submission(
+    submitted = await run_in_threadpool(
+        inference_service.submit, platform_of(request), _submission(body, caller)
+    )
+    return _accepted(submitted, response)
+
+
+def _submission(
+    body: InferenceBody, caller: Caller, files: dict[str, bytes] | None = None
+) -> inference_service.Submission:
+    return inference_service.Submission(
         tenant_id=caller.tenant_id,
         task=body.task,
         input=body.input,
@@ -124,8 +141,11 @@ async def submit_inference(
         principal_id=caller.principal_id,
         attributes=body.attributes,
         correlation_id=body.correlation_id,
+        files=files or {},
     )
-    submitted = await run_in_threadpool(inference_service.submit, platform_of(request), submission)
+
+
+def _accepted(submitted: inference_service.Submitted, response: Response) -> InferenceAccepted:
     location = f"/v1/inference/{submitted.inference_id}"
     response.headers["Location"] = location
     return InferenceAccepted(
@@ -137,7 +157,90 @@ async def submit_inference(
     )
 
 
-@router.get("/{inference_id}", response_model=InferenceModel, summary="An inference's status")
+@router.post(
+    "/upload",
+    status_code=202,
+    response_model=InferenceAccepted,
+    summary="Submit an inference with .npy tensor files",
+    openapi_extra=multipart_body(
+        {
+            REQUEST_FIELD: {
+                "type": "string",
+                "description": "The request as POST /v1/inference takes it (JSON text)",
+            },
+            FILES_FIELD: {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "One .npy file per input tensor, named <input name>.npy",
+            },
+        },
+        [REQUEST_FIELD, FILES_FIELD],
+    ),
+)
+async def submit_inference_with_files(
+    request: Request,
+    response: Response,
+    caller: Caller = Depends(_user),  # noqa: B008
+) -> InferenceAccepted:
+    """`onnx_run` with its tensors as `.npy` files (multipart/form-data, RFC 7578): the text
+    field ``request`` holds the request as `POST /v1/inference` takes it, and each file part
+    named ``files`` is the input tensor its file name names (``x.npy`` → input ``x``). The
+    body may hold ``[inference] max_input_bytes`` of files plus the request (413 over it).
+    202 as `POST /v1/inference`; bad input (a ``request`` that is not a valid body included)
+    400 naming it; nothing is stored then."""
+    platform = platform_of(request)
+    spool = await run_in_threadpool(UploadSpool, platform.settings.data_dir)
+    try:
+        texts = await receive_files(
+            request,
+            spool,
+            platform.settings.inference.max_input_bytes + _REQUEST_BYTES,
+            {REQUEST_FIELD: _REQUEST_BYTES},
+        )
+        body = _request_field(texts)
+        files = await run_in_threadpool(_tensor_files, spool)
+    finally:
+        await run_in_threadpool(spool.remove)
+    submitted = await run_in_threadpool(
+        inference_service.submit, platform, _submission(body, caller, files)
+    )
+    return _accepted(submitted, response)
+
+
+def _request_field(texts: dict[str, str]) -> InferenceBody:
+    if REQUEST_FIELD not in texts:
+        raise UsageError(
+            f"send the request (JSON, as POST /v1/inference takes it) as the text field "
+            f"{REQUEST_FIELD!r}"
+        )
+    try:
+        return InferenceBody.model_validate_json(texts[REQUEST_FIELD])
+    except ValidationError as exc:
+        # 400, not 422: the form is as its schema says (a text field); its content is not.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'the request'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise UsageError(
+            f"form field {REQUEST_FIELD!r} is not a valid request: {problems}"
+        ) from None
+
+
+def _tensor_files(spool: UploadSpool) -> dict[str, bytes]:
+    """Each spooled ``<input name>.npy`` file's bytes by input name."""
+    files: dict[str, bytes] = {}
+    for given, path in spool.files:
+        name = given.removesuffix(_NPY_SUFFIX)
+        if not given.endswith(_NPY_SUFFIX) or not name:
+            raise UsageError(f"file {given!r}: name each tensor file <input name>.npy")
+        if name in files:
+            raise UsageError(f"input tensor {name!r} is given by two files")
+        files[name] = path.read_bytes()
+    return files
+
+
+# `:uuid` so that `/upload` is not also read as an inference id (GET would be advertised there).
+@router.get("/{inference_id:uuid}", response_model=InferenceModel, summary="An inference's status")
 def get_inference(
     inference_id: uuid.UUID,
     request: Request,

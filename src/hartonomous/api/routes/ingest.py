@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.shutdown import ShuttingDownError, shutdown_notice
-from hartonomous.api.uploads import FILES_FIELD, receive_files
+from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
 from hartonomous.errors import ForbiddenError
 from hartonomous.ingest.pipeline import MAX_LABEL_CHARACTERS, IngestRequest
 from hartonomous.ingest.uploads import UploadSpool
@@ -27,25 +27,10 @@ router = APIRouter(prefix="/v1", tags=["ingestion"])
 _user = requires(Role.USER)
 _POLL_SECONDS = 0.25  # how often the event stream reads the job's rows
 
-_MULTIPART_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        FILES_FIELD: {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                        }
-                    },
-                    "required": [FILES_FIELD],
-                }
-            }
-        },
-    }
-}
+_MULTIPART_BODY = multipart_body(
+    {FILES_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+    [FILES_FIELD],
+)
 
 
 class IngestAccepted(BaseModel):

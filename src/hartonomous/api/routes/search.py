@@ -141,6 +141,11 @@ class SearchResults(BaseModel):
     query_tokens: int
     max_tokens: int
     notes: list[str] = Field(description="How the query was answered, for the reader")
+    vectors_examined: int | None = Field(
+        description="Stored vectors weighed against the query (exact scan: the visible ones; "
+        "hnsw: the candidate list, a lower bound); null without a vector search"
+    )
+    examined_exactly: bool = Field(description="Whether vectors_examined is the exact number")
 
 
 @router.post("", response_model=SearchResults)

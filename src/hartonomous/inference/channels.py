@@ -1,0 +1,25 @@
+"""The NOTIFY channels of inference jobs (docs/inference.md, "Waiting").
+
+``hartonomous_inference`` (payload empty): a request was queued, idle workers claim at once.
+``hartonomous_inference_done`` (payload the inference id): a job completed or failed, so a
+caller waiting on it reads its outcome at once instead of polling. Both are sent inside the
+writing transaction, so PostgreSQL delivers them only once it commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Connection, text
+
+__all__ = ["DONE_CHANNEL", "NOTIFY_CHANNEL", "notify"]
+
+NOTIFY_CHANNEL = "hartonomous_inference"
+DONE_CHANNEL = "hartonomous_inference_done"
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def notify(connection: Connection, channel: str, inference_id: uuid.UUID | None = None) -> None:
+    """Queue a notification on ``channel`` in the transaction of ``connection``."""
+    payload = "" if inference_id is None else str(inference_id)
+    connection.execute(_NOTIFY, {"channel": channel, "payload": payload})
