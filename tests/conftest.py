@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
@@ -25,8 +26,15 @@ from sqlalchemy import Engine, create_engine
 from tests.neo4j_server import start_neo4j
 
 from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
+from hartonomous.db.embedded import SERVER_SETTINGS
 
 TEMPLATE_DATABASE = "hartonomous_template"
+# The session's cluster only: no fsync. Each test's CREATE/DROP DATABASE and every commit
+# otherwise waits for the disk (about half a second a test). This loses data only if the
+# machine itself crashes, which no test does; a crash of a server process or a client loses
+# exactly what it loses with fsync on. Servers that `up` and the CLI start run with the
+# product's settings.
+SESSION_CLUSTER_SETTINGS = {"fsync": "off"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,8 @@ def data_dir(data_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def postgres_cluster(data_root: Path) -> Iterator[PostgresCluster]:
     server = EmbeddedPostgres(data_root / "cluster")
-    server.start()
+    with mock.patch.dict(SERVER_SETTINGS, SESSION_CLUSTER_SETTINGS):
+        server.start()
     cluster = PostgresCluster(server)
     try:
         cluster.admin(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')

@@ -106,16 +106,11 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert ready_line["pgvector"].startswith("0.8.")
 
 
-def test_sigint_stops_cleanly_too(running_up: RunningUp, data_dir: Path) -> None:
-    server_pid = postmaster_pid(data_dir)
-    assert server_pid is not None
-    assert running_up.stop(signal.SIGINT) == 0
-    assert not alive(server_pid)
-
-
-def test_second_up_on_the_same_data_dir_is_refused(
+def test_second_up_is_refused_and_other_commands_share_the_running_server(
     running_up: RunningUp, embedded_cli: Cli, data_dir: Path
 ) -> None:
+    # One `up` serves both checks: each start initialises a cluster (seconds).
+    server_pid = postmaster_pid(data_dir)
     second = embedded_cli("up", "--port", "0")
     assert second.exit_code == 1
     lines = second.stderr.strip().splitlines()
@@ -124,11 +119,6 @@ def test_second_up_on_the_same_data_dir_is_refused(
     # The first one is unharmed.
     assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
 
-
-def test_other_commands_share_the_running_embedded_server(
-    running_up: RunningUp, embedded_cli: Cli, data_dir: Path
-) -> None:
-    server_pid = postmaster_pid(data_dir)
     smoke = embedded_cli("smoke")
     assert smoke.exit_code == 0, smoke.stdout + smoke.stderr
     # The operator's command did not stop the server `up` is using.
@@ -136,16 +126,20 @@ def test_other_commands_share_the_running_embedded_server(
     assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
 
 
-def test_restart_after_stop_is_warm_and_keeps_data(data_dir: Path) -> None:
+def test_restart_after_stop_is_warm_and_sigint_stops_cleanly_too(data_dir: Path) -> None:
     env = clean_environment()
     env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
     first = RunningUp(env, data_dir)
     assert first.stop() == 0
     second = RunningUp(env, data_dir)
+    server_pid = postmaster_pid(data_dir)
     try:
+        assert server_pid is not None
         assert httpx.get(f"{second.url}/health/ready", timeout=10).status_code == 200
     finally:
-        assert second.stop() == 0
+        assert second.stop(signal.SIGINT) == 0
+    assert server_pid is not None
+    assert not alive(server_pid)
 
 
 def test_port_in_use_is_named(cli: Cli) -> None:

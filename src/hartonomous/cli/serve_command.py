@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from hartonomous.cli.context import cli_context
-from hartonomous.cli.http_server import serve_api, shutdown_on_signals
-from hartonomous.services.platform import open_serving_platform
 
 
 def serve(
@@ -21,6 +19,10 @@ def serve(
     Runs against `database.url`, or the embedded server a running `hartonomous up` started in
     the same data dir; several can run beside one `up`.
     """
+    # Imported here: the web stack takes seconds to import, which other commands never need.
+    from hartonomous.cli.http_server import serve_api, shutdown_on_signals
+    from hartonomous.services.platform import open_serving_platform
+
     state = cli_context(ctx)
     settings = state.settings()
     with shutdown_on_signals(), open_serving_platform(settings) as platform:

@@ -9,17 +9,6 @@ import structlog
 import typer
 
 from hartonomous.cli.context import cli_context
-from hartonomous.cli.http_server import serve_api, shutdown_on_signals
-from hartonomous.db import open_database
-from hartonomous.db.embedded import prepare_data_dir
-from hartonomous.ingest.jobs import interrupt_abandoned_jobs
-from hartonomous.ops.instance import InstanceLock
-from hartonomous.ops.provision import installed_pgvector, provision
-from hartonomous.ops.seed import seed
-from hartonomous.services.backup import wal_receiver_services
-from hartonomous.services.inference import worker_service
-from hartonomous.services.platform import api_platform
-from hartonomous.sync.service import sync_services
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +19,20 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free port)")] = None,
 ) -> None:
     """Start everything: database, migrations, seed data, workers and the HTTP API."""
+    # Imported here: the web stack, the workers and their libraries take seconds to import,
+    # which other commands never need.
+    from hartonomous.cli.http_server import serve_api, shutdown_on_signals
+    from hartonomous.db import open_database
+    from hartonomous.db.embedded import prepare_data_dir
+    from hartonomous.ingest.jobs import interrupt_abandoned_jobs
+    from hartonomous.ops.instance import InstanceLock
+    from hartonomous.ops.provision import installed_pgvector, provision
+    from hartonomous.ops.seed import seed
+    from hartonomous.services.backup import wal_receiver_services
+    from hartonomous.services.inference import worker_service
+    from hartonomous.services.platform import api_platform
+    from hartonomous.sync.service import sync_services
+
     state = cli_context(ctx)
     settings = state.settings()
     listen_host = host or settings.server.host

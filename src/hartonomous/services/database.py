@@ -8,16 +8,18 @@ the schema to head. Driver errors become ``HartonomousError`` kinds (``database_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hartonomous.db import Database, current_revision, downgrade, head_revision, upgrade
 from hartonomous.db.migrate import known_revision
 from hartonomous.errors import UsageError
-from hartonomous.ingest.pipeline import JobOutcome
 from hartonomous.ops.provision import provision
-from hartonomous.ops.sample_content import ingest_samples
 from hartonomous.ops.seed import SeedReport, seed
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
+
+if TYPE_CHECKING:
+    from hartonomous.ingest.pipeline import JobOutcome
 
 __all__ = [
     "DatabaseStatus",
@@ -119,6 +121,10 @@ def seed_database(
 ) -> tuple[SeedReport, JobOutcome | None]:
     """Seed the default rate plan, a sample tenant and principal; with ``samples`` also ingest
     the sample documents and the MiniLM model (the job's outcome)."""
+    # Imported here: ingestion loads numpy and the embedders, which the other database
+    # commands (and every CLI start) do not need.
+    from hartonomous.ops.sample_content import ingest_samples
+
     with database_errors():
         report = seed(platform.engine, platform.settings, update_plan=update_plan)
         job = ingest_samples(platform.engine) if samples else None
