@@ -59,6 +59,7 @@ from hartonomous.messaging.broker import (
     prune_throughput,
 )
 from hartonomous.messaging.heartbeat import Heartbeat
+from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import ResilienceStrategy
 
 log = structlog.get_logger(__name__)
@@ -561,6 +562,8 @@ class CesConsumer:
             since_prepare = 0.0
             while not stop.is_set():
                 try:
+                    if held_by_pause(self.connection(), beat, stop):
+                        continue
                     result = self.step()
                 except Exception as exc:  # noqa: BLE001 - the service outlives any one failure
                     log.error("cdc_step_failed", error=f"{type(exc).__name__}: {exc}")

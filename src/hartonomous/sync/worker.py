@@ -42,6 +42,7 @@ from hartonomous.errors import OperationFailedError
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
+from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -220,6 +221,8 @@ class SyncWorker:
         try:
             while not stop.is_set():
                 try:
+                    if held_by_pause(self.connection(), beat, stop):
+                        continue
                     outcome = self.run_once()
                 except SyncStoppedError:
                     raise
