@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.api.metrics import metrics_router
 from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
 from hartonomous.api.query_parameters import refuse_unknown_query_parameters
@@ -33,6 +34,7 @@ from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
+from hartonomous.services.metrics import PlatformCollector
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
 
@@ -79,6 +81,10 @@ def create_app(platform: Platform) -> FastAPI:
         inference.router,
     ):
         app.include_router(router)
+    app.state.metrics = PlatformCollector(platform)
+    app.include_router(
+        metrics_router(app.state.metrics, platform.settings.telemetry.metrics_access)
+    )
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
     remove_stale_uploads(platform.settings.data_dir)
     # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one,

@@ -299,6 +299,19 @@ class HealthSettings(Section):
         return self
 
 
+class TelemetrySettings(Section):
+    """`[telemetry]`: OpenTelemetry traces and `/metrics` (docs/operations.md, "Traces")."""
+
+    # OTLP/HTTP collector for traces, e.g. "http://collector:4318". Empty: the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT decide; with neither,
+    # no trace is recorded or exported.
+    otlp_endpoint: str = ""
+    # `service.name` of the traces (OTEL_SERVICE_NAME, when set, wins).
+    service_name: str = "hartonomous"
+    # `/metrics`: "admin" needs an ADMIN API key (bearer token); "open" answers anyone.
+    metrics_access: Literal["open", "admin"] = "admin"
+
+
 class ServerSettings(Section):
     """`[server]`: where `up` and `serve` listen."""
 

@@ -38,6 +38,8 @@ SERVER_SETTINGS = {
     "listen_addresses": "",
     "fsync": "on",
     "max_connections": "200",
+    # Per-statement SQL metrics for `/metrics` (docs/operations.md, "Metrics").
+    "shared_preload_libraries": "pg_stat_statements",
 }
 _UNIX_SOCKET_PATH_LIMIT = 100
 _START_TIMEOUT_SECONDS = 60

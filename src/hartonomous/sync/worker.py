@@ -50,6 +50,7 @@ from hartonomous.messaging.resilience import (
     RetryPolicy,
     is_transient,
 )
+from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
@@ -404,10 +405,13 @@ class SyncWorker:
         projector = self._projector
         if projector is None or not graph.segments:
             return
+
+        def timed() -> None:
+            with NEO4J_TRANSACTION_SECONDS.time():
+                projector.project(graph)
+
         try:
-            self.neo4j_breaker.execute(
-                lambda: self._neo4j_retry.execute(lambda: projector.project(graph), "neo4j.project")
-            )
+            self.neo4j_breaker.execute(lambda: self._neo4j_retry.execute(timed, "neo4j.project"))
         except CircuitBreakerOpenError as exc:
             raise ProjectionUnavailableError(str(exc)) from exc
         except Exception as exc:
