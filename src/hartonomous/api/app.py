@@ -30,6 +30,7 @@ from hartonomous.api.routes import (
 )
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
+from hartonomous.observability.tracing import instrument_app
 from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.request_limits import RequestLimiter
@@ -92,4 +93,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.add_middleware(health.LivenessShortcut)
     app.add_middleware(RequestHygieneMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    instrument_app(app)  # HTTP server spans, outermost, when tracing is on
     return app

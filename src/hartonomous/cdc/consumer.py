@@ -61,6 +61,7 @@ from hartonomous.messaging.broker import (
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import ResilienceStrategy
+from hartonomous.messaging.spans import send_span
 
 log = structlog.get_logger(__name__)
 
@@ -247,8 +248,14 @@ class CesConsumer:
         return prune_throughput(self.connection(), self.cdc.retention_minutes)
 
     def step(self) -> StepResult:
+        """One CDC batch: a ``send`` span of the CloudEvents it enqueues (docs/operations.md)."""
         assert self.strategy is not None
-        return self.strategy.run_receive(self._step_once, "cdc.step")
+        with send_span(self.broker.queue_name, "cdc.step") as span:
+            result = self.strategy.run_receive(self._step_once, "cdc.step")
+            span.set_attribute("messaging.batch.message_count", result.events)
+            span.set_attribute("hartonomous.cdc.transactions", result.transactions)
+            span.set_attribute("hartonomous.cdc.position", result.position)
+            return result
 
     def _step_once(self) -> StepResult:
         try:

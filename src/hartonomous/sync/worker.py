@@ -50,6 +50,7 @@ from hartonomous.messaging.resilience import (
     RetryPolicy,
     is_transient,
 )
+from hartonomous.messaging.spans import process_span
 from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
@@ -318,8 +319,13 @@ class SyncWorker:
         hurried_decisions = False
         for message in messages:
             try:
-                with self._counter_store.provisional(), connection.transaction():
+                with (
+                    process_span(message) as span,
+                    self._counter_store.provisional(),
+                    connection.transaction(),
+                ):
                     decision = self._dispatcher.decide(connection, message)
+                    span.set_attribute("hartonomous.sync.decision", type(decision).__name__)
             except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
                 timed_out = self._decision_failed(connection, message, exc, outcome)
                 # The rest are decided in this round, so unrelated events are not held; those
