@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from sqlalchemy import create_engine
 from tests.integration.sync.conftest import drain
 
 from hartonomous.api import create_app
@@ -20,6 +21,7 @@ from hartonomous.config import Settings
 from hartonomous.ops.provision import enable_statement_statistics
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
+from hartonomous.services.metrics import PlatformCollector, exposition
 
 from .conftest import IssueKey, bearer
 from .pipeline import Source, insert_dead_letters, pipeline
@@ -174,3 +176,16 @@ def test_every_dashboard_panel_names_an_exported_metric(
             assert names, (panel["title"], target["expr"])
             missing = names - exported
             assert not missing, f"panel {panel['title']!r} names {missing}, not exported"
+
+
+def test_a_database_that_does_not_answer_is_a_zero_not_a_failed_scrape(
+    platform: Platform, tmp_path: Path
+) -> None:
+    # A socket folder where no server listens: the connection is refused at once.
+    gone = create_engine(f"postgresql+psycopg://nobody@/nothing?host={tmp_path}")
+    body = exposition(PlatformCollector(replace(platform, maintenance_engine=gone))).decode()
+    families = {f.name: list(f.samples) for f in text_string_to_metric_families(body)}
+    assert value(families, "hartonomous_database_up") == 0
+    assert "hartonomous_broker_queue_depth" not in families  # no made-up figures
+    assert "hartonomous_search_duration_seconds" in families  # this process's own still shown
+    gone.dispose()
