@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.api.metrics import metrics_router
 from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
 from hartonomous.api.query_parameters import refuse_unknown_query_parameters
@@ -31,10 +32,12 @@ from hartonomous.api.routes import (
 )
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.ingest.uploads import remove_stale_uploads
+from hartonomous.observability.tracing import instrument_app
 from hartonomous.security.counter_store import PooledCounterStore
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.request_limits import RequestLimiter
 from hartonomous.services import Platform
+from hartonomous.services.metrics import PlatformCollector
 from hartonomous.ui import UI_ROOT, create_ui
 
 __all__ = ["REQUEST_ID_HEADER", "create_app"]
@@ -84,6 +87,10 @@ def create_app(platform: Platform) -> FastAPI:
         usage_events.router,
     ):
         app.include_router(router)
+    app.state.metrics = PlatformCollector(platform)
+    app.include_router(
+        metrics_router(app.state.metrics, platform.settings.telemetry.metrics_access)
+    )
     # The admin web UI (docs/admin-ui.md): its own app, outside the API's OpenAPI document.
     app.mount(UI_ROOT, create_ui(platform, app.state.shutdown))
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
@@ -93,4 +100,5 @@ def create_app(platform: Platform) -> FastAPI:
     app.add_middleware(health.LivenessShortcut)
     app.add_middleware(RequestHygieneMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    instrument_app(app)  # HTTP server spans, outermost, when tracing is on
     return app

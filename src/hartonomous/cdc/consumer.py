@@ -59,7 +59,9 @@ from hartonomous.messaging.broker import (
     prune_throughput,
 )
 from hartonomous.messaging.heartbeat import Heartbeat
+from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import ResilienceStrategy
+from hartonomous.messaging.spans import send_span
 
 log = structlog.get_logger(__name__)
 
@@ -246,8 +248,14 @@ class CesConsumer:
         return prune_throughput(self.connection(), self.cdc.retention_minutes)
 
     def step(self) -> StepResult:
+        """One CDC batch: a ``send`` span of the CloudEvents it enqueues (docs/operations.md)."""
         assert self.strategy is not None
-        return self.strategy.run_receive(self._step_once, "cdc.step")
+        with send_span(self.broker.queue_name, "cdc.step") as span:
+            result = self.strategy.run_receive(self._step_once, "cdc.step")
+            span.set_attribute("messaging.batch.message_count", result.events)
+            span.set_attribute("hartonomous.cdc.transactions", result.transactions)
+            span.set_attribute("hartonomous.cdc.position", result.position)
+            return result
 
     def _step_once(self) -> StepResult:
         try:
@@ -561,6 +569,8 @@ class CesConsumer:
             since_prepare = 0.0
             while not stop.is_set():
                 try:
+                    if held_by_pause(self.connection(), beat, stop):
+                        continue
                     result = self.step()
                 except Exception as exc:  # noqa: BLE001 - the service outlives any one failure
                     log.error("cdc_step_failed", error=f"{type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ import typer
 
 from hartonomous.config import Settings, load_settings
 from hartonomous.observability import configure_logging
+from hartonomous.observability.tracing import configure_tracing
 from hartonomous.storable import storable_text
 
 # C0 controls, DEL and C1 controls: bytes a terminal acts on (ANSI escapes, line breaks).
@@ -53,6 +54,7 @@ class CliContext:
             if self.log_level is not None:
                 settings.logging.level = self.log_level  # type: ignore[assignment]
             configure_logging(settings.logging.level, settings.logging.format)
+            configure_tracing(settings.telemetry)  # nothing unless an OTLP endpoint is set
             self._settings = settings
         return self._settings
 

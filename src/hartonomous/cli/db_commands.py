@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from dataclasses import asdict
 from typing import Annotated
 
@@ -114,3 +116,21 @@ def seed_command(
             reasons = "; ".join(f.error for f in job.files if f.error)
             raise SeedSamplesFailedError(f"sample ingestion {job.status}: {reasons}")
     state.emit(data, "\n".join(lines))
+
+
+@app.command("shell", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def shell_command(ctx: typer.Context) -> None:
+    """psql on the database (the embedded server keeps running while the shell is open);
+    arguments after `--` go to psql, e.g. `db shell -- -c "SELECT 1"`. Exits with psql's code."""
+    from hartonomous.services.shell import shell_command as psql_command
+
+    state = cli_context(ctx)
+    with open_platform(state.settings(), require_current_schema=False) as platform:
+        command = psql_command(platform, list(ctx.args))
+        # psql owns the terminal; Ctrl-C belongs to it (it cancels a query), not to us.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            code = subprocess.run(command.argv, env=command.env, check=False).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)

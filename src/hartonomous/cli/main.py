@@ -34,6 +34,7 @@ from hartonomous.cli import (
 from hartonomous.cli.context import CliContext, cli_context, shown
 from hartonomous.cli.ingest_command import ingest
 from hartonomous.cli.serve_command import serve
+from hartonomous.cli.status_command import status
 from hartonomous.cli.up_command import up
 from hartonomous.errors import HartonomousError, OperationFailedError
 from hartonomous.observability import new_operation_id
@@ -58,12 +59,13 @@ app.add_typer(provenance_commands.streams_app, name="streams")
 app.add_typer(config_app, name="config")
 app.command("up")(up)
 app.command("serve")(serve)
+app.command("status")(status)
 app.add_typer(broker_commands.broker_app, name="broker")
 app.add_typer(broker_commands.deadletters_app, name="deadletters")
 app.command("ces-consumer")(cdc_commands.ces_consumer)
 app.command("embed")(search_commands.embed)
 app.command("search")(search_commands.search)
-app.command("sync")(sync_commands.sync)
+app.add_typer(sync_commands.sync_app, name="sync")
 app.add_typer(sync_commands.graph_app, name="graph")
 app.add_typer(inference_commands.infer_app, name="infer")
 app.command("worker")(inference_commands.worker)

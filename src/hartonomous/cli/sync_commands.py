@@ -1,10 +1,13 @@
-"""`hartonomous sync [--once]` and `hartonomous graph status / repair / replay` (design §8, §11)."""
+"""`hartonomous sync [--once]`, `sync pause / resume` and `graph status / repair / replay`."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import signal
+import socket
 import threading
+from dataclasses import asdict
 from datetime import datetime
 from types import FrameType
 from typing import Annotated
@@ -16,12 +19,15 @@ from hartonomous.cli.errors import CommandUsageError
 from hartonomous.services import open_platform
 
 graph_app = typer.Typer(help="SQL graph and Neo4j projection.", no_args_is_help=True)
+# `sync` runs the worker; its subcommands pause and resume every sync process.
+sync_app = typer.Typer(invoke_without_command=True)
 
 
 class GraphCommandError(CommandUsageError):
     """A graph command cannot run as asked (bad argument, projection not configured)."""
 
 
+@sync_app.callback()
 def sync(
     ctx: typer.Context,
     once: Annotated[
@@ -34,6 +40,8 @@ def sync(
     """Policy, throttle, SQL graph, usage ledger and Neo4j projection for queued events."""
     from hartonomous.services.background import drain_sync, serve_sync
 
+    if ctx.invoked_subcommand is not None:
+        return
     state = cli_context(ctx)
     with open_platform(state.settings()) as platform:
         if once:
@@ -58,6 +66,40 @@ def sync(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, request_stop)
         serve_sync(platform, batch_size, stop, started)
+
+
+@sync_app.command("pause")
+def sync_pause(
+    ctx: typer.Context,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (shown by status and health)")
+    ] = None,
+) -> None:
+    """Pause every sync process (CES consumer and sync worker, in any process) until resumed."""
+    from hartonomous.services.sync_control import pause_sync
+
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        change = pause_sync(platform, by=_operator(), reason=reason)
+    data = {**asdict(change.state), "changed": change.changed}
+    state.emit(data, change.state.describe() + ("" if change.changed else " (already)"))
+
+
+@sync_app.command("resume")
+def sync_resume(ctx: typer.Context) -> None:
+    """Resume every sync process paused by `sync pause`."""
+    from hartonomous.services.sync_control import resume_sync
+
+    state = cli_context(ctx)
+    with open_platform(state.settings()) as platform:
+        change = resume_sync(platform)
+    data = {**asdict(change.state), "changed": change.changed}
+    state.emit(data, "sync resumed" if change.changed else "sync was not paused")
+
+
+def _operator() -> str:
+    """Who paused: the OS user at this host (shown beside the pause)."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @graph_app.command("status")

@@ -290,6 +290,11 @@ class HealthSettings(Section):
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     # A service whose last beat is older than this is stale: readiness says "degraded".
     heartbeat_stale_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # `status`: the oldest queued event older than this is WARN (the sync worker lags).
+    backlog_alert_seconds: float = Field(default=300.0, gt=0)
+    # `status`: the data directory's file system this full (percent) is WARN, then FAIL.
+    disk_warn_percent: float = Field(default=80.0, gt=0, le=100)
+    disk_fail_percent: float = Field(default=95.0, gt=0, le=100)
 
     @model_validator(mode="after")
     def _stale_after_several_beats(self) -> HealthSettings:
@@ -300,6 +305,19 @@ class HealthSettings(Section):
                 f"twice heartbeat_interval_seconds ({self.heartbeat_interval_seconds})"
             )
         return self
+
+
+class TelemetrySettings(Section):
+    """`[telemetry]`: OpenTelemetry traces and `/metrics` (docs/operations.md, "Traces")."""
+
+    # OTLP/HTTP collector for traces, e.g. "http://collector:4318". Empty: the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT decide; with neither,
+    # no trace is recorded or exported.
+    otlp_endpoint: str = ""
+    # `service.name` of the traces (OTEL_SERVICE_NAME, when set, wins).
+    service_name: str = "hartonomous"
+    # `/metrics`: "admin" needs an ADMIN API key (bearer token); "open" answers anyone.
+    metrics_access: Literal["open", "admin"] = "admin"
 
 
 class ServerSettings(Section):

@@ -24,6 +24,7 @@ from hartonomous.config.sections import (
     Neo4jSettings,
     SecuritySettings,
     ServerSettings,
+    TelemetrySettings,
 )
 from hartonomous.errors import UsageError
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
 

@@ -93,6 +93,7 @@ API_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "broker_throughput": _READ,
     "sync_counters": _READ,
     "service_heartbeats": _READ,  # readiness: each service's last beat
+    "sync_control": _READ,  # readiness: sync paused by an operator
     # Every tenant's events: only maintenance paths (the owner) read them.
     "broker_messages": _NONE,
     "message_dead_letters": _NONE,

@@ -41,6 +41,8 @@ SERVER_SETTINGS = {
     "max_connections": "200",
     # WAL summaries make `backup incremental` (pg_basebackup --incremental) possible.
     "summarize_wal": "on",
+    # Per-statement SQL metrics for `/metrics` (docs/operations.md, "Metrics").
+    "shared_preload_libraries": "pg_stat_statements",
 }
 _UNIX_SOCKET_PATH_LIMIT = 100
 _START_TIMEOUT_SECONDS = 60

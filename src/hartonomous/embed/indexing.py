@@ -29,6 +29,7 @@ from hartonomous.embed.features import FeatureError
 from hartonomous.embed.image_features import image_features
 from hartonomous.embed.spaces import TEXT_SPACE, EmbeddingSpace, get_space, space_for_modality
 from hartonomous.embed.vector_param import Float4Array
+from hartonomous.observability.metrics import EMBEDDING_BATCH_SECONDS
 
 if TYPE_CHECKING:
     from hartonomous.embed.text_model import MiniLMTextEmbedder
@@ -85,7 +86,8 @@ class Embedders:
         for start in range(0, len(wanted), TEXT_BATCH):
             batch = wanted[start : start + TEXT_BATCH]
             try:
-                encoded = self.text_model.encode([texts[i] for i in batch])
+                with EMBEDDING_BATCH_SECONDS.time():
+                    encoded = self.text_model.encode([texts[i] for i in batch])
             except ValueError:
                 # A text of control characters only has no word pieces: find it one by one.
                 for index in batch:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg.errors
 import structlog
+from opentelemetry.trace import StatusCode
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
@@ -46,6 +47,7 @@ from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths
 from hartonomous.ingest.prefetch import PrefetchingEmbedders
+from hartonomous.observability.tracing import tracer
 from hartonomous.security.principals import validate_principal_id
 from hartonomous.security.tenants import UnknownTenantError
 from hartonomous.storable import storable_text
@@ -263,6 +265,20 @@ def _batches(candidates: Sequence[Candidate]) -> Iterator[list[tuple[int, Candid
 
 
 def _prepare(ordinal: int, candidate: Candidate) -> _Prepared:
+    """One file read and analysed, in its own ``ingest file`` span (docs/operations.md)."""
+    with tracer().start_as_current_span(
+        "ingest file",
+        attributes={"file.path": str(candidate.path), "hartonomous.ingest.ordinal": ordinal},
+    ) as span:
+        prepared = _analyse(ordinal, candidate)
+        if prepared.analysis is not None:
+            span.set_attribute("file.size", prepared.analysis.state.size)
+        if prepared.reason is not None:
+            span.set_status(StatusCode.ERROR, prepared.reason)
+        return prepared
+
+
+def _analyse(ordinal: int, candidate: Candidate) -> _Prepared:
     path = candidate.path
     if candidate.error is not None:
         return _Prepared(ordinal, path, None, candidate.error)

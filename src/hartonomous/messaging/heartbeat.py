@@ -31,8 +31,9 @@ log = structlog.get_logger(__name__)
 
 # starting: before the loop serves; running: the loop serves; failing: the loop turns but its
 # last step failed (detail says why); standby: waiting to take over from another instance (the
-# CES slot's single consumer); stopped / failed: the loop ended (failed: detail says why).
-ServiceState = Literal["starting", "running", "failing", "standby", "stopped", "failed"]
+# CES slot's single consumer); paused: the loop turns but holds off on the operator's `sync
+# pause`; stopped / failed: the loop ended (failed: detail says why).
+ServiceState = Literal["starting", "running", "failing", "standby", "paused", "stopped", "failed"]
 _DETAIL_CHARACTERS = 1000
 
 _UPSERT = """

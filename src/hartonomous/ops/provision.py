@@ -19,6 +19,7 @@ def provision(database: Database, settings: Settings) -> bool:
     """
     upgrade(database.engine)
     provision_api_role(database.engine, settings)
+    enable_statement_statistics(database.engine)
     if not database.facts.logical_decoding:
         return False
     prepare_capture(database.url, settings)
@@ -32,3 +33,20 @@ def installed_pgvector(engine: Engine) -> str | None:
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         ).scalar_one_or_none()
     return version
+
+
+def enable_statement_statistics(engine: Engine) -> bool:
+    """Create pg_stat_statements when the server preloads it (the embedded one does); a
+    configured server without it is left as it is and `/metrics` goes without SQL statement
+    figures. Returns whether the extension is there."""
+    with engine.begin() as connection:
+        preloaded = connection.execute(
+            text(
+                "SELECT 'pg_stat_statements' = ANY(string_to_array("
+                "replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+            )
+        ).scalar()
+        if not preloaded:
+            return False
+        connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    return True

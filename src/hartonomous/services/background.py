@@ -17,6 +17,7 @@ from hartonomous.cdc.replication import SlotHolder
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import database_url
+from hartonomous.services.sync_control import require_running
 from hartonomous.sync.worker import SyncOutcome, SyncWorker
 
 __all__ = [
@@ -51,7 +52,9 @@ class SyncDrained:
 
 
 def drain_change_capture(platform: Platform) -> CaptureDrained | SlotInUse:
-    """Enqueue what is committed now, unless another consumer holds the slot."""
+    """Enqueue what is committed now, unless another consumer holds the slot;
+    ``SyncPausedError`` while sync is paused."""
+    require_running(platform)
     consumer = CesConsumer(database_url(platform), platform.settings)
     with database_errors():
         try:
@@ -86,7 +89,8 @@ def _projection(worker: SyncWorker) -> Literal["on", "off"]:
 
 
 def drain_sync(platform: Platform, batch_size: int) -> SyncDrained:
-    """Handle what is queued now (`sync --once`)."""
+    """Handle what is queued now (`sync --once`); ``SyncPausedError`` while paused."""
+    require_running(platform)
     worker = SyncWorker(database_url(platform), platform.settings, batch_size=batch_size)
     with database_errors():
         try:

@@ -10,6 +10,7 @@ operator), so readiness never says "ready" while work is stuck.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
@@ -18,12 +19,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.cdc.replication import CdcStatus, cdc_status
+from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
 from hartonomous.errors import UnavailableError
-from hartonomous.messaging.broker import psycopg_connection
+from hartonomous.messaging.broker import Broker, psycopg_connection
+from hartonomous.messaging.pause import SyncPause, read_pause
 from hartonomous.services.platform import Platform
 
-__all__ = ["NotReadyError", "Readiness", "ServiceHeartbeat", "readiness"]
+__all__ = ["NotReadyError", "Readiness", "ServiceHeartbeat", "SyncControl", "readiness"]
 
 _WORKING_STATES = ("starting", "running")
 # Instances that last beat longer ago than this are history, not reported (a restart is a new
@@ -49,7 +52,7 @@ class ServiceHeartbeat(BaseModel):
     instance: str
     host: str
     pid: int
-    state: Literal["starting", "running", "failing", "standby", "stopped", "failed"]
+    state: Literal["starting", "running", "failing", "standby", "paused", "stopped", "failed"]
     detail: str | None
     started_at: datetime
     last_beat_at: datetime
@@ -65,12 +68,23 @@ class CaptureLag(BaseModel):
     lagging: bool
 
 
+class SyncControl(BaseModel):
+    """The operator's `sync pause`; ``backlog``: queued events waiting (counted when paused)."""
+
+    paused: bool
+    paused_at: datetime | None
+    paused_by: str | None
+    reason: str | None
+    backlog: int | None
+
+
 class Readiness(BaseModel):
     """``status`` ``ready`` or ``degraded``; ``detail`` says what is wrong when degraded."""
 
     status: Literal["ready", "degraded"]
     revision: str
     change_capture: CaptureLag
+    sync: SyncControl
     services: list[ServiceHeartbeat]
     detail: str | None = None
 
@@ -93,11 +107,13 @@ def readiness(platform: Platform) -> Readiness:
                 .order_by(beats.c.service_name, beats.c.last_beat_at.desc())
             ).mappings()
             services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
+            pause = read_pause(psycopg_connection(connection))
+        backlog = _backlog(platform) if pause.paused else None
     except DBAPIError as exc:
         first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
         raise NotReadyError(f"database unavailable: {first}") from exc
-    problems = [_capture_problem(capture)] + [
-        _service_problem(name, services, health.heartbeat_stale_seconds)
+    problems = [_capture_problem(capture), _pause_problem(pause, backlog)] + [
+        _service_problem(name, services, health.heartbeat_stale_seconds, pause.paused)
         for name in health.expected_services
     ]
     found = [problem for problem in problems if problem]
@@ -110,6 +126,7 @@ def readiness(platform: Platform) -> Readiness:
             lag_seconds=capture.lag_seconds,
             lagging=capture.lagging,
         ),
+        sync=SyncControl(**asdict(pause), backlog=backlog),
         services=services,
         detail="; ".join(found) or None,
     )
@@ -130,11 +147,13 @@ def _heartbeat(row: dict[str, object], stale_seconds: float) -> ServiceHeartbeat
 
 
 def _service_problem(
-    name: str, services: list[ServiceHeartbeat], stale_seconds: float
+    name: str, services: list[ServiceHeartbeat], stale_seconds: float, paused: bool
 ) -> str | None:
     instances = [service for service in services if service.service == name]
     if any(instance.working for instance in instances):
         return None
+    if paused and any(i.fresh and i.state == "paused" for i in instances):
+        return None  # held by the operator: the pause itself is reported
     if not instances:
         return f"service {name}: no heartbeat (is `hartonomous up` running?)"
     latest = instances[0]  # newest beat first
@@ -145,6 +164,23 @@ def _service_problem(
         )
     reason = f": {latest.detail}" if latest.detail else ""
     return f"service {name}: {latest.state} on {latest.instance}{reason}"
+
+
+def _backlog(platform: Platform) -> int:
+    """Queued events of every tenant: read as the owner (the API role may not see the queue)."""
+    queue = Broker(platform.settings.message_broker).queue_name
+    with platform.maintenance_engine.connect() as connection:
+        depth = connection.execute(
+            select(func.count()).where(broker_messages.c.queue_name == queue)
+        ).scalar_one()
+    return int(depth)
+
+
+def _pause_problem(pause: SyncPause, backlog: int | None) -> str | None:
+    # Paused with nothing waiting is a quiet system; paused with a backlog is work stuck.
+    if not pause.paused or not backlog:
+        return None
+    return f"{pause.describe()}; {backlog} queued event(s) wait (`hartonomous sync resume`)"
 
 
 def _capture_problem(capture: CdcStatus) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.embed.indexing import Embedders
 from hartonomous.ingest.examples import read_example
+from hartonomous.observability.metrics import SEARCH_SECONDS
 from hartonomous.search.planner import MAX_K
 from hartonomous.search.query import Filters
 from hartonomous.search.service import (
@@ -113,15 +114,16 @@ def search(
     or ``TenantDisabledError``.
     """
     chosen = check_search(query, k, mode, filters)
-    return _search(
-        platform.engine,
-        tenant_id,
-        query,
-        k,
-        mode=chosen,
-        filters=filters,
-        embedders=embedders,
-    )
+    with SEARCH_SECONDS.labels(chosen).time():
+        return _search(
+            platform.engine,
+            tenant_id,
+            query,
+            k,
+            mode=chosen,
+            filters=filters,
+            embedders=embedders,
+        )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -107,6 +108,14 @@ def _check(name: str, allowed: Sequence[str]) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Neo4jServerMetrics:
+    heap_used_bytes: int
+    heap_max_bytes: int
+    open_transactions: int
+    longest_transaction_seconds: float
+
+
 class Neo4jProjector:
     def __init__(self, settings: Neo4jSettings) -> None:
         self._database = settings.database or None
@@ -124,6 +133,28 @@ class Neo4jProjector:
 
     def close(self) -> None:
         self._driver.close()
+
+    def server_metrics(self) -> Neo4jServerMetrics:
+        """The server's JVM heap (``dbms.queryJmx`` on ``java.lang:type=Memory``) and its
+        running transactions (``SHOW TRANSACTIONS``: count and the oldest one's age)."""
+        heap = self._driver.execute_query(
+            "CALL dbms.queryJmx('java.lang:type=Memory') YIELD attributes "
+            "RETURN attributes.HeapMemoryUsage.value.properties AS heap",
+            database_="system",
+        ).records
+        usage = heap[0]["heap"] if heap else {}
+        transactions = self._driver.execute_query(
+            "SHOW TRANSACTIONS YIELD elapsedTime "
+            "RETURN count(*) AS open, max(elapsedTime.milliseconds) AS longest_ms",
+            database_=self._database,
+        ).records
+        row = transactions[0] if transactions else {"open": 0, "longest_ms": None}
+        return Neo4jServerMetrics(
+            heap_used_bytes=int(usage.get("used", 0)),
+            heap_max_bytes=int(usage.get("max", 0)),
+            open_transactions=int(row["open"] or 0),
+            longest_transaction_seconds=(row["longest_ms"] or 0) / 1000,
+        )
 
     def ensure_schema(self) -> None:
         """Uniqueness constraints on `node_id` per label and `edge_id` per type (idempotent)."""

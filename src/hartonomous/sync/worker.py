@@ -42,6 +42,7 @@ from hartonomous.errors import OperationFailedError
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
+from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -49,6 +50,8 @@ from hartonomous.messaging.resilience import (
     RetryPolicy,
     is_transient,
 )
+from hartonomous.messaging.spans import process_span
+from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
@@ -221,6 +224,8 @@ class SyncWorker:
         try:
             while not stop.is_set():
                 try:
+                    if held_by_pause(self.connection(), beat, stop):
+                        continue
                     outcome = self.run_once()
                 except SyncStoppedError:
                     raise
@@ -315,7 +320,9 @@ class SyncWorker:
         hurried_decisions = False
         for message in messages:
             try:
-                decision = self._decide(connection, message)
+                with process_span(message) as span:
+                    decision = self._decide(connection, message)
+                    span.set_attribute("hartonomous.sync.decision", type(decision).__name__)
             except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
                 timed_out = self._decision_failed(connection, message, exc, outcome)
                 # The rest are decided in this round, so unrelated events are not held; those
@@ -409,10 +416,13 @@ class SyncWorker:
         projector = self._projector
         if projector is None or not graph.segments:
             return
+
+        def timed() -> None:
+            with NEO4J_TRANSACTION_SECONDS.time():
+                projector.project(graph)
+
         try:
-            self.neo4j_breaker.execute(
-                lambda: self._neo4j_retry.execute(lambda: projector.project(graph), "neo4j.project")
-            )
+            self.neo4j_breaker.execute(lambda: self._neo4j_retry.execute(timed, "neo4j.project"))
         except CircuitBreakerOpenError as exc:
             raise ProjectionUnavailableError(str(exc)) from exc
         except Exception as exc:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from tests.integration.heartbeats import beat_every_service
+from tests.integration.heartbeats import beat_every_service, serving
 from tests.integration.sync.conftest import libpq, wait_until
 
 from hartonomous.api import create_app
@@ -104,19 +103,11 @@ def test_a_running_sync_worker_beats_and_its_stop_is_seen(
     beat_every_service(database_url)
     make_stale(database_url, "sync-worker")
     assert api.get("/health/ready").json()["status"] == "degraded"
-    worker = SyncWorker(database_url, Settings())
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
+    with serving(SyncWorker(database_url, Settings()).run):
         wait_until(
             lambda: api.get("/health/ready").json()["status"] == "ready",
             "the running worker's heartbeat makes readiness ready",
         )
-    finally:
-        stop.set()
-        thread.join(120)
-    assert not thread.is_alive()
     body = api.get("/health/ready").json()
     assert body["status"] == "degraded"
     assert "service sync-worker: stopped" in body["detail"]

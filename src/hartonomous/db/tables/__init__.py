@@ -51,7 +51,7 @@ from hartonomous.db.tables.messaging import (
     cdc_checkpoints,
     message_dead_letters,
 )
-from hartonomous.db.tables.operations import service_heartbeats
+from hartonomous.db.tables.operations import service_heartbeats, sync_control
 from hartonomous.db.tables.security import api_keys, principals, server_secrets, tenants
 from hartonomous.db.tables.throttle import security_throttle_counters
 
@@ -101,6 +101,7 @@ __all__ = [
     "security_throttle_counters",
     "server_secrets",
     "service_heartbeats",
+    "sync_control",
     "sync_counters",
     "tenants",
 ]

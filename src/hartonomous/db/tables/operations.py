@@ -7,11 +7,30 @@ Times are the database's ``now()`` on both sides, so no process clock takes part
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Integer, String, Table, Text, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    false,
+    func,
+)
 
 from hartonomous.db.tables.base import metadata
 
-SERVICE_STATES = ("starting", "running", "failing", "standby", "stopped", "failed")
+SERVICE_STATES = (
+    "starting",
+    "running",
+    "failing",
+    "standby",
+    "stopped",
+    "failed",
+    "paused",
+)
 
 service_heartbeats = Table(
     "service_heartbeats",
@@ -27,4 +46,17 @@ service_heartbeats = Table(
     CheckConstraint(
         "state IN (" + ", ".join(f"'{state}'" for state in SERVICE_STATES) + ")", name="state"
     ),
+)
+
+# The operator's sync pause (`sync pause` / `sync resume`): one row, read by every sync loop.
+sync_control = Table(
+    "sync_control",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("paused_at", DateTime(timezone=True)),
+    Column("paused_by", String(320)),
+    Column("reason", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("scope = 'sync'", name="single_row"),
 )

@@ -1,0 +1,108 @@
+"""OpenTelemetry traces, exported by OTLP only when configured (docs/operations.md, "Traces").
+
+``configure_tracing`` turns them on when `[telemetry] otlp_endpoint` or the standard
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set: an SDK tracer
+provider with a batching OTLP/HTTP exporter, and psycopg instrumented (every database call, from
+SQLAlchemy engines and from the broker's and CDC's own sessions, is a span following the
+database semantic conventions). ``instrument_app`` adds the FastAPI (HTTP server) spans.
+Otherwise nothing is installed: ``tracer()`` is OpenTelemetry's no-op tracer, whose spans cost
+a function call (benchmarks/tracing_overhead.py measures it on search).
+
+The platform's own spans (``tracer()``) follow the messaging conventions: a CDC batch is a
+``send`` of the CloudEvents it enqueues, each broker message's handling a ``process`` span
+carrying the CloudEvent's id, type and source; ingestion has a span per file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import NoOpTracer, Tracer
+
+from hartonomous import __version__
+from hartonomous.config.sections import TelemetrySettings
+
+__all__ = [
+    "configure_tracing",
+    "instrument_app",
+    "otlp_endpoint",
+    "tracer",
+    "use_tracer_provider",
+]
+
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_state: dict[str, Any] = {"tracer": NoOpTracer(), "provider": None}
+
+
+def tracer() -> Tracer:
+    """The platform's tracer: the configured provider's, or the no-op one."""
+    tracer_now: Tracer = _state["tracer"]
+    return tracer_now
+
+
+def otlp_endpoint(settings: TelemetrySettings) -> str | None:
+    """Where traces go: the setting, else the standard variables; ``None``: nowhere (off)."""
+    if settings.otlp_endpoint:
+        return settings.otlp_endpoint
+    return next((os.environ[name] for name in _ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def configure_tracing(settings: TelemetrySettings) -> bool:
+    """Install tracing when an endpoint is configured (once per process); returns whether on."""
+    if _state["provider"] is not None:
+        return True
+    endpoint = otlp_endpoint(settings)
+    if endpoint is None:
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": name, "service.version": __version__})
+    )
+    # The setting is the collector's base URL; the variables are read by the exporter itself
+    # (with their own rules: a base URL gets /v1/traces appended, a traces URL is used as is).
+    exporter = (
+        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+        if settings.otlp_endpoint
+        else OTLPSpanExporter()
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    use_tracer_provider(provider)
+    return True
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Trace with ``provider`` (``None``: stop tracing), database calls included.
+
+    ``configure_tracing`` calls it; tests call it with an in-memory exporter's provider.
+    """
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    instrumentor = PsycopgInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    _state["provider"] = provider
+    if provider is None:
+        _state["tracer"] = NoOpTracer()
+        return
+    _state["tracer"] = provider.get_tracer("hartonomous", __version__)
+    instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
+
+
+def instrument_app(app: Any) -> None:
+    """HTTP server spans for a FastAPI app, when tracing is on (nothing otherwise)."""
+    provider = _state["provider"]
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, exclude_spans=["receive", "send"]
+    )

@@ -1,0 +1,353 @@
+"""`/metrics`: the platform's figures in the Prometheus text format (docs/operations.md, "Metrics").
+
+Two sources, shown together:
+
+- read from the database at each scrape (``PlatformCollector``), so they are the same whichever
+  process serves them and whichever process did the work (`up`'s threads, a separate `sync`,
+  `ces-consumer` or `worker`): queue depth and oldest age, dead letters, sync outcomes per
+  handler, billing events and DCU, CDC lag and events, ingestion files and bytes, heartbeats,
+  the sync pause, and PostgreSQL's own: pg_stat_statements (when installed), lock waits, table
+  and database sizes, WAL position; Neo4j's heap and transactions when projection is on;
+- this process's histograms (``observability.metrics``): search latency, embedding batch
+  latency, Neo4j projection transaction time.
+
+No figure is labelled by tenant: one tenant's activity is not shown to whoever scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Connection, text
+
+from hartonomous.cdc.replication import cdc_status
+from hartonomous.messaging.broker import Broker, psycopg_connection
+from hartonomous.observability.metrics import PROCESS_REGISTRY
+from hartonomous.services.platform import Platform
+from hartonomous.sync.projector import Neo4jProjector
+
+__all__ = ["CONTENT_TYPE", "PlatformCollector", "exposition"]
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The statements shown one by one (by total time); the rest only in the totals.
+TOP_STATEMENTS = 10
+
+
+def exposition(collector: PlatformCollector) -> bytes:
+    """The text exposition: this process's histograms, then the database's figures."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(PROCESS_REGISTRY) + generate_latest(registry)
+
+
+class PlatformCollector(Collector):
+    """Reads the platform's state on each ``collect`` (one short owner session)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._projector: Neo4jProjector | None = None
+
+    def close(self) -> None:
+        if self._projector is not None:
+            self._projector.close()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _answered(
+            "hartonomous_database_up",
+            "1 when the database answered this scrape, else 0.",
+            self._read_database,
+        )
+        if self._platform.settings.neo4j.uri:
+            yield from _answered(
+                "hartonomous_neo4j_up", "1 when Neo4j answered this scrape.", self._read_neo4j
+            )
+
+    def _read_database(self) -> list[Metric]:
+        with self._platform.maintenance_engine.connect() as connection:
+            return list(self._database(connection))
+
+    # -- the database --------------------------------------------------------------------------
+
+    def _database(self, connection: Connection) -> Iterator[Metric]:
+        settings = self._platform.settings
+        queue = Broker(settings.message_broker).queue_name
+        row = _one(
+            connection,
+            "SELECT count(*) AS depth, "
+            "coalesce(extract(epoch FROM now() - min(enqueued_at)), 0)::float8 AS oldest, "
+            "count(*) FILTER (WHERE locked_by IS NOT NULL) AS claimed "
+            "FROM broker_messages WHERE queue_name = :queue",
+            queue=queue,
+        )
+        yield _gauge("hartonomous_broker_queue_depth", "Messages queued.", row["depth"])
+        yield _gauge(
+            "hartonomous_broker_oldest_message_age_seconds",
+            "Age of the oldest queued message (0 when empty).",
+            row["oldest"],
+        )
+        yield _gauge("hartonomous_broker_in_flight", "Queued messages claimed.", row["claimed"])
+        dead = _one(
+            connection,
+            "SELECT count(*) FILTER (WHERE replayed_at IS NULL) AS pending, count(*) AS total "
+            "FROM message_dead_letters WHERE queue_name = :queue",
+            queue=queue,
+        )
+        yield _gauge(
+            "hartonomous_dead_letters_pending", "Dead letters awaiting replay.", dead["pending"]
+        )
+        yield _counter(
+            "hartonomous_dead_letters_kept",
+            "Dead letters ever set aside (rows kept).",
+            dead["total"],
+        )
+        yield self._sync_events(connection)
+        yield from self._billing(connection)
+        yield from self._capture(connection)
+        yield from self._ingestion(connection)
+        yield from self._services(connection)
+        yield from self._postgres(connection)
+
+    def _sync_events(self, connection: Connection) -> Metric:
+        # sync_counters names are `outcome:detail` (billed:<operation>, dead_lettered:<reason>,
+        # delayed:transient, skipped:..., already_billed:<operation>): see sync/worker.py.
+        family = CounterMetricFamily(
+            "hartonomous_sync_events",
+            "Events the sync worker handled, by outcome and detail (operation, reason, table).",
+            labels=["outcome", "detail"],
+        )
+        for name, count in connection.execute(text("SELECT counter, count FROM sync_counters")):
+            outcome, _, detail = str(name).partition(":")
+            family.add_metric([outcome, detail], float(count))
+        return family
+
+    def _billing(self, connection: Connection) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "hartonomous_billing_events", "Ledger rows written, by operation.", labels=["operation"]
+        )
+        dcu = CounterMetricFamily(
+            "hartonomous_billing_dcu", "DCU billed, by operation.", labels=["operation"]
+        )
+        rows = connection.execute(
+            text(
+                "SELECT operation, sum(row_count) AS events, sum(total_dcu) AS dcu "
+                "FROM billing_usage_rollup GROUP BY operation"
+            )
+        )
+        for operation, count, total in rows:
+            events.add_metric([operation], float(count))
+            dcu.add_metric([operation], float(total))  # a float: Prometheus has no decimals
+        yield events
+        yield dcu
+
+    def _capture(self, connection: Connection) -> Iterator[Metric]:
+        status = cdc_status(psycopg_connection(connection), self._platform.settings.cdc)
+        yield _gauge(
+            "hartonomous_cdc_slot_exists", "1 when the replication slot exists.", status.slot_exists
+        )
+        yield _gauge(
+            "hartonomous_cdc_lag_bytes",
+            "WAL bytes the CES consumer has not confirmed (NaN without a slot).",
+            status.lag_bytes,
+        )
+        yield _gauge(
+            "hartonomous_cdc_lag_seconds",
+            "Seconds since the CES consumer was last caught up (NaN before it ever was).",
+            status.lag_seconds,
+        )
+        events = CounterMetricFamily(
+            "hartonomous_cdc_events", "CloudEvents the CES consumer enqueued.", labels=["consumer"]
+        )
+        dead = CounterMetricFamily(
+            "hartonomous_cdc_dead_lettered",
+            "Changes the CES consumer set aside as dead letters.",
+            labels=["consumer"],
+        )
+        for name, total, set_aside in connection.execute(
+            text("SELECT consumer_name, events_total, dead_lettered_total FROM cdc_checkpoints")
+        ):
+            events.add_metric([name], float(total))
+            dead.add_metric([name], float(set_aside))
+        yield events
+        yield dead
+
+    def _ingestion(self, connection: Connection) -> Iterator[Metric]:
+        row = _one(
+            connection,
+            "SELECT coalesce(sum(file_count), 0) AS files, "
+            "coalesce(sum(failed_count), 0) AS failed, coalesce(sum(new_bytes), 0) AS new, "
+            "coalesce(sum(reused_bytes), 0) AS reused FROM ingestion_jobs",
+        )
+        files = CounterMetricFamily(
+            "hartonomous_ingestion_files", "Files ingested, by status.", labels=["status"]
+        )
+        files.add_metric(["ingested"], float(row["files"]))
+        files.add_metric(["failed"], float(row["failed"]))
+        stored = CounterMetricFamily(
+            "hartonomous_ingestion_bytes",
+            "Bytes ingested: new (stored) or reused (already held content).",
+            labels=["kind"],
+        )
+        stored.add_metric(["new"], float(row["new"]))
+        stored.add_metric(["reused"], float(row["reused"]))
+        yield files
+        yield stored
+
+    def _services(self, connection: Connection) -> Iterator[Metric]:
+        beats = GaugeMetricFamily(
+            "hartonomous_service_heartbeat_age_seconds",
+            "Seconds since each service instance's last beat (instances of the last day).",
+            labels=["service", "instance", "state"],
+        )
+        for service, instance, state, age in connection.execute(
+            text(
+                "SELECT service_name, instance, state, "
+                "extract(epoch FROM now() - last_beat_at)::float8 FROM service_heartbeats "
+                "WHERE last_beat_at > now() - interval '1 day'"
+            )
+        ):
+            beats.add_metric([service, instance, state], age)
+        yield beats
+        paused = connection.execute(
+            text("SELECT paused FROM sync_control WHERE scope = 'sync'")
+        ).scalar()
+        yield _gauge("hartonomous_sync_paused", "1 while `sync pause` holds sync.", bool(paused))
+
+    def _postgres(self, connection: Connection) -> Iterator[Metric]:
+        yield _gauge(
+            "hartonomous_pg_lock_waits",
+            "Sessions waiting for a lock now.",
+            connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar(),
+        )
+        yield _gauge(
+            "hartonomous_pg_database_bytes",
+            "Size of the platform's database.",
+            connection.execute(text("SELECT pg_database_size(current_database())")).scalar(),
+        )
+        yield _counter(
+            "hartonomous_pg_wal_bytes",
+            "WAL position in bytes (its rate is WAL growth).",
+            connection.execute(
+                text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8")
+            ).scalar(),
+        )
+        tables = GaugeMetricFamily(
+            "hartonomous_pg_table_bytes",
+            "Size of each table of the platform (with indexes and TOAST).",
+            labels=["table"],
+        )
+        for name, size in connection.execute(
+            text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()"
+            )
+        ):
+            tables.add_metric([name], float(size))
+        yield tables
+        yield from self._statements(connection)
+
+    def _statements(self, connection: Connection) -> Iterator[Metric]:
+        installed = connection.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        ).scalar()
+        yield _gauge(
+            "hartonomous_pg_stat_statements_available",
+            "1 when pg_stat_statements is installed (the statement figures below exist).",
+            bool(installed),
+        )
+        if not installed:
+            return
+        totals = _one(
+            connection,
+            "SELECT coalesce(sum(calls), 0)::float8 AS calls, "
+            "coalesce(sum(total_exec_time), 0)::float8 / 1000 AS seconds "
+            "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())",
+        )
+        yield _counter("hartonomous_pg_statement_calls", "Statements run.", totals["calls"])
+        yield _counter(
+            "hartonomous_pg_statement_seconds", "Time spent running statements.", totals["seconds"]
+        )
+        top_seconds = CounterMetricFamily(
+            "hartonomous_pg_top_statement_seconds",
+            f"Time of the {TOP_STATEMENTS} statements that took the most, by queryid.",
+            labels=["queryid"],
+        )
+        top_calls = CounterMetricFamily(
+            "hartonomous_pg_top_statement_calls",
+            f"Calls of the {TOP_STATEMENTS} statements that took the most, by queryid.",
+            labels=["queryid"],
+        )
+        for queryid, calls, seconds in connection.execute(
+            text(
+                "SELECT queryid::text, calls::float8, total_exec_time / 1000 "
+                "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT :top"
+            ),
+            {"top": TOP_STATEMENTS},
+        ):
+            top_seconds.add_metric([queryid], float(seconds))
+            top_calls.add_metric([queryid], float(calls))
+        yield top_seconds
+        yield top_calls
+
+    # -- Neo4j -------------------------------------------------------------------------------
+
+    def _read_neo4j(self) -> list[Metric]:
+        if self._projector is None:
+            self._projector = Neo4jProjector(self._platform.settings.neo4j)
+        server = self._projector.server_metrics()
+        return [
+            _gauge("hartonomous_neo4j_heap_used_bytes", "JVM heap used.", server.heap_used_bytes),
+            _gauge("hartonomous_neo4j_heap_max_bytes", "JVM heap maximum.", server.heap_max_bytes),
+            _gauge(
+                "hartonomous_neo4j_open_transactions",
+                "Transactions running on Neo4j now.",
+                server.open_transactions,
+            ),
+            _gauge(
+                "hartonomous_neo4j_longest_transaction_seconds",
+                "Age of the oldest transaction running on Neo4j now.",
+                server.longest_transaction_seconds,
+            ),
+        ]
+
+
+def _answered(name: str, documentation: str, read: Callable[[], list[Metric]]) -> Iterator[Metric]:
+    """``name`` 1 and what ``read`` gives, or ``name`` 0 when it fails: a scrape reports an
+    outage, it never fails."""
+    up = GaugeMetricFamily(name, documentation)
+    try:
+        metrics = read()
+    except Exception as exc:  # noqa: BLE001 - reported as the 0 and a log line
+        log.warning("metrics_source_failed", metric=name, error=f"{type(exc).__name__}: {exc}")
+        up.add_metric([], 0)
+        yield up
+        return
+    up.add_metric([], 1)
+    yield up
+    yield from metrics
+
+
+def _one(connection: Connection, sql: str, **params: Any) -> dict[str, Any]:
+    row = connection.execute(text(sql), params).mappings().one()
+    return dict(row)
+
+
+def _value(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _gauge(name: str, documentation: str, value: object) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=_value(value))
+
+
+def _counter(name: str, documentation: str, value: object) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=_value(value))

@@ -1,0 +1,207 @@
+"""`hartonomous status`: one screen of the platform's state, each line OK / WARN / FAIL with why.
+
+Built from the readiness report (``services.health``: database, migrations, heartbeats, change
+capture, the sync pause), the broker's status (``messaging.status``: backlog, dead letters), the
+sync worker's ledger state, the last backup (``services.backup_catalogue``) and disk use.
+Thresholds are `[health]` and `[cdc]` settings (docs/operations.md, "status").
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import func, select, text
+
+from hartonomous.db.tables import billing_usage_ledger
+from hartonomous.services.backup_catalogue import last_backup_at
+from hartonomous.services.broker import BrokerStatus, broker_status
+from hartonomous.services.database_errors import database_errors
+from hartonomous.services.health import NotReadyError, Readiness, readiness
+from hartonomous.services.platform import Platform
+
+__all__ = ["StatusCheck", "StatusReport", "Verdict", "platform_status"]
+
+Verdict = Literal["OK", "WARN", "FAIL"]
+_RANK: dict[Verdict, int] = {"OK": 0, "WARN": 1, "FAIL": 2}
+# What the sync worker's heartbeat says when it stopped on an unwritable ledger (sync/worker.py).
+_LEDGER_STOPPED = "usage ledger cannot be written"
+_BYTES_PER_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """``verdict``: the worst of ``checks``."""
+
+    checks: list[StatusCheck]
+
+    @property
+    def verdict(self) -> Verdict:
+        return max((check.verdict for check in self.checks), key=_RANK.__getitem__, default="OK")
+
+
+def platform_status(platform: Platform) -> StatusReport:
+    """Every check; a database that cannot be used is one FAIL and the rest that needs it
+    is skipped (disk use is still measured)."""
+    try:
+        ready = readiness(platform)
+    except NotReadyError as exc:
+        return StatusReport([StatusCheck("database", "FAIL", str(exc)), _disk(platform, None)])
+    with database_errors():
+        broker = broker_status(platform)
+        ledger_rows, database_bytes = _ledger_and_size(platform)
+    checks = [
+        StatusCheck("database", "OK", f"migrations at head ({ready.revision})"),
+        *_services(platform, ready),
+        _capture(ready),
+        _pause(ready),
+        _backlog(platform, broker),
+        _dead_letters(broker),
+        _ledger(ready, ledger_rows),
+        _backup(platform),
+        _disk(platform, database_bytes),
+    ]
+    return StatusReport(checks)
+
+
+def _services(platform: Platform, ready: Readiness) -> list[StatusCheck]:
+    stale = platform.settings.health.heartbeat_stale_seconds
+    checks = []
+    for name in platform.settings.health.expected_services:
+        instances = [s for s in ready.services if s.service == name]
+        working = [s for s in instances if s.working]
+        paused = [s for s in instances if s.fresh and s.state == "paused"]
+        if working:
+            beat = working[0]
+            checks.append(
+                StatusCheck(
+                    f"service {name}",
+                    "OK",
+                    f"{beat.state} on {beat.instance}, beat {beat.age_seconds}s ago",
+                )
+            )
+        elif paused:
+            checks.append(StatusCheck(f"service {name}", "WARN", f"paused on {paused[0].instance}"))
+        elif not instances:
+            checks.append(
+                StatusCheck(
+                    f"service {name}", "FAIL", "no heartbeat (is `hartonomous up` running?)"
+                )
+            )
+        else:
+            latest = instances[0]
+            why = (
+                f"last heartbeat {latest.age_seconds}s ago, stale past {stale}s"
+                if not latest.fresh
+                else (latest.detail or "no detail")
+            )
+            checks.append(
+                StatusCheck(
+                    f"service {name}", "FAIL", f"{latest.state} on {latest.instance}: {why}"
+                )
+            )
+    return checks
+
+
+def _capture(ready: Readiness) -> StatusCheck:
+    lag = ready.change_capture
+    if not lag.slot_exists:
+        return StatusCheck("change capture", "FAIL", "replication slot missing (`db upgrade`)")
+    detail = f"slot lag {lag.lag_bytes} bytes, {lag.lag_seconds}s since caught up"
+    return StatusCheck("change capture", "WARN" if lag.lagging else "OK", detail)
+
+
+def _pause(ready: Readiness) -> StatusCheck:
+    sync = ready.sync
+    if not sync.paused:
+        return StatusCheck("sync pause", "OK", "not paused")
+    by = f" by {sync.paused_by}" if sync.paused_by else ""
+    why = f" ({sync.reason})" if sync.reason else ""
+    return StatusCheck(
+        "sync pause",
+        "WARN",
+        f"paused{by} since {sync.paused_at}{why}; {sync.backlog} queued event(s) wait "
+        "(`hartonomous sync resume`)",
+    )
+
+
+def _backlog(platform: Platform, broker: BrokerStatus) -> StatusCheck:
+    limit = platform.settings.health.backlog_alert_seconds
+    detail = (
+        f"{broker.depth} queued, oldest {broker.oldest_age_seconds}s, {broker.in_flight} in "
+        f"flight, {broker.orphaned_claims} orphaned claim(s)"
+    )
+    if broker.oldest_age_seconds > limit:
+        return StatusCheck("backlog", "WARN", f"{detail}; oldest past {limit}s")
+    return StatusCheck("backlog", "OK", detail)
+
+
+def _dead_letters(broker: BrokerStatus) -> StatusCheck:
+    detail = (
+        f"{broker.dead_letters} awaiting replay, {broker.dead_letters_last_hour} in the last hour"
+    )
+    if broker.dead_letter_spike:
+        return StatusCheck("dead letters", "FAIL", f"{detail}: a spike (`deadletters list`)")
+    if broker.dead_letters:
+        return StatusCheck("dead letters", "WARN", f"{detail} (`deadletters list`)")
+    return StatusCheck("dead letters", "OK", detail)
+
+
+def _ledger(ready: Readiness, rows: int) -> StatusCheck:
+    stopped = [
+        s
+        for s in ready.services
+        if s.service == "sync-worker"
+        and s.state == "failed"
+        and _LEDGER_STOPPED in (s.detail or "")
+    ]
+    newest = max(
+        (s.last_beat_at for s in ready.services if s.service == "sync-worker"), default=None
+    )
+    if stopped and stopped[0].last_beat_at == newest:
+        return StatusCheck("ledger", "FAIL", f"{stopped[0].detail}")
+    return StatusCheck("ledger", "OK", f"{rows} row(s), no write failure")
+
+
+def _backup(platform: Platform) -> StatusCheck:
+    at = last_backup_at(platform)
+    if at is None:
+        return StatusCheck("last backup", "WARN", "no backups")
+    age = (datetime.now(UTC) - at).total_seconds()
+    return StatusCheck("last backup", "OK", f"{at.isoformat()} ({age / 3600:.1f} h ago)")
+
+
+def _disk(platform: Platform, database_bytes: int | None) -> StatusCheck:
+    health = platform.settings.health
+    data_dir = platform.settings.data_dir
+    size = "" if database_bytes is None else f"database {database_bytes / _BYTES_PER_MIB:.1f} MiB; "
+    try:
+        usage = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent)
+    except OSError as exc:
+        return StatusCheck("disk", "WARN", f"{size}cannot measure {data_dir}: {exc.strerror}")
+    used = 100 * usage.used / usage.total if usage.total else 0.0
+    detail = (
+        f"{size}file system of {data_dir} {used:.1f}% used, "
+        f"{usage.free / _BYTES_PER_MIB / 1024:.1f} GiB free"
+    )
+    if used >= health.disk_fail_percent:
+        return StatusCheck("disk", "FAIL", f"{detail} (FAIL at {health.disk_fail_percent}%)")
+    if used >= health.disk_warn_percent:
+        return StatusCheck("disk", "WARN", f"{detail} (WARN at {health.disk_warn_percent}%)")
+    return StatusCheck("disk", "OK", detail)
+
+
+def _ledger_and_size(platform: Platform) -> tuple[int, int]:
+    with platform.maintenance_engine.connect() as connection:
+        rows = connection.execute(select(func.count()).select_from(billing_usage_ledger)).scalar()
+        size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar()
+    return int(rows or 0), int(size or 0)

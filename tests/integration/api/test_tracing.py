@@ -1,0 +1,126 @@
+"""OpenTelemetry traces: HTTP server spans, database spans, a `send` span per CDC batch, a
+`process` span per broker message carrying its CloudEvent id, and a span per ingested file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import Engine
+from tests.integration.sync.conftest import drain
+
+from hartonomous.api import create_app
+from hartonomous.config import Settings
+from hartonomous.config.sections import TelemetrySettings
+from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
+from hartonomous.observability.tracing import otlp_endpoint, tracer, use_tracer_provider
+from hartonomous.security.roles import Role
+from hartonomous.services import Platform
+
+from .conftest import IssueKey, bearer
+from .pipeline import Source, pipeline
+
+__all__ = ["pipeline"]
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for this test only (off again after)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        use_tracer_provider(None)
+
+
+def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [span for span in exporter.get_finished_spans() if span.name == name]
+
+
+def test_an_api_request_is_a_server_span_over_its_database_calls(
+    spans: InMemorySpanExporter, platform: Platform, issue_key: IssueKey
+) -> None:
+    key = issue_key(role=Role.ADMIN)
+    with TestClient(create_app(platform)) as api:
+        assert api.get("/v1/tenants", headers=bearer(key)).status_code == 200
+    [server] = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    attributes = dict(server.attributes or {})
+    assert attributes["http.route"] == "/v1/tenants"
+    assert attributes.get("http.request.method", attributes.get("http.method")) == "GET"
+    assert attributes.get("http.response.status_code", attributes.get("http.status_code")) == 200
+    assert server.context is not None
+    database = [
+        s
+        for s in spans.get_finished_spans()
+        if s.kind == SpanKind.CLIENT and s.context.trace_id == server.context.trace_id
+    ]
+    assert database, "the request's SQL is traced inside it"
+    assert all(
+        dict(s.attributes or {}).get("db.system", dict(s.attributes or {}).get("db.system.name"))
+        == "postgresql"
+        for s in database
+    )
+
+
+def test_cdc_batches_and_each_message_handled_are_messaging_spans(
+    spans: InMemorySpanExporter, pipeline: Source
+) -> None:
+    pipeline.tenant("acme")
+    pipeline.ingest("acme", 2)
+    events = pipeline.capture()
+    assert events > 0
+    sends = [
+        s for s in named(spans, "send hartonomous_message_queue") if s.kind == SpanKind.PRODUCER
+    ]
+    assert sum(dict(s.attributes or {})["messaging.batch.message_count"] for s in sends) == events
+    queued = {
+        row[0]
+        for row in pipeline.conn.execute("SELECT body->>'id' FROM broker_messages").fetchall()
+    }
+    drain(pipeline, Settings())
+    processed = named(spans, "process hartonomous_message_queue")
+    assert all(s.kind == SpanKind.CONSUMER for s in processed)
+    ids = {dict(s.attributes or {})["cloudevents.event_id"] for s in processed}
+    assert ids == queued  # one span per message, named by its CloudEvent id
+    for span in processed:
+        attributes = dict(span.attributes or {})
+        assert attributes["messaging.message.id"] == attributes["cloudevents.event_id"]
+        assert attributes["messaging.operation.type"] == "process"
+        assert str(attributes["cloudevents.event_type"]).startswith("io.hartonomous.cdc.")
+        assert attributes["hartonomous.sync.decision"] in ("Complete", "Delay", "Reject")
+
+
+def test_each_ingested_file_is_a_span_and_a_failed_one_says_why(
+    spans: InMemorySpanExporter, engine: Engine, pipeline: Source, tmp_path: Path
+) -> None:
+    pipeline.tenant("acme")
+    good = tmp_path / "notes.txt"
+    good.write_text("A paragraph about tracing.\n")
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.7 not really")
+    ingest_paths(engine, IngestRequest(tenant_id="acme"), [good, bad])
+    files = {dict(s.attributes or {})["file.path"]: s for s in named(spans, "ingest file")}
+    assert set(files) == {str(good), str(bad)}
+    assert dict(files[str(good)].attributes or {})["file.size"] == good.stat().st_size
+    assert files[str(good)].status.status_code == StatusCode.UNSET
+    assert files[str(bad)].status.status_code == StatusCode.ERROR
+    assert files[str(bad)].status.description
+
+
+def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert otlp_endpoint(TelemetrySettings()) is None
+    assert not tracer().start_span("anything").is_recording()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert otlp_endpoint(TelemetrySettings()) == "http://collector:4318"
+    assert otlp_endpoint(TelemetrySettings(otlp_endpoint="http://mine:4318")) == "http://mine:4318"
