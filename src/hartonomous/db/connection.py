@@ -112,6 +112,11 @@ def session_options(settings: DatabaseSettings) -> str:
     return f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
 
 
+# psycopg's `Connection.connect` classmethod as psycopg defines it, taken before anything can
+# instrument it (observability/tracing.py imports this module first).
+_PSYCOPG_CONNECT: Any = psycopg.Connection.__dict__["connect"]
+
+
 @overload
 def connect(
     url: str, settings: DatabaseSettings, *, application_name: str, autocommit: bool = True
@@ -141,7 +146,12 @@ def connect(
     timeouts; `url` may be a SQLAlchemy or plain libpq URL. Raises `psycopg.OperationalError`
     when the server cannot be reached."""
     cls = connection_class or psycopg.Connection
-    return cls.connect(
+    # A subclass is made with psycopg's own classmethod: OpenTelemetry's psycopg instrumentation
+    # replaces `Connection.connect` with a wrapper of the method bound to `psycopg.Connection`
+    # (and its uninstrument puts that bound method back), so `Subclass.connect` would return a
+    # plain Connection (observability/tracing.py). Subclass sessions go untraced.
+    make = cls.connect if cls is psycopg.Connection else _PSYCOPG_CONNECT.__get__(None, cls)
+    return make(
         libpq_url(url),
         autocommit=autocommit,
         application_name=application_name,

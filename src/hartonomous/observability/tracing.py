@@ -27,6 +27,10 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from hartonomous import __version__
 from hartonomous.config.sections import TelemetrySettings
 
+# Imported before psycopg can be instrumented: it keeps psycopg's own `Connection.connect` for
+# subclass connections, which the instrumentation would turn into plain ones.
+from hartonomous.db import connection as _connection  # noqa: F401
+
 __all__ = [
     "configure_tracing",
     "instrument_app",

@@ -124,3 +124,28 @@ def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
     assert otlp_endpoint(TelemetrySettings()) == "http://collector:4318"
     assert otlp_endpoint(TelemetrySettings(otlp_endpoint="http://mine:4318")) == "http://mine:4318"
+
+
+def test_a_connection_subclass_stays_itself_while_traced_and_after(database_url: str) -> None:
+    """The broker pump's session is a psycopg.Connection subclass (messaging/savepoint.py);
+    the psycopg instrumentation made it a plain Connection, during tracing and after it."""
+    from hartonomous.config.sections import DatabaseSettings
+    from hartonomous.db.connection import connect
+    from hartonomous.messaging.savepoint import PumpConnection
+
+    def made() -> type:
+        with connect(
+            database_url,
+            DatabaseSettings(),
+            application_name="t",
+            connection_class=PumpConnection,
+        ) as session:
+            return type(session)
+
+    provider = TracerProvider()
+    use_tracer_provider(provider)
+    try:
+        assert made() is PumpConnection
+    finally:
+        use_tracer_provider(None)
+    assert made() is PumpConnection
