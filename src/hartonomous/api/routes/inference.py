@@ -62,17 +62,6 @@ class InferenceAccepted(BaseModel):
     status_url: str
 
 
-class InferenceStepModel(BaseModel):
-    step_number: int
-    operation: str
-    duration_ms: float
-    index_used: str | None
-    rows_examined: int | None
-    rows_returned: int | None
-    cache_used: bool
-    detail: dict[str, Any]
-
-
 class InferenceModel(BaseModel):
     """`services.inference.InferenceView` over HTTP (read from it by attribute)."""
 
@@ -97,7 +86,8 @@ class InferenceModel(BaseModel):
     rating: int | None
     feedback: str | None
     rated_at: datetime | None
-    steps: list[InferenceStepModel]
+    # The service's dataclass, as the explain route answers it: one step shape in the schema.
+    steps: list[inference_service.InferenceStep]
 
 
 class FeedbackBody(BaseModel):
