@@ -99,9 +99,10 @@ class ScopeSizes:
 
     Counting up to the limit is a scan of ``exact_limit + 1`` index entries (0.3 ms of a 1.3 ms
     search at the default 2,000: benchmarks/search.py), spent only to learn what the last
-    search already said. A stale answer costs speed, never rows: the HNSW scan is completed
-    exactly when it comes back short, and a short scan forgets the scope so that the next
-    search counts again (docs/search.md, "How a search runs").
+    search already said. A scope that shrank under the limit meanwhile is still searched by
+    the index (an index scan's recall, where a count would have chosen the exact scan), never
+    with fewer rows: a scan that comes back short forgets the scope and the search is made
+    again with a count (docs/search.md, "How a search runs").
     """
 
     def __init__(self) -> None:
@@ -158,11 +159,13 @@ def search_in_scope(
     _check(tenant_id, rows[0] if rows else None)
     found = scoped_neighbours(rows, count.k, count.settings, details)
     visible = None if rows[0].visible is None else int(rows[0].visible)
+    if known_large and found.method_used is not Method.HNSW:
+        # The index scan came back short: the scope may have shrunk under the limit. Forget
+        # it and search again with a count, which chooses the scan and says what it weighed.
+        _scope_sizes.remember(connection.engine, key, large=False)
+        return search_in_scope(connection, tenant_id, count, vector, details=details)
     if not known_large:
         _scope_sizes.remember(connection.engine, key, found.plan is Method.HNSW)
-    elif found.method_used is not Method.HNSW:
-        # The index scan came back short: the scope may have shrunk; count it next time.
-        _scope_sizes.remember(connection.engine, key, large=False)
     opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), visible)
     return opened, found
 

@@ -140,7 +140,7 @@ def test_texts_the_model_cannot_see(engine: Engine, tmp_path: Path, cli: Cli) ->
 
     # Emoji and runes alike: refused as meaning, not matched at 1.0 against each other.
     for query in ("🔥", "ᚦᚦ"):
-        with pytest.raises(SearchError, match=r"does not know.*--mode lexical"):
+        with pytest.raises(SearchError, match=r"does not know.*in lexical mode"):
             search(engine, tenant, Query(text=query), 5, mode="semantic")
         hybrid = search(engine, tenant, Query(text=query), 5)
         assert all(hit.score is None or hit.score < 0.9 for hit in hybrid.hits)
@@ -231,3 +231,27 @@ def test_the_longest_accepted_query_runs_and_a_longer_one_is_refused(
         search(engine, tenant, Query(text=longest), 5, mode=mode)
         with pytest.raises(SearchError, match=f"at most {MAX_QUERY_CHARACTERS} are accepted"):
             search(engine, tenant, Query(text=words[: MAX_QUERY_CHARACTERS + 1]), 5, mode=mode)
+
+
+def test_a_hyphenated_query_finds_the_words_written_apart(engine: Engine, tmp_path: Path) -> None:
+    # The example ("seed-bank" against a stored "seed bank") and another compound.
+    tenant = add_tenant(engine, "hyphens")
+    notes = tmp_path / "notes.txt"
+    notes.write_text(
+        f"{SEED_BANK}\n\nThe state of the art anvil.\n\nA well-known recipe for rye bread.\n",
+        encoding="utf-8",
+    )
+    assert ingest(engine, tenant, notes).status == "completed"
+    for query, stored in (
+        ("seed-bank samples", SEED_BANK),
+        ("state-of-the-art anvil", "The state of the art anvil."),
+        # Written with the hyphen, found without it and with it.
+        ("well known recipe", "A well-known recipe for rye bread."),
+        ("well-known recipe", "A well-known recipe for rye bread."),
+    ):
+        hits = search(engine, tenant, Query(text=query), 5, mode="lexical").hits
+        assert [(hit.text or "").strip() for hit in hits] == [stored], query
+    # A stored text searched verbatim, hyphen and all, is still verbatim.
+    hits = search(engine, tenant, Query(text="A well-known recipe for rye bread."), 5,
+                  mode="lexical").hits  # fmt: skip
+    assert hits[0].verbatim

@@ -28,7 +28,7 @@ def _search(engine: Engine, tenant: str, k: int) -> tuple[OpenedScope, VectorSea
         )
 
 
-def test_a_large_scope_is_counted_once_and_counted_again_when_its_scan_comes_back_short(
+def test_a_large_scope_is_counted_once_and_again_when_its_scan_comes_back_short(
     engine: Engine, tmp_path: Path
 ) -> None:
     tenant = add_tenant(engine, "acme")
@@ -52,8 +52,13 @@ def test_a_large_scope_is_counted_once_and_counted_again_when_its_scan_comes_bac
             ),
             {"t": tenant},
         )
-    _, shrunk = _search(engine, tenant, 5)
-    assert (shrunk.method_used, len(shrunk.neighbours)) == (Method.EXACT, 3)
-    recounted, exact = _search(engine, tenant, 5)
-    assert recounted.visible == 3
-    assert (exact.plan, len(exact.neighbours)) == (Method.EXACT, 3)
+    recounted, shrunk = _search(engine, tenant, 5)
+    assert recounted.visible == 3  # what the exact scan weighed, counted again
+    assert (shrunk.plan, shrunk.method_used, len(shrunk.neighbours)) == (
+        Method.EXACT,
+        Method.EXACT,
+        3,
+    )
+    again, exact = _search(engine, tenant, 5)
+    assert again.visible == 3  # a scope under the limit is counted on every search
+    assert [n.atom_id for n in exact.neighbours] == [n.atom_id for n in shrunk.neighbours]
