@@ -69,11 +69,11 @@ def round_half_away(value: Decimal, places: int = LEDGER_SCALE) -> Decimal:
 
 def to_ledger_numeric(value: Decimal, column: str) -> Decimal:
     """`value` as stored in a NUMERIC(18,6) column: 6 places half away from zero, ≤ 12 digits."""
-    rounded = round_half_away(value)
-    if rounded.copy_abs() >= _LEDGER_LIMIT:
+    rounded = value.quantize(_QUANTA[LEDGER_SCALE], context=_ROUNDING)
+    if not -_LEDGER_LIMIT < rounded < _LEDGER_LIMIT:
         raise LedgerValueError(
             f"{column} {value} does not fit NUMERIC({LEDGER_PRECISION},{LEDGER_SCALE}) "
             f"(at most {LEDGER_PRECISION - LEDGER_SCALE} integer digits)"
         )
     # A negative input that rounds to zero would otherwise be stored as -0.000000.
-    return rounded.copy_abs() if rounded.is_zero() else rounded
+    return rounded if rounded else rounded.copy_abs()
