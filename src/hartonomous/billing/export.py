@@ -285,25 +285,29 @@ def write_period(
         tenant=sql.Literal(tenant_id),
     )
     copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(rows)
+    # Hashed as it streams to the file: a CSV export is not read back to be described.
+    digest = hashlib.sha256()
     with csv_path.open("wb") as out, connection.cursor().copy(copy) as stream:
         for block in stream:
             out.write(block)
+            digest.update(block)
+        described = ExportedFile(csv_path.name, out.tell(), digest.hexdigest())
     totals = tuple(
         OperationTotal(str(op), currency, int(count), units, dcu, cost)
         for op, count, units, dcu, cost in connection.execute(_TOTALS, parameters)
     )
-    data_path = csv_path
     if export_format is ExportFormat.PARQUET:
         data_path = folder / f"ledger-{label}.parquet"
         _csv_to_parquet(csv_path, data_path)
         csv_path.unlink()
+        described = _described(data_path)
     manifest = ExportManifest(
         period=label,
         tenant_id=tenant_id,
         export_format=export_format,
         row_count=sum(total.rows for total in totals),
         totals=totals,
-        files=(_described(data_path),),
+        files=(described,),
     )
     (folder / MANIFEST).write_text(_canonical_json(manifest.as_json()))
     return manifest

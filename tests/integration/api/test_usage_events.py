@@ -173,8 +173,16 @@ def test_a_duplicate_within_one_batch_and_other_tenants_same_ids(
     assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
     # Idempotency is per tenant: the same source and id from another tenant is its own event.
     assert post(api, globex, [event("x", 1)]).json()["accepted"] == 1
+    # Ids and sources of any shape are remembered as sent: a resend is a duplicate.
+    awkward = [
+        event('q"uote', 1, source="//gw/{brace},comma"),
+        event("back\\slash", 1, source='//gw/ü "q"'),
+        event("NULL", 1, source="//gw/tab\tnewline\n"),
+    ]
+    assert post(api, acme, awkward).json()["accepted"] == 3
+    assert post(api, acme, awkward).json()["duplicate"] == 3
     drain()
-    assert len(rows(engine, "acme")) == 1
+    assert len(rows(engine, "acme")) == 4
     assert len(rows(engine, "globex")) == 1
 
 
