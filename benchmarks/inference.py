@@ -32,9 +32,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -47,6 +49,7 @@ from hartonomous.config import Settings
 from hartonomous.config.sections import DatabaseSettings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import open_engine
+from hartonomous.inference import worker as worker_module
 from hartonomous.inference.onnx_run import clear_sessions, run_onnx
 from hartonomous.inference.submission import Submission
 from hartonomous.inference.tasks import InferenceTask, TaskContext, TaskRequest
@@ -231,31 +234,105 @@ def _ran(ran: bool) -> None:
     assert ran, "the worker found no job"
 
 
+class _PhaseClock:
+    """Times the worker's claim and completion (wrapping the functions the worker module
+    calls, for this run only), so a waited job splits into submit, queue wait (submission
+    committed to claim returned: the NOTIFY, the worker waking, the claim), run (claim to
+    completion), complete (the worker's completion transaction) and told (completion begun
+    to the caller holding the outcome: the transaction, the done NOTIFY, the caller's read;
+    the caller may be told before the worker's commit call returns)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.phases: dict[str, list[float]] = {
+            name: [] for name in ("submit", "queue wait", "run", "complete", "told")
+        }
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+    def record(self) -> None:
+        m = self.marks
+        for name, (start, end) in {
+            "submit": ("start", "submitted"),
+            "queue wait": ("submitted", "claimed"),
+            "run": ("claimed", "completing"),
+            "told": ("completing", "told"),
+        }.items():
+            self.phases[name].append((m[end] - m[start]) * 1000)
+        m.clear()
+
+    @contextmanager
+    def wrapping_worker(self) -> Iterator[None]:
+        # The worker module's own names for them (what `run_once` and `_run` call).
+        namespace = vars(worker_module)
+        claim_next, complete = namespace["claim_next"], namespace["complete"]
+
+        def timed_claim(*args: Any) -> Any:
+            claim = claim_next(*args)
+            if claim is not None:
+                self.mark("claimed")
+            return claim
+
+        def timed_complete(*args: Any) -> bool:
+            self.mark("completing")
+            started = time.perf_counter()
+            try:
+                return bool(complete(*args))
+            finally:
+                self.phases["complete"].append((time.perf_counter() - started) * 1000)
+
+        namespace.update(claim_next=timed_claim, complete=timed_complete)
+        try:
+            yield
+        finally:
+            namespace.update(claim_next=claim_next, complete=complete)
+
+    def note(self) -> str:
+        return (
+            "p50 "
+            + ", ".join(
+                f"{name} {np.percentile(ms, 50):.2f}" for name, ms in self.phases.items() if ms
+            )
+            + " ms"
+        )
+
+
 def waited_job(bench: Bench, runs: int) -> Figures:
     """The job as a caller of `infer --wait` sees it: the worker serves in a thread of its own
     as in `up` (idle, it waits for the submission's NOTIFY), and the caller submits, then
-    `services.inference.wait`s (woken by the completion's NOTIFY) until it is completed."""
+    `services.inference.wait`s (woken by the completion's NOTIFY) until it is completed. The
+    note splits the p50 into phases (``_PhaseClock``)."""
     platform = Platform(bench.engine, bench.settings, "")
     url = bench.engine.url.render_as_string(hide_password=False)
     worker = InferenceWorker(url, bench.engine, bench.settings)
     stop = threading.Event()
     serving = threading.Thread(target=worker.run, args=(stop,), name="bench-inference-worker")
     rng = np.random.default_rng(next(_SEEDS))
+    clock = _PhaseClock()
 
     def one() -> None:
+        clock.mark("start")
         inference_id = _submit(platform, bench, rng)
+        clock.mark("submitted")
         view = inference_service.wait(platform, TENANT, inference_id, timeout_seconds=60)
+        clock.mark("told")
         assert view.status == "completed", view.error
+        clock.record()
 
     clear_sessions()
-    serving.start()
-    try:
-        time.sleep(0.2)  # the worker reaches its idle wait (LISTENing), as a running `up` is
-        figures = Figures(_timed(one), note="submit, worker woken, wait woken by completion")
-        figures.warm_ms = [_timed(one) for _ in range(runs)]
-    finally:
-        stop.set()
-        serving.join()
+    with clock.wrapping_worker():
+        serving.start()
+        try:
+            time.sleep(0.2)  # the worker reaches its idle wait (LISTENing), as a running `up` is
+            figures = Figures(_timed(one))
+            figures.warm_ms = [_timed(one) for _ in range(runs)]
+        finally:
+            stop.set()
+            serving.join()
+    for ms in clock.phases.values():
+        del ms[0]  # the first call's
+    figures.note = clock.note()
     return figures
 
 
