@@ -32,18 +32,19 @@ from hartonomous.config import Settings
 from hartonomous.config.sections import InferenceSettings
 from hartonomous.db.tables import (
     generation_streams,
-    inference_atoms,
+    holdings,
     inference_requests,
     inference_steps,
 )
+from hartonomous.inference.blobs import HOLD_CONFLICT
 from hartonomous.inference.channels import DONE_CHANNEL, NOTIFY_CHANNEL, notice, notify
 from hartonomous.inference.records import (
     RequestRow,
-    hold_output_files,
     input_atom_rows,
     recordset,
     recordset_insert,
     step_rows,
+    store_output_files,
     stream_parts,
     usage,
     write_failure,
@@ -93,10 +94,28 @@ _EXHAUSTED = text(
 )
 
 
-# A completion's steps, input and output atoms and stream, in one statement.
+# A completion's output holdings, steps, input and output atoms and stream, in one statement.
+# An output atom's row takes the holding id its holding got (inserted, or met by a retried
+# completion) by source URI; an input's comes with it.
+_ATOM_FIELDS = (
+    "tenant_id VARCHAR(64), inference_id UUID, role VARCHAR(8), ordinal INTEGER, "
+    "atom_id BYTEA, name TEXT, holding_id UUID, source_uri TEXT"
+)
 _COMPLETION_WRITES = text(
-    f"WITH steps AS ({recordset_insert(inference_steps, 'steps')}), "
-    f"atoms AS ({recordset_insert(inference_atoms, 'atoms')}) "
+    "WITH held AS ("
+    + recordset_insert(
+        holdings,
+        "holdings",
+        omit=("holding_id", "job_id", "created_at"),
+        suffix=f"{HOLD_CONFLICT} RETURNING atom_id, source_uri, holding_id",
+    )
+    + f"), steps AS ({recordset_insert(inference_steps, 'steps')}), "
+    "atoms AS (INSERT INTO inference_atoms "
+    "(tenant_id, inference_id, role, ordinal, atom_id, name, holding_id) "
+    "SELECT r.tenant_id, r.inference_id, r.role, r.ordinal, r.atom_id, r.name, "
+    "coalesce(r.holding_id, held.holding_id) "
+    f"FROM jsonb_to_recordset(CAST(:atoms AS jsonb)) AS r({_ATOM_FIELDS}) "
+    "LEFT JOIN held ON held.source_uri = r.source_uri AND held.atom_id = r.atom_id) "
     + recordset_insert(generation_streams, "streams", omit=("created_at",))
 )
 
@@ -260,8 +279,8 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
     the claim was lost (its lease ran out and another worker took the job).
 
     Round trips: the row's update (which checks and locks the claim) with the done notice;
-    the output files' atoms (``blobs.hold_blob``); then one statement inserting the steps,
-    the input and output atoms and the stream together."""
+    the output files' atoms (``blobs.store_blob``); then one statement inserting their
+    holdings, the steps, the input and output atoms and the stream together."""
     row = claim.row
     output = storable_object(dict(result.output))
     if result.output_files:
@@ -294,12 +313,13 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
         if connection.execute(select(notice(DONE_CHANNEL, done.c.inference_id))).first() is None:
             return False
         atom_rows = input_atom_rows(connection, row, result.input_atoms)
-        atom_rows += hold_output_files(connection, row, result.output_files)
+        holding_rows, output_rows = store_output_files(connection, row, result.output_files)
         connection.execute(
             _COMPLETION_WRITES,
             {
+                "holdings": recordset(holding_rows),
                 "steps": recordset(step_rows(row, result.steps)),
-                "atoms": recordset(atom_rows),
+                "atoms": recordset(atom_rows + output_rows),
                 "streams": recordset([stream]),
             },
         )

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 
 from hartonomous.db.tables import holdings, inference_requests, inference_steps
-from hartonomous.inference.blobs import hold_blob, source_uri
+from hartonomous.inference.blobs import holding_row, source_uri, store_blob
 from hartonomous.inference.canonical import canonical_request
 from hartonomous.inference.channels import DONE_CHANNEL, notify
 from hartonomous.inference.streams import BUILTIN_TEXT_MODEL, StreamParts, store_stream
@@ -29,11 +29,11 @@ __all__ = [
     "ERROR_CHARACTERS",
     "RequestRow",
     "failure_parts",
-    "hold_output_files",
     "input_atom_rows",
     "recordset",
     "recordset_insert",
     "step_rows",
+    "store_output_files",
     "stream_model",
     "stream_parts",
     "usage",
@@ -140,42 +140,50 @@ def input_atom_rows(
     ]
 
 
-def hold_output_files(
+def store_output_files(
     connection: Connection, row: RequestRow, files: Sequence[OutputFile]
-) -> list[dict[str, Any]]:
-    """Each output file as an atom held by the tenant (``inference:<id>/output/<name>``);
-    the `inference_atoms` rows (role output) that record them."""
-    rows = []
+) -> tuple[list[dict[str, object]], list[dict[str, Any]]]:
+    """Store each output file as an atom; the `holdings` rows that hold them for the tenant
+    (``inference:<id>/output/<name>``) and the `inference_atoms` rows (role output) that
+    record them, to be inserted together (their ``holding_id`` found by ``source_uri``)."""
+    holding_rows: list[dict[str, object]] = []
+    atom_rows: list[dict[str, Any]] = []
     for ordinal, file in enumerate(files):
-        held = hold_blob(
-            connection,
+        atom_id = store_blob(connection, file.data, file.media_type)
+        holding = holding_row(
             row.tenant_id,
             row.inference_id,
             role="output",
             name=file.name,
+            atom_id=atom_id,
             data=file.data,
             media_type=file.media_type,
         )
-        rows.append(
+        holding_rows.append(holding)
+        atom_rows.append(
             {
                 "tenant_id": row.tenant_id,
                 "inference_id": row.inference_id,
                 "role": "output",
                 "ordinal": ordinal,
-                "atom_id": held.atom_id,
+                "atom_id": atom_id,
                 "name": storable_text(file.name),
-                "holding_id": held.holding_id,
+                "holding_id": None,
+                "source_uri": holding["source_uri"],
             }
         )
-    return rows
+    return holding_rows, atom_rows
 
 
-def recordset_insert(table: Table, parameter: str, omit: Sequence[str] = ()) -> str:
+def recordset_insert(
+    table: Table, parameter: str, omit: Sequence[str] = (), suffix: str = ""
+) -> str:
     """``INSERT INTO <table> (...) SELECT ... FROM jsonb_to_recordset(:<parameter>)``: any
     number of rows in one bound JSON array (``recordset``), so a statement inserting into
     several tables has one text whatever the row counts (prepared and cached once, where
     a multi-row VALUES list is a new statement for each count). Generated columns and those
-    named in ``omit`` are left to the database (an absent field would be NULL)."""
+    named in ``omit`` are left to the database (an absent field would be NULL); ``suffix``
+    ends the statement (``ON CONFLICT …``, ``RETURNING …``)."""
     columns = [c for c in table.c if c.computed is None and c.name not in omit]
     names = ", ".join(column.name for column in columns)
     fields = ", ".join(
@@ -183,7 +191,7 @@ def recordset_insert(table: Table, parameter: str, omit: Sequence[str] = ()) -> 
     )
     return (
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM "
-        f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS r({fields})"
+        f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS r({fields}) {suffix}"
     )
 
 

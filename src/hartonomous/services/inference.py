@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, func, select, update
 
 from hartonomous.config import Settings
 from hartonomous.db.tables import inference_requests
@@ -121,8 +121,12 @@ def get(platform: Platform, tenant_id: str, inference_id: uuid.UUID) -> Inferenc
 
 
 def _view(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:
-    row = require_inference(connection, tenant_id, inference_id)
-    steps = read_steps(connection, tenant_id, inference_id)
+    return _with_steps(connection, require_inference(connection, tenant_id, inference_id))
+
+
+def _with_steps(connection: Connection, row: RowMapping) -> InferenceView:
+    """The view of the `inference_requests` ``row``, its steps read."""
+    steps = read_steps(connection, row["tenant_id"], row["inference_id"])
     return InferenceView(
         inference_id=row["inference_id"],
         task=InferenceTask(row["task"]),
@@ -168,11 +172,11 @@ def wait(
     with database_errors(), _done_notices(platform) as (connection, notices):
         while True:
             # Read on the listening connection itself: in autocommit, no checkout, pre-ping,
-            # BEGIN or ROLLBACK round trip of its own.
-            view = _view(connection, tenant_id, inference_id)
+            # BEGIN or ROLLBACK round trip of its own; the steps only for the answer.
+            row = require_inference(connection, tenant_id, inference_id)
             left = None if deadline is None else deadline - time.monotonic()
-            if view.terminal or (left is not None and left <= 0):
-                return view
+            if row["status"] in TERMINAL or (left is not None and left <= 0):
+                return _with_steps(connection, row)
             _await_notice(notices, inference_id, min(_RECHECK_SECONDS, left or _RECHECK_SECONDS))
 
 
