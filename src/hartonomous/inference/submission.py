@@ -1,8 +1,10 @@
 """Submitting an inference request (docs/inference.md, "Submitting").
 
-In one transaction: the tenant (active), principal, model and referenced atoms are checked,
-the caller's texts and tensor files are stored as atoms held by the tenant, and the request
-row is written `pending` (the workers are woken by NOTIFY). An identical earlier completed
+Atomically: the tenant (active), principal, model and referenced atoms are checked, the
+caller's texts and tensor files are stored as atoms held by the tenant, and the request row
+is written `pending` (the workers are woken by NOTIFY). The checks of tenant and model, the
+cache lookup, the insert and the NOTIFY are one statement (``_queue``); a request with
+nothing to store and no atom named sends only it, in autocommit. An identical earlier completed
 request of the tenant (same task, model and input hash) answers at once instead: the new row
 is written `completed` with ``cache_hit``, ``cached_from``, the earlier output, one
 `cache_lookup` step and its stream, and nothing is queued.
@@ -175,8 +177,8 @@ def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | Non
     earlier answer, and insert the row `pending` with the workers' NOTIFY unless one was
     found: all in one statement. The earlier inference's id, or None when queued.
 
-    Raises what ``security.require_active_tenant`` raises, and ``InferenceInputError`` for a
-    model not found."""
+    Raises ``UnknownTenantError`` or ``TenantDisabledError`` (``security.tenant_state``), and
+    ``InferenceInputError`` for a model not found."""
     tenant_id = str(values["tenant_id"])
     model_id = values["model_atom_id"]
     assert model_id is None or isinstance(model_id, bytes)
