@@ -1,21 +1,26 @@
-"""The HTTP API under load: `POST /v1/search` and `GET /health/live` with 1, 8 and 32 concurrent
-httpx clients, beside the `search` service called in-process by as many threads, same queries,
-same run.
+"""The HTTP API under load: `POST /v1/search` and `GET /health/live` with 1, 8 and 32
+concurrent clients (wrk and httpx), beside the `search` service called in-process by as many
+threads, same queries, same run.
 
-Run with ``python benchmarks/api.py [--paragraphs 5000] [--seconds 6]``. It starts its own
-embedded PostgreSQL in a temporary folder, loads the first ``--paragraphs`` paragraphs of the
-standard-library corpus (benchmarks/stdlib_corpus.py, vectors cached on disk) for one tenant as
-benchmarks/search.py does, issues a `user` API key, provisions the API role, and starts a real
-server in a process of its own exactly as `hartonomous serve` (and `up`) serves the API: uvicorn
-on ``create_app`` over the API role's engine under row-level security. The in-process side
-calls the service on the owner's engine, as the CLI does (no tenant setting, no policies).
-Queries are the first eight words of random paragraphs (seeded); each request embeds its query,
-over HTTP and in-process alike. For each concurrency the in-process run and the HTTP run
-alternate in two rounds (half the time each), so a change of the machine's load weighs on both;
-the printed ratio is HTTP requests/s over in-process requests/s. Each run prints the CPU per
-request of the clients (or the in-process caller), of the server (split into its event loop
-and its worker threads) and of PostgreSQL. Clients are blocking httpx clients in threads, one
-keep-alive connection each (spread over ``--client-processes`` processes for /health/live).
+Run with ``python benchmarks/api.py [--paragraphs 5000] [--seconds 6] [--no-wrk]``. It starts
+its own embedded PostgreSQL in a temporary folder, loads the first ``--paragraphs`` paragraphs
+of the standard-library corpus (benchmarks/stdlib_corpus.py, vectors cached on disk) for one
+tenant as benchmarks/search.py does, issues a `user` API key, provisions the API role, and
+starts a real server in a process of its own exactly as `hartonomous serve` (and `up`) serves
+the API: uvicorn on ``create_app`` over the API role's engine under row-level security. The
+in-process side calls the service on the owner's engine, as the CLI does (no tenant setting,
+no policies). Queries are the first eight words of random paragraphs (seeded); each request
+embeds its query, over HTTP and in-process alike. For each concurrency the in-process run and
+the HTTP runs alternate in two rounds (half the time each), so a change of the machine's load
+weighs on all; the printed ratio is HTTP requests/s over in-process requests/s. Each run prints
+the CPU per request of the clients (or the in-process caller), of the server (split into its
+event loop and its worker threads) and of PostgreSQL.
+
+Two kinds of clients, one keep-alive connection each: wrk (Debian's native load generator, C,
+one thread; installed with apt when missing and this process is root) and blocking httpx
+clients in threads (spread over ``--client-processes`` processes for /health/live). The
+targets are read with wrk, which leaves the two cores to the server (httpx costs 0.5-1.4 ms
+of CPU per request, wrk 0.02-0.3 ms); without wrk (``--no-wrk``, or no apt) with httpx.
 Targets (docs/api.md): search over HTTP at least 0.8x the in-process rate at 8 clients; health
 at least 2,000 requests/s.
 """
@@ -261,7 +266,6 @@ function init(args)
     method = "POST"
     headers["Content-Type"] = "application/json"
   end
-  turn = tonumber(args[4])
 end
 function request()
   turn = turn + 1
@@ -270,7 +274,7 @@ function request()
   return wrk.format(method, path, headers, body)
 end
 function done(summary, latency, requests)
-  local out = io.open(wrk_output or os.getenv("WRK_OUTPUT"), "w")
+  local out = io.open(os.getenv("WRK_OUTPUT"), "w")
   out:write(string.format("failed %d\\n", summary.errors.status + summary.errors.read
     + summary.errors.write + summary.errors.timeout + summary.errors.connect))
   out:write(string.format("seconds %f\\n", summary.duration / 1e6))
@@ -310,7 +314,7 @@ def wrk_run(wrk: str, requests: Requests, clients: int, seconds: float, workdir:
     whole = max(1, math.ceil(seconds))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     command = [wrk, "-t1", f"-c{clients}", f"-d{whole}s", "--timeout", "60s", "-s", str(script)]
-    command += [f"{requests.base}{requests.path}", "--", requests.path, str(spec), "", "0"]
+    command += [f"{requests.base}{requests.path}", "--", requests.path, str(spec)]
     subprocess.run(
         command, check=True, capture_output=True, env={**os.environ, "WRK_OUTPUT": str(output)}
     )
