@@ -206,6 +206,9 @@ BAD_EVENTS = [
     ({**event("b"), "time": "yesterday"}, "RFC 3339"),
     ({**event("b"), "time": "2026-01-05T10:00:00"}, "offset"),
     ({**event("b"), "time": (NOW + timedelta(days=2)).isoformat()}, "future"),
+    # Valid RFC 3339, but with no UTC value in years 1-9999.
+    ({**event("b"), "time": "0001-01-01T00:00:00+14:00"}, "outside the years 0001-9999"),
+    ({**event("b"), "time": "9999-12-31T23:59:59-14:00"}, "outside the years 0001-9999"),
     ({**event("b"), "specversion": "0.3"}, "specversion"),
     (event("b", operation="usage.unknown"), "unknown operation 'usage.unknown'"),
     (event("b", -1), "greater than 0"),
