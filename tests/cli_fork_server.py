@@ -55,7 +55,7 @@ class ForkServer:
         )
         # The server prints nothing: it is ready when its socket accepts a connection.
 
-    def _connect(self, timeout: float) -> socket.socket:
+    def _connect(self, timeout: float | None) -> socket.socket:
         deadline = time.monotonic() + 120.0
         while True:
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -136,6 +136,47 @@ class ForkServer:
             _text(outputs[stderr_r]),
         )
 
+    def spawn(
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: int | None = subprocess.DEVNULL,
+        stderr: int | None = subprocess.DEVNULL,
+    ) -> ForkedProcess:
+        """`subprocess.Popen([python, "-m", "hartonomous", *args], ...)` for a long-running
+        command a test signals or waits on: `stdout`/`stderr` are `subprocess.DEVNULL`,
+        `subprocess.PIPE` (then a text stream) or None (this process's); stdin is inherited."""
+        ends: list[int] = []
+        ours: list[int | None] = []
+        for target, choice in ((1, stdout), (2, stderr)):
+            if choice == subprocess.PIPE:
+                read_end, write_end = os.pipe()
+                ends.append(write_end)
+                ours.append(read_end)
+            elif choice == subprocess.DEVNULL:
+                ends.append(os.open(os.devnull, os.O_WRONLY))
+                ours.append(None)
+            elif choice is None:
+                ends.append(os.dup(target))
+                ours.append(None)
+            else:
+                raise ValueError(f"stdout/stderr {choice!r}: DEVNULL, PIPE or None")
+        request = json.dumps({"argv": args, "env": env, "cwd": str(cwd)}).encode()
+        client = self._connect(None)
+        try:
+            client.sendmsg(
+                [len(request).to_bytes(8, "big"), request],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, *ends]))],
+            )
+        finally:
+            for fd in ends:
+                os.close(fd)
+        lines = client.makefile("r")
+        pid = int(lines.readline())
+        return ForkedProcess(pid, client, lines, *(_text_stream(fd) for fd in ours))
+
     def stop(self) -> None:
         if self._process.stdin is not None:
             self._process.stdin.close()
@@ -144,6 +185,94 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+class ForkedProcess:
+    """The part of `subprocess.Popen` tests use, for a process `ForkServer.spawn` started.
+
+    The process is not this one's child: its wait status arrives on the server connection.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        connection: socket.socket,
+        lines: IO[str],
+        stdout: IO[str] | None,
+        stderr: IO[str] | None,
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._connection = connection
+        self._lines = lines
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._connection], [], [], 0)
+            if readable:
+                self._finish()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._connection], [], [], timeout)
+            if not readable:
+                raise subprocess.TimeoutExpired(["hartonomous"], timeout or 0.0)
+            self._finish()
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Reads pipes to their end and waits (no input: stdin is inherited)."""
+        texts = {"out": "", "err": ""}
+
+        def read(name: str, stream: IO[str] | None) -> None:
+            if stream is not None:
+                texts[name] = stream.read()
+
+        readers = [
+            threading.Thread(target=read, args=("out", self.stdout), daemon=True),
+            threading.Thread(target=read, args=("err", self.stderr), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        self.wait(timeout)
+        for reader in readers:
+            reader.join(timeout)
+        return texts["out"], texts["err"]
+
+    def _finish(self) -> None:
+        status = self._lines.readline()
+        self._lines.close()
+        self._connection.close()
+        if not status:
+            raise RuntimeError("the CLI fork server closed the connection without a status")
+        self.returncode = os.waitstatus_to_exitcode(int(status))
+
+    def __enter__(self) -> ForkedProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait()
+
+
+def _text_stream(fd: int | None) -> IO[str] | None:
+    return None if fd is None else open(fd, encoding=locale.getpreferredencoding(False))
 
 
 def _read_all(fd: int, into: dict[int, bytes]) -> None:

@@ -23,7 +23,7 @@ from unittest import mock
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
-from tests.cli_fork_server import ForkServer
+from tests.cli_fork_server import ForkedProcess, ForkServer
 from tests.neo4j_server import start_neo4j
 
 from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
@@ -148,6 +148,8 @@ class CliResult:
     stderr: str
 
 
+CliProcess = ForkedProcess | subprocess.Popen[str]
+
 # At most one: this session's (this xdist worker's) fork server, started on first use.
 _fork_servers: list[ForkServer] = []
 
@@ -215,6 +217,26 @@ class Cli:
                 timeout=CLI_HANG_GUARD_SECONDS,
             )
         return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+    def spawn(
+        self,
+        *args: str,
+        stdout: int | None = subprocess.DEVNULL,
+        stderr: int | None = subprocess.DEVNULL,
+    ) -> CliProcess:
+        """A running command to signal or wait on, as `subprocess.Popen` (text pipes)."""
+        if self.fresh_interpreter:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hartonomous", *args],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+            )
+        return _cli_fork_server().spawn(
+            list(args), env=self.env, cwd=self.cwd, stdout=stdout, stderr=stderr
+        )
 
 
 def clean_environment() -> dict[str, str]:
