@@ -82,6 +82,7 @@ class ForkServer:
         cwd: Path,
         input_text: str | None,
         timeout: float,
+        errors: str = "strict",
     ) -> subprocess.CompletedProcess[str]:
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
@@ -132,8 +133,8 @@ class ForkServer:
         return subprocess.CompletedProcess(
             ["python", "-m", "hartonomous", *args],
             os.waitstatus_to_exitcode(int(status_line)),
-            _text(outputs[stdout_r]),
-            _text(outputs[stderr_r]),
+            _text(outputs[stdout_r], errors),
+            _text(outputs[stderr_r], errors),
         )
 
     def spawn(
@@ -288,10 +289,10 @@ def _write_all(fd: int, data: bytes) -> None:
         stream.write(data)
 
 
-def _text(data: bytes) -> str:
+def _text(data: bytes, errors: str) -> str:
     # As subprocess.run(text=True) decodes: the locale's encoding, universal newlines.
     encoding = locale.getpreferredencoding(False)
-    return data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+    return data.decode(encoding, errors).replace("\r\n", "\n").replace("\r", "\n")
 
 
 # --- the server side (this file run as a script) -------------------------------------------

@@ -196,12 +196,16 @@ class Cli:
     cwd: Path
     fresh_interpreter: bool = os.environ.get("TESTS_CLI_FRESH_INTERPRETER") == "1"
 
-    def __call__(self, *args: str, input_text: str | None = None) -> CliResult:
+    def __call__(
+        self, *args: str, input_text: str | None = None, errors: str = "strict"
+    ) -> CliResult:
+        """Runs to the end; `errors` decodes stdout/stderr (`surrogateescape` keeps bad bytes)."""
         if self.fresh_interpreter:
             completed = subprocess.run(
                 [sys.executable, "-m", "hartonomous", *args],
                 capture_output=True,
                 text=True,
+                errors=errors,
                 env=self.env,
                 cwd=self.cwd,
                 input=input_text,
@@ -215,6 +219,7 @@ class Cli:
                 cwd=self.cwd,
                 input_text=input_text,
                 timeout=CLI_HANG_GUARD_SECONDS,
+                errors=errors,
             )
         return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
