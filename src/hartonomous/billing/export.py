@@ -40,6 +40,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from hartonomous.billing.periods import period_label
 from hartonomous.errors import ConflictError, UsageError
 
 __all__ = [
@@ -141,7 +142,7 @@ def parse_period(text: str, *, today: date | None = None) -> date:
     current = (today or datetime.now(UTC).date()).replace(day=1)
     if period > current:
         raise InvalidPeriodError(
-            f"period {text!r} is in the future (the current period is {current:%Y-%m})"
+            f"period {text!r} is in the future (the current period is {period_label(current)})"
         )
     return period
 
@@ -276,7 +277,7 @@ def write_period(
 
     Runs in the caller's transaction, which must be REPEATABLE READ (or stricter) so that the
     rows and the totals come from one snapshot."""
-    label = f"{period:%Y-%m}"
+    label = f"{period_label(period)}"
     csv_path = folder / f"ledger-{label}.csv"
     parameters = {"period": period, "tenant": tenant_id}
     rows = sql.SQL(_ROWS).format(
