@@ -132,12 +132,16 @@ def list_dead_letters(
 ) -> Page[DeadLetterSummary]:
     """Dead letters newest first, ``limit`` a page; ``InvalidCursorError`` for a bad cursor."""
     codec = cursor_codec(platform.engine)
-    before = None if cursor is None else _position(codec.decode(_LISTING, None, cursor))
+    filters = {"include_replayed": include_replayed}
+    before = (
+        None if cursor is None else _position(codec.decode(_LISTING, None, cursor, filters=filters))
+    )
     with driver_session(platform) as connection:
         rows = store.list_dead_letters(connection, limit + 1, include_replayed, before)
     items = [DeadLetterSummary.model_validate(row) for row in rows[:limit]]
     more = len(rows) > limit
-    return Page(items, codec.encode(_LISTING, None, [items[-1].dead_letter_id]) if more else None)
+    following = codec.encode(_LISTING, None, [items[-1].dead_letter_id], filters=filters)
+    return Page(items, following if more else None)
 
 
 def _position(position: list[Any]) -> int:

@@ -56,7 +56,7 @@ def holdings_page(
     codec = cursor_codec(platform.engine)
     query = select(holdings).where(holdings.c.tenant_id == tenant_id)
     if cursor is not None:
-        created_at, holding_id = _position(codec.decode(_LISTING, tenant_id, cursor))
+        created_at, holding_id = _position(codec.decode(_LISTING, tenant_id, cursor, filters={}))
         query = query.where(
             tuple_(holdings.c.created_at, holdings.c.holding_id) < (created_at, holding_id)
         )
@@ -69,7 +69,7 @@ def holdings_page(
     if len(rows) > limit:
         last = rows[limit - 1]
         following = codec.encode(
-            _LISTING, tenant_id, [last.created_at.isoformat(), str(last.holding_id)]
+            _LISTING, tenant_id, [last.created_at.isoformat(), str(last.holding_id)], filters={}
         )
     return Page(items, following)
 

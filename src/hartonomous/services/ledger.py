@@ -103,7 +103,9 @@ def list_ledger_entries(
     for condition in _conditions(where):
         query = query.where(condition)
     if cursor is not None:
-        recorded_at, ledger_id = _position(codec.decode(_LISTING, where.tenant_id, cursor))
+        recorded_at, ledger_id = _position(
+            codec.decode(_LISTING, where.tenant_id, cursor, filters=where.model_dump())
+        )
         query = query.where(
             tuple_(ledger.c.recorded_at, ledger.c.ledger_id) < tuple_(recorded_at, ledger_id)
         )
@@ -119,7 +121,10 @@ def list_ledger_entries(
     if len(rows) > limit:
         last = items[-1]
         next_cursor = codec.encode(
-            _LISTING, where.tenant_id, [last.recorded_at.isoformat(), str(last.ledger_id)]
+            _LISTING,
+            where.tenant_id,
+            [last.recorded_at.isoformat(), str(last.ledger_id)],
+            filters=where.model_dump(),
         )
     return Page(items, next_cursor)
 

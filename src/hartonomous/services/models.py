@@ -89,7 +89,9 @@ def list_models(
         .order_by(models.c.created_at, models.c.atom_id)
     )
     if cursor is not None and codec is not None:
-        created, atom = _model_position(codec.decode(_MODELS_LISTING, tenant_id, cursor))
+        created, atom = _model_position(
+            codec.decode(_MODELS_LISTING, tenant_id, cursor, filters={})
+        )
         query = query.where(tuple_(models.c.created_at, models.c.atom_id) > (created, atom))
     with platform.engine.connect() as connection:
         require_active_tenant(connection, tenant_id)
@@ -100,7 +102,7 @@ def list_models(
     position = [last.created_at.isoformat(), bytes(last.atom_id).hex()]
     return Page(
         [_summary(row) for row in rows[:limit]],
-        codec.encode(_MODELS_LISTING, tenant_id, position),
+        codec.encode(_MODELS_LISTING, tenant_id, position, filters={}),
     )
 
 
@@ -130,10 +132,10 @@ def list_tensors(
     Raises as ``show_model``, and ``InvalidCursorError``.
     """
     codec = cursor_codec(platform.engine)
-    listing = f"{_TENSORS_LISTING}:{model_id.hex()}"
+    filters = {"model_id": model_id.hex()}
     query = _tensors_query(model_id)
     if cursor is not None:
-        after = _ordinal(codec.decode(listing, tenant_id, cursor))
+        after = _ordinal(codec.decode(_TENSORS_LISTING, tenant_id, cursor, filters=filters))
         query = query.where(model_tensors.c.ordinal > after)
     with platform.engine.connect() as connection:
         _visible_model(connection, tenant_id, model_id)
@@ -142,7 +144,7 @@ def list_tensors(
         return Page([_tensor(row) for row in rows], None)
     return Page(
         [_tensor(row) for row in rows[:limit]],
-        codec.encode(listing, tenant_id, [rows[limit - 1].ordinal]),
+        codec.encode(_TENSORS_LISTING, tenant_id, [rows[limit - 1].ordinal], filters=filters),
     )
 
 

@@ -1,11 +1,14 @@
 """Cursor pagination: opaque, signed cursors that name the position after the last item.
 
 A cursor is ``base64url(JSON payload) "." base64url(HMAC-SHA256(payload))``; the payload holds
-the listing's name, the tenant it was issued to and the sort key of the last item returned.
+the listing's name, the tenant it was issued to, a digest of the listing's filters (the
+parameters that choose or order its items: SHA-256 of their canonical JSON, first 16 bytes)
+and the sort key of the last item returned.
 The key is the database's ``server_secrets`` row ``pagination_cursor`` (migration 0012), so
 every API process on one database issues and accepts the same cursors. A cursor that does not
 decode, whose signature does not match (tampered with), or that was issued for another listing
-or tenant raises ``InvalidCursorError`` (HTTP 400) naming which (docs/api.md, "Pagination").
+or tenant, or with other filters, raises ``InvalidCursorError`` (HTTP 400) naming which
+(docs/api.md, "Pagination"). ``limit`` is not a filter: a page size may change between pages.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,11 +27,12 @@ from sqlalchemy import Engine, select
 from hartonomous.db.tables import server_secrets
 from hartonomous.errors import InvalidCursorError, UnavailableError
 
-__all__ = ["CursorCodec", "Page", "cursor_codec"]
+__all__ = ["OTHER_FILTERS", "CursorCodec", "Page", "cursor_codec", "filters_digest"]
 
 T = TypeVar("T")
 _SECRET_NAME = "pagination_cursor"  # noqa: S105 - a row name, not a secret
 _MAX_CURSOR_CHARACTERS = 4096
+OTHER_FILTERS = "the cursor was made for other filters; start again without it"
 
 
 @dataclass(frozen=True)
@@ -45,18 +49,37 @@ class CursorCodec:
 
     secret: bytes
 
-    def encode(self, listing: str, tenant_id: str | None, position: list[Any]) -> str:
+    def encode(
+        self,
+        listing: str,
+        tenant_id: str | None,
+        position: list[Any],
+        *,
+        filters: Mapping[str, object],
+    ) -> str:
         """A cursor for ``listing`` (e.g. ``"holdings"``) resuming after ``position``.
 
-        ``position`` is the sort key of the last item returned, JSON-serialisable.
+        ``position`` is the sort key of the last item returned, JSON-serialisable;
+        ``filters`` every parameter that chooses or orders the listing's items (``{}`` for
+        none), values JSON-serialisable or ``str()``-able (datetimes, UUIDs).
         """
         payload = json.dumps(
-            {"l": listing, "t": tenant_id, "p": position}, separators=(",", ":"), default=str
+            {"l": listing, "t": tenant_id, "f": filters_digest(filters), "p": position},
+            separators=(",", ":"),
+            default=str,
         ).encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def decode(self, listing: str, tenant_id: str | None, cursor: str) -> list[Any]:
-        """The position a cursor resumes after; ``InvalidCursorError`` naming what is wrong."""
+    def decode(
+        self,
+        listing: str,
+        tenant_id: str | None,
+        cursor: str,
+        *,
+        filters: Mapping[str, object],
+    ) -> list[Any]:
+        """The position a cursor resumes after; ``InvalidCursorError`` naming what is wrong
+        (``OTHER_FILTERS`` when ``filters`` are not those it was issued with)."""
         if len(cursor) > _MAX_CURSOR_CHARACTERS:
             raise InvalidCursorError(f"cursor is {len(cursor)} characters, more than any we issue")
         body, dot, signature = cursor.partition(".")
@@ -75,6 +98,8 @@ class CursorCodec:
         if decoded.get("t") != tenant_id:
             # Which tenant it was issued to is not said: that would leak another tenant's id.
             raise InvalidCursorError(f"cursor was issued to another tenant's {listing} listing")
+        if decoded.get("f") != filters_digest(filters):
+            raise InvalidCursorError(OTHER_FILTERS)
         position = decoded.get("p")
         if not isinstance(position, list):
             raise InvalidCursorError("cursor holds no position")
@@ -82,6 +107,15 @@ class CursorCodec:
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self.secret, payload, hashlib.sha256).digest()
+
+
+def filters_digest(filters: Mapping[str, object]) -> str:
+    """The first 16 bytes of the SHA-256 of ``filters`` as canonical JSON (sorted keys), as
+    base64url: what a cursor keeps of its listing's filters. ``None`` values count as absent,
+    so an omitted filter and an explicit null are the same listing."""
+    present = {name: value for name, value in filters.items() if value is not None}
+    canonical = json.dumps(present, sort_keys=True, separators=(",", ":"), default=str)
+    return _b64(hashlib.sha256(canonical.encode()).digest()[:16])
 
 
 def cursor_codec(engine: Engine) -> CursorCodec:

@@ -74,10 +74,12 @@ def list_tenants(
     issue for this listing."""
     _check_limit(limit)
     codec = cursor_codec(platform.maintenance_engine)
-    after = _text_position(codec.decode("tenants", None, cursor)) if cursor else None
+    after = _text_position(codec.decode("tenants", None, cursor, filters={})) if cursor else None
     with platform.maintenance_engine.connect() as connection:
         found = tenant_store.list_tenants(connection, after=after, limit=limit + 1)
-    return _page(found, limit, lambda last: codec.encode("tenants", None, [last.tenant_id]))
+    return _page(
+        found, limit, lambda last: codec.encode("tenants", None, [last.tenant_id], filters={})
+    )
 
 
 def show_tenant(platform: Platform, tenant_id: str) -> Tenant:
@@ -121,12 +123,18 @@ def list_principals(
     """The tenant's principals by id; ``UnknownTenantError`` (404), ``InvalidCursorError``."""
     _check_limit(limit)
     codec = cursor_codec(platform.maintenance_engine)
-    after = _text_position(codec.decode("principals", tenant_id, cursor)) if cursor else None
+    after = (
+        _text_position(codec.decode("principals", tenant_id, cursor, filters={}))
+        if cursor
+        else None
+    )
     with platform.maintenance_engine.connect() as connection:
         tenant_store.get_tenant(connection, tenant_id)
         found = principal_store.list_principals(connection, tenant_id, after=after, limit=limit + 1)
     return _page(
-        found, limit, lambda last: codec.encode("principals", tenant_id, [last.principal_id])
+        found,
+        limit,
+        lambda last: codec.encode("principals", tenant_id, [last.principal_id], filters={}),
     )
 
 
@@ -184,8 +192,10 @@ def list_keys(
     """The tenant's keys (of one principal if given), oldest first, without secrets or hashes."""
     _check_limit(limit)
     codec = cursor_codec(platform.maintenance_engine)
-    listing = f"keys:{principal_id or ''}"
-    after = _key_position(codec.decode(listing, tenant_id, cursor)) if cursor else None
+    filters = {"principal_id": principal_id}
+    after = (
+        _key_position(codec.decode("keys", tenant_id, cursor, filters=filters)) if cursor else None
+    )
     with platform.maintenance_engine.connect() as connection:
         if principal_id is None:
             tenant_store.get_tenant(connection, tenant_id)
@@ -197,7 +207,9 @@ def list_keys(
     return _page(
         found,
         limit,
-        lambda last: codec.encode(listing, tenant_id, [last.created_at.isoformat(), last.key_id]),
+        lambda last: codec.encode(
+            "keys", tenant_id, [last.created_at.isoformat(), last.key_id], filters=filters
+        ),
     )
 
 

@@ -129,6 +129,29 @@ def test_filters_by_operation_principal_and_time(
         assert answer.json()["items"] == expected, query
 
 
+def test_a_cursor_replayed_with_other_filters_is_refused_naming_the_cursor(
+    api: TestClient, issue_key: IssueKey, pipeline: Source
+) -> None:
+    bill(pipeline, "acme", 3)
+    key = bearer(issue_key(tenant="acme", role=Role.DATA_SCIENTIST))
+    listing = "/v1/ledger/entries?operation=neo4j_sync.ingest_completed"
+    cursor = api.get(f"{listing}&limit=1", headers=key).json()["next_cursor"]
+    # The same filters resume, whatever the page size.
+    assert api.get(f"{listing}&limit=5&cursor={cursor}", headers=key).status_code == 200
+    for changed in (
+        "/v1/ledger/entries?operation=embed",
+        "/v1/ledger/entries?limit=1",  # a filter dropped
+        f"{listing}&principal_id=acme-user",  # a filter added
+        f"{listing}&recorded_before=2100-01-01T00:00:00Z",
+    ):
+        answer = api.get(f"{changed}&cursor={cursor}", headers=key)
+        assert answer.status_code == 400, (changed, answer.text)
+        assert answer.json()["code"] == "invalid-cursor"
+        assert answer.json()["detail"] == (
+            "the cursor was made for other filters; start again without it"
+        )
+
+
 def test_bad_filters_are_problems_naming_the_field(api: TestClient, issue_key: IssueKey) -> None:
     key = bearer(issue_key(tenant="acme", role=Role.DATA_SCIENTIST))
     for query, field in (

@@ -121,6 +121,10 @@ def test_dead_letters_page_beyond_one_page_and_refuse_a_tampered_cursor(
     assert answer.status_code == 400
     assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
     assert answer.json()["code"] == "invalid-cursor"
+    # A cursor of the pending letters is not one of the listing with replayed letters too.
+    answer = api.get(f"/v1/dead-letters?include_replayed=true&cursor={first}", headers=admin)
+    assert answer.status_code == 400
+    assert "made for other filters" in answer.json()["detail"]
 
 
 def test_an_unknown_dead_letter_is_a_404_problem(api: TestClient, admin: dict[str, str]) -> None:

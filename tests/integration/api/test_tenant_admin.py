@@ -192,6 +192,13 @@ def test_listings_page_with_signed_cursors(api: TestClient, issue_key: IssueKey)
         "/v1/tenants/beta/principals", params={"cursor": first["next_cursor"]}, headers=admin
     )
     assert other.status_code == 400
+    # A cursor of one principal's keys is refused for the tenant's keys (another filter).
+    for _ in range(2):
+        api.post("/v1/tenants/ops/keys", json={"principal_id": "p1"}, headers=admin)
+    keys = api.get("/v1/tenants/ops/keys?principal_id=p1&limit=1", headers=admin).json()
+    answer = api.get(f"/v1/tenants/ops/keys?cursor={keys['next_cursor']}", headers=admin)
+    assert answer.status_code == 400
+    assert "made for other filters" in answer.json()["detail"]
 
 
 def test_last_used_at_is_kept_with_one_write_for_a_hundred_requests(
