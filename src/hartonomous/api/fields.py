@@ -9,6 +9,12 @@ check reports the route (docs/development.md, API tests). Declare request fields
   code); anything else, a number or a date alone included, is a 422 naming the field.
 - ``AtomId``: a path segment naming an atom or a model file (64 hex characters); anything else
   is a 422 naming the parameter, like every other malformed parameter.
+- ``TenantId`` / ``PrincipalId`` / ``KeyId`` (path) and ``TenantIdQuery`` (query): the shapes the
+  tables hold (db/tables/base.py, security/principals.py, security/api_keys.py). The rule of
+  every route (docs/api.md, "Errors"): a value that is not shaped like an id is a 422
+  ``invalid-request`` naming the parameter; a well-formed id that names nothing the caller may
+  see (another tenant's included) is a 404.
+- ``Period``: a month, ``YYYY-MM`` with a month 01-12.
 - ``Day``: an RFC 3339 full-date (``2026-01-31``) only.
 - ``StrictInt`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic) for JSON bodies;
   query parameters arrive as text, where FastAPI's parsing of ``int`` is already strict enough.
@@ -20,15 +26,25 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
 
+from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
+from hartonomous.security.api_keys import KEY_ID_PATTERN
+from hartonomous.security.principals import PRINCIPAL_ID_LENGTH
+
 __all__ = [
+    "PERIOD_PATTERN",
     "AtomId",
     "Day",
+    "KeyId",
+    "Period",
+    "PrincipalId",
     "StrictBool",
     "StrictInt",
     "StrictStr",
+    "TenantId",
+    "TenantIdQuery",
     "Timestamp",
     "WholeNumber",
     "integral_number",
@@ -41,6 +57,31 @@ AtomId = Annotated[
         description="An atom id: the SHA-256 of the atom's bytes, 64 hex characters",
     ),
 ]
+
+_TENANT_ID = {
+    "pattern": TENANT_ID_PATTERN,
+    "max_length": TENANT_ID_LENGTH,
+    "description": "A tenant id: 1-64 letters, digits, '.', '_' or '-', from a letter or digit",
+}
+TenantId = Annotated[str, Path(**_TENANT_ID)]
+TenantIdQuery = Annotated[str | None, Query(**_TENANT_ID)]
+PrincipalId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=PRINCIPAL_ID_LENGTH,
+        description=f"A principal id: 1-{PRINCIPAL_ID_LENGTH} characters",
+    ),
+]
+KeyId = Annotated[
+    str,
+    Path(
+        pattern=f"^{KEY_ID_PATTERN.pattern}$",
+        description="A key id: 16 hexadecimal digits (the part of a token after `hk_`)",
+    ),
+]
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="A month: YYYY-MM")]
 
 # RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
 # required, a fraction is optional; pydantic then parses the string it let through.

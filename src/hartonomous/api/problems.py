@@ -169,6 +169,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             ),
         )
     errors = [_validation_entry(error) for error in exc.errors()]
+    literal = _literal_path_methods(request)
+    if literal and any(error["field"].startswith("path.") for error in errors):
+        # `GET /v1/dead-letters/replay` reaches `GET /v1/dead-letters/{dead_letter_id}`, whose
+        # id it is not: the path is another route's, which does not take this method.
+        return problem_response(
+            request,
+            status=405,
+            code="http-405",
+            title="Method Not Allowed",
+            detail="Method Not Allowed",
+            headers={"Allow": ", ".join(literal)},
+        )
     fields = ", ".join(error["field"] for error in errors) or "the request"
     return problem_response(
         request,
@@ -221,6 +233,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail=str(exc.detail),
         headers=headers or None,
     )
+
+
+def _literal_path_methods(request: Request) -> list[str]:
+    """The methods of the routes whose path is exactly the request's, with no parameter in it
+    (``/v1/dead-letters/replay``), when the request's method is not one of them."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        if context.path == request.url.path and context.methods:
+            methods.update(context.methods)
+    return sorted(methods) if methods and request.method not in methods else []
 
 
 def _allowed_methods(request: Request) -> list[str]:

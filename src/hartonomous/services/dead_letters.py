@@ -140,8 +140,9 @@ def list_dead_letters(
         rows = store.list_dead_letters(connection, limit + 1, include_replayed, before)
     items = [DeadLetterSummary.model_validate(row) for row in rows[:limit]]
     more = len(rows) > limit
-    following = codec.encode(_LISTING, None, [items[-1].dead_letter_id], filters=filters)
-    return Page(items, following if more else None)
+    if not more:
+        return Page(items, None)
+    return Page(items, codec.encode(_LISTING, None, [items[-1].dead_letter_id], filters=filters))
 
 
 def _position(position: list[Any]) -> int:

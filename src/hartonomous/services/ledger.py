@@ -91,7 +91,9 @@ def list_ledger_entries(
     sees every tenant; otherwise on ``platform.engine``, bound to the caller's tenant.
 
     ``UsageError`` naming the field for a time without offset or an empty range;
-    ``InvalidCursorError`` for a cursor not issued for this listing and tenant scope.
+    ``InvalidCursorError`` for a cursor not issued for this listing, tenant scope and filters;
+    across tenants, ``UnknownTenantError`` (404) for a ``tenant_id`` there is none of (as
+    ``ledger_report``: an unknown tenant is named, not answered with an empty page).
     """
     _check_times(where)
     codec = cursor_codec(platform.engine)
@@ -112,6 +114,8 @@ def list_ledger_entries(
     query = query.order_by(ledger.c.recorded_at.desc(), ledger.c.ledger_id.desc()).limit(limit + 1)
     engine = platform.maintenance_engine if across_tenants else platform.engine
     with database_errors(), engine.connect() as connection:
+        if where.tenant_id is not None and across_tenants:
+            get_tenant(connection, where.tenant_id)
         rows = connection.execute(query).mappings().all()
     items = [
         LedgerEntry.model_validate({**row, "metadata": exact_loads(row["metadata"])})

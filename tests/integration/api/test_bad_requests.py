@@ -219,3 +219,80 @@ def test_an_unknown_id_in_any_path_or_a_tampered_cursor_is_a_problem(client: Tes
                 walked += 1
     # Which routes have ids or cursors grows with the API; on the skeleton there are none.
     print(f"{walked} unknown ids and tampered cursors sent")
+
+
+# A value for each shape of path parameter that no route would read as an id.
+_NOT_AN_ID = "not an id!"
+# Well-formed ids that name nothing: the first one a parameter's pattern takes is sent.
+_WELL_FORMED = ["0" * 64, "0" * 16, "no-such-thing", "no_such_plan"]
+
+
+def _malformed(schema: dict[str, Any]) -> str:
+    if "pattern" in schema or schema.get("format") == "uuid" or schema.get("type") == "integer":
+        return _NOT_AN_ID
+    # An id with no pattern has a length it cannot pass (an unbounded one is a defect).
+    assert "maxLength" in schema, schema
+    return "x" * (schema["maxLength"] + 1)
+
+
+def _well_formed(schema: dict[str, Any]) -> str:
+    if schema.get("type") == "integer":
+        return str(2**62)
+    if schema.get("format") == "uuid":
+        return "00000000-0000-4000-8000-000000000000"
+    pattern = schema.get("pattern", ".*")
+    return next(value for value in _WELL_FORMED if re.search(pattern, value))
+
+
+def test_a_malformed_path_id_is_422_naming_it_and_an_absent_one_404_on_every_route(
+    client: TestClient,
+) -> None:
+    """One rule (docs/api.md, "Errors"): not shaped like an id, 422 `invalid-request` naming the
+    parameter; shaped like one but naming nothing the caller may see, 404."""
+    walked: set[str] = set()
+    for method, path, operation in _operations(client):
+        parameters = {p["name"]: p["schema"] for p in operation.get("parameters", [])}
+        names: list[str] = re.findall(r"\{([^}]+)\}", path)
+        for bad in names:
+            target = path
+            for name in names:
+                value = (
+                    _malformed(parameters[name]) if name == bad else _well_formed(parameters[name])
+                )
+                target = target.replace(f"{{{name}}}", value)
+            answer = client.request(method, target)
+            _assert_problem(answer, 422)
+            assert answer.json()["code"] == "invalid-request", (method, target)
+            fields = [error["field"] for error in answer.json()["errors"]]
+            assert f"path.{bad}" in fields, (method, target, fields)
+            walked.add(f"{method} {path}")
+        if not names or names == ["period"]:  # a month is not an id: closing one is a 200
+            continue
+        target = path
+        for name in names:
+            target = target.replace(f"{{{name}}}", _well_formed(parameters[name]))
+        answer = client.request(method, target)
+        if method in {"GET", "DELETE"}:
+            _assert_problem(answer, 404)
+        else:  # a missing body may be the complaint, never the well-formed id
+            assert answer.status_code in {404, 422}, (method, target, answer.text)
+            errors = answer.json().get("errors", [])
+            assert not [e for e in errors if e["field"].startswith("path.")], (target, errors)
+    for expected in (
+        "GET /v1/dead-letters/{dead_letter_id}",
+        "GET /v1/inference/{inference_id}",
+        "GET /v1/tenants/{tenant_id}/principals/{principal_id}",
+        "POST /v1/tenants/{tenant_id}/keys/{key_id}/revoke",
+        "POST /v1/ledger/periods/{period}/close",
+    ):
+        assert expected in walked
+
+
+def test_a_literal_path_asked_with_another_method_is_405_not_a_malformed_id(
+    client: TestClient,
+) -> None:
+    """`/v1/dead-letters/replay` is also `/v1/dead-letters/{dead_letter_id}` by its shape."""
+    for path, allowed in (("/v1/dead-letters/replay", "POST"), ("/v1/inference/upload", "POST")):
+        answer = client.get(path)
+        _assert_problem(answer, 405)
+        assert answer.headers["allow"] == allowed

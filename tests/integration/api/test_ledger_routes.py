@@ -89,6 +89,26 @@ def test_an_admin_sees_every_tenant_or_filters_one(
     assert user.status_code == 403
 
 
+def test_a_tenant_id_parameter_is_checked_as_every_tenant_id_is(
+    api: TestClient, issue_key: IssueKey
+) -> None:
+    """Malformed: 422 naming `query.tenant_id`; unknown to an admin, or another tenant's to a
+    data scientist: 404, on the entries as on the report (as `/v1/tenants/{tenant_id}/…`)."""
+    admin = bearer(issue_key(tenant="ops", role=Role.ADMIN))
+    scientist = bearer(issue_key(tenant="acme", role=Role.DATA_SCIENTIST))
+    report = "/v1/ledger/report?since=2026-01-01&until=2026-02-01&"
+    for path in ("/v1/ledger/entries?", report):
+        for key in (admin, scientist):
+            malformed = api.get(f"{path}tenant_id=not%20a%20tenant!", headers=key)
+            assert malformed.status_code == 422, (path, malformed.text)
+            assert [e["field"] for e in malformed.json()["errors"]] == ["query.tenant_id"]
+        unknown = api.get(f"{path}tenant_id=no-such-tenant", headers=admin)
+        assert unknown.status_code == 404, (path, unknown.text)
+        assert "no-such-tenant" in unknown.json()["detail"]
+        other = api.get(f"{path}tenant_id=ops", headers=scientist)
+        assert other.status_code == 404, (path, other.text)
+
+
 def test_entries_page_beyond_one_page_newest_first_and_refuse_a_tampered_cursor(
     api: TestClient, issue_key: IssueKey, pipeline: Source
 ) -> None:

@@ -163,14 +163,16 @@ def test_bad_inputs_are_problems_naming_the_field(
     assert field in [error["field"] for error in answer.json()["errors"]]
 
 
-def test_a_dead_letter_id_that_is_not_a_number_names_no_dead_letter(
+def test_a_dead_letter_id_that_is_not_a_number_is_a_422_naming_it(
     api: TestClient, admin: dict[str, str]
 ) -> None:
-    # Ids are integers in the path itself, so /replay and /purge are never taken for ids.
+    # Malformed: a 422 naming the parameter; /replay and /purge are their own routes' 405.
     answer = api.get("/v1/dead-letters/abc", headers=admin)
-    assert answer.status_code == 404
+    assert answer.status_code == 422
     assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert [error["field"] for error in answer.json()["errors"]] == ["path.dead_letter_id"]
     assert api.get("/v1/dead-letters/replay", headers=admin).status_code == 405
+    assert api.get("/v1/dead-letters/purge", headers=admin).status_code == 405
 
 
 def test_a_bad_purge_age_is_a_400_naming_older_than(api: TestClient, admin: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import Timestamp
+from hartonomous.api.fields import PERIOD_PATTERN, TenantIdQuery, Timestamp
 from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
@@ -30,7 +30,6 @@ from hartonomous.services.billing import (
 
 router = api_router(prefix="/v1/billing", tags=["billing"])
 
-Name = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 PlanCode = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,63}$")]
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 
@@ -89,7 +88,7 @@ class InvoiceModel(BaseModel):
 
 
 @router.get("/plans")
-def plans(request: Request, *, caller: Admin, tenant_id: Name = None) -> PlanList:
+def plans(request: Request, *, caller: Admin, tenant_id: TenantIdQuery = None) -> PlanList:
     """Every plan with its version in force now (``tenant_id``: that tenant's and the global
     ones)."""
     return PlanList(items=list_plans(platform_of(request), tenant_id))
@@ -104,7 +103,7 @@ def create(request: Request, draft: PlanDraft, *, caller: Admin) -> PlanView:
 
 @router.get("/plans/{plan_code}")
 def show(
-    request: Request, plan_code: PlanCode, *, caller: Admin, tenant_id: Name = None
+    request: Request, plan_code: PlanCode, *, caller: Admin, tenant_id: TenantIdQuery = None
 ) -> PlanVersions:
     """Every version of a plan, oldest first."""
     return PlanVersions(versions=show_plan(platform_of(request), plan_code, tenant_id))
@@ -117,7 +116,7 @@ def update(
     change: PlanChange,
     *,
     caller: Admin,
-    tenant_id: Name = None,
+    tenant_id: TenantIdQuery = None,
 ) -> PlanView:
     """Write a new version of a plan: the newest with ``change`` applied."""
     return change_plan(platform_of(request), plan_code, change, tenant_id)
@@ -130,7 +129,7 @@ def activate(
     *,
     caller: Admin,
     body: ActivationRequest | None = None,
-    tenant_id: Name = None,
+    tenant_id: TenantIdQuery = None,
 ) -> ActivationResult:
     """Make a plan active from ``effective_from`` (a new version unless it is already)."""
     return _set(request, plan_code, True, body, tenant_id)
@@ -143,7 +142,7 @@ def deactivate(
     *,
     caller: Admin,
     body: ActivationRequest | None = None,
-    tenant_id: Name = None,
+    tenant_id: TenantIdQuery = None,
 ) -> ActivationResult:
     """Make a plan inactive from ``effective_from`` (a new version unless it is already)."""
     return _set(request, plan_code, False, body, tenant_id)
@@ -172,8 +171,8 @@ def invoice_preview(
     request: Request,
     *,
     caller: Annotated[Caller, Depends(requires(Role.USER))],
-    period: Annotated[str, Query(max_length=16, pattern=r"^[^\x00]+$")],
-    tenant_id: Name = None,
+    period: Annotated[str, Query(pattern=PERIOD_PATTERN, description="A month: YYYY-MM")],
+    tenant_id: TenantIdQuery = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
     """The invoice preview for ``period`` (``YYYY-MM``): the caller's tenant's, or, for an

@@ -104,13 +104,13 @@ def purge(request: Request, caller: Admin, body: PurgeRequest) -> Purged:
     return Purged(purged=purge_dead_letters(platform_of(request), age, confirm=body.confirm).purged)
 
 
-@router.get("/{dead_letter_id:int}")
+@router.get("/{dead_letter_id}")
 def show(request: Request, caller: Admin, dead_letter_id: DeadLetterId) -> DeadLetter:
     """Everything about one dead letter: reason, exception, traceback, original body."""
     return show_dead_letter(platform_of(request), dead_letter_id)
 
 
-@router.post("/{dead_letter_id:int}/replay")
+@router.post("/{dead_letter_id}/replay")
 def replay_one(request: Request, caller: Admin, dead_letter_id: DeadLetterId) -> Replayed:
     """Re-enqueue one dead letter (replayed or not) with attempts reset."""
     outcome = replay_dead_letters(

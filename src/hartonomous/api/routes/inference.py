@@ -230,8 +230,8 @@ def _tensor_files(spool: UploadSpool) -> dict[str, bytes]:
     return files
 
 
-# `:uuid` so that `/upload` is not also read as an inference id (GET would be advertised there).
-@router.get("/{inference_id:uuid}", response_model=InferenceModel, summary="An inference's status")
+# `GET /upload` reaches this route too; its refusal is the 405 of `/upload` (api/problems.py).
+@router.get("/{inference_id}", response_model=InferenceModel, summary="An inference's status")
 def get_inference(
     inference_id: uuid.UUID,
     request: Request,

@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import Day, Timestamp
+from hartonomous.api.fields import Day, Period, TenantIdQuery, Timestamp
 from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
@@ -46,7 +46,7 @@ def entries(
     request: Request,
     *,
     caller: Annotated[Caller, Depends(requires(Role.DATA_SCIENTIST))],
-    tenant_id: Name = None,
+    tenant_id: TenantIdQuery = None,
     principal_id: Name = None,
     operation: Name = None,
     message_type: Name = None,
@@ -110,7 +110,7 @@ def report(
     since: Annotated[Day, Query(description="First day (UTC), included")],
     until: Annotated[Day, Query(description="Last day, excluded")],
     group_by: Annotated[list[ReportGrouping] | None, Query(max_length=5)] = None,
-    tenant_id: Name = None,
+    tenant_id: TenantIdQuery = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> object:
     """Totals from the ledger's rollup, exact: each line's and the total equal the sums of the
@@ -145,7 +145,7 @@ class ClosedPeriodModel(BaseModel):
 @router.post("/periods/{period}/close", response_model=ClosedPeriodModel)
 def close(
     request: Request,
-    period: Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+    period: Period,
     *,
     caller: Annotated[Caller, Depends(requires(Role.ADMIN))],
 ) -> ClosedPeriodModel:

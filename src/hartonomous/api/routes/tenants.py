@@ -13,7 +13,9 @@ from fastapi import Depends, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import KeyId, PrincipalId, TenantId
 from hartonomous.api.routing import api_router
+from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
@@ -52,7 +54,7 @@ class TenantPage(BaseModel):
 
 
 class TenantCreate(_Body):
-    tenant_id: str = Field(min_length=1, max_length=64)
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN, max_length=TENANT_ID_LENGTH)
     display_name: str | None = Field(default=None, min_length=1, max_length=256)
 
 
@@ -153,14 +155,14 @@ def list_tenants(
 
 
 @router.get("/{tenant_id}")
-def show_tenant(tenant_id: str, caller: Admin, platform: PlatformOf) -> TenantOut:
+def show_tenant(tenant_id: TenantId, caller: Admin, platform: PlatformOf) -> TenantOut:
     """One tenant."""
     return TenantOut.model_validate(tenancy.show_tenant(platform, tenant_id))
 
 
 @router.patch("/{tenant_id}")
 def update_tenant(
-    tenant_id: str, body: TenantUpdate, caller: Admin, platform: PlatformOf
+    tenant_id: TenantId, body: TenantUpdate, caller: Admin, platform: PlatformOf
 ) -> TenantOut:
     """Disable (its keys, ingestion and search stop at once) or enable a tenant."""
     return TenantOut.model_validate(tenancy.set_tenant_state(platform, tenant_id, body.state))
@@ -168,7 +170,7 @@ def update_tenant(
 
 @router.post("/{tenant_id}/principals", status_code=status.HTTP_201_CREATED)
 def create_principal(
-    tenant_id: str, body: PrincipalCreate, caller: Admin, platform: PlatformOf
+    tenant_id: TenantId, body: PrincipalCreate, caller: Admin, platform: PlatformOf
 ) -> PrincipalOut:
     """Create an active principal with a role."""
     principal = tenancy.create_principal(
@@ -184,7 +186,7 @@ def create_principal(
 
 @router.get("/{tenant_id}/principals")
 def list_principals(
-    tenant_id: str,
+    tenant_id: TenantId,
     caller: Admin,
     platform: PlatformOf,
     limit: Limit = tenancy.DEFAULT_LIMIT,
@@ -199,7 +201,7 @@ def list_principals(
 
 @router.get("/{tenant_id}/principals/{principal_id}")
 def show_principal(
-    tenant_id: str, principal_id: str, caller: Admin, platform: PlatformOf
+    tenant_id: TenantId, principal_id: PrincipalId, caller: Admin, platform: PlatformOf
 ) -> PrincipalOut:
     """One principal."""
     return PrincipalOut.model_validate(tenancy.show_principal(platform, tenant_id, principal_id))
@@ -207,7 +209,11 @@ def show_principal(
 
 @router.patch("/{tenant_id}/principals/{principal_id}")
 def update_principal(
-    tenant_id: str, principal_id: str, body: PrincipalUpdate, caller: Admin, platform: PlatformOf
+    tenant_id: TenantId,
+    principal_id: PrincipalId,
+    body: PrincipalUpdate,
+    caller: Admin,
+    platform: PlatformOf,
 ) -> PrincipalOut:
     """Disable or enable a principal (its keys stop at once), or change its role."""
     principal = tenancy.update_principal(
@@ -218,7 +224,7 @@ def update_principal(
 
 @router.post("/{tenant_id}/keys", status_code=status.HTTP_201_CREATED)
 def create_key(
-    tenant_id: str, body: KeyCreate, caller: Admin, platform: PlatformOf
+    tenant_id: TenantId, body: KeyCreate, caller: Admin, platform: PlatformOf
 ) -> IssuedKeyOut:
     """Issue a key to a principal: the token is in this answer and stored nowhere."""
     issued = tenancy.create_key(
@@ -229,7 +235,7 @@ def create_key(
 
 @router.get("/{tenant_id}/keys")
 def list_keys(  # noqa: PLR0917 - FastAPI passes parameters by keyword
-    tenant_id: str,
+    tenant_id: TenantId,
     caller: Admin,
     platform: PlatformOf,
     principal_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
@@ -247,7 +253,11 @@ def list_keys(  # noqa: PLR0917 - FastAPI passes parameters by keyword
 
 @router.post("/{tenant_id}/keys/{key_id}/revoke")
 def revoke_key(
-    tenant_id: str, key_id: str, caller: Admin, platform: PlatformOf, body: KeyRevoke | None = None
+    tenant_id: TenantId,
+    key_id: KeyId,
+    caller: Admin,
+    platform: PlatformOf,
+    body: KeyRevoke | None = None,
 ) -> KeyOut:
     """Revoke a key now, or after a grace period."""
     grace = (body or KeyRevoke()).grace_seconds
@@ -258,7 +268,11 @@ def revoke_key(
 
 @router.post("/{tenant_id}/keys/{key_id}/rotate")
 def rotate_key(
-    tenant_id: str, key_id: str, caller: Admin, platform: PlatformOf, body: KeyRotate | None = None
+    tenant_id: TenantId,
+    key_id: KeyId,
+    caller: Admin,
+    platform: PlatformOf,
+    body: KeyRotate | None = None,
 ) -> RotatedKeyOut:
     """A new key for the same principal; the old one revoked now or after a grace period."""
     options = body or KeyRotate()
