@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.api.head_requests import HeadAsGet
 from hartonomous.api.metrics import metrics_router
 from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.problems import REQUEST_ID_HEADER, install_problem_handlers
@@ -98,6 +99,8 @@ def create_app(platform: Platform) -> FastAPI:
     # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one,
     # and both wrap the liveness shortcut, so its answers are checked and carry one too.
     app.add_middleware(health.LivenessShortcut)
+    # HEAD runs as GET (api/head_requests.py), the liveness shortcut's included.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestHygieneMiddleware)
     app.add_middleware(RequestIdMiddleware)
     instrument_app(app)  # HTTP server spans, outermost, when tracing is on

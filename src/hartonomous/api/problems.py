@@ -242,7 +242,7 @@ def _literal_path_methods(request: Request) -> list[str]:
     for context in iter_route_contexts(request.app.routes):
         if context.path == request.url.path and context.methods:
             methods.update(context.methods)
-    return sorted(methods) if methods and request.method not in methods else []
+    return _with_head(methods) if methods and request.method not in methods else []
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -257,7 +257,12 @@ def _allowed_methods(request: Request) -> list[str]:
         pattern, _, _ = compile_path(context.path)
         if pattern.match(request.url.path):
             methods.update(context.methods)
-    return sorted(methods)
+    return _with_head(methods)
+
+
+def _with_head(methods: set[str]) -> list[str]:
+    # Every GET route answers HEAD too (api/head_requests.py).
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

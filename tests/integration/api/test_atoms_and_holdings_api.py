@@ -77,6 +77,42 @@ def test_content_streams_the_exact_bytes_with_a_strong_etag(
     assert other.status_code == 200
 
 
+def test_head_answers_what_get_would_without_the_body(
+    api: TestClient, blob: tuple[str, str]
+) -> None:
+    """RFC 9110 §9.3.2 on several GET routes: the same status and headers, no body."""
+    token, atom_id = blob
+    content = f"/v1/atoms/{atom_id}/content"
+    own = bearer(token)
+    for path, headers in (
+        ("/health/live", {}),
+        ("/health/ready", {}),
+        ("/openapi.json", {}),
+        ("/v1/holdings?limit=1", own),
+        (f"/v1/atoms/{atom_id}", own),
+        (content, own),
+        (content, {**own, "Range": "bytes=100-199"}),
+        (content, {**own, "Range": "bytes=-25"}),
+        (content, {**own, "Range": "bytes=700000-"}),  # 416
+        (content, {**own, "If-None-Match": f'"{atom_id}"'}),  # 304
+        (f"/v1/atoms/{'0' * 64}", own),  # 404
+        ("/v1/holdings", {}),  # 401
+    ):
+        got = api.get(path, headers=headers)
+        head = api.head(path, headers=headers)
+        assert head.status_code == got.status_code, (path, headers)
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "content-range", "etag", "www-authenticate"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    assert (
+        api.head(content, headers={**own, "Range": "bytes=100-199"}).headers["content-length"]
+        == "100"
+    )
+    # HEAD is taken where GET is, and named in Allow; where GET is not, neither is HEAD.
+    assert api.head("/v1/search", headers=own).status_code == 405
+    assert api.put("/v1/holdings", headers=own).headers["allow"] == "GET, HEAD"
+
+
 @pytest.mark.parametrize(
     ("header", "start", "stop"),
     [

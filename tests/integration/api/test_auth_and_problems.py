@@ -66,10 +66,10 @@ def test_a_405_allows_every_method_of_the_path_and_a_trailing_slash_is_not_redir
     api: TestClient, issue_key: IssueKey
 ) -> None:
     admin = bearer(issue_key(role=Role.ADMIN))
-    # GET and POST /v1/tenants are two routes: Allow names both.
+    # GET and POST /v1/tenants are two routes: Allow names both (and HEAD, taken with GET).
     answer = api.put("/v1/tenants", headers=admin)
     assert answer.status_code == 405
-    assert answer.headers["allow"] == "GET, POST"
+    assert answer.headers["allow"] == "GET, HEAD, POST"
     assert answer.headers["content-type"] == PROBLEM_MEDIA_TYPE
     # No redirect built from the Host header: the slashed path is simply not a route.
     slashed = api.get(
