@@ -27,6 +27,12 @@ def test_principals_and_keys_from_the_command_line(
     ghost = cli("principals", "create", "ghost", "x")
     assert ghost.exit_code == 1
     assert "unknown tenant 'ghost'" in ghost.stderr
+    # The options are the API body's members (`display_name`, `kind`), spelt as options.
+    bot = cli("--json", "principals", "create", "acme", "bot", "--kind", "service",
+              "--display-name", "Build bot")  # fmt: skip
+    assert bot.exit_code == 0, bot.stderr
+    assert json.loads(bot.stdout)["kind"] == "service"
+    assert json.loads(bot.stdout)["display_name"] == "Build bot"
 
     issued = cli("--json", "keys", "create", "acme", "alice", "--label", "ci")
     assert issued.exit_code == 0, issued.stderr
@@ -44,7 +50,7 @@ def test_principals_and_keys_from_the_command_line(
         assert all("token" not in k and "secret_sha256" not in k for k in keys)
         assert token.rsplit("_", 1)[1] not in listed.stdout
 
-        rotated = cli("--json", "keys", "rotate", "acme", key_id, "--grace", "600")
+        rotated = cli("--json", "keys", "rotate", "acme", key_id, "--grace-seconds", "600")
         assert rotated.exit_code == 0, rotated.stderr
         answer = json.loads(rotated.stdout)
         assert answer["old"]["state"] == "active"  # for the grace period
@@ -73,7 +79,8 @@ def test_principals_and_keys_from_the_command_line(
     assert "principals enable acme alice" in refused.stderr
     listed = json.loads(cli("--json", "principals", "list", "acme").stdout)
     assert [(p["principal_id"], p["state"], p["active_keys"]) for p in listed] == [
-        ("alice", "disabled", 2)
+        ("alice", "disabled", 2),
+        ("bot", "active", 0),
     ]
     assert cli("principals", "enable", "acme", "alice").exit_code == 0
     accepted = cli("ingest", str(data_dir / "f.txt"), "--tenant", "acme", "--principal", "alice")

@@ -12,7 +12,7 @@ from tests.conftest import Cli
 
 
 def test_create_list_show_and_refuse_a_duplicate(cli: Cli) -> None:
-    created = cli("--json", "tenants", "create", "acme", "--name", "Acme Corp")
+    created = cli("--json", "tenants", "create", "acme", "--display-name", "Acme Corp")
     assert created.exit_code == 0, created.stderr
     assert json.loads(created.stdout)["state"] == "active"
     assert cli("tenants", "create", "beta").exit_code == 0
@@ -109,7 +109,7 @@ def test_a_display_name_that_is_not_utf8_is_stored_visibly(cli: Cli) -> None:
     name = b"Caf\xe9".decode("utf-8", "surrogateescape")
     command = [sys.executable, "-m", "hartonomous", "--json", "tenants", "create", "cafe"]
     completed = subprocess.run(
-        [*command, "--name", name],
+        [*command, "--display-name", name],
         capture_output=True,
         text=True,
         env=cli.env,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -34,7 +35,9 @@ PrincipalArgument = Annotated[str, typer.Argument(help="Principal id", metavar="
 KeyArgument = Annotated[str, typer.Argument(help="Key id (the part after hk_)", metavar="KEY_ID")]
 GraceOption = Annotated[
     float,
-    typer.Option("--grace", min=0, help="Seconds the old key keeps working (default: none)"),
+    typer.Option(
+        "--grace-seconds", min=0, help="Seconds the old key keeps working (default: none)"
+    ),
 ]
 ExpiresOption = Annotated[
     str | None,
@@ -43,6 +46,13 @@ ExpiresOption = Annotated[
     ),
 ]
 T = TypeVar("T")
+
+
+class KindOption(StrEnum):
+    """A principal's kind, as the API's `kind` member names it (security/principals.py)."""
+
+    USER = "user"
+    SERVICE = "service"
 
 
 def all_pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
@@ -78,8 +88,12 @@ def create_principal(  # noqa: PLR0917 - typer passes parameters by keyword
     tenant_id: TenantArgument,
     principal_id: PrincipalArgument,
     role: Annotated[Role, typer.Option("--role", help="What its keys may do")] = Role.USER,
-    name: Annotated[str | None, typer.Option("--name", help="Display name (default: id)")] = None,
-    service: Annotated[bool, typer.Option("--service", help="A service, not a person")] = False,
+    display_name: Annotated[
+        str | None, typer.Option("--display-name", help="Display name (default: id)")
+    ] = None,
+    kind: Annotated[
+        KindOption, typer.Option("--kind", help="user (a person) or service")
+    ] = KindOption.USER,
 ) -> None:
     """Create an active principal of a tenant with a role."""
     state, principal = _run(
@@ -89,8 +103,8 @@ def create_principal(  # noqa: PLR0917 - typer passes parameters by keyword
             tenant_id,
             principal_id,
             role=role,
-            display_name=name,
-            kind="service" if service else "user",
+            display_name=display_name,
+            kind="service" if kind is KindOption.SERVICE else "user",
         ),
     )
     state.emit(_principal_data(principal), f"created {_principal_line(principal)}")

@@ -26,12 +26,14 @@ TenantArgument = Annotated[str, typer.Argument(help="Tenant id", metavar="TENANT
 def create(
     ctx: typer.Context,
     tenant_id: TenantArgument,
-    name: Annotated[str | None, typer.Option("--name", help="Display name (default: id)")] = None,
+    display_name: Annotated[
+        str | None, typer.Option("--display-name", help="Display name (default: id)")
+    ] = None,
 ) -> None:
     """Create an active tenant."""
     state = cli_context(ctx)
     with open_platform(state.settings()) as platform:
-        tenant = tenancy.create_tenant(platform, tenant_id, name)
+        tenant = tenancy.create_tenant(platform, tenant_id, display_name)
     state.emit(asdict(tenant), f"created tenant {tenant.tenant_id} ({shown(tenant.display_name)})")
 
 
