@@ -27,6 +27,14 @@ from starlette.routing import compile_path
 
 from hartonomous.api.shutdown import ShuttingDownError
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
+from hartonomous.security.authentication import (
+    Caller,
+    KeyPrincipalDisabledError,
+    KeyTenantDisabledError,
+)
+from hartonomous.security.key_cache import VerifiedKeyCache
+from hartonomous.security.principals import PrincipalDisabledError
+from hartonomous.security.tenants import TenantDisabledError
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -130,8 +138,33 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in location)
 
 
+def _as_authentication_failure(request: Request, exc: HartonomousError) -> HartonomousError:
+    """The caller's own tenant or principal found disabled deeper in a request (a 409 from the
+    services) is the 401 its key gets at authentication: its key was admitted from the cache
+    of verified keys before the change reached this process (security/key_cache.py). The key
+    is dropped from the cache, so its next request is looked up and refused at once."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        return exc
+    refusal: HartonomousError
+    if isinstance(exc, TenantDisabledError) and exc.tenant_id == caller.tenant_id:
+        refusal = KeyTenantDisabledError(caller.key_id, caller.tenant_id)
+    elif isinstance(exc, PrincipalDisabledError) and (exc.tenant_id, exc.principal_id) == (
+        caller.tenant_id,
+        caller.principal_id,
+    ):
+        refusal = KeyPrincipalDisabledError(caller.key_id, caller.principal_id)
+    else:
+        return exc
+    keys = getattr(request.app.state, "key_cache", None)
+    if isinstance(keys, VerifiedKeyCache):
+        keys.forget(caller.key_id)
+    return refusal
+
+
 async def _hartonomous_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HartonomousError)
+    exc = _as_authentication_failure(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, NotAuthenticatedError):
         headers["WWW-Authenticate"] = 'Bearer realm="hartonomous"'

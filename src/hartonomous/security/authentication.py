@@ -24,6 +24,8 @@ from hartonomous.security.roles import Role
 __all__ = [
     "LAST_USED_RESOLUTION",
     "Caller",
+    "KeyPrincipalDisabledError",
+    "KeyTenantDisabledError",
     "StoredKey",
     "admit_key",
     "admit_verified_key",
@@ -45,6 +47,25 @@ class Caller:
     principal_id: str
     role: Role
     key_id: str
+
+
+class KeyTenantDisabledError(NotAuthenticatedError):
+    """401: the key's tenant is disabled (found at authentication, or deeper in a request
+    admitted by a key verified before the change reached this process: api/problems.py)."""
+
+    code = "tenant-disabled"
+
+    def __init__(self, key_id: str, tenant_id: str) -> None:
+        super().__init__(f"API key {key_id}: tenant {tenant_id!r} is disabled")
+
+
+class KeyPrincipalDisabledError(NotAuthenticatedError):
+    """401: the key's principal is disabled (as ``KeyTenantDisabledError``)."""
+
+    code = "principal-disabled"
+
+    def __init__(self, key_id: str, principal_id: str) -> None:
+        super().__init__(f"API key {key_id}: principal {principal_id!r} is disabled")
 
 
 @dataclass(frozen=True)
@@ -147,11 +168,9 @@ def admit_verified_key(stored: StoredKey, now: datetime) -> Caller:
         raise NotAuthenticatedError(f"API key {key_id} expired at {stored.expires_at.isoformat()}")
     caller = stored.caller
     if not stored.tenant_active:
-        raise NotAuthenticatedError(f"API key {key_id}: tenant {caller.tenant_id!r} is disabled")
+        raise KeyTenantDisabledError(key_id, caller.tenant_id)
     if not stored.principal_active:
-        raise NotAuthenticatedError(
-            f"API key {key_id}: principal {caller.principal_id!r} is disabled"
-        )
+        raise KeyPrincipalDisabledError(key_id, caller.principal_id)
     return caller
 
 

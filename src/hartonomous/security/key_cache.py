@@ -139,5 +139,11 @@ class VerifiedKeyCache:
                 self._entries[key_id] = _Entry(stored, generation, looked_up)
         return caller
 
+    def forget(self, key_id: str) -> None:
+        """Look ``key_id`` up again on its next request (a request it admitted found its
+        tenant or principal disabled: api/problems.py)."""
+        with self._lock:
+            self._entries.pop(key_id, None)
+
     def _current(self, entry: _Entry) -> bool:
         return entry.generation == _generation.value and self._clock() - entry.looked_up < self._ttl

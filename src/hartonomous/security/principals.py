@@ -283,6 +283,8 @@ class PrincipalDisabledError(ConflictError):
     code = "principal-disabled"
 
     def __init__(self, tenant_id: str, principal_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.principal_id = principal_id
         super().__init__(
             f"principal {principal_id!r} of tenant {tenant_id!r} is disabled: "
             f"`hartonomous principals enable {tenant_id} {principal_id}` re-enables it"

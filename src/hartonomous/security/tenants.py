@@ -45,6 +45,7 @@ class TenantDisabledError(TenantError, ConflictError):
     """The tenant exists but is disabled; the message names the command that re-enables it."""
 
     def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
         super().__init__(
             f"tenant {tenant_id!r} is disabled: `hartonomous tenants enable {tenant_id}` "
             "re-enables it"

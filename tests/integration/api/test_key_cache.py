@@ -51,6 +51,41 @@ def test_another_process_revoking_or_disabling_applies_within_the_bound(
     assert "principal 'bob' is disabled" in off.json()["detail"]
 
 
+def test_a_disabled_tenant_or_principal_behind_a_kept_key_is_a_401_never_a_409(
+    api: TestClient, issue_key: IssueKey, engine: Engine, key_cache_clock: ManualClock
+) -> None:
+    """Disabled by another process within the bound: a route that finds the caller's tenant
+    or principal disabled answers the authentication failure (401, `WWW-Authenticate`, a code
+    saying which), and the key is looked up, and refused, from its next request on."""
+    tenant_key = issue_key(tenant="acme", role=Role.USER, principal="frank")
+    principal_key = issue_key(tenant="globex", role=Role.USER, principal="grace")
+    assert api.get("/v1/holdings", headers=bearer(tenant_key)).status_code == 200
+    assert api.get("/v1/me", headers=bearer(principal_key)).status_code == 200
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE tenants SET is_active = false WHERE tenant_id = 'acme'"))
+        connection.execute(
+            text("UPDATE principals SET is_active = false WHERE principal_id = 'grace'")
+        )
+    key_cache_clock.now += 1  # well within the bound: both keys are still kept
+    for token, method, path, code, named in (
+        (tenant_key, "GET", "/v1/holdings", "tenant-disabled", "tenant 'acme' is disabled"),
+        (tenant_key, "POST", "/v1/search", "tenant-disabled", "tenant 'acme' is disabled"),
+        (principal_key, "POST", "/v1/ingest", "principal-disabled", "'grace' is disabled"),
+    ):
+        sent: dict[str, object] = {"json": {"query": "anything"}} if path == "/v1/search" else {}
+        if path == "/v1/ingest":
+            sent = {"files": [("files", ("a.txt", b"a file", "text/plain"))]}
+        answer = api.request(method, path, headers=bearer(token), **sent)  # type: ignore[arg-type]
+        assert answer.status_code == 401, (path, answer.text)
+        assert answer.headers["www-authenticate"] == 'Bearer realm="hartonomous"'
+        assert answer.json()["code"] == code
+        assert named in answer.json()["detail"]
+        # Dropped from the cache: refused at authentication from now on, on any route.
+        again = api.get("/v1/me", headers=bearer(token))
+        assert again.status_code == 401
+        assert again.json()["code"] == code
+
+
 def test_a_change_through_this_process_applies_to_the_next_request(
     api: TestClient, issue_key: IssueKey, platform: Platform, key_cache_clock: ManualClock
 ) -> None:
