@@ -170,8 +170,7 @@ def close_period(
         if waiting:
             raise PeriodEventsQueuedError(
                 f"period {period_label(period)} cannot close: {waiting} event(s) of it are still "
-                "queued on the broker; let the sync worker handle them "
-                "(`hartonomous sync --once`) and close again"
+                "queued on the broker; let the sync worker handle them and close again"
             )
         totals = connection.execute(_TOTALS, (period,)).fetchall()
         checksum = totals_checksum(totals)

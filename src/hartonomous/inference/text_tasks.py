@@ -216,7 +216,7 @@ def classify(context: TaskContext) -> TaskResult:
     if not rows:
         raise InferenceInputError(
             f"tenant {context.request.tenant_id!r} has no labelled text to classify by "
-            "(ingest some with --label)"
+            "(ingest some with a label)"
         )
     weights = [max(float(row.similarity), 0.0) for row in rows]
     if not any(weights):

@@ -113,11 +113,11 @@ def validate_label(label: str | None) -> None:
         return
     if not label.strip() or len(label) > MAX_LABEL_CHARACTERS:
         raise InvalidLabelError(
-            f"--label must be 1-{MAX_LABEL_CHARACTERS} characters, not only spaces "
+            f"a label must be 1-{MAX_LABEL_CHARACTERS} characters, not only spaces "
             f"(got {len(label)})"
         )
     if _LABEL_REFUSED.search(label):
-        raise InvalidLabelError(f"--label {label!r} holds a control character")
+        raise InvalidLabelError(f"label {label!r} holds a control character")
 
 
 @dataclass(frozen=True)

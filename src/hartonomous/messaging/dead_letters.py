@@ -38,7 +38,7 @@ class ReplaySelection:
             return "replayed_at IS NULL AND reason = %(reason)s", {"reason": self.reason}
         if self.everything:
             return "replayed_at IS NULL", {}
-        raise ValueError("say which dead letters to replay: an ID, --all or --reason")
+        raise ValueError("say which dead letters to replay: an id, all of them, or a reason")
 
 
 def list_dead_letters(

@@ -207,11 +207,13 @@ def search(
 def validate(query: Query, k: int, mode: str, filters: Filters | None) -> SearchMode:
     """``mode`` as a SearchMode; SearchError for a search that cannot run as asked (`search`)."""
     if not 1 <= k <= MAX_K:
-        raise SearchError(f"-k must be between 1 and {MAX_K}, got {k}")
+        raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
     if mode not in SEARCH_MODES:
         raise SearchError(f"unknown search mode {mode!r} (known: {', '.join(SEARCH_MODES)})")
     if (query.text is None) == (query.like is None):
-        raise SearchError("give either a text query or --like FILE, not both or neither")
+        raise SearchError(
+            "give either a text query or an example file to search by, not both or neither"
+        )
     if query.text is not None and not query.text.strip():
         raise SearchError("the query is empty")
     if query.text is not None and len(query.text) > MAX_QUERY_CHARACTERS:
@@ -220,24 +222,24 @@ def validate(query: Query, k: int, mode: str, filters: Filters | None) -> Search
             "are accepted"
         )
     if query.like is not None and mode == "lexical":
-        raise SearchError("--like searches by example, which has no words: use --mode semantic")
+        raise SearchError("a search by example has no words: use the semantic mode")
     if (
         filters is not None
         and filters.held_since is not None
         and filters.held_until is not None
         and filters.held_since >= filters.held_until
     ):
-        raise SearchError("--since must be earlier than --until")
+        raise SearchError("since must be earlier than until")
     if filters is not None:
-        _known("--modality", filters.source_modality, FILE_MODALITIES)
-        _known("--source-type", filters.source_type, SOURCE_TYPES)
+        _known("modality", filters.source_modality, FILE_MODALITIES)
+        _known("source type", filters.source_type, SOURCE_TYPES)
     return mode
 
 
-def _known(option: str, value: str | None, known: tuple[str, ...]) -> None:
+def _known(name: str, value: str | None, known: tuple[str, ...]) -> None:
     # A filter naming nothing would silently answer "(no results)" (values are case-sensitive).
     if value is not None and value not in known:
-        raise SearchError(f"unknown {option} {value!r} (known: {', '.join(known)})")
+        raise SearchError(f"unknown {name} {value!r} (known: {', '.join(known)})")
 
 
 def _query_vector(
@@ -275,7 +277,8 @@ def _example_vector(example: Example, embedders: Embedders) -> _QueryVector:
     space = space_for_modality(example.modality)
     if space is None or space.modality == "text":
         raise SearchError(
-            f"{example.name} is {example.modality}; --like takes an image or an audio file "
+            f"{example.name} is {example.modality}; a search by example takes an image or an "
+            "audio file "
             "(search text by giving it as the query)"
         )
     try:

@@ -111,8 +111,8 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         assert "hartonomous tenants create nobody" in result.stderr
     usage = {
         ("search", "", "--tenant", "acme"): "the query is empty",
-        ("search", "hello", "--tenant", "acme", "-k", "0"): "-k must be between 1 and 100",
-        ("search", "hello", "--tenant", "acme", "-k", "101"): "-k must be between 1 and 100",
+        ("search", "hello", "--tenant", "acme", "-k", "0"): "k must be between 1 and 100",
+        ("search", "hello", "--tenant", "acme", "-k", "101"): "k must be between 1 and 100",
         # A 16,000-word query took PostgreSQL ~1 GB; the limit is named, in every mode.
         ("search", "word " * 16_000, "--tenant", "acme", "--mode", "lexical"): (
             "the query is 80000 characters; at most 4000 are accepted"
@@ -120,15 +120,15 @@ def test_bad_input_gets_one_clear_line(cli: Cli) -> None:
         ("search", "x" * 4001, "--tenant", "acme"): "at most 4000 are accepted",
         # Filters that name nothing used to answer "(no results)" with exit 0.
         ("search", "hello", "--tenant", "acme", "--modality", "nonsense"): (
-            "unknown --modality 'nonsense' (known: text, document, image, audio, video, model, "
+            "unknown modality 'nonsense' (known: text, document, image, audio, video, model, "
             "binary)"
         ),
-        ("search", "hello", "--tenant", "acme", "--modality", "TEXT"): "unknown --modality 'TEXT'",
+        ("search", "hello", "--tenant", "acme", "--modality", "TEXT"): "unknown modality 'TEXT'",
         ("search", "hello", "--tenant", "acme", "--source-type", "nonsense"): (
-            "unknown --source-type 'nonsense' (known: file, upload, sample, inference)"
+            "unknown source type 'nonsense' (known: file, upload, sample, inference)"
         ),
         ("search", "hello", "--tenant", "acme", "--source-type", "FILE", "--mode", "lexical"): (
-            "unknown --source-type 'FILE'"
+            "unknown source type 'FILE'"
         ),
         ("embed", "--space", "nope"): "unknown embedding space 'nope'",
         ("embed", "--space", "image-features-v1"): "`embed` reads text lines",

@@ -66,7 +66,7 @@ def test_images_and_sounds_are_found_by_example(engine: Engine, tmp_path: Path) 
     assert find(engine, acme, "a picture of colours").hits == []
     note = tmp_path / "note.txt"
     note.write_text("hello\n", encoding="utf-8")
-    with pytest.raises(SearchError, match="--like takes an image or an audio file"):
+    with pytest.raises(SearchError, match="a search by example takes an image or an audio file"):
         search(engine, acme, Query(like=read_example(note)), 3)
 
 
