@@ -5,8 +5,9 @@ and `true` or `"5"` as an integer; the OpenAPI document still says `date-time` a
 a client that sends such values is served by accident, and schemathesis' `negative_data_rejection`
 check reports the route (docs/development.md, API tests). Declare request fields with these:
 
-- ``Timestamp``: an RFC 3339 date-time string with its offset (or a ``datetime`` from Python
-  code); anything else, a number or a date alone included, is a 422 naming the field.
+- ``Timestamp`` (strict_fields.py): an RFC 3339 date-time string with its offset (or a
+  ``datetime`` from Python code); anything else, a number or a date alone included, is a 422
+  naming the field.
 - ``AtomId``: a path segment naming an atom or a model file (64 hex characters); anything else
   is a 422 naming the parameter, like every other malformed parameter.
 - ``TenantId`` / ``PrincipalId`` / ``KeyId`` (path) and ``TenantIdQuery`` (query): the shapes the
@@ -16,8 +17,10 @@ check reports the route (docs/development.md, API tests). Declare request fields
   see (another tenant's included) is a 404.
 - ``Period``: a month, ``YYYY-MM`` with a month 01-12.
 - ``Day``: an RFC 3339 full-date (``2026-01-31``) only.
-- ``StrictInt`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic) for JSON bodies;
-  query parameters arrive as text, where FastAPI's parsing of ``int`` is already strict enough.
+- ``StrictInt`` / ``StrictFloat`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic)
+  for JSON bodies: a string is not a number, a number is not a string, a bool is not an
+  integer (tests/unit/api/test_strict_bodies.py walks every body); query parameters arrive as
+  text and are parsed (``?limit=5``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import BeforeValidator, StrictBool, StrictInt, StrictStr
+from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.api_keys import KEY_ID_PATTERN
 from hartonomous.security.principals import PRINCIPAL_ID_LENGTH
+from hartonomous.strict_fields import Timestamp
 
 __all__ = [
     "PERIOD_PATTERN",
@@ -41,6 +45,7 @@ __all__ = [
     "Period",
     "PrincipalId",
     "StrictBool",
+    "StrictFloat",
     "StrictInt",
     "StrictStr",
     "TenantId",
@@ -82,21 +87,6 @@ KeyId = Annotated[
 ]
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="A month: YYYY-MM")]
-
-# RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
-# required, a fraction is optional; pydantic then parses the string it let through.
-_RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-
-
-def _iso_8601_only(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _RFC_3339.fullmatch(value):
-        return value
-    raise ValueError("expected an RFC 3339 date-time with an offset, such as 2026-01-31T12:00:00Z")
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 _FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

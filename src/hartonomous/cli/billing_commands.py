@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from hartonomous.cli.context import cli_context
 from hartonomous.errors import UsageError
@@ -109,7 +110,7 @@ def plans_create(
     draft = validated(
         PlanDraft,
         {
-            **_fields(fields),
+            **_fields(fields, PlanDraft),
             "plan_code": plan_code,
             "name": name,
             "tenant_id": tenant,
@@ -145,7 +146,7 @@ def plans_update(
     change = validated(
         PlanChange,
         {
-            **_fields(fields),
+            **_fields(fields, PlanChange),
             "effective_from": _moment(effective_from),
             "rates": [_rate(text) for text in rates or ()],
             "remove_rates": list(remove_rates or ()),
@@ -235,14 +236,27 @@ def _describe(version: PlanView) -> str:
     return "\n".join(lines)
 
 
-def _fields(pairs: list[str] | None) -> dict[str, Any]:
+def _fields(pairs: list[str] | None, model: type[BaseModel]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for pair in pairs or ():
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"--set {pair!r} is not FIELD=VALUE")
-        fields[name.strip()] = value.strip()
+        fields[name.strip()] = _typed(model, name.strip(), value.strip())
     return fields
+
+
+def _typed(model: type[BaseModel], name: str, text: str) -> object:
+    """``text`` read as the field's type (``25`` an integer, ``true`` a bool): the model
+    takes JSON bodies strictly, where a string is never a number. Unread, it stays text and
+    the model names the field."""
+    field = model.model_fields.get(name)
+    if field is None or field.annotation is None:
+        return text
+    try:
+        return TypeAdapter(field.annotation).validate_strings(text)
+    except ValidationError:
+        return text
 
 
 def _rate(text: str) -> dict[str, str]:

@@ -15,7 +15,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
+)
 from sqlalchemy import Connection, func, select, text
 
 from hartonomous.billing.export import parse_period
@@ -35,6 +43,7 @@ from hartonomous.instants import in_utc
 from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
+from hartonomous.strict_fields import DecimalText, Timestamp
 
 __all__ = [
     "MultiplierInput",
@@ -54,11 +63,10 @@ __all__ = [
 
 Text = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")]
-# Money and factors in: decimal text (a JSON number is taken too, but documented as text so a
-# client never sends binary floating point). Range and scale are checked by the plan
-# (billing/plan_versions.py check_version), which names the field.
+# Money and factors in: decimal text, never a JSON number (binary floating point). Range and
+# scale are checked by the plan (billing/plan_versions.py check_version), which names the field.
 Amount = Annotated[
-    Decimal,
+    DecimalText,
     WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"}),
 ]
 Label = Annotated[str, Field(max_length=64, pattern=r"^[^\x00]*$")]
@@ -104,11 +112,11 @@ class _PlanFields(BaseModel):
     seat_price: Amount | None = None
     included_public_storage_gb: Amount | None = None
     included_private_storage_gb: Amount | None = None
-    included_seat_count: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None
-    allows_private_data: bool | None = None
-    can_query_public_corpus: bool | None = None
+    included_seat_count: Annotated[StrictInt | None, Field(ge=0, le=2**31 - 1)] = None
+    allows_private_data: StrictBool | None = None
+    can_query_public_corpus: StrictBool | None = None
     # Default: the earliest allowed, now + [billing] plan_cache_absolute_seconds.
-    effective_from: datetime | None = None
+    effective_from: Timestamp | None = None
 
 
 class PlanDraft(_PlanFields):

@@ -296,3 +296,30 @@ def test_a_literal_path_asked_with_another_method_is_405_not_a_malformed_id(
         answer = client.get(path)
         _assert_problem(answer, 405)
         assert answer.headers["allow"] == allowed
+
+
+def test_json_bodies_are_strict_and_query_parameters_are_parsed(client: TestClient) -> None:
+    """A string is not a number, a number is not a string or a time, a bool is not an integer,
+    on every route with a JSON body (tests/unit/api/test_strict_bodies.py walks them all)."""
+    key = "/v1/tenants/acme/keys/0123456789abcdef"
+    plan = {"plan_code": "strict", "name": "Strict"}
+    for path, body, field in (
+        ("/v1/search", {"query": "x", "k": "5"}, "body.k"),
+        ("/v1/search", {"query": "x", "k": True}, "body.k"),
+        ("/v1/search", {"query": 5}, "body.query"),
+        ("/v1/graph/repair", {"batch_size": "5"}, "body.batch_size"),
+        ("/v1/graph/repair", {"batch_size": True}, "body.batch_size"),
+        ("/v1/graph/replay", {"since": 0}, "body.since"),
+        (f"{key}/revoke", {"grace_seconds": "5"}, "body.grace_seconds"),
+        (f"{key}/rotate", {"expires_at": 1_900_000_000}, "body.expires_at"),
+        ("/v1/billing/plans", {**plan, "included_seat_count": "5"}, "body.included_seat_count"),
+        ("/v1/billing/plans", {**plan, "allows_private_data": 1}, "body.allows_private_data"),
+        ("/v1/billing/plans", {**plan, "monthly_fee": 5}, "body.monthly_fee"),
+        ("/v1/inference/00000000-0000-4000-8000-000000000000/feedback", {"rating": "5"}, None),
+    ):
+        answer = client.post(path, json=body)
+        _assert_problem(answer, 422)
+        fields = [error["field"] for error in answer.json()["errors"]]
+        assert (field or "body.rating") in fields, (path, body, fields)
+    # Query parameters are text by nature: `?limit=5` is the number 5.
+    assert client.get("/v1/holdings?limit=5").status_code == 200

@@ -145,7 +145,7 @@ def test_bad_changes_are_named_and_write_nothing(
         ({"remove_rates": ["usage.unknown"]}, "has no rate for operation 'usage.unknown'"),
         ({"remove_multipliers": [{"dimension": "content", "key": "none"}]},
          "has no content multiplier 'none'"),
-        ({"effective_from": "2026-12-01T00:00:00"}, "needs a UTC offset"),
+        ({"effective_from": "2026-12-01T00:00:00"}, "date-time with an offset"),
     ],
 )  # fmt: skip
 def test_every_value_a_plan_refuses_is_named_and_nothing_is_written(

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Body, Depends, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import Timestamp, WholeNumber
 from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.graph import (
@@ -28,7 +29,9 @@ Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 class RepairRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Source rows a batch")
+    batch_size: WholeNumber = Field(
+        default=1000, ge=1, le=100_000, description="Source rows a batch"
+    )
 
 
 class ReplayRequest(BaseModel):
@@ -37,8 +40,8 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime | None = None
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    since: Timestamp | None = None
+    batch_size: WholeNumber = Field(default=1000, ge=1, le=100_000)
 
 
 @router.get("/status")

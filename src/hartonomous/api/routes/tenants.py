@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import KeyId, PrincipalId, TenantId
+from hartonomous.api.fields import KeyId, PrincipalId, StrictFloat, TenantId, Timestamp
 from hartonomous.api.routing import api_router
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.roles import Role
@@ -118,16 +118,16 @@ class KeyPage(BaseModel):
 class KeyCreate(_Body):
     principal_id: str = Field(min_length=1, max_length=256)
     label: str = Field(default="", max_length=128)
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
 
 
 class KeyRevoke(_Body):
-    grace_seconds: float = Field(default=0, ge=0, le=31_536_000)
+    grace_seconds: StrictFloat = Field(default=0, ge=0, le=31_536_000)
 
 
 class KeyRotate(_Body):
-    grace_seconds: float = Field(default=0, ge=0, le=31_536_000)
-    expires_at: AwareDatetime | None = None
+    grace_seconds: StrictFloat = Field(default=0, ge=0, le=31_536_000)
+    expires_at: Timestamp | None = None
 
 
 class RotatedKeyOut(BaseModel):
