@@ -6,6 +6,7 @@ and a binary float lost digits before the server saw it. Used by request bodies 
 service models the API takes as bodies); callers in Python pass ``datetime`` and ``Decimal``.
 
 - ``Timestamp``: an RFC 3339 date-time string with its offset, or a ``datetime``.
+- ``Day``: an RFC 3339 full-date string (``2026-01-31``), or a ``date``.
 - ``DecimalText``: a decimal written as a JSON string (``"0.02"``), or a ``Decimal``; a JSON
   number is refused (money and factors are NUMERIC(18,6), never binary floating point).
 """
@@ -13,28 +14,58 @@ service models the API takes as bodies); callers in Python pass ``datetime`` and
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-__all__ = ["DecimalText", "Timestamp"]
+__all__ = ["Day", "DecimalText", "Timestamp"]
 
 # RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
 # required, a fraction is optional; pydantic then parses the string it let through.
 _RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
-def _iso_8601_only(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _RFC_3339.fullmatch(value):
-        return value
-    raise ValueError("expected an RFC 3339 date-time with an offset, such as 2026-01-31T12:00:00Z")
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+def _text_as(
+    written: re.Pattern[str], given: Callable[[Any], bool], expected: str
+) -> Callable[[Any], Any]:
+    """A before-validator letting through a string ``written`` so, or a value ``given`` from
+    Python code; anything else is a ``ValueError`` saying what was ``expected``."""
+
+    def only(value: Any) -> Any:
+        if given(value) or (isinstance(value, str) and written.fullmatch(value)):
+            return value
+        raise ValueError(expected)
+
+    return only
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(
+        _text_as(
+            _RFC_3339,
+            lambda value: isinstance(value, datetime),
+            "expected an RFC 3339 date-time with an offset, such as 2026-01-31T12:00:00Z",
+        )
+    ),
+]
+Day = Annotated[
+    date,
+    BeforeValidator(
+        _text_as(
+            _FULL_DATE,
+            lambda value: isinstance(value, date) and not isinstance(value, datetime),
+            "expected an RFC 3339 full-date, such as 2026-01-31",
+        )
+    ),
+]
+"""A calendar day as OpenAPI's ``format: date`` means it (``2026-01-31``), nothing else."""
 
 
 def _decimal_text_only(value: Any) -> Any:

@@ -25,8 +25,6 @@ check reports the route (docs/development.md, API tests). Declare request fields
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -35,7 +33,7 @@ from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt, Strict
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.api_keys import KEY_ID_PATTERN
 from hartonomous.security.principals import PRINCIPAL_ID_LENGTH
-from hartonomous.strict_fields import Timestamp
+from hartonomous.strict_fields import Day, Timestamp
 
 __all__ = [
     "PERIOD_PATTERN",
@@ -87,20 +85,6 @@ KeyId = Annotated[
 ]
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="A month: YYYY-MM")]
-
-_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _full_date_only(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
-        return value
-    raise ValueError("expected an RFC 3339 full-date, such as 2026-01-31")
-
-
-Day = Annotated[date, BeforeValidator(_full_date_only)]
-"""A calendar day as OpenAPI's ``format: date`` means it (``2026-01-31``), nothing else."""
 
 
 def integral_number(value: Any) -> Any:
