@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -34,7 +35,8 @@ _NAME_BYTES = 255  # NAME_MAX of Linux file systems
 
 
 class InvalidUploadNameError(UsageError):
-    """An uploaded file's name that cannot be a file name: empty, ``.``/``..``, ``/``, NUL."""
+    """An uploaded file's name that cannot be a file name: empty, ``.``/``..``, ``/``, NUL or
+    another control character."""
 
     code = "invalid-file-name"
 
@@ -48,13 +50,17 @@ def check_upload_name(name: str | None) -> str:
     """``name`` when it can name one file; ``InvalidUploadNameError`` naming it otherwise.
 
     Refused: no or an empty name, ``.`` and ``..``, a name holding ``..``, ``/``, ``\\`` or NUL
-    (a path, not a name), and one longer than 255 bytes in UTF-8.
+    (a path, not a name), one holding another control character (Unicode category Cc: an
+    escape sequence would reach every terminal that lists the holding), and one longer than
+    255 bytes in UTF-8.
     """
     if not name:
         raise InvalidUploadNameError("an uploaded file has an empty file name")
     shown = repr(name)
     if "\x00" in name:
         raise InvalidUploadNameError(f"file name {shown} holds a NUL character")
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        raise InvalidUploadNameError(f"file name {shown} holds a control character")
     if "/" in name or "\\" in name:
         raise InvalidUploadNameError(f"file name {shown} holds a path separator")
     if ".." in name or name == ".":

@@ -323,3 +323,14 @@ def test_json_bodies_are_strict_and_query_parameters_are_parsed(client: TestClie
         assert (field or "body.rating") in fields, (path, body, fields)
     # Query parameters are text by nature: `?limit=5` is the number 5.
     assert client.get("/v1/holdings?limit=5").status_code == 200
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
+    client: TestClient,
+) -> None:
+    for path in ("/v1/holdings?limit=5&limit=7", "/v1/ledger/entries?operation=a&operation=b"):
+        answer = client.get(path)
+        _assert_problem(answer, 400, "is given 2 times: give it once")
+    # A list parameter repeats by design (`group_by` of the ledger report).
+    report = "/v1/ledger/report?since=2026-01-01&until=2026-02-01&group_by=tenant&group_by=day"
+    assert client.get(report).status_code == 200

@@ -15,7 +15,9 @@ from hartonomous.ingest.uploads import (
 )
 
 
-@pytest.mark.parametrize("name", ["report.pdf", "a.b.c", ".hidden", "naïve ünïcode.txt", "x" * 255])
+@pytest.mark.parametrize(
+    "name", ["report.pdf", "a.b.c", ".hidden", "naïve ünïcode.txt", "x" * 255, "two words.txt"]
+)
 def test_a_plain_file_name_passes(name: str) -> None:
     assert check_upload_name(name) == name
 
@@ -32,6 +34,9 @@ def test_a_plain_file_name_passes(name: str) -> None:
         ("a/b", "path separator"),
         ("a\\b", "path separator"),
         ("nul\x00", "NUL"),
+        ("a\x1b[31mred.txt", "control character"),  # a terminal escape in `holdings list`
+        ("tab\tname", "control character"),
+        ("line\nbreak", "control character"),
         ("é" * 128, "longer than 255 bytes"),
     ],
 )
