@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 from collections.abc import Iterator
@@ -47,7 +48,10 @@ def _check_head_bound(url: str, token: str) -> None:
     # httptools alone has no bound on a request's head: a 40 MB header was buffered and parsed.
     refused = _head_answer(url, MAX_HEAD_BYTES + 1024)
     assert refused.startswith(b"HTTP/1.1 431 "), refused[:200]
-    assert b"request-header-fields-too-large" in refused
+    problem = json.loads(refused.partition(b"\r\n\r\n")[2])
+    # An RFC 9457 problem like every other refusal (docs/api.md, "Errors").
+    assert problem["type"] == "urn:hartonomous:problem:request-header-fields-too-large"
+    assert problem["code"] == "request-header-fields-too-large"
     assert _head_answer(url, 64 * 1024).startswith(b"HTTP/1.1 200 ")  # large, within the bound
     # A body is not a head: a JSON body over the head's bound is the body limit's (413).
     big_body = httpx.post(

@@ -54,7 +54,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         body = json.dumps(
             {
-                "type": "about:blank",
+                "type": "urn:hartonomous:problem:request-header-fields-too-large",
                 "title": "Request header fields too large",
                 "status": 431,
                 "detail": _DETAIL,
