@@ -40,7 +40,7 @@ from hartonomous.cdc import CesConsumer, prepare_capture
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import libpq_url
-from hartonomous.messaging import Broker, MessagePump, OutgoingMessage
+from hartonomous.messaging import Broker, OutgoingMessage, message_pump
 
 BATCH = 500
 
@@ -91,7 +91,7 @@ def ours_enqueue(url: str, n: int, batched: bool) -> float:
 
 
 def _ours_worker(url: str, go: Any) -> None:
-    pump = MessagePump(url, Broker(Settings().message_broker), batch_size=100)
+    pump = message_pump(url, Broker(Settings().message_broker), batch_size=100)
     pump.connection()
     go.wait()
     pump.drain()

@@ -199,3 +199,17 @@ def neo4j_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.uri
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`127.0.0.1:PORT` of a real Apache Kafka 4 broker (KRaft, one node, PLAINTEXT), shared
+    by the session; started only when a test asks for it (docs/testing-kafka.md). Tests use
+    topics and consumer groups of their own."""
+    from tests.kafka_server import start_kafka
+
+    server = start_kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield server.bootstrap_servers
+    finally:
+        server.stop()

@@ -13,8 +13,9 @@ messages are handled strictly in order while different conversations run in para
 from __future__ import annotations
 
 import json
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.messaging.notify import wait_for_notify
 
 Connection = psycopg.Connection[Any]
 POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
@@ -264,7 +266,19 @@ class Broker:
             )
         return text
 
-    # -- receiving and settling --------------------------------------------------------------
+    # -- receiving and settling (the `Transport` port, messaging/transport.py) ----------------
+
+    def listen(self, connection: Connection) -> None:
+        """LISTEN on `channel`, so that `wait` ends as soon as something is sent."""
+        connection.execute(f'LISTEN "{self.channel}"')
+
+    def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
+        """Idle until a send's NOTIFY, ``seconds`` pass or ``stop`` is set; False when the
+        session failed."""
+        return wait_for_notify(connection, seconds, stop)
+
+    def settled(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Nothing to do: settling wrote in the committed transaction itself."""
 
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
@@ -351,7 +365,7 @@ class Broker:
         failure: Failure | None = None,
         *,
         attempts: int | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> int | None:
         """Move the message to `message_dead_letters` with the reason and failure details."""
         failure = failure or Failure(None, None, None)

@@ -1,0 +1,84 @@
+"""The transport port: where a consumer loop's messages come from and how they are settled.
+
+Two adapters implement it: the in-database broker (`messaging/broker.py`, the default,
+`[message_broker] transport = "postgres"`) and an in-memory one for pure-logic tests
+(`messaging/memory.py`). Whatever the transport, the effects of a batch and the dead letters
+live in PostgreSQL: every settling method takes the handler's database session and writes in
+its transaction where the transport is that database; `settled` then runs after the commit
+(a log-based transport acknowledges there, so nothing acknowledged can be lost).
+docs/messaging.md describes the contract, which tests/integration/messaging/
+test_transport_conformance.py checks against each adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import psycopg
+
+from hartonomous.messaging.broker import Failure, OutgoingMessage, ReceivedMessage
+
+Connection = psycopg.Connection[Any]
+
+
+class Transport(Protocol):
+    """A queue of CloudEvent messages with per-conversation order (conversation heads only)."""
+
+    @property
+    def max_attempts(self) -> int:
+        """Deliveries before a failing message is dead-lettered as poison."""
+        ...
+
+    def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """Enqueue ``messages`` (visible once the caller's transaction commits, in order)."""
+        ...
+
+    def listen(self, connection: Connection) -> None:
+        """Prepare a fresh consumer session (the broker LISTENs for sends)."""
+        ...
+
+    def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
+        """Idle until something may be available, ``seconds`` pass or ``stop`` is set; False
+        when the session failed (the loop reconnects)."""
+        ...
+
+    def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
+        """Claim up to ``max_messages`` messages, at most one per conversation."""
+        ...
+
+    def complete(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> int:
+        """Settle `Complete` in the caller's transaction; the count removed."""
+        ...
+
+    def delay(self, connection: Connection, message: ReceivedMessage, seconds: float) -> None:
+        """Settle `Delay`: back after ``seconds``, the delivery not counted as an attempt."""
+        ...
+
+    def abandon(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        error: BaseException | None = None,
+        retry_after_seconds: float = 0.0,
+    ) -> None:
+        """A failed attempt: back after ``retry_after_seconds``, the attempt counted."""
+        ...
+
+    def dead_letter(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        reason: str,
+        failure: Failure | None = None,
+        *,
+        attempts: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> int | None:
+        """Settle `DeadLetter`: move to `message_dead_letters`; its id (None if gone)."""
+        ...
+
+    def settled(self, messages: Sequence[ReceivedMessage]) -> None:
+        """After the transaction that settled ``messages`` committed (the broker: nothing)."""
+        ...
