@@ -62,6 +62,7 @@ from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.lifecycle import serve
 from hartonomous.messaging.resilience import ResilienceStrategy
 from hartonomous.messaging.spans import send_span
+from hartonomous.messaging.transport import open_transport
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +167,9 @@ class CesConsumer:
                 self.settings.message_broker.resilience, name="cdc"
             )
         self.broker = Broker(self.settings.message_broker)
+        # Where events go: the broker (in the checkpoint's transaction), or Kafka (acknowledged
+        # before that transaction moves the checkpoint).
+        self.transport = open_transport(self.settings.message_broker)
 
     @property
     def cdc(self) -> Any:
@@ -184,6 +188,7 @@ class CesConsumer:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self.transport.close()
 
     def try_acquire(self) -> bool:
         """Become the single active consumer of the slot (a session advisory lock), or not."""
@@ -391,7 +396,7 @@ class CesConsumer:
                     dead += 1
                 else:
                     messages.append(message)
-            self.broker.send_batch(connection, messages)
+            self.transport.send_batch(connection, messages)
             truncations = [
                 (tables, begin)
                 for tables, begin, before in chunk.truncations

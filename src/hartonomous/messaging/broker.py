@@ -280,6 +280,13 @@ class Broker:
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling wrote in the committed transaction itself."""
 
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Nothing to do: the rollback undid the settlements; the claims end with the session
+        (orphans) or the lease."""
+
+    def close(self) -> None:
+        """Nothing held: the broker works on its callers' sessions."""
+
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
 
@@ -405,7 +412,7 @@ WITH letter AS (
         message_id, queue_name, conversation_id, message_type, body, enqueued_at, attempts,
         reason, exception_type, exception_message, exception_traceback, metadata)
     VALUES (nextval(pg_get_serial_sequence('broker_messages', 'message_id')), %(queue)s,
-            %(conversation)s, %(type)s, %(body)s::jsonb, now(), 0, %(reason)s,
+            %(conversation)s, %(type)s, %(body)s::jsonb, now(), %(attempts)s, %(reason)s,
             %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
             %(metadata)s::jsonb)
     RETURNING dead_letter_id
@@ -427,13 +434,16 @@ def dead_letter_unsent(
     body_text: str,
     reason: str,
     failure: Failure,
-    metadata: dict[str, str],
+    metadata: Mapping[str, str],
+    attempts: int = 0,
 ) -> int:
-    """Set aside a message that could not be sent (in the caller's transaction).
+    """Set aside a message that could not be sent, or that came from another transport (in
+    the caller's transaction).
 
-    It goes straight to `message_dead_letters` with attempts 0 and a message id drawn from the
-    queue's sequence (never used by another message), so `deadletters list / show / replay /
-    purge` treat it like any other. `body_text` is its body as JSON text (any size).
+    It goes straight to `message_dead_letters` with ``attempts`` (0: never delivered) and a
+    message id drawn from the queue's sequence (never used by another message), so
+    `deadletters list / show / replay / purge` treat it like any other. `body_text` is its body
+    as JSON text (any size).
     """
     row = connection.execute(
         _DEAD_LETTER_UNSENT,
@@ -446,7 +456,10 @@ def dead_letter_unsent(
             "exception_type": failure.exception_type,
             "exception_message": failure.message,
             "exception_traceback": failure.traceback,
-            "metadata": json.dumps({"queue": broker.queue_name, "attempts": "0", **metadata}),
+            "attempts": attempts,
+            "metadata": json.dumps(
+                {"queue": broker.queue_name, "attempts": str(attempts), **metadata}
+            ),
         },
     ).fetchone()
     assert row is not None

@@ -119,18 +119,22 @@ class ConsumerLoop(Generic[OutcomeT]):
     def close(self) -> None:
         self.disconnect()
         self.handler.close()
+        self.transport.close()
 
     def run_once(self) -> OutcomeT:
         """Claim one batch and settle it; raises after the retry and breaker gave up."""
 
         def attempt() -> OutcomeT:
             connection = self.connection()
+            messages: list[ReceivedMessage] = []
             try:
                 messages = self.transport.receive(connection, self.batch_size)
                 if not messages:
                     return self.handler.empty()
                 outcome = self.handler.handle(connection, messages)
             except Exception as exc:
+                if messages:
+                    self.transport.released(messages)
                 if is_transient(exc) and connection.broken:
                     self.disconnect()  # a timeout keeps the session; a lost one reconnects
                 raise

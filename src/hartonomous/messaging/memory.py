@@ -52,12 +52,6 @@ class InMemoryTransport:
         """Messages not yet completed or dead-lettered."""
         return len(self._queue)
 
-    def orphan_claims(self) -> None:
-        """What the broker does when claiming sessions are gone: their claims lapse (the
-        attempts stay counted) and the messages can be received again."""
-        with self._lock:
-            self._queue = [replace(stored, claimed=False) for stored in self._queue]
-
     def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
         ids: list[int] = []
         with self._lock:
@@ -139,6 +133,18 @@ class InMemoryTransport:
 
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling took effect at once."""
+
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """The claims of ``messages`` end (their attempts stay counted), as the broker's do
+        when the claiming session is gone."""
+        ids = {message.message_id for message in messages}
+        with self._lock:
+            self._queue = [
+                replace(s, claimed=False) if s.message.message_id in ids else s for s in self._queue
+            ]
+
+    def close(self) -> None:
+        """Nothing held."""
 
     def _put_back(
         self, message: ReceivedMessage, seconds: float, attempts: int, last_error: str | None = None

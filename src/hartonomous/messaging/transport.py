@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import psycopg
 
-from hartonomous.messaging.broker import Failure, OutgoingMessage, ReceivedMessage
+from hartonomous.config.sections import MessageBrokerSettings
+from hartonomous.messaging.broker import Broker, Failure, OutgoingMessage, ReceivedMessage
 
 Connection = psycopg.Connection[Any]
 
@@ -82,3 +83,22 @@ class Transport(Protocol):
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """After the transaction that settled ``messages`` committed (the broker: nothing)."""
         ...
+
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """The handler failed before its transaction committed: the settlements of ``messages``
+        are void (the broker: its claims stay until the session or the lease ends)."""
+        ...
+
+    def close(self) -> None:
+        """Release the transport's clients (the broker: nothing; it uses the loop's session)."""
+        ...
+
+
+def open_transport(settings: MessageBrokerSettings) -> Transport:
+    """The transport `[message_broker] transport` names: the broker, or Kafka
+    (`messaging/kafka.py`, imported only then: the CLI starts without the Kafka client)."""
+    if settings.transport == "kafka":
+        from hartonomous.messaging.kafka import KafkaTransport
+
+        return KafkaTransport(settings)
+    return Broker(settings)

@@ -50,7 +50,7 @@ from hartonomous.messaging.resilience import (
     is_transient,
 )
 from hartonomous.messaging.spans import process_span
-from hartonomous.messaging.transport import Transport
+from hartonomous.messaging.transport import Transport, open_transport
 from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
@@ -477,15 +477,17 @@ class SyncWorker:
     ) -> None:
         self._url = url
         self._settings = settings
+        # The in-database broker, for senders (tests); the worker consumes `transport`.
         self.broker = Broker(settings.message_broker)
+        self.transport = open_transport(settings.message_broker)
         strategy = ResilienceStrategy.from_settings(settings.message_broker.resilience)
         if projector is None and settings.neo4j.uri:
             projector = Neo4jProjector(settings.neo4j)
-        self.handler = SyncHandler(url, settings, self.broker, strategy, projector)
+        self.handler = SyncHandler(url, settings, self.transport, strategy, projector)
         self.neo4j_breaker = self.handler.neo4j_breaker
         self.loop: ConsumerLoop[SyncOutcome] = ConsumerLoop(
             url=url,
-            transport=self.broker,
+            transport=self.transport,
             handler=self.handler,
             strategy=strategy,
             name="sync",

@@ -1,19 +1,24 @@
 """The transport contract (docs/messaging.md, "Transport"), checked against each adapter: the
-in-database broker on real PostgreSQL, and the in-memory fake, which must behave the same."""
+in-database broker on real PostgreSQL, Kafka on a real Kafka 4 broker (dead letters in real
+PostgreSQL), and the in-memory fake, which must behave the same."""
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from tests.integration.messaging.test_broker_queue import event, fast_settings
 
+from hartonomous.config.sections import KafkaSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import Broker, OutgoingMessage, ReceivedMessage, Transport
+from hartonomous.messaging.kafka import KafkaTransport
 from hartonomous.messaging.memory import InMemoryTransport
 
 
@@ -35,18 +40,45 @@ class Adapter:
             settle()
         self.transport.settled(messages)
 
-    def receive(self) -> list[tuple[str, int]]:
-        """What one receive claims, as (conversation/n, attempts)."""
-        messages = self.transport.receive(self.connection, 10)
+    def receive(self, expected: int) -> list[tuple[str, int]]:
+        """What receives claim, as (conversation/n, attempts): up to ``expected`` messages
+        (Kafka hands out records as its fetches bring them), then one receive more, which
+        must add nothing."""
+        messages: list[ReceivedMessage] = []
+        for _ in range(_MAX_RECEIVES):
+            if len(messages) >= expected:
+                break
+            messages += self.transport.receive(self.connection, 10)
+        messages += self.transport.receive(self.connection, 10)
         self.claimed.update({label(m): m for m in messages})
         return sorted((label(m), m.attempts) for m in messages)
+
+
+# A hang guard for Kafka's first fetch (joining the group), not an expectation.
+_MAX_RECEIVES = 400
 
 
 def label(message: ReceivedMessage) -> str:
     return f"{message.conversation_id}/{message.body['data']['n']}"
 
 
-@pytest.fixture(params=["postgres", "memory"])
+def kafka_transport(bootstrap: str, name: str, *, partitions: int = 3) -> KafkaTransport:
+    """A Kafka transport on a topic and consumer group of its own (created here)."""
+    settings = fast_settings(max_attempts=3).model_copy(
+        update={
+            "transport": "kafka",
+            "kafka": KafkaSettings(
+                bootstrap_servers=bootstrap, topic=name, consumer_group=f"{name}-workers"
+            ),
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(timeout=60)
+    return KafkaTransport(settings)
+
+
+@pytest.fixture(params=["postgres", "kafka", "memory"])
 def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
     if request.param == "memory":
         memory = InMemoryTransport(max_attempts=3)
@@ -54,8 +86,11 @@ def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
         return
     url = request.getfixturevalue("database_url")
     with psycopg.connect(libpq_url(url), autocommit=True) as connection:
-        broker = Broker(fast_settings(max_attempts=3))
-        broker.listen(connection)
+        transport: Transport = Broker(fast_settings(max_attempts=3))
+        if request.param == "kafka":
+            bootstrap = request.getfixturevalue("kafka_bootstrap")
+            transport = kafka_transport(bootstrap, f"conformance-{uuid.uuid4().hex[:8]}")
+        transport.listen(connection)
 
         def reasons() -> list[str]:
             rows = connection.execute(
@@ -63,7 +98,10 @@ def adapter(request: pytest.FixtureRequest) -> Iterator[Adapter]:
             ).fetchall()
             return [str(row[0]) for row in rows]
 
-        yield Adapter(broker, connection, reasons)
+        try:
+            yield Adapter(transport, connection, reasons)
+        finally:
+            transport.close()
 
 
 def test_the_transport_contract(adapter: Adapter) -> None:
@@ -71,22 +109,21 @@ def test_the_transport_contract(adapter: Adapter) -> None:
     sent = [OutgoingMessage(event(n), conversation_id="a") for n in (1, 2, 3)]
     sent += [OutgoingMessage(event(n), conversation_id="b") for n in (1, 2)]
     adapter.settle(lambda: transport.send_batch(connection, sent), [])
-    # Only conversation heads, each delivery counted.
-    assert adapter.receive() == [("a/1", 1), ("b/1", 1)]
-    assert adapter.receive() == []  # claimed: nobody else gets them
+    # Only conversation heads, each delivery counted; claimed ones are nobody else's.
+    assert adapter.receive(2) == [("a/1", 1), ("b/1", 1)]
     a1, b1 = adapter.claimed["a/1"], adapter.claimed["b/1"]
     adapter.settle(lambda: transport.complete(connection, [a1]), [a1])
     adapter.settle(lambda: transport.delay(connection, b1, 3600), [b1])
     # The delayed head holds its own conversation, not the other.
-    assert adapter.receive() == [("a/2", 1)]
+    assert adapter.receive(1) == [("a/2", 1)]
     a2 = adapter.claimed["a/2"]
     adapter.settle(lambda: transport.delay(connection, a2, 0), [a2])
-    assert adapter.receive() == [("a/2", 1)]  # a delay is not a failed attempt
+    assert adapter.receive(1) == [("a/2", 1)]  # a delay is not a failed attempt
     a2 = adapter.claimed["a/2"]
     adapter.settle(lambda: transport.abandon(connection, a2, KeyError("boom"), 0), [a2])
-    assert adapter.receive() == [("a/2", 2)]  # an abandon is
+    assert adapter.receive(1) == [("a/2", 2)]  # an abandon is
     a2 = adapter.claimed["a/2"]
     adapter.settle(lambda: transport.dead_letter(connection, a2, "policy_denied:p"), [a2])
     assert adapter.dead_letter_reasons() == ["policy_denied:p"]
-    assert adapter.receive() == [("a/3", 1)]
+    assert adapter.receive(1) == [("a/3", 1)]
     assert transport.max_attempts == 3

@@ -1,0 +1,448 @@
+"""The Kafka transport (`messaging/transport.py`): CloudEvents on a Kafka topic.
+
+Producing (the CES consumer): each message is one Kafka record in the CloudEvents Kafka
+protocol binding's structured mode: the value is the CloudEvent as JSON, header
+`content-type: application/cloudevents+json; charset=UTF-8`, key = the conversation key, so
+one row's events land in one partition, in order. The producer is idempotent (`acks=all`,
+`enable.idempotence`), and `send_batch` returns only when the broker acknowledged every record
+(delivery reports): the CES consumer calls it inside the transaction that moves its WAL
+checkpoint, so the checkpoint never passes an event Kafka does not hold.
+
+Consuming (sync workers): a consumer group (`consumer_group`), offsets committed by hand only
+in `settled`, after the database transaction that wrote the batch's effects committed, and
+only up to the first record not yet settled in each partition. Records are buffered in this
+process and handed out as the broker does (docs/messaging.md): only the head of each
+conversation (key), a delayed record holding back its own conversation but not the
+partition's others; `delay` and `abandon` keep the record in the buffer until it is due. A
+record that is not a CloudEvent reaches the handler as text, and its dead letter goes to
+`message_dead_letters` with the reason (`dead_letter`), so the partition moves on. Delivery is
+at least once (a crash redelivers what was not committed); effects are exactly once through
+their event-id keys (docs/sync.md). Attempts are counted in this process only.
+
+An unreachable cluster at start raises `UnavailableError` naming the bootstrap servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from hartonomous.config.sections import KafkaSettings, MessageBrokerSettings
+from hartonomous.errors import UnavailableError
+from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.messaging.broker import (
+    Broker,
+    Connection,
+    Failure,
+    OutgoingMessage,
+    ReceivedMessage,
+    dead_letter_unsent,
+)
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+MESSAGE_TYPE_HEADER = "hartonomous-message-type"
+_POLL_SLICE_SECONDS = 0.25
+_FETCH_SLICE_SECONDS = 0.1
+State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
+
+
+@dataclass
+class _Record:
+    message: ReceivedMessage
+    partition: int
+    offset: int
+    # The record's value as it came (a dead letter of a value that is not JSON keeps it).
+    raw: bytes = b""
+    available_at: float = 0.0
+    claimed: bool = False
+    # What the current transaction settled it as, applied by `settled` after the commit.
+    staged: tuple[State, float] | None = None
+
+
+@dataclass
+class KafkaTransport:
+    """One topic of one Kafka cluster (`[message_broker.kafka]`)."""
+
+    settings: MessageBrokerSettings
+    _producer: Producer | None = field(default=None, init=False)
+    _consumer: Consumer | None = field(default=None, init=False)
+    _records: list[_Record] = field(default_factory=list, init=False)
+    _consumed: dict[int, int] = field(default_factory=dict, init=False)
+    _next_id: int = field(default=1, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.settings.kafka
+
+    @property
+    def max_attempts(self) -> int:
+        return self.settings.resilience.poison_message_max_attempts
+
+    # -- the client configuration -------------------------------------------------------------
+
+    def _client_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka.bootstrap_servers,
+            "security.protocol": self.kafka.security_protocol,
+            "socket.connection.setup.timeout.ms": int(self.kafka.connect_timeout_seconds * 1000),
+            "log_level": 3,  # errors only: the transport logs what matters itself
+        }
+        if self.kafka.sasl_mechanism is not None:
+            config["sasl.mechanism"] = self.kafka.sasl_mechanism
+            config["sasl.username"] = self.kafka.sasl_username
+            config["sasl.password"] = self.kafka.sasl_password.get_secret_value()
+        return config
+
+    def check_reachable(self) -> None:
+        """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
+        within `connect_timeout_seconds`."""
+        admin = AdminClient(self._client_config())
+        try:
+            admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
+        except KafkaException as exc:
+            raise UnavailableError(
+                f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
+                f"([message_broker.kafka] bootstrap_servers): {exc.args[0]}"
+            ) from exc
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self.check_reachable()
+            self._producer = Producer(
+                {**self._client_config(), "enable.idempotence": True, "acks": "all"}
+            )
+        return self._producer
+
+    def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """Produce ``messages`` in order and wait for every delivery report; returns their
+        offsets. Raises `UnavailableError` when Kafka did not acknowledge them all within
+        `[message_broker.kafka] connect_timeout_seconds` (the caller's transaction then rolls
+        back, so nothing is counted as sent)."""
+        if not messages:
+            return []
+        producer = self.producer()
+        serialiser = Broker(self.settings)
+        offsets: list[int] = [-1] * len(messages)
+        failures: list[str] = []
+
+        def delivered(index: int) -> Any:
+            def report(error: KafkaError | None, record: Message) -> None:
+                if error is not None:
+                    failures.append(str(error))
+                else:
+                    offsets[index] = int(record.offset() or 0)
+
+            return report
+
+        for index, message in enumerate(messages):
+            value = message.body_text or serialiser.serialise(message.body)
+            headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
+            if message.message_type:
+                headers.append((MESSAGE_TYPE_HEADER, message.message_type))
+            producer.produce(
+                self.kafka.topic,
+                value=value.encode(),
+                key=None if message.conversation_id is None else message.conversation_id.encode(),
+                headers=headers,
+                on_delivery=delivered(index),
+            )
+            producer.poll(0)
+        remaining = producer.flush(self.kafka.connect_timeout_seconds)
+        if remaining or failures:
+            raise UnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
+                f"{remaining + len(failures)} of {len(messages)} event(s)"
+                + (f": {failures[0]}" if failures else "")
+            )
+        return offsets
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self.check_reachable()
+            consumer = Consumer(
+                {
+                    **self._client_config(),
+                    "group.id": self.kafka.consumer_group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                }
+            )
+            consumer.subscribe([self.kafka.topic], on_revoke=self._revoked)
+            self._consumer = consumer
+        return self._consumer
+
+    def listen(self, connection: Connection) -> None:
+        """Join the consumer group (once per transport)."""
+        self.consumer()
+
+    def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
+        """Poll Kafka until a record arrives, ``seconds`` pass or ``stop`` is set."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self._fetch(1, _POLL_SLICE_SECONDS) or self._claimable():
+                return True
+        return True
+
+    def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
+        """Claim up to ``max_messages`` conversation heads. With nothing claimable buffered it
+        fetches until records come or the group's partitions are caught up (what "nothing
+        available now" means for a log), for `connect_timeout_seconds` at most."""
+        if self._claimable():
+            self._fetch(max_messages, 0.0)
+        else:
+            deadline = time.monotonic() + self.kafka.connect_timeout_seconds
+            while (
+                not self._fetch(max_messages, _FETCH_SLICE_SECONDS)
+                and not self._caught_up()
+                and time.monotonic() < deadline
+            ):
+                pass
+        now = time.monotonic()
+        received: list[ReceivedMessage] = []
+        with self._lock:
+            ahead: set[tuple[int, str]] = set()
+            for record in self._records:
+                key = record.message.conversation_id
+                conversation = None if key is None else (record.partition, key)
+                is_head = conversation is None or conversation not in ahead
+                if conversation is not None:
+                    ahead.add(conversation)
+                if not is_head or record.claimed or record.available_at > now:
+                    continue
+                if len(received) == max_messages:
+                    break
+                record.message = replace(record.message, attempts=record.message.attempts + 1)
+                record.claimed = True
+                record.staged = None
+                received.append(record.message)
+        return received
+
+    def complete(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> int:
+        return sum(self._stage(message, "done") for message in messages)
+
+    def delay(self, connection: Connection, message: ReceivedMessage, seconds: float) -> None:
+        self._stage(message, "delayed", max(0.0, seconds))
+
+    def abandon(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        error: BaseException | None = None,
+        retry_after_seconds: float = 0.0,
+    ) -> None:
+        self._stage(message, "abandoned", retry_after_seconds)
+
+    def dead_letter(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        reason: str,
+        failure: Failure | None = None,
+        *,
+        attempts: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> int | None:
+        """Write the dead letter in the caller's transaction; the record is settled (its
+        offset committable) once that transaction committed."""
+        record = self._record(message)
+        if record is None:
+            return None
+        extra: dict[str, str] = {}
+        if isinstance(message.body, str):
+            # Not JSON: kept as a JSON string (jsonb holds no NUL), the exact bytes in base64.
+            text = json.dumps(message.body.replace("\x00", "\ufffd"))
+            extra["value_base64"] = base64.b64encode(record.raw).decode()
+        else:
+            text = exact_dumps(message.body)
+        letter = dead_letter_unsent(
+            connection,
+            Broker(self.settings),
+            OutgoingMessage(None, message.conversation_id, message.message_type),
+            body_text=text,
+            reason=reason,
+            failure=failure or Failure(None, None, None),
+            metadata={
+                "transport": "kafka",
+                "topic": self.kafka.topic,
+                "partition": str(record.partition),
+                "offset": str(record.offset),
+                **extra,
+                **(metadata or {}),
+            },
+            attempts=message.attempts if attempts is None else attempts,
+        )
+        self._stage(message, "done")
+        return letter
+
+    def settled(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Apply what the committed transaction settled, then commit each partition's offset
+        up to its first record not yet settled."""
+        ids = {message.message_id for message in messages}
+        now = time.monotonic()
+        with self._lock:
+            kept: list[_Record] = []
+            for record in self._records:
+                if record.message.message_id in ids and record.staged is not None:
+                    state, seconds = record.staged
+                    if state == "done":
+                        continue
+                    attempts = record.message.attempts - (1 if state == "delayed" else 0)
+                    record.message = replace(record.message, attempts=max(attempts, 0))
+                    record.available_at = now + seconds
+                    record.claimed = False
+                    record.staged = None
+                kept.append(record)
+            self._records = kept
+            offsets = self._committable()
+        if offsets and self._consumer is not None:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """The batch's transaction did not commit: its settlements are void and the records
+        come back (the attempt stays counted)."""
+        ids = {message.message_id for message in messages}
+        with self._lock:
+            for record in self._records:
+                if record.message.message_id in ids:
+                    record.claimed = False
+                    record.staged = None
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.flush(self.kafka.connect_timeout_seconds)
+            self._producer = None
+        with self._lock:
+            self._records.clear()
+            self._consumed.clear()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _fetch(self, max_messages: int, timeout: float) -> int:
+        """Move up to ``max_messages`` records from Kafka into the buffer; how many came."""
+        consumer = self.consumer()
+        fetched = consumer.consume(num_messages=max(1, max_messages), timeout=timeout)
+        added = 0
+        with self._lock:
+            for record in fetched:
+                error = record.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    log.warning("kafka_consume_error", error=str(error))
+                    continue
+                self._records.append(self._to_record(record))
+                partition = int(record.partition() or 0)
+                self._consumed[partition] = int(record.offset() or 0) + 1
+                added += 1
+        return added
+
+    def _to_record(self, record: Message) -> _Record:
+        raw = record.value() or b""
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            body: Any = exact_loads(text)
+        except ValueError:
+            body = text  # not JSON: the handler dead-letters it as a malformed CloudEvent
+        headers = dict(record.headers() or [])
+        message_type = headers.get(MESSAGE_TYPE_HEADER)
+        key = record.key()
+        timestamp = record.timestamp()[1]
+        message = ReceivedMessage(
+            message_id=self._next_id,
+            queue_name=self.kafka.topic,
+            conversation_id=None if key is None else bytes(key).decode(errors="replace"),
+            message_type=_text(message_type) or self.settings.message_type_name,
+            body=body,
+            enqueued_at=datetime.fromtimestamp(timestamp / 1000, UTC),
+            attempts=0,
+        )
+        self._next_id += 1
+        raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode()
+        return _Record(
+            message, int(record.partition() or 0), int(record.offset() or 0), raw=raw_bytes
+        )
+
+    def _committable(self) -> list[TopicPartition]:
+        first_unsettled: dict[int, int] = {}
+        for record in self._records:
+            first_unsettled.setdefault(record.partition, record.offset)
+        return [
+            TopicPartition(self.kafka.topic, partition, first_unsettled.get(partition, consumed))
+            for partition, consumed in self._consumed.items()
+        ]
+
+    def _stage(self, message: ReceivedMessage, state: State, seconds: float = 0.0) -> bool:
+        with self._lock:
+            record = self._find(message)
+            if record is None:
+                return False
+            record.staged = (state, seconds)
+            return True
+
+    def _record(self, message: ReceivedMessage) -> _Record | None:
+        with self._lock:
+            return self._find(message)
+
+    def _find(self, message: ReceivedMessage) -> _Record | None:
+        for record in self._records:
+            if record.message.message_id == message.message_id:
+                return record
+        return None
+
+    def _caught_up(self) -> bool:
+        """Whether every assigned partition has been fetched up to its high watermark (False
+        before the group assigned any)."""
+        consumer = self.consumer()
+        assignment = consumer.assignment()
+        if not assignment:
+            return False
+        timeout = self.kafka.connect_timeout_seconds
+        for position in consumer.position(assignment):
+            low, high = consumer.get_watermark_offsets(position, timeout=timeout, cached=False)
+            offset = position.offset
+            if offset < 0:  # nothing fetched yet: the group's committed offset, else the start
+                [committed] = consumer.committed([position], timeout=timeout)
+                offset = committed.offset if committed.offset >= 0 else low
+            if offset < high:
+                return False
+        return True
+
+    def _claimable(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(not r.claimed and r.available_at <= now for r in self._records)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Another worker takes these partitions over from their committed offsets: forget
+        their buffered records (not yet settled, so not yet committed)."""
+        lost = {tp.partition for tp in partitions}
+        with self._lock:
+            self._records = [r for r in self._records if r.partition not in lost]
+            for partition in lost:
+                self._consumed.pop(partition, None)
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -1,0 +1,183 @@
+"""The event path over the Kafka transport, on a real Kafka 4 broker and real PostgreSQL: CDC
+events produced by the CES consumer, consumed by the sync worker into graph and ledger."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.integration.sync.conftest import Source, drain
+from tests.kafka_server import _free_port
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.config import Settings
+from hartonomous.errors import UnavailableError
+from hartonomous.messaging.kafka import CONTENT_TYPE
+from hartonomous.sync.worker import SyncWorker
+
+
+def kafka_settings(bootstrap: str, *, create: bool = True, **kafka: Any) -> Settings:
+    """Settings whose transport is Kafka, on a topic (and consumer group) of their own."""
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    if create:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+            future.result(timeout=60)
+    settings = Settings()
+    broker = settings.message_broker.model_copy(
+        update={
+            "transport": "kafka",
+            "kafka": settings.message_broker.kafka.model_copy(
+                update={
+                    "bootstrap_servers": bootstrap,
+                    "topic": topic,
+                    "consumer_group": f"{topic}-sync",
+                    **kafka,
+                }
+            ),
+        }
+    )
+    return settings.model_copy(update={"message_broker": broker})
+
+
+def committed_lag(settings: Settings) -> int:
+    """Records of the topic that the sync workers' group has not committed."""
+    kafka = settings.message_broker.kafka
+    probe = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": kafka.consumer_group}
+    )
+    try:
+        partitions = [TopicPartition(kafka.topic, p) for p in range(3)]
+        lag = 0
+        for committed in probe.committed(partitions, timeout=30):
+            _, high = probe.get_watermark_offsets(committed, timeout=30, cached=False)
+            lag += high - max(committed.offset, 0)
+        return lag
+    finally:
+        probe.close()
+
+
+def test_changes_reach_graph_and_ledger_through_kafka_exactly_once(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    settings = kafka_settings(kafka_bootstrap)
+    ces = CesConsumer(source.url, settings)
+    try:
+        source.tenant("acme", "alice")
+        source.ingest("acme", 3, principal_id="alice")
+        events = ces.drain()
+    finally:
+        ces.close()
+    # The CES consumer produced to Kafka, not to the in-database queue.
+    assert events > 0
+    assert source.scalar("SELECT count(*) FROM broker_messages") == 0
+    outcome = drain(source, settings)
+    assert outcome.completed == events
+    assert outcome.billed == 3
+    assert outcome.dead_lettered == 0
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+    labels = dict(
+        source.conn.execute("SELECT label, count(*) FROM graph_nodes GROUP BY label").fetchall()
+    )
+    assert labels == {"Atom": 3, "Tenant": 1, "Principal": 1, "IngestionJob": 1}
+    # Offsets were committed after the batches' transactions: a second worker of the group
+    # finds nothing, and the effects were written once.
+    assert committed_lag(settings) == 0
+    assert drain(source, settings).received == 0
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+
+
+def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_moves_on(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    settings = kafka_settings(kafka_bootstrap)
+    kafka = settings.message_broker.kafka
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    # Same key, so same partition: the valid event is behind the bad records.
+    for value in (b"\x00\x01 not json", b'{"specversion": "1.0", "id": "no-type"}'):
+        producer.produce(kafka.topic, value=value, key=b"conversation")
+    ces = CesConsumer(source.url, settings)
+    try:
+        source.tenant("acme", "alice")
+        ces.drain()  # the tenant and principal rows' events, behind the bad records
+    finally:
+        ces.close()
+    assert producer.flush(30) == 0
+    outcome = drain(source, settings)
+    assert outcome.dead_lettered == 2
+    assert outcome.completed >= 2
+    letters = source.conn.execute(
+        "SELECT reason, exception_message, body, metadata->>'transport', metadata->>'topic', "
+        "decode(metadata->>'value_base64', 'base64') FROM message_dead_letters "
+        "ORDER BY dead_letter_id"
+    ).fetchall()
+    assert [row[0] for row in letters] == ["malformed_event", "malformed_event"]
+    assert "invalid JSON" in letters[0][1]
+    assert letters[0][2] == "\ufffd\x01 not json"  # a JSON string (jsonb holds no NUL)
+    assert letters[0][5] == b"\x00\x01 not json"  # and the exact bytes
+    assert "missing required attribute" in letters[1][1]
+    assert {(row[3], row[4]) for row in letters} == {("kafka", kafka.topic)}
+    assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Tenant'") == 1
+    assert committed_lag(settings) == 0
+
+
+def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(source: Source) -> None:
+    settings = kafka_settings(
+        f"127.0.0.1:{_free_port()}", create=False, connect_timeout_seconds=1.0
+    )
+    servers = settings.message_broker.kafka.bootstrap_servers
+    worker = SyncWorker(source.url, settings)
+    try:
+        with pytest.raises(UnavailableError, match=f"Kafka is unreachable at {servers}"):
+            worker.drain()
+    finally:
+        worker.close()
+    ces = CesConsumer(source.url, settings)
+    try:
+        source.tenant("acme")
+        with pytest.raises(UnavailableError, match=servers):
+            ces.drain()
+    finally:
+        ces.close()
+    # The checkpoint did not move past events Kafka never acknowledged: a later run has them.
+    assert source.scalar("SELECT coalesce(sum(events_total), 0) FROM cdc_checkpoints") == 0
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+
+
+def test_records_carry_the_cloudevents_kafka_binding(source: Source, kafka_bootstrap: str) -> None:
+    settings = kafka_settings(kafka_bootstrap)
+    ces = CesConsumer(source.url, settings)
+    try:
+        source.tenant("acme")
+        assert ces.drain() == 1
+    finally:
+        ces.close()
+    kafka = settings.message_broker.kafka
+    reader = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"{kafka.topic}-reader",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        reader.subscribe([kafka.topic])
+        record = None
+        for _ in range(300):  # a hang guard for the group join, not an expectation
+            record = reader.poll(0.2)
+            if record is not None:
+                break
+        assert record is not None
+        assert record.error() is None
+        headers = dict(record.headers() or [])
+        assert headers["content-type"] == CONTENT_TYPE.encode()
+        body = source.conn.execute("SELECT %s::jsonb", (record.value().decode(),)).fetchone()
+        assert body is not None
+        assert body[0]["type"] == "io.hartonomous.cdc.tenants.insert"
+        # The key is the row's conversation (`<table>:<key>`): one row's events, one partition.
+        assert record.key() == b'tenants:["acme"]'
+    finally:
+        reader.close()
