@@ -97,6 +97,10 @@ class KafkaServer:
         if not keep_data:
             shutil.rmtree(self.working_directory, ignore_errors=True)
 
+    def restart(self) -> None:
+        """Start again after `stop(keep_data=True)`: same port, same topics and offsets."""
+        self.process = start_kafka(self.working_directory).process
+
 
 def start_kafka(working_directory: Path, port: int = 0) -> KafkaServer:
     """Build if needed, then start a broker whose files live in ``working_directory`` (formatted

@@ -19,7 +19,9 @@ record that is not a CloudEvent reaches the handler as text, and its dead letter
 at least once (a crash redelivers what was not committed); effects are exactly once through
 their event-id keys (docs/sync.md). Attempts are counted in this process only.
 
-An unreachable cluster at start raises `UnavailableError` naming the bootstrap servers.
+An unreachable cluster at start raises `KafkaUnavailableError` (an `UnavailableError`)
+naming the bootstrap servers; so does a cluster that goes away mid-run, which the consumer
+loop's retry and circuit breaker count as transient until it returns.
 """
 
 from __future__ import annotations
@@ -55,7 +57,18 @@ CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 MESSAGE_TYPE_HEADER = "hartonomous-message-type"
 _POLL_SLICE_SECONDS = 0.25
 _FETCH_SLICE_SECONDS = 0.1
+# The longest wait of one receive for records it knows are there (a hang guard).
+_RECEIVE_WAIT_SECONDS = 60.0
 State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
+
+
+class KafkaUnavailableError(UnavailableError, ConnectionError):
+    """Kafka did not answer (unreachable, gone away, or did not acknowledge a batch): a
+    transient error, so the receive retry and circuit breaker count it."""
+
+
+# Errors of a consume that mean the cluster is away, not that one record is bad.
+_CLUSTER_AWAY = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 
 
 @dataclass
@@ -113,7 +126,7 @@ class KafkaTransport:
         try:
             admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
         except KafkaException as exc:
-            raise UnavailableError(
+            raise KafkaUnavailableError(
                 f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
                 f"([message_broker.kafka] bootstrap_servers): {exc.args[0]}"
             ) from exc
@@ -164,7 +177,7 @@ class KafkaTransport:
             producer.poll(0)
         remaining = producer.flush(self.kafka.connect_timeout_seconds)
         if remaining or failures:
-            raise UnavailableError(
+            raise KafkaUnavailableError(
                 f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
                 f"{remaining + len(failures)} of {len(messages)} event(s)"
                 + (f": {failures[0]}" if failures else "")
@@ -203,17 +216,17 @@ class KafkaTransport:
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to ``max_messages`` conversation heads. With nothing claimable buffered it
         fetches until records come or the group's partitions are caught up (what "nothing
-        available now" means for a log), for `connect_timeout_seconds` at most."""
+        available now" means for a log), a minute at most."""
         if self._claimable():
             self._fetch(max_messages, 0.0)
         else:
-            deadline = time.monotonic() + self.kafka.connect_timeout_seconds
-            while (
-                not self._fetch(max_messages, _FETCH_SLICE_SECONDS)
-                and not self._caught_up()
-                and time.monotonic() < deadline
-            ):
-                pass
+            # Records behind the committed offsets, or a group still joining, are available
+            # now even when the first fetches bring nothing; a cluster that does not answer
+            # the caught-up check raises instead.
+            started = time.monotonic()
+            while not self._fetch(max_messages, _FETCH_SLICE_SECONDS) and not self._caught_up():
+                if time.monotonic() - started >= _RECEIVE_WAIT_SECONDS:
+                    break
         now = time.monotonic()
         received: list[ReceivedMessage] = []
         with self._lock:
@@ -312,7 +325,15 @@ class KafkaTransport:
             self._records = kept
             offsets = self._committable()
         if offsets and self._consumer is not None:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # The effects are committed; the records come again after a restart or a
+                # rebalance and are recognised by their event ids (docs/messaging.md).
+                raise KafkaUnavailableError(
+                    f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: "
+                    f"{exc.args[0]}"
+                ) from exc
 
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """The batch's transaction did not commit: its settlements are void and the records
@@ -346,6 +367,10 @@ class KafkaTransport:
             for record in fetched:
                 error = record.error()
                 if error is not None:
+                    if error.code() in _CLUSTER_AWAY:
+                        raise KafkaUnavailableError(
+                            f"Kafka at {self.kafka.bootstrap_servers} went away: {error}"
+                        )
                     if error.fatal():
                         raise KafkaException(error)
                     log.warning("kafka_consume_error", error=str(error))
@@ -417,14 +442,19 @@ class KafkaTransport:
         if not assignment:
             return False
         timeout = self.kafka.connect_timeout_seconds
-        for position in consumer.position(assignment):
-            low, high = consumer.get_watermark_offsets(position, timeout=timeout, cached=False)
-            offset = position.offset
-            if offset < 0:  # nothing fetched yet: the group's committed offset, else the start
-                [committed] = consumer.committed([position], timeout=timeout)
-                offset = committed.offset if committed.offset >= 0 else low
-            if offset < high:
-                return False
+        try:
+            for position in consumer.position(assignment):
+                low, high = consumer.get_watermark_offsets(position, timeout=timeout, cached=False)
+                offset = position.offset
+                if offset < 0:  # nothing fetched yet: the committed offset, else the start
+                    [committed] = consumer.committed([position], timeout=timeout)
+                    offset = committed.offset if committed.offset >= 0 else low
+                if offset < high:
+                    return False
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
         return True
 
     def _claimable(self) -> bool:

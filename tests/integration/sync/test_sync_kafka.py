@@ -3,19 +3,21 @@ events produced by the CES consumer, consumed by the sync worker into graph and 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.integration.sync.conftest import Source, drain
-from tests.kafka_server import _free_port
+from tests.integration.sync.conftest import Source, drain, wait_until
+from tests.kafka_server import KafkaServer, _free_port
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError
 from hartonomous.messaging.kafka import CONTENT_TYPE
+from hartonomous.messaging.resilience import BreakerState, CircuitBreakerOpenError
 from hartonomous.sync.worker import SyncWorker
 
 
@@ -181,3 +183,62 @@ def test_records_carry_the_cloudevents_kafka_binding(source: Source, kafka_boots
         assert record.key() == b'tenants:["acme"]'
     finally:
         reader.close()
+
+
+def test_kafka_restarted_mid_run_loses_nothing_and_bills_once(
+    source: Source, kafka_server: KafkaServer
+) -> None:
+    settings = kafka_settings(kafka_server.bootstrap_servers, connect_timeout_seconds=2.0)
+    resilience = settings.message_broker.resilience.model_copy(
+        update={
+            "receive_max_attempts": 1,
+            "circuit_breaker_failure_threshold": 2,
+            "circuit_breaker_break_duration_seconds": 0.5,
+        }
+    )
+    settings = settings.model_copy(
+        update={
+            "message_broker": settings.message_broker.model_copy(update={"resilience": resilience})
+        }
+    )
+    ces = CesConsumer(source.url, settings)
+    worker = SyncWorker(source.url, settings)
+    try:
+        source.tenant("acme", "alice")
+        source.ingest("acme", 2, principal_id="alice", tag="before")
+        ces.drain()
+        assert worker.drain().billed == 2
+        events_before = source.scalar("SELECT events_total FROM cdc_checkpoints")
+        kafka_server.stop(keep_data=True)
+        try:
+            source.ingest("acme", 2, principal_id="alice", tag="during")
+            with pytest.raises(UnavailableError):
+                ces.drain()
+            # Nothing Kafka did not acknowledge is counted as sent.
+            assert source.scalar("SELECT events_total FROM cdc_checkpoints") == events_before
+            for _ in range(2):
+                with pytest.raises(UnavailableError):
+                    worker.run_once()
+            assert worker.loop.strategy.breaker.state == BreakerState.OPEN
+            with pytest.raises(CircuitBreakerOpenError):
+                worker.run_once()
+        finally:
+            kafka_server.restart()
+        ces.drain()
+        billed = 0
+
+        def caught_up() -> bool:
+            nonlocal billed
+            with contextlib.suppress(UnavailableError, CircuitBreakerOpenError):
+                billed += worker.drain().billed
+            return billed == 2
+
+        wait_until(caught_up, "the worker recovers once Kafka is back")
+    finally:
+        worker.close()
+        ces.close()
+    ledger = source.conn.execute(
+        "SELECT count(*), count(DISTINCT event_id) FROM billing_usage_ledger"
+    ).fetchone()
+    assert ledger == (4, 4)
+    assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Atom'") == 4
