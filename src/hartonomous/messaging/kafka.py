@@ -91,7 +91,8 @@ class KafkaTransport:
     settings: MessageBrokerSettings
     _producer: Producer | None = field(default=None, init=False)
     _consumer: Consumer | None = field(default=None, init=False)
-    _records: list[_Record] = field(default_factory=list, init=False)
+    # Buffered records by message id, in arrival order (ids grow with arrival).
+    _records: dict[int, _Record] = field(default_factory=dict, init=False)
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -231,7 +232,7 @@ class KafkaTransport:
         received: list[ReceivedMessage] = []
         with self._lock:
             ahead: set[tuple[int, str]] = set()
-            for record in self._records:
+            for record in self._records.values():
                 key = record.message.conversation_id
                 conversation = None if key is None else (record.partition, key)
                 is_head = conversation is None or conversation not in ahead
@@ -310,19 +311,19 @@ class KafkaTransport:
         ids = {message.message_id for message in messages}
         now = time.monotonic()
         with self._lock:
-            kept: list[_Record] = []
-            for record in self._records:
-                if record.message.message_id in ids and record.staged is not None:
-                    state, seconds = record.staged
-                    if state == "done":
-                        continue
-                    attempts = record.message.attempts - (1 if state == "delayed" else 0)
-                    record.message = replace(record.message, attempts=max(attempts, 0))
-                    record.available_at = now + seconds
-                    record.claimed = False
-                    record.staged = None
-                kept.append(record)
-            self._records = kept
+            for message_id in ids:
+                record = self._records.get(message_id)
+                if record is None or record.staged is None:
+                    continue
+                state, seconds = record.staged
+                if state == "done":
+                    del self._records[message_id]
+                    continue
+                attempts = record.message.attempts - (1 if state == "delayed" else 0)
+                record.message = replace(record.message, attempts=max(attempts, 0))
+                record.available_at = now + seconds
+                record.claimed = False
+                record.staged = None
             offsets = self._committable()
         if offsets and self._consumer is not None:
             try:
@@ -340,7 +341,7 @@ class KafkaTransport:
         come back (the attempt stays counted)."""
         ids = {message.message_id for message in messages}
         with self._lock:
-            for record in self._records:
+            for record in self._records.values():
                 if record.message.message_id in ids:
                     record.claimed = False
                     record.staged = None
@@ -375,7 +376,8 @@ class KafkaTransport:
                         raise KafkaException(error)
                     log.warning("kafka_consume_error", error=str(error))
                     continue
-                self._records.append(self._to_record(record))
+                buffered = self._to_record(record)
+                self._records[buffered.message.message_id] = buffered
                 partition = int(record.partition() or 0)
                 self._consumed[partition] = int(record.offset() or 0) + 1
                 added += 1
@@ -409,7 +411,7 @@ class KafkaTransport:
 
     def _committable(self) -> list[TopicPartition]:
         first_unsettled: dict[int, int] = {}
-        for record in self._records:
+        for record in self._records.values():
             first_unsettled.setdefault(record.partition, record.offset)
         return [
             TopicPartition(self.kafka.topic, partition, first_unsettled.get(partition, consumed))
@@ -429,10 +431,7 @@ class KafkaTransport:
             return self._find(message)
 
     def _find(self, message: ReceivedMessage) -> _Record | None:
-        for record in self._records:
-            if record.message.message_id == message.message_id:
-                return record
-        return None
+        return self._records.get(message.message_id)
 
     def _caught_up(self) -> bool:
         """Whether every assigned partition has been fetched up to its high watermark (False
@@ -460,14 +459,14 @@ class KafkaTransport:
     def _claimable(self) -> bool:
         now = time.monotonic()
         with self._lock:
-            return any(not r.claimed and r.available_at <= now for r in self._records)
+            return any(not r.claimed and r.available_at <= now for r in self._records.values())
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another worker takes these partitions over from their committed offsets: forget
         their buffered records (not yet settled, so not yet committed)."""
         lost = {tp.partition for tp in partitions}
         with self._lock:
-            self._records = [r for r in self._records if r.partition not in lost]
+            self._records = {i: r for i, r in self._records.items() if r.partition not in lost}
             for partition in lost:
                 self._consumed.pop(partition, None)
 

@@ -62,8 +62,9 @@ def label(message: ReceivedMessage) -> str:
     return f"{message.conversation_id}/{message.body['data']['n']}"
 
 
-def kafka_transport(bootstrap: str, name: str, *, partitions: int = 3) -> KafkaTransport:
-    """A Kafka transport on a topic and consumer group of its own (created here)."""
+def kafka_transport(bootstrap: str, name: str) -> KafkaTransport:
+    """A Kafka transport on a topic of one partition and a consumer group of its own: both
+    conversations share the partition, so a delayed head must not hold the other back."""
     settings = fast_settings(max_attempts=3).model_copy(
         update={
             "transport": "kafka",
@@ -73,7 +74,7 @@ def kafka_transport(bootstrap: str, name: str, *, partitions: int = 3) -> KafkaT
         }
     )
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
         future.result(timeout=60)
     return KafkaTransport(settings)
 
