@@ -94,6 +94,8 @@ class KafkaSettings(Section):
     sasl_password: SecretStr = SecretStr("")
     # How long start-up waits for the cluster's metadata before naming the servers unreachable.
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # How long a silent worker keeps its partitions before the group gives them to others.
+    session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -194,6 +194,7 @@ class KafkaTransport:
                 {
                     **self._client_config(),
                     "group.id": self.kafka.consumer_group,
+                    "session.timeout.ms": int(self.kafka.session_timeout_seconds * 1000),
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                 }

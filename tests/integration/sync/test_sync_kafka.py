@@ -4,13 +4,19 @@ events produced by the CES consumer, consumed by the sync worker into graph and 
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from tests.conftest import Cli
 from tests.integration.sync.conftest import Source, drain, wait_until
+from tests.integration.sync.test_sync_faults import worker_env
 from tests.kafka_server import KafkaServer, _free_port
 
 from hartonomous.cdc import CesConsumer
@@ -242,3 +248,75 @@ def test_kafka_restarted_mid_run_loses_nothing_and_bills_once(
     ).fetchone()
     assert ledger == (4, 4)
     assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Atom'") == 4
+
+
+def hartonomous(env: dict[str, str], cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hartonomous", *arguments],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_sigkilled_ces_consumer_and_workers_on_kafka_bill_every_change_once(
+    source: Source, database_url: str, data_dir: Path, kafka_bootstrap: str
+) -> None:
+    kafka = kafka_settings(kafka_bootstrap).message_broker.kafka
+    env = worker_env(database_url, data_dir)
+    env |= {
+        "HARTONOMOUS_MESSAGE_BROKER__TRANSPORT": "kafka",
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__TOPIC": kafka.topic,
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONSUMER_GROUP": kafka.consumer_group,
+        # A killed worker's partitions go to the others after this, not after 45 s.
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__SESSION_TIMEOUT_SECONDS": "6",
+    }
+    source.tenant("k1", "k1-user")
+    ces = hartonomous(env, data_dir, "ces-consumer")
+    workers = [hartonomous(env, data_dir, "sync", "--batch-size", "20") for _ in range(2)]
+    rounds, per_round = 2, 25
+    try:
+        for round_ in range(rounds):
+            billed = source.scalar("SELECT count(*) FROM billing_usage_ledger")
+            source.ingest("k1", per_round, principal_id="k1-user", tag=f"r{round_}-")
+            # Kill while the round flows: its first events are produced and billed, and the
+            # rest (batches of 20) are still on their way.
+            wait_until(
+                lambda billed=billed: (
+                    source.scalar("SELECT count(*) FROM billing_usage_ledger") > billed
+                ),
+                "the round's first events are billed",
+            )
+            if round_ % 2 == 0:
+                ces.send_signal(signal.SIGKILL)
+                ces.wait()
+                ces = hartonomous(env, data_dir, "ces-consumer")
+            victim = workers[round_ % 2]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            workers[round_ % 2] = hartonomous(env, data_dir, "sync", "--batch-size", "20")
+    finally:
+        for process in [ces, *workers]:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    cli = Cli(env, data_dir)
+    captured = cli("--json", "ces-consumer", "--once")
+    assert captured.exit_code == 0, captured.stderr
+    finish = cli("--json", "sync", "--once")
+    assert finish.exit_code == 0, finish.stderr
+    holdings = rounds * per_round
+    assert source.scalar("SELECT count(*) FROM holdings") == holdings
+    ledger = source.conn.execute(
+        "SELECT count(*), count(DISTINCT event_id) FROM billing_usage_ledger"
+    ).fetchone()
+    assert ledger == (holdings, holdings)
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+    assert (
+        source.scalar("SELECT count(*) FROM graph_edges WHERE edge_id LIKE 'OWNS:holding:%%'")
+        == holdings
+    )
+    probe = Settings().message_broker.model_copy(update={"kafka": kafka})
+    assert committed_lag(Settings().model_copy(update={"message_broker": probe})) == 0
