@@ -85,6 +85,7 @@ def end_to_end(url: str, settings: Settings, tenant: str, files: int) -> tuple[i
         ingest(conn, tenant, files)
         worker = SyncWorker(url, settings, batch_size=200)
         try:
+            worker.connection()  # the session (and a Kafka group's assignment) before the clock
             started = time.perf_counter()
             events = consumer.drain()
             outcome = worker.drain()

@@ -204,8 +204,12 @@ class KafkaTransport:
         return self._consumer
 
     def listen(self, connection: Connection) -> None:
-        """Join the consumer group (once per transport)."""
-        self.consumer()
+        """Join the consumer group (once per transport) and wait, a minute at most, until it
+        assigned this worker its partitions (records fetched meanwhile are buffered)."""
+        consumer = self.consumer()
+        started = time.monotonic()
+        while not consumer.assignment() and time.monotonic() - started < _RECEIVE_WAIT_SECONDS:
+            self._fetch(1, _FETCH_SLICE_SECONDS)
 
     def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
         """Poll Kafka until a record arrives, ``seconds`` pass or ``stop`` is set."""
@@ -444,7 +448,14 @@ class KafkaTransport:
         timeout = self.kafka.connect_timeout_seconds
         try:
             for position in consumer.position(assignment):
-                low, high = consumer.get_watermark_offsets(position, timeout=timeout, cached=False)
+                # The high watermark the last fetch brought (no round trip); asked of the
+                # broker only while unknown. A record produced since that fetch is then seen
+                # by the next receive.
+                low, high = consumer.get_watermark_offsets(position, cached=True)
+                if high < 0:
+                    low, high = consumer.get_watermark_offsets(
+                        position, timeout=timeout, cached=False
+                    )
                 offset = position.offset
                 if offset < 0:  # nothing fetched yet: the committed offset, else the start
                     [committed] = consumer.committed([position], timeout=timeout)
