@@ -245,7 +245,13 @@ class SyncHandler:
             try:
                 with process_span(message) as span:
                     decision = self._decide(connection, message)
-                    span.set_attribute("hartonomous.sync.decision", type(decision).__name__)
+                    # The settlement's word (`Complete`, `Delay`, `DeadLetter`), not the class.
+                    span.set_attribute(
+                        "hartonomous.sync.decision",
+                        "Complete"
+                        if isinstance(decision, CompleteWith)
+                        else type(decision).__name__,
+                    )
             except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
                 timed_out = self._decision_failed(connection, message, exc, outcome)
                 # The rest are decided in this round, so unrelated events are not held; those
