@@ -1,21 +1,26 @@
-"""The HTTP API under load: `POST /v1/search` and `GET /health/live` with 1, 8 and 32 concurrent
-httpx clients, beside the `search` service called in-process by as many threads, same queries,
-same run.
+"""The HTTP API under load: `POST /v1/search` and `GET /health/live` with 1, 8 and 32
+concurrent clients (wrk and httpx), beside the `search` service called in-process by as many
+threads, same queries, same run.
 
-Run with ``python benchmarks/api.py [--paragraphs 5000] [--seconds 6]``. It starts its own
-embedded PostgreSQL in a temporary folder, loads the first ``--paragraphs`` paragraphs of the
-standard-library corpus (benchmarks/stdlib_corpus.py, vectors cached on disk) for one tenant as
-benchmarks/search.py does, issues a `user` API key, provisions the API role, and starts a real
-server in a process of its own exactly as `hartonomous serve` (and `up`) serves the API: uvicorn
-on ``create_app`` over the API role's engine under row-level security. The in-process side
-calls the service on the owner's engine, as the CLI does (no tenant setting, no policies).
-Queries are the first eight words of random paragraphs (seeded); each request embeds its query,
-over HTTP and in-process alike. For each concurrency the in-process run and the HTTP run
-alternate in two rounds (half the time each), so a change of the machine's load weighs on both;
-the printed ratio is HTTP requests/s over in-process requests/s. Each run prints the CPU per
-request of the clients (or the in-process caller), of the server (split into its event loop
-and its worker threads) and of PostgreSQL. Clients are blocking httpx clients in threads, one
-keep-alive connection each (spread over ``--client-processes`` processes for /health/live).
+Run with ``python benchmarks/api.py [--paragraphs 5000] [--seconds 6] [--no-wrk]``. It starts
+its own embedded PostgreSQL in a temporary folder, loads the first ``--paragraphs`` paragraphs
+of the standard-library corpus (benchmarks/stdlib_corpus.py, vectors cached on disk) for one
+tenant as benchmarks/search.py does, issues a `user` API key, provisions the API role, and
+starts a real server in a process of its own exactly as `hartonomous serve` (and `up`) serves
+the API: uvicorn on ``create_app`` over the API role's engine under row-level security. The
+in-process side calls the service on the owner's engine, as the CLI does (no tenant setting,
+no policies). Queries are the first eight words of random paragraphs (seeded); each request
+embeds its query, over HTTP and in-process alike. For each concurrency the in-process run and
+the HTTP runs alternate in two rounds (half the time each), so a change of the machine's load
+weighs on all; the printed ratio is HTTP requests/s over in-process requests/s. Each run prints
+the CPU per request of the clients (or the in-process caller), of the server (split into its
+event loop and its worker threads) and of PostgreSQL.
+
+Two kinds of clients, one keep-alive connection each: wrk (Debian's native load generator, C,
+one thread; installed with apt when missing and this process is root) and blocking httpx
+clients in threads (spread over ``--client-processes`` processes for /health/live). The
+targets are read with wrk, which leaves the two cores to the server (httpx costs 0.5-1.4 ms
+of CPU per request, wrk 0.02-0.3 ms); without wrk (``--no-wrk``, or no apt) with httpx.
 Targets (docs/api.md): search over HTTP at least 0.8x the in-process rate at 8 clients; health
 at least 2,000 requests/s.
 """
@@ -23,7 +28,10 @@ at least 2,000 requests/s.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -33,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_context
@@ -239,6 +248,90 @@ def http_run_spread(requests: Requests, clients: int, seconds: float, processes:
     return tally
 
 
+# wrk's Lua script: bodies[turn % len] (as http_run sends them), and at the end the latency
+# histogram (microseconds, count per value) and the count of non-2xx/3xx answers, to a file.
+_WRK_SCRIPT = """
+local bodies, path, method, headers, turn = {}, nil, "GET", {}, 0
+function init(args)
+  path = args[1]
+  for line in io.lines(args[2]) do
+    if line:sub(1, 1) == "H" then
+      local name, value = line:sub(3):match("^([^:]+): (.*)$")
+      headers[name] = value
+    elseif line:sub(1, 1) == "B" then
+      bodies[#bodies + 1] = line:sub(3)
+    end
+  end
+  if #bodies > 0 then
+    method = "POST"
+    headers["Content-Type"] = "application/json"
+  end
+end
+function request()
+  turn = turn + 1
+  local body = nil
+  if #bodies > 0 then body = bodies[turn % #bodies + 1] end
+  return wrk.format(method, path, headers, body)
+end
+function done(summary, latency, requests)
+  local out = io.open(os.getenv("WRK_OUTPUT"), "w")
+  out:write(string.format("failed %d\\n", summary.errors.status + summary.errors.read
+    + summary.errors.write + summary.errors.timeout + summary.errors.connect))
+  out:write(string.format("seconds %f\\n", summary.duration / 1e6))
+  for i = 1, #latency do
+    local value, count = latency(i)
+    out:write(string.format("%d %d\\n", value, count))
+  end
+  out:close()
+end
+"""
+
+
+def ensure_wrk() -> str | None:
+    """The path of wrk (Debian's package, a native HTTP load generator), installed with apt
+    when missing and this process may (root); None when it cannot be had."""
+    found = shutil.which("wrk")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "wrk"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        found = shutil.which("wrk")
+    return found
+
+
+def wrk_run(wrk: str, requests: Requests, clients: int, seconds: float, workdir: Path) -> Tally:
+    """wrk (one thread, ``clients`` keep-alive connections) sending ``requests`` for
+    ``seconds`` (whole seconds, at least 1): a load generator in C that leaves the cores to
+    the server (~0.02 ms of CPU per request against httpx's ~0.5-1 ms). The Tally's CPU is
+    wrk's (this process's children's)."""
+    script, spec, output = workdir / "wrk.lua", workdir / "wrk.requests", workdir / "wrk.out"
+    script.write_text(_WRK_SCRIPT)
+    lines = [f"H {name}: {value}" for name, value in requests.headers.items()]
+    lines += [f"B {json.dumps(body)}" for body in requests.bodies]
+    spec.write_text("\n".join(lines) + "\n")
+    whole = max(1, math.ceil(seconds))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = [wrk, "-t1", f"-c{clients}", f"-d{whole}s", "--timeout", "60s", "-s", str(script)]
+    command += [f"{requests.base}{requests.path}", "--", requests.path, str(spec)]
+    subprocess.run(
+        command, check=True, capture_output=True, env={**os.environ, "WRK_OUTPUT": str(output)}
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tally = Tally()
+    for line in output.read_text().splitlines():
+        name, value = line.split()
+        if name == "failed":
+            tally.failures = int(value)
+        elif name == "seconds":
+            tally.seconds = float(value)
+        else:
+            tally.latencies += [int(name) / 1000.0] * int(value)
+    tally.cpu = {"clients": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+    return tally
+
+
 def thread_run(clients: int, seconds: float, call: Callable[[int], object]) -> Tally:
     """``clients`` threads calling ``call`` in-process for ``seconds``."""
     tally = Tally()
@@ -283,10 +376,14 @@ def server_settings(url: str, data_dir: Path) -> Settings:
 def serve(url: str, port: int, data_dir: Path) -> None:
     """The server process: the API exactly as `hartonomous serve` (and `up`) serves it, on the
     API role's engine with row-level security (``open_serving_platform``, ``serve_api``)."""
-    from hartonomous.cli.http_server import serve_api
+    from hartonomous.cli.http_server import ShutdownRequestedError, serve_api
     from hartonomous.services.platform import open_serving_platform
 
-    with open_serving_platform(server_settings(url, data_dir)) as platform:
+    # The benchmark's own stop (SIGTERM) ends the server: not a failure to report.
+    with (
+        open_serving_platform(server_settings(url, data_dir)) as platform,
+        suppress(ShutdownRequestedError),
+    ):
         serve_api(platform, "127.0.0.1", port, lambda at: print(f"server: {at}", flush=True))
 
 
@@ -334,6 +431,9 @@ def main() -> None:
     parser.add_argument(
         "--client-processes", type=int, default=4, help="processes running the health clients"
     )
+    parser.add_argument(
+        "--no-wrk", action="store_true", help="httpx clients only (no native load generator)"
+    )
     parser.add_argument("--serve", nargs=3, metavar=("URL", "PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -375,6 +475,7 @@ def main() -> None:
                     root=root,
                     processes=Processes(process.pid, postmaster(server)),
                     client_processes=args.client_processes,
+                    wrk=None if args.no_wrk else ensure_wrk(),
                 )
             finally:
                 process.terminate()
@@ -393,6 +494,7 @@ def compare(
     root: Path,
     processes: Processes,
     client_processes: int,
+    wrk: str | None,
 ) -> None:
     from hartonomous.config import load_settings
     from hartonomous.services import open_platform
@@ -405,33 +507,61 @@ def compare(
         tuple({"query": query, "k": K} for query in queries),
     )
     health = Requests(base, "/health/live")
+    clients_of: dict[str, Callable[[Requests, int, float], Tally]] = {"httpx": http_run}
+    if wrk is not None:
+        clients_of["wrk"] = partial(_wrk_in, wrk, root)
 
     settings = load_settings(None, {"database": {"url": url}, "data_dir": root / "local"})
+    ratios: dict[tuple[str, int], float] = {}
     with open_platform(settings) as platform:
 
         def in_process(turn: int) -> object:
             return search(platform, TENANT, Query(text=queries[turn % len(queries)]), K)
 
-        ratios = {}
         for clients in CONCURRENCY:
-            local, remote = Tally(), Tally()
-            for _ in range(2):  # alternate, so load changes weigh on both
+            local = Tally()
+            remote = {name: Tally() for name in clients_of}
+            for _ in range(2):  # alternate, so load changes weigh on all
                 local.add(timed(partial(thread_run, clients, seconds / 2, in_process), processes))
-                remote.add(timed(partial(http_run, searches, clients, seconds / 2), processes))
+                for name, run in clients_of.items():
+                    remote[name].add(timed(partial(run, searches, clients, seconds / 2), processes))
             print(local.line(f"search in-process, {clients:2} threads"))
             print(f"{'':42} {local.cpu_line()}")
-            print(remote.line(f"POST /v1/search, {clients:2} clients"))
-            print(f"{'':42} {remote.cpu_line()}")
-            ratios[clients] = remote.rate / local.rate
-            print(f"{'':42} HTTP / in-process = {ratios[clients]:.2f}x")
-    for clients in CONCURRENCY:
-        run = partial(http_run_spread, health, clients, seconds / 2, client_processes)
-        tally = timed(run, processes)
-        print(tally.line(f"GET /health/live, {clients:2} clients"))
-        server_ms = tally.cpu["server"] / max(len(tally.latencies), 1) * 1000
-        capacity = 1000 / server_ms if server_ms else 0.0
-        print(f"{'':42} {tally.cpu_line()}: {capacity:,.0f} req/s per core of the server's")
-    print(f"search over HTTP at 8 clients: {ratios[8]:.2f}x the in-process rate (target 0.8x)")
+            for name, tally in remote.items():
+                print(tally.line(f"POST /v1/search, {clients:2} {name} clients"))
+                print(f"{'':42} {tally.cpu_line()}")
+                ratios[name, clients] = tally.rate / local.rate if local.rate else 0.0
+                print(f"{'':42} HTTP ({name}) / in-process = {ratios[name, clients]:.2f}x")
+    health_rates: dict[tuple[str, int], float] = {}
+    spread: dict[str, Callable[[Requests, int, float], Tally]] = {
+        "httpx": partial(_http_spread, client_processes)
+    }
+    if wrk is not None:
+        spread["wrk"] = clients_of["wrk"]
+    for name, run in spread.items():
+        for clients in CONCURRENCY:
+            tally = timed(partial(run, health, clients, seconds / 2), processes)
+            health_rates[name, clients] = tally.rate
+            print(tally.line(f"GET /health/live, {clients:2} {name} clients"))
+            server_ms = tally.cpu["server"] / max(len(tally.latencies), 1) * 1000
+            capacity = 1000 / server_ms if server_ms else 0.0
+            print(f"{'':42} {tally.cpu_line()}: {capacity:,.0f} req/s per core of the server's")
+    target = "wrk" if wrk is not None else "httpx"
+    print(
+        f"targets ({target} clients): search over HTTP at 8 clients "
+        f"{ratios[target, 8]:.2f}x the in-process rate (target 0.8x; httpx clients "
+        f"{ratios['httpx', 8]:.2f}x); /health/live at most "
+        f"{max(rate for (name, _), rate in health_rates.items() if name == target):,.0f} "
+        "requests/s (target 2,000)"
+    )
+
+
+def _wrk_in(wrk: str, root: Path, requests: Requests, clients: int, seconds: float) -> Tally:
+    return wrk_run(wrk, requests, clients, seconds, root)
+
+
+def _http_spread(processes: int, requests: Requests, clients: int, seconds: float) -> Tally:
+    return http_run_spread(requests, clients, seconds, processes)
 
 
 if __name__ == "__main__":

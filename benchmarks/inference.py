@@ -32,21 +32,24 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.datasets import get_example
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, text
 
 from hartonomous.config import Settings
 from hartonomous.config.sections import DatabaseSettings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import open_engine
+from hartonomous.inference import worker as worker_module
 from hartonomous.inference.onnx_run import clear_sessions, run_onnx
 from hartonomous.inference.submission import Submission
 from hartonomous.inference.tasks import InferenceTask, TaskContext, TaskRequest
@@ -186,16 +189,12 @@ def inference_job(bench: Bench, runs: int) -> Figures:
     """The job's bookkeeping alone, in one thread: `services.inference.submit` (stores the
     request), the worker's claim, the run and the completion transaction (steps, output
     atoms, stream), then `get`: no waking and no waiting. The note gives each part's p50 and
-    the database round trips (statements and commits) of one job: where the time goes."""
+    the statements the server ran per job (``_statements``): where the time goes."""
     platform = Platform(bench.engine, bench.settings, "")
     url = bench.engine.url.render_as_string(hide_password=False)
     worker = InferenceWorker(url, bench.engine, bench.settings)
     rng = np.random.default_rng(next(_SEEDS))
     parts: dict[str, list[float]] = {"submit": [], "claim+run+complete": [], "get": []}
-    round_trips = [0]
-
-    def count(*_: object) -> None:
-        round_trips[0] += 1
 
     def one() -> None:
         ids: list[uuid.UUID] = []
@@ -210,52 +209,144 @@ def inference_job(bench: Bench, runs: int) -> Figures:
     try:
         clear_sessions()
         figures = Figures(_timed(one))
-        event.listen(bench.engine, "before_cursor_execute", count)
-        event.listen(bench.engine, "commit", count)
-        try:
-            figures.warm_ms = [_timed(one) for _ in range(runs)]
-        finally:
-            event.remove(bench.engine, "before_cursor_execute", count)
-            event.remove(bench.engine, "commit", count)
+        _statements(bench.engine, reset=True)
+        figures.warm_ms = [_timed(one) for _ in range(runs)]
+        statements = _statements(bench.engine, reset=False)
     finally:
         worker.close()
     figures.note = (
         "p50 "
         + ", ".join(f"{name} {np.percentile(ms[1:], 50):.1f}" for name, ms in parts.items())
-        + f" ms; {round_trips[0] / max(runs, 1):.0f} statements and commits per job"
+        + f" ms; {statements / max(runs, 1):.1f} statements per job"
     )
     return figures
+
+
+def _statements(engine: Engine, *, reset: bool) -> int:
+    """Statements the server ran since the last reset (pg_stat_statements: BEGIN, COMMIT and
+    COPY included, the pool's pre-pings not; these queries themselves left out)."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        if reset:
+            connection.execute(text("SELECT pg_stat_statements_reset()"))
+            return 0
+        return int(
+            connection.execute(
+                text(
+                    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                    "WHERE query NOT LIKE '%pg_stat_statements%'"
+                )
+            ).scalar_one()
+        )
 
 
 def _ran(ran: bool) -> None:
     assert ran, "the worker found no job"
 
 
+class _PhaseClock:
+    """Times the worker's claim and completion (wrapping the functions the worker module
+    calls, for this run only), so a waited job splits into submit, queue wait (submission
+    committed to claim returned: the NOTIFY, the worker waking, the claim), run (claim to
+    completion), complete (the worker's completion transaction) and told (completion begun
+    to the caller holding the outcome: the transaction, the done NOTIFY, the caller's read;
+    the caller may be told before the worker's commit call returns)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.phases: dict[str, list[float]] = {
+            name: [] for name in ("submit", "queue wait", "run", "complete", "told")
+        }
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+    def record(self) -> None:
+        m = self.marks
+        for name, (start, end) in {
+            "submit": ("start", "submitted"),
+            "queue wait": ("submitted", "claimed"),
+            "run": ("claimed", "completing"),
+            "told": ("completing", "told"),
+        }.items():
+            self.phases[name].append((m[end] - m[start]) * 1000)
+        m.clear()
+
+    @contextmanager
+    def wrapping_worker(self) -> Iterator[None]:
+        # The worker module's own names for them (what `run_once` and `_run` call).
+        namespace = vars(worker_module)
+        claim_next, complete = namespace["claim_next"], namespace["complete"]
+
+        def timed_claim(*args: Any) -> Any:
+            claim = claim_next(*args)
+            if claim is not None:
+                self.mark("claimed")
+            return claim
+
+        def timed_complete(*args: Any) -> bool:
+            self.mark("completing")
+            started = time.perf_counter()
+            try:
+                return bool(complete(*args))
+            finally:
+                self.phases["complete"].append((time.perf_counter() - started) * 1000)
+
+        namespace.update(claim_next=timed_claim, complete=timed_complete)
+        try:
+            yield
+        finally:
+            namespace.update(claim_next=claim_next, complete=complete)
+
+    def note(self) -> str:
+        return (
+            "p50 "
+            + ", ".join(
+                f"{name} {np.percentile(ms, 50):.2f}" for name, ms in self.phases.items() if ms
+            )
+            + " ms"
+        )
+
+
 def waited_job(bench: Bench, runs: int) -> Figures:
     """The job as a caller of `infer --wait` sees it: the worker serves in a thread of its own
     as in `up` (idle, it waits for the submission's NOTIFY), and the caller submits, then
-    `services.inference.wait`s (woken by the completion's NOTIFY) until it is completed."""
+    `services.inference.wait`s (woken by the completion's NOTIFY) until it is completed. The
+    note splits the p50 into phases (``_PhaseClock``)."""
     platform = Platform(bench.engine, bench.settings, "")
     url = bench.engine.url.render_as_string(hide_password=False)
     worker = InferenceWorker(url, bench.engine, bench.settings)
     stop = threading.Event()
     serving = threading.Thread(target=worker.run, args=(stop,), name="bench-inference-worker")
     rng = np.random.default_rng(next(_SEEDS))
+    clock = _PhaseClock()
 
     def one() -> None:
+        clock.mark("start")
         inference_id = _submit(platform, bench, rng)
+        clock.mark("submitted")
         view = inference_service.wait(platform, TENANT, inference_id, timeout_seconds=60)
+        clock.mark("told")
         assert view.status == "completed", view.error
+        clock.record()
 
     clear_sessions()
-    serving.start()
-    try:
-        time.sleep(0.2)  # the worker reaches its idle wait (LISTENing), as a running `up` is
-        figures = Figures(_timed(one), note="submit, worker woken, wait woken by completion")
-        figures.warm_ms = [_timed(one) for _ in range(runs)]
-    finally:
-        stop.set()
-        serving.join()
+    with clock.wrapping_worker():
+        serving.start()
+        try:
+            time.sleep(0.2)  # the worker reaches its idle wait (LISTENing), as a running `up` is
+            figures = Figures(_timed(one))
+            cpu_started = time.process_time()
+            figures.warm_ms = [_timed(one) for _ in range(runs)]
+            cpu_ms = (time.process_time() - cpu_started) * 1000 / max(runs, 1)
+        finally:
+            stop.set()
+            serving.join()
+    for ms in clock.phases.values():
+        del ms[0]  # the first call's
+    # This process's CPU per job (caller and worker threads; not the database's), which the
+    # machine's load does not stretch as it does the wall-clock phases.
+    figures.note = f"{clock.note()}; this process's CPU {cpu_ms:.2f} ms per job"
     return figures
 
 
@@ -378,6 +469,8 @@ def main() -> None:
             upgrade(engine)
             with engine.begin() as connection:
                 ensure_tenant(connection, TENANT, "Benchmark")
+                # Statement counts per job (`_statements`); the server preloads the module.
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
             settings = Settings.model_validate(
                 {"data_dir": root / "state", "inference": {"max_model_bytes": 1 << 30}}
             )

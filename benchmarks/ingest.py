@@ -9,7 +9,10 @@ Prints, each beside its baseline measured in the same process:
   sentences;
 - small binary files/s, not embedded (target >= 1000/s);
 - first ingest of the 90 MB all-MiniLM-L6-v2 safetensors file in MB/s, and its re-ingest.
-The machine's load average is printed first: the figures mean little on a busy machine.
+The machine's load average is printed first: the figures mean little on a busy machine. CPU time
+is printed beside the chunking and small-text figures (this process's, and for ingestion the
+embedded PostgreSQL's): it changes little with load, so it says where the time goes on a busy
+machine too (docs/ingest.md, "Measured").
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import hashlib
 import os
 import random
+import resource
 import shutil
 import statistics
 import tempfile
@@ -68,6 +72,34 @@ def timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def process_cpu() -> float:
+    """Seconds of CPU this process has used, all its threads together."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu(pgdata: Path) -> float:
+    """Seconds of CPU the PostgreSQL server of ``pgdata`` (postmaster and children) has used,
+    from /proc (Linux); NaN elsewhere."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                # Fields after the command name: state, ppid, ..., utime (14th), stime (15th).
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            if postmaster in (int(entry.name), int(fields[1])):
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+    except (OSError, ValueError):
+        return float("nan")
+
+
 def chunking_ratio(root: Path, size: int, repeat: int) -> None:
     """chunk_bytes against hashlib.sha256 over the same buffer, and chunk_stream over a file
     (ingestion's path: a file read in blocks) against hashlib.file_digest of the same file."""
@@ -86,6 +118,11 @@ def chunking_ratio(root: Path, size: int, repeat: int) -> None:
     def in_memory() -> int:
         return sum(1 for _ in chunk_bytes(data))
 
+    def cpu(work: Callable[[], object]) -> float:
+        start = process_cpu()
+        work()
+        return process_cpu() - start
+
     pairs = {
         "chunk_bytes (in memory)": (lambda: hashlib.sha256(data).digest(), in_memory),
         "chunk_stream (a file)": (file_sha256, stream),
@@ -98,10 +135,15 @@ def chunking_ratio(root: Path, size: int, repeat: int) -> None:
         ratio = statistics.median(sha / cut for sha, cut in runs)
         sha = statistics.median(sha for sha, _ in runs)
         cut = statistics.median(cut for _, cut in runs)
+        # CPU time of both: their ratio is what the wall-clock ratio falls to when no core is
+        # free for the hashing threads (every core busy with other work).
+        sha_cpu = statistics.median(cpu(baseline) for _ in range(repeat))
+        cut_cpu = statistics.median(cpu(work) for _ in range(repeat))
         print(
             f"{label}: chunk+hash {megabytes / cut:7.1f} MB/s vs sha256 {megabytes / sha:7.1f} "
             f"MB/s over {megabytes:.0f} MB: ratio {ratio:.2f}, median of {repeat} "
-            "(target >= 0.9)"
+            f"(target >= 0.9); CPU {1000 * cut_cpu:.0f} vs {1000 * sha_cpu:.0f} ms "
+            f"(ratio {sha_cpu / cut_cpu:.2f})"
         )
     path.unlink()
 
@@ -115,30 +157,46 @@ def sentences(count: int, run: int = 0) -> list[str]:
 
 
 def small_text_files(
-    engine: Engine, request: IngestRequest, root: Path, count: int, repeat: int
+    engine: Engine,
+    request: IngestRequest,
+    root: Path,
+    count: int,
+    repeat: int,
+    *,
+    pgdata: Path,
 ) -> None:
     """Each run embeds new sentences (none already stored, so ingestion embeds them all), first
     with the embedder alone, then by ingesting them as files; the median of the runs' ratios
-    is printed."""
+    is printed, and the CPU each took per sentence or file (this process's and PostgreSQL's)."""
     embedders = Embedders(shared_text_embedder())
     embedders.embed_texts(sentences(8, -1))  # load the model before anything is timed
     runs = []
+    cpu = []
     for run in range(repeat):
         texts = sentences(count, run)
         folder = root / f"texts-{run}"
         folder.mkdir()
         for index, value in enumerate(texts):
             (folder / f"note-{index:05}.txt").write_text(value, encoding="utf-8")
+        start = process_cpu()
         model = timed(lambda texts=texts: embedders.embed_texts(texts))
+        model_cpu = process_cpu() - start
+        start, server = process_cpu(), server_cpu(pgdata)
         ingest = timed(lambda folder=folder: ingest_paths(engine, request, [folder]))
+        cpu.append((model_cpu, process_cpu() - start, server_cpu(pgdata) - server))
         runs.append((model, ingest))
     ratio = statistics.median(model / ingest for model, ingest in runs)
     model = statistics.median(model for model, _ in runs)
     ingest = statistics.median(ingest for _, ingest in runs)
+    model_cpu, ingest_cpu, server = (
+        1000 * statistics.median(c) / count for c in zip(*cpu, strict=True)
+    )
     print(
         f"small text files: {count / ingest:6.0f} files/s vs the embedder's own "
         f"{count / model:6.0f} sentences/s on the same sentences: ratio {ratio:.2f}, median of "
-        f"{repeat} (target >= 0.8)"
+        f"{repeat} (target >= 0.8); CPU per sentence: model alone {model_cpu:.2f} ms, "
+        f"ingestion {ingest_cpu:.2f} ms in this process (model included) and "
+        f"{server:.2f} ms in PostgreSQL"
     )
 
 
@@ -187,7 +245,14 @@ def main() -> None:
             with engine.begin() as connection:
                 ensure_tenant(connection, "bench", "Benchmark")
             request = IngestRequest("bench")
-            small_text_files(engine, request, root, arguments.text_files, arguments.text_repeat)
+            small_text_files(
+                engine,
+                request,
+                root,
+                arguments.text_files,
+                arguments.text_repeat,
+                pgdata=server.layout.pgdata,
+            )
             small_binary_files(engine, request, root, arguments.binary_files)
             model_file(engine, request)
             engine.dispose()

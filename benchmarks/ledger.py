@@ -33,16 +33,18 @@ from sqlalchemy import Engine, create_engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hartonomous.api import create_app
+from hartonomous.billing.configuration import configuration_from_settings
 from hartonomous.billing.export import ExportFormat, export_period
 from hartonomous.billing.ledger import LedgerEntry, write_entries
-from hartonomous.billing.meter import UsageRecord
+from hartonomous.billing.meter import UsageRecord, measure_usage
 from hartonomous.billing.report import ReportGrouping, usage_report
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, head_revision, upgrade
 from hartonomous.db.connection import libpq_url
-from hartonomous.json_types import exact_dumps
+from hartonomous.json_types import exact_dumps, exact_loads
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 from hartonomous.services import Platform
+from hartonomous.services.usage_events import submit_usage_events
 from hartonomous.sync.worker import SyncWorker
 
 SIX = Decimal("0.000001")
@@ -61,27 +63,29 @@ def _sync_benchmark() -> object:
     return module
 
 
+# Every operation at the rate the records used to be written with by hand.
+_PLAN = configuration_from_settings(
+    Settings.model_validate(
+        {"billing": {"operation_rates": dict.fromkeys(OPERATIONS, "0.0105")}}
+    ).billing
+)
+
+
 def _records(rng: random.Random, count: int) -> list[UsageRecord]:
+    """Priced by the meter, so each row carries the metadata a billed event has."""
     records = []
     for _ in range(count):
-        units = Decimal(rng.randrange(1, 5_000_000)) * SIX
-        dcu = (units * Decimal("0.0105")).quantize(SIX)
-        records.append(
-            UsageRecord(
-                tenant_id=rng.choice(TENANTS),
-                principal_id=f"p{rng.randrange(20)}",
-                operation=rng.choice(OPERATIONS),
-                message_type="io.hartonomous.benchmark",
-                handler="benchmark",
-                units=units,
-                base_rate=Decimal("0.0105"),
-                multiplier=Decimal(1),
-                unit_price=Decimal("0.00008"),
-                total_dcu=dcu,
-                total_cost=(dcu * Decimal("0.00008")).quantize(SIX),
-                metadata={},
-            )
+        record = measure_usage(
+            _PLAN,
+            {"usage_units": Decimal(rng.randrange(1, 5_000_000)) * SIX},
+            operation=rng.choice(OPERATIONS),
+            tenant_id=rng.choice(TENANTS),
+            principal_id=f"p{rng.randrange(20)}",
+            message_type="io.hartonomous.benchmark",
+            handler="benchmark",
         )
+        assert record is not None
+        records.append(record)
     return records
 
 
@@ -149,7 +153,18 @@ def measure_reports(engine: Engine, rows: int) -> None:
 
 
 def measure_exports(url: str, root: Path) -> None:
+    """Export rows/s, against PostgreSQL's own COPY of the same rows to this process (the
+    export is a COPY of them, so that is its floor), both in the same run."""
     period = datetime.now(UTC).date().replace(day=1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        copied = 0
+        plain = "COPY (SELECT * FROM billing_usage_ledger WHERE billing_period = %s) TO STDOUT"
+        with conn.cursor().copy(plain, (period,)) as stream:
+            for _ in stream:
+                copied += 1
+        floor = copied / (time.perf_counter() - started)
+    print(f"baseline: COPY of the period's rows to this process: {floor:,.0f} rows/s")
     for export_format in (ExportFormat.CSV, ExportFormat.PARQUET):
         with psycopg.connect(url, autocommit=True) as conn:
             started = time.perf_counter()
@@ -161,9 +176,10 @@ def measure_exports(url: str, root: Path) -> None:
                 currency="USD",
             )
             seconds = time.perf_counter() - started
+        rate = manifest.row_count / seconds
         print(
-            f"export {export_format.value}: {manifest.row_count / seconds:,.0f} rows/s "
-            f"({manifest.row_count:,} rows in {seconds:.1f} s; target >= 200,000)"
+            f"export {export_format.value}: {rate:,.0f} rows/s ({manifest.row_count:,} rows in "
+            f"{seconds:.1f} s; {rate / floor:.2f}x the COPY alone; target >= 200,000)"
         )
 
 
@@ -171,9 +187,30 @@ USAGE_OPERATION = "usage.api_call"
 USAGE_BATCH = 1000
 
 
+def _usage_batches(prefix: str, count: int, moment: str) -> list[list[dict[str, Any]]]:
+    return [
+        [
+            {
+                "specversion": "1.0",
+                "id": f"{prefix}{start + n}",
+                "source": "//bench/gateway",
+                "type": USAGE_OPERATION,
+                "time": moment,
+                "data": {"units": f"{(start + n) % 97 + 1}.25"},
+            }
+            for n in range(min(USAGE_BATCH, count - start))
+        ]
+        for start in range(0, count, USAGE_BATCH)
+    ]
+
+
 def measure_usage_events(engine: Engine, url: str, count: int) -> None:
-    """Events/s from the first POST until the sync worker has billed the last one; then the
-    same events again, which must all be duplicates and bill nothing (exactly once)."""
+    """Usage events billed exactly once, two ways in: through `POST /v1/usage-events` (HTTP)
+    and through the service call the route makes (`submit_usage_events`), each followed by
+    the sync worker billing the queue; events/s from the first submission until the last
+    event is billed. Then the HTTP batches again, which must all be duplicates and bill
+    nothing. Baseline (same process): the same number of priced entries written straight
+    into the ledger (`write_entries`), the floor the billing path builds on."""
     settings = Settings.model_validate(
         {
             "security": {
@@ -192,22 +229,9 @@ def measure_usage_events(engine: Engine, url: str, count: int) -> None:
         "Content-Type": "application/cloudevents-batch+json",
     }
     moment = datetime.now(UTC).isoformat()
-    batches = [
-        exact_dumps(
-            [
-                {
-                    "specversion": "1.0",
-                    "id": f"e{start + n}",
-                    "source": "//bench/gateway",
-                    "type": USAGE_OPERATION,
-                    "time": moment,
-                    "data": {"units": f"{(start + n) % 97 + 1}.25"},
-                }
-                for n in range(min(USAGE_BATCH, count - start))
-            ]
-        )
-        for start in range(0, count, USAGE_BATCH)
-    ]
+    http_bodies = [exact_dumps(batch) for batch in _usage_batches("h", count, moment)]
+    # The route hands the service the batch parsed with exact_loads: so does this.
+    service_batches = [exact_loads(exact_dumps(b)) for b in _usage_batches("s", count, moment)]
     worker = SyncWorker(server_url(engine), settings, batch_size=1000)
 
     def billed() -> int:
@@ -217,33 +241,78 @@ def measure_usage_events(engine: Engine, url: str, count: int) -> None:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def report(way: str, accepted: int, posted: float, billing: float) -> None:
+        assert accepted == count, (way, accepted, count)
+        print(
+            f"usage events through {way} -> broker -> sync -> ledger (Neo4j off): "
+            f"{count / (posted + billing):,.0f} events/s end to end ({count:,} events in "
+            f"{posted + billing:.2f} s: accepting {count / posted:,.0f}/s, billing the queue "
+            f"{count / billing:,.0f}/s = {count / billing / baseline:.2f}x the ledger write "
+            "alone; target >= 5,000)"
+        )
+
+    baseline = _ledger_write_baseline(url, settings, count)
     with TestClient(create_app(platform)) as api:
         started = time.perf_counter()
-        accepted = 0
-        for body in batches:
-            answer = api.post("/v1/usage-events", content=body, headers=headers)
-            accepted += int(answer.json()["accepted"])
+        accepted = sum(
+            int(api.post("/v1/usage-events", content=body, headers=headers).json()["accepted"])
+            for body in http_bodies
+        )
         posted = time.perf_counter() - started
         worker.drain()
-        seconds = time.perf_counter() - started
-        rows = billed()
+        report("POST /v1/usage-events", accepted, posted, time.perf_counter() - started - posted)
+        assert billed() == count
+
+        started = time.perf_counter()
+        accepted = sum(
+            submit_usage_events(platform, "usage-bench", "svc", batch).count("accepted")
+            for batch in service_batches
+        )
+        posted = time.perf_counter() - started
+        worker.drain()
+        report("submit_usage_events", accepted, posted, time.perf_counter() - started - posted)
+        assert billed() == 2 * count
+
         again = time.perf_counter()
         duplicates = sum(
             int(api.post("/v1/usage-events", content=body, headers=headers).json()["duplicate"])
-            for body in batches
+            for body in http_bodies
         )
         worker.drain()
         resent = time.perf_counter() - again
     worker.close()
-    assert accepted == rows == count, (accepted, rows, count)
     assert duplicates == count
-    assert billed() == count  # the resend billed nothing
+    assert billed() == 2 * count  # the resend billed nothing
+    print(f"resent over HTTP as duplicates: {count / resent:,.0f}/s, billed once each")
+
+
+def _ledger_write_baseline(url: str, settings: Settings, count: int) -> float:
+    """Rows/s of `write_entries` for ``count`` priced usage-event entries (rolled back)."""
+    configuration = configuration_from_settings(settings.billing)
+    entries = []
+    for n in range(count):
+        record = measure_usage(
+            configuration,
+            {"usage_units": Decimal(n % 97 + 1) + Decimal("0.25")},
+            operation=USAGE_OPERATION,
+            tenant_id="usage-bench",
+            principal_id="svc",
+            message_type=USAGE_OPERATION,
+            handler="usage_events",
+        )
+        assert record is not None
+        entries.append(LedgerEntry(f"baseline-{n}", record, None, datetime.now(UTC)))
+    # One transaction rolled back at the end (each write's own becomes a savepoint in it).
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        started = time.perf_counter()
+        for start in range(0, count, USAGE_BATCH):
+            write_entries(conn, entries[start : start + USAGE_BATCH])
+        seconds = time.perf_counter() - started
     print(
-        f"usage-event endpoint -> broker -> sync -> ledger (Neo4j off): "
-        f"{count / seconds:,.0f} events/s ({count:,} events in {seconds:.2f} s: accepting "
-        f"{count / posted:,.0f}/s, billing the queue {count / (seconds - posted):,.0f}/s; "
-        f"target >= 5,000); resent as duplicates {count / resent:,.0f}/s, billed once each"
+        f"baseline: ledger write alone (write_entries, {USAGE_BATCH} a call): "
+        f"{count / seconds:,.0f} rows/s"
     )
+    return count / seconds
 
 
 def server_url(engine: Engine) -> str:

@@ -23,6 +23,7 @@ from unittest import mock
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
+from tests.cli_fork_server import ForkedProcess, ForkServer
 from tests.kafka_server import KafkaServer, start_kafka
 from tests.neo4j_server import start_neo4j
 
@@ -36,6 +37,8 @@ TEMPLATE_DATABASE = "hartonomous_template"
 # exactly what it loses with fsync on. Servers that `up` and the CLI start run with the
 # product's settings.
 SESSION_CLUSTER_SETTINGS = {"fsync": "off"}
+# A hang guard, not an expectation.
+CLI_HANG_GUARD_SECONDS = 240
 
 
 @dataclass(frozen=True)
@@ -146,25 +149,100 @@ class CliResult:
     stderr: str
 
 
+CliProcess = ForkedProcess | subprocess.Popen[str]
+
+# At most one: this session's (this xdist worker's) fork server, started on first use.
+_fork_servers: list[ForkServer] = []
+
+
+def _cli_fork_server() -> ForkServer:
+    if not _fork_servers:
+        folder = Path(tempfile.mkdtemp(prefix="hartonomous-cli-"))
+        _fork_servers.append(ForkServer(folder / "fork.sock", clean_environment()))
+    return _fork_servers[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup`: a module's tests share a worker (its module
+    fixtures are made once) and every module that uses Neo4j shares one worker, so one JVM
+    starts (Community has one graph, which those tests clear)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    modules_using_neo4j = {
+        item.nodeid.split("::")[0] for item in items if "neo4j_uri" in item.fixturenames
+    }
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = "neo4j" if module in modules_using_neo4j else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for server in _fork_servers:
+        server.stop()
+        shutil.rmtree(server.socket_path.parent, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Cli:
-    """Runs the real `hartonomous` command in a subprocess, as an operator would."""
+    """Runs the real `hartonomous` command in a process of its own, as an operator would.
+
+    The process is forked from a server that has already imported the CLI (tests/
+    cli_fork_server.py): each run is a separate process with this env, cwd and exit status,
+    without paying an interpreter start. `fresh_interpreter=True` runs
+    `python -m hartonomous` from scratch instead.
+    """
 
     env: dict[str, str]
     cwd: Path
+    fresh_interpreter: bool = os.environ.get("TESTS_CLI_FRESH_INTERPRETER") == "1"
 
-    def __call__(self, *args: str, input_text: str | None = None) -> CliResult:
-        completed = subprocess.run(
-            [sys.executable, "-m", "hartonomous", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.cwd,
-            input=input_text,
-            timeout=240,
-            check=False,
-        )
+    def __call__(
+        self, *args: str, input_text: str | None = None, errors: str = "strict"
+    ) -> CliResult:
+        """Runs to the end; `errors` decodes stdout/stderr (`surrogateescape` keeps bad bytes)."""
+        if self.fresh_interpreter:
+            completed = subprocess.run(
+                [sys.executable, "-m", "hartonomous", *args],
+                capture_output=True,
+                text=True,
+                errors=errors,
+                env=self.env,
+                cwd=self.cwd,
+                input=input_text,
+                timeout=CLI_HANG_GUARD_SECONDS,
+                check=False,
+            )
+        else:
+            completed = _cli_fork_server().run(
+                list(args),
+                env=self.env,
+                cwd=self.cwd,
+                input_text=input_text,
+                timeout=CLI_HANG_GUARD_SECONDS,
+                errors=errors,
+            )
         return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+    def spawn(
+        self,
+        *args: str,
+        stdout: int | None = subprocess.DEVNULL,
+        stderr: int | None = subprocess.DEVNULL,
+    ) -> CliProcess:
+        """A running command to signal or wait on, as `subprocess.Popen` (text pipes)."""
+        if self.fresh_interpreter:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hartonomous", *args],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+            )
+        return _cli_fork_server().spawn(
+            list(args), env=self.env, cwd=self.cwd, stdout=stdout, stderr=stderr
+        )
 
 
 def clean_environment() -> dict[str, str]:

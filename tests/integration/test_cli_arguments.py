@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import Cli, CliResult
@@ -14,17 +12,8 @@ E_ACUTE = b"\xe9".decode("utf-8", "surrogateescape")
 
 
 def _run(cli: Cli, *args: str) -> CliResult:
-    completed = subprocess.run(
-        [sys.executable, "-m", "hartonomous", *args],
-        capture_output=True,
-        text=True,
-        errors="surrogateescape",
-        env=cli.env,
-        cwd=cli.cwd,
-        timeout=240,
-        check=False,
-    )
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+    # The arguments reach the command as the surrogate-escaped text Python makes of such bytes.
+    return cli(*args, errors="surrogateescape")
 
 
 def test_undecodable_arguments_get_the_usual_usage_errors(cli: Cli, data_dir: Path) -> None:

@@ -8,8 +8,6 @@ the first file is committed; the process is killed with SIGKILL while it waits."
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,13 +84,8 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
 
     with engine.connect() as blocker:
         _block_on_first_chunk(blocker, contents["f2.bin"])
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hartonomous", "ingest", str(folder), "--tenant", "acme"],
-            env={**cli.env, "PGAPPNAME": _APPLICATION},
-            cwd=cli.cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        named = Cli({**cli.env, "PGAPPNAME": _APPLICATION}, cli.cwd)
+        process = named.spawn("ingest", str(folder), "--tenant", "acme")
         try:
             wait_for_first_file_then_lock(engine)
             with engine.connect() as connection:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import Cli, clean_environment
 from tests.integration.test_up import RunningUp
 
+from hartonomous.api.http_protocol import MAX_HEAD_BYTES
 from hartonomous.db import EmbeddedPostgres
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 
@@ -26,6 +29,35 @@ def _issue_key(url: str, tenant: str) -> str:
             return create_api_key(connection, tenant, "ops", "serve test")
     finally:
         engine.dispose()
+
+
+def _head_answer(url: str, header_bytes: int) -> bytes:
+    """What the server answers a request whose one header holds ``header_bytes`` bytes (sent
+    over a raw socket: HTTP clients refuse to send such headers)."""
+    parsed = httpx.URL(url)
+    with socket.create_connection((parsed.host, parsed.port or 80), timeout=30) as client:
+        head = b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * header_bytes
+        # Refused while still sending (OSError): its answer is already on the way.
+        with contextlib.suppress(OSError):
+            client.sendall(head + b"\r\n\r\n")
+        return client.recv(65536)
+
+
+def _check_head_bound(url: str, token: str) -> None:
+    # httptools alone has no bound on a request's head: a 40 MB header was buffered and parsed.
+    refused = _head_answer(url, MAX_HEAD_BYTES + 1024)
+    assert refused.startswith(b"HTTP/1.1 431 "), refused[:200]
+    assert b"request-header-fields-too-large" in refused
+    assert _head_answer(url, 64 * 1024).startswith(b"HTTP/1.1 200 ")  # large, within the bound
+    # A body is not a head: a JSON body over the head's bound is the body limit's (413).
+    big_body = httpx.post(
+        f"{url}/v1/search",
+        content=b'{"query": "' + b"a" * (2 * MAX_HEAD_BYTES) + b'"}',
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert big_body.status_code == 413, big_body.text
+    assert httpx.get(f"{url}/health/live", timeout=30).status_code == 200
 
 
 def _me(url: str, token: str) -> dict[str, str]:
@@ -77,6 +109,7 @@ def test_up_and_two_serve_processes_answer_from_the_same_data(
             identity = _me(process.url, token)
             assert (identity["tenant_id"], identity["tenant_name"]) == (tenant, f"Tenant {tenant}")
     assert httpx.get(f"{serves[0].url}/v1/me", timeout=30).status_code == 401
+    _check_head_bound(serves[0].url, tokens["acme"])
     # A serve outlives the `up` it joined: the embedded server stays while it is used.
     assert up.stop(signal.SIGTERM) == 0
     assert _me(serves[0].url, tokens["acme"])["tenant_id"] == "acme"

@@ -37,7 +37,7 @@ def test_a_cursor_from_another_listing_tenant_or_key_is_refused() -> None:
     cursor = CODEC.encode("holdings", "acme", [1])
     with pytest.raises(InvalidCursorError, match="another listing"):
         CODEC.decode("ledger", "acme", cursor)
-    with pytest.raises(InvalidCursorError, match="another listing"):
+    with pytest.raises(InvalidCursorError, match="another tenant's holdings listing"):
         CODEC.decode("holdings", "globex", cursor)
     with pytest.raises(InvalidCursorError, match="altered"):
         CursorCodec(b"x" * 32).decode("holdings", "acme", cursor)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hartonomous.api.auth import platform_of
+from hartonomous.api.routing import api_router
 from hartonomous.services.health import Readiness, readiness
 
 __all__ = ["LivenessShortcut", "router"]
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = api_router(prefix="/health", tags=["health"])
 
 _LIVE_BODY = b'{"status":"live"}'
 _LIVE_HEADERS = ((b"content-type", b"application/json"), (b"content-length", b"17"))

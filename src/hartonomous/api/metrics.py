@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from hartonomous.api.auth import platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.metrics import CONTENT_TYPE, PlatformCollector, exposition
 
@@ -21,7 +22,7 @@ __all__ = ["metrics_router"]
 def metrics_router(collector: PlatformCollector, access: str) -> APIRouter:
     """The `/metrics` route over ``collector``; ``access`` ``open`` or ``admin``."""
     guard = [] if access == "open" else [Depends(requires(Role.ADMIN))]
-    router = APIRouter(tags=["metrics"], include_in_schema=False, dependencies=guard)
+    router = api_router(tags=["metrics"], include_in_schema=False, dependencies=guard)
 
     @router.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -13,7 +13,7 @@ Body: ``type`` (``urn:hartonomous:problem:<code>``), ``title``, ``status``, ``de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -82,6 +82,7 @@ PROBLEM_STATUSES: dict[int, str] = {
     404: "No such thing for this tenant (`not-found`)",
     409: "Exists already, or in a state that does not allow this (`conflict`)",
     413: "Body or upload over its limit (`payload-too-large`)",
+    415: "Body in a media type the operation does not take (`unsupported-media-type`)",
     422: "Parameters or body do not match the operation (`invalid-request`, `errors` lists them)",
     429: "Over a rate limit (`rate-limited`)",
     500: "The server failed (`internal-error`, `operation-failed`); quote the request id",
@@ -153,14 +154,21 @@ async def _hartonomous_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "field": _field(error.get("loc", ())),
-            "message": error.get("msg", ""),
-            "type": error.get("type", ""),
-        }
-        for error in exc.errors()
-    ]
+    content_type = request.headers.get("content-type", "")
+    if _body_not_json(exc.errors(), content_type):
+        # FastAPI reads a body of another media type as bytes, and pydantic then says it is
+        # "not a valid dictionary": the problem is the media type, so say that.
+        return problem_response(
+            request,
+            status=415,
+            code="unsupported-media-type",
+            title="Unsupported media type",
+            detail=(
+                f"the body must be JSON (Content-Type: application/json), "
+                f"not {content_type.split(';')[0].strip() or 'a body without a Content-Type'}"
+            ),
+        )
+    errors = [_validation_entry(error) for error in exc.errors()]
     fields = ", ".join(error["field"] for error in errors) or "the request"
     return problem_response(
         request,
@@ -169,6 +177,34 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         title="Invalid request",
         detail=f"invalid {fields}",
         errors=errors,
+    )
+
+
+def _validation_entry(error: Mapping[str, Any]) -> dict[str, str]:
+    location = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid" and location[:1] == ("body",):
+        # pydantic puts the character offset where a field name would be ("body.13").
+        where = f" at character {location[1]}" if len(location) > 1 else ""
+        reason = error.get("ctx", {}).get("error", "JSON decode error")
+        return {
+            "field": "body",
+            "message": f"the body is not valid JSON: {reason}{where}",
+            "type": "json_invalid",
+        }
+    return {
+        "field": _field(location),
+        "message": error.get("msg", ""),
+        "type": error.get("type", ""),
+    }
+
+
+def _body_not_json(errors: Sequence[Mapping[str, Any]], content_type: str) -> bool:
+    media_type = content_type.split(";", maxsplit=1)[0].strip().lower()
+    is_json = media_type == "application/json" or media_type.endswith("+json")
+    return not is_json and any(
+        tuple(error.get("loc", ())) == ("body",)
+        and error.get("type") in ("model_attributes_type", "dict_type")
+        for error in errors
     )
 
 

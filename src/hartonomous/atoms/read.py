@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Boolean, ColumnElement, Connection, Row, column, select, text
 
 from hartonomous.atoms.component_stream import Run, encode_component_stream
 from hartonomous.atoms.holdings import holding_dict
@@ -49,14 +49,22 @@ class AtomSummary:
     holders: list[dict[str, object]]
 
 
-def require_visible(connection: Connection, tenant_id: str, atom_id: bytes) -> None:
-    visible = connection.execute(
+def visible_to(tenant_id: str, atom_id: bytes) -> ColumnElement[bool]:
+    """Whether ``tenant_id`` holds ``atom_id`` or an atom containing it, as an expression (a
+    scalar subquery) for a statement that checks it along with other things."""
+    return (
         text(
             _ANCESTORS + "SELECT EXISTS (SELECT 1 FROM holdings h JOIN up USING (atom_id) "
-            "WHERE h.tenant_id = :tenant_id)"
-        ),
-        {"atom_id": atom_id, "tenant_id": tenant_id},
-    ).scalar_one()
+            "WHERE h.tenant_id = :tenant_id) AS visible"
+        )
+        .bindparams(atom_id=atom_id, tenant_id=tenant_id)
+        .columns(column("visible", Boolean))
+        .scalar_subquery()
+    )
+
+
+def require_visible(connection: Connection, tenant_id: str, atom_id: bytes) -> None:
+    visible = connection.execute(select(visible_to(tenant_id, atom_id))).scalar_one()
     if not visible:
         raise AtomNotFoundError(f"atom {atom_id.hex()} not found for tenant {tenant_id!r}")
 

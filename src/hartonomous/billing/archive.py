@@ -38,6 +38,7 @@ from hartonomous.billing.export import (
     verify_export,
     write_period,
 )
+from hartonomous.billing.periods import period_label
 from hartonomous.errors import ConflictError, NotFoundError, OperationFailedError
 
 __all__ = [
@@ -172,7 +173,8 @@ def archive_periods(
     """
     if before > current.replace(day=1):
         raise InvalidPeriodError(
-            f"cannot archive the current period or later ({before:%Y-%m} > {current:%Y-%m})"
+            "cannot archive the current period or later "
+            f"({period_label(before)} > {period_label(current)})"
         )
     directory = directory.absolute()
     if not connection.execute(_TRY_LOCK).fetchone()[0]:  # type: ignore[index]
@@ -190,7 +192,7 @@ def _archive_before(
 ) -> list[ArchivedPeriod]:
     periods = [row[0] for row in connection.execute(_PERIODS_BEFORE, {"before": before})]
     for period in periods:
-        target = directory / f"{period:%Y-%m}"
+        target = directory / f"{period_label(period)}"
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ExportDirectoryNotEmptyError(f"archive directory {target} is not empty")
     return [_archive_one(connection, period, directory, currency) for period in periods]
@@ -199,7 +201,7 @@ def _archive_before(
 def _archive_one(
     connection: Connection, period: date, directory: Path, currency: str
 ) -> ArchivedPeriod:
-    target = directory / f"{period:%Y-%m}"
+    target = directory / f"{period_label(period)}"
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=directory))
     try:
@@ -216,7 +218,7 @@ def _archive_one(
             verified = verify_export(staging)
             if not verified.ok:
                 raise ArchiveFailedError(
-                    f"the archive of {period:%Y-%m} failed its own check: "
+                    f"the archive of {period_label(period)} failed its own check: "
                     + "; ".join(verified.problems)
                 )
             (data,) = manifest.files
@@ -236,8 +238,8 @@ def _archive_one(
             deleted = connection.execute(_DELETE_PERIOD, {"period": period}).rowcount
             if deleted != manifest.row_count:
                 raise ArchiveFailedError(
-                    f"{period:%Y-%m}: {deleted} rows would be deleted but {manifest.row_count} "
-                    "were archived; nothing was changed"
+                    f"{period_label(period)}: {deleted} rows would be deleted but "
+                    f"{manifest.row_count} were archived; nothing was changed"
                 )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -245,7 +247,7 @@ def _archive_one(
     finally:
         connection.isolation_level = None
     _move_into_place(staging, target)
-    return ArchivedPeriod(f"{period:%Y-%m}", target, manifest.row_count)
+    return ArchivedPeriod(f"{period_label(period)}", target, manifest.row_count)
 
 
 def finish_interrupted_archives(connection: Connection) -> int:

@@ -40,6 +40,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from hartonomous.billing.periods import period_label
 from hartonomous.errors import ConflictError, UsageError
 
 __all__ = [
@@ -141,7 +142,7 @@ def parse_period(text: str, *, today: date | None = None) -> date:
     current = (today or datetime.now(UTC).date()).replace(day=1)
     if period > current:
         raise InvalidPeriodError(
-            f"period {text!r} is in the future (the current period is {current:%Y-%m})"
+            f"period {text!r} is in the future (the current period is {period_label(current)})"
         )
     return period
 
@@ -276,7 +277,7 @@ def write_period(
 
     Runs in the caller's transaction, which must be REPEATABLE READ (or stricter) so that the
     rows and the totals come from one snapshot."""
-    label = f"{period:%Y-%m}"
+    label = f"{period_label(period)}"
     csv_path = folder / f"ledger-{label}.csv"
     parameters = {"period": period, "tenant": tenant_id}
     rows = sql.SQL(_ROWS).format(
@@ -285,25 +286,29 @@ def write_period(
         tenant=sql.Literal(tenant_id),
     )
     copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(rows)
+    # Hashed as it streams to the file: a CSV export is not read back to be described.
+    digest = hashlib.sha256()
     with csv_path.open("wb") as out, connection.cursor().copy(copy) as stream:
         for block in stream:
             out.write(block)
+            digest.update(block)
+        described = ExportedFile(csv_path.name, out.tell(), digest.hexdigest())
     totals = tuple(
         OperationTotal(str(op), currency, int(count), units, dcu, cost)
         for op, count, units, dcu, cost in connection.execute(_TOTALS, parameters)
     )
-    data_path = csv_path
     if export_format is ExportFormat.PARQUET:
         data_path = folder / f"ledger-{label}.parquet"
         _csv_to_parquet(csv_path, data_path)
         csv_path.unlink()
+        described = _described(data_path)
     manifest = ExportManifest(
         period=label,
         tenant_id=tenant_id,
         export_format=export_format,
         row_count=sum(total.rows for total in totals),
         totals=totals,
-        files=(_described(data_path),),
+        files=(described,),
     )
     (folder / MANIFEST).write_text(_canonical_json(manifest.as_json()))
     return manifest

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hartonomous.billing.numeric import round_half_away
+from hartonomous.billing.periods import period_label
 from hartonomous.billing.plan_versions import PlanVersion, plan_in_force
 
 __all__ = ["Invoice", "InvoiceLine", "LineKind", "invoice_preview"]
@@ -108,7 +109,7 @@ class Invoice:
     def as_json(self) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
-            "period": f"{self.period:%Y-%m}",
+            "period": f"{period_label(self.period)}",
             "currency": self.currency,
             "plan": {
                 "plan_code": self.plan.plan_code,

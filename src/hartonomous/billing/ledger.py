@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -23,19 +23,20 @@ from hartonomous.billing.periods import billing_periods, lock_for_writing, perio
 
 Connection = psycopg.Connection[Any]
 
-# The metadata travel as a binary text[]: the text form of an array escapes every quote of
-# every JSON object (a regex substitution per value), which cost more than the meter.
+# Every array travels in binary: the text form of an array escapes each element with a regular
+# expression (every quote of every JSON object, every event id), which cost more than the
+# meter; binary arrays carry strings as they are and numerics with their scale.
 _INSERT = """
 INSERT INTO billing_usage_ledger (
     event_id, tenant_id, principal_id, operation, message_type, handler, units, base_rate,
     multiplier, total_dcu, unit_price, total_cost, rate_plan_id, metadata, billing_period,
     adjusts_period)
 SELECT * FROM unnest(
-    %(event_ids)s::text[], %(tenants)s::text[], %(principals)s::text[], %(operations)s::text[],
-    %(message_types)s::text[], %(handlers)s::text[], %(units)s::numeric[],
-    %(base_rates)s::numeric[], %(multipliers)s::numeric[], %(dcus)s::numeric[],
-    %(unit_prices)s::numeric[], %(costs)s::numeric[], %(plans)s::uuid[],
-    %(metadata)b::text[]::jsonb[], %(periods)s::date[], %(adjusts)s::date[])
+    %(event_ids)b::text[], %(tenants)b::text[], %(principals)b::text[], %(operations)b::text[],
+    %(message_types)b::text[], %(handlers)b::text[], %(units)b::numeric[],
+    %(base_rates)b::numeric[], %(multipliers)b::numeric[], %(dcus)b::numeric[],
+    %(unit_prices)b::numeric[], %(costs)b::numeric[], %(plans)b::uuid[],
+    %(metadata)b::text[]::jsonb[], %(periods)b::date[], %(adjusts)b::date[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -88,7 +89,13 @@ def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set
     try:
         with connection.transaction():
             closed = lock_for_writing(connection)
-            periods = [billing_periods(period_of(e.occurred_at or now), closed) for e in entries]
+            # Once per distinct time: a batch's events mostly share a few.
+            by_time: dict[datetime | None, tuple[date, date | None]] = {}
+            for entry in entries:
+                if entry.occurred_at not in by_time:
+                    moment = entry.occurred_at or now
+                    by_time[entry.occurred_at] = billing_periods(period_of(moment), closed)
+            periods = [by_time[entry.occurred_at] for entry in entries]
             parameters["periods"] = [billed for billed, _ in periods]
             parameters["adjusts"] = [adjusted for _, adjusted in periods]
             return {str(row[0]) for row in connection.execute(_INSERT, parameters).fetchall()}

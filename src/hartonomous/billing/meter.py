@@ -8,10 +8,10 @@ kept it: DCU is computed from the exact product, the metadata carries the exact 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _quote
 
 from hartonomous.billing.attributes import find_string, nested_number, resolve_string, to_decimal
 from hartonomous.billing.configuration import BillingConfiguration
@@ -218,13 +218,21 @@ def resolve_units(attributes: Mapping[str, object]) -> Decimal:
 
 
 def metadata_json(metadata: Mapping[str, MetadataValue]) -> str:
-    """The metadata as a JSON object with Decimals written as exact JSON numbers."""
-    members = (f"{json.dumps(key)}:{_json_value(value)}" for key, value in metadata.items())
+    """The metadata as a JSON object with Decimals written as exact JSON numbers (the text
+    `json.dumps` writes for the other values: ASCII, compact)."""
+    members = [f"{_quote(key)}:{_json_value(value)}" for key, value in metadata.items()]
     return "{" + ",".join(members) + "}"
 
 
 def _json_value(value: MetadataValue) -> str:
+    # Dispatch by type (the hot path of every ledger row), as `json.dumps` would write each.
+    if isinstance(value, str):
+        return _quote(value)
     if isinstance(value, Decimal):
         # Fixed-point text: exact, and never an exponent form such as 1E+2.
         return format(value, "f")
-    return json.dumps(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return int.__repr__(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import (
     MAX_EMAX,
+    MAX_PREC,
     MIN_EMIN,
     ROUND_HALF_UP,
     Context,
@@ -29,45 +30,50 @@ class LedgerValueError(ValueError):
     """A metered value cannot be stored in a NUMERIC(18,6) ledger column."""
 
 
-def _context(precision: int) -> Context:
+def _context(*, inexact: bool) -> Context:
     # Python's ROUND_HALF_UP rounds ties away from zero for negative values too (-2.5 -> -3),
-    # which is .NET's MidpointRounding.AwayFromZero.
+    # which is .NET's MidpointRounding.AwayFromZero. MAX_PREC makes every product exact (a
+    # result is never rounded to a precision, so a product has exactly its factors' digits):
+    # the decimal module's own recipe for exact arithmetic, and no per-call context to build.
+    traps = [InvalidOperation, DivisionByZero, Overflow]
     return Context(
-        prec=max(precision, 1),
+        prec=MAX_PREC,
         rounding=ROUND_HALF_UP,
         Emin=MIN_EMIN,
         Emax=MAX_EMAX,
-        traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
+        traps=traps if inexact else [*traps, Inexact],
     )
 
 
+# Shared, never reconfigured: an operation only sets the context's flags, which nothing reads;
+# traps fire from the operation's own outcome.
+_EXACT = _context(inexact=False)
+_ROUNDING = _context(inexact=True)
+_ONE = Decimal(1)
+_QUANTA = {LEDGER_SCALE: _ONE.scaleb(-LEDGER_SCALE)}
+
+
 def exact_product(*factors: Decimal) -> Decimal:
-    """The mathematically exact product (a product has at most the sum of its factors' digits)."""
-    digits = sum(len(factor.as_tuple().digits) for factor in factors)
-    context = _context(digits + 1)
-    result = Decimal(1)
+    """The mathematically exact product (Inexact is trapped: it cannot happen at MAX_PREC)."""
+    result = _ONE
     for factor in factors:
-        result = context.multiply(result, factor)
+        result = _EXACT.multiply(result, factor)
     return result
 
 
 def round_half_away(value: Decimal, places: int = LEDGER_SCALE) -> Decimal:
     """Round to `places` decimals, ties away from zero (`Math.Round(x, 6, AwayFromZero)`)."""
-    quantum = Decimal(1).scaleb(-places)
-    # Enough digits for the integer part plus `places`; the rounding itself is the only inexact
-    # step, so Inexact is not trapped here.
-    context = _context(max(value.adjusted(), 0) + places + 2)
-    context.traps[Inexact] = False
-    return value.quantize(quantum, context=context)
+    # The rounding itself is the only inexact step, so Inexact is not trapped here.
+    return value.quantize(_QUANTA.get(places) or _ONE.scaleb(-places), context=_ROUNDING)
 
 
 def to_ledger_numeric(value: Decimal, column: str) -> Decimal:
     """`value` as stored in a NUMERIC(18,6) column: 6 places half away from zero, ≤ 12 digits."""
-    rounded = round_half_away(value)
-    if rounded.copy_abs() >= _LEDGER_LIMIT:
+    rounded = value.quantize(_QUANTA[LEDGER_SCALE], context=_ROUNDING)
+    if not -_LEDGER_LIMIT < rounded < _LEDGER_LIMIT:
         raise LedgerValueError(
             f"{column} {value} does not fit NUMERIC({LEDGER_PRECISION},{LEDGER_SCALE}) "
             f"(at most {LEDGER_PRECISION - LEDGER_SCALE} integer digits)"
         )
     # A negative input that rounds to zero would otherwise be stored as -0.000000.
-    return rounded.copy_abs() if rounded.is_zero() else rounded
+    return rounded if rounded else rounded.copy_abs()

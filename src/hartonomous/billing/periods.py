@@ -44,6 +44,11 @@ class PeriodEventsQueuedError(ConflictError):
     code = "period-events-queued"
 
 
+def period_label(period: date) -> str:
+    """``YYYY-MM`` with four digits of year (``%Y`` writes year 1 as ``1``)."""
+    return f"{period.year:04d}-{period.month:02d}"
+
+
 def period_of(moment: datetime) -> date:
     """The period (first day of the month, UTC) of an aware ``moment``."""
     utc = moment.astimezone(UTC)
@@ -88,7 +93,7 @@ class ClosedPeriod:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "period": f"{self.period:%Y-%m}",
+            "period": f"{period_label(self.period)}",
             "checksum": self.checksum,
             "rows": self.row_count,
             "total_cost": str(self.total_cost.quantize(_SIX)),
@@ -141,8 +146,8 @@ def close_period(
     end = next_period(period)
     if datetime(end.year, end.month, 1, tzinfo=UTC) > now:
         raise PeriodNotEndedError(
-            f"period {period:%Y-%m} has not ended yet: it can be closed from {end:%Y-%m-%d} "
-            "00:00 UTC"
+            f"period {period_label(period)} has not ended yet: it can be closed from "
+            f"{end:%Y-%m-%d} 00:00 UTC"
         )
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (PERIOD_LOCK_KEY,))
@@ -164,9 +169,9 @@ def close_period(
         waiting = int(queued[0]) if queued else 0
         if waiting:
             raise PeriodEventsQueuedError(
-                f"period {period:%Y-%m} cannot close: {waiting} event(s) of it are still queued "
-                "on the broker; let the sync worker handle them (`hartonomous sync --once`) and "
-                "close again"
+                f"period {period_label(period)} cannot close: {waiting} event(s) of it are still "
+                "queued on the broker; let the sync worker handle them "
+                "(`hartonomous sync --once`) and close again"
             )
         totals = connection.execute(_TOTALS, (period,)).fetchall()
         checksum = totals_checksum(totals)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,31 +41,51 @@ def load_configuration(
 ) -> BillingConfiguration:
     """The tenant's plan in force at ``at`` (default: the database's clock) as a configuration,
     read now (no cache)."""
-    return _load(connection, tenant_id, billing, at)[0]
+    return _load(connection, tenant_id, billing, at).configuration
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A configuration and the interval it is in force: from ``since`` (the latest version of
+    any plan that may apply effective by the moment read; None: before every version) until
+    ``until`` (the next one's effective time; None: none is scheduled). Within that interval
+    the same versions are in force, so the same configuration prices any moment of it."""
+
+    configuration: BillingConfiguration
+    since: datetime | None
+    until: datetime | None
+    # Seconds from the read (database wall clock) until ``until``; None: none is scheduled.
+    seconds_left: float | None
+
+
+# The wall clock, not now(): a long transaction's start would end the cache late. `since` and
+# `next_change` bound the interval in which the versions in force at `at` stay the same.
+_INTERVAL = """
+SELECT clock_timestamp() AS now, a.at,
+       (SELECT max(effective_from) FROM billing_rate_plans
+        WHERE (tenant_id = %(tenant)s OR tenant_id IS NULL) AND effective_from <= a.at) AS since,
+       (SELECT min(effective_from) FROM billing_rate_plans
+        WHERE (tenant_id = %(tenant)s OR tenant_id IS NULL) AND effective_from > a.at)
+           AS next_change
+FROM (SELECT coalesce(%(at)s::timestamptz, clock_timestamp()) AS at) AS a
+"""
 
 
 def _load(
     connection: Connection, tenant_id: str, billing: BillingSettings, at: datetime | None
-) -> tuple[BillingConfiguration, float | None]:
-    """The configuration and the seconds until the next plan version takes effect (None:
-    none is scheduled)."""
+) -> _Loaded:
     fallback = configuration_from_settings(billing)
     with connection.cursor(row_factory=dict_row) as cursor:
-        # The wall clock, not now(): a long transaction's start would end the cache late.
-        cursor.execute(
-            "SELECT clock_timestamp() AS now, coalesce(%(at)s::timestamptz, clock_timestamp()) "
-            "AS at",
-            {"at": at},
-        )
-        clock = cursor.fetchone()
-        assert clock is not None
+        clock = cursor.execute(_INTERVAL, {"tenant": tenant_id, "at": at}).fetchone()
+        assert clock is not None  # a SELECT without FROM filter always answers one row
+        since: datetime | None = clock["since"]
+        until: datetime | None = clock["next_change"]
+        seconds_left = _seconds_until(until, clock)
+        if since is None:  # no version applies yet: nothing to read
+            return _Loaded(fallback, since, until, seconds_left)
         plan = cursor.execute(PLAN_IN_FORCE, {"tenant": tenant_id, "at": clock["at"]}).fetchone()
         if plan is None:
-            upcoming = cursor.execute(_NEXT_CHANGE, {"tenant": tenant_id, "at": clock["at"]})
-            next_change = upcoming.fetchone()
-            assert next_change is not None  # an aggregate always answers one row
-            return fallback, _seconds_until(next_change["next_change"], clock)
-    until = _seconds_until(plan["next_change"], clock)
+            return _Loaded(fallback, since, until, seconds_left)
     rate_plan_id: uuid.UUID = plan["rate_plan_id"]
     rates = connection.execute(
         "SELECT operation, rate, unit_of_measure, category FROM billing_operation_rates "
@@ -100,13 +120,7 @@ def _load(
         },
         **tables,
     )
-    return configuration, until
-
-
-_NEXT_CHANGE = """
-SELECT min(effective_from) AS next_change FROM billing_rate_plans
-WHERE (tenant_id = %(tenant)s OR tenant_id IS NULL) AND effective_from > %(at)s
-"""
+    return _Loaded(configuration, since, until, seconds_left)
 
 
 def _seconds_until(moment: datetime | None, clock: dict[str, Any]) -> float | None:
@@ -116,20 +130,33 @@ def _seconds_until(moment: datetime | None, clock: dict[str, Any]) -> float | No
     return max((moment - now).total_seconds(), 0.0)
 
 
+# Intervals of the past kept per tenant besides the current one (late events' plans).
+_PAST_INTERVALS = 8
+
+
 @dataclass
 class _Entry:
-    configuration: BillingConfiguration
+    loaded: _Loaded
     created: float
     last_used: float
     # When the next plan version takes effect (monotonic clock); the entry ends there.
     expires: float
-    # The wall-clock time it was read: the version read was in force from then until
-    # `expires` at least (a version can only be scheduled ahead), so it prices events of then on.
-    read_at: datetime
+
+    def covers(self, at: datetime) -> bool:
+        """Whether ``at`` falls in the interval the configuration is in force."""
+        since, until = self.loaded.since, self.loaded.until
+        return (since is None or since <= at) and (until is None or at < until)
 
 
 class PlanProvider:
-    """`load_configuration` behind a per-tenant cache with sliding and absolute expiry."""
+    """`load_configuration` behind a per-tenant cache with sliding and absolute expiry.
+
+    Per tenant it keeps the plan in force now and those of up to `_PAST_INTERVALS` past
+    intervals (each with the interval its versions were in force), so events of a batch, late
+    ones included, are priced from memory: one read per tenant and interval, not per event.
+    A version of the past never changes and a new one takes effect at least the absolute cache
+    interval after it is written (docs/billing.md "Plans"), so a cached interval stays right
+    until its entry expires."""
 
     def __init__(
         self, billing: BillingSettings, clock: Callable[[], float] = time.monotonic
@@ -138,37 +165,56 @@ class PlanProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        self._past: dict[str, list[_Entry]] = {}
 
     def configuration(self, connection: Connection, tenant_id: str) -> BillingConfiguration:
+        """The tenant's plan in force now (the settings plan for a blank tenant)."""
         if not tenant_id.strip():
             return configuration_from_settings(self._billing)
+        return self._current(connection, tenant_id).loaded.configuration
+
+    def configuration_at(
+        self, connection: Connection, tenant_id: str, at: datetime | None
+    ) -> BillingConfiguration:
+        """The tenant's plan in force at ``at`` (aware; None: now): a cached one whose
+        interval holds ``at``, else read for ``at`` and cached (a late event is priced by the
+        version in force when it happened, docs/billing.md "Plans")."""
+        if not tenant_id.strip():
+            return configuration_from_settings(self._billing)
+        current = self._current(connection, tenant_id)
+        if at is None or current.covers(at):
+            return current.loaded.configuration
+        now = self._clock()
+        with self._lock:
+            for entry in self._past.get(tenant_id, ()):
+                if entry.covers(at) and self._fresh(entry, now):
+                    entry.last_used = now
+                    return entry.loaded.configuration
+        loaded = _load(connection, tenant_id, self._billing, at)
+        # No end but the cache intervals: `covers` keeps it to its own interval.
+        entry = _Entry(loaded, now, now, float("inf"))
+        with self._lock:
+            kept = [e for e in self._past.get(tenant_id, ()) if self._fresh(e, now)]
+            self._past[tenant_id] = [entry, *kept][:_PAST_INTERVALS]
+        return loaded.configuration
+
+    def _current(self, connection: Connection, tenant_id: str) -> _Entry:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(tenant_id)
             if entry is not None and self._fresh(entry, now):
                 entry.last_used = now
-                return entry.configuration
-        read_at = datetime.now(UTC)
-        configuration, until = _load(connection, tenant_id, self._billing, None)
-        expires = float("inf") if until is None else now + until
+                return entry
+        loaded = _load(connection, tenant_id, self._billing, None)
+        entry = _Entry(loaded, now, now, self._expiry(loaded, now))
         with self._lock:
-            self._entries[tenant_id] = _Entry(configuration, now, now, expires, read_at)
-        return configuration
+            self._entries[tenant_id] = entry
+        return entry
 
-    def configuration_at(
-        self, connection: Connection, tenant_id: str, at: datetime | None
-    ) -> BillingConfiguration:
-        """The tenant's plan in force at ``at`` (None: now): the cached one when ``at`` is not
-        before the cache read it, else read for ``at`` (a late event is priced by the version
-        in force when it happened, docs/billing.md "Plans")."""
-        configuration = self.configuration(connection, tenant_id)
-        if at is None or not tenant_id.strip():
-            return configuration
-        with self._lock:
-            entry = self._entries.get(tenant_id)
-        if entry is not None and at >= entry.read_at:
-            return configuration
-        return load_configuration(connection, tenant_id, self._billing, at)
+    @staticmethod
+    def _expiry(loaded: _Loaded, now: float) -> float:
+        left = loaded.seconds_left
+        return float("inf") if left is None else now + left
 
     def _fresh(self, entry: _Entry, now: float) -> bool:
         return (

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, cast, func, select
 
+from hartonomous.billing.periods import period_label
 from hartonomous.db.tables import billing_usage_ledger as ledger
 from hartonomous.db.tables import billing_usage_rollup as rollup
 from hartonomous.errors import UsageError
@@ -75,8 +76,8 @@ class Adjustment:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "billing_period": f"{self.billing_period:%Y-%m}",
-            "adjusts_period": f"{self.adjusts_period:%Y-%m}",
+            "billing_period": period_label(self.billing_period),
+            "adjusts_period": period_label(self.adjusts_period),
             "tenant_id": self.tenant_id,
             "operation": self.operation,
             "rows": self.row_count,

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hartonomous.billing.numeric import LEDGER_PRECISION, LEDGER_SCALE
+from hartonomous.instants import in_utc
 
 # The broker `message_type` of a queued usage event: the sync worker dispatches on it.
 USAGE_EVENT_MESSAGE_TYPE = "io.hartonomous.usage-event"
@@ -153,7 +154,10 @@ def _time(text: str, now: datetime | None) -> datetime:
         raise UsageEventRejectedError(
             f"time {text[:64]!r} needs a date, a time and a UTC offset (e.g. Z or +01:00)"
         )
-    moment = moment.astimezone(UTC)
+    try:
+        moment = in_utc(moment)
+    except ValueError as exc:
+        raise UsageEventRejectedError(f"time {exc}") from None
     if now is not None and moment > now + MAX_CLOCK_SKEW:
         raise UsageEventRejectedError(
             f"time {text[:64]!r} is in the future (more than "

@@ -16,6 +16,7 @@ import structlog
 import uvicorn
 
 from hartonomous.api import create_app
+from hartonomous.api.http_protocol import BoundedHeadProtocol
 from hartonomous.api.shutdown import ShutdownNotice
 from hartonomous.errors import UnavailableError
 from hartonomous.services import Platform
@@ -106,6 +107,7 @@ def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str]
         uvicorn.Config(
             app,
             log_config=None,
+            http=BoundedHeadProtocol,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
             lifespan="off",
         ),

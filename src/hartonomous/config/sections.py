@@ -37,7 +37,10 @@ class DatabaseSettings(Section):
     connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     command_timeout_seconds: int = Field(default=30, ge=5, le=3600)
     lock_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    pool_size: int = Field(default=5, ge=1, le=100)
+    # Connections each engine keeps between uses. Concurrent work beyond it opens and closes a
+    # PostgreSQL session each time (5 cost an API search ~1.5 ms more PostgreSQL CPU at 8
+    # concurrent clients than 10, benchmarks/api.py); connections are opened only when needed.
+    pool_size: int = Field(default=10, ge=1, le=100)
 
 
 class Neo4jSettings(Section):

@@ -18,7 +18,16 @@ from hartonomous.atoms.store import AtomWriter, json_text
 from hartonomous.ingest.layout import write_bytes
 from hartonomous.storable import storable_text
 
-__all__ = ["NPY_MEDIA_TYPE", "TEXT_MEDIA_TYPE", "HeldBlob", "hold_blob", "source_uri"]
+__all__ = [
+    "HOLD_CONFLICT",
+    "NPY_MEDIA_TYPE",
+    "TEXT_MEDIA_TYPE",
+    "HeldBlob",
+    "hold_blob",
+    "holding_row",
+    "source_uri",
+    "store_blob",
+]
 
 NPY_MEDIA_TYPE = "application/x-npy"
 TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -27,11 +36,13 @@ SOURCE_TYPE = "inference"
 _LABELS = {NPY_MEDIA_TYPE: ("binary", "npy"), TEXT_MEDIA_TYPE: ("text", "plain")}
 
 # Holding the same bytes under the same name twice (a retried completion) is one holding.
+HOLD_CONFLICT = (
+    "ON CONFLICT (tenant_id, source_uri, atom_id) DO UPDATE SET metadata = holdings.metadata"
+)
 _HOLD = text(
     "INSERT INTO holdings (tenant_id, atom_id, source_uri, source_type, visibility, metadata) "
-    "VALUES (:tenant_id, :atom_id, :source_uri, :source_type, 'private', CAST(:metadata AS jsonb)) "
-    "ON CONFLICT (tenant_id, source_uri, atom_id) DO UPDATE SET metadata = holdings.metadata "
-    "RETURNING holding_id"
+    "VALUES (:tenant_id, :atom_id, :source_uri, :source_type, :visibility, "
+    f"CAST(:metadata AS jsonb)) {HOLD_CONFLICT} RETURNING holding_id"
 )
 
 
@@ -47,6 +58,40 @@ def source_uri(inference_id: uuid.UUID, role: Literal["input", "output"], name: 
     return f"inference:{inference_id}/{role}/{storable_text(name)}"
 
 
+def store_blob(connection: Connection, data: bytes, media_type: str) -> bytes:
+    """Store ``data`` as an atom (labelled by ``media_type``) in the caller's transaction; its
+    atom id (the SHA-256 of ``data``)."""
+    modality, subtype = _LABELS.get(media_type, ("binary", ""))
+    return write_bytes(AtomWriter(connection), data, modality, subtype, {}).atom_id
+
+
+def holding_row(
+    tenant_id: str,
+    inference_id: uuid.UUID,
+    *,
+    role: Literal["input", "output"],
+    name: str,
+    atom_id: bytes,
+    data: bytes,
+    media_type: str,
+) -> dict[str, object]:
+    """The `holdings` row that holds a stored input or output for its tenant (``metadata`` a
+    JSON object)."""
+    return {
+        "tenant_id": tenant_id,
+        "atom_id": atom_id,
+        "source_uri": source_uri(inference_id, role, name),
+        "source_type": SOURCE_TYPE,
+        "visibility": "private",
+        "metadata": {
+            "inference_id": str(inference_id),
+            "name": storable_text(name),
+            "media_type": media_type,
+            "size_bytes": len(data),
+        },
+    }
+
+
 def hold_blob(
     connection: Connection,
     tenant_id: str,
@@ -58,23 +103,17 @@ def hold_blob(
     media_type: str,
 ) -> HeldBlob:
     """Store ``data`` as an atom and hold it for ``tenant_id`` in the caller's transaction."""
-    modality, subtype = _LABELS.get(media_type, ("binary", ""))
-    stored = write_bytes(AtomWriter(connection), data, modality, subtype, {})
-    holding_id = connection.execute(
-        _HOLD,
-        {
-            "tenant_id": tenant_id,
-            "atom_id": stored.atom_id,
-            "source_uri": source_uri(inference_id, role, name),
-            "source_type": SOURCE_TYPE,
-            "metadata": json_text(
-                {
-                    "inference_id": str(inference_id),
-                    "name": storable_text(name),
-                    "media_type": media_type,
-                    "size_bytes": len(data),
-                }
-            ),
-        },
-    ).scalar_one()
-    return HeldBlob(stored.atom_id, holding_id, len(data))
+    atom_id = store_blob(connection, data, media_type)
+    row = holding_row(
+        tenant_id,
+        inference_id,
+        role=role,
+        name=name,
+        atom_id=atom_id,
+        data=data,
+        media_type=media_type,
+    )
+    metadata = row["metadata"]
+    assert isinstance(metadata, dict)
+    holding_id = connection.execute(_HOLD, {**row, "metadata": json_text(metadata)}).scalar_one()
+    return HeldBlob(atom_id, holding_id, len(data))

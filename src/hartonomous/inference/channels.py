@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Connection, text
+from sqlalchemy import ColumnElement, Connection, String, cast, func, text
 
-__all__ = ["DONE_CHANNEL", "NOTIFY_CHANNEL", "notify"]
+__all__ = ["DONE_CHANNEL", "NOTIFY_CHANNEL", "notice", "notify"]
 
 NOTIFY_CHANNEL = "hartonomous_inference"
 DONE_CHANNEL = "hartonomous_inference_done"
@@ -23,3 +23,9 @@ def notify(connection: Connection, channel: str, inference_id: uuid.UUID | None 
     """Queue a notification on ``channel`` in the transaction of ``connection``."""
     payload = "" if inference_id is None else str(inference_id)
     connection.execute(_NOTIFY, {"channel": channel, "payload": payload})
+
+
+def notice(channel: str, inference_id: ColumnElement[object]) -> ColumnElement[object]:
+    """``pg_notify(channel, inference_id)`` as an expression, to queue a notice within the
+    statement that writes (no round trip of its own)."""
+    return func.pg_notify(channel, cast(inference_id, String))

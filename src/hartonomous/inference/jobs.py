@@ -27,19 +27,29 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, select, text, update
 
+from hartonomous.atoms.hashing import sha256_digest
 from hartonomous.config import Settings
-from hartonomous.db.tables import inference_requests
-from hartonomous.inference.channels import DONE_CHANNEL, NOTIFY_CHANNEL, notify
+from hartonomous.config.sections import InferenceSettings
+from hartonomous.db.tables import (
+    generation_streams,
+    holdings,
+    inference_requests,
+    inference_steps,
+)
+from hartonomous.inference.blobs import HOLD_CONFLICT
+from hartonomous.inference.channels import DONE_CHANNEL, NOTIFY_CHANNEL, notice, notify
 from hartonomous.inference.records import (
     RequestRow,
-    stream_model,
+    input_atom_rows,
+    recordset,
+    recordset_insert,
+    step_rows,
+    store_output_files,
+    stream_parts,
     usage,
     write_failure,
-    write_input_atoms,
-    write_output_files,
-    write_steps,
 )
-from hartonomous.inference.streams import StreamParts, store_stream
+from hartonomous.inference.streams import StreamParts, stream_row
 from hartonomous.inference.tasks import InferenceTask, TaskRequest, TaskResult
 from hartonomous.json_types import JsonValue
 from hartonomous.storable import storable_object
@@ -54,13 +64,60 @@ __all__ = [
     "worker_identity",
 ]
 
-_OPEN = text(
-    "SELECT * FROM inference_requests "
-    "WHERE status = 'pending' OR (status = 'in_progress' AND lease_expires_at < now()) "
-    "ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+# The claim is one statement outside any transaction block (its own implicit transaction: no
+# BEGIN or COMMIT round trip). It picks the oldest open job, `pending` or `in_progress` with an
+# expired lease, with SKIP LOCKED, and claims it unless the job is out of attempts (then only
+# `picked_*` is returned and the job is failed apart). ``set_config(..., true)`` is SET LOCAL
+# inside the statement: a claim lost in a crash only leaves the job `pending` (whoever ran it
+# finds the claim gone and writes nothing), so its commit need not wait for the WAL flush.
+_CLAIM = text(
+    "WITH picked AS ("
+    " SELECT tenant_id, inference_id, attempts FROM inference_requests"
+    " WHERE status = 'pending' OR (status = 'in_progress' AND lease_expires_at < now())"
+    " ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "), claimed AS ("
+    " UPDATE inference_requests r SET status = 'in_progress', attempts = r.attempts + 1,"
+    " claimed_by = :claimed_by, started_at = now(),"
+    " lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision))"
+    " FROM picked p WHERE r.tenant_id = p.tenant_id AND r.inference_id = p.inference_id"
+    " AND p.attempts < :max_attempts RETURNING r.*"
+    ") SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit,"
+    " p.tenant_id AS picked_tenant_id, p.inference_id AS picked_inference_id, c.*"
+    " FROM picked p LEFT JOIN claimed c ON true"
 )
 
-_ASYNCHRONOUS_COMMIT = text("SET LOCAL synchronous_commit = off")
+# A job out of attempts, locked again to be failed (unless another worker got to it first).
+_EXHAUSTED = text(
+    "SELECT * FROM inference_requests WHERE tenant_id = :tenant_id AND inference_id = "
+    ":inference_id AND attempts >= :max_attempts AND (status = 'pending' OR "
+    "(status = 'in_progress' AND lease_expires_at < now())) FOR UPDATE SKIP LOCKED"
+)
+
+
+# A completion's output holdings, steps, input and output atoms and stream, in one statement.
+# An output atom's row takes the holding id its holding got (inserted, or met by a retried
+# completion) by source URI; an input's comes with it.
+_ATOM_FIELDS = (
+    "tenant_id VARCHAR(64), inference_id UUID, role VARCHAR(8), ordinal INTEGER, "
+    "atom_id BYTEA, name TEXT, holding_id UUID, source_uri TEXT"
+)
+_COMPLETION_WRITES = text(
+    "WITH held AS ("
+    + recordset_insert(
+        holdings,
+        "holdings",
+        omit=("holding_id", "job_id", "created_at"),
+        suffix=f"{HOLD_CONFLICT} RETURNING atom_id, source_uri, holding_id",
+    )
+    + f"), steps AS ({recordset_insert(inference_steps, 'steps')}), "
+    "atoms AS (INSERT INTO inference_atoms "
+    "(tenant_id, inference_id, role, ordinal, atom_id, name, holding_id) "
+    "SELECT r.tenant_id, r.inference_id, r.role, r.ordinal, r.atom_id, r.name, "
+    "coalesce(r.holding_id, held.holding_id) "
+    f"FROM jsonb_to_recordset(CAST(:atoms AS jsonb)) AS r({_ATOM_FIELDS}) "
+    "LEFT JOIN held ON held.source_uri = r.source_uri AND held.atom_id = r.atom_id) "
+    + recordset_insert(generation_streams, "streams", omit=("created_at",))
+)
 
 
 def _seconds(seconds: float) -> Any:
@@ -93,41 +150,44 @@ def claim_next(engine: Engine, settings: Settings, claimed_by: str) -> Claim | N
     Jobs met past ``max_attempts`` are failed on the way (each in its own transaction).
     """
     limits = settings.inference
+    parameters = {
+        "claimed_by": claimed_by,
+        "lease_seconds": limits.lease_seconds,
+        "max_attempts": limits.max_attempts,
+    }
     while True:
-        with engine.begin() as connection:
-            # A claim lost in a crash only puts the job back to `pending` (whoever ran it
-            # then finds the claim gone and writes nothing), so its commit need not wait for
-            # the WAL flush: that wait was a third of the claim's time.
-            connection.execute(_ASYNCHRONOUS_COMMIT)
-            found = connection.execute(_OPEN).first()
-            if found is None:
-                return None
-            row = RequestRow.of(found)
-            if row.attempts >= limits.max_attempts:
-                write_failure(
-                    connection,
-                    row,
-                    f"interrupted {row.attempts} times: each claim's worker stopped before "
-                    "finishing (see the worker logs)",
-                    {"attributes": row.attributes, "attempts": row.attempts},
-                )
-                continue
-            claimed = connection.execute(
-                update(inference_requests)
-                .where(
-                    inference_requests.c.tenant_id == row.tenant_id,
-                    inference_requests.c.inference_id == row.inference_id,
-                )
-                .values(
-                    status="in_progress",
-                    attempts=inference_requests.c.attempts + 1,
-                    claimed_by=claimed_by,
-                    lease_expires_at=func.now() + _seconds(limits.lease_seconds),
-                    started_at=func.now(),
-                )
-                .returning(inference_requests)
-            ).one()
-            return _claim(claimed, claimed_by)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            found = connection.execute(_CLAIM, parameters).first()
+        if found is None:
+            return None
+        if found.inference_id is not None:
+            return _claim(found, claimed_by)
+        _fail_exhausted(engine, found.picked_tenant_id, found.picked_inference_id, limits)
+
+
+def _fail_exhausted(
+    engine: Engine, tenant_id: str, inference_id: uuid.UUID, limits: InferenceSettings
+) -> None:
+    """Fail a job whose claims' workers all stopped before finishing (``max_attempts``)."""
+    with engine.begin() as connection:
+        found = connection.execute(
+            _EXHAUSTED,
+            {
+                "tenant_id": tenant_id,
+                "inference_id": inference_id,
+                "max_attempts": limits.max_attempts,
+            },
+        ).first()
+        if found is None:
+            return  # another worker failed it, or it was released meanwhile
+        row = RequestRow.of(found)
+        write_failure(
+            connection,
+            row,
+            f"interrupted {row.attempts} times: each claim's worker stopped before "
+            "finishing (see the worker logs)",
+            {"attributes": row.attributes, "attempts": row.attempts},
+        )
 
 
 def _claim(found: Row[Any], claimed_by: str) -> Claim:
@@ -216,59 +276,71 @@ def release(engine: Engine, claim: Claim) -> bool:
 
 def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: float) -> bool:
     """Write everything of a completed job in one transaction; False (nothing written) when
-    the claim was lost (its lease ran out and another worker took the job)."""
+    the claim was lost (its lease ran out and another worker took the job).
+
+    Round trips: the row's update (which checks and locks the claim) with the done notice;
+    the output files' atoms (``blobs.store_blob``); then one statement inserting their
+    holdings, the steps, the input and output atoms and the stream together."""
     row = claim.row
     output = storable_object(dict(result.output))
-    with engine.begin() as connection:
-        if not _still_held(connection, claim):
-            return False
-        write_steps(connection, row, result.steps)
-        write_input_atoms(connection, row, result.input_atoms)
-        produced = write_output_files(connection, row, result.output_files)
-        if produced:
-            output = {**output, "output_atoms": produced}
-        queued_ms = (claim.started_at - claim.requested_at).total_seconds() * 1000
-        telemetry: dict[str, JsonValue] = {
-            "queued_ms": queued_ms,
-            "duration_ms": duration_ms,
-            "steps": [
-                {"operation": step.operation, "duration_ms": step.duration_ms}
-                for step in result.steps
-            ],
+    if result.output_files:
+        # An output file's atom id is the SHA-256 of its bytes (ingest.layout.write_bytes):
+        # known before it is stored, so the row's output names it in the first statement.
+        output["output_atoms"] = {
+            file.name: sha256_digest(file.data).hex() for file in result.output_files
         }
-        stream_id = store_stream(
-            connection,
-            StreamParts(
-                inference_id=row.inference_id,
-                tenant_id=row.tenant_id,
-                task=row.task,
-                model=stream_model(row.model_atom_id),
-                request=row.request_bytes(),
-                control=_control(claim),
-                embedding=result.embedding,
-                telemetry=telemetry,
-                output=output,
-            ),
+    stream_id = uuid.uuid4()
+    stream = stream_row(_completed_parts(claim, result, duration_ms, output), stream_id)
+    done = (
+        update(inference_requests)
+        .where(*_held_by(claim))
+        .values(
+            status="completed",
+            output=output,
+            usage_units=usage(result.usage_units),
+            confidence=result.confidence,
+            duration_ms=duration_ms,
+            finished_at=func.now(),
+            stream_id=stream_id,
+            lease_expires_at=None,
         )
+        .returning(inference_requests.c.inference_id)
+        .cte("done")
+    )
+    with engine.begin() as connection:
+        # The update waits for and locks the row, and matches only while this worker holds
+        # the claim; the notice is delivered when the transaction commits.
+        if connection.execute(select(notice(DONE_CHANNEL, done.c.inference_id))).first() is None:
+            return False
+        atom_rows = input_atom_rows(connection, row, result.input_atoms)
+        holding_rows, output_rows = store_output_files(connection, row, result.output_files)
         connection.execute(
-            update(inference_requests)
-            .where(
-                inference_requests.c.tenant_id == row.tenant_id,
-                inference_requests.c.inference_id == row.inference_id,
-            )
-            .values(
-                status="completed",
-                output=output,
-                usage_units=usage(result.usage_units),
-                confidence=result.confidence,
-                duration_ms=duration_ms,
-                finished_at=func.now(),
-                stream_id=stream_id,
-                lease_expires_at=None,
-            )
+            _COMPLETION_WRITES,
+            {
+                "holdings": recordset(holding_rows),
+                "steps": recordset(step_rows(row, result.steps)),
+                "atoms": recordset(atom_rows + output_rows),
+                "streams": recordset([stream]),
+            },
         )
-        notify(connection, DONE_CHANNEL, row.inference_id)
     return True
+
+
+def _completed_parts(
+    claim: Claim, result: TaskResult, duration_ms: float, output: dict[str, JsonValue]
+) -> StreamParts:
+    """A completed job's stream: Input, Control, Embedding, Telemetry, Output."""
+    queued_ms = (claim.started_at - claim.requested_at).total_seconds() * 1000
+    telemetry: dict[str, JsonValue] = {
+        "queued_ms": queued_ms,
+        "duration_ms": duration_ms,
+        "steps": [
+            {"operation": step.operation, "duration_ms": step.duration_ms} for step in result.steps
+        ],
+    }
+    return stream_parts(
+        claim.row, _control(claim), embedding=result.embedding, telemetry=telemetry, output=output
+    )
 
 
 def fail(engine: Engine, claim: Claim, reason: str) -> bool:

@@ -6,16 +6,18 @@ Shared by the worker's completion and failure (``jobs``) and by a cache hit at s
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 
-from hartonomous.db.tables import holdings, inference_atoms, inference_requests, inference_steps
-from hartonomous.inference.blobs import hold_blob, source_uri
+from hartonomous.db.tables import holdings, inference_requests, inference_steps
+from hartonomous.inference.blobs import holding_row, source_uri, store_blob
 from hartonomous.inference.canonical import canonical_request
 from hartonomous.inference.channels import DONE_CHANNEL, notify
 from hartonomous.inference.streams import BUILTIN_TEXT_MODEL, StreamParts, store_stream
@@ -27,14 +29,19 @@ __all__ = [
     "ERROR_CHARACTERS",
     "RequestRow",
     "failure_parts",
+    "input_atom_rows",
+    "recordset",
+    "recordset_insert",
+    "step_rows",
+    "store_output_files",
     "stream_model",
+    "stream_parts",
     "usage",
     "write_failure",
-    "write_input_atoms",
-    "write_output_files",
     "write_steps",
 ]
 
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 ERROR_CHARACTERS = 4000
 """A failure's reason is cut to this many characters (the whole of it is in the log)."""
 
@@ -76,35 +83,39 @@ def stream_model(model_atom_id: bytes | None) -> str:
     return BUILTIN_TEXT_MODEL if model_atom_id is None else model_atom_id.hex()
 
 
+def step_rows(row: RequestRow, steps: Sequence[StepRecord]) -> list[dict[str, Any]]:
+    """The `inference_steps` rows of ``steps``, numbered from 1."""
+    return [
+        {
+            "tenant_id": row.tenant_id,
+            "inference_id": row.inference_id,
+            "step_number": number,
+            "operation": step.operation,
+            "model_atom_id": step.model_atom_id,
+            "query_text": None if step.query_text is None else storable_text(step.query_text),
+            "index_used": step.index_used,
+            "rows_examined": step.rows_examined,
+            "rows_returned": step.rows_returned,
+            "duration_ms": step.duration_ms,
+            "cache_used": step.cache_used,
+            "detail": storable_object(dict(step.detail)),
+        }
+        for number, step in enumerate(steps, start=1)
+    ]
+
+
 def write_steps(connection: Connection, row: RequestRow, steps: Sequence[StepRecord]) -> None:
-    if not steps:
-        return
-    connection.execute(
-        insert(inference_steps),
-        [
-            {
-                "tenant_id": row.tenant_id,
-                "inference_id": row.inference_id,
-                "step_number": number,
-                "operation": step.operation,
-                "model_atom_id": step.model_atom_id,
-                "query_text": None if step.query_text is None else storable_text(step.query_text),
-                "index_used": step.index_used,
-                "rows_examined": step.rows_examined,
-                "rows_returned": step.rows_returned,
-                "duration_ms": step.duration_ms,
-                "cache_used": step.cache_used,
-                "detail": storable_object(dict(step.detail)),
-            }
-            for number, step in enumerate(steps, start=1)
-        ],
-    )
+    if steps:
+        connection.execute(insert(inference_steps), step_rows(row, steps))
 
 
-def write_input_atoms(connection: Connection, row: RequestRow, atoms: Sequence[InputAtom]) -> None:
-    """`inference_atoms` rows (role input); an input the request stored gets its holding."""
+def input_atom_rows(
+    connection: Connection, row: RequestRow, atoms: Sequence[InputAtom]
+) -> list[dict[str, Any]]:
+    """`inference_atoms` rows (role input); an input the request stored gets its holding
+    (one statement when there are inputs, none otherwise)."""
     if not atoms:
-        return
+        return []
     prefix = source_uri(row.inference_id, "input", "")
     held = {
         bytes(found.atom_id): found.holding_id
@@ -115,67 +126,116 @@ def write_input_atoms(connection: Connection, row: RequestRow, atoms: Sequence[I
             )
         )
     }
-    connection.execute(
-        insert(inference_atoms),
-        [
-            {
-                "tenant_id": row.tenant_id,
-                "inference_id": row.inference_id,
-                "role": "input",
-                "ordinal": ordinal,
-                "atom_id": atom.atom_id,
-                "name": storable_text(atom.name),
-                "holding_id": held.get(atom.atom_id),
-            }
-            for ordinal, atom in enumerate(atoms)
-        ],
-    )
+    return [
+        {
+            "tenant_id": row.tenant_id,
+            "inference_id": row.inference_id,
+            "role": "input",
+            "ordinal": ordinal,
+            "atom_id": atom.atom_id,
+            "name": storable_text(atom.name),
+            "holding_id": held.get(atom.atom_id),
+        }
+        for ordinal, atom in enumerate(atoms)
+    ]
 
 
-def write_output_files(
+def store_output_files(
     connection: Connection, row: RequestRow, files: Sequence[OutputFile]
-) -> dict[str, JsonValue]:
-    """Each output file as an atom held by the tenant (``inference:<id>/output/<name>``) and
-    an `inference_atoms` row (role output); the atom hex by output name."""
-    produced: dict[str, JsonValue] = {}
-    rows = []
+) -> tuple[list[dict[str, object]], list[dict[str, Any]]]:
+    """Store each output file as an atom; the `holdings` rows that hold them for the tenant
+    (``inference:<id>/output/<name>``) and the `inference_atoms` rows (role output) that
+    record them, to be inserted together (their ``holding_id`` found by ``source_uri``)."""
+    holding_rows: list[dict[str, object]] = []
+    atom_rows: list[dict[str, Any]] = []
     for ordinal, file in enumerate(files):
-        held = hold_blob(
-            connection,
+        atom_id = store_blob(connection, file.data, file.media_type)
+        holding = holding_row(
             row.tenant_id,
             row.inference_id,
             role="output",
             name=file.name,
+            atom_id=atom_id,
             data=file.data,
             media_type=file.media_type,
         )
-        produced[file.name] = held.atom_id.hex()
-        rows.append(
+        holding_rows.append(holding)
+        atom_rows.append(
             {
                 "tenant_id": row.tenant_id,
                 "inference_id": row.inference_id,
                 "role": "output",
                 "ordinal": ordinal,
-                "atom_id": held.atom_id,
+                "atom_id": atom_id,
                 "name": storable_text(file.name),
-                "holding_id": held.holding_id,
+                "holding_id": None,
+                "source_uri": holding["source_uri"],
             }
         )
-    if rows:
-        connection.execute(insert(inference_atoms), rows)
-    return produced
+    return holding_rows, atom_rows
 
 
-def failure_parts(row: RequestRow, reason: str, control: Mapping[str, JsonValue]) -> StreamParts:
-    """A failed inference's stream: its Input and a Control segment with the error."""
+def recordset_insert(
+    table: Table, parameter: str, omit: Sequence[str] = (), suffix: str = ""
+) -> str:
+    """``INSERT INTO <table> (...) SELECT ... FROM jsonb_to_recordset(:<parameter>)``: any
+    number of rows in one bound JSON array (``recordset``), so a statement inserting into
+    several tables has one text whatever the row counts (prepared and cached once, where
+    a multi-row VALUES list is a new statement for each count). Generated columns and those
+    named in ``omit`` are left to the database (an absent field would be NULL); ``suffix``
+    ends the statement (``ON CONFLICT …``, ``RETURNING …``)."""
+    columns = [c for c in table.c if c.computed is None and c.name not in omit]
+    names = ", ".join(column.name for column in columns)
+    fields = ", ".join(
+        f"{column.name} {column.type.compile(dialect=_POSTGRESQL)}" for column in columns
+    )
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM "
+        f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS r({fields}) {suffix}"
+    )
+
+
+def recordset(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as the JSON array ``recordset_insert`` reads: bytes as bytea's hex input
+    form (``\\x...``), UUIDs as text; the database parses each field as its column's type
+    (a float's shortest repr reads back as the same double)."""
+    return json.dumps(list(rows), default=_json_field, allow_nan=False)
+
+
+def _json_field(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a recordset field")
+
+
+def stream_parts(
+    row: RequestRow,
+    control: Mapping[str, JsonValue],
+    *,
+    embedding: Sequence[float] | None = None,
+    telemetry: Mapping[str, JsonValue] | None = None,
+    output: Mapping[str, JsonValue] | None = None,
+) -> StreamParts:
+    """The stream of ``row``'s inference: its Input (the canonical request), ``control``,
+    and the other segments given."""
     return StreamParts(
         inference_id=row.inference_id,
         tenant_id=row.tenant_id,
         task=row.task,
         model=stream_model(row.model_atom_id),
         request=row.request_bytes(),
-        control={**control, "status": "failed", "error": reason},
+        control=control,
+        embedding=embedding,
+        telemetry=telemetry,
+        output=output,
     )
+
+
+def failure_parts(row: RequestRow, reason: str, control: Mapping[str, JsonValue]) -> StreamParts:
+    """A failed inference's stream: its Input and a Control segment with the error."""
+    return stream_parts(row, {**control, "status": "failed", "error": reason})
 
 
 def write_failure(

@@ -22,7 +22,7 @@ from hartonomous.inference.canonical import canonical_json
 from hartonomous.json_types import JsonValue
 from hartonomous.provenance import AtomicStream, SegmentKind
 
-__all__ = ["BUILTIN_TEXT_MODEL", "StreamParts", "build_stream", "store_stream"]
+__all__ = ["BUILTIN_TEXT_MODEL", "StreamParts", "build_stream", "store_stream", "stream_row"]
 
 BUILTIN_TEXT_MODEL = TEXT_SPACE
 """The stream's model for tasks that run the built-in text model (MiniLM, docs/embed.md)."""
@@ -80,20 +80,23 @@ def build_stream(parts: StreamParts, stream_id: uuid.UUID) -> AtomicStream:
     return stream
 
 
+def stream_row(parts: StreamParts, stream_id: uuid.UUID) -> dict[str, object]:
+    """The `generation_streams` row of ``parts``' stream."""
+    stream = build_stream(parts, stream_id)
+    return {
+        "tenant_id": parts.tenant_id,
+        "stream_id": stream_id,
+        "inference_id": parts.inference_id,
+        "scope": (stream.scope or "")[:128],
+        "model": (stream.model or "")[:128],
+        "stream": stream.to_bytes(),
+    }
+
+
 def store_stream(
     connection: Connection, parts: StreamParts, stream_id: uuid.UUID | None = None
 ) -> uuid.UUID:
     """Build the stream and insert its `generation_streams` row (a new id when None); its id."""
     stream_id = stream_id or uuid.uuid4()
-    stream = build_stream(parts, stream_id)
-    connection.execute(
-        insert(generation_streams).values(
-            tenant_id=parts.tenant_id,
-            stream_id=stream_id,
-            inference_id=parts.inference_id,
-            scope=(stream.scope or "")[:128],
-            model=(stream.model or "")[:128],
-            stream=stream.to_bytes(),
-        )
-    )
+    connection.execute(insert(generation_streams).values(stream_row(parts, stream_id)))
     return stream_id

@@ -1,8 +1,10 @@
 """Submitting an inference request (docs/inference.md, "Submitting").
 
-In one transaction: the tenant (active), principal, model and referenced atoms are checked,
-the caller's texts and tensor files are stored as atoms held by the tenant, and the request
-row is written `pending` (the workers are woken by NOTIFY). An identical earlier completed
+Atomically: the tenant (active), principal, model and referenced atoms are checked, the
+caller's texts and tensor files are stored as atoms held by the tenant, and the request row
+is written `pending` (the workers are woken by NOTIFY). The checks of tenant and model, the
+cache lookup, the insert and the NOTIFY are one statement (``_queue``); a request with
+nothing to store and no atom named sends only it, in autocommit. An identical earlier completed
 request of the tenant (same task, model and input hash) answers at once instead: the new row
 is written `completed` with ``cache_hit``, ``cached_from``, the earlier output, one
 `cache_lookup` step and its stream, and nothing is queued.
@@ -18,10 +20,24 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    ScalarSelect,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    true,
+)
 
 from hartonomous.atoms.hashing import hex_to_digest
-from hartonomous.atoms.read import AtomNotFoundError, require_visible
+from hartonomous.atoms.read import AtomNotFoundError, require_visible, visible_to
 from hartonomous.config import Settings
 from hartonomous.db.tables import (
     atoms,
@@ -29,10 +45,11 @@ from hartonomous.db.tables import (
     inference_requests,
     model_tensors,
     models,
+    tenants,
 )
 from hartonomous.inference.blobs import hold_blob
 from hartonomous.inference.canonical import canonical_request, input_hash
-from hartonomous.inference.channels import NOTIFY_CHANNEL, notify
+from hartonomous.inference.channels import NOTIFY_CHANNEL
 from hartonomous.inference.inputs import PreparedInput, prepare_input
 from hartonomous.inference.records import RequestRow, stream_model, write_steps
 from hartonomous.inference.registry import task_for
@@ -45,7 +62,7 @@ from hartonomous.inference.tasks import (
 )
 from hartonomous.json_types import JsonValue
 from hartonomous.security.principals import validate_principal_id
-from hartonomous.security.tenants import require_active_tenant
+from hartonomous.security.tenants import tenant_state, validate_tenant_id
 from hartonomous.storable import storable_object
 
 __all__ = [
@@ -90,14 +107,18 @@ class Submitted:
     cached_from: uuid.UUID | None = None
 
 
-def submit(connection: Connection, settings: Settings, submission: Submission) -> Submitted:
-    """Check, store and queue ``submission`` (or answer it from the cache) in the caller's
-    transaction on ``connection``.
+def submit(engine: Engine, settings: Settings, submission: Submission) -> Submitted:
+    """Check, store and queue ``submission`` (or answer it from the cache) on ``engine``.
+
+    A request whose inputs are all inline (nothing to store, no atom named) is checked and
+    queued by one statement in its own implicit transaction (``_queue``): one round trip, and
+    the caller is answered once it is durable. Otherwise one transaction holds the same
+    statement, the named atoms' checks and the stored inputs.
 
     Raises ``TaskNotAvailableError`` (no implementation of the task), ``InferenceInputError``
     naming the problem (bad input, a model or atom not found for the tenant, inputs over
-    ``[inference] max_input_bytes``), ``InvalidPrincipalError``, ``UnknownTenantError``,
-    ``TenantDisabledError``. Nothing is written when it raises (the caller rolls back).
+    ``[inference] max_input_bytes``), ``InvalidPrincipalError``, ``InvalidTenantError``,
+    ``UnknownTenantError``, ``TenantDisabledError``. Nothing is written when it raises.
     """
     task = submission.task
     task_for(task)
@@ -108,23 +129,8 @@ def submit(connection: Connection, settings: Settings, submission: Submission) -
     _check_size(prepared.inline_bytes, limit)
     if submission.principal_id is not None:
         validate_principal_id(submission.principal_id)
-    require_active_tenant(connection, submission.tenant_id)
-    if model_id is not None:
-        _require_model(connection, submission.tenant_id, model_id)
-    _check_size(prepared.inline_bytes + _referenced_bytes(connection, submission, prepared), limit)
+    validate_tenant_id(submission.tenant_id)
     inference_id = uuid.uuid4()
-    for blob in prepared.blobs:
-        hold_blob(
-            connection,
-            submission.tenant_id,
-            inference_id,
-            role="input",
-            name=blob.name,
-            data=blob.data,
-            media_type=blob.media_type,
-        )
-    model_hex = None if model_id is None else model_id.hex()
-    digest = input_hash(task, model_hex, prepared.input)
     values: dict[str, object] = {
         "tenant_id": submission.tenant_id,
         "inference_id": inference_id,
@@ -132,63 +138,139 @@ def submit(connection: Connection, settings: Settings, submission: Submission) -
         "task": str(task),
         "model_atom_id": model_id,
         "input": prepared.input,
-        "input_hash": digest,
+        "input_hash": input_hash(task, _hex(model_id), prepared.input),
         "attributes": attributes,
         "correlation_id": submission.correlation_id,
     }
     started = time.perf_counter()
-    earlier = (
-        None
-        if _reads_external_data(connection, model_id)
-        else connection.execute(
-            select(inference_requests)
-            .where(
-                inference_requests.c.tenant_id == submission.tenant_id,
-                inference_requests.c.task == str(task),
-                inference_requests.c.input_hash == digest,
-                inference_requests.c.status == "completed",
-                ~inference_requests.c.cache_hit,
+    if not prepared.blobs and not prepared.references:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            earlier = _queue(connection, values)
+        if earlier is None:
+            return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
+        with engine.begin() as connection:
+            _answer_from_cache(connection, values, earlier, started)
+    else:
+        with engine.begin() as connection:
+            earlier = _queue(connection, values)
+            _check_size(
+                prepared.inline_bytes + _referenced_bytes(connection, submission, prepared), limit
             )
-            .order_by(inference_requests.c.finished_at.desc())
-            .limit(1)
-        ).first()
-    )
-    if earlier is None:
-        connection.execute(insert(inference_requests).values(values))
-        notify(connection, NOTIFY_CHANNEL)
-        return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
-    _answer_from_cache(connection, values, earlier, started)
-    return Submitted(
-        inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier.inference_id
-    )
+            for blob in prepared.blobs:
+                hold_blob(
+                    connection,
+                    submission.tenant_id,
+                    inference_id,
+                    role="input",
+                    name=blob.name,
+                    data=blob.data,
+                    media_type=blob.media_type,
+                )
+            if earlier is None:
+                return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
+            _answer_from_cache(connection, values, earlier, started)
+    return Submitted(inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier)
 
 
-def _reads_external_data(connection: Connection, model_id: bytes | None) -> bool:
-    """Whether the model keeps tensors in external data files. Those are found among the
-    tenant's holdings when the job runs, so the same request can meet other weights later
-    (a re-ingested folder): such a request is never answered from the cache."""
+def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | None:
+    """Check the tenant (active) and the model (a `models` row the tenant sees), look for an
+    earlier answer, and insert the row `pending` with the workers' NOTIFY unless one was
+    found: all in one statement. The earlier inference's id, or None when queued.
+
+    Raises ``UnknownTenantError`` or ``TenantDisabledError`` (``security.tenant_state``), and
+    ``InferenceInputError`` for a model not found."""
+    tenant_id = str(values["tenant_id"])
+    model_id = values["model_atom_id"]
+    assert model_id is None or isinstance(model_id, bytes)
+    facts = select(
+        select(tenants.c.is_active)
+        .where(tenants.c.tenant_id == tenant_id)
+        .scalar_subquery()
+        .label("tenant_active"),
+        _model_visible(tenant_id, model_id).label("model_visible"),
+        _earlier(values).label("earlier"),
+    ).cte("facts")
+    queued = (
+        insert(inference_requests)
+        .from_select(
+            list(values),
+            select(*(literal(v, inference_requests.c[k].type) for k, v in values.items())).where(
+                facts.c.tenant_active, facts.c.model_visible, facts.c.earlier.is_(None)
+            ),
+        )
+        .returning(inference_requests.c.inference_id)
+        .cte("queued")
+    )
+    found = connection.execute(
+        select(
+            facts.c.tenant_active,
+            facts.c.model_visible,
+            facts.c.earlier,
+            # The workers' wake-up, only when the row was inserted (sent at commit).
+            case(
+                (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
+                else_=null(),
+            ),
+        ).select_from(facts.outerjoin(queued, true()))
+    ).one()
+    tenant_state(tenant_id, found.tenant_active)
+    if not found.model_visible:
+        raise InferenceInputError(f"model {_hex(model_id)} not found")
+    earlier: uuid.UUID | None = found.earlier
+    return earlier
+
+
+def _model_visible(tenant_id: str, model_id: bytes | None) -> ColumnElement[bool]:
+    """The model is a `models` row and the tenant sees its atom (``atoms.read``: never
+    "forbidden", another tenant's model is the same as none); true without a model."""
     if model_id is None:
-        return False
-    return (
-        connection.execute(
-            select(model_tensors.c.ordinal)
-            .where(
-                model_tensors.c.model_atom_id == model_id,
+        return true()
+    return and_(
+        exists().where(models.c.atom_id == model_id),
+        visible_to(tenant_id, model_id),
+    )
+
+
+def _earlier(values: dict[str, object]) -> ScalarSelect[Any]:
+    """The tenant's latest completed, computed (not itself a cache hit) inference of the
+    same task and input hash, unless the model keeps tensors in external data files: those
+    are found among the tenant's holdings when the job runs, so the same request can meet
+    other weights later (a re-ingested folder), and it is never answered from the cache."""
+    found = (
+        select(inference_requests.c.inference_id)
+        .where(
+            inference_requests.c.tenant_id == values["tenant_id"],
+            inference_requests.c.task == values["task"],
+            inference_requests.c.input_hash == values["input_hash"],
+            inference_requests.c.status == "completed",
+            ~inference_requests.c.cache_hit,
+        )
+        .order_by(inference_requests.c.finished_at.desc())
+        .limit(1)
+    )
+    if values["model_atom_id"] is not None:
+        found = found.where(
+            ~exists().where(
+                model_tensors.c.model_atom_id == values["model_atom_id"],
                 model_tensors.c.metadata["storage"].astext == "external",
             )
-            .limit(1)
-        ).first()
-        is not None
-    )
+        )
+    return found.scalar_subquery()
 
 
 def _answer_from_cache(
-    connection: Connection, values: dict[str, object], earlier: Row[Any], started: float
+    connection: Connection, values: dict[str, object], cached_from: uuid.UUID, started: float
 ) -> None:
-    """Write the new row completed from ``earlier``: output, its atoms, a step, a stream."""
+    """Write the new row completed from the earlier inference ``cached_from``: output, its
+    atoms, a step, a stream."""
+    earlier = connection.execute(
+        select(inference_requests.c.output, inference_requests.c.confidence).where(
+            inference_requests.c.tenant_id == values["tenant_id"],
+            inference_requests.c.inference_id == cached_from,
+        )
+    ).one()
     stream_id = uuid.uuid4()
     duration_ms = (time.perf_counter() - started) * 1000
-    cached_from: uuid.UUID = earlier.inference_id
     output: dict[str, JsonValue] = earlier.output
     connection.execute(
         insert(inference_requests).values(
@@ -265,6 +347,10 @@ def _answer_from_cache(
     store_stream(connection, parts, stream_id)
 
 
+def _hex(model_id: bytes | None) -> str | None:
+    return None if model_id is None else model_id.hex()
+
+
 def _model_id(task: InferenceTask, model: str | None) -> bytes | None:
     if task in _TEXT_TASKS:
         if model is not None:
@@ -278,19 +364,6 @@ def _model_id(task: InferenceTask, model: str | None) -> bytes | None:
         return hex_to_digest(model)
     except ValueError as exc:
         raise InferenceInputError(f"model: {exc}") from None
-
-
-def _require_model(connection: Connection, tenant_id: str, model_id: bytes) -> None:
-    """The model exists and the tenant holds it; otherwise "not found" (never "forbidden")."""
-    exists = connection.execute(
-        select(models.c.atom_id).where(models.c.atom_id == model_id)
-    ).first()
-    try:
-        if exists is None:
-            raise AtomNotFoundError(model_id.hex())
-        require_visible(connection, tenant_id, model_id)
-    except AtomNotFoundError:
-        raise InferenceInputError(f"model {model_id.hex()} not found") from None
 
 
 def _referenced_bytes(

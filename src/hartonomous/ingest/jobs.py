@@ -76,13 +76,19 @@ def _create(
             )
         )
         if planned:
+            # One statement whatever the number of files (the paths travel as one array), not
+            # one per file: a job of small files plans thousands of them.
             connection.execute(
-                insert(ingestion_job_plans),
-                [
-                    {"tenant_id": tenant_id, "job_id": job_id, "ordinal": i, "path": path}
-                    for i, path in enumerate(planned)
-                ],
+                _PLAN,
+                {"tenant_id": tenant_id, "job_id": job_id, "paths": list(planned)},
             )
+
+
+_PLAN = text(
+    "INSERT INTO ingestion_job_plans (tenant_id, job_id, ordinal, path) "
+    "SELECT :tenant_id, :job_id, CAST(p.ordinality AS int) - 1, p.path "
+    "FROM unnest(CAST(:paths AS text[])) WITH ORDINALITY AS p(path, ordinality)"
+)
 
 
 def finish_job(connection: Connection, tenant_id: str, job_id: uuid.UUID) -> JobStatus:

@@ -355,7 +355,14 @@ def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[in
     reasons.update(
         {batch.analysed[i].ordinal: failure_reason(exc) for i, exc in batch.plan.failed.items()}
     )
-    holding_ids = list(dict.fromkeys(file.holding_id for file in stored.values()))
+    analyses = {item.ordinal: item.analysis for item in batch.analysed}
+    holding_ids = list(
+        dict.fromkeys(
+            file.holding_id
+            for ordinal, file in stored.items()
+            if not _finds_nothing(analyses[ordinal], file)
+        )
+    )
     reports = job.indexer.index_holdings(
         connection, job.holder.tenant_id, holding_ids, job.holder.job_id
     )
@@ -365,6 +372,24 @@ def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[in
     ]
     _record(connection, job.holder, items, outcomes, stored)
     return {item.ordinal: outcome for item, outcome in zip(items, outcomes, strict=True)}
+
+
+def _finds_nothing(analysis: Analysis | None, file: StoredFile) -> bool:
+    """Whether indexing the file's holding would find nothing to embed or make searchable.
+
+    True for opaque bytes (nothing extracted or derived) whose every byte is new: such a file
+    reaches only its own new chunks, which are bytes, never embedded nor searchable
+    (search/entries.py). A file that reuses stored bytes is indexed whatever it is: an atom it
+    shares may be reached by text or media another file brought.
+    """
+    extraction = analysis.extraction if analysis is not None else None
+    return (
+        extraction is not None
+        and extraction.modality == "binary"
+        and not extraction.segments
+        and not extraction.derived
+        and file.reused_bytes == 0
+    )
 
 
 def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:

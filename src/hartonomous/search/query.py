@@ -193,7 +193,7 @@ class EntrySql:
 
 
 def configure_and_count(
-    sql: EntrySql, k: int, settings: PlannerSettings
+    sql: EntrySql, k: int, settings: PlannerSettings, *, count: bool = True
 ) -> tuple[str, dict[str, Any]]:
     """SELECT-list items (and their parameters) that set the HNSW scan's settings and count the
     visible entries up to ``exact_limit + 1`` (an entry per holding: an upper bound on atoms),
@@ -205,14 +205,21 @@ def configure_and_count(
     before its scan, so what a pooled connection keeps from its last search never steers another
     search; nothing else in the platform scans an HNSW index. relaxed_order lets the scan return
     rows slightly out of order; the HNSW query re-ranks them by their exact distance.
+
+    Without ``count`` (a scope already known to be larger than ``exact_limit``), ``visible`` is
+    NULL and nothing is counted.
     """
+    counted = (
+        f"(SELECT count(*) FROM ({sql.visible_rows()} LIMIT {int(settings.exact_limit) + 1}) v)"
+        if count
+        else "CAST(NULL AS bigint)"
+    )
     items = (
         f"set_config('hnsw.ef_search', '{int(ef_search_for(k, settings))}', false) AS ef_search, "
         "set_config('hnsw.iterative_scan', 'relaxed_order', false) AS iterative_scan, "
         f"set_config('hnsw.max_scan_tuples', '{int(settings.max_scan_tuples)}', false)"
         " AS max_scan_tuples, "
-        f"(SELECT count(*) FROM ({sql.visible_rows()} LIMIT {int(settings.exact_limit) + 1}) v)"
-        " AS visible"
+        f"{counted} AS visible"
     )
     return items, dict(sql.params)
 
@@ -336,7 +343,13 @@ def search_vector(
 
 
 def scoped_search(
-    sql: EntrySql, tenant: str, k: int, settings: PlannerSettings, details: bool
+    sql: EntrySql,
+    tenant: str,
+    k: int,
+    settings: PlannerSettings,
+    details: bool,
+    *,
+    known_large: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """One statement (one round trip) for a whole vector search: the CTE ``tenant`` (``{tenant}``,
     giving ``is_active`` and ``include_public``) checked, the HNSW settings made and the visible
@@ -349,15 +362,25 @@ def scoped_search(
     the tenant is disabled, each with ``is_active``, ``include_public`` and ``visible``; no row
     for an unknown tenant. Each gate is a one-time filter: only the chosen scan runs, and the
     settings are made (the count's initPlan) before the index scan starts.
+
+    ``known_large``: the scope was counted above ``exact_limit`` a moment ago
+    (`search.scope.ScopeSizes`), so nothing is counted (``visible`` is NULL) and the HNSW scan
+    runs, completed exactly when it comes back short, as after a count.
     """
-    items, params = configure_and_count(sql, k, settings)
+    items, params = configure_and_count(sql, k, settings, count=not known_large)
     visible = "(SELECT c.visible FROM c)"
     found = "(SELECT count(*) FROM hnsw)"
     limit, k = int(settings.exact_limit), int(k)
-    hnsw = _hnsw_nearest(sql, k, gate=f"{visible} > {limit}")
-    exact = _exact_nearest(
-        sql, k, gate=f"{visible} IS NOT NULL AND ({visible} <= {limit} OR {found} < {k})"
-    )
+    if known_large:
+        # c's first column is there only once the settings are made (and the tenant is active).
+        made = "(SELECT c.ef_search FROM c) IS NOT NULL"
+        hnsw = _hnsw_nearest(sql, k, gate=made)
+        exact = _exact_nearest(sql, k, gate=f"{made} AND {found} < {k}")
+    else:
+        hnsw = _hnsw_nearest(sql, k, gate=f"{visible} > {limit}")
+        exact = _exact_nearest(
+            sql, k, gate=f"{visible} IS NOT NULL AND ({visible} <= {limit} OR {found} < {k})"
+        )
     hits = (
         f"SELECT 'hnsw' AS method, * FROM hnsw WHERE {found} = {k} "
         "UNION ALL SELECT 'exact', * FROM exact"
@@ -381,7 +404,8 @@ def scoped_neighbours(
     rows: Sequence[Any], k: int, settings: PlannerSettings, details: bool
 ) -> VectorSearch:
     """The rows of `scoped_search` (an active tenant's) as a VectorSearch."""
-    plan = plan_search(k, int(rows[0].visible), settings)
+    visible = rows[0].visible
+    plan = Method.HNSW if visible is None else plan_search(k, int(visible), settings)
     found = [row for row in rows if row.atom_id is not None]
     used = Method(found[0].method) if found else plan
     return VectorSearch(_neighbours(found, details), plan, used)

@@ -8,17 +8,19 @@ the chosen scan) in one statement (docs/search.md, "How a search runs").
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from hartonomous.billing.plan_versions import in_force_sql
 from hartonomous.embed.spaces import EmbeddingSpace
 from hartonomous.embed.vector_param import Float4Array
-from hartonomous.search.planner import PlannerSettings
+from hartonomous.search.planner import Method, PlannerSettings
 from hartonomous.search.query import (
     EntrySql,
     Filters,
@@ -87,6 +89,42 @@ def open_scope(connection: Connection, tenant_id: str) -> OpenedScope:
     return OpenedScope(Scope(tenant_id, bool(row.include_public)), None)
 
 
+LARGE_SCOPE_SECONDS = 10.0
+"""How long a scope counted above the planner's exact limit is searched without a new count."""
+
+
+class ScopeSizes:
+    """The scopes (tenant, space, filters) of one database last counted above ``exact_limit``,
+    remembered for ``LARGE_SCOPE_SECONDS`` in this process.
+
+    Counting up to the limit is a scan of ``exact_limit + 1`` index entries (0.3 ms of a 1.3 ms
+    search at the default 2,000: benchmarks/search.py), spent only to learn what the last
+    search already said. A scope that shrank under the limit meanwhile is still searched by
+    the index (an index scan's recall, where a count would have chosen the exact scan), never
+    with fewer rows: a scan that comes back short forgets the scope and the search is made
+    again with a count (docs/search.md, "How a search runs").
+    """
+
+    def __init__(self) -> None:
+        self._counted: weakref.WeakKeyDictionary[Engine, dict[Any, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def is_large(self, engine: Engine, key: Any) -> bool:
+        counted_at = self._counted.get(engine, {}).get(key)
+        return counted_at is not None and time.monotonic() - counted_at < LARGE_SCOPE_SECONDS
+
+    def remember(self, engine: Engine, key: Any, large: bool) -> None:
+        scopes = self._counted.setdefault(engine, {})
+        if large:
+            scopes[key] = time.monotonic()
+        else:
+            scopes.pop(key, None)
+
+
+_scope_sizes = ScopeSizes()
+
+
 def search_in_scope(
     connection: Connection,
     tenant_id: str,
@@ -112,11 +150,23 @@ def search_in_scope(
         public_gate="(SELECT tenant.include_public FROM tenant)",
         opaque=True,
     )
-    text, params = scoped_search(sql, _TENANT, count.k, count.settings, details)
+    key = (tenant_id, space.name, count.filters, count.settings)
+    known_large = _scope_sizes.is_large(connection.engine, key)
+    text, params = scoped_search(
+        sql, _TENANT, count.k, count.settings, details, known_large=known_large
+    )
     rows = fetch(connection, text, {**params, "q": Float4Array([vector])})
     _check(tenant_id, rows[0] if rows else None)
     found = scoped_neighbours(rows, count.k, count.settings, details)
-    opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), int(rows[0].visible))
+    visible = None if rows[0].visible is None else int(rows[0].visible)
+    if known_large and found.method_used is not Method.HNSW:
+        # The index scan came back short: the scope may have shrunk under the limit. Forget
+        # it and search again with a count, which chooses the scan and says what it weighed.
+        _scope_sizes.remember(connection.engine, key, large=False)
+        return search_in_scope(connection, tenant_id, count, vector, details=details)
+    if not known_large:
+        _scope_sizes.remember(connection.engine, key, found.plan is Method.HNSW)
+    opened = OpenedScope(Scope(tenant_id, bool(rows[0].include_public)), visible)
     return opened, found
 
 

@@ -259,7 +259,7 @@ def _query_vector(
             "emoji), so it has no meaning to search for"
         )
         if mode == "semantic":
-            raise SearchError(f"{unseen}: search it with --mode lexical")
+            raise SearchError(f"{unseen}: search it in lexical mode")
         notes.append(f"{unseen}; answered by lexical search only")
         return _QueryVector(space, None)
     return _QueryVector(

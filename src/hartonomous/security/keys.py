@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Select, func, select, update
 
 from hartonomous.db.tables import api_keys
 from hartonomous.errors import ConflictError, NotFoundError, UsageError
+from hartonomous.instants import in_utc
 from hartonomous.security.api_keys import KEY_ID_PATTERN, parse_api_key
 from hartonomous.security.principals import create_api_key
 from hartonomous.storable import storable_text
@@ -85,6 +86,10 @@ def issue_key(
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidKeyOptionError("expires_at must carry a time zone (e.g. 2030-01-01Z)")
+        try:
+            expires_at = in_utc(expires_at)
+        except ValueError as exc:
+            raise InvalidKeyOptionError(f"expires_at {exc}") from None
         if connection.execute(select(func.now() >= expires_at)).scalar_one():
             raise InvalidKeyOptionError(f"expires_at {expires_at.isoformat()} is not in the future")
     token = create_api_key(connection, tenant_id, principal_id, label, expires_at)

@@ -153,9 +153,18 @@ def require_active_tenant(connection: Connection, tenant_id: str) -> None:
     (naming ``tenants enable``).
     """
     validate_tenant_id(tenant_id)
-    active = connection.execute(
-        select(tenants.c.is_active).where(tenants.c.tenant_id == tenant_id)
-    ).scalar_one_or_none()
+    tenant_state(
+        tenant_id,
+        connection.execute(
+            select(tenants.c.is_active).where(tenants.c.tenant_id == tenant_id)
+        ).scalar_one_or_none(),
+    )
+
+
+def tenant_state(tenant_id: str, active: bool | None) -> None:
+    """Refuse a tenant whose ``is_active`` was read as ``active`` (None: no such row) with
+    ``UnknownTenantError`` or ``TenantDisabledError``, for a statement that reads it along
+    with other things."""
     if active is None:
         raise UnknownTenantError(tenant_id)
     if not active:

@@ -31,6 +31,7 @@ from hartonomous.billing.plan_versions import (
 from hartonomous.billing.plans import settings_version
 from hartonomous.db.tables import billing_rate_plans
 from hartonomous.errors import ConflictError, UsageError
+from hartonomous.instants import in_utc
 from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
@@ -382,7 +383,12 @@ def _write(
         effective_from = earliest
     elif effective_from.tzinfo is None:
         raise UsageError(f"effective_from {effective_from.isoformat()} needs a UTC offset")
-    elif effective_from < earliest:
+    else:
+        try:
+            effective_from = in_utc(effective_from)
+        except ValueError as exc:
+            raise UsageError(f"effective_from {exc}") from None
+    if effective_from < earliest:
         raise UsageError(
             f"effective_from {effective_from.isoformat()} is too early: a plan change takes "
             f"effect at least {lead:g} s ahead ([billing] plan_cache_absolute_seconds, how long "

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, func, select, update
 
 from hartonomous.config import Settings
 from hartonomous.db.tables import inference_requests
@@ -110,15 +110,23 @@ def submit(platform: Platform, submission: Submission) -> Submitted:
     limit), ``TaskNotAvailableError``, ``UnknownTenantError``, ``TenantDisabledError``;
     nothing is written then (docs/inference.md, "Submitting").
     """
-    with database_errors(), platform.engine.begin() as connection:
-        return _submit(connection, platform.settings, submission)
+    with database_errors():
+        return _submit(platform.engine, platform.settings, submission)
 
 
 def get(platform: Platform, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:
     """The inference's state and steps; ``InferenceNotFoundError`` for none of the tenant's."""
     with database_errors(), platform.engine.connect() as connection:
-        row = require_inference(connection, tenant_id, inference_id)
-        steps = read_steps(connection, tenant_id, inference_id)
+        return _view(connection, tenant_id, inference_id)
+
+
+def _view(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:
+    return _with_steps(connection, require_inference(connection, tenant_id, inference_id))
+
+
+def _with_steps(connection: Connection, row: RowMapping) -> InferenceView:
+    """The view of the `inference_requests` ``row``, its steps read."""
+    steps = read_steps(connection, row["tenant_id"], row["inference_id"])
     return InferenceView(
         inference_id=row["inference_id"],
         task=InferenceTask(row["task"]),
@@ -161,24 +169,30 @@ def wait(
     ``_RECHECK_SECONDS`` all the same (a notice is lost with its listening connection).
     """
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    with database_errors(), _done_notices(platform) as notices:
+    with database_errors(), _done_notices(platform) as (connection, notices):
         while True:
-            view = get(platform, tenant_id, inference_id)
+            # Read on the listening connection itself: in autocommit, no checkout, pre-ping,
+            # BEGIN or ROLLBACK round trip of its own; the steps only for the answer.
+            row = require_inference(connection, tenant_id, inference_id)
             left = None if deadline is None else deadline - time.monotonic()
-            if view.terminal or (left is not None and left <= 0):
-                return view
+            if row["status"] in TERMINAL or (left is not None and left <= 0):
+                return _with_steps(connection, row)
             _await_notice(notices, inference_id, min(_RECHECK_SECONDS, left or _RECHECK_SECONDS))
 
 
 @contextmanager
-def _done_notices(platform: Platform) -> Iterator[psycopg.Connection[Any]]:
+def _done_notices(
+    platform: Platform,
+) -> Iterator[tuple[Connection, psycopg.Connection[Any]]]:
     """A pooled connection LISTENing on ``DONE_CHANNEL`` (autocommit, so notices arrive while
-    it is idle); UNLISTENed before the pool takes it back."""
+    it is idle), and its driver connection; UNLISTENed before the pool takes it back."""
     with platform.engine.connect() as connection:
-        driver = psycopg_connection(connection.execution_options(isolation_level="AUTOCOMMIT"))
+        # Connection.execution_options sets the option on this connection in place.
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = psycopg_connection(connection)
         driver.execute(f'LISTEN "{DONE_CHANNEL}"')
         try:
-            yield driver
+            yield connection, driver
         finally:
             try:
                 driver.execute(f'UNLISTEN "{DONE_CHANNEL}"')

@@ -70,8 +70,11 @@ class CursorCodec:
         if not dot or not hmac.compare_digest(given, self._sign(payload)):
             raise InvalidCursorError("cursor was altered or not issued by this server")
         decoded = json.loads(payload)
-        if decoded.get("l") != listing or decoded.get("t") != tenant_id:
+        if decoded.get("l") != listing:
             raise InvalidCursorError(f"cursor was issued for another listing, not {listing}")
+        if decoded.get("t") != tenant_id:
+            # Which tenant it was issued to is not said: that would leak another tenant's id.
+            raise InvalidCursorError(f"cursor was issued to another tenant's {listing} listing")
         position = decoded.get("p")
         if not isinstance(position, list):
             raise InvalidCursorError("cursor holds no position")

@@ -46,9 +46,10 @@ UsageEventStatus = Literal["accepted", "duplicate", "rejected"]
 # Well under NUMERIC(18,6)'s 10**12, so rounding at six places cannot cross it.
 _SURELY_FITS = Decimal(10) ** 11
 
+# Binary arrays, as the ledger's (billing/ledger.py): the text form escapes every element.
 _REMEMBER = """
 INSERT INTO billing_usage_event_receipts (tenant_id, source, event_id, received_at)
-SELECT %(tenant)s, s, i, now() FROM unnest(%(sources)s::text[], %(ids)s::text[]) AS u(s, i)
+SELECT %(tenant)s, s, i, now() FROM unnest(%(sources)b::text[], %(ids)b::text[]) AS u(s, i)
 ON CONFLICT (tenant_id, source, event_id) DO NOTHING
 RETURNING source, event_id
 """

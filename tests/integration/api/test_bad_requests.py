@@ -152,8 +152,21 @@ def test_malformed_json_wrong_types_and_unknown_fields_are_422_naming_the_field(
     answer = client.post(
         "/v1/probe-body", content=b'{"name": ', headers={"content-type": "application/json"}
     )
-    _assert_problem(answer, 422)
-    assert answer.json()["errors"][0]["type"] == "json_invalid"
+    _assert_problem(answer, 422, "body")
+    [error] = answer.json()["errors"]
+    # The character offset is said as one, not shown as a field ("body.9").
+    assert error["field"] == "body"
+    assert error["type"] == "json_invalid"
+    assert error["message"].startswith("the body is not valid JSON: ")
+    assert error["message"].endswith(" at character 9")
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        # curl -d without -H sends a form: the media type is named, not "not a dictionary".
+        headers = {"content-type": content_type} if content_type else {}
+        sent = client.post("/v1/probe-body", content=b'{"name": "a", "size": 1}', headers=headers)
+        _assert_problem(sent, 415)
+        assert sent.json()["code"] == "unsupported-media-type"
+        assert "application/json" in sent.json()["detail"]
+        assert (content_type or "without a Content-Type") in sent.json()["detail"]
 
     answer = client.post("/v1/probe-body", json={"name": "a", "size": "5"})
     _assert_problem(answer, 422, "body.size")

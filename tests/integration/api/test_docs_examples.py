@@ -3,7 +3,7 @@
 The blocks of one section (`## ` heading) run in order in one bash process, so a block may use
 the variables an earlier one set; each block runs under `set -euo pipefail` and must complete.
 The server is one `hartonomous up --port 0` for the module, on a database and data directory of
-its own, with `HARTONOMOUS_URL` and `HARTONOMOUS_KEY` (an admin key) exported to the examples;
+its own, with `HK_URL` and `HK_KEY` (an admin key) exported to the examples;
 sections run in the doc's order and may see what earlier ones left.
 """
 
@@ -110,8 +110,8 @@ def test_the_examples_of_a_section_run(
     for number, block in enumerate(section.blocks):
         script += [block, f"echo {number} >> {done}"]
     env = clean_environment()
-    env["HARTONOMOUS_URL"] = docs_server.up.url
-    env["HARTONOMOUS_KEY"] = docs_server.admin_key
+    env["HK_URL"] = docs_server.up.url
+    env["HK_KEY"] = docs_server.admin_key
     result = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         capture_output=True,

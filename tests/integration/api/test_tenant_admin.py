@@ -281,3 +281,33 @@ def test_malformed_ids_are_400_problems_naming_them_and_nothing_is_written(
     )
     assert labelled.status_code == 400
     assert [e["field"] for e in labelled.json()["errors"]] == ["body.label"]
+
+
+def test_times_with_no_utc_value_are_refused_naming_the_field(
+    api: TestClient, issue_key: IssueKey
+) -> None:
+    # 9999-12-31T23:59:59-14:00 is valid RFC 3339 but lies in year 10000 once in UTC.
+    beyond = "9999-12-31T23:59:59-14:00"
+    admin = _admin(api, issue_key)
+    assert api.post("/v1/tenants", json={"tenant_id": "acme"}, headers=admin).status_code == 201
+    principal = {"principal_id": "alice", "role": "user"}
+    assert api.post("/v1/tenants/acme/principals", json=principal, headers=admin).is_success
+    for path, body in (
+        ("/v1/tenants/acme/keys", {"principal_id": "alice", "expires_at": beyond}),
+        ("/v1/billing/plans", {"plan_code": "far", "name": "Far", "effective_from": beyond}),
+    ):
+        answer = api.post(path, json=body, headers=admin)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        detail = answer.json()["detail"]
+        assert "outside the years 0001-9999" in detail, (path, detail)
+        assert beyond in detail, (path, detail)
+    issued = api.post("/v1/tenants/acme/keys", json={"principal_id": "alice"}, headers=admin)
+    rotated = api.post(
+        f"/v1/tenants/acme/keys/{issued.json()['key']['key_id']}/rotate",
+        json={"expires_at": beyond},
+        headers=admin,
+    )
+    assert rotated.status_code == 400, rotated.text
+    listed = api.get("/v1/tenants/acme/keys", headers=admin).json()["items"]
+    assert [key["state"] for key in listed] == ["active"]  # nothing half-written

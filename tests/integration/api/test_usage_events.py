@@ -173,8 +173,16 @@ def test_a_duplicate_within_one_batch_and_other_tenants_same_ids(
     assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
     # Idempotency is per tenant: the same source and id from another tenant is its own event.
     assert post(api, globex, [event("x", 1)]).json()["accepted"] == 1
+    # Ids and sources of any shape are remembered as sent: a resend is a duplicate.
+    awkward = [
+        event('q"uote', 1, source="//gw/{brace},comma"),
+        event("back\\slash", 1, source='//gw/ü "q"'),
+        event("NULL", 1, source="//gw/tab\tnewline\n"),
+    ]
+    assert post(api, acme, awkward).json()["accepted"] == 3
+    assert post(api, acme, awkward).json()["duplicate"] == 3
     drain()
-    assert len(rows(engine, "acme")) == 1
+    assert len(rows(engine, "acme")) == 4
     assert len(rows(engine, "globex")) == 1
 
 
@@ -198,6 +206,9 @@ BAD_EVENTS = [
     ({**event("b"), "time": "yesterday"}, "RFC 3339"),
     ({**event("b"), "time": "2026-01-05T10:00:00"}, "offset"),
     ({**event("b"), "time": (NOW + timedelta(days=2)).isoformat()}, "future"),
+    # Valid RFC 3339, but with no UTC value in years 1-9999.
+    ({**event("b"), "time": "0001-01-01T00:00:00+14:00"}, "outside the years 0001-9999"),
+    ({**event("b"), "time": "9999-12-31T23:59:59-14:00"}, "outside the years 0001-9999"),
     ({**event("b"), "specversion": "0.3"}, "specversion"),
     (event("b", operation="usage.unknown"), "unknown operation 'usage.unknown'"),
     (event("b", -1), "greater than 0"),

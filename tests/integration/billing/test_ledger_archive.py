@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,14 +115,6 @@ def test_a_tampered_archive_or_a_bad_cut_off_changes_nothing(
     assert len(_table(engine)) == len(before) - 80
 
 
-_KILL_SCRIPT = """
-import sys
-from hartonomous.cli.main import run
-sys.argv = ["hartonomous", "ledger", "archive", "--before", sys.argv[1], "-o", sys.argv[2]]
-run()
-"""
-
-
 def test_sigkill_at_any_moment_leaves_each_row_in_the_table_or_in_a_recorded_archive(
     cli: Cli, engine: Engine, tmp_path: Path
 ) -> None:
@@ -142,13 +132,7 @@ def test_sigkill_at_any_moment_leaves_each_row_in_the_table_or_in_a_recorded_arc
     moments = ["staging", "recorded", "in place", "staging", "recorded", "staging"]
     for moment in moments:
         baseline = _progress(engine, out)
-        process = subprocess.Popen(
-            [sys.executable, "-c", _KILL_SCRIPT, "2026-05", str(out)],
-            env=cli.env,
-            cwd=cli.cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = cli.spawn("ledger", "archive", "--before", "2026-05", "-o", str(out))
         while process.poll() is None and not _progress(engine, out)[moment] - baseline[moment]:
             time.sleep(0.002)
         process.send_signal(signal.SIGKILL)

@@ -4,14 +4,16 @@ time on; a version, once written, never changes, so rows priced with it keep the
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, func, select, text
 from tests.conftest import Cli
@@ -20,6 +22,7 @@ from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.plan_provider import PlanProvider, load_configuration
 from hartonomous.billing.plan_versions import OperationRate, version_by_id, write_version
 from hartonomous.config import load_settings
+from hartonomous.db.connection import libpq_url
 from hartonomous.db.migrate import head_revision
 from hartonomous.db.tables import billing_multipliers, billing_operation_rates, billing_rate_plans
 from hartonomous.errors import ConflictError, UsageError
@@ -273,6 +276,59 @@ def test_the_cached_plan_ends_when_the_next_version_takes_effect(
         second = provider.configuration(session, "acme")
     assert second.operation_rates[scenario.API_CALL] == Decimal("0.03")
     assert second.rate_plan_id != first.rate_plan_id
+
+
+class _CountingCursor(psycopg.Cursor[Any]):
+    """A real cursor that keeps the text of every statement it runs (no effect on them)."""
+
+    statements: ClassVar[list[str]] = []
+
+    def execute(self, query: Any, params: Any = None, **options: Any) -> Self:
+        _CountingCursor.statements.append(str(query))
+        return super().execute(query, params, **options)
+
+
+def _plan_reads() -> int:
+    return sum("billing_rate_plans" in statement for statement in _CountingCursor.statements)
+
+
+def test_events_of_many_times_read_each_plan_interval_once(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """Each event is priced by the version in force at its own time, and a batch of them
+    (current and late, in any order) reads the plans once per interval between versions, as
+    pricing one event per interval does: not once per event (issue 14)."""
+    billing = load_settings(overrides={"data_dir": tmp_path}).billing
+    now = datetime.now(UTC)
+    first_at, second_at = now - timedelta(days=30), now - timedelta(days=2)
+    with engine.begin() as connection:
+        ensure_tenant(connection, "acme", "Acme")
+        write_version(connection, replace(scenario.FIRST, tenant_id="acme"), first_at)
+        write_version(connection, replace(scenario.SECOND, tenant_id="acme"), second_at)
+    # (a time, the API_CALL rate in force for the 50 seconds from then; None: no version yet,
+    # the settings plan)
+    intervals = (
+        (first_at - timedelta(days=3), None),
+        (first_at, Decimal("0.02")),
+        (second_at - timedelta(seconds=60), Decimal("0.02")),
+        (second_at + timedelta(hours=1), Decimal("0.03")),
+        (now - timedelta(seconds=60), Decimal("0.03")),
+    )
+    events = [(at + timedelta(seconds=n % 50), rate) for n in range(60) for at, rate in intervals]
+    random.Random(3).shuffle(events)  # noqa: S311 - reproducible test data
+
+    def price(times: list[tuple[datetime, Decimal | None]]) -> int:
+        provider = PlanProvider(billing)
+        _CountingCursor.statements.clear()
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as session:
+            session.cursor_factory = _CountingCursor
+            for at, rate in times:
+                configuration = provider.configuration_at(session, "acme", at)
+                assert configuration.operation_rates.get(scenario.API_CALL) == rate, at
+        return _plan_reads()
+
+    one_per_interval = price([intervals[0], intervals[1], intervals[3]])
+    assert price(events) == one_per_interval
 
 
 def test_a_version_names_its_exact_rates(engine: Engine) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -112,13 +110,7 @@ def test_sigkill_in_the_middle_of_a_large_transaction_loses_and_duplicates_nothi
     assert cli("ces-consumer", "--once").exit_code == 0
     rows = 40_000
     insert_tenants(conn, "k", rows)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "ces-consumer"],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = cli.spawn("ces-consumer")
     try:
         # Kill it as soon as a chunk of the transaction (not all of it) is committed.
         deadline = time.monotonic() + 120

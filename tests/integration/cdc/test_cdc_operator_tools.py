@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -144,14 +143,7 @@ def test_a_truncate_of_a_captured_table_is_logged_and_reported(
 def test_once_beside_a_running_consumer_answers_at_once_with_the_holder_and_lag(
     cli: Cli,
 ) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "--json", "ces-consumer"],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = cli.spawn("--json", "ces-consumer", stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         json.loads(process.stdout.readline())  # running: it holds the slot from now on

@@ -7,14 +7,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from tests.conftest import Cli
+from tests.conftest import Cli, CliProcess
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
@@ -118,14 +117,8 @@ def test_missing_slot_and_publication_are_recreated(
     assert status["publication_exists"]
 
 
-def _start(cli: Cli) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "ces-consumer"],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _start(cli: Cli) -> CliProcess:
+    return cli.spawn("ces-consumer")
 
 
 def test_sigkill_repeatedly_while_rows_change_gives_exactly_one_event_per_change(
@@ -187,14 +180,7 @@ def test_the_long_running_consumer_captures_changes_as_they_commit_and_stops_on_
         "INSERT INTO broker_throughput (queue_name, bucket, worker_pid, completed) "
         "VALUES ('q', now() - interval '3 days', 1, 5)"  # older than the default retention
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "--json", "ces-consumer"],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = cli.spawn("--json", "ces-consumer", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert process.stdout is not None
         started = json.loads(process.stdout.readline())  # printed once slot and checkpoint exist

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from tests.integration.data_plane.data_plane_support import (
     MINILM_SAFETENSORS,
     add_tenant,
@@ -26,7 +26,7 @@ from tests.integration.data_plane.data_plane_support import (
     write_text_files,
 )
 
-from hartonomous.atoms.chunking import DEFAULT_MAX_SIZE
+from hartonomous.atoms.chunking import DEFAULT_MAX_SIZE, chunk_bytes
 from hartonomous.db.tables import atom_reference_counts, atoms, holdings, model_tensors
 
 
@@ -183,3 +183,43 @@ def test_second_tenant_of_minilm_stores_nothing_new(engine: Engine) -> None:
     assert by_name(second)["model.safetensors"].status == "ingested"
     assert atom_ids(engine) == stored
     assert reference_count_mismatches(engine) == []
+
+
+def _entries(engine: Engine, tenant: str, name: str) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text(
+                    "SELECT count(*) FROM search_entries e JOIN holdings h "
+                    "ON h.tenant_id = e.tenant_id AND h.holding_id = e.holding_id "
+                    "WHERE h.tenant_id = :tenant AND h.source_uri LIKE :name"
+                ),
+                {"tenant": tenant, "name": f"%/{name}"},
+            )
+        )
+
+
+def test_binary_file_reusing_text_bytes_is_found_through_them(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A binary file whose bytes are all new reaches nothing searchable and is not indexed; one
+    # whose first chunk is an atom a text file brought reaches that text's vectors, so search
+    # finds it through them (its holding gets their entries), as it always did.
+    line = "Holdings reach atoms; atoms are addressed by the SHA-256 of their bytes.\n"
+    text_part = (line * (300 * 1024 // len(line) + 1)).encode()
+    opaque = text_part + b"\x00" + random_bytes(100_000)
+    first_chunk = next(iter(chunk_bytes(opaque)))
+    assert first_chunk.length < len(text_part)
+    (tmp_path / "part.txt").write_bytes(bytes(first_chunk.data))
+    (tmp_path / "blob.bin").write_bytes(opaque)
+    (tmp_path / "fresh.bin").write_bytes(random_bytes(5000, seed=7))
+    tenant = add_tenant(engine, "acme")
+
+    ingest(engine, tenant, tmp_path / "part.txt")
+    files = by_name(ingest(engine, tenant, tmp_path / "blob.bin", tmp_path / "fresh.bin"))
+
+    assert {file.status for file in files.values()} == {"ingested"}
+    assert files["blob.bin"].reused_bytes == first_chunk.length
+    assert _entries(engine, tenant, "part.txt") > 0
+    assert _entries(engine, tenant, "blob.bin") == _entries(engine, tenant, "part.txt")
+    assert _entries(engine, tenant, "fresh.bin") == 0

@@ -7,6 +7,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,11 @@ from hartonomous.inference.tasks import (
 )
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.provenance import SegmentKind
-from hartonomous.security.tenants import UnknownTenantError
+from hartonomous.security.tenants import (
+    TenantDisabledError,
+    UnknownTenantError,
+    set_tenant_state,
+)
 from hartonomous.services import Platform
 from hartonomous.services.inference import InferenceView, Submission, drain, get, submit
 
@@ -285,6 +290,31 @@ def test_an_unknown_tenant_is_refused(platform: Platform, engine: Engine) -> Non
             platform,
             Submission(tenant_id="nobody", task=InferenceTask.TEXT_EMBEDDING, input={"text": "x"}),
         )
+    assert counts(engine) == before
+
+
+def test_unknown_and_disabled_tenants_are_refused_whichever_way_the_request_is_stored(
+    platform: Platform, engine: Engine, onnx_stand_in: None
+) -> None:
+    """A request with inline tensors only is checked and queued by one statement; one that
+    stores inputs (a text) or names atoms in a transaction: both refuse alike, writing
+    nothing."""
+    model = _ingest_model(engine, add_tenant(engine, "initech"))
+    with engine.begin() as connection:
+        set_tenant_state(connection, "initech", "disabled")
+    inline_only = Submission(
+        tenant_id="initech",
+        task=InferenceTask.ONNX_RUN,
+        input={"inputs": {"x": {"dtype": "float32", "shape": [1], "data": [0.5]}}},
+        model=model,
+    )
+    stored = Submission(tenant_id="initech", task=InferenceTask.TEXT_EMBEDDING, input={"text": "x"})
+    before = counts(engine)
+    for submission in (inline_only, stored):
+        with pytest.raises(TenantDisabledError, match="tenants enable initech"):
+            submit(platform, submission)
+        with pytest.raises(UnknownTenantError, match="tenants create nobody"):
+            submit(platform, replace(submission, tenant_id="nobody"))
     assert counts(engine) == before
 
 

@@ -4,6 +4,8 @@ dying fails ("interrupted N times")."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +24,15 @@ from hartonomous.config import Settings
 from hartonomous.db import head_revision
 from hartonomous.inference.jobs import claim_next, complete, worker_identity
 from hartonomous.inference.registry import registered
-from hartonomous.inference.tasks import InferenceStatus, InferenceTask, TaskContext, TaskResult
+from hartonomous.inference.tasks import (
+    InferenceStatus,
+    InferenceTask,
+    InputAtom,
+    OutputFile,
+    StepRecord,
+    TaskContext,
+    TaskResult,
+)
 from hartonomous.inference.worker import InferenceWorker
 from hartonomous.provenance import SegmentKind
 from hartonomous.services import Platform
@@ -260,3 +270,116 @@ def test_a_job_running_when_up_stops_is_released_to_another_worker_at_once(
     assert after.output == view.output
     assert after.output is not None
     assert "vector" in after.output
+
+
+def test_a_completion_stores_exactly_what_the_task_returned(
+    platform: Platform, engine: Engine
+) -> None:
+    """The completion writes steps, atoms and stream as one batch of rows: every field comes
+    back as the task gave it (floats to the bit, bytes, NULLs, nested and non-ASCII JSON)."""
+    submitted = submit(platform, _submit_embedding(platform, "stored as given"))
+    claim = claim_next(engine, platform.settings, worker_identity())
+    assert claim is not None
+    (stored_text,) = [bytes(a) for a in _input_atom_ids(engine, submitted.inference_id)]
+    model = bytes(range(32))
+    steps = [
+        StepRecord(
+            "first",
+            0.1 + 0.2,
+            model_atom_id=model,
+            query_text="naïve 🙂 \\x00",
+            rows_examined=2**40,
+            rows_returned=0,
+            cache_used=True,
+            detail={"nested": {"list": [1, 2.5, None, "ü"]}, "flag": False},
+        ),
+        StepRecord("second", 1e-300, index_used="hnsw"),
+    ]
+    files = [
+        OutputFile("fresh", b"\x00\xffnew bytes " + os.urandom(8), "application/octet-stream"),
+        # Bytes already stored (the request's text): the output holds the same atom.
+        OutputFile("again", b"stored as given", "text/plain; charset=utf-8"),
+    ]
+    result = TaskResult(
+        output={"answer": "ö"},
+        usage_units=Decimal("0.0000015"),
+        confidence=0.25,
+        embedding=[0.5, -1.0],
+        input_atoms=[InputAtom("text", stored_text), InputAtom("other", stored_text)],
+        output_files=files,
+        steps=steps,
+    )
+    assert complete(engine, claim, result, 12.5)
+
+    view = get(platform, "acme", submitted.inference_id)
+    assert view.status is InferenceStatus.COMPLETED
+    assert view.usage_units == Decimal("0.000002")  # NUMERIC(18,6), half-even
+    assert [(s.step_number, s.operation, s.duration_ms, s.index_used) for s in view.steps] == [
+        (1, "first", 0.1 + 0.2, None),
+        (2, "second", 1e-300, "hnsw"),
+    ]
+    first = view.steps[0]
+    assert (first.rows_examined, first.rows_returned, first.cache_used) == (2**40, 0, True)
+    assert first.detail == {"nested": {"list": [1, 2.5, None, "ü"]}, "flag": False}
+    assert (view.steps[1].rows_examined, view.steps[1].cache_used) == (None, False)
+    with engine.connect() as connection:
+        step_facts = connection.execute(
+            text(
+                "SELECT model_atom_id, query_text FROM inference_steps "
+                "WHERE inference_id = :i ORDER BY step_number"
+            ),
+            {"i": submitted.inference_id},
+        ).all()
+        atom_rows = connection.execute(
+            text(
+                "SELECT a.role, a.ordinal, a.atom_id, a.name, h.source_uri "
+                "FROM inference_atoms a LEFT JOIN holdings h USING (holding_id) "
+                "WHERE a.inference_id = :i ORDER BY a.role, a.ordinal"
+            ),
+            {"i": submitted.inference_id},
+        ).all()
+    assert [(bytes(m) if m else None, q) for m, q in step_facts] == [
+        (model, "naïve 🙂 \\x00"),
+        (None, None),
+    ]
+    prefix = f"inference:{submitted.inference_id}"
+    assert [(r.role, r.ordinal, bytes(r.atom_id), r.name, r.source_uri) for r in atom_rows] == [
+        ("input", 0, stored_text, "text", f"{prefix}/input/text"),
+        ("input", 1, stored_text, "other", f"{prefix}/input/text"),
+        ("output", 0, hashlib.sha256(files[0].data).digest(), "fresh", f"{prefix}/output/fresh"),
+        ("output", 1, stored_text, "again", f"{prefix}/output/again"),
+    ]
+    assert view.output == {
+        "answer": "ö",
+        "output_atoms": {
+            "fresh": hashlib.sha256(files[0].data).hexdigest(),
+            "again": stored_text.hex(),
+        },
+    }
+    stream = stream_of(engine, view)
+    assert [s.kind for s in stream.segments] == [
+        SegmentKind.Input,
+        SegmentKind.Control,
+        SegmentKind.Embedding,
+        SegmentKind.Telemetry,
+        SegmentKind.Output,
+    ]
+    telemetry = json.loads(stream.segments[3].payload)
+    assert telemetry["duration_ms"] == 12.5
+    assert telemetry["steps"] == [
+        {"operation": "first", "duration_ms": 0.1 + 0.2},
+        {"operation": "second", "duration_ms": 1e-300},
+    ]
+    assert json.loads(stream.segments[4].payload) == view.output
+    assert drain(platform) == 0
+
+
+def _input_atom_ids(engine: Engine, inference_id: object) -> list[bytes]:
+    """The atoms the submission stored for the request (its held inputs)."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT atom_id FROM holdings WHERE source_uri LIKE :p"),
+                {"p": f"inference:{inference_id}/input/%"},
+            ).scalars()
+        )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,14 +38,7 @@ def test_worker_once_runs_the_open_jobs(platform: Platform, cli: Cli) -> None:
 def test_worker_serves_until_sigterm_and_beats(
     platform: Platform, engine: Engine, cli: Cli
 ) -> None:
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "--json", "worker"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli.env,
-        cwd=cli.cwd,
-    )
+    worker = cli.spawn("--json", "worker", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert worker.stdout is not None
         announced = json.loads(worker.stdout.readline())

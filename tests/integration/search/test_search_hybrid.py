@@ -4,12 +4,13 @@ and texts the model cannot see (real PostgreSQL, real MiniLM, real files)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from tests.conftest import Cli
+from tests.conftest import TEMPLATE_DATABASE, Cli, PostgresCluster
 from tests.integration.data_plane.data_plane_support import (
     add_tenant,
     by_name,
@@ -55,19 +56,47 @@ def test_a_stored_sentence_comes_first_however_many_vectors_the_tenant_holds(
         assert texts_found(found)[0] == sentence, mode
 
 
-@pytest.fixture
-def selectivity_tenants(engine: Engine, tmp_path: Path) -> dict[str, int]:
-    """Tenants seeing 1 %, 10 % and 100 % of a 1,000-paragraph space, and how many each sees."""
-    paths = write_corpus(tmp_path / "corpus", _paragraphs(1000), per_file=10)
-    visible = {"one-percent": 1, "ten-percent": 10, "all": 100}
-    for tenant, files in visible.items():
+_SELECTIVITY_FILES = {"one-percent": 1, "ten-percent": 10, "all": 100}
+
+
+@pytest.fixture(scope="module")
+def selectivity_database(
+    postgres_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database where tenants see 1 %, 10 % and 100 % of a 1,000-paragraph space, ingested
+    (and embedded) once for the module; each test gets a copy (`selectivity_engine`)."""
+    name = postgres_cluster.create_database(TEMPLATE_DATABASE)
+    engine = create_engine(postgres_cluster.url(name))
+    corpus = tmp_path_factory.mktemp("selectivity") / "corpus"
+    paths = write_corpus(corpus, _paragraphs(1000), per_file=10)
+    for tenant, files in _SELECTIVITY_FILES.items():
         add_tenant(engine, tenant)
         assert ingest(engine, tenant, *paths[:files]).status == "completed"
-    return {tenant: files * 10 for tenant, files in visible.items()}
+    engine.dispose()  # a template database must have no connection when it is copied
+    yield name
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def selectivity_engine(
+    postgres_cluster: PostgresCluster, selectivity_database: str
+) -> Iterator[Engine]:
+    """This test's own copy of `selectivity_database` (CREATE DATABASE ... TEMPLATE)."""
+    name = postgres_cluster.create_database(selectivity_database)
+    engine = create_engine(postgres_cluster.url(name))
+    yield engine
+    engine.dispose()
+    postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def selectivity_tenants() -> dict[str, int]:
+    """How many paragraphs each tenant of `selectivity_engine` sees."""
+    return {tenant: files * 10 for tenant, files in _SELECTIVITY_FILES.items()}
 
 
 def test_filtered_searches_return_min_k_visible_rows(
-    engine: Engine, selectivity_tenants: dict[str, int]
+    selectivity_engine: Engine, selectivity_tenants: dict[str, int]
 ) -> None:
     forced = PlannerSettings(exact_limit=0)
     starved = PlannerSettings(exact_limit=0, max_scan_tuples=30)
@@ -76,7 +105,7 @@ def test_filtered_searches_return_min_k_visible_rows(
             for settings in (None, forced, starved):
                 for mode in ("semantic", "hybrid"):
                     result = search(
-                        engine,
+                        selectivity_engine,
                         tenant,
                         Query(text="the weather tomorrow and the day after"),
                         k,
@@ -87,24 +116,29 @@ def test_filtered_searches_return_min_k_visible_rows(
     # The index answers filtered searches itself (iterative scan), not the exact fallback.
     for tenant in ("ten-percent", "all"):
         result = search(
-            engine, tenant, Query(text="a quiet morning"), 20, mode="semantic", settings=forced
+            selectivity_engine,
+            tenant,
+            Query(text="a quiet morning"),
+            20,
+            mode="semantic",
+            settings=forced,
         )
         assert result.method == "hnsw"
 
 
 def test_a_search_on_a_new_connection_scans_with_its_own_settings(
-    engine: Engine, selectivity_tenants: dict[str, int]
+    selectivity_engine: Engine, selectivity_tenants: dict[str, int]
 ) -> None:
     # A semantic search is one statement: the HNSW settings it makes must hold for the index
     # scan of that same statement. On a new connection (iterative scans off, ef_search 40) a
     # scan of the 10 % tenant without them would come back short and be redone exactly.
     forced = PlannerSettings(exact_limit=0)
     for tenant, k in (("ten-percent", 20), ("all", 60)):
-        engine.dispose()
-        result = search(engine, tenant, Query(text="a quiet morning"), k, mode="semantic",
-                        settings=forced)  # fmt: skip
+        selectivity_engine.dispose()
+        result = search(selectivity_engine, tenant, Query(text="a quiet morning"), k,
+                        mode="semantic", settings=forced)  # fmt: skip
         assert (result.method, len(result.hits)) == ("hnsw", k), tenant
-        with engine.connect() as connection:
+        with selectivity_engine.connect() as connection:
             made = connection.execute(
                 text(
                     "SELECT current_setting('hnsw.iterative_scan'), "
@@ -115,18 +149,25 @@ def test_a_search_on_a_new_connection_scans_with_its_own_settings(
 
 
 def test_filters_that_leave_few_or_no_entries(
-    engine: Engine, selectivity_tenants: dict[str, int], tmp_path: Path
+    selectivity_engine: Engine, selectivity_tenants: dict[str, int], tmp_path: Path
 ) -> None:
     pdf = write_pdf(tmp_path / "seeds.pdf", [SEED_BANK])
-    assert ingest(engine, "all", pdf).status == "completed"
+    assert ingest(selectivity_engine, "all", pdf).status == "completed"
     forced = PlannerSettings(exact_limit=0)
     query = Query(text="storage of plant material")
     documents = search(
-        engine, "all", query, 10, filters=Filters(source_modality="document"), settings=forced
+        selectivity_engine,
+        "all",
+        query,
+        10,
+        filters=Filters(source_modality="document"),
+        settings=forced,
     )
     assert [hit.modality for hit in documents.hits] == ["document"]
     future = datetime.now(UTC) + timedelta(days=1)
-    later = search(engine, "all", query, 10, filters=Filters(held_since=future), settings=forced)
+    later = search(
+        selectivity_engine, "all", query, 10, filters=Filters(held_since=future), settings=forced
+    )
     assert later.hits == []
 
 
@@ -140,7 +181,7 @@ def test_texts_the_model_cannot_see(engine: Engine, tmp_path: Path, cli: Cli) ->
 
     # Emoji and runes alike: refused as meaning, not matched at 1.0 against each other.
     for query in ("🔥", "ᚦᚦ"):
-        with pytest.raises(SearchError, match=r"does not know.*--mode lexical"):
+        with pytest.raises(SearchError, match=r"does not know.*in lexical mode"):
             search(engine, tenant, Query(text=query), 5, mode="semantic")
         hybrid = search(engine, tenant, Query(text=query), 5)
         assert all(hit.score is None or hit.score < 0.9 for hit in hybrid.hits)
@@ -231,3 +272,27 @@ def test_the_longest_accepted_query_runs_and_a_longer_one_is_refused(
         search(engine, tenant, Query(text=longest), 5, mode=mode)
         with pytest.raises(SearchError, match=f"at most {MAX_QUERY_CHARACTERS} are accepted"):
             search(engine, tenant, Query(text=words[: MAX_QUERY_CHARACTERS + 1]), 5, mode=mode)
+
+
+def test_a_hyphenated_query_finds_the_words_written_apart(engine: Engine, tmp_path: Path) -> None:
+    # The issue's example ("seed-bank" against a stored "seed bank") and another compound.
+    tenant = add_tenant(engine, "hyphens")
+    notes = tmp_path / "notes.txt"
+    notes.write_text(
+        f"{SEED_BANK}\n\nThe state of the art anvil.\n\nA well-known recipe for rye bread.\n",
+        encoding="utf-8",
+    )
+    assert ingest(engine, tenant, notes).status == "completed"
+    for query, stored in (
+        ("seed-bank samples", SEED_BANK),
+        ("state-of-the-art anvil", "The state of the art anvil."),
+        # Written with the hyphen, found without it and with it.
+        ("well known recipe", "A well-known recipe for rye bread."),
+        ("well-known recipe", "A well-known recipe for rye bread."),
+    ):
+        hits = search(engine, tenant, Query(text=query), 5, mode="lexical").hits
+        assert [(hit.text or "").strip() for hit in hits] == [stored], query
+    # A stored text searched verbatim, hyphen and all, is still verbatim.
+    hits = search(engine, tenant, Query(text="A well-known recipe for rye bread."), 5,
+                  mode="lexical").hits  # fmt: skip
+    assert hits[0].verbatim

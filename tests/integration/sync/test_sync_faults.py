@@ -5,14 +5,12 @@ from __future__ import annotations
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import Cli, clean_environment
+from tests.conftest import Cli, CliProcess, clean_environment
 from tests.integration.sync.conftest import Source, clear_graph, neo4j_graph, sql_graph
 from tests.neo4j_server import start_neo4j
 
@@ -42,14 +40,8 @@ def worker_env(database_url: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", "sync", "--batch-size", "50"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_worker(env: dict[str, str], cwd: Path) -> CliProcess:
+    return Cli(env, cwd).spawn("sync", "--batch-size", "50")
 
 
 def produce(source: Source, tenants: list[str], rounds: int, per_round: int) -> None:

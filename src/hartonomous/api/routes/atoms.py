@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -18,10 +18,11 @@ from hartonomous.api.fields import AtomId
 from hartonomous.api.problems import problem_response
 from hartonomous.api.ranges import RangeNotSatisfiable, etag_of, matches_etag, requested_range
 from hartonomous.api.routes.holdings import HoldingModel
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.atoms import atom_content, parse_atom_id, show_atom
 
-router = APIRouter(prefix="/v1/atoms", tags=["atoms"])
+router = api_router(prefix="/v1/atoms", tags=["atoms"])
 
 _user = requires(Role.USER)
 _BINARY = {"schema": {"type": "string", "format": "binary"}}

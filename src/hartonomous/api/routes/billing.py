@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import Timestamp
+from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
 from hartonomous.services.billing import (
@@ -27,7 +28,7 @@ from hartonomous.services.billing import (
     show_plan,
 )
 
-router = APIRouter(prefix="/v1/billing", tags=["billing"])
+router = api_router(prefix="/v1/billing", tags=["billing"])
 
 Name = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 PlanCode = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,63}$")]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.broker import BrokerStatus, broker_status
 
-router = APIRouter(prefix="/v1/broker", tags=["operations"])
+router = api_router(prefix="/v1/broker", tags=["operations"])
 
 
 @router.get("/status")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import StrictBool
+from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
 from hartonomous.security.roles import Role
 from hartonomous.services.dead_letters import (
@@ -25,7 +26,7 @@ from hartonomous.services.dead_letters import (
     show_dead_letter,
 )
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["operations"])
+router = api_router(prefix="/v1/dead-letters", tags=["operations"])
 
 DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A dead letter's id")]
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from hartonomous.api.auth import Caller, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import embed as embed_service
 
-router = APIRouter(prefix="/v1/embed", tags=["embed"])
+router = api_router(prefix="/v1/embed", tags=["embed"])
 
 Text = Annotated[StrictStr, Field(max_length=embed_service.MAX_EMBED_CHARACTERS)]
 

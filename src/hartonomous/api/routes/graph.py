@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import Body, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.graph import (
     GraphRepair,
@@ -19,7 +20,7 @@ from hartonomous.services.graph import (
     graph_status,
 )
 
-router = APIRouter(prefix="/v1/graph", tags=["operations"])
+router = api_router(prefix="/v1/graph", tags=["operations"])
 
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 

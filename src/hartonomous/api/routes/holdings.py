@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.holdings import delete_holding, holdings_page
 
-router = APIRouter(prefix="/v1/holdings", tags=["holdings"])
+router = api_router(prefix="/v1/holdings", tags=["holdings"])
 
 _user = requires(Role.USER)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.identity import Identity, identify
 
-router = APIRouter(prefix="/v1", tags=["identity"])
+router = api_router(prefix="/v1", tags=["identity"])
 
 
 @router.get("/me")

@@ -8,12 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import WholeNumber
+from hartonomous.api.routing import api_router
 from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
 from hartonomous.errors import UsageError
 from hartonomous.inference.tasks import InferenceTask
@@ -21,7 +22,7 @@ from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.security.roles import Role
 from hartonomous.services import inference as inference_service
 
-router = APIRouter(prefix="/v1/inference", tags=["inference"])
+router = api_router(prefix="/v1/inference", tags=["inference"])
 
 REQUEST_FIELD = "request"
 """The multipart text field holding the request's JSON (`POST /v1/inference/upload`)."""

@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.api.shutdown import ShuttingDownError, shutdown_notice
 from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
 from hartonomous.errors import ForbiddenError
@@ -22,7 +23,7 @@ from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.security.roles import Role
 from hartonomous.services.ingestion import JobView, job_status, start_upload_ingestion
 
-router = APIRouter(prefix="/v1", tags=["ingestion"])
+router = api_router(prefix="/v1", tags=["ingestion"])
 
 _user = requires(Role.USER)
 _POLL_SECONDS = 0.25  # how often the event stream reads the job's rows

@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import Day, Timestamp
+from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
 from hartonomous.services.ledger import (
@@ -29,7 +30,7 @@ from hartonomous.services.ledger import (
 )
 from hartonomous.services.ledger_close import close_ledger_period
 
-router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+router = api_router(prefix="/v1/ledger", tags=["ledger"])
 
 # PostgreSQL text cannot hold NUL: refused here, as a problem naming the parameter.
 Name = Annotated[str | None, Query(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]

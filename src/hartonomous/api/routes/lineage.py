@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import lineage as lineage_service
 
-router = APIRouter(prefix="/v1/lineage", tags=["provenance"])
+router = api_router(prefix="/v1/lineage", tags=["provenance"])
 _needs = Depends(requires(Role.USER))
 
 Identifier = Annotated[

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import AtomId
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import models as model_service
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = api_router(prefix="/v1/models", tags=["models"])
 
 ModelId = AtomId
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page")]

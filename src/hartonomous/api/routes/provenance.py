@@ -12,16 +12,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.inference.explain import Explanation
 from hartonomous.inference.stream_view import DecodedStream
 from hartonomous.security.roles import Role
 from hartonomous.services import provenance
 
-explain_router = APIRouter(prefix="/v1/inference", tags=["provenance"])
-streams_router = APIRouter(prefix="/v1/streams", tags=["provenance"])
+explain_router = api_router(prefix="/v1/inference", tags=["provenance"])
+streams_router = api_router(prefix="/v1/streams", tags=["provenance"])
 _needs = Depends(requires(Role.USER))
 OCTET_STREAM = "application/octet-stream"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.example_upload import Upload, received_upload
 from hartonomous.api.fields import Timestamp, integral_number
+from hartonomous.api.routing import api_router
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.errors import UsageError
 from hartonomous.search.fusion import Signal
@@ -33,7 +34,7 @@ from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 from hartonomous.services import search as search_service
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = api_router(prefix="/v1/search", tags=["search"])
 
 # The bounds sit beside StrictInt, inside the validator: on `WholeNumber` itself pydantic can
 # only keep them as unknown keys (`ge`, `le`), and the OpenAPI schema showed no bounds at all.

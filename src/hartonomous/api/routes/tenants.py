@@ -9,14 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import Depends, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
-router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+router = api_router(prefix="/v1/tenants", tags=["tenants"])
 
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 PlatformOf = Annotated[Platform, Depends(platform_of)]

@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
 from hartonomous.json_types import exact_loads
 from hartonomous.security.roles import Role
 from hartonomous.services.usage_events import UsageEventOutcome, submit_usage_events
 
-router = APIRouter(prefix="/v1", tags=["usage-events"])
+router = api_router(prefix="/v1", tags=["usage-events"])
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"

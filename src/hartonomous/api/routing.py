@@ -1,0 +1,73 @@
+"""Routers whose sync endpoints cost one worker-thread hop per request, not two.
+
+FastAPI runs a plain ``def`` endpoint in a worker thread, then validates what it returned
+against the route's ``response_model`` in a *second* worker-thread hop before it serialises
+the answer on the event loop. Each hop is a hand-off between the event loop and a thread
+(a queue put, a wake-up, the interpreter lock changing hands twice); measured by
+benchmarks/api.py, the second one is pure overhead (docs/api.md, "Measured").
+
+``OneHopRoute`` runs such an endpoint *and* its response validation in one hop: the endpoint
+is wrapped in a coroutine that calls both in a worker thread, so FastAPI sees an async
+endpoint and re-validates, on the event loop, a value that is already an instance of the
+response model (pydantic admits it as it is). What reaches the client is unchanged: the same
+validation, the same errors (an invalid answer is handed back unvalidated, and FastAPI raises
+its ``ResponseValidationError`` as before), the same JSON. Coroutines and generators (event
+streams, streamed bodies) are left as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+__all__ = ["OneHopRoute", "api_router"]
+
+
+class OneHopRoute(APIRoute):
+    """An ``APIRoute`` running a sync endpoint and its response validation in one hop."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if _plain_function(endpoint):
+            endpoint = _in_one_hop(endpoint, self)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def api_router(**kwargs: Any) -> APIRouter:
+    """An ``APIRouter`` (same arguments) whose routes are ``OneHopRoute``s."""
+    return APIRouter(route_class=OneHopRoute, **kwargs)
+
+
+def _plain_function(endpoint: Callable[..., Any]) -> bool:
+    unwrapped = inspect.unwrap(endpoint)
+    return inspect.isfunction(unwrapped) and not (
+        inspect.iscoroutinefunction(unwrapped)
+        or inspect.isgeneratorfunction(unwrapped)
+        or inspect.isasyncgenfunction(unwrapped)
+    )
+
+
+def _in_one_hop(endpoint: Callable[..., Any], route: APIRoute) -> Callable[..., Any]:
+    # functools.wraps keeps the signature, name, docstring and globals FastAPI reads the
+    # parameters, the OpenAPI operation and the response model from (via __wrapped__).
+    def answer(arguments: dict[str, Any]) -> Any:
+        content = endpoint(**arguments)
+        # The field exists once the route is built (super().__init__), before any request.
+        field = route.response_field
+        if field is None or isinstance(content, Response):
+            return content
+        value, errors = field.validate(content, {}, loc=("response",))
+        return content if errors else value
+
+    @functools.wraps(endpoint)
+    async def in_a_worker_thread(**arguments: Any) -> Any:
+        # run_in_threadpool copies the request's context (the bound tenant) into the thread,
+        # as FastAPI does for a sync endpoint.
+        return await run_in_threadpool(answer, arguments)
+
+    return in_a_worker_thread
