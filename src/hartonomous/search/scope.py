@@ -93,6 +93,10 @@ LARGE_SCOPE_SECONDS = 10.0
 """How long a scope counted above the planner's exact limit is searched without a new count."""
 
 
+_PRUNE_AT = 1024
+"""Remembered scopes of one engine past which the expired ones are dropped."""
+
+
 class ScopeSizes:
     """The scopes (tenant, space, filters) of one database last counted above ``exact_limit``,
     remembered for ``LARGE_SCOPE_SECONDS`` in this process.
@@ -116,10 +120,16 @@ class ScopeSizes:
 
     def remember(self, engine: Engine, key: Any, large: bool) -> None:
         scopes = self._counted.setdefault(engine, {})
-        if large:
-            scopes[key] = time.monotonic()
-        else:
+        if not large:
             scopes.pop(key, None)
+            return
+        now = time.monotonic()
+        if len(scopes) >= _PRUNE_AT:
+            # Keys hold filter values (a --since time per query), so they would pile up in a
+            # long-running server: drop the expired ones.
+            for stale in [k for k, at in scopes.items() if now - at >= LARGE_SCOPE_SECONDS]:
+                del scopes[stale]
+        scopes[key] = now
 
 
 _scope_sizes = ScopeSizes()
