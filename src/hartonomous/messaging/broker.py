@@ -280,6 +280,10 @@ class Broker:
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling wrote in the committed transaction itself."""
 
+    def drained(self) -> bool:
+        """Yes: a receive that claimed nothing means nothing is available now."""
+        return True
+
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: the rollback undid the settlements; the claims end with the session
         (orphans) or the lease."""

@@ -144,12 +144,17 @@ class ConsumerLoop(Generic[OutcomeT]):
         return self.strategy.run_receive(attempt, f"{self.name}.batch")
 
     def drain(self) -> OutcomeT:
-        """Handle batches until nothing is available now (or all of one waits)."""
+        """Handle batches until the transport says nothing is left (`Transport.drained`: for
+        a log, until the consumer group's committed offsets reach its end), or until every
+        message of a batch waits for an unavailable dependency."""
         totals = self.handler.empty()
         while True:
             outcome = self.run_once()
             totals.add(outcome)
-            if outcome.received in (0, outcome.waiting):
+            if outcome.received == 0:
+                if self.transport.drained():
+                    return totals
+            elif outcome.received == outcome.waiting:
                 return totals
 
     def run(

@@ -91,11 +91,14 @@ class KafkaTransport:
     settings: MessageBrokerSettings
     _producer: Producer | None = field(default=None, init=False)
     _consumer: Consumer | None = field(default=None, init=False)
+    _probe: Consumer | None = field(default=None, init=False)
     # Buffered records by message id, in arrival order (ids grow with arrival).
     _records: dict[int, _Record] = field(default_factory=dict, init=False)
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # The lag `drained` last saw (partition, committed, end) and since when (monotonic s).
+    _stall: tuple[tuple[tuple[int, int, int], ...], float] | None = field(default=None, init=False)
 
     @property
     def kafka(self) -> KafkaSettings:
@@ -199,7 +202,9 @@ class KafkaTransport:
                     "auto.offset.reset": "earliest",
                 }
             )
-            consumer.subscribe([self.kafka.topic], on_revoke=self._revoked)
+            consumer.subscribe(
+                [self.kafka.topic], on_assign=self._assigned, on_revoke=self._revoked
+            )
             self._consumer = consumer
         return self._consumer
 
@@ -341,6 +346,60 @@ class KafkaTransport:
                     f"{exc.args[0]}"
                 ) from exc
 
+    def group_lag(self) -> list[PartitionLag]:
+        """Per partition of the topic: the consumer group's committed offset, the end (high
+        watermark) and the records between them; asked of the cluster, not cached. An absent
+        topic has no partitions. Raises `KafkaUnavailableError` when the cluster does not
+        answer within `connect_timeout_seconds`."""
+        if self._probe is None:
+            self.check_reachable()
+            # A client of the group that never subscribes: asking does not join the group
+            # (which would make its members rebalance).
+            self._probe = Consumer({**self._client_config(), "group.id": self.kafka.consumer_group})
+        return _group_lag(self._probe, self.kafka)
+
+    def drained(self) -> bool:
+        """After a receive that claimed nothing: whether the group's committed offsets reached
+        the end of every partition, apart from partitions of this consumer fetched to their
+        end (what is left there is held back as delayed and comes again to the group later).
+
+        Until then it waits a moment for the group (serving its rebalances: a dead member's
+        partitions come to this consumer once its session timed out) and returns False.
+        Raises `KafkaUnavailableError` naming the partitions when their lag did not change
+        for two session timeouts (`[message_broker.kafka] session_timeout_seconds`): a live
+        member holds them without consuming, and an operator must look."""
+        consumer = self.consumer()
+        lags = self.group_lag()
+        try:
+            mine = consumer.assignment()
+            positions = {tp.partition: tp.offset for tp in consumer.position(mine)} if mine else {}
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
+        behind = [lag for lag in lags if lag.lag > 0 and positions.get(lag.partition, -1) < lag.end]
+        if not behind:
+            self._stall = None
+            return True
+        now = time.monotonic()
+        mark = tuple((lag.partition, lag.committed, lag.end) for lag in behind)
+        if self._stall is None or self._stall[0] != mark:
+            self._stall = (mark, now)
+        elif now - self._stall[1] >= 2 * self.kafka.session_timeout_seconds:
+            owned = {tp.partition for tp in mine}
+            raise KafkaUnavailableError(
+                f"the consumer group {self.kafka.consumer_group!r} has not moved on topic "
+                f"{self.kafka.topic!r} for {now - self._stall[1]:.0f} s: "
+                + ", ".join(
+                    f"partition {lag.partition} has {lag.lag} record(s) not committed"
+                    + (" (this worker's)" if lag.partition in owned else " (another member's)")
+                    for lag in behind
+                )
+                + "; a member holds them without consuming (see `hartonomous status`)"
+            )
+        self._fetch(1, _POLL_SLICE_SECONDS)  # serves the group's rebalances meanwhile
+        return False
+
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """The batch's transaction did not commit: its settlements are void and the records
         come back (the attempt stays counted)."""
@@ -355,6 +414,9 @@ class KafkaTransport:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         if self._producer is not None:
             self._producer.flush(self.kafka.connect_timeout_seconds)
             self._producer = None
@@ -439,12 +501,12 @@ class KafkaTransport:
         return self._records.get(message.message_id)
 
     def _caught_up(self) -> bool:
-        """Whether every assigned partition has been fetched up to its high watermark (False
-        before the group assigned any)."""
+        """Whether every assigned partition has been fetched up to its high watermark (True
+        while the group assigned none: `drained` then waits for the group)."""
         consumer = self.consumer()
         assignment = consumer.assignment()
         if not assignment:
-            return False
+            return True
         timeout = self.kafka.connect_timeout_seconds
         try:
             for position in consumer.position(assignment):
@@ -473,14 +535,68 @@ class KafkaTransport:
         with self._lock:
             return any(not r.claimed and r.available_at <= now for r in self._records.values())
 
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "kafka_partitions_assigned",
+            topic=self.kafka.topic,
+            group=self.kafka.consumer_group,
+            partitions=sorted(tp.partition for tp in partitions),
+        )
+
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another worker takes these partitions over from their committed offsets: forget
         their buffered records (not yet settled, so not yet committed)."""
         lost = {tp.partition for tp in partitions}
+        log.info(
+            "kafka_partitions_revoked",
+            topic=self.kafka.topic,
+            group=self.kafka.consumer_group,
+            partitions=sorted(lost),
+        )
         with self._lock:
             self._records = {i: r for i, r in self._records.items() if r.partition not in lost}
             for partition in lost:
                 self._consumed.pop(partition, None)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition of the topic as the consumer group stands: `committed` (the next record
+    the group will handle; the start of the log when it committed none), `end` (the high
+    watermark) and `lag`, the records between them."""
+
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
+    timeout = kafka.connect_timeout_seconds
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metadata = client.list_topics(kafka.topic, timeout=timeout).topics.get(kafka.topic)
+            if metadata is None or metadata.error is not None or not metadata.partitions:
+                return []
+            partitions = [TopicPartition(kafka.topic, p) for p in sorted(metadata.partitions)]
+            lags: list[PartitionLag] = []
+            for committed in client.committed(partitions, timeout=timeout):
+                low, high = client.get_watermark_offsets(committed, timeout=timeout, cached=False)
+                lags.append(PartitionLag(committed.partition, max(committed.offset, low), high))
+            return lags
+        except KafkaException as exc:
+            # A group's coordinator moving or loading (`NOT_COORDINATOR` for a new group) is
+            # retriable: asked again until the timeout.
+            if exc.args[0].retriable() and time.monotonic() < deadline:
+                time.sleep(_FETCH_SLICE_SECONDS)
+                continue
+            raise KafkaUnavailableError(
+                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
 
 
 def _text(value: str | bytes | None) -> str:

@@ -134,6 +134,10 @@ class InMemoryTransport:
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling took effect at once."""
 
+    def drained(self) -> bool:
+        """Yes: a receive that claimed nothing means nothing is available now."""
+        return True
+
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """The claims of ``messages`` end (their attempts stay counted), as the broker's do
         when the claiming session is gone."""

@@ -84,6 +84,14 @@ class Transport(Protocol):
         """After the transaction that settled ``messages`` committed (the broker: nothing)."""
         ...
 
+    def drained(self) -> bool:
+        """After a receive that claimed nothing: whether a drain (`sync --once`) may end.
+        The broker: yes (nothing is available now). Kafka: only once the consumer group's
+        committed offsets reached the end of every partition of the topic (records this
+        process holds back as delayed aside); until then it waits a moment for the group,
+        and raises `UnavailableError` naming the partitions when the group stopped moving."""
+        ...
+
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """The handler failed before its transaction committed: the settlements of ``messages``
         are void (the broker: its claims stay until the session or the lease ends)."""

@@ -4,17 +4,18 @@ events produced by the CES consumer, consumed by the sync worker into graph and 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
-import subprocess
-import sys
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.conftest import Cli
+from tests.conftest import Cli, CliProcess
 from tests.integration.sync.conftest import Source, drain, wait_until
 from tests.integration.sync.test_sync_faults import worker_env
 from tests.kafka_server import KafkaServer, _free_port
@@ -49,6 +50,33 @@ def kafka_settings(bootstrap: str, *, create: bool = True, **kafka: Any) -> Sett
         }
     )
     return settings.model_copy(update={"message_broker": broker})
+
+
+def kafka_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a CLI process at ``settings``' topic and group."""
+    kafka = settings.message_broker.kafka
+    return {
+        "HARTONOMOUS_MESSAGE_BROKER__TRANSPORT": "kafka",
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__TOPIC": kafka.topic,
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONSUMER_GROUP": kafka.consumer_group,
+        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__SESSION_TIMEOUT_SECONDS": str(
+            kafka.session_timeout_seconds
+        ),
+    }
+
+
+def partition_ends(settings: Settings) -> list[int]:
+    """The end (high watermark) of each partition of the topic."""
+    kafka = settings.message_broker.kafka
+    reader = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "ends"})
+    try:
+        return [
+            reader.get_watermark_offsets(TopicPartition(kafka.topic, p), timeout=30)[1]
+            for p in range(3)
+        ]
+    finally:
+        reader.close()
 
 
 def committed_lag(settings: Settings) -> int:
@@ -250,73 +278,197 @@ def test_kafka_restarted_mid_run_loses_nothing_and_bills_once(
     assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Atom'") == 4
 
 
-def hartonomous(env: dict[str, str], cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hartonomous", *arguments],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def topic_events(settings: Settings) -> list[dict[str, Any]]:
+    """Every record of the topic, as the CloudEvents it carries (duplicates included)."""
+    kafka = settings.message_broker.kafka
+    reader = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"{kafka.topic}-reader"}
     )
+    try:
+        metadata = reader.list_topics(kafka.topic, timeout=30).topics[kafka.topic]
+        ends = {}
+        for partition in metadata.partitions:
+            low, high = reader.get_watermark_offsets(
+                TopicPartition(kafka.topic, partition), timeout=30, cached=False
+            )
+            if high > low:
+                ends[partition] = high
+        reader.assign([TopicPartition(kafka.topic, p, 0) for p in ends])
+        events: list[dict[str, Any]] = []
+        while ends:
+            record = reader.poll(1.0)
+            if record is None or record.error() is not None:
+                continue
+            events.append(json.loads(record.value()))
+            if record.offset() + 1 >= ends[record.partition()]:
+                del ends[record.partition()]
+        return events
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def change_probe(source: Source) -> Iterator[Callable[[], int]]:
+    """Counts the row changes of the captured tables from now on, as PostgreSQL's own
+    `test_decoding` plugin reads them from the WAL (independent of the CES consumer)."""
+    slot = f"probe_{uuid.uuid4().hex[:12]}"
+    source.conn.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+    tables = [
+        row[0]
+        for row in source.conn.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
+            (Settings().cdc.publication_name,),
+        ).fetchall()
+    ]
+    pattern = rf"^table public\.({'|'.join(tables)}): (INSERT|UPDATE|DELETE):"
+
+    def changes() -> int:
+        return int(
+            source.scalar(
+                "SELECT count(*) FROM pg_logical_slot_peek_changes(%s, NULL, NULL) WHERE data ~ %s",
+                slot,
+                pattern,
+            )
+        )
+
+    try:
+        yield changes
+    finally:
+        source.conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_sync_once_ends_only_when_the_group_reached_the_end_of_every_partition(
+    source: Source, cli: Cli, kafka_bootstrap: str
+) -> None:
+    """`sync --once` shares the topic with a live member of its group that does not consume:
+    it does not report done while that member's partitions lag, it names them; once the
+    member left, the next `sync --once` takes every partition over and drains them all."""
+    settings = kafka_settings(kafka_bootstrap, session_timeout_seconds=6.0)
+    kafka = settings.message_broker.kafka
+    source.tenant("acme", "alice")
+    # Enough rows (keys) that each of the 3 partitions holds records.
+    source.ingest("acme", 15, principal_id="alice")
+    ces = CesConsumer(source.url, settings)
+    try:
+        ces.drain()
+    finally:
+        ces.close()
+    assert all(end > 0 for end in partition_ends(settings))
+    group_cli = Cli(cli.env | kafka_env(settings), cli.cwd)
+    stop = threading.Event()
+    held: list[int] = []
+
+    def hold() -> None:
+        """A member that stays in the group (rebalances included) and consumes nothing; the
+        client is used from this thread only."""
+        holder = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap_servers,
+                "group.id": kafka.consumer_group,
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
+
+        def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
+            held[:] = [tp.partition for tp in partitions]
+
+        holder.subscribe([kafka.topic], on_assign=assigned)
+        try:
+            while not stop.is_set():
+                holder.poll(0.1)
+        finally:
+            holder.close()  # leaves the group
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        wait_until(lambda: len(held) == 3, "the holder has the partitions")
+        stuck = group_cli("sync", "--once")
+        assert stuck.exit_code == 1, stuck.stdout
+        assert f"the consumer group {kafka.consumer_group!r} has not moved" in stuck.stderr
+        assert "(another member's)" in stuck.stderr
+        assert committed_lag(settings) > 0
+    finally:
+        stop.set()
+        thread.join()
+    finish = group_cli("--json", "sync", "--once")
+    assert finish.exit_code == 0, finish.stderr
+    assert committed_lag(settings) == 0
+    ledger = source.conn.execute(
+        "SELECT count(*), count(DISTINCT event_id) FROM billing_usage_ledger"
+    ).fetchone()
+    assert ledger == (15, 15)
 
 
 @pytest.mark.slow
 def test_sigkilled_ces_consumer_and_workers_on_kafka_bill_every_change_once(
     source: Source, database_url: str, data_dir: Path, kafka_bootstrap: str
 ) -> None:
-    kafka = kafka_settings(kafka_bootstrap).message_broker.kafka
-    env = worker_env(database_url, data_dir)
-    env |= {
-        "HARTONOMOUS_MESSAGE_BROKER__TRANSPORT": "kafka",
-        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__TOPIC": kafka.topic,
-        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONSUMER_GROUP": kafka.consumer_group,
-        # A killed worker's partitions go to the others after this, not after 45 s.
-        "HARTONOMOUS_MESSAGE_BROKER__KAFKA__SESSION_TIMEOUT_SECONDS": "6",
-    }
-    source.tenant("k1", "k1-user")
-    ces = hartonomous(env, data_dir, "ces-consumer")
-    workers = [hartonomous(env, data_dir, "sync", "--batch-size", "20") for _ in range(2)]
-    rounds, per_round = 2, 25
-    try:
-        for round_ in range(rounds):
-            billed = source.scalar("SELECT count(*) FROM billing_usage_ledger")
-            source.ingest("k1", per_round, principal_id="k1-user", tag=f"r{round_}-")
-            # Kill while the round flows: its first events are produced and billed, and the
-            # rest (batches of 20) are still on their way.
-            wait_until(
-                lambda billed=billed: (
-                    source.scalar("SELECT count(*) FROM billing_usage_ledger") > billed
-                ),
-                "the round's first events are billed",
-            )
-            if round_ % 2 == 0:
-                ces.send_signal(signal.SIGKILL)
-                ces.wait()
-                ces = hartonomous(env, data_dir, "ces-consumer")
-            victim = workers[round_ % 2]
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            workers[round_ % 2] = hartonomous(env, data_dir, "sync", "--batch-size", "20")
-    finally:
-        for process in [ces, *workers]:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+    """Three rounds of ingestion; in each, once the round's first holdings are billed, the
+    CES consumer and/or sync workers are SIGKILLed mid-flow and restarted, and the last round
+    kills all of them. `ces-consumer --once` and `sync --once` then finish: every source change
+    is one event on the topic, every billable event one ledger row, the group's lag 0."""
+    # A killed worker's partitions go to the others after 6 s, not after 45 s.
+    settings = kafka_settings(kafka_bootstrap, session_timeout_seconds=6.0)
+    env = worker_env(database_url, data_dir) | kafka_env(settings)
     cli = Cli(env, data_dir)
-    captured = cli("--json", "ces-consumer", "--once")
-    assert captured.exit_code == 0, captured.stderr
-    finish = cli("--json", "sync", "--once")
-    assert finish.exit_code == 0, finish.stderr
+
+    def ces() -> CliProcess:
+        return cli.spawn("ces-consumer")
+
+    def worker() -> CliProcess:
+        return cli.spawn("sync", "--batch-size", "10")
+
+    rounds, per_round = 3, 20
+    with change_probe(source) as source_changes:
+        source.tenant("k1", "k1-user")
+        processes = {"ces": ces(), "w0": worker(), "w1": worker()}
+        # Who is killed once the round's first holdings are billed (the last round: all).
+        victims = [("ces", "w0"), ("w1",), ("ces", "w0", "w1")]
+        try:
+            for round_, killed in enumerate(victims[:rounds]):
+                source.ingest("k1", per_round, principal_id="k1-user", tag=f"r{round_}-")
+                # Past the earlier rounds' holdings: this round flows through the restarted
+                # processes (or their survivors), and the rest of it is still on its way.
+                wait_until(
+                    lambda round_=round_: (
+                        source.scalar("SELECT count(*) FROM billing_usage_ledger")
+                        > round_ * per_round
+                    ),
+                    f"round {round_}'s first holdings are billed",
+                )
+                for name in killed:
+                    processes[name].send_signal(signal.SIGKILL)
+                    processes[name].wait()
+                    if round_ < rounds - 1:
+                        processes[name] = ces() if name == "ces" else worker()
+        finally:
+            for process in processes.values():
+                process.kill()
+                process.wait()
+        captured = cli("--json", "ces-consumer", "--once")
+        assert captured.exit_code == 0, captured.stderr
+        assert "slot_in_use_by" not in json.loads(captured.stdout)
+        finish = cli("--json", "sync", "--once")
+        assert finish.exit_code == 0, finish.stderr
+        changes = source_changes()
     holdings = rounds * per_round
     assert source.scalar("SELECT count(*) FROM holdings") == holdings
-    ledger = source.conn.execute(
-        "SELECT count(*), count(DISTINCT event_id) FROM billing_usage_ledger"
-    ).fetchone()
-    assert ledger == (holdings, holdings)
+    # Events = changes: each change is one CloudEvent on the topic (a record produced again
+    # after a kill carries the same id), and the checkpoint counted each once.
+    events = topic_events(settings)
+    ids = {event["id"] for event in events}
+    assert len(ids) == changes
+    assert source.scalar("SELECT events_total FROM cdc_checkpoints") == changes
+    # Ledger rows = billable events (holdings inserts), each once.
+    billable = {e["id"] for e in events if e["type"] == "io.hartonomous.cdc.holdings.insert"}
+    assert len(billable) == holdings
+    ledger = [row[0] for row in source.conn.execute("SELECT event_id FROM billing_usage_ledger")]
+    assert len(ledger) == len(set(ledger)) == holdings
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
     assert (
         source.scalar("SELECT count(*) FROM graph_edges WHERE edge_id LIKE 'OWNS:holding:%%'")
         == holdings
     )
-    probe = Settings().message_broker.model_copy(update={"kafka": kafka})
-    assert committed_lag(Settings().model_copy(update={"message_broker": probe})) == 0
+    assert committed_lag(settings) == 0
