@@ -50,6 +50,7 @@ from hartonomous.messaging.broker import (
     ReceivedMessage,
     dead_letter_unsent,
 )
+from hartonomous.messaging.transport import Published
 
 log = structlog.get_logger(__name__)
 
@@ -150,11 +151,16 @@ class KafkaTransport:
         offsets. Raises `UnavailableError` when Kafka did not acknowledge them all within
         `[message_broker.kafka] connect_timeout_seconds` (the caller's transaction then rolls
         back, so nothing is counted as sent)."""
+        return [record.offset for record in self.publish(messages)]
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[Published]:
+        """`send_batch` without a session: where each record landed (partition, offset)."""
         if not messages:
             return []
         producer = self.producer()
         serialiser = Broker(self.settings)
-        offsets: list[int] = [-1] * len(messages)
+        destination = f"kafka:{self.kafka.topic}"
+        landed: list[Published | None] = [None] * len(messages)
         failures: list[str] = []
 
         def delivered(index: int) -> Any:
@@ -162,7 +168,9 @@ class KafkaTransport:
                 if error is not None:
                     failures.append(str(error))
                 else:
-                    offsets[index] = int(record.offset() or 0)
+                    landed[index] = Published(
+                        destination, int(record.partition() or 0), int(record.offset() or 0)
+                    )
 
             return report
 
@@ -180,13 +188,14 @@ class KafkaTransport:
             )
             producer.poll(0)
         remaining = producer.flush(self.kafka.connect_timeout_seconds)
-        if remaining or failures:
+        acknowledged = [record for record in landed if record is not None]
+        if remaining or failures or len(acknowledged) < len(messages):
             raise KafkaUnavailableError(
                 f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
-                f"{remaining + len(failures)} of {len(messages)} event(s)"
+                f"{len(messages) - len(acknowledged)} of {len(messages)} event(s)"
                 + (f": {failures[0]}" if failures else "")
             )
-        return offsets
+        return acknowledged
 
     # -- consuming ----------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
@@ -99,6 +100,25 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release the transport's clients (the broker: nothing; it uses the loop's session)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where a log acknowledged a record: `destination` (`kafka:<topic>`), partition, offset."""
+
+    destination: str
+    partition: int
+    offset: int
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """A transport outside the database (Kafka): it publishes and acknowledges on its own,
+    not in the caller's transaction (dead-letter replay uses it)."""
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[Published]:
+        """Publish ``messages`` in order and wait until the log acknowledged each."""
         ...
 
 

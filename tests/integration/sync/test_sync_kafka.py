@@ -127,7 +127,7 @@ def test_changes_reach_graph_and_ledger_through_kafka_exactly_once(
 
 
 def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_moves_on(
-    source: Source, kafka_bootstrap: str
+    source: Source, cli: Cli, kafka_bootstrap: str
 ) -> None:
     settings = kafka_settings(kafka_bootstrap)
     kafka = settings.message_broker.kafka
@@ -147,7 +147,8 @@ def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_mo
     assert outcome.completed >= 2
     letters = source.conn.execute(
         "SELECT reason, exception_message, body, metadata->>'transport', metadata->>'topic', "
-        "decode(metadata->>'value_base64', 'base64') FROM message_dead_letters "
+        "decode(metadata->>'value_base64', 'base64'), metadata->>'partition' "
+        "FROM message_dead_letters "
         "ORDER BY dead_letter_id"
     ).fetchall()
     assert [row[0] for row in letters] == ["malformed_event", "malformed_event"]
@@ -157,6 +158,28 @@ def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_mo
     assert "missing required attribute" in letters[1][1]
     assert {(row[3], row[4]) for row in letters} == {("kafka", kafka.topic)}
     assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Tenant'") == 1
+    assert committed_lag(settings) == 0
+    # Replay re-publishes to the topic (not to the in-database queue), in order, after Kafka
+    # acknowledged the records; the worker gets them again (and dead-letters them again).
+    ends = partition_ends(settings)
+    replayed = Cli(cli.env | kafka_env(settings), cli.cwd)(
+        "--json", "deadletters", "replay", "--all"
+    )
+    assert replayed.exit_code == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["replayed"] == 2
+    assert source.scalar("SELECT count(*) FROM broker_messages") == 0
+    assert sum(partition_ends(settings)) == sum(ends) + 2
+    marks = source.conn.execute(
+        "SELECT metadata->>'replayed_to', (metadata->>'replayed_offset')::bigint "
+        "FROM message_dead_letters WHERE replayed_at IS NOT NULL ORDER BY dead_letter_id"
+    ).fetchall()
+    partition = int(letters[0][6])
+    assert marks == [
+        (f"kafka:{kafka.topic}", ends[partition]),
+        (f"kafka:{kafka.topic}", ends[partition] + 1),
+    ]
+    again = drain(source, settings)
+    assert again.dead_lettered == 2
     assert committed_lag(settings) == 0
 
 
