@@ -583,6 +583,60 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
+@dataclass(frozen=True)
+class GroupBacklog:
+    """The sync workers' consumer group on its topic: each partition's lag, and the age of the
+    oldest record not committed (seconds since its Kafka timestamp; None when none lags)."""
+
+    group: str
+    topic: str
+    partitions: list[PartitionLag]
+    oldest_age_seconds: float | None
+
+    @property
+    def lag(self) -> int:
+        return sum(partition.lag for partition in self.partitions)
+
+
+def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
+    """What `/health/ready` and `status` show of the Kafka transport. Reads without joining
+    the group or committing: the committed offsets and ends, then the first record not
+    committed of each lagging partition (its timestamp). Raises `KafkaUnavailableError`
+    naming the bootstrap servers when the cluster does not answer."""
+    transport = KafkaTransport(settings)
+    kafka = settings.kafka
+    try:
+        lags = transport.group_lag()
+    finally:
+        transport.close()
+    lagging = [lag for lag in lags if lag.lag]
+    oldest: float | None = None
+    if lagging:
+        # A client outside the group (its own id, never committing) reads the oldest records.
+        reader = Consumer(
+            {
+                **transport._client_config(),
+                "group.id": f"{kafka.consumer_group}.backlog",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            reader.assign([TopicPartition(kafka.topic, p.partition, p.committed) for p in lagging])
+            stamps: dict[int, int] = {}
+            deadline = time.monotonic() + kafka.connect_timeout_seconds
+            while len(stamps) < len(lagging) and time.monotonic() < deadline:
+                for record in reader.consume(
+                    num_messages=len(lagging), timeout=_POLL_SLICE_SECONDS
+                ):
+                    if record.error() is None:
+                        stamps.setdefault(int(record.partition() or 0), record.timestamp()[1])
+        finally:
+            reader.close()
+        if stamps:
+            oldest = round(max(0.0, time.time() - min(stamps.values()) / 1000), 3)
+    return GroupBacklog(kafka.consumer_group, kafka.topic, lags, oldest)
+
+
 def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
     timeout = kafka.connect_timeout_seconds
     deadline = time.monotonic() + timeout

@@ -25,6 +25,9 @@ from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError
 from hartonomous.messaging.kafka import CONTENT_TYPE
 from hartonomous.messaging.resilience import BreakerState, CircuitBreakerOpenError
+from hartonomous.services.health import readiness
+from hartonomous.services.platform import open_platform
+from hartonomous.services.status import platform_status
 from hartonomous.sync.worker import SyncWorker
 
 
@@ -181,6 +184,67 @@ def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_mo
     again = drain(source, settings)
     assert again.dead_lettered == 2
     assert committed_lag(settings) == 0
+
+
+def test_readiness_and_status_show_the_groups_lag_and_say_when_it_is_stuck(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    settings = kafka_settings(kafka_bootstrap)
+    settings = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(update={"url": source.url}),
+            "health": settings.health.model_copy(update={"backlog_alert_seconds": 0.5}),
+        }
+    )
+    source.tenant("acme", "alice")
+    source.ingest("acme", 3, principal_id="alice")
+    ces = CesConsumer(source.url, settings)
+    try:
+        events = ces.drain()
+    finally:
+        ces.close()
+    with open_platform(settings) as platform:
+        # No worker consumes: once the oldest record waits past the alert, readiness says so.
+        wait_until(
+            lambda: "kafka: consumer group" in (readiness(platform).detail or ""),
+            "the oldest record waits past backlog_alert_seconds",
+        )
+        ready = readiness(platform)
+        assert ready.status == "degraded"
+        assert ready.kafka is not None
+        assert ready.kafka.lag == events == sum(p.lag for p in ready.kafka.partitions)
+        checks = {check.name: check for check in platform_status(platform).checks}
+        assert checks["kafka lag"].verdict == "WARN"
+        assert f"{events} record(s) not committed" in checks["kafka lag"].detail
+        drain(source, settings)
+        ready = readiness(platform)
+        assert ready.kafka is not None
+        assert (ready.kafka.lag, ready.kafka.oldest_age_seconds) == (0, None)
+        assert "kafka" not in (ready.detail or "")
+        checks = {check.name: check for check in platform_status(platform).checks}
+        assert checks["kafka lag"].verdict == "OK"
+    away = settings.model_copy(
+        update={
+            "message_broker": settings.message_broker.model_copy(
+                update={
+                    "kafka": settings.message_broker.kafka.model_copy(
+                        update={
+                            "bootstrap_servers": f"127.0.0.1:{_free_port()}",
+                            "connect_timeout_seconds": 1.0,
+                        }
+                    )
+                }
+            )
+        }
+    )
+    with open_platform(away) as platform:
+        ready = readiness(platform)
+        assert ready.kafka is not None
+        assert not ready.kafka.reachable
+        servers = away.message_broker.kafka.bootstrap_servers
+        assert f"kafka: Kafka is unreachable at {servers}" in (ready.detail or "")
+        checks = {check.name: check for check in platform_status(platform).checks}
+        assert checks["kafka lag"].verdict == "FAIL"
 
 
 def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(source: Source) -> None:
