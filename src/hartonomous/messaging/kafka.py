@@ -116,7 +116,9 @@ class KafkaTransport:
             "bootstrap.servers": self.kafka.bootstrap_servers,
             "security.protocol": self.kafka.security_protocol,
             "socket.connection.setup.timeout.ms": int(self.kafka.connect_timeout_seconds * 1000),
-            "log_level": 3,  # errors only: the transport logs what matters itself
+            # None of librdkafka's own log lines (a connection refused is one per retry on
+            # stderr): the transport raises and logs what matters itself.
+            "log_level": 0,
         }
         if self.kafka.sasl_mechanism is not None:
             config["sasl.mechanism"] = self.kafka.sasl_mechanism
@@ -133,7 +135,7 @@ class KafkaTransport:
         except KafkaException as exc:
             raise KafkaUnavailableError(
                 f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
-                f"([message_broker.kafka] bootstrap_servers): {exc.args[0]}"
+                f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
             ) from exc
 
     # -- producing ----------------------------------------------------------------------------

@@ -130,3 +130,13 @@ def open_transport(settings: MessageBrokerSettings) -> Transport:
 
         return KafkaTransport(settings)
     return Broker(settings)
+
+
+def check_transport(settings: MessageBrokerSettings) -> None:
+    """At a service's start: raise `UnavailableError` naming the bootstrap servers when the
+    transport is Kafka and the cluster does not answer within `connect_timeout_seconds` (the
+    broker lives in the database, which is checked on its own)."""
+    if settings.transport == "kafka":
+        from hartonomous.messaging.kafka import KafkaTransport
+
+        KafkaTransport(settings).check_reachable()

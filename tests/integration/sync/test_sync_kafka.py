@@ -247,11 +247,32 @@ def test_readiness_and_status_show_the_groups_lag_and_say_when_it_is_stuck(
         assert checks["kafka lag"].verdict == "FAIL"
 
 
-def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(source: Source) -> None:
+def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(
+    source: Source, cli: Cli
+) -> None:
     settings = kafka_settings(
         f"127.0.0.1:{_free_port()}", create=False, connect_timeout_seconds=1.0
     )
+    resilience = settings.message_broker.resilience.model_copy(update={"receive_max_attempts": 1})
+    settings = settings.model_copy(
+        update={
+            "message_broker": settings.message_broker.model_copy(update={"resilience": resilience})
+        }
+    )
     servers = settings.message_broker.kafka.bootstrap_servers
+    source.tenant("acme")
+    # Each command at start: exit 1 and one line naming the servers (no client log lines).
+    env = cli.env | kafka_env(settings)
+    env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONNECT_TIMEOUT_SECONDS"] = "1"
+    unreachable = Cli(env, cli.cwd)
+    for command in (["sync", "--once"], ["ces-consumer"]):  # each service, each mode
+        refused = unreachable(*command)
+        assert refused.exit_code == 1, command
+        assert refused.stderr.startswith(
+            f"hartonomous: error: Kafka is unreachable at {servers} "
+            "([message_broker.kafka] bootstrap_servers): "
+        ), command
+        assert refused.stderr.count("\n") == 1, refused.stderr
     worker = SyncWorker(source.url, settings)
     try:
         with pytest.raises(UnavailableError, match=f"Kafka is unreachable at {servers}"):
@@ -260,7 +281,6 @@ def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(source: Sourc
         worker.close()
     ces = CesConsumer(source.url, settings)
     try:
-        source.tenant("acme")
         with pytest.raises(UnavailableError, match=servers):
             ces.drain()
     finally:
