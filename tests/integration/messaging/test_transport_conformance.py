@@ -5,6 +5,7 @@ PostgreSQL), and the in-memory fake, which must behave the same."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -126,5 +127,11 @@ def test_the_transport_contract(adapter: Adapter) -> None:
     a2 = adapter.claimed["a/2"]
     adapter.settle(lambda: transport.dead_letter(connection, a2, "policy_denied:p"), [a2])
     assert adapter.dead_letter_reasons() == ["policy_denied:p"]
+    assert adapter.receive(1) == [("a/3", 1)]
+    # A throttled head comes back once its delay passed, not later, the delivery uncounted;
+    # the other conversation's delayed head (b/1, an hour) still holds only its own.
+    a3 = adapter.claimed["a/3"]
+    adapter.settle(lambda: transport.delay(connection, a3, 0.2), [a3])
+    time.sleep(0.3)  # past the delay (waiting, not measuring)
     assert adapter.receive(1) == [("a/3", 1)]
     assert transport.max_attempts == 3
