@@ -30,6 +30,7 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.transports import ingest_one, kafka_settings
 from tests.kafka_server import start_kafka
 from tests.neo4j_server import start_neo4j
 
@@ -58,19 +59,7 @@ def ingest(conn: psycopg.Connection[object], tenant: str, files: int) -> None:
     job = uuid.uuid4()
     conn.execute("INSERT INTO ingestion_jobs (tenant_id, job_id) VALUES (%s, %s)", (tenant, job))
     for n in range(files):
-        text = f"{tenant}/{job}/{n}"
-        atom = hashlib.sha256(text.encode()).digest()
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
-                "VALUES (%s, 'leaf', 'text', 'paragraph', %s, %s)",
-                (atom, len(text), text),
-            )
-            conn.execute(
-                "INSERT INTO holdings (tenant_id, atom_id, source_uri, source_type, job_id) "
-                "VALUES (%s, %s, %s, 'file', %s)",
-                (tenant, atom, f"file:///{text}", job),
-            )
+        ingest_one(conn, tenant, job, n)
 
 
 def end_to_end(url: str, settings: Settings, tenant: str, files: int) -> tuple[int, float]:
@@ -114,27 +103,6 @@ def projection_batch(prefix: str, items: int) -> GraphBatch:
     return batch
 
 
-def kafka_transport_settings(bootstrap: str, topic: str) -> Settings:
-    """Settings whose transport is Kafka, on a new topic of three partitions."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
-        future.result(timeout=60)
-    return Settings.model_validate(
-        {
-            "message_broker": {
-                "transport": "kafka",
-                "kafka": {
-                    "bootstrap_servers": bootstrap,
-                    "topic": topic,
-                    "consumer_group": f"{topic}-sync",
-                },
-            }
-        }
-    )
-
-
 def compare_transports(url: str, root: Path, files: int, rounds: int) -> None:
     kafka = start_kafka(root / "kafka")
     try:
@@ -142,7 +110,7 @@ def compare_transports(url: str, root: Path, files: int, rounds: int) -> None:
         for round_ in range(rounds):
             for transport in ("postgres", "kafka"):
                 settings = (
-                    kafka_transport_settings(kafka.bootstrap_servers, f"bench-{round_}")
+                    kafka_settings(kafka.bootstrap_servers, f"bench-{round_}")
                     if transport == "kafka"
                     else Settings()
                 )
