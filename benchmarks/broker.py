@@ -10,10 +10,14 @@ run, target < 500 MB for any size) and of wide rows: 300 atoms with 400 KB of te
 ~300 KB of jsonb metadata (`{"v": [1.5, ...]}`, 60,000 numbers, each a `Decimal` once read);
 ratio to the 30,000-insert run. Uses its own embedded PostgreSQL in a temporary directory.
 Prints the load average before and after: on a shared machine, compare runs taken at similar
-load.
+load. Then the sync path over both transports (benchmarks/transports.py, a test Kafka 4 broker
+beside the same PostgreSQL): change -> ledger events/s with 1 and 2 worker processes over the
+in-database broker and over Kafka, with the ratio Kafka / PostgreSQL (target >= 0.8), and the
+p95 change -> ledger latency of each at `--latency-rate` changes/s (target <= 500 ms).
 
     .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
         [--memory-rows 300000] [--skip-queues] [--memory-only]
+        [--transports-only] [--transport-files 2000] [--latency-rate 500]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -40,7 +45,7 @@ from hartonomous.cdc import CesConsumer, prepare_capture
 from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres, upgrade
 from hartonomous.db.connection import libpq_url
-from hartonomous.messaging import Broker, MessagePump, OutgoingMessage
+from hartonomous.messaging import Broker, OutgoingMessage, message_pump
 
 BATCH = 500
 
@@ -91,7 +96,7 @@ def ours_enqueue(url: str, n: int, batched: bool) -> float:
 
 
 def _ours_worker(url: str, go: Any) -> None:
-    pump = MessagePump(url, Broker(Settings().message_broker), batch_size=100)
+    pump = message_pump(url, Broker(Settings().message_broker), batch_size=100)
     pump.connection()
     go.wait()
     pump.drain()
@@ -391,6 +396,19 @@ def cdc_report(url: str, seconds: float, memory_rows: int) -> None:
     wide_report(url)
 
 
+def transports_report(url: str, root: Path, args: argparse.Namespace) -> None:
+    """The sync path over the broker and over Kafka (benchmarks/transports.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.transports import report
+    from tests.kafka_server import start_kafka
+
+    kafka = start_kafka(root / "kafka")
+    try:
+        report(url, kafka.bootstrap_servers, args.transport_files, args.rounds, args.latency_rate)
+    finally:
+        kafka.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20000)
@@ -407,6 +425,13 @@ def main() -> None:
     parser.add_argument(
         "--memory-only", action="store_true", help="only the wide-row peak RSS figures"
     )
+    parser.add_argument(
+        "--transports-only",
+        action="store_true",
+        help="only change -> ledger over the broker and Kafka (benchmarks/transports.py)",
+    )
+    parser.add_argument("--transport-files", type=int, default=2000)
+    parser.add_argument("--latency-rate", type=int, default=500)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
@@ -420,6 +445,9 @@ def main() -> None:
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
         if args.memory_only:
             wide_report(url)
+            return
+        if args.transports_only:
+            transports_report(url, root, args)
             return
         if args.skip_queues:
             cdc_report(url, args.cdc_seconds, args.memory_rows)
@@ -457,6 +485,7 @@ def main() -> None:
             ours, theirs = best_of(args.rounds, url, ours_consume, pgq_consume)
             label = f"receive+complete, {workers} worker(s)"
             print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+        transports_report(url, root, args)
         cdc_report(url, args.cdc_seconds, args.memory_rows)
         print(f"load average {os.getloadavg()[0]:.2f}")
     finally:

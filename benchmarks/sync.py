@@ -4,13 +4,20 @@ projection rate batched (`UNWIND … MERGE`) vs one write per event, measured in
 Uses its own embedded PostgreSQL and a test Neo4j 5 server (tests/neo4j_server.py, built from
 Maven Central artifacts), both in a temporary directory.
 
+With `--transports` it measures instead the same change → ledger path (Neo4j off, one worker)
+over the in-database broker and over the Kafka transport (a test Kafka 4 broker,
+tests/kafka_server.py), alternating, best of `--rounds`, with the ratio Kafka / PostgreSQL
+(target ≥ 0.8).
+
     .venv/bin/python benchmarks/sync.py [--files 2000] [--projection-items 2000]
+    .venv/bin/python benchmarks/sync.py --transports [--files 2000] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -23,6 +30,8 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.transports import ingest_one, kafka_settings
+from tests.kafka_server import start_kafka
 from tests.neo4j_server import start_neo4j
 
 from hartonomous.cdc import CesConsumer
@@ -50,19 +59,7 @@ def ingest(conn: psycopg.Connection[object], tenant: str, files: int) -> None:
     job = uuid.uuid4()
     conn.execute("INSERT INTO ingestion_jobs (tenant_id, job_id) VALUES (%s, %s)", (tenant, job))
     for n in range(files):
-        text = f"{tenant}/{job}/{n}"
-        atom = hashlib.sha256(text.encode()).digest()
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
-                "VALUES (%s, 'leaf', 'text', 'paragraph', %s, %s)",
-                (atom, len(text), text),
-            )
-            conn.execute(
-                "INSERT INTO holdings (tenant_id, atom_id, source_uri, source_type, job_id) "
-                "VALUES (%s, %s, %s, 'file', %s)",
-                (tenant, atom, f"file:///{text}", job),
-            )
+        ingest_one(conn, tenant, job, n)
 
 
 def end_to_end(url: str, settings: Settings, tenant: str, files: int) -> tuple[int, float]:
@@ -77,6 +74,7 @@ def end_to_end(url: str, settings: Settings, tenant: str, files: int) -> tuple[i
         ingest(conn, tenant, files)
         worker = SyncWorker(url, settings, batch_size=200)
         try:
+            worker.connection()  # the session (and a Kafka group's assignment) before the clock
             started = time.perf_counter()
             events = consumer.drain()
             outcome = worker.drain()
@@ -105,15 +103,63 @@ def projection_batch(prefix: str, items: int) -> GraphBatch:
     return batch
 
 
-def main() -> None:
+def compare_transports(url: str, root: Path, files: int, rounds: int) -> None:
+    kafka = start_kafka(root / "kafka")
+    try:
+        best = {"postgres": 0.0, "kafka": 0.0}
+        for round_ in range(rounds):
+            for transport in ("postgres", "kafka"):
+                settings = (
+                    kafka_settings(kafka.bootstrap_servers, f"bench-{round_}")
+                    if transport == "kafka"
+                    else Settings()
+                )
+                load = os.getloadavg()[0]
+                events, seconds = end_to_end(url, settings, f"bench-{transport}-{round_}", files)
+                rate = events / seconds
+                best[transport] = max(best[transport], rate)
+                print(
+                    f"round {round_ + 1}, {transport}: {events} events in {seconds:.2f} s = "
+                    f"{rate:,.0f} events/s (load average {load:.2f})"
+                )
+        print(
+            f"end-to-end change -> ledger, best of {rounds}: PostgreSQL broker "
+            f"{best['postgres']:,.0f} events/s, Kafka {best['kafka']:,.0f} events/s, ratio "
+            f"{best['kafka'] / best['postgres']:.2f} (target >= 0.8)"
+        )
+    finally:
+        kafka.stop()
+
+
+def transports(server: EmbeddedPostgres, root: Path, files: int, rounds: int) -> None:
+    try:
+        engine = create_engine(server.url)
+        upgrade(engine)
+        engine.dispose()
+        compare_transports(server.url, root, files, rounds)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--projection-items", type=int, default=2000)
-    args = parser.parse_args()
+    parser.add_argument("--transports", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-sync-"))
     root.chmod(0o711)
     server = EmbeddedPostgres(root / "pg")
     server.start()
+    if args.transports:
+        transports(server, root, args.files, args.rounds)
+        return
     neo4j = start_neo4j(root / "neo4j")
     try:
         engine = create_engine(server.url)

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
 from tests.cli_fork_server import ForkedProcess, ForkServer
+from tests.kafka_server import KafkaServer, start_kafka
 from tests.neo4j_server import start_neo4j
 
 from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
@@ -277,3 +278,21 @@ def neo4j_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.uri
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    """A real Apache Kafka 4 broker (KRaft, one node, PLAINTEXT) shared by the session, started
+    only when a test asks for it (docs/testing-kafka.md). A test that stops it restarts it."""
+    server = start_kafka(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: KafkaServer) -> str:
+    """`127.0.0.1:PORT` of the session's Kafka broker; tests use topics and consumer groups
+    of their own."""
+    return kafka_server.bootstrap_servers

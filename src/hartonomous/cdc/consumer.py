@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import structlog
@@ -59,9 +59,10 @@ from hartonomous.messaging.broker import (
     prune_throughput,
 )
 from hartonomous.messaging.heartbeat import Heartbeat
-from hartonomous.messaging.pause import held_by_pause
+from hartonomous.messaging.lifecycle import serve
 from hartonomous.messaging.resilience import ResilienceStrategy
 from hartonomous.messaging.spans import send_span
+from hartonomous.messaging.transport import open_transport
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +167,9 @@ class CesConsumer:
                 self.settings.message_broker.resilience, name="cdc"
             )
         self.broker = Broker(self.settings.message_broker)
+        # Where events go: the broker (in the checkpoint's transaction), or Kafka (acknowledged
+        # before that transaction moves the checkpoint).
+        self.transport = open_transport(self.settings.message_broker)
 
     @property
     def cdc(self) -> Any:
@@ -184,6 +188,7 @@ class CesConsumer:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self.transport.close()
 
     def try_acquire(self) -> bool:
         """Become the single active consumer of the slot (a session advisory lock), or not."""
@@ -391,7 +396,7 @@ class CesConsumer:
                     dead += 1
                 else:
                     messages.append(message)
-            self.broker.send_batch(connection, messages)
+            self.transport.send_batch(connection, messages)
             truncations = [
                 (tables, begin)
                 for tables, begin, before in chunk.truncations
@@ -554,53 +559,63 @@ class CesConsumer:
         """Serve until `stop` is set: poll fast while changes flow, back off when idle.
 
         Each turn of the loop beats ``heartbeat`` (a new one named ``ces-consumer`` when not
-        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md).
+        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md);
+        the lifecycle (pause, failure wait, heartbeat) is every service's
+        (`messaging/lifecycle.py`).
         """
-        idle = _MIN_IDLE_SECONDS
         beat = heartbeat or Heartbeat(self.url, self.settings, "ces-consumer")
         beat.beat("starting")
-        ended: tuple[Literal["stopped", "failed"], str | None] = ("failed", "ended unexpectedly")
         try:
-            if not self.acquire(stop, beat):
-                ended = ("stopped", None)
-                return
-            self.prepare()
-            self.prune_history()
-            since_prepare = 0.0
-            while not stop.is_set():
-                try:
-                    if held_by_pause(self.connection(), beat, stop):
-                        continue
-                    result = self.step()
-                except Exception as exc:  # noqa: BLE001 - the service outlives any one failure
-                    log.error("cdc_step_failed", error=f"{type(exc).__name__}: {exc}")
-                    # Alive but not getting through: readiness must not count it as working.
-                    beat.beat("failing", f"{type(exc).__name__}: {exc}")
-                    stop.wait(self.cdc.poll_interval_seconds)
-                    continue
-                beat.beat("running")
-                if result.transactions:
-                    idle = _MIN_IDLE_SECONDS
-                    if result.more:
-                        continue
-                else:
-                    idle = min(idle * 2, self.cdc.poll_interval_seconds)
-                stop.wait(idle)
-                since_prepare += idle
-                if since_prepare >= _REPREPARE_SECONDS:
-                    self.prepare()  # tables added by later migrations join the publication
+            try:
+                acquired = self.acquire(stop, beat)
+                if acquired:
+                    self.prepare()
                     self.prune_history()
-                    since_prepare = 0.0
-            ended = ("stopped", None)
-        except BaseException as exc:
-            ended = ("failed", f"{type(exc).__name__}: {exc}")
-            raise
+            except BaseException as exc:
+                beat.end("failed", f"{type(exc).__name__}: {exc}")
+                raise
+            if not acquired:
+                beat.end("stopped")
+                return
+            serve(
+                stop,
+                beat,
+                self.step,
+                _Pacing(self, stop).rest,
+                failure_wait=self.cdc.poll_interval_seconds,
+                failure_event="cdc_step_failed",
+                pause_connection=self.connection,
+            )
         finally:
-            beat.end(*ended)
             self.close()
 
     def status(self) -> dict[str, Any]:
         return cdc_status(self.connection(), self.cdc).as_dict()
+
+
+@dataclass
+class _Pacing:
+    """Between steps: go on at once while a step left more, back off (doubling up to
+    `poll_interval_seconds`) while idle, and re-prepare every `_REPREPARE_SECONDS`."""
+
+    consumer: CesConsumer
+    stop: threading.Event
+    idle: float = _MIN_IDLE_SECONDS
+    since_prepare: float = 0.0
+
+    def rest(self, result: StepResult) -> None:
+        if result.transactions:
+            self.idle = _MIN_IDLE_SECONDS
+            if result.more:
+                return
+        else:
+            self.idle = min(self.idle * 2, self.consumer.cdc.poll_interval_seconds)
+        self.stop.wait(self.idle)
+        self.since_prepare += self.idle
+        if self.since_prepare >= _REPREPARE_SECONDS:
+            self.consumer.prepare()  # tables added by later migrations join the publication
+            self.consumer.prune_history()
+            self.since_prepare = 0.0
 
 
 def prepare_capture(url: str, settings: Settings) -> None:

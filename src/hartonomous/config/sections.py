@@ -83,8 +83,37 @@ class ResilienceSettings(Section):
         return self
 
 
+class KafkaSettings(Section):
+    """`[message_broker.kafka]`: the Kafka transport (Apache Kafka, or Azure Event Hubs through
+    its Kafka endpoint: `security_protocol = "SASL_SSL"`, `sasl_mechanism = "PLAIN"`,
+    `sasl_username = "$ConnectionString"`). docs/configuration.md."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "hartonomous-events"
+    consumer_group: str = "hartonomous-sync"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # How long start-up waits for the cluster's metadata before naming the servers unreachable.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # How long a silent worker keeps its partitions before the group gives them to others.
+    session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_are_host_ports(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",")]
+        if not all(server.rpartition(":")[2].isdigit() for server in servers):
+            raise ValueError(f"{value!r} must be comma-separated host:port pairs")
+        return ",".join(servers)
+
+
 class MessageBrokerSettings(Section):
     """`[message_broker]` (seed: MessageBroker)."""
+
+    # Which transport carries the events (docs/messaging.md): the in-database broker, or Kafka.
+    transport: Literal["postgres", "kafka"] = "postgres"
 
     queue_name: str = "hartonomous_message_queue"
     initiator_service_name: str = "hartonomous_broker_initiator"
@@ -95,6 +124,7 @@ class MessageBrokerSettings(Section):
     max_message_characters: int = Field(default=512_000, ge=1024, le=2_097_152)
     conversation_lifetime_seconds: int = Field(default=300, ge=30, le=3600)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @field_validator("queue_name")
     @classmethod

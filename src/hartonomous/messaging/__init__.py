@@ -1,4 +1,7 @@
-"""The in-database broker, its resilience policies and dead letters (design §7)."""
+"""The in-database broker, the consumer loop, resilience policies and dead letters.
+
+docs/messaging.md describes them.
+"""
 
 from hartonomous.messaging.broker import (
     Broker,
@@ -7,13 +10,9 @@ from hartonomous.messaging.broker import (
     ReceivedMessage,
     psycopg_connection,
 )
+from hartonomous.messaging.consumer import BatchHandler, ConsumerLoop
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent, to_body
-from hartonomous.messaging.pump import (
-    DelayMessageError,
-    Handler,
-    MessagePump,
-    RejectMessageError,
-)
+from hartonomous.messaging.pump import BatchOutcome, CloudEventHandler, Handler, message_pump
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -21,22 +20,31 @@ from hartonomous.messaging.resilience import (
     RetryPolicy,
     is_transient,
 )
+from hartonomous.messaging.settlement import Complete, DeadLetter, Delay, Settlement
+from hartonomous.messaging.transport import Transport
 
 __all__ = [
+    "BatchHandler",
+    "BatchOutcome",
     "Broker",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
-    "DelayMessageError",
+    "CloudEventHandler",
+    "Complete",
+    "ConsumerLoop",
+    "DeadLetter",
+    "Delay",
     "Handler",
     "MalformedMessageError",
-    "MessagePump",
     "MessageTooLargeError",
     "OutgoingMessage",
     "ReceivedMessage",
-    "RejectMessageError",
     "ResilienceStrategy",
     "RetryPolicy",
+    "Settlement",
+    "Transport",
     "is_transient",
+    "message_pump",
     "parse_cloudevent",
     "psycopg_connection",
     "to_body",

@@ -13,8 +13,9 @@ messages are handled strictly in order while different conversations run in para
 from __future__ import annotations
 
 import json
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.messaging.notify import wait_for_notify
 
 Connection = psycopg.Connection[Any]
 POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
@@ -264,7 +266,30 @@ class Broker:
             )
         return text
 
-    # -- receiving and settling --------------------------------------------------------------
+    # -- receiving and settling (the `Transport` port, messaging/transport.py) ----------------
+
+    def listen(self, connection: Connection) -> None:
+        """LISTEN on `channel`, so that `wait` ends as soon as something is sent."""
+        connection.execute(f'LISTEN "{self.channel}"')
+
+    def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
+        """Idle until a send's NOTIFY, ``seconds`` pass or ``stop`` is set; False when the
+        session failed."""
+        return wait_for_notify(connection, seconds, stop)
+
+    def settled(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Nothing to do: settling wrote in the committed transaction itself."""
+
+    def drained(self) -> bool:
+        """Yes: a receive that claimed nothing means nothing is available now."""
+        return True
+
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Nothing to do: the rollback undid the settlements; the claims end with the session
+        (orphans) or the lease."""
+
+    def close(self) -> None:
+        """Nothing held: the broker works on its callers' sessions."""
 
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
@@ -351,7 +376,7 @@ class Broker:
         failure: Failure | None = None,
         *,
         attempts: int | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> int | None:
         """Move the message to `message_dead_letters` with the reason and failure details."""
         failure = failure or Failure(None, None, None)
@@ -391,7 +416,7 @@ WITH letter AS (
         message_id, queue_name, conversation_id, message_type, body, enqueued_at, attempts,
         reason, exception_type, exception_message, exception_traceback, metadata)
     VALUES (nextval(pg_get_serial_sequence('broker_messages', 'message_id')), %(queue)s,
-            %(conversation)s, %(type)s, %(body)s::jsonb, now(), 0, %(reason)s,
+            %(conversation)s, %(type)s, %(body)s::jsonb, now(), %(attempts)s, %(reason)s,
             %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
             %(metadata)s::jsonb)
     RETURNING dead_letter_id
@@ -413,13 +438,16 @@ def dead_letter_unsent(
     body_text: str,
     reason: str,
     failure: Failure,
-    metadata: dict[str, str],
+    metadata: Mapping[str, str],
+    attempts: int = 0,
 ) -> int:
-    """Set aside a message that could not be sent (in the caller's transaction).
+    """Set aside a message that could not be sent, or that came from another transport (in
+    the caller's transaction).
 
-    It goes straight to `message_dead_letters` with attempts 0 and a message id drawn from the
-    queue's sequence (never used by another message), so `deadletters list / show / replay /
-    purge` treat it like any other. `body_text` is its body as JSON text (any size).
+    It goes straight to `message_dead_letters` with ``attempts`` (0: never delivered) and a
+    message id drawn from the queue's sequence (never used by another message), so
+    `deadletters list / show / replay / purge` treat it like any other. `body_text` is its body
+    as JSON text (any size).
     """
     row = connection.execute(
         _DEAD_LETTER_UNSENT,
@@ -432,7 +460,10 @@ def dead_letter_unsent(
             "exception_type": failure.exception_type,
             "exception_message": failure.message,
             "exception_traceback": failure.traceback,
-            "metadata": json.dumps({"queue": broker.queue_name, "attempts": "0", **metadata}),
+            "attempts": attempts,
+            "metadata": json.dumps(
+                {"queue": broker.queue_name, "attempts": str(attempts), **metadata}
+            ),
         },
     ).fetchone()
     assert row is not None

@@ -9,7 +9,8 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from hartonomous.errors import NotFoundError
-from hartonomous.messaging.broker import Broker, Connection
+from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage
+from hartonomous.messaging.transport import Publisher, Transport
 
 _SUMMARY = (
     "dead_letter_id, message_id, queue_name, conversation_id, message_type, attempts, reason, "
@@ -71,12 +72,21 @@ def show_dead_letter(connection: Connection, dead_letter_id: int) -> dict[str, A
     return row
 
 
-def replay(connection: Connection, broker: Broker, selection: ReplaySelection) -> list[int]:
-    """Re-enqueue the selected dead letters (attempts reset); returns the new message ids.
+def replay(connection: Connection, transport: Transport, selection: ReplaySelection) -> list[int]:
+    """Re-enqueue the selected dead letters (attempts reset) on ``transport``; returns the new
+    message ids (Kafka: the records' offsets).
 
-    The dead letter stays, marked with when it was replayed and as which message, and the new
-    message records `replayed_from`; all in one transaction.
+    The dead letter stays, marked with when it was replayed and as which message (the broker:
+    `replayed_message_id`, and the new message records `replayed_from`; Kafka: `replayed_to`,
+    `replayed_partition` and `replayed_offset` in its metadata, after the cluster acknowledged
+    the records); all in one transaction, so a replay Kafka did not acknowledge
+    (`UnavailableError`) marks nothing.
     """
+    if isinstance(transport, Publisher):
+        return _republish(connection, transport, selection)
+    if not isinstance(transport, Broker):
+        raise TypeError(f"{type(transport).__name__} cannot replay dead letters")
+    broker = transport
     where, params = selection.where()
     with connection.transaction():
         rows = connection.execute(
@@ -101,6 +111,38 @@ def replay(connection: Connection, broker: Broker, selection: ReplaySelection) -
             raise DeadLetterNotFoundError(selection.dead_letter_id)
         connection.execute("SELECT pg_notify(%s, '')", (broker.channel,))
     return sorted(int(row[0]) for row in rows)
+
+
+def _republish(
+    connection: Connection, transport: Publisher, selection: ReplaySelection
+) -> list[int]:
+    where, params = selection.where()
+    with connection.transaction():
+        rows = connection.execute(
+            "SELECT dead_letter_id, conversation_id, message_type, body::text "
+            f"FROM message_dead_letters WHERE {where} ORDER BY dead_letter_id FOR UPDATE",
+            params,
+        ).fetchall()
+        if selection.dead_letter_id is not None and not rows:
+            raise DeadLetterNotFoundError(selection.dead_letter_id)
+        sent = transport.publish(
+            [OutgoingMessage(None, row[1], row[2], body_text=row[3]) for row in rows]
+        )
+        connection.execute(
+            "UPDATE message_dead_letters d SET replayed_at = now(), "
+            "replay_count = d.replay_count + 1, replayed_message_id = NULL, "
+            "metadata = coalesce(d.metadata, '{}') || jsonb_build_object('replayed_to', "
+            "u.destination, 'replayed_partition', u.part::text, 'replayed_offset', u.off::text) "
+            "FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::bigint[]) AS u(id, "
+            "destination, part, off) WHERE d.dead_letter_id = u.id",
+            (
+                [row[0] for row in rows],
+                [record.destination for record in sent],
+                [record.partition for record in sent],
+                [record.offset for record in sent],
+            ),
+        )
+    return [record.offset for record in sent]
 
 
 def purge(connection: Connection, older_than: timedelta) -> int:

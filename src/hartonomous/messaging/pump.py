@@ -1,21 +1,23 @@
-"""The message pump: receive a batch, dispatch each CloudEvent, settle it (design §7).
+"""The message pump: a consumer loop whose batch handler settles each CloudEvent alone.
 
-One batch is one transaction: each handler runs in a savepoint and the completions are
-committed together with whatever the handlers wrote, so a handled message and its effects
-commit or vanish together. A handler failure rolls back to the savepoint and either abandons
-the message (retried after a backoff) or, at the poison limit, dead-letters it with the
-exception's type, message and traceback. A malformed CloudEvent is dead-lettered at once: no
-retry can make it valid, and it must not hold up the messages behind it.
+`message_pump` builds a `ConsumerLoop` (`messaging/consumer.py`) over the in-database broker
+with a `CloudEventHandler`: per message, a handler function answers a settlement
+(`messaging/settlement.py`; None means `Complete`). One batch is one transaction: each
+handler runs in a savepoint and the completions are committed together with whatever the
+handlers wrote, so a handled message and its effects commit or vanish together. A handler
+that raises rolls back to the savepoint and either gives the message back (retried after a
+backoff) or, at the poison limit, dead-letters it with the exception's type, message and
+traceback. A malformed CloudEvent is dead-lettered at once: no retry can make it valid, and
+it must not hold up the messages behind it.
 
 The savepoint is set lazily, just before the handler's first statement (`savepoint.py`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Self
 
 import structlog
 from cloudevents.core.v1.event import CloudEvent
@@ -28,43 +30,27 @@ from hartonomous.messaging.broker import (
     Failure,
     ReceivedMessage,
 )
+from hartonomous.messaging.consumer import ConsumerLoop
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
-from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.resilience import ResilienceStrategy, is_transient
 from hartonomous.messaging.savepoint import HandlerSavepoint, PumpConnection
+from hartonomous.messaging.settlement import Complete, DeadLetter, Delay, Settlement
+from hartonomous.messaging.transport import Transport
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[CloudEvent, ReceivedMessage, Connection], None]
-
-
-class DelayMessageError(Exception):
-    """Raised by a handler to postpone a message (throttling): not a failed attempt."""
-
-    def __init__(self, seconds: float, reason: str = "throttled") -> None:
-        super().__init__(reason)
-        self.seconds = seconds
+Handler = Callable[[CloudEvent, ReceivedMessage, Connection], Settlement | None]
+"""Handles one event in the batch's transaction; returns how to settle it (None: Complete)."""
 
 
 class HandlerLeftTransactionAbortedError(Exception):
     """A handler swallowed a database error: its writes are undone and the attempt failed."""
 
 
-class RejectMessageError(Exception):
-    """Raised by a handler to dead-letter a message at once (e.g. `policy_denied:<policy>`)."""
-
-    def __init__(self, reason: str, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.metadata = metadata or {}
-
-
-def acknowledge(_event: CloudEvent, _message: ReceivedMessage, _connection: Connection) -> None:
-    """The handler used until a projection registers one: valid events are simply completed."""
-
-
-@dataclass(frozen=True)
+@dataclass
 class BatchOutcome:
+    """Counts of one batch (or of a drain): how its messages were settled."""
+
     completed: int = 0
     abandoned: int = 0
     delayed: int = 0
@@ -74,147 +60,109 @@ class BatchOutcome:
     def received(self) -> int:
         return self.completed + self.abandoned + self.delayed + self.dead_lettered
 
+    @property
+    def waiting(self) -> int:
+        return 0
+
+    def add(self, other: Self) -> None:
+        self.completed += other.completed
+        self.abandoned += other.abandoned
+        self.delayed += other.delayed
+        self.dead_lettered += other.dead_lettered
+
 
 @dataclass
-class MessagePump:
-    """One worker: its own connection, LISTENing for sends while idle."""
+class CloudEventHandler:
+    """A `BatchHandler` calling ``handler`` once per CloudEvent, each in its own savepoint."""
 
-    url: str
-    broker: Broker
-    handler: Handler = acknowledge
-    batch_size: int = 50
-    strategy: ResilienceStrategy | None = None
-    # The session's connect, statement and lock timeouts (`[database]`).
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    _connection: PumpConnection | None = field(default=None, init=False)
+    transport: Transport
+    handler: Handler
+    strategy: ResilienceStrategy
 
-    def __post_init__(self) -> None:
-        if self.strategy is None:
-            self.strategy = ResilienceStrategy.from_settings(self.broker.settings.resilience)
-
-    @property
-    def resilience(self) -> ResilienceStrategy:
-        assert self.strategy is not None
-        return self.strategy
-
-    def connection(self) -> PumpConnection:
-        if self._connection is None or self._connection.closed:
-            self._connection = listening_connection(
-                PumpConnection, self.url, self.broker.channel, "hartonomous-broker", self.database
-            )
-        return self._connection
+    def empty(self) -> BatchOutcome:
+        return BatchOutcome()
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Nothing held: the loop owns the session."""
 
-    def run_once(self) -> BatchOutcome:
-        """Receive one batch and settle every message of it."""
-
-        def attempt() -> BatchOutcome:
-            try:
-                return self._handle_batch(self.connection())
-            except Exception as exc:
-                if is_transient(exc):
-                    self.close()  # a broken session's claims become orphans; reconnect
-                raise
-
-        return self.resilience.run_receive(attempt, "broker.batch")
-
-    def drain(self) -> BatchOutcome:
-        """Handle batches until the queue has nothing available (tests, `--once` style runs)."""
-        totals = BatchOutcome()
-        while True:
-            outcome = self.run_once()
-            if outcome.received == 0:
-                return totals
-            totals = BatchOutcome(
-                totals.completed + outcome.completed,
-                totals.abandoned + outcome.abandoned,
-                totals.delayed + outcome.delayed,
-                totals.dead_lettered + outcome.dead_lettered,
-            )
-
-    def run(self, stop: threading.Event) -> None:
-        """Serve until `stop` is set; idle waits end early on NOTIFY."""
-        wait = self.broker.settings.receive_wait_timeout_seconds
-        try:
-            while not stop.is_set():
-                try:
-                    outcome = self.run_once()
-                except Exception as exc:  # noqa: BLE001 - the service outlives any one failure
-                    log.error("broker_batch_failed", error=f"{type(exc).__name__}: {exc}")
-                    stop.wait(wait)
-                    continue
-                idle = outcome.received == 0
-                if idle and not wait_for_notify(self.connection(), wait, stop):
-                    self.close()
-        finally:
-            self.close()
-
-    def _handle_batch(self, connection: PumpConnection) -> BatchOutcome:
-        messages = self.broker.receive(connection, self.batch_size)
-        if not messages:
-            return BatchOutcome()
+    def handle(self, connection: Connection, messages: list[ReceivedMessage]) -> BatchOutcome:
+        assert isinstance(connection, PumpConnection)
+        outcome = BatchOutcome()
         done: list[ReceivedMessage] = []
-        abandoned = delayed = dead = 0
         savepoint = HandlerSavepoint(connection)
         with connection.transaction():
             for message in messages:
-                verdict = self._handle_one(connection, message, savepoint)
-                if verdict == "completed":
+                settlement = self._handle_one(connection, message, savepoint, outcome)
+                if isinstance(settlement, Complete):
                     done.append(message)
-                elif verdict == "abandoned":
-                    abandoned += 1
-                elif verdict == "delayed":
-                    delayed += 1
-                else:
-                    dead += 1
-            self.broker.complete(connection, done)
-        return BatchOutcome(len(done), abandoned, delayed, dead)
+                elif settlement is not None:
+                    self._settle(connection, message, settlement, outcome)
+            self.transport.complete(connection, done)
+            outcome.completed = len(done)
+        return outcome
 
     def _handle_one(
-        self, connection: Connection, message: ReceivedMessage, savepoint: HandlerSavepoint
-    ) -> str:
+        self,
+        connection: PumpConnection,
+        message: ReceivedMessage,
+        savepoint: HandlerSavepoint,
+        outcome: BatchOutcome,
+    ) -> Settlement | None:
+        """The message's settlement, or None when it is already settled (malformed: dead
+        letter; failed: given back or, at the poison limit, dead letter)."""
         try:
             event = parse_cloudevent(message.body)
         except MalformedMessageError as exc:
             log.warning("broker_malformed_message", message_id=message.message_id, reason=str(exc))
-            self.broker.dead_letter(connection, message, str(exc), Failure.of(exc))
-            return "dead_lettered"
+            self.transport.dead_letter(connection, message, str(exc), Failure.of(exc))
+            outcome.dead_lettered += 1
+            return None
         savepoint.arm()
         try:
-            self.handler(event, message, connection)
+            settlement = self.handler(event, message, connection) or Complete()
             if savepoint.left_aborted():
                 raise HandlerLeftTransactionAbortedError(
                     "the handler returned normally after a database error left its "
                     "transaction aborted"
                 )
-        except DelayMessageError as delay:
-            savepoint.settle(failed=True)
-            self.broker.delay(connection, message, delay.seconds)
-            return "delayed"
-        except RejectMessageError as rejection:
-            savepoint.settle(failed=True)
-            self.broker.dead_letter(
-                connection,
-                message,
-                rejection.reason,
-                Failure.of(rejection),
-                metadata=rejection.metadata,
-            )
-            return "dead_lettered"
         except Exception as exc:
             if is_transient(exc) and connection.broken:
                 raise
             savepoint.settle(failed=True)
-            return self._failed(connection, message, exc)
-        savepoint.settle(failed=False)
-        return "completed"
+            self._failed(connection, message, exc, outcome)
+            return None
+        # A delayed or dead-lettered message's writes are undone: only completions commit.
+        savepoint.settle(failed=not isinstance(settlement, Complete))
+        return settlement
 
-    def _failed(self, connection: Connection, message: ReceivedMessage, exc: Exception) -> str:
-        limit = self.broker.max_attempts
+    def _settle(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        settlement: Delay | DeadLetter,
+        outcome: BatchOutcome,
+    ) -> None:
+        if isinstance(settlement, Delay):
+            self.transport.delay(connection, message, settlement.seconds)
+            outcome.delayed += 1
+            return
+        self.transport.dead_letter(
+            connection,
+            message,
+            settlement.reason,
+            Failure(None, settlement.detail or None, None),
+            metadata=settlement.metadata,
+        )
+        outcome.dead_lettered += 1
+
+    def _failed(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        exc: Exception,
+        outcome: BatchOutcome,
+    ) -> None:
+        limit = self.transport.max_attempts
         log.warning(
             "broker_handler_failed",
             message_id=message.message_id,
@@ -223,19 +171,43 @@ class MessagePump:
             error=f"{type(exc).__name__}: {exc}",
         )
         if message.attempts >= limit:
-            self.broker.dead_letter(
+            self.transport.dead_letter(
                 connection, message, POISON_REASON.format(max_attempts=limit), Failure.of(exc)
             )
-            return "dead_lettered"
-        retry_after = self.resilience.receive.delay(message.attempts)
-        self.broker.abandon(connection, message, exc, retry_after)
-        return "abandoned"
+            outcome.dead_lettered += 1
+            return
+        retry_after = self.strategy.receive.delay(message.attempts)
+        self.transport.abandon(connection, message, exc, retry_after)
+        outcome.abandoned += 1
 
 
-def describe(outcome: BatchOutcome) -> dict[str, Any]:
-    return {
-        "completed": outcome.completed,
-        "abandoned": outcome.abandoned,
-        "delayed": outcome.delayed,
-        "dead_lettered": outcome.dead_lettered,
-    }
+def acknowledge(
+    _event: CloudEvent, _message: ReceivedMessage, _connection: Connection
+) -> Settlement | None:
+    """A handler that completes every valid event (benchmarks of the broker alone)."""
+    return None
+
+
+def message_pump(
+    url: str,
+    broker: Broker,
+    handler: Handler = acknowledge,
+    *,
+    batch_size: int = 50,
+    strategy: ResilienceStrategy | None = None,
+    database: DatabaseSettings | None = None,
+) -> ConsumerLoop[BatchOutcome]:
+    """A consumer loop over ``broker`` settling each CloudEvent with ``handler``."""
+    strategy = strategy or ResilienceStrategy.from_settings(broker.settings.resilience)
+    return ConsumerLoop(
+        url=url,
+        transport=broker,
+        handler=CloudEventHandler(broker, handler, strategy),
+        strategy=strategy,
+        name="broker",
+        application_name="hartonomous-broker",
+        batch_size=batch_size,
+        idle_wait_seconds=broker.settings.receive_wait_timeout_seconds,
+        database=database or DatabaseSettings(),
+        connection_class=PumpConnection,
+    )

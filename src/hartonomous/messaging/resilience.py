@@ -56,7 +56,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _is_transient_here(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError | psycopg.errors.ConnectionTimeout):
+    # ConnectionError: a transport whose server went away (the Kafka transport raises one).
+    if isinstance(exc, TimeoutError | ConnectionError | psycopg.errors.ConnectionTimeout):
         return True
     if isinstance(exc, psycopg.Error):
         sqlstate = exc.sqlstate

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.cdc.replication import SlotHolder
+from hartonomous.messaging.transport import check_transport
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import database_url
@@ -55,6 +56,7 @@ def drain_change_capture(platform: Platform) -> CaptureDrained | SlotInUse:
     """Enqueue what is committed now, unless another consumer holds the slot;
     ``SyncPausedError`` while sync is paused."""
     require_running(platform)
+    check_transport(platform.settings.message_broker)
     consumer = CesConsumer(database_url(platform), platform.settings)
     with database_errors():
         try:
@@ -71,7 +73,9 @@ def drain_change_capture(platform: Platform) -> CaptureDrained | SlotInUse:
 def serve_change_capture(
     platform: Platform, stop: threading.Event, started: Callable[[dict[str, Any]], None]
 ) -> None:
-    """Arm capture, call ``started`` with the slot's state, then serve until ``stop`` is set."""
+    """Arm capture, call ``started`` with the slot's state, then serve until ``stop`` is set;
+    ``UnavailableError`` naming the servers when the Kafka transport does not answer."""
+    check_transport(platform.settings.message_broker)
     url = database_url(platform)
     consumer = CesConsumer(url, platform.settings)
     with database_errors():
@@ -91,6 +95,7 @@ def _projection(worker: SyncWorker) -> Literal["on", "off"]:
 def drain_sync(platform: Platform, batch_size: int) -> SyncDrained:
     """Handle what is queued now (`sync --once`); ``SyncPausedError`` while paused."""
     require_running(platform)
+    check_transport(platform.settings.message_broker)
     worker = SyncWorker(database_url(platform), platform.settings, batch_size=batch_size)
     with database_errors():
         try:
@@ -107,8 +112,10 @@ def serve_sync(
 ) -> None:
     """Call ``started`` with the projection state, then serve until ``stop`` is set.
 
-    Raises ``SyncStoppedError`` when the ledger cannot be written (the events wait).
+    Raises ``SyncStoppedError`` when the ledger cannot be written (the events wait), and
+    ``UnavailableError`` naming the servers when the Kafka transport does not answer at start.
     """
+    check_transport(platform.settings.message_broker)
     worker = SyncWorker(database_url(platform), platform.settings, batch_size=batch_size)
     started(_projection(worker))
     worker.run(stop)

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from hartonomous.errors import HartonomousError, InvalidCursorError, UsageError
 from hartonomous.json_types import exact_loads
 from hartonomous.messaging import dead_letters as store
-from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.dead_letters import DeadLetterNotFoundError, ReplaySelection
+from hartonomous.messaging.transport import open_transport
 from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import driver_session
@@ -86,7 +86,9 @@ class DeadLetter(BaseModel):
 
 @dataclass(frozen=True)
 class ReplayOutcome:
-    message_ids: list[int]  # the new broker messages, one per replayed dead letter
+    # The new messages, one per replayed dead letter: broker message ids; on Kafka the
+    # records' offsets (each dead letter's metadata names the partition).
+    message_ids: list[int]
 
     @property
     def replayed(self) -> int:
@@ -167,8 +169,12 @@ def replay_dead_letters(platform: Platform, selection: ReplaySelection) -> Repla
 
     ``DeadLetterNotFoundError`` when one id is asked for and does not exist.
     """
-    with driver_session(platform) as connection:
-        ids = store.replay(connection, Broker(platform.settings.message_broker), selection)
+    transport = open_transport(platform.settings.message_broker)
+    try:
+        with driver_session(platform) as connection:
+            ids = store.replay(connection, transport, selection)
+    finally:
+        transport.close()
     return ReplayOutcome(ids)
 
 

@@ -78,6 +78,31 @@ class SyncControl(BaseModel):
     backlog: int | None
 
 
+class KafkaPartitionLag(BaseModel):
+    partition: int
+    committed: int
+    end: int
+    lag: int
+
+
+class KafkaLag(BaseModel):
+    """The Kafka transport's consumer group (`[message_broker] transport = "kafka"`):
+    ``reachable`` False with ``error`` when the cluster did not answer; ``lag`` records not
+    committed in all, ``oldest_age_seconds`` of the oldest of them."""
+
+    reachable: bool
+    group: str
+    topic: str
+    lag: int | None = None
+    oldest_age_seconds: float | None = None
+    partitions: list[KafkaPartitionLag] = []
+    error: str | None = None
+
+    def lagging(self) -> str:
+        """The partitions that lag, as `partition N: lag`, comma-separated."""
+        return ", ".join(f"partition {p.partition}: {p.lag}" for p in self.partitions if p.lag)
+
+
 class Readiness(BaseModel):
     """``status`` ``ready`` or ``degraded``; ``detail`` says what is wrong when degraded."""
 
@@ -86,6 +111,7 @@ class Readiness(BaseModel):
     change_capture: CaptureLag
     sync: SyncControl
     services: list[ServiceHeartbeat]
+    kafka: KafkaLag | None = None
     detail: str | None = None
 
 
@@ -112,7 +138,12 @@ def readiness(platform: Platform) -> Readiness:
     except DBAPIError as exc:
         first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
         raise NotReadyError(f"database unavailable: {first}") from exc
-    problems = [_capture_problem(capture), _pause_problem(pause, backlog)] + [
+    kafka = _kafka_lag(platform)
+    problems = [
+        _capture_problem(capture),
+        _pause_problem(pause, backlog),
+        _kafka_problem(kafka, health.backlog_alert_seconds),
+    ] + [
         _service_problem(name, services, health.heartbeat_stale_seconds, pause.paused)
         for name in health.expected_services
     ]
@@ -128,7 +159,50 @@ def readiness(platform: Platform) -> Readiness:
         ),
         sync=SyncControl(**asdict(pause), backlog=backlog),
         services=services,
+        kafka=kafka,
         detail="; ".join(found) or None,
+    )
+
+
+def _kafka_lag(platform: Platform) -> KafkaLag | None:
+    """The consumer group's lag when the transport is Kafka (the client imported only then)."""
+    settings = platform.settings.message_broker
+    if settings.transport != "kafka":
+        return None
+    from hartonomous.messaging.kafka import group_backlog
+
+    kafka = settings.kafka
+    try:
+        backlog = group_backlog(settings)
+    except UnavailableError as exc:
+        return KafkaLag(
+            reachable=False, group=kafka.consumer_group, topic=kafka.topic, error=str(exc)
+        )
+    return KafkaLag(
+        reachable=True,
+        group=backlog.group,
+        topic=backlog.topic,
+        lag=backlog.lag,
+        oldest_age_seconds=backlog.oldest_age_seconds,
+        partitions=[
+            KafkaPartitionLag(partition=p.partition, committed=p.committed, end=p.end, lag=p.lag)
+            for p in backlog.partitions
+        ],
+    )
+
+
+def _kafka_problem(kafka: KafkaLag | None, alert_seconds: float) -> str | None:
+    # Records flowing through is normal; the oldest waiting past the alert is work stuck.
+    if kafka is None:
+        return None
+    if not kafka.reachable:
+        return f"kafka: {kafka.error}"
+    if kafka.oldest_age_seconds is None or kafka.oldest_age_seconds <= alert_seconds:
+        return None
+    return (
+        f"kafka: consumer group {kafka.group!r} has {kafka.lag} record(s) of topic "
+        f"{kafka.topic!r} not committed, the oldest {kafka.oldest_age_seconds}s old (past "
+        f"{alert_seconds}s; {kafka.lagging()})"
     )
 
 

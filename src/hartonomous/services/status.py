@@ -65,6 +65,7 @@ def platform_status(platform: Platform) -> StatusReport:
         _capture(ready),
         _pause(ready),
         _backlog(platform, broker),
+        *_kafka(platform, ready),
         _dead_letters(broker),
         _ledger(ready, ledger_rows),
         _backup(platform),
@@ -143,6 +144,25 @@ def _backlog(platform: Platform, broker: BrokerStatus) -> StatusCheck:
     if broker.oldest_age_seconds > limit:
         return StatusCheck("backlog", "WARN", f"{detail}; oldest past {limit}s")
     return StatusCheck("backlog", "OK", detail)
+
+
+def _kafka(platform: Platform, ready: Readiness) -> list[StatusCheck]:
+    """The Kafka consumer group's lag (only with `transport = "kafka"`)."""
+    kafka = ready.kafka
+    if kafka is None:
+        return []
+    if not kafka.reachable:
+        return [StatusCheck("kafka lag", "FAIL", kafka.error or "unreachable")]
+    limit = platform.settings.health.backlog_alert_seconds
+    lagging = kafka.lagging()
+    detail = (
+        f"group {kafka.group} on {kafka.topic}: {kafka.lag} record(s) not committed"
+        + ("" if kafka.oldest_age_seconds is None else f", oldest {kafka.oldest_age_seconds}s")
+        + (f" ({lagging})" if lagging else "")
+    )
+    if kafka.oldest_age_seconds is not None and kafka.oldest_age_seconds > limit:
+        return [StatusCheck("kafka lag", "WARN", f"{detail}; oldest past {limit}s")]
+    return [StatusCheck("kafka lag", "OK", detail)]
 
 
 def _dead_letters(broker: BrokerStatus) -> StatusCheck:

@@ -1,32 +1,26 @@
-"""What the dispatcher decides for one message; the worker applies it (sync/worker.py)."""
+"""What the dispatcher decides for one message, in the settlement vocabulary of every consumer
+(`messaging/settlement.py`); the worker applies it (sync/worker.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hartonomous.billing.ledger import LedgerEntry
+from hartonomous.messaging.settlement import Complete, DeadLetter, Delay
 from hartonomous.sync.graph import GraphChange
 
 
 @dataclass(frozen=True)
-class Complete:
+class CompleteWith(Complete):
+    """`Complete`, with the effects the batch's transaction writes: graph change, ledger row
+    (None: unbilled) and sync counters."""
+
     change: GraphChange
     event_id: str
     ledger: LedgerEntry | None
     counters: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Delay:
-    seconds: float
-    policy: str
+Decision = CompleteWith | Delay | DeadLetter
 
-
-@dataclass(frozen=True)
-class Reject:
-    reason: str
-    detail: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-Decision = Complete | Delay | Reject
+__all__ = ["CompleteWith", "DeadLetter", "Decision", "Delay"]

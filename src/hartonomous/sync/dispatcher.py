@@ -25,7 +25,7 @@ from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleContext, ThrottleEvaluator
-from hartonomous.sync.decisions import Complete, Decision, Delay, Reject
+from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision, Delay
 from hartonomous.sync.events import OPERATIONS, SyncEvent
 from hartonomous.sync.handlers import handler_for
 from hartonomous.sync.lookups import Connection, Lookups
@@ -121,13 +121,13 @@ class Dispatcher:
         try:
             event = to_sync_event(parse_cloudevent(message.body))
         except MalformedMessageError as exc:
-            return Reject("malformed_event", str(exc))
+            return DeadLetter("malformed_event", str(exc))
         except InvalidEventError as exc:
-            return Reject("invalid_event", str(exc))
+            return DeadLetter("invalid_event", str(exc))
         try:
             return self._decide(connection, event)
         except InvalidEventError as exc:
-            return Reject("invalid_event", str(exc))
+            return DeadLetter("invalid_event", str(exc))
 
     def _decide(self, connection: Connection, event: SyncEvent) -> Decision:
         handler = handler_for(event.table)
@@ -154,7 +154,7 @@ class Dispatcher:
         )
         if not verdict.is_allowed:
             policy = verdict.policy or "unknown"
-            return Reject(
+            return DeadLetter(
                 f"policy_denied:{policy}",
                 verdict.reason or "Access denied",
                 {"policy": policy, "policy_reason": verdict.reason or ""},
@@ -187,7 +187,7 @@ class Dispatcher:
                 try:
                     record.ledger_amounts()
                 except LedgerValueError as exc:
-                    return Reject("ledger_value_out_of_range", str(exc))
+                    return DeadLetter("ledger_value_out_of_range", str(exc))
                 # Counted `billed:` by the worker once the ledger row is written (not replays).
                 if metering.idempotency_key != event.event_id:
                     # Billed once per thing, not per event: keep which event billed it.
@@ -202,7 +202,7 @@ class Dispatcher:
                     configuration.rate_plan_id,
                     occurred_at=event.time,
                 )
-        return Complete(outcome.change, event.event_id, ledger, tuple(counters))
+        return CompleteWith(outcome.change, event.event_id, ledger, tuple(counters))
 
 
 def _seconds(wait: timedelta) -> float:

@@ -1,7 +1,7 @@
 """The services `up` runs for the event path: the CES consumer and the sync worker.
 
-The sync worker takes the place of the placeholder pump (`messaging.pump.acknowledge`): both
-would consume the same queue. A worker stopped by an unwritable ledger ends its thread with
+Both share the service lifecycle of `messaging/lifecycle.py`; the sync worker is a consumer
+loop (`messaging/consumer.py`). A worker stopped by an unwritable ledger ends its thread with
 the reason logged (`service_crashed`) and its heartbeat `failed`, and the events wait in the
 queue. Both record heartbeats that `/health/ready` reads (docs/operations.md).
 """

@@ -23,7 +23,7 @@ from hartonomous.billing.usage_events import (
 )
 from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
-from hartonomous.sync.decisions import Complete, Decision, Reject
+from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision
 from hartonomous.sync.graph import GraphChange
 from hartonomous.sync.lookups import Connection
 
@@ -37,22 +37,22 @@ def decide_usage_event(
     policy: AccessPolicyEngine,
     plans: PlanProvider,
 ) -> Decision:
-    """Complete with the event's ledger entry, or Reject (invalid, unknown operation, policy)."""
+    """CompleteWith the event's ledger entry, or DeadLetter (invalid, unknown operation, policy)."""
     try:
         event = parse_usage_event(message.body)
     except UsageEventRejectedError as exc:
-        return Reject("invalid_usage_event", str(exc))
+        return DeadLetter("invalid_usage_event", str(exc))
     body = event.body
     tenant = body.get("tenantid")
     principal = body.get("principalid")
     if not isinstance(tenant, str) or not tenant or not isinstance(principal, str):
-        return Reject("invalid_usage_event", "the queued usage event names no tenantid")
+        return DeadLetter("invalid_usage_event", "the queued usage event names no tenantid")
     denied = _denied(policy, event, tenant, principal)
     if denied is not None:
         return denied
     configuration = plans.configuration_at(connection, tenant, event.time)
     if event.operation not in configuration.operation_rates:
-        return Reject(
+        return DeadLetter(
             "unknown_operation",
             f"operation {event.operation!r} is not in tenant {tenant!r}'s plan",
         )
@@ -70,7 +70,7 @@ def decide_usage_event(
             raise LedgerValueError("no tenant or operation to bill")
         record.ledger_amounts()
     except LedgerValueError as exc:
-        return Reject("ledger_value_out_of_range", str(exc))
+        return DeadLetter("ledger_value_out_of_range", str(exc))
     metadata = {
         **record.metadata,
         "cloudevent_id": event.event_id,
@@ -84,7 +84,7 @@ def decide_usage_event(
         configuration.rate_plan_id,
         occurred_at=event.time,
     )
-    return Complete(GraphChange(), event.event_id, entry)
+    return CompleteWith(GraphChange(), event.event_id, entry)
 
 
 def _denied(
@@ -92,7 +92,7 @@ def _denied(
     event: UsageEvent,
     tenant: str,
     principal: str,
-) -> Reject | None:
+) -> DeadLetter | None:
     """The access policy's refusal (a banned tenant or principal, a denied operation), if any.
 
     The tenant and principal count as active: the endpoint authenticated them when it accepted
@@ -110,7 +110,7 @@ def _denied(
     if verdict.is_allowed:
         return None
     name = verdict.policy or "unknown"
-    return Reject(
+    return DeadLetter(
         f"policy_denied:{name}",
         verdict.reason or "Access denied",
         {"policy": name, "policy_reason": verdict.reason or ""},

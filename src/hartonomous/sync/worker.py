@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Self
 
 import psycopg
 import structlog
@@ -40,9 +40,8 @@ from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.config import Settings
 from hartonomous.errors import OperationFailedError
 from hartonomous.messaging.broker import POISON_REASON, Broker, Failure, ReceivedMessage
+from hartonomous.messaging.consumer import ConsumerLoop
 from hartonomous.messaging.heartbeat import Heartbeat
-from hartonomous.messaging.notify import listening_connection, wait_for_notify
-from hartonomous.messaging.pause import held_by_pause
 from hartonomous.messaging.resilience import (
     CircuitBreaker,
     CircuitBreakerOpenError,
@@ -51,11 +50,12 @@ from hartonomous.messaging.resilience import (
     is_transient,
 )
 from hartonomous.messaging.spans import process_span
+from hartonomous.messaging.transport import Transport, open_transport
 from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
-from hartonomous.sync.decisions import Complete, Decision, Delay, Reject
+from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision, Delay
 from hartonomous.sync.dispatcher import Dispatcher
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
@@ -97,7 +97,11 @@ class SyncOutcome:
     def received(self) -> int:
         return self.completed + self.delayed + self.dead_lettered + self.waiting_for_neo4j
 
-    def add(self, other: SyncOutcome) -> None:
+    @property
+    def waiting(self) -> int:
+        return self.waiting_for_neo4j
+
+    def add(self, other: Self) -> None:
         self.completed += other.completed
         self.delayed += other.delayed
         self.dead_lettered += other.dead_lettered
@@ -137,125 +141,44 @@ def neo4j_resilience(settings: Settings) -> tuple[RetryPolicy, CircuitBreaker]:
     return retry, breaker
 
 
-class SyncWorker:
+class SyncHandler:
+    """The sync worker's batch handler (`messaging/consumer.py`): decide each message, then
+    write the batch's effects and settlements in one transaction (module docstring)."""
+
     def __init__(
         self,
         url: str,
         settings: Settings,
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        transport: Transport,
+        strategy: ResilienceStrategy,
         projector: Neo4jProjector | None = None,
     ) -> None:
-        self._url = url
         self._settings = settings
-        self._batch_size = batch_size
-        self.broker = Broker(settings.message_broker)
-        self._strategy = ResilienceStrategy.from_settings(settings.message_broker.resilience)
+        self.transport = transport
+        self._strategy = strategy
         self._counter_store = PostgresCounterStore(url, settings.database)
         self._dispatcher = Dispatcher(
             policy=AccessPolicyEngine.from_settings(settings.security),
             throttle=ThrottleEvaluator.from_settings(settings.security, self._counter_store),
             plans=PlanProvider(settings.billing),
         )
-        if projector is None and settings.neo4j.uri:
-            projector = Neo4jProjector(settings.neo4j)
-        self._projector = projector
+        self.projector = projector
         self._neo4j_retry, self.neo4j_breaker = neo4j_resilience(settings)
-        self._connection: Connection | None = None
         # Consecutive transient failures per message id (their backoff grows with them).
         self._transient_failures: dict[int, int] = {}
 
-    @property
-    def projecting(self) -> bool:
-        return self._projector is not None
-
-    def connection(self) -> Connection:
-        if self._connection is None or self._connection.closed:
-            self._connection = listening_connection(
-                psycopg.Connection,
-                self._url,
-                self.broker.channel,
-                "hartonomous-sync",
-                self._settings.database,
-            )
-        return self._connection
+    def empty(self) -> SyncOutcome:
+        return SyncOutcome()
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
         self._counter_store.close()
-        if self._projector is not None:
-            self._projector.close()
+        if self.projector is not None:
+            self.projector.close()
 
-    # -- driving -------------------------------------------------------------------------------
-
-    def run_once(self) -> SyncOutcome:
-        def attempt() -> SyncOutcome:
-            connection = self.connection()
-            try:
-                return self._handle_batch(connection)
-            except Exception as exc:
-                if is_transient(exc) and connection.broken:
-                    self.close()  # its claims become orphans; a timeout keeps the session
-                raise
-
-        return self._strategy.run_receive(attempt, "sync.batch")
-
-    def drain(self) -> SyncOutcome:
-        """Handle batches until nothing is available now (`sync --once`)."""
-        totals = SyncOutcome()
-        while True:
-            outcome = self.run_once()
-            totals.add(outcome)
-            if outcome.received in (0, outcome.waiting_for_neo4j):
-                return totals
-
-    def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
-        """Serve until `stop` is set; raises `SyncStoppedError` when the ledger is unwritable.
-
-        Each turn of the loop beats ``heartbeat`` (a new one named ``sync-worker`` when not
-        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md).
-        """
-        wait = self.broker.settings.receive_wait_timeout_seconds
-        beat = heartbeat or Heartbeat(self._url, self._settings, "sync-worker")
-        beat.beat("starting")
-        ended: tuple[Literal["stopped", "failed"], str | None] = ("failed", "ended unexpectedly")
-        try:
-            while not stop.is_set():
-                try:
-                    if held_by_pause(self.connection(), beat, stop):
-                        continue
-                    outcome = self.run_once()
-                except SyncStoppedError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the worker outlives one failed batch
-                    log.error("sync_batch_failed", error=f"{type(exc).__name__}: {exc}")
-                    # Alive but not getting through: readiness must not count it as working.
-                    beat.beat("failing", f"{type(exc).__name__}: {exc}")
-                    stop.wait(wait)
-                    continue
-                beat.beat("running")
-                if outcome.received == 0:
-                    if not wait_for_notify(self.connection(), wait, stop):
-                        self.close()
-                elif outcome.waiting_for_neo4j:
-                    stop.wait(min(wait, 1.0))
-            ended = ("stopped", None)
-        except BaseException as exc:
-            ended = ("failed", f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            beat.end(*ended)
-            self.close()
+    def handle(self, connection: Connection, messages: list[ReceivedMessage]) -> SyncOutcome:
+        return self._settle(connection, messages)
 
     # -- one batch -----------------------------------------------------------------------------
-
-    def _handle_batch(self, connection: Connection) -> SyncOutcome:
-        messages = self.broker.receive(connection, self._batch_size)
-        if not messages:
-            return SyncOutcome()
-        return self._settle(connection, messages)
 
     def _settle(
         self, connection: Connection, messages: list[ReceivedMessage], *, hurried: bool = False
@@ -322,7 +245,13 @@ class SyncWorker:
             try:
                 with process_span(message) as span:
                     decision = self._decide(connection, message)
-                    span.set_attribute("hartonomous.sync.decision", type(decision).__name__)
+                    # The settlement's word (`Complete`, `Delay`, `DeadLetter`), not the class.
+                    span.set_attribute(
+                        "hartonomous.sync.decision",
+                        "Complete"
+                        if isinstance(decision, CompleteWith)
+                        else type(decision).__name__,
+                    )
             except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
                 timed_out = self._decision_failed(connection, message, exc, outcome)
                 # The rest are decided in this round, so unrelated events are not held; those
@@ -331,8 +260,8 @@ class SyncWorker:
                     self._set_lock_timeout(connection, hurried=True)
                     hurried_decisions = True
                 continue
-            if isinstance(decision, Reject):
-                self.broker.dead_letter(
+            if isinstance(decision, DeadLetter):
+                self.transport.dead_letter(
                     connection,
                     message,
                     decision.reason,
@@ -342,7 +271,7 @@ class SyncWorker:
                 outcome.dead_lettered += 1
                 outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
             elif isinstance(decision, Delay):
-                self.broker.delay(connection, message, decision.seconds)
+                self.transport.delay(connection, message, decision.seconds)
                 outcome.delayed += 1
                 outcome.counters["delayed:throttled"] += 1
             else:
@@ -352,12 +281,12 @@ class SyncWorker:
             self._set_lock_timeout(connection, hurried=False)
         for label, count in drop_deleted_sources(connection, graph).items():
             outcome.counters[f"skipped:source_deleted:{label}"] += count
-        if self._projector is not None:
+        if self.projector is not None:
             lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
-        write_batch(connection, graph, projected=self._projector is not None)
+        write_batch(connection, graph, projected=self.projector is not None)
         self._bill(connection, ledger, outcome)
         self._project(graph)
-        self.broker.complete(connection, done)
+        self.transport.complete(connection, done)
         outcome.completed = len(done)
         for message in done:
             self._transient_failures.pop(message.message_id, None)
@@ -387,7 +316,7 @@ class SyncWorker:
 
     def _collect(
         self,
-        decision: Complete,
+        decision: CompleteWith,
         graph: GraphBatch,
         ledger: list[LedgerEntry],
         outcome: SyncOutcome,
@@ -413,7 +342,7 @@ class SyncWorker:
                 outcome.counters[f"already_billed:{operation}"] += 1
 
     def _project(self, graph: GraphBatch) -> None:
-        projector = self._projector
+        projector = self.projector
         if projector is None or not graph.segments:
             return
 
@@ -437,7 +366,7 @@ class SyncWorker:
         log.warning("sync_waiting_for_neo4j", error=str(exc), batch=len(messages), seconds=seconds)
         with connection.transaction():
             for message in messages:
-                self.broker.delay(connection, message, min(seconds, 5.0))
+                self.transport.delay(connection, message, min(seconds, 5.0))
         return SyncOutcome(waiting_for_neo4j=len(messages))
 
     def _give_back(self, connection: Connection, messages: list[ReceivedMessage]) -> None:
@@ -447,7 +376,7 @@ class SyncWorker:
         try:
             with connection.transaction():
                 for message in messages:
-                    self.broker.delay(connection, message, 0)
+                    self.transport.delay(connection, message, 0)
         except psycopg.Error as exc:
             log.warning("sync_give_back_failed", error=str(exc))
 
@@ -501,14 +430,14 @@ class SyncWorker:
             wait_seconds=round(seconds, 3),
             error=f"{type(exc).__name__}: {exc}",
         )
-        self.broker.delay(connection, message, elapsed + seconds)
+        self.transport.delay(connection, message, elapsed + seconds)
         outcome.delayed += 1
         outcome.counters["delayed:transient"] += 1
 
     def _failed(
         self, connection: Connection, message: ReceivedMessage, exc: Exception, outcome: SyncOutcome
     ) -> None:
-        limit = self.broker.max_attempts
+        limit = self.transport.max_attempts
         log.warning(
             "sync_handler_failed",
             message_id=message.message_id,
@@ -516,13 +445,13 @@ class SyncWorker:
             error=f"{type(exc).__name__}: {exc}",
         )
         if message.attempts >= limit:
-            self.broker.dead_letter(
+            self.transport.dead_letter(
                 connection, message, POISON_REASON.format(max_attempts=limit), Failure.of(exc)
             )
             outcome.dead_lettered += 1
             outcome.counters["dead_lettered:poison"] += 1
             return
-        self.broker.abandon(
+        self.transport.abandon(
             connection, message, exc, self._strategy.receive.delay(message.attempts)
         )
         outcome.delayed += 1
@@ -538,3 +467,66 @@ class SyncWorker:
             "updated_at = now()",
             (names, [counters[name] for name in names]),
         )
+
+
+class SyncWorker:
+    """A sync worker: a consumer loop (`messaging/consumer.py`) over the configured transport
+    with a `SyncHandler`. `run_once`, `drain` and `run` are the loop's."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        projector: Neo4jProjector | None = None,
+    ) -> None:
+        self._url = url
+        self._settings = settings
+        # The in-database broker, for senders (tests); the worker consumes `transport`.
+        self.broker = Broker(settings.message_broker)
+        self.transport = open_transport(settings.message_broker)
+        strategy = ResilienceStrategy.from_settings(settings.message_broker.resilience)
+        if projector is None and settings.neo4j.uri:
+            projector = Neo4jProjector(settings.neo4j)
+        self.handler = SyncHandler(url, settings, self.transport, strategy, projector)
+        self.neo4j_breaker = self.handler.neo4j_breaker
+        self.loop: ConsumerLoop[SyncOutcome] = ConsumerLoop(
+            url=url,
+            transport=self.transport,
+            handler=self.handler,
+            strategy=strategy,
+            name="sync",
+            application_name="hartonomous-sync",
+            batch_size=batch_size,
+            idle_wait_seconds=settings.message_broker.receive_wait_timeout_seconds,
+            database=settings.database,
+            fatal=(SyncStoppedError,),
+        )
+
+    @property
+    def projecting(self) -> bool:
+        return self.handler.projector is not None
+
+    def connection(self) -> Connection:
+        return self.loop.connection()
+
+    def close(self) -> None:
+        self.loop.close()
+
+    def run_once(self) -> SyncOutcome:
+        return self.loop.run_once()
+
+    def drain(self) -> SyncOutcome:
+        """Handle batches until nothing is available now (`sync --once`)."""
+        return self.loop.drain()
+
+    def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
+        """Serve until `stop` is set; raises `SyncStoppedError` when the ledger is unwritable.
+
+        Each turn of the loop beats ``heartbeat`` (a new one named ``sync-worker`` when not
+        given), so a loop that stops turning is seen by `/health/ready` (docs/operations.md);
+        while the sync pause is on it claims nothing.
+        """
+        beat = heartbeat or Heartbeat(self._url, self._settings, "sync-worker")
+        self.loop.run(stop, beat, pausable=True)

@@ -96,7 +96,7 @@ def test_cdc_batches_and_each_message_handled_are_messaging_spans(
         assert attributes["messaging.message.id"] == attributes["cloudevents.event_id"]
         assert attributes["messaging.operation.type"] == "process"
         assert str(attributes["cloudevents.event_type"]).startswith("io.hartonomous.cdc.")
-        assert attributes["hartonomous.sync.decision"] in ("Complete", "Delay", "Reject")
+        assert attributes["hartonomous.sync.decision"] in ("Complete", "Delay", "DeadLetter")
 
 
 def test_each_ingested_file_is_a_span_and_a_failed_one_says_why(

@@ -15,12 +15,13 @@ from hartonomous.config.sections import MessageBrokerSettings, ResilienceSetting
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import (
     Broker,
-    DelayMessageError,
-    MessagePump,
+    DeadLetter,
+    Delay,
     MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
-    RejectMessageError,
+    Settlement,
+    message_pump,
 )
 from hartonomous.messaging.dead_letters import (
     ReplaySelection,
@@ -139,7 +140,7 @@ def test_poison_and_malformed_messages_reach_dead_letters_while_the_rest_flow(
     broker.send(conn, {"specversion": "1.0", "id": "x"}, conversation_id="c-missing")
     for n in (2, 3, 4):
         broker.send(conn, event(n), conversation_id=f"c-{n}")
-    pump = MessagePump(database_url, broker, handler, batch_size=10)
+    pump = message_pump(database_url, broker, handler, batch_size=10)
     try:
         for _ in range(50):
             pump.drain()
@@ -171,9 +172,9 @@ def test_a_failed_handler_loses_only_its_own_writes_within_the_batch(
 ) -> None:
     conn.execute("CREATE TABLE effects (n int PRIMARY KEY)")
     broker = Broker(fast_settings(max_attempts=1))
-    outcomes = {2: KeyError("boom"), 4: DelayMessageError(60), 5: RejectMessageError("denied")}
+    settlements: dict[int, Settlement] = {4: Delay(60), 5: DeadLetter("denied")}
 
-    def handler(evt: Any, _m: ReceivedMessage, c: psycopg.Connection[Any]) -> None:
+    def handler(evt: Any, _m: ReceivedMessage, c: psycopg.Connection[Any]) -> Settlement | None:
         n = evt.get_data()["n"]
         if n == 8:
             raise ValueError("fails before touching the database")
@@ -181,12 +182,13 @@ def test_a_failed_handler_loses_only_its_own_writes_within_the_batch(
         if n == 6:  # swallows a database error: its transaction is left aborted
             with contextlib.suppress(psycopg.errors.UniqueViolation):
                 c.execute("INSERT INTO effects VALUES (%s)", (n,))
-        if n in outcomes:
-            raise outcomes[n]
+        if n == 2:
+            raise KeyError("boom")
+        return settlements.get(n)  # a delayed or dead-lettered message's writes are undone
 
     with conn.transaction():
         broker.send_batch(conn, [OutgoingMessage(event(n)) for n in range(1, 9)])
-    pump = MessagePump(database_url, broker, handler, batch_size=10)
+    pump = message_pump(database_url, broker, handler, batch_size=10)
     try:
         outcome = pump.run_once()  # all eight in one batch, one transaction
     finally:
@@ -237,12 +239,13 @@ def test_delay_is_not_a_failed_attempt(database_url: str, conn: psycopg.Connecti
     broker.send(conn, event(1))
     calls: list[int] = []
 
-    def throttled(_e: Any, message: ReceivedMessage, _c: psycopg.Connection[Any]) -> None:
+    def throttled(
+        _e: Any, message: ReceivedMessage, _c: psycopg.Connection[Any]
+    ) -> Settlement | None:
         calls.append(message.attempts)
-        if len(calls) < 3:
-            raise DelayMessageError(0)
+        return Delay(0) if len(calls) < 3 else None
 
-    pump = MessagePump(database_url, broker, throttled)
+    pump = message_pump(database_url, broker, throttled)
     try:
         pump.drain()
     finally:
@@ -274,7 +277,7 @@ def test_conversation_order_holds_with_two_concurrent_workers(
                 (evt.get_subject(), evt.get_data()["n"], name),
             )
 
-        pump = MessagePump(database_url, broker, handler, batch_size=4)
+        pump = message_pump(database_url, broker, handler, batch_size=4)
         try:
             while count(conn, "SELECT count(*) FROM broker_messages") > 0:
                 pump.run_once()
@@ -297,7 +300,7 @@ def test_replay_and_purge(database_url: str, conn: psycopg.Connection[Any]) -> N
     broker = Broker(fast_settings())
     for body in ("{bad", "{worse"):
         broker.send(conn, body)
-    pump = MessagePump(database_url, broker)
+    pump = message_pump(database_url, broker)
     try:
         pump.drain()
         letters = list_dead_letters(conn)

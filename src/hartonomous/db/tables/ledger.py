@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -115,14 +116,15 @@ billing_ledger_archives = Table(
 billing_ledger_archive_totals = Table(
     "billing_ledger_archive_totals",
     metadata,
-    Column("archive_id", Uuid, primary_key=True),
-    Column("tenant_id", String(TENANT_ID_LENGTH), primary_key=True),
-    Column("operation", String(128), primary_key=True),
+    Column("archive_id", Uuid, nullable=False),
+    Column("tenant_id", String(TENANT_ID_LENGTH), nullable=False),
+    Column("operation", String(128), nullable=False),
     Column("billing_period", Date, nullable=False),
     Column("row_count", BigInteger, nullable=False),
     Column("units", MONEY, nullable=False),
     Column("total_dcu", MONEY, nullable=False),
     Column("total_cost", MONEY, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "archive_id", "operation"),  # tenant first: 0033
     ForeignKeyConstraint(
         ["archive_id"], ["billing_ledger_archives.archive_id"], ondelete="CASCADE"
     ),

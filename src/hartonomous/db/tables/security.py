@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Table,
     func,
@@ -62,7 +63,7 @@ principals = Table(
 api_keys = Table(
     "api_keys",
     metadata,
-    Column("key_id", String(32), primary_key=True),
+    Column("key_id", String(32), nullable=False),
     Column("tenant_id", String(TENANT_ID_LENGTH), nullable=False),
     Column("principal_id", String(256), nullable=False),
     Column("secret_sha256", LargeBinary(32), nullable=False),
@@ -77,6 +78,10 @@ api_keys = Table(
         ondelete="CASCADE",
     ),
     CheckConstraint("octet_length(secret_sha256) = 32", name="secret_sha256_length"),
+    # Led by the tenant like every tenant-scoped key (migration 0033, docs/scale-out.md);
+    # authentication knows only a token's key id and finds the row by `ix_api_keys_key_id`.
+    PrimaryKeyConstraint("tenant_id", "key_id"),
+    Index(None, "key_id"),
     Index(None, "tenant_id", "principal_id"),
 )
 

@@ -1,0 +1,670 @@
+"""The Kafka transport (`messaging/transport.py`): CloudEvents on a Kafka topic.
+
+Producing (the CES consumer): each message is one Kafka record in the CloudEvents Kafka
+protocol binding's structured mode: the value is the CloudEvent as JSON, header
+`content-type: application/cloudevents+json; charset=UTF-8`, key = the conversation key, so
+one row's events land in one partition, in order. The producer is idempotent (`acks=all`,
+`enable.idempotence`), and `send_batch` returns only when the broker acknowledged every record
+(delivery reports): the CES consumer calls it inside the transaction that moves its WAL
+checkpoint, so the checkpoint never passes an event Kafka does not hold.
+
+Consuming (sync workers): a consumer group (`consumer_group`), offsets committed by hand only
+in `settled`, after the database transaction that wrote the batch's effects committed, and
+only up to the first record not yet settled in each partition. Records are buffered in this
+process and handed out as the broker does (docs/messaging.md): only the head of each
+conversation (key), a delayed record holding back its own conversation but not the
+partition's others; `delay` and `abandon` keep the record in the buffer until it is due. A
+record that is not a CloudEvent reaches the handler as text, and its dead letter goes to
+`message_dead_letters` with the reason (`dead_letter`), so the partition moves on. Delivery is
+at least once (a crash redelivers what was not committed); effects are exactly once through
+their event-id keys (docs/sync.md). Attempts are counted in this process only.
+
+An unreachable cluster at start raises `KafkaUnavailableError` (an `UnavailableError`)
+naming the bootstrap servers; so does a cluster that goes away mid-run, which the consumer
+loop's retry and circuit breaker count as transient until it returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from hartonomous.config.sections import KafkaSettings, MessageBrokerSettings
+from hartonomous.errors import UnavailableError
+from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.messaging.broker import (
+    Broker,
+    Connection,
+    Failure,
+    OutgoingMessage,
+    ReceivedMessage,
+    dead_letter_unsent,
+)
+from hartonomous.messaging.transport import Published
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+MESSAGE_TYPE_HEADER = "hartonomous-message-type"
+_POLL_SLICE_SECONDS = 0.25
+_FETCH_SLICE_SECONDS = 0.1
+# The longest wait of one receive for records it knows are there (a hang guard).
+_RECEIVE_WAIT_SECONDS = 60.0
+State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
+
+
+class KafkaUnavailableError(UnavailableError, ConnectionError):
+    """Kafka did not answer (unreachable, gone away, or did not acknowledge a batch): a
+    transient error, so the receive retry and circuit breaker count it."""
+
+
+# Errors of a consume that mean the cluster is away, not that one record is bad.
+_CLUSTER_AWAY = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+
+
+@dataclass
+class _Record:
+    message: ReceivedMessage
+    partition: int
+    offset: int
+    # The record's value as it came (a dead letter of a value that is not JSON keeps it).
+    raw: bytes = b""
+    available_at: float = 0.0
+    claimed: bool = False
+    # What the current transaction settled it as, applied by `settled` after the commit.
+    staged: tuple[State, float] | None = None
+
+
+@dataclass
+class KafkaTransport:
+    """One topic of one Kafka cluster (`[message_broker.kafka]`)."""
+
+    settings: MessageBrokerSettings
+    _producer: Producer | None = field(default=None, init=False)
+    _consumer: Consumer | None = field(default=None, init=False)
+    _probe: Consumer | None = field(default=None, init=False)
+    # Buffered records by message id, in arrival order (ids grow with arrival).
+    _records: dict[int, _Record] = field(default_factory=dict, init=False)
+    _consumed: dict[int, int] = field(default_factory=dict, init=False)
+    _next_id: int = field(default=1, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # The lag `drained` last saw (partition, committed, end) and since when (monotonic s).
+    _stall: tuple[tuple[tuple[int, int, int], ...], float] | None = field(default=None, init=False)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.settings.kafka
+
+    @property
+    def max_attempts(self) -> int:
+        return self.settings.resilience.poison_message_max_attempts
+
+    # -- the client configuration -------------------------------------------------------------
+
+    def _client_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka.bootstrap_servers,
+            "security.protocol": self.kafka.security_protocol,
+            "socket.connection.setup.timeout.ms": int(self.kafka.connect_timeout_seconds * 1000),
+            # None of librdkafka's own log lines (a connection refused is one per retry on
+            # stderr): the transport raises and logs what matters itself.
+            "log_level": 0,
+        }
+        if self.kafka.sasl_mechanism is not None:
+            config["sasl.mechanism"] = self.kafka.sasl_mechanism
+            config["sasl.username"] = self.kafka.sasl_username
+            config["sasl.password"] = self.kafka.sasl_password.get_secret_value()
+        return config
+
+    def check_reachable(self) -> None:
+        """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
+        within `connect_timeout_seconds`."""
+        admin = AdminClient(self._client_config())
+        try:
+            admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
+                f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
+            ) from exc
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self.check_reachable()
+            self._producer = Producer(
+                {**self._client_config(), "enable.idempotence": True, "acks": "all"}
+            )
+        return self._producer
+
+    def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
+        """Produce ``messages`` in order and wait for every delivery report; returns their
+        offsets. Raises `UnavailableError` when Kafka did not acknowledge them all within
+        `[message_broker.kafka] connect_timeout_seconds` (the caller's transaction then rolls
+        back, so nothing is counted as sent)."""
+        return [record.offset for record in self.publish(messages)]
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[Published]:
+        """`send_batch` without a session: where each record landed (partition, offset)."""
+        if not messages:
+            return []
+        producer = self.producer()
+        serialiser = Broker(self.settings)
+        destination = f"kafka:{self.kafka.topic}"
+        landed: list[Published | None] = [None] * len(messages)
+        failures: list[str] = []
+
+        def delivered(index: int) -> Any:
+            def report(error: KafkaError | None, record: Message) -> None:
+                if error is not None:
+                    failures.append(str(error))
+                else:
+                    landed[index] = Published(
+                        destination, int(record.partition() or 0), int(record.offset() or 0)
+                    )
+
+            return report
+
+        for index, message in enumerate(messages):
+            value = message.body_text or serialiser.serialise(message.body)
+            headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
+            if message.message_type:
+                headers.append((MESSAGE_TYPE_HEADER, message.message_type))
+            producer.produce(
+                self.kafka.topic,
+                value=value.encode(),
+                key=None if message.conversation_id is None else message.conversation_id.encode(),
+                headers=headers,
+                on_delivery=delivered(index),
+            )
+            producer.poll(0)
+        remaining = producer.flush(self.kafka.connect_timeout_seconds)
+        acknowledged = [record for record in landed if record is not None]
+        if remaining or failures or len(acknowledged) < len(messages):
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
+                f"{len(messages) - len(acknowledged)} of {len(messages)} event(s)"
+                + (f": {failures[0]}" if failures else "")
+            )
+        return acknowledged
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self.check_reachable()
+            consumer = Consumer(
+                {
+                    **self._client_config(),
+                    "group.id": self.kafka.consumer_group,
+                    "session.timeout.ms": int(self.kafka.session_timeout_seconds * 1000),
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                }
+            )
+            consumer.subscribe(
+                [self.kafka.topic], on_assign=self._assigned, on_revoke=self._revoked
+            )
+            self._consumer = consumer
+        return self._consumer
+
+    def listen(self, connection: Connection) -> None:
+        """Join the consumer group (once per transport) and wait, a minute at most, until it
+        assigned this worker its partitions (records fetched meanwhile are buffered)."""
+        consumer = self.consumer()
+        started = time.monotonic()
+        while not consumer.assignment() and time.monotonic() - started < _RECEIVE_WAIT_SECONDS:
+            self._fetch(1, _FETCH_SLICE_SECONDS)
+
+    def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
+        """Poll Kafka until a record arrives, ``seconds`` pass or ``stop`` is set."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self._fetch(1, _POLL_SLICE_SECONDS) or self._claimable():
+                return True
+        return True
+
+    def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
+        """Claim up to ``max_messages`` conversation heads. With nothing claimable buffered it
+        fetches until records come or the group's partitions are caught up (what "nothing
+        available now" means for a log), a minute at most."""
+        if self._claimable():
+            self._fetch(max_messages, 0.0)
+        else:
+            # Records behind the committed offsets, or a group still joining, are available
+            # now even when the first fetches bring nothing; a cluster that does not answer
+            # the caught-up check raises instead.
+            started = time.monotonic()
+            while not self._fetch(max_messages, _FETCH_SLICE_SECONDS) and not self._caught_up():
+                if time.monotonic() - started >= _RECEIVE_WAIT_SECONDS:
+                    break
+        now = time.monotonic()
+        received: list[ReceivedMessage] = []
+        with self._lock:
+            ahead: set[tuple[int, str]] = set()
+            for record in self._records.values():
+                key = record.message.conversation_id
+                conversation = None if key is None else (record.partition, key)
+                is_head = conversation is None or conversation not in ahead
+                if conversation is not None:
+                    ahead.add(conversation)
+                if not is_head or record.claimed or record.available_at > now:
+                    continue
+                if len(received) == max_messages:
+                    break
+                record.message = replace(record.message, attempts=record.message.attempts + 1)
+                record.claimed = True
+                record.staged = None
+                received.append(record.message)
+        return received
+
+    def complete(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> int:
+        return sum(self._stage(message, "done") for message in messages)
+
+    def delay(self, connection: Connection, message: ReceivedMessage, seconds: float) -> None:
+        self._stage(message, "delayed", max(0.0, seconds))
+
+    def abandon(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        error: BaseException | None = None,
+        retry_after_seconds: float = 0.0,
+    ) -> None:
+        self._stage(message, "abandoned", retry_after_seconds)
+
+    def dead_letter(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        reason: str,
+        failure: Failure | None = None,
+        *,
+        attempts: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> int | None:
+        """Write the dead letter in the caller's transaction; the record is settled (its
+        offset committable) once that transaction committed."""
+        record = self._record(message)
+        if record is None:
+            return None
+        extra: dict[str, str] = {}
+        if isinstance(message.body, str):
+            # Not JSON: kept as a JSON string (jsonb holds no NUL), the exact bytes in base64.
+            text = json.dumps(message.body.replace("\x00", "\ufffd"))
+            extra["value_base64"] = base64.b64encode(record.raw).decode()
+        else:
+            text = exact_dumps(message.body)
+        letter = dead_letter_unsent(
+            connection,
+            Broker(self.settings),
+            OutgoingMessage(None, message.conversation_id, message.message_type),
+            body_text=text,
+            reason=reason,
+            failure=failure or Failure(None, None, None),
+            metadata={
+                "transport": "kafka",
+                "topic": self.kafka.topic,
+                "partition": str(record.partition),
+                "offset": str(record.offset),
+                **extra,
+                **(metadata or {}),
+            },
+            attempts=message.attempts if attempts is None else attempts,
+        )
+        self._stage(message, "done")
+        return letter
+
+    def settled(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Apply what the committed transaction settled, then commit each partition's offset
+        up to its first record not yet settled."""
+        ids = {message.message_id for message in messages}
+        now = time.monotonic()
+        with self._lock:
+            for message_id in ids:
+                record = self._records.get(message_id)
+                if record is None or record.staged is None:
+                    continue
+                state, seconds = record.staged
+                if state == "done":
+                    del self._records[message_id]
+                    continue
+                attempts = record.message.attempts - (1 if state == "delayed" else 0)
+                record.message = replace(record.message, attempts=max(attempts, 0))
+                record.available_at = now + seconds
+                record.claimed = False
+                record.staged = None
+            offsets = self._committable()
+        if offsets and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # The effects are committed; the records come again after a restart or a
+                # rebalance and are recognised by their event ids (docs/messaging.md).
+                raise KafkaUnavailableError(
+                    f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: "
+                    f"{exc.args[0]}"
+                ) from exc
+
+    def group_lag(self) -> list[PartitionLag]:
+        """Per partition of the topic: the consumer group's committed offset, the end (high
+        watermark) and the records between them; asked of the cluster, not cached. An absent
+        topic has no partitions. Raises `KafkaUnavailableError` when the cluster does not
+        answer within `connect_timeout_seconds`."""
+        if self._probe is None:
+            self.check_reachable()
+            # A client of the group that never subscribes: asking does not join the group
+            # (which would make its members rebalance).
+            self._probe = Consumer({**self._client_config(), "group.id": self.kafka.consumer_group})
+        return _group_lag(self._probe, self.kafka)
+
+    def drained(self) -> bool:
+        """After a receive that claimed nothing: whether the group's committed offsets reached
+        the end of every partition, apart from partitions of this consumer fetched to their
+        end (what is left there is held back as delayed and comes again to the group later).
+
+        Until then it waits a moment for the group (serving its rebalances: a dead member's
+        partitions come to this consumer once its session timed out) and returns False.
+        Raises `KafkaUnavailableError` naming the partitions when their lag did not change
+        for two session timeouts (`[message_broker.kafka] session_timeout_seconds`): a live
+        member holds them without consuming, and an operator must look."""
+        consumer = self.consumer()
+        lags = self.group_lag()
+        try:
+            mine = consumer.assignment()
+            positions = {tp.partition: tp.offset for tp in consumer.position(mine)} if mine else {}
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
+        behind = [lag for lag in lags if lag.lag > 0 and positions.get(lag.partition, -1) < lag.end]
+        if not behind:
+            self._stall = None
+            return True
+        now = time.monotonic()
+        mark = tuple((lag.partition, lag.committed, lag.end) for lag in behind)
+        if self._stall is None or self._stall[0] != mark:
+            self._stall = (mark, now)
+        elif now - self._stall[1] >= 2 * self.kafka.session_timeout_seconds:
+            owned = {tp.partition for tp in mine}
+            raise KafkaUnavailableError(
+                f"the consumer group {self.kafka.consumer_group!r} has not moved on topic "
+                f"{self.kafka.topic!r} for {now - self._stall[1]:.0f} s: "
+                + ", ".join(
+                    f"partition {lag.partition} has {lag.lag} record(s) not committed"
+                    + (" (this worker's)" if lag.partition in owned else " (another member's)")
+                    for lag in behind
+                )
+                + "; a member holds them without consuming (see `hartonomous status`)"
+            )
+        self._fetch(1, _POLL_SLICE_SECONDS)  # serves the group's rebalances meanwhile
+        return False
+
+    def released(self, messages: Sequence[ReceivedMessage]) -> None:
+        """The batch's transaction did not commit: its settlements are void and the records
+        come back (the attempt stays counted)."""
+        ids = {message.message_id for message in messages}
+        with self._lock:
+            for record in self._records.values():
+                if record.message.message_id in ids:
+                    record.claimed = False
+                    record.staged = None
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+        if self._producer is not None:
+            self._producer.flush(self.kafka.connect_timeout_seconds)
+            self._producer = None
+        with self._lock:
+            self._records.clear()
+            self._consumed.clear()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _fetch(self, max_messages: int, timeout: float) -> int:
+        """Move up to ``max_messages`` records from Kafka into the buffer; how many came."""
+        consumer = self.consumer()
+        fetched = consumer.consume(num_messages=max(1, max_messages), timeout=timeout)
+        added = 0
+        with self._lock:
+            for record in fetched:
+                error = record.error()
+                if error is not None:
+                    if error.code() in _CLUSTER_AWAY:
+                        raise KafkaUnavailableError(
+                            f"Kafka at {self.kafka.bootstrap_servers} went away: {error}"
+                        )
+                    if error.fatal():
+                        raise KafkaException(error)
+                    log.warning("kafka_consume_error", error=str(error))
+                    continue
+                buffered = self._to_record(record)
+                self._records[buffered.message.message_id] = buffered
+                partition = int(record.partition() or 0)
+                self._consumed[partition] = int(record.offset() or 0) + 1
+                added += 1
+        return added
+
+    def _to_record(self, record: Message) -> _Record:
+        raw = record.value() or b""
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            body: Any = exact_loads(text)
+        except ValueError:
+            body = text  # not JSON: the handler dead-letters it as a malformed CloudEvent
+        headers = dict(record.headers() or [])
+        message_type = headers.get(MESSAGE_TYPE_HEADER)
+        key = record.key()
+        timestamp = record.timestamp()[1]
+        message = ReceivedMessage(
+            message_id=self._next_id,
+            queue_name=self.kafka.topic,
+            conversation_id=None if key is None else bytes(key).decode(errors="replace"),
+            message_type=_text(message_type) or self.settings.message_type_name,
+            body=body,
+            enqueued_at=datetime.fromtimestamp(timestamp / 1000, UTC),
+            attempts=0,
+        )
+        self._next_id += 1
+        raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode()
+        return _Record(
+            message, int(record.partition() or 0), int(record.offset() or 0), raw=raw_bytes
+        )
+
+    def _committable(self) -> list[TopicPartition]:
+        first_unsettled: dict[int, int] = {}
+        for record in self._records.values():
+            first_unsettled.setdefault(record.partition, record.offset)
+        return [
+            TopicPartition(self.kafka.topic, partition, first_unsettled.get(partition, consumed))
+            for partition, consumed in self._consumed.items()
+        ]
+
+    def _stage(self, message: ReceivedMessage, state: State, seconds: float = 0.0) -> bool:
+        with self._lock:
+            record = self._find(message)
+            if record is None:
+                return False
+            record.staged = (state, seconds)
+            return True
+
+    def _record(self, message: ReceivedMessage) -> _Record | None:
+        with self._lock:
+            return self._find(message)
+
+    def _find(self, message: ReceivedMessage) -> _Record | None:
+        return self._records.get(message.message_id)
+
+    def _caught_up(self) -> bool:
+        """Whether every assigned partition has been fetched up to its high watermark (True
+        while the group assigned none: `drained` then waits for the group)."""
+        consumer = self.consumer()
+        assignment = consumer.assignment()
+        if not assignment:
+            return True
+        timeout = self.kafka.connect_timeout_seconds
+        try:
+            for position in consumer.position(assignment):
+                # The high watermark the last fetch brought (no round trip); asked of the
+                # broker only while unknown. A record produced since that fetch is then seen
+                # by the next receive.
+                low, high = consumer.get_watermark_offsets(position, cached=True)
+                if high < 0:
+                    low, high = consumer.get_watermark_offsets(
+                        position, timeout=timeout, cached=False
+                    )
+                offset = position.offset
+                if offset < 0:  # nothing fetched yet: the committed offset, else the start
+                    [committed] = consumer.committed([position], timeout=timeout)
+                    offset = committed.offset if committed.offset >= 0 else low
+                if offset < high:
+                    return False
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
+        return True
+
+    def _claimable(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(not r.claimed and r.available_at <= now for r in self._records.values())
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "kafka_partitions_assigned",
+            topic=self.kafka.topic,
+            group=self.kafka.consumer_group,
+            partitions=sorted(tp.partition for tp in partitions),
+        )
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Another worker takes these partitions over from their committed offsets: forget
+        their buffered records (not yet settled, so not yet committed)."""
+        lost = {tp.partition for tp in partitions}
+        log.info(
+            "kafka_partitions_revoked",
+            topic=self.kafka.topic,
+            group=self.kafka.consumer_group,
+            partitions=sorted(lost),
+        )
+        with self._lock:
+            self._records = {i: r for i, r in self._records.items() if r.partition not in lost}
+            for partition in lost:
+                self._consumed.pop(partition, None)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition of the topic as the consumer group stands: `committed` (the next record
+    the group will handle; the start of the log when it committed none), `end` (the high
+    watermark) and `lag`, the records between them."""
+
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+@dataclass(frozen=True)
+class GroupBacklog:
+    """The sync workers' consumer group on its topic: each partition's lag, and the age of the
+    oldest record not committed (seconds since its Kafka timestamp; None when none lags)."""
+
+    group: str
+    topic: str
+    partitions: list[PartitionLag]
+    oldest_age_seconds: float | None
+
+    @property
+    def lag(self) -> int:
+        return sum(partition.lag for partition in self.partitions)
+
+
+def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
+    """What `/health/ready` and `status` show of the Kafka transport. Reads without joining
+    the group or committing: the committed offsets and ends, then the first record not
+    committed of each lagging partition (its timestamp). Raises `KafkaUnavailableError`
+    naming the bootstrap servers when the cluster does not answer."""
+    transport = KafkaTransport(settings)
+    kafka = settings.kafka
+    try:
+        lags = transport.group_lag()
+    finally:
+        transport.close()
+    lagging = [lag for lag in lags if lag.lag]
+    oldest: float | None = None
+    if lagging:
+        # A client outside the group (its own id, never committing) reads the oldest records.
+        reader = Consumer(
+            {
+                **transport._client_config(),
+                "group.id": f"{kafka.consumer_group}.backlog",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            reader.assign([TopicPartition(kafka.topic, p.partition, p.committed) for p in lagging])
+            stamps: dict[int, int] = {}
+            deadline = time.monotonic() + kafka.connect_timeout_seconds
+            while len(stamps) < len(lagging) and time.monotonic() < deadline:
+                for record in reader.consume(
+                    num_messages=len(lagging), timeout=_POLL_SLICE_SECONDS
+                ):
+                    if record.error() is None:
+                        stamps.setdefault(int(record.partition() or 0), record.timestamp()[1])
+        finally:
+            reader.close()
+        if stamps:
+            oldest = round(max(0.0, time.time() - min(stamps.values()) / 1000), 3)
+    return GroupBacklog(kafka.consumer_group, kafka.topic, lags, oldest)
+
+
+def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
+    timeout = kafka.connect_timeout_seconds
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metadata = client.list_topics(kafka.topic, timeout=timeout).topics.get(kafka.topic)
+            if metadata is None or metadata.error is not None or not metadata.partitions:
+                return []
+            partitions = [TopicPartition(kafka.topic, p) for p in sorted(metadata.partitions)]
+            lags: list[PartitionLag] = []
+            for committed in client.committed(partitions, timeout=timeout):
+                low, high = client.get_watermark_offsets(committed, timeout=timeout, cached=False)
+                lags.append(PartitionLag(committed.partition, max(committed.offset, low), high))
+            return lags
+        except KafkaException as exc:
+            # A group's coordinator moving or loading (`NOT_COORDINATOR` for a new group) is
+            # retriable: asked again until the timeout.
+            if exc.args[0].retriable() and time.monotonic() < deadline:
+                time.sleep(_FETCH_SLICE_SECONDS)
+                continue
+            raise KafkaUnavailableError(
+                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+            ) from exc
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
