@@ -36,7 +36,7 @@ SELECT * FROM unnest(
     %(message_types)b::text[], %(handlers)b::text[], %(units)b::numeric[],
     %(base_rates)b::numeric[], %(multipliers)b::numeric[], %(dcus)b::numeric[],
     %(unit_prices)b::numeric[], %(costs)b::numeric[], %(plans)b::uuid[],
-    %(metadata)b::text[]::jsonb[], %(periods)b::date[], %(adjusts)b::date[])
+    %(metadata)b::text[]::json[], %(periods)b::date[], %(adjusts)b::date[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
