@@ -68,7 +68,7 @@ def decide_usage_event(
     try:
         if record is None:
             raise LedgerValueError("no tenant or operation to bill")
-        record.ledger_amounts()
+        amounts = record.ledger_amounts()
     except LedgerValueError as exc:
         return Reject("ledger_value_out_of_range", str(exc))
     metadata = {
@@ -83,6 +83,7 @@ def decide_usage_event(
         replace(record, metadata=metadata),
         configuration.rate_plan_id,
         occurred_at=event.time,
+        amounts=amounts,  # checked above: the ledger write does not compute them again
     )
     return Complete(GraphChange(), event.event_id, entry)
 
