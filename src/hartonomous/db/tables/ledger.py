@@ -95,6 +95,8 @@ billing_usage_rollup = Table(
     Column("total_dcu", ROLLUP_MONEY, nullable=False),
     Column("total_cost", ROLLUP_MONEY, nullable=False),
     Index(None, "billing_period", "tenant_id"),
+    # Migration 0032 also keeps statistics `billing_usage_rollup_groups` (ndistinct of tenant,
+    # principal, operation, day): the planner's count of a report's groups.
 )
 
 # A billing period moved out of `billing_usage_ledger` into a verified Parquet file (written at
