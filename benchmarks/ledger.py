@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hartonomous.api import create_app
 from hartonomous.billing.configuration import configuration_from_settings
 from hartonomous.billing.export import ExportFormat, export_period
+from hartonomous.billing.export_streams import stream_count
 from hartonomous.billing.ledger import LedgerEntry, write_entries
 from hartonomous.billing.meter import UsageRecord, measure_usage
 from hartonomous.billing.report import ReportGrouping, usage_report
@@ -153,8 +155,9 @@ def measure_reports(engine: Engine, rows: int) -> None:
 
 
 def measure_exports(url: str, root: Path) -> None:
-    """Export rows/s, against PostgreSQL's own COPY of the same rows to this process (the
-    export is a COPY of them, so that is its floor), both in the same run."""
+    """Export rows/s, against PostgreSQL's own COPY of the same rows to this process (one
+    session), both in the same run: CSV and Parquet in ``stream_count()`` sessions (what
+    `ledger export` uses), and CSV in the other of one or two sessions."""
     period = datetime.now(UTC).date().replace(day=1)
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
@@ -165,21 +168,31 @@ def measure_exports(url: str, root: Path) -> None:
                 copied += 1
         floor = copied / (time.perf_counter() - started)
     print(f"baseline: COPY of the period's rows to this process: {floor:,.0f} rows/s")
-    for export_format in (ExportFormat.CSV, ExportFormat.PARQUET):
-        with psycopg.connect(url, autocommit=True) as conn:
+    streams = stream_count()
+    for export_format, sessions in (
+        (ExportFormat.CSV, streams),
+        (ExportFormat.CSV, 2 if streams == 1 else 1),
+        (ExportFormat.PARQUET, streams),
+    ):
+        with ExitStack() as stack:
+            conn, *helpers = (
+                stack.enter_context(psycopg.connect(url, autocommit=True)) for _ in range(sessions)
+            )
             started = time.perf_counter()
             manifest = export_period(
                 conn,
                 period,
-                root / f"export-{export_format.value}",
+                root / f"export-{export_format.value}-{sessions}",
                 export_format=export_format,
                 currency="USD",
+                helpers=helpers,
             )
             seconds = time.perf_counter() - started
         rate = manifest.row_count / seconds
         print(
-            f"export {export_format.value}: {rate:,.0f} rows/s ({manifest.row_count:,} rows in "
-            f"{seconds:.1f} s; {rate / floor:.2f}x the COPY alone; target >= 200,000)"
+            f"export {export_format.value} in {sessions} session(s): {rate:,.0f} rows/s "
+            f"({manifest.row_count:,} rows in {seconds:.2f} s; {rate / floor:.2f}x the COPY "
+            "alone; target >= 200,000)"
         )
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -162,7 +162,13 @@ class RestoredPeriod:
 
 
 def archive_periods(
-    connection: Connection, before: date, directory: Path, *, currency: str, current: date
+    connection: Connection,
+    before: date,
+    directory: Path,
+    *,
+    currency: str,
+    current: date,
+    helpers: Sequence[Connection] = (),
 ) -> list[ArchivedPeriod]:
     """Archive every period before ``before`` (a month's first day, not after ``current``'s
     month) into ``directory/<YYYY-MM>/``; the periods archived, oldest first.
@@ -170,6 +176,8 @@ def archive_periods(
     ``connection`` is a psycopg connection outside a transaction. Raises
     ``InvalidPeriodError`` for a cut-off after the current period, and
     ``ExportDirectoryNotEmptyError`` when a period's target folder holds anything.
+    ``helpers``, more sessions outside a transaction, copy ranges of each period's rows
+    alongside (``export.write_period``).
     """
     if before > current.replace(day=1):
         raise InvalidPeriodError(
@@ -182,24 +190,32 @@ def archive_periods(
     try:
         finish_interrupted_archives(connection)
         _remove_stale_staging(connection, directory)
-        return _archive_before(connection, before, directory, currency)
+        return _archive_before(connection, before, directory, currency, helpers)
     finally:
         connection.execute(_UNLOCK)
 
 
 def _archive_before(
-    connection: Connection, before: date, directory: Path, currency: str
+    connection: Connection,
+    before: date,
+    directory: Path,
+    currency: str,
+    helpers: Sequence[Connection],
 ) -> list[ArchivedPeriod]:
     periods = [row[0] for row in connection.execute(_PERIODS_BEFORE, {"before": before})]
     for period in periods:
         target = directory / f"{period_label(period)}"
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ExportDirectoryNotEmptyError(f"archive directory {target} is not empty")
-    return [_archive_one(connection, period, directory, currency) for period in periods]
+    return [_archive_one(connection, period, directory, currency, helpers) for period in periods]
 
 
 def _archive_one(
-    connection: Connection, period: date, directory: Path, currency: str
+    connection: Connection,
+    period: date,
+    directory: Path,
+    currency: str,
+    helpers: Sequence[Connection],
 ) -> ArchivedPeriod:
     target = directory / f"{period_label(period)}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -214,6 +230,7 @@ def _archive_one(
                 export_format=ExportFormat.PARQUET,
                 currency=currency,
                 tenant_id=None,
+                helpers=helpers,
             )
             verified = verify_export(staging)
             if not verified.ok:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from hartonomous.billing.meter import UsageRecord, metadata_json
+from hartonomous.billing.meter import LedgerAmounts, UsageRecord, metadata_json
 from hartonomous.billing.periods import billing_periods, lock_for_writing, period_of
 
 Connection = psycopg.Connection[Any]
@@ -36,7 +36,7 @@ SELECT * FROM unnest(
     %(message_types)b::text[], %(handlers)b::text[], %(units)b::numeric[],
     %(base_rates)b::numeric[], %(multipliers)b::numeric[], %(dcus)b::numeric[],
     %(unit_prices)b::numeric[], %(costs)b::numeric[], %(plans)b::uuid[],
-    %(metadata)b::text[]::jsonb[], %(periods)b::date[], %(adjusts)b::date[])
+    %(metadata)b::text[]::json[], %(periods)b::date[], %(adjusts)b::date[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -59,6 +59,8 @@ class LedgerEntry:
     rate_plan_id: uuid.UUID | None
     # When the usage happened (the CloudEvent's `time`, aware); None: now. Decides the period.
     occurred_at: datetime | None = None
+    # `record.ledger_amounts()`, when the caller already computed them (to check they fit).
+    amounts: LedgerAmounts | None = None
 
 
 def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set[str]:
@@ -68,7 +70,7 @@ def write_entries(connection: Connection, entries: Sequence[LedgerEntry]) -> set
     """
     if not entries:
         return set()
-    amounts = [entry.record.ledger_amounts() for entry in entries]
+    amounts = [entry.amounts or entry.record.ledger_amounts() for entry in entries]
     now = datetime.now(UTC)
     parameters = {
         "event_ids": [e.event_id for e in entries],

@@ -82,8 +82,12 @@ def measure_usage(
     principal_id: str = "",
     message_type: str = "",
     handler: str = "",
+    extra_metadata: Mapping[str, MetadataValue] | None = None,
 ) -> UsageRecord | None:
-    """Meter one event; None (nothing billed) when the tenant or the operation is blank."""
+    """Meter one event; None (nothing billed) when the tenant or the operation is blank.
+
+    ``extra_metadata`` (the caller's, such as a usage event's CloudEvent id) is added to the
+    record's metadata after the meter's own keys, replacing none of them."""
     if not operation.strip() or not tenant_id.strip():
         return None
     base_rate = configuration.operation_rates.get(operation, configuration.default_rate)
@@ -124,6 +128,10 @@ def measure_usage(
     category = configuration.operation_categories.get(operation)
     if category and category.strip():
         metadata["operation_category"] = category
+    if extra_metadata:
+        metadata.update(
+            (key, value) for key, value in extra_metadata.items() if key not in metadata
+        )
 
     return UsageRecord(
         tenant_id=tenant_id,
@@ -217,11 +225,27 @@ def resolve_units(attributes: Mapping[str, object]) -> Decimal:
     return _ONE
 
 
+# Each key's JSON text and colon: every ledger row's metadata repeats the same few keys.
+# Bounded, since metadata written by other callers may bring any keys.
+_KEY_TEXT: dict[str, str] = {}
+_KEY_TEXT_LIMIT = 1024
+
+
 def metadata_json(metadata: Mapping[str, MetadataValue]) -> str:
     """The metadata as a JSON object with Decimals written as exact JSON numbers (the text
     `json.dumps` writes for the other values: ASCII, compact)."""
-    members = [f"{_quote(key)}:{_json_value(value)}" for key, value in metadata.items()]
+    members = [
+        (_KEY_TEXT.get(key) or _key_text(key)) + _json_value(value)
+        for key, value in metadata.items()
+    ]
     return "{" + ",".join(members) + "}"
+
+
+def _key_text(key: str) -> str:
+    text = _quote(key) + ":"
+    if len(_KEY_TEXT) < _KEY_TEXT_LIMIT:
+        _KEY_TEXT[key] = text
+    return text
 
 
 def _json_value(value: MetadataValue) -> str:
@@ -229,8 +253,10 @@ def _json_value(value: MetadataValue) -> str:
     if isinstance(value, str):
         return _quote(value)
     if isinstance(value, Decimal):
-        # Fixed-point text: exact, and never an exponent form such as 1E+2.
-        return format(value, "f")
+        # Fixed-point text: exact, and never an exponent form such as 1E+2. `str` writes the
+        # same text, in two thirds of the time, whenever it writes no exponent (most values).
+        text = str(value)
+        return text if "E" not in text else format(value, "f")
     if value is None:
         return "null"
     if isinstance(value, bool):

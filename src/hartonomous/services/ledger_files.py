@@ -5,8 +5,13 @@ archives may cover every tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from hartonomous.billing.archive import (
     ArchivedPeriod,
@@ -22,6 +27,7 @@ from hartonomous.billing.export import (
     parse_period,
     verify_export,
 )
+from hartonomous.billing.export_streams import stream_count
 from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
@@ -56,7 +62,7 @@ def export_ledger(
     if tenant_id is not None:
         with database_errors(), platform.maintenance_engine.connect() as connection:
             get_tenant(connection, tenant_id)
-    with driver_session(platform) as session:
+    with driver_session(platform) as session, _helper_sessions(platform) as helpers:
         return export_period(
             session,
             month,
@@ -64,7 +70,16 @@ def export_ledger(
             export_format=export_format,
             currency=platform.settings.billing.currency,
             tenant_id=tenant_id,
+            helpers=helpers,
         )
+
+
+@contextmanager
+def _helper_sessions(platform: Platform) -> Iterator[list[psycopg.Connection[Any]]]:
+    """Sessions that copy ranges of an export's rows alongside the main one
+    (``billing.export_streams.stream_count()`` in all; none on a 2-core machine)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(driver_session(platform)) for _ in range(stream_count() - 1)]
 
 
 def check_export(directory: Path) -> ExportVerification:
@@ -79,13 +94,14 @@ def archive_ledger(platform: Platform, before: str, directory: Path) -> list[Arc
     Raises ``InvalidPeriodError``, ``ExportDirectoryNotEmptyError`` (a period's folder is not
     empty: nothing archived), ``ArchiveBusyError`` (another archive or restore runs)."""
     cut_off = parse_period(before)
-    with driver_session(platform) as session:
+    with driver_session(platform) as session, _helper_sessions(platform) as helpers:
         return archive_periods(
             session,
             cut_off,
             directory,
             currency=platform.settings.billing.currency,
             current=datetime.now(UTC).date(),
+            helpers=helpers,
         )
 
 

@@ -9,8 +9,6 @@ guessed rate.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hartonomous.billing.ledger import LedgerEntry
 from hartonomous.billing.meter import measure_usage
 from hartonomous.billing.numeric import LedgerValueError
@@ -64,25 +62,25 @@ def decide_usage_event(
         principal_id=principal,
         message_type=event.operation,
         handler=HANDLER,
+        extra_metadata={
+            "cloudevent_id": event.event_id,
+            "cloudevent_source": event.source,
+            "cloudevent_time": body["time"],
+            **({"cloudevent_subject": event.subject} if event.subject is not None else {}),
+        },
     )
     try:
         if record is None:
             raise LedgerValueError("no tenant or operation to bill")
-        record.ledger_amounts()
+        amounts = record.ledger_amounts()
     except LedgerValueError as exc:
         return DeadLetter("ledger_value_out_of_range", str(exc))
-    metadata = {
-        **record.metadata,
-        "cloudevent_id": event.event_id,
-        "cloudevent_source": event.source,
-        "cloudevent_time": body["time"],
-        **({"cloudevent_subject": event.subject} if event.subject is not None else {}),
-    }
     entry = LedgerEntry(
         ledger_event_id(tenant, event.source, event.event_id),
-        replace(record, metadata=metadata),
+        record,
         configuration.rate_plan_id,
         occurred_at=event.time,
+        amounts=amounts,  # checked above: the ledger write does not compute them again
     )
     return CompleteWith(GraphChange(), event.event_id, entry)
 

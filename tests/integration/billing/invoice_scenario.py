@@ -175,7 +175,7 @@ def _seed_usage(engine: Engine, billing: BillingSettings) -> None:
         session.rollback()
     columns = list(rows[0])
     values = ", ".join(
-        "CAST(:metadata AS jsonb)" if name == "metadata" else f":{name}" for name in columns
+        "CAST(:metadata AS json)" if name == "metadata" else f":{name}" for name in columns
     )
     with engine.begin() as connection:
         connection.execute(

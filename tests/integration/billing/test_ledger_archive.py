@@ -58,7 +58,20 @@ def test_archive_then_restore_round_trips_every_row_exactly(
 ) -> None:
     globex_earlier = [f"evt-globex-{index}" for index in range(100, 140)]
     move_to_period(engine, globex_earlier, "2026-02")
+    # Rows written before migration 0032 hold jsonb's text of their metadata (the column's
+    # conversion kept it), the others the meter's compact text: both come back as they were.
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE billing_usage_ledger SET metadata = metadata::jsonb::json "
+                "WHERE event_id = ANY(:ids)"
+            ),
+            {"ids": globex_earlier[:20]},
+        )
     before = _table(engine)
+    texts = {row[0]: row[13] for row in before}
+    assert '": "' in texts[globex_earlier[0]]
+    assert '": "' not in texts[globex_earlier[-1]]
     archived = cli("--json", "ledger", "archive", "--before", "2026-03", "-o", str(tmp_path))
     assert archived.exit_code == 0, archived.stderr
     assert [(a["period"], a["rows"]) for a in json.loads(archived.stdout)] == [

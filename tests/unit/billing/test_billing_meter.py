@@ -394,3 +394,35 @@ def test_metadata_json_keeps_decimals_exact() -> None:
     assert '"multiplier":2.5729704' in text
     assert json.loads(text, parse_float=Decimal) == dict(record.metadata)
     assert metadata_json({"n": D("1E+2"), "none": None}) == '{"n":100,"none":null}'
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("0.0105", "0.0105"),
+        ("0.000001", "0.000001"),
+        ("-0.000000", "-0.000000"),
+        ("1E-7", "0.0000001"),
+        ("0E-9", "0.000000000"),
+        ("1.5E+3", "1500"),
+        ("12345678901234567890.123456", "12345678901234567890.123456"),
+    ],
+)
+def test_metadata_json_writes_every_decimal_in_fixed_point(value: str, text: str) -> None:
+    assert metadata_json({"n": D(value)}) == '{"n":' + text + "}"
+
+
+def test_extra_metadata_follows_the_meters_keys_and_replaces_none() -> None:
+    record = measure_usage(
+        plan(),
+        {"usage_units": "2"},
+        operation="ingest",
+        tenant_id="acme",
+        extra_metadata={"cloudevent_id": "e-1", "units": "forged", "operation": "other"},
+    )
+    assert record is not None
+    keys = list(record.metadata)
+    assert keys[-1] == "cloudevent_id"
+    assert record.metadata["cloudevent_id"] == "e-1"
+    assert record.metadata["units"] == D(2)
+    assert record.metadata["operation"] == "ingest"

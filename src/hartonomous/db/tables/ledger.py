@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 
 from hartonomous.db.tables.base import NEW_UUID, TENANT_ID_LENGTH, metadata
 from hartonomous.db.tables.billing import MONEY
@@ -45,7 +45,9 @@ billing_usage_ledger = Table(
     Column("total_cost", MONEY, nullable=False),
     # NULL when the plan came from settings (no plan row in the database).
     Column("rate_plan_id", Uuid),
-    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The meter's JSON text as written (migration 0032): json, not jsonb, because rows are
+    # written and exported far more often than anything looks inside them.
+    Column("metadata", JSON, nullable=False, server_default=text("'{}'::json")),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The month (its first day, UTC) the row is billed in: exports and closes select by it.
     Column(
@@ -59,7 +61,14 @@ billing_usage_ledger = Table(
     Column("adjusts_period", Date),
     UniqueConstraint("event_id"),
     Index(None, "tenant_id", "recorded_at"),
-    Index(None, "billing_period", "tenant_id"),
+    # The export's order (billing/export.py): a period is read in order, not sorted.
+    Index(
+        "ix_billing_usage_ledger_export_order",
+        "billing_period",
+        "tenant_id",
+        "recorded_at",
+        "event_id",
+    ),
     Index(
         "ix_billing_usage_ledger_adjustments",
         "billing_period",
@@ -87,6 +96,8 @@ billing_usage_rollup = Table(
     Column("total_dcu", ROLLUP_MONEY, nullable=False),
     Column("total_cost", ROLLUP_MONEY, nullable=False),
     Index(None, "billing_period", "tenant_id"),
+    # Migration 0032 also keeps statistics `billing_usage_rollup_groups` (ndistinct of tenant,
+    # principal, operation, day): the planner's count of a report's groups.
 )
 
 # A billing period moved out of `billing_usage_ledger` into a verified Parquet file (written at
