@@ -27,6 +27,7 @@ from starlette.routing import compile_path
 
 from hartonomous.api.shutdown import ShuttingDownError
 from hartonomous.errors import HartonomousError, NotAuthenticatedError, RateLimitedError
+from hartonomous.services.database_errors import as_hartonomous_error
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -239,6 +240,12 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A driver error not wrapped by a service is still the database's kind of failure: a
+    # restarting server is 503 `database-unavailable` (retry later), not an internal error.
+    known = as_hartonomous_error(exc)
+    if known is not None:
+        log.warning("database_error", path=request.url.path, error=str(known))
+        return await _hartonomous_error(request, known)
     # The traceback goes to the log under the request id; the caller gets the id to quote.
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return problem_response(
