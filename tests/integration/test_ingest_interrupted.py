@@ -61,7 +61,8 @@ def wait_for_first_file_then_lock(engine: Engine) -> None:
     )
 
 
-def _block_on_first_chunk(connection: Connection, data: bytes) -> None:
+def block_on_first_chunk(connection: Connection, data: bytes) -> None:
+    """Hold (uncommitted) the atom of `data`'s first chunk: its ingestion waits on the lock."""
     first = next(iter(chunk_bytes(data)))
     connection.execute(
         text(
@@ -83,7 +84,7 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
         (folder / name).write_bytes(data)
 
     with engine.connect() as blocker:
-        _block_on_first_chunk(blocker, contents["f2.bin"])
+        block_on_first_chunk(blocker, contents["f2.bin"])
         named = Cli({**cli.env, "PGAPPNAME": _APPLICATION}, cli.cwd)
         process = named.spawn("ingest", str(folder), "--tenant", "acme")
         try:
