@@ -23,6 +23,7 @@ from tests.integration.faults.fault_support import (
     wait_until,
 )
 from tests.integration.test_ingest_interrupted import (
+    FIRST_FILE_ONLY,
     block_on_first_chunk,
     wait_for_first_file_then_lock,
 )
@@ -86,12 +87,7 @@ def test_up_killed_mid_ingest_leaves_the_job_interrupted_and_nothing_partial(
         ).all()
         held = connection.execute(select(holdings.c.source_uri)).scalars().all()
         plans = connection.execute(select(ingestion_job_plans)).all()
-    assert [(Path(path).name, status) for path, status in files] == [
-        ("f1.bin", "ingested"),
-        ("f2.bin", "not_done"),
-        ("f3.bin", "not_done"),
-        ("f4.bin", "not_done"),
-    ]
+    assert [(Path(path).name, status) for path, status in files] == FIRST_FILE_ONLY
     assert [Path(uri).name for uri in held] == ["f1.bin"]
     assert plans == []
     # No atom of an unfinished file: f2's first chunk (the blocked row, rolled back) included.
