@@ -19,7 +19,7 @@ from hartonomous.messaging.broker import Broker
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import dedicated_session
 from hartonomous.sync import maintenance
-from hartonomous.sync.catch_up import catch_up, catch_up_neo4j
+from hartonomous.sync.catch_up import CaptureWait, catch_up, catch_up_neo4j
 
 __all__ = [
     "GraphCatchUp",
@@ -187,7 +187,8 @@ def graph_catch_up(
     the source tables, rows changed at or after ``since`` (or all). Idempotent.
 
     Raises ``UsageError`` for a ``since`` without a UTC offset, ``UnavailableError`` when
-    Neo4j cannot be reached.
+    Neo4j cannot be reached or a running CES consumer does not catch up within 120 s
+    (``CaptureBehindError``: rows not yet billed may be on their way, nothing re-emitted).
     """
     from hartonomous.sync.projector import Neo4jProjector
 
@@ -196,7 +197,9 @@ def graph_catch_up(
         raise UsageError(f"since {since.isoformat()!r} needs a UTC offset (e.g. +00:00)")
     broker = Broker(settings.message_broker)
     with dedicated_session(platform, _SESSION_NAME) as connection:
-        report = catch_up(connection, broker, since=since, batch_size=batch_size)
+        # Waits for a running CES consumer: what it has not enqueued yet is not a gap.
+        capture = CaptureWait(settings.cdc.slot_name, settings.cdc.consumer_name)
+        report = catch_up(connection, broker, since=since, batch_size=batch_size, capture=capture)
         neo4j = None
         if settings.neo4j.uri:
             projector = Neo4jProjector(settings.neo4j)

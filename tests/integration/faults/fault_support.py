@@ -4,6 +4,7 @@ exactly-once checks (docs/operations.md, "Fault suite")."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,48 @@ def job_status(url: str, headers: dict[str, str], job_id: str) -> str:
     answer = httpx.get(f"{url}/v1/jobs/{job_id}", headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["status"])
+
+
+class Client(threading.Thread):
+    """Uploads a small job (two text files), then reads its status, again and again until
+    ``stop`` is set: ingestion running throughout a fault."""
+
+    def __init__(self, url: str, headers: dict[str, str], tag: str = "doc") -> None:
+        super().__init__()
+        self.url, self.headers, self.tag = url, headers, tag
+        self.stop = threading.Event()
+        # (what, HTTP status, problem code); status 0: no answer at all.
+        self.answers: list[tuple[str, int, str | None]] = []
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            files = {f"{self.tag}-{n}-{i}.txt": f"{self.tag} {n}.{i}.\n".encode() for i in (1, 2)}
+            try:
+                sent = upload(self.url, self.headers, files)
+                self._note("upload", sent)
+                if sent.status_code == 202:
+                    location = sent.headers["location"]
+                    read = httpx.get(self.url + location, headers=self.headers, timeout=60)
+                    self._note("job", read)
+            except httpx.TransportError:
+                self.answers.append(("no answer", 0, None))
+
+    def __enter__(self) -> Client:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.join(HANG_GUARD_SECONDS)
+
+    def _note(self, what: str, answer: httpx.Response) -> None:
+        code = answer.json().get("code") if answer.status_code >= 400 else None
+        self.answers.append((what, answer.status_code, code))
+
+    def accepted(self) -> int:
+        return sum(1 for what, status, _ in self.answers if (what, status) == ("upload", 202))
 
 
 # Every holding billed exactly once and projected once; nothing left in the queue or set aside.

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, create_engine, text
 from tests.conftest import clean_environment
 from tests.integration.faults.fault_support import (
+    Client,
     bearer,
     drained,
     exactly_once_counts,
     running_up,
     scalar,
-    upload,
     wait_until,
 )
 
@@ -46,39 +45,6 @@ def restart_embedded(data_dir: Path) -> None:
     )
 
 
-class Client(threading.Thread):
-    """Uploads a small job, then reads its status, over and over until stopped."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__()
-        self.url, self.headers = url, headers
-        self.stop = threading.Event()
-        # (what, HTTP status, problem code); status 0: no answer at all.
-        self.answers: list[tuple[str, int, str | None]] = []
-
-    def run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            files = {f"doc-{n}-{i}.txt": f"Document {n}.{i}.\n".encode() for i in (1, 2)}
-            try:
-                sent = upload(self.url, self.headers, files)
-                self._note("upload", sent)
-                if sent.status_code == 202:
-                    location = sent.headers["location"]
-                    read = httpx.get(self.url + location, headers=self.headers, timeout=60)
-                    self._note("job", read)
-            except httpx.TransportError:
-                self.answers.append(("no answer", 0, None))
-
-    def _note(self, what: str, answer: httpx.Response) -> None:
-        code = answer.json().get("code") if answer.status_code >= 400 else None
-        self.answers.append((what, answer.status_code, code))
-
-    def accepted(self) -> int:
-        return sum(1 for what, status, _ in self.answers if (what, status) == ("upload", 202))
-
-
 def _heartbeats(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as connection:
         rows = connection.execute(
@@ -104,10 +70,8 @@ def test_postgres_restarted_under_up_reconnects_every_service_and_loses_nothing(
     env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
     up = running_up(env, data_dir)
     engine = create_engine(EmbeddedPostgres(data_dir).url)
-    client = Client(up.url, bearer(engine, "acme"))
     try:
-        client.start()
-        try:
+        with Client(up.url, bearer(engine, "acme")) as client:
             wait_until(lambda: exactly_once_counts(engine)["ledger rows"] >= 4, "uploads billed")
             before = client.accepted()
             engine.dispose()
@@ -121,9 +85,6 @@ def test_postgres_restarted_under_up_reconnects_every_service_and_loses_nothing(
             )
             # Ingestion goes on: uploads after the restart are accepted (and billed, below).
             wait_until(lambda: client.accepted() >= before + 3, "uploads after the restart")
-        finally:
-            client.stop.set()
-            client.join(120)
         wait_until(lambda: drained(engine), "the sync side to catch up", up.stderr_tail)
         ready = httpx.get(f"{up.url}/health/ready", timeout=30).json()
         assert ready["status"] == "ready", ready
