@@ -8,7 +8,10 @@ set aside as dead letters (ratio to the clean run), and the CES consumer's peak 
 transaction of 30,000 and of 300,000 inserts (in a process of its own; ratio to the 30,000
 run, target < 500 MB for any size) and of wide rows: 300 atoms with 400 KB of text, 260 with
 ~300 KB of jsonb metadata (`{"v": [1.5, ...]}`, 60,000 numbers, each a `Decimal` once read);
-ratio to the 30,000-insert run. Uses its own embedded PostgreSQL in a temporary directory.
+ratio to the 30,000-insert run, and enqueue and receive+complete with a long-running
+transaction held open (a REPEATABLE READ snapshot: no dead queue row can be vacuumed while it
+lives) beside the same rounds without it (ratio; target >= 0.80, docs/operations.md, "Fault
+suite"). Uses its own embedded PostgreSQL in a temporary directory.
 Prints the load average before and after: on a shared machine, compare runs taken at similar
 load. Then the sync path over both transports (benchmarks/transports.py, a test Kafka 4 broker
 beside the same PostgreSQL): change -> ledger events/s with 1 and 2 worker processes over the
@@ -16,7 +19,7 @@ in-database broker and over Kafka, with the ratio Kafka / PostgreSQL (target >= 
 p95 change -> ledger latency of each at `--latency-rate` changes/s (target <= 500 ms).
 
     .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
-        [--memory-rows 300000] [--skip-queues] [--memory-only]
+        [--memory-rows 300000] [--skip-queues] [--memory-only] [--long-transaction-only]
         [--transports-only] [--transport-files 2000] [--latency-rate 500]
 """
 
@@ -204,6 +207,52 @@ def best_of(
                 conn.execute("TRUNCATE broker_messages, broker_throughput, pgqueuer, pgqueuer_log")
             rates.append(measure())
     return max(ours_rates), max(their_rates)
+
+
+# -- A long-running transaction -----------------------------------------------------------------
+
+
+def _queue_rounds(url: str, n: int, rounds: int) -> tuple[float, float, int]:
+    """(enqueue msgs/s, receive+complete msgs/s, dead broker rows after) over `rounds` rounds
+    of `n` batched sends then one worker emptying the queue. No TRUNCATE between rounds: the
+    dead rows a round leaves are what a long transaction keeps from being vacuumed."""
+    sent = consumed = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        ours_enqueue(url, n, batched=True)
+        sent += time.perf_counter() - started
+        consumed += consume(url, 1, _ours_worker, "broker_messages")
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'broker_messages'"
+        ).fetchone()
+    return rate(n * rounds, sent), rate(n * rounds, consumed), int(row[0]) if row else 0
+
+
+def long_transaction_report(url: str, n: int, rounds: int) -> None:
+    """The broker's throughput with a long-running transaction open, beside the same rounds
+    without one, in this process; each side from an emptied, vacuumed queue table."""
+
+    def fresh() -> None:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute("TRUNCATE broker_messages, broker_throughput")
+            conn.execute("VACUUM ANALYZE broker_messages")
+
+    fresh()
+    normal = _queue_rounds(url, n, rounds)
+    fresh()
+    with psycopg.connect(libpq(url)) as holder:
+        # A reporting query, say, left open: its snapshot holds back the xmin horizon.
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM tenants")
+        held = _queue_rounds(url, n, rounds)
+        holder.rollback()
+    print(
+        f"long transaction open ({rounds} rounds of {n} messages, 1 worker; msgs/s): "
+        f"enqueue {held[0]:.0f} vs {normal[0]:.0f} normal (ratio {held[0] / normal[0]:.2f}), "
+        f"receive+complete {held[1]:.0f} vs {normal[1]:.0f} (ratio {held[1] / normal[1]:.2f}, "
+        f"target >= 0.80); dead queue rows left {held[2]:,} vs {normal[2]:,}"
+    )
 
 
 # -- CDC ---------------------------------------------------------------------------------------
@@ -432,6 +481,11 @@ def main() -> None:
     )
     parser.add_argument("--transport-files", type=int, default=2000)
     parser.add_argument("--latency-rate", type=int, default=500)
+    parser.add_argument(
+        "--long-transaction-only",
+        action="store_true",
+        help="only the long-running-transaction figures",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
@@ -448,6 +502,10 @@ def main() -> None:
             return
         if args.transports_only:
             transports_report(url, root, args)
+            return
+        if args.long_transaction_only:
+            long_transaction_report(url, args.messages, args.rounds)
+            print(f"load average {os.getloadavg()[0]:.2f}")
             return
         if args.skip_queues:
             cdc_report(url, args.cdc_seconds, args.memory_rows)
@@ -485,6 +543,7 @@ def main() -> None:
             ours, theirs = best_of(args.rounds, url, ours_consume, pgq_consume)
             label = f"receive+complete, {workers} worker(s)"
             print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+        long_transaction_report(url, n, args.rounds)
         transports_report(url, root, args)
         cdc_report(url, args.cdc_seconds, args.memory_rows)
         print(f"load average {os.getloadavg()[0]:.2f}")

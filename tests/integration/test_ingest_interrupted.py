@@ -33,6 +33,15 @@ _WAIT_SECONDS = 180
 _APPLICATION = "ingest-to-kill"
 
 
+# The files' outcomes of a job killed while it waited on the second of f1..f4.
+FIRST_FILE_ONLY = [
+    ("f1.bin", "ingested"),
+    ("f2.bin", "not_done"),
+    ("f3.bin", "not_done"),
+    ("f4.bin", "not_done"),
+]
+
+
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + _WAIT_SECONDS
     while not condition():
@@ -61,7 +70,8 @@ def wait_for_first_file_then_lock(engine: Engine) -> None:
     )
 
 
-def _block_on_first_chunk(connection: Connection, data: bytes) -> None:
+def block_on_first_chunk(connection: Connection, data: bytes) -> None:
+    """Hold (uncommitted) the atom of `data`'s first chunk: its ingestion waits on the lock."""
     first = next(iter(chunk_bytes(data)))
     connection.execute(
         text(
@@ -83,7 +93,7 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
         (folder / name).write_bytes(data)
 
     with engine.connect() as blocker:
-        _block_on_first_chunk(blocker, contents["f2.bin"])
+        block_on_first_chunk(blocker, contents["f2.bin"])
         named = Cli({**cli.env, "PGAPPNAME": _APPLICATION}, cli.cwd)
         process = named.spawn("ingest", str(folder), "--tenant", "acme")
         try:
@@ -135,12 +145,7 @@ def test_job_killed_mid_folder_is_marked_interrupted_on_next_start(
             )
         ).one()
     assert sorted(jobs.values()) == ["completed", "interrupted"]
-    assert [(Path(path).name, status) for path, status in rows] == [
-        ("f1.bin", "ingested"),
-        ("f2.bin", "not_done"),
-        ("f3.bin", "not_done"),
-        ("f4.bin", "not_done"),
-    ]
+    assert [(Path(path).name, status) for path, status in rows] == FIRST_FILE_ONLY
     assert [Path(uri).name for uri in held] == ["f1.bin"]
     assert plans == []
     assert counts.file_count == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -19,24 +20,44 @@ STARTUP_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a perfor
 
 
 class RunningUp:
-    """`hartonomous --json up` (or ``command``, e.g. `serve`) on any free port, announced."""
+    """`hartonomous --json up` (or ``command``, e.g. `serve`) on any free port, announced.
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str, command: str = "up") -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hartonomous", "--json", command, "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=cwd,
-        )
+    ``log``: a file for its stderr instead of a pipe (a test that makes `up` log much, such as
+    a fault, must not let a pipe nobody reads fill up and block `up`'s threads)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        *args: str,
+        command: str = "up",
+        log: Path | None = None,
+    ) -> None:
+        self.log = log
+        with contextlib.ExitStack() as files:
+            stderr = subprocess.PIPE if log is None else files.enter_context(log.open("w"))
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hartonomous", "--json", command, "--port", "0", *args],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+                cwd=cwd,
+            )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             self.process.wait(timeout=30)
-            raise AssertionError(f"up exited early: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            raise AssertionError(f"up exited early: {self.stderr_tail()}")
         self.announcement = json.loads(line)
         self.url: str = self.announcement["url"]
+
+    def stderr_tail(self) -> str:
+        """The end of what `up` wrote to stderr (once it has exited, when it goes to a pipe)."""
+        if self.log is not None:
+            return self.log.read_text(errors="replace")[-20000:]
+        assert self.process.stderr is not None
+        return self.process.stderr.read()[-20000:]
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -46,8 +67,8 @@ class RunningUp:
         except subprocess.TimeoutExpired:
             # `up` prints its threads' stacks when a stop hangs; show them in the failure.
             self.process.kill()
-            _, stderr = self.process.communicate(timeout=30)
-            raise AssertionError(f"up did not stop on {sig.name}:\n{stderr[-20000:]}") from None
+            self.process.wait(timeout=30)
+            raise AssertionError(f"up did not stop on {sig.name}:\n{self.stderr_tail()}") from None
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

@@ -59,3 +59,20 @@ def test_the_context_manager_raises_the_kind_chained_to_the_driver_error() -> No
         raise pg_errors.QueryCanceled("canceling statement due to statement timeout")
     assert isinstance(raised.value, DatabaseFailedError)
     assert isinstance(raised.value.__cause__, pg_errors.QueryCanceled)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # A fast shutdown ends every session (`pg_ctl restart -m fast`) ...
+        pg_errors.AdminShutdown("terminating connection due to administrator command"),
+        # ... and a connection made while it stops or starts is refused.
+        pg_errors.CannotConnectNow("the database system is shutting down"),
+        pg_errors.ConnectionFailure("connection to server was lost"),
+    ],
+)
+def test_a_server_going_away_or_coming_back_is_unavailable(failure: psycopg.Error) -> None:
+    wrapped = as_hartonomous_error(SqlAlchemyOperationalError("SELECT 1", {}, failure))
+    assert isinstance(wrapped, DatabaseUnavailableError)
+    assert wrapped.http_status == 503
+    assert str(wrapped) == f"database error: {failure}"

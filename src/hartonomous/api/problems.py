@@ -35,6 +35,7 @@ from hartonomous.security.authentication import (
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.principals import PrincipalDisabledError
 from hartonomous.security.tenants import TenantDisabledError
+from hartonomous.services.database_errors import as_hartonomous_error
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -309,6 +310,12 @@ def _with_head(methods: set[str]) -> list[str]:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A driver error not wrapped by a service is still the database's kind of failure: a
+    # restarting server is 503 `database-unavailable` (retry later), not an internal error.
+    known = as_hartonomous_error(exc)
+    if known is not None:
+        log.warning("database_error", path=request.url.path, error=str(known))
+        return await _hartonomous_error(request, known)
     # The traceback goes to the log under the request id; the caller gets the id to quote.
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return problem_response(

@@ -9,6 +9,7 @@ import socket
 import threading
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -188,6 +189,43 @@ def graph_replay(
         {**report.model_dump(exclude={"since"}), "since": since},
         f"re-projected {report.nodes} node(s) and {report.edges} edge(s) into Neo4j; removed "
         f"{report.removed_nodes} node(s) and {report.removed_edges} edge(s) it no longer has",
+    )
+
+
+@graph_app.command("backup")
+def graph_backup(
+    ctx: typer.Context,
+    to: Annotated[Path, typer.Option("--to", help="Folder for <database>.dump (created)")],
+) -> None:
+    """Dump the (stopped) Neo4j database with the installation's neo4j-admin."""
+    from hartonomous.services.graph import graph_backup as backup
+
+    state = cli_context(ctx)
+    dump = backup(state.settings(), to)
+    state.emit(
+        {"database": dump.database, "path": str(dump.path), "size_bytes": dump.size_bytes},
+        f"dumped Neo4j database {dump.database} to {dump.path} ({dump.size_bytes} bytes)",
+    )
+
+
+@graph_app.command("restore")
+def graph_restore(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Option("--from", help="Folder holding <database>.dump")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the existing Neo4j database")
+    ] = False,
+) -> None:
+    """Load a `graph backup` dump into the (stopped) Neo4j database; then start Neo4j and
+    run `graph catch-up`."""
+    from hartonomous.services.graph import graph_restore as restore
+
+    state = cli_context(ctx)
+    dump = restore(state.settings(), source, overwrite=overwrite)
+    state.emit(
+        {"database": dump.database, "path": str(dump.path), "size_bytes": dump.size_bytes},
+        f"loaded {dump.path} into Neo4j database {dump.database}: start Neo4j, then run "
+        "`hartonomous graph catch-up` for what changed after the dump",
     )
 
 

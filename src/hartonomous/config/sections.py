@@ -52,6 +52,9 @@ class Neo4jSettings(Section):
     database: str | None = None
     max_connection_pool_size: int = Field(default=100, ge=1, le=1000)
     connection_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # `graph backup` / `graph restore`: a Neo4j installation's neo4j-admin ("" falls back to
+    # $NEO4J_HOME/bin/neo4j-admin; docs/operations.md, "Neo4j").
+    admin_command: str = ""
 
 
 class ResilienceSettings(Section):

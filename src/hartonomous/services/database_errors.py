@@ -2,10 +2,12 @@
 
 A database refusal nobody anticipated (a dropped table, a lock or statement timeout, a lost
 connection) reaches the caller as ``DatabaseFailedError`` (exit 1, HTTP 500) or, when the
-server cannot be reached, ``DatabaseUnavailableError`` (exit 1, HTTP 503); the message is
+server cannot be reached or is shutting down or restarting (SQLSTATE 57P01-57P03, class 08),
+``DatabaseUnavailableError`` (exit 1, HTTP 503); the message is
 ``database error: <the driver's first line>`` (``database_error_reason``). Services wrap their
-work in ``database_errors()``; the CLI's last resort calls ``as_hartonomous_error`` for a
-command that has not moved behind a service yet.
+work in ``database_errors()``; the CLI's and the API's last resorts call
+``as_hartonomous_error`` for work that is not behind a service yet (an upload's job start, a
+command), so a database restart is a 503 `database-unavailable`, not a 500.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ __all__ = [
 # lock_not_available (lock_timeout) and query_canceled (statement_timeout): PostgreSQL's message
 # ("canceling statement due to lock timeout") names neither the table nor the statement.
 _TIMEOUT_SQLSTATES = frozenset({"55P03", "57014"})
+# The server is going away or not yet accepting work: admin_shutdown, crash_shutdown,
+# cannot_connect_now (starting up, shutting down, in recovery), and connection exceptions
+# (class 08). A retry later succeeds, so these are "unavailable", not a failed statement.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 _STATEMENT_SHOWN = 120
 
 
@@ -72,12 +78,14 @@ def as_hartonomous_error(failure: BaseException) -> HartonomousError | None:
     if not isinstance(failure, DBAPIError | psycopg.Error):
         return None
     cause = getattr(failure, "orig", None) or failure
-    kind: type[HartonomousError] = (
-        DatabaseUnavailableError
-        if isinstance(cause, psycopg.OperationalError)
-        and getattr(cause, "sqlstate", None) is None  # no server answer: unreachable or dropped
-        else DatabaseFailedError
+    sqlstate = getattr(cause, "sqlstate", None)
+    unavailable = (
+        # No server answer (unreachable or dropped), or the server saying it is going away.
+        (isinstance(cause, psycopg.OperationalError) and sqlstate is None)
+        or sqlstate in _UNAVAILABLE_SQLSTATES
+        or (sqlstate or "").startswith("08")
     )
+    kind: type[HartonomousError] = DatabaseUnavailableError if unavailable else DatabaseFailedError
     return kind(database_error_reason(failure))
 
 

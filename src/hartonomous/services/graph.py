@@ -7,11 +7,13 @@ use cases over the whole platform.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel
 
+from hartonomous.backup.neo4j_dump import Neo4jDump, dump_database, load_database, neo4j_admin
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError, UsageError
@@ -19,7 +21,7 @@ from hartonomous.messaging.broker import Broker
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import dedicated_session
 from hartonomous.sync import maintenance
-from hartonomous.sync.catch_up import catch_up, catch_up_neo4j
+from hartonomous.sync.catch_up import CaptureWait, catch_up, catch_up_neo4j
 
 __all__ = [
     "GraphCatchUp",
@@ -27,9 +29,11 @@ __all__ = [
     "GraphReplay",
     "GraphStatus",
     "ProjectionNotConfiguredError",
+    "graph_backup",
     "graph_catch_up",
     "graph_repair",
     "graph_replay",
+    "graph_restore",
     "graph_status",
     "require_projection",
 ]
@@ -187,7 +191,8 @@ def graph_catch_up(
     the source tables, rows changed at or after ``since`` (or all). Idempotent.
 
     Raises ``UsageError`` for a ``since`` without a UTC offset, ``UnavailableError`` when
-    Neo4j cannot be reached.
+    Neo4j cannot be reached or a running CES consumer does not catch up within 120 s
+    (``CaptureBehindError``: rows not yet billed may be on their way, nothing re-emitted).
     """
     from hartonomous.sync.projector import Neo4jProjector
 
@@ -196,7 +201,9 @@ def graph_catch_up(
         raise UsageError(f"since {since.isoformat()!r} needs a UTC offset (e.g. +00:00)")
     broker = Broker(settings.message_broker)
     with dedicated_session(platform, _SESSION_NAME) as connection:
-        report = catch_up(connection, broker, since=since, batch_size=batch_size)
+        # Waits for a running CES consumer: what it has not enqueued yet is not a gap.
+        capture = CaptureWait(settings.cdc.slot_name, settings.cdc.consumer_name)
+        report = catch_up(connection, broker, since=since, batch_size=batch_size, capture=capture)
         neo4j = None
         if settings.neo4j.uri:
             projector = Neo4jProjector(settings.neo4j)
@@ -219,3 +226,19 @@ def graph_catch_up(
         neo4j_nodes_missing=None if neo4j is None else neo4j.nodes_missing,
         neo4j_edges_missing=None if neo4j is None else neo4j.edges_missing,
     )
+
+
+def graph_backup(settings: Settings, to_dir: Path) -> Neo4jDump:
+    """Dump the Neo4j database (`[neo4j] database`, else `neo4j`) with neo4j-admin into
+    ``to_dir`` (backup/neo4j_dump.py: what it needs, what it refuses and raises). Neither
+    PostgreSQL nor the running Neo4j is contacted."""
+    admin = neo4j_admin(settings.neo4j.admin_command)
+    return dump_database(admin, settings.neo4j.database or "neo4j", to_dir)
+
+
+def graph_restore(settings: Settings, from_dir: Path, *, overwrite: bool) -> Neo4jDump:
+    """Load ``from_dir``'s dump into the (stopped) Neo4j database with neo4j-admin; then start
+    Neo4j and run `graph catch-up` for what changed after the dump (docs/operations.md)."""
+    admin = neo4j_admin(settings.neo4j.admin_command)
+    database = settings.neo4j.database or "neo4j"
+    return load_database(admin, database, from_dir, overwrite=overwrite)

@@ -225,6 +225,20 @@ class PlatformCollector(Collector):
             "Sessions waiting for a lock now.",
             connection.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar(),
         )
+        # An open transaction's snapshot keeps every row deleted since from being vacuumed: the
+        # broker's completed messages pile up and each receive scans past them
+        # (docs/operations.md, "Fault suite").
+        yield _gauge(
+            "hartonomous_pg_oldest_transaction_seconds",
+            "Age of the oldest open transaction in the database (0 when none).",
+            connection.execute(
+                text(
+                    "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+                )
+            ).scalar(),
+        )
         yield _gauge(
             "hartonomous_pg_database_bytes",
             "Size of the platform's database.",

@@ -12,11 +12,22 @@ it, none with the event id of the graph rows it produced.
   row's subject), unless that event is still queued: the sync worker then writes the ledger
   row and the graph, through policy, throttle and meter like any event;
 - a graph-only gap is written directly (as `graph repair` writes), unbilled.
+
+Ledger gaps are settled last, after capture has caught up: a row committed moments ago may
+simply not be billed *yet*, its change still in the WAL or its event in the queue. Billing it
+again from here would bill it twice (under the catch-up event's id and the captured event's).
+So the candidates are collected first; then, when a CES consumer is running on the slot
+(``CaptureWait``; it holds the slot's consumer lock), catch-up waits until the consumer
+reports everything committed before that moment enqueued (`cdc_checkpoints.caught_up_at`), and
+re-checks each candidate: still unbilled and no queued event of that row (same
+`conversation_id`). Only those are re-emitted. With no consumer running there is nothing in
+flight to wait for (a restore has just re-created the slot; docs/operations.md, "Restore").
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +37,9 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from hartonomous.cdc.events import conversation_id
+from hartonomous.cdc.replication import slot_holder
 from hartonomous.db.tables import metadata
+from hartonomous.errors import UnavailableError
 from hartonomous.json_types import exact_dumps, exact_loads
 from hartonomous.messaging.broker import Broker, OutgoingMessage
 from hartonomous.sync.events import SyncEvent
@@ -48,6 +61,23 @@ Connection = psycopg.Connection[Any]
 CATCH_UP_NAMESPACE = uuid.UUID("0d6e6a52-3c1f-5b8e-9a47-2f1c7b9d4e30")
 EVENT_SOURCE = "/hartonomous/catch-up"
 DEFAULT_BATCH_SIZE = 500
+
+
+class CaptureBehindError(UnavailableError):
+    """The running CES consumer did not catch up in time: ledger gaps were not settled."""
+
+    code = "capture-behind"
+
+
+@dataclass(frozen=True)
+class CaptureWait:
+    """The CES consumer catch-up waits for before it settles ledger gaps (module docstring):
+    its slot, its checkpoint row, and how long to wait (seconds) before raising
+    ``CaptureBehindError``."""
+
+    slot_name: str
+    consumer_name: str
+    timeout_seconds: float = 120.0
 
 
 @dataclass
@@ -101,15 +131,19 @@ def catch_up(
     *,
     since: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    capture: CaptureWait | None = None,
 ) -> CatchUpReport:
     """Find and re-emit what the SQL graph and the ledger lack (module docstring).
 
     ``since`` limits the rows read to those whose `updated_at` (else `created_at`) is at or
-    after it; tables with neither column are read whole.
+    after it; tables with neither column are read whole. ``capture``: wait for that CES
+    consumer, when it runs, before settling ledger gaps; raises ``CaptureBehindError`` (graph
+    gaps written, no event emitted) when it does not catch up within its timeout.
     """
     set_json_loads(exact_loads, connection)
     report = CatchUpReport()
     lookups = Lookups(connection)
+    candidates: list[_Source] = []
     for table, keys, where in REPAIR_SOURCES:
         key_list = ", ".join(f"t.{k}" for k in keys)
         changed = _changed_column(table)
@@ -134,27 +168,86 @@ def catch_up(
                 except (InvalidEventError, ValueError, RecursionError):
                     continue  # `graph repair` reports such rows; nothing to re-emit for them
                 sources.append(_Source(table, tuple(row[: len(keys)]), data, change))
-            _catch_up_batch(connection, broker, lookups, sources, report)
+            candidates += _catch_up_batch(connection, lookups, sources, report)
             seen += len(rows)
             last = tuple(rows[-1][: len(keys)])
         report.rows[table] = seen
+    if candidates:
+        if capture is not None:
+            _wait_for_capture(connection, capture)
+        _settle_ledger_gaps(connection, broker, lookups, candidates, report)
     return report
+
+
+def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
+    """Return once the running consumer has enqueued every change committed before now."""
+    row = connection.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    asked_at = row[0]
+    # A running consumer (`up`, `ces-consumer`) holds the slot's consumer lock.
+    if slot_holder(connection, capture.slot_name) is None:
+        return
+    deadline = time.monotonic() + capture.timeout_seconds
+    while True:
+        caught_up = connection.execute(
+            "SELECT caught_up_at >= %s FROM cdc_checkpoints WHERE consumer_name = %s",
+            (asked_at, capture.consumer_name),
+        ).fetchone()
+        if caught_up is not None and caught_up[0]:
+            return
+        if time.monotonic() > deadline:
+            raise CaptureBehindError(
+                f"change capture (slot {capture.slot_name}) has not caught up with the changes "
+                f"committed before {asked_at.isoformat()} within {capture.timeout_seconds:.0f} s: "
+                "rows not billed yet may still be on their way, so no event was re-emitted; "
+                "run `graph catch-up` again once `status` shows change capture OK"
+            )
+        time.sleep(0.2)
+
+
+def _settle_ledger_gaps(
+    connection: Connection,
+    broker: Broker,
+    lookups: Lookups,
+    candidates: list[_Source],
+    report: CatchUpReport,
+) -> None:
+    """Re-emit the candidates that are still unbilled and have no event of their row queued
+    (a catch-up event of an earlier run still queued counts as already queued)."""
+    # The queue first, then the ledger: a worker deletes a message in the transaction that
+    # bills it, so a row whose event left the queue after this read is billed by the next.
+    in_flight = _queued_conversations(connection, broker, [_conversation(s) for s in candidates])
+    queued = _queued(connection, broker, [s.event_id for s in candidates])
+    gaps = [
+        s
+        for s in candidates
+        if (s.event_id in queued or _conversation(s) not in in_flight)
+        and _ledger_gap(connection, lookups, s)
+    ]
+    queued &= {s.event_id for s in gaps}
+    for source in gaps:
+        report.ledger_gaps[source.table] = report.ledger_gaps.get(source.table, 0) + 1
+    report.events_already_queued += len(queued)
+    fresh = [s for s in gaps if s.event_id not in queued]
+    if fresh:
+        with connection.transaction():
+            broker.send_batch(connection, [_message(s) for s in fresh])
+    report.events_emitted += len(fresh)
 
 
 def _catch_up_batch(
     connection: Connection,
-    broker: Broker,
     lookups: Lookups,
     sources: list[_Source],
     report: CatchUpReport,
-) -> None:
+) -> list[_Source]:
+    """Write the batch's graph-only gaps; return its ledger-gap candidates (settled later)."""
     graph_gaps = _graph_gaps(connection, sources)
-    to_emit: list[_Source] = []
+    candidates: list[_Source] = []
     to_write: list[_Source] = []
     for source in sources:
         if _ledger_gap(connection, lookups, source):
-            report.ledger_gaps[source.table] = report.ledger_gaps.get(source.table, 0) + 1
-            to_emit.append(source)
+            candidates.append(source)
         elif source.subject in graph_gaps:
             to_write.append(source)
         if source.subject in graph_gaps:
@@ -167,13 +260,7 @@ def _catch_up_batch(
             write_batch(connection, batch, projected=False)
         report.nodes_written += batch.node_count
         report.edges_written += batch.edge_count
-    if to_emit:
-        queued = _queued(connection, broker, [s.event_id for s in to_emit])
-        report.events_already_queued += len(queued)
-        fresh = [s for s in to_emit if s.event_id not in queued]
-        with connection.transaction():
-            broker.send_batch(connection, [_message(s) for s in fresh])
-        report.events_emitted += len(fresh)
+    return candidates
 
 
 def _graph_gaps(connection: Connection, sources: list[_Source]) -> set[str]:
@@ -249,9 +336,26 @@ def _queued(connection: Connection, broker: Broker, event_ids: list[str]) -> set
     return {str(row[0]) for row in rows}
 
 
+def _queued_conversations(
+    connection: Connection, broker: Broker, conversations: list[str]
+) -> set[str]:
+    """Those of ``conversations`` (one per row) with an event in the queue: captured, unbilled."""
+    rows = connection.execute(
+        "SELECT DISTINCT conversation_id FROM broker_messages WHERE queue_name = %s "
+        "AND conversation_id = ANY(%s)",
+        (broker.queue_name, conversations),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _conversation(source: _Source) -> str:
+    return conversation_id(
+        source.table, json.dumps(list(source.key), separators=(",", ":"), default=str)
+    )
+
+
 def _message(source: _Source) -> OutgoingMessage:
     event = _event(source)
-    key_text = json.dumps(list(source.key), separators=(",", ":"), default=str)
     body: dict[str, Any] = {
         "specversion": "1.0",
         "id": event.event_id,
@@ -268,7 +372,7 @@ def _message(source: _Source) -> OutgoingMessage:
         body["tenantid"] = event.tenant_id
     if event.principal_id:
         body["principalid"] = event.principal_id
-    return OutgoingMessage(body, conversation_id=conversation_id(source.table, key_text))
+    return OutgoingMessage(body, conversation_id=_conversation(source))
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine, text
 from tests.integration.sync.conftest import drain
 
 from hartonomous.api import create_app
@@ -117,6 +117,20 @@ def test_metrics_show_the_queue_the_sync_work_and_the_searches(
         tables = {s.labels["table"] for s in after["hartonomous_pg_table_bytes"]}
         assert {"broker_messages", "billing_usage_ledger", "atoms"} <= tables
         assert value(after, "hartonomous_pg_lock_waits") >= 0
+
+
+def test_an_open_transaction_shows_as_the_oldest_transaction_age(
+    api: TestClient, issue_key: IssueKey, engine: Engine
+) -> None:
+    admin = bearer(issue_key(role=Role.ADMIN))
+    with engine.connect() as holder:
+        holder.execute(text("SELECT 1"))  # a transaction left open, as a forgotten session's
+        started = holder.execute(text("SELECT extract(epoch FROM now())")).scalar_one()
+        families = scrape(api, admin)
+        seen = holder.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+    age = value(families, "hartonomous_pg_oldest_transaction_seconds")
+    # At least as old as the holder's transaction was when scraped, and no older than it now is.
+    assert 0 < age <= float(seen - started)
 
 
 def test_search_latency_is_a_histogram_of_this_process(

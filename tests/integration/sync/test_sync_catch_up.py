@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from neo4j import GraphDatabase
+from tests.integration.heartbeats import serving
 from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph
 
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import Broker
-from hartonomous.sync.catch_up import catch_up, catch_up_neo4j
+from hartonomous.sync.catch_up import CaptureWait, catch_up, catch_up_neo4j
 from hartonomous.sync.projector import Neo4jProjector
 
 
@@ -72,6 +73,40 @@ def test_catch_up_after_wiping_the_graph_and_a_ledger_row_restores_them_once(
     assert third.graph_gaps == {}
     assert third.ledger_gaps == {}
     assert (third.nodes_written, third.edges_written, third.events_emitted) == (0, 0, 0)
+
+
+def test_rows_whose_events_are_queued_are_not_gaps_and_are_billed_once(source: Source) -> None:
+    """Catch-up beside live capture: captured, unbilled rows are on their way, not lost."""
+    source.tenant("acme", "alice")
+    source.ingest("acme", 3, principal_id="alice")
+    queued = source.capture()
+    report = catch_up(source.conn, Broker(Settings().message_broker))
+    assert (report.ledger_gaps, report.events_emitted) == ({}, 0)
+    assert source.scalar("SELECT count(*) FROM broker_messages") == queued
+    assert drain(source, Settings()).billed == 3
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+
+
+def test_rows_not_yet_captured_wait_for_the_running_consumer_and_are_billed_once(
+    source: Source,
+) -> None:
+    """Committed, still in the WAL, a CES consumer running: catch-up waits for it to enqueue
+    them, then finds them queued; nothing is re-emitted."""
+    source.tenant("acme", "alice")
+    source.capture()
+    settings = Settings()
+    with serving(source.ces.run):
+        source.ingest("acme", 3, principal_id="alice")
+        report = catch_up(
+            source.conn,
+            Broker(settings.message_broker),
+            capture=CaptureWait(settings.cdc.slot_name, settings.cdc.consumer_name),
+        )
+    assert (report.ledger_gaps, report.events_emitted) == ({}, 0)
+    assert drain(source, settings).billed == 3
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
+    again = catch_up(source.conn, Broker(settings.message_broker))
+    assert (again.ledger_gaps, again.events_emitted) == ({}, 0)
 
 
 def test_catch_up_of_a_graph_without_a_ledger_gap_bills_nothing_again(source: Source) -> None:
