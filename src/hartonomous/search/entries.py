@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.embed.indexing import EmbeddingCandidate
 
 # The searchable atoms under each seed holding: walk components and derivations down from the
@@ -83,7 +84,7 @@ def unembedded_searchable_atoms(
             "AND NOT EXISTS (SELECT 1 FROM atom_embeddings e WHERE e.atom_id = a.atom_id) "
             "ORDER BY a.atom_id, array_position(CAST(:holding_ids AS uuid[]), down.holding_id)"
         ),
-        {"tenant_id": tenant_id, "holding_ids": list(holding_ids)},
+        {"tenant_id": tenant_id, "holding_ids": BinaryArray(holding_ids)},
     ).all()
     return [
         SearchableAtom(
@@ -101,7 +102,7 @@ def write_holding_entries(
     written: dict[uuid.UUID, int] = dict.fromkeys(holding_ids, 0)
     if not holding_ids:
         return written
-    params: dict[str, Any] = {"tenant_id": tenant_id, "holding_ids": list(holding_ids)}
+    params: dict[str, Any] = {"tenant_id": tenant_id, "holding_ids": BinaryArray(holding_ids)}
     for holding_id in connection.execute(
         text(_WRITE_ENTRIES.format(seed=_HOLDINGS) + " RETURNING holding_id"), params
     ).scalars():
