@@ -89,7 +89,7 @@ def chunk_stream(
     """Cut a binary stream into the same chunks ``chunk_bytes`` gives for its whole content.
 
     The stream is read in blocks of ``STREAM_BLOCK_BYTES`` (``read``); each chunk views its
-    block (no copy; a chunk across two blocks views a copy of at most ``2 * max_size`` bytes).
+    block (no copy; a chunk across two blocks views a copy of at most ``max_size`` bytes).
     Memory stays within the budget of docs/atoms.md (about ten blocks' worth) whatever the
     stream's length; chunks the caller keeps keep their blocks alive.
     """
@@ -100,13 +100,14 @@ def chunk_stream(
 def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iterator[list[_Piece]]:
     """The stream's chunks, block by block, each viewing the bytes ``read`` returned.
 
-    FastCDC looks at most ``max_size`` bytes past a chunk's start for its cut point, so a chunk
-    that starts at least ``max_size`` bytes before the end of what was read is the chunk the
-    whole content gives. The bytes from the first chunk that does not (the carry, shorter than
-    ``max_size``) are cut again with the next block's first ``max_size`` bytes, copied behind
-    them, until a chunk starts in the new block; cutting goes on in the block itself from there.
+    Only a block's last chunk may not be final (see ``_final``): its bytes, the carry, start
+    the next block's first chunk. They are cut again with the next block's first bytes,
+    copied behind them up to ``max_size`` bytes in all: that always ends the chunk (FastCDC's
+    rolling hash matches, the stream ends, or the chunk reaches ``max_size``), and it always
+    ends in the new block (no cut point fell in the carry before). Cutting goes on in the
+    block itself from there, so every byte is cut once, plus the carry (part of one chunk)
+    again, and at most ``max_size`` bytes are copied per block.
     """
-    # A block of at least max_size bytes finalises every chunk that starts in the carry.
     size = max(STREAM_BLOCK_BYTES, max_size)
     carry: memoryview = memoryview(b"")
     offset = 0  # stream offset of the carry's first byte
@@ -118,24 +119,19 @@ def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iter
         pieces: list[_Piece] = []
         resume = 0  # where cutting goes on in the block
         if carry:
-            joined = memoryview(bytes(carry) + block[:max_size]).toreadonly()
-            # Every chunk starting in the carry is final: max_size bytes follow it, or the
-            # stream ends within the joined bytes.
-            complete = len(joined) == len(carry) + len(block) and ended
-            cut = _final(
-                cutter, joined, offset, pieces,
-                complete=complete, max_size=max_size, stop_at=len(carry),
-            )  # fmt: skip
-            offset += len(carry)
-            resume = cut - len(carry)
+            joined = memoryview(bytes(carry) + block[: max_size - len(carry)]).toreadonly()
+            first = next(iter(cutter.cut_buf(joined)))
+            pieces.append((offset, first.length, first.data))
+            offset += first.length
+            resume = first.length - len(carry)
         cut = resume + _final(
-            cutter, block[resume:], offset + resume, pieces, complete=ended, max_size=max_size
+            cutter, block[resume:], offset, pieces, complete=ended, max_size=max_size
         )
         if pieces:
             yield pieces
         if ended:
             return
-        carry, offset = block[cut:], offset + cut
+        carry, offset = block[cut:], offset + cut - resume
 
 
 def _final(
@@ -146,21 +142,24 @@ def _final(
     *,
     complete: bool,
     max_size: int,
-    stop_at: int | None = None,
 ) -> int:
-    """Append the chunks of ``data`` (at stream ``offset``) that the whole stream gives too, up
-    to the first one starting at ``stop_at`` or later; return where the next chunk starts.
+    """Append the chunks of ``data`` (at stream ``offset``) that the whole stream gives too;
+    return where the first one that may not be final starts (``len(data)`` if none).
 
-    ``complete``: ``data`` runs to the end of the stream, so its last chunk is final too.
+    ``complete``: ``data`` runs to the end of the stream, so all its chunks are final.
+    Otherwise a chunk is final when FastCDC ended it before the end of ``data`` (its rolling
+    hash matched, and from the chunk's start the same bytes give the same match whatever
+    follows them) or at ``max_size``: only a last chunk that ran to the end of ``data``
+    shorter than ``max_size`` may go on in the bytes that follow.
     """
+    end = len(data)
     for piece in cutter.cut_buf(data):
         start: int = piece.offset
-        if (stop_at is not None and start >= stop_at) or (
-            not complete and len(data) - start < max_size
-        ):
+        length: int = piece.length
+        if not complete and start + length == end and length < max_size:
             return start
-        pieces.append((offset + start, piece.length, piece.data))
-    return len(data)
+        pieces.append((offset + start, length, piece.data))
+    return end
 
 
 def _read_fully(stream: BinaryReader, size: int) -> bytes:

@@ -16,6 +16,7 @@ from psycopg import Connection as PgConnection
 from sqlalchemy import Connection
 
 from hartonomous.atoms.component_stream import Run, merge_runs
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.storable import storable_json, storable_text
 
 JsonObject = Mapping[str, object]
@@ -133,7 +134,7 @@ def lock_existing(pg: PgConnection[tuple[bytes]], atom_ids: list[bytes]) -> set[
     with pg.cursor() as cursor:
         cursor.execute(
             "SELECT atom_id FROM atoms WHERE atom_id = ANY(%s) ORDER BY atom_id FOR KEY SHARE",
-            (atom_ids,),
+            (BinaryArray(atom_ids),),
         )
         return {bytes(atom_id) for (atom_id,) in cursor.fetchall()}
 

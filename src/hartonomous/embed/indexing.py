@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy import Connection, text
 
 from hartonomous.atoms.read import write_atom_bytes
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.embed.audio_features import audio_features
 from hartonomous.embed.features import FeatureError
 from hartonomous.embed.image_features import image_features
@@ -202,10 +203,10 @@ def store_vectors(connection: Connection, vectors: AtomVectors) -> set[bytes]:
     created = connection.execute(
         _INSERT_VECTORS,
         {
-            "atom_ids": list(vectors),
-            "spaces": [space.name for space, _ in vectors.values()],
-            "dimensions": [space.dimension for space, _ in vectors.values()],
-            "starts": packed.starts,
+            "atom_ids": BinaryArray(vectors),
+            "spaces": BinaryArray([space.name for space, _ in vectors.values()]),
+            "dimensions": BinaryArray([space.dimension for space, _ in vectors.values()]),
+            "starts": BinaryArray(packed.starts),
             "values": packed,
         },
     ).scalars()

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.atoms.batch import AtomBatch
 from hartonomous.atoms.store import AtomWriter, json_text
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.db.tables import atom_components, atom_relations, holdings, model_tensors, models
 from hartonomous.ingest.extractors import Extraction
 from hartonomous.ingest.file_state import FileState, check_unchanged
@@ -68,9 +69,23 @@ class Holder:
     # classification votes with (docs/inference.md).
     label: str | None = None
 
+    # Folders resolved so far in this job: the files of a folder share its resolution.
+    _real_folders: dict[Path, Path] = field(default_factory=dict, compare=False, repr=False)
+
     def source_uri(self, path: Path) -> str:
         # as_uri percent-encodes the name's bytes (RFC 8089): a name that is not UTF-8 stays exact.
-        return self.source_names.get(path) or path.resolve().as_uri()
+        return self.source_names.get(path) or self._resolved(path).as_uri()
+
+    def _resolved(self, path: Path) -> Path:
+        """``path.resolve()``, which costs a system call per component of the path, with
+        the folder's part looked up once per folder: the file itself is checked each time
+        (a symbolic link is resolved whole)."""
+        if path.name in ("", ".", "..") or path.is_symlink():
+            return path.resolve()
+        folder = self._real_folders.get(path.parent)
+        if folder is None:
+            folder = self._real_folders[path.parent] = path.parent.resolve()
+        return folder / path.name
 
 
 def store_file(
@@ -194,9 +209,9 @@ def _hold(
                 "source_type": holder.source_type,
                 "visibility": holder.visibility,
                 "job_id": holder.job_id,
-                "atom_ids": [atom_id for _, atom_id in keys],
-                "source_uris": [source_uri for source_uri, _ in keys],
-                "metadata": [
+                "atom_ids": BinaryArray([atom_id for _, atom_id in keys]),
+                "source_uris": BinaryArray([source_uri for source_uri, _ in keys]),
+                "metadata": BinaryArray(
                     json_text(
                         {
                             "file_name": storable_text(path.name),
@@ -205,7 +220,7 @@ def _hold(
                         }
                     )
                     for path, stored in files
-                ],
+                ),
             },
         )
     }

@@ -21,6 +21,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.db.tables import ingestion_job_plans, ingestion_jobs
 from hartonomous.security.principals import require_active_principal
 from hartonomous.security.tenants import require_active_tenant
@@ -80,7 +81,7 @@ def _create(
             # one per file: a job of small files plans thousands of them.
             connection.execute(
                 _PLAN,
-                {"tenant_id": tenant_id, "job_id": job_id, "paths": list(planned)},
+                {"tenant_id": tenant_id, "job_id": job_id, "paths": BinaryArray(planned)},
             )
 
 

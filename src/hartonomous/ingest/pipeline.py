@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.atoms.store import AtomVanishedError
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.errors import UsageError
 from hartonomous.ingest.extractors import ExtractionError, extract
 from hartonomous.ingest.file_state import FileChangedError, file_state
@@ -463,17 +464,19 @@ def _record(
         {
             "tenant_id": holder.tenant_id,
             "job_id": holder.job_id,
-            "ordinals": [item.ordinal for item, _, _ in rows],
-            "paths": [outcome.path for _, outcome, _ in rows],
-            "statuses": [outcome.status for _, outcome, _ in rows],
-            "atom_ids": [
-                bytes.fromhex(outcome.atom_id) if outcome.atom_id else None
-                for _, outcome, _ in rows
-            ],
-            "holding_ids": [file.holding_id if file else None for _, _, file in rows],
-            "errors": [outcome.error for _, outcome, _ in rows],
-            "new_bytes": [outcome.new_bytes for _, outcome, _ in rows],
-            "reused_bytes": [outcome.reused_bytes for _, outcome, _ in rows],
+            "ordinals": BinaryArray([item.ordinal for item, _, _ in rows]),
+            "paths": BinaryArray([outcome.path for _, outcome, _ in rows]),
+            "statuses": BinaryArray([outcome.status for _, outcome, _ in rows]),
+            "atom_ids": BinaryArray(
+                [
+                    bytes.fromhex(outcome.atom_id) if outcome.atom_id else None
+                    for _, outcome, _ in rows
+                ]
+            ),
+            "holding_ids": BinaryArray([file.holding_id if file else None for _, _, file in rows]),
+            "errors": BinaryArray([outcome.error for _, outcome, _ in rows]),
+            "new_bytes": BinaryArray([outcome.new_bytes for _, outcome, _ in rows]),
+            "reused_bytes": BinaryArray([outcome.reused_bytes for _, outcome, _ in rows]),
         },
     )
 

@@ -17,13 +17,19 @@ from threading import Lock
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
+from sqlalchemy import text as sql_text
 
-from hartonomous.db.tables import atom_embeddings
+from hartonomous.db.array_param import BinaryArray
 from hartonomous.embed.indexing import Embedders, Unembeddable
 
 Vector = npt.NDArray[np.float32]
 Embedded = Vector | Unembeddable
+# The ids travel as one array: the statement's text, and so its server-side plan, is the same
+# whatever their number (an IN list of one parameter per id is compiled anew for each count).
+_KNOWN = sql_text(
+    "SELECT atom_id FROM atom_embeddings WHERE atom_id = ANY(CAST(:atom_ids AS bytea[]))"
+)
 
 
 class PrefetchingEmbedders(Embedders):
@@ -43,13 +49,12 @@ class PrefetchingEmbedders(Embedders):
         if not wanted:
             return
         with engine.connect() as connection:
-            known = set(
-                connection.execute(
-                    select(atom_embeddings.c.atom_id).where(
-                        atom_embeddings.c.atom_id.in_(list(wanted))
-                    )
+            known = {
+                bytes(atom_id)
+                for atom_id in connection.execute(
+                    _KNOWN, {"atom_ids": BinaryArray(wanted)}
                 ).scalars()
-            )
+            }
         values = sorted({text for atom_id, text in wanted.items() if atom_id not in known})
         if values:
             self._pending.append((set(values), self._thread.submit(self._embed, values)))

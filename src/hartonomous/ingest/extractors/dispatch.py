@@ -49,7 +49,8 @@ def extract(path: Path) -> Extraction:
     head = _read(path, HEAD_BYTES)
     found = sniff(path, head)
     if found.family == "text":
-        return _text_or_binary(path, size)
+        # A file no longer than its head (most small text files) is not opened again.
+        return _text_or_binary(path, size, head if len(head) == size else None)
     if found.family == "binary":
         return _binary(found, size)
     if found.family == "video":
@@ -83,13 +84,15 @@ def _read(path: Path, limit: int | None = None) -> bytes:
         raise ExtractionError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
-def _text_or_binary(path: Path, size: int) -> Extraction:
+def _text_or_binary(path: Path, size: int, whole: bytes | None = None) -> Extraction:
+    """``whole``: the file's bytes when the caller has read all of them already."""
     unknown = Sniffed("binary", "octet-stream")
     if size > MAX_TEXT_BYTES:
         return _binary(unknown, size, note=f"not examined as text: over {MAX_TEXT_BYTES} bytes")
-    if not may_be_text(_read(path, _TEXT_PROBE_BYTES)):
+    probe = whole[:_TEXT_PROBE_BYTES] if whole is not None else _read(path, _TEXT_PROBE_BYTES)
+    if not may_be_text(probe):
         return _binary(unknown, size)
-    data = _read(path)
+    data = whole if whole is not None else _read(path)
     decoded = decode_text(data)
     if decoded is None:
         return _binary(unknown, size)
