@@ -66,15 +66,18 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.rate_limiter = RequestLimiter(security, counters)
     install_problem_handlers(app)
+    # FastAPI tries the routers in this order, each one matching the path against every route
+    # it holds: the most requested come first (search: 0.1 ms less per request than seventh,
+    # benchmarks/api.py). No two routers share a path, so the order changes nothing else.
     for router in (
+        search.router,
+        embed.router,
         health.router,
         identity.router,
         tenants.router,
         ingest.router,
         atoms.router,
         holdings.router,
-        search.router,
-        embed.router,
         models.router,
         broker.router,
         deadletters.router,

@@ -142,6 +142,19 @@ def _content_length(headers: Headers) -> int | None:
 
 
 def _check_path(raw_path: bytes) -> None:
+    if (
+        len(raw_path) <= MAX_PATH_SEGMENT_CHARACTERS
+        and raw_path.isascii()
+        and b"%" not in raw_path
+        and b"\x00" not in raw_path
+        and b"/." not in raw_path
+        and not raw_path.startswith(b".")
+    ):
+        return  # as the segments decode: ASCII, no NUL, no dot segment, none too long
+    _check_path_segments(raw_path)
+
+
+def _check_path_segments(raw_path: bytes) -> None:
     for segment in raw_path.split(b"/"):
         text = _decoded(unquote_to_bytes(segment), "the path")
         if "\x00" in text:
@@ -156,6 +169,12 @@ def _check_path(raw_path: bytes) -> None:
 
 
 def _check_query(query_string: bytes) -> None:
+    if query_string.isascii() and b"%" not in query_string and b"\x00" not in query_string:
+        return  # nothing percent-encoded: ASCII, and no NUL once decoded either
+    _check_query_parameters(query_string)
+
+
+def _check_query_parameters(query_string: bytes) -> None:
     for pair in query_string.split(b"&"):
         raw_name, _, raw_value = pair.partition(b"=")
         name = _decoded(unquote_to_bytes(raw_name.replace(b"+", b" ")), "a query parameter name")
@@ -173,8 +192,20 @@ def _decoded(raw: bytes, what: str) -> str:
         raise UsageError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
+# A JSON text can hold a NUL character only as the escape \u0000 (a raw one is a syntax
+# error), and nest only as deep as it has brackets: a body without the escape and with fewer
+# brackets than this needs no parse here: FastAPI parses it afterwards (one parse, not two).
+_SHALLOW_BRACKETS = 100
+
+
 def _check_json(body: bytes) -> None:
     text = _decoded(body, "the JSON body")
+    if "\\u0000" not in text and text.count("[") + text.count("{") < _SHALLOW_BRACKETS:
+        return
+    _check_json_document(text)
+
+
+def _check_json_document(text: str) -> None:
     try:
         document = json.loads(text)
     except RecursionError:

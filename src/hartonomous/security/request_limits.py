@@ -10,7 +10,7 @@ a limit holds across every API process on the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from hartonomous.config.sections import RateLimitRule, SecuritySettings
@@ -35,6 +35,10 @@ DEFAULT_API_RULE = RateLimitRule(
 )
 
 
+MAX_CACHED_CALLERS = 10_000
+"""Callers whose steps one limiter keeps at most; past it it starts again empty."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -54,6 +58,9 @@ class RequestLimiter:
         self._clock = clock
         # Looked up once: a runtime protocol check per request costs more than the lease.
         self._held = store.acquire_held if isinstance(store, HeldPermitStore) else None
+        # The steps of a caller depend only on the rules, fixed here: worked out once per
+        # caller, not on every request (the event loop decides most requests).
+        self._steps_of: dict[tuple[str, str, str], tuple[ThrottleStep, ...]] = {}
 
     def admit(self, tenant_id: str, principal_id: str, key_id: str) -> ThrottleDecision:
         """Count the request on the shared counters (may wait on the database)."""
@@ -72,6 +79,15 @@ class RequestLimiter:
             return None
         return self._held(steps, self._clock())
 
-    def _steps(self, tenant_id: str, principal_id: str, key_id: str) -> list[ThrottleStep]:
-        context = ThrottleContext(tenant_id, principal_id, API_OPERATION, key_id)
-        return throttle_steps(self._rules, context) or throttle_steps([DEFAULT_API_RULE], context)
+    def _steps(self, tenant_id: str, principal_id: str, key_id: str) -> Sequence[ThrottleStep]:
+        who = (tenant_id, principal_id, key_id)
+        steps = self._steps_of.get(who)
+        if steps is None:
+            context = ThrottleContext(tenant_id, principal_id, API_OPERATION, key_id)
+            steps = tuple(
+                throttle_steps(self._rules, context) or throttle_steps([DEFAULT_API_RULE], context)
+            )
+            if len(self._steps_of) >= MAX_CACHED_CALLERS:
+                self._steps_of.clear()
+            self._steps_of[who] = steps
+        return steps
