@@ -271,33 +271,26 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _literal_path_methods(request: Request) -> list[str]:
     """The methods of the routes whose path is exactly the request's, with no parameter in it
     (``/v1/dead-letters/replay``), when the request's method is not one of them."""
-    literal, methods = _path_methods(request)
-    return _with_head(methods) if literal and request.method not in methods else []
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        if context.path == request.url.path and context.methods:
+            methods.update(context.methods)
+    return _with_head(methods) if methods and request.method not in methods else []
 
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path: Starlette's own 405 names only the first
-    route that matched the path, though GET and POST of one path are often two routes."""
-    return _with_head(_path_methods(request)[1])
-
-
-def _path_methods(request: Request) -> tuple[bool, set[str]]:
-    """Whether routes have exactly the request's path, and the methods of those; else (False,
-    the methods of the routes whose pattern matches it). A literal path is its own resource:
-    `/v1/dead-letters/replay` is not also `/v1/dead-letters/{dead_letter_id}`. Routes are
-    walked as FastAPI's OpenAPI generation walks them (included routers flattened, prefixes
-    applied)."""
-    exact: set[str] = set()
-    matching: set[str] = set()
+    route that matched the path, though GET and POST of one path are often two routes.
+    Routes are walked as FastAPI's OpenAPI generation walks them (included routers flattened,
+    prefixes applied)."""
+    methods: set[str] = set()
     for context in iter_route_contexts(request.app.routes):
         if context.path is None or not context.methods:
             continue
-        if context.path == request.url.path:
-            exact.update(context.methods)
         pattern, _, _ = compile_path(context.path)
         if pattern.match(request.url.path):
-            matching.update(context.methods)
-    return (True, exact) if exact else (False, matching)
+            methods.update(context.methods)
+    return _with_head(methods)
 
 
 def _with_head(methods: set[str]) -> list[str]:
