@@ -271,18 +271,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _literal_path_methods(request: Request) -> list[str]:
     """The methods of the routes whose path is exactly the request's, with no parameter in it
     (``/v1/dead-letters/replay``), when the request's method is not one of them."""
+    methods = _literal_methods(request)
+    return _with_head(methods) if methods and request.method not in methods else []
+
+
+def _literal_methods(request: Request) -> set[str]:
     methods: set[str] = set()
     for context in iter_route_contexts(request.app.routes):
         if context.path == request.url.path and context.methods:
             methods.update(context.methods)
-    return _with_head(methods) if methods and request.method not in methods else []
+    return methods
 
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on this path: Starlette's own 405 names only the first
     route that matched the path, though GET and POST of one path are often two routes.
     Routes are walked as FastAPI's OpenAPI generation walks them (included routers flattened,
-    prefixes applied)."""
+    prefixes applied). A path that is exactly a route's own, with no parameter in it
+    (``/v1/dead-letters/replay``), takes only that route's methods: the parameterised sibling
+    (``/v1/dead-letters/{dead_letter_id}``) refuses it as an id."""
+    literal = _literal_methods(request)
+    if literal:
+        return _with_head(literal)
     methods: set[str] = set()
     for context in iter_route_contexts(request.app.routes):
         if context.path is None or not context.methods:
