@@ -23,7 +23,7 @@ from hartonomous.atoms.holdings import (
 from hartonomous.db.tables import holdings
 from hartonomous.errors import InvalidCursorError
 from hartonomous.security.tenants import require_active_tenant
-from hartonomous.services.pagination import Page, cursor_codec
+from hartonomous.services.pagination import Page, cursor_codec, page_of_rows
 from hartonomous.services.platform import Platform
 
 __all__ = [
@@ -64,14 +64,14 @@ def holdings_page(
     with platform.engine.connect() as connection:
         require_active_tenant(connection, tenant_id)
         rows = connection.execute(query.limit(limit + 1)).all()
-    items = [holding_dict(row) for row in rows[:limit]]
-    following = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        following = codec.encode(
+    return page_of_rows(
+        rows,
+        limit,
+        holding_dict,
+        lambda last: codec.encode(
             _LISTING, tenant_id, [last.created_at.isoformat(), str(last.holding_id)]
-        )
-    return Page(items, following)
+        ),
+    )
 
 
 def _position(position: list[object]) -> tuple[dt.datetime, uuid.UUID]:

@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,9 +24,10 @@ from sqlalchemy import Engine, select
 from hartonomous.db.tables import server_secrets
 from hartonomous.errors import InvalidCursorError, UnavailableError
 
-__all__ = ["CursorCodec", "Page", "cursor_codec"]
+__all__ = ["CursorCodec", "Page", "cursor_codec", "page_of_rows"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 _SECRET_NAME = "pagination_cursor"  # noqa: S105 - a row name, not a secret
 _MAX_CURSOR_CHARACTERS = 4096
 
@@ -82,6 +83,15 @@ class CursorCodec:
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self.secret, payload, hashlib.sha256).digest()
+
+
+def page_of_rows(
+    rows: Sequence[R], limit: int, item: Callable[[R], T], cursor_after: Callable[[R], str]
+) -> Page[T]:
+    """The page of ``rows`` read with ``LIMIT limit + 1``: the first ``limit`` as items, and a
+    cursor after the last of them when there was one row more (None: the last page)."""
+    following = cursor_after(rows[limit - 1]) if len(rows) > limit else None
+    return Page([item(row) for row in rows[:limit]], following)
 
 
 def cursor_codec(engine: Engine) -> CursorCodec:

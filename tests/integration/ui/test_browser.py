@@ -223,3 +223,33 @@ def test_models_and_a_models_tensors(
     expect(page.locator("#tensors tbody tr").first).to_be_visible()
     check_accessibility(page)
     document(page, "model")
+
+
+def test_three_files_uploaded_reach_done_and_search_finds_them(
+    page: Page, ui_server: str, issue_key: IssueKey, tmp_path: Path
+) -> None:
+    words = ("quayside", "breakwater", "seawall")
+    for word in words:
+        (tmp_path / f"{word}.txt").write_text(f"The {word} stood firm through the winter storm.")
+    (tmp_path / "empty.txt").write_bytes(b"")  # fails: its reason is shown beside it
+    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.USER), "/ui/ingest")
+    check_accessibility(page)
+    page.get_by_label("Files to upload").set_input_files(sorted(tmp_path.iterdir()))
+    page.get_by_role("button", name="Upload and ingest").click()
+    rows = page.locator("#upload-files tbody tr")
+    expect(rows).to_have_count(4)
+    for word in words:
+        row = rows.filter(has_text=f"{word}.txt")
+        expect(row.locator(".outcome")).to_have_text("done", timeout=30_000)
+        expect(row.get_by_role("progressbar")).to_have_attribute("value", "100")
+    failed = rows.filter(has_text="empty.txt")
+    expect(failed.locator(".outcome")).to_have_text("failed")
+    expect(failed.locator(".reason")).to_contain_text("empty file")
+    expect(page.locator("#upload-status")).to_contain_text("completed_with_errors")
+    check_accessibility(page)
+    document(page, "ingest")
+    page.reload()  # the job is first in the history, and opens its page
+    page.locator("#history tbody a").first.click()
+    expect(page.locator("#job-status")).to_have_text("completed_with_errors")
+    page.goto(f"{ui_server}/ui/search?q=breakwater&mode=lexical")
+    expect(page.locator("#results tbody tr").first).to_contain_text("breakwater.txt")
