@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
@@ -21,6 +22,7 @@ from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
 from .browser import check_accessibility, document
+from .test_search_example_pages import held_media, tone
 
 __all__ = ["held_models", "pipeline"]
 
@@ -253,3 +255,29 @@ def test_three_files_uploaded_reach_done_and_search_finds_them(
     expect(page.locator("#job-status")).to_have_text("completed_with_errors")
     page.goto(f"{ui_server}/ui/search?q=breakwater&mode=lexical")
     expect(page.locator("#results tbody tr").first).to_contain_text("breakwater.txt")
+
+
+def test_search_by_an_example_image_and_sound_shows_thumbnails_and_a_player(
+    page: Page, ui_server: str, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    held = held_media(engine, tmp_path / "held")
+    probe = tmp_path / "probe.jpg"
+    Image.open(held[1]).resize((90, 90)).save(probe, quality=85)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/search")
+    page.get_by_label("Image or sound to look like").set_input_files(probe)
+    page.get_by_role("button", name="Search by example").click()
+    first = page.locator("#results tbody tr").first
+    expect(first).to_contain_text("image-1.png")
+    thumbnail = first.get_by_role("img")
+    expect(thumbnail).to_be_visible()
+    assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 120  # decoded
+    check_accessibility(page)
+    document(page, "search-by-example")
+    page.get_by_label("Image or sound to look like").set_input_files(
+        tone(tmp_path / "louder.wav", 880, loudness=0.9)
+    )
+    page.get_by_role("button", name="Search by example").click()
+    player = page.locator("#results tbody tr").first.locator("audio[controls]")
+    expect(player).to_have_attribute("aria-label", re.compile(r"tone-880\.wav$"))
+    check_accessibility(page)

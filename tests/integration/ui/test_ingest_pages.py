@@ -93,6 +93,9 @@ def test_an_upload_without_the_csrf_token_or_a_file_is_refused_and_ingests_nothi
     page = client.post("/ui/ingest", data=empty_form, files={"other": ("x", b"")})
     assert page.status_code == 400
     assert re.search(r'id="files-error" role="alert">[^<]*unexpected form field', page.text)
+    unchosen = client.post("/ui/ingest", data=empty_form, files={"files": ("", b"")})
+    assert unchosen.status_code == 400  # a file input left empty, as a browser sends it
+    assert "choose files or a folder: no file was chosen" in unchosen.text
     scripted = client.post(
         "/ui/ingest",
         content=b"not multipart",

@@ -25,7 +25,7 @@ from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.services.ingestion import job_history, start_upload_ingestion
 from hartonomous.ui.access import ANYONE, Viewer, check_csrf, platform_of
 from hartonomous.ui.rendering import render
-from hartonomous.ui.uploads import file_receiver
+from hartonomous.ui.uploads import file_receiver, refusal
 
 router = APIRouter()
 HISTORY_PAGE = 20
@@ -83,11 +83,12 @@ async def ingest_upload(request: Request, seen: Viewer = ANYONE) -> Response:
         )
     except HartonomousError as exc:
         await run_in_threadpool(spool.remove)
+        said = refusal(exc, spool, "choose files or a folder")
         if scripted:
-            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
+            return JSONResponse({"error": said}, status_code=exc.http_status)
         if exc.http_status not in (400, 413):
             raise
-        return await _page(request, seen, {"files": str(exc)}, exc.http_status)
+        return await _page(request, seen, {"files": said}, exc.http_status)
     except BaseException:
         await run_in_threadpool(spool.remove)
         raise
