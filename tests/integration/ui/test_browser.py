@@ -281,3 +281,23 @@ def test_search_by_an_example_image_and_sound_shows_thumbnails_and_a_player(
     player = page.locator("#results tbody tr").first.locator("audio[controls]")
     expect(player).to_have_attribute("aria-label", re.compile(r"tone-880\.wav$"))
     check_accessibility(page)
+
+
+def test_a_holding_opened_from_search_is_released_after_confirmation(
+    page: Page, ui_server: str, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    (tmp_path / "tides.txt").write_text("Neap tides follow the quarter moon.")
+    ingest_paths(engine, IngestRequest(tenant_id="acme"), [tmp_path / "tides.txt"])
+    sign_in_by_keyboard(page, ui_server, token, "/ui/search?q=neap+tides&mode=lexical")
+    page.get_by_role("link", name=re.compile(r"^Holding of .*tides\.txt$")).first.click()
+    expect(page.get_by_role("heading", name=re.compile("^Holding "))).to_be_visible()
+    expect(page.locator("#holding-source")).to_contain_text("tides.txt")
+    check_accessibility(page)
+    document(page, "holding")
+    page.get_by_role("button", name="Release this holding…").click()
+    expect(page.get_by_role("heading", name="Confirm release")).to_be_visible()
+    check_accessibility(page)
+    page.get_by_role("button", name="Release for good").click()
+    expect(page.get_by_role("status")).to_contain_text("was released")
+    check_accessibility(page)
