@@ -24,9 +24,8 @@ from hartonomous.atoms.holdings import (
 )
 from hartonomous.atoms.read import holders_of
 from hartonomous.db.tables import atoms, holdings
-from hartonomous.errors import InvalidCursorError
 from hartonomous.security.tenants import require_active_tenant
-from hartonomous.services.pagination import Page, cursor_codec, page_of_rows
+from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
 from hartonomous.services.platform import Platform
 
 __all__ = [
@@ -62,7 +61,7 @@ def holdings_page(
     codec = cursor_codec(platform.engine)
     query = select(holdings).where(holdings.c.tenant_id == tenant_id)
     if cursor is not None:
-        created_at, holding_id = _position(codec.decode(_LISTING, tenant_id, cursor))
+        created_at, holding_id = time_and_id(codec.decode(_LISTING, tenant_id, cursor), "holdings")
         query = query.where(
             tuple_(holdings.c.created_at, holdings.c.holding_id) < (created_at, holding_id)
         )
@@ -78,14 +77,6 @@ def holdings_page(
             _LISTING, tenant_id, [last.created_at.isoformat(), str(last.holding_id)]
         ),
     )
-
-
-def _position(position: list[object]) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        created_at, holding_id = position
-        return dt.datetime.fromisoformat(str(created_at)), uuid.UUID(str(holding_id))
-    except (TypeError, ValueError):
-        raise InvalidCursorError("cursor holds no holdings position") from None
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import structlog
 from sqlalchemy import Row, func, select, tuple_
 
 from hartonomous.db.tables import ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
-from hartonomous.errors import InvalidCursorError, NotFoundError
+from hartonomous.errors import NotFoundError
 from hartonomous.ingest.jobs import JobStatus, interrupt_abandoned_jobs
 from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
 from hartonomous.ingest.uploads import UploadSpool
-from hartonomous.services.pagination import Page, cursor_codec, page_of_rows
+from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
 from hartonomous.services.platform import Platform
 
 __all__ = [
@@ -271,14 +271,7 @@ def job_history(
     codec = cursor_codec(platform.engine)
     query = select(ingestion_jobs).where(ingestion_jobs.c.tenant_id == tenant_id)
     if cursor is not None:
-        position = codec.decode(_HISTORY, tenant_id, cursor)
-        try:
-            created_at, job_id = (
-                datetime.fromisoformat(str(position[0])),
-                uuid.UUID(str(position[1])),
-            )
-        except (IndexError, ValueError):
-            raise InvalidCursorError("cursor holds no job history position") from None
+        created_at, job_id = time_and_id(codec.decode(_HISTORY, tenant_id, cursor), "job history")
         query = query.where(
             tuple_(ingestion_jobs.c.created_at, ingestion_jobs.c.job_id) < (created_at, job_id)
         )

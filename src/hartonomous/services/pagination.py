@@ -15,8 +15,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, select
@@ -24,7 +26,7 @@ from sqlalchemy import Engine, select
 from hartonomous.db.tables import server_secrets
 from hartonomous.errors import InvalidCursorError, UnavailableError
 
-__all__ = ["CursorCodec", "Page", "cursor_codec", "page_of_rows"]
+__all__ = ["CursorCodec", "Page", "cursor_codec", "page_of_rows", "time_and_id"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,6 +94,16 @@ def page_of_rows(
     cursor after the last of them when there was one row more (None: the last page)."""
     following = cursor_after(rows[limit - 1]) if len(rows) > limit else None
     return Page([item(row) for row in rows[:limit]], following)
+
+
+def time_and_id(position: list[Any], listing: str) -> tuple[datetime, uuid.UUID]:
+    """A decoded position ``[ISO time, UUID]`` (the listings ordered by a time, then an id);
+    ``InvalidCursorError`` naming ``listing`` when it is not one."""
+    try:
+        moment, identifier = position
+        return datetime.fromisoformat(str(moment)), uuid.UUID(str(identifier))
+    except (TypeError, ValueError):
+        raise InvalidCursorError(f"cursor holds no {listing} position") from None
 
 
 def cursor_codec(engine: Engine) -> CursorCodec:

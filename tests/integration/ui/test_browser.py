@@ -22,6 +22,7 @@ from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
 from .browser import check_accessibility, document
+from .test_inference_pages import acme_inference
 from .test_search_example_pages import held_media, tone
 
 __all__ = ["held_models", "pipeline"]
@@ -301,3 +302,18 @@ def test_a_holding_opened_from_search_is_released_after_confirmation(
     page.get_by_role("button", name="Release for good").click()
     expect(page.get_by_role("status")).to_contain_text("was released")
     check_accessibility(page)
+
+
+def test_inference_history_opens_an_inferences_explanation(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    token = issue_key("acme", Role.USER)
+    done = acme_inference(pipeline)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/inference")
+    check_accessibility(page)
+    document(page, "inference-history")
+    page.get_by_role("link", name=f"Inference {done.inference_id}").click()
+    expect(page.locator("#inference-state")).to_have_text("completed")
+    expect(page.locator("#inference-steps tbody tr")).to_have_count(2)
+    check_accessibility(page)
+    document(page, "inference")
