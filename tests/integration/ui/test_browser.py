@@ -184,8 +184,17 @@ def test_billing_shows_the_ledgers_totals_and_a_chart(
     dcu = pipeline.scalar("SELECT sum(total_dcu) FROM billing_usage_ledger")
     expect(page.locator("#total-dcu")).to_have_text(str(dcu))
     expect(page.locator("#usage-chart canvas")).to_have_count(1)  # uPlot drew the days
+    expect(page.locator("#operation-chart canvas")).to_have_count(1)  # and the operations
     check_accessibility(page)
     document(page, "billing")
+    with page.expect_download() as download:
+        page.locator("#export-csv").click()
+    exported = Path(download.value.path()).read_text().splitlines()
+    assert len(exported) == 1 + pipeline.scalar("SELECT count(*) FROM billing_usage_ledger")
+    page.get_by_role("link", name="Invoice preview").click()
+    expect(page.locator("#invoice-total")).to_be_visible()
+    check_accessibility(page)
+    document(page, "invoice")
 
 
 def test_an_atoms_lineage_picture_is_drawn_and_its_nodes_open_their_pages(

@@ -40,3 +40,24 @@ document.addEventListener("DOMContentLoaded", () => {
     }, [xs, data.dcu], box);
   }
 });
+
+// Category charts: an element with data-categories='{"labels": [...], "dcu": [...]}' gets a
+// uPlot bar per label (the x axis names them); the table beside it holds the same figures.
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof uPlot === "undefined") return;
+  for (const box of document.querySelectorAll("[data-categories]")) {
+    const data = JSON.parse(box.dataset.categories);
+    if (!data.labels.length) continue;
+    const xs = data.labels.map((_, i) => i);
+    new uPlot({
+      width: Math.min(box.clientWidth || 800, 900),
+      height: 240,
+      scales: {x: {time: false, range: () => [-0.5, data.labels.length - 0.5]}},
+      legend: {show: false},
+      series: [{}, {label: "DCU", stroke: "#0b5394", fill: "rgba(11,83,148,0.25)",
+                    paths: uPlot.paths.bars({size: [0.6, 64]})}],
+      axes: [{stroke: "#1a1a1a", splits: () => xs, values: (_, splits) => splits.map((i) => data.labels[i] ?? "")},
+             {stroke: "#1a1a1a"}],
+    }, [xs, data.dcu], box);
+  }
+});
