@@ -56,6 +56,13 @@ def test_sign_in_and_the_dashboard_updates_live(
     expect(page.locator("#fig-dead-letters")).to_have_text("3", timeout=20_000)
     assert page.evaluate("window.stillTheSamePage") is True
     expect(page.locator(".state.stalled")).to_contain_text("no heartbeat")
+    # The throughput chart follows the events too: messages completed now are drawn.
+    chart = page.locator("#throughput-chart")
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart).to_have_attribute("data-completed", "0")
+    bill(pipeline, "acme", 2)
+    expect(chart).not_to_have_attribute("data-completed", "0", timeout=20_000)
+    assert page.evaluate("window.stillTheSamePage") is True
     check_accessibility(page)
     document(page, "dashboard")
     # Revoking the key ends the live page too: the stream says so and the page goes to sign-in.
