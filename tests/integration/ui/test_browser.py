@@ -283,18 +283,19 @@ def test_search_by_an_example_image_and_sound_shows_thumbnails_and_a_player(
     Image.open(held[1]).resize((90, 90)).save(probe, quality=85)
     sign_in_by_keyboard(page, ui_server, token, "/ui/search")
     page.get_by_label("Image or sound to look like").set_input_files(probe)
-    page.get_by_role("button", name="Search by example").click()
+    page.get_by_role("button", name="Find like the example").click()
     first = page.locator("#results tbody tr").first
     expect(first).to_contain_text("image-1.png")
     thumbnail = first.get_by_role("img")
     expect(thumbnail).to_be_visible()
-    assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 120  # decoded
+    # Decoded from the atom's bytes: the PNG's own width.
+    assert thumbnail.evaluate("img => img.decode().then(() => img.naturalWidth)") == 120
     check_accessibility(page)
     document(page, "search-by-example")
     page.get_by_label("Image or sound to look like").set_input_files(
         tone(tmp_path / "louder.wav", 880, loudness=0.9)
     )
-    page.get_by_role("button", name="Search by example").click()
+    page.get_by_role("button", name="Find like the example").click()
     player = page.locator("#results tbody tr").first.locator("audio[controls]")
     expect(player).to_have_attribute("aria-label", re.compile(r"tone-880\.wav$"))
     check_accessibility(page)
