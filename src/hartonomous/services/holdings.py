@@ -24,8 +24,9 @@ from hartonomous.atoms.holdings import (
 )
 from hartonomous.atoms.read import holders_of
 from hartonomous.db.tables import atoms, holdings
+from hartonomous.errors import InvalidCursorError
 from hartonomous.security.tenants import require_active_tenant
-from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
+from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
 
 __all__ = [
@@ -61,7 +62,7 @@ def holdings_page(
     codec = cursor_codec(platform.engine)
     query = select(holdings).where(holdings.c.tenant_id == tenant_id)
     if cursor is not None:
-        created_at, holding_id = time_and_id(codec.decode(_LISTING, tenant_id, cursor), "holdings")
+        created_at, holding_id = _position(codec.decode(_LISTING, tenant_id, cursor))
         query = query.where(
             tuple_(holdings.c.created_at, holdings.c.holding_id) < (created_at, holding_id)
         )
@@ -69,14 +70,22 @@ def holdings_page(
     with platform.engine.connect() as connection:
         require_active_tenant(connection, tenant_id)
         rows = connection.execute(query.limit(limit + 1)).all()
-    return page_of_rows(
-        rows,
-        limit,
-        holding_dict,
-        lambda last: codec.encode(
+    items = [holding_dict(row) for row in rows[:limit]]
+    following = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        following = codec.encode(
             _LISTING, tenant_id, [last.created_at.isoformat(), str(last.holding_id)]
-        ),
-    )
+        )
+    return Page(items, following)
+
+
+def _position(position: list[object]) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        created_at, holding_id = position
+        return dt.datetime.fromisoformat(str(created_at)), uuid.UUID(str(holding_id))
+    except (TypeError, ValueError):
+        raise InvalidCursorError("cursor holds no holdings position") from None
 
 
 @dataclass(frozen=True)
