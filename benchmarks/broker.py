@@ -458,7 +458,7 @@ def transports_report(url: str, root: Path, args: argparse.Namespace) -> None:
         kafka.stop()
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20000)
     # One commit (one WAL flush) per message: a smaller count gives the same rate sooner.
@@ -486,7 +486,46 @@ def main() -> None:
         action="store_true",
         help="only the long-running-transaction figures",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _queues_report(url: str, n: int, single: int, rounds: int) -> None:
+    """Enqueue and receive+complete beside pgqueuer, best of ``rounds`` alternating rounds."""
+    pgq_install(url)
+    print(
+        f"messages per run: {n}, {single} for single enqueue "
+        f"(CloudEvent bodies of ~330 bytes, batches of {BATCH} and of 100 on receive)"
+    )
+    print(f"best of {rounds} alternating rounds per figure (msgs/s)")
+    print(f"{'':34}{'hartonomous':>14}{'pgqueuer':>12}{'ratio':>8}")
+    for label, count, batched in (
+        ("enqueue, single", single, False),
+        ("enqueue, batched", n, True),
+    ):
+        ours, theirs = best_of(
+            rounds,
+            url,
+            lambda c=count, b=batched: ours_enqueue(url, c, b),
+            lambda c=count, b=batched: pgq_enqueue(url, c, b),
+        )
+        print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+    for workers in (1, 2):
+
+        def ours_consume(w: int = workers) -> float:
+            ours_enqueue(url, n, batched=True)
+            return rate(n, consume(url, w, _ours_worker, "broker_messages"))
+
+        def pgq_consume(w: int = workers) -> float:
+            pgq_enqueue(url, n, batched=True)
+            return rate(n, consume(url, w, _pgq_worker, "pgqueuer"))
+
+        ours, theirs = best_of(rounds, url, ours_consume, pgq_consume)
+        label = f"receive+complete, {workers} worker(s)"
+        print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
+
+
+def main() -> None:
+    args = _arguments()
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
     server = EmbeddedPostgres(root / "cluster")
@@ -511,39 +550,8 @@ def main() -> None:
             cdc_report(url, args.cdc_seconds, args.memory_rows)
             print(f"load average {os.getloadavg()[0]:.2f}")
             return
-        pgq_install(url)
-        n, single = args.messages, args.single_messages
-        print(
-            f"messages per run: {n}, {single} for single enqueue "
-            f"(CloudEvent bodies of ~330 bytes, batches of {BATCH} and of 100 on receive)"
-        )
-        print(f"best of {args.rounds} alternating rounds per figure (msgs/s)")
-        print(f"{'':34}{'hartonomous':>14}{'pgqueuer':>12}{'ratio':>8}")
-        for label, count, batched in (
-            ("enqueue, single", single, False),
-            ("enqueue, batched", n, True),
-        ):
-            ours, theirs = best_of(
-                args.rounds,
-                url,
-                lambda c=count, b=batched: ours_enqueue(url, c, b),
-                lambda c=count, b=batched: pgq_enqueue(url, c, b),
-            )
-            print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
-        for workers in (1, 2):
-
-            def ours_consume(w: int = workers) -> float:
-                ours_enqueue(url, n, batched=True)
-                return rate(n, consume(url, w, _ours_worker, "broker_messages"))
-
-            def pgq_consume(w: int = workers) -> float:
-                pgq_enqueue(url, n, batched=True)
-                return rate(n, consume(url, w, _pgq_worker, "pgqueuer"))
-
-            ours, theirs = best_of(args.rounds, url, ours_consume, pgq_consume)
-            label = f"receive+complete, {workers} worker(s)"
-            print(f"{label:34}{ours:14.0f}{theirs:12.0f}{ours / theirs:8.2f}")
-        long_transaction_report(url, n, args.rounds)
+        _queues_report(url, args.messages, args.single_messages, args.rounds)
+        long_transaction_report(url, args.messages, args.rounds)
         transports_report(url, root, args)
         cdc_report(url, args.cdc_seconds, args.memory_rows)
         print(f"load average {os.getloadavg()[0]:.2f}")

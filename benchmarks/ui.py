@@ -196,7 +196,11 @@ def run(platform: Platform, token: str, atom: str, runs: int) -> None:
             f"/ui/tenants/{TENANT}",
             "/ui/search?q=lighthouse+harbour&mode=lexical",
             "/ui/billing",
+            "/ui/billing/invoice",
             f"/ui/atoms/{atom}",
+            f"/ui/holdings/for?atom_id={atom}&source=file:///bench/corpus",  # → the holding
+            "/ui/ingest",
+            "/ui/inference",
         )
         for path in pages:
             p50, p95 = timed(lambda path=path: client.get(path).status_code, runs)

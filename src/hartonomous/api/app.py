@@ -32,6 +32,7 @@ from hartonomous.api.routes import (
     usage_events,
 )
 from hartonomous.api.shutdown import ShutdownNotice
+from hartonomous.api.uploads import receive_files
 from hartonomous.ingest.uploads import remove_stale_uploads
 from hartonomous.observability.tracing import instrument_app
 from hartonomous.security.counter_store import PooledCounterStore
@@ -96,7 +97,7 @@ def create_app(platform: Platform) -> FastAPI:
         metrics_router(app.state.metrics, platform.settings.telemetry.metrics_access)
     )
     # The admin web UI (docs/admin-ui.md): its own app, outside the API's OpenAPI document.
-    app.mount(UI_ROOT, create_ui(platform, app.state.shutdown))
+    app.mount(UI_ROOT, create_ui(platform, app.state.shutdown, receive_files))
     # Upload spools a dead process left behind (ingest/uploads.py); live ones stay locked.
     remove_stale_uploads(platform.settings.data_dir)
     # The last added runs outermost: request ids wrap the hygiene checks, so refusals carry one,

@@ -126,3 +126,27 @@ def broker_status(connection: Connection, broker: Broker) -> dict[str, Any]:
             for row in long_running
         ],
     }
+
+
+def throughput_by_minute(
+    connection: Connection, broker: Broker, minutes: int
+) -> list[dict[str, Any]]:
+    """Messages completed and dead-lettered per minute (UTC) over the last ``minutes`` minutes,
+    oldest first, the current minute last, minutes without any as zeros; from
+    ``broker_throughput`` (kept ``[cdc] retention_minutes``, a day by default)."""
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(
+            """
+            SELECT m.minute,
+                   coalesce(sum(t.completed), 0)::bigint AS completed,
+                   coalesce(sum(t.dead_lettered), 0)::bigint AS dead_lettered
+            FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(n)s - 1),
+                                 date_trunc('minute', now()), interval '1 minute') AS m(minute)
+            LEFT JOIN broker_throughput t
+              ON t.queue_name = %(queue)s
+             AND t.bucket >= m.minute AND t.bucket < m.minute + interval '1 minute'
+            GROUP BY m.minute ORDER BY m.minute
+            """,
+            {"queue": broker.queue_name, "n": minutes},
+        )
+        return [dict(row) for row in cursor.fetchall()]

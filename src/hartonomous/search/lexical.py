@@ -13,6 +13,7 @@ length).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -23,6 +24,8 @@ from hartonomous.search.query import EntrySql, Filters, Scope, fetch
 # ts_rank_cd normalisation 1: divide the rank by 1 + log(document length), so that a long
 # paragraph that mentions the words once does not outrank a short one about them.
 _RANK_NORMALISATION = 1
+CANDIDATES_PER_RESULT = 50
+"""Matches ranked per result wanted before the visibility check (search_lexical)."""
 
 
 @dataclass(frozen=True)
@@ -46,23 +49,51 @@ def search_lexical(
     # Every value given is opaque to the planner (`EntrySql.value`): the statement runs on
     # one kept generic plan instead of being planned for each query's words.
     sql = EntrySql(get_space(TEXT_SPACE), scope, filters or Filters(), opaque=True)
+    # The matches are ranked first, then checked for visibility in rank order until k are
+    # found, so a query matching tens of thousands of atoms the tenant sees probes
+    # search_entries k times, not once per match. Ranking keeps only the best
+    # CANDIDATES_PER_RESULT * k (a top-N sort, not a sort of every match); when fewer than k
+    # of those are visible, all matches are ranked again without that bound, so the answer is
+    # always the tenant's best k (docs/search.md, "Lexical").
+    bound = CANDIDATES_PER_RESULT * int(k)
+    params = {**sql.params, "q": query}
+    candidates, rows = _ranked(connection, sql, int(k), params, bound=bound)
+    if len(rows) < k and candidates >= bound:
+        candidates, rows = _ranked(connection, sql, int(k), params, bound=None)
+    return [LexicalMatch(bytes(row.atom_id), float(row.rank), bool(row.verbatim)) for row in rows]
+
+
+def _ranked(
+    connection: Connection, sql: EntrySql, k: int, params: dict[str, Any], *, bound: int | None
+) -> tuple[int, list[Any]]:
+    """How many matches were ranked (at most ``bound``; None: all) and the first ``k`` of them
+    the tenant sees, best first. One statement: the ranked matches are a MATERIALIZED CTE,
+    read in rank order (`OFFSET 0` keeps the visibility test out of the ordered subquery, whose
+    order the outer ORDER BY reuses), so the Limit ends the probes at the k-th visible match;
+    the count comes on every row (a LEFT JOIN: one row with no match when none is visible)."""
     config = TEXT_SEARCH_CONFIGURATION
     text = sql.value("q", "text")
+    order = "verbatim DESC, identical DESC, rank DESC, atom_id"
+    limit = "" if bound is None else f" LIMIT {bound}"
     rows = fetch(
         connection,
         (
             f"WITH q AS MATERIALIZED (SELECT plainto_tsquery('{config}', "
             f"translate({text}, '-', ' ')) AS query, "
             f" to_tsvector('{config}', left({text}, {TEXT_SEARCH_MAX_CHARACTERS})) AS whole, "
-            f" btrim({text}) AS trimmed) "
-            "SELECT a.atom_id, "
+            f" btrim({text}) AS trimmed), "
+            "ranked AS MATERIALIZED (SELECT a.atom_id, "
             f" ts_rank_cd(a.text_search, (SELECT q.query FROM q), {_RANK_NORMALISATION}) AS rank,"
             " a.text_search = (SELECT q.whole FROM q) AS verbatim, "
             " btrim(a.canonical_text) = (SELECT q.trimmed FROM q) AS identical "
-            "FROM atoms a "
-            f"WHERE a.text_search @@ (SELECT q.query FROM q) AND ({sql.is_visible('a.atom_id')}) "
-            f"ORDER BY verbatim DESC, identical DESC, rank DESC, a.atom_id LIMIT {int(k)}"
+            "FROM atoms a WHERE a.text_search @@ (SELECT q.query FROM q) "
+            f"ORDER BY {order}{limit}) "
+            "SELECT n.candidates, r.atom_id, r.rank, r.verbatim "
+            "FROM (SELECT count(*) AS candidates FROM ranked) n LEFT JOIN LATERAL ("
+            f"SELECT o.* FROM (SELECT * FROM ranked ORDER BY {order} OFFSET 0) o "
+            f"WHERE {sql.is_visible('o.atom_id')} ORDER BY {order} LIMIT {k}) r ON true"
         ),
-        {**sql.params, "q": query},
+        params,
     )
-    return [LexicalMatch(bytes(row.atom_id), float(row.rank), bool(row.verbatim)) for row in rows]
+    candidates = int(rows[0].candidates) if rows else 0
+    return candidates, [row for row in rows if row.atom_id is not None]

@@ -24,17 +24,20 @@ from hartonomous.atoms.read import (
     summarise,
 )
 from hartonomous.db.tables import atoms
-from hartonomous.errors import UsageError
+from hartonomous.errors import NotFoundError, PayloadTooLargeError, UsageError
 from hartonomous.security.tenants import require_active_tenant
 from hartonomous.services.platform import Platform
 
 __all__ = [
     "AtomContent",
     "AtomIdError",
+    "AtomMedia",
     "AtomNotFoundError",
     "AtomSummary",
+    "NoPreviewError",
     "atom_component_stream",
     "atom_content",
+    "atom_media",
     "parse_atom_id",
     "show_atom",
 ]
@@ -90,6 +93,64 @@ def atom_content(platform: Platform, tenant_id: str, atom_id: bytes) -> AtomCont
             select(atoms.c.size_bytes).where(atoms.c.atom_id == atom_id)
         ).scalar_one()
     return AtomContent(platform, atom_id, size)
+
+
+# What browsers show (`<img>`, `<audio>`): (modality, subtype as ingestion stores it) -> media
+# type. The subtype is what ingest/extractors/sniff.py read from the file's signature.
+_BROWSER_MEDIA = {
+    ("image", "png"): "image/png",
+    ("image", "jpeg"): "image/jpeg",
+    ("image", "gif"): "image/gif",
+    ("image", "webp"): "image/webp",
+    ("image", "bmp"): "image/bmp",
+    ("audio", "wav"): "audio/wav",
+    ("audio", "flac"): "audio/flac",
+    ("audio", "ogg"): "audio/ogg",
+    ("audio", "mp3"): "audio/mpeg",
+}
+
+
+class NoPreviewError(NotFoundError):
+    """A visible atom that is not an image or sound a browser can show."""
+
+    code = "no-preview"
+
+
+@dataclass(frozen=True)
+class AtomMedia:
+    """A visible image or sound atom's bytes (``content``) and their media type."""
+
+    content: AtomContent
+    media_type: str
+
+
+def atom_media(platform: Platform, tenant_id: str, atom_id: bytes, max_bytes: int) -> AtomMedia:
+    """The atom's bytes with the media type of its modality and subtype (PNG, JPEG, GIF, WebP,
+    BMP images; WAV, FLAC, Ogg, MP3 sounds), for a thumbnail or a player.
+
+    Raises ``AtomNotFoundError`` (not visible), ``NoPreviewError`` (404: another kind of
+    atom) and ``PayloadTooLargeError`` (413) over ``max_bytes``.
+    """
+    with platform.engine.connect() as connection:
+        require_active_tenant(connection, tenant_id)
+        require_visible(connection, tenant_id, atom_id)
+        row = connection.execute(
+            select(atoms.c.modality, atoms.c.subtype, atoms.c.size_bytes).where(
+                atoms.c.atom_id == atom_id
+            )
+        ).one()
+    media_type = _BROWSER_MEDIA.get((row.modality, row.subtype))
+    if media_type is None:
+        raise NoPreviewError(
+            f"atom {atom_id.hex()} ({row.modality}/{row.subtype}) is not an image or sound "
+            "a browser shows"
+        )
+    if row.size_bytes > max_bytes:
+        raise PayloadTooLargeError(
+            f"atom {atom_id.hex()} is {row.size_bytes} bytes, over the preview limit of "
+            f"{max_bytes}: download it instead"
+        )
+    return AtomMedia(AtomContent(platform, atom_id, row.size_bytes), media_type)
 
 
 def atom_component_stream(platform: Platform, tenant_id: str, atom_id: bytes) -> bytes:

@@ -6,6 +6,7 @@ tools") plus the change capture feeding the queue (docs/cdc.md).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -13,10 +14,11 @@ from pydantic import BaseModel
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.status import broker_status as read_broker_status
+from hartonomous.messaging.status import throughput_by_minute
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import driver_session
 
-__all__ = ["BrokerStatus", "broker_status"]
+__all__ = ["BrokerStatus", "ThroughputMinute", "broker_status", "throughput_history"]
 
 
 class OrphanedClaim(BaseModel):
@@ -68,3 +70,19 @@ def broker_status(platform: Platform) -> BrokerStatus:
         data = read_broker_status(connection, Broker(settings.message_broker))
         capture = cdc_status(connection, settings.cdc)
     return BrokerStatus.model_validate({**data, "change_capture": capture})
+
+
+class ThroughputMinute(BaseModel):
+    """Messages of the queue completed and dead-lettered in the minute starting at ``minute``."""
+
+    minute: datetime
+    completed: int
+    dead_lettered: int
+
+
+def throughput_history(platform: Platform, minutes: int = 60) -> list[ThroughputMinute]:
+    """The configured queue's throughput per minute over the last ``minutes`` minutes, oldest
+    first (zeros included); ``DatabaseFailedError`` when the database refuses."""
+    with driver_session(platform) as connection:
+        rows = throughput_by_minute(connection, Broker(platform.settings.message_broker), minutes)
+    return [ThroughputMinute.model_validate(row) for row in rows]

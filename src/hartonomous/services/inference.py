@@ -1,5 +1,5 @@
-"""Inference use cases: submit a request, read its status, wait for it, rate it, run the
-worker (docs/inference.md).
+"""Inference use cases: submit a request, read its status, list the tenant's history, wait for
+it, rate it, run the worker (docs/inference.md).
 
 `infer …` and `/v1/inference` call these; the work is ``hartonomous.inference``. Submission
 and reads run on ``platform.engine`` (in the API: the caller's tenant under row-level
@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, RowMapping, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, func, select, tuple_, update
 
 from hartonomous.config import Settings
 from hartonomous.db.tables import inference_requests
@@ -40,6 +40,7 @@ from hartonomous.messaging.broker import psycopg_connection
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.services import BackgroundService
 from hartonomous.services.database_errors import database_errors
+from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import database_url
 
@@ -49,12 +50,14 @@ __all__ = [
     "FeedbackNotAcceptedError",
     "InferenceNotFoundError",
     "InferenceStep",
+    "InferenceSummary",
     "InferenceView",
     "Submission",
     "Submitted",
     "drain",
     "feedback",
     "get",
+    "history",
     "run_worker",
     "submit",
     "wait",
@@ -118,6 +121,73 @@ def get(platform: Platform, tenant_id: str, inference_id: uuid.UUID) -> Inferenc
     """The inference's state and steps; ``InferenceNotFoundError`` for none of the tenant's."""
     with database_errors(), platform.engine.connect() as connection:
         return _view(connection, tenant_id, inference_id)
+
+
+@dataclass(frozen=True)
+class InferenceSummary:
+    """One inference of a tenant's history: ``model`` the model's atom id (hex) or None,
+    ``usage_units`` exact (NUMERIC(18,6)), None until completed."""
+
+    inference_id: uuid.UUID
+    task: InferenceTask
+    status: InferenceStatus
+    principal_id: str | None
+    model: str | None
+    cache_hit: bool
+    error: str | None
+    usage_units: Decimal | None
+    requested_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+
+
+_HISTORY = "inference-history"
+
+
+def history(
+    platform: Platform, tenant_id: str, limit: int, cursor: str | None = None
+) -> Page[InferenceSummary]:
+    """The tenant's inference requests, newest first, ``limit`` after ``cursor`` (None: from
+    the newest), and the next page's cursor. Raises ``InvalidCursorError`` for a cursor not
+    issued to this tenant for this listing."""
+    codec = cursor_codec(platform.engine)
+    table = inference_requests
+    query = select(table).where(table.c.tenant_id == tenant_id)
+    if cursor is not None:
+        after = time_and_id(
+            codec.decode(_HISTORY, tenant_id, cursor, filters={}), "inference history"
+        )
+        query = query.where(tuple_(table.c.requested_at, table.c.inference_id) < after)
+    query = query.order_by(table.c.requested_at.desc(), table.c.inference_id.desc())
+    with database_errors(), platform.engine.connect() as connection:
+        rows = connection.execute(query.limit(limit + 1)).mappings().all()
+    return page_of_rows(
+        rows,
+        limit,
+        _summary,
+        lambda last: codec.encode(
+            _HISTORY,
+            tenant_id,
+            [last["requested_at"].isoformat(), str(last["inference_id"])],
+            filters={},
+        ),
+    )
+
+
+def _summary(row: RowMapping) -> InferenceSummary:
+    return InferenceSummary(
+        inference_id=row["inference_id"],
+        task=InferenceTask(row["task"]),
+        status=InferenceStatus(row["status"]),
+        principal_id=row["principal_id"],
+        model=None if row["model_atom_id"] is None else bytes(row["model_atom_id"]).hex(),
+        cache_hit=row["cache_hit"],
+        error=row["error"],
+        usage_units=row["usage_units"],
+        requested_at=row["requested_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+    )
 
 
 def _view(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> InferenceView:

@@ -15,21 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select, tuple_
 
 from hartonomous.db.tables import ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
 from hartonomous.errors import NotFoundError
 from hartonomous.ingest.jobs import JobStatus, interrupt_abandoned_jobs
 from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
 from hartonomous.ingest.uploads import UploadSpool
+from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
 from hartonomous.services.platform import Platform
 
 __all__ = [
     "JobFile",
     "JobNotFoundError",
+    "JobSummary",
     "JobView",
+    "job_history",
     "job_status",
     "run_ingestion",
     "running_jobs",
@@ -235,3 +239,66 @@ def running_jobs(platform: Platform, tenant_id: str, *, limit: int = 20) -> list
         except JobNotFoundError:  # finished and pruned between the two reads
             continue
     return views
+
+
+_HISTORY = "ingestion-jobs"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job of a tenant's history, from its row: ``file_count``, ``failed_count`` and the
+    byte counts are written when the job ends (0 while it runs)."""
+
+    job_id: str
+    status: JobStatus
+    principal_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    file_count: int
+    failed_count: int
+    new_bytes: int
+    reused_bytes: int
+
+
+def job_history(
+    platform: Platform, tenant_id: str, limit: int, cursor: str | None = None
+) -> Page[JobSummary]:
+    """The tenant's ingestion jobs, newest first, up to ``limit`` after ``cursor`` (None: from
+    the newest), and the next page's cursor (docs/admin-ui.md, "Ingestion").
+
+    Raises ``InvalidCursorError`` for a cursor not issued to this tenant for this listing.
+    """
+    codec = cursor_codec(platform.engine)
+    query = select(ingestion_jobs).where(ingestion_jobs.c.tenant_id == tenant_id)
+    if cursor is not None:
+        created_at, job_id = time_and_id(
+            codec.decode(_HISTORY, tenant_id, cursor, filters={}), "job history"
+        )
+        query = query.where(
+            tuple_(ingestion_jobs.c.created_at, ingestion_jobs.c.job_id) < (created_at, job_id)
+        )
+    query = query.order_by(ingestion_jobs.c.created_at.desc(), ingestion_jobs.c.job_id.desc())
+    with platform.engine.connect() as connection:
+        rows = connection.execute(query.limit(limit + 1)).all()
+    return page_of_rows(
+        rows,
+        limit,
+        _summary,
+        lambda last: codec.encode(
+            _HISTORY, tenant_id, [last.created_at.isoformat(), str(last.job_id)], filters={}
+        ),
+    )
+
+
+def _summary(row: Row[Any]) -> JobSummary:
+    return JobSummary(
+        job_id=str(row.job_id),
+        status=row.status,
+        principal_id=row.principal_id,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        file_count=row.file_count,
+        failed_count=row.failed_count,
+        new_bytes=row.new_bytes,
+        reused_bytes=row.reused_bytes,
+    )

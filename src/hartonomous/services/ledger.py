@@ -7,7 +7,7 @@ One entry per billed event (docs/billing.md). Money (``units`` … ``total_cost`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,9 +29,12 @@ __all__ = [
     "LedgerFilter",
     "ReportGrouping",
     "UsageReport",
+    "iter_ledger_entries",
     "ledger_report",
     "list_ledger_entries",
 ]
+
+EXPORT_BATCH_ROWS = 1000
 
 _LISTING = "ledger-entries"
 
@@ -97,13 +100,7 @@ def list_ledger_entries(
     """
     _check_times(where)
     codec = cursor_codec(platform.engine)
-    # metadata as text, parsed exactly: the driver's own jsonb reading would make floats.
-    query = select(
-        *(column for column in ledger.c if column.name != "metadata"),
-        cast(ledger.c.metadata, Text).label("metadata"),
-    )
-    for condition in _conditions(where):
-        query = query.where(condition)
+    query = _entries_query(where)
     if cursor is not None:
         recorded_at, ledger_id = _position(
             codec.decode(_LISTING, where.tenant_id, cursor, filters=where.model_dump())
@@ -117,10 +114,7 @@ def list_ledger_entries(
         if where.tenant_id is not None and across_tenants:
             get_tenant(connection, where.tenant_id)
         rows = connection.execute(query).mappings().all()
-    items = [
-        LedgerEntry.model_validate({**row, "metadata": exact_loads(row["metadata"])})
-        for row in rows[:limit]
-    ]
+    items = [_entry(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
@@ -131,6 +125,45 @@ def list_ledger_entries(
             filters=where.model_dump(),
         )
     return Page(items, next_cursor)
+
+
+def iter_ledger_entries(platform: Platform, where: LedgerFilter) -> Iterator[LedgerEntry]:
+    """Every entry matching ``where``, oldest first (``recorded_at``, then ``ledger_id``), read
+    ``EXPORT_BATCH_ROWS`` at a time from a server-side cursor: what an export streams, in one
+    snapshot, never the whole range in memory. Read on ``platform.engine`` (the caller's
+    tenant under row-level security). The connection is held while the iterator runs.
+
+    ``UsageError`` as ``list_ledger_entries`` (checked before the first entry)."""
+    _check_times(where)
+    query = _entries_query(where).order_by(ledger.c.recorded_at, ledger.c.ledger_id)
+    return _streamed(platform, query)
+
+
+def _streamed(platform: Platform, query: Any) -> Iterator[LedgerEntry]:
+    with (
+        database_errors(),
+        platform.engine.connect().execution_options(
+            isolation_level="REPEATABLE READ", yield_per=EXPORT_BATCH_ROWS
+        ) as connection,
+        connection.begin(),
+    ):
+        for row in connection.execute(query).mappings():
+            yield _entry(row)
+
+
+def _entries_query(where: LedgerFilter) -> Any:
+    # metadata as text, parsed exactly: the driver's own jsonb reading would make floats.
+    query = select(
+        *(column for column in ledger.c if column.name != "metadata"),
+        cast(ledger.c.metadata, Text).label("metadata"),
+    )
+    for condition in _conditions(where):
+        query = query.where(condition)
+    return query
+
+
+def _entry(row: Any) -> LedgerEntry:
+    return LedgerEntry.model_validate({**row, "metadata": exact_loads(row["metadata"])})
 
 
 def _conditions(where: LedgerFilter) -> list[Any]:

@@ -3,7 +3,8 @@
 A model is visible to a tenant that holds its file (or a file containing it), as any atom is
 (`atoms.read.require_visible`); another tenant's model is "not found", never "forbidden".
 Listings page with signed cursors (`services.pagination`): models by (created_at, model id),
-tensors by their ordinal in the file.
+tensors by their ordinal in the file. ``model_sharing`` says which of a model's tensors are
+byte for byte in other models the tenant holds (one tensor atom, docs/admin-ui.md "Models").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, tuple_
+from sqlalchemy import Connection, Select, func, select, tuple_
 
 from hartonomous.atoms.read import require_visible
 from hartonomous.db.tables import holdings, model_tensors, models
@@ -25,10 +26,13 @@ from hartonomous.services.platform import Platform
 __all__ = [
     "ModelDetails",
     "ModelNotFoundError",
+    "ModelSharing",
     "ModelSummary",
+    "SharedWith",
     "TensorInfo",
     "list_models",
     "list_tensors",
+    "model_sharing",
     "show_model",
 ]
 
@@ -122,6 +126,88 @@ def show_model(
         found = connection.execute(query).all()
     summary = _summary(row)
     return ModelDetails(**vars(summary), metadata=row.metadata, tensors=[_tensor(t) for t in found])
+
+
+@dataclass(frozen=True)
+class SharedWith:
+    """Another model holding ``tensors`` of this model's tensors, ``shared_bytes`` of them."""
+
+    model_id: str
+    format: str
+    architecture: str | None
+    tensors: int
+    shared_bytes: int
+
+
+@dataclass(frozen=True)
+class ModelSharing:
+    """What a model shares with the other models the tenant holds: its tensors' bytes
+    (``tensor_bytes``), the bytes of those also in at least one other model
+    (``shared_bytes``), each such model (most bytes first), and per tensor ordinal how many
+    other models hold it (absent: none)."""
+
+    tensor_bytes: int
+    shared_bytes: int
+    models: list[SharedWith]
+    tensors: dict[int, int]
+
+
+def model_sharing(platform: Platform, tenant_id: str, model_id: bytes) -> ModelSharing:
+    """Which of the model's tensors are in other models the tenant holds (the same tensor atom:
+    the same bytes, found by content address), and how many bytes that is.
+
+    A tensor shared counts its ``byte_length`` once however many models share it; tensors
+    whose bytes are not one atom (some ONNX layouts) share nothing. Raises as ``show_model``.
+    """
+    mine = (
+        select(model_tensors.c.ordinal, model_tensors.c.tensor_atom_id, model_tensors.c.byte_length)
+        .where(model_tensors.c.model_atom_id == model_id)
+        .cte("mine")
+    )
+    held = select(holdings.c.atom_id).where(holdings.c.tenant_id == tenant_id)
+    other = model_tensors.alias("other")
+    pairs = (
+        select(mine.c.ordinal, mine.c.byte_length, other.c.model_atom_id)
+        .distinct()
+        .join(other, other.c.tensor_atom_id == mine.c.tensor_atom_id)
+        .where(other.c.model_atom_id != model_id, other.c.model_atom_id.in_(held))
+        .cte("pairs")
+    )
+    by_model = (
+        select(
+            models,
+            func.count().label("shared_tensors"),
+            func.sum(pairs.c.byte_length).label("shared_bytes"),
+        )
+        .join(pairs, pairs.c.model_atom_id == models.c.atom_id)
+        .group_by(models.c.atom_id)
+        .order_by(func.sum(pairs.c.byte_length).desc(), models.c.atom_id)
+    )
+    by_tensor = select(pairs.c.ordinal, pairs.c.byte_length, func.count().label("models")).group_by(
+        pairs.c.ordinal, pairs.c.byte_length
+    )
+    with platform.engine.connect() as connection:
+        _visible_model(connection, tenant_id, model_id)
+        total = connection.execute(
+            select(func.coalesce(func.sum(mine.c.byte_length), 0))
+        ).scalar_one()
+        sharing = connection.execute(by_model).all()
+        tensors = connection.execute(by_tensor).all()
+    return ModelSharing(
+        tensor_bytes=int(total),
+        shared_bytes=sum(int(row.byte_length) for row in tensors),
+        models=[
+            SharedWith(
+                model_id=bytes(row.atom_id).hex(),
+                format=row.format,
+                architecture=row.architecture,
+                tensors=row.shared_tensors,
+                shared_bytes=int(row.shared_bytes),
+            )
+            for row in sharing
+        ],
+        tensors={row.ordinal: row.models for row in tensors},
+    )
 
 
 def list_tensors(

@@ -2,7 +2,8 @@
 
 Gathered from the use cases the HTTP API and CLI answer with: ``broker_status`` (depth, oldest
 message age, in-flight, dead letters, change-capture lag), ``graph_status`` (projection lag),
-``readiness`` (service heartbeats), ``running_jobs`` and ``ledger_report`` (today's billed DCU
+``throughput_history`` (messages per minute, the last hour), ``readiness`` (service
+heartbeats), ``running_jobs`` and ``ledger_report`` (today's billed DCU
 and cost). Platform figures are an operator's (admin role); a tenant's own figures are anyone's.
 ``stalled`` names every stalled thing in words, empty when all flows.
 """
@@ -15,7 +16,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from hartonomous.errors import HartonomousError
-from hartonomous.services.broker import broker_status
+from hartonomous.services.broker import ThroughputMinute, broker_status, throughput_history
 from hartonomous.services.graph import graph_status
 from hartonomous.services.health import ServiceHeartbeat, readiness
 from hartonomous.services.ingestion import running_jobs
@@ -48,6 +49,8 @@ class PlatformFigures(BaseModel):
     projection_lag_seconds: float | None
     unprojected_rows: int | None
     services: list[ServiceHeartbeat]
+    throughput_last_hour: list[ThroughputMinute]
+    """Completed and dead-lettered messages per minute, the last 60 minutes, oldest first."""
 
 
 class Overview(BaseModel):
@@ -134,5 +137,6 @@ def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[str]]:
         projection_lag_seconds=max(lags, default=None),
         unprojected_rows=sum(unprojected) if unprojected else None,
         services=services,
+        throughput_last_hour=throughput_history(platform, 60),
     )
     return figures, stalled

@@ -18,8 +18,10 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, select
@@ -27,9 +29,18 @@ from sqlalchemy import Engine, select
 from hartonomous.db.tables import server_secrets
 from hartonomous.errors import InvalidCursorError, UnavailableError
 
-__all__ = ["OTHER_FILTERS", "CursorCodec", "Page", "cursor_codec", "filters_digest"]
+__all__ = [
+    "OTHER_FILTERS",
+    "CursorCodec",
+    "Page",
+    "cursor_codec",
+    "filters_digest",
+    "page_of_rows",
+    "time_and_id",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
 _SECRET_NAME = "pagination_cursor"  # noqa: S105 - a row name, not a secret
 _MAX_CURSOR_CHARACTERS = 4096
 OTHER_FILTERS = "the cursor was made for other filters; start again without it"
@@ -116,6 +127,25 @@ def filters_digest(filters: Mapping[str, object]) -> str:
     present = {name: value for name, value in filters.items() if value is not None}
     canonical = json.dumps(present, sort_keys=True, separators=(",", ":"), default=str)
     return _b64(hashlib.sha256(canonical.encode()).digest()[:16])
+
+
+def page_of_rows(
+    rows: Sequence[R], limit: int, item: Callable[[R], T], cursor_after: Callable[[R], str]
+) -> Page[T]:
+    """The page of ``rows`` read with ``LIMIT limit + 1``: the first ``limit`` as items, and a
+    cursor after the last of them when there was one row more (None: the last page)."""
+    following = cursor_after(rows[limit - 1]) if len(rows) > limit else None
+    return Page([item(row) for row in rows[:limit]], following)
+
+
+def time_and_id(position: list[Any], listing: str) -> tuple[datetime, uuid.UUID]:
+    """A decoded position ``[ISO time, UUID]`` (the listings ordered by a time, then an id);
+    ``InvalidCursorError`` naming ``listing`` when it is not one."""
+    try:
+        moment, identifier = position
+        return datetime.fromisoformat(str(moment)), uuid.UUID(str(identifier))
+    except (TypeError, ValueError):
+        raise InvalidCursorError(f"cursor holds no {listing} position") from None
 
 
 def cursor_codec(engine: Engine) -> CursorCodec:

@@ -31,6 +31,7 @@ __all__ = [
     "CsrfRefusedError",
     "SignInRequiredError",
     "Viewer",
+    "check_csrf",
     "checked_form",
     "platform_of",
     "sessions_of",
@@ -117,14 +118,18 @@ def viewer(role: Role) -> Callable[[Request], Awaitable[Viewer]]:
 async def checked_form(request: Request, seen: Viewer) -> FormData:
     """The POSTed form once its CSRF token matches the session's; ``CsrfRefusedError`` (403)."""
     form = await request.form()
-    offered = request.headers.get("x-csrf-token") or form.get("csrf_token")
+    check_csrf(request.headers.get("x-csrf-token") or form.get("csrf_token"), seen)
+    return form
+
+
+def check_csrf(offered: object, seen: Viewer) -> None:
+    """Refuses (``CsrfRefusedError``, 403) a token that is missing or not the session's."""
     if not isinstance(offered, str) or not hmac.compare_digest(
         offered.encode(), seen.session.csrf_token.encode()
     ):
         raise CsrfRefusedError(
             "the form's CSRF token is missing or not this session's: reload the page and retry"
         )
-    return form
 
 
 ANYONE = Depends(viewer(Role.USER))

@@ -26,6 +26,9 @@ from hartonomous.ui.pages import (
     billing,
     dashboard,
     deadletters,
+    holdings,
+    inference,
+    ingestion,
     jobs,
     models,
     search,
@@ -35,6 +38,7 @@ from hartonomous.ui.pages import (
 from hartonomous.ui.rendering import render
 from hartonomous.ui.sessions import SESSION_SECONDS, SessionCodec
 from hartonomous.ui.stopping import StopNotice
+from hartonomous.ui.uploads import FileReceiver
 
 __all__ = ["UI_ROOT", "create_ui"]
 
@@ -42,19 +46,24 @@ UI_ROOT = "/ui"
 _HERE = Path(__file__).parent
 
 
-def create_ui(platform: Platform, shutdown: StopNotice) -> FastAPI:
-    """The UI app (mount it at ``UI_ROOT``); ``UnavailableError`` before migrations are run."""
+def create_ui(platform: Platform, shutdown: StopNotice, receive_files: FileReceiver) -> FastAPI:
+    """The UI app (mount it at ``UI_ROOT``); ``UnavailableError`` before migrations are run.
+    ``receive_files`` reads upload bodies (the API's reader, ``api.uploads.receive_files``)."""
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
     ui.state.platform = platform
     ui.state.shutdown = shutdown
+    ui.state.receive_files = receive_files
     ui.state.sessions = SessionCodec(session_signing_key(platform), SESSION_SECONDS)
     ui.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     for router in (
         signin.router,
         dashboard.router,
+        ingestion.router,
         jobs.router,
         search.router,
         atoms.router,
+        holdings.router,
+        inference.router,
         billing.router,
         models.router,
         deadletters.router,

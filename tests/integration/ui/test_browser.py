@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
 from tests.integration.api.conftest import IssueKey
@@ -21,6 +22,8 @@ from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
 from .browser import check_accessibility, document
+from .test_inference_pages import acme_inference
+from .test_search_example_pages import held_media, tone
 
 __all__ = ["held_models", "pipeline"]
 
@@ -53,6 +56,13 @@ def test_sign_in_and_the_dashboard_updates_live(
     expect(page.locator("#fig-dead-letters")).to_have_text("3", timeout=20_000)
     assert page.evaluate("window.stillTheSamePage") is True
     expect(page.locator(".state.stalled")).to_contain_text("no heartbeat")
+    # The throughput chart follows the events too: messages completed now are drawn.
+    chart = page.locator("#throughput-chart")
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart).to_have_attribute("data-completed", "0")
+    bill(pipeline, "acme", 2)
+    expect(chart).not_to_have_attribute("data-completed", "0", timeout=20_000)
+    assert page.evaluate("window.stillTheSamePage") is True
     check_accessibility(page)
     document(page, "dashboard")
     # Revoking the key ends the live page too: the stream says so and the page goes to sign-in.
@@ -181,8 +191,17 @@ def test_billing_shows_the_ledgers_totals_and_a_chart(
     dcu = pipeline.scalar("SELECT sum(total_dcu) FROM billing_usage_ledger")
     expect(page.locator("#total-dcu")).to_have_text(str(dcu))
     expect(page.locator("#usage-chart canvas")).to_have_count(1)  # uPlot drew the days
+    expect(page.locator("#operation-chart canvas")).to_have_count(1)  # and the operations
     check_accessibility(page)
     document(page, "billing")
+    with page.expect_download() as download:
+        page.locator("#export-csv").click()
+    exported = Path(download.value.path()).read_text().splitlines()
+    assert len(exported) == 1 + pipeline.scalar("SELECT count(*) FROM billing_usage_ledger")
+    page.get_by_role("link", name="Invoice preview").click()
+    expect(page.locator("#invoice-total")).to_be_visible()
+    check_accessibility(page)
+    document(page, "invoice")
 
 
 def test_an_atoms_lineage_picture_is_drawn_and_its_nodes_open_their_pages(
@@ -223,3 +242,95 @@ def test_models_and_a_models_tensors(
     expect(page.locator("#tensors tbody tr").first).to_be_visible()
     check_accessibility(page)
     document(page, "model")
+
+
+def test_three_files_uploaded_reach_done_and_search_finds_them(
+    page: Page, ui_server: str, issue_key: IssueKey, tmp_path: Path
+) -> None:
+    words = ("quayside", "breakwater", "seawall")
+    for word in words:
+        (tmp_path / f"{word}.txt").write_text(f"The {word} stood firm through the winter storm.")
+    (tmp_path / "empty.txt").write_bytes(b"")  # fails: its reason is shown beside it
+    sign_in_by_keyboard(page, ui_server, issue_key("acme", Role.USER), "/ui/ingest")
+    check_accessibility(page)
+    page.get_by_label("Files to upload").set_input_files(sorted(tmp_path.iterdir()))
+    page.get_by_role("button", name="Upload and ingest").click()
+    rows = page.locator("#upload-files tbody tr")
+    expect(rows).to_have_count(4)
+    for word in words:
+        row = rows.filter(has_text=f"{word}.txt")
+        expect(row.locator(".outcome")).to_have_text("done", timeout=30_000)
+        expect(row.get_by_role("progressbar")).to_have_attribute("value", "100")
+    failed = rows.filter(has_text="empty.txt")
+    expect(failed.locator(".outcome")).to_have_text("failed")
+    expect(failed.locator(".reason")).to_contain_text("empty file")
+    expect(page.locator("#upload-status")).to_contain_text("completed_with_errors")
+    check_accessibility(page)
+    document(page, "ingest")
+    page.reload()  # the job is first in the history, and opens its page
+    page.locator("#history tbody a").first.click()
+    expect(page.locator("#job-status")).to_have_text("completed_with_errors")
+    page.goto(f"{ui_server}/ui/search?q=breakwater&mode=lexical")
+    expect(page.locator("#results tbody tr").first).to_contain_text("breakwater.txt")
+
+
+def test_search_by_an_example_image_and_sound_shows_thumbnails_and_a_player(
+    page: Page, ui_server: str, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    held = held_media(engine, tmp_path / "held")
+    probe = tmp_path / "probe.jpg"
+    Image.open(held[1]).resize((90, 90)).save(probe, quality=85)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/search")
+    page.get_by_label("Image or sound to look like").set_input_files(probe)
+    page.get_by_role("button", name="Find like the example").click()
+    first = page.locator("#results tbody tr").first
+    expect(first).to_contain_text("image-1.png")
+    thumbnail = first.get_by_role("img")
+    expect(thumbnail).to_be_visible()
+    # Decoded from the atom's bytes: the PNG's own width.
+    assert thumbnail.evaluate("img => img.decode().then(() => img.naturalWidth)") == 120
+    check_accessibility(page)
+    document(page, "search-by-example")
+    page.get_by_label("Image or sound to look like").set_input_files(
+        tone(tmp_path / "louder.wav", 880, loudness=0.9)
+    )
+    page.get_by_role("button", name="Find like the example").click()
+    player = page.locator("#results tbody tr").first.locator("audio[controls]")
+    expect(player).to_have_attribute("aria-label", re.compile(r"tone-880\.wav$"))
+    check_accessibility(page)
+
+
+def test_a_holding_opened_from_search_is_released_after_confirmation(
+    page: Page, ui_server: str, issue_key: IssueKey, engine: Engine, tmp_path: Path
+) -> None:
+    token = issue_key("acme", Role.USER)
+    (tmp_path / "tides.txt").write_text("Neap tides follow the quarter moon.")
+    ingest_paths(engine, IngestRequest(tenant_id="acme"), [tmp_path / "tides.txt"])
+    sign_in_by_keyboard(page, ui_server, token, "/ui/search?q=neap+tides&mode=lexical")
+    page.get_by_role("link", name=re.compile(r"^Holding of .*tides\.txt$")).first.click()
+    expect(page.get_by_role("heading", name=re.compile("^Holding "))).to_be_visible()
+    expect(page.locator("#holding-source")).to_contain_text("tides.txt")
+    check_accessibility(page)
+    document(page, "holding")
+    page.get_by_role("button", name="Release this holding…").click()
+    expect(page.get_by_role("heading", name="Confirm release")).to_be_visible()
+    check_accessibility(page)
+    page.get_by_role("button", name="Release for good").click()
+    expect(page.get_by_role("status")).to_contain_text("was released")
+    check_accessibility(page)
+
+
+def test_inference_history_opens_an_inferences_explanation(
+    page: Page, ui_server: str, issue_key: IssueKey, pipeline: Source
+) -> None:
+    token = issue_key("acme", Role.USER)
+    done = acme_inference(pipeline)
+    sign_in_by_keyboard(page, ui_server, token, "/ui/inference")
+    check_accessibility(page)
+    document(page, "inference-history")
+    page.get_by_role("link", name=f"Inference {done.inference_id}").click()
+    expect(page.locator("#inference-state")).to_have_text("completed")
+    expect(page.locator("#inference-steps tbody tr")).to_have_count(2)
+    check_accessibility(page)
+    document(page, "inference")

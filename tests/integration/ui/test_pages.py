@@ -174,8 +174,8 @@ def test_search_finds_the_tenants_atoms_with_score_source_and_excerpt(
         page = client.get("/ui/search", params={"q": "lighthouse harbour", "mode": mode})
         assert page.status_code == 200, page.text
         rows = re.findall(
-            r'<tr><td>([^<]*)</td><td><a href="/ui/atoms/[0-9a-f]{64}">([^<]*)</a></td>'
-            r"<td>([^<]*)</td>",
+            r'<tr><td>([^<]*)</td><td><a href="/ui/atoms/[0-9a-f]{64}">([^<]*)</a>'
+            r'(?: · <a href="/ui/holdings/for\?[^"]+"[^>]*>holding</a>)?</td><td>([^<]*)</td>',
             page.text,
         )
         assert rows, mode

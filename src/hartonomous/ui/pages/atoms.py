@@ -10,13 +10,16 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from hartonomous.services.atoms import atom_content, parse_atom_id, show_atom
+from hartonomous.services.atoms import atom_content, atom_media, parse_atom_id, show_atom
 from hartonomous.services.lineage import MAX_DEPTH, lineage
 from hartonomous.ui.access import ANYONE, Viewer, platform_of
 from hartonomous.ui.lineage_picture import BOX_HEIGHT, BOX_WIDTH, lay_out
 from hartonomous.ui.rendering import render
 
 router = APIRouter(prefix="/atoms")
+MEDIA_MAX_BYTES = 16 * 1024 * 1024
+"""Largest image or sound served for a thumbnail or a player (bytes); larger ones are
+downloaded from their content link instead."""
 
 
 @router.get("/{atom_id}")
@@ -57,5 +60,25 @@ async def content(request: Request, atom_id: str, seen: Viewer = ANYONE) -> Resp
         headers={
             "Content-Length": str(found.size_bytes),
             "Content-Disposition": f'attachment; filename="{raw.hex()}.bin"',
+        },
+    )
+
+
+@router.get("/{atom_id}/media")
+async def media(request: Request, atom_id: str, seen: Viewer = ANYONE) -> Response:
+    """An image or sound atom's bytes with its media type (``services.atoms.atom_media``), for
+    thumbnails and players: 404 for another kind of atom, 413 over ``MEDIA_MAX_BYTES``."""
+    raw = parse_atom_id(atom_id)
+    found = await run_in_threadpool(
+        atom_media, platform_of(request), seen.tenant_id, raw, MEDIA_MAX_BYTES
+    )
+    return StreamingResponse(
+        found.content.chunks(),
+        media_type=found.media_type,
+        headers={
+            "Content-Length": str(found.content.size_bytes),
+            # Content-addressed: the bytes of an id never change; private to the session.
+            "Cache-Control": "private, max-age=86400, immutable",
+            "X-Content-Type-Options": "nosniff",
         },
     )

@@ -33,8 +33,17 @@ def _figures(request: Request, seen: Viewer) -> dict[str, Any]:
     try:
         overview = operations_overview(platform_of(request), seen.tenant_id, operator=seen.is_admin)
     except HartonomousError as exc:  # the page stays up and says why it has no figures
-        return {"overview": None, "error": str(exc)}
-    return {"overview": overview, "error": None}
+        return {"overview": None, "error": str(exc), "throughput": None}
+    throughput = None
+    if overview.platform is not None:
+        minutes = overview.platform.throughput_last_hour
+        # The chart's series (static/ui.js): minute starts in epoch seconds and the counts.
+        throughput = {
+            "t": [int(m.minute.timestamp()) for m in minutes],
+            "completed": [m.completed for m in minutes],
+            "dead_lettered": [m.dead_lettered for m in minutes],
+        }
+    return {"overview": overview, "error": None, "throughput": throughput}
 
 
 @router.get("/dashboard")

@@ -1,6 +1,7 @@
 """Models (data scientists and admins): the models whose file the tenant acted for holds, and
-one model's tensors (name, dtype, shape, parameters, bytes) from ``services.models``. Another
-tenant's model is a 404 page, as in the API."""
+one model's tensors (name, dtype, shape, parameters, bytes) with what it shares with the
+tenant's other models, from ``services.models``. Another tenant's model is a 404 page, as in
+the API."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.responses import Response
 
 from hartonomous.security.roles import Role
 from hartonomous.services.atoms import parse_atom_id
-from hartonomous.services.models import list_models, show_model
+from hartonomous.services.models import list_models, model_sharing, show_model
 from hartonomous.ui.access import Viewer, platform_of, viewer
 from hartonomous.ui.rendering import render
 
@@ -28,7 +29,11 @@ async def models(request: Request, seen: Viewer = _SCIENTIST) -> Response:
 @router.get("/{model_id}")
 async def model(request: Request, model_id: str, seen: Viewer = _SCIENTIST) -> Response:
     raw = parse_atom_id(model_id)
+    platform = platform_of(request)
     details = await run_in_threadpool(
-        lambda: show_model(platform_of(request), seen.tenant_id, raw, tensors=TENSORS_SHOWN)
+        lambda: show_model(platform, seen.tenant_id, raw, tensors=TENSORS_SHOWN)
     )
-    return render(request, "model.html", {"model": details, "shown": TENSORS_SHOWN})
+    sharing = await run_in_threadpool(model_sharing, platform, seen.tenant_id, raw)
+    return render(
+        request, "model.html", {"model": details, "shown": TENSORS_SHOWN, "sharing": sharing}
+    )

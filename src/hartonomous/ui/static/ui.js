@@ -7,6 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
     source.addEventListener("figures", (event) => {
       region.innerHTML = event.data;
       region.dataset.updated = String(Number(region.dataset.updated || "0") + 1);
+      document.dispatchEvent(new CustomEvent("figures-updated"));
     });
     source.addEventListener("signed-out", () => {
       source.close();
@@ -40,3 +41,49 @@ document.addEventListener("DOMContentLoaded", () => {
     }, [xs, data.dcu], box);
   }
 });
+
+// Category charts: an element with data-categories='{"labels": [...], "dcu": [...]}' gets a
+// uPlot bar per label (the x axis names them); the table beside it holds the same figures.
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof uPlot === "undefined") return;
+  for (const box of document.querySelectorAll("[data-categories]")) {
+    const data = JSON.parse(box.dataset.categories);
+    if (!data.labels.length) continue;
+    const xs = data.labels.map((_, i) => i);
+    new uPlot({
+      width: Math.min(box.clientWidth || 800, 900),
+      height: 240,
+      scales: {x: {time: false, range: () => [-0.5, data.labels.length - 0.5]}},
+      legend: {show: false},
+      series: [{}, {label: "DCU", stroke: "#0b5394", fill: "rgba(11,83,148,0.25)",
+                    paths: uPlot.paths.bars({size: [0.6, 64]})}],
+      axes: [{stroke: "#1a1a1a", splits: () => xs, values: (_, splits) => splits.map((i) => data.labels[i] ?? "")},
+             {stroke: "#1a1a1a"}],
+    }, [xs, data.dcu], box);
+  }
+});
+
+// The dashboard's throughput chart: #throughput-chart (outside the live region, so it stays)
+// draws the series in #throughput-data (inside it), again after each `figures` event.
+(() => {
+  let chart = null;
+  const draw = () => {
+    const box = document.getElementById("throughput-chart");
+    const source = document.getElementById("throughput-data");
+    if (!box || !source || typeof uPlot === "undefined") return;
+    const series = JSON.parse(source.dataset.series);
+    const data = [series.t, series.completed, series.dead_lettered];
+    box.dataset.completed = String(series.completed.reduce((sum, n) => sum + n, 0));
+    if (chart) { chart.setData(data); return; }
+    chart = new uPlot({
+      width: Math.min(box.clientWidth || 800, 900),
+      height: 200,
+      scales: {x: {time: true}},
+      series: [{}, {label: "completed", stroke: "#0b5394", fill: "rgba(11,83,148,0.15)"},
+               {label: "dead-lettered", stroke: "#a4000f"}],
+      axes: [{stroke: "#1a1a1a"}, {stroke: "#1a1a1a"}],
+    }, data, box);
+  };
+  document.addEventListener("DOMContentLoaded", draw);
+  document.addEventListener("figures-updated", draw);
+})();
