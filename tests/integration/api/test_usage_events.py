@@ -344,7 +344,11 @@ def test_close_refuses_bad_periods_and_non_admins(
     assert "has not ended" in this.json()["detail"]
     future = (THIS_PERIOD + timedelta(days=40)).date()
     assert api.post(f"/v1/ledger/periods/{future:%Y-%m}/close", headers=admin).status_code == 400
-    assert api.post("/v1/ledger/periods/2026-13/close", headers=admin).status_code == 400
+    # Not a month at all: malformed, a 422 naming the parameter (docs/api.md, "Errors").
+    for malformed in ("2026-13", "2026-1", "26-01"):
+        answer = api.post(f"/v1/ledger/periods/{malformed}/close", headers=admin)
+        assert answer.status_code == 422, malformed
+        assert [error["field"] for error in answer.json()["errors"]] == ["path.period"]
     user = bearer(issue_key("acme", Role.DATA_SCIENTIST))
     assert (
         api.post(f"/v1/ledger/periods/{LAST_PERIOD:%Y-%m}/close", headers=user).status_code == 403

@@ -28,12 +28,12 @@ _EXAMPLE_FIELDS = dict.fromkeys(("csrf_token", "k", "mode", "modality", "source_
 
 
 def _field_of(message: str, query_field: str = "q") -> str:
-    """Which field a ``SearchError`` is about (its message names the option)."""
-    if message.startswith("-k "):
+    """Which field a ``SearchError`` is about (its message names the field)."""
+    if message.startswith("k "):
         return "k"
     if "modality" in message:
         return "modality"
-    if "source-type" in message or "source type" in message:
+    if "source type" in message:
         return "source_type"
     if "search mode" in message:
         return "mode"
