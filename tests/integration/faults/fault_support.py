@@ -105,7 +105,11 @@ class Client(threading.Thread):
         self.join(HANG_GUARD_SECONDS)
 
     def _note(self, what: str, answer: httpx.Response) -> None:
-        code = answer.json().get("code") if answer.status_code >= 400 else None
+        code: str | None = None
+        if answer.status_code >= 400:
+            # A problem body's code; a body that is not one is recorded as such (and fails).
+            is_problem = answer.headers.get("content-type", "").startswith("application/")
+            code = str(answer.json().get("code")) if is_problem else "not a problem body"
         self.answers.append((what, answer.status_code, code))
 
     def accepted(self) -> int:
