@@ -19,7 +19,7 @@ from tests.conftest import Cli
 from tests.integration.data_plane.data_plane_support import add_tenant, random_bytes
 from tests.integration.test_ingest_interrupted import (
     _FILE_SIZE,
-    _block_on_first_chunk,
+    block_on_first_chunk,
     wait_for_first_file_then_lock,
 )
 
@@ -39,7 +39,7 @@ def test_ctrl_c_mid_folder_says_interrupted_and_exits_130(
     command = [sys.executable, "-m", "hartonomous", *(["--json"] if as_json else [])]
 
     with engine.connect() as blocker:
-        _block_on_first_chunk(blocker, contents["f2.bin"])
+        block_on_first_chunk(blocker, contents["f2.bin"])
         process = subprocess.Popen(
             [*command, "ingest", str(folder), "--tenant", "acme"],
             env=cli.env,
