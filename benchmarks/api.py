@@ -39,9 +39,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_context
@@ -440,14 +440,43 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]), Path(args.serve[2]))
         return
 
+    with prepared_database(args.paragraphs) as (url, token, queries, root, pg_pid):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", url, str(port), str(root / "api")]
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_live(base, process)
+            compare(
+                base,
+                token=token,
+                url=url,
+                queries=queries,
+                seconds=args.seconds,
+                root=root,
+                processes=Processes(process.pid, pg_pid),
+                client_processes=args.client_processes,
+                wrk=None if args.no_wrk else ensure_wrk(),
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def prepared_database(paragraphs: int) -> Iterator[tuple[str, str, list[str], Path, int]]:
+    """An embedded PostgreSQL in a temporary folder holding the first ``paragraphs`` of the
+    standard-library corpus for one tenant, a `user` key and the API role, as `up` leaves it:
+    (URL, the key, 200 queries, the folder, the postmaster's pid). Removed afterwards."""
     full = stdlib_corpus()
-    corpus = subset(full, args.paragraphs)
-    vectors = corpus_vectors(full)[: args.paragraphs]
+    corpus = subset(full, paragraphs)
+    vectors = corpus_vectors(full)[:paragraphs]
     rng = np.random.default_rng(20261130)
     picked = rng.choice(len(corpus.paragraphs), size=200, replace=False).tolist()
     queries = [" ".join(corpus.paragraphs[row].split()[:8]) for row in picked]
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"cpus: {os.cpu_count()}  load average: {load_average}  corpus: {args.paragraphs}")
+    print(f"cpus: {os.cpu_count()}  load average: {load_average}  corpus: {paragraphs}")
     root = Path(tempfile.mkdtemp(prefix="hartonomous-bench-"))
     root.chmod(0o711)
     try:
@@ -459,27 +488,7 @@ def main() -> None:
             owner = create_engine(server.url)
             provision_api_role(owner, server_settings(server.url, root / "api"))
             owner.dispose()
-            port = free_port()
-            process = subprocess.Popen(
-                [sys.executable, __file__, "--serve", server.url, str(port), str(root / "api")]
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                wait_until_live(base, process)
-                compare(
-                    base,
-                    token=token,
-                    url=server.url,
-                    queries=queries,
-                    seconds=args.seconds,
-                    root=root,
-                    processes=Processes(process.pid, postmaster(server)),
-                    client_processes=args.client_processes,
-                    wrk=None if args.no_wrk else ensure_wrk(),
-                )
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+            yield server.url, token, queries, root, postmaster(server)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
