@@ -35,13 +35,16 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: sync Playwright keeps an asyncio loop running on the
+# main thread while it is open, and a later test calling anyio.run in the same process would
+# fail ("Already running asyncio in this thread"). One module holds the browser tests.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # --no-sandbox: the tests may run as root, where chromium's sandbox cannot start.
     launched = playwright.chromium.launch(
