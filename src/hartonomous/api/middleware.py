@@ -9,7 +9,9 @@ when a request could only reach a route to fail there obscurely:
 - a ``Content-Length`` that is not a decimal number (413 when it announces a JSON body over
   ``MAX_JSON_BODY_BYTES``);
 - a JSON body over ``MAX_JSON_BODY_BYTES`` (413), not UTF-8, or holding a NUL character in a
-  string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one.
+  string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one;
+- a JSON body holding ``NaN`` or ``Infinity``, which RFC 8259 does not have and Python's json
+  reads: the 422 of any malformed JSON (``MalformedJsonError``).
 
 On a `/v1` path a refused body *content* (not UTF-8, NUL) is not answered here: it is left in
 the request's scope (``BODY_REFUSAL``) for the route, which raises it only after the caller is
@@ -29,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,8 +44,10 @@ __all__ = [
     "BODY_REFUSAL",
     "MAX_JSON_BODY_BYTES",
     "MAX_PATH_SEGMENT_CHARACTERS",
+    "MalformedJsonError",
     "RequestHygieneMiddleware",
     "caller_request_id",
+    "json_invalid",
     "refusal_response",
 ]
 
@@ -219,8 +224,45 @@ def _decoded(raw: bytes, what: str) -> str:
 _SHALLOW_BRACKETS = 100
 
 
+def json_invalid(reason: str, position: int) -> RequestValidationError:
+    """The 422 FastAPI raises for a body that is not JSON (``reason`` at character
+    ``position``), worded once for every route by api/problems.py."""
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", position),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
+    )
+
+
+class MalformedJsonError(UsageError):
+    """A body Python's json module reads but RFC 8259 refuses: ``NaN``, ``Infinity``."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"the body is not valid JSON: {reason} at character {position}")
+        self.reason = reason
+        self.position = position
+
+
+# RFC 8259 has no NaN or Infinity; json.loads (and so FastAPI) reads them as floats.
+_NON_JSON_NUMBER = re.compile(r'"(?:\\.|[^"\\])*"|(-?Infinity|NaN)')
+
+
+def _check_json_numbers(text: str) -> None:
+    for found in _NON_JSON_NUMBER.finditer(text):
+        if found.group(1):
+            raise MalformedJsonError(f"{found.group(1)} is not a JSON number", found.start())
+
+
 def _check_json(body: bytes) -> None:
     text = _decoded(body, "the JSON body")
+    if "NaN" in text or "Infinity" in text:
+        _check_json_numbers(text)
     if "\\u0000" not in text and text.count("[") + text.count("{") < _SHALLOW_BRACKETS:
         return
     _check_json_document(text)
@@ -239,7 +281,18 @@ def _check_json_document(text: str) -> None:
 
 
 def refusal_response(request: Request, refused: UsageError) -> Response:
-    """The problem answering ``refused`` (a NUL in the body lists each place, in ``errors``)."""
+    """The problem answering ``refused`` (a NUL in the body lists each place, in ``errors``;
+    NaN or Infinity is the 422 of any malformed JSON)."""
+    if isinstance(refused, MalformedJsonError):
+        entry = {"field": "body", "message": str(refused), "type": "json_invalid"}
+        return problem_response(
+            request,
+            status=422,
+            code="invalid-request",
+            title="Invalid request",
+            detail="invalid body",
+            errors=[entry],
+        )
     listed: dict[str, Any] = (
         {"errors": refused.errors} if isinstance(refused, _NulInBodyError) else {}
     )

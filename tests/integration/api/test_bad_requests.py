@@ -385,3 +385,43 @@ def test_authentication_and_role_are_checked_before_the_body_on_every_route(
             assert answer.headers["www-authenticate"].startswith("Bearer")
             if role is not Role.USER:
                 _assert_problem(api.request(method, path, content=body, headers=user), 403)
+
+
+def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) -> None:
+    """RFC 8259 has no NaN or Infinity (Python's json reads them): a 422 naming where, worded
+    as any other malformed JSON, on every route; the words inside a string are text."""
+    json_type = {"content-type": "application/json"}
+    for method, path in [*_routes(client), ("POST", "/v1/usage-events")]:
+        for body, token, at in [
+            (b'{"k": NaN}', "NaN", 6),
+            (b"[1, -Infinity]", "-Infinity", 4),
+            (b'{"NaN": "Infinity", "x": Infinity}', "Infinity", 25),
+        ]:
+            answer = client.request(method, path, content=body, headers=json_type)
+            _assert_problem(answer, 422)
+            [error] = answer.json()["errors"]
+            assert error == {
+                "field": "body",
+                "message": f"the body is not valid JSON: {token} is not a JSON number "
+                f"at character {at}",
+                "type": "json_invalid",
+            }
+    named = client.post("/v1/probe-body", json={"name": "NaN Infinity", "size": 1})
+    assert named.status_code == 200, named.text
+
+
+def test_usage_events_word_malformed_json_and_media_types_as_every_route(
+    client: TestClient,
+) -> None:
+    events = {"content-type": "application/cloudevents+json"}
+    answer = client.post("/v1/usage-events", content=b'{"type": ', headers=events)
+    _assert_problem(answer, 422)
+    [error] = answer.json()["errors"]
+    assert error["message"] == "the body is not valid JSON: Expecting value at character 9"
+    elsewhere = client.post(
+        "/v1/probe-body", content=b'{"type": ', headers={"content-type": "application/json"}
+    )
+    assert elsewhere.json()["errors"] == answer.json()["errors"]
+    wrong = client.post("/v1/usage-events", content=b"x", headers={"content-type": "text/plain"})
+    _assert_problem(wrong, 415)
+    assert wrong.json()["title"] == "Unsupported media type"
