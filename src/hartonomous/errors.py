@@ -47,12 +47,15 @@ class HartonomousError(Exception):
 
     ``code`` is stable machine text (kebab-case); ``exit_code`` what the CLI exits with;
     ``http_status`` what the API answers with (as an RFC 9457 problem, docs/api.md).
+    ``cli_hint``, when set, names the command that helps: the CLI prints it after the
+    message; an HTTP answer never does (it speaks of the API, not of the command line).
     """
 
     code: ClassVar[str] = "error"
     title: ClassVar[str] = "Error"
     exit_code: ClassVar[int] = EXIT_FAILED
     http_status: ClassVar[int] = 500
+    cli_hint: str | None = None
 
 
 class UsageError(HartonomousError):

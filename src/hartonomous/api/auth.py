@@ -24,7 +24,7 @@ from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
-__all__ = ["Caller", "authenticated", "platform_of", "required_role", "requires"]
+__all__ = ["Caller", "authenticated", "authorize", "platform_of", "required_role", "requires"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `hk_<key id>_<secret>`")
 
@@ -51,6 +51,9 @@ async def authenticated(
     (security/key_cache.py) and a permit this process holds (a lease) need no database, and
     are decided on the event loop; a lookup or a new lease waits in a worker thread.
     """
+    earlier: Caller | None = getattr(request.state, "caller", None)
+    if earlier is not None:
+        return earlier  # authorized before the body was read (api/routing.py); counted then
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
     keys: VerifiedKeyCache = request.app.state.key_cache
@@ -65,6 +68,19 @@ async def authenticated(
     return caller
 
 
+async def authorize(request: Request, role: Role) -> Caller:
+    """Authenticate ``request``'s bearer key (401) and require ``role`` (403), as the
+    ``requires(role)`` dependency does; the caller is kept for that dependency to reuse."""
+    caller = await authenticated(request, await _bearer(request))
+    _require(caller, role)
+    return caller
+
+
+def _require(caller: Caller, role: Role) -> None:
+    if not caller.role.includes(role):
+        raise ForbiddenError(f"role {caller.role.value!r} may not do this: it needs {role.value!r}")
+
+
 def requires(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting only callers whose role includes ``role`` (403 otherwise).
 
@@ -74,10 +90,7 @@ def requires(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
 
     # async: a sync dependency would cost a worker-thread hop for a comparison.
     async def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
-        if not caller.role.includes(role):
-            raise ForbiddenError(
-                f"role {caller.role.value!r} may not do this: it needs {role.value!r}"
-            )
+        _require(caller, role)
         return caller
 
     check.required_role = role  # type: ignore[attr-defined]

@@ -9,9 +9,15 @@ when a request could only reach a route to fail there obscurely:
 - a ``Content-Length`` that is not a decimal number (413 when it announces a JSON body over
   ``MAX_JSON_BODY_BYTES``);
 - a JSON body over ``MAX_JSON_BODY_BYTES`` (413), not UTF-8, or holding a NUL character in a
-  string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one.
+  string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one;
+- a JSON body holding ``NaN`` or ``Infinity``, which RFC 8259 does not have and Python's json
+  reads: the 422 of any malformed JSON (``MalformedJsonError``).
 
-Malformed JSON itself is left to FastAPI, whose 422 names the position of the syntax error.
+On a `/v1` path a refused body *content* (not UTF-8, NUL) is not answered here: it is left in
+the request's scope (``BODY_REFUSAL``) for the route, which raises it only after the caller is
+authenticated and authorized (api/routing.py), so a caller without a key hears 401 and one
+without the role 403 whatever the body holds. Malformed JSON itself is left to FastAPI, whose
+422 names the position of the syntax error (also after authorization).
 It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
 untouched; only JSON bodies, which are small, are read ahead.
 """
@@ -25,24 +31,34 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hartonomous.api.problems import problem_response
 from hartonomous.errors import PayloadTooLargeError, UsageError
 
 __all__ = [
+    "BODY_REFUSAL",
     "MAX_JSON_BODY_BYTES",
     "MAX_PATH_SEGMENT_CHARACTERS",
+    "MalformedJsonError",
     "RequestHygieneMiddleware",
     "caller_request_id",
+    "json_invalid",
+    "refusal_response",
 ]
 
 MAX_JSON_BODY_BYTES = 1_048_576
 MAX_PATH_SEGMENT_CHARACTERS = 1024
 _CALLER_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
+# The key, in the ASGI scope's "state", of a body refusal a `/v1` route raises once the caller
+# is authorized (api/routing.py).
+BODY_REFUSAL = "hartonomous.body_refusal"
+_DEFERRING_PREFIX = "/v1/"
 
 
 def caller_request_id(offered: str | None) -> str:
@@ -70,23 +86,15 @@ class RequestHygieneMiddleware:
             _check_query(scope.get("query_string", b""))
             headers = Headers(scope=scope)
             if _is_json(headers):
-                receive = await self._checked_json_body(headers, receive)
+                receive = await self._checked_json_body(scope, headers, receive)
             else:
                 _content_length(headers)
         except UsageError as refused:
-            response = problem_response(
-                Request(scope),
-                status=refused.http_status,
-                code=refused.code,
-                title=refused.title,
-                detail=str(refused),
-                **_listed_fields(refused),
-            )
-            await response(scope, receive, send)
+            await refusal_response(Request(scope), refused)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    async def _checked_json_body(self, headers: Headers, receive: Receive) -> Receive:
+    async def _checked_json_body(self, scope: Scope, headers: Headers, receive: Receive) -> Receive:
         announced = _content_length(headers)
         if announced is not None and announced > self.max_json_body_bytes:
             raise _too_large(self.max_json_body_bytes)
@@ -105,7 +113,15 @@ class RequestHygieneMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        _check_json(body)
+        try:
+            _check_json(body)
+        except UsageError as refused:
+            if not scope["path"].startswith(_DEFERRING_PREFIX):
+                raise
+            state = scope.setdefault("state", {})
+            state[BODY_REFUSAL] = refused
+            # A route that reads the body without having answered the refusal still gets it.
+            return _refusing(state, _replay([{"type": "http.request", "body": body}]))
         return _replay([{"type": "http.request", "body": body, "more_body": False}])
 
 
@@ -118,6 +134,16 @@ def _replay(messages: list[Message]) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+def _refusing(state: dict[str, Any], receive: Receive) -> Receive:
+    async def refuse_while_pending() -> Message:
+        refused: UsageError | None = state.get(BODY_REFUSAL)
+        if refused is not None:
+            raise refused
+        return await receive()
+
+    return refuse_while_pending
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -198,8 +224,45 @@ def _decoded(raw: bytes, what: str) -> str:
 _SHALLOW_BRACKETS = 100
 
 
+def json_invalid(reason: str, position: int) -> RequestValidationError:
+    """The 422 FastAPI raises for a body that is not JSON (``reason`` at character
+    ``position``), worded once for every route by api/problems.py."""
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", position),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
+    )
+
+
+class MalformedJsonError(UsageError):
+    """A body Python's json module reads but RFC 8259 refuses: ``NaN``, ``Infinity``."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"the body is not valid JSON: {reason} at character {position}")
+        self.reason = reason
+        self.position = position
+
+
+# RFC 8259 has no NaN or Infinity; json.loads (and so FastAPI) reads them as floats.
+_NON_JSON_NUMBER = re.compile(r'"(?:\\.|[^"\\])*"|(-?Infinity|NaN)')
+
+
+def _check_json_numbers(text: str) -> None:
+    for found in _NON_JSON_NUMBER.finditer(text):
+        if found.group(1):
+            raise MalformedJsonError(f"{found.group(1)} is not a JSON number", found.start())
+
+
 def _check_json(body: bytes) -> None:
     text = _decoded(body, "the JSON body")
+    if "NaN" in text or "Infinity" in text:
+        _check_json_numbers(text)
     if "\\u0000" not in text and text.count("[") + text.count("{") < _SHALLOW_BRACKETS:
         return
     _check_json_document(text)
@@ -217,8 +280,30 @@ def _check_json_document(text: str) -> None:
         raise _NulInBodyError(places)
 
 
-def _listed_fields(refused: UsageError) -> dict[str, Any]:
-    return {"errors": refused.errors} if isinstance(refused, _NulInBodyError) else {}
+def refusal_response(request: Request, refused: UsageError) -> Response:
+    """The problem answering ``refused`` (a NUL in the body lists each place, in ``errors``;
+    NaN or Infinity is the 422 of any malformed JSON)."""
+    if isinstance(refused, MalformedJsonError):
+        entry = {"field": "body", "message": str(refused), "type": "json_invalid"}
+        return problem_response(
+            request,
+            status=422,
+            code="invalid-request",
+            title="Invalid request",
+            detail="invalid body",
+            errors=[entry],
+        )
+    listed: dict[str, Any] = (
+        {"errors": refused.errors} if isinstance(refused, _NulInBodyError) else {}
+    )
+    return problem_response(
+        request,
+        status=refused.http_status,
+        code=refused.code,
+        title=refused.title,
+        detail=str(refused),
+        **listed,
+    )
 
 
 class _NulInBodyError(UsageError):

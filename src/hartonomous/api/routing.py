@@ -19,23 +19,47 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+
+from hartonomous.api.auth import authorize, required_role
+from hartonomous.api.middleware import BODY_REFUSAL, refusal_response
 
 __all__ = ["OneHopRoute", "api_router"]
 
 
 class OneHopRoute(APIRoute):
-    """An ``APIRoute`` running a sync endpoint and its response validation in one hop."""
+    """An ``APIRoute`` running a sync endpoint and its response validation in one hop.
+
+    It also authorizes before it reads the body: a route requiring a role
+    (``api.auth.requires``) authenticates the caller (401) and checks the role (403) before
+    FastAPI decodes the JSON body (422) and before a body refused by
+    ``RequestHygieneMiddleware`` (``BODY_REFUSAL``: 400) is answered, so what a caller without
+    the right key learns never depends on the body it sent (docs/api.md, Errors).
+    """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if _plain_function(endpoint):
             endpoint = _in_one_hop(endpoint, self)
         super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        role = required_role(self)  # the dependant is built before the handler is asked for
+
+        async def authorized_first(request: Request) -> Response:
+            if role is not None:
+                await authorize(request, role)
+            refused = request.scope.get("state", {}).pop(BODY_REFUSAL, None)
+            if refused is not None:
+                return refusal_response(request, refused)
+            return await handle(request)
+
+        return authorized_first
 
 
 def api_router(**kwargs: Any) -> APIRouter:

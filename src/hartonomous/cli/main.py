@@ -173,7 +173,8 @@ def run() -> None:
             sys.stderr.write(f"hartonomous: {usage}\n")
         sys.exit(int(getattr(usage, "exit_code", 2)))
     except HartonomousError as failure:
-        _fail(str(failure), as_json, failure.exit_code, failure.code)
+        hint = f": {failure.cli_hint}" if failure.cli_hint else ""
+        _fail(f"{failure}{hint}", as_json, failure.exit_code, failure.code)
     except Exception as failure:
         # Services wrap driver errors themselves; a command not yet behind a service still
         # answers a database refusal in one line (traceback logged at debug level).

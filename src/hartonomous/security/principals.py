@@ -110,15 +110,23 @@ def create_api_key(
 
 
 class UnknownPrincipalError(NotFoundError):
-    """The tenant has no principal with this id; the message names the command that makes one."""
+    """The tenant has no principal with this id (both quoted with escapes); ``cli_hint`` names
+    the command that makes one when both ids are plain words a command line can carry."""
 
     code = "unknown-principal"
 
     def __init__(self, tenant_id: str, principal_id: str) -> None:
-        super().__init__(
-            f"tenant {tenant_id!r} has no principal {principal_id!r}: create it with "
-            f"`hartonomous principals create {tenant_id} {principal_id}`"
-        )
+        super().__init__(f"tenant {tenant_id!r} has no principal {principal_id!r}")
+        if all(_plain_word(value) for value in (tenant_id, principal_id)):
+            self.cli_hint = (
+                f"create it with `hartonomous principals create {tenant_id} {principal_id}`"
+            )
+
+
+def _plain_word(value: str) -> bool:
+    return (
+        0 < len(value) <= PRINCIPAL_ID_LENGTH and value.isprintable() and value.split() == [value]
+    )
 
 
 class PrincipalExistsError(ConflictError):

@@ -32,24 +32,32 @@ class TenantError(HartonomousError, ValueError):
     """A tenant command or check that cannot proceed; the message names the tenant and why."""
 
 
+def creatable_tenant_id(tenant_id: str) -> bool:
+    """Whether ``tenant_id`` has the shape the ``tenants`` table takes (a hint may name it)."""
+    return (
+        len(tenant_id) <= TENANT_ID_LENGTH
+        and re.fullmatch(TENANT_ID_PATTERN, tenant_id) is not None
+    )
+
+
 class UnknownTenantError(TenantError, NotFoundError):
-    """No tenant has this id; the message names the command that creates one."""
+    """No tenant has this id (quoted with escapes); ``cli_hint`` names the command that
+    creates one when the id could be created."""
 
     def __init__(self, tenant_id: str) -> None:
-        super().__init__(
-            f"unknown tenant {tenant_id!r}: create it with `hartonomous tenants create {tenant_id}`"
-        )
+        super().__init__(f"unknown tenant {tenant_id!r}")
+        if creatable_tenant_id(tenant_id):
+            self.cli_hint = f"create it with `hartonomous tenants create {tenant_id}`"
 
 
 class TenantDisabledError(TenantError, ConflictError):
-    """The tenant exists but is disabled; the message names the command that re-enables it."""
+    """The tenant exists but is disabled; ``cli_hint`` names the command that re-enables it."""
 
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
-        super().__init__(
-            f"tenant {tenant_id!r} is disabled: `hartonomous tenants enable {tenant_id}` "
-            "re-enables it"
-        )
+        super().__init__(f"tenant {tenant_id!r} is disabled")
+        if creatable_tenant_id(tenant_id):
+            self.cli_hint = f"`hartonomous tenants enable {tenant_id}` re-enables it"
 
 
 class TenantExistsError(TenantError, ConflictError):

@@ -319,10 +319,11 @@ def set_plan_active(
     with database_errors(), platform.maintenance_engine.begin() as connection:
         _lock(connection, tenant_id, plan_code)
         base = plan_versions(connection, tenant_id, plan_code)[-1]
+        # Checked first, so a bad effective_from is refused whether or not a version is due.
+        effective = _effective_from(connection, platform, effective_from)
         if base.is_active == active:
             return _view(base), False
-        written = _write(connection, platform, replace(base, is_active=active), effective_from)
-        return written, True
+        return _write(connection, platform, replace(base, is_active=active), effective), True
 
 
 def invoice(
@@ -383,6 +384,18 @@ def _write(
     version: PlanVersion,
     effective_from: datetime | None,
 ) -> PlanView:
+    effective = _effective_from(connection, platform, effective_from)
+    written = write_version(connection, version, effective)
+    assert written.rate_plan_id is not None
+    # Read back: the stored values, at the columns' scale.
+    return _view(version_by_id(connection, written.rate_plan_id))
+
+
+def _effective_from(
+    connection: Connection, platform: Platform, effective_from: datetime | None
+) -> datetime:
+    """``effective_from`` in UTC (default: the earliest allowed); ``UsageError`` without an
+    offset, out of range, or earlier than now + `[billing] plan_cache_absolute_seconds`."""
     lead = platform.settings.billing.plan_cache_absolute_seconds
     earliest: datetime = connection.execute(
         text("SELECT clock_timestamp() + make_interval(secs => :lead)"), {"lead": lead}
@@ -402,10 +415,7 @@ def _write(
             f"effect at least {lead:g} s ahead ([billing] plan_cache_absolute_seconds, how long "
             f"a worker may price with the plan it read), not before {earliest.isoformat()}"
         )
-    written = write_version(connection, version, effective_from)
-    assert written.rate_plan_id is not None
-    # Read back: the stored values, at the columns' scale.
-    return _view(version_by_id(connection, written.rate_plan_id))
+    return effective_from
 
 
 def _view(version: PlanVersion) -> PlanView:

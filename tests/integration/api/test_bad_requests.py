@@ -16,12 +16,14 @@ from typing import Any
 import anyio
 import pytest
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, StrictInt
 
-from hartonomous.api.auth import Caller, requires
+from hartonomous.api.auth import Caller, required_role, requires
 from hartonomous.api.middleware import MAX_JSON_BODY_BYTES
 from hartonomous.api.problems import PROBLEM_MEDIA_TYPE
+from hartonomous.api.routing import OneHopRoute, api_router
 from hartonomous.security.roles import Role
 
 from .conftest import IssueKey, bearer
@@ -37,10 +39,13 @@ def _with_probe(client: TestClient) -> TestClient:
     app = client.app
     assert isinstance(app, FastAPI)
 
-    @app.post("/v1/probe-body")
+    router = api_router()
+
+    @router.post("/v1/probe-body")
     def probe(body: ProbeBody, caller: Caller = Depends(requires(Role.USER))) -> dict[str, str]:  # noqa: B008
         return {"name": body.name}
 
+    app.include_router(router)
     return client
 
 
@@ -337,3 +342,86 @@ def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
     # A list parameter repeats by design (`group_by` of the ledger report).
     report = "/v1/ledger/report?since=2026-01-01&until=2026-02-01&group_by=tenant&group_by=day"
     assert client.get(report).status_code == 200
+
+
+def _guarded_routes(api: TestClient) -> list[tuple[str, str, Role]]:
+    """(method, concrete path, least role) of every `/v1` operation that requires a role."""
+    app = api.app
+    assert isinstance(app, FastAPI)
+    routes = [
+        (context.path, context.methods or set(), context.original_route)
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and context.path is not None
+        and context.path.startswith("/v1/")
+    ]
+    # Only a OneHopRoute authorizes before it reads the body (api/routing.py).
+    assert all(isinstance(route, OneHopRoute) for _, _, route in routes)
+    found = [
+        (method, re.sub(r"\{[^}]+\}", "x", path), role)
+        for path, methods, route in routes
+        if (role := required_role(route)) is not None
+        for method in sorted(methods - {"HEAD", "OPTIONS"})
+    ]
+    assert ("POST", "/v1/tenants", Role.ADMIN) in found
+    assert ("POST", "/v1/search", Role.USER) in found
+    return found
+
+
+BAD_BODIES = [b"{bad", b'{"name": "a\\u0000b"}', b'{"name": "\xff"}', b"[" * 200 + b"]" * 200]
+
+
+def test_authentication_and_role_are_checked_before_the_body_on_every_route(
+    api: TestClient, issue_key: IssueKey
+) -> None:
+    """What a caller without a key (401) or without the role (403) hears never depends on the
+    body: malformed JSON, a NUL, bytes that are not UTF-8, nesting too deep."""
+    json_type = {"content-type": "application/json"}
+    user = {**json_type, **bearer(issue_key(role=Role.USER))}
+    for method, path, role in _guarded_routes(api):
+        for body in BAD_BODIES:
+            answer = api.request(method, path, content=body, headers=json_type)
+            _assert_problem(answer, 401)
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+            if role is not Role.USER:
+                _assert_problem(api.request(method, path, content=body, headers=user), 403)
+
+
+def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) -> None:
+    """RFC 8259 has no NaN or Infinity (Python's json reads them): a 422 naming where, worded
+    as any other malformed JSON, on every route; the words inside a string are text."""
+    json_type = {"content-type": "application/json"}
+    for method, path in [*_routes(client), ("POST", "/v1/usage-events")]:
+        for body, token, at in [
+            (b'{"k": NaN}', "NaN", 6),
+            (b"[1, -Infinity]", "-Infinity", 4),
+            (b'{"NaN": "Infinity", "x": Infinity}', "Infinity", 25),
+        ]:
+            answer = client.request(method, path, content=body, headers=json_type)
+            _assert_problem(answer, 422)
+            [error] = answer.json()["errors"]
+            assert error == {
+                "field": "body",
+                "message": f"the body is not valid JSON: {token} is not a JSON number "
+                f"at character {at}",
+                "type": "json_invalid",
+            }
+    named = client.post("/v1/probe-body", json={"name": "NaN Infinity", "size": 1})
+    assert named.status_code == 200, named.text
+
+
+def test_usage_events_word_malformed_json_and_media_types_as_every_route(
+    client: TestClient,
+) -> None:
+    events = {"content-type": "application/cloudevents+json"}
+    answer = client.post("/v1/usage-events", content=b'{"type": ', headers=events)
+    _assert_problem(answer, 422)
+    [error] = answer.json()["errors"]
+    assert error["message"] == "the body is not valid JSON: Expecting value at character 9"
+    elsewhere = client.post(
+        "/v1/probe-body", content=b'{"type": ', headers={"content-type": "application/json"}
+    )
+    assert elsewhere.json()["errors"] == answer.json()["errors"]
+    wrong = client.post("/v1/usage-events", content=b"x", headers={"content-type": "text/plain"})
+    _assert_problem(wrong, 415)
+    assert wrong.json()["title"] == "Unsupported media type"

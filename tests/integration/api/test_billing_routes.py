@@ -94,6 +94,11 @@ def test_an_admin_creates_changes_and_deactivates_a_plan(
         ("PATCH", "/v1/billing/plans/pro", {"effective_from": "2026-01-01T00:00:00Z"}, 400,
          "too early"),
         ("POST", "/v1/billing/plans", {"plan_code": "pro", "name": "Pro"}, 409, "exists"),
+        # Checked even when the plan is already active and nothing would be written.
+        ("POST", "/v1/billing/plans/pro/activate",
+         {"effective_from": "0001-01-01T00:00:00+01:00"}, 400, "effective_from"),
+        ("POST", "/v1/billing/plans/pro/activate", {"effective_from": "2026-01-01T00:00:00Z"},
+         400, "too early"),
     ],
 )  # fmt: skip
 def test_bad_plan_requests_are_problems_and_write_nothing(

@@ -324,3 +324,21 @@ def test_times_with_no_utc_value_are_refused_naming_the_field(
     assert rotated.status_code == 400, rotated.text
     listed = api.get("/v1/tenants/acme/keys", headers=admin).json()["items"]
     assert [key["state"] for key in listed] == ["active"]  # nothing half-written
+
+
+def test_http_answers_speak_of_the_api_never_of_the_command_line(
+    api: TestClient, issue_key: IssueKey
+) -> None:
+    """A 404 for an unknown tenant or principal names the
+    things, not a `hartonomous …` command, and escape what they quote."""
+    admin = bearer(issue_key(role=Role.ADMIN))
+    unknown = api.get("/v1/tenants/nope", headers=admin)
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "unknown tenant 'nope'"
+    principal = api.patch(
+        "/v1/tenants/acme/principals/ghost", headers=admin, json={"state": "disabled"}
+    )
+    assert principal.status_code == 404, principal.text
+    assert principal.json()["detail"] == "tenant 'acme' has no principal 'ghost'"
+    for answer in (unknown, principal):
+        assert "hartonomous " not in answer.json()["detail"]

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.middleware import json_invalid
 from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
 from hartonomous.json_types import exact_loads
@@ -31,6 +32,7 @@ class UnsupportedMediaTypeError(UsageError):
 
     code = "unsupported-media-type"
     http_status = 415
+    title = "Unsupported media type"
 
 
 class SingleUsageEventRejectedError(UsageError):
@@ -118,7 +120,9 @@ async def usage_events(
         )
     try:
         body = exact_loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
+        raise json_invalid(exc.msg, exc.pos) from None  # worded as on every other route
+    except (UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"the body is not valid JSON: {exc}") from None
     if media == BATCH and not isinstance(body, list):
         raise UsageError(f"a {BATCH} body must be a JSON array of CloudEvents")
