@@ -7,7 +7,8 @@ Body: ``type`` (``urn:hartonomous:problem:<code>``), ``title``, ``status``, ``de
 ``WWW-Authenticate: Bearer``; a 429 ``Retry-After``.
 
 ``document_problems`` writes these answers into the OpenAPI document once for every operation
-(``PROBLEM_STATUSES`` on each `/v1` operation, 500 on every one), replacing FastAPI's default
+(``PROBLEM_STATUSES`` on each `/v1` operation, ``EVERY_OPERATION_STATUSES`` on the others),
+replacing FastAPI's default
 422 body, so that clients and schemathesis see every status the API can answer.
 """
 
@@ -38,6 +39,7 @@ from hartonomous.security.tenants import TenantDisabledError
 from hartonomous.services.database_errors import as_hartonomous_error
 
 __all__ = [
+    "EVERY_OPERATION_STATUSES",
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_STATUSES",
     "Problem",
@@ -93,9 +95,16 @@ PROBLEM_STATUSES: dict[int, str] = {
     413: "Body or upload over its limit (`payload-too-large`)",
     415: "Body in a media type the operation does not take (`unsupported-media-type`)",
     422: "Parameters or body do not match the operation (`invalid-request`, `errors` lists them)",
+    414: "Request target over 65,535 bytes (`uri-too-long`), answered by the server",
     429: "Over a rate limit (`rate-limited`)",
+    431: "Request line and headers over 1 MiB (`request-header-fields-too-large`)",
     500: "The server failed (`internal-error`, `operation-failed`); quote the request id",
     503: "The database or a service is not available (`unavailable`)",
+}
+# What every operation, `/v1` or not, may answer: a query parameter it does not take
+# (api/query_parameters.py), a head the server refuses (api/http_protocol.py), a failure.
+EVERY_OPERATION_STATUSES: dict[int, str] = {
+    status: PROBLEM_STATUSES[status] for status in (400, 414, 431, 500)
 }
 _HEADER_DOCS: dict[int, dict[str, tuple[str, bool]]] = {
     401: {"WWW-Authenticate": ('`Bearer realm="hartonomous"`', True)},
@@ -348,10 +357,11 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     """Add the problem answers to every operation of an OpenAPI 3.1 ``document`` (in place).
 
     Each `/v1` operation gets every status of ``PROBLEM_STATUSES`` it does not document itself,
-    every operation a 500; the 422 body is ``ValidationProblem`` instead of FastAPI's
-    ``HTTPValidationError``, which is dropped from the components when nothing uses it. An error
-    status a route declares itself (``responses={409: {"description": …}}``) keeps its
-    description and headers, and its body is documented as the problem it is answered with.
+    every other one ``EVERY_OPERATION_STATUSES``; the 422 body is ``ValidationProblem``
+    instead of FastAPI's ``HTTPValidationError``, which is dropped from the components when
+    nothing uses it. An error status a route declares itself
+    (``responses={409: {"description": …}}``) keeps its description and headers, and its body
+    is documented as the problem it is answered with.
     Returns ``document``.
     """
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -360,7 +370,7 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         schemas.update(definition.pop("$defs", {}))
         schemas[model.__name__] = definition
     for path, operations in document.get("paths", {}).items():
-        documented = PROBLEM_STATUSES if path.startswith("/v1/") else {500: PROBLEM_STATUSES[500]}
+        documented = PROBLEM_STATUSES if path.startswith("/v1/") else EVERY_OPERATION_STATUSES
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue

@@ -311,9 +311,9 @@ def test_unknown_and_disabled_tenants_are_refused_whichever_way_the_request_is_s
     stored = Submission(tenant_id="initech", task=InferenceTask.TEXT_EMBEDDING, input={"text": "x"})
     before = counts(engine)
     for submission in (inline_only, stored):
-        with pytest.raises(TenantDisabledError, match="tenants enable initech"):
+        with pytest.raises(TenantDisabledError, match="tenant 'initech' is disabled"):
             submit(platform, submission)
-        with pytest.raises(UnknownTenantError, match="tenants create nobody"):
+        with pytest.raises(UnknownTenantError, match="unknown tenant 'nobody'"):
             submit(platform, replace(submission, tenant_id="nobody"))
     assert counts(engine) == before
 

@@ -109,11 +109,11 @@ def test_unknown_and_disabled_tenants_are_refused_in_every_mode(
 ) -> None:
     acme = add_tenant(engine, "acme")
     ingest(engine, acme, *write_corpus(tmp_path / "acme", [ACME_ONLY]))
-    with pytest.raises(UnknownTenantError, match="tenants create nobody"):
+    with pytest.raises(UnknownTenantError, match="unknown tenant 'nobody'"):
         search(engine, "nobody", Query(text=ACME_ONLY), mode=mode)
     with engine.begin() as connection:
         set_tenant_state(connection, acme, "disabled")
-    with pytest.raises(TenantDisabledError, match=f"tenants enable {acme}"):
+    with pytest.raises(TenantDisabledError, match=f"tenant '{acme}' is disabled"):
         search(engine, acme, Query(text=ACME_ONLY), mode=mode)
     with engine.begin() as connection:
         set_tenant_state(connection, acme, "active")
