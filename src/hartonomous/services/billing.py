@@ -272,7 +272,9 @@ def create_plan(platform: Platform, draft: PlanDraft) -> PlanView:
             raise ConflictError(
                 f"plan {draft.plan_code!r} exists; change it with `billing plans update`"
             )
-        return _write(connection, platform, version, draft.effective_from)
+        return _write(
+            connection, version, _effective_from(connection, platform, draft.effective_from)
+        )
 
 
 def change_plan(
@@ -303,7 +305,9 @@ def change_plan(
             multipliers=tuple(factors.values()),
             **_given(change),
         )
-        return _write(connection, platform, version, change.effective_from)
+        return _write(
+            connection, version, _effective_from(connection, platform, change.effective_from)
+        )
 
 
 def set_plan_active(
@@ -323,7 +327,7 @@ def set_plan_active(
         effective = _effective_from(connection, platform, effective_from)
         if base.is_active == active:
             return _view(base), False
-        return _write(connection, platform, replace(base, is_active=active), effective), True
+        return _write(connection, replace(base, is_active=active), effective), True
 
 
 def invoice(
@@ -378,13 +382,9 @@ def _lock(connection: Connection, tenant_id: str | None, plan_code: str) -> None
     )
 
 
-def _write(
-    connection: Connection,
-    platform: Platform,
-    version: PlanVersion,
-    effective_from: datetime | None,
-) -> PlanView:
-    effective = _effective_from(connection, platform, effective_from)
+def _write(connection: Connection, version: PlanVersion, effective: datetime) -> PlanView:
+    """Write ``version`` from ``effective`` on (checked by ``_effective_from`` already: checking
+    it again here would compare it with a later clock and refuse the default as too early)."""
     written = write_version(connection, version, effective)
     assert written.rate_plan_id is not None
     # Read back: the stored values, at the columns' scale.
