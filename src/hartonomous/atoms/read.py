@@ -122,7 +122,7 @@ class NotCompositeError(ConflictError, ValueError):
 
 
 def component_stream(connection: Connection, atom_id: bytes) -> bytes:
-    """The composite atom's ComponentStream, version 1 (digest §7.2)."""
+    """The composite atom's ComponentStream, version 1 (docs/atoms.md, "ComponentStream")."""
     kind = connection.execute(
         text("SELECT kind FROM atoms WHERE atom_id = :atom_id"), {"atom_id": atom_id}
     ).scalar_one_or_none()

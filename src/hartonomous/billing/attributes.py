@@ -1,4 +1,4 @@
-"""Reading strings and numbers out of an event's extension attributes (digest §4.4).
+"""Reading strings and numbers out of an event's extension attributes (docs/billing.md).
 
 Attributes arrive as parsed JSON: str, int, float, bool, None, dict and list (a caller that
 parses with `parse_float=Decimal` may also hand over Decimal). Keys are matched exactly

@@ -1,4 +1,4 @@
-"""The billing configuration one measurement uses (digest §4.2-§4.3), as plain values.
+"""The billing configuration one measurement uses (docs/billing.md), as plain values.
 
 The meter never reads the database or settings: callers resolve the tenant's plan (from the
 rate-plan tables, or from `[billing]` settings via `configuration_from_settings`) and pass it in.

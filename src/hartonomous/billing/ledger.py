@@ -1,4 +1,4 @@
-"""The usage ledger writer (design §9): one row per billed event, in the ack's transaction.
+"""The usage ledger writer (docs/billing.md): one row per billed event, in the ack's transaction.
 
 Each row is billed in the period of its event's time, or as an adjustment in the first open
 period when that one is closed (`billing.periods`, docs/billing.md "Monthly close").

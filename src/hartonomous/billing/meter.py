@@ -1,4 +1,4 @@
-"""The usage meter (digest §4.4): one event's attributes and a plan → one ledger record.
+"""The usage meter (docs/billing.md): one event's attributes and a plan → one ledger record.
 
 Pure: no database, no clock. Every figure is Decimal; the only rounding is of the DCU total
 and the cost (6 places, half away from zero). The multiplier is kept exact, as the original

@@ -1,4 +1,4 @@
-"""Tenant plans from the database (digest §4.3), cached per tenant with expiry.
+"""Tenant plans from the database (docs/billing.md, "Plans"), cached per tenant with expiry.
 
 The plan is the version in force (billing/plan_versions.py, docs/billing.md "Plans"): the
 tenant's own active plan, else the global one, else the `[billing]` settings. Cache entries

@@ -1,4 +1,4 @@
-"""Change data capture: WAL (pgoutput) → CloudEvents on the broker (design §6)."""
+"""Change data capture: WAL (pgoutput) → CloudEvents on the broker (docs/cdc.md)."""
 
 from hartonomous.cdc.consumer import CesConsumer, StepResult, prepare_capture
 from hartonomous.cdc.replication import CdcStatus, captured_tables, cdc_status

@@ -1,4 +1,4 @@
-"""Row changes → CloudEvents (design §6).
+"""Row changes → CloudEvents (docs/cdc.md, "Events").
 
 The id is a UUIDv5 of the database, the commit's WAL position, the change's index within its
 transaction, the table and the row key: replaying the same WAL yields the same ids. Extension

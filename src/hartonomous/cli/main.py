@@ -1,4 +1,4 @@
-"""The `hartonomous` command line (design §11)."""
+"""The `hartonomous` command line (README.md; each command's help)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed configuration sections (design §10); defaults follow the reference digest."""
+"""Typed configuration sections (docs/configuration.md, which gives each default)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=6, ge=0)]
 Multiplier = Annotated[Decimal, Field(max_digits=18, decimal_places=6, gt=0)]
 
-# Service Broker rules for a single identifier segment (digest §1.3); a dot is not allowed,
-# which is why the seed's dotted defaults are replaced by underscored ones here.
+# Service Broker rules for a single identifier segment (docs/configuration.md,
+# `[message_broker]`); a dot is not allowed, which is why the seed's dotted defaults are
+# replaced by underscored ones here.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _SLUG = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -155,7 +156,7 @@ class MessageBrokerSettings(Section):
 
 
 class MultiplierTables(Section):
-    """The six multiplier dimensions of the meter (digest §4.2, §4.4)."""
+    """The six multiplier dimensions of the meter (docs/billing.md, "The meter")."""
 
     generation: dict[str, Multiplier] = Field(
         default_factory=lambda: _decimals(text="1.0", image="3.0", audio="2.2", video="3.8")

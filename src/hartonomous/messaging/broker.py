@@ -1,4 +1,4 @@
-"""The in-database broker (design §7): send, receive, complete, abandon, delay, dead-letter.
+"""The in-database broker (docs/messaging.md): send, receive, complete, abandon, delay, dead-letter.
 
 A message is claimed by one receive (`FOR UPDATE SKIP LOCKED`), which persists the delivery
 attempt and records the consumer's backend pid. The claim ends when the message is completed

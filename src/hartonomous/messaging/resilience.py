@@ -1,4 +1,4 @@
-"""Retry with exponential backoff and jitter, and a circuit breaker (digest §1.4).
+"""Retry with exponential backoff and jitter, and a circuit breaker (docs/messaging.md).
 
 Kept from the original: the delay formula, breaker(retry(op)) ordering (one breaker failure is
 one exhausted retry sequence), consecutive-failure counting, a single half-open probe, and that

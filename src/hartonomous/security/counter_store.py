@@ -1,4 +1,4 @@
-"""Throttle counters in PostgreSQL, shared by every worker process (design §8, digest §5).
+"""Throttle counters in PostgreSQL, shared by every worker process (docs/security.md, "Throttle").
 
 One short transaction per evaluation on the store's own connection: lock the key rows in key
 order (inserting missing ones first, so two evaluations cannot both believe a key is new), run

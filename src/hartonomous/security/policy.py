@@ -1,4 +1,4 @@
-"""The access policy engine and the tenant rule (digest §5), as pure decisions.
+"""The access policy engine and the tenant rule (docs/security.md), as pure decisions.
 
 Rules run in order; each abstains (None), allows or denies. An allow does not stop evaluation:
 the first deny is the answer, and with no deny the answer is allow.

@@ -1,4 +1,4 @@
-"""The fixed-window throttle (digest §5): rules → counter steps → one atomic store call.
+"""The fixed-window throttle (docs/security.md): rules → counter steps → one atomic store call.
 
 Every applicable rule becomes a `ThrottleStep` (its counter key, limit and window). The steps
 of one evaluation go to the counter store in one call, and `apply_steps` is the rule for what

@@ -1,1 +1,1 @@
-"""The sync worker (design §8): policy → throttle → handler → SQL graph, ledger, Neo4j."""
+"""The sync worker (docs/sync.md): policy → throttle → handler → SQL graph, ledger, Neo4j."""

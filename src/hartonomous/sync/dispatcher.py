@@ -1,4 +1,4 @@
-"""One message → one decision: resolve, policy, throttle, handler, meter (design §8).
+"""One message → one decision: resolve, policy, throttle, handler, meter (docs/sync.md).
 
 Pure of side effects on the broker: the worker applies the decision. Errors that no retry can
 cure (a malformed CloudEvent, a row of the wrong shape, usage that cannot fit the ledger)

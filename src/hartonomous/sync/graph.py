@@ -1,4 +1,4 @@
-"""Graph changes as plain values: nodes, edges and deletions keyed by stable ids (design §8).
+"""Graph changes as plain values: nodes, edges and deletions keyed by stable ids (docs/sync.md).
 
 A handler turns one event into a `GraphChange`; the SQL graph writer and the Neo4j projector
 apply the same changes in the same order, so both stores hold the same graph.

@@ -1,4 +1,4 @@
-"""One handler per captured table family (design §8): event → graph change and billable party.
+"""One handler per captured table family (docs/sync.md): event → graph change and billable party.
 
 | handler  | tables                                   | billable operation                  |
 |----------|------------------------------------------|-------------------------------------|

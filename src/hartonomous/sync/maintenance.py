@@ -1,4 +1,4 @@
-"""`graph status`, `graph repair` and `graph replay` (design §8): all idempotent.
+"""`graph status`, `graph repair` and `graph replay` (docs/sync.md, "Commands"): all idempotent.
 
 Repair is the seed's missing `usp_SyncAtomGraphFromRelations`, done for every captured table:
 it reads the source rows in key order, a batch at a time, runs them through the same handlers

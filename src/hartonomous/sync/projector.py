@@ -1,4 +1,4 @@
-"""The Neo4j 5 projection: batched `UNWIND … MERGE` on stable ids (design §8).
+"""The Neo4j 5 projection: batched `UNWIND … MERGE` on stable ids (docs/sync.md).
 
 One Neo4j transaction per batch; nodes grouped by label and edges by (type, endpoint labels),
 since labels and relationship types cannot be query parameters. Endpoints are merged by id, so

@@ -115,7 +115,7 @@ atom_payloads = Table(
     Column("content", LargeBinary, nullable=False),
 )
 
-# The ComponentStream of a composite atom, one row per run (digest §7.2: child, repeat).
+# The ComponentStream of a composite atom, one row per run: child, repeat (docs/atoms.md).
 atom_components = Table(
     "atom_components",
     metadata,

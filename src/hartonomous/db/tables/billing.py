@@ -1,4 +1,4 @@
-"""The billing catalogue: rate plans, operation rates and multipliers (digest §4.1)."""
+"""The billing catalogue: rate plans, operation rates and multipliers (docs/billing.md, "Plans")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQL graph (design §8): nodes and edges the sync worker keeps, and Neo4j mirrors.
+"""The SQL graph (docs/sync.md): nodes and edges the sync worker keeps, and Neo4j mirrors.
 
 Ids are stable strings built from the source rows (`atom:<hex>`, `job:<tenant>:<uuid>`...), so
 every upsert and every Neo4j MERGE is idempotent. They are `text`: an id holds every key the

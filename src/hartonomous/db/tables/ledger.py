@@ -1,4 +1,4 @@
-"""The usage ledger (design §9): one row per billed event, written with the message's ack.
+"""The usage ledger (docs/billing.md): one row per billed event, written with the message's ack.
 
 `event_id` is unique, so a replayed or redelivered event can never be billed twice.
 """

@@ -1,4 +1,4 @@
-"""The in-database broker, its dead letters and the CDC checkpoints (design §6-§7).
+"""The in-database broker, its dead letters and the CDC checkpoints (docs/messaging.md).
 
 `broker_messages.body` is the CloudEvent in structured JSON mode, so `body->>'type'`,
 `body->>'table'` and friends work in SQL. Delivery attempts are columns, not process memory,

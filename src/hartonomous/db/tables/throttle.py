@@ -1,4 +1,4 @@
-"""Fixed-window throttle counters shared by every worker process (digest §5)."""
+"""Fixed-window throttle counters shared by every worker process (docs/security.md, "Throttle")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event backbone: broker messages, dead letters, CDC checkpoints (design §6-§7).
+"""Event backbone: broker messages, dead letters, CDC checkpoints (docs/messaging.md, docs/cdc.md).
 
 Revision ID: 0003
 Revises: 0002
