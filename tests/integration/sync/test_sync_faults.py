@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import Cli, CliProcess, clean_environment
 from tests.integration.sync.conftest import Source, clear_graph, neo4j_graph, sql_graph
-from tests.neo4j_server import start_neo4j
+from tests.neo4j_server import Neo4jServer
 
 from hartonomous.config import Settings
 from hartonomous.sync.worker import SyncWorker
@@ -119,12 +118,6 @@ def test_an_unwritable_ledger_stops_the_worker_and_loses_nothing(source: Source,
     assert source.scalar("SELECT count(*) FROM broker_messages") == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(condition: object, what: str) -> None:
     deadline = time.monotonic() + HANG_GUARD_SECONDS
     while not condition():  # type: ignore[operator]
@@ -134,12 +127,13 @@ def wait_until(condition: object, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_path: Path) -> None:
-    port = free_port()
-    # The restarted server keeps its data (the same data directory), as a real Neo4j does.
-    data = tmp_path / "neo4j-data"
-    server = start_neo4j(tmp_path / "neo4j-a", port, data)
-    uri = server.uri
+def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(
+    source: Source, neo4j_server: Neo4jServer
+) -> None:
+    # The session's server; restarted, it keeps its data (its data directory), as a real
+    # Neo4j does.
+    server, uri = neo4j_server, neo4j_server.uri
+    clear_graph(uri)
     settings = Settings.model_validate(
         {
             "neo4j": {"uri": uri, "connection_timeout_seconds": 2},
@@ -169,11 +163,13 @@ def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_p
         wait_until(lambda: worker.neo4j_breaker.state.value != "closed", "breaker opens")
         assert source.scalar("SELECT count(*) FROM broker_messages") > 0
         assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
-        server = start_neo4j(tmp_path / "neo4j-b", port, data)
+        server.restart()
         wait_until(lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "catch up")
     finally:
         stop.set()
         thread.join(HANG_GUARD_SECONDS)
+        if server.process.poll() is not None:  # failed mid-outage: later tests need it back
+            server.restart()
     try:
         assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
         assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 80
@@ -194,4 +190,3 @@ def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_p
         assert source.scalar(UNPROJECTED) == 0
     finally:
         clear_graph(uri)
-        server.stop()
