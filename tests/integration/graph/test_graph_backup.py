@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,7 @@ def test_graph_backup_and_restore_round_trip_through_neo4j_admin(
     env["NEO4J_HOME"] = str(_installation(tmp_path, data))
 
     uri = neo4j_server.uri
+    port = int(uri.rsplit(":", 1)[1])
     _create(uri, 1, 2)
     try:
         # Community dumps only a stopped database: neo4j-admin's refusal, in one line.
@@ -76,6 +78,12 @@ def test_graph_backup_and_restore_round_trip_through_neo4j_admin(
         assert running.startswith("hartonomous: error: neo4j-admin database dump failed:")
         neo4j_server.stop()
         try:
+            # The harness's stop: the JVM ended cleanly, its files are gone, the port is free
+            # (tests/neo4j_server.py; the data directory stays for the restart).
+            assert neo4j_server.process.returncode == 0
+            assert not neo4j_server.working_directory.exists()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port)).close()
             backup = cli("--json", "graph", "backup", "--to", str(dumps))
             assert backup.exit_code == 0, backup.stderr
             dumped = json.loads(backup.stdout)
