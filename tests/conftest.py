@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from tests.cli_fork_server import ForkedProcess, ForkServer
 from tests.kafka_server import KafkaServer, start_kafka
-from tests.neo4j_server import start_neo4j
+from tests.neo4j_server import Neo4jServer, start_neo4j
 
 from hartonomous.db import EmbeddedPostgres, libpq_url, upgrade
 from hartonomous.db.embedded import SERVER_SETTINGS
@@ -169,7 +169,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not config.pluginmanager.hasplugin("xdist"):
         return
     modules_using_neo4j = {
-        item.nodeid.split("::")[0] for item in items if "neo4j_uri" in item.fixturenames
+        item.nodeid.split("::")[0] for item in items if "neo4j_server" in item.fixturenames
     }
     for item in items:
         module = item.nodeid.split("::")[0]
@@ -267,17 +267,25 @@ def embedded_cli(data_dir: Path) -> Cli:
 
 
 @pytest.fixture(scope="session")
-def neo4j_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`bolt://127.0.0.1:PORT` of a real Neo4j 5 server (no auth), shared by the session.
-
-    Started only when a test asks for it; built from tests/neo4j-server on first use. The
-    server has one graph for the whole session: tests clean up what they create.
-    """
-    server = start_neo4j(tmp_path_factory.mktemp("neo4j"))
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
+    """A real Neo4j 5 server (no auth) shared by the session, started only when a test asks
+    for it; built from tests/neo4j-server on first use. Its databases live in a data directory
+    of their own, so a test that stops it (`graph backup` needs a stopped database) restarts it
+    with `restart()` on the same port and graph. Tests clean up what they create."""
+    root = tmp_path_factory.mktemp("neo4j")
+    server = start_neo4j(root / "server", data_directory=root / "data")
     try:
-        yield server.uri
+        yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def neo4j_uri(neo4j_server: Neo4jServer) -> str:
+    """`bolt://127.0.0.1:PORT` of the session's Neo4j server; it has one graph for the whole
+    session: tests clean up what they create."""
+    return neo4j_server.uri
 
 
 @pytest.fixture(scope="session")

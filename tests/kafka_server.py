@@ -12,17 +12,15 @@ killed outright takes the broker down with it. See docs/testing-kafka.md.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests import jvm_process
+from tests.jvm_process import free_port
 
 PROJECT = Path(__file__).resolve().parent / "kafka-server"
 TARGET = PROJECT / "target"
@@ -32,11 +30,9 @@ STAMP = TARGET / ".built"
 # A modest heap: the test topics are small and the machine (2 cores) also runs PostgreSQL.
 JVM_OPTIONS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
-# Hang guards, not expectations: a cold build downloads ~45 MB, a start takes ~20 s.
-BUILD_TIMEOUT_SECONDS = 1800.0
+# Hang guards, not expectations: a start takes ~20 s.
 FORMAT_TIMEOUT_SECONDS = 300.0
 START_TIMEOUT_SECONDS = 300.0
-STOP_TIMEOUT_SECONDS = 60.0
 READY_LINE = "Kafka Server started"
 
 # The JVM ends when its stdin closes (the parent stopped or died).
@@ -49,25 +45,18 @@ class KafkaServerError(RuntimeError):
 
 def build() -> Path:
     """Copy the broker's jars to tests/kafka-server/target/lib unless they are current."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaServerError("Maven (mvn) is not on PATH; it fetches the test Kafka broker")
-    TARGET.mkdir(exist_ok=True)
-    with (TARGET / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if STAMP.is_file() and STAMP.stat().st_mtime >= (PROJECT / "pom.xml").stat().st_mtime:
-            return LIB
-        shutil.rmtree(LIB, ignore_errors=True)
-        command = [mvn, "-B", "-q", "-Dstyle.color=never", "dependency:copy-dependencies"]
-        completed = _run([mvn, "-o", *command[1:]], PROJECT, BUILD_TIMEOUT_SECONDS)
-        if completed.returncode != 0:
-            completed = _run(command, PROJECT, BUILD_TIMEOUT_SECONDS)
-        if completed.returncode != 0:
-            raise KafkaServerError(
-                f"fetching the broker of {PROJECT} failed (exit {completed.returncode}):\n"
-                f"{_tail(completed.stdout)}"
-            )
-        STAMP.touch()
+
+    def is_current() -> bool:
+        return STAMP.is_file() and STAMP.stat().st_mtime >= (PROJECT / "pom.xml").stat().st_mtime
+
+    jvm_process.maven_build(
+        PROJECT,
+        ["dependency:copy-dependencies"],
+        is_current,
+        KafkaServerError,
+        clean=LIB,
+        after=STAMP.touch,
+    )
     return LIB
 
 
@@ -82,18 +71,7 @@ class KafkaServer:
     def stop(self, *, keep_data: bool = False) -> None:
         """Close stdin (the shell ends the JVM), then escalate to SIGTERM and SIGKILL of the
         process group; remove the files unless ``keep_data`` (a restart on the same port)."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait()
+        jvm_process.stop(self.process, group=True)
         if not keep_data:
             shutil.rmtree(self.working_directory, ignore_errors=True)
 
@@ -106,25 +84,27 @@ def start_kafka(working_directory: Path, port: int = 0) -> KafkaServer:
     """Build if needed, then start a broker whose files live in ``working_directory`` (formatted
     once: a second start on the same directory and ``port`` has the data of the first)."""
     lib = build()
-    java = _java()
+    java = jvm_process.java(KafkaServerError, "Kafka 4 needs Java 17+")
     working_directory.mkdir(parents=True, exist_ok=True)
     properties = working_directory / "server.properties"
     log_dir = working_directory / "logs"
     if not properties.is_file():
-        port = port or _free_port()
-        _write_properties(properties, log_dir, port, _free_port())
+        port = port or free_port()
+        _write_properties(properties, log_dir, port, free_port())
     port = int(_read_property(properties, "advertised.listeners").rpartition(":")[2])
     classpath = f"{lib}/*"
     if not (log_dir / "meta.properties").is_file():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        formatted = _run(
+        formatted = jvm_process.run(
             [java, *JVM_OPTIONS, "-cp", classpath, "kafka.tools.StorageTool", "format",
              f"--cluster-id={cluster_id}", "-c", str(properties)],
             working_directory,
             FORMAT_TIMEOUT_SECONDS,
         )  # fmt: skip
         if formatted.returncode != 0:
-            raise KafkaServerError(f"formatting {log_dir} failed:\n{_tail(formatted.stdout)}")
+            raise KafkaServerError(
+                f"formatting {log_dir} failed:\n{jvm_process.tail(formatted.stdout)}"
+            )
     log_path = working_directory / "kafka.log"
     with log_path.open("ab") as log:
         start_offset = log.tell()
@@ -192,46 +172,10 @@ def _wait_until_ready(server: KafkaServer, log_path: Path, offset: int) -> None:
         if server.process.poll() is not None:
             raise KafkaServerError(
                 f"the test Kafka broker exited with {server.process.returncode} before it "
-                f"was ready:\n{_tail(output)}"
+                f"was ready:\n{jvm_process.tail(output)}"
             )
         time.sleep(0.2)
     raise KafkaServerError(
         f"the test Kafka broker was not ready within {START_TIMEOUT_SECONDS:.0f} s; "
         f"its output is in {log_path}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if java is None or not Path(java).is_file():
-        raise KafkaServerError("no Java found (JAVA_HOME or PATH); Kafka 4 needs Java 17+")
-    return java
-
-
-def _run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])

@@ -1,15 +1,13 @@
-"""The test Neo4j server is a real Neo4j 5: Bolt, Cypher, schema constraints, clean stop."""
+"""The test Neo4j server is a real Neo4j 5: Bolt, Cypher, schema constraints. (Its clean stop:
+tests/integration/graph/test_graph_backup.py, which stops the session's server.)"""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from neo4j import Driver, GraphDatabase
 from neo4j.exceptions import ConstraintError
-from tests.neo4j_server import start_neo4j
 
 LABEL = "Neo4jServerSmoke"
 CONSTRAINT = "neo4j_server_smoke_key"
@@ -56,16 +54,3 @@ def test_merge_under_a_uniqueness_constraint(driver: Driver) -> None:
     assert [c["type"] for c in constraints] == ["UNIQUENESS"]
     with pytest.raises(ConstraintError):
         driver.execute_query(f"CREATE (:{LABEL} {{key: 'alpha'}})")
-
-
-@pytest.mark.slow
-def test_stop_ends_the_jvm_and_frees_the_port(tmp_path: Path) -> None:
-    server = start_neo4j(tmp_path / "neo4j")
-    port = int(server.uri.rsplit(":", 1)[1])
-
-    server.stop()
-
-    assert server.process.returncode == 0
-    assert not server.working_directory.exists()
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
-        pass

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import Cli, CliProcess, clean_environment
 from tests.integration.sync.conftest import Source, clear_graph, neo4j_graph, sql_graph
-from tests.neo4j_server import start_neo4j
+from tests.neo4j_server import Neo4jServer
 
 from hartonomous.config import Settings
 from hartonomous.sync.worker import SyncWorker
@@ -41,39 +39,47 @@ def worker_env(database_url: str, data_dir: Path) -> dict[str, str]:
 
 
 def start_worker(env: dict[str, str], cwd: Path) -> CliProcess:
-    return Cli(env, cwd).spawn("sync", "--batch-size", "50")
-
-
-def produce(source: Source, tenants: list[str], rounds: int, per_round: int) -> None:
-    for n in range(rounds):
-        for tenant in tenants:
-            source.ingest(tenant, per_round, tag=f"r{n}-")
-        source.capture()
+    return Cli(env, cwd).spawn("sync", "--batch-size", "20")
 
 
 @pytest.mark.slow
 def test_sigkilled_workers_bill_every_event_exactly_once(
     source: Source, database_url: str, data_dir: Path
 ) -> None:
+    """Four rounds of ingestion for three tenants; in each, each of the two workers is
+    SIGKILLed once the ledger has grown since the kill before (a batch of the round is being
+    billed, the rest still queued or in flight) and restarted. Every holding is then billed
+    exactly once, with the meter's arithmetic, and projected once."""
     tenants = ["k1", "k2", "k3"]
     for tenant in tenants:
         source.tenant(tenant, f"{tenant}-user")
     env = worker_env(database_url, data_dir)
     workers = [start_worker(env, data_dir) for _ in range(2)]
-    producer_source = Source(source.url, source.conn, source.ces)
-    producer = threading.Thread(target=produce, args=(producer_source, tenants, 4, 100))
-    producer.start()
-    chooser = random.Random(6)  # noqa: S311 - kill timings, not secrets
+    rounds, per_round = 4, 30
     kills = 0
+
+    def billed() -> int:
+        return int(source.scalar("SELECT count(*) FROM billing_usage_ledger"))
+
     try:
-        while producer.is_alive() or kills < 8:
-            time.sleep(chooser.uniform(0.3, 0.9))
-            victim = chooser.randrange(len(workers))
-            workers[victim].send_signal(signal.SIGKILL)
-            workers[victim].wait()
-            kills += 1
-            workers[victim] = start_worker(env, data_dir)
-        producer.join()
+        for round_ in range(rounds):
+            for tenant in tenants:
+                source.ingest(tenant, per_round, tag=f"r{round_}-")
+            source.capture()
+            round_end = (round_ + 1) * len(tenants) * per_round
+            level = billed()
+            for victim in range(len(workers)):
+                # A kill on progress, not on a timer; a round already billed in full (the
+                # survivor finished it) still has its kill, of an idle worker.
+                wait_until(
+                    lambda level=level, end=round_end: billed() > level or billed() == end,
+                    f"round {round_}: billing progresses before kill {kills + 1}",
+                )
+                level = billed()
+                workers[victim].send_signal(signal.SIGKILL)
+                workers[victim].wait()
+                kills += 1
+                workers[victim] = start_worker(env, data_dir)
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGKILL)
@@ -81,8 +87,8 @@ def test_sigkilled_workers_bill_every_event_exactly_once(
     finish = Cli(env, data_dir)("--json", "sync", "--once")
     assert finish.exit_code == 0, finish.stderr
 
-    holdings = 3 * 4 * 100
-    assert kills >= 8
+    holdings = len(tenants) * rounds * per_round
+    assert kills == rounds * len(workers)
     assert source.scalar("SELECT count(*) FROM holdings") == holdings
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == holdings
     assert source.scalar("SELECT count(DISTINCT event_id) FROM billing_usage_ledger") == holdings
@@ -119,12 +125,6 @@ def test_an_unwritable_ledger_stops_the_worker_and_loses_nothing(source: Source,
     assert source.scalar("SELECT count(*) FROM broker_messages") == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(condition: object, what: str) -> None:
     deadline = time.monotonic() + HANG_GUARD_SECONDS
     while not condition():  # type: ignore[operator]
@@ -134,12 +134,13 @@ def wait_until(condition: object, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_path: Path) -> None:
-    port = free_port()
-    # The restarted server keeps its data (the same data directory), as a real Neo4j does.
-    data = tmp_path / "neo4j-data"
-    server = start_neo4j(tmp_path / "neo4j-a", port, data)
-    uri = server.uri
+def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(
+    source: Source, neo4j_server: Neo4jServer
+) -> None:
+    # The session's server; restarted, it keeps its data (its data directory), as a real
+    # Neo4j does.
+    server, uri = neo4j_server, neo4j_server.uri
+    clear_graph(uri)
     settings = Settings.model_validate(
         {
             "neo4j": {"uri": uri, "connection_timeout_seconds": 2},
@@ -169,11 +170,13 @@ def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_p
         wait_until(lambda: worker.neo4j_breaker.state.value != "closed", "breaker opens")
         assert source.scalar("SELECT count(*) FROM broker_messages") > 0
         assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
-        server = start_neo4j(tmp_path / "neo4j-b", port, data)
+        server.restart()
         wait_until(lambda: source.scalar("SELECT count(*) FROM broker_messages") == 0, "catch up")
     finally:
         stop.set()
         thread.join(HANG_GUARD_SECONDS)
+        if server.process.poll() is not None:  # failed mid-outage: later tests need it back
+            server.restart()
     try:
         assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
         assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 80
@@ -194,4 +197,3 @@ def test_neo4j_stopped_and_restarted_mid_run_loses_nothing(source: Source, tmp_p
         assert source.scalar(UNPROJECTED) == 0
     finally:
         clear_graph(uri)
-        server.stop()

@@ -18,7 +18,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import Cli, CliProcess
 from tests.integration.sync.conftest import Source, drain, wait_until
 from tests.integration.sync.test_sync_faults import worker_env
-from tests.kafka_server import KafkaServer, _free_port
+from tests.jvm_process import free_port
+from tests.kafka_server import KafkaServer
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.config import Settings
@@ -229,7 +230,7 @@ def test_readiness_and_status_show_the_groups_lag_and_say_when_it_is_stuck(
                 update={
                     "kafka": settings.message_broker.kafka.model_copy(
                         update={
-                            "bootstrap_servers": f"127.0.0.1:{_free_port()}",
+                            "bootstrap_servers": f"127.0.0.1:{free_port()}",
                             "connect_timeout_seconds": 1.0,
                         }
                     )
@@ -250,9 +251,7 @@ def test_readiness_and_status_show_the_groups_lag_and_say_when_it_is_stuck(
 def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(
     source: Source, cli: Cli
 ) -> None:
-    settings = kafka_settings(
-        f"127.0.0.1:{_free_port()}", create=False, connect_timeout_seconds=1.0
-    )
+    settings = kafka_settings(f"127.0.0.1:{free_port()}", create=False, connect_timeout_seconds=1.0)
     resilience = settings.message_broker.resilience.model_copy(update={"receive_max_attempts": 1})
     settings = settings.model_copy(
         update={
