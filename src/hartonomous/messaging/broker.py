@@ -327,6 +327,9 @@ class Broker:
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
 
+        The scan starts at this consumer's low-water mark; the stragglers below it (at most
+        64 ids) are looked up by id and come first (messaging/low_water.py).
+
         An orphan whose worker died on every allowed attempt is not delivered again: it goes
         straight to the dead letters (in the same receive, which may still claim other
         messages).
