@@ -42,7 +42,7 @@ Connection = psycopg.Connection[Any]
 # Ids below the mark looked up one by one by every receive; beyond this many the mark stops
 # at the first one left over (a receive then walks from there, as without a mark).
 STRAGGLERS = 64
-# How often a consumer refreshes its mark (two short statements, one read of pg_locks).
+# How often a consumer refreshes its mark (up to three short statements, two reads of pg_locks).
 REFRESH_SECONDS = 0.2
 # How often the mark restarts from 0 (the safety net above).
 FULL_SCAN_SECONDS = 300.0
