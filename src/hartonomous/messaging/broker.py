@@ -8,6 +8,9 @@ kills its worker cannot drag a whole batch towards the poison limit with it.
 
 Only the head of a conversation (its lowest message id) can be claimed, so one conversation's
 messages are handled strictly in order while different conversations run in parallel.
+
+Each receive scans from the consumer's low-water mark (messaging/low_water.py), so the rows
+completed before it cost nothing even while an old snapshot keeps them from being vacuumed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.messaging.low_water import LowWaterMark
 from hartonomous.messaging.notify import wait_for_notify
 
 Connection = psycopg.Connection[Any]
@@ -90,38 +94,62 @@ def psycopg_connection(connection: Connection | sqlalchemy.Connection) -> Connec
 
 # One statement, one round trip: take back the lowest orphan if there is one, otherwise claim up
 # to `limit` conversation heads. An orphan that already used every allowed attempt is not
-# claimed again but returned with `exhausted` so that the caller dead-letters it. The UPDATE
-# finds its rows through the primary key (`= ANY(ARRAY(...))`): a join on the CTE lets the
-# planner hash-join against a scan of the whole queue when its statistics lag behind.
-_RECEIVE = """
-WITH orphan AS (
-    SELECT m.message_id, m.attempts >= %(max_attempts)s AS exhausted
-    FROM broker_messages m
-    WHERE m.queue_name = %(queue)s
-      AND m.locked_by IS NOT NULL
-      AND (m.locked_until < now()
-           OR m.locked_by NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
+# claimed again but returned with `exhausted` so that the caller dead-letters it. Every scan
+# starts at the consumer's low-water mark and looks the stragglers below it up by id
+# (messaging/low_water.py): nothing else below the mark exists, so the head-of-conversation
+# checks look no lower either. The UPDATE finds its rows through the primary key
+# (`= ANY(ARRAY(...))`): a join on the CTE lets the planner hash-join against a scan of the
+# whole queue when its statistics lag behind.
+_HEAD = """
       AND NOT EXISTS (
           SELECT FROM broker_messages earlier
           WHERE earlier.queue_name = m.queue_name
             AND earlier.conversation_id = m.conversation_id
-            AND earlier.message_id < m.message_id)
+            AND earlier.message_id < m.message_id
+            AND earlier.message_id >= %(mark)s)
+      AND NOT EXISTS (
+          SELECT FROM listed earlier
+          WHERE earlier.conversation_id = m.conversation_id
+            AND earlier.message_id < m.message_id)"""
+_RECEIVE = f"""
+WITH listed AS MATERIALIZED (
+    SELECT message_id, conversation_id FROM broker_messages
+    WHERE message_id = ANY(%(stragglers)s) AND queue_name = %(queue)s
+), orphan AS (
+    SELECT m.message_id, m.attempts >= %(max_attempts)s AS exhausted
+    FROM broker_messages m
+    WHERE m.message_id = ANY(ARRAY(
+            SELECT message_id FROM listed
+            UNION ALL
+            SELECT c.message_id FROM broker_messages c
+            WHERE c.queue_name = %(queue)s AND c.locked_by IS NOT NULL
+              AND c.message_id >= %(mark)s))
+      AND m.queue_name = %(queue)s
+      AND m.locked_by IS NOT NULL
+      AND (m.locked_until < now()
+           OR m.locked_by NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)){_HEAD}
     ORDER BY m.message_id
     LIMIT 1
+    FOR UPDATE OF m SKIP LOCKED
+), clean_listed AS (
+    SELECT m.message_id FROM broker_messages m
+    WHERE NOT EXISTS (SELECT FROM orphan WHERE NOT orphan.exhausted)
+      AND m.message_id = ANY(ARRAY(SELECT message_id FROM listed))
+      AND m.queue_name = %(queue)s
+      AND m.locked_by IS NULL
+      AND m.available_at <= now(){_HEAD}
+    ORDER BY m.message_id
+    LIMIT %(limit)s
     FOR UPDATE OF m SKIP LOCKED
 ), clean AS (
     SELECT m.message_id FROM broker_messages m
     WHERE NOT EXISTS (SELECT FROM orphan WHERE NOT orphan.exhausted)
       AND m.queue_name = %(queue)s
       AND m.locked_by IS NULL
-      AND m.available_at <= now()
-      AND NOT EXISTS (
-          SELECT FROM broker_messages earlier
-          WHERE earlier.queue_name = m.queue_name
-            AND earlier.conversation_id = m.conversation_id
-            AND earlier.message_id < m.message_id)
+      AND m.message_id >= %(mark)s
+      AND m.available_at <= now(){_HEAD}
     ORDER BY m.message_id
-    LIMIT %(limit)s
+    LIMIT (SELECT %(limit)s - count(*) FROM clean_listed)
     FOR UPDATE OF m SKIP LOCKED
 ), claimed AS (
     UPDATE broker_messages m
@@ -131,6 +159,8 @@ WITH orphan AS (
         received_at = now()
     WHERE m.message_id = ANY(ARRAY(
         SELECT message_id FROM orphan WHERE NOT exhausted
+        UNION ALL
+        SELECT message_id FROM clean_listed
         UNION ALL
         SELECT message_id FROM clean))
     RETURNING m.message_id, m.queue_name, m.conversation_id, m.message_type, m.body,
@@ -185,6 +215,8 @@ class Broker:
     # How long a claim lasts before another consumer may take the message back.
     lease_seconds: float = 0.0
     max_attempts: int = field(init=False)
+    # Where this consumer's receives start (messaging/low_water.py).
+    low_water: LowWaterMark = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.queue_name = self.queue_name or self.settings.queue_name
@@ -192,6 +224,7 @@ class Broker:
             self.settings.conversation_lifetime_seconds
         )
         self.max_attempts = self.settings.resilience.poison_message_max_attempts
+        self.low_water = LowWaterMark(self.queue_name)
 
     @property
     def channel(self) -> str:
@@ -294,10 +327,14 @@ class Broker:
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.
 
+        The scan starts at this consumer's low-water mark; the stragglers below it (at most
+        64 ids) are looked up by id and come first (messaging/low_water.py).
+
         An orphan whose worker died on every allowed attempt is not delivered again: it goes
         straight to the dead letters (in the same receive, which may still claim other
         messages).
         """
+        mark, stragglers = self.low_water.bounds(connection)
         with connection.cursor(row_factory=dict_row) as cursor:
             # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them.
             set_json_loads(exact_loads, cursor)
@@ -308,6 +345,8 @@ class Broker:
                     "limit": max_messages,
                     "lease": self.lease_seconds,
                     "max_attempts": self.max_attempts,
+                    "mark": mark,
+                    "stragglers": stragglers,
                 },
             )
             rows = cursor.fetchall()
