@@ -218,7 +218,7 @@ class SyncHandler:
         except _DecisionFailedError as failed:
             cause = failed.__cause__
             transient = cause is not None and is_transient(cause)
-            log.info(
+            log.warning(
                 "sync_batch_deciding_each",
                 batch=len(messages),
                 error=f"{type(cause).__name__}: {cause}",
@@ -295,6 +295,8 @@ class SyncHandler:
             for message in messages:
                 try:
                     decision = self._decide(connection, message, batch)
+                except _DecisionFailedError:
+                    raise  # the fast path's failure: the batch is decided again (`_settle`)
                 except Exception as exc:  # noqa: BLE001 - re-raised unless it is the message's
                     timed_out = self._decision_failed(connection, message, exc, outcome)
                     link_message(span, message, "Failed")
@@ -311,23 +313,11 @@ class SyncHandler:
                     message,
                     "Complete" if isinstance(decision, CompleteWith) else type(decision).__name__,
                 )
-                if isinstance(decision, DeadLetter):
-                    self.transport.dead_letter(
-                        connection,
-                        message,
-                        decision.reason,
-                        Failure(None, decision.detail, None),
-                        metadata=decision.metadata,
-                    )
-                    outcome.dead_lettered += 1
-                    outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
-                elif isinstance(decision, Delay):
-                    self.transport.delay(connection, message, decision.seconds)
-                    outcome.delayed += 1
-                    outcome.counters["delayed:throttled"] += 1
-                else:
+                if isinstance(decision, CompleteWith):
                     self._collect(decision, graph, ledger, outcome)
                     done.append(message)
+                else:
+                    self._set_aside(connection, message, decision, outcome)
             if hurried_decisions:
                 self._set_lock_timeout(connection, hurried=False)
             for label, count in drop_deleted_sources(connection, graph).items():
@@ -343,6 +333,29 @@ class SyncHandler:
                 self._transient_failures.pop(message.message_id, None)
             self._count(connection, outcome.counters)
         return outcome
+
+    def _set_aside(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        decision: DeadLetter | Delay,
+        outcome: SyncOutcome,
+    ) -> None:
+        """Dead-letter or delay ``message`` as decided, in the batch's transaction."""
+        if isinstance(decision, DeadLetter):
+            self.transport.dead_letter(
+                connection,
+                message,
+                decision.reason,
+                Failure(None, decision.detail, None),
+                metadata=decision.metadata,
+            )
+            outcome.dead_lettered += 1
+            outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
+        else:
+            self.transport.delay(connection, message, decision.seconds)
+            outcome.delayed += 1
+            outcome.counters["delayed:throttled"] += 1
 
     def _prepare(self, connection: Connection, messages: list[ReceivedMessage]) -> BatchContext:
         """`Dispatcher.prepare` on the fast path: its failure (a timeout of its lookups, say)
