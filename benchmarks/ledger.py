@@ -1,5 +1,8 @@
 """Ledger throughput: billed events/s through the sync path, through the usage-event endpoint
-(`POST /v1/usage-events` → broker → sync worker → ledger, exactly once, Neo4j off) and straight
+(`POST /v1/usage-events` → broker → sync worker → ledger, exactly once, Neo4j off; end to end
+both as a sequential split, everything accepted then billed by one worker, and as `up` runs
+it, sync worker processes billing while the events are accepted, with 1 and
+`--usage-workers` processes) and straight
 into the ledger (with and without the rollup trigger, same run), `ledger report` latency over a
 large ledger (`--report-rows`: rows loaded with one INSERT … generate_series, not through the
 sync path), and export rows/s (CSV and Parquet). Targets (issue 14): ≥ 5,000 events/s, report

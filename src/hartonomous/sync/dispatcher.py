@@ -8,7 +8,7 @@ become dead-letter decisions with a reason; anything else propagates to the work
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from cloudevents.core.v1.event import CloudEvent
 from sqlalchemy import Column, String
 
 from hartonomous.billing.ledger import LedgerEntry
-from hartonomous.billing.meter import measure_usage
+from hartonomous.billing.meter import MetadataValue, measure_usage
 from hartonomous.billing.numeric import LedgerValueError
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.billing.usage_events import USAGE_EVENT_MESSAGE_TYPE
@@ -244,6 +244,13 @@ class Dispatcher:
         else:
             configuration = self.plans.configuration(connection, party.tenant_id)
             metering = handler.metering(event, lookups)
+            # Added after the meter's own keys (replacing none): billed once per thing, not
+            # per event, keep which event billed it; and the event's subject.
+            extra: dict[str, MetadataValue] = {}
+            if metering.idempotency_key != event.event_id:
+                extra["cloudevent_id"] = event.event_id
+            if event.subject:
+                extra["subject"] = event.subject
             record = measure_usage(
                 configuration,
                 metering.attributes,
@@ -252,25 +259,20 @@ class Dispatcher:
                 principal_id=party.principal_id,
                 message_type=event.event_type,
                 handler=handler.name,
+                extra_metadata=extra,
             )
             if record is not None:
                 try:
-                    record.ledger_amounts()
+                    amounts = record.ledger_amounts()
                 except LedgerValueError as exc:
                     return DeadLetter("ledger_value_out_of_range", str(exc))
                 # Counted `billed:` by the worker once the ledger row is written (not replays).
-                if metering.idempotency_key != event.event_id:
-                    # Billed once per thing, not per event: keep which event billed it.
-                    record = replace(
-                        record, metadata={**record.metadata, "cloudevent_id": event.event_id}
-                    )
-                if event.subject:
-                    record = replace(record, metadata={**record.metadata, "subject": event.subject})
                 ledger = LedgerEntry(
                     metering.idempotency_key,
                     record,
                     configuration.rate_plan_id,
                     occurred_at=event.time,
+                    amounts=amounts,  # checked above: the ledger write does not compute them again
                 )
         return CompleteWith(outcome.change, event.event_id, ledger, tuple(counters))
 
