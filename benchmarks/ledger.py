@@ -1,5 +1,8 @@
 """Ledger throughput: billed events/s through the sync path, through the usage-event endpoint
-(`POST /v1/usage-events` → broker → sync worker → ledger, exactly once, Neo4j off) and straight
+(`POST /v1/usage-events` → broker → sync worker → ledger, exactly once, Neo4j off; end to end
+both as a sequential split, everything accepted then billed by one worker, and as `up` runs
+it, sync worker processes billing while the events are accepted, with 1 and
+`--usage-workers` processes) and straight
 into the ledger (with and without the rollup trigger, same run), `ledger report` latency over a
 large ledger (`--report-rows`: rows loaded with one INSERT … generate_series, not through the
 sync path), and export rows/s (CSV and Parquet). Targets (issue 14): ≥ 5,000 events/s, report
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing as mp
+import os
 import random
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -217,13 +223,31 @@ def _usage_batches(prefix: str, count: int, moment: str) -> list[list[dict[str, 
     ]
 
 
-def measure_usage_events(engine: Engine, url: str, count: int) -> None:
+def _billing_worker(url: str, settings: Settings, ready: Any, stop: Any) -> None:
+    """A sync worker process serving (`SyncWorker.run`) until ``stop`` is set; releases
+    ``ready`` once it holds its session."""
+    worker = SyncWorker(url, settings, batch_size=USAGE_BATCH)
+    worker.connection()
+    done = threading.Event()
+    threading.Thread(target=lambda: (stop.wait(), done.set()), daemon=True).start()
+    ready.release()
+    worker.run(done)
+
+
+def measure_usage_events(  # noqa: PLR0915 - one scenario, told in order
+    engine: Engine, url: str, count: int, workers: int
+) -> None:
     """Usage events billed exactly once, two ways in: through `POST /v1/usage-events` (HTTP)
-    and through the service call the route makes (`submit_usage_events`), each followed by
-    the sync worker billing the queue; events/s from the first submission until the last
-    event is billed. Then the HTTP batches again, which must all be duplicates and bill
-    nothing. Baseline (same process): the same number of priced entries written straight
-    into the ledger (`write_entries`), the floor the billing path builds on."""
+    and through the service call the route makes (`submit_usage_events`).
+
+    Sequential split: all events accepted first, then one sync worker (this process) bills
+    the queue; events/s from the first submission until the last event is billed, with the
+    accepting and billing rates. Concurrent, as `up` runs it: sync worker processes (1 and
+    ``workers``) serve the queue while the events are accepted, so billing overlaps
+    acceptance and uses another core; events/s from the first submission until the ledger
+    holds every event (polled every 10 ms). Then the HTTP batches again, which must all be
+    duplicates and bill nothing. Baseline (same process): the same number of priced entries
+    written straight into the ledger (`write_entries`), the floor the billing path builds on."""
     settings = Settings.model_validate(
         {
             "security": {
@@ -286,6 +310,59 @@ def measure_usage_events(engine: Engine, url: str, count: int) -> None:
         report("submit_usage_events", accepted, posted, time.perf_counter() - started - posted)
         assert billed() == 2 * count
 
+        def concurrently(way: str, prefix: str, processes: int) -> None:
+            """Accept ``count`` new events while ``processes`` sync worker processes bill."""
+            context = mp.get_context("spawn")
+            ready, stop = context.Semaphore(0), context.Event()
+            serving = [
+                context.Process(target=_billing_worker, args=(url, settings, ready, stop))
+                for _ in range(processes)
+            ]
+            for process in serving:
+                process.start()
+            for _ in serving:
+                ready.acquire()
+            before = billed()
+            try:
+                started = time.perf_counter()
+                if way == "HTTP":
+                    accepted = sum(
+                        int(
+                            api.post(
+                                "/v1/usage-events", content=exact_dumps(b), headers=headers
+                            ).json()["accepted"]
+                        )
+                        for b in _usage_batches(prefix, count, moment)
+                    )
+                else:
+                    accepted = sum(
+                        submit_usage_events(platform, "usage-bench", "svc", batch).count("accepted")
+                        for batch in [
+                            exact_loads(exact_dumps(b))
+                            for b in _usage_batches(prefix, count, moment)
+                        ]
+                    )
+                posted = time.perf_counter() - started
+                while billed() < before + count:
+                    time.sleep(0.01)
+                seconds = time.perf_counter() - started
+            finally:
+                stop.set()
+                for process in serving:
+                    process.join()
+            assert accepted == count, (way, accepted, count)
+            assert billed() == before + count
+            print(
+                f"usage events through {way}, billed while accepted by {processes} sync "
+                f"worker process(es) (as `up` runs): {count / seconds:,.0f} events/s end to "
+                f"end ({count:,} events in {seconds:.2f} s; accepting took {posted:.2f} s; "
+                f"load average {os.getloadavg()[0]:.2f}; target >= 5,000)"
+            )
+
+        concurrently("HTTP", "hc", workers)
+        concurrently("submit_usage_events", "sc1", 1)
+        concurrently("submit_usage_events", "sc2", workers)
+
         again = time.perf_counter()
         duplicates = sum(
             int(api.post("/v1/usage-events", content=body, headers=headers).json()["duplicate"])
@@ -295,7 +372,7 @@ def measure_usage_events(engine: Engine, url: str, count: int) -> None:
         resent = time.perf_counter() - again
     worker.close()
     assert duplicates == count
-    assert billed() == 2 * count  # the resend billed nothing
+    assert billed() == 5 * count  # the resend billed nothing
     print(f"resent over HTTP as duplicates: {count / resent:,.0f}/s, billed once each")
 
 
@@ -371,6 +448,9 @@ def main() -> None:
     parser.add_argument("--sync-files", type=int, default=2000)
     parser.add_argument("--usage-events", type=int, default=20_000)
     parser.add_argument(
+        "--usage-workers", type=int, default=2, help="sync worker processes, concurrent runs"
+    )
+    parser.add_argument(
         "--report-rows", type=int, default=0, help="with --only report: rows loaded fast"
     )
     parser.add_argument(
@@ -399,7 +479,7 @@ def main() -> None:
                 f"({events} events in {seconds:.2f} s; target >= 5,000)"
             )
         if "usage" in parts:
-            measure_usage_events(engine, url, args.usage_events)
+            measure_usage_events(engine, url, args.usage_events, args.usage_workers)
         if "inserts" in parts:
             with psycopg.connect(url, autocommit=True) as conn:
                 measure_inserts(conn, random.Random(1), args.rows)  # noqa: S311 - benchmark data

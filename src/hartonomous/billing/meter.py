@@ -149,10 +149,30 @@ def measure_usage(
     )
 
 
+# Every key a dimension reads at the top level of the attributes (the complexity score's too).
+_DIMENSION_KEYS = frozenset(
+    (
+        *GENERATION_KEYS,
+        *COMPLEXITY_KEYS,
+        *CONTENT_KEYS,
+        *GROUNDING_KEYS,
+        *GUARANTEE_KEYS,
+        *PROVENANCE_KEYS,
+        "reasoning",
+    )
+)
+
+
 def resolve_multiplier(
     configuration: BillingConfiguration, attributes: Mapping[str, object]
 ) -> Decimal:
     """The exact product of the six dimensions; an unresolved dimension counts 1."""
+    if attributes.keys().isdisjoint(_DIMENSION_KEYS) and not any(
+        isinstance(value, Mapping) for value in attributes.values()
+    ):
+        # No dimension can resolve (none of their keys, nothing nested to search): every one
+        # counts 1. Most events (a usage event's `units`, an ingested file) take this path.
+        return _ONE
     return exact_product(
         _dimension(configuration.generation_multipliers, attributes, GENERATION_KEYS),
         _complexity(configuration.complexity_multipliers, attributes),

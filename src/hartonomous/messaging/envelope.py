@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse  # type: ignore[import-untyped]
 
-from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.json_types import exact_loads
 
 REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 _FORMAT = JSONFormat()
@@ -50,15 +52,22 @@ def parse_cloudevent(body: Any) -> CloudEvent:
         raise MalformedMessageError(
             f"malformed CloudEvent: unsupported specversion {body['specversion']!r}"
         )
-    attributes = {k: v for k, v in body.items() if k not in ("data", "data_base64")}
+    # The attributes as the SDK's JSON reader gives them (a number with a fraction is a float
+    # there; `time` parsed with the reader's own `isoparse`), validated by the SDK's event, built
+    # once: the reader itself would need the attributes written out and parsed again. The data
+    # is taken as it is, since the reader would turn exact numbers into floats.
+    attributes = {
+        k: float(v) if isinstance(v, Decimal) else v
+        for k, v in body.items()
+        if k not in ("data", "data_base64")
+    }
     data: Any = body.get("data")
     try:
-        # The attributes are validated (and `time` parsed) by the SDK; the data is taken as
-        # it is, since the SDK's JSON reader would turn exact numbers into floats.
-        header = _FORMAT.read(None, exact_dumps(attributes))
+        if isinstance(attributes.get("time"), str):
+            attributes["time"] = isoparse(attributes["time"])
         if data is None and body.get("data_base64") is not None:
             data = base64.b64decode(body["data_base64"], validate=True)
-        event = CloudEvent(header.get_attributes(), data)
+        event = CloudEvent(attributes, data)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise MalformedMessageError(f"malformed CloudEvent: {exc}") from None
     return event

@@ -71,6 +71,9 @@ class AccessPolicyEngine:
 
     def __init__(self, rules: Sequence[AccessPolicyRule]) -> None:
         self._rules = tuple(rules)
+        # A rule that does not say otherwise may read `attributes` (class flag
+        # `reads_attributes = False`: its verdict depends on the other fields only).
+        self.reads_attributes = any(getattr(rule, "reads_attributes", True) for rule in rules)
 
     def evaluate(self, context: AccessPolicyContext) -> AccessPolicyResult:
         for rule in self._rules:
@@ -112,6 +115,9 @@ class TenantAccessRule:
     Tenants listed twice in different case have their operations merged. The rule is built
     from a settings snapshot; reloading settings means building a new rule.
     """
+
+    # Its verdict depends on tenant, principal, operation, message type and activity only.
+    reads_attributes = False
 
     def __init__(self, security: SecuritySettings) -> None:
         self._banned_tenants = frozenset(t.casefold() for t in security.banned_tenants)

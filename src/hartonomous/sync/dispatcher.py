@@ -7,8 +7,8 @@ become dead-letter decisions with a reason; anything else propagates to the work
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,14 +16,14 @@ from cloudevents.core.v1.event import CloudEvent
 from sqlalchemy import Column, String
 
 from hartonomous.billing.ledger import LedgerEntry
-from hartonomous.billing.meter import measure_usage
+from hartonomous.billing.meter import MetadataValue, measure_usage
 from hartonomous.billing.numeric import LedgerValueError
 from hartonomous.billing.plan_provider import PlanProvider
 from hartonomous.billing.usage_events import USAGE_EVENT_MESSAGE_TYPE
 from hartonomous.db.tables import billing_usage_ledger
 from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.envelope import MalformedMessageError, parse_cloudevent
-from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
+from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleContext, ThrottleEvaluator
 from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision, Delay
 from hartonomous.sync.events import OPERATIONS, SyncEvent
@@ -31,6 +31,7 @@ from hartonomous.sync.handlers import handler_for
 from hartonomous.sync.lookups import Connection, Lookups
 from hartonomous.sync.rows import InvalidEventError, Row
 from hartonomous.sync.usage_events import decide_usage_event
+from hartonomous.sync.verdicts import BatchVerdicts
 
 CDC_TYPE_PREFIX = "io.hartonomous.cdc."
 
@@ -103,10 +104,71 @@ def _check_lengths(*values: str) -> None:
 
 
 @dataclass
+class BatchContext:
+    """What the decisions of one claimed batch share (`Dispatcher.prepare`): the lookups
+    (prefetched for the batch), the policy's verdicts, and each CDC message's parsed event
+    (or its dead letter), by the message's identity."""
+
+    lookups: Lookups
+    verdicts: BatchVerdicts
+    events: dict[int, SyncEvent | DeadLetter] = field(default_factory=dict)
+
+
+def _parsed(message: ReceivedMessage) -> SyncEvent | DeadLetter:
+    try:
+        return to_sync_event(parse_cloudevent(message.body))
+    except MalformedMessageError as exc:
+        return DeadLetter("malformed_event", str(exc))
+    except InvalidEventError as exc:
+        return DeadLetter("invalid_event", str(exc))
+
+
+def _job_keys(events: Sequence[SyncEvent]) -> Iterator[tuple[int, tuple[str, str]]]:
+    """(tenant, job) of each event (by its identity) whose row names a job but whose event
+    names no principal: the job's principal may be the party (a holding's), so it is fetched
+    ahead."""
+    for event in events:
+        if event.tenant_id and not event.principal_id and event.row.has("job_id"):
+            try:
+                job = event.row.optional_uuid("job_id")
+            except InvalidEventError:
+                continue  # the decision refuses the event itself
+            if job is not None:
+                yield id(event), (event.tenant_id, job)
+
+
+@dataclass
 class Dispatcher:
     policy: AccessPolicyEngine
     throttle: ThrottleEvaluator
     plans: PlanProvider
+
+    def prepare(self, connection: Connection, messages: Sequence[ReceivedMessage]) -> BatchContext:
+        """The batch's shared context: parse each CDC message once, then fetch the jobs'
+        principals and whether each (tenant, principal) is active in one statement each."""
+        context = BatchContext(Lookups(connection), BatchVerdicts(self.policy))
+        events: list[SyncEvent] = []
+        for message in messages:
+            if message.message_type == USAGE_EVENT_MESSAGE_TYPE:
+                continue
+            parsed = _parsed(message)
+            context.events[id(message)] = parsed
+            if isinstance(parsed, SyncEvent):
+                events.append(parsed)
+        jobs = dict(_job_keys(events))
+        lookups = context.lookups
+        lookups.prefetch_job_principals(jobs.values())
+        parties = []
+        for event in events:
+            if not event.tenant_id:
+                continue
+            principal = event.principal_id
+            job = jobs.get(id(event))
+            if not principal and job is not None:
+                principal = lookups.job_principal(event.tenant_id, job[1]) or ""
+            parties.append((event.tenant_id, principal))
+        lookups.prefetch_parties(parties)
+        return context
 
     def needs_savepoint(self, message: ReceivedMessage) -> bool:
         """Whether deciding ``message`` runs statements worth a savepoint of their own (and
@@ -115,23 +177,33 @@ class Dispatcher:
         it saves the savepoint's two round trips per event."""
         return message.message_type != USAGE_EVENT_MESSAGE_TYPE
 
-    def decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
+    def decide(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        batch: BatchContext | None = None,
+    ) -> Decision:
+        """The message's decision; with ``batch`` (`prepare`d for the message's batch) its
+        parsed event, lookups and verdicts come from there."""
+        if batch is None:
+            batch = BatchContext(Lookups(connection), BatchVerdicts(self.policy))
         if message.message_type == USAGE_EVENT_MESSAGE_TYPE:
-            return decide_usage_event(connection, message, policy=self.policy, plans=self.plans)
+            return decide_usage_event(
+                connection, message, verdicts=batch.verdicts, plans=self.plans
+            )
+        parsed = batch.events.get(id(message))
+        if parsed is None:
+            parsed = _parsed(message)
+        if isinstance(parsed, DeadLetter):
+            return parsed
         try:
-            event = to_sync_event(parse_cloudevent(message.body))
-        except MalformedMessageError as exc:
-            return DeadLetter("malformed_event", str(exc))
-        except InvalidEventError as exc:
-            return DeadLetter("invalid_event", str(exc))
-        try:
-            return self._decide(connection, event)
+            return self._decide(connection, parsed, batch)
         except InvalidEventError as exc:
             return DeadLetter("invalid_event", str(exc))
 
-    def _decide(self, connection: Connection, event: SyncEvent) -> Decision:
+    def _decide(self, connection: Connection, event: SyncEvent, batch: BatchContext) -> Decision:
         handler = handler_for(event.table)
-        lookups = Lookups(connection)
+        lookups = batch.lookups
         party = handler.party(event, lookups)
         operation = handler.billable_operation(event)
         # Unbilled events are checked under their event type, as the original did for all.
@@ -141,16 +213,14 @@ class Dispatcher:
             if party.tenant_id
             else (True, True)
         )
-        verdict = self.policy.evaluate(
-            AccessPolicyContext(
-                tenant_id=party.tenant_id,
-                principal_id=party.principal_id,
-                operation=checked_operation,
-                message_type=event.event_type,
-                attributes=event.extensions,
-                tenant_active=tenant_active,
-                principal_active=principal_active,
-            )
+        verdict = batch.verdicts.evaluate(
+            tenant_id=party.tenant_id,
+            principal_id=party.principal_id,
+            operation=checked_operation,
+            message_type=event.event_type,
+            attributes=event.extensions,
+            tenant_active=tenant_active,
+            principal_active=principal_active,
         )
         if not verdict.is_allowed:
             policy = verdict.policy or "unknown"
@@ -174,6 +244,13 @@ class Dispatcher:
         else:
             configuration = self.plans.configuration(connection, party.tenant_id)
             metering = handler.metering(event, lookups)
+            # Added after the meter's own keys (replacing none): billed once per thing, not
+            # per event, keep which event billed it; and the event's subject.
+            extra: dict[str, MetadataValue] = {}
+            if metering.idempotency_key != event.event_id:
+                extra["cloudevent_id"] = event.event_id
+            if event.subject:
+                extra["subject"] = event.subject
             record = measure_usage(
                 configuration,
                 metering.attributes,
@@ -182,25 +259,20 @@ class Dispatcher:
                 principal_id=party.principal_id,
                 message_type=event.event_type,
                 handler=handler.name,
+                extra_metadata=extra,
             )
             if record is not None:
                 try:
-                    record.ledger_amounts()
+                    amounts = record.ledger_amounts()
                 except LedgerValueError as exc:
                     return DeadLetter("ledger_value_out_of_range", str(exc))
                 # Counted `billed:` by the worker once the ledger row is written (not replays).
-                if metering.idempotency_key != event.event_id:
-                    # Billed once per thing, not per event: keep which event billed it.
-                    record = replace(
-                        record, metadata={**record.metadata, "cloudevent_id": event.event_id}
-                    )
-                if event.subject:
-                    record = replace(record, metadata={**record.metadata, "subject": event.subject})
                 ledger = LedgerEntry(
                     metering.idempotency_key,
                     record,
                     configuration.rate_plan_id,
                     occurred_at=event.time,
+                    amounts=amounts,  # checked above: the ledger write does not compute them again
                 )
         return CompleteWith(outcome.change, event.event_id, ledger, tuple(counters))
 

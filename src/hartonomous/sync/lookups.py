@@ -2,10 +2,15 @@
 
 They run in the batch's transaction, after the change committed, so they see the rows the same
 source transaction wrote (a composite atom's components, a holding's job).
+
+The worker asks most of them once per claimed batch (`prefetch`: jobs' principals, then
+whether each tenant and principal is active, one statement each); a key it did not foresee
+is looked up alone, as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +33,56 @@ class Owner:
     principal_id: str | None
 
 
+_JOB_PRINCIPALS = """
+SELECT u.tenant_id, u.job_id, j.principal_id
+FROM unnest(%(tenants)b::text[], %(jobs)b::text[]) AS u(tenant_id, job_id)
+LEFT JOIN ingestion_jobs j ON j.tenant_id = u.tenant_id AND j.job_id = u.job_id::uuid
+"""
+
+_PARTIES_ACTIVE = """
+SELECT u.tenant_id, u.principal_id, t.is_active, p.is_active
+FROM unnest(%(tenants)b::text[], %(principals)b::text[]) AS u(tenant_id, principal_id)
+LEFT JOIN tenants t ON t.tenant_id = u.tenant_id
+LEFT JOIN principals p ON p.tenant_id = u.tenant_id AND p.principal_id = u.principal_id
+"""
+
+
 class Lookups:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        # Answers fetched ahead for a batch (`prefetch_*`), by their keys.
+        self._job_principals: dict[tuple[str, str], str | None] = {}
+        self._parties: dict[tuple[str, str], tuple[bool, bool]] = {}
+
+    def prefetch_job_principals(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Fetch `job_principal` for each (tenant, job id: a canonical UUID string) in one
+        statement."""
+        wanted = sorted(set(keys) - self._job_principals.keys())
+        if not wanted:
+            return
+        rows = self._connection.execute(
+            _JOB_PRINCIPALS,
+            {"tenants": [t for t, _ in wanted], "jobs": [j for _, j in wanted]},
+        ).fetchall()
+        for tenant, job, principal in rows:
+            self._job_principals[(str(tenant), str(job))] = (
+                None if principal is None else str(principal)
+            )
+
+    def prefetch_parties(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Fetch `party_active` for each (tenant, principal) in one statement."""
+        wanted = sorted(set(keys) - self._parties.keys())
+        if not wanted:
+            return
+        rows = self._connection.execute(
+            _PARTIES_ACTIVE,
+            {"tenants": [t for t, _ in wanted], "principals": [p for _, p in wanted]},
+        ).fetchall()
+        for tenant, principal, tenant_active, principal_active in rows:
+            self._parties[(str(tenant), str(principal))] = (
+                tenant_active is not False,
+                principal_active is not False,
+            )
 
     def node_components(self, parent_hex: str) -> list[Component]:
         """The runs of a composite atom whose children are graph nodes (not bare chunks)."""
@@ -44,6 +96,9 @@ class Lookups:
         return [Component(int(o), str(h), int(r)) for o, h, r in rows]
 
     def job_principal(self, tenant_id: str, job_id: str) -> str | None:
+        key = (tenant_id, job_id)
+        if key in self._job_principals:
+            return self._job_principals[key]
         row = self._connection.execute(
             "SELECT principal_id FROM ingestion_jobs WHERE tenant_id = %s AND job_id = %s",
             (tenant_id, job_id),
@@ -73,6 +128,9 @@ class Lookups:
 
     def party_active(self, tenant_id: str, principal_id: str) -> tuple[bool, bool]:
         """Whether the tenant and its principal are active; an unknown one counts as active."""
+        known = self._parties.get((tenant_id, principal_id))
+        if known is not None:
+            return known
         row = self._connection.execute(
             "SELECT (SELECT is_active FROM tenants WHERE tenant_id = %s), "
             "(SELECT is_active FROM principals WHERE tenant_id = %s AND principal_id = %s)",

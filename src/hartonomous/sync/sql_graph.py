@@ -3,6 +3,10 @@
 Upserts merge properties over what is stored (a placeholder Atom node written for an edge never
 wipes the full node) and only touch rows that change, unless the batch was projected into
 Neo4j, in which case every row written is marked projected.
+
+Every array parameter travels in PostgreSQL's binary array format (`%(name)b`): the text
+format escapes each element (every quote of every properties JSON) with a regular expression,
+the largest Python cost of the upserts; the properties go as `text[]` cast to `jsonb[]`.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ INSERT INTO graph_nodes AS g (node_id, label, tenant_id, properties, source_even
                               updated_at, projected_at)
 SELECT u.node_id, u.label, u.tenant_id, u.properties, u.event_id, now(),
        CASE WHEN %(projected)s THEN now() END
-FROM unnest(%(ids)s::text[], %(labels)s::text[], %(tenants)s::text[], %(properties)s::jsonb[],
-            %(events)s::text[]) AS u(node_id, label, tenant_id, properties, event_id)
+FROM unnest(%(ids)b::text[], %(labels)b::text[], %(tenants)b::text[],
+            %(properties)b::text[]::jsonb[], %(events)b::text[])
+     AS u(node_id, label, tenant_id, properties, event_id)
 ON CONFLICT (node_id) DO UPDATE SET
     label = excluded.label,
     tenant_id = coalesce(excluded.tenant_id, g.tenant_id),
@@ -43,9 +48,9 @@ INSERT INTO graph_edges AS g (edge_id, relationship, from_node_id, from_label, t
                               projected_at)
 SELECT u.edge_id, u.relationship, u.from_id, u.from_label, u.to_id, u.to_label, u.tenant_id,
        u.properties, u.event_id, now(), CASE WHEN %(projected)s THEN now() END
-FROM unnest(%(ids)s::text[], %(relationships)s::text[], %(from_ids)s::text[],
-            %(from_labels)s::text[], %(to_ids)s::text[], %(to_labels)s::text[],
-            %(tenants)s::text[], %(properties)s::jsonb[], %(events)s::text[])
+FROM unnest(%(ids)b::text[], %(relationships)b::text[], %(from_ids)b::text[],
+            %(from_labels)b::text[], %(to_ids)b::text[], %(to_labels)b::text[],
+            %(tenants)b::text[], %(properties)b::text[]::jsonb[], %(events)b::text[])
      AS u(edge_id, relationship, from_id, from_label, to_id, to_label, tenant_id, properties,
           event_id)
 ON CONFLICT (edge_id) DO UPDATE SET

@@ -20,10 +20,10 @@ from hartonomous.billing.usage_events import (
     parse_usage_event,
 )
 from hartonomous.messaging.broker import ReceivedMessage
-from hartonomous.security.policy import AccessPolicyContext, AccessPolicyEngine
 from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision
 from hartonomous.sync.graph import GraphChange
 from hartonomous.sync.lookups import Connection
+from hartonomous.sync.verdicts import BatchVerdicts
 
 HANDLER = "usage_events"
 
@@ -32,7 +32,7 @@ def decide_usage_event(
     connection: Connection,
     message: ReceivedMessage,
     *,
-    policy: AccessPolicyEngine,
+    verdicts: BatchVerdicts,
     plans: PlanProvider,
 ) -> Decision:
     """CompleteWith the event's ledger entry, or DeadLetter (invalid, unknown operation, policy)."""
@@ -45,7 +45,7 @@ def decide_usage_event(
     principal = body.get("principalid")
     if not isinstance(tenant, str) or not tenant or not isinstance(principal, str):
         return DeadLetter("invalid_usage_event", "the queued usage event names no tenantid")
-    denied = _denied(policy, event, tenant, principal)
+    denied = _denied(verdicts, event, tenant, principal)
     if denied is not None:
         return denied
     configuration = plans.configuration_at(connection, tenant, event.time)
@@ -86,7 +86,7 @@ def decide_usage_event(
 
 
 def _denied(
-    policy: AccessPolicyEngine,
+    verdicts: BatchVerdicts,
     event: UsageEvent,
     tenant: str,
     principal: str,
@@ -96,14 +96,12 @@ def _denied(
     The tenant and principal count as active: the endpoint authenticated them when it accepted
     the event, and usage that happened while they were active is billed even if they are
     disabled before the worker gets to it (and the worker saves a lookup per event)."""
-    verdict = policy.evaluate(
-        AccessPolicyContext(
-            tenant_id=tenant,
-            principal_id=principal,
-            operation=event.operation,
-            message_type=event.operation,
-            attributes=event.attributes,
-        )
+    verdict = verdicts.evaluate(
+        tenant_id=tenant,
+        principal_id=principal,
+        operation=event.operation,
+        message_type=event.operation,
+        attributes=event.attributes,
     )
     if verdict.is_allowed:
         return None

@@ -49,14 +49,14 @@ from hartonomous.messaging.resilience import (
     RetryPolicy,
     is_transient,
 )
-from hartonomous.messaging.spans import process_span
+from hartonomous.messaging.spans import link_message, process_batch_span
 from hartonomous.messaging.transport import Transport, open_transport
 from hartonomous.observability.metrics import NEO4J_TRANSACTION_SECONDS
 from hartonomous.security.counter_store import PostgresCounterStore
 from hartonomous.security.policy import AccessPolicyEngine
 from hartonomous.security.throttle import ThrottleEvaluator
 from hartonomous.sync.decisions import CompleteWith, DeadLetter, Decision, Delay
-from hartonomous.sync.dispatcher import Dispatcher
+from hartonomous.sync.dispatcher import BatchContext, Dispatcher
 from hartonomous.sync.graph import GraphBatch
 from hartonomous.sync.projector import Neo4jProjector, is_neo4j_transient
 from hartonomous.sync.sources import drop_deleted_sources
@@ -82,6 +82,11 @@ class SyncStoppedError(OperationFailedError, RuntimeError):
 
 class ProjectionUnavailableError(RuntimeError):
     """Neo4j could not take the batch; the batch waits."""
+
+
+class _DecisionFailedError(Exception):
+    """A decision of the batch's fast path failed (its cause): the batch rolls back and is
+    decided again with each failure kept to its message (`SyncHandler._settle`)."""
 
 
 @dataclass
@@ -181,17 +186,46 @@ class SyncHandler:
     # -- one batch -----------------------------------------------------------------------------
 
     def _settle(
-        self, connection: Connection, messages: list[ReceivedMessage], *, hurried: bool = False
+        self,
+        connection: Connection,
+        messages: list[ReceivedMessage],
+        *,
+        hurried: bool = False,
+        careful: bool = False,
+        hurry_decisions: bool = False,
     ) -> SyncOutcome:
         """Apply messages in one transaction. A lost session gives them back uncounted and
-        propagates to the retry with backoff. Any other error of the batch's effects is
-        isolated: the messages are applied one at a time, so only the message that fails is
-        retried or dead-lettered, with its exception; for a transient error (a lock or
-        statement timeout) the retry is uncounted (`_retry_later`) and the messages applied
-        one at a time wait for locks `_HURRIED_LOCK_TIMEOUT_SECONDS` at most (`hurried`)."""
+        propagates to the retry with backoff.
+
+        The first attempt decides the batch together and without a savepoint per message
+        (`_apply`'s fast path); when one decision fails, the transaction rolls back (throttle
+        permits refunded) and the batch is decided again ``careful``ly: each decision that
+        needs one in a savepoint of its own, a failing decision settled alone, and after a
+        timeout the rest hurried. Any other error of the batch's effects is isolated: the
+        messages are applied one at a time, so only the message that fails is retried or
+        dead-lettered, with its exception; for a transient error (a lock or statement
+        timeout) the retry is uncounted (`_retry_later`) and the messages applied one at a
+        time wait for locks `_HURRIED_LOCK_TIMEOUT_SECONDS` at most (`hurried`)."""
         try:
             with self._counter_store.provisional(), connection.transaction():
-                return self._apply(connection, messages, hurried=hurried)
+                return self._apply(
+                    connection,
+                    messages,
+                    hurried=hurried,
+                    careful=careful,
+                    hurry_decisions=hurry_decisions,
+                )
+        except _DecisionFailedError as failed:
+            cause = failed.__cause__
+            transient = cause is not None and is_transient(cause)
+            log.warning(
+                "sync_batch_deciding_each",
+                batch=len(messages),
+                error=f"{type(cause).__name__}: {cause}",
+            )
+            return self._settle(
+                connection, messages, hurried=hurried, careful=True, hurry_decisions=transient
+            )
         except ProjectionUnavailableError as exc:
             return self._wait(connection, messages, exc)
         except LedgerWriteError as exc:
@@ -225,15 +259,26 @@ class SyncHandler:
         outcome = SyncOutcome()
         for index, message in enumerate(messages):
             try:
-                outcome.add(self._settle(connection, [message], hurried=hurried))
+                outcome.add(self._settle(connection, [message], hurried=hurried, careful=True))
             except BaseException:
                 self._give_back(connection, messages[index + 1 :])
                 raise
         return outcome
 
     def _apply(
-        self, connection: Connection, messages: list[ReceivedMessage], *, hurried: bool
+        self,
+        connection: Connection,
+        messages: list[ReceivedMessage],
+        *,
+        hurried: bool,
+        careful: bool,
+        hurry_decisions: bool,
     ) -> SyncOutcome:
+        """Decide each message and write the batch's effects, inside one `process` span of
+        the batch (each message linked to it with its decision). Not ``careful``: the batch
+        is `Dispatcher.prepare`d together and decided without savepoints, and a failing
+        decision raises `_DecisionFailedError` (a lost session its own error); ``careful``:
+        as `_settle` describes, each failure settled alone."""
         outcome = SyncOutcome()
         graph = GraphBatch()
         ledger: list[LedgerEntry] = []
@@ -241,61 +286,101 @@ class SyncHandler:
         if hurried:
             self._set_lock_timeout(connection, hurried=True)
         hurried_decisions = False
-        for message in messages:
-            try:
-                with process_span(message) as span:
-                    decision = self._decide(connection, message)
-                    # The settlement's word (`Complete`, `Delay`, `DeadLetter`), not the class.
-                    span.set_attribute(
-                        "hartonomous.sync.decision",
-                        "Complete"
-                        if isinstance(decision, CompleteWith)
-                        else type(decision).__name__,
-                    )
-            except Exception as exc:  # noqa: BLE001 - re-raised there unless it is the message's
-                timed_out = self._decision_failed(connection, message, exc, outcome)
-                # The rest are decided in this round, so unrelated events are not held; those
-                # that need the same lock fail fast instead of waiting out a timeout each.
-                if timed_out and not hurried and not hurried_decisions:
-                    self._set_lock_timeout(connection, hurried=True)
-                    hurried_decisions = True
-                continue
-            if isinstance(decision, DeadLetter):
-                self.transport.dead_letter(
-                    connection,
+        if hurry_decisions and not hurried:
+            self._set_lock_timeout(connection, hurried=True)
+            hurried_decisions = True
+        queue = messages[0].queue_name
+        with process_batch_span(queue, len(messages)) as span:
+            batch = None if careful else self._prepare(connection, messages)
+            for message in messages:
+                try:
+                    decision = self._decide(connection, message, batch)
+                except _DecisionFailedError:
+                    raise  # the fast path's failure: the batch is decided again (`_settle`)
+                except Exception as exc:  # noqa: BLE001 - re-raised unless it is the message's
+                    timed_out = self._decision_failed(connection, message, exc, outcome)
+                    link_message(span, message, "Failed")
+                    # The rest are decided in this round, so unrelated events are not held;
+                    # those that need the same lock fail fast instead of waiting out a
+                    # timeout each.
+                    if timed_out and not hurried and not hurried_decisions:
+                        self._set_lock_timeout(connection, hurried=True)
+                        hurried_decisions = True
+                    continue
+                # The settlement's word (`Complete`, `Delay`, `DeadLetter`), not the class.
+                link_message(
+                    span,
                     message,
-                    decision.reason,
-                    Failure(None, decision.detail, None),
-                    metadata=decision.metadata,
+                    "Complete" if isinstance(decision, CompleteWith) else type(decision).__name__,
                 )
-                outcome.dead_lettered += 1
-                outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
-            elif isinstance(decision, Delay):
-                self.transport.delay(connection, message, decision.seconds)
-                outcome.delayed += 1
-                outcome.counters["delayed:throttled"] += 1
-            else:
-                self._collect(decision, graph, ledger, outcome)
-                done.append(message)
-        if hurried_decisions:
-            self._set_lock_timeout(connection, hurried=False)
-        for label, count in drop_deleted_sources(connection, graph).items():
-            outcome.counters[f"skipped:source_deleted:{label}"] += count
-        if self.projector is not None:
-            lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
-        write_batch(connection, graph, projected=self.projector is not None)
-        self._bill(connection, ledger, outcome)
-        self._project(graph)
-        self.transport.complete(connection, done)
-        outcome.completed = len(done)
-        for message in done:
-            self._transient_failures.pop(message.message_id, None)
-        self._count(connection, outcome.counters)
+                if isinstance(decision, CompleteWith):
+                    self._collect(decision, graph, ledger, outcome)
+                    done.append(message)
+                else:
+                    self._set_aside(connection, message, decision, outcome)
+            if hurried_decisions:
+                self._set_lock_timeout(connection, hurried=False)
+            for label, count in drop_deleted_sources(connection, graph).items():
+                outcome.counters[f"skipped:source_deleted:{label}"] += count
+            if self.projector is not None:
+                lock_projection(connection, exclusive=False)  # until the commit; see sql_graph
+            write_batch(connection, graph, projected=self.projector is not None)
+            self._bill(connection, ledger, outcome)
+            self._project(graph)
+            self.transport.complete(connection, done)
+            outcome.completed = len(done)
+            for message in done:
+                self._transient_failures.pop(message.message_id, None)
+            self._count(connection, outcome.counters)
         return outcome
 
-    def _decide(self, connection: Connection, message: ReceivedMessage) -> Decision:
-        """The dispatcher's decision, in a savepoint (with provisional throttle permits) when
-        the decision needs one (`Dispatcher.needs_savepoint`)."""
+    def _set_aside(
+        self,
+        connection: Connection,
+        message: ReceivedMessage,
+        decision: DeadLetter | Delay,
+        outcome: SyncOutcome,
+    ) -> None:
+        """Dead-letter or delay ``message`` as decided, in the batch's transaction."""
+        if isinstance(decision, DeadLetter):
+            self.transport.dead_letter(
+                connection,
+                message,
+                decision.reason,
+                Failure(None, decision.detail, None),
+                metadata=decision.metadata,
+            )
+            outcome.dead_lettered += 1
+            outcome.counters[f"dead_lettered:{decision.reason.split(':')[0]}"] += 1
+        else:
+            self.transport.delay(connection, message, decision.seconds)
+            outcome.delayed += 1
+            outcome.counters["delayed:throttled"] += 1
+
+    def _prepare(self, connection: Connection, messages: list[ReceivedMessage]) -> BatchContext:
+        """`Dispatcher.prepare` on the fast path: its failure (a timeout of its lookups, say)
+        sends the batch to the careful path like a decision's."""
+        try:
+            return self._dispatcher.prepare(connection, messages)
+        except Exception as exc:
+            if is_transient(exc) and connection.broken:
+                raise
+            raise _DecisionFailedError from exc
+
+    def _decide(
+        self, connection: Connection, message: ReceivedMessage, batch: BatchContext | None
+    ) -> Decision:
+        """The dispatcher's decision. Fast path (``batch`` given): no savepoint, and a failure
+        raises `_DecisionFailedError` (from it) so the batch is decided again carefully;
+        careful (None): in a savepoint (with provisional throttle permits) when the decision
+        needs one (`Dispatcher.needs_savepoint`), a failure raised as it is."""
+        if batch is not None:
+            try:
+                return self._dispatcher.decide(connection, message, batch)
+            except Exception as exc:
+                if is_transient(exc) and connection.broken:
+                    raise
+                raise _DecisionFailedError from exc
         if not self._dispatcher.needs_savepoint(message):
             return self._dispatcher.decide(connection, message)
         with self._counter_store.provisional(), connection.transaction():

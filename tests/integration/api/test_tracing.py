@@ -1,5 +1,6 @@
 """OpenTelemetry traces: HTTP server spans, database spans, a `send` span per CDC batch, a
-`process` span per broker message carrying its CloudEvent id, and a span per ingested file."""
+`process` span per batch the sync worker handles, linked to each message's CloudEvent id, and a
+span per ingested file."""
 
 from __future__ import annotations
 
@@ -88,15 +89,19 @@ def test_cdc_batches_and_each_message_handled_are_messaging_spans(
     }
     drain(pipeline, Settings())
     processed = named(spans, "process hartonomous_message_queue")
+    assert processed
     assert all(s.kind == SpanKind.CONSUMER for s in processed)
-    ids = {dict(s.attributes or {})["cloudevents.event_id"] for s in processed}
-    assert ids == queued  # one span per message, named by its CloudEvent id
     for span in processed:
         attributes = dict(span.attributes or {})
-        assert attributes["messaging.message.id"] == attributes["cloudevents.event_id"]
         assert attributes["messaging.operation.type"] == "process"
-        assert str(attributes["cloudevents.event_type"]).startswith("io.hartonomous.cdc.")
-        assert attributes["hartonomous.sync.decision"] in ("Complete", "Delay", "DeadLetter")
+        assert attributes["messaging.batch.message_count"] == len(span.links)
+    links = [dict(link.attributes or {}) for span in processed for link in span.links]
+    # One link per message handled, named by its CloudEvent id, with its settlement.
+    assert sorted(str(link["cloudevents.event_id"]) for link in links) == sorted(queued)
+    for link in links:
+        assert link["messaging.message.id"] == link["cloudevents.event_id"]
+        assert str(link["cloudevents.event_type"]).startswith("io.hartonomous.cdc.")
+        assert link["hartonomous.sync.decision"] in ("Complete", "Delay", "DeadLetter")
 
 
 def test_each_ingested_file_is_a_span_and_a_failed_one_says_why(

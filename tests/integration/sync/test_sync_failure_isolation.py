@@ -1,14 +1,20 @@
 """One failing effect fails one message: the rest of its batch completes at once, the dead
-letter carries the real exception, graph ids hold every key, and `graph repair` survives."""
+letter carries the real exception, graph ids hold every key, and `graph repair` survives. A
+failing decision too: the batch, decided without savepoints, is decided again carefully."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+from structlog.testing import capture_logs
 from tests.conftest import Cli
-from tests.integration.sync.conftest import Source, drain
+from tests.integration.sync.conftest import Source, digest, drain
 
 from hartonomous.config import Settings
+from hartonomous.sync.events import HandlerOutcome, SyncEvent
+from hartonomous.sync.handlers import AtomsHandler
+from hartonomous.sync.lookups import Lookups
 from hartonomous.sync.maintenance import repair
 
 LONG_PRINCIPAL = "p" * 250  # the column allows 256
@@ -155,4 +161,55 @@ def test_graph_repair_reports_rows_it_cannot_decode_and_repairs_the_rest(
             "SELECT count(*) FROM graph_nodes WHERE node_id = %s", f"atom:{deep_atom.hex()}"
         )
         == 1
+    )
+
+
+def test_a_decision_that_fails_costs_only_its_message_and_its_permit_once(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source.tenant("busy")
+    job = source.ingest("busy", 5)
+    queued = source.capture()
+    poisoned = digest(f"busy/{job}/2").hex()
+    apply = AtomsHandler.apply
+
+    def failing(self: AtomsHandler, event: SyncEvent, lookups: Lookups) -> HandlerOutcome:
+        # A handler's own bug, for one holding: stands for any error of a decision.
+        if event.table == "holdings" and event.row.digest("atom_id") == poisoned:
+            raise RuntimeError("this holding's handler fails")
+        return apply(self, event, lookups)
+
+    monkeypatch.setattr(AtomsHandler, "apply", failing)
+    rule = {"name": "per-tenant", "scope": "tenant", "permit_limit": 100, "window_seconds": 3600}
+    settings = Settings.model_validate({"security": {"rate_limits": [rule]}})
+    # Only the tenant's own events count against its rule (atoms are shared: no tenant).
+    counted = source.scalar(
+        "SELECT count(*) FROM broker_messages "
+        "WHERE coalesce(body->>'tenantid', body->'data'->>'tenant_id') = 'busy'"
+    )
+    with capture_logs() as logs:
+        first = drain(source, settings)
+    # The batch was decided without savepoints, then again one decision at a time.
+    assert any(entry["event"] == "sync_batch_deciding_each" for entry in logs)
+    assert first.completed == queued - 1  # the others completed in the same round
+    assert first.delayed == 1  # the failing one retried with backoff, its attempt counted
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 4
+    # The first pass's permits were refunded with its rollback; the failing decision's too.
+    assert throttled(source) == counted - 1
+
+    monkeypatch.setattr(AtomsHandler, "apply", apply)
+    source.conn.execute("UPDATE broker_messages SET available_at = now()")  # backoff over
+    second = drain(source, settings)
+    assert second.completed == 1
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 5
+    assert throttled(source) == counted
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+
+
+def throttled(source: Source) -> int:
+    return int(
+        source.scalar(
+            "SELECT coalesce(sum(count), 0) FROM security_throttle_counters "
+            "WHERE subject = 'tenant' AND subject_id = 'busy'"
+        )
     )
