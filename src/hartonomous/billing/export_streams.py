@@ -193,7 +193,7 @@ class _Sink:
     alone was about a sixth of the exporting process's CPU time). At most 8 blocks wait."""
 
     def __init__(self, out: BinaryIO, digest: Hasher | None) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=8)
         self._out = out
         self._digest = digest
         self._size = 0
@@ -213,7 +213,7 @@ class _Sink:
             except BaseException as exc:  # noqa: BLE001 - raised by put() or close()
                 self._error = exc
 
-    def put(self, block: bytes) -> None:
+    def put(self, block: bytes | bytearray) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(block)
@@ -228,20 +228,22 @@ class _Sink:
 
 
 def write_blocks(blocks: Iterable[Buffer], out: BinaryIO, digest: Hasher | None) -> int:
-    """Write ``blocks`` to ``out`` (and into ``digest``) joined into writes of about
-    ``BLOCK`` bytes, which costs a fraction of a call per COPY row; the bytes written."""
+    """Write ``blocks`` to ``out`` (and into ``digest``) gathered into writes of about
+    ``BLOCK`` bytes; the bytes written.
+
+    COPY hands over one row per call, so this loop runs once per row: it appends the row to
+    a ``bytearray`` (one copy, no list of rows to join) and hands a full one to the writing
+    thread as it is, starting a new one (about half the time of the list-and-join it
+    replaced, docs/billing.md, "Measured")."""
     sink = _Sink(out, digest)
     try:
-        pending: list[Buffer] = []
-        pending_bytes = 0
+        pending = bytearray()
         for block in blocks:
-            pending.append(block)
-            pending_bytes += len(block)
-            if pending_bytes >= BLOCK:
-                sink.put(b"".join(pending))
-                pending.clear()
-                pending_bytes = 0
-        sink.put(b"".join(pending))
+            pending += block
+            if len(pending) >= BLOCK:
+                sink.put(pending)
+                pending = bytearray()
+        sink.put(pending)
     finally:
         size = sink.close()
     return size
