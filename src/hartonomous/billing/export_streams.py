@@ -22,6 +22,7 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -120,9 +121,12 @@ def copy_in_ranges(
     helpers: Sequence[Connection],
     copies: Sequence[sql.Composed],
     target: Path,
+    out: BinaryIO | None = None,
 ) -> Described:
     """Run ``copies`` (COPY … TO STDOUT statements of consecutive ranges, in file order) and
-    write their output, in that order, to ``target``; its size and SHA-256.
+    write their output, in that order, to ``target`` (or to ``out``, an open binary stream
+    such as a pipe, when given; the helpers' part files are still named after ``target``);
+    its size and SHA-256.
 
     The first runs on ``connection`` (in the caller's REPEATABLE READ transaction), the others
     each on a helper (autocommit, outside a transaction: ``len(helpers) >= len(copies) - 1``),
@@ -144,17 +148,17 @@ def copy_in_ranges(
             for helper, copy, part in zip(helpers, copies[1:], parts, strict=False)
         ]
         try:
-            with target.open("wb", buffering=0) as out:
+            with nullcontext(out) if out is not None else target.open("wb", buffering=0) as sink:
                 digest = hashlib.sha256()
                 row = connection.execute(_IN_ORDER).fetchone()
                 assert row is not None
                 with connection.cursor().copy(copies[0]) as stream:
-                    size = write_blocks(stream, out, digest)
+                    size = write_blocks(stream, sink, digest)
                 connection.execute(_RESTORE_SORT, {"previous": row[0]})
                 for future, part in zip(futures, parts, strict=True):
                     future.result()
                     with part.open("rb") as handle:
-                        size += write_blocks(iter(lambda: handle.read(BLOCK), b""), out, digest)
+                        size += write_blocks(iter(lambda: handle.read(BLOCK), b""), sink, digest)
                     part.unlink()
         except BaseException:
             failed.set()
