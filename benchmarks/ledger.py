@@ -12,6 +12,7 @@ Uses its own embedded PostgreSQL in a temporary directory.
 
     .venv/bin/python benchmarks/ledger.py [--rows 1000000] [--sync-files 2000]
     .venv/bin/python benchmarks/ledger.py --only usage --only report --report-rows 1000000
+    .venv/bin/python benchmarks/ledger.py --only export --rows 1000000 --export-runs 3
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def measure_exports(url: str, root: Path) -> None:
                 helpers=helpers,
             )
             seconds = time.perf_counter() - started
+        shutil.rmtree(root / f"export-{export_format.value}-{sessions}")
         rate = manifest.row_count / seconds
         print(
             f"export {export_format.value} in {sessions} session(s): {rate:,.0f} rows/s "
@@ -409,23 +411,38 @@ def server_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
-# One statement: the rollup trigger sees the whole load as one transition table.
+# One statement: the rollup trigger sees the whole load as one transition table. The rows'
+# times rise with `g` from `since` to `until`, so the heap holds them in time order (as the
+# sync worker writes them) with the 50 tenants interleaved; the metadata is the meter's JSON
+# for such a row (about 470 characters).
 _FAST_LOAD = """
 INSERT INTO billing_usage_ledger (
     event_id, tenant_id, principal_id, operation, message_type, handler, units, base_rate,
-    multiplier, total_dcu, unit_price, total_cost, recorded_at, billing_period)
-SELECT 'fast-' || g, 'tenant-' || (g %% 50), 'p' || (g %% 20), 'usage.operation_' || (g %% 12),
-       'io.hartonomous.benchmark', 'benchmark', u, 0.0105, 1, round(u * 0.0105, 6), 0.00008,
-       round(round(u * 0.0105, 6) * 0.00008, 6), t,
-       date_trunc('month', t AT TIME ZONE 'UTC')::date
+    multiplier, total_dcu, unit_price, total_cost, metadata, recorded_at, billing_period)
+SELECT 'fast-' || g, 'tenant-' || (g %% 50), 'p' || (g %% 20), op,
+       'io.hartonomous.benchmark', 'benchmark', u, 0.0105, 1, dcu, 0.00008,
+       round(dcu * 0.00008, 6),
+       ('{"operation":"' || op || '","handler":"benchmark","message_type":'
+        '"io.hartonomous.benchmark","units":' || u || ',"base_rate_dcu":0.0105,'
+        '"multiplier":1,"unit_price":0.00008,"total_dcu_estimate":' || dcu
+        || ',"total_cost_estimate":' || round(dcu * 0.00008, 6) || ',"rate_plan_id":null,'
+        '"rate_plan_code":"publisher_core","rate_plan_name":"Publisher Core",'
+        '"allows_private_data":true,"can_query_public_corpus":true,'
+        '"included_public_storage_gb":120,"included_private_storage_gb":40,'
+        '"included_seat_count":25}')::json,
+       t, date_trunc('month', t AT TIME ZONE 'UTC')::date
 FROM generate_series(1, %(rows)s) AS g,
-     LATERAL (SELECT ((g::bigint * 7919) %% 5000000 + 1) / 1000000.0 AS u,
-                     now() - make_interval(secs => (g %% (30 * 86400))) AS t) AS v
+     LATERAL (SELECT 'usage.operation_' || (g %% 12) AS op,
+                     ((g::bigint * 7919) %% 5000000 + 1) / 1000000.0 AS u,
+                     %(since)s::timestamptz
+                     + (%(until)s::timestamptz - %(since)s::timestamptz) * (g::float8 / %(rows)s)
+                     AS t) AS v,
+     LATERAL (SELECT round(u * 0.0105, 6) AS dcu) AS d
 """
 
 
-def measure_report_rows(engine: Engine, url: str, rows: int) -> None:
-    """Load ``rows`` ledger rows in one statement, then time `ledger report` over them."""
+def fast_load(url: str, rows: int, since: datetime, until: datetime) -> None:
+    """Load ``rows`` ledger rows recorded between ``since`` and ``until`` in one statement."""
     with psycopg.connect(url, autocommit=True) as conn:
         for tenant in TENANTS:
             conn.execute(
@@ -434,12 +451,28 @@ def measure_report_rows(engine: Engine, url: str, rows: int) -> None:
                 (tenant, tenant),
             )
         started = time.perf_counter()
-        conn.execute(_FAST_LOAD, {"rows": rows})
+        conn.execute(_FAST_LOAD, {"rows": rows, "since": since, "until": until})
         loaded = time.perf_counter() - started
         conn.execute("VACUUM ANALYZE billing_usage_ledger")
         conn.execute("VACUUM ANALYZE billing_usage_rollup")
     print(f"loaded {rows:,} ledger rows in one INSERT ... generate_series: {loaded:.1f} s")
+
+
+def measure_report_rows(engine: Engine, url: str, rows: int) -> None:
+    """Load ``rows`` ledger rows over the last 30 days, then time `ledger report` over them."""
+    now = datetime.now(UTC)
+    fast_load(url, rows, now - timedelta(days=30), now)
     measure_reports(engine, rows)
+
+
+def measure_export_rows(url: str, root: Path, rows: int, runs: int) -> None:
+    """Load ``rows`` ledger rows into the current period once, then measure the exports
+    ``runs`` times (each against its own baseline COPY)."""
+    now = datetime.now(UTC)
+    month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    fast_load(url, rows, month, now)
+    for run in range(runs):
+        measure_exports(url, root / f"run-{run}")
 
 
 def main() -> None:
@@ -454,9 +487,12 @@ def main() -> None:
         "--report-rows", type=int, default=0, help="with --only report: rows loaded fast"
     )
     parser.add_argument(
+        "--export-runs", type=int, default=1, help="with --only export: exports of one load"
+    )
+    parser.add_argument(
         "--only",
         action="append",
-        choices=["sync", "inserts", "usage", "report"],
+        choices=["sync", "inserts", "usage", "report", "export"],
         help="measure only these (repeat); default: all but the fast-loaded report",
     )
     args = parser.parse_args()
@@ -487,6 +523,8 @@ def main() -> None:
             measure_exports(url, root)
         if "report" in parts:
             measure_report_rows(engine, url, args.report_rows or args.rows)
+        if "export" in parts:
+            measure_export_rows(url, root, args.rows, args.export_runs)
         engine.dispose()
     finally:
         server.stop()

@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -318,17 +319,17 @@ def write_period(
         )
         for index, (lower, upper) in enumerate(ranges)
     ]
-    copied = copy_in_ranges(connection, helpers, copies, csv_path)
-    described = ExportedFile(csv_path.name, copied.size_bytes, copied.sha256)
+    if export_format is ExportFormat.PARQUET:
+        data_path = folder / f"ledger-{label}.parquet"
+        _copy_to_parquet(connection, helpers, copies, csv_path, data_path)
+        described = _described(data_path)
+    else:
+        copied = copy_in_ranges(connection, helpers, copies, csv_path)
+        described = ExportedFile(csv_path.name, copied.size_bytes, copied.sha256)
     totals = tuple(
         OperationTotal(str(op), currency, int(count), units, dcu, cost)
         for op, count, units, dcu, cost in connection.execute(_TOTALS, parameters)
     )
-    if export_format is ExportFormat.PARQUET:
-        data_path = folder / f"ledger-{label}.parquet"
-        _csv_to_parquet(csv_path, data_path)
-        csv_path.unlink()
-        described = _described(data_path)
     manifest = ExportManifest(
         period=label,
         tenant_id=tenant_id,
@@ -341,8 +342,34 @@ def write_period(
     return manifest
 
 
-def _csv_to_parquet(source: Path, target: Path) -> None:
-    """Re-encode the exported CSV as Parquet, streaming (memory holds one block of rows)."""
+def _copy_to_parquet(
+    connection: Connection,
+    helpers: Sequence[Connection],
+    copies: Sequence[sql.Composed],
+    csv_path: Path,
+    target: Path,
+) -> None:
+    """Write the COPY's CSV (``copy_in_ranges``) through a pipe into the Parquet encoder, which
+    runs in a thread of its own while the rows are copied: no CSV file is written and read
+    back, and pyarrow parses and encodes (releasing the GIL) beside the reading of the rows.
+
+    Either side's failure ends the other: the encoder sees the end of the pipe when the copy
+    stops, the copy a broken pipe when the encoder stops, and the encoder's error is raised then."""
+    readable, writable = os.pipe()
+    with ThreadPoolExecutor(max_workers=1) as pool, open(readable, "rb") as source:
+        encoding = pool.submit(_csv_to_parquet, pa.PythonFile(source, mode="r"), target)
+        try:
+            with open(writable, "wb") as sink:
+                copy_in_ranges(connection, helpers, copies, csv_path, sink)
+        except BrokenPipeError:
+            encoding.result()  # the encoder stopped reading: its error is the cause
+            raise
+        encoding.result()
+
+
+def _csv_to_parquet(source: pa.NativeFile, target: Path) -> None:
+    """Encode the exported CSV read from ``source`` as Parquet, streaming (memory holds one
+    block of rows)."""
     schema = pa.schema(COLUMNS)
     reader = pa_csv.open_csv(
         source,

@@ -22,6 +22,7 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -120,9 +121,12 @@ def copy_in_ranges(
     helpers: Sequence[Connection],
     copies: Sequence[sql.Composed],
     target: Path,
+    out: BinaryIO | None = None,
 ) -> Described:
     """Run ``copies`` (COPY … TO STDOUT statements of consecutive ranges, in file order) and
-    write their output, in that order, to ``target``; its size and SHA-256.
+    write their output, in that order, to ``target`` (or to ``out``, an open binary stream
+    such as a pipe, when given; the helpers' part files are still named after ``target``);
+    its size and SHA-256.
 
     The first runs on ``connection`` (in the caller's REPEATABLE READ transaction), the others
     each on a helper (autocommit, outside a transaction: ``len(helpers) >= len(copies) - 1``),
@@ -144,17 +148,17 @@ def copy_in_ranges(
             for helper, copy, part in zip(helpers, copies[1:], parts, strict=False)
         ]
         try:
-            with target.open("wb", buffering=0) as out:
+            with nullcontext(out) if out is not None else target.open("wb", buffering=0) as sink:
                 digest = hashlib.sha256()
                 row = connection.execute(_IN_ORDER).fetchone()
                 assert row is not None
                 with connection.cursor().copy(copies[0]) as stream:
-                    size = write_blocks(stream, out, digest)
+                    size = write_blocks(stream, sink, digest)
                 connection.execute(_RESTORE_SORT, {"previous": row[0]})
                 for future, part in zip(futures, parts, strict=True):
                     future.result()
                     with part.open("rb") as handle:
-                        size += write_blocks(iter(lambda: handle.read(BLOCK), b""), out, digest)
+                        size += write_blocks(iter(lambda: handle.read(BLOCK), b""), sink, digest)
                     part.unlink()
         except BaseException:
             failed.set()
@@ -193,7 +197,7 @@ class _Sink:
     alone was about a sixth of the exporting process's CPU time). At most 8 blocks wait."""
 
     def __init__(self, out: BinaryIO, digest: Hasher | None) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=8)
         self._out = out
         self._digest = digest
         self._size = 0
@@ -213,7 +217,7 @@ class _Sink:
             except BaseException as exc:  # noqa: BLE001 - raised by put() or close()
                 self._error = exc
 
-    def put(self, block: bytes) -> None:
+    def put(self, block: bytes | bytearray) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(block)
@@ -228,20 +232,22 @@ class _Sink:
 
 
 def write_blocks(blocks: Iterable[Buffer], out: BinaryIO, digest: Hasher | None) -> int:
-    """Write ``blocks`` to ``out`` (and into ``digest``) joined into writes of about
-    ``BLOCK`` bytes, which costs a fraction of a call per COPY row; the bytes written."""
+    """Write ``blocks`` to ``out`` (and into ``digest``) gathered into writes of about
+    ``BLOCK`` bytes; the bytes written.
+
+    COPY hands over one row per call, so this loop runs once per row: it appends the row to
+    a ``bytearray`` (one copy, no list of rows to join) and hands a full one to the writing
+    thread as it is, starting a new one (about half the time of the list-and-join it
+    replaced, docs/billing.md, "Measured")."""
     sink = _Sink(out, digest)
     try:
-        pending: list[Buffer] = []
-        pending_bytes = 0
+        pending = bytearray()
         for block in blocks:
-            pending.append(block)
-            pending_bytes += len(block)
-            if pending_bytes >= BLOCK:
-                sink.put(b"".join(pending))
-                pending.clear()
-                pending_bytes = 0
-        sink.put(b"".join(pending))
+            pending += block
+            if len(pending) >= BLOCK:
+                sink.put(pending)
+                pending = bytearray()
+        sink.put(pending)
     finally:
         size = sink.close()
     return size

@@ -126,3 +126,23 @@ def test_one_tenants_export_split_by_day_is_the_bytes_of_one(
     text_of = one[f"ledger-{PERIOD:%Y-%m}.csv"].decode()
     assert text_of.count("spread-") == spread_ledger // 3
     assert "acme" not in text_of
+
+
+def test_a_failed_range_of_a_parquet_export_raises_its_own_error_and_leaves_nothing(
+    engine: Engine, spread_ledger: int, tmp_path: Path
+) -> None:
+    """The Parquet encoder reads the copy through a pipe: when a range's session fails, the
+    export raises that failure (not the encoder's view of a cut-off pipe) and leaves no file."""
+    with ExitStack() as stack:
+        main, helper = _sessions(engine, stack, 2)
+        helper.close()
+        with pytest.raises(psycopg.OperationalError, match="connection is closed"):
+            export_period(
+                main,
+                PERIOD,
+                tmp_path / "out",
+                export_format=ExportFormat.PARQUET,
+                currency="USD",
+                helpers=[helper],
+            )
+    assert list(tmp_path.iterdir()) == []
