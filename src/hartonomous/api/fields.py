@@ -17,6 +17,10 @@ check reports the route (docs/development.md, API tests). Declare request fields
   see (another tenant's included) is a 404.
 - ``Period``: a month, ``YYYY-MM`` with a month 01-12.
 - ``Day``: an RFC 3339 full-date (``2026-01-31``) only.
+- ``IntegerText``: an integer in a query parameter, a path segment or a form field (text by
+  nature): ``-?[0-9]+`` in ASCII digits only; ``+5``, ``1_0``, `` 5``, ``0x10``,
+  ``5.0`` or Arabic-Indic digits, which Python's ``int()`` and pydantic's lax mode read, are a
+  422 naming the parameter (tests/unit/api/test_strict_bodies.py walks every route's).
 - ``StrictInt`` / ``StrictFloat`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic)
   for JSON bodies: a string is not a number, a number is not a string, a bool is not an
   integer (tests/unit/api/test_strict_bodies.py walks every body); query parameters arrive as
@@ -25,6 +29,7 @@ check reports the route (docs/development.md, API tests). Declare request fields
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -39,6 +44,7 @@ __all__ = [
     "PERIOD_PATTERN",
     "AtomId",
     "Day",
+    "IntegerText",
     "KeyId",
     "Period",
     "PrincipalId",
@@ -50,6 +56,7 @@ __all__ = [
     "TenantIdQuery",
     "Timestamp",
     "WholeNumber",
+    "integer_text",
     "integral_number",
 ]
 
@@ -98,3 +105,18 @@ def integral_number(value: Any) -> Any:
 
 WholeNumber = Annotated[StrictInt, BeforeValidator(integral_number)]
 """A JSON integer as JSON Schema means it: ``43`` or ``43.0``, never ``true`` or ``"43"``."""
+
+
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+
+
+def integer_text(value: Any) -> Any:
+    """A text integer as the OpenAPI ``integer`` of a parameter means it: ``-?[0-9]+``, else a
+    ``ValueError`` (a 422 naming the parameter); a value that is not text passes unchanged."""
+    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+        raise ValueError("expected an integer in ASCII digits, such as 5 (no sign +, _, or space)")
+    return value
+
+
+IntegerText = Annotated[int, BeforeValidator(integer_text)]
+"""An integer query, path or form parameter: ``5`` or ``-5`` only (``integer_text``)."""

@@ -333,6 +333,20 @@ def test_json_bodies_are_strict_and_query_parameters_are_parsed(client: TestClie
     assert client.get("/v1/holdings?limit=5").status_code == 200
 
 
+def test_an_integer_parameter_not_in_ascii_digits_is_422_naming_it(client: TestClient) -> None:
+    """`+5`, `1_0`, ` 5`, `0x10`, `5.0`: Python reads them, the OpenAPI `integer` does not."""
+    for path, field in (
+        ("/v1/holdings?limit={}", "query.limit"),
+        ("/v1/tenants?limit={}", "query.limit"),
+        ("/v1/dead-letters/{}", "path.dead_letter_id"),
+    ):
+        for text in ("%2B5", "1_0", "%205", "0x10", "5.0"):
+            answer = client.get(path.format(text))
+            _assert_problem(answer, 422, field)
+            assert [error["field"] for error in answer.json()["errors"]] == [field], text
+    assert client.get("/v1/holdings?limit=5").status_code == 200
+
+
 def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
     client: TestClient,
 ) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import IntegerText
 from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.holdings import delete_holding, holdings_page
@@ -35,7 +37,7 @@ class HoldingsPage(BaseModel):
 @router.get("", response_model=HoldingsPage, summary="The tenant's holdings, newest first")
 def list_holdings(
     request: Request,
-    limit: int = Query(50, ge=1, le=500),
+    limit: Annotated[IntegerText, Query(ge=1, le=500)] = 50,
     cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> HoldingsPage:
