@@ -424,6 +424,37 @@ def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) 
     assert named.status_code == 200, named.text
 
 
+def test_a_key_repeated_in_one_object_is_malformed_json_on_every_route(client: TestClient) -> None:
+    """Python's json keeps the last of `{"k": 5, "k": 6}`: refused as malformed JSON naming the
+    key, its object and where it repeats, nested objects included, on every route."""
+    json_type = {"content-type": "application/json"}
+    for method, path in [*_routes(client), ("POST", "/v1/usage-events")]:
+        answer = client.request(method, path, content=b'{"k":5,"k":6}', headers=json_type)
+        _assert_problem(answer, 422)
+        assert answer.json()["errors"] == [
+            {
+                "field": "body",
+                "message": "the body is not valid JSON: duplicate key 'k' in body at character 7",
+                "type": "json_invalid",
+            }
+        ], (method, path)
+    for body, message in [
+        (
+            b'{"filters": {"since": "x", "s\\u0069nce": "y"}, "query": "a"}',
+            "duplicate key 'since' in body.filters at character 27",
+        ),
+        (b'{"query": "a", "k": 2, "k": 3}', "duplicate key 'k' in body at character 23"),
+        (b'[{"a": 1}, {"a": [{"b": 1, "b": 2}]}]', "duplicate key 'b' in body.1.a.0 at "),
+    ]:
+        answer = client.post("/v1/search", content=body, headers=json_type)
+        _assert_problem(answer, 422)
+        [error] = answer.json()["errors"]
+        assert error["message"].startswith(f"the body is not valid JSON: {message}"), error
+    # The same key in two objects is no repeat.
+    same = b'{"query": "since", "filters": {"since": "2026-01-01T00:00:00Z"}, "k": 1}'
+    assert client.post("/v1/search", content=same, headers=json_type).status_code == 200
+
+
 def test_usage_events_word_malformed_json_and_media_types_as_every_route(
     client: TestClient,
 ) -> None:
