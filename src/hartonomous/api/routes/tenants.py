@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import (
-    IntegerText,
+    ASCII_INTEGER,
     KeyId,
     PrincipalId,
     StrictFloat,
@@ -30,7 +30,9 @@ router = api_router(prefix="/v1/tenants", tags=["tenants"])
 
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 PlatformOf = Annotated[Platform, Depends(platform_of)]
-Limit = Annotated[IntegerText, Query(ge=1, le=tenancy.MAX_LIMIT, description="Items per page")]
+Limit = Annotated[
+    int, Query(ge=1, le=tenancy.MAX_LIMIT, description="Items per page"), ASCII_INTEGER
+]
 Cursor = Annotated[
     str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
 ]
