@@ -130,7 +130,17 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @_hypothesis_settings()
 def test_every_operation_answers_as_documented(case: Case, caller_headers: dict[str, str]) -> None:
-    case.call_and_validate(headers=caller_headers)
+    response = case.call_and_validate(headers=caller_headers)
+    if case.method.upper() != case.operation.method.upper():
+        # schemathesis' coverage phase also sends a method the path lacks (TRACE, QUERY …):
+        # OpenAPI has no operation to document its 405 on; docs/api.md, "Errors", says it.
+        # A literal path shaped as a sibling's id (`GET /v1/dead-letters/replay`) reaches the
+        # sibling, whose role is checked first: a `user` hears 403 there, as schemathesis allows.
+        assert response.status_code in {403, 405}, (case.method, case.formatted_path)
+        # schemathesis' response keeps each header as the list of its values.
+        assert response.headers["content-type"] == [PROBLEM_MEDIA_TYPE]
+        if response.status_code == 405:
+            assert response.headers["allow"] != [""]
 
 
 def test_linked_operations_answer_as_documented(platform: Platform, issue_key: IssueKey) -> None:
