@@ -49,6 +49,7 @@ __all__ = [
     "MalformedJsonError",
     "RequestHygieneMiddleware",
     "caller_request_id",
+    "check_json_text",
     "json_invalid",
     "refusal_response",
 ]
@@ -257,7 +258,13 @@ def _check_json_numbers(text: str) -> None:
 
 
 def _check_json(body: bytes) -> None:
-    text = _decoded(body, "the JSON body")
+    check_json_text(_decoded(body, "the JSON body"))
+
+
+def check_json_text(text: str) -> None:
+    """Refuse JSON ``text`` the API does not read: ``MalformedJsonError`` for NaN, Infinity or
+    a key repeated in one object, ``UsageError`` for nesting too deep or a NUL character.
+    Malformed JSON otherwise is left to the parser that reads it next (it names where)."""
     if "NaN" in text or "Infinity" in text:
         _check_json_numbers(text)
     # A JSON text can hold a NUL character only as the escape \u0000 (a raw one is a syntax
