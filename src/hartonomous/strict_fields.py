@@ -9,6 +9,10 @@ service models the API takes as bodies); callers in Python pass ``datetime`` and
 - ``Day``: an RFC 3339 full-date string (``2026-01-31``), or a ``date``.
 - ``DecimalText``: a decimal written as a JSON string (``"0.02"``), or a ``Decimal``; a JSON
   number is refused (money and factors are NUMERIC(18,6), never binary floating point).
+- ``WholeNumber`` (``integral_number``): a JSON integer as JSON Schema 2020-12 (OpenAPI 3.1)
+  counts one: ``5``, or an integral number ``5.0`` / ``5e0`` read as 5; ``5.5``, ``1e400``
+  (read as infinity), ``true`` or ``"5"`` are refused. Every integer of every body is one
+  (tests/unit/api/test_strict_bodies.py walks them); docs/api.md, "Types".
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StrictInt
 
-__all__ = ["Day", "DecimalText", "Timestamp"]
+__all__ = ["Day", "DecimalText", "Timestamp", "WholeNumber", "integral_number"]
 
 # RFC 3339 `date-time` (what OpenAPI's `format: date-time` means): seconds and an offset are
 # required, a fraction is optional; pydantic then parses the string it let through.
@@ -75,3 +79,18 @@ def _decimal_text_only(value: Any) -> Any:
 
 
 DecimalText = Annotated[Decimal, BeforeValidator(_decimal_text_only)]
+
+
+def integral_number(value: Any) -> Any:
+    """``43.0`` as ``43`` (JSON Schema counts it an integer); anything else unchanged, so a bool,
+    a string, ``43.5`` or infinity stays refused by StrictInt. For a bounded whole number, put
+    the bounds beside StrictInt, inside the validator (on ``WholeNumber`` inside a union the
+    OpenAPI schema loses them):
+    ``Annotated[StrictInt, Field(ge=1), BeforeValidator(integral_number)]``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(integral_number)]
+"""A JSON integer as JSON Schema means it: ``43`` or ``43.0``, never ``true`` or ``"43"``."""

@@ -17,6 +17,10 @@ check reports the route (docs/development.md, API tests). Declare request fields
   see (another tenant's included) is a 404.
 - ``Period``: a month, ``YYYY-MM`` with a month 01-12.
 - ``Day``: an RFC 3339 full-date (``2026-01-31``) only.
+- ``ASCII_INTEGER``: an integer in a query parameter, a path segment or a form field (text by
+  nature): ``-?[0-9]+`` in ASCII digits only; ``+5``, ``1_0``, `` 5``, ``0x10``,
+  ``5.0`` or Arabic-Indic digits, which Python's ``int()`` and pydantic's lax mode read, are a
+  422 naming the parameter (tests/unit/api/test_strict_bodies.py walks every route's).
 - ``StrictInt`` / ``StrictFloat`` / ``StrictBool`` / ``StrictStr`` (re-exported from pydantic)
   for JSON bodies: a string is not a number, a number is not a string, a bool is not an
   integer (tests/unit/api/test_strict_bodies.py walks every body); query parameters arrive as
@@ -25,6 +29,7 @@ check reports the route (docs/development.md, API tests). Declare request fields
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -33,9 +38,10 @@ from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt, Strict
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
 from hartonomous.security.api_keys import KEY_ID_PATTERN
 from hartonomous.security.principals import PRINCIPAL_ID_LENGTH
-from hartonomous.strict_fields import Day, Timestamp
+from hartonomous.strict_fields import Day, Timestamp, WholeNumber, integral_number
 
 __all__ = [
+    "ASCII_INTEGER",
     "PERIOD_PATTERN",
     "AtomId",
     "Day",
@@ -50,6 +56,7 @@ __all__ = [
     "TenantIdQuery",
     "Timestamp",
     "WholeNumber",
+    "integer_text",
     "integral_number",
 ]
 
@@ -87,14 +94,18 @@ PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="A month: YYYY-MM")]
 
 
-def integral_number(value: Any) -> Any:
-    """``43.0`` as ``43`` (JSON Schema counts it an integer); anything else unchanged, so a bool
-    or a string stays refused by StrictInt. For a bounded whole number, put the bounds beside
-    StrictInt: ``Annotated[StrictInt, Field(ge=1), BeforeValidator(integral_number)]``."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+
+
+def integer_text(value: Any) -> Any:
+    """A text integer as the OpenAPI ``integer`` of a parameter means it: ``-?[0-9]+``, else a
+    ``ValueError`` (a 422 naming the parameter); a value that is not text passes unchanged."""
+    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+        raise ValueError("expected an integer in ASCII digits, such as 5 (no sign +, _, or space)")
     return value
 
 
-WholeNumber = Annotated[StrictInt, BeforeValidator(integral_number)]
-"""A JSON integer as JSON Schema means it: ``43`` or ``43.0``, never ``true`` or ``"43"``."""
+ASCII_INTEGER = BeforeValidator(integer_text)
+"""Beside the bounds of an integer query, path or form parameter, ``5`` or ``-5`` only:
+``Annotated[int, Query(ge=1, le=500), ASCII_INTEGER]`` (outside them, as in a type alias of
+its own, the OpenAPI schema would lose the bounds as unknown keys)."""

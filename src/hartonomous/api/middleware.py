@@ -11,7 +11,9 @@ when a request could only reach a route to fail there obscurely:
 - a JSON body over ``MAX_JSON_BODY_BYTES`` (413), not UTF-8, or holding a NUL character in a
   string or key: PostgreSQL's ``text`` and ``jsonb`` cannot store one;
 - a JSON body holding ``NaN`` or ``Infinity``, which RFC 8259 does not have and Python's json
-  reads: the 422 of any malformed JSON (``MalformedJsonError``).
+  reads, or an object naming a key twice (``{"k": 5, "k": 6}``, which Python's json reads as
+  its last value): the 422 of any malformed JSON (``MalformedJsonError``), naming the key, the
+  object holding it (``body.filters``) and the character offset of the repeat.
 
 On a `/v1` path a refused body *content* (not UTF-8, NUL) is not answered here: it is left in
 the request's scope (``BODY_REFUSAL``) for the route, which raises it only after the caller is
@@ -47,6 +49,7 @@ __all__ = [
     "MalformedJsonError",
     "RequestHygieneMiddleware",
     "caller_request_id",
+    "check_json_text",
     "json_invalid",
     "refusal_response",
 ]
@@ -218,12 +221,6 @@ def _decoded(raw: bytes, what: str) -> str:
         raise UsageError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
-# A JSON text can hold a NUL character only as the escape \u0000 (a raw one is a syntax
-# error), and nest only as deep as it has brackets: a body without the escape and with fewer
-# brackets than this needs no parse here: FastAPI parses it afterwards (one parse, not two).
-_SHALLOW_BRACKETS = 100
-
-
 def json_invalid(reason: str, position: int) -> RequestValidationError:
     """The 422 FastAPI raises for a body that is not JSON (``reason`` at character
     ``position``), worded once for every route by api/problems.py."""
@@ -241,7 +238,8 @@ def json_invalid(reason: str, position: int) -> RequestValidationError:
 
 
 class MalformedJsonError(UsageError):
-    """A body Python's json module reads but RFC 8259 refuses: ``NaN``, ``Infinity``."""
+    """A body Python's json module reads but the API refuses: ``NaN``, ``Infinity`` (not in
+    RFC 8259), a key repeated in one object."""
 
     def __init__(self, reason: str, position: int) -> None:
         super().__init__(f"the body is not valid JSON: {reason} at character {position}")
@@ -260,29 +258,97 @@ def _check_json_numbers(text: str) -> None:
 
 
 def _check_json(body: bytes) -> None:
-    text = _decoded(body, "the JSON body")
+    check_json_text(_decoded(body, "the JSON body"))
+
+
+def check_json_text(text: str) -> None:
+    """Refuse JSON ``text`` the API does not read: ``MalformedJsonError`` for NaN, Infinity or
+    a key repeated in one object, ``UsageError`` for nesting too deep or a NUL character.
+    Malformed JSON otherwise is left to the parser that reads it next (it names where)."""
     if "NaN" in text or "Infinity" in text:
         _check_json_numbers(text)
-    if "\\u0000" not in text and text.count("[") + text.count("{") < _SHALLOW_BRACKETS:
-        return
-    _check_json_document(text)
+    # A JSON text can hold a NUL character only as the escape \u0000 (a raw one is a syntax
+    # error): without it, the parsed document needs no walk.
+    _check_json_document(text, may_hold_nul="\\u0000" in text)
 
 
-def _check_json_document(text: str) -> None:
+def _check_json_document(text: str, *, may_hold_nul: bool = True) -> None:
     try:
-        document = json.loads(text)
+        # Parsed here for its duplicate keys (and nesting); FastAPI parses it again. The hook
+        # costs one call per object, in C's parse: benchmarks/api_overhead.py sees no change.
+        document = _DECODER.decode(text)
     except RecursionError:
         raise UsageError("the JSON body nests too deeply") from None
+    except _DuplicateKey:
+        raise _duplicate_key_error(text) from None
     except ValueError:
         return  # FastAPI answers malformed JSON with a 422 naming where it breaks
-    places = list(_nul_locations(document))
-    if places:
-        raise _NulInBodyError(places)
+    if may_hold_nul:
+        places = list(_nul_locations(document))
+        if places:
+            raise _NulInBodyError(places)
+
+
+class _DuplicateKey(Exception):  # noqa: N818 - a signal out of json.loads, never raised further
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 says names SHOULD be unique and leaves a repeated one's meaning open; Python's
+    # json keeps the last, so `{"k": 5, "k": 6}` would be read as a 6 the sender may not mean.
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise _DuplicateKey
+    return document
+
+
+# Built once: json.loads with a hook builds a decoder and its scanner on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+# The tokens that shape a JSON text: strings (keys among them) and punctuation; numbers and
+# literals between them do not matter to where a key is.
+_JSON_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|[{}\[\],:]')
+
+
+def _duplicate_key_error(text: str) -> MalformedJsonError:
+    """The error naming the first repeated key of ``text`` (JSON json.loads read but for the
+    repeat), the object holding it (``body.filters``) and the repeat's character offset."""
+    # One entry per open container: its place, its keys so far (None: an array), its member.
+    open_containers: list[tuple[str, set[str] | None, list[Any]]] = []
+    expecting_key = False
+    for token in _JSON_TOKEN.finditer(text):
+        kind = token.group()
+        if kind in ("{", "["):
+            where = "body"
+            if open_containers:
+                parent, _, member = open_containers[-1]
+                where = f"{parent}.{member[0]}"
+            open_containers.append((where, set() if kind == "{" else None, [0]))
+            expecting_key = kind == "{"
+        elif kind in ("}", "]"):
+            open_containers.pop()
+            expecting_key = False
+        elif kind == ",":
+            _, keys, member = open_containers[-1]
+            expecting_key = keys is not None
+            if keys is None:
+                member[0] += 1
+        elif kind == ":":
+            expecting_key = False
+        elif expecting_key:
+            where, keys, member = open_containers[-1]
+            key = json.loads(kind)
+            assert keys is not None
+            if key in keys:
+                return MalformedJsonError(f"duplicate key {key!r} in {where}", token.start())
+            keys.add(key)
+            member[0] = key
+    return MalformedJsonError("a duplicate key", 0)  # unreachable for what json.loads read
 
 
 def refusal_response(request: Request, refused: UsageError) -> Response:
     """The problem answering ``refused`` (a NUL in the body lists each place, in ``errors``;
-    NaN or Infinity is the 422 of any malformed JSON)."""
+    NaN, Infinity or a repeated key is the 422 of any malformed JSON)."""
     if isinstance(refused, MalformedJsonError):
         entry = {"field": "body", "message": str(refused), "type": "json_invalid"}
         return problem_response(

@@ -216,6 +216,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if literal and any(error["field"].startswith("path.") for error in errors):
         # `GET /v1/dead-letters/replay` reaches `GET /v1/dead-letters/{dead_letter_id}`, whose
         # id it is not: the path is another route's, which does not take this method.
+        # Routing cannot say so itself: Starlette takes the sibling's full match over the
+        # literal route's method mismatch, and a `{dead_letter_id:int}` convertor would make
+        # every malformed id a 404, not the 422 naming it (docs/api.md, "Errors").
         return problem_response(
             request,
             status=405,

@@ -8,12 +8,20 @@ with ``PayloadTooLargeError`` (413) before more is read. Every part must be a fi
 unless it says otherwise), or one of the text fields the route takes (kept in memory, each
 up to its own byte limit). The one reader of multipart bodies: ingestion, the inference
 upload and the search by example (``api/example_upload.py``) all read through it.
+
+A file's name is its part's ``filename*`` parameter when it has one (RFC 6266 section 4.3:
+it wins over ``filename``), else its ``filename``. RFC 7578 forbids ``filename*`` in form data,
+but clients send it for names outside ASCII (``filename*=UTF-8''%E6%97%A5.txt``): its value is
+an RFC 8187 ``charset'language'percent-encoded-bytes``, UTF-8 or ISO-8859-1, decoded strictly
+and then checked as a plain name is (``check_upload_name``: no NUL, ``..``, path separator).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import BinaryIO
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -22,7 +30,7 @@ from starlette.requests import Request
 
 from hartonomous.api.shutdown import shutdown_notice
 from hartonomous.errors import PayloadTooLargeError, UsageError
-from hartonomous.ingest.uploads import UploadSpool
+from hartonomous.ingest.uploads import InvalidUploadNameError, UploadSpool
 
 __all__ = ["FILES_FIELD", "UnexpectedFormFieldError", "multipart_body", "receive_files"]
 
@@ -78,7 +86,12 @@ class _Receiver:
     def headers_finished(self) -> None:
         kind, options = parse_options_header(self.disposition)
         field = options.get(b"name", b"").decode("utf-8", "replace")
-        filename = options.get(b"filename")
+        # python-multipart's parser drops `filename*`: read from the header itself.
+        extended = _extended_filename(self.disposition or b"")
+        plain = options.get(b"filename")
+        filename = extended
+        if filename is None and plain is not None:
+            filename = plain.decode("utf-8")
         if kind == b"form-data" and filename is None and field in self.text_fields:
             if field in self.texts:
                 raise UsageError(f"form field {field!r} is given more than once")
@@ -91,7 +104,7 @@ class _Receiver:
                 f"{self.file_field!r}"
                 + "".join(f", or a text field {name!r}" for name in sorted(self.text_fields)),
             )
-        path = self.spool.new_file(None if filename is None else filename.decode("utf-8"))
+        path = self.spool.new_file(filename)
         self.handle = path.open("xb")
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
@@ -121,6 +134,38 @@ class _Receiver:
 
     def close(self) -> None:
         self.part_end()
+
+
+# One parameter of a Content-Disposition: a name, then a quoted string or a bare value.
+_PARAMETER = re.compile(rb';\s*([^\s=;]+)\s*=\s*("(?:\\.|[^"\\])*"|[^;]*)')
+_EXT_VALUE_CHARSETS = ("utf-8", "iso-8859-1")
+
+
+def _extended_filename(disposition: bytes) -> str | None:
+    """The decoded ``filename*`` of a Content-Disposition (RFC 6266, RFC 8187), None without
+    one; ``InvalidUploadNameError`` when it is not a well-formed ext-value or not text in its
+    charset (the name itself is checked afterwards, as a plain one is)."""
+    for found in _PARAMETER.finditer(disposition):
+        if found.group(1).lower() == b"filename*":
+            return _ext_value(found.group(2).strip())
+    return None
+
+
+def _ext_value(value: bytes) -> str:
+    charset, _, rest = value.partition(b"'")
+    _language, separated, encoded = rest.partition(b"'")
+    named = charset.decode("latin-1").lower()
+    if not separated or named not in _EXT_VALUE_CHARSETS or not encoded.isascii():
+        raise InvalidUploadNameError(
+            f"filename* {value[:60].decode('latin-1')!r} is not charset'language'value with "
+            "the charset UTF-8 or ISO-8859-1 and the value percent-encoded (RFC 8187)"
+        )
+    try:
+        return unquote_to_bytes(encoded).decode(named)
+    except UnicodeDecodeError as exc:
+        raise InvalidUploadNameError(
+            f"file name (filename*) is not valid UTF-8 (byte {exc.start})"
+        ) from None
 
 
 def multipart_body(properties: dict[str, object], required: list[str]) -> dict[str, object]:
@@ -188,7 +233,7 @@ async def receive_files(
     except FormParserError as exc:  # a malformed body, or a boundary over RFC 2046's length
         raise UsageError(f"malformed multipart body: {exc}") from None
     except UnicodeDecodeError:
-        raise UsageError("a file name is not UTF-8") from None
+        raise InvalidUploadNameError("a file name is not UTF-8") from None
     finally:
         receiver.close()
     if not receiver.ended:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -43,7 +44,7 @@ from hartonomous.instants import in_utc
 from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
-from hartonomous.strict_fields import DecimalText, Timestamp
+from hartonomous.strict_fields import DecimalText, Timestamp, integral_number
 
 __all__ = [
     "MultiplierInput",
@@ -112,7 +113,9 @@ class _PlanFields(BaseModel):
     seat_price: Amount | None = None
     included_public_storage_gb: Amount | None = None
     included_private_storage_gb: Amount | None = None
-    included_seat_count: Annotated[StrictInt | None, Field(ge=0, le=2**31 - 1)] = None
+    included_seat_count: (
+        Annotated[StrictInt, Field(ge=0, le=2**31 - 1), BeforeValidator(integral_number)] | None
+    ) = None
     allows_private_data: StrictBool | None = None
     can_query_public_corpus: StrictBool | None = None
     # Default: the earliest allowed, now + [billing] plan_cache_absolute_seconds.

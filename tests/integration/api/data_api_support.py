@@ -20,11 +20,19 @@ def multipart(parts: list[tuple[bytes, bytes]]) -> tuple[bytes, dict[str, str]]:
 
     Built by hand so that a file name reaches the server exactly as given (NUL included).
     """
+    return multipart_named(
+        [(b'filename="' + filename + b'"', content) for filename, content in parts]
+    )
+
+
+def multipart_named(parts: list[tuple[bytes, bytes]]) -> tuple[bytes, dict[str, str]]:
+    """As ``multipart``, each part's name given as its raw Content-Disposition parameters
+    after ``name="files"`` (``filename*=UTF-8''%E6%97%A5.txt``)."""
     boundary = uuid.uuid4().hex
     body = bytearray()
-    for filename, content in parts:
+    for parameters, content in parts:
         body += f"--{boundary}\r\n".encode()
-        body += b'Content-Disposition: form-data; name="files"; filename="' + filename + b'"\r\n'
+        body += b'Content-Disposition: form-data; name="files"; ' + parameters + b"\r\n"
         body += b"Content-Type: application/octet-stream\r\n\r\n"
         body += content + b"\r\n"
     body += f"--{boundary}--\r\n".encode()

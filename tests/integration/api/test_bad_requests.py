@@ -333,6 +333,101 @@ def test_json_bodies_are_strict_and_query_parameters_are_parsed(client: TestClie
     assert client.get("/v1/holdings?limit=5").status_code == 200
 
 
+def test_an_integer_parameter_not_in_ascii_digits_is_422_naming_it(client: TestClient) -> None:
+    """`+5`, `1_0`, ` 5`, `0x10`, `5.0`: Python reads them, the OpenAPI `integer` does not."""
+    for path, field in (
+        ("/v1/holdings?limit={}", "query.limit"),
+        ("/v1/tenants?limit={}", "query.limit"),
+        ("/v1/dead-letters/{}", "path.dead_letter_id"),
+    ):
+        for text in ("%2B5", "1_0", "%205", "0x10", "5.0"):
+            answer = client.get(path.format(text))
+            _assert_problem(answer, 422, field)
+            assert [error["field"] for error in answer.json()["errors"]] == [field], text
+    assert client.get("/v1/holdings?limit=5").status_code == 200
+
+
+def test_an_integral_number_is_an_integer_on_every_integer_field(client: TestClient) -> None:
+    """JSON Schema 2020-12 (OpenAPI 3.1) counts 5.0 as an integer: read as 5; 5.5 and 1e400
+    (infinity to Python's json) are a 422 naming the field (docs/api.md, "Types")."""
+    json_type = {"content-type": "application/json"}
+    for spelt in (b"3.0", b"3e0", b"0.3e1"):
+        search = b'{"query": "x", "k": ' + spelt + b"}"
+        found = client.post("/v1/search", content=search, headers=json_type)
+        assert found.status_code == 200, (spelt, found.text)
+        plan = b'{"plan_code": "p%s", "name": "P", "included_seat_count": %s}' % (
+            spelt.replace(b".", b"_"),
+            spelt,
+        )
+        made = client.post("/v1/billing/plans", content=plan, headers=json_type)
+        assert made.status_code == 201, (spelt, made.text)
+        assert made.json()["included_seat_count"] == 3
+    for path, body, field in (
+        ("/v1/search", b'{"query": "x", "k": 5.5}', "body.k"),
+        ("/v1/search", b'{"query": "x", "k": 1e400}', "body.k"),
+        ("/v1/graph/repair", b'{"batch_size": 2.5}', "body.batch_size"),
+        ("/v1/billing/plans", b'{"plan_code": "q", "name": "Q", "included_seat_count": 1.5}', None),
+    ):
+        answer = client.post(path, content=body, headers=json_type)
+        _assert_problem(answer, 422)
+        fields = [error["field"] for error in answer.json()["errors"]]
+        assert fields == [field or "body.included_seat_count"], (path, body, fields)
+
+
+def _misshapen(schema: dict[str, Any]) -> str | None:
+    """A value the query parameter's schema refuses, or None for free text it cannot refuse."""
+    branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+    [branch] = branches
+    branch = branch.get("items", branch)
+    if "enum" in branch or "const" in branch or "$ref" in branch:  # a query's $ref: an enum
+        return "bogus"
+    shapes = {"integer": "x", "boolean": "maybe"}
+    formats = {"date-time": "31/01/2026", "date": "2026-13-45", "uuid": "nope"}
+    if branch.get("type") in shapes or branch.get("format") in formats:
+        return shapes.get(branch["type"]) or formats[branch["format"]]
+    for value in ("!! bogus !!", "", "\t", "x" * (branch.get("maxLength", 10_000) + 1)):
+        too_long = len(value) > branch.get("maxLength", len(value))
+        too_short = len(value) < branch.get("minLength", 0)
+        if too_long or too_short or not re.search(branch.get("pattern", ""), value):
+            return value
+    return None
+
+
+def test_a_misshapen_known_query_parameter_is_422_naming_it_on_every_route(
+    client: TestClient,
+) -> None:
+    """One rule (docs/api.md, "Types"): a known query parameter whose value its schema refuses
+    (an unknown enum value, a bad time, date, integer or boolean, a pattern or length broken)
+    is 422 `invalid-request` listing `query.<name>`, as body validation; an unknown
+    parameter is 400."""
+    walked = []
+    for method, path, operation in _operations(client):
+        target = re.sub(r"\{[^}]+\}", "x", path)
+        for parameter in operation.get("parameters", []):
+            value = _misshapen(parameter["schema"]) if parameter["in"] == "query" else None
+            if value is None:
+                continue
+            answer = client.request(method, target, params={parameter["name"]: value})
+            _assert_problem(answer, 422)
+            assert answer.json()["code"] == "invalid-request"
+            fields = [error["field"] for error in answer.json()["errors"]]
+            named = [f for f in fields if f.split(".")[:2] == ["query", parameter["name"]]]
+            assert named, (method, path, value, fields)
+            walked.append(f"{method} {path} {parameter['name']}")
+        unknown = client.request(method, target, params={"no_such_parameter": "1"})
+        _assert_problem(unknown, 400, "no_such_parameter")
+    for expected in (
+        "GET /v1/ledger/entries recorded_since",
+        "GET /v1/ledger/report group_by",
+        "GET /v1/lineage/{identifier} direction",
+        "GET /v1/streams/{stream_id} format",
+        "POST /v1/ingest visibility",
+        "GET /v1/dead-letters include_replayed",
+        "GET /v1/holdings cursor",
+    ):
+        assert expected in walked, walked
+
+
 def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
     client: TestClient,
 ) -> None:
@@ -408,6 +503,37 @@ def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) 
             }
     named = client.post("/v1/probe-body", json={"name": "NaN Infinity", "size": 1})
     assert named.status_code == 200, named.text
+
+
+def test_a_key_repeated_in_one_object_is_malformed_json_on_every_route(client: TestClient) -> None:
+    """Python's json keeps the last of `{"k": 5, "k": 6}`: refused as malformed JSON naming the
+    key, its object and where it repeats, nested objects included, on every route."""
+    json_type = {"content-type": "application/json"}
+    for method, path in [*_routes(client), ("POST", "/v1/usage-events")]:
+        answer = client.request(method, path, content=b'{"k":5,"k":6}', headers=json_type)
+        _assert_problem(answer, 422)
+        assert answer.json()["errors"] == [
+            {
+                "field": "body",
+                "message": "the body is not valid JSON: duplicate key 'k' in body at character 7",
+                "type": "json_invalid",
+            }
+        ], (method, path)
+    for body, message in [
+        (
+            b'{"filters": {"since": "x", "s\\u0069nce": "y"}, "query": "a"}',
+            "duplicate key 'since' in body.filters at character 27",
+        ),
+        (b'{"query": "a", "k": 2, "k": 3}', "duplicate key 'k' in body at character 23"),
+        (b'[{"a": 1}, {"a": [{"b": 1, "b": 2}]}]', "duplicate key 'b' in body.1.a.0 at "),
+    ]:
+        answer = client.post("/v1/search", content=body, headers=json_type)
+        _assert_problem(answer, 422)
+        [error] = answer.json()["errors"]
+        assert error["message"].startswith(f"the body is not valid JSON: {message}"), error
+    # The same key in two objects is no repeat.
+    same = b'{"query": "since", "filters": {"since": "2026-01-01T00:00:00Z"}, "k": 1}'
+    assert client.post("/v1/search", content=same, headers=json_type).status_code == 200
 
 
 def test_usage_events_word_malformed_json_and_media_types_as_every_route(

@@ -218,6 +218,19 @@ def test_bad_multipart_inference_requests_are_problems(
         ({"request": request}, [("files", ("x.npy", b"not npy"))], 400, "input 'x': the bytes"),
         ({}, [("files", ("x.npy", npy))], 400, "as the text field 'request'"),
         ({"request": "{"}, [("files", ("x.npy", npy))], 400, "'request' is not a valid"),
+        # The JSON inside the form is read as strictly as a JSON body (api/middleware.py).
+        (
+            {"request": '{"task": "onnx_run", "model": NaN, "input": {}}'},
+            [("files", ("x.npy", npy))],
+            400,
+            "'request' is not valid JSON: NaN is not a JSON number at character 30",
+        ),
+        (
+            {"request": '{"task": "onnx_run", "task": "onnx_run", "input": {}}'},
+            [("files", ("x.npy", npy))],
+            400,
+            "'request' is not valid JSON: duplicate key 'task' in body at character 21",
+        ),
         (
             {"request": json.dumps({"task": "onnx_run", "input": {}, "extra": 1})},
             [("files", ("x.npy", npy))],

@@ -20,7 +20,7 @@ from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.services import Platform
 
 from .conftest import IssueKey, bearer
-from .data_api_support import multipart, spooled, upload, wait_for_job
+from .data_api_support import multipart, multipart_named, spooled, upload, wait_for_job
 
 LIMIT = 256 * 1024
 
@@ -136,6 +136,62 @@ def test_a_bad_file_name_is_400_naming_it_and_nothing_is_written(  # noqa: PLR09
     assert spooled(spool_dir) == []
     assert _count(engine, ingestion_jobs) == 0
     assert _count(engine, holdings) == 0
+
+
+def test_a_filename_star_names_the_holding_and_wins_over_filename(
+    api: TestClient, issue_key: IssueKey, engine: Engine, spool_dir: Path
+) -> None:
+    """RFC 7578 forbids `filename*` in form data, but clients send it for names outside ASCII;
+    RFC 6266 and RFC 8187 define it, and it wins over `filename`."""
+    token = issue_key()
+    body, headers = multipart_named(
+        [
+            (b"filename*=UTF-8''%E6%97%A5%E8%A8%98.txt", b"a diary"),
+            (b"filename=\"fallback.txt\"; filename*=utf-8'fr'caf%C3%A9%20cr%C3%A8me.md", b"x"),
+            (b"filename*=ISO-8859-1''na%EFve.txt", b"latin"),
+        ]
+    )
+    answer = api.post("/v1/ingest", headers={**bearer(token), **headers}, content=body)
+    assert answer.status_code == 202, answer.text
+    job = wait_for_job(api, token, answer.json()["job_id"])
+    names = ["\u65e5\u8a18.txt", "caf\u00e9 cr\u00e8me.md", "na\u00efve.txt"]
+    assert [file["path"] for file in job["files"]] == names
+    with engine.connect() as connection:
+        sources = set(connection.execute(select(holdings.c.source_uri)).scalars())
+    assert sources == set(names)
+    assert spooled(spool_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("parameters", "named"),
+    [
+        (b"filename*=UTF-8''a%00b.txt", "NUL"),
+        (b"filename*=UTF-8''%2E%2E", "'..'"),
+        (b"filename*=UTF-8''..%2Fetc%2Fpasswd", "path separator"),
+        (b"filename*=UTF-8''a%5Cb", "path separator"),
+        (b"filename*=UTF-8''%FF%FE.txt", "not valid UTF-8"),
+        (b"filename*=UTF-8''esc%1B%5B2J", "control character"),
+        (b"filename=\"safe.txt\"; filename*=UTF-8''%2E%2E%2Fx", "path separator"),
+        (b"filename*=KOI8-R''%C1", "RFC 8187"),
+        (b"filename*=%E6%97%A5.txt", "RFC 8187"),
+    ],
+)
+def test_a_hostile_filename_star_is_refused_as_a_plain_name_is(  # noqa: PLR0917
+    api: TestClient,
+    issue_key: IssueKey,
+    engine: Engine,
+    spool_dir: Path,
+    parameters: bytes,
+    named: str,
+) -> None:
+    token = issue_key()
+    body, headers = multipart_named([(b'filename="good.txt"', b"fine"), (parameters, b"payload")])
+    answer = api.post("/v1/ingest", headers={**bearer(token), **headers}, content=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "invalid-file-name"
+    assert named in answer.json()["detail"]
+    assert spooled(spool_dir) == []
+    assert _count(engine, ingestion_jobs) == 0
 
 
 def test_a_body_that_is_not_files_is_a_problem_not_a_job(

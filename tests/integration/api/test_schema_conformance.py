@@ -130,7 +130,17 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @_hypothesis_settings()
 def test_every_operation_answers_as_documented(case: Case, caller_headers: dict[str, str]) -> None:
-    case.call_and_validate(headers=caller_headers)
+    response = case.call_and_validate(headers=caller_headers)
+    if case.method.upper() != case.operation.method.upper():
+        # schemathesis' coverage phase also sends a method the path lacks (TRACE, QUERY …):
+        # OpenAPI has no operation to document its 405 on; docs/api.md, "Errors", says it.
+        # A literal path shaped as a sibling's id (`GET /v1/dead-letters/replay`) reaches the
+        # sibling, whose role is checked first: a `user` hears 403 there, as schemathesis allows.
+        assert response.status_code in {403, 405}, (case.method, case.formatted_path)
+        # schemathesis' response keeps each header as the list of its values.
+        assert response.headers["content-type"] == [PROBLEM_MEDIA_TYPE]
+        if response.status_code == 405:
+            assert response.headers["allow"] != [""]
 
 
 def test_linked_operations_answer_as_documented(platform: Platform, issue_key: IssueKey) -> None:
@@ -158,11 +168,6 @@ def test_linked_operations_answer_as_documented(platform: Platform, issue_key: I
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
             return {"headers": headers}
 
-        def before_call(self, case: Case) -> None:
-            # JSON Schema counts 1400.0 as an integer and schemathesis sends such spellings;
-            # the API's StrictInt fields take integers as written (5, not 5.0).
-            case.body = _integers_as_written(case.body)
-
         def step(self, input: StepInput) -> StepOutput:
             if input.transition is not None:
                 followed.append(input.case.operation.label)
@@ -176,16 +181,6 @@ def test_linked_operations_answer_as_documented(platform: Platform, issue_key: I
         )
     )
     assert followed, "no scenario followed a link"
-
-
-def _integers_as_written(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, list):
-        return [_integers_as_written(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _integers_as_written(item) for key, item in value.items()}
-    return value
 
 
 def test_every_operation_documents_its_problems(api: TestClient) -> None:

@@ -54,6 +54,8 @@ BODIES = [
     b"[" * 100 + b'"\\u0000"' + b"]" * 100,
     b"[" * 5000 + b"]" * 5000,
     b'{"a": [{"b": "\\u0000"}]}',
+    b'{"k": 5, "k": 6}',
+    b'{"a": [{"b": "\\u0000", "b": 1}]}',
 ]
 
 
@@ -97,3 +99,10 @@ def test_the_inputs_cover_refusals_and_admissions() -> None:
     ):
         outcomes = {_outcome(check, value) is None for value in inputs}
         assert outcomes == {True, False}
+
+
+def test_a_key_repeated_in_one_object_is_named_and_in_two_objects_is_not() -> None:
+    assert _outcome(middleware._check_json, b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}') is None
+    assert _outcome(middleware._check_json, b'{"a": {"b": [1, {"c": 1, "d": 2, "c": 3}]}}') == (
+        "the body is not valid JSON: duplicate key 'c' in body.a.b.1 at character 33"
+    )

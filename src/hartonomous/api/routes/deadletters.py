@@ -11,7 +11,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import StrictBool
+from hartonomous.api.fields import ASCII_INTEGER, StrictBool
 from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
 from hartonomous.security.roles import Role
@@ -28,7 +28,9 @@ from hartonomous.services.dead_letters import (
 
 router = api_router(prefix="/v1/dead-letters", tags=["operations"])
 
-DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A dead letter's id")]
+DeadLetterId = Annotated[
+    int, Path(ge=1, le=2**63 - 1, description="A dead letter's id"), ASCII_INTEGER
+]
 
 
 class DeadLetterPage(BaseModel):
@@ -78,7 +80,7 @@ Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 def list_letters(
     request: Request,
     caller: Admin,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=500), ASCII_INTEGER] = 50,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
     include_replayed: bool = False,
 ) -> DeadLetterPage:

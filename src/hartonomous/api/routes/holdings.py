@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import ASCII_INTEGER
 from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services.holdings import delete_holding, holdings_page
@@ -35,8 +37,10 @@ class HoldingsPage(BaseModel):
 @router.get("", response_model=HoldingsPage, summary="The tenant's holdings, newest first")
 def list_holdings(
     request: Request,
-    limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = Query(None, description="`next_cursor` of the previous page"),
+    limit: Annotated[int, Query(ge=1, le=500), ASCII_INTEGER] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
+    ] = None,
     caller: Caller = Depends(_user),  # noqa: B008
 ) -> HoldingsPage:
     """One page of holdings; pass `next_cursor` back as `cursor` for the next (400 when the

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import WholeNumber
+from hartonomous.api.middleware import MalformedJsonError, check_json_text
 from hartonomous.api.routing import api_router
 from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
 from hartonomous.errors import UsageError
@@ -204,6 +205,14 @@ def _request_field(texts: dict[str, str]) -> InferenceBody:
             f"send the request (JSON, as POST /v1/inference takes it) as the text field "
             f"{REQUEST_FIELD!r}"
         )
+    try:
+        # The one strict reading of JSON (NaN, Infinity, repeated keys), as a JSON body gets.
+        check_json_text(texts[REQUEST_FIELD])
+    except MalformedJsonError as exc:
+        raise UsageError(
+            f"form field {REQUEST_FIELD!r} is not valid JSON: {exc.reason} "
+            f"at character {exc.position}"
+        ) from None
     try:
         return InferenceBody.model_validate_json(texts[REQUEST_FIELD])
     except ValidationError as exc:

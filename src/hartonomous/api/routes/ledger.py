@@ -17,7 +17,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import Day, Period, TenantIdQuery, Timestamp
+from hartonomous.api.fields import ASCII_INTEGER, Day, Period, TenantIdQuery, Timestamp
 from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
 from hartonomous.security.roles import Role
@@ -52,7 +52,7 @@ def entries(
     message_type: Name = None,
     recorded_since: Annotated[Timestamp | None, Query()] = None,
     recorded_before: Annotated[Timestamp | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=500), ASCII_INTEGER] = 50,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> LedgerPage:
     """Billed events newest first; money as decimal strings (never floats)."""

@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.fields import ASCII_INTEGER
 from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import lineage as lineage_service
@@ -61,7 +62,7 @@ def lineage(
         Query(description="up: where it came from; down: what came from it"),
     ] = "up",
     depth: Annotated[
-        int, Query(ge=1, le=lineage_service.MAX_DEPTH, description="Steps to walk")
+        int, Query(ge=1, le=lineage_service.MAX_DEPTH, description="Steps to walk"), ASCII_INTEGER
     ] = lineage_service.DEFAULT_DEPTH,
 ) -> Any:
     """Nodes and edges within `depth` steps up or down from an atom, model or inference."""

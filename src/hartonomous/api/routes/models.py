@@ -12,7 +12,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field, JsonValue
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import AtomId
+from hartonomous.api.fields import ASCII_INTEGER, AtomId
 from hartonomous.api.routing import api_router
 from hartonomous.security.roles import Role
 from hartonomous.services import models as model_service
@@ -20,7 +20,7 @@ from hartonomous.services import models as model_service
 router = api_router(prefix="/v1/models", tags=["models"])
 
 ModelId = AtomId
-Limit = Annotated[int, Query(ge=1, le=500, description="Items per page")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page"), ASCII_INTEGER]
 Cursor = Annotated[
     str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
 ]

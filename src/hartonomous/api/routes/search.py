@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.example_upload import Upload, received_upload
-from hartonomous.api.fields import Timestamp, integral_number
+from hartonomous.api.fields import ASCII_INTEGER, Timestamp, integral_number
 from hartonomous.api.routing import api_router
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.errors import UsageError
@@ -115,7 +115,9 @@ class SearchRequest(BaseModel):
 class ExampleSearchOptions(SearchFilters):
     """The text fields of a search by example (multipart form fields beside `file`)."""
 
-    k: Annotated[int, Field(ge=1, le=search_service.MAX_K, description="Results wanted")] = 10
+    k: Annotated[
+        int, Field(ge=1, le=search_service.MAX_K, description="Results wanted"), ASCII_INTEGER
+    ] = 10
     mode: Literal["semantic", "hybrid"] = Field(
         "semantic", description="An example has no words: hybrid is its semantic part"
     )

@@ -13,7 +13,14 @@ from fastapi import Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.fields import KeyId, PrincipalId, StrictFloat, TenantId, Timestamp
+from hartonomous.api.fields import (
+    ASCII_INTEGER,
+    KeyId,
+    PrincipalId,
+    StrictFloat,
+    TenantId,
+    Timestamp,
+)
 from hartonomous.api.routing import api_router
 from hartonomous.db.tables.base import TENANT_ID_LENGTH
 from hartonomous.security.roles import Role
@@ -23,7 +30,9 @@ router = api_router(prefix="/v1/tenants", tags=["tenants"])
 
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 PlatformOf = Annotated[Platform, Depends(platform_of)]
-Limit = Annotated[int, Query(ge=1, le=tenancy.MAX_LIMIT, description="Items per page")]
+Limit = Annotated[
+    int, Query(ge=1, le=tenancy.MAX_LIMIT, description="Items per page"), ASCII_INTEGER
+]
 Cursor = Annotated[
     str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
 ]
