@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from tests.conftest import Cli, clean_environment
-from tests.integration.test_up import RunningUp
+from tests.integration.test_up import RunningUp, alive
 
 from hartonomous.api.http_protocol import MAX_HEAD_BYTES
+from hartonomous.config import Settings
 from hartonomous.db import EmbeddedPostgres
+from hartonomous.db.api_role import provision_api_role
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 
 
@@ -162,3 +166,72 @@ def test_serve_on_a_database_url_runs_no_migration_and_no_worker(
         assert ("hartonomous", "hartonomous_api") in {tuple(row) for row in names}
     finally:
         assert serve.stop(signal.SIGTERM) == 0
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _pause(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped: it accepts no connection meanwhile."""
+    os.kill(pid, signal.SIGSTOP)
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.01)
+
+
+def _statuses(url: str, token: str, count: int) -> list[int]:
+    """The status of ``count`` `GET /v1/me`, each on a new connection."""
+    headers = {"Authorization": f"Bearer {token}"}
+    return [
+        httpx.get(f"{url}/v1/me", headers=headers, timeout=30).status_code for _ in range(count)
+    ]
+
+
+def test_serve_with_two_workers_shares_one_port_and_one_rate_limit(
+    cli: Cli, engine: Engine, database_url: str, data_dir: Path
+) -> None:
+    provision_api_role(engine, Settings.model_validate({"data_dir": data_dir}))  # as `up` does
+    token = _issue_key(database_url, "acme")
+    rule = {"name": "shared", "scope": "tenant", "permit_limit": 4, "window_seconds": 3600}
+    env = cli.env | {"HARTONOMOUS_SECURITY__RATE_LIMITS": json.dumps([rule])}
+    serve = RunningUp(env, data_dir, "--workers", "2", command="serve")
+    try:
+        first, second = workers = _children(serve.process.pid)
+        # With the other worker paused, each in turn answers alone, from one limit of 4.
+        _pause(second)
+        assert _statuses(serve.url, token, 2) == [200, 200]
+        os.kill(second, signal.SIGCONT)
+        _pause(first)
+        assert _statuses(serve.url, token, 3) == [200, 200, 429]
+        os.kill(first, signal.SIGCONT)
+        # A worker that dies is replaced; the port keeps answering.
+        os.kill(first, signal.SIGKILL)
+        while len(_children(serve.process.pid)) < 2 or first in _children(serve.process.pid):
+            time.sleep(0.05)
+        workers = _children(serve.process.pid)
+        assert httpx.get(f"{serve.url}/health/ready", timeout=30).status_code == 200
+    finally:
+        # A supervisor killed outright cannot stop its workers: they see their stdin close.
+        serve.process.kill()
+        serve.process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_up_with_two_workers_configured_serves_from_them(
+    cli: Cli, database_url: str, data_dir: Path
+) -> None:
+    up = RunningUp(cli.env | {"HARTONOMOUS_SERVER__WORKERS": "2"}, data_dir)
+    try:
+        workers = _children(up.process.pid)
+        assert len(workers) == 2
+        token = _issue_key(database_url, "acme")
+        for worker in workers:  # each answers while the other is paused
+            _pause(worker)
+            assert _me(up.url, token)["tenant_id"] == "acme"
+            os.kill(worker, signal.SIGCONT)
+    finally:
+        assert up.stop(signal.SIGTERM) == 0  # stops its workers (graceful, then reaped)
+    assert not any(alive(pid) for pid in workers)

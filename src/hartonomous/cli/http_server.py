@@ -99,9 +99,20 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def listening_url(host: str, sock: socket.socket) -> str:
+    """The URL clients reach a socket ``bind(host, …)`` returned at."""
+    return f"http://{host}:{sock.getsockname()[1]}"
+
+
 def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str], None]) -> None:
     """Serve the API on ``host:port``; call ``announce(url)`` once listening; return on stop."""
     sock = bind(host, port)
+    serve_on(platform, sock, lambda: announce(listening_url(host, sock)))
+
+
+def serve_on(platform: Platform, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """Serve the API on the listening socket ``sock``; call ``ready()`` just before accepting;
+    return on SIGINT/SIGTERM (then raise ``ShutdownRequestedError``, after a graceful stop)."""
     app = create_app(platform)
     server = _Server(
         uvicorn.Config(
@@ -120,7 +131,7 @@ def serve_api(platform: Platform, host: str, port: int, announce: Callable[[str]
     # a flag, so it is safe at any point; the signal is re-raised as ours once the loop is gone.
     previous = {sig: signal.signal(sig, server.handle_exit) for sig in _STOP_SIGNALS}
     try:
-        announce(f"http://{host}:{sock.getsockname()[1]}")
+        ready()
         server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():

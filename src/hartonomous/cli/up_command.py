@@ -22,6 +22,7 @@ def up(
     # Imported here: the web stack, the workers and their libraries take seconds to import,
     # which other commands never need.
     from hartonomous.cli.http_server import serve_api, shutdown_on_signals
+    from hartonomous.cli.http_workers import serve_api_workers
     from hartonomous.db import open_database
     from hartonomous.db.embedded import prepare_data_dir
     from hartonomous.ingest.jobs import interrupt_abandoned_jobs
@@ -74,7 +75,12 @@ def up(
                 for service in services:
                     service.start()
                 try:
-                    serve_api(platform, listen_host, listen_port, announce)
+                    if settings.server.workers == 1:
+                        serve_api(platform, listen_host, listen_port, announce)
+                    else:  # worker processes, each a `serve` on this database (http_workers.py)
+                        serve_api_workers(
+                            settings, listen_host, listen_port, settings.server.workers, announce
+                        )
                 finally:
                     for service in services:
                         service.stop()

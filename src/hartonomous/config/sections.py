@@ -364,6 +364,9 @@ class ServerSettings(Section):
     port: int = Field(default=8080, ge=0, le=65535)
     # Largest request body `POST /v1/ingest` accepts, in bytes (413 beyond it).
     max_upload_bytes: int = Field(default=1024**3, ge=1)
+    # API server processes sharing the port (cli/http_workers.py); 1: the API runs in the
+    # process of `up` or `serve` itself.
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class BackupSettings(Section):
