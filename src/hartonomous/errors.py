@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ECHO_CHARACTERS",
     "ConflictError",
     "ForbiddenError",
     "HartonomousError",
@@ -36,6 +37,7 @@ __all__ = [
     "RateLimitedError",
     "UnavailableError",
     "UsageError",
+    "echoed",
 ]
 
 EXIT_FAILED = 1
@@ -142,3 +144,15 @@ class OperationFailedError(HartonomousError):
     code = "operation-failed"
     title = "Operation failed"
     http_status = 500
+
+
+ECHO_CHARACTERS = 64
+"""Most characters of a refused input a message repeats."""
+
+
+def echoed(value: str) -> str:
+    """``value`` quoted for a message (``repr``: escapes shown), cut past ``ECHO_CHARACTERS``
+    with its length said, so a huge refused input is not repeated whole."""
+    if len(value) <= ECHO_CHARACTERS:
+        return repr(value)
+    return f"{value[:ECHO_CHARACTERS]!r}… ({len(value)} characters)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hartonomous.ingest.extractors import ExtractionError, extract
+from hartonomous.ingest.paths import named_as
 from hartonomous.search.service import Example, SearchError
 
 
@@ -18,7 +19,7 @@ def read_example(path: Path, name: str | None = None) -> Example:
     except ExtractionError as exc:
         # Extractors (Pillow, soundfile) may quote the path: a server's own spool path is not
         # the caller's business, so it is shown as the name the caller gave.
-        raise SearchError(f"{label}: {str(exc).replace(str(path), label)}") from None
+        raise SearchError(f"{label}: {named_as(str(exc), path, label)}") from None
     except OSError as exc:
         raise SearchError(f"{label}: {exc.strerror or exc}") from None
     return Example(label, extraction.modality, data)

@@ -59,3 +59,14 @@ def _walk(path: Path, roots: list[Path], visited: set[Path]) -> Iterator[Candida
         return
     for entry in entries:
         yield from _walk(Path(entry.path), roots, visited)
+
+
+def named_as(message: str, path: Path, name: str) -> str:
+    """``message`` with ``path`` (as given, and resolved) written as ``name``.
+
+    Parsers quote the path they opened (Pillow: "cannot identify image file '<path>'"); for an
+    upload that is the server's spool path, which is not the caller's business: every reason
+    and message about a file names it as its owner gave it (docs/ingest.md)."""
+    for shown in dict.fromkeys((str(path), str(path.absolute()), str(path.resolve()))):
+        message = message.replace(shown, name)
+    return message

@@ -46,7 +46,7 @@ from hartonomous.ingest.file_store import (
 from hartonomous.ingest.indexing import HoldingIndexer, IndexReport
 from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
-from hartonomous.ingest.paths import Candidate, expand_paths
+from hartonomous.ingest.paths import Candidate, expand_paths, named_as
 from hartonomous.ingest.prefetch import PrefetchingEmbedders
 from hartonomous.observability.tracing import tracer
 from hartonomous.security.principals import validate_principal_id
@@ -432,7 +432,7 @@ def _outcome(
 ) -> FileOutcome:
     shown = job.request.name_of(item.path)
     if file is None:
-        error = storable_text(f"{shown}: {reason}")
+        error = storable_text(f"{shown}: {named_as(str(reason), item.path, shown)}")
         return FileOutcome(shown, None, "failed", error, 0, 0)
     report = reports.get(file.holding_id, IndexReport())
     return FileOutcome(

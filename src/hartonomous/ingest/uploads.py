@@ -40,6 +40,10 @@ class InvalidUploadNameError(UsageError):
 
     code = "invalid-file-name"
 
+    def __init__(self, message: str, name: str | None) -> None:
+        super().__init__(message)
+        self.name = name  # as given; None or "" when the part had none (an input left empty)
+
 
 def uploads_root(data_dir: Path) -> Path:
     """The folder holding every upload in progress."""
@@ -55,18 +59,20 @@ def check_upload_name(name: str | None) -> str:
     255 bytes in UTF-8.
     """
     if not name:
-        raise InvalidUploadNameError("an uploaded file has an empty file name")
+        raise InvalidUploadNameError("an uploaded file has an empty file name", name)
     shown = repr(name)
     if "\x00" in name:
-        raise InvalidUploadNameError(f"file name {shown} holds a NUL character")
+        raise InvalidUploadNameError(f"file name {shown} holds a NUL character", name)
     if any(unicodedata.category(character) == "Cc" for character in name):
-        raise InvalidUploadNameError(f"file name {shown} holds a control character")
+        raise InvalidUploadNameError(f"file name {shown} holds a control character", name)
     if "/" in name or "\\" in name:
-        raise InvalidUploadNameError(f"file name {shown} holds a path separator")
+        raise InvalidUploadNameError(f"file name {shown} holds a path separator", name)
     if ".." in name or name == ".":
-        raise InvalidUploadNameError(f"file name {shown} holds '..' or is '.'")
+        raise InvalidUploadNameError(f"file name {shown} holds '..' or is '.'", name)
     if len(name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
-        raise InvalidUploadNameError(f"file name {shown[:40]}… is longer than {_NAME_BYTES} bytes")
+        raise InvalidUploadNameError(
+            f"file name {shown[:40]}… is longer than {_NAME_BYTES} bytes", name
+        )
     return name
 
 

@@ -7,6 +7,7 @@ authenticating at once and the sync worker refuses its events (docs/security.md)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -150,6 +151,28 @@ class Principal:
     active_keys: int = 0
 
 
+# Control characters (Unicode category Cc: C0, DEL, C1) would be stored unseen or break a line
+# of every listing that shows the name; a name typed by a person never needs them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def display_name_problem(name: str) -> str | None:
+    """Why ``name`` (stripped, as given: before ``storable_text``) cannot be a tenant's or
+    principal's display name, or None: holding a control character (named by code point and
+    position), empty, or over ``_DISPLAY_NAME_LENGTH`` characters once storable. One rule for
+    the CLI, the API and the admin UI."""
+    found = _CONTROL.search(name)
+    if found:
+        return (
+            f"display name must not hold control characters: U+{ord(found.group()):04X} at "
+            f"character {found.start() + 1}"
+        )
+    size = len(storable_text(name))
+    if not size or size > _DISPLAY_NAME_LENGTH:
+        return f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters (it has {size})"
+    return None
+
+
 def create_principal(
     connection: Connection,
     tenant_id: str,
@@ -166,9 +189,11 @@ def create_principal(
     """
     validate_principal_id(principal_id)
     _require_addressable(principal_id)
-    name = principal_id if display_name is None else storable_text(display_name.strip())
-    if not name or len(name) > _DISPLAY_NAME_LENGTH:
-        raise InvalidPrincipalError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
+    given = principal_id if display_name is None else display_name.strip()
+    problem = display_name_problem(given)
+    if problem:
+        raise InvalidPrincipalError(problem)
+    name = storable_text(given)
     if not ensure_principal(connection, tenant_id, principal_id, name, kind, role=role):
         raise PrincipalExistsError(f"tenant {tenant_id!r} already has principal {principal_id!r}")
     return get_principal(connection, tenant_id, principal_id)

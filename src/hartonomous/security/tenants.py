@@ -18,13 +18,18 @@ from sqlalchemy import Connection, Row, Select, func, select, update
 
 from hartonomous.db.tables import holdings, principals, tenants
 from hartonomous.db.tables.base import TENANT_ID_LENGTH, TENANT_ID_PATTERN
-from hartonomous.errors import ConflictError, HartonomousError, NotFoundError, UsageError
-from hartonomous.security.principals import ensure_tenant
+from hartonomous.errors import (
+    ConflictError,
+    HartonomousError,
+    NotFoundError,
+    UsageError,
+    echoed,
+)
+from hartonomous.security.principals import display_name_problem, ensure_tenant
 from hartonomous.storable import storable_text
 
 TenantState = Literal["active", "disabled"]
 
-_DISPLAY_NAME_LENGTH = 256  # tenants.display_name
 _VALID_ID = re.compile(TENANT_ID_PATTERN)
 
 
@@ -45,7 +50,7 @@ class UnknownTenantError(TenantError, NotFoundError):
     creates one when the id could be created."""
 
     def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"unknown tenant {tenant_id!r}")
+        super().__init__(f"unknown tenant {echoed(tenant_id)}")
         if creatable_tenant_id(tenant_id):
             self.cli_hint = f"create it with `hartonomous tenants create {tenant_id}`"
 
@@ -85,7 +90,8 @@ def validate_tenant_id(tenant_id: str) -> None:
     """Raise ``InvalidTenantError`` unless ``tenant_id`` fits the table's pattern and length."""
     if len(tenant_id) > TENANT_ID_LENGTH or not _VALID_ID.fullmatch(tenant_id):
         raise InvalidTenantError(
-            f"{tenant_id!r} is not a tenant id: 1-{TENANT_ID_LENGTH} characters, letters, digits, "
+            f"{echoed(tenant_id)} is not a tenant id: 1-{TENANT_ID_LENGTH} characters, "
+            "letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
 
@@ -100,10 +106,12 @@ def create_tenant(
     its state).
     """
     validate_tenant_id(tenant_id)
+    given = tenant_id if display_name is None else display_name.strip()
+    problem = display_name_problem(given)
+    if problem:
+        raise InvalidTenantError(problem)
     # A name from a terminal may carry bytes that are not UTF-8: stored visibly, never refused.
-    name = tenant_id if display_name is None else storable_text(display_name.strip())
-    if not name or len(name) > _DISPLAY_NAME_LENGTH:
-        raise InvalidTenantError(f"display name must be 1-{_DISPLAY_NAME_LENGTH} characters")
+    name = storable_text(given)
     if not ensure_tenant(connection, tenant_id, name):
         existing = connection.execute(
             select(tenants.c.tenant_id).where(func.lower(tenants.c.tenant_id) == tenant_id.lower())

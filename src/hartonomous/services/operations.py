@@ -5,7 +5,9 @@ message age, in-flight, dead letters, change-capture lag), ``graph_status`` (pro
 ``throughput_history`` (messages per minute, the last hour), ``readiness`` (service
 heartbeats), ``running_jobs`` and ``ledger_report`` (today's billed DCU
 and cost). Platform figures are an operator's (admin role); a tenant's own figures are anyone's.
-``stalled`` names every stalled thing in words, empty when all flows.
+``state`` and ``problems`` are ``hartonomous status``'s verdicts on whether work flows
+(``services.status.flow_checks``: one rule set for both): the worst verdict, and each check not
+OK as "name: detail" (a paused sync is a WARN naming who paused it, since when and why).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hartonomous.services.health import ServiceHeartbeat, readiness
 from hartonomous.services.ingestion import running_jobs
 from hartonomous.services.ledger import ledger_report
 from hartonomous.services.platform import Platform
+from hartonomous.services.status import StatusCheck, Verdict, flow_checks, worst
 
 __all__ = ["JobProgress", "Overview", "PlatformFigures", "operations_overview"]
 
@@ -54,7 +57,9 @@ class PlatformFigures(BaseModel):
 
 
 class Overview(BaseModel):
-    """``tenant_id``'s figures, the platform's for an operator, and what is stalled."""
+    """``tenant_id``'s figures; for an operator the platform's, ``state`` (the worst flow
+    verdict: FAIL is shown as stalled, WARN as a warning) and ``problems`` (each check not OK,
+    "name: detail"); for anyone else ``state`` OK and no problems."""
 
     tenant_id: str
     at: datetime
@@ -62,7 +67,8 @@ class Overview(BaseModel):
     billed_dcu_today: Decimal
     billed_cost_today: Decimal
     platform: PlatformFigures | None
-    stalled: list[str]
+    state: Verdict
+    problems: list[str]
 
 
 def operations_overview(platform: Platform, tenant_id: str, *, operator: bool) -> Overview:
@@ -87,7 +93,7 @@ def operations_overview(platform: Platform, tenant_id: str, *, operator: bool) -
         )
         for job in running_jobs(platform, tenant_id)
     ]
-    figures, stalled = _platform_figures(platform) if operator else (None, [])
+    figures, checks = _platform_figures(platform) if operator else (None, [])
     return Overview(
         tenant_id=tenant_id,
         at=datetime.now(UTC),
@@ -95,26 +101,22 @@ def operations_overview(platform: Platform, tenant_id: str, *, operator: bool) -
         billed_dcu_today=report.total.total_dcu,
         billed_cost_today=report.total.total_cost,
         platform=figures,
-        stalled=stalled,
+        state=worst(checks),
+        problems=[f"{c.name}: {c.detail}" for c in checks if c.verdict != "OK"],
     )
 
 
-def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[str]]:
+def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[StatusCheck]]:
     broker = broker_status(platform)
     graph = graph_status(platform)
-    stalled: list[str] = []
     try:
         ready = readiness(platform)
     except HartonomousError as exc:
-        stalled.append(str(exc))
+        checks = [StatusCheck("database", "FAIL", str(exc))]
         services: list[ServiceHeartbeat] = []
     else:
+        checks = flow_checks(platform, ready, broker)
         services = ready.services
-        stalled += (ready.detail or "").split("; ") if ready.detail else []
-    if broker.orphaned_claims:
-        stalled.append(f"broker: {broker.orphaned_claims} messages held by gone consumers")
-    if broker.dead_letter_spike:
-        stalled.append(f"broker: {broker.dead_letters_last_hour} dead letters in the last hour")
     lags = [
         table.oldest_unprojected_seconds
         for table in (graph.graph_nodes, graph.graph_edges)
@@ -139,4 +141,4 @@ def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[str]]:
         services=services,
         throughput_last_hour=throughput_history(platform, 60),
     )
-    return figures, stalled
+    return figures, checks

@@ -22,7 +22,14 @@ from hartonomous.services.database_errors import database_errors
 from hartonomous.services.health import NotReadyError, Readiness, readiness
 from hartonomous.services.platform import Platform
 
-__all__ = ["StatusCheck", "StatusReport", "Verdict", "platform_status"]
+__all__ = [
+    "StatusCheck",
+    "StatusReport",
+    "Verdict",
+    "flow_checks",
+    "platform_status",
+    "worst",
+]
 
 Verdict = Literal["OK", "WARN", "FAIL"]
 _RANK: dict[Verdict, int] = {"OK": 0, "WARN": 1, "FAIL": 2}
@@ -46,7 +53,25 @@ class StatusReport:
 
     @property
     def verdict(self) -> Verdict:
-        return max((check.verdict for check in self.checks), key=_RANK.__getitem__, default="OK")
+        return worst(self.checks)
+
+
+def worst(checks: list[StatusCheck]) -> Verdict:
+    """The worst verdict of ``checks`` (FAIL over WARN over OK); OK for none."""
+    return max((check.verdict for check in checks), key=_RANK.__getitem__, default="OK")
+
+
+def flow_checks(platform: Platform, ready: Readiness, broker: BrokerStatus) -> list[StatusCheck]:
+    """The checks of whether work flows (services, change capture, the sync pause, backlog,
+    Kafka lag, dead letters): ``platform_status``'s, and the admin dashboard's verdict."""
+    return [
+        *_services(platform, ready),
+        _capture(ready),
+        _pause(ready),
+        _backlog(platform, broker),
+        *_kafka(platform, ready),
+        _dead_letters(broker),
+    ]
 
 
 def platform_status(platform: Platform) -> StatusReport:
@@ -61,12 +86,7 @@ def platform_status(platform: Platform) -> StatusReport:
         ledger_rows, database_bytes = _ledger_and_size(platform)
     checks = [
         StatusCheck("database", "OK", f"migrations at head ({ready.revision})"),
-        *_services(platform, ready),
-        _capture(ready),
-        _pause(ready),
-        _backlog(platform, broker),
-        *_kafka(platform, ready),
-        _dead_letters(broker),
+        *flow_checks(platform, ready, broker),
         _ledger(ready, ledger_rows),
         _backup(platform),
         _disk(platform, database_bytes),

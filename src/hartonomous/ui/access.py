@@ -25,6 +25,7 @@ from hartonomous.security.authentication import Caller
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 from hartonomous.services.web_sessions import session_caller
+from hartonomous.ui.flashes import FlashBox
 from hartonomous.ui.sessions import SESSION_COOKIE, Session, SessionCodec
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Viewer",
     "check_csrf",
     "checked_form",
+    "flashes_of",
     "platform_of",
     "sessions_of",
     "viewer",
@@ -81,6 +83,11 @@ def platform_of(request: Request) -> Platform:
 def sessions_of(request: Request) -> SessionCodec:
     codec: SessionCodec = request.app.state.sessions
     return codec
+
+
+def flashes_of(request: Request) -> FlashBox:
+    box: FlashBox = request.app.state.flashes
+    return box
 
 
 def _wanted(request: Request) -> str:

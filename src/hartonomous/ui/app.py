@@ -15,12 +15,14 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from hartonomous.errors import HartonomousError
 from hartonomous.services import Platform
 from hartonomous.services.web_sessions import session_signing_key
 from hartonomous.ui.access import SignInRequiredError
+from hartonomous.ui.flashes import FlashBox
 from hartonomous.ui.pages import (
     atoms,
     billing,
@@ -54,6 +56,7 @@ def create_ui(platform: Platform, shutdown: StopNotice, receive_files: FileRecei
     ui.state.shutdown = shutdown
     ui.state.receive_files = receive_files
     ui.state.sessions = SessionCodec(session_signing_key(platform), SESSION_SECONDS)
+    ui.state.flashes = FlashBox()
     ui.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     for router in (
         signin.router,
@@ -73,6 +76,7 @@ def create_ui(platform: Platform, shutdown: StopNotice, receive_files: FileRecei
     ui.add_exception_handler(SignInRequiredError, _to_sign_in)  # type: ignore[arg-type]
     ui.add_exception_handler(HartonomousError, _error_page)  # type: ignore[arg-type]
     ui.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    ui.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     return ui
 
 
@@ -100,6 +104,23 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
             "status": status,
         },
         status_code=status,
+    )
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Routing's own refusals (an unknown /ui address 404, a method a page does not take
+    405): the UI's error page, not the framework's JSON."""
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Refused")
+    message = {
+        404: f"there is no page at {request.url.path}",
+        405: f"{request.url.path} does not take {request.method}: use the page's form",
+    }.get(exc.status_code, str(exc.detail))
+    return render(
+        request,
+        "error.html",
+        {"title": title, "message": message, "status": exc.status_code},
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 

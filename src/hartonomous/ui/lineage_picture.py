@@ -43,11 +43,14 @@ class Picture:
     lines: list[Line]
 
 
+# A node kind (sync/graph.py's node ids, "kind:atom hex") and the UI pages that show it.
+_PAGES = {"atom": "atoms", "model": "models"}
+
+
 def _href(node_id: str) -> str | None:
     kind, _, rest = node_id.partition(":")
-    if kind in ("atom", "model") and rest:
-        return f"/ui/atoms/{rest}"
-    return None
+    page = _PAGES.get(kind)
+    return f"/ui/{page}/{rest}" if page and rest else None
 
 
 def _text(node: LineageNode) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def render(
     context: dict[str, Any] | None = None,
     *,
     status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """``templates/name`` rendered; the viewer (``request.state.viewer``, when signed in) and
     ``root`` (the UI's mount path) are always in the context. Autoescaping is on."""
@@ -28,4 +30,6 @@ def render(
         "viewer": getattr(request.state, "viewer", None),
         **(context or {}),
     }
-    return templates.TemplateResponse(request, name, values, status_code=status_code)
+    return templates.TemplateResponse(
+        request, name, values, status_code=status_code, headers=headers
+    )

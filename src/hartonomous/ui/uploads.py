@@ -40,8 +40,8 @@ def file_receiver(request: Request) -> FileReceiver:
 
 def refusal(exc: HartonomousError, spool: UploadSpool, choose: str) -> str:
     """What to say beside a file field about a refused upload. A browser sends a file input
-    left empty as a part with an empty file name: that is said as "choose …", not as a bad
-    name."""
-    if isinstance(exc, InvalidUploadNameError) and not spool.files:
+    left empty as one part with an empty file name: that is said as "choose …"; a name that
+    was given but refused (``../x``) is named."""
+    if isinstance(exc, InvalidUploadNameError) and not exc.name and not spool.files:
         return f"{choose}: no file was chosen"
     return str(exc)

@@ -82,6 +82,11 @@ def test_a_dead_letter_is_replayed_and_its_outcome_shown(
     check_accessibility(page)
     document(page, "dead-letter")
     page.go_back()
+    # A refusal (400 fragment) lands in the page, where the outcome would (static/ui.js).
+    page.get_by_role("button", name="Replay selected").click()
+    expect(page.locator("#replay-outcome")).to_contain_text(
+        "Tick at least one dead letter to replay."
+    )
     page.get_by_label(f"Select dead letter {letter}").check()
     page.get_by_role("button", name="Replay selected").click()
     outcome = page.locator("#replay-outcomes")

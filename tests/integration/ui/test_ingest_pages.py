@@ -38,6 +38,10 @@ def test_an_upload_becomes_the_tenants_job_with_each_files_outcome(
     files = [
         ("files", ("notes.txt", b"Harbour notes for the ingestion page.", "text/plain")),
         ("files", ("empty.txt", b"", "text/plain")),
+        # Parsers quote the file they opened (Pillow, libsndfile): the spool's path must not
+        # reach the reason; the name given must.
+        ("files", ("broken.png", b"\x89PNG\r\n\x1a\n not an image", "image/png")),
+        ("files", ("broken.wav", b"RIFF\x00\x00\x00\x00WAVE not a sound", "audio/wav")),
     ]
     scripted = client.post(
         "/ui/ingest",
@@ -48,11 +52,17 @@ def test_an_upload_becomes_the_tenants_job_with_each_files_outcome(
     started = scripted.json()
     job = _wait_terminal(client, started["progress_url"])
     assert job["status"] == "completed_with_errors"
-    assert (job["files_total"], job["files_done"], job["files_failed"]) == (2, 2, 1)
+    assert (job["files_total"], job["files_done"], job["files_failed"]) == (4, 4, 3)
     outcomes = {f["path"]: (f["status"], f["error"]) for f in job["files"]}
     assert outcomes["notes.txt"] == ("ingested", None)
     assert outcomes["empty.txt"][0] == "failed"
     assert "empty file" in outcomes["empty.txt"][1]
+    for broken in ("broken.png", "broken.wav"):
+        status, reason = outcomes[broken]
+        assert status == "failed"
+        assert reason.startswith(f"{broken}: ")
+        assert "uploads" not in reason, reason  # no spool path
+        assert "/" not in reason, reason
     assert (
         pipeline.scalar(
             f"SELECT principal_id FROM ingestion_jobs WHERE job_id = '{started['job_id']}'"
@@ -96,6 +106,19 @@ def test_an_upload_without_the_csrf_token_or_a_file_is_refused_and_ingests_nothi
     unchosen = client.post("/ui/ingest", data=empty_form, files={"files": ("", b"")})
     assert unchosen.status_code == 400  # a file input left empty, as a browser sends it
     assert "choose files or a folder: no file was chosen" in unchosen.text
+    # A name given but refused is named, alone or beside a good file.
+    for parts in (
+        [("files", ("../../evil.txt", b"x", "text/plain"))],
+        [*one, ("files", ("../../evil.txt", b"x", "text/plain"))],
+    ):
+        named = client.post("/ui/ingest", data=empty_form, files=parts)
+        assert named.status_code == 400
+        assert "file name &#39;../../evil.txt&#39; holds a path separator" in named.text
+        assert "no file was chosen" not in named.text
+    # Not multipart and no token in a header: the CSRF refusal comes first, as on every form.
+    plain = client.post("/ui/ingest", content=b"not multipart")
+    assert plain.status_code == 403
+    assert "CSRF" in plain.text
     scripted = client.post(
         "/ui/ingest",
         content=b"not multipart",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -11,11 +12,15 @@ from tests.integration.api.conftest import IssueKey
 from tests.integration.api.pipeline import Source, drain_banned, insert_dead_letters, pipeline
 from tests.integration.api.test_ledger_routes import bill
 from tests.integration.api.test_models_and_embed_api import held_models
+from tests.integration.heartbeats import beat_every_service
 from tests.integration.sync.conftest import drain
 
 from hartonomous.config import Settings
 from hartonomous.ingest.pipeline import IngestRequest, ingest_paths
 from hartonomous.security.roles import Role
+from hartonomous.services import Platform
+from hartonomous.services.status import platform_status
+from hartonomous.services.sync_control import pause_sync, resume_sync
 
 from .conftest import csrf_of, sign_in
 
@@ -40,6 +45,24 @@ def test_the_dashboard_shows_platform_and_tenant_figures(
     # No `up` runs here: no service beats, which is named as stalled, not called healthy.
     assert "Stalled" in page
     assert "no heartbeat" in page
+
+
+def test_the_dashboard_warns_of_a_paused_sync_as_status_does(
+    client: TestClient, issue_key: IssueKey, pipeline: Source, database_url: str, platform: Platform
+) -> None:
+    beat_every_service(database_url)  # every service beats and the slot exists: only the pause
+    pause_sync(platform, by="ops-on-call", reason="disk swap")
+    try:
+        sign_in(client, issue_key("ops", Role.ADMIN))
+        page = client.get("/ui/dashboard").text
+        said = next(c for c in platform_status(platform).checks if c.name == "sync pause")
+    finally:
+        resume_sync(platform)
+    assert "All flowing" not in page
+    assert '<section class="state warning"' in page
+    assert f"<li>sync pause: {html.escape(said.detail)}</li>" in page
+    assert "paused by ops-on-call since" in said.detail
+    assert "(disk swap)" in said.detail
 
 
 def test_dead_letters_listed_shown_replayed_each_and_purged_after_confirmation(
@@ -89,6 +112,16 @@ def test_dead_letters_listed_shown_replayed_each_and_purged_after_confirmation(
         data={"csrf_token": csrf, "older_than": "0s", "confirm": "yes"},
     )
     assert f"Purged {stored} dead letters" in done.text
+    assert [step.status_code for step in done.history] == [303]  # a reload purges nothing
+    assert done.url.path == "/ui/dead-letters"
+    plain = client.post(
+        "/ui/dead-letters/replay", data={"csrf_token": csrf, "dead_letter_id": "1"}
+    )  # a plain form (no htmx): the outcome shown once on the GET page it is sent to
+    assert [step.status_code for step in plain.history] == [303]
+    assert "not replayed: dead letter 1 does not exist" in plain.text
+    again = client.get(str(plain.url)).text
+    assert "not replayed" not in again
+    assert "shown once already" in again
     assert pipeline.scalar("SELECT count(*) FROM message_dead_letters") == 0
     assert client.get("/ui/dead-letters/abc").status_code == 404
     assert client.get(f"/ui/dead-letters/{made}").status_code == 404
@@ -104,6 +137,21 @@ def test_tenants_created_keys_issued_once_revoked_and_tenant_disabled(
         assert refused.status_code == 400, bad
         assert 'id="tenant_id-error"' in refused.text
         assert says in refused.text, refused.text
+    # Each refusal beside its own field; long inputs are not echoed whole.
+    huge = "x" * 5000 + "!"
+    refused = client.post("/ui/tenants", data={"csrf_token": csrf, "tenant_id": huge})
+    assert 'id="tenant_id-error"' in refused.text
+    assert "(5001 characters)" in refused.text
+    assert refused.text.count("x" * 5000) == 1  # in the field's value only
+    for name, field in (("N" * 257, "257"), ("Bell\x07", "U+0007"), ("Nul\x00x", "U+0000")):
+        refused = client.post(
+            "/ui/tenants", data={"csrf_token": csrf, "tenant_id": "ok-id", "display_name": name}
+        )
+        assert refused.status_code == 400
+        assert 'id="display_name-error"' in refused.text
+        assert 'id="tenant_id-error"' not in refused.text
+        assert field in refused.text
+    assert "ok-id" not in client.get("/ui/tenants").text  # nothing created
     created = client.post(
         "/ui/tenants", data={"csrf_token": csrf, "tenant_id": "initech"}, follow_redirects=False
     )
@@ -119,13 +167,21 @@ def test_tenants_created_keys_issued_once_revoked_and_tenant_disabled(
     issued = client.post(
         f"{base}/keys", data={"csrf_token": csrf, "key_principal_id": "milton", "label": "ui"}
     )
+    # Post/Redirect/Get: the secret is on a GET page shown once; a reload issues nothing.
+    assert [step.status_code for step in issued.history] == [303]
+    assert issued.url.path == base
     assert issued.headers["cache-control"] == "no-store"
     token = re.search(r'id="issued-token" readonly value="(hk_[^"]+)"', issued.text)
     assert token
+    reloaded = client.get(str(issued.url))
+    assert reloaded.status_code == 200
+    assert token.group(1) not in reloaded.text
+    assert "shown once and is not shown again" in reloaded.text
     later = client.get(base).text
     assert token.group(1) not in later  # shown once
     key_id = token.group(1).split("_")[1]
     assert f"Revoke key {key_id}" in later
+    assert later.count("Revoke key ") == 1  # the reload issued no second key
 
     other = TestClient(client.app)
     assert sign_in(other, token.group(1)) == "/ui/dashboard"
@@ -264,7 +320,13 @@ def test_an_atom_page_shows_holdings_bytes_and_a_lineage_picture(
     for path in (f"/ui/atoms/{atom_id}", f"/ui/atoms/{atom_id}/content"):
         assert stranger.get(path).status_code == 404, path
     assert client.get("/ui/atoms/not-hex").status_code == 400
-    assert client.get(f"/ui/atoms/{atom_id}", params={"depth": 99}).status_code == 400
+    # A bad lineage depth or direction: said beside its field, the picture still drawn.
+    for name, bad in (("depth", "0"), ("depth", "33"), ("depth", "abc"), ("direction", "sideways")):
+        refused = client.get(f"/ui/atoms/{atom_id}", params={name: bad})
+        assert refused.status_code == 400, (name, bad)
+        assert f'<p class="field-error" id="{name}-error">' in refused.text, (name, bad)
+        assert "Invalid input" not in refused.text
+        assert '<svg id="lineage"' in refused.text
 
 
 def test_models_and_their_tensors_are_the_tenants_only(

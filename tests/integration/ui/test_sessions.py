@@ -65,6 +65,7 @@ def test_an_open_redirect_is_not_followed(client: TestClient, issue_key: IssueKe
     token = issue_key("acme", Role.USER)
     assert sign_in(client, token, "https://elsewhere.example/") == "/ui/dashboard"
     assert sign_in(client, token, "//elsewhere.example/ui/") == "/ui/dashboard"
+    assert sign_in(client, token, "/ui/../evil") == "/ui/dashboard"  # a browser's /evil
 
 
 def test_a_revoked_key_ends_the_session(
@@ -164,6 +165,21 @@ def test_an_admin_switches_tenant_and_an_unknown_one_is_named(
     assert unknown.status_code == 400
     assert 'id="tenant_id-error"' in unknown.text
     assert "nosuch" in unknown.text
+    for bad in ("Bad Id!", "y" * 5000):  # malformed: beside the field, echoed cut short
+        refused = client.post("/ui/tenant", data={"tenant_id": bad, "csrf_token": csrf})
+        assert refused.status_code == 400
+        assert '<p class="field-error" id="tenant_id-error">' in refused.text
+        assert "is not a tenant id" in refused.text
+    assert "(5000 characters)" in refused.text
+    assert refused.text.count("y" * 5000) == 1  # in the field's value, not the message
+    # `next` is normalised and kept within /ui/ (a browser resolves /ui/../x to /x).
+    for wanted in ("/ui/../evil", "/ui/%2e%2e/evil", "/ui/..\\evil", "https://evil.example/ui/"):
+        moved = client.post(
+            "/ui/tenant",
+            data={"tenant_id": "acme", "csrf_token": csrf, "next": wanted},
+            follow_redirects=False,
+        )
+        assert moved.headers["location"] == "/ui/dashboard", wanted
     client.post(
         "/ui/tenant", data={"tenant_id": "globex", "csrf_token": csrf, "next": "/ui/dashboard"}
     )
@@ -186,3 +202,23 @@ def test_signing_out_ends_the_session(client: TestClient, issue_key: IssueKey) -
     assert out.headers["location"] == "/ui/sign-in"
     assert SESSION_COOKIE not in client.cookies
     assert client.get("/ui/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_unknown_addresses_and_wrong_methods_answer_the_uis_error_page(
+    client: TestClient, issue_key: IssueKey
+) -> None:
+    sign_in(client, issue_key("acme", Role.USER))
+    for path, status, says in (
+        ("/ui/no/such/page", 404, "there is no page at /ui/no/such/page"),
+        ("/ui/sign-out", 405, "/ui/sign-out does not take GET"),
+        ("/ui/search/by-example", 405, "/ui/search/by-example does not take GET"),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == status, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert f'<p class="error" role="alert">{says}' in answer.text, answer.text
+    # The icon ships in the package and every page names it.
+    assert 'rel="icon" href="/ui/static/favicon.svg"' in client.get("/ui/dashboard").text
+    icon = client.get("/ui/static/favicon.svg")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")

@@ -4,12 +4,14 @@ holds nothing of is a 404 page, as in the API."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from hartonomous.errors import echoed
 from hartonomous.services.atoms import atom_content, atom_media, parse_atom_id, show_atom
 from hartonomous.services.lineage import MAX_DEPTH, lineage
 from hartonomous.ui.access import ANYONE, Viewer, platform_of
@@ -17,6 +19,7 @@ from hartonomous.ui.lineage_picture import BOX_HEIGHT, BOX_WIDTH, lay_out
 from hartonomous.ui.rendering import render
 
 router = APIRouter(prefix="/atoms")
+_DEPTH = 2  # lineage steps drawn when none are asked for
 MEDIA_MAX_BYTES = 16 * 1024 * 1024
 """Largest image or sound served for a thumbnail or a player (bytes); larger ones are
 downloaded from their content link instead."""
@@ -27,25 +30,38 @@ async def atom(
     request: Request,
     atom_id: str,
     seen: Viewer = ANYONE,
-    direction: Literal["up", "down"] = "down",
-    depth: Annotated[int, Query(ge=1, le=MAX_DEPTH)] = 2,
+    direction: str = "down",
+    depth: str = str(_DEPTH),
 ) -> Response:
+    """The atom's page; a ``depth`` that is not 1..MAX_DEPTH or a ``direction`` not up or
+    down is said beside its field (400) and the picture drawn with the default."""
     platform = platform_of(request)
     raw = parse_atom_id(atom_id)  # AtomIdError (400) for text that is not an atom id
     summary = await run_in_threadpool(show_atom, platform, seen.tenant_id, raw)
-    walk = await run_in_threadpool(lineage, platform, seen.tenant_id, raw.hex(), direction, depth)
+    errors: dict[str, str] = {}
+    steps = int(depth) if re.fullmatch(r"[0-9]{1,4}", depth.strip()) else 0
+    if not 1 <= steps <= MAX_DEPTH:
+        errors["depth"] = f"steps must be a whole number from 1 to {MAX_DEPTH}: {echoed(depth)}"
+        steps = _DEPTH
+    way: Literal["up", "down"] = "up" if direction == "up" else "down"
+    if direction not in ("up", "down"):
+        errors["direction"] = f"direction must be up or down: {echoed(direction)}"
+    walk = await run_in_threadpool(lineage, platform, seen.tenant_id, raw.hex(), way, steps)
     return render(
         request,
         "atom.html",
         {
             "atom": summary,
             "walk": walk,
-            "picture": lay_out(walk, upward=direction == "up"),
+            "picture": lay_out(walk, upward=way == "up"),
             "box": {"width": BOX_WIDTH, "height": BOX_HEIGHT},
-            "direction": direction,
-            "depth": depth,
+            "direction": way,
+            "depth": steps,
+            "asked_depth": depth,
+            "errors": errors,
             "max_depth": MAX_DEPTH,
         },
+        status_code=400 if errors else 200,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from hartonomous.errors import UsageError
 from hartonomous.services.dead_letters import (
@@ -17,7 +17,7 @@ from hartonomous.services.dead_letters import (
     replay_each,
     show_dead_letter,
 )
-from hartonomous.ui.access import ADMIN, Viewer, checked_form, platform_of
+from hartonomous.ui.access import ADMIN, Viewer, checked_form, flashes_of, platform_of
 from hartonomous.ui.rendering import render
 
 router = APIRouter(prefix="/dead-letters")
@@ -45,11 +45,22 @@ async def _listing(
 @router.get("")
 async def letters(
     request: Request,
+    *,
     seen: Viewer = ADMIN,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
     replayed: bool = False,
+    outcome: Annotated[str | None, Query(max_length=64)] = None,
+    purged: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    return await _listing(request, cursor, replayed)
+    """The listing; ``outcome`` names the flash of a replay just made (shown once), ``purged``
+    the count a purge just deleted."""
+    extra: dict[str, object] = {}
+    if outcome is not None:
+        extra["outcomes"] = flashes_of(request).take(seen.session, outcome)
+        extra["outcome_gone"] = extra["outcomes"] is None
+    if purged is not None:
+        extra["purged"] = purged
+    return await _listing(request, cursor, replayed, **extra)
 
 
 @router.get("/{dead_letter_id}")
@@ -62,7 +73,8 @@ async def letter(
 
 @router.post("/replay")
 async def replay(request: Request, seen: Viewer = ADMIN) -> Response:
-    """Replays each ticked letter; htmx gets the outcome table, a plain form the whole page."""
+    """Replays each ticked letter; htmx gets the outcome table (400: the error fragment), a
+    plain form a 303 to the listing showing the outcomes once (Post/Redirect/Get)."""
     form = await checked_form(request, seen)
     chosen = [str(value) for value in form.getlist("dead_letter_id")]
     if not chosen or not all(value.isdigit() for value in chosen):
@@ -75,12 +87,14 @@ async def replay(request: Request, seen: Viewer = ADMIN) -> Response:
     )
     if request.headers.get("hx-request"):
         return render(request, "replay_outcome.html", {"outcomes": outcomes, "errors": {}})
-    return await _listing(request, None, False, outcomes=outcomes)
+    flash = flashes_of(request).put(seen.session, outcomes)
+    return RedirectResponse(f"/ui/dead-letters?outcome={flash}", status_code=303)
 
 
 @router.post("/purge")
 async def purge(request: Request, seen: Viewer = ADMIN) -> Response:
-    """First post: the age checked and a confirmation asked; with ``confirm=yes``: deleted."""
+    """First post: the age checked and a confirmation asked (nothing changed: a reload asks
+    again); with ``confirm=yes``: deleted, and a 303 to the listing saying how many."""
     form = await checked_form(request, seen)
     older_than = str(form.get("older_than") or "").strip()
     try:
@@ -90,4 +104,4 @@ async def purge(request: Request, seen: Viewer = ADMIN) -> Response:
     if form.get("confirm") != "yes":
         return render(request, "purge_confirm.html", {"older_than": older_than})
     outcome = await run_in_threadpool(purge_dead_letters, platform_of(request), age, confirm=True)
-    return await _listing(request, None, False, purged=outcome.purged)
+    return RedirectResponse(f"/ui/dead-letters?purged={outcome.purged}", status_code=303)

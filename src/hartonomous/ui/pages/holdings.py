@@ -5,8 +5,9 @@ Another tenant's holding is a 404 page (``services.holdings`` reads the tenant's
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
@@ -17,7 +18,7 @@ from hartonomous.services.holdings import (
     holding_reaching,
     show_holding,
 )
-from hartonomous.ui.access import ANYONE, Viewer, checked_form, platform_of
+from hartonomous.ui.access import ANYONE, Viewer, checked_form, flashes_of, platform_of
 from hartonomous.ui.rendering import render
 
 router = APIRouter(prefix="/holdings")
@@ -42,6 +43,17 @@ async def holding_for(
     return RedirectResponse(f"/ui/holdings/{found}", status_code=303)
 
 
+@router.get("/released")
+async def released(
+    request: Request,
+    seen: Viewer = ANYONE,
+    flash: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Where a release is sent (Post/Redirect/Get): the source released, shown once."""
+    source_uri = flashes_of(request).take(seen.session, flash)
+    return render(request, "holding_released.html", {"source_uri": source_uri})
+
+
 @router.get("/{holding_id}")
 async def holding(request: Request, holding_id: str, seen: Viewer = ANYONE) -> Response:
     details = await run_in_threadpool(
@@ -52,7 +64,8 @@ async def holding(request: Request, holding_id: str, seen: Viewer = ANYONE) -> R
 
 @router.post("/{holding_id}/release")
 async def release(request: Request, holding_id: str, seen: Viewer = ANYONE) -> Response:
-    """First post: a confirmation asked; with ``confirm=yes``: the holding released."""
+    """First post: a confirmation asked (nothing changed); with ``confirm=yes``: the holding
+    released and a 303 to ``/ui/holdings/released`` (a reload releases nothing)."""
     form = await checked_form(request, seen)
     platform = platform_of(request)
     parsed = _holding_id(holding_id)
@@ -60,4 +73,5 @@ async def release(request: Request, holding_id: str, seen: Viewer = ANYONE) -> R
     if form.get("confirm") != "yes":
         return render(request, "holding_confirm.html", {"holding": details})
     await run_in_threadpool(delete_holding, platform, seen.tenant_id, parsed)
-    return render(request, "holding_released.html", {"holding": details})
+    flash = flashes_of(request).put(seen.session, details.source_uri)
+    return RedirectResponse(f"/ui/holdings/released?flash={flash}", status_code=303)

@@ -60,6 +60,8 @@ async def ingest_upload(request: Request, seen: Viewer = ANYONE) -> Response:
     header_token = request.headers.get("x-csrf-token")
     if header_token is not None:  # refused before a byte of the body is read
         check_csrf(header_token, seen)
+    elif not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        check_csrf(None, seen)  # no token in the header and no form to carry one: 403 first
     platform = platform_of(request)
     spool = await run_in_threadpool(UploadSpool, platform.settings.data_dir)
     try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from hartonomous.errors import NotAuthenticatedError, NotFoundError
+from hartonomous.errors import NotAuthenticatedError, NotFoundError, UsageError
+from hartonomous.security.tenants import validate_tenant_id
 from hartonomous.services.tenancy import show_tenant
 from hartonomous.services.web_sessions import sign_in
 from hartonomous.ui.access import (
@@ -36,10 +38,17 @@ _SIGN_IN_SECONDS = 3600
 
 
 def safe_next(wanted: str | None) -> str:
-    """``wanted`` when it is a page of this UI, the dashboard otherwise (no open redirect)."""
-    if wanted and wanted.startswith("/ui/") and not wanted.startswith("/ui//"):
-        return wanted
-    return _HOME
+    """``wanted`` when it is a page of this UI, the dashboard otherwise (no open redirect).
+
+    A browser resolves dot segments (``/ui/../x``, also percent-encoded, RFC 3986 section 5.2.4
+    and the WHATWG URL standard) and reads ``\\`` as ``/``: a path that holds either, or that
+    does not stay under ``/ui/``, is refused."""
+    if not wanted or not wanted.startswith("/ui/") or wanted.startswith("/ui//"):
+        return _HOME
+    path = unquote(urlsplit(wanted).path)
+    if "\\" in path or any(part in (".", "..") for part in path.split("/")):
+        return _HOME
+    return wanted
 
 
 @router.get("/")
@@ -113,9 +122,10 @@ async def switch_tenant(request: Request, seen: Viewer = ADMIN) -> Response:
     back = safe_next(str(form.get("next") or ""))
     try:
         if not tenant_id:
-            raise NotFoundError("enter a tenant id")
+            raise UsageError("enter a tenant id")
+        validate_tenant_id(tenant_id)
         await run_in_threadpool(show_tenant, platform_of(request), tenant_id)
-    except NotFoundError as exc:
+    except (UsageError, NotFoundError) as exc:
         return render(
             request,
             "switch_tenant.html",

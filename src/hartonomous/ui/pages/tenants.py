@@ -5,17 +5,19 @@ secret shown once) and revoke them. Every change goes through ``services.tenancy
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from hartonomous.errors import ConflictError, UsageError
-from hartonomous.security.principals import UnknownPrincipalError
+from hartonomous.security.keys import IssuedKey
+from hartonomous.security.principals import UnknownPrincipalError, display_name_problem
 from hartonomous.security.roles import Role
-from hartonomous.security.tenants import TenantState
+from hartonomous.security.tenants import TenantState, validate_tenant_id
 from hartonomous.services import tenancy
-from hartonomous.ui.access import ADMIN, Viewer, checked_form, platform_of
+from hartonomous.ui.access import ADMIN, Viewer, checked_form, flashes_of, platform_of
 from hartonomous.ui.rendering import render
 
 router = APIRouter(prefix="/tenants")
@@ -67,20 +69,48 @@ async def create_tenant(request: Request, seen: Viewer = ADMIN) -> Response:
     tenant_id = str(form.get("tenant_id") or "").strip()
     display_name = str(form.get("display_name") or "").strip() or None
     values = {"tenant_id": tenant_id, "display_name": display_name or ""}
+    # Each refusal beside its field, by the service's own rules (security.tenants/principals).
+    errors: dict[str, str] = {}
     try:
         if not tenant_id:
             raise UsageError("enter a tenant id")
-        await run_in_threadpool(
-            tenancy.create_tenant, platform_of(request), tenant_id, display_name
-        )
-    except (UsageError, ConflictError) as exc:
-        return await _tenants_page(request, errors={"tenant_id": str(exc)}, values=values)
-    return RedirectResponse(f"/ui/tenants/{tenant_id}", status_code=303)
+        validate_tenant_id(tenant_id)
+    except UsageError as exc:
+        errors["tenant_id"] = str(exc)
+    problem = display_name_problem(display_name) if display_name is not None else None
+    if problem:
+        errors["display_name"] = problem
+    if not errors:
+        try:
+            await run_in_threadpool(
+                tenancy.create_tenant, platform_of(request), tenant_id, display_name
+            )
+        except ConflictError as exc:
+            errors["tenant_id"] = str(exc)
+    if errors:
+        return await _tenants_page(request, errors=errors, values=values)
+    return RedirectResponse(f"/ui/tenants/{quote(tenant_id)}", status_code=303)
 
 
 @router.get("/{tenant_id}")
-async def tenant(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
-    return await _tenant_page(request, tenant_id)
+async def tenant(
+    request: Request,
+    tenant_id: TenantId,
+    seen: Viewer = ADMIN,
+    issued: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The tenant's page; ``issued`` names the flash of a key just issued (shown this once)."""
+    if issued is None:
+        return await _tenant_page(request, tenant_id)
+    shown = flashes_of(request).take(seen.session, issued)
+    if isinstance(shown, IssuedKey) and shown.key.tenant_id == tenant_id:
+        return await _tenant_page(request, tenant_id, issued=shown)
+    return await _tenant_page(
+        request,
+        tenant_id,
+        notice="The new key's secret was shown once and is not shown again: "
+        "if it was not copied, revoke that key and issue another.",
+    )
 
 
 @router.post("/{tenant_id}/state")
@@ -119,7 +149,8 @@ async def create_principal(request: Request, tenant_id: TenantId, seen: Viewer =
 
 @router.post("/{tenant_id}/keys")
 async def issue_key(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN) -> Response:
-    """Issues a key and shows its token on this answer only (never stored, never again)."""
+    """Issues a key; 303 to the tenant's page, which shows its token once (``ui.flashes``:
+    a reload shows it no more and issues nothing)."""
     form = await checked_form(request, seen)
     principal_id = str(form.get("key_principal_id") or "").strip()
     label = str(form.get("label") or "").strip()
@@ -134,7 +165,8 @@ async def issue_key(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN)
         return await _tenant_page(
             request, tenant_id, errors={"key_principal_id": str(exc)}, values=values
         )
-    return await _tenant_page(request, tenant_id, issued=issued)
+    flash = flashes_of(request).put(seen.session, issued)
+    return RedirectResponse(f"/ui/tenants/{quote(tenant_id)}?issued={flash}", status_code=303)
 
 
 @router.post("/{tenant_id}/keys/{key_id}/revoke")

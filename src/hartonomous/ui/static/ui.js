@@ -87,3 +87,23 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("figures-updated", draw);
 })();
+
+// htmx swaps 2xx answers only; a refusal (4xx) carries the message the user must see, so it is
+// swapped too: a fragment (e.g. "Tick at least one dead letter to replay.") as it is, a whole
+// error page (e.g. a refused CSRF token) as its message in an alert. 5xx stay unswapped.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const xhr = event.detail.xhr;
+  if (xhr.status < 400 || xhr.status >= 500) return;
+  const body = xhr.responseText || "";
+  if (/<html[\s>]/i.test(body)) {
+    const page = new DOMParser().parseFromString(body, "text/html");
+    const said = page.querySelector("main") || page.body;
+    const alert = document.createElement("p");
+    alert.className = "field-error";
+    alert.setAttribute("role", "alert");
+    alert.textContent = (said ? said.textContent : "").replace(/\s+/g, " ").trim();
+    event.detail.serverResponse = alert.outerHTML;
+  }
+  event.detail.shouldSwap = true;
+  event.detail.isError = false;
+});
