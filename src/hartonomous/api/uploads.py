@@ -158,13 +158,15 @@ def _ext_value(value: bytes) -> str:
     if not separated or named not in _EXT_VALUE_CHARSETS or not encoded.isascii():
         raise InvalidUploadNameError(
             f"filename* {value[:60].decode('latin-1')!r} is not charset'language'value with "
-            "the charset UTF-8 or ISO-8859-1 and the value percent-encoded (RFC 8187)"
+            "the charset UTF-8 or ISO-8859-1 and the value percent-encoded (RFC 8187)",
+            value.decode("latin-1"),
         )
     try:
         return unquote_to_bytes(encoded).decode(named)
     except UnicodeDecodeError as exc:
         raise InvalidUploadNameError(
-            f"file name (filename*) is not valid UTF-8 (byte {exc.start})"
+            f"file name (filename*) is not valid UTF-8 (byte {exc.start})",
+            encoded.decode("ascii"),
         ) from None
 
 
@@ -233,7 +235,7 @@ async def receive_files(
     except FormParserError as exc:  # a malformed body, or a boundary over RFC 2046's length
         raise UsageError(f"malformed multipart body: {exc}") from None
     except UnicodeDecodeError:
-        raise InvalidUploadNameError("a file name is not UTF-8") from None
+        raise InvalidUploadNameError("a file name is not UTF-8", None) from None
     finally:
         receiver.close()
     if not receiver.ended:
