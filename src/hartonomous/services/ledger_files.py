@@ -77,7 +77,7 @@ def export_ledger(
 @contextmanager
 def _helper_sessions(platform: Platform) -> Iterator[list[psycopg.Connection[Any]]]:
     """Sessions that copy ranges of an export's rows alongside the main one
-    (``billing.export_streams.stream_count()`` in all; none on a 2-core machine)."""
+    (``billing.export_streams.stream_count()`` in all: one per core, at most 4)."""
     with ExitStack() as stack:
         yield [stack.enter_context(driver_session(platform)) for _ in range(stream_count() - 1)]
 
