@@ -235,3 +235,17 @@ def test_up_with_two_workers_configured_serves_from_them(
     finally:
         assert up.stop(signal.SIGTERM) == 0  # stops its workers (graceful, then reaped)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_workers_that_cannot_serve_stop_the_supervisor_with_a_clear_error(data_dir: Path) -> None:
+    from hartonomous.cli.http_workers import WorkerFailedError, serve_api_workers
+
+    # Nothing listens on port 9 (discard): each worker fails to open its platform.
+    nowhere = {"url": "postgresql+psycopg://nobody@127.0.0.1:9/none", "connect_timeout_seconds": 1}
+    settings = Settings.model_validate({"data_dir": data_dir, "database": nowhere})
+    before = set(_children(os.getpid()))
+    announced: list[str] = []
+    with pytest.raises(WorkerFailedError, match="before serving"):
+        serve_api_workers(settings, "127.0.0.1", 0, 2, announced.append)
+    assert announced == []
+    assert set(_children(os.getpid())) == before  # every worker reaped
