@@ -56,3 +56,13 @@ def test_the_walk_finds_an_option_where_there_is_one() -> None:
     raised = ast.parse('raise SearchError(f"give a query or --like FILE, not {both}")')
     (node,) = [n for n in ast.walk(raised) if isinstance(n, ast.Raise)]
     assert _OPTION.findall(_raised_text(node)) == ["--like"]
+
+
+def test_a_problem_shows_control_characters_and_bidi_overrides_escaped() -> None:
+    """A field name, a path or a detail quoting the request never carries a raw ESC, NUL or
+    a right-to-left override to the reader's terminal (api/problems.py, ``printable``)."""
+    from hartonomous.api.problems import printable
+
+    assert printable("body.\x1b[31m") == "body.\\x1b[31m"
+    assert printable("/v1/a\x00b\x85\u202ec\u2066") == "/v1/a\\x00b\\x85\\u202ec\\u2066"
+    assert printable("caf\u00e9 \u65e5 'quoted'") == "caf\u00e9 \u65e5 'quoted'"
