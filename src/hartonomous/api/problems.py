@@ -232,7 +232,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 f"not {content_type.split(';')[0].strip() or 'a body without a Content-Type'}"
             ),
         )
-    errors = [_validation_entry(error) for error in exc.errors()]
+    # A parameter a route and its dependency both declare (`job_id` of the route and of the
+    # dependency finding the job) is reported by each: list it once.
+    errors = list(
+        {tuple(entry.items()): entry for entry in map(_validation_entry, exc.errors())}.values()
+    )
     literal = _literal_path_methods(request)
     if literal and any(error["field"].startswith("path.") for error in errors):
         # `GET /v1/dead-letters/replay` reaches `GET /v1/dead-letters/{dead_letter_id}`, whose

@@ -555,6 +555,15 @@ def test_control_characters_from_the_request_are_escaped_in_every_problem(
     assert "bo\\x1bgus" in detail, detail
 
 
+def test_a_parameter_declared_twice_is_listed_once(client: TestClient) -> None:
+    """`job_id` is the route's and its dependency's: one entry, named once in the detail."""
+    for path in ("/v1/jobs/nope/events", "/v1/jobs/nope"):
+        answer = client.get(path)
+        _assert_problem(answer, 422)
+        assert [error["field"] for error in answer.json()["errors"]] == ["path.job_id"], path
+        assert answer.json()["detail"] == "invalid path.job_id"
+
+
 def test_usage_events_word_malformed_json_and_media_types_as_every_route(
     client: TestClient,
 ) -> None:
