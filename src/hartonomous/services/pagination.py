@@ -158,7 +158,11 @@ def cursor_codec(engine: Engine) -> CursorCodec:
             select(server_secrets.c.secret).where(server_secrets.c.name == _SECRET_NAME)
         ).scalar_one_or_none()
     if secret is None:
-        raise UnavailableError("no pagination key in server_secrets: run `hartonomous db upgrade`")
+        missing = UnavailableError(
+            "no pagination key in server_secrets: the database's migrations are not at head"
+        )
+        missing.cli_hint = "run `hartonomous db upgrade`"  # the CLI says it; HTTP does not
+        raise missing
     return CursorCodec(bytes(secret))
 
 
