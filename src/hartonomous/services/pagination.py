@@ -108,7 +108,10 @@ class CursorCodec:
             raise InvalidCursorError(f"cursor was issued for another listing, not {listing}")
         if decoded.get("t") != tenant_id:
             # Which tenant it was issued to is not said: that would leak another tenant's id.
-            raise InvalidCursorError(f"cursor was issued to another tenant's {listing} listing")
+            raise InvalidCursorError(
+                f"cursor was issued for another {listing} listing (another tenant's, or every "
+                "tenant's)"
+            )
         if decoded.get("f") != filters_digest(filters):
             raise InvalidCursorError(OTHER_FILTERS)
         position = decoded.get("p")
