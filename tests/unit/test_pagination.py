@@ -37,7 +37,8 @@ def test_a_cursor_from_another_listing_tenant_or_key_is_refused() -> None:
     cursor = CODEC.encode("holdings", "acme", [1], filters={})
     with pytest.raises(InvalidCursorError, match="another listing"):
         CODEC.decode("ledger", "acme", cursor, filters={})
-    with pytest.raises(InvalidCursorError, match="another tenant's holdings listing"):
+    every = r"another holdings listing \(another tenant's, or every tenant's\)"
+    with pytest.raises(InvalidCursorError, match=every):
         CODEC.decode("holdings", "globex", cursor, filters={})
     with pytest.raises(InvalidCursorError, match="altered"):
         CursorCodec(b"x" * 32).decode("holdings", "acme", cursor, filters={})

@@ -14,6 +14,7 @@ replacing FastAPI's default
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "ValidationProblem",
     "document_problems",
     "install_problem_handlers",
+    "printable",
     "problem_response",
 ]
 
@@ -127,12 +129,17 @@ def problem_response(
     **extra: Any,
 ) -> JSONResponse:
     """A problem+json response for ``request`` (see the module docstring for its members)."""
+    if "errors" in extra:
+        extra["errors"] = [
+            {**error, "field": printable(error["field"]), "message": printable(error["message"])}
+            for error in extra["errors"]
+        ]
     body: dict[str, Any] = {
         "type": f"urn:hartonomous:problem:{code}",
         "title": title,
         "status": status,
-        "detail": detail,
-        "instance": request.url.path,
+        "detail": printable(detail),
+        "instance": printable(request.url.path),
         "code": code,
         "request_id": getattr(request.state, "request_id", None),
         **extra,
@@ -142,6 +149,20 @@ def problem_response(
         # Also here: a 500 is answered outside the middleware that sets it on other responses.
         headers[REQUEST_ID_HEADER] = body["request_id"]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+# C0 and C1 controls (an escape sequence would reach the terminal of whoever reads the
+# problem or the log) and the bidirectional overrides of the Trojan-Source kind.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character and bidirectional override written as its
+    Python escape (``\\x1b``, ``\\u202e``): what a problem body carries from the request
+    (a field name, the path, a detail quoting either) is shown, never acted on."""
+    if not _UNPRINTABLE.search(text):
+        return text
+    return _UNPRINTABLE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 def _field(location: tuple[Any, ...] | list[Any]) -> str:
@@ -211,7 +232,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 f"not {content_type.split(';')[0].strip() or 'a body without a Content-Type'}"
             ),
         )
-    errors = [_validation_entry(error) for error in exc.errors()]
+    # A parameter a route and its dependency both declare (`job_id` of the route and of the
+    # dependency finding the job) is reported by each: list it once.
+    errors = list(
+        {tuple(entry.items()): entry for entry in map(_validation_entry, exc.errors())}.values()
+    )
     literal = _literal_path_methods(request)
     if literal and any(error["field"].startswith("path.") for error in errors):
         # `GET /v1/dead-letters/replay` reaches `GET /v1/dead-letters/{dead_letter_id}`, whose

@@ -241,7 +241,9 @@ async def receive_files(
     if not receiver.ended:
         raise UsageError("the multipart body ended before its closing boundary")
     if not spool.files:
-        raise UsageError(f"no file: send one or more parts named {file_field!r}")
+        # Ingestion takes many files; the search by example and others take one.
+        wanted = "one or more parts" if file_field == FILES_FIELD else "a part"
+        raise UsageError(f"no file: send {wanted} named {file_field!r}")
     return receiver.texts
 
 

@@ -124,10 +124,12 @@ def api_role_url(settings: Settings, owner_url: str) -> str:
     try:
         password = path.read_text().strip()
     except FileNotFoundError:
-        raise ApiRoleError(
-            f"no API role credentials in {path}: run `hartonomous up` or `hartonomous db "
-            "upgrade` once with this data dir, or set [database] api_url"
-        ) from None
+        missing = ApiRoleError(
+            f"no API role credentials in {path}: migrate once with this data dir (they are "
+            "made then), or set [database] api_url"
+        )
+        missing.cli_hint = "run `hartonomous up` or `hartonomous db upgrade` once"
+        raise missing from None
     return _with_role(owner_url, DEFAULT_API_ROLE, password)
 
 

@@ -66,10 +66,12 @@ def open_database(
         try:
             facts = inspect_server(engine)
             if not facts.pgvector_available:
-                raise DatabaseUnavailableError(
+                unusable = DatabaseUnavailableError(
                     f"database {masked_url(url)} cannot be used: the pgvector extension is not "
-                    "available on that server (install pgvector, then run `hartonomous db upgrade`)"
+                    "available on that server (install pgvector, then migrate the database)"
                 )
+                unusable.cli_hint = "install pgvector, then run `hartonomous db upgrade`"
+                raise unusable
             if not facts.logical_decoding:
                 log.warning(
                     "wal_level_not_logical",
@@ -101,7 +103,9 @@ def _require_head(engine: Engine, url: str) -> None:
     current = current_revision(engine)
     head = head_revision()
     if current != head:
-        raise SchemaNotCurrentError(
+        behind = SchemaNotCurrentError(
             f"database {masked_url(url)} is at migration {current or 'none (empty)'}, "
-            f"the code needs {head}: run `hartonomous db upgrade`"
+            f"the code needs {head}"
         )
+        behind.cli_hint = "run `hartonomous db upgrade`"
+        raise behind

@@ -55,8 +55,9 @@ def check_upload_name(name: str | None) -> str:
 
     Refused: no or an empty name, ``.`` and ``..``, a name holding ``..``, ``/``, ``\\`` or NUL
     (a path, not a name), one holding another control character (Unicode category Cc: an
-    escape sequence would reach every terminal that lists the holding), and one longer than
-    255 bytes in UTF-8.
+    escape sequence would reach every terminal that lists the holding) or an invisible
+    formatting character (category Cf: a bidirectional override, a zero-width space), and one
+    longer than 255 bytes in UTF-8.
     """
     if not name:
         raise InvalidUploadNameError("an uploaded file has an empty file name", name)
@@ -65,13 +66,21 @@ def check_upload_name(name: str | None) -> str:
         raise InvalidUploadNameError(f"file name {shown} holds a NUL character", name)
     if any(unicodedata.category(character) == "Cc" for character in name):
         raise InvalidUploadNameError(f"file name {shown} holds a control character", name)
+    formatting = next((c for c in name if unicodedata.category(c) == "Cf"), None)
+    if formatting is not None:
+        # Bidirectional overrides and zero-width characters show a name other than the one
+        # stored (`invoice\u202etxt.exe` reads as `invoiceexe.txt`): the Trojan-Source kind.
+        raise InvalidUploadNameError(
+            f"file name {shown} holds an invisible formatting character (U+{ord(formatting):04X})",
+            name,
+        )
     if "/" in name or "\\" in name:
         raise InvalidUploadNameError(f"file name {shown} holds a path separator", name)
     if ".." in name or name == ".":
         raise InvalidUploadNameError(f"file name {shown} holds '..' or is '.'", name)
     if len(name.encode("utf-8", "surrogateescape")) > _NAME_BYTES:
         raise InvalidUploadNameError(
-            f"file name {shown[:40]}… is longer than {_NAME_BYTES} bytes", name
+            f"file name {name[:40]!r}… is longer than {_NAME_BYTES} bytes", name
         )
     return name
 

@@ -406,7 +406,7 @@ class KafkaTransport:
                     + (" (this worker's)" if lag.partition in owned else " (another member's)")
                     for lag in behind
                 )
-                + "; a member holds them without consuming (see `hartonomous status`)"
+                + "; a member holds them without consuming"
             )
         self._fetch(1, _POLL_SLICE_SECONDS)  # serves the group's rebalances meanwhile
         return False

@@ -229,7 +229,8 @@ def _service_problem(
     if paused and any(i.fresh and i.state == "paused" for i in instances):
         return None  # held by the operator: the pause itself is reported
     if not instances:
-        return f"service {name}: no heartbeat (is `hartonomous up` running?)"
+        # Read over HTTP too (/health/ready): it names no CLI command (docs/operations.md).
+        return f"service {name}: no heartbeat (is the platform running?)"
     latest = instances[0]  # newest beat first
     if not latest.fresh:
         return (
@@ -254,7 +255,7 @@ def _pause_problem(pause: SyncPause, backlog: int | None) -> str | None:
     # Paused with nothing waiting is a quiet system; paused with a backlog is work stuck.
     if not pause.paused or not backlog:
         return None
-    return f"{pause.describe()}; {backlog} queued event(s) wait (`hartonomous sync resume`)"
+    return f"{pause.describe()}; {backlog} queued event(s) wait until sync is resumed"
 
 
 def _capture_problem(capture: CdcStatus) -> str | None:

@@ -108,7 +108,10 @@ class CursorCodec:
             raise InvalidCursorError(f"cursor was issued for another listing, not {listing}")
         if decoded.get("t") != tenant_id:
             # Which tenant it was issued to is not said: that would leak another tenant's id.
-            raise InvalidCursorError(f"cursor was issued to another tenant's {listing} listing")
+            raise InvalidCursorError(
+                f"cursor was issued for another {listing} listing (another tenant's, or every "
+                "tenant's)"
+            )
         if decoded.get("f") != filters_digest(filters):
             raise InvalidCursorError(OTHER_FILTERS)
         position = decoded.get("p")
@@ -158,7 +161,11 @@ def cursor_codec(engine: Engine) -> CursorCodec:
             select(server_secrets.c.secret).where(server_secrets.c.name == _SECRET_NAME)
         ).scalar_one_or_none()
     if secret is None:
-        raise UnavailableError("no pagination key in server_secrets: run `hartonomous db upgrade`")
+        missing = UnavailableError(
+            "no pagination key in server_secrets: the database's migrations are not at head"
+        )
+        missing.cli_hint = "run `hartonomous db upgrade`"  # the CLI says it; HTTP does not
+        raise missing
     return CursorCodec(bytes(secret))
 
 

@@ -47,4 +47,6 @@ def require_running(platform: Platform) -> None:
     """Raise ``SyncPausedError`` when sync is paused (a one-off run must not bypass a pause)."""
     state = sync_pause(platform)
     if state.paused:
-        raise SyncPausedError(f"{state.describe()}; `hartonomous sync resume` lets it run")
+        paused = SyncPausedError(f"{state.describe()}; resuming sync lets it run")
+        paused.cli_hint = "`hartonomous sync resume`"  # the CLI says it; an HTTP answer does not
+        raise paused

@@ -536,6 +536,34 @@ def test_a_key_repeated_in_one_object_is_malformed_json_on_every_route(client: T
     assert client.post("/v1/search", content=same, headers=json_type).status_code == 200
 
 
+def test_control_characters_from_the_request_are_escaped_in_every_problem(
+    client: TestClient,
+) -> None:
+    """A field name, a form field name, the path: shown as escapes, never as raw controls."""
+    json_type = {"content-type": "application/json"}
+    body = b'{"query": "x", "\\u001b[31m": 1}'
+    answer = client.post("/v1/search", content=body, headers=json_type)
+    _assert_problem(answer, 422)
+    assert answer.json()["errors"][0]["field"] == "body.\\x1b[31m"
+    assert answer.json()["detail"] == "invalid body.\\x1b[31m"
+    answer = client.get("/v1/tenants/acme/principals/%1b%5b31m%e2%80%ae")
+    assert answer.json()["instance"] == "/v1/tenants/acme/principals/\\x1b[31m\\u202e"
+    files = {"file": ("a.png", b"x", "image/png")}
+    answer = client.post("/v1/search/by-example", files=files, data={"bo\x1bgus": "1"})
+    detail = answer.json()["detail"]
+    assert "\x1b" not in detail
+    assert "bo\\x1bgus" in detail, detail
+
+
+def test_a_parameter_declared_twice_is_listed_once(client: TestClient) -> None:
+    """`job_id` is the route's and its dependency's: one entry, named once in the detail."""
+    for path in ("/v1/jobs/nope/events", "/v1/jobs/nope"):
+        answer = client.get(path)
+        _assert_problem(answer, 422)
+        assert [error["field"] for error in answer.json()["errors"]] == ["path.job_id"], path
+        assert answer.json()["detail"] == "invalid path.job_id"
+
+
 def test_usage_events_word_malformed_json_and_media_types_as_every_route(
     client: TestClient,
 ) -> None:

@@ -115,6 +115,8 @@ def test_an_upload_over_the_limit_is_413_naming_it_and_leaves_nothing(
         (b"dir/file.txt", "path separator"),
         (b"bad\x00name", "NUL"),
         (b"", "empty"),
+        ("invoice\u202etxt.exe".encode(), "U+202E"),
+        ("a\u200bb.txt".encode(), "U+200B"),
     ],
 )
 def test_a_bad_file_name_is_400_naming_it_and_nothing_is_written(  # noqa: PLR0917
@@ -171,6 +173,7 @@ def test_a_filename_star_names_the_holding_and_wins_over_filename(
         (b"filename*=UTF-8''a%5Cb", "path separator"),
         (b"filename*=UTF-8''%FF%FE.txt", "not valid UTF-8"),
         (b"filename*=UTF-8''esc%1B%5B2J", "control character"),
+        (b"filename*=UTF-8''invoice%E2%80%AEtxt.exe", "U+202E"),
         (b"filename=\"safe.txt\"; filename*=UTF-8''%2E%2E%2Fx", "path separator"),
         (b"filename*=KOI8-R''%C1", "RFC 8187"),
         (b"filename*=%E6%97%A5.txt", "RFC 8187"),

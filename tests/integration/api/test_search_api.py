@@ -296,6 +296,12 @@ def test_bad_examples_are_problems_and_leave_no_upload_behind(
         "/v1/search/by-example", files={"file": ("void.png", b"", "image/png")}, headers=headers
     )
     assert "void.png: empty file" in _problem(empty, 400)["detail"]
+    # One example is taken: the refusal of none asks for one part, not "one or more".
+    only_k = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="k"\r\n\r\n3\r\n--{BOUNDARY}--\r\n'
+    )
+    none = api.post("/v1/search/by-example", content=only_k.encode(), headers=multipart)
+    assert _problem(none, 400)["detail"] == "no file: send a part named 'file'"
     assert "uploads" not in _problem(empty, 400)["detail"]
     # A file the image decoder refuses: its message quotes the file, never the server's spool.
     broken = api.post(

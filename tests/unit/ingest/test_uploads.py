@@ -38,6 +38,9 @@ def test_a_plain_file_name_passes(name: str) -> None:
         ("tab\tname", "control character"),
         ("line\nbreak", "control character"),
         ("é" * 128, "longer than 255 bytes"),
+        ("é" * 128, "'… is longer"),  # the quote shown is closed
+        ("invoice\u202etxt.exe", "invisible formatting character (U+202E)"),
+        ("zero\u200bwidth.txt", "invisible formatting character (U+200B)"),
     ],
 )
 def test_a_name_that_is_not_one_file_is_refused_naming_why(name: str | None, says: str) -> None:
