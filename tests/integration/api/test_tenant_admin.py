@@ -25,6 +25,21 @@ def test_create_a_tenant_principal_and_key_then_call_with_it(
     assert created.json()["state"] == "active"
     again = api.post("/v1/tenants", json={"tenant_id": "acme"}, headers=admin)
     assert again.status_code == 409
+    # A display name with a control character is refused, as the CLI and the admin UI refuse it.
+    for name, said in (("Bell\x07", "U+0007 at character 5"), ("Nul\x00", "NUL character")):
+        refused = api.post(
+            "/v1/tenants", json={"tenant_id": "ctl", "display_name": name}, headers=admin
+        )
+        assert refused.status_code == 400, refused.text
+        assert said in refused.json()["detail"]
+        refused = api.post(
+            "/v1/tenants/acme/principals",
+            json={"principal_id": "ctl", "display_name": name},
+            headers=admin,
+        )
+        assert refused.status_code == 400, refused.text
+        assert said in refused.json()["detail"]
+    assert api.get("/v1/tenants/ctl", headers=admin).status_code == 404
     principal = api.post(
         "/v1/tenants/acme/principals",
         json={"principal_id": "alice", "role": "admin"},

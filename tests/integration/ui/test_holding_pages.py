@@ -77,5 +77,8 @@ def test_a_search_hit_leads_to_its_holding_which_is_released_after_confirmation(
     done = client.post(release, data={"csrf_token": csrf, "confirm": "yes"})
     assert done.status_code == 200
     assert "Holding released" in done.text
+    assert [step.status_code for step in done.history] == [303]  # a reload releases nothing
+    assert "The holding of <strong>" in done.text  # its source, shown once
+    assert "The holding of <strong>" not in client.get(str(done.url)).text
     assert pipeline.scalar("SELECT count(*) FROM holdings") == 0
     assert client.get(holding_page).status_code == 404

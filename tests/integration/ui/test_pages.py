@@ -160,6 +160,13 @@ def test_tenants_created_keys_issued_once_revoked_and_tenant_disabled(
     no_principal = client.post(f"{base}/keys", data={"csrf_token": csrf, "label": "x"})
     assert no_principal.status_code == 400
     assert 'id="key_principal_id-error"' in no_principal.text
+    wrong_role = client.post(
+        f"{base}/principals",
+        data={"csrf_token": csrf, "principal_id": "milton", "role": "root"},
+    )
+    assert wrong_role.status_code == 400
+    assert 'id="role-error">role must be one of' in wrong_role.text
+    assert 'id="principal_id-error"' not in wrong_role.text
     client.post(
         f"{base}/principals",
         data={"csrf_token": csrf, "principal_id": "milton", "role": "user"},

@@ -130,11 +130,16 @@ async def create_principal(request: Request, tenant_id: TenantId, seen: Viewer =
     principal_id = str(form.get("principal_id") or "").strip()
     role = str(form.get("role") or "")
     values = {"principal_id": principal_id, "role": role}
+    if role not in {member.value for member in Role}:
+        return await _tenant_page(
+            request,
+            tenant_id,
+            errors={"role": f"role must be one of {', '.join(r.value for r in Role)}"},
+            values=values,
+        )
     try:
         if not principal_id:
             raise UsageError("enter a principal id")
-        if role not in {member.value for member in Role}:
-            raise UsageError(f"role must be one of {', '.join(r.value for r in Role)}")
         await run_in_threadpool(
             lambda: tenancy.create_principal(
                 platform_of(request), tenant_id, principal_id, role=Role(role)

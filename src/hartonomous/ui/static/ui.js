@@ -103,6 +103,7 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     alert.setAttribute("role", "alert");
     alert.textContent = (said ? said.textContent : "").replace(/\s+/g, " ").trim();
     event.detail.serverResponse = alert.outerHTML;
+    event.detail.selectOverride = "[role=alert]"; // an element's hx-select would miss it
   }
   event.detail.shouldSwap = true;
   event.detail.isError = false;
