@@ -5,7 +5,10 @@ neither shows a secret again nor repeats the change (docs/admin-ui.md, "Forms").
 
 A flash is bound to the session that made it (its CSRF token), lives ``FLASH_SECONDS`` and is
 held in this process's memory only: a secret is never written to disk, a cookie or the
-database. The UI is served by one process (``serve`` and ``up`` run one uvicorn worker).
+database. With ``[server] workers`` above 1 each worker process holds its own flashes: the
+303's GET normally rides the POST's keep-alive connection, so the same process answers it;
+when it does not, the page says the outcome is no longer held (for a key: revoke it and
+issue another), never shows another's and never repeats the change.
 """
 
 from __future__ import annotations
