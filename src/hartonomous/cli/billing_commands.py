@@ -253,8 +253,14 @@ def _typed(model: type[BaseModel], name: str, text: str) -> object:
     field = model.model_fields.get(name)
     if field is None or field.annotation is None:
         return text
+    adapter = TypeAdapter(field.annotation)
     try:
-        return TypeAdapter(field.annotation).validate_strings(text)
+        return adapter.validate_strings(text)
+    except ValidationError:
+        pass
+    # A strict integer refuses every string, even in string mode: read the text as JSON (25).
+    try:
+        return adapter.validate_json(text)
     except ValidationError:
         return text
 

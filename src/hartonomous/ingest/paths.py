@@ -67,6 +67,8 @@ def named_as(message: str, path: Path, name: str) -> str:
     Parsers quote the path they opened (Pillow: "cannot identify image file '<path>'"); for an
     upload that is the server's spool path, which is not the caller's business: every reason
     and message about a file names it as its owner gave it (docs/ingest.md)."""
-    for shown in dict.fromkeys((str(path), str(path.absolute()), str(path.resolve()))):
+    # os.path.realpath, not Path.resolve: a symlink loop is a file's failure to report, and
+    # resolve raises on one (RuntimeError) where realpath returns what it reached.
+    for shown in dict.fromkeys((str(path), str(path.absolute()), os.path.realpath(path))):
         message = message.replace(shown, name)
     return message
