@@ -89,9 +89,10 @@ def open_database(
 
 
 def backup_directory(settings: Settings) -> Path:
-    """`[backup] directory`, or `<data_dir>/backups` when empty."""
+    """`[backup] directory`, or `<data_dir>/backups` when empty; absolute (a relative one is
+    taken from this process's working directory): the backup programs run from `/`."""
     configured = settings.backup.directory
-    return Path(configured) if configured else settings.data_dir / "backups"
+    return (Path(configured) if configured else settings.data_dir / "backups").absolute()
 
 
 def archive_directory(settings: Settings) -> Path | None:

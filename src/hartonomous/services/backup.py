@@ -131,7 +131,7 @@ def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -
 
 def backup_list(settings: Settings, directory: Path | None = None) -> BackupListing:
     """The complete backups (oldest first), interrupted ones, and the archive's size."""
-    directory = directory or backup_directory(settings)
+    directory = (directory or backup_directory(settings)).absolute()
     wal = directory / "wal"
     segments = sum(1 for f in wal.iterdir() if len(f.name) == 24) if wal.is_dir() else 0
     return BackupListing(
@@ -153,7 +153,7 @@ def backup_verify(
     newest chain (or ``backup_id``'s) into a scratch directory, start it and count rows.
     Raises ``BackupNotFoundError`` for an unknown id; a failed check is reported, not raised,
     except during the restore test, which raises the restore's error."""
-    directory = directory or backup_directory(settings)
+    directory = (directory or backup_directory(settings)).absolute()
     backups = (
         [find_backup(directory, backup_id)] if backup_id is not None else list_backups(directory)
     )
@@ -201,7 +201,7 @@ def restore_backup(
     """Restore ``backup_id`` (or ``latest``) into the new ``data_dir``, to ``to_time``, re-arm
     change capture and re-emit what the restore point left uncaptured (`graph catch-up`).
     Errors: see ``backup.restore.restore``."""
-    directory = directory or backup_directory(settings)
+    directory = (directory or backup_directory(settings)).absolute()
     broker = Broker(settings.message_broker)
     result = restore(
         directory,
