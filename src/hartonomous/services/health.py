@@ -264,7 +264,12 @@ def _capture_problem(capture: CdcStatus) -> str | None:
     if capture.lagging:
         return (
             f"change capture lags: {capture.lag_bytes} bytes, "
-            f"{capture.lag_seconds}s since the CES consumer was caught up (thresholds "
+            + (
+                "the CES consumer has never caught up"
+                if capture.lag_seconds is None
+                else f"{capture.lag_seconds}s since the CES consumer was caught up"
+            )
+            + " (thresholds "
             f"{capture.lag_alert_bytes} bytes, {capture.lag_alert_seconds}s)"
         )
     return None

@@ -137,7 +137,10 @@ def _capture(ready: Readiness) -> StatusCheck:
     lag = ready.change_capture
     if not lag.slot_exists:
         return StatusCheck("change capture", "FAIL", "replication slot missing (`db upgrade`)")
-    detail = f"slot lag {lag.lag_bytes} bytes, {lag.lag_seconds}s since caught up"
+    # None: the CES consumer has not caught up since the slot was made (a restored directory
+    # before its first `up`, say).
+    since = "never caught up" if lag.lag_seconds is None else f"{lag.lag_seconds}s since caught up"
+    detail = f"slot lag {lag.lag_bytes} bytes, {since}"
     return StatusCheck("change capture", "WARN" if lag.lagging else "OK", detail)
 
 
