@@ -156,6 +156,10 @@ def test_onnx_tensors_in_their_three_forms() -> None:
             "given twice",
         ),
         (InferenceTask.ONNX_RUN, {"inputs": [1]}, {}, "'inputs' must be an object"),
+        # JSON's type names, never Python's ("got a int").
+        (InferenceTask.ONNX_RUN, {"inputs": 5}, {}, "must be an object, got an integer"),
+        (InferenceTask.ONNX_RUN, {"inputs": 5.5}, {}, "must be an object, got a number"),
+        (InferenceTask.TEXT_EMBEDDING, {"text": 5}, {}, "got an integer"),
         (
             InferenceTask.ONNX_RUN,
             {"outputs": [""], "inputs": {"x": {"atom_id": "ab" * 32}}},
