@@ -20,7 +20,9 @@ import asyncio
 import json
 import uuid
 from http import HTTPStatus
+from typing import Any, cast
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hartonomous.api.problems import REQUEST_ID_HEADER
@@ -46,6 +48,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_bytes = 0
         self._reading_head = True
+        self.parser = cast(Any, _ReasonKeepingParser(self.parser))
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -83,7 +86,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             )
             self._answer(414, "uri-too-long", "URI too long", detail)
             return
-        self._answer(400, "invalid-http-request", "Invalid HTTP request", f"{msg} (not HTTP/1.1)")
+        # uvicorn's `msg` is always "Invalid HTTP request received."; httptools' own reason
+        # ("Duplicate Content-Length", "Invalid header value char") says what is wrong.
+        reason = getattr(self.parser, "reason", None) or msg
+        self._answer(
+            400, "invalid-http-request", "Invalid HTTP request", f"malformed request head: {reason}"
+        )
 
     def _answer(self, status: int, code: str, title: str, detail: str) -> None:
         """Write a problem+json answer with a new request id, then close the connection."""
@@ -117,3 +125,22 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             + body
         )
         self.transport.close()
+
+
+class _ReasonKeepingParser:
+    """httptools' request parser, keeping the reason of the error it raised (uvicorn catches
+    the error and answers with a fixed message); every other attribute is the parser's."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self.reason: str | None = None
+
+    def feed_data(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.reason = str(exc) or None
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)

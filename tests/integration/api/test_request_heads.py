@@ -90,3 +90,28 @@ def test_heads_over_the_bound_and_unparseable_ones_are_problems_with_request_ids
     answer = _answer(address, big + b"\r\n\r\n")
     _assert_problem(answer, 431, str(MAX_HEAD_BYTES))
     _assert_problem(_answer(address, b"NOT HTTP AT ALL\r\n\r\n"), 400)
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", "Content-Length"),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "Duplicate Content-Length",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 4\r\n\r\n",
+            "Transfer-Encoding",
+        ),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: a\x1bb\r\n\r\n", "header value"),
+    ],
+)
+def test_a_malformed_head_is_a_400_giving_the_parsers_reason(
+    address: tuple[str, int], head: bytes, reason: str
+) -> None:
+    """Each of these heads is HTTP/1.1: the answer named "not HTTP/1.1" as the cause."""
+    answer = _answer(address, head)
+    _assert_problem(answer, 400, "malformed request head", reason)
+    assert "not HTTP/1.1" not in answer[2]["detail"]
