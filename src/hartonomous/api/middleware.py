@@ -6,6 +6,9 @@ when a request could only reach a route to fail there obscurely:
 - a path that is not UTF-8 once percent-decoded, holds a NUL character, a ``.`` or ``..``
   segment, or a segment longer than ``MAX_PATH_SEGMENT_CHARACTERS``;
 - a query parameter that is not UTF-8 or holds a NUL character;
+- a header that may be given once (``Authorization``, ``Content-Type``, ``Content-Encoding``,
+  ``Content-Length``) given twice;
+- a body with a ``Content-Encoding`` other than ``identity``: 415 (no route decodes one);
 - a ``Content-Length`` that is not a decimal number (413 when it announces a JSON body over
   ``MAX_JSON_BODY_BYTES``);
 - a JSON body over ``MAX_JSON_BODY_BYTES`` (413), not UTF-8, or holding a NUL character in a
@@ -15,10 +18,10 @@ when a request could only reach a route to fail there obscurely:
   its last value): the 422 of any malformed JSON (``MalformedJsonError``), naming the key, the
   object holding it (``body.filters``) and the character offset of the repeat.
 
-On a `/v1` path a refused body *content* (not UTF-8, NUL) is not answered here: it is left in
-the request's scope (``BODY_REFUSAL``) for the route, which raises it only after the caller is
-authenticated and authorized (api/routing.py), so a caller without a key hears 401 and one
-without the role 403 whatever the body holds. Malformed JSON itself is left to FastAPI, whose
+On a `/v1` path a refused body *content* (not UTF-8, NUL, a content coding) is not answered
+here: it is left in the request's scope (``BODY_REFUSAL``) for the route, which raises it only
+after the caller is authenticated and authorized (api/routing.py), so a caller without a key
+hears 401 and one without the role 403 whatever the body holds. Malformed JSON itself is left to FastAPI, whose
 422 names the position of the syntax error (also after authorization).
 It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
 untouched; only JSON bodies, which are small, are read ahead.
@@ -48,6 +51,7 @@ __all__ = [
     "MAX_PATH_SEGMENT_CHARACTERS",
     "MalformedJsonError",
     "RequestHygieneMiddleware",
+    "UnsupportedMediaTypeError",
     "caller_request_id",
     "check_json_text",
     "json_invalid",
@@ -62,6 +66,20 @@ _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 # is authorized (api/routing.py).
 BODY_REFUSAL = "hartonomous.body_refusal"
 _DEFERRING_PREFIX = "/v1/"
+
+
+class UnsupportedMediaTypeError(UsageError):
+    """A body in a media type or content coding the operation does not take (RFC 9110
+    §15.5.16)."""
+
+    code = "unsupported-media-type"
+    http_status = 415
+    title = "Unsupported media type"
+
+
+# Headers a request may carry once: two of them leave what the caller meant to the parser's
+# choice (Starlette reads the first), as a repeated query parameter does.
+_SINGLE_HEADERS = (b"authorization", b"content-type", b"content-encoding", b"content-length")
 
 
 def caller_request_id(offered: str | None) -> str:
@@ -87,8 +105,12 @@ class RequestHygieneMiddleware:
         try:
             _check_path(scope.get("raw_path") or scope["path"].encode())
             _check_query(scope.get("query_string", b""))
+            _check_single_headers(scope["headers"])
             headers = Headers(scope=scope)
-            if _is_json(headers):
+            coding = _coding_refusal(headers)
+            if coding is not None:
+                receive = _deferred(scope, coding, receive)
+            elif _is_json(headers):
                 receive = await self._checked_json_body(scope, headers, receive)
             else:
                 _content_length(headers)
@@ -119,13 +141,39 @@ class RequestHygieneMiddleware:
         try:
             _check_json(body)
         except UsageError as refused:
-            if not scope["path"].startswith(_DEFERRING_PREFIX):
-                raise
-            state = scope.setdefault("state", {})
-            state[BODY_REFUSAL] = refused
-            # A route that reads the body without having answered the refusal still gets it.
-            return _refusing(state, _replay([{"type": "http.request", "body": body}]))
+            return _deferred(scope, refused, _replay([{"type": "http.request", "body": body}]))
         return _replay([{"type": "http.request", "body": body, "more_body": False}])
+
+
+def _deferred(scope: Scope, refused: UsageError, receive: Receive) -> Receive:
+    """On a `/v1` path, ``refused`` kept for the route to raise once the caller is authorized
+    (``BODY_REFUSAL``); elsewhere raised at once."""
+    if not scope["path"].startswith(_DEFERRING_PREFIX):
+        raise refused
+    state = scope.setdefault("state", {})
+    state[BODY_REFUSAL] = refused
+    # A route that reads the body without having answered the refusal still gets it.
+    return _refusing(state, receive)
+
+
+def _check_single_headers(raw: list[tuple[bytes, bytes]]) -> None:
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in _SINGLE_HEADERS:
+            if name in seen:
+                raise UsageError(f"the {name.decode().title()} header is given more than once")
+            seen.add(name)
+
+
+def _coding_refusal(headers: Headers) -> UnsupportedMediaTypeError | None:
+    """A body sent with a content coding (gzip, br, ...): no route decodes one, so reading the
+    coded bytes as the body would only fail obscurely (a gzip body "is not valid UTF-8")."""
+    coding = headers.get("content-encoding")
+    if coding is None or coding.strip().lower() in ("", "identity"):
+        return None
+    return UnsupportedMediaTypeError(
+        f"the body's Content-Encoding {coding[:40]!r} is not accepted: send the body unencoded"
+    )
 
 
 def _replay(messages: list[Message]) -> Receive:

@@ -9,6 +9,7 @@ wrong types and unknown fields.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from typing import Any
@@ -579,3 +580,38 @@ def test_usage_events_word_malformed_json_and_media_types_as_every_route(
     wrong = client.post("/v1/usage-events", content=b"x", headers={"content-type": "text/plain"})
     _assert_problem(wrong, 415)
     assert wrong.json()["title"] == "Unsupported media type"
+
+
+def test_a_body_with_a_content_coding_is_415_on_every_route_after_authentication(
+    client: TestClient, issue_key: IssueKey
+) -> None:
+    """No route decodes gzip or br: a coded body was read as the body itself ("not valid
+    UTF-8 (byte 1)" for gzip, a 200 for plain bytes labelled gzip). RFC 9110 §15.5.16: 415."""
+    coded = {"content-type": "application/json", "content-encoding": "gzip"}
+    body = gzip.compress(b'{"query": "x"}')
+    for method, path in [*_routes(client), ("POST", "/v1/usage-events")]:
+        answer = client.request(method, path, content=body, headers=coded)
+        _assert_problem(answer, 415, "Content-Encoding 'gzip'")
+    labelled = client.post("/v1/probe-body", content=b'{"name": "a", "size": 1}', headers=coded)
+    _assert_problem(labelled, 415, "send the body unencoded")
+    identity = {"content-type": "application/json", "content-encoding": "identity"}
+    plain = client.post("/v1/probe-body", content=b'{"name": "a", "size": 1}', headers=identity)
+    assert plain.status_code == 200, plain.text
+    # Who may not call the route hears that first, whatever the coding.
+    unknown = {**coded, "authorization": "Bearer hk_unknown"}
+    _assert_problem(client.post("/v1/search", content=body, headers=unknown), 401)
+    user = {**coded, **bearer(issue_key(role=Role.USER))}
+    _assert_problem(client.post("/v1/tenants", content=body, headers=user), 403)
+
+
+def test_a_header_given_twice_that_may_be_given_once_is_400_naming_it(
+    client: TestClient,
+) -> None:
+    for name, values in [
+        ("content-type", ["application/json", "text/plain"]),
+        ("authorization", [client.headers["authorization"], "Bearer hk_other"]),
+        ("content-encoding", ["identity", "identity"]),
+    ]:
+        headers = [(name.encode(), value.encode()) for value in values]
+        answer = client.post("/v1/probe-body", content=b'{"name": "a", "size": 1}', headers=headers)
+        _assert_problem(answer, 400, f"{name.title()} header is given more than once")

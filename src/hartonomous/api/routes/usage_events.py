@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
-from hartonomous.api.middleware import json_invalid
+from hartonomous.api.middleware import UnsupportedMediaTypeError, json_invalid
 from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
 from hartonomous.json_types import exact_loads
@@ -25,14 +25,6 @@ router = api_router(prefix="/v1", tags=["usage-events"])
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-
-
-class UnsupportedMediaTypeError(UsageError):
-    """The body is not a CloudEvent in structured JSON mode (single or batch)."""
-
-    code = "unsupported-media-type"
-    http_status = 415
-    title = "Unsupported media type"
 
 
 class SingleUsageEventRejectedError(UsageError):
