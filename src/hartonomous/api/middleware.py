@@ -21,8 +21,8 @@ when a request could only reach a route to fail there obscurely:
 On a `/v1` path a refused body *content* (not UTF-8, NUL, a content coding) is not answered
 here: it is left in the request's scope (``BODY_REFUSAL``) for the route, which raises it only
 after the caller is authenticated and authorized (api/routing.py), so a caller without a key
-hears 401 and one without the role 403 whatever the body holds. Malformed JSON itself is left to FastAPI, whose
-422 names the position of the syntax error (also after authorization).
+hears 401 and one without the role 403 whatever the body holds. Malformed JSON itself is left
+to FastAPI, whose 422 names the position of the syntax error (also after authorization).
 It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
 untouched; only JSON bodies, which are small, are read ahead.
 """

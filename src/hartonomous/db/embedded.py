@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from hartonomous.errors import UnavailableError
+from hartonomous.errors import OperationFailedError, UnavailableError
 
 DATABASE_NAME = "hartonomous"
 SUPERUSER = "postgres"
@@ -403,13 +403,24 @@ def give_to_server_user(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+class DirectoryNotCreatedError(OperationFailedError):
+    """A folder the server or its tools need could not be created; the message names it and
+    the system's reason (a read-only or full file system, a file in the way)."""
+
+    code = "directory-not-created"
+
+
 def make_server_dir(path: Path) -> None:
     """Create ``path`` (and missing parents) owned by the server's system user, so the server
     and its tools may write there; an existing folder is left as it is (its permissions are
-    the operator's, but its parents may be traversed, as for a data dir)."""
+    the operator's, but its parents may be traversed, as for a data dir). Raises
+    ``DirectoryNotCreatedError`` when it cannot be created."""
     if not path.is_dir():
         missing = [p for p in (path, *path.parents) if not p.exists()]
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only or full file system, a file in the way, ...
+            raise DirectoryNotCreatedError(f"cannot create {path}: {exc.strerror or exc}") from None
         for created in missing:
             give_to_server_user(created)
     _allow_traversal(path.parent)
