@@ -83,12 +83,14 @@ def platform_status(platform: Platform) -> StatusReport:
         return StatusReport([StatusCheck("database", "FAIL", str(exc)), _disk(platform, None)])
     with database_errors():
         broker = broker_status(platform)
-        ledger_rows, database_bytes = _ledger_and_size(platform)
+        ledger_rows, database_bytes, archiver = _database_facts(platform)
+    archiving = wal_archiving_check(archiver)
     checks = [
         StatusCheck("database", "OK", f"migrations at head ({ready.revision})"),
         *flow_checks(platform, ready, broker),
         _ledger(ready, ledger_rows),
         _backup(platform),
+        *([archiving] if archiving is not None else []),
         _disk(platform, database_bytes),
     ]
     return StatusReport(checks)
@@ -243,8 +245,46 @@ def _disk(platform: Platform, database_bytes: int | None) -> StatusCheck:
     return StatusCheck("disk", "OK", detail)
 
 
-def _ledger_and_size(platform: Platform) -> tuple[int, int]:
+ArchiverRow = tuple[str, str | None, datetime | None, int, str | None, datetime | None]
+"""archive_mode, then pg_stat_archiver's last_archived_wal, last_archived_time, failed_count,
+last_failed_wal and last_failed_time."""
+
+_ARCHIVER = text(
+    "SELECT current_setting('archive_mode'), last_archived_wal, last_archived_time, "
+    "failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver"
+)
+
+
+def wal_archiving_check(row: ArchiverRow) -> StatusCheck | None:
+    """The server's own WAL archiving (`archive_mode`): FAIL while its last attempt failed (a
+    full or read-only archive: every later segment waits, and a restore would stop at the
+    last one archived); None when archiving is off (a configured server's `pg_receivewal`
+    is a service with its heartbeat)."""
+    mode, archived_wal, archived_at, failed, failed_wal, failed_at = row
+    if mode == "off":
+        return None
+    if failed_at is not None and (archived_at is None or failed_at > archived_at):
+        return StatusCheck(
+            "wal archiving",
+            "FAIL",
+            f"archiving {failed_wal} failed at {failed_at.isoformat()} ({failed} failure(s) "
+            f"since the server started); last archived: {archived_wal or 'none'}",
+        )
+    if archived_at is None:
+        return StatusCheck("wal archiving", "OK", "on; no segment archived yet")
+    return StatusCheck(
+        "wal archiving", "OK", f"last archived {archived_wal} at {archived_at.isoformat()}"
+    )
+
+
+def _database_facts(platform: Platform) -> tuple[int, int, ArchiverRow]:
     with platform.maintenance_engine.connect() as connection:
         rows = connection.execute(select(func.count()).select_from(billing_usage_ledger)).scalar()
         size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar()
-    return int(rows or 0), int(size or 0)
+        archiver = connection.execute(_ARCHIVER).one()
+    mode, archived_wal, archived_at, failed, failed_wal, failed_at = archiver
+    return (
+        int(rows or 0),
+        int(size or 0),
+        (str(mode), archived_wal, archived_at, int(failed or 0), failed_wal, failed_at),
+    )
