@@ -44,6 +44,10 @@ class InvalidKeyOptionError(UsageError):
     """A label, expiry or grace period a key cannot have; the message names which."""
 
 
+class InvalidKeyLabelError(InvalidKeyOptionError):
+    """A label a key cannot have (too long): a form shows it beside the label."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """One key as an administrator sees it: never its secret, never its hash."""
@@ -82,7 +86,9 @@ def issue_key(
     """
     label = storable_text(label)  # a free text: stored visibly, never refused
     if len(label) > LABEL_LENGTH:
-        raise InvalidKeyOptionError(f"label must be at most {LABEL_LENGTH} characters")
+        raise InvalidKeyLabelError(
+            f"label must be at most {LABEL_LENGTH} characters (it has {len(label)})"
+        )
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidKeyOptionError("expires_at must carry a time zone (e.g. 2030-01-01Z)")

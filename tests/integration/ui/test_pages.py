@@ -171,6 +171,13 @@ def test_tenants_created_keys_issued_once_revoked_and_tenant_disabled(
         f"{base}/principals",
         data={"csrf_token": csrf, "principal_id": "milton", "role": "user"},
     )
+    too_long = client.post(
+        f"{base}/keys",
+        data={"csrf_token": csrf, "key_principal_id": "milton", "label": "L" * 400},
+    )
+    assert too_long.status_code == 400
+    assert 'id="label-error">label must be at most 128 characters (it has 400)' in too_long.text
+    assert 'id="key_principal_id-error"' not in too_long.text
     issued = client.post(
         f"{base}/keys", data={"csrf_token": csrf, "key_principal_id": "milton", "label": "ui"}
     )

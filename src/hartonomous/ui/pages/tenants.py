@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from hartonomous.errors import ConflictError, UsageError
-from hartonomous.security.keys import IssuedKey
+from hartonomous.security.keys import InvalidKeyLabelError, IssuedKey
 from hartonomous.security.principals import UnknownPrincipalError, display_name_problem
 from hartonomous.security.roles import Role
 from hartonomous.security.tenants import TenantState, validate_tenant_id
@@ -167,9 +167,8 @@ async def issue_key(request: Request, tenant_id: TenantId, seen: Viewer = ADMIN)
             lambda: tenancy.create_key(platform_of(request), tenant_id, principal_id, label=label)
         )
     except (UsageError, UnknownPrincipalError) as exc:
-        return await _tenant_page(
-            request, tenant_id, errors={"key_principal_id": str(exc)}, values=values
-        )
+        field = "label" if isinstance(exc, InvalidKeyLabelError) else "key_principal_id"
+        return await _tenant_page(request, tenant_id, errors={field: str(exc)}, values=values)
     flash = flashes_of(request).put(seen.session, issued)
     return RedirectResponse(f"/ui/tenants/{quote(tenant_id)}?issued={flash}", status_code=303)
 
