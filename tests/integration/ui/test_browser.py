@@ -272,8 +272,12 @@ def test_three_files_uploaded_reach_done_and_search_finds_them(
     expect(page.locator("#upload-status")).to_contain_text("completed_with_errors")
     check_accessibility(page)
     document(page, "ingest")
-    page.reload()  # the job is first in the history, and opens its page
-    page.locator("#history tbody a").first.click()
+    # Listed first in the history without a reload, finished, and opens its page.
+    job_url = page.locator("#upload-job").get_attribute("href")
+    newest = page.locator("#history tbody tr").first
+    expect(newest.get_by_role("link")).to_have_attribute("href", job_url or "no job link")
+    expect(newest).to_contain_text("completed_with_errors")
+    newest.get_by_role("link").click()
     expect(page.locator("#job-status")).to_have_text("completed_with_errors")
     page.goto(f"{ui_server}/ui/search?q=breakwater&mode=lexical")
     expect(page.locator("#results tbody tr").first).to_contain_text("breakwater.txt")

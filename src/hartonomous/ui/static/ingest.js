@@ -41,6 +41,19 @@ document.addEventListener("DOMContentLoaded", () => {
     return tr;
   };
 
+  // The job history below the form: read again when a job starts and when it ends, so the
+  // upload just made is listed without a reload (only on the first page: an older page's
+  // rows do not change).
+  const refreshHistory = async () => {
+    const shown = document.getElementById("history-section");
+    if (!shown || shown.dataset.older) return;
+    const answer = await fetch(form.action, {headers: {Accept: "text/html"}});
+    if (!answer.ok) return;
+    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const fresh = page.getElementById("history-section");
+    if (fresh) shown.replaceWith(fresh);
+  };
+
   const follow = async (url) => {
     for (;;) {
       const answer = await fetch(url, {headers: {Accept: "application/json"}});
@@ -55,7 +68,7 @@ document.addEventListener("DOMContentLoaded", () => {
         tr.className = file.status === "failed" ? "bad" : "ok";
       }
       status.textContent = `${job.status}: ${job.files_done} of ${job.files_total} files done, ${job.files_failed} failed`;
-      if (job.terminal) return;
+      if (job.terminal) { await refreshHistory(); return; }
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   };
@@ -104,6 +117,7 @@ document.addEventListener("DOMContentLoaded", () => {
       jobLink.href = answer.job_url;
       jobLink.textContent = answer.job_id;
       status.textContent = "ingesting";
+      refreshHistory();
       follow(answer.progress_url);
     });
     request.addEventListener("error", () => {
