@@ -29,6 +29,7 @@ from hartonomous.backup.rearm import Rearmed, rearm
 from hartonomous.backup.recovery import arm_recovery, reset_recovery_sql
 from hartonomous.backup.tools import BackupToolError, run_program
 from hartonomous.backup.verify import verify_backup
+from hartonomous.backup.wal_archive import ArchiveCheck, check_archive
 from hartonomous.config.sections import CdcSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import (
@@ -38,6 +39,7 @@ from hartonomous.db.embedded import (
     make_server_dir,
 )
 from hartonomous.errors import ConflictError, OperationFailedError, UsageError
+from hartonomous.messaging.pause import read_pause
 
 Connection = psycopg.Connection[Any]
 PROMOTION_TIMEOUT_SECONDS = 600
@@ -72,6 +74,10 @@ class RestoreResult:
     promoted_at: datetime
     rearmed: Rearmed
     catch_up: dict[str, int]
+    # The archived WAL the restore could read: with a problem, it stopped before it.
+    archive: ArchiveCheck
+    # `sync pause` is data: the restored cluster keeps the source's flag at the restore point.
+    sync_paused: bool
 
 
 def choose_chain(directory: Path, backup_id: str, to_time: datetime | None) -> list[BackupInfo]:
@@ -121,6 +127,41 @@ def require_empty_target(data_dir: Path) -> None:
         )
 
 
+def require_reachable(check: ArchiveCheck, to_time: datetime) -> None:
+    """Refuse ``to_time`` unless a commit after it is in the backup's continuous WAL:
+    recovery stops before the first commit past its target, and fails without one."""
+    newest = check.newest_commit_at
+    if newest is not None and to_time < newest:
+        return
+    cause = check.describe_problem() or (
+        f"the archived WAL ends with segment {check.continuous_to}"
+        if check.continuous_to
+        else "no WAL is archived after the backup"
+    )
+    reached = (
+        f"the last commit in it is at {newest.isoformat()} (LSN {check.newest_commit_lsn})"
+        if newest is not None
+        else "it holds no commit after the backup"
+    )
+    raise RestoreTimeOutOfRangeError(
+        f"--to-time {to_time.isoformat()} is past the newest restorable point of backup "
+        f"{check.backup_id}: {reached}, and {cause}"
+    )
+
+
+def _continuous_wal(data_dir: Path, archive: Path, check: ArchiveCheck) -> Path:
+    """The folder recovery reads WAL from: the archive itself, or, when a gap or a damaged
+    segment cuts it, a folder of links to the continuous part only (recovery would otherwise
+    go on past a gap into later segments, or stop the server on a truncated one)."""
+    if check.ok:
+        return archive
+    view = data_dir / "restore-wal"
+    make_server_dir(view)
+    for segment in [*check.segments, *archive.glob("*.history")]:
+        (view / segment.name).symlink_to(segment)
+    return view
+
+
 def restore(
     directory: Path,
     backup_id: str,
@@ -133,6 +174,9 @@ def restore(
     """Restore into ``data_dir`` (an embedded data directory: its cluster is ``pgdata``).
 
     ``catch_up`` runs on the promoted, re-armed cluster and returns what it re-emitted.
+    The archived WAL is checked first (``wal_archive.check_archive``): a ``to_time`` past the
+    newest restorable point is refused before anything is created; without ``to_time`` the
+    restore ends at the end of the continuous WAL, which ``RestoreResult.archive`` describes.
     Raises ``RestoreTargetInUseError``, ``RestoreTimeOutOfRangeError``,
     ``BackupNotFoundError``, ``BackupVerificationError`` (a tampered or incomplete backup),
     ``RestoreFailedError``; after any of them ``data_dir`` is as it was before.
@@ -141,6 +185,9 @@ def restore(
     chain = choose_chain(directory, backup_id, to_time)
     for backup in chain:
         verify_backup(directory, backup)
+    archive = check_archive(directory, chain[-1])
+    if to_time is not None:
+        require_reachable(archive, to_time)
     existed = data_dir.exists()
     try:
         make_server_dir(data_dir)
@@ -155,7 +202,8 @@ def restore(
             )
         except BackupToolError as exc:
             raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
-        arm_recovery(pgdata, wal_dir(directory), to_time)
+        wal_source = _continuous_wal(data_dir, wal_dir(directory), archive)
+        arm_recovery(pgdata, wal_source, to_time)
         server = EmbeddedPostgres(data_dir)
         try:
             server.start()
@@ -167,8 +215,11 @@ def restore(
                     connection.execute("SELECT pg_reload_conf()")
                     rearmed = rearm(connection, cdc)
                     caught_up = catch_up(connection)
+                    sync_paused = read_pause(connection).paused
             finally:
                 server.stop()
+                if wal_source != wal_dir(directory):
+                    shutil.rmtree(wal_source, ignore_errors=True)
         except (EmbeddedDatabaseError, psycopg.OperationalError) as exc:
             # Recovery that cannot reach the target ends the server, seen here as a failed
             # start or a lost connection: the server log says which.
@@ -195,6 +246,8 @@ def restore(
         promoted_at=promoted_at,
         rearmed=rearmed,
         catch_up=caught_up,
+        archive=archive,
+        sync_paused=sync_paused,
     )
 
 

@@ -42,6 +42,13 @@ class WalSummariesOffError(ConflictError):
     code = "summarize-wal-off"
 
 
+class TimelineChangedError(ConflictError):
+    """The newest backup of this server was taken on another timeline (the server was
+    restored or promoted since): an incremental backup cannot build on it."""
+
+    code = "backup-timeline-changed"
+
+
 class BackupFailedError(OperationFailedError):
     """pg_basebackup failed; nothing of the attempt is left in the backup directory."""
 
@@ -61,16 +68,19 @@ def take_backup(connection: Connection, url: str, directory: Path, kind: BackupK
     """Take a full or incremental backup of the server ``connection`` is on into
     ``directory``/base/<id>; returns what `backup list` shows for it.
 
-    Raises ``NoFullBackupError`` (incremental, nothing to base it on), ``WalSummariesOffError``
+    Raises ``NoFullBackupError`` (incremental, nothing to base it on), ``TimelineChangedError``
+    (incremental, the newest backup is of another timeline), ``WalSummariesOffError``
     (incremental, `summarize_wal` off), ``BackupFailedError`` (pg_basebackup's own line: e.g.
     permission denied, no space left on device); a failed attempt leaves nothing behind.
     """
     facts = connection.execute(
         "SELECT now(), (SELECT system_identifier::text FROM pg_control_system()), "
-        "current_setting('server_version'), current_setting('summarize_wal')"
+        "current_setting('server_version'), current_setting('summarize_wal'), "
+        # The timeline WAL is written on now (the checkpoint's lags a promotion).
+        "('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int"
     ).fetchone()
     assert facts is not None
-    started_at, system_identifier, version, summarize = facts
+    started_at, system_identifier, version, summarize, timeline = facts
     parent: BackupInfo | None = None
     if kind == "incremental":
         if summarize != "on":
@@ -87,6 +97,16 @@ def take_backup(connection: Connection, url: str, directory: Path, kind: BackupK
                 "run `hartonomous backup full` first"
             )
         parent = same_server[-1]
+        if parent.timeline != timeline:
+            # A restored cluster keeps its source's system identifier but starts a new
+            # timeline, without the WAL summaries of the old one: pg_basebackup would fail
+            # with PostgreSQL's own words about summaries and timelines.
+            raise TimelineChangedError(
+                f"backup {parent.backup_id} was taken on timeline {parent.timeline}, this "
+                f"server is on timeline {timeline} (restored or promoted since): an "
+                "incremental backup cannot build on it; take a full backup "
+                "(`hartonomous backup full`)"
+            )
     make_server_dir(directory)
     backup_id = new_backup_id(directory, kind, started_at)
     path = backup_path(directory, backup_id)

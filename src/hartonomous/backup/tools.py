@@ -24,9 +24,14 @@ class BackupToolError(OperationFailedError):
 
 
 def run_program(
-    program: str, *args: str, password: str | None = None, timeout: float | None = None
+    program: str,
+    *args: str,
+    password: str | None = None,
+    timeout: float | None = None,
+    environment: dict[str, str] | None = None,
 ) -> str:
     """Run ``program`` of the bundled installation's bin/ with ``args``; its standard output.
+    ``environment``: variables set for it on top of this process's (`TZ`, say).
 
     Raises ``BackupToolError`` ("<program>: <its last error line>") when it exits non-zero,
     cannot be started or runs past ``timeout`` seconds (default six hours).
@@ -36,6 +41,7 @@ def run_program(
     env.pop("PGPASSWORD", None)
     if password:
         env["PGPASSWORD"] = password
+    env.update(environment or {})
     try:
         result = subprocess.run(
             [str(install_dir() / "bin" / program), *args],

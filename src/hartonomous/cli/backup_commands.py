@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -105,7 +106,10 @@ def backup_verify(
 
     state = cli_context(ctx)
     report = verify(state.settings(), backup_id, restore_test=restore_test, directory=backup_dir)
-    lines = [f"{b.backup_id}: " + ("OK" if b.ok else f"FAIL {b.error}") for b in report.backups]
+    lines = [
+        f"{b.backup_id}: " + ("OK" if b.ok else f"FAIL {b.error}") + f"\n  {b.wal.describe()}"
+        for b in report.backups
+    ]
     if report.restore_test is not None:
         lines.append(
             f"restore test: {' + '.join(report.restore_test)} restored and started; rows "
@@ -148,15 +152,32 @@ def restore(
         state.settings(), backup_id, data_dir.absolute(), moment, directory=backup_dir
     )
     gaps = result.catch_up
+    if moment is not None:
+        reached = f" to {moment.isoformat()}"
+    elif result.wal.error is None:
+        reached = " to the end of the archived WAL"
+    else:
+        reached = f" to the end of the continuous archived WAL ({result.wal.continuous_to})"
+        # A restore that stopped short says so where the operator looks, even under --json.
+        sys.stderr.write(
+            f"warning: archived WAL after {result.wal.continuous_to} was not replayed: "
+            f"{result.wal.error}\n"
+        )
+    paused = (
+        f"\nsync is paused in the restored directory (the source's `sync pause` at the "
+        f"restore point): resume it with: hartonomous --data-dir {result.data_dir} sync resume"
+        if result.sync_paused
+        else ""
+    )
     state.emit(
         result.model_dump(mode="json"),
         f"restored {' + '.join(result.chain)} into {result.data_dir}"
-        + (f" to {moment.isoformat()}" if moment else " to the end of the archived WAL")
+        + reached
         + f"; change capture re-armed at {result.slot_lsn}, {result.messages_returned} "
         f"claimed message(s) returned to the queue; catch-up re-emitted "
         f"{gaps.get('events_emitted', 0)} event(s) and wrote {gaps.get('nodes_written', 0)} "
         f"node(s), {gaps.get('edges_written', 0)} edge(s)\n"
-        f"start it with: hartonomous --data-dir {result.data_dir} up",
+        f"start it with: hartonomous --data-dir {result.data_dir} up" + paused,
     )
 
 

@@ -377,6 +377,11 @@ class BackupSettings(Section):
     # Archive every completed WAL segment into `<directory>/wal` while the server runs
     # (embedded: archive_command; configured server: `pg_receivewal` beside `up`).
     archive_wal: bool = False
+    # The embedded server's `archive_timeout`: a segment holding any change is switched and
+    # archived at most this long after it began, so a quiet system's last commits reach the
+    # archive. Each forced switch archives a whole 16 MiB segment (docs/operations.md,
+    # "Backups"). 0: only full segments are archived.
+    archive_timeout_seconds: int = Field(default=60, ge=0, le=86_400)
     # The physical replication slot `pg_receivewal` holds on a configured server.
     wal_slot_name: str = Field(default="hartonomous_wal", pattern=r"^[a-z0-9_]{1,63}$")
 

@@ -133,12 +133,20 @@ class EmbeddedPostgres:
     """Context manager: the server is running and usable between enter and exit."""
 
     def __init__(
-        self, data_dir: Path, install: Path | None = None, *, archive_dir: Path | None = None
+        self,
+        data_dir: Path,
+        install: Path | None = None,
+        *,
+        archive_dir: Path | None = None,
+        archive_timeout_seconds: int = 60,
     ) -> None:
         """``archive_dir``: when given, a server this object starts archives every completed
-        WAL segment there (`archive_mode = on`, docs/operations.md, "Backups")."""
+        WAL segment there (`archive_mode = on`), and switches to a new segment at most
+        ``archive_timeout_seconds`` after a change (`archive_timeout`; 0: never), so the
+        last changes reach the archive on a quiet system (docs/operations.md, "Backups")."""
         self.layout = EmbeddedLayout(data_dir.resolve())
         self._archive_dir = None if archive_dir is None else archive_dir.resolve()
+        self._archive_timeout = archive_timeout_seconds
         self._install = install or install_dir()
         self._bin = self._install / "bin"
         self._users_lock: IO[bytes] | None = None
@@ -311,7 +319,11 @@ class EmbeddedPostgres:
         # pg_ctl hands -o to a shell: each setting is one shell word.
         return " ".join(
             f"-c {shlex.quote(setting)}"
-            for setting in ("archive_mode=on", f"archive_command={command}")
+            for setting in (
+                "archive_mode=on",
+                f"archive_command={command}",
+                f"archive_timeout={self._archive_timeout}s",
+            )
         )
 
     def _ensure_database(self) -> None:

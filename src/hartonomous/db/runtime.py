@@ -55,7 +55,11 @@ def open_database(
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
     if not url:
-        embedded = EmbeddedPostgres(settings.data_dir, archive_dir=archive_directory(settings))
+        embedded = EmbeddedPostgres(
+            settings.data_dir,
+            archive_dir=archive_directory(settings),
+            archive_timeout_seconds=settings.backup.archive_timeout_seconds,
+        )
         if start_embedded:
             embedded.start()
         else:

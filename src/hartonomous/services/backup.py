@@ -29,6 +29,7 @@ from hartonomous.backup.restore import restore
 from hartonomous.backup.retention import prune
 from hartonomous.backup.take import take_backup
 from hartonomous.backup.verify import BackupVerificationError, verify_backup
+from hartonomous.backup.wal_archive import ArchiveCheck, Dumped, check_archive
 from hartonomous.backup.wal_receiver import receive_wal
 from hartonomous.config import Settings
 from hartonomous.db.runtime import Database, backup_directory
@@ -70,10 +71,45 @@ class BackupListing(BaseModel):
     archived_wal_segments: int
 
 
+class ArchivedWal(BaseModel):
+    """The archived WAL after a backup (``backup.wal_archive.ArchiveCheck``): where it is
+    continuous to, the newest commit in it (a `--to-time` must be earlier), and the first gap,
+    damaged segment or missing timeline history (``error``; None when sound)."""
+
+    continuous_to: str | None
+    newest_restorable_at: datetime | None
+    newest_restorable_lsn: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, check: ArchiveCheck) -> ArchivedWal:
+        return cls(
+            continuous_to=check.continuous_to,
+            newest_restorable_at=check.newest_commit_at,
+            newest_restorable_lsn=check.newest_commit_lsn,
+            error=check.describe_problem(),
+        )
+
+    def describe(self) -> str:
+        """One phrase: how far the archived WAL reaches."""
+        if self.newest_restorable_at is None:
+            newest = "no commit archived after the backup (restorable to its end only)"
+        else:
+            newest = (
+                f"newest restorable point: the commit at {self.newest_restorable_at.isoformat()} "
+                f"(LSN {self.newest_restorable_lsn})"
+            )
+        return f"archived WAL continuous to {self.continuous_to or 'the backup end'}; {newest}"
+
+
 class VerifiedBackup(BaseModel):
+    """``ok``: pg_verifybackup passed and the archived WAL after the backup is sound;
+    ``error``: the first failure of either."""
+
     backup_id: str
     ok: bool
     error: str | None
+    wal: ArchivedWal
 
 
 class BackupVerification(BaseModel):
@@ -96,6 +132,9 @@ class Restored(BaseModel):
     previous_checkpoint_lsn: str | None
     messages_returned: int
     catch_up: dict[str, int]
+    wal: ArchivedWal
+    # The restored cluster's sync pause, as the source had it at the restore point.
+    sync_paused: bool
 
 
 def wal_receiver_services(database: Database, settings: Settings) -> list[BackgroundService]:
@@ -149,7 +188,9 @@ def backup_verify(
     restore_test: bool = False,
     directory: Path | None = None,
 ) -> BackupVerification:
-    """pg_verifybackup on one backup (or every one); with ``restore_test`` also restore the
+    """pg_verifybackup on one backup (or every one) and a check of the archived WAL after
+    it (every segment present and readable by pg_waldump, timeline history files present:
+    ``backup.wal_archive``); with ``restore_test`` also restore the
     newest chain (or ``backup_id``'s) into a scratch directory, start it and count rows.
     Raises ``BackupNotFoundError`` for an unknown id; a failed check is reported, not raised,
     except during the restore test, which raises the restore's error."""
@@ -160,13 +201,18 @@ def backup_verify(
     if not backups:
         raise BackupNotFoundError(f"no complete backup in {directory / 'base'}")
     results: list[VerifiedBackup] = []
+    dumped: Dumped = {}  # one pg_waldump per segment
     for backup in backups:
+        wal = ArchivedWal.of(check_archive(directory, backup, dumped))
         try:
             verify_backup(directory, backup)
         except BackupVerificationError as exc:
-            results.append(VerifiedBackup(backup_id=backup.backup_id, ok=False, error=str(exc)))
+            error: str | None = str(exc)
         else:
-            results.append(VerifiedBackup(backup_id=backup.backup_id, ok=True, error=None))
+            error = None if wal.error is None else f"archived WAL after it: {wal.error}"
+        results.append(
+            VerifiedBackup(backup_id=backup.backup_id, ok=error is None, error=error, wal=wal)
+        )
     report = BackupVerification(backups=results, restore_test=None, restore_test_tables=None)
     if restore_test and report.ok:
         last = backups[-1]
@@ -220,4 +266,6 @@ def restore_backup(
         previous_checkpoint_lsn=result.rearmed.previous_checkpoint_lsn,
         messages_returned=result.rearmed.messages_returned,
         catch_up=result.catch_up,
+        wal=ArchivedWal.of(result.archive),
+        sync_paused=result.sync_paused,
     )

@@ -29,6 +29,7 @@ from hartonomous.cdc.replication import cdc_status
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.observability.metrics import PROCESS_REGISTRY
 from hartonomous.services.platform import Platform
+from hartonomous.services.wal_archive_age import archive_age
 from hartonomous.sync.projector import Neo4jProjector
 
 __all__ = ["CONTENT_TYPE", "PlatformCollector", "exposition"]
@@ -113,6 +114,7 @@ class PlatformCollector(Collector):
         yield from self._ingestion(connection)
         yield from self._services(connection)
         yield from self._postgres(connection)
+        yield from self._wal_archive()
 
     def _sync_events(self, connection: Connection) -> Metric:
         # sync_counters names are `outcome:detail` (billed:<operation>, dead_lettered:<reason>,
@@ -266,6 +268,16 @@ class PlatformCollector(Collector):
             tables.add_metric([name], float(size))
         yield tables
         yield from self._statements(connection)
+
+    def _wal_archive(self) -> Iterator[Metric]:
+        # Only while the platform archives WAL and something is archived.
+        age = archive_age(self._platform)
+        if age is not None and age.last_archived_age_seconds is not None:
+            yield _gauge(
+                "hartonomous_wal_archive_last_archived_age_seconds",
+                "Seconds since the newest WAL segment reached the backup directory's wal/.",
+                age.last_archived_age_seconds,
+            )
 
     def _statements(self, connection: Connection) -> Iterator[Metric]:
         installed = connection.execute(

@@ -21,6 +21,7 @@ from hartonomous.services.broker import BrokerStatus, broker_status
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.health import NotReadyError, Readiness, readiness
 from hartonomous.services.platform import Platform
+from hartonomous.services.wal_archive_age import archive_age, archive_age_verdict
 
 __all__ = [
     "StatusCheck",
@@ -91,6 +92,7 @@ def platform_status(platform: Platform) -> StatusReport:
         _ledger(ready, ledger_rows),
         _backup(platform),
         *([archiving] if archiving is not None else []),
+        *_archive_age(platform),
         _disk(platform, database_bytes),
     ]
     return StatusReport(checks)
@@ -223,6 +225,16 @@ def _backup(platform: Platform) -> StatusCheck:
         return StatusCheck("last backup", "WARN", "no backups")
     age = (datetime.now(UTC) - at).total_seconds()
     return StatusCheck("last backup", "OK", f"{at.isoformat()} ({age / 3600:.1f} h ago)")
+
+
+def _archive_age(platform: Platform) -> list[StatusCheck]:
+    """ "WAL archive age" (``services.wal_archive_age``), while `[backup] archive_wal` is on."""
+    with database_errors():
+        age = archive_age(platform)
+    if age is None:
+        return []
+    verdict, detail = archive_age_verdict(age)
+    return [StatusCheck("WAL archive age", verdict, detail)]
 
 
 def _disk(platform: Platform, database_bytes: int | None) -> StatusCheck:

@@ -155,11 +155,15 @@ def test_search_latency_is_a_histogram_of_this_process(
 
 
 @pytest.fixture
-def neo4j_api(platform: Platform, neo4j_uri: str) -> Iterator[TestClient]:
-    """Projection on, and pg_stat_statements created as `db upgrade` does (the embedded server
-    preloads it)."""
+def neo4j_api(platform: Platform, neo4j_uri: str, tmp_path: Path) -> Iterator[TestClient]:
+    """Projection on, pg_stat_statements created as `db upgrade` does (the embedded server
+    preloads it), and WAL archiving on with one segment in the backup directory."""
     assert enable_statement_statistics(platform.maintenance_engine)
     settings = platform.settings.model_copy(deep=True)
+    settings.backup.archive_wal = True
+    settings.backup.directory = str(tmp_path)
+    (tmp_path / "wal").mkdir()
+    (tmp_path / "wal" / "000000010000000000000001").write_bytes(b"")
     settings.neo4j.uri = neo4j_uri
     settings.telemetry.metrics_access = "open"
     app = create_app(replace(platform, settings=settings))

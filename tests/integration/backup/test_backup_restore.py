@@ -4,76 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
-from tests.conftest import Cli, clean_environment
+from tests.integration.backup.conftest import Live, cli_for, refused, tenants_of
 
 from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import EmbeddedPostgres
-
-
-@dataclass
-class Live:
-    """The live embedded server (WAL archived into its backup directory) and the CLI on it."""
-
-    data_dir: Path
-    backups: Path
-    server: EmbeddedPostgres
-    cli: Cli
-    conn: psycopg.Connection[Any]
-
-    def ok(self, *args: str) -> dict[str, Any]:
-        result = self.cli("--json", *args)
-        assert result.exit_code == 0, result.stderr
-        return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-    def tenant(self, tenant_id: str) -> None:
-        self.conn.execute(
-            "INSERT INTO tenants (tenant_id, display_name) VALUES (%s, %s)", (tenant_id, tenant_id)
-        )
-
-    def now(self) -> str:
-        row = self.conn.execute("SELECT now()").fetchone()
-        assert row is not None
-        return str(row[0].isoformat())
-
-
-def cli_for(data_dir: Path, cwd: Path) -> Cli:
-    env = clean_environment()
-    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
-    env["HARTONOMOUS_BACKUP__ARCHIVE_WAL"] = "true"
-    return Cli(env=env, cwd=cwd)
-
-
-@pytest.fixture
-def work(data_dir: Path) -> Path:
-    """Where this test's clusters live (reachable by the server's user, unlike tmp_path)."""
-    return data_dir
-
-
-@pytest.fixture
-def live(work: Path) -> Iterator[Live]:
-    data_dir = work / "live"
-    backups = data_dir / "backups"
-    server = EmbeddedPostgres(data_dir, archive_dir=backups / "wal")
-    server.start()
-    try:
-        cli = cli_for(data_dir, work)
-        assert cli("db", "upgrade").exit_code == 0
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as conn:
-            yield Live(data_dir, backups, server, cli, conn)
-    finally:
-        server.stop()
-
-
-def tenants_of(data_dir: Path) -> list[str]:
-    with EmbeddedPostgres(data_dir) as server, psycopg.connect(libpq_url(server.url)) as conn:
-        return [row[0] for row in conn.execute("SELECT tenant_id FROM tenants ORDER BY 1")]
 
 
 def separate_commit_times() -> None:
@@ -93,6 +31,7 @@ def test_restore_to_a_time_between_full_and_incremental_shows_exactly_that_state
     incremental = live.ok("backup", "incremental")["backup"]
     assert (incremental["kind"], incremental["parent"]) == ("incremental", full["backup_id"])
     live.tenant("after-incremental")
+    live.ok("sync", "pause", "--reason", "restore drill")
     live.conn.execute("SELECT pg_switch_wal()")  # the last segment reaches the archive
 
     listing = live.ok("backup", "list")
@@ -115,9 +54,19 @@ def test_restore_to_a_time_between_full_and_incremental_shows_exactly_that_state
 
     # The newest state: full + incremental combined, then the archived WAL replayed.
     newest = work / "newest"
-    restored = live.ok("restore", "latest", "--data-dir", str(newest))
-    assert restored["chain"] == [full["backup_id"], incremental["backup_id"]]
+    output = live.cli("restore", "latest", "--data-dir", str(newest))
+    assert output.exit_code == 0, output.stderr
+    assert output.stdout.startswith(
+        f"restored {full['backup_id']} + {incremental['backup_id']} into {newest} to the end "
+        "of the archived WAL;"
+    )
     assert tenants_of(newest) == ["after-incremental", "after-t", "before-t"]
+    # The pause is data: restored with it, and said so (the restore to `between` was not).
+    assert restored["sync_paused"] is False
+    assert (
+        "sync is paused in the restored directory (the source's `sync pause` at the restore "
+        f"point): resume it with: hartonomous --data-dir {newest} sync resume"
+    ) in output.stdout
     # The live side is untouched.
     assert [r[0] for r in live.conn.execute("SELECT tenant_id FROM tenants ORDER BY 1")] == [
         "after-incremental",
@@ -187,14 +136,12 @@ def test_restore_rearms_capture_so_each_later_change_is_captured_once(
         ]
         assert conn.execute("SELECT count(*) FROM broker_messages").fetchone() == (0,)
 
-
-def refused(live: Live, *args: str) -> str:
-    """Run a command that must fail; its one-line error."""
-    result = live.cli(*args)
-    assert result.exit_code != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+        # An incremental backup of the restored cluster into the old backup directory: the
+        # newest backup there is of the old timeline.
+        on_restored.cli.env["HARTONOMOUS_BACKUP__DIRECTORY"] = str(live.backups)
+        error = refused(on_restored, "backup", "incremental")
+        assert "was taken on timeline 1, this server is on timeline 2" in error
+        assert "take a full backup (`hartonomous backup full`)" in error
 
 
 def test_bad_restores_and_backups_are_refused_in_one_line_changing_nothing(
@@ -231,7 +178,7 @@ def test_bad_restores_and_backups_are_refused_in_one_line_changing_nothing(
     error = refused(
         live, "restore", "latest", "--to-time", past_the_archive, "--data-dir", str(target)
     )
-    assert "past the end of the archived WAL" in error
+    assert "is past the newest restorable point of backup" in error
     assert not target.exists()
 
     # Tampered: one byte of a file changed. Incomplete: a file missing.

@@ -1,0 +1,98 @@
+"""How fresh the WAL archive is, for `status` ("WAL archive age") and `/metrics`
+(`hartonomous_wal_archive_last_archived_age_seconds`); docs/operations.md, "status".
+
+A restore reaches only what is archived. On a quiet system that takes `archive_timeout` (the
+server switches a segment holding changes at most that long after it began); a segment
+completed and still not archived after that long means the archiver is stuck (a failing
+`archive_command`, a full or read-only archive). An idle system archives nothing, and
+rightly so: the newest segment's age alone is shown, not judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import text
+
+from hartonomous.backup.wal_archive import newest_archived_age_seconds
+from hartonomous.db.runtime import backup_directory
+from hartonomous.services.platform import Platform
+
+__all__ = ["ArchiveAge", "archive_age", "archive_age_verdict"]
+
+# A completed segment waiting longer than this many timeouts fails the check.
+FAIL_AFTER_TIMEOUTS = 5
+# The unit of the thresholds when `archive_timeout` is off (0).
+_DEFAULT_TIMEOUT_SECONDS = 60
+
+# The server's archiving settings (archive_timeout in seconds; 0: off).
+_SETTINGS = text(
+    "SELECT current_setting('archive_mode'), "
+    "(SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'), "
+    "has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE')"
+)
+# Segments the server completed and has not archived yet: their `.ready` files, and how long
+# the oldest has waited. Run only with the privilege (superuser or pg_monitor).
+_WAITING = text(
+    "SELECT count(*), extract(epoch FROM now() - min(modification))::float8 "
+    "FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+)
+
+
+@dataclass(frozen=True)
+class ArchiveAge:
+    """``last_archived_age_seconds``: since the newest segment reached `<backup directory>/wal`
+    (None: none there); ``timeout_seconds``: the server's `archive_timeout` (0: off);
+    ``waiting`` / ``oldest_waiting_seconds``: completed segments not yet archived and the
+    oldest one's wait (None: archive_mode off, or not readable by this role)."""
+
+    last_archived_age_seconds: float | None
+    archive_mode: str
+    timeout_seconds: int
+    waiting: int | None
+    oldest_waiting_seconds: float | None
+
+
+def archive_age(platform: Platform) -> ArchiveAge | None:
+    """The archive's age and the server's backlog of segments; None when `[backup]
+    archive_wal` is off (nothing is archived by the platform)."""
+    settings = platform.settings
+    if not settings.backup.archive_wal:
+        return None
+    age = newest_archived_age_seconds(backup_directory(settings), datetime.now(UTC))
+    with platform.maintenance_engine.connect() as connection:
+        mode, timeout, may_list = connection.execute(_SETTINGS).one()
+        waiting: int | None = None
+        waited: float | None = None
+        if mode != "off" and may_list:
+            count, oldest = connection.execute(_WAITING).one()
+            waiting, waited = int(count), None if oldest is None else float(oldest)
+    return ArchiveAge(age, str(mode), int(timeout or 0), waiting, waited)
+
+
+def archive_age_verdict(age: ArchiveAge) -> tuple[Literal["OK", "WARN", "FAIL"], str]:
+    """OK / WARN / FAIL and why. With T the server's `archive_timeout` (60 s when off): WARN
+    when a completed segment has waited past T, FAIL past 5 T; WARN when `archive_mode` is on
+    with `archive_timeout` off (the last changes wait until their segment fills)."""
+    limit = age.timeout_seconds or _DEFAULT_TIMEOUT_SECONDS
+    newest = (
+        "no segment archived yet"
+        if age.last_archived_age_seconds is None
+        else f"newest segment archived {age.last_archived_age_seconds:.0f} s ago"
+    )
+    timeout = f"archive_timeout {age.timeout_seconds} s" if age.archive_mode != "off" else ""
+    detail = f"{newest}" + (f" ({timeout})" if timeout else "")
+    if age.waiting and age.oldest_waiting_seconds is not None:
+        stalled = (
+            f"{detail}; {age.waiting} completed segment(s) not archived, the oldest waiting "
+            f"{age.oldest_waiting_seconds:.0f} s"
+        )
+        if age.oldest_waiting_seconds > FAIL_AFTER_TIMEOUTS * limit:
+            return "FAIL", f"{stalled} (FAIL past {FAIL_AFTER_TIMEOUTS * limit} s)"
+        if age.oldest_waiting_seconds > limit:
+            return "WARN", f"{stalled} (WARN past {limit} s)"
+    if age.archive_mode != "off" and age.timeout_seconds == 0:
+        return "WARN", f"{detail}: the last changes wait until their segment fills"
+    return "OK", detail
