@@ -28,6 +28,7 @@ __all__ = [
     "StatusCheck",
     "StatusReport",
     "Verdict",
+    "backup_age_check",
     "flow_checks",
     "platform_status",
     "status_report",
@@ -238,8 +239,20 @@ def _backup(platform: Platform) -> StatusCheck:
     at = last_backup_at(platform)
     if at is None:
         return StatusCheck("last backup", "WARN", "no backups")
-    age = (datetime.now(UTC) - at).total_seconds()
-    return StatusCheck("last backup", "OK", f"{at.isoformat()} ({age / 3600:.1f} h ago)")
+    return backup_age_check(platform.settings, at, datetime.now(UTC))
+
+
+def backup_age_check(settings: Settings, at: datetime, now: datetime) -> StatusCheck:
+    """The `last backup` line for a newest backup finished ``at``: OK younger than
+    `[health] backup_warn_hours`, WARN younger than `backup_fail_hours`, FAIL after."""
+    health = settings.health
+    hours = (now - at).total_seconds() / 3600
+    detail = f"{at.isoformat()} ({hours:.1f} h ago)"
+    if hours >= health.backup_fail_hours:
+        return StatusCheck("last backup", "FAIL", f"{detail}; FAIL at {health.backup_fail_hours} h")
+    if hours >= health.backup_warn_hours:
+        return StatusCheck("last backup", "WARN", f"{detail}; WARN at {health.backup_warn_hours} h")
+    return StatusCheck("last backup", "OK", detail)
 
 
 def _disk(settings: Settings, database_bytes: int | None) -> StatusCheck:
