@@ -140,6 +140,35 @@ def test_interrupted_first_start_can_be_rerun(embedded_cli: Cli, data_dir: Path)
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
 
 
+def test_operator_commands_never_create_a_cluster_in_a_mistyped_data_dir(
+    embedded_cli: Cli, data_dir: Path
+) -> None:
+    # Only `up` and `db upgrade` create a cluster (docs/operations.md, "Which commands start
+    # the database"); a typo in --data-dir is named, and nothing is made there.
+    missing = data_dir / "typo"
+    commands = [
+        ("status",),
+        ("db", "shell", "--", "-c", "SELECT 1"),
+        ("db", "current"),
+        ("db", "status"),
+        ("broker", "status"),
+        ("graph", "status"),
+        ("tenants", "list"),
+    ]
+    for command in commands:
+        result = embedded_cli("--data-dir", str(missing), *command)
+        assert result.exit_code == 1, (command, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert f"data dir {missing} holds no database cluster" in line, command
+        assert "only `hartonomous up` and `hartonomous db upgrade` create one" in line
+        assert not missing.exists(), command
+    # An existing folder without a cluster is refused the same way and left as it was.
+    result = embedded_cli("--data-dir", str(data_dir), "db", "current")
+    assert result.exit_code == 1
+    assert f"data dir {data_dir} holds no database cluster" in result.stderr
+    assert list(data_dir.iterdir()) == []
+
+
 def test_commands_on_an_unmigrated_database_name_the_remedy(cli: Cli) -> None:
     assert cli("db", "downgrade", "base").exit_code == 0
     result = cli("holdings", "list", "--tenant", "sample")

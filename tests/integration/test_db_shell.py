@@ -20,6 +20,8 @@ def test_db_shell_passes_psql_failures_on(cli: Cli) -> None:
 
 
 def test_db_shell_starts_the_embedded_server_and_reads_from_stdin(embedded_cli: Cli) -> None:
+    # `db shell` starts no cluster of its own (a mistyped data dir: tests/integration/test_cli.py).
+    assert embedded_cli("db", "upgrade").exit_code == 0
     # psql reads its commands from the operator's terminal (here: stdin) while the server runs.
     result = embedded_cli(
         "db", "shell", "--", "-X", "-A", "-t", input_text="SELECT 6 * 7;\nSELECT current_user;\n"

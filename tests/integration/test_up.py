@@ -14,7 +14,8 @@ import httpx
 import pytest
 from tests.conftest import Cli, clean_environment
 
-from hartonomous.db import head_revision
+from hartonomous.db import EmbeddedPostgres, head_revision
+from hartonomous.db.embedded import install_dir, server_system_user
 
 STARTUP_TIMEOUT_SECONDS = 120  # a hang guard for a shared machine, not a performance claim
 
@@ -78,6 +79,26 @@ def postmaster_pid(data_dir: Path) -> int | None:
     return int(pid_file.read_text().splitlines()[0])
 
 
+def embedded_pg_ctl(data_dir: Path, *args: str) -> None:
+    """`pg_ctl ARGS` on the embedded server of ``data_dir``, as its operator would run it."""
+    layout = EmbeddedPostgres(data_dir).layout
+    user = server_system_user()
+    subprocess.run(
+        [
+            str(install_dir() / "bin" / "pg_ctl"),
+            *("-D", str(layout.pgdata), "-l", str(layout.log_file)),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        user=user,
+        group=user,
+        extra_groups=[] if user else None,
+        cwd="/",
+        timeout=120,
+    )
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie awaiting its reaper has exited and counts as gone)."""
     try:
@@ -127,7 +148,7 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert ready_line["pgvector"].startswith("0.8.")
 
 
-def test_second_up_is_refused_and_other_commands_share_the_running_server(
+def test_second_up_is_refused_and_other_commands_share_the_running_server_never_restart_it(
     running_up: RunningUp, embedded_cli: Cli, data_dir: Path
 ) -> None:
     # One `up` serves both checks: each start initialises a cluster (seconds).
@@ -145,6 +166,26 @@ def test_second_up_is_refused_and_other_commands_share_the_running_server(
     # The operator's command did not stop the server `up` is using.
     assert postmaster_pid(data_dir) == server_pid
     assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
+
+    # The server stops under the running `up`: the outage is reported, never repaired by the
+    # operator's read commands (which used to start it again and answer OK).
+    embedded_pg_ctl(data_dir, "stop", "-m", "fast", "-w", "-t", "60")
+    up_pid = running_up.process.pid
+    status = embedded_cli("--json", "status")
+    assert status.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(status.stdout)["checks"]}
+    assert checks["database"]["verdict"] == "FAIL"
+    assert (
+        f"database server not running (up pid {up_pid} is running)"
+        in (checks["database"]["detail"])
+    )
+    assert checks["disk"]["verdict"] in ("OK", "WARN")
+    for command in (("db", "shell", "--", "-c", "SELECT 1"), ("db", "current"), ("smoke",)):
+        refused = embedded_cli(*command)
+        assert refused.exit_code == 1, command
+        (line,) = refused.stderr.strip().splitlines()
+        assert f"database server not running (up pid {up_pid} is running)" in line
+    assert postmaster_pid(data_dir) is None
 
 
 def test_restart_after_stop_is_warm_and_sigint_stops_cleanly_too(data_dir: Path) -> None:

@@ -34,9 +34,12 @@ def upgrade_command(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
-    """Apply migrations up to REVISION (default head). Idempotent."""
+    """Apply migrations up to REVISION (default head). Idempotent. With the embedded server,
+    creates the cluster in a data dir that has none (as `up` does)."""
     state = cli_context(ctx)
-    with open_platform(state.settings(), require_current_schema=False) as platform:
+    with open_platform(
+        state.settings(), require_current_schema=False, embedded_start="initialise"
+    ) as platform:
         change = upgrade_database(platform, revision)
     before, after = change.before, change.after
     log.info("migrations_upgraded", from_revision=before, to_revision=after)

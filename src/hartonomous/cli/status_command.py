@@ -8,7 +8,6 @@ import typer
 
 from hartonomous.cli.context import cli_context, shown
 from hartonomous.errors import OperationFailedError
-from hartonomous.services import open_platform
 
 
 class StatusFailedError(OperationFailedError):
@@ -20,11 +19,10 @@ class StatusFailedError(OperationFailedError):
 def status(ctx: typer.Context) -> None:
     """Services and heartbeats, lags, backlog, dead letters, ledger, last backup, disk use;
     exits 1 when any check is FAIL."""
-    from hartonomous.services.status import platform_status
+    from hartonomous.services.status import status_report
 
     state = cli_context(ctx)
-    with open_platform(state.settings(), require_current_schema=False) as platform:
-        report = platform_status(platform)
+    report = status_report(state.settings())
     width = max(len(check.name) for check in report.checks)
     lines = [
         f"{check.verdict:4} {check.name:{width}}  {shown(check.detail)}" for check in report.checks

@@ -42,7 +42,9 @@ def up(
         prepare_data_dir(settings.data_dir)
         with (
             InstanceLock(settings.data_dir),
-            open_database(settings, require_current_schema=False) as database,
+            open_database(
+                settings, require_current_schema=False, embedded_start="initialise"
+            ) as database,
         ):
             provision(database, settings)
             log.info(

@@ -332,6 +332,20 @@ class HealthSettings(Section):
     # `status`: the data directory's file system this full (percent) is WARN, then FAIL.
     disk_warn_percent: float = Field(default=80.0, gt=0, le=100)
     disk_fail_percent: float = Field(default=95.0, gt=0, le=100)
+    # `status`: the newest backup older than this (hours) is WARN, then FAIL. The defaults fit
+    # the documented schedule (a daily incremental, a weekly full): one missed day warns,
+    # three fail (docs/operations.md, "Daily checks").
+    backup_warn_hours: float = Field(default=26.0, gt=0)
+    backup_fail_hours: float = Field(default=72.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backup_fail_after_warn(self) -> HealthSettings:
+        if self.backup_fail_hours < self.backup_warn_hours:
+            raise ValueError(
+                f"backup_fail_hours ({self.backup_fail_hours}) must be at least "
+                f"backup_warn_hours ({self.backup_warn_hours})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stale_after_several_beats(self) -> HealthSettings:

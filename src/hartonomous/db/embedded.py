@@ -73,6 +73,12 @@ class EmbeddedNotRunningError(EmbeddedDatabaseError):
     """`attach` found no embedded server running in the data directory."""
 
 
+class NoClusterError(EmbeddedDatabaseError):
+    """The data directory does not exist or holds no cluster, and the command may not make one
+    (only `up` and `db upgrade` initialise a cluster: docs/operations.md, "Which commands start
+    the database")."""
+
+
 class OtherMajorVersionError(EmbeddedDatabaseError):
     """The data directory was initialised by another PostgreSQL major than the bundled one."""
 
@@ -119,6 +125,22 @@ class EmbeddedLayout:
     @property
     def log_file(self) -> Path:
         return self.data_dir / "postgres.log"
+
+    @property
+    def up_lock(self) -> Path:
+        """`up`'s instance lock (``ops.instance.InstanceLock``): holds its pid while it runs."""
+        return self.data_dir / "up.lock"
+
+    def running_up_pid(self) -> int | None:
+        """The pid of the `hartonomous up` that holds this data directory, None when none runs.
+
+        `up` writes its pid into ``up_lock`` while it holds the lock and empties the file when
+        it ends; after a SIGKILL the pid stays there, so the process must also be alive."""
+        try:
+            pid = int(self.up_lock.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
 
     @property
     def socket_dir(self) -> Path:
@@ -168,7 +190,28 @@ class EmbeddedPostgres:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, *, initialise: bool = True) -> None:
+        """Start the server (or use the one running), under a shared use of it.
+
+        With ``initialise`` a data directory without a cluster gets one (`up`, `db upgrade`);
+        without, it is refused (``NoClusterError``, naming the path: a mistyped `--data-dir`
+        must not become a new, empty installation). While a `hartonomous up` of another process
+        holds the data directory the server is that `up`'s: it is joined, never started, and
+        ``EmbeddedNotRunningError`` names the `up` when it is down (an outage is reported, not
+        silently repaired by whichever command runs next).
+        """
+        up_pid = self.layout.running_up_pid()
+        if up_pid is not None and up_pid != os.getpid():
+            self.attach(up_pid=up_pid)
+            return
+        if not initialise and not (self.layout.pgdata / "PG_VERSION").exists():
+            if self.layout.data_dir.is_dir():
+                self._require_no_foreign_pgdata()
+            raise NoClusterError(
+                f"data dir {self.layout.data_dir} holds no database cluster (no "
+                f"{self.layout.pgdata / 'PG_VERSION'}): check --data-dir / HARTONOMOUS_DATA_DIR; "
+                "only `hartonomous up` and `hartonomous db upgrade` create one"
+            )
         prepare_data_dir(self.layout.data_dir)
         _allow_traversal(self._bin)
         self._users_lock = self.layout.users_lock.open("ab")
@@ -193,23 +236,30 @@ class EmbeddedPostgres:
             self.stop()
             raise
 
-    def attach(self) -> None:
-        """Use the server another process (`up`) started here; never start one.
+    def attach(self, *, up_pid: int | None = None) -> None:
+        """Use the server another process (`up`, pid ``up_pid`` when known) started here;
+        never start one.
 
         Raises ``EmbeddedNotRunningError`` naming `hartonomous up` when none runs. While
         attached this process counts as a user: the server stops when the last user leaves.
         """
         if not (self.layout.pgdata / "PG_VERSION").exists():
-            raise EmbeddedNotRunningError(self._not_running())
+            raise EmbeddedNotRunningError(self._not_running(up_pid))
         self._users_lock = self.layout.users_lock.open("ab")
         fcntl.flock(self._users_lock, fcntl.LOCK_SH)
         with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
             running = self._running_pid() is not None
         if not running:
             self.stop()
-            raise EmbeddedNotRunningError(self._not_running())
+            raise EmbeddedNotRunningError(self._not_running(up_pid))
 
-    def _not_running(self) -> str:
+    def _not_running(self, up_pid: int | None) -> str:
+        if up_pid is not None:
+            return (
+                f"database server not running (up pid {up_pid} is running) in data dir "
+                f"{self.layout.data_dir}: it stopped under `up`; see {self.layout.log_file}, "
+                "then restart `up`"
+            )
         return (
             f"no embedded database server is running in data dir {self.layout.data_dir}: "
             "start it with `hartonomous up` (`serve` runs the API beside it), "
@@ -339,13 +389,7 @@ class EmbeddedPostgres:
             pid = int(pid_file.read_text().splitlines()[0])
         except (FileNotFoundError, NotADirectoryError, IndexError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return pid if _alive(pid) else None
 
     def _psql(self, database: str, sql: str) -> str:
         return self._run(
@@ -400,6 +444,16 @@ class EmbeddedPostgres:
         if self._run_as is not None:
             entry = pwd.getpwnam(self._run_as)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (the server's, when we are root)
+        return True
+    return True
 
 
 def server_system_user() -> str | None:

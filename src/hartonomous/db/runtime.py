@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import structlog
 from sqlalchemy import Engine
@@ -36,21 +37,33 @@ class Database:
         return masked_url(self.url)
 
 
+EmbeddedStart = Literal["initialise", "start", "join"]
+"""What opening the embedded server may do (docs/operations.md, "Which commands start the
+database"): ``initialise`` a new cluster in a data dir without one (`up`, `db upgrade`);
+``start`` the server of an existing cluster when no `up` holds the data dir (every other
+command; under a running `up` they join its server and never start it); only ``join`` a
+running server (`serve`)."""
+
+
 class SchemaNotCurrentError(UnavailableError):
     """The database's migrations are not at the code's head; the message says what to run."""
 
 
 @contextmanager
 def open_database(
-    settings: Settings, *, require_current_schema: bool = True, start_embedded: bool = True
+    settings: Settings,
+    *,
+    require_current_schema: bool = True,
+    embedded_start: EmbeddedStart = "start",
 ) -> Iterator[Database]:
     """Yield a usable database; refuse a server without pgvector; warn when CDC cannot work.
 
     Commands that work on the schema itself (migrations, status, smoke, `up`) pass
     `require_current_schema=False`; every other command is refused, with the remedy, on a
     database whose migrations are not at head, instead of failing on a missing table.
-    With `start_embedded=False` (`serve`) an embedded server is only joined if one runs
-    (``EmbeddedNotRunningError`` otherwise), never started.
+    ``embedded_start`` says what may happen to the embedded server (``EmbeddedStart``):
+    ``NoClusterError`` for a data dir without a cluster unless ``initialise``;
+    ``EmbeddedNotRunningError`` when a server that must be joined is not running.
     """
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
@@ -60,10 +73,10 @@ def open_database(
             archive_dir=archive_directory(settings),
             archive_timeout_seconds=settings.backup.archive_timeout_seconds,
         )
-        if start_embedded:
-            embedded.start()
-        else:
+        if embedded_start == "join":
             embedded.attach()
+        else:
+            embedded.start(initialise=embedded_start == "initialise")
         url = embedded.url
     try:
         engine = open_engine(url, settings.database)

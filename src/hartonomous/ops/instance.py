@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from hartonomous.db.embedded import EmbeddedLayout
 from hartonomous.errors import ConflictError
 
 
@@ -17,7 +18,9 @@ class InstanceBusyError(ConflictError):
 
 class InstanceLock:
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "up.lock"
+        # Other commands read the pid in it (``EmbeddedLayout.running_up_pid``): the server
+        # is this `up`'s while it runs, and they never start it behind its back.
+        self.path = EmbeddedLayout(data_dir).up_lock
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> InstanceLock:

@@ -103,9 +103,12 @@ class PlatformCollector(Collector):
         yield _gauge(
             "hartonomous_dead_letters_pending", "Dead letters awaiting replay.", dead["pending"]
         )
-        yield _counter(
+        # A gauge: `deadletters purge` deletes rows, and a counter must never go down (a
+        # Prometheus rate() would read the fall as a reset). Set-aside events are counted by
+        # hartonomous_sync_events_total{outcome="dead_lettered"}.
+        yield _gauge(
             "hartonomous_dead_letters_kept",
-            "Dead letters ever set aside (rows kept).",
+            "Dead letters kept (awaiting replay or replayed, not yet purged); falls on purge.",
             dead["total"],
         )
         yield self._sync_events(connection)

@@ -13,6 +13,7 @@ from hartonomous.db import Database, head_revision, open_database
 from hartonomous.db.api_role import api_role_url
 from hartonomous.db.connection import open_engine
 from hartonomous.db.isolation import scope_to_bound_tenant
+from hartonomous.db.runtime import EmbeddedStart
 
 __all__ = ["Platform", "api_platform", "open_platform", "open_serving_platform"]
 
@@ -43,14 +44,25 @@ class Platform:
 
 
 @contextmanager
-def open_platform(settings: Settings, *, require_current_schema: bool = True) -> Iterator[Platform]:
+def open_platform(
+    settings: Settings,
+    *,
+    require_current_schema: bool = True,
+    embedded_start: EmbeddedStart = "start",
+) -> Iterator[Platform]:
     """Open the configured database (``db.open_database``) as a ``Platform``; close it after.
+
+    ``embedded_start``: ``initialise`` only for the commands that may create a cluster (`db
+    upgrade`); every other command is refused on a data dir without one (``NoClusterError``)
+    and joins, never starts, the server of a running `up` (``EmbeddedNotRunningError``).
 
     Both engines are the owner's (the CLI's maintenance path). Raises ``UnavailableError``
     subclasses when the database cannot be used or (with ``require_current_schema``) its
     migrations are not at head.
     """
-    with open_database(settings, require_current_schema=require_current_schema) as database:
+    with open_database(
+        settings, require_current_schema=require_current_schema, embedded_start=embedded_start
+    ) as database:
         yield Platform(
             engine=database.engine,
             settings=settings,
@@ -91,7 +103,7 @@ def open_serving_platform(settings: Settings) -> Iterator[Platform]:
     no embedded server runs there, ``SchemaNotCurrentError`` when migrations are not at head.
     """
     with (
-        open_database(settings, start_embedded=False) as database,
+        open_database(settings, embedded_start="join") as database,
         api_platform(database, settings) as platform,
     ):
         yield platform

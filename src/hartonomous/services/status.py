@@ -15,20 +15,24 @@ from typing import Literal
 
 from sqlalchemy import func, select, text
 
+from hartonomous.config import Settings
+from hartonomous.db.embedded import EmbeddedNotRunningError
 from hartonomous.db.tables import billing_usage_ledger
 from hartonomous.services.backup_catalogue import last_backup_at
 from hartonomous.services.broker import BrokerStatus, broker_status
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.health import NotReadyError, Readiness, readiness
-from hartonomous.services.platform import Platform
+from hartonomous.services.platform import Platform, open_platform
 from hartonomous.services.wal_archive_age import archive_age, archive_age_verdict
 
 __all__ = [
     "StatusCheck",
     "StatusReport",
     "Verdict",
+    "backup_age_check",
     "flow_checks",
     "platform_status",
+    "status_report",
     "worst",
 ]
 
@@ -75,13 +79,27 @@ def flow_checks(platform: Platform, ready: Readiness, broker: BrokerStatus) -> l
     ]
 
 
+def status_report(settings: Settings) -> StatusReport:
+    """``platform_status`` of the configured database, which it never creates nor starts when
+    a running `up` owns it: a server that stopped under `up` is the ``database`` FAIL (``up pid
+    N is running``), with disk use. Raises ``NoClusterError`` for a data dir without a
+    cluster, like every command but `up` and `db upgrade`."""
+    try:
+        with open_platform(settings, require_current_schema=False) as platform:
+            return platform_status(platform)
+    except EmbeddedNotRunningError as exc:
+        return StatusReport([StatusCheck("database", "FAIL", str(exc)), _disk(settings, None)])
+
+
 def platform_status(platform: Platform) -> StatusReport:
     """Every check; a database that cannot be used is one FAIL and the rest that needs it
     is skipped (disk use is still measured)."""
     try:
         ready = readiness(platform)
     except NotReadyError as exc:
-        return StatusReport([StatusCheck("database", "FAIL", str(exc)), _disk(platform, None)])
+        return StatusReport(
+            [StatusCheck("database", "FAIL", str(exc)), _disk(platform.settings, None)]
+        )
     with database_errors():
         broker = broker_status(platform)
         ledger_rows, database_bytes, archiver = _database_facts(platform)
@@ -93,7 +111,7 @@ def platform_status(platform: Platform) -> StatusReport:
         _backup(platform),
         *([archiving] if archiving is not None else []),
         *_archive_age(platform),
-        _disk(platform, database_bytes),
+        _disk(platform.settings, database_bytes),
     ]
     return StatusReport(checks)
 
@@ -223,8 +241,7 @@ def _backup(platform: Platform) -> StatusCheck:
     at = last_backup_at(platform)
     if at is None:
         return StatusCheck("last backup", "WARN", "no backups")
-    age = (datetime.now(UTC) - at).total_seconds()
-    return StatusCheck("last backup", "OK", f"{at.isoformat()} ({age / 3600:.1f} h ago)")
+    return backup_age_check(platform.settings, at, datetime.now(UTC))
 
 
 def _archive_age(platform: Platform) -> list[StatusCheck]:
@@ -237,9 +254,22 @@ def _archive_age(platform: Platform) -> list[StatusCheck]:
     return [StatusCheck("WAL archive age", verdict, detail)]
 
 
-def _disk(platform: Platform, database_bytes: int | None) -> StatusCheck:
-    health = platform.settings.health
-    data_dir = platform.settings.data_dir
+def backup_age_check(settings: Settings, at: datetime, now: datetime) -> StatusCheck:
+    """The `last backup` line for a newest backup finished ``at``: OK younger than
+    `[health] backup_warn_hours`, WARN younger than `backup_fail_hours`, FAIL after."""
+    health = settings.health
+    hours = (now - at).total_seconds() / 3600
+    detail = f"{at.isoformat()} ({hours:.1f} h ago)"
+    if hours >= health.backup_fail_hours:
+        return StatusCheck("last backup", "FAIL", f"{detail}; FAIL at {health.backup_fail_hours} h")
+    if hours >= health.backup_warn_hours:
+        return StatusCheck("last backup", "WARN", f"{detail}; WARN at {health.backup_warn_hours} h")
+    return StatusCheck("last backup", "OK", detail)
+
+
+def _disk(settings: Settings, database_bytes: int | None) -> StatusCheck:
+    health = settings.health
+    data_dir = settings.data_dir
     size = "" if database_bytes is None else f"database {database_bytes / _BYTES_PER_MIB:.1f} MiB; "
     try:
         usage = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent)

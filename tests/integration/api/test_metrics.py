@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from hartonomous.config import Settings
 from hartonomous.ops.provision import enable_statement_statistics
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
+from hartonomous.services.dead_letters import purge_dead_letters
 from hartonomous.services.metrics import PlatformCollector, exposition
 
 from .conftest import IssueKey, bearer
@@ -117,6 +119,23 @@ def test_metrics_show_the_queue_the_sync_work_and_the_searches(
         tables = {s.labels["table"] for s in after["hartonomous_pg_table_bytes"]}
         assert {"broker_messages", "billing_usage_ledger", "atoms"} <= tables
         assert value(after, "hartonomous_pg_lock_waits") >= 0
+
+
+def test_dead_letters_kept_is_a_gauge_that_falls_on_purge(
+    platform: Platform, pipeline: Source
+) -> None:
+    # A counter must never go down (rate() reads a fall as a reset); purge deletes rows.
+    with open_client(platform, metrics_access="open") as api:
+        insert_dead_letters(pipeline, 2)
+        answer = api.get("/metrics").text
+        assert "# TYPE hartonomous_dead_letters_kept gauge" in answer
+        assert "hartonomous_dead_letters_kept_total" not in answer
+        assert value(scrape(api), "hartonomous_dead_letters_kept") == 2
+        purged = purge_dead_letters(platform, timedelta(0), confirm=True)
+        assert purged.purged == 2
+        assert value(scrape(api), "hartonomous_dead_letters_kept") == 0
+        # What stays a counter is exposed as one.
+        assert "# TYPE hartonomous_sync_events_total counter" in answer
 
 
 def test_an_open_transaction_shows_as_the_oldest_transaction_age(

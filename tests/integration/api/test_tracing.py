@@ -72,6 +72,63 @@ def test_an_api_request_is_a_server_span_over_its_database_calls(
     )
 
 
+# Keys of the old semantic conventions, replaced by the current stable ones.
+DEPRECATED_KEYS = {
+    "http.method",
+    "http.status_code",
+    "http.target",
+    "http.url",
+    "http.scheme",
+    "http.host",
+    "http.server_name",
+    "http.flavor",
+    "http.user_agent",
+    "net.host.name",
+    "net.host.port",
+    "net.peer.name",
+    "net.peer.port",
+    "db.statement",
+    "db.name",
+    "db.operation",
+    "db.sql.table",
+    "messaging.operation",
+    "messaging.destination",
+}
+
+
+def test_spans_follow_the_current_conventions_and_none_is_named_by_punctuation(
+    spans: InMemorySpanExporter, platform: Platform, issue_key: IssueKey, pipeline: Source
+) -> None:
+    key = issue_key(role=Role.ADMIN)
+    pipeline.tenant("acme")
+    pipeline.ingest("acme", 1)
+    with TestClient(create_app(platform)) as api:
+        assert api.get("/v1/tenants", headers=bearer(key)).status_code == 200
+    # SQLAlchemy's pool pings with ";" before handing a pooled connection out again.
+    with platform.engine.connect() as connection:
+        connection.exec_driver_sql(";")
+    finished = spans.get_finished_spans()
+    assert finished
+    names = [s.name for s in finished]
+    assert all(name.strip() and any(c.isalpha() for c in name) for name in names), names
+    used = {k for s in finished for k in (s.attributes or {})}
+    assert not used & DEPRECATED_KEYS, sorted(used & DEPRECATED_KEYS)
+    [server] = [s for s in finished if s.kind == SpanKind.SERVER]
+    assert {
+        "http.request.method",
+        "http.route",
+        "http.response.status_code",
+        "url.path",
+        "server.address",
+    } <= set(server.attributes or {})
+    database = [s for s in finished if s.kind == SpanKind.CLIENT]
+    assert database
+    for span in database:
+        attributes = dict(span.attributes or {})
+        assert attributes["db.system.name"] == "postgresql"
+    assert any("db.query.text" in (s.attributes or {}) for s in database)
+
+
 def test_cdc_batches_and_each_message_handled_are_messaging_spans(
     spans: InMemorySpanExporter, pipeline: Source
 ) -> None:

@@ -4,7 +4,6 @@ while it ingests and syncs: every service reconnects and nothing is lost or dupl
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -19,30 +18,15 @@ from tests.integration.faults.fault_support import (
     scalar,
     wait_until,
 )
+from tests.integration.test_up import embedded_pg_ctl
 
 from hartonomous.config.sections import SERVICE_NAMES
 from hartonomous.db import EmbeddedPostgres
-from hartonomous.db.embedded import install_dir, server_system_user
 
 
 def restart_embedded(data_dir: Path) -> None:
     """`pg_ctl restart -m fast` on the embedded server, as its operator would (same options)."""
-    layout = EmbeddedPostgres(data_dir).layout
-    user = server_system_user()
-    subprocess.run(
-        [
-            str(install_dir() / "bin" / "pg_ctl"),
-            *("-D", str(layout.pgdata), "-l", str(layout.log_file)),
-            *("restart", "-m", "fast", "-w", "-t", "60"),
-        ],
-        check=True,
-        capture_output=True,
-        user=user,
-        group=user,
-        extra_groups=[] if user else None,
-        cwd="/",
-        timeout=120,
-    )
+    embedded_pg_ctl(data_dir, "restart", "-m", "fast", "-w", "-t", "60")
 
 
 def _heartbeats(engine: Engine) -> list[tuple[object, ...]]:
