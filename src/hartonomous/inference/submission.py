@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     true,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "Submission",
     "Submitted",
+    "make_durable",
     "submit",
 ]
 
@@ -107,13 +109,27 @@ class Submitted:
     cached_from: uuid.UUID | None = None
 
 
-def submit(engine: Engine, settings: Settings, submission: Submission) -> Submitted:
+def submit(
+    engine: Engine,
+    settings: Settings,
+    submission: Submission,
+    *,
+    waited_on: Connection | None = None,
+) -> Submitted:
     """Check, store and queue ``submission`` (or answer it from the cache) on ``engine``.
 
     A request whose inputs are all inline (nothing to store, no atom named) is checked and
     queued by one statement in its own implicit transaction (``_queue``): one round trip, and
     the caller is answered once it is durable. Otherwise one transaction holds the same
     statement, the named atoms' checks and the stored inputs.
+
+    ``waited_on`` is given by a caller that waits for the outcome before it shows anything
+    (``services.inference.run``, ``infer TASK --wait``): an autocommit connection of
+    ``engine`` on which the inline statement runs, and the submission's commit does not wait
+    for the WAL flush (``synchronous_commit`` off for its transaction). Nothing is
+    acknowledged until the outcome, whose commit is durable and covers the submission's WAL
+    record (written before it); the caller makes the row durable itself when it stops waiting
+    first (``make_durable``). docs/inference.md, "Submitting".
 
     Raises ``TaskNotAvailableError`` (no implementation of the task), ``InferenceInputError``
     naming the problem (bad input, a model or atom not found for the tenant, inputs over
@@ -143,16 +159,20 @@ def submit(engine: Engine, settings: Settings, submission: Submission) -> Submit
         "correlation_id": submission.correlation_id,
     }
     started = time.perf_counter()
+    durable = waited_on is None
     if not prepared.blobs and not prepared.references:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            earlier = _queue(connection, values)
+        if waited_on is None:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                earlier = _queue(connection, values, durable=True)
+        else:
+            earlier = _queue(waited_on, values, durable=False)
         if earlier is None:
             return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
         with engine.begin() as connection:
             _answer_from_cache(connection, values, earlier, started)
     else:
         with engine.begin() as connection:
-            earlier = _queue(connection, values)
+            earlier = _queue(connection, values, durable=durable)
             _check_size(
                 prepared.inline_bytes + _referenced_bytes(connection, submission, prepared), limit
             )
@@ -172,10 +192,28 @@ def submit(engine: Engine, settings: Settings, submission: Submission) -> Submit
     return Submitted(inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier)
 
 
-def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | None:
+# A row lock on the request in its own implicit transaction: the lock is a WAL record, so the
+# commit (``synchronous_commit`` as the session has it: on) waits for the WAL flush, which
+# covers the earlier submission's record. KEY SHARE does not wait for a worker's update of the
+# row, and logical decoding (CDC) ignores row locks: no change is published.
+_MAKE_DURABLE = text(
+    "SELECT 1 FROM inference_requests WHERE tenant_id = :tenant_id"
+    " AND inference_id = :inference_id FOR KEY SHARE"
+)
+
+
+def make_durable(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> None:
+    """Make a submission made with ``waited_on`` durable before its id is shown without its
+    outcome (a wait that timed out): one statement on the autocommit ``connection``."""
+    connection.execute(_MAKE_DURABLE, {"tenant_id": tenant_id, "inference_id": inference_id})
+
+
+def _queue(connection: Connection, values: dict[str, object], *, durable: bool) -> uuid.UUID | None:
     """Check the tenant (active) and the model (a `models` row the tenant sees), look for an
     earlier answer, and insert the row `pending` with the workers' NOTIFY unless one was
-    found: all in one statement. The earlier inference's id, or None when queued.
+    found: all in one statement. The earlier inference's id, or None when queued. Not
+    ``durable``: ``set_config(..., true)`` in the statement is SET LOCAL, so the commit of
+    its transaction does not wait for the WAL flush (``submit``'s ``waited_on``).
 
     Raises ``UnknownTenantError`` or ``TenantDisabledError`` (``security.tenant_state``), and
     ``InferenceInputError`` for a model not found."""
@@ -211,6 +249,7 @@ def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | Non
                 (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
                 else_=null(),
             ),
+            *([] if durable else [func.set_config("synchronous_commit", "off", True)]),
         ).select_from(facts.outerjoin(queued, true()))
     ).one()
     tenant_state(tenant_id, found.tenant_active)
