@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +26,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     ScalarSelect,
+    Select,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -211,46 +214,19 @@ def make_durable(connection: Connection, tenant_id: str, inference_id: uuid.UUID
 def _queue(connection: Connection, values: dict[str, object], *, durable: bool) -> uuid.UUID | None:
     """Check the tenant (active) and the model (a `models` row the tenant sees), look for an
     earlier answer, and insert the row `pending` with the workers' NOTIFY unless one was
-    found: all in one statement. The earlier inference's id, or None when queued. Not
-    ``durable``: ``set_config(..., true)`` in the statement is SET LOCAL, so the commit of
-    its transaction does not wait for the WAL flush (``submit``'s ``waited_on``).
+    found: all in one statement (``_queue_statement``). The earlier inference's id, or None
+    when queued. Not ``durable``: the commit of its transaction does not wait for the WAL
+    flush (``submit``'s ``waited_on``).
 
     Raises ``UnknownTenantError`` or ``TenantDisabledError`` (``security.tenant_state``), and
     ``InferenceInputError`` for a model not found."""
     tenant_id = str(values["tenant_id"])
     model_id = values["model_atom_id"]
     assert model_id is None or isinstance(model_id, bytes)
-    facts = select(
-        select(tenants.c.is_active)
-        .where(tenants.c.tenant_id == tenant_id)
-        .scalar_subquery()
-        .label("tenant_active"),
-        _model_visible(tenant_id, model_id).label("model_visible"),
-        _earlier(values).label("earlier"),
-    ).cte("facts")
-    queued = (
-        insert(inference_requests)
-        .from_select(
-            list(values),
-            select(*(literal(v, inference_requests.c[k].type) for k, v in values.items())).where(
-                facts.c.tenant_active, facts.c.model_visible, facts.c.earlier.is_(None)
-            ),
-        )
-        .returning(inference_requests.c.inference_id)
-        .cte("queued")
-    )
     found = connection.execute(
-        select(
-            facts.c.tenant_active,
-            facts.c.model_visible,
-            facts.c.earlier,
-            # The workers' wake-up, only when the row was inserted (sent at commit).
-            case(
-                (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
-                else_=null(),
-            ),
-            *([] if durable else [func.set_config("synchronous_commit", "off", True)]),
-        ).select_from(facts.outerjoin(queued, true()))
+        _queue_statement(durable=durable, with_model=model_id is not None),
+        # ``atom_id``: the model, for ``visible_to``'s statement.
+        {**values, "atom_id": model_id},
     ).one()
     tenant_state(tenant_id, found.tenant_active)
     if not found.model_visible:
@@ -259,18 +235,73 @@ def _queue(connection: Connection, values: dict[str, object], *, durable: bool) 
     return earlier
 
 
-def _model_visible(tenant_id: str, model_id: bytes | None) -> ColumnElement[bool]:
-    """The model is a `models` row and the tenant sees its atom (``atoms.read``: never
-    "forbidden", another tenant's model is the same as none); true without a model."""
-    if model_id is None:
+@cache
+def _queue_statement(*, durable: bool, with_model: bool) -> Select[Any]:
+    """``_queue``'s statement, built once for each shape: its values are bound parameters
+    named as ``inference_requests``' columns (building it and its cache key for every call
+    cost about 2 ms of CPU per submission). Not ``durable``: ``set_config(..., true)`` in the
+    statement is SET LOCAL, so its transaction's commit does not wait for the WAL flush."""
+    columns = list(_QUEUED_COLUMNS)
+    facts = select(
+        select(tenants.c.is_active)
+        .where(tenants.c.tenant_id == bindparam("tenant_id"))
+        .scalar_subquery()
+        .label("tenant_active"),
+        _model_visible(with_model=with_model).label("model_visible"),
+        _earlier(with_model=with_model).label("earlier"),
+    ).cte("facts")
+    queued = (
+        insert(inference_requests)
+        .from_select(
+            columns,
+            select(
+                *(bindparam(name, type_=inference_requests.c[name].type) for name in columns)
+            ).where(facts.c.tenant_active, facts.c.model_visible, facts.c.earlier.is_(None)),
+        )
+        .returning(inference_requests.c.inference_id)
+        .cte("queued")
+    )
+    return select(
+        facts.c.tenant_active,
+        facts.c.model_visible,
+        facts.c.earlier,
+        # The workers' wake-up, only when the row was inserted (sent at commit).
+        case(
+            (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
+            else_=null(),
+        ),
+        *([] if durable else [func.set_config("synchronous_commit", "off", True)]),
+    ).select_from(facts.outerjoin(queued, true()))
+
+
+# The columns a submission writes (``submit``'s values), bound by name in ``_queue_statement``.
+_QUEUED_COLUMNS = (
+    "tenant_id",
+    "inference_id",
+    "principal_id",
+    "task",
+    "model_atom_id",
+    "input",
+    "input_hash",
+    "attributes",
+    "correlation_id",
+)
+
+
+def _model_visible(*, with_model: bool) -> ColumnElement[bool]:
+    """The model (``:model_atom_id``, also bound as ``:atom_id``) is a `models` row and the
+    tenant sees its atom (``atoms.read``: never "forbidden", another tenant's model is the
+    same as none); true without a model."""
+    if not with_model:
         return true()
     return and_(
-        exists().where(models.c.atom_id == model_id),
-        visible_to(tenant_id, model_id),
+        exists().where(models.c.atom_id == bindparam("model_atom_id")),
+        # The values given here are placeholders: the execution's parameters replace them.
+        visible_to("", b""),
     )
 
 
-def _earlier(values: dict[str, object]) -> ScalarSelect[Any]:
+def _earlier(*, with_model: bool) -> ScalarSelect[Any]:
     """The tenant's latest completed, computed (not itself a cache hit) inference of the
     same task and input hash, unless the model keeps tensors in external data files: those
     are found among the tenant's holdings when the job runs, so the same request can meet
@@ -278,19 +309,19 @@ def _earlier(values: dict[str, object]) -> ScalarSelect[Any]:
     found = (
         select(inference_requests.c.inference_id)
         .where(
-            inference_requests.c.tenant_id == values["tenant_id"],
-            inference_requests.c.task == values["task"],
-            inference_requests.c.input_hash == values["input_hash"],
+            inference_requests.c.tenant_id == bindparam("tenant_id"),
+            inference_requests.c.task == bindparam("task"),
+            inference_requests.c.input_hash == bindparam("input_hash"),
             inference_requests.c.status == "completed",
             ~inference_requests.c.cache_hit,
         )
         .order_by(inference_requests.c.finished_at.desc())
         .limit(1)
     )
-    if values["model_atom_id"] is not None:
+    if with_model:
         found = found.where(
             ~exists().where(
-                model_tensors.c.model_atom_id == values["model_atom_id"],
+                model_tensors.c.model_atom_id == bindparam("model_atom_id"),
                 model_tensors.c.metadata["storage"].astext == "external",
             )
         )
