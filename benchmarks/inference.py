@@ -171,16 +171,17 @@ def _job_inputs(bench: Bench, rng: np.random.Generator) -> dict[str, JsonValue]:
     }
 
 
-def _submit(platform: Platform, bench: Bench, rng: np.random.Generator) -> uuid.UUID:
-    submitted = inference_service.submit(
-        platform,
-        Submission(
-            TENANT,
-            InferenceTask.ONNX_RUN,
-            {"inputs": _job_inputs(bench, rng)},
-            model=bench.model_atom_id.hex(),
-        ),
+def _submission(bench: Bench, rng: np.random.Generator) -> Submission:
+    return Submission(
+        TENANT,
+        InferenceTask.ONNX_RUN,
+        {"inputs": _job_inputs(bench, rng)},
+        model=bench.model_atom_id.hex(),
     )
+
+
+def _submit(platform: Platform, bench: Bench, rng: np.random.Generator) -> uuid.UUID:
+    submitted = inference_service.submit(platform, _submission(bench, rng))
     assert not submitted.cache_hit
     return submitted.inference_id
 
@@ -240,6 +241,22 @@ def _statements(engine: Engine, *, reset: bool) -> int:
         )
 
 
+def _wal_syncs(engine: Engine) -> np.ndarray:
+    """WAL flushes (``fdatasync`` and the like) since the server started: those made by
+    client sessions (each one a commit waiting for it) and by the WAL writer (in the
+    background, for commits that do not wait). From ``pg_stat_io`` (PostgreSQL 18), where
+    each process reports its own at most a second late."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT coalesce(sum(fsyncs) FILTER (WHERE backend_type = 'client backend'), 0),"
+                " coalesce(sum(fsyncs) FILTER (WHERE backend_type = 'walwriter'), 0)"
+                " FROM pg_stat_io WHERE object = 'wal'"
+            )
+        ).one()
+    return np.array([int(row[0]), int(row[1])])
+
+
 def _ran(ran: bool) -> None:
     assert ran, "the worker found no job"
 
@@ -274,9 +291,17 @@ class _PhaseClock:
 
     @contextmanager
     def wrapping_worker(self) -> Iterator[None]:
-        # The worker module's own names for them (what `run_once` and `_run` call).
+        # The worker module's own names for them (what `run_once` and `_run` call), and the
+        # service's name for the submission (what `submit_and_wait` calls).
         namespace = vars(worker_module)
         claim_next, complete = namespace["claim_next"], namespace["complete"]
+        service = vars(inference_service)
+        submit = service["_submit"]
+
+        def timed_submit(*args: Any, **options: Any) -> Any:
+            submitted = submit(*args, **options)
+            self.mark("submitted")
+            return submitted
 
         def timed_claim(*args: Any) -> Any:
             claim = claim_next(*args)
@@ -293,10 +318,12 @@ class _PhaseClock:
                 self.phases["complete"].append((time.perf_counter() - started) * 1000)
 
         namespace.update(claim_next=timed_claim, complete=timed_complete)
+        service.update(_submit=timed_submit)
         try:
             yield
         finally:
             namespace.update(claim_next=claim_next, complete=complete)
+            service.update(_submit=submit)
 
     def note(self) -> str:
         return (
@@ -310,9 +337,11 @@ class _PhaseClock:
 
 def waited_job(bench: Bench, runs: int) -> Figures:
     """The job as a caller of `infer --wait` sees it: the worker serves in a thread of its own
-    as in `up` (idle, it waits for the submission's NOTIFY), and the caller submits, then
-    `services.inference.wait`s (woken by the completion's NOTIFY) until it is completed. The
-    note splits the p50 into phases (``_PhaseClock``)."""
+    as in `up` (idle, it waits for the submission's NOTIFY), and the caller calls
+    `services.inference.submit_and_wait` (woken by the completion's NOTIFY) until it is
+    completed. The note splits the p50 into phases (``_PhaseClock``) and gives the WAL
+    flushes per job (``pg_stat_io``'s WAL fsyncs: the whole server's, the worker's heartbeat
+    included)."""
     platform = Platform(bench.engine, bench.settings, "")
     url = bench.engine.url.render_as_string(hide_password=False)
     worker = InferenceWorker(url, bench.engine, bench.settings)
@@ -323,10 +352,11 @@ def waited_job(bench: Bench, runs: int) -> Figures:
 
     def one() -> None:
         clock.mark("start")
-        inference_id = _submit(platform, bench, rng)
-        clock.mark("submitted")
-        view = inference_service.wait(platform, TENANT, inference_id, timeout_seconds=60)
+        view = inference_service.submit_and_wait(
+            platform, _submission(bench, rng), timeout_seconds=60
+        )
         clock.mark("told")
+        assert not view.cache_hit
         assert view.status == "completed", view.error
         clock.record()
 
@@ -336,9 +366,11 @@ def waited_job(bench: Bench, runs: int) -> Figures:
         try:
             time.sleep(0.2)  # the worker reaches its idle wait (LISTENing), as a running `up` is
             figures = Figures(_timed(one))
+            syncs = _wal_syncs(bench.engine)
             cpu_started = time.process_time()
             figures.warm_ms = [_timed(one) for _ in range(runs)]
             cpu_ms = (time.process_time() - cpu_started) * 1000 / max(runs, 1)
+            syncs = _wal_syncs(bench.engine) - syncs
         finally:
             stop.set()
             serving.join()
@@ -346,7 +378,11 @@ def waited_job(bench: Bench, runs: int) -> Figures:
         del ms[0]  # the first call's
     # This process's CPU per job (caller and worker threads; not the database's), which the
     # machine's load does not stretch as it does the wall-clock phases.
-    figures.note = f"{clock.note()}; this process's CPU {cpu_ms:.2f} ms per job"
+    figures.note = (
+        f"{clock.note()}; this process's CPU {cpu_ms:.2f} ms per job; "
+        f"WAL flushes per job: {syncs[0] / max(runs, 1):.2f} waited for by sessions, "
+        f"{syncs[1] / max(runs, 1):.2f} by the WAL writer"
+    )
     return figures
 
 

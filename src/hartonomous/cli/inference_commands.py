@@ -98,8 +98,7 @@ def _submit_task(task: InferenceTask) -> None:
         ] = DEFAULT_WAIT_SECONDS,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     ) -> None:
-        from hartonomous.services.inference import Submission, submit
-        from hartonomous.services.inference import wait as wait_for
+        from hartonomous.services.inference import Submission, submit, submit_and_wait
 
         state = _state(ctx, as_json)
         given: dict[str, Any] = {}
@@ -120,15 +119,17 @@ def _submit_task(task: InferenceTask) -> None:
             files=files,
         )
         with open_platform(state.settings()) as platform:
-            submitted = submit(platform, submission)
             if not wait:
+                submitted = submit(platform, submission)
                 state.emit(
                     {**asdict(submitted)},
                     f"inference {submitted.inference_id}: {submitted.status}"
                     + (f" (cache hit of {submitted.cached_from})" if submitted.cache_hit else ""),
                 )
                 return
-            view = wait_for(platform, tenant, submitted.inference_id, timeout_seconds=timeout)
+            # Nothing is shown before the outcome (or the timeout), so the submission need not
+            # be durable on its own (docs/inference.md, "Submitting").
+            view = submit_and_wait(platform, submission, timeout_seconds=timeout)
         _emit_view(state, view, waited=timeout)
 
     command.__doc__ = _TASK_HELP[task]

@@ -25,7 +25,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    bindparam,
+    func,
+    null,
+    select,
+    text,
+    update,
+)
 
 from hartonomous.atoms.hashing import sha256_digest
 from hartonomous.config import Settings
@@ -118,6 +129,39 @@ _COMPLETION_WRITES = text(
     "LEFT JOIN held ON held.source_uri = r.source_uri AND held.atom_id = r.atom_id) "
     + recordset_insert(generation_streams, "streams", omit=("created_at",))
 )
+
+
+def _completed() -> Select[Any]:
+    """A completion's first statement: the row's update, matching only while the claim is
+    this worker's (``_held_by``, bound as ``:held_tenant_id``, ``:held_inference_id`` and
+    ``:held_by``), and the done notice. Built once: its values are bound parameters, none
+    named as a column (SQLAlchemy would take such a parameter as a value to SET)."""
+    r = inference_requests.c
+    done = (
+        update(inference_requests)
+        .where(
+            r.tenant_id == bindparam("held_tenant_id"),
+            r.inference_id == bindparam("held_inference_id"),
+            r.status == "in_progress",
+            r.claimed_by == bindparam("held_by"),
+        )
+        .values(
+            status="completed",
+            output=bindparam("new_output", type_=r.output.type),
+            usage_units=bindparam("new_usage_units", type_=r.usage_units.type),
+            confidence=bindparam("new_confidence", type_=r.confidence.type),
+            duration_ms=bindparam("new_duration_ms", type_=r.duration_ms.type),
+            finished_at=func.now(),
+            stream_id=bindparam("new_stream_id", type_=r.stream_id.type),
+            lease_expires_at=null(),
+        )
+        .returning(r.inference_id)
+        .cte("done")
+    )
+    return select(notice(DONE_CHANNEL, done.c.inference_id))
+
+
+_COMPLETED = _completed()
 
 
 def _seconds(seconds: float) -> Any:
@@ -291,26 +335,20 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
         }
     stream_id = uuid.uuid4()
     stream = stream_row(_completed_parts(claim, result, duration_ms, output), stream_id)
-    done = (
-        update(inference_requests)
-        .where(*_held_by(claim))
-        .values(
-            status="completed",
-            output=output,
-            usage_units=usage(result.usage_units),
-            confidence=result.confidence,
-            duration_ms=duration_ms,
-            finished_at=func.now(),
-            stream_id=stream_id,
-            lease_expires_at=None,
-        )
-        .returning(inference_requests.c.inference_id)
-        .cte("done")
-    )
+    outcome = {
+        "held_tenant_id": row.tenant_id,
+        "held_inference_id": row.inference_id,
+        "held_by": claim.claimed_by,
+        "new_output": output,
+        "new_usage_units": usage(result.usage_units),
+        "new_confidence": result.confidence,
+        "new_duration_ms": duration_ms,
+        "new_stream_id": stream_id,
+    }
     with engine.begin() as connection:
         # The update waits for and locks the row, and matches only while this worker holds
         # the claim; the notice is delivered when the transaction commits.
-        if connection.execute(select(notice(DONE_CHANNEL, done.c.inference_id))).first() is None:
+        if connection.execute(_COMPLETED, outcome).first() is None:
             return False
         atom_rows = input_atom_rows(connection, row, result.input_atoms)
         holding_rows, output_rows = store_output_files(connection, row, result.output_files)

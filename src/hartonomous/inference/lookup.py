@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, bindparam, select
 
 from hartonomous.db.tables import inference_requests, inference_steps
 from hartonomous.errors import NotFoundError
@@ -21,6 +21,22 @@ __all__ = [
     "read_steps",
     "require_inference",
 ]
+
+
+# The two reads are built once (a waited job makes both; building a statement and its cache
+# key on every call is CPU a job pays for).
+_REQUEST = select(inference_requests).where(
+    inference_requests.c.tenant_id == bindparam("tenant_id"),
+    inference_requests.c.inference_id == bindparam("inference_id"),
+)
+_STEPS = (
+    select(inference_steps)
+    .where(
+        inference_steps.c.tenant_id == bindparam("tenant_id"),
+        inference_steps.c.inference_id == bindparam("inference_id"),
+    )
+    .order_by(inference_steps.c.step_number)
+)
 
 
 class InferenceNotFoundError(NotFoundError, LookupError):
@@ -41,12 +57,7 @@ def require_inference(
     """The `inference_requests` row of the tenant's inference; raises
     ``InferenceNotFoundError`` when the tenant has none with this id."""
     row = (
-        connection.execute(
-            select(inference_requests).where(
-                inference_requests.c.tenant_id == tenant_id,
-                inference_requests.c.inference_id == inference_id,
-            )
-        )
+        connection.execute(_REQUEST, {"tenant_id": tenant_id, "inference_id": inference_id})
         .mappings()
         .first()
     )
@@ -75,12 +86,7 @@ def read_steps(
     connection: Connection, tenant_id: str, inference_id: uuid.UUID
 ) -> list[InferenceStep]:
     """The inference's steps in order (none for another tenant's)."""
-    s = inference_steps.c
-    rows = connection.execute(
-        select(inference_steps)
-        .where(s.tenant_id == tenant_id, s.inference_id == inference_id)
-        .order_by(s.step_number)
-    ).all()
+    rows = connection.execute(_STEPS, {"tenant_id": tenant_id, "inference_id": inference_id}).all()
     return [
         InferenceStep(
             step_number=r.step_number,

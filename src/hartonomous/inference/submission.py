@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -25,7 +26,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     ScalarSelect,
+    Select,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -33,6 +36,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     true,
 )
 
@@ -69,6 +73,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "Submission",
     "Submitted",
+    "make_durable",
     "submit",
 ]
 
@@ -107,13 +112,27 @@ class Submitted:
     cached_from: uuid.UUID | None = None
 
 
-def submit(engine: Engine, settings: Settings, submission: Submission) -> Submitted:
+def submit(
+    engine: Engine,
+    settings: Settings,
+    submission: Submission,
+    *,
+    waited_on: Connection | None = None,
+) -> Submitted:
     """Check, store and queue ``submission`` (or answer it from the cache) on ``engine``.
 
     A request whose inputs are all inline (nothing to store, no atom named) is checked and
     queued by one statement in its own implicit transaction (``_queue``): one round trip, and
     the caller is answered once it is durable. Otherwise one transaction holds the same
     statement, the named atoms' checks and the stored inputs.
+
+    ``waited_on`` is given by a caller that waits for the outcome before it shows anything
+    (``services.inference.run``, ``infer TASK --wait``): an autocommit connection of
+    ``engine`` on which the inline statement runs, and the submission's commit does not wait
+    for the WAL flush (``synchronous_commit`` off for its transaction). Nothing is
+    acknowledged until the outcome, whose commit is durable and covers the submission's WAL
+    record (written before it); the caller makes the row durable itself when it stops waiting
+    first (``make_durable``). docs/inference.md, "Submitting".
 
     Raises ``TaskNotAvailableError`` (no implementation of the task), ``InferenceInputError``
     naming the problem (bad input, a model or atom not found for the tenant, inputs over
@@ -143,16 +162,20 @@ def submit(engine: Engine, settings: Settings, submission: Submission) -> Submit
         "correlation_id": submission.correlation_id,
     }
     started = time.perf_counter()
+    durable = waited_on is None
     if not prepared.blobs and not prepared.references:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            earlier = _queue(connection, values)
+        if waited_on is None:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                earlier = _queue(connection, values, durable=True)
+        else:
+            earlier = _queue(waited_on, values, durable=False)
         if earlier is None:
             return Submitted(inference_id, InferenceStatus.PENDING, cache_hit=False)
         with engine.begin() as connection:
             _answer_from_cache(connection, values, earlier, started)
     else:
         with engine.begin() as connection:
-            earlier = _queue(connection, values)
+            earlier = _queue(connection, values, durable=durable)
             _check_size(
                 prepared.inline_bytes + _referenced_bytes(connection, submission, prepared), limit
             )
@@ -172,46 +195,38 @@ def submit(engine: Engine, settings: Settings, submission: Submission) -> Submit
     return Submitted(inference_id, InferenceStatus.COMPLETED, cache_hit=True, cached_from=earlier)
 
 
-def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | None:
+# A row lock on the request in its own implicit transaction: the lock is a WAL record, so the
+# commit (``synchronous_commit`` as the session has it: on) waits for the WAL flush, which
+# covers the earlier submission's record. KEY SHARE does not wait for a worker's update of the
+# row, and logical decoding (CDC) ignores row locks: no change is published.
+_MAKE_DURABLE = text(
+    "SELECT 1 FROM inference_requests WHERE tenant_id = :tenant_id"
+    " AND inference_id = :inference_id FOR KEY SHARE"
+)
+
+
+def make_durable(connection: Connection, tenant_id: str, inference_id: uuid.UUID) -> None:
+    """Make a submission made with ``waited_on`` durable before its id is shown without its
+    outcome (a wait that timed out): one statement on the autocommit ``connection``."""
+    connection.execute(_MAKE_DURABLE, {"tenant_id": tenant_id, "inference_id": inference_id})
+
+
+def _queue(connection: Connection, values: dict[str, object], *, durable: bool) -> uuid.UUID | None:
     """Check the tenant (active) and the model (a `models` row the tenant sees), look for an
     earlier answer, and insert the row `pending` with the workers' NOTIFY unless one was
-    found: all in one statement. The earlier inference's id, or None when queued.
+    found: all in one statement (``_queue_statement``). The earlier inference's id, or None
+    when queued. Not ``durable``: the commit of its transaction does not wait for the WAL
+    flush (``submit``'s ``waited_on``).
 
     Raises ``UnknownTenantError`` or ``TenantDisabledError`` (``security.tenant_state``), and
     ``InferenceInputError`` for a model not found."""
     tenant_id = str(values["tenant_id"])
     model_id = values["model_atom_id"]
     assert model_id is None or isinstance(model_id, bytes)
-    facts = select(
-        select(tenants.c.is_active)
-        .where(tenants.c.tenant_id == tenant_id)
-        .scalar_subquery()
-        .label("tenant_active"),
-        _model_visible(tenant_id, model_id).label("model_visible"),
-        _earlier(values).label("earlier"),
-    ).cte("facts")
-    queued = (
-        insert(inference_requests)
-        .from_select(
-            list(values),
-            select(*(literal(v, inference_requests.c[k].type) for k, v in values.items())).where(
-                facts.c.tenant_active, facts.c.model_visible, facts.c.earlier.is_(None)
-            ),
-        )
-        .returning(inference_requests.c.inference_id)
-        .cte("queued")
-    )
     found = connection.execute(
-        select(
-            facts.c.tenant_active,
-            facts.c.model_visible,
-            facts.c.earlier,
-            # The workers' wake-up, only when the row was inserted (sent at commit).
-            case(
-                (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
-                else_=null(),
-            ),
-        ).select_from(facts.outerjoin(queued, true()))
+        _queue_statement(durable=durable, with_model=model_id is not None),
+        # ``atom_id``: the model, for ``visible_to``'s statement.
+        {**values, "atom_id": model_id},
     ).one()
     tenant_state(tenant_id, found.tenant_active)
     if not found.model_visible:
@@ -220,18 +235,73 @@ def _queue(connection: Connection, values: dict[str, object]) -> uuid.UUID | Non
     return earlier
 
 
-def _model_visible(tenant_id: str, model_id: bytes | None) -> ColumnElement[bool]:
-    """The model is a `models` row and the tenant sees its atom (``atoms.read``: never
-    "forbidden", another tenant's model is the same as none); true without a model."""
-    if model_id is None:
+@cache
+def _queue_statement(*, durable: bool, with_model: bool) -> Select[Any]:
+    """``_queue``'s statement, built once for each shape: its values are bound parameters
+    named as ``inference_requests``' columns (building it and its cache key for every call
+    cost about 2 ms of CPU per submission). Not ``durable``: ``set_config(..., true)`` in the
+    statement is SET LOCAL, so its transaction's commit does not wait for the WAL flush."""
+    columns = list(_QUEUED_COLUMNS)
+    facts = select(
+        select(tenants.c.is_active)
+        .where(tenants.c.tenant_id == bindparam("tenant_id"))
+        .scalar_subquery()
+        .label("tenant_active"),
+        _model_visible(with_model=with_model).label("model_visible"),
+        _earlier(with_model=with_model).label("earlier"),
+    ).cte("facts")
+    queued = (
+        insert(inference_requests)
+        .from_select(
+            columns,
+            select(
+                *(bindparam(name, type_=inference_requests.c[name].type) for name in columns)
+            ).where(facts.c.tenant_active, facts.c.model_visible, facts.c.earlier.is_(None)),
+        )
+        .returning(inference_requests.c.inference_id)
+        .cte("queued")
+    )
+    return select(
+        facts.c.tenant_active,
+        facts.c.model_visible,
+        facts.c.earlier,
+        # The workers' wake-up, only when the row was inserted (sent at commit).
+        case(
+            (queued.c.inference_id.is_not(None), func.pg_notify(NOTIFY_CHANNEL, "")),
+            else_=null(),
+        ),
+        *([] if durable else [func.set_config("synchronous_commit", "off", True)]),
+    ).select_from(facts.outerjoin(queued, true()))
+
+
+# The columns a submission writes (``submit``'s values), bound by name in ``_queue_statement``.
+_QUEUED_COLUMNS = (
+    "tenant_id",
+    "inference_id",
+    "principal_id",
+    "task",
+    "model_atom_id",
+    "input",
+    "input_hash",
+    "attributes",
+    "correlation_id",
+)
+
+
+def _model_visible(*, with_model: bool) -> ColumnElement[bool]:
+    """The model (``:model_atom_id``, also bound as ``:atom_id``) is a `models` row and the
+    tenant sees its atom (``atoms.read``: never "forbidden", another tenant's model is the
+    same as none); true without a model."""
+    if not with_model:
         return true()
     return and_(
-        exists().where(models.c.atom_id == model_id),
-        visible_to(tenant_id, model_id),
+        exists().where(models.c.atom_id == bindparam("model_atom_id")),
+        # The values given here are placeholders: the execution's parameters replace them.
+        visible_to("", b""),
     )
 
 
-def _earlier(values: dict[str, object]) -> ScalarSelect[Any]:
+def _earlier(*, with_model: bool) -> ScalarSelect[Any]:
     """The tenant's latest completed, computed (not itself a cache hit) inference of the
     same task and input hash, unless the model keeps tensors in external data files: those
     are found among the tenant's holdings when the job runs, so the same request can meet
@@ -239,19 +309,19 @@ def _earlier(values: dict[str, object]) -> ScalarSelect[Any]:
     found = (
         select(inference_requests.c.inference_id)
         .where(
-            inference_requests.c.tenant_id == values["tenant_id"],
-            inference_requests.c.task == values["task"],
-            inference_requests.c.input_hash == values["input_hash"],
+            inference_requests.c.tenant_id == bindparam("tenant_id"),
+            inference_requests.c.task == bindparam("task"),
+            inference_requests.c.input_hash == bindparam("input_hash"),
             inference_requests.c.status == "completed",
             ~inference_requests.c.cache_hit,
         )
         .order_by(inference_requests.c.finished_at.desc())
         .limit(1)
     )
-    if values["model_atom_id"] is not None:
+    if with_model:
         found = found.where(
             ~exists().where(
-                model_tensors.c.model_atom_id == values["model_atom_id"],
+                model_tensors.c.model_atom_id == bindparam("model_atom_id"),
                 model_tensors.c.metadata["storage"].astext == "external",
             )
         )

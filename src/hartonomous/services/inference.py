@@ -31,7 +31,7 @@ from hartonomous.inference.lookup import (
     read_steps,
     require_inference,
 )
-from hartonomous.inference.submission import Submission, Submitted
+from hartonomous.inference.submission import Submission, Submitted, make_durable
 from hartonomous.inference.submission import submit as _submit
 from hartonomous.inference.tasks import InferenceStatus, InferenceTask
 from hartonomous.inference.worker import SERVICE_NAME, InferenceWorker
@@ -60,6 +60,7 @@ __all__ = [
     "history",
     "run_worker",
     "submit",
+    "submit_and_wait",
     "wait",
     "worker_service",
 ]
@@ -240,14 +241,63 @@ def wait(
     """
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     with database_errors(), _done_notices(platform) as (connection, notices):
-        while True:
+        return _outcome(connection, notices, tenant_id, inference_id, deadline, pending=False)
+
+
+def submit_and_wait(
+    platform: Platform, submission: Submission, *, timeout_seconds: float | None = None
+) -> InferenceView:
+    """Submit and wait for the outcome, as ``wait`` does (``infer TASK --wait``); the same
+    errors as ``submit`` and ``wait``.
+
+    One pooled connection LISTENs, queues an inline request and waits: a single checkout, and
+    the submission's commit does not wait for the WAL flush (``submission.submit``'s
+    ``waited_on``): the outcome's commit is durable and covers it, and nothing is shown
+    before it. A wait that times out makes the row durable before it is returned (its id is
+    then shown). docs/inference.md, "Submitting".
+    """
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    tenant_id = submission.tenant_id
+    with database_errors(), _done_notices(platform) as (connection, notices):
+        submitted = _submit(platform.engine, platform.settings, submission, waited_on=connection)
+        identifier = submitted.inference_id
+        view = _outcome(
+            connection,
+            notices,
+            tenant_id,
+            identifier,
+            deadline,
+            pending=submitted.status == InferenceStatus.PENDING,
+        )
+        if not view.terminal:
+            make_durable(connection, tenant_id, identifier)
+        return view
+
+
+def _outcome(
+    connection: Connection,
+    notices: psycopg.Connection[Any],
+    tenant_id: str,
+    inference_id: uuid.UUID,
+    deadline: float | None,
+    *,
+    pending: bool,
+) -> InferenceView:
+    """Read the inference until it is terminal or ``deadline`` (``time.monotonic``) passes,
+    woken by its done notice. ``pending``: the caller queued it on this connection after
+    LISTEN, so its notice cannot be missed and the first read waits for it."""
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if not pending:
             # Read on the listening connection itself: in autocommit, no checkout, pre-ping,
             # BEGIN or ROLLBACK round trip of its own; the steps only for the answer.
             row = require_inference(connection, tenant_id, inference_id)
-            left = None if deadline is None else deadline - time.monotonic()
             if row["status"] in TERMINAL or (left is not None and left <= 0):
                 return _with_steps(connection, row)
-            _await_notice(notices, inference_id, min(_RECHECK_SECONDS, left or _RECHECK_SECONDS))
+        pending = False
+        _await_notice(
+            notices, inference_id, _RECHECK_SECONDS if left is None else min(_RECHECK_SECONDS, left)
+        )
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from hartonomous.inference.tasks import InferenceStatus, InferenceTask
 from hartonomous.services import Platform
 from hartonomous.services import inference as inference_service
 from hartonomous.services.inference import InferenceView, Submission, drain, get, submit
+
+from .conftest import counts
 
 HANG_GUARD_SECONDS = 120
 
@@ -80,6 +83,53 @@ def test_waiting_with_no_worker_running_says_the_job_is_stuck(platform: Platform
     assert waited.exit_code == 1
     assert "is still pending after 0.5 s: is an inference worker running" in waited.stderr
     assert "text_embedding pending" in waited.stdout
+    # The id it shows names a queued job (made durable before it was shown) that a worker runs.
+    shown = uuid.UUID(waited.stdout.split()[1].rstrip(":"))
+    assert get(platform, "acme", shown).status is InferenceStatus.PENDING
+    assert drain(platform) == 1
+    assert get(platform, "acme", shown).status is InferenceStatus.COMPLETED
+
+
+def test_a_job_submitted_and_waited_on_ends_with_its_request_and_outcome_stored(
+    platform: Platform, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `infer --wait`'s call: the submission's commit does not wait for the WAL flush, so the
+    # caller is told only by the outcome's (durable) commit: its notice ends the wait.
+    monkeypatch.setattr(inference_service, "_RECHECK_SECONDS", 3600.0)
+    for sentence, outcome in (
+        ("submitted and waited on", InferenceStatus.COMPLETED),
+        ("🙂", InferenceStatus.FAILED),
+    ):
+        before = counts(engine)
+        waited: list[InferenceView] = []
+        waiter = threading.Thread(
+            target=lambda s=sentence, into=waited: into.append(
+                inference_service.submit_and_wait(platform, _embedding(s), timeout_seconds=3600)
+            )
+        )
+        waiter.start()
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        while drain(platform) == 0:  # until the waiter's submission is queued
+            assert time.monotonic() < deadline, "hang guard: the submission never arrived"
+        waiter.join(HANG_GUARD_SECONDS)
+        assert not waiter.is_alive(), f"hang guard: the wait did not hear the {outcome} job"
+        view = waited[0]
+        assert view.status is outcome
+        stored = get(platform, "acme", view.inference_id)
+        assert stored.status is outcome
+        assert stored.stream_id == view.stream_id
+        grown = {table: counts(engine)[table] - before[table] for table in before}
+        assert grown["inference_requests"] == 1
+        assert grown["generation_streams"] == 1
+        if outcome is InferenceStatus.COMPLETED:
+            assert view.output is not None
+            assert view.output["dimension"] == 384
+            assert [step.operation for step in view.steps] == [
+                step.operation for step in stored.steps
+            ]
+            assert grown["inference_steps"] == len(view.steps) > 0
+        else:
+            assert view.error is not None
 
 
 def test_a_wait_is_woken_by_the_completion_notice(
