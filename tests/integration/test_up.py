@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,9 +118,11 @@ def running_up(data_dir: Path) -> Iterator[RunningUp]:
     up.stop(signal.SIGTERM)
 
 
-def test_up_serves_health_and_stops_everything_on_sigterm(
-    running_up: RunningUp, data_dir: Path
+def test_up_serves_shares_refuses_a_second_up_stops_on_sigterm_and_restarts_warm(
+    running_up: RunningUp, embedded_cli: Cli, data_dir: Path
 ) -> None:
+    # One cold start serves every check of a running `up`, its stop and a warm restart: each
+    # cold start initialises a cluster and migrates it (tens of seconds on a loaded machine).
     assert running_up.announcement["embedded"] is True
     live = httpx.get(f"{running_up.url}/health/live", timeout=10)
     assert live.status_code == 200
@@ -136,6 +139,20 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert server_pid is not None
     assert alive(server_pid)
 
+    # A second `up` is refused; the first one is unharmed.
+    second = embedded_cli("up", "--port", "0")
+    assert second.exit_code == 1
+    lines = second.stderr.strip().splitlines()
+    assert lines[-1].startswith("hartonomous: error: data dir")
+    assert "already in use by another `hartonomous up`" in lines[-1]
+    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
+
+    # Other commands share the running server; the operator's command does not stop it.
+    smoke = embedded_cli("smoke")
+    assert smoke.exit_code == 0, smoke.stdout + smoke.stderr
+    assert postmaster_pid(data_dir) == server_pid
+    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
+
     assert running_up.stop(signal.SIGTERM) == 0
     assert postmaster_pid(data_dir) is None
     assert not alive(server_pid)
@@ -147,37 +164,34 @@ def test_up_serves_health_and_stops_everything_on_sigterm(
     assert ready_line["server_version"].startswith("18.")
     assert ready_line["pgvector"].startswith("0.8.")
 
+    # A restart on the same data dir is warm, and SIGINT stops it cleanly too.
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    restarted = RunningUp(env, data_dir)
+    try:
+        assert postmaster_pid(data_dir) is not None
+        assert httpx.get(f"{restarted.url}/health/ready", timeout=10).status_code == 200
+        _outage_is_reported_never_repaired(restarted, embedded_cli, data_dir)
+        serving_pid = postmaster_pid(data_dir)
+    finally:
+        assert restarted.stop(signal.SIGINT) == 0
+    assert serving_pid is not None
+    assert not alive(serving_pid)
+    assert postmaster_pid(data_dir) is None
 
-def test_second_up_is_refused_and_other_commands_share_the_running_server_never_restart_it(
-    running_up: RunningUp, embedded_cli: Cli, data_dir: Path
-) -> None:
-    # One `up` serves both checks: each start initialises a cluster (seconds).
-    server_pid = postmaster_pid(data_dir)
-    second = embedded_cli("up", "--port", "0")
-    assert second.exit_code == 1
-    lines = second.stderr.strip().splitlines()
-    assert lines[-1].startswith("hartonomous: error: data dir")
-    assert "already in use by another `hartonomous up`" in lines[-1]
-    # The first one is unharmed.
-    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
 
-    smoke = embedded_cli("smoke")
-    assert smoke.exit_code == 0, smoke.stdout + smoke.stderr
-    # The operator's command did not stop the server `up` is using.
-    assert postmaster_pid(data_dir) == server_pid
-    assert httpx.get(f"{running_up.url}/health/ready", timeout=10).status_code == 200
-
-    # The server stops under the running `up`: the outage is reported, never repaired by the
-    # operator's read commands (which used to start it again and answer OK).
+def _outage_is_reported_never_repaired(up: RunningUp, embedded_cli: Cli, data_dir: Path) -> None:
+    """The server stops under a running `up`: the operator's read commands report the outage
+    (they used to start the server again and answer OK); the operator's own `pg_ctl start`
+    brings it back and `up` serves again."""
     embedded_pg_ctl(data_dir, "stop", "-m", "fast", "-w", "-t", "60")
-    up_pid = running_up.process.pid
+    up_pid = up.process.pid
     status = embedded_cli("--json", "status")
     assert status.exit_code == 1
     checks = {c["name"]: c for c in json.loads(status.stdout)["checks"]}
     assert checks["database"]["verdict"] == "FAIL"
-    assert (
-        f"database server not running (up pid {up_pid} is running)"
-        in (checks["database"]["detail"])
+    assert f"database server not running (up pid {up_pid} is running)" in (
+        checks["database"]["detail"]
     )
     assert checks["disk"]["verdict"] in ("OK", "WARN")
     for command in (("db", "shell", "--", "-c", "SELECT 1"), ("db", "current"), ("smoke",)):
@@ -186,22 +200,11 @@ def test_second_up_is_refused_and_other_commands_share_the_running_server_never_
         (line,) = refused.stderr.strip().splitlines()
         assert f"database server not running (up pid {up_pid} is running)" in line
     assert postmaster_pid(data_dir) is None
-
-
-def test_restart_after_stop_is_warm_and_sigint_stops_cleanly_too(data_dir: Path) -> None:
-    env = clean_environment()
-    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
-    first = RunningUp(env, data_dir)
-    assert first.stop() == 0
-    second = RunningUp(env, data_dir)
-    server_pid = postmaster_pid(data_dir)
-    try:
-        assert server_pid is not None
-        assert httpx.get(f"{second.url}/health/ready", timeout=10).status_code == 200
-    finally:
-        assert second.stop(signal.SIGINT) == 0
-    assert server_pid is not None
-    assert not alive(server_pid)
+    embedded_pg_ctl(data_dir, "start", "-w", "-t", "60")
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while httpx.get(f"{up.url}/health/ready", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "up did not serve again after the server restarted"
+        time.sleep(0.2)
 
 
 def test_port_in_use_is_named(cli: Cli) -> None:
