@@ -190,8 +190,9 @@ def _outage_is_reported_never_repaired(up: RunningUp, embedded_cli: Cli, data_di
     assert status.exit_code == 1
     checks = {c["name"]: c for c in json.loads(status.stdout)["checks"]}
     assert checks["database"]["verdict"] == "FAIL"
-    assert f"database server not running (up pid {up_pid} is running)" in (
-        checks["database"]["detail"]
+    assert (
+        f"database server not running (up pid {up_pid} is running)"
+        in (checks["database"]["detail"])
     )
     assert checks["disk"]["verdict"] in ("OK", "WARN")
     for command in (("db", "shell", "--", "-c", "SELECT 1"), ("db", "current"), ("smoke",)):
