@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from typing import Protocol
 
 from pyfastcdc import FastCDC
@@ -26,20 +27,16 @@ from hartonomous.atoms.hashing import sha256_digest
 DEFAULT_MIN_SIZE = 16 * 1024
 DEFAULT_AVG_SIZE = 64 * 1024
 DEFAULT_MAX_SIZE = 256 * 1024
-# Chunks are hashed in groups by a thread pool (and by the cutting thread when the pool falls
-# behind) while the next ones are cut: hashlib releases the GIL, so cutting and hashing overlap
-# on separate cores. A group must be large enough that handing it to a thread costs little
-# beside hashing it (8 MiB groups ran faster than 2 MiB ones: docs/ingest.md, "Measured").
+# Chunks are hashed in groups by a thread pool while the next ones are cut: hashlib releases
+# the GIL, so cutting and hashing overlap on separate cores. A group must be large enough that
+# handing it to a thread costs little beside hashing it (measured with benchmarks/ingest.py:
+# 512 KiB groups ran at 0.80x single-thread SHA-256, 2 MiB at 0.90x, 8 MiB at 0.97x).
 # In-memory input costs no memory per group (chunks view the caller's buffer).
 _HASH_GROUP_BYTES = 8 * 1024 * 1024
 # A stream is read in blocks of this size, each block's chunks hashed as one group. Its memory
 # is bounded by the blocks alive at once (docs/atoms.md, "Content-defined chunking").
 STREAM_BLOCK_BYTES = 2 * 1024 * 1024
 _MAX_HASH_WORKERS = 2
-# The cutting thread hashes a group itself only when more than this many wait unstarted, so
-# that a worker finishing a group still finds one queued (with one, the worker and this thread
-# often finished together and the worker sat idle while this thread cut the next).
-_KEEP_QUEUED = 2
 
 
 class BinaryReader(Protocol):
@@ -50,8 +47,6 @@ class BinaryReader(Protocol):
 
 
 _Piece = tuple[int, int, memoryview]  # offset, length, bytes
-_Group = tuple[list[_Piece], bool]  # pieces, whether they are the input's last
-_Digests = Future[list[bytes]] | list[bytes]  # a group's digests: to come from the pool, or here
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +75,8 @@ def chunk_bytes(
     Empty input yields no chunk. Invalid sizes raise ``ValueError`` here, not at first iteration.
     Chunks are hashed in parallel with the cutting (see ``_hashed_groups``).
     """
-    view = memoryview(data).cast("B")
-    pieces = _cutter(avg_size, min_size, max_size).cut_buf(view)
-    return _hashed_groups(_grouped(((p.offset, p.length, p.data) for p in pieces), len(view)))
+    pieces = _cutter(avg_size, min_size, max_size).cut_buf(memoryview(data).cast("B"))
+    return _hashed_groups(_grouped((p.offset, p.length, p.data) for p in pieces))
 
 
 def chunk_stream(
@@ -103,9 +97,8 @@ def chunk_stream(
     return _hashed_groups(_stream_blocks(cutter, stream, max_size))
 
 
-def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iterator[_Group]:
-    """The stream's chunks, block by block, each viewing the bytes ``read`` returned, each
-    block flagged when it is the stream's last.
+def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iterator[list[_Piece]]:
+    """The stream's chunks, block by block, each viewing the bytes ``read`` returned.
 
     Only a block's last chunk may not be final (see ``_final``): its bytes, the carry, start
     the next block's first chunk. They are cut again with the next block's first bytes,
@@ -135,7 +128,7 @@ def _stream_blocks(cutter: FastCDC, stream: BinaryReader, max_size: int) -> Iter
             cutter, block[resume:], offset, pieces, complete=ended, max_size=max_size
         )
         if pieces:
-            yield pieces, ended
+            yield pieces
         if ended:
             return
         carry, offset = block[cut:], offset + cut - resume
@@ -182,72 +175,49 @@ def _read_fully(stream: BinaryReader, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _grouped(pieces: Iterable[_Piece], total: int) -> Iterator[_Group]:
-    """The pieces of ``total`` bytes in groups of at least ``_HASH_GROUP_BYTES`` (the last one
-    may be smaller), each flagged when it is the last."""
+def _grouped(pieces: Iterable[_Piece]) -> Iterator[list[_Piece]]:
+    """The pieces in groups of at least ``_HASH_GROUP_BYTES`` (the last one may be smaller)."""
     group: list[_Piece] = []
     size = 0
     for piece in pieces:
         group.append(piece)
         size += piece[1]
         if size >= _HASH_GROUP_BYTES:
-            yield group, piece[0] + piece[1] == total
+            yield group
             group, size = [], 0
     if group:
-        yield group, True
+        yield group
 
 
-def _hashed_groups(groups: Iterable[_Group]) -> Iterator[Chunk]:
-    """The groups' pieces as chunks, in order, each group hashed by the pool or by this thread.
+def _hashed_groups(groups: Iterable[list[_Piece]]) -> Iterator[Chunk]:
+    """The groups' pieces as chunks, in order, each group hashed by the pool while the next ones
+    are cut.
 
-    This thread cuts and hands each group to the pool as soon as it is cut; when more than
-    ``_KEEP_QUEUED`` wait unstarted (one core cuts about twice as fast as one hashes), it
-    hashes the newest of them itself, and once cutting is over it takes the newest while the
-    pool has another to start. On two cores that is two busy threads sharing the hashing, not
-    three: with a third (two workers, as before), whichever thread the system stopped while it
-    held the GIL stalled the other two, and the pool's first group waited for a second one to
-    be cut. The last group (all of an input of one group: every small file) is hashed here with
-    no hand-off. At most ``workers + _KEEP_QUEUED + 1`` groups are alive at once, so a stream's
-    memory stays bounded (docs/atoms.md).
+    Input of one group (every small file) is hashed inline, with no thread involved. At most one
+    group per worker is in flight, so memory stays bounded for streams.
     """
-    pending: deque[tuple[list[_Piece], _Digests]] = deque()
-    workers = _workers()
-    alive = workers + _KEEP_QUEUED + 1  # being hashed, queued, hashed here
-    for group, last in groups:
-        inline = last or not workers
-        pending.append((group, _digests(group) if inline else _pool().submit(_digests, group)))
-        _help(pending, _KEEP_QUEUED)
-        while pending and (len(pending) > alive or _done(pending[0][1])):
+    remaining = iter(groups)
+    first = next(remaining, None)
+    second = next(remaining, None) if first is not None else None
+    if first is None or second is None:
+        if first is not None:
+            yield from _ready(first, _digests(first))
+        return
+    pending: deque[tuple[list[_Piece], Future[list[bytes]]]] = deque()
+    in_flight = _workers()
+    for group in chain((first, second), remaining):
+        while len(pending) >= in_flight:
             yield from _ready(*pending.popleft())
-    # Cutting is over: take the newest unstarted group while the pool has another to start.
-    _help(pending, 1)
+        pending.append((group, _pool().submit(_digests, group)))
     while pending:
         yield from _ready(*pending.popleft())
-
-
-def _help(pending: deque[tuple[list[_Piece], _Digests]], keep: int) -> None:
-    """Hash here the newest groups the pool has not started while more than ``keep`` wait."""
-    waiting = [
-        index
-        for index, (_, job) in enumerate(pending)
-        if isinstance(job, Future) and not (job.running() or job.done())
-    ]
-    while len(waiting) > keep:
-        index = waiting.pop()
-        group, job = pending[index]
-        if isinstance(job, Future) and job.cancel():
-            pending[index] = (group, _digests(group))
-
-
-def _done(job: _Digests) -> bool:
-    return isinstance(job, list) or job.done()
 
 
 def _digests(group: list[_Piece]) -> list[bytes]:
     return [sha256_digest(data) for _, _, data in group]
 
 
-def _ready(group: list[_Piece], digests: _Digests) -> Iterator[Chunk]:
+def _ready(group: list[_Piece], digests: Future[list[bytes]] | list[bytes]) -> Iterator[Chunk]:
     hashes = digests if isinstance(digests, list) else digests.result()
     for (offset, length, data), digest in zip(group, hashes, strict=True):
         yield Chunk(offset, length, digest, data)
@@ -255,10 +225,9 @@ def _ready(group: list[_Piece], digests: _Digests) -> Iterator[Chunk]:
 
 @cache
 def _workers() -> int:
-    # One core cuts at 1.5-2.4 GB/s and SHA-256 runs at about 1.3 GB/s per core: the cutting
-    # thread and two hashing threads keep up with the cutter, and more would only raise a
-    # stream's memory. The cutting thread hashes too, so it leaves one core to each worker.
-    return max(0, min(_MAX_HASH_WORKERS, len(os.sched_getaffinity(0)) - 1))
+    # One core cuts at 1.5-2.4 GB/s and SHA-256 runs at about 1.3 GB/s per core: two hashing
+    # threads keep up with the cutter, and more would only raise a stream's memory.
+    return max(1, min(_MAX_HASH_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @cache

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -240,14 +238,14 @@ def serial_pass(data: bytes) -> list[tuple[int, int, bytes]]:
 GROUP = 512 * 1024  # groups and stream blocks this small make many of them from small inputs
 
 
-@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("workers", [1, 2])
 def test_grouped_hashing_gives_the_serial_pass(
     workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Groups are handed to the pool, hashed by the cutting thread when the pool is behind, and
-    # the last one hashed inline: whoever hashes which group, the chunks are the serial pass's.
-    # Sizes straddle the group and block thresholds (a group ends at the first chunk end past
-    # them) and cover inputs of one, two and many groups.
+    # Whichever way the chunks are grouped for the hashing threads (one group hashed inline,
+    # groups in flight on one or two workers), they are the serial pass's. Sizes straddle the
+    # group and block thresholds (a group ends at the first chunk end past them) and cover
+    # inputs of one, two and many groups.
     monkeypatch.setattr(chunking, "_HASH_GROUP_BYTES", GROUP)
     monkeypatch.setattr(chunking, "STREAM_BLOCK_BYTES", GROUP)
     monkeypatch.setattr(chunking, "_workers", lambda: workers)
@@ -258,34 +256,3 @@ def test_grouped_hashing_gives_the_serial_pass(
         expected = serial_pass(data)
         assert layout(list(chunk_bytes(data))) == expected, size
         assert layout(list(chunk_stream(io.BytesIO(data)))) == expected, size
-
-
-def test_groups_the_pool_has_not_started_are_hashed_by_the_cutting_thread(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A pool that does not keep up (its one worker held until this thread has hashed two
-    # groups itself) changes who hashes, never what is yielded.
-    monkeypatch.setattr(chunking, "_HASH_GROUP_BYTES", GROUP)
-    monkeypatch.setattr(chunking, "_workers", lambda: 1)
-    release = threading.Event()
-    held = ThreadPoolExecutor(1)
-    held.submit(release.wait)
-    monkeypatch.setattr(chunking, "_pool", lambda: held)
-    here: list[int] = []
-    digests = chunking._digests
-
-    def counted(group: list[tuple[int, int, memoryview]]) -> list[bytes]:
-        if threading.current_thread() is threading.main_thread():
-            here.append(len(group))
-            if len(here) == 2:
-                release.set()
-        return digests(group)
-
-    monkeypatch.setattr(chunking, "_digests", counted)
-    data = pseudo_random(9 * GROUP + 5, b"held pool")
-    try:
-        assert layout(list(chunk_bytes(data))) == serial_pass(data)
-    finally:
-        release.set()
-        held.shutdown()
-    assert len(here) >= 2  # the groups it took while the worker was held, and the last
