@@ -11,6 +11,7 @@ import pytest
 
 from hartonomous.atoms import chunking
 from hartonomous.atoms.chunking import (
+    DEFAULT_AVG_SIZE,
     DEFAULT_MAX_SIZE,
     DEFAULT_MIN_SIZE,
     STREAM_BLOCK_BYTES,
@@ -223,3 +224,35 @@ def test_insertion_near_start_changes_few_chunks(position: int) -> None:
     new = [c for c in after if c.digest not in before]
     # Every other chunk is reused: the edit does not shift later boundaries.
     assert 1 <= len(new) <= 2
+
+
+def serial_pass(data: bytes) -> list[tuple[int, int, bytes]]:
+    """The plain serial pass: FastCDC over the whole buffer, each chunk hashed in order here."""
+    cutter = chunking._cutter(DEFAULT_AVG_SIZE, DEFAULT_MIN_SIZE, DEFAULT_MAX_SIZE)
+    return [
+        (piece.offset, piece.length, hashlib.sha256(piece.data).digest())
+        for piece in cutter.cut_buf(data)
+    ]
+
+
+GROUP = 512 * 1024  # groups and stream blocks this small make many of them from small inputs
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_grouped_hashing_gives_the_serial_pass(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whichever way the chunks are grouped for the hashing threads (one group hashed inline,
+    # groups in flight on one or two workers), they are the serial pass's. Sizes straddle the
+    # group and block thresholds (a group ends at the first chunk end past them) and cover
+    # inputs of one, two and many groups.
+    monkeypatch.setattr(chunking, "_HASH_GROUP_BYTES", GROUP)
+    monkeypatch.setattr(chunking, "STREAM_BLOCK_BYTES", GROUP)
+    monkeypatch.setattr(chunking, "_workers", lambda: workers)
+    sizes = [1, DEFAULT_MIN_SIZE - 1, DEFAULT_MAX_SIZE + 1]
+    sizes += [n * GROUP + delta for n in (1, 2, 7) for delta in (-1, 0, 1)]
+    for size in sizes:
+        data = pseudo_random(size, b"serial pass %d" % size)
+        expected = serial_pass(data)
+        assert layout(list(chunk_bytes(data))) == expected, size
+        assert layout(list(chunk_stream(io.BytesIO(data)))) == expected, size

@@ -5,7 +5,8 @@ Decoding policy (in this order; the first that decodes strictly wins):
 1. a byte-order mark: UTF-32 or UTF-16 decode with that codec; a UTF-8 BOM means UTF-8. The
    mark is an encoding signature, not text: it is never part of the decoded text (a file that
    is only a mark has empty text), while the first segment's byte span still starts at 0 and
-   covers it, so the segments' bytes remain exactly the file's;
+   covers it, so the segments' bytes remain exactly the file's. When the bytes after the mark
+   do not decode with it, they are detected (rule 4) and ``bom`` is still recorded;
 2. the encoding the document declares in its first 4 KiB (unless the file is valid UTF-8 with
    non-ASCII characters: pages declaring ISO-8859-1 over UTF-8 are common, while legacy text
    is practically never valid UTF-8): an XML declaration
@@ -135,11 +136,12 @@ class DecodedText:
 
 def decode_text(data: bytes) -> DecodedText | None:
     """Decode ``data`` by the policy in the module docstring; ``None`` when it is not text."""
-    for bom, encoding in _BOM_CODECS:
+    for bom, encoding in (*_BOM_CODECS, (codecs.BOM_UTF8, "utf-8-sig")):
         if data.startswith(bom):
-            return _decoded(data, encoding, bom=True, source="bom")
-    if data.startswith(codecs.BOM_UTF8):
-        return _decoded(data, "utf-8-sig", bom=True, source="bom")
+            found = _decoded(data, encoding, bom=True, source="bom")
+            # A mark the bytes after it do not follow (a UTF-8 mark before Windows-1252 text,
+            # as editors and concatenation leave) is not the encoding: they are detected.
+            return found or _detected(data[len(bom) :], None, bom=True)
     label = declared_encoding(data[:_DECLARATION_BYTES])
     codec = _codec(label) if label is not None else None
     utf8 = _decoded(data, "utf-8", bom=False, source="utf-8", declared=label)
@@ -176,7 +178,7 @@ def _codec(label: str) -> str | None:
     return _WHATWG_SUPERSETS.get(name, codecs.lookup(name).name)
 
 
-def _detected(data: bytes, declared: str | None) -> DecodedText | None:
+def _detected(data: bytes, declared: str | None, *, bom: bool = False) -> DecodedText | None:
     import chardet
 
     # The encodings of today's files and web pages (UTF-*, Windows and ISO code pages, KOI8,
@@ -186,11 +188,11 @@ def _detected(data: bytes, declared: str | None) -> DecodedText | None:
     codec = _codec(guess) if guess is not None else None
     if codec is None:
         return None
-    found = _decoded(data, codec, bom=False, source="detected", declared=declared)
+    found = _decoded(data, codec, bom=bom, source="detected", declared=declared)
     if found is not None and codec != "cp1252":
         # Short Western text is often named after a sibling code page that decodes it to the
         # same characters; the common name is the more useful record.
-        western = _decoded(data, "cp1252", bom=False, source="detected", declared=declared)
+        western = _decoded(data, "cp1252", bom=bom, source="detected", declared=declared)
         if western is not None and western.text == found.text:
             return western
     return found

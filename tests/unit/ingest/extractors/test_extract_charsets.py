@@ -171,3 +171,23 @@ def test_a_file_that_is_only_a_byte_order_mark_has_no_text(tmp_path: Path) -> No
     extraction = _extract(tmp_path, "empty.txt", b"\xef\xbb\xbf")
 
     assert extraction.segments == ()
+
+
+@pytest.mark.parametrize(
+    ("mark", "text", "codec"),
+    [
+        (b"\xef\xbb\xbf", "Größe und Übermaß der Bäcker; Grüße aus Köln.\n", "cp1252"),
+        (b"\xef\xbb\xbf", "Привет, как дела? Это текст в кодировке KOI8-R.\n", "koi8-r"),
+    ],
+)
+def test_a_byte_order_mark_the_bytes_do_not_follow_falls_back_to_detection(
+    tmp_path: Path, mark: bytes, text: str, codec: str
+) -> None:
+    # A UTF-8 mark before Windows-1252 text (an editor's or a concatenation's) was taken at its
+    # word: the file did not decode and was stored as opaque bytes, its text never found.
+    extraction = _extract(tmp_path, "marked.txt", mark + text.encode(codec))
+
+    assert extraction.modality == "text"
+    assert _text(extraction) == text
+    assert extraction.metadata["encoding_source"] == "detected"
+    assert extraction.metadata["bom"] is True
