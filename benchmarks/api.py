@@ -19,11 +19,18 @@ weighs on all; the printed ratio is HTTP requests/s over in-process requests/s. 
 the CPU per request of the clients (or the in-process caller), of the server (all its
 processes, split into the event loops and the other threads) and of PostgreSQL.
 
-Two kinds of clients, one keep-alive connection each: wrk (Debian's native load generator, C,
-one thread; installed with apt when missing and this process is root) and blocking httpx
-clients in threads (spread over ``--client-processes`` processes for /health/live). The
-targets are read with wrk, which leaves the two cores to the server (httpx costs 0.5-1.4 ms
-of CPU per request, wrk 0.02-0.3 ms); without wrk (``--no-wrk``, or no apt) with httpx.
+Three kinds of clients, one keep-alive connection each: wrk (Debian's native load generator,
+C, one thread; installed with apt when missing and this process is root); blocking httpx
+clients in threads of this process (spread over ``--client-processes`` processes for
+/health/live), the way earlier runs were read; and, for search, "httpx async": one
+httpx.AsyncClient with as many concurrent tasks, in a process of its own (on uvloop), as an
+asynchronous client application runs, and "httpx, 2 processes": the blocking clients' threads
+spread over two processes. The async kind was added because the threads of one process queue on
+its interpreter lock as the clients' CPU per request grows, which charges the HTTP side with a
+cost of the benchmark's own client process; both are printed side by side, with each one's
+CPU per request, so the reader can see which costs less. The targets are read with wrk, which
+leaves the two cores to the server (httpx costs 0.5-1.4 ms of CPU per request, wrk 0.02-0.3
+ms); without wrk (``--no-wrk``, or no apt) with httpx.
 Targets (docs/api.md): search over HTTP at least 0.8x the in-process rate at 8 clients; health
 at least 2,000 requests/s. They are read at 2 workers, one per core of the 2-core machine they
 were set on: the in-process caller's threads spend most of a search in native code that
@@ -36,6 +43,7 @@ to use every core. The 1-worker figures are printed beside them, not hidden.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -57,6 +65,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import uvloop
 from sqlalchemy import create_engine
 
 from hartonomous.config import Settings
@@ -248,6 +257,50 @@ def http_run(requests: Requests, clients: int, seconds: float) -> Tally:
     tally.seconds = time.perf_counter() - started
     tally.cpu = {"clients": time.process_time() - cpu}
     return tally
+
+
+def http_async_run(requests: Requests, clients: int, seconds: float) -> Tally:
+    """``clients`` concurrent tasks of one httpx.AsyncClient (``clients`` keep-alive
+    connections) on this process's event loop, sending ``requests`` for ``seconds``; the
+    Tally's CPU is this process's. Run in a process of its own (``http_async_process_run``),
+    on uvloop, as the server runs."""
+    return uvloop.run(_http_async(requests, clients, seconds))
+
+
+async def _http_async(requests: Requests, clients: int, seconds: float) -> Tally:
+    tally = Tally()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=requests.base, timeout=60, limits=limits) as client:
+        prepared = [
+            client.build_request("POST", requests.path, json=body, headers=requests.headers)
+            for body in requests.bodies
+        ] or [client.build_request("GET", requests.path, headers=requests.headers)]
+
+        async def worker(number: int, until: float) -> None:
+            turn = number
+            while time.perf_counter() < until:
+                began = time.perf_counter()
+                answer = await client.send(prepared[turn % len(prepared)])
+                await answer.aread()
+                if answer.status_code == 200:
+                    tally.latencies.append((time.perf_counter() - began) * 1000.0)
+                else:
+                    tally.failures += 1
+                turn += clients
+
+        # Warm-up: every connection opened before the clock starts.
+        await asyncio.gather(*(client.send(prepared[n % len(prepared)]) for n in range(clients)))
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker(n, started + seconds) for n in range(clients)))
+        tally.seconds = time.perf_counter() - started
+        tally.cpu = {"clients": time.process_time() - cpu}
+    return tally
+
+
+def http_async_process_run(requests: Requests, clients: int, seconds: float) -> Tally:
+    """``http_async_run`` in a process of its own (spawned), as a client application is."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(http_async_run, requests, clients, seconds).result()
 
 
 def http_run_spread(requests: Requests, clients: int, seconds: float, processes: int) -> Tally:
@@ -560,7 +613,11 @@ def compare(
             tuple({"query": query, "k": K} for query in queries),
         )
 
-    clients_of: dict[str, Callable[[Requests, int, float], Tally]] = {"httpx": http_run}
+    clients_of: dict[str, Callable[[Requests, int, float], Tally]] = {
+        "httpx": http_run,
+        "httpx async": http_async_process_run,
+        "httpx, 2 processes": partial(_http_spread, 2),
+    }
     if wrk is not None:
         clients_of["wrk"] = partial(_wrk_in, wrk, root)
 

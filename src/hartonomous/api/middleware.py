@@ -23,6 +23,10 @@ here: it is left in the request's scope (``BODY_REFUSAL``) for the route, which 
 after the caller is authenticated and authorized (api/routing.py), so a caller without a key
 hears 401 and one without the role 403 whatever the body holds. Malformed JSON itself is left
 to FastAPI, whose 422 names the position of the syntax error (also after authorization).
+
+A JSON body is parsed here once: the document, kept in the scope's state (``PARSED_BODY``), is
+what the route reads as its body (api/routing.py hands it to FastAPI), so it is not parsed a
+second time.
 It is pure ASGI (not ``BaseHTTPMiddleware``) so streamed uploads and responses pass through
 untouched; only JSON bodies, which are small, are read ahead.
 """
@@ -42,13 +46,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hartonomous.api.problems import problem_response
+from hartonomous.api.problems import error_problem, problem_response
 from hartonomous.errors import PayloadTooLargeError, UsageError
 
 __all__ = [
     "BODY_REFUSAL",
     "MAX_JSON_BODY_BYTES",
     "MAX_PATH_SEGMENT_CHARACTERS",
+    "PARSED_BODY",
     "MalformedJsonError",
     "RequestHygieneMiddleware",
     "UnsupportedMediaTypeError",
@@ -65,6 +70,9 @@ _JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 # The key, in the ASGI scope's "state", of a body refusal a `/v1` route raises once the caller
 # is authorized (api/routing.py).
 BODY_REFUSAL = "hartonomous.body_refusal"
+# The key, in the ASGI scope's "state", of the JSON document the body parsed to (api/routing.py
+# hands it to FastAPI, which would otherwise parse the body again).
+PARSED_BODY = "hartonomous.parsed_body"
 _DEFERRING_PREFIX = "/v1/"
 
 
@@ -139,9 +147,11 @@ class RequestHygieneMiddleware:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         try:
-            _check_json(body)
+            document = _checked_json(body)
         except UsageError as refused:
             return _deferred(scope, refused, _replay([{"type": "http.request", "body": body}]))
+        if document is not _NOT_JSON:
+            scope.setdefault("state", {})[PARSED_BODY] = document
         return _replay([{"type": "http.request", "body": body, "more_body": False}])
 
 
@@ -305,36 +315,43 @@ def _check_json_numbers(text: str) -> None:
             raise MalformedJsonError(f"{found.group(1)} is not a JSON number", found.start())
 
 
-def _check_json(body: bytes) -> None:
-    check_json_text(_decoded(body, "the JSON body"))
+def _checked_json(body: bytes) -> Any:
+    if not body:
+        return _NOT_JSON  # no body: FastAPI reads none
+    return check_json_text(_decoded(body, "the JSON body"))
 
 
-def check_json_text(text: str) -> None:
-    """Refuse JSON ``text`` the API does not read: ``MalformedJsonError`` for NaN, Infinity or
-    a key repeated in one object, ``UsageError`` for nesting too deep or a NUL character.
-    Malformed JSON otherwise is left to the parser that reads it next (it names where)."""
+# What check_json_text answers for text that is not JSON at all.
+_NOT_JSON: Any = object()
+
+
+def check_json_text(text: str) -> Any:
+    """The document JSON ``text`` holds, or ``_NOT_JSON`` for malformed JSON, which is left to
+    the parser that reads it next (it names where). Refuses what the API does not read:
+    ``MalformedJsonError`` for NaN, Infinity or a key repeated in one object, ``UsageError``
+    for nesting too deep or a NUL character."""
     if "NaN" in text or "Infinity" in text:
         _check_json_numbers(text)
     # A JSON text can hold a NUL character only as the escape \u0000 (a raw one is a syntax
     # error): without it, the parsed document needs no walk.
-    _check_json_document(text, may_hold_nul="\\u0000" in text)
+    return _checked_document(text, may_hold_nul="\\u0000" in text)
 
 
-def _check_json_document(text: str, *, may_hold_nul: bool = True) -> None:
+def _checked_document(text: str, *, may_hold_nul: bool = True) -> Any:
     try:
-        # Parsed here for its duplicate keys (and nesting); FastAPI parses it again. The hook
-        # costs one call per object, in C's parse: benchmarks/api_overhead.py sees no change.
+        # The hook refusing a repeated key costs one call per object, in C's parse.
         document = _DECODER.decode(text)
     except RecursionError:
         raise UsageError("the JSON body nests too deeply") from None
     except _DuplicateKey:
         raise _duplicate_key_error(text) from None
     except ValueError:
-        return  # FastAPI answers malformed JSON with a 422 naming where it breaks
+        return _NOT_JSON  # FastAPI answers malformed JSON with a 422 naming where it breaks
     if may_hold_nul:
         places = list(_nul_locations(document))
         if places:
             raise _NulInBodyError(places)
+    return document
 
 
 class _DuplicateKey(Exception):  # noqa: N818 - a signal out of json.loads, never raised further
@@ -410,14 +427,7 @@ def refusal_response(request: Request, refused: UsageError) -> Response:
     listed: dict[str, Any] = (
         {"errors": refused.errors} if isinstance(refused, _NulInBodyError) else {}
     )
-    return problem_response(
-        request,
-        status=refused.http_status,
-        code=refused.code,
-        title=refused.title,
-        detail=str(refused),
-        **listed,
-    )
+    return error_problem(request, refused, **listed)
 
 
 class _NulInBodyError(UsageError):

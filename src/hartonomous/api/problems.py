@@ -47,6 +47,7 @@ __all__ = [
     "ProblemField",
     "ValidationProblem",
     "document_problems",
+    "error_problem",
     "install_problem_handlers",
     "printable",
     "problem_response",
@@ -195,6 +196,13 @@ def _as_authentication_failure(request: Request, exc: HartonomousError) -> Harto
 
 async def _hartonomous_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HartonomousError)
+    return error_problem(request, exc)
+
+
+def error_problem(request: Request, exc: HartonomousError, **extra: Any) -> JSONResponse:
+    """The problem answering ``exc`` (its ``http_status``, ``code``, ``title`` and message),
+    with the headers its kind carries (``WWW-Authenticate`` on a 401, ``Retry-After`` on a 429
+    or while shutting down) and ``extra`` members (``errors``)."""
     exc = _as_authentication_failure(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, NotAuthenticatedError):
@@ -213,6 +221,7 @@ async def _hartonomous_error(request: Request, exc: Exception) -> JSONResponse:
         title=exc.title,
         detail=str(exc),
         headers=headers or None,
+        **extra,
     )
 
 

@@ -41,6 +41,7 @@ from hartonomous.billing.plans import settings_version
 from hartonomous.db.tables import billing_rate_plans
 from hartonomous.errors import ConflictError, UsageError
 from hartonomous.instants import in_utc
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.tenants import get_tenant
 from hartonomous.services.database_errors import database_errors
 from hartonomous.services.platform import Platform
@@ -76,34 +77,30 @@ Label = Annotated[str, Field(max_length=64, pattern=r"^[^\x00]*$")]
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-class RateInput(BaseModel):
+class RateInput(RequestBody):
     """An operation's base rate (DCU per unit), unit of measure and category."""
 
-    model_config = ConfigDict(extra="forbid")
     operation: Text
     rate: Amount
     unit_of_measure: Label = ""
     category: Label | None = None
 
 
-class MultiplierInput(BaseModel):
+class MultiplierInput(RequestBody):
     """A factor for ``key`` of ``dimension`` (generation, complexity, content, grounding,
     guarantee, provenance)."""
 
-    model_config = ConfigDict(extra="forbid")
     dimension: Label
     key: Text
     multiplier: Amount
 
 
-class MultiplierKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MultiplierKey(RequestBody):
     dimension: Label
     key: Text
 
 
-class _PlanFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _PlanFields(RequestBody):
     name: Text | None = None
     description: Annotated[str | None, Field(max_length=256, pattern=r"^[^\x00]*$")] = None
     monthly_fee: Amount | None = None

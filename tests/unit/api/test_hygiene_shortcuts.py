@@ -59,7 +59,7 @@ BODIES = [
 ]
 
 
-def _outcome(check: Callable[[bytes], None], value: bytes) -> str | None:
+def _outcome(check: Callable[[bytes], object], value: bytes) -> str | None:
     try:
         check(value)
     except UsageError as refused:
@@ -67,8 +67,8 @@ def _outcome(check: Callable[[bytes], None], value: bytes) -> str | None:
     return None
 
 
-def _full_json_check(body: bytes) -> None:
-    middleware._check_json_document(middleware._decoded(body, "the JSON body"))
+def _full_json_check(body: bytes) -> object:
+    return middleware._checked_document(middleware._decoded(body, "the JSON body"))
 
 
 @pytest.mark.parametrize("raw_path", PATHS)
@@ -87,7 +87,7 @@ def test_the_query_shortcut_refuses_what_the_full_check_refuses(query: bytes) ->
 
 @pytest.mark.parametrize("body", BODIES)
 def test_the_json_shortcut_refuses_what_the_full_check_refuses(body: bytes) -> None:
-    assert _outcome(middleware._check_json, body) == _outcome(_full_json_check, body)
+    assert _outcome(middleware._checked_json, body) == _outcome(_full_json_check, body)
 
 
 def test_the_inputs_cover_refusals_and_admissions() -> None:
@@ -102,7 +102,7 @@ def test_the_inputs_cover_refusals_and_admissions() -> None:
 
 
 def test_a_key_repeated_in_one_object_is_named_and_in_two_objects_is_not() -> None:
-    assert _outcome(middleware._check_json, b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}') is None
-    assert _outcome(middleware._check_json, b'{"a": {"b": [1, {"c": 1, "d": 2, "c": 3}]}}') == (
+    assert _outcome(middleware._checked_json, b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}') is None
+    assert _outcome(middleware._checked_json, b'{"a": {"b": [1, {"c": 1, "d": 2, "c": 3}]}}') == (
         "the body is not valid JSON: duplicate key 'c' in body.a.b.1 at character 33"
     )

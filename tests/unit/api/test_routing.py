@@ -3,6 +3,7 @@ client gets (answers, errors, OpenAPI) is what FastAPI's own route gives."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -11,12 +12,14 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
+import starlette.requests
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import ResponseValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, field_validator
 
+from hartonomous.api.middleware import RequestHygieneMiddleware
 from hartonomous.api.routing import OneHopRoute, api_router
 
 _threads: dict[str, int] = {}
@@ -138,3 +141,44 @@ def test_only_plain_sync_functions_are_wrapped() -> None:
     assert all(isinstance(route, OneHopRoute) for route in router.routes)
     assert wrapped["found"].__wrapped__.__name__ == "found"
     assert not hasattr(wrapped["asynchronous"], "__wrapped__")
+
+
+def test_a_json_body_is_parsed_once_by_the_hygiene_middleware(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The document RequestHygieneMiddleware parsed (to refuse repeated keys) is the body the
+    route reads: Starlette's json.loads, which FastAPI's body reading calls, is not called."""
+    parses: list[bytes] = []
+    loads = json.loads
+
+    def counted(text: Any, **kwargs: Any) -> Any:
+        parses.append(text)
+        return loads(text, **kwargs)
+
+    monkeypatch.setattr(starlette.requests.json, "loads", counted)
+    router = api_router()
+
+    @router.post("/things")
+    def create(thing: FoundModel) -> FoundModel:
+        return thing
+
+    checked = FastAPI()
+    checked.include_router(router)
+    checked.add_middleware(RequestHygieneMiddleware)
+    unchecked = FastAPI()
+    unchecked.include_router(router)
+    sent = {"name": "a", "count": 2}
+    answer = TestClient(checked).post("/things", json=sent)
+    assert parses == []  # (json is the module the client reads the answer with, too)
+    assert answer.json() == sent
+    # Without the middleware FastAPI parses the body itself, through the spied function.
+    parses.clear()
+    answer = TestClient(unchecked).post("/things", json=sent)
+    assert parses == [b'{"name":"a","count":2}']
+    assert answer.json() == sent
+    # Malformed JSON is still FastAPI's to name (the middleware parsed nothing).
+    answer = TestClient(checked).post(
+        "/things", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["type"] == "json_invalid"

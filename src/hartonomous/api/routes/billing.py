@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import PERIOD_PATTERN, TenantIdQuery, Timestamp
 from hartonomous.api.routing import api_router
 from hartonomous.errors import NotFoundError
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services.billing import (
     PlanChange,
@@ -42,8 +43,7 @@ class PlanVersions(BaseModel):
     versions: list[PlanView]
 
 
-class ActivationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ActivationRequest(RequestBody):
     effective_from: Timestamp | None = None
 
 

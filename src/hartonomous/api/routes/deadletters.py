@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import ASCII_INTEGER, StrictBool
 from hartonomous.api.routing import api_router
 from hartonomous.errors import UsageError
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services.dead_letters import (
     DeadLetter,
@@ -43,10 +44,8 @@ class Replayed(BaseModel):
     message_ids: list[int] = Field(description="The new broker messages, one per dead letter")
 
 
-class ReplayRequest(BaseModel):
+class ReplayRequest(RequestBody):
     """Which pending dead letters to replay: every one (``all``) or those with ``reason``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     all: StrictBool = False
     reason: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\x00]+$")
@@ -59,11 +58,9 @@ class ReplayRequest(BaseModel):
         return self
 
 
-class PurgeRequest(BaseModel):
+class PurgeRequest(RequestBody):
     """Delete dead letters older than ``older_than`` (``30m``, ``12h``, ``7d``, ``2w``; ``0s``:
     all). ``confirm`` must be true: the deletion cannot be undone (the CLI's ``--yes``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     older_than: str = Field(min_length=2, max_length=32, examples=["7d"])
     confirm: StrictBool = False

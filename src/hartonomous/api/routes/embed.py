@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
 from hartonomous.api.auth import Caller, requires
 from hartonomous.api.routing import api_router
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services import embed as embed_service
 
@@ -17,9 +18,7 @@ router = api_router(prefix="/v1/embed", tags=["embed"])
 Text = Annotated[StrictStr, Field(max_length=embed_service.MAX_EMBED_CHARACTERS)]
 
 
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EmbedRequest(RequestBody):
     texts: list[Text] = Field(
         min_length=1,
         max_length=embed_service.MAX_EMBED_TEXTS,

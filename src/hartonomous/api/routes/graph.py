@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import Timestamp, WholeNumber
 from hartonomous.api.routing import api_router
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services.graph import (
     GraphRepair,
@@ -26,19 +27,15 @@ router = api_router(prefix="/v1/graph", tags=["operations"])
 Admin = Annotated[Caller, Depends(requires(Role.ADMIN))]
 
 
-class RepairRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RepairRequest(RequestBody):
     batch_size: WholeNumber = Field(
         default=1000, ge=1, le=100_000, description="Source rows a batch"
     )
 
 
-class ReplayRequest(BaseModel):
+class ReplayRequest(RequestBody):
     """``since``: only rows changed at or after this time (with a UTC offset); without it,
     everything is re-projected and Neo4j loses what the SQL graph no longer has."""
-
-    model_config = ConfigDict(extra="forbid")
 
     since: Timestamp | None = None
     batch_size: WholeNumber = Field(default=1000, ge=1, le=100_000)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, Field, StrictStr, ValidationError
 
 from hartonomous.api.auth import Caller, platform_of, requires
 from hartonomous.api.fields import WholeNumber
@@ -20,6 +20,7 @@ from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
 from hartonomous.errors import UsageError
 from hartonomous.inference.tasks import InferenceTask
 from hartonomous.ingest.uploads import UploadSpool
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services import inference as inference_service
 
@@ -35,10 +36,8 @@ Status = Literal["pending", "in_progress", "completed", "failed"]
 _HEX = r"^[0-9a-f]{64}$"
 
 
-class InferenceBody(BaseModel):
+class InferenceBody(RequestBody):
     """A request: the task, its model (onnx_run) and input (forms: docs/inference.md)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     task: InferenceTask
     model: StrictStr | None = Field(None, pattern=_HEX, description="Model atom id (onnx_run)")
@@ -92,9 +91,7 @@ class InferenceModel(BaseModel):
     steps: list[inference_service.InferenceStep]
 
 
-class FeedbackBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FeedbackBody(RequestBody):
     rating: WholeNumber = Field(ge=0, le=5, description="0 (worst) to 5 (best)")
     text: StrictStr | None = Field(
         None, max_length=inference_service.MAX_FEEDBACK_CHARACTERS, description="Feedback text"

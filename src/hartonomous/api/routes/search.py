@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictInt,
     StrictStr,
@@ -29,6 +28,7 @@ from hartonomous.api.fields import ASCII_INTEGER, Timestamp, integral_number
 from hartonomous.api.routing import api_router
 from hartonomous.db.tables.atoms import FILE_MODALITIES, SOURCE_TYPES
 from hartonomous.errors import UsageError
+from hartonomous.request_bodies import RequestBody
 from hartonomous.search.fusion import Signal
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
@@ -45,10 +45,8 @@ K = Annotated[
 ]
 
 
-class SearchFilters(BaseModel):
+class SearchFilters(RequestBody):
     """Only atoms from files of this modality / source type, held in [since, until)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # The schema names the accepted values, so a client (and schemathesis) knows them.
     modality: StrictStr | None = Field(
@@ -87,15 +85,16 @@ class SearchFilters(BaseModel):
         )
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RequestBody):
     """A text query."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: StrictStr = Field(
         min_length=1,
         max_length=search_service.MAX_QUERY_CHARACTERS,
-        description="Text to search for (characters)",
+        description="Text to search for (characters), not only white space",
+        # What _searchable refuses, said in the schema: `\S` in Python's re (which JSON Schema
+        # validators in Python use) is what str.strip() keeps.
+        json_schema_extra={"pattern": r"\S"},
     )
     k: K = 10
     mode: search_service.SearchMode = Field(

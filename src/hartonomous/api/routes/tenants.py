@@ -23,6 +23,7 @@ from hartonomous.api.fields import (
 )
 from hartonomous.api.routing import api_router
 from hartonomous.db.tables.base import TENANT_ID_LENGTH
+from hartonomous.request_bodies import RequestBody
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform, tenancy
 
@@ -37,10 +38,6 @@ Cursor = Annotated[
     str | None, Query(max_length=4096, description="`next_cursor` of the previous page")
 ]
 State = Literal["active", "disabled"]
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class _Out(BaseModel):
@@ -62,14 +59,14 @@ class TenantPage(BaseModel):
     next_cursor: str | None
 
 
-class TenantCreate(_Body):
+class TenantCreate(RequestBody):
     # A new id's rules (pattern, case) are the service's: 400 naming the rule, as a new
     # principal id's are (docs/api.md, "Errors").
     tenant_id: str = Field(min_length=1, max_length=TENANT_ID_LENGTH)
     display_name: str | None = Field(default=None, min_length=1, max_length=256)
 
 
-class TenantUpdate(_Body):
+class TenantUpdate(RequestBody):
     state: State
 
 
@@ -90,14 +87,14 @@ class PrincipalPage(BaseModel):
     next_cursor: str | None
 
 
-class PrincipalCreate(_Body):
+class PrincipalCreate(RequestBody):
     principal_id: str = Field(min_length=1, max_length=256)
     role: Role = Role.USER
     display_name: str | None = Field(default=None, min_length=1, max_length=256)
     kind: Literal["user", "service"] = "user"
 
 
-class PrincipalUpdate(_Body):
+class PrincipalUpdate(RequestBody):
     state: State | None = None
     role: Role | None = None
 
@@ -126,17 +123,17 @@ class KeyPage(BaseModel):
     next_cursor: str | None
 
 
-class KeyCreate(_Body):
+class KeyCreate(RequestBody):
     principal_id: str = Field(min_length=1, max_length=256)
     label: str = Field(default="", max_length=128)
     expires_at: Timestamp | None = None
 
 
-class KeyRevoke(_Body):
+class KeyRevoke(RequestBody):
     grace_seconds: StrictFloat = Field(default=0, ge=0, le=31_536_000)
 
 
-class KeyRotate(_Body):
+class KeyRotate(RequestBody):
     grace_seconds: StrictFloat = Field(default=0, ge=0, le=31_536_000)
     expires_at: Timestamp | None = None
 
