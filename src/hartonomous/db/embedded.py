@@ -359,6 +359,12 @@ class EmbeddedPostgres:
             "-o",
             f"{options} -k {socket_dir}",
         )
+        if self._archive_dir is not None and self._archive_timeout > 0:
+            # Measured on PostgreSQL 18.6: a checkpointer started with archive_timeout on the
+            # command line never forces a segment switch until its first configuration reload;
+            # after one it switches every archive_timeout as documented. Without this the
+            # last changes of a quiet system never reach the archive.
+            self._psql("postgres", "SELECT pg_reload_conf()")
 
     def _archiving_options(self) -> str:
         assert self._archive_dir is not None
