@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hartonomous.api.problems import error_problem, problem_response
 from hartonomous.errors import PayloadTooLargeError, UsageError
+from hartonomous.ui.access import PAGE_QUERY_REFUSAL
 
 __all__ = [
     "BODY_REFUSAL",
@@ -74,6 +75,7 @@ BODY_REFUSAL = "hartonomous.body_refusal"
 # hands it to FastAPI, which would otherwise parse the body again).
 PARSED_BODY = "hartonomous.parsed_body"
 _DEFERRING_PREFIX = "/v1/"
+_PAGE_PREFIX = "/ui/"
 
 
 class UnsupportedMediaTypeError(UsageError):
@@ -112,7 +114,7 @@ class RequestHygieneMiddleware:
             return
         try:
             _check_path(scope.get("raw_path") or scope["path"].encode())
-            _check_query(scope.get("query_string", b""))
+            _check_page_query(scope)
             _check_single_headers(scope["headers"])
             headers = Headers(scope=scope)
             coding = _coding_refusal(headers)
@@ -153,6 +155,19 @@ class RequestHygieneMiddleware:
         if document is not _NOT_JSON:
             scope.setdefault("state", {})[PARSED_BODY] = document
         return _replay([{"type": "http.request", "body": body, "more_body": False}])
+
+
+def _check_page_query(scope: Scope) -> None:
+    """``_check_query``; on an admin UI page the refusal is left in the scope
+    (``PAGE_QUERY_REFUSAL``) and the query emptied, so no route reads it."""
+    try:
+        _check_query(scope.get("query_string", b""))
+    except UsageError as refused:
+        if not scope["path"].startswith(_PAGE_PREFIX):
+            raise
+        # The UI answers it with its own error page (ui/app.py), as a person expects.
+        scope.setdefault("state", {})[PAGE_QUERY_REFUSAL] = refused
+        scope["query_string"] = b""
 
 
 def _deferred(scope: Scope, refused: UsageError, receive: Receive) -> Receive:

@@ -29,6 +29,7 @@ from hartonomous.ui.flashes import FlashBox
 from hartonomous.ui.sessions import SESSION_COOKIE, Session, SessionCodec
 
 __all__ = [
+    "PAGE_QUERY_REFUSAL",
     "CsrfRefusedError",
     "SignInRequiredError",
     "Viewer",
@@ -36,9 +37,23 @@ __all__ = [
     "checked_form",
     "flashes_of",
     "platform_of",
+    "refused_query",
     "sessions_of",
     "viewer",
 ]
+
+
+# The key, in the ASGI scope's "state", of a page's query that the API's hygiene middleware
+# refused (not UTF-8, a NUL character): ``refused_query`` raises it for the UI's error page.
+PAGE_QUERY_REFUSAL = "hartonomous.page_query_refusal"
+
+
+def refused_query(request: Request) -> None:
+    """Every page's first dependency: raises the ``UsageError`` the hygiene middleware kept
+    for this page's query (``PAGE_QUERY_REFUSAL``), answered by the UI's 400 page."""
+    refused = request.scope.get("state", {}).get(PAGE_QUERY_REFUSAL)
+    if refused is not None:
+        raise refused
 
 
 class SignInRequiredError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from hartonomous.errors import HartonomousError
 from hartonomous.services import Platform
 from hartonomous.services.web_sessions import session_signing_key
-from hartonomous.ui.access import SignInRequiredError
+from hartonomous.ui.access import SignInRequiredError, refused_query
 from hartonomous.ui.flashes import FlashBox
 from hartonomous.ui.pages import (
     atoms,
@@ -51,7 +51,13 @@ _HERE = Path(__file__).parent
 def create_ui(platform: Platform, shutdown: StopNotice, receive_files: FileReceiver) -> FastAPI:
     """The UI app (mount it at ``UI_ROOT``); ``UnavailableError`` before migrations are run.
     ``receive_files`` reads upload bodies (the API's reader, ``api.uploads.receive_files``)."""
-    ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+    ui = FastAPI(
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        dependencies=[Depends(refused_query)],
+    )
     ui.state.platform = platform
     ui.state.shutdown = shutdown
     ui.state.receive_files = receive_files

@@ -222,3 +222,23 @@ def test_unknown_addresses_and_wrong_methods_answer_the_uis_error_page(
     icon = client.get("/ui/static/favicon.svg")
     assert icon.status_code == 200
     assert icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_query_the_database_cannot_hold_answers_the_uis_error_page(
+    client: TestClient, issue_key: IssueKey
+) -> None:
+    sign_in(client, issue_key("acme", Role.USER))
+    for path, says in (
+        ("/ui/search?q=a%00b", "query parameter &#39;q&#39; holds a NUL character"),
+        ("/ui/ingest?cursor=%FF", "cursor"),
+        ("/ui/dead-letters?x=%00", "holds a NUL character"),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 400, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert '<p class="error" role="alert">' in answer.text, answer.text
+        assert says in answer.text, answer.text
+    # The API keeps answering problem+json for the same fault.
+    api = client.get("/v1/holdings?cursor=%00")
+    assert api.status_code == 400
+    assert api.headers["content-type"].startswith("application/problem+json")
