@@ -1,9 +1,9 @@
 """The CES consumer: logical replication slot → CloudEvents on the broker, exactly once.
 
-Each step peeks (at most `batch_size` rows, rounded up by PostgreSQL to whole transactions)
-up to the WAL flush position read just before, through a server-side cursor fetched a few rows
-at a time, and handles the changes in chunks of at most `batch_size` changes and
-`chunk_bytes` bytes of change data (a single larger change is a chunk of its own): one
+Each step peeks (at most `PEEK_CHUNKS` x `batch_size` rows, rounded up by PostgreSQL to whole
+transactions) up to the WAL flush position read just before, through a server-side cursor
+fetched a few rows at a time, and handles the changes in chunks of at most `batch_size`
+changes and `chunk_bytes` bytes of change data (a single larger change is a chunk of its own): one
 database transaction per chunk locks the consumer's `cdc_checkpoints` row, enqueues the
 chunk's events that the checkpoint does not cover yet and moves the checkpoint. The
 checkpoint is a position in the change stream, (commit LSN, index of the next change within
@@ -70,6 +70,13 @@ _MIN_IDLE_SECONDS = 0.01
 _REPREPARE_SECONDS = 30.0
 # Rows per cursor fetch before a row size is known; then as many as fit half the byte budget.
 _FIRST_FETCH_ROWS = 16
+# A step peeks this many chunks' worth of rows (`batch_size` each). Every peek (and every
+# slot advance) decodes the WAL again from the slot's restart point, which moves only at the
+# running-transactions records PostgreSQL logs every 15 s or so: a backlog peeked 250 rows at
+# a time was decoded again for every 250 rows. 2,000 rows a peek measured 2-3x the events/s of
+# 250 on a backlog of 2,000 files (docs/cdc.md); memory stays one chunk (the server-side
+# cursor holds the rest).
+PEEK_CHUNKS = 8
 # While caught up, `caught_up_at` is refreshed at most this often (one small write).
 CAUGHT_UP_REFRESH_SECONDS = 10.0
 TOO_LARGE_REASON = "cdc: event larger than [message_broker] max_message_characters"
@@ -285,6 +292,7 @@ class CesConsumer:
 
     def _step(self, connection: Connection) -> StepResult:
         limit, budget = self.cdc.batch_size, self.cdc.chunk_bytes
+        peek = limit * PEEK_CHUNKS
         target_row = connection.execute("SELECT pg_current_wal_flush_lsn()::text, now()").fetchone()
         assert target_row is not None
         target, read_at = lsn_from_text(str(target_row[0])), target_row[1]
@@ -300,7 +308,7 @@ class CesConsumer:
             cursor.execute(
                 "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
                 "'proto_version', '1', 'publication_names', %s)",
-                (self.cdc.slot_name, lsn_to_text(target), limit, self.cdc.publication_name),
+                (self.cdc.slot_name, lsn_to_text(target), peek, self.cdc.publication_name),
             )
             while batch := cursor.fetchmany(fetch):
                 widest = max(widest, *(len(payload) for (payload,) in batch))
@@ -312,7 +320,7 @@ class CesConsumer:
                     self._read(stream, bytes(payload))
                     if len(stream.chunk.changes) >= limit or stream.chunk.size >= budget:
                         self._flush(connection, stream, written)
-        more = stream.rows >= limit
+        more = stream.rows >= peek
         final = Frontier(stream.last_end if more else max(stream.last_end, target))
         caught_up_at = None if more else read_at  # everything committed before it is enqueued
         chunk = stream.chunk
