@@ -201,7 +201,9 @@ def _outage_is_reported_never_repaired(up: RunningUp, embedded_cli: Cli, data_di
         (line,) = refused.stderr.strip().splitlines()
         assert f"database server not running (up pid {up_pid} is running)" in line
     assert postmaster_pid(data_dir) is None
-    embedded_pg_ctl(data_dir, "start", "-w", "-t", "60")
+    # `restart` on a stopped server starts it with the options it last ran with
+    # (postmaster.opts), which a bare `start` would not have.
+    embedded_pg_ctl(data_dir, "restart", "-w", "-t", "60")
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while httpx.get(f"{up.url}/health/ready", timeout=10).status_code != 200:
         assert time.monotonic() < deadline, "up did not serve again after the server restarted"
