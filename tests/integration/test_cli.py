@@ -97,10 +97,11 @@ def test_invalid_database_url_is_named(cli: Cli) -> None:
 
 
 def test_data_dir_that_cannot_be_created_is_named(data_dir: Path) -> None:
+    # `db upgrade` makes a missing data dir; read commands refuse one (see the mistyped test).
     blocker = data_dir / "a-file"
     blocker.write_text("not a directory")
     env = clean_environment()
-    result = Cli(env=env, cwd=data_dir)("--data-dir", str(blocker / "sub"), "db", "status")
+    result = Cli(env=env, cwd=data_dir)("--data-dir", str(blocker / "sub"), "db", "upgrade")
     assert result.exit_code == 1
     assert f"data dir {blocker / 'sub'}" in result.stderr
     assert "not a directory" in result.stderr
