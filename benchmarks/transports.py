@@ -29,11 +29,14 @@ from hartonomous.cdc import CesConsumer, prepare_capture
 from hartonomous.config import Settings
 from hartonomous.db.connection import libpq_url
 
-TOPIC_PARTITIONS = 3
+# A group shares a topic by whole partitions: six split evenly over 1, 2, 3 or 6 workers. With
+# three, two workers got 2/3 and 1/3 of the events, and the second waited for the first
+# (docs/scale-out.md, "The event flow").
+TOPIC_PARTITIONS = 6
 
 
 def kafka_settings(bootstrap: str, topic: str) -> Settings:
-    """Settings whose transport is Kafka, on a new topic of three partitions."""
+    """Settings whose transport is Kafka, on a new topic of `TOPIC_PARTITIONS` partitions."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})

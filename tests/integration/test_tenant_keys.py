@@ -62,14 +62,6 @@ SHARED_AND_TENANT = {
 }
 
 
-# Unique keys of tenant-scoped tables that must hold across tenants, with the reason.
-CROSS_TENANT_KEYS = {
-    "uq_billing_usage_ledger_event_id": "exactly-once billing: an event is billed once even "
-    "when a redelivery resolves its party to another tenant (a shared model is billed to its "
-    "first holder, who can change); docs/scale-out.md says what replaces it on Citus",
-}
-
-
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -132,20 +124,14 @@ def catalogue(connection: psycopg.Connection[Any], schema: str) -> dict[str, Any
     return {"tables": tables, "keys": keys, "foreign_keys": foreign_keys}
 
 
-def violations(
-    found: dict[str, Any],
-    global_: dict[str, str],
-    shared: dict[str, str],
-    cross_tenant_keys: dict[str, str] | None = None,
-) -> list[str]:
+def violations(found: dict[str, Any], global_: dict[str, str], shared: dict[str, str]) -> list[str]:
     """What keeps the schema from being sharded by tenant, one line per problem."""
     tables: dict[str, Table] = found["tables"]
     scoped = {n for n, t in tables.items() if t.tenant_column and n not in global_}
     problems = _classification(tables, global_, shared)
-    allowed = cross_tenant_keys or {}
     for key in found["keys"]:
         led = key.columns[0] == "tenant_id"
-        if key.table in scoped - set(shared) and not led and key.name not in allowed:
+        if key.table in scoped - set(shared) and not led:
             problems.append(
                 f"{key.table}: key {key.name} ({', '.join(key.columns)}) is not led by tenant_id"
             )
@@ -187,7 +173,7 @@ def test_tenant_scoped_keys_are_led_by_tenant_id_and_foreign_keys_carry_it(
 ) -> None:
     with psycopg.connect(libpq_url(database_url)) as connection:
         found = catalogue(connection, "public")
-    assert violations(found, GLOBAL, SHARED_AND_TENANT, CROSS_TENANT_KEYS) == []
+    assert violations(found, GLOBAL, SHARED_AND_TENANT) == []
     scoped = {n for n, t in found["tables"].items() if t.tenant_column and n not in GLOBAL}
     # The rule covers the tables it is about (a rename would otherwise empty it silently).
     assert {"holdings", "api_keys", "billing_usage_ledger", "search_entries"} <= scoped

@@ -3,8 +3,9 @@
 Each row is billed in the period of its event's time, or as an adjustment in the first open
 period when that one is closed (`billing.periods`, docs/billing.md "Monthly close").
 
-`event_id` is unique and the insert skips an event already recorded, so a redelivered or
-replayed message never bills twice. Any failure to write is a `LedgerWriteError`: the worker
+(tenant_id, event_id) is unique and the insert skips an event already recorded, so a
+redelivered or replayed message never bills twice (every delivery of an event names the same
+tenant: docs/scale-out.md, "Keys"). Any failure to write is a `LedgerWriteError`: the worker
 stops rather than complete messages whose usage was not recorded (seed incident rule).
 """
 
@@ -37,7 +38,7 @@ SELECT * FROM unnest(
     %(base_rates)b::numeric[], %(multipliers)b::numeric[], %(dcus)b::numeric[],
     %(unit_prices)b::numeric[], %(costs)b::numeric[], %(plans)b::uuid[],
     %(metadata)b::text[]::json[], %(periods)b::date[], %(adjusts)b::date[])
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (tenant_id, event_id) DO NOTHING
 RETURNING event_id
 """
 

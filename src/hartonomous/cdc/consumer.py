@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from hartonomous.cdc.billed import with_billed_party
 from hartonomous.cdc.events import RowEvent, table_name, to_event
 from hartonomous.cdc.pgoutput import (
     Begin,
@@ -464,7 +465,7 @@ class CesConsumer:
                 raise pending.error
             if pending.relation is None:
                 raise LookupError("the change's relation was not announced by pgoutput")
-            event = self._event(pending, self._types)
+            event = with_billed_party(connection, self._event(pending, self._types))
             text = self.broker.serialise(event.body)
             # Only the text is kept: a body of a wide row (a jsonb array of 60,000 numbers
             # becomes 60,000 Decimals) weighs many times its text until the chunk is sent.

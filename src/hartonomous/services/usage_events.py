@@ -212,7 +212,7 @@ def _answer(value: object, status: UsageEventStatus, reason: str | None) -> Usag
 def prune_usage_event_receipts(platform: Platform, *, now: datetime | None = None) -> int:
     """Forget receipts older than ``[billing] usage_event_retention_days`` (at least 35); the
     number forgotten. A resend after that is accepted again, and still billed once while its
-    ledger row stays in the hot table (the ledger's ``event_id`` is unique)."""
+    ledger row stays in the hot table (the ledger's (tenant_id, event_id) is unique)."""
     days = platform.settings.billing.usage_event_retention_days
     cut_off = (now or datetime.now(UTC)) - timedelta(days=days)
     with driver_session(platform) as connection:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hartonomous.cdc.billed import BILLED_PRINCIPAL, BILLED_TENANT
 from hartonomous.json_types import JsonValue
 from hartonomous.sync.events import (
     Handler,
@@ -183,6 +184,12 @@ class ModelsHandler(MeteredPerEvent):
         # Models are shared; the tenant who first held the model file brought it in.
         if event.tenant_id or event.table != "models" or event.operation == "delete":
             return _own_party(event)
+        # Resolved at capture (`cdc/billed.py`), so that a redelivery bills the same tenant.
+        billed = event.extensions.get(BILLED_TENANT)
+        if isinstance(billed, str) and billed:
+            principal = event.extensions.get(BILLED_PRINCIPAL)
+            return Party(billed, principal if isinstance(principal, str) else event.principal_id)
+        # An event captured before the party travelled in it: resolved now.
         owner = lookups.first_owner(event.row.digest("atom_id"))
         if owner is None:
             return _own_party(event)

@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from hartonomous.cdc.billed import Holder, first_holder
+
 Connection = psycopg.Connection[Any]
 _CHUNK_SUBTYPES = ("chunk", "span")
 
@@ -27,10 +29,8 @@ class Component:
     repeat: int
 
 
-@dataclass(frozen=True)
-class Owner:
-    tenant_id: str
-    principal_id: str | None
+# Who brought a model in (`cdc/billed.py` resolves it, at capture or here).
+Owner = Holder
 
 
 _JOB_PRINCIPALS = """
@@ -107,15 +107,7 @@ class Lookups:
 
     def first_owner(self, atom_hex: str) -> Owner | None:
         """The tenant whose holding of the atom came first (who brought a model in)."""
-        row = self._connection.execute(
-            "SELECT h.tenant_id, j.principal_id FROM holdings h "
-            "LEFT JOIN ingestion_jobs j ON j.tenant_id = h.tenant_id AND j.job_id = h.job_id "
-            "WHERE h.atom_id = decode(%s, 'hex') ORDER BY h.created_at, h.holding_id LIMIT 1",
-            (atom_hex,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Owner(str(row[0]), None if row[1] is None else str(row[1]))
+        return first_holder(self._connection, atom_hex)
 
     def inference_attributes(self, tenant_id: str, inference_id: str) -> dict[str, Any] | None:
         """An inference's `attributes` (for an update event that did not carry them: unchanged

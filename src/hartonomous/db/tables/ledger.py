@@ -1,6 +1,7 @@
 """The usage ledger (docs/billing.md): one row per billed event, written with the message's ack.
 
-`event_id` is unique, so a replayed or redelivered event can never be billed twice.
+(tenant_id, event_id) is unique, so a replayed or redelivered event can never be billed twice
+(the billed tenant travels in the event: docs/scale-out.md, "Keys").
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ billing_usage_ledger = Table(
     # On an adjustment line (a late event for a closed period, billed in the first open one):
     # the period the usage belongs to (migration 0029). NULL on every other row.
     Column("adjusts_period", Date),
-    UniqueConstraint("event_id"),
+    # Migration 0034: led by tenant_id (it was event_id alone).
+    UniqueConstraint("tenant_id", "event_id"),
     Index(None, "tenant_id", "recorded_at"),
     # The export's order (billing/export.py): a period is read in order, not sorted.
     Index(
