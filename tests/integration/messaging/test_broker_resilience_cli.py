@@ -28,11 +28,17 @@ def test_breaker_opens_on_real_transient_errors_half_opens_and_closes(database_u
     clock = Clock()
     breaker = CircuitBreaker("postgresql", 3, 30.0, 1, clock=clock)
     url = libpq_url(database_url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET statement_timeout = '1ms'")
+    # The timed-out statements run on their own connection: a statement_timeout timer that fires
+    # just after a statement ends cancels the *next* statement on that connection, so a RESET on
+    # the same connection would race the breaker's later, non-transient call.
+    with (
+        psycopg.connect(url, autocommit=True) as timed,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        timed.execute("SET statement_timeout = '1ms'")
 
         def slow() -> Any:
-            return conn.execute("SELECT pg_sleep(1)").fetchone()
+            return timed.execute("SELECT pg_sleep(1)").fetchone()
 
         for _ in range(3):
             with pytest.raises(psycopg.errors.QueryCanceled):  # SQLSTATE 57014: transient
@@ -40,7 +46,6 @@ def test_breaker_opens_on_real_transient_errors_half_opens_and_closes(database_u
         assert breaker.state is BreakerState.OPEN
         with pytest.raises(CircuitBreakerOpenError):
             breaker.execute(lambda: conn.execute("SELECT 1").fetchone())
-        conn.execute("RESET statement_timeout")
         clock.now = 30.0
         with pytest.raises(psycopg.errors.UndefinedTable):  # not transient: does not count
             breaker.execute(lambda: conn.execute("SELECT * FROM no_such_table"))
