@@ -4,20 +4,16 @@ projection rate batched (`UNWIND … MERGE`) vs one write per event, measured in
 Uses its own embedded PostgreSQL and a test Neo4j 5 server (tests/neo4j_server.py, built from
 Maven Central artifacts), both in a temporary directory.
 
-With `--transports` it measures instead the same change → ledger path (Neo4j off, one worker)
-over the in-database broker and over the Kafka transport (a test Kafka 4 broker,
-tests/kafka_server.py), alternating, best of `--rounds`, with the ratio Kafka / PostgreSQL
-(target ≥ 0.8).
+The same path over the in-database broker and over Kafka, with 1 and 2 worker processes and
+the p95 latency, is `benchmarks/broker.py --transports-only` (benchmarks/transports.py).
 
     .venv/bin/python benchmarks/sync.py [--files 2000] [--projection-items 2000]
-    .venv/bin/python benchmarks/sync.py --transports [--files 2000] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import sys
 import tempfile
@@ -30,8 +26,7 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.transports import ingest_one, kafka_settings
-from tests.kafka_server import start_kafka
+from benchmarks.transports import ingest_one
 from tests.neo4j_server import start_neo4j
 
 from hartonomous.cdc import CesConsumer
@@ -103,51 +98,10 @@ def projection_batch(prefix: str, items: int) -> GraphBatch:
     return batch
 
 
-def compare_transports(url: str, root: Path, files: int, rounds: int) -> None:
-    kafka = start_kafka(root / "kafka")
-    try:
-        best = {"postgres": 0.0, "kafka": 0.0}
-        for round_ in range(rounds):
-            for transport in ("postgres", "kafka"):
-                settings = (
-                    kafka_settings(kafka.bootstrap_servers, f"bench-{round_}")
-                    if transport == "kafka"
-                    else Settings()
-                )
-                load = os.getloadavg()[0]
-                events, seconds = end_to_end(url, settings, f"bench-{transport}-{round_}", files)
-                rate = events / seconds
-                best[transport] = max(best[transport], rate)
-                print(
-                    f"round {round_ + 1}, {transport}: {events} events in {seconds:.2f} s = "
-                    f"{rate:,.0f} events/s (load average {load:.2f})"
-                )
-        print(
-            f"end-to-end change -> ledger, best of {rounds}: PostgreSQL broker "
-            f"{best['postgres']:,.0f} events/s, Kafka {best['kafka']:,.0f} events/s, ratio "
-            f"{best['kafka'] / best['postgres']:.2f} (target >= 0.8)"
-        )
-    finally:
-        kafka.stop()
-
-
-def transports(server: EmbeddedPostgres, root: Path, files: int, rounds: int) -> None:
-    try:
-        engine = create_engine(server.url)
-        upgrade(engine)
-        engine.dispose()
-        compare_transports(server.url, root, files, rounds)
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--projection-items", type=int, default=2000)
-    parser.add_argument("--transports", action="store_true")
-    parser.add_argument("--rounds", type=int, default=2)
     return parser.parse_args()
 
 
@@ -157,9 +111,6 @@ def main() -> None:
     root.chmod(0o711)
     server = EmbeddedPostgres(root / "pg")
     server.start()
-    if args.transports:
-        transports(server, root, args.files, args.rounds)
-        return
     neo4j = start_neo4j(root / "neo4j")
     try:
         engine = create_engine(server.url)
