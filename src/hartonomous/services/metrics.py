@@ -306,16 +306,25 @@ class PlatformCollector(Collector):
             "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
             "WHERE datname = current_database())",
         )
-        yield _counter("hartonomous_pg_statement_calls", "Statements run.", totals["calls"])
-        yield _counter(
-            "hartonomous_pg_statement_seconds", "Time spent running statements.", totals["seconds"]
+        # Gauges, not counters: pg_stat_statements_reset() and the eviction of statements past
+        # pg_stat_statements.max make these sums fall (a counter's rate() would read a reset).
+        yield _gauge(
+            "hartonomous_pg_statement_calls",
+            "Statements run (pg_stat_statements' sum: falls on its reset or evictions).",
+            totals["calls"],
         )
-        top_seconds = CounterMetricFamily(
+        yield _gauge(
+            "hartonomous_pg_statement_seconds",
+            "Time spent running statements (pg_stat_statements' sum: falls on its reset or "
+            "evictions).",
+            totals["seconds"],
+        )
+        top_seconds = GaugeMetricFamily(
             "hartonomous_pg_top_statement_seconds",
             f"Time of the {TOP_STATEMENTS} statements that took the most, by queryid.",
             labels=["queryid"],
         )
-        top_calls = CounterMetricFamily(
+        top_calls = GaugeMetricFamily(
             "hartonomous_pg_top_statement_calls",
             f"Calls of the {TOP_STATEMENTS} statements that took the most, by queryid.",
             labels=["queryid"],
