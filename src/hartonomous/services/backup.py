@@ -23,6 +23,7 @@ from hartonomous.backup.catalog import (
     BackupKind,
     BackupNotFoundError,
     chain_of,
+    existing_directory,
     find_backup,
     incomplete_backups,
     list_backups,
@@ -35,7 +36,6 @@ from hartonomous.backup.wal_archive import ArchiveCheck, Dumped, check_archive
 from hartonomous.backup.wal_receiver import receive_wal
 from hartonomous.config import Settings
 from hartonomous.db.runtime import Database, backup_directory
-from hartonomous.errors import NotFoundError
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.services import BackgroundService
 from hartonomous.services.platform import Platform
@@ -178,29 +178,10 @@ def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -
     )
 
 
-class BackupDirectoryNotFoundError(NotFoundError):
-    """The backup directory does not exist (a mistyped `--backup-dir` or `[backup] directory`,
-    or no backup was ever taken)."""
-
-    code = "backup-directory-not-found"
-
-
-def existing_directory(settings: Settings, directory: Path | None) -> Path:
-    """``directory`` (default: `[backup] directory`), absolute; ``BackupDirectoryNotFoundError``
-    when it does not exist (an existing empty one is fine: it holds no backup yet)."""
-    directory = (directory or backup_directory(settings)).absolute()
-    if not directory.is_dir():
-        raise BackupDirectoryNotFoundError(
-            f"backup directory {directory} does not exist: check --backup-dir or "
-            "[backup] directory (it is made by the first `hartonomous backup full`)"
-        )
-    return directory
-
-
 def backup_list(settings: Settings, directory: Path | None = None) -> BackupListing:
     """The complete backups (oldest first), interrupted ones, and the archive's size. Raises
     ``BackupDirectoryNotFoundError`` when the directory does not exist."""
-    directory = existing_directory(settings, directory)
+    directory = existing_directory(directory or backup_directory(settings))
     wal = directory / "wal"
     segments = sum(1 for f in wal.iterdir() if len(f.name) == 24) if wal.is_dir() else 0
     return BackupListing(
@@ -226,7 +207,7 @@ def backup_verify(
     Raises ``BackupDirectoryNotFoundError``, ``BackupNotFoundError`` for an unknown id or an
     empty directory; a failed check is reported, not raised, except during the restore test,
     which raises the restore's error."""
-    directory = existing_directory(settings, directory)
+    directory = existing_directory(directory or backup_directory(settings))
     every = list_backups(directory)
     backups = [find_backup(directory, backup_id)] if backup_id is not None else every
     if not backups:
@@ -311,7 +292,7 @@ def restore_backup(
     ``accept_wal_gap``: without ``to_time``, restore to the end of the continuous archived WAL
     even when a gap or damaged segment cuts it (refused otherwise). Errors: see
     ``backup.restore.restore``; ``BackupDirectoryNotFoundError``."""
-    directory = existing_directory(settings, directory)
+    directory = existing_directory(directory or backup_directory(settings))
     broker = Broker(settings.message_broker)
     result = restore(
         directory,
