@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import clean_environment
 from tests.integration.test_up import RunningUp
 
@@ -48,6 +49,7 @@ def test_an_idle_up_writes_no_wal_while_its_services_keep_beating(data_dir: Path
     env["HARTONOMOUS_BACKUP__ARCHIVE_TIMEOUT_SECONDS"] = "1"  # any write: a segment a second
     env["HARTONOMOUS_HEALTH__HEARTBEAT_INTERVAL_SECONDS"] = str(BEAT_SECONDS)
     env["HARTONOMOUS_HEALTH__HEARTBEAT_STALE_SECONDS"] = str(STALE_SECONDS)
+    env["HARTONOMOUS_TELEMETRY__METRICS_ACCESS"] = "open"
     up = RunningUp(env, data_dir, log=data_dir / "up.log")
     try:
         deadline = time.monotonic() + HANG_GUARD_SECONDS
@@ -80,6 +82,17 @@ def test_an_idle_up_writes_no_wal_while_its_services_keep_beating(data_dir: Path
             for service in ready["services"]:
                 assert beats_after[service["instance"]] > beats_before[service["instance"]], service
                 assert service["age_seconds"] < STALE_SECONDS, service
+            # ... and /metrics sees the same beats.
+            scraped = httpx.get(f"{up.url}/metrics", timeout=30)
+            assert scraped.status_code == 200, scraped.text
+            ages = [
+                sample.value
+                for family in text_string_to_metric_families(scraped.text)
+                if family.name == "hartonomous_service_heartbeat_age_seconds"
+                for sample in family.samples
+            ]
+            assert len(ages) == len(ready["services"]), ages
+            assert max(ages) < STALE_SECONDS, ages
             # A read changes nothing either; a write does (the measure is live).
             conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('w', 'w')")
             assert _wal(conn)[0] != after
