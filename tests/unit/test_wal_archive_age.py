@@ -41,3 +41,24 @@ def test_nothing_archived_yet_is_said() -> None:
         "OK",
         "no segment archived yet (archive_timeout 60 s)",
     )
+
+
+def test_an_archive_older_than_the_server_says_nothing_was_archived_since_it_started() -> None:
+    # Just after a restart the newest segment is the previous run's: not the archiver's age.
+    restarted = ArchiveAge(324.0, "on", 60, 0, None, server_uptime_seconds=20.0)
+    assert archive_age_verdict(restarted) == (
+        "OK",
+        "no segment archived since the server started 20 s ago, the newest is 324 s old "
+        "(archive_timeout 60 s)",
+    )
+    running = ArchiveAge(12.0, "on", 60, 0, None, server_uptime_seconds=600.0)
+    assert archive_age_verdict(running)[1] == (
+        "newest segment archived 12 s ago (archive_timeout 60 s)"
+    )
+    fresh = ArchiveAge(None, "on", 60, 0, None, server_uptime_seconds=5.0)
+    assert archive_age_verdict(fresh)[1] == (
+        "no segment archived yet since the server started 5 s ago (archive_timeout 60 s)"
+    )
+    # A segment waiting still judges it, whatever the archive's age.
+    stuck = ArchiveAge(324.0, "on", 60, 1, 400.0, server_uptime_seconds=500.0)
+    assert archive_age_verdict(stuck)[0] == "FAIL"

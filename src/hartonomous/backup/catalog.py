@@ -49,6 +49,25 @@ class BackupInfo(BaseModel):
     size_bytes: int
 
 
+class BackupDirectoryNotFoundError(NotFoundError):
+    """The backup directory does not exist (a mistyped `--backup-dir` or `[backup] directory`,
+    or no backup was ever taken)."""
+
+    code = "backup-directory-not-found"
+
+
+def existing_directory(directory: Path) -> Path:
+    """``directory``, absolute; ``BackupDirectoryNotFoundError`` when it does not exist (an
+    existing empty one is fine: it holds no backup yet)."""
+    directory = directory.absolute()
+    if not directory.is_dir():
+        raise BackupDirectoryNotFoundError(
+            f"backup directory {directory} does not exist: check --backup-dir or "
+            "[backup] directory (it is made by the first `hartonomous backup full`)"
+        )
+    return directory
+
+
 def base_dir(directory: Path) -> Path:
     return directory / "base"
 

@@ -52,6 +52,13 @@ class RestoreTargetInUseError(ConflictError):
     code = "restore-target-not-empty"
 
 
+class RestoreWalGapError(ConflictError):
+    """A restore to the latest state would stop at a gap or a damaged segment of the archived
+    WAL; refused unless the operator accepts it (``accept_wal_gap``)."""
+
+    code = "restore-wal-gap"
+
+
 class RestoreTimeOutOfRangeError(UsageError):
     """The restore time is before the backup's end, in the future, or past the archived WAL."""
 
@@ -119,7 +126,8 @@ def require_empty_target(data_dir: Path) -> None:
     if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
         raise RestoreTargetInUseError(f"restore target {data_dir} exists and is not a directory")
     if data_dir.is_dir() and any(data_dir.iterdir()):
-        live = (data_dir / "pgdata" / "postmaster.pid").exists()
+        # An embedded data dir (its cluster in pgdata/) or a cluster directory itself.
+        live = any((d / "postmaster.pid").exists() for d in (data_dir / "pgdata", data_dir))
         raise RestoreTargetInUseError(
             f"restore target {data_dir} is not empty"
             + (" (a server is running on it)" if live else "")
@@ -149,6 +157,34 @@ def require_reachable(check: ArchiveCheck, to_time: datetime) -> None:
     )
 
 
+def require_continuous(check: ArchiveCheck, accept_wal_gap: bool) -> None:
+    """Refuse a restore to the latest state that would stop short of the archived WAL's end
+    (a gap or a damaged segment), naming the newest restorable time, unless accepted."""
+    problem = check.describe_problem()
+    if problem is None or accept_wal_gap:
+        return
+    newest = (
+        f"the commit at {check.newest_commit_at.isoformat()} (LSN {check.newest_commit_lsn})"
+        if check.newest_commit_at is not None
+        else "the end of the backup (no commit archived after it)"
+    )
+    raise RestoreWalGapError(
+        f"archived WAL after backup {check.backup_id} is not continuous ({problem}): a restore "
+        f"to the latest state would stop at {check.continuous_to or 'the backup end'}, newest "
+        f"restorable time {newest}; restore with --to-time earlier than that, or add "
+        "--accept-wal-gap to restore what is continuous"
+    )
+
+
+def require_restorable(check: ArchiveCheck, to_time: datetime | None, accept_wal_gap: bool) -> None:
+    """``to_time`` reachable in the archived WAL, or without it the WAL continuous (or that
+    accepted): ``require_reachable``, ``require_continuous``."""
+    if to_time is None:
+        require_continuous(check, accept_wal_gap)
+    else:
+        require_reachable(check, to_time)
+
+
 def _continuous_wal(data_dir: Path, archive: Path, check: ArchiveCheck) -> Path:
     """The folder recovery reads WAL from: the archive itself, or, when a gap or a damaged
     segment cuts it, a folder of links to the continuous part only (recovery would otherwise
@@ -170,14 +206,16 @@ def restore(
     *,
     cdc: CdcSettings,
     catch_up: Callable[[Connection], dict[str, int]],
+    accept_wal_gap: bool = False,
 ) -> RestoreResult:
     """Restore into ``data_dir`` (an embedded data directory: its cluster is ``pgdata``).
 
     ``catch_up`` runs on the promoted, re-armed cluster and returns what it re-emitted.
     The archived WAL is checked first (``wal_archive.check_archive``): a ``to_time`` past the
-    newest restorable point is refused before anything is created; without ``to_time`` the
+    newest restorable point is refused before anything is created; without ``to_time`` a gap or
+    damaged segment is refused too (``RestoreWalGapError``) unless ``accept_wal_gap``: then the
     restore ends at the end of the continuous WAL, which ``RestoreResult.archive`` describes.
-    Raises ``RestoreTargetInUseError``, ``RestoreTimeOutOfRangeError``,
+    Raises ``RestoreTargetInUseError``, ``RestoreTimeOutOfRangeError``, ``RestoreWalGapError``,
     ``BackupNotFoundError``, ``BackupVerificationError`` (a tampered or incomplete backup),
     ``RestoreFailedError``; after any of them ``data_dir`` is as it was before.
     """
@@ -186,8 +224,7 @@ def restore(
     for backup in chain:
         verify_backup(directory, backup)
     archive = check_archive(directory, chain[-1])
-    if to_time is not None:
-        require_reachable(archive, to_time)
+    require_restorable(archive, to_time, accept_wal_gap)
     existed = data_dir.exists()
     try:
         make_server_dir(data_dir)

@@ -10,9 +10,14 @@ from hartonomous.errors import ConflictError
 
 
 class BackupVerificationError(ConflictError):
-    """A backup is incomplete or was changed since it was taken (pg_verifybackup's line)."""
+    """A backup is incomplete or was changed since it was taken (pg_verifybackup's line).
+    ``reason``: that line alone (the message also names the backup)."""
 
     code = "backup-verification-failed"
+
+    def __init__(self, backup_id: str, reason: str) -> None:
+        super().__init__(f"backup {backup_id} failed verification: {reason}")
+        self.reason = reason
 
 
 def verify_backup(directory: Path, backup: BackupInfo) -> None:
@@ -21,6 +26,4 @@ def verify_backup(directory: Path, backup: BackupInfo) -> None:
     try:
         run_program("pg_verifybackup", "--quiet", str(backup_path(directory, backup.backup_id)))
     except BackupToolError as exc:
-        raise BackupVerificationError(
-            f"backup {backup.backup_id} failed verification: {exc}"
-        ) from None
+        raise BackupVerificationError(backup.backup_id, str(exc)) from None

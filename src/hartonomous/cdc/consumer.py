@@ -78,8 +78,14 @@ _FIRST_FETCH_ROWS = 16
 # 250 on a backlog of 2,000 files (docs/cdc.md); memory stays one chunk (the server-side
 # cursor holds the rest).
 PEEK_CHUNKS = 8
-# While caught up, `caught_up_at` is refreshed at most this often (one small write).
+# While caught up, `caught_up_at` is refreshed at most this often (one small write), and only
+# when another transaction wrote since the consumer's own last write (a transaction id was
+# assigned): an idle system writes no WAL for it (with `archive_timeout` every write archives a
+# 16 MiB segment; docs/operations.md). Not on WAL position alone: PostgreSQL logs a
+# running-transactions record some seconds after any write, which would refresh it for ever.
 CAUGHT_UP_REFRESH_SECONDS = 10.0
+# The next transaction id to be assigned (reading it assigns none).
+_NEXT_XID = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 TOO_LARGE_REASON = "cdc: event larger than [message_broker] max_message_characters"
 UNMAPPABLE_REASON = "cdc: change could not be turned into an event"
 
@@ -168,6 +174,9 @@ class CesConsumer:
     _types: dict[int, str] = field(default_factory=dict, init=False)
     _database: str = field(default="", init=False)
     _caught_up_written: float = field(default=0.0, init=False)
+    # The next transaction id just after this consumer's last checkpoint write: no other
+    # transaction wrote since while it is still the next one.
+    _next_xid_written: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.strategy is None:
@@ -294,9 +303,11 @@ class CesConsumer:
     def _step(self, connection: Connection) -> StepResult:
         limit, budget = self.cdc.batch_size, self.cdc.chunk_bytes
         peek = limit * PEEK_CHUNKS
-        target_row = connection.execute("SELECT pg_current_wal_flush_lsn()::text, now()").fetchone()
+        target_row = connection.execute(
+            f"SELECT pg_current_wal_flush_lsn()::text, now(), {_NEXT_XID}"
+        ).fetchone()
         assert target_row is not None
-        target, read_at = lsn_from_text(str(target_row[0])), target_row[1]
+        target, read_at, next_xid = lsn_from_text(str(target_row[0])), target_row[1], target_row[2]
         written = _Written()
         stream = _Stream()
         # A server-side cursor: PostgreSQL materialises the peek on its side (spilling to
@@ -325,7 +336,12 @@ class CesConsumer:
         final = Frontier(stream.last_end if more else max(stream.last_end, target))
         caught_up_at = None if more else read_at  # everything committed before it is enqueued
         chunk = stream.chunk
-        if chunk.changes or chunk.truncations or stream.transactions or self._refresh_due(not more):
+        if (
+            chunk.changes
+            or chunk.truncations
+            or stream.transactions
+            or self._refresh_due(not more, int(next_xid))
+        ):
             self._write(connection, chunk, final, written, caught_up_at=caught_up_at)
         self._advance(connection, final.lsn)
         return StepResult(
@@ -376,8 +392,12 @@ class CesConsumer:
             for oid in truncate.relation_oids
         ]
 
-    def _refresh_due(self, caught_up: bool) -> bool:
-        return caught_up and time.monotonic() - self._caught_up_written > CAUGHT_UP_REFRESH_SECONDS
+    def _refresh_due(self, caught_up: bool, next_xid: int) -> bool:
+        return (
+            caught_up
+            and next_xid > self._next_xid_written
+            and time.monotonic() - self._caught_up_written > CAUGHT_UP_REFRESH_SECONDS
+        )
 
     def _write(
         self,
@@ -456,6 +476,9 @@ class CesConsumer:
         written.dead_lettered += dead
         if caught_up_at is not None:
             self._caught_up_written = time.monotonic()
+        after = connection.execute(f"SELECT {_NEXT_XID}").fetchone()
+        assert after is not None
+        self._next_xid_written = int(after[0])
 
     def _message(self, connection: Connection, pending: _Pending) -> OutgoingMessage | None:
         """The change's message, or None when it was set aside as a dead letter."""

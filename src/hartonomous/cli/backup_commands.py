@@ -78,15 +78,37 @@ def backup_list(ctx: typer.Context, backup_dir: BackupDirOption = None) -> None:
         f"{report.directory}: {len(report.backups)} backup(s), "
         f"{report.archived_wal_segments} archived WAL segment(s)"
     ]
-    for b in report.backups:
-        lines.append(
-            f"  {b.backup_id}  {b.kind:<11}  finished {b.finished_at.isoformat()}  "
-            f"{b.size_bytes} bytes" + (f"  on {b.parent}" if b.parent else "")
+    rows: list[tuple[str, ...]] = [
+        (
+            b.backup_id,
+            b.kind,
+            f"finished {b.finished_at.isoformat()}",
+            f"{b.size_bytes} bytes",
+            f"on {b.parent}" if b.parent else "",
         )
-    lines += [
-        f"  {name}  INCOMPLETE (interrupted; removed by --keep)" for name in report.incomplete
+        for b in report.backups
+    ] + [
+        (name, "INCOMPLETE", "(interrupted; removed by --keep)", "", "")
+        for name in report.incomplete
     ]
+    lines += _columns(rows, right_aligned={3})
     state.emit(report.model_dump(mode="json"), "\n".join(lines))
+
+
+def _columns(rows: list[tuple[str, ...]], right_aligned: set[int]) -> list[str]:
+    """``rows`` as lines of fixed-width columns (each as wide as its widest cell, two spaces
+    apart, indented by two); columns in ``right_aligned`` flush right (numbers)."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  "
+        + "  ".join(
+            cell.rjust(width) if i in right_aligned else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 @backup_app.command("verify")
@@ -128,7 +150,7 @@ class BackupVerifyFailedError(OperationFailedError):
     code = "backup-verification-failed"
 
 
-def restore(
+def restore(  # noqa: PLR0917 - typer passes parameters by keyword
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(metavar="BACKUP", help="Backup id, or `latest`")],
     data_dir: Annotated[
@@ -142,6 +164,14 @@ def restore(
         typer.Option("--to-time", help="Replay archived WAL to this ISO 8601 time (with offset)"),
     ] = None,
     backup_dir: BackupDirOption = None,
+    accept_wal_gap: Annotated[
+        bool,
+        typer.Option(
+            "--accept-wal-gap",
+            help="Without --to-time: restore to the end of the continuous archived WAL even "
+            "when a gap or a damaged segment cuts it (refused otherwise)",
+        ),
+    ] = False,
 ) -> None:
     """Restore a backup into a new data directory, to a point in time, and re-arm capture."""
     from hartonomous.services.backup import restore_backup
@@ -149,7 +179,12 @@ def restore(
     state = cli_context(ctx)
     moment = _parse_time(to_time)
     result = restore_backup(
-        state.settings(), backup_id, data_dir.absolute(), moment, directory=backup_dir
+        state.settings(),
+        backup_id,
+        data_dir.absolute(),
+        moment,
+        directory=backup_dir,
+        accept_wal_gap=accept_wal_gap,
     )
     gaps = result.catch_up
     if moment is not None:
@@ -161,7 +196,7 @@ def restore(
         # A restore that stopped short says so where the operator looks, even under --json.
         sys.stderr.write(
             f"warning: archived WAL after {result.wal.continuous_to} was not replayed: "
-            f"{result.wal.error}\n"
+            f"{result.wal.error}; restored to {result.wal.describe_newest()}\n"
         )
     paused = (
         f"\nsync is paused in the restored directory (the source's `sync pause` at the "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,8 @@ from hartonomous.backup.catalog import (
     BackupInfo,
     BackupKind,
     BackupNotFoundError,
+    chain_of,
+    existing_directory,
     find_backup,
     incomplete_backups,
     list_backups,
@@ -95,16 +98,23 @@ class ArchivedWal(BaseModel):
         if self.newest_restorable_at is None:
             newest = "no commit archived after the backup (restorable to its end only)"
         else:
-            newest = (
-                f"newest restorable point: the commit at {self.newest_restorable_at.isoformat()} "
-                f"(LSN {self.newest_restorable_lsn})"
-            )
+            newest = f"newest restorable point: {self.describe_newest()}"
         return f"archived WAL continuous to {self.continuous_to or 'the backup end'}; {newest}"
+
+    def describe_newest(self) -> str:
+        """The newest restorable point: `the commit at <time> (LSN …)`, or the backup's end."""
+        if self.newest_restorable_at is None:
+            return "the end of the backup (no commit archived after it)"
+        return (
+            f"the commit at {self.newest_restorable_at.isoformat()} "
+            f"(LSN {self.newest_restorable_lsn})"
+        )
 
 
 class VerifiedBackup(BaseModel):
-    """``ok``: pg_verifybackup passed and the archived WAL after the backup is sound;
-    ``error``: the first failure of either."""
+    """``ok``: pg_verifybackup passed on the backup and on every backup of its chain (an
+    incremental is only as good as the backups it is incremental to), and the archived WAL after
+    it is sound; ``error``: the first failure of these (without the backup's id)."""
 
     backup_id: str
     ok: bool
@@ -169,8 +179,9 @@ def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -
 
 
 def backup_list(settings: Settings, directory: Path | None = None) -> BackupListing:
-    """The complete backups (oldest first), interrupted ones, and the archive's size."""
-    directory = (directory or backup_directory(settings)).absolute()
+    """The complete backups (oldest first), interrupted ones, and the archive's size. Raises
+    ``BackupDirectoryNotFoundError`` when the directory does not exist."""
+    directory = existing_directory(directory or backup_directory(settings))
     wal = directory / "wal"
     segments = sum(1 for f in wal.iterdir() if len(f.name) == 24) if wal.is_dir() else 0
     return BackupListing(
@@ -192,24 +203,34 @@ def backup_verify(
     it (every segment present and readable by pg_waldump, timeline history files present:
     ``backup.wal_archive``); with ``restore_test`` also restore the
     newest chain (or ``backup_id``'s) into a scratch directory, start it and count rows.
-    Raises ``BackupNotFoundError`` for an unknown id; a failed check is reported, not raised,
-    except during the restore test, which raises the restore's error."""
-    directory = (directory or backup_directory(settings)).absolute()
-    backups = (
-        [find_backup(directory, backup_id)] if backup_id is not None else list_backups(directory)
-    )
+    An incremental fails when a backup of its chain fails, naming it.
+    Raises ``BackupDirectoryNotFoundError``, ``BackupNotFoundError`` for an unknown id or an
+    empty directory; a failed check is reported, not raised, except during the restore test,
+    which raises the restore's error."""
+    directory = existing_directory(directory or backup_directory(settings))
+    every = list_backups(directory)
+    backups = [find_backup(directory, backup_id)] if backup_id is not None else every
     if not backups:
         raise BackupNotFoundError(f"no complete backup in {directory / 'base'}")
     results: list[VerifiedBackup] = []
     dumped: Dumped = {}  # one pg_waldump per segment
+    failures: dict[str, str | None] = {}  # pg_verifybackup once per backup: its failure
+
+    def failure(backup: BackupInfo) -> str | None:
+        if backup.backup_id not in failures:
+            try:
+                verify_backup(directory, backup)
+            except BackupVerificationError as exc:
+                failures[backup.backup_id] = exc.reason
+            else:
+                failures[backup.backup_id] = None
+        return failures[backup.backup_id]
+
     for backup in backups:
         wal = ArchivedWal.of(check_archive(directory, backup, dumped))
-        try:
-            verify_backup(directory, backup)
-        except BackupVerificationError as exc:
-            error: str | None = str(exc)
-        else:
-            error = None if wal.error is None else f"archived WAL after it: {wal.error}"
+        error = failure(backup) or _chain_failure(every, backup, failure)
+        if error is None and wal.error is not None:
+            error = f"archived WAL after it: {wal.error}"
         results.append(
             VerifiedBackup(backup_id=backup.backup_id, ok=error is None, error=error, wal=wal)
         )
@@ -236,6 +257,27 @@ def backup_verify(
     return report
 
 
+def _chain_failure(
+    every: list[BackupInfo], backup: BackupInfo, failure: Callable[[BackupInfo], str | None]
+) -> str | None:
+    """Why ``backup``'s chain cannot be restored: an earlier backup of it failed or is gone."""
+    if backup.parent is None:
+        return None
+    try:
+        chain = chain_of(every, backup)
+    except BackupNotFoundError as exc:
+        return str(exc)
+    for earlier in reversed(chain[:-1]):
+        reason = failure(earlier)
+        if reason is not None:
+            via = "" if earlier.backup_id == backup.parent else f" (through {backup.parent})"
+            return (
+                f"it is incremental to {earlier.backup_id}{via}, which failed verification: "
+                f"{reason}"
+            )
+    return None
+
+
 def restore_backup(
     settings: Settings,
     backup_id: str,
@@ -243,11 +285,14 @@ def restore_backup(
     to_time: datetime | None,
     *,
     directory: Path | None = None,
+    accept_wal_gap: bool = False,
 ) -> Restored:
     """Restore ``backup_id`` (or ``latest``) into the new ``data_dir``, to ``to_time``, re-arm
     change capture and re-emit what the restore point left uncaptured (`graph catch-up`).
-    Errors: see ``backup.restore.restore``."""
-    directory = (directory or backup_directory(settings)).absolute()
+    ``accept_wal_gap``: without ``to_time``, restore to the end of the continuous archived WAL
+    even when a gap or damaged segment cuts it (refused otherwise). Errors: see
+    ``backup.restore.restore``; ``BackupDirectoryNotFoundError``."""
+    directory = existing_directory(directory or backup_directory(settings))
     broker = Broker(settings.message_broker)
     result = restore(
         directory,
@@ -256,6 +301,7 @@ def restore_backup(
         to_time,
         cdc=settings.cdc,
         catch_up=lambda connection: catch_up(connection, broker).totals(),
+        accept_wal_gap=accept_wal_gap,
     )
     return Restored(
         data_dir=str(result.data_dir),

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
+from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen
 from hartonomous.errors import UnavailableError
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.messaging.pause import SyncPause, read_pause
@@ -126,11 +127,17 @@ def readiness(platform: Platform) -> Readiness:
                     f"migrations at {revision or 'no revision'}, head is {platform.migrations_head}"
                 )
             capture = cdc_status(psycopg_connection(connection), platform.settings.cdc)
-            age = func.extract("epoch", func.now() - beats.c.last_beat_at)
+            # The last beat: the row's write or, since, a statement on its heartbeat session.
+            age = func.extract("epoch", func.now() - beat_seen_at)
             rows = connection.execute(
-                select(beats, age.label("age_seconds"))
+                select(
+                    *(column for column in beats.c if column.name != "last_beat_at"),
+                    beat_seen_at.label("last_beat_at"),
+                    age.label("age_seconds"),
+                )
+                .select_from(heartbeats_seen)
                 .where(age < _REPORTED_SECONDS)
-                .order_by(beats.c.service_name, beats.c.last_beat_at.desc())
+                .order_by(beats.c.service_name, beat_seen_at.desc())
             ).mappings()
             services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
             pause = read_pause(psycopg_connection(connection))

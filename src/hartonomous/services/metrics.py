@@ -23,9 +23,10 @@ import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Float, cast, func, select, text
 
 from hartonomous.cdc.replication import cdc_status
+from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen, service_heartbeats
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.observability.metrics import PROCESS_REGISTRY
 from hartonomous.services.platform import Platform
@@ -210,12 +211,17 @@ class PlatformCollector(Collector):
             "Seconds since each service instance's last beat (instances of the last day).",
             labels=["service", "instance", "state"],
         )
+        heartbeats = service_heartbeats.c
+        seen = beat_seen_at.element  # the later of the row's write and its session's last beat
         for service, instance, state, age in connection.execute(
-            text(
-                "SELECT service_name, instance, state, "
-                "extract(epoch FROM now() - last_beat_at)::float8 FROM service_heartbeats "
-                "WHERE last_beat_at > now() - interval '1 day'"
+            select(
+                heartbeats.service_name,
+                heartbeats.instance,
+                heartbeats.state,
+                cast(func.extract("epoch", func.now() - seen), Float),
             )
+            .select_from(heartbeats_seen)
+            .where(seen > func.now() - text("interval '1 day'"))
         ):
             beats.add_metric([service, instance, state], age)
         yield beats
@@ -300,16 +306,25 @@ class PlatformCollector(Collector):
             "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
             "WHERE datname = current_database())",
         )
-        yield _counter("hartonomous_pg_statement_calls", "Statements run.", totals["calls"])
-        yield _counter(
-            "hartonomous_pg_statement_seconds", "Time spent running statements.", totals["seconds"]
+        # Gauges, not counters: pg_stat_statements_reset() and the eviction of statements past
+        # pg_stat_statements.max make these sums fall (a counter's rate() would read a reset).
+        yield _gauge(
+            "hartonomous_pg_statement_calls",
+            "Statements run (pg_stat_statements' sum: falls on its reset or evictions).",
+            totals["calls"],
         )
-        top_seconds = CounterMetricFamily(
+        yield _gauge(
+            "hartonomous_pg_statement_seconds",
+            "Time spent running statements (pg_stat_statements' sum: falls on its reset or "
+            "evictions).",
+            totals["seconds"],
+        )
+        top_seconds = GaugeMetricFamily(
             "hartonomous_pg_top_statement_seconds",
             f"Time of the {TOP_STATEMENTS} statements that took the most, by queryid.",
             labels=["queryid"],
         )
-        top_calls = CounterMetricFamily(
+        top_calls = GaugeMetricFamily(
             "hartonomous_pg_top_statement_calls",
             f"Calls of the {TOP_STATEMENTS} statements that took the most, by queryid.",
             labels=["queryid"],

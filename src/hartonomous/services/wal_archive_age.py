@@ -5,7 +5,9 @@ A restore reaches only what is archived. On a quiet system that takes `archive_t
 server switches a segment holding changes at most that long after it began); a segment
 completed and still not archived after that long means the archiver is stuck (a failing
 `archive_command`, a full or read-only archive). An idle system archives nothing, and
-rightly so: the newest segment's age alone is shown, not judged.
+rightly so: the newest segment's age alone is shown, not judged. A newest segment older than
+the server's uptime was archived before the server (re)started: the check says that nothing was
+archived since the start, rather than an age that reads as the archiver's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ _DEFAULT_TIMEOUT_SECONDS = 60
 _SETTINGS = text(
     "SELECT current_setting('archive_mode'), "
     "(SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'), "
-    "has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE')"
+    "has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE'), "
+    "extract(epoch FROM now() - pg_postmaster_start_time())::float8"
 )
 # Segments the server completed and has not archived yet: their `.ready` files, and how long
 # the oldest has waited. Run only with the privilege (superuser or pg_monitor).
@@ -46,13 +49,15 @@ class ArchiveAge:
     """``last_archived_age_seconds``: since the newest segment reached `<backup directory>/wal`
     (None: none there); ``timeout_seconds``: the server's `archive_timeout` (0: off);
     ``waiting`` / ``oldest_waiting_seconds``: completed segments not yet archived and the
-    oldest one's wait (None: archive_mode off, or not readable by this role)."""
+    oldest one's wait (None: archive_mode off, or not readable by this role);
+    ``server_uptime_seconds``: since the server started (None: not known)."""
 
     last_archived_age_seconds: float | None
     archive_mode: str
     timeout_seconds: int
     waiting: int | None
     oldest_waiting_seconds: float | None
+    server_uptime_seconds: float | None = None
 
 
 def archive_age(platform: Platform) -> ArchiveAge | None:
@@ -63,13 +68,20 @@ def archive_age(platform: Platform) -> ArchiveAge | None:
         return None
     age = newest_archived_age_seconds(backup_directory(settings), datetime.now(UTC))
     with platform.maintenance_engine.connect() as connection:
-        mode, timeout, may_list = connection.execute(_SETTINGS).one()
+        mode, timeout, may_list, uptime = connection.execute(_SETTINGS).one()
         waiting: int | None = None
         waited: float | None = None
         if mode != "off" and may_list:
             count, oldest = connection.execute(_WAITING).one()
             waiting, waited = int(count), None if oldest is None else float(oldest)
-    return ArchiveAge(age, str(mode), int(timeout or 0), waiting, waited)
+    return ArchiveAge(
+        age,
+        str(mode),
+        int(timeout or 0),
+        waiting,
+        waited,
+        None if uptime is None else float(uptime),
+    )
 
 
 def archive_age_verdict(age: ArchiveAge) -> tuple[Literal["OK", "WARN", "FAIL"], str]:
@@ -77,11 +89,7 @@ def archive_age_verdict(age: ArchiveAge) -> tuple[Literal["OK", "WARN", "FAIL"],
     when a completed segment has waited past T, FAIL past 5 T; WARN when `archive_mode` is on
     with `archive_timeout` off (the last changes wait until their segment fills)."""
     limit = age.timeout_seconds or _DEFAULT_TIMEOUT_SECONDS
-    newest = (
-        "no segment archived yet"
-        if age.last_archived_age_seconds is None
-        else f"newest segment archived {age.last_archived_age_seconds:.0f} s ago"
-    )
+    newest = _newest(age)
     timeout = f"archive_timeout {age.timeout_seconds} s" if age.archive_mode != "off" else ""
     detail = f"{newest}" + (f" ({timeout})" if timeout else "")
     if age.waiting and age.oldest_waiting_seconds is not None:
@@ -96,3 +104,14 @@ def archive_age_verdict(age: ArchiveAge) -> tuple[Literal["OK", "WARN", "FAIL"],
     if age.archive_mode != "off" and age.timeout_seconds == 0:
         return "WARN", f"{detail}: the last changes wait until their segment fills"
     return "OK", detail
+
+
+def _newest(age: ArchiveAge) -> str:
+    """The newest archived segment's age, or that none was archived since the server started."""
+    archived, uptime = age.last_archived_age_seconds, age.server_uptime_seconds
+    started = "" if uptime is None else f"since the server started {uptime:.0f} s ago"
+    if archived is None:
+        return f"no segment archived yet{' ' + started if started else ''}"
+    if uptime is not None and archived > uptime:
+        return f"no segment archived {started}, the newest is {archived:.0f} s old"
+    return f"newest segment archived {archived:.0f} s ago"

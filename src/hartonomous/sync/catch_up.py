@@ -18,10 +18,12 @@ simply not be billed *yet*, its change still in the WAL or its event in the queu
 again from here would bill it twice (under the catch-up event's id and the captured event's).
 So the candidates are collected first; then, when a CES consumer is running on the slot
 (``CaptureWait``; it holds the slot's consumer lock), catch-up waits until the consumer
-reports everything committed before that moment enqueued (`cdc_checkpoints.caught_up_at`), and
-re-checks each candidate: still unbilled and no queued event of that row (same
-`conversation_id`). Only those are re-emitted. With no consumer running there is nothing in
-flight to wait for (a restore has just re-created the slot; docs/operations.md, "Restore").
+reports everything committed before that moment enqueued (`cdc_checkpoints.caught_up_at`, or
+its slot confirmed at or past the WAL insert position of that moment: an idle consumer writes
+no checkpoint, docs/operations.md), and re-checks each candidate: still unbilled and no queued
+event of that row (same `conversation_id`). Only those are re-emitted. With no consumer running
+there is nothing in flight to wait for (a restore has just re-created the slot;
+docs/operations.md, "Restore").
 """
 
 from __future__ import annotations
@@ -181,17 +183,22 @@ def catch_up(
 
 def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
     """Return once the running consumer has enqueued every change committed before now."""
-    row = connection.execute("SELECT clock_timestamp()").fetchone()
+    row = connection.execute(
+        "SELECT clock_timestamp(), pg_current_wal_insert_lsn()::text"
+    ).fetchone()
     assert row is not None
-    asked_at = row[0]
+    asked_at, asked_lsn = row
     # A running consumer (`up`, `ces-consumer`) holds the slot's consumer lock.
     if slot_holder(connection, capture.slot_name) is None:
         return
     deadline = time.monotonic() + capture.timeout_seconds
     while True:
+        # The consumer advances its slot only after the step that enqueued up to there.
         caught_up = connection.execute(
-            "SELECT caught_up_at >= %s FROM cdc_checkpoints WHERE consumer_name = %s",
-            (asked_at, capture.consumer_name),
+            "SELECT caught_up_at >= %s OR EXISTS (SELECT FROM pg_replication_slots "
+            "WHERE slot_name = %s AND confirmed_flush_lsn >= %s::pg_lsn) "
+            "FROM cdc_checkpoints WHERE consumer_name = %s",
+            (asked_at, capture.slot_name, asked_lsn, capture.consumer_name),
         ).fetchone()
         if caught_up is not None and caught_up[0]:
             return

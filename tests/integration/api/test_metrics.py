@@ -31,8 +31,13 @@ from .pipeline import Source, insert_dead_letters, pipeline
 __all__ = ["pipeline"]
 
 DASHBOARD = Path(__file__).parents[3] / "docs" / "grafana" / "hartonomous.json"
-# What a family's samples may add to its name (text format 0.0.4, as prometheus_client writes).
-_SUFFIXES = ("", "_total", "_bucket", "_count", "_sum", "_created")
+# What a family's samples add to its name, by its type (text format 0.0.4, as
+# prometheus_client writes): a gauge's samples are its name alone, never `_total`.
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+}
 
 
 def scrape(api: TestClient, headers: dict[str, str] | None = None) -> dict[str, list[Sample]]:
@@ -138,6 +143,27 @@ def test_dead_letters_kept_is_a_gauge_that_falls_on_purge(
         assert "# TYPE hartonomous_sync_events_total counter" in answer
 
 
+def test_pg_stat_statements_sums_are_gauges_they_fall_on_a_reset(
+    platform: Platform, pipeline: Source
+) -> None:
+    assert enable_statement_statistics(platform.maintenance_engine)  # as `db upgrade` does
+    with open_client(platform, metrics_access="open") as api:
+        pipeline.scalar("SELECT count(*) FROM tenants")
+        answer = api.get("/metrics").text
+        for name in (
+            "hartonomous_pg_statement_calls",
+            "hartonomous_pg_statement_seconds",
+            "hartonomous_pg_top_statement_seconds",
+            "hartonomous_pg_top_statement_calls",
+        ):
+            assert f"# TYPE {name} gauge" in answer, name
+            assert f"{name}_total" not in answer, name
+        before = value(scrape(api), "hartonomous_pg_statement_calls")
+        assert before > 0
+        pipeline.scalar("SELECT pg_stat_statements_reset() IS NOT NULL")
+        assert value(scrape(api), "hartonomous_pg_statement_calls") < before
+
+
 def test_an_open_transaction_shows_as_the_oldest_transaction_age(
     api: TestClient, issue_key: IssueKey, engine: Engine
 ) -> None:
@@ -196,13 +222,17 @@ def test_every_dashboard_panel_names_an_exported_metric(
 ) -> None:
     families = scrape(neo4j_api)
     assert value(families, "hartonomous_pg_stat_statements_available") == 1
-    assert value(families, "hartonomous_pg_statement_calls_total") > 0
+    assert value(families, "hartonomous_pg_statement_calls") > 0
     assert value(families, "hartonomous_neo4j_up") == 1
     assert value(families, "hartonomous_neo4j_heap_used_bytes") > 0
     assert value(families, "hartonomous_neo4j_heap_max_bytes") >= value(
         families, "hartonomous_neo4j_heap_used_bytes"
     )
-    exported = {name + suffix for name in families for suffix in _SUFFIXES}
+    kinds = {
+        family.name: family.type
+        for family in text_string_to_metric_families(neo4j_api.get("/metrics").text)
+    }
+    exported = {name + suffix for name, kind in kinds.items() for suffix in _SUFFIXES[kind]}
     dashboard = json.loads(DASHBOARD.read_text())
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     assert len(panels) >= 20

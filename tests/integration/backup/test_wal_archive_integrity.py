@@ -1,7 +1,7 @@
 """A gap, a truncated or a damaged segment in the archived WAL: `backup verify` names it and
-the newest restorable point; `restore` refuses a time past that point, and a restore to the
-latest state stops at the end of the continuous WAL and says so (real pg_waldump, real
-recovery on the embedded PostgreSQL 18)."""
+the newest restorable point; `restore` refuses a time past that point, and the latest state
+unless `--accept-wal-gap`, with which it stops at the end of the continuous WAL and says so
+(real pg_waldump, real recovery on the embedded PostgreSQL 18)."""
 
 from __future__ import annotations
 
@@ -55,13 +55,20 @@ def test_a_gap_a_truncated_and_a_damaged_segment_are_named_and_restore_stops_bef
     assert f"segment {middle} ({lsn_range(middle)}) is missing" in error
     assert not target.exists()
 
+    # The latest state across the gap: refused unless accepted, naming the newest time.
     latest = work / "latest"
-    restored = live.cli("restore", "latest", "--data-dir", str(latest))
+    error = refused(live, "restore", "latest", "--data-dir", str(latest))
+    assert f"segment {middle} ({lsn_range(middle)}) is missing" in error
+    assert f"would stop at {first}, newest restorable time the commit at " in error
+    assert "--accept-wal-gap" in error
+    assert not latest.exists()
+    restored = live.cli("restore", "latest", "--accept-wal-gap", "--data-dir", str(latest))
     assert restored.exit_code == 0, restored.stderr
     assert f"to the end of the continuous archived WAL ({first})" in restored.stdout
     assert "to the end of the archived WAL" not in restored.stdout
     warning = f"warning: archived WAL after {first} was not replayed: segment {middle}"
     assert restored.stderr.startswith(warning), restored.stderr
+    assert "; restored to the commit at " in restored.stderr
     assert tenants_of(latest) == ["a"]
 
     # Truncated: recovery itself would stop the server on a short segment ("wrong size"); the
@@ -72,7 +79,8 @@ def test_a_gap_a_truncated_and_a_damaged_segment_are_named_and_restore_stops_bef
         report
     )
     truncated = work / "truncated"
-    restored = live.cli("restore", "latest", "--data-dir", str(truncated))
+    assert "is truncated" in refused(live, "restore", "latest", "--data-dir", str(truncated))
+    restored = live.cli("restore", "latest", "--accept-wal-gap", "--data-dir", str(truncated))
     assert restored.exit_code == 0, restored.stderr
     assert restored.stderr.startswith(warning), restored.stderr
     assert tenants_of(truncated) == ["a"]

@@ -1,8 +1,11 @@
 """Service heartbeats: each running background service's last sign of life (docs/operations.md).
 
 One row per service instance (``service_name``, ``instance`` = ``host:pid``), written by the
-service's own loop every ``[health] heartbeat_interval_seconds``; `/health/ready` reads them.
-Times are the database's ``now()`` on both sides, so no process clock takes part.
+service's own loop when its state or detail changes; the beats in between are statements on the
+instance's heartbeat session (``backend_pid``, ``backend_start``), read back through
+``service_heartbeat_sessions()`` (migration 0035): ``beat_seen_at`` is the later of the two, so
+an idle system writes no WAL for its heartbeats. `/health/ready` reads them. Times are the
+database's clock on both sides, so no process clock takes part.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     false,
     func,
 )
@@ -43,10 +47,36 @@ service_heartbeats = Table(
     Column("detail", Text),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_beat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The instance's heartbeat session when the row was written (a pid alone may be reused).
+    Column("backend_pid", Integer),
+    Column("backend_start", DateTime(timezone=True)),
     CheckConstraint(
         "state IN (" + ", ".join(f"'{state}'" for state in SERVICE_STATES) + ")", name="state"
     ),
 )
+
+# Every open heartbeat session: (pid, backend_start, query_start: its last beat's statement).
+heartbeat_sessions = (
+    func.service_heartbeat_sessions()
+    .table_valued(
+        Column("pid", Integer),
+        Column("backend_start", DateTime(timezone=True)),
+        Column("query_start", DateTime(timezone=True)),
+    )
+    .alias("heartbeat_sessions")
+)
+heartbeats_seen = service_heartbeats.outerjoin(
+    heartbeat_sessions,
+    and_(
+        heartbeat_sessions.c.pid == service_heartbeats.c.backend_pid,
+        heartbeat_sessions.c.backend_start == service_heartbeats.c.backend_start,
+    ),
+)
+"""The heartbeat rows joined with their open sessions (select from it with ``beat_seen_at``)."""
+beat_seen_at = func.greatest(
+    service_heartbeats.c.last_beat_at, heartbeat_sessions.c.query_start
+).label("beat_seen_at")
+"""An instance's last beat: its row's write or its session's last statement (NULLs ignored)."""
 
 # The operator's sync pause (`sync pause` / `sync resume`): one row, read by every sync loop.
 sync_control = Table(
