@@ -310,6 +310,10 @@ class Broker:
         session failed."""
         return wait_for_notify(connection, seconds, stop)
 
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """Wait: the queue lives in the database, nothing to keep alive."""
+        stop.wait(seconds)
+
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling wrote in the committed transaction itself."""
 

@@ -180,6 +180,7 @@ class ConsumerLoop(Generic[OutcomeT]):
                 failure_event=f"{self.name}_batch_failed",
                 pause_connection=self.connection if pausable else None,
                 fatal=self.fatal,
+                hold=lambda seconds: self.transport.hold(seconds, stop),
             )
         finally:
             self.close()

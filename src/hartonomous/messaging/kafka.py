@@ -99,6 +99,8 @@ class KafkaTransport:
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # Whether `hold` paused the assigned partitions (the sync pause); the next take resumes.
+    _held: bool = field(default=False, init=False)
     # The lag `drained` last saw (partition, committed, end) and since when (monotonic s).
     _stall: tuple[tuple[tuple[int, int, int], ...], float] | None = field(default=None, init=False)
 
@@ -210,6 +212,12 @@ class KafkaTransport:
                     **self._client_config(),
                     "group.id": self.kafka.consumer_group,
                     "session.timeout.ms": int(self.kafka.session_timeout_seconds * 1000),
+                    "max.poll.interval.ms": int(
+                        max(
+                            self.kafka.max_poll_interval_seconds, self.kafka.session_timeout_seconds
+                        )
+                        * 1000
+                    ),
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                 }
@@ -228,8 +236,33 @@ class KafkaTransport:
         while not consumer.assignment() and time.monotonic() - started < _RECEIVE_WAIT_SECONDS:
             self._fetch(1, _FETCH_SLICE_SECONDS)
 
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """The sync pause: pause fetching of every assigned partition and keep polling for
+        ``seconds`` (or until ``stop``), so the group keeps this member and its partitions
+        (a consumer that stops polling leaves after `max_poll_interval_seconds`, and its
+        return would rebalance the group). Records fetched before the pause stay buffered;
+        partitions assigned meanwhile are paused too. `receive` and `wait` resume."""
+        consumer = self.consumer()
+        self._held = True
+        deadline = time.monotonic() + seconds
+        while True:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(assignment)
+            self._fetch(1, min(_POLL_SLICE_SECONDS, max(0.0, deadline - time.monotonic())))
+            if stop.is_set() or time.monotonic() >= deadline:
+                return
+
+    def _resume(self) -> None:
+        if self._held and self._consumer is not None:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.resume(assignment)
+            self._held = False
+
     def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
         """Poll Kafka until a record arrives, ``seconds`` pass or ``stop`` is set."""
+        self._resume()
         deadline = time.monotonic() + seconds
         while not stop.is_set() and time.monotonic() < deadline:
             if self._fetch(1, _POLL_SLICE_SECONDS) or self._claimable():
@@ -240,6 +273,7 @@ class KafkaTransport:
         """Claim up to ``max_messages`` conversation heads. With nothing claimable buffered it
         fetches until records come or the group's partitions are caught up (what "nothing
         available now" means for a log), a minute at most."""
+        self._resume()
         if not self._fetch(max_messages, 0.0) and not self._claimable():
             # Records behind the committed offsets, or a group still joining, are available
             # now even when a fetch brings nothing; a cluster that does not answer the

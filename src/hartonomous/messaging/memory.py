@@ -77,6 +77,9 @@ class InMemoryTransport:
         stop.wait(seconds)
         return True
 
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)
+
     def receive(self, connection: Any, max_messages: int) -> list[ReceivedMessage]:
         now = self.clock()
         received: list[ReceivedMessage] = []

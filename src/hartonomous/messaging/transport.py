@@ -46,6 +46,14 @@ class Transport(Protocol):
         when the session failed (the loop reconnects)."""
         ...
 
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """While the sync pause holds the loop: take no work for ``seconds`` (or until
+        ``stop``) but keep the transport's session alive. The broker and the memory transport
+        just wait; Kafka pauses its assigned partitions and keeps polling, so the consumer
+        group keeps this member past `max_poll_interval_seconds` (no rebalance on resume).
+        The next `receive` or `wait` takes work again."""
+        ...
+
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to ``max_messages`` messages, at most one per conversation."""
         ...
