@@ -30,7 +30,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -59,6 +59,8 @@ MESSAGE_TYPE_HEADER = "hartonomous-message-type"
 _POLL_SLICE_SECONDS = 0.25
 _FETCH_SLICE_SECONDS = 0.1
 _DRAIN_POLL_SECONDS = 0.05
+# How often a wait for the cluster (`publish`, `check_reachable`) beats `watch`.
+_WAIT_SLICE_SECONDS = 1.0
 # The longest wait of one receive for records it knows are there (a hang guard).
 _RECEIVE_WAIT_SECONDS = 60.0
 State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
@@ -66,7 +68,13 @@ State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
 
 class KafkaUnavailableError(UnavailableError, ConnectionError):
     """Kafka did not answer (unreachable, gone away, or did not acknowledge a batch): a
-    transient error, so the receive retry and circuit breaker count it."""
+    transient error, so the receive retry and circuit breaker count it. ``waited_seconds``:
+    how long the client already waited for the cluster (None: failed at once); such an error
+    is not retried at once but counted by the breaker (`resilience.already_waited`)."""
+
+    def __init__(self, message: str, *, waited_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.waited_seconds = waited_seconds
 
 
 # Errors of a consume that mean the cluster is away, not that one record is bad.
@@ -99,6 +107,8 @@ class KafkaTransport:
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # Called while a wait for the cluster lasts (`watch`): the caller's heartbeat.
+    _waiting: Callable[[str], None] | None = field(default=None, init=False)
     # Whether `hold` paused the assigned partitions (the sync pause); the next take resumes.
     _held: bool = field(default=False, init=False)
     # The lag `drained` last saw (partition, committed, end) and since when (monotonic s).
@@ -129,17 +139,38 @@ class KafkaTransport:
             config["sasl.password"] = self.kafka.sasl_password.get_secret_value()
         return config
 
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Call ``waiting(detail)`` about every second while this transport waits for the
+        cluster (an unacknowledged batch, an unreachable cluster), so the caller's heartbeat
+        beats through the wait; None stops it."""
+        self._waiting = waiting
+
+    def _still_waiting(self, started: float, what: str) -> None:
+        if self._waiting is not None:
+            self._waiting(
+                f"waiting for Kafka at {self.kafka.bootstrap_servers} ({what}) for "
+                f"{time.monotonic() - started:.0f} s"
+            )
+
     def check_reachable(self) -> None:
         """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
-        within `connect_timeout_seconds`."""
+        within `connect_timeout_seconds` (asked each second meanwhile, beating `watch`)."""
         admin = AdminClient(self._client_config())
-        try:
-            admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
-        except KafkaException as exc:
-            raise KafkaUnavailableError(
-                f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
-                f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
-            ) from exc
+        started = time.monotonic()
+        deadline = started + self.kafka.connect_timeout_seconds
+        while True:
+            try:
+                admin.list_topics(timeout=min(_WAIT_SLICE_SECONDS, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                if time.monotonic() < deadline - _FETCH_SLICE_SECONDS:
+                    self._still_waiting(started, "unreachable")
+                    continue
+                raise KafkaUnavailableError(
+                    f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
+                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}",
+                    waited_seconds=round(time.monotonic() - started, 3),
+                ) from exc
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -192,13 +223,20 @@ class KafkaTransport:
                 on_delivery=delivered(index),
             )
             producer.poll(0)
-        remaining = producer.flush(self.kafka.connect_timeout_seconds)
+        # Flushed a second at a time, beating `watch` while the acknowledgements are late.
+        started = time.monotonic()
+        deadline = started + self.kafka.connect_timeout_seconds
+        remaining = producer.flush(min(_WAIT_SLICE_SECONDS, self.kafka.connect_timeout_seconds))
+        while remaining and not failures and time.monotonic() < deadline:
+            self._still_waiting(started, f"{remaining} event(s) not acknowledged")
+            remaining = producer.flush(min(_WAIT_SLICE_SECONDS, deadline - time.monotonic()))
         acknowledged = [record for record in landed if record is not None]
         if remaining or failures or len(acknowledged) < len(messages):
             raise KafkaUnavailableError(
                 f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
                 f"{len(messages) - len(acknowledged)} of {len(messages)} event(s)"
-                + (f": {failures[0]}" if failures else "")
+                + (f": {failures[0]}" if failures else ""),
+                waited_seconds=round(time.monotonic() - started, 3),
             )
         return acknowledged
 

@@ -13,7 +13,7 @@ test_transport_conformance.py checks against each adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,6 +44,12 @@ class Transport(Protocol):
     def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
         """Idle until something may be available, ``seconds`` pass or ``stop`` is set; False
         when the session failed (the loop reconnects)."""
+        ...
+
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Have ``waiting(detail)`` called about every second while the transport waits for
+        a service outside the database (Kafka's acknowledgements, an unreachable cluster), so
+        the caller's heartbeat beats through the wait (None: stop). The broker: nothing."""
         ...
 
     def hold(self, seconds: float, stop: threading.Event) -> None:
