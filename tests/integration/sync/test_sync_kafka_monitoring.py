@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Cli
@@ -25,6 +25,14 @@ from hartonomous.services.platform import open_platform
 from hartonomous.services.status import platform_status
 from hartonomous.sync.worker import SyncWorker
 
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
 
 def group_members(settings: Settings) -> tuple[str, list[str]]:
     """The sync workers' consumer group as the cluster describes it: state and member ids."""
@@ -36,8 +44,11 @@ def group_members(settings: Settings) -> tuple[str, list[str]]:
         try:
             group = future.result(timeout=30)
         except KafkaException as exc:
-            # A coordinator still loading (a fresh cluster) answers again shortly.
-            if exc.args[0].retriable() and time.monotonic() < deadline:
+            # A coordinator still loading or moving (a fresh cluster) answers again shortly.
+            error = exc.args[0]
+            if (error.retriable() or error.code() in _COORDINATOR_MOVING) and (
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
                 continue
             raise
@@ -49,6 +60,17 @@ def on_database(settings: Settings, url: str) -> Settings:
     return settings.model_copy(
         update={"database": settings.database.model_copy(update={"url": url})}
     )
+
+
+def produce(source: Source, settings: Settings) -> int:
+    """Run the CES consumer once: the captured changes' events go to the topic; how many."""
+    ces = CesConsumer(source.url, settings)
+    try:
+        events = ces.drain()
+    finally:
+        ces.close()
+    assert events > 0
+    return events
 
 
 def test_a_pause_on_kafka_counts_the_groups_lag_and_keeps_the_worker_in_the_group(
@@ -75,12 +97,7 @@ def test_a_pause_on_kafka_counts_the_groups_lag_and_keeps_the_worker_in_the_grou
             "the worker beats 'paused'",
         )
         source.ingest("acme", 3, principal_id="alice")
-        ces = CesConsumer(source.url, settings)
-        try:
-            events = ces.drain()
-        finally:
-            ces.close()
-        assert events > 0
+        events = produce(source, settings)
         assert source.scalar("SELECT count(*) FROM broker_messages") == 0  # on the topic
         with open_platform(settings) as platform:
             ready = readiness(platform)
@@ -127,12 +144,7 @@ def test_broker_status_and_metrics_show_the_groups_lag_and_oldest_age(
     settings = on_database(kafka_settings(kafka_bootstrap), source.url)
     source.tenant("acme", "alice")
     source.ingest("acme", 2, principal_id="alice")
-    ces = CesConsumer(source.url, settings)
-    try:
-        events = ces.drain()
-    finally:
-        ces.close()
-    assert events > 0
+    events = produce(source, settings)
     run = Cli(cli.env | kafka_env(settings), cli.cwd)
     kafka = settings.message_broker.kafka
     # Nothing consumed yet: every event waits on the topic, none in the database's queue.
