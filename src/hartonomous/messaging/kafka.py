@@ -317,10 +317,17 @@ class KafkaTransport:
             # now even when a fetch brings nothing; a cluster that does not answer the
             # caught-up check raises instead. Caught up is asked before waiting: a drain's
             # last receive then ends at once instead of after a fetch's wait.
+            # Past connect_timeout_seconds the wait beats `watch` (a cluster that went away
+            # leaves the cached ends ahead of what can be fetched).
             started = time.monotonic()
+            beaten = started + self.kafka.connect_timeout_seconds
             while not self._caught_up() and not self._fetch(max_messages, _FETCH_SLICE_SECONDS):
-                if time.monotonic() - started >= _RECEIVE_WAIT_SECONDS:
+                now = time.monotonic()
+                if now - started >= _RECEIVE_WAIT_SECONDS:
                     break
+                if now >= beaten:
+                    self._still_waiting(started, "records behind the group's offsets")
+                    beaten = now + _WAIT_SLICE_SECONDS
         now = time.monotonic()
         received: list[ReceivedMessage] = []
         with self._lock:
@@ -594,6 +601,7 @@ class KafkaTransport:
         if not assignment:
             return True
         timeout = self.kafka.connect_timeout_seconds
+        started = time.monotonic()
         try:
             for position in consumer.position(assignment):
                 # The high watermark the last fetch brought (no round trip); asked of the
@@ -612,7 +620,8 @@ class KafkaTransport:
                     return False
         except KafkaException as exc:
             raise KafkaUnavailableError(
-                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}",
+                waited_seconds=_waited(started, timeout),
             ) from exc
         return True
 
@@ -735,8 +744,16 @@ def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
                 time.sleep(_FETCH_SLICE_SECONDS)
                 continue
             raise KafkaUnavailableError(
-                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}",
+                waited_seconds=_waited(deadline - timeout, timeout),
             ) from exc
+
+
+def _waited(started: float, timeout: float) -> float | None:
+    """Seconds since ``started`` when a call waited its whole ``timeout`` (the client retried
+    the cluster all along: `KafkaUnavailableError.waited_seconds`), else None."""
+    elapsed = time.monotonic() - started
+    return round(elapsed, 3) if elapsed >= timeout else None
 
 
 def _text(value: str | bytes | None) -> str:
