@@ -16,6 +16,8 @@ Multiplier = Annotated[Decimal, Field(max_digits=18, decimal_places=6, gt=0)]
 # replaced by underscored ones here.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _SLUG = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Kafka's legal topic names (its `Topic.validate`): 1 to 249 of these characters.
+_KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
 class Section(BaseModel):
@@ -108,9 +110,38 @@ class KafkaSettings(Section):
     @classmethod
     def _servers_are_host_ports(cls, value: str) -> str:
         servers = [server.strip() for server in value.split(",")]
-        if not all(server.rpartition(":")[2].isdigit() for server in servers):
-            raise ValueError(f"{value!r} must be comma-separated host:port pairs")
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{value!r} must be comma-separated host:port pairs")
+            if not 1 <= int(port) <= 65535:
+                raise ValueError(f"{server!r} has port {port}, outside 1..65535")
         return ",".join(servers)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_is_legal(cls, value: str) -> str:
+        if not _KAFKA_TOPIC.match(value) or value in {".", ".."}:
+            raise ValueError(
+                f"{value!r} is not a Kafka topic name: 1 to 249 of letters, digits, '.', '_', '-'"
+            )
+        return value
+
+    @field_validator("consumer_group")
+    @classmethod
+    def _group_is_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the consumer group must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_has_a_mechanism(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and self.sasl_mechanism is None:
+            raise ValueError(
+                f"sasl_mechanism must be set when security_protocol is "
+                f"{self.security_protocol!r} (Event Hubs: \"PLAIN\")"
+            )
+        return self
 
 
 class MessageBrokerSettings(Section):
