@@ -139,7 +139,7 @@ class KafkaSettings(Section):
         if self.security_protocol.startswith("SASL_") and self.sasl_mechanism is None:
             raise ValueError(
                 f"sasl_mechanism must be set when security_protocol is "
-                f"{self.security_protocol!r} (Event Hubs: \"PLAIN\")"
+                f'{self.security_protocol!r} (Event Hubs: "PLAIN")'
             )
         return self
 
