@@ -101,6 +101,11 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
+    # The largest record produced, in bytes once encoded (value + key + headers): a larger
+    # event is set aside as a dead letter. Kafka's own limits (the client's and a stock
+    # broker's message.max.bytes) are ~1,000,000 per record batch; the rest is headroom for
+    # the batch framing. Raise it only with the broker's and topic's limits (docs/messaging.md).
+    max_message_bytes: int = Field(default=990_000, ge=1024, le=100_000_000)
     # How long start-up waits for the cluster's metadata before naming the servers unreachable.
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # How long a silent worker keeps its partitions before the group gives them to others.

@@ -46,11 +46,12 @@ from hartonomous.messaging.broker import (
     Broker,
     Connection,
     Failure,
+    MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
     dead_letter_unsent,
 )
-from hartonomous.messaging.transport import Published
+from hartonomous.messaging.transport import Published, RecordTooLargeError
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,8 @@ _FETCH_SLICE_SECONDS = 0.1
 _DRAIN_POLL_SECONDS = 0.05
 # The longest wait of one receive for records it knows are there (a hang guard).
 _RECEIVE_WAIT_SECONDS = 60.0
+# Room for a record batch's framing above the largest record (`max_message_bytes`).
+_BATCH_HEADROOM_BYTES = 10_000
 State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
 
 
@@ -145,9 +148,45 @@ class KafkaTransport:
         if self._producer is None:
             self.check_reachable()
             self._producer = Producer(
-                {**self._client_config(), "enable.idempotence": True, "acks": "all"}
+                {
+                    **self._client_config(),
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    # The client's own limit per record batch: the configured record size and
+                    # the batch framing's headroom (never below librdkafka's default).
+                    "message.max.bytes": max(
+                        1_000_000, self.kafka.max_message_bytes + _BATCH_HEADROOM_BYTES
+                    ),
+                }
             )
         return self._producer
+
+    def check_size(self, message: OutgoingMessage) -> None:
+        """Raise `MessageTooLargeError` when ``message``'s record (value, key and headers, in
+        bytes) is over `[message_broker.kafka] max_message_bytes`."""
+        self._encode(message, Broker(self.settings))
+
+    def _encode(
+        self, message: OutgoingMessage, serialiser: Broker
+    ) -> tuple[bytes, bytes | None, list[tuple[str, str | bytes | None]]]:
+        value = (message.body_text or serialiser.serialise(message.body)).encode()
+        key = None if message.conversation_id is None else message.conversation_id.encode()
+        headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
+        if message.message_type:
+            headers.append((MESSAGE_TYPE_HEADER, message.message_type))
+        size = (
+            len(value)
+            + len(key or b"")
+            + sum(len(name.encode()) + len(str(text).encode()) for name, text in headers)
+        )
+        limit = self.kafka.max_message_bytes
+        if size > limit:
+            raise MessageTooLargeError(
+                f"the event is {size} bytes as a Kafka record, over the limit of {limit} "
+                "([message_broker.kafka] max_message_bytes)",
+                setting="[message_broker.kafka] max_message_bytes",
+            )
+        return value, key, headers
 
     def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
         """Produce ``messages`` in order and wait for every delivery report; returns their
@@ -157,19 +196,25 @@ class KafkaTransport:
         return [record.offset for record in self.publish(messages)]
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> list[Published]:
-        """`send_batch` without a session: where each record landed (partition, offset)."""
+        """`send_batch` without a session: where each record landed (partition, offset).
+
+        Raises `MessageTooLargeError` before producing anything when a record is over
+        `max_message_bytes`; `RecordTooLargeError` when the cluster refused one as too large
+        (its `max.message.bytes` lower than configured: the batch counts as not acknowledged,
+        send the records one at a time to find which); `KafkaUnavailableError` otherwise."""
         if not messages:
             return []
-        producer = self.producer()
         serialiser = Broker(self.settings)
+        records = [self._encode(message, serialiser) for message in messages]
+        producer = self.producer()
         destination = f"kafka:{self.kafka.topic}"
         landed: list[Published | None] = [None] * len(messages)
-        failures: list[str] = []
+        failures: list[KafkaError] = []
 
         def delivered(index: int) -> Any:
             def report(error: KafkaError | None, record: Message) -> None:
                 if error is not None:
-                    failures.append(str(error))
+                    failures.append(error)
                 else:
                     landed[index] = Published(
                         destination, int(record.partition() or 0), int(record.offset() or 0)
@@ -177,28 +222,40 @@ class KafkaTransport:
 
             return report
 
-        for index, message in enumerate(messages):
-            value = message.body_text or serialiser.serialise(message.body)
-            headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
-            if message.message_type:
-                headers.append((MESSAGE_TYPE_HEADER, message.message_type))
-            producer.produce(
-                self.kafka.topic,
-                value=value.encode(),
-                key=None if message.conversation_id is None else message.conversation_id.encode(),
-                headers=headers,
-                on_delivery=delivered(index),
-            )
+        for index, (value, key, headers) in enumerate(records):
+            try:
+                producer.produce(
+                    self.kafka.topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=delivered(index),
+                )
+            except KafkaException as exc:
+                failures.append(exc.args[0])
+                break
             producer.poll(0)
         remaining = producer.flush(self.kafka.connect_timeout_seconds)
         acknowledged = [record for record in landed if record is not None]
-        if remaining or failures or len(acknowledged) < len(messages):
-            raise KafkaUnavailableError(
-                f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
-                f"{len(messages) - len(acknowledged)} of {len(messages)} event(s)"
-                + (f": {failures[0]}" if failures else "")
+        if not remaining and not failures and len(acknowledged) == len(messages):
+            return acknowledged
+        # A producer that saw a record refused starts afresh (an idempotent producer's
+        # sequence is broken by a refused batch).
+        self._producer = None
+        too_large = [error for error in failures if error.code() == KafkaError.MSG_SIZE_TOO_LARGE]
+        if too_large:
+            raise RecordTooLargeError(
+                f"Kafka at {self.kafka.bootstrap_servers} refused a record of topic "
+                f"{self.kafka.topic!r} as too large ({too_large[0].str()}): the cluster's or "
+                "the topic's max.message.bytes is lower than [message_broker.kafka] "
+                "max_message_bytes",
+                setting="the Kafka topic's max.message.bytes",
             )
-        return acknowledged
+        raise KafkaUnavailableError(
+            f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
+            f"{len(messages) - len(acknowledged)} of {len(messages)} event(s) on topic "
+            f"{self.kafka.topic!r}" + (f": {failures[0].str()}" if failures else "")
+        )
 
     # -- consuming ----------------------------------------------------------------------------
 

@@ -1,0 +1,110 @@
+"""A fresh operator trial of the Kafka transport (issue 17), on a real Kafka 4 broker and real
+PostgreSQL: oversized events, missing topics, an unreachable cluster at `up`, and replay of a
+record that is not JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.conftest import Cli
+from tests.integration.sync.conftest import Source
+from tests.integration.sync.test_sync_kafka import kafka_env, kafka_settings, topic_events
+
+from hartonomous.cdc import CesConsumer
+from hartonomous.cdc.consumer import KAFKA_REFUSED_REASON, KAFKA_TOO_LARGE_REASON
+from hartonomous.config import Settings
+
+
+def letters(source: Source) -> list[tuple[str, str, int, str, str]]:
+    return source.conn.execute(
+        "SELECT reason, exception_type, length(body::text), body->>'table', "
+        "metadata->>'change_index' FROM message_dead_letters ORDER BY dead_letter_id"
+    ).fetchall()
+
+
+def big_text_update(source: Source, text_sql: str) -> None:
+    """One transaction: a tenant, an atom's text set to ``text_sql``, another tenant; then a
+    third tenant in a transaction of its own."""
+    atom = hashlib.sha256(uuid.uuid4().bytes).digest()
+    source.conn.execute(
+        "INSERT INTO atoms (atom_id, kind, modality, subtype, size_bytes, canonical_text) "
+        "VALUES (%s, 'leaf', 'text', 'plain', 3, 'big')",
+        (atom,),
+    )
+    with source.conn.transaction():
+        source.conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('before', 'B')")
+        source.conn.execute(
+            f"UPDATE atoms SET canonical_text = {text_sql} WHERE atom_id = %s",
+            (atom,),
+        )
+        source.conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('after', 'A')")
+    source.conn.execute("INSERT INTO tenants (tenant_id, display_name) VALUES ('next', 'N')")
+
+
+def tenants_on_topic(settings: Settings) -> list[str]:
+    events = topic_events(settings)
+    return [event["data"]["tenant_id"] for event in events if event["table"] == "tenants"]
+
+
+def test_an_event_over_max_message_bytes_is_set_aside_and_capture_moves_on(
+    source: Source, cli: Cli, kafka_bootstrap: str
+) -> None:
+    """400,000 characters of '€' are within max_message_characters but 1.2 MB as UTF-8, over
+    Kafka's 1 MB: before, the CES consumer failed on it every step (MSG_SIZE_TOO_LARGE) and
+    captured nothing after it."""
+    settings = kafka_settings(kafka_bootstrap)
+    big_text_update(source, "repeat('€', 400000)")
+    ces = CesConsumer(source.url, settings)
+    try:
+        ces.drain()
+        [(reason, exception_type, size, table, index)] = letters(source)
+        assert reason == KAFKA_TOO_LARGE_REASON
+        assert exception_type == "hartonomous.messaging.broker.MessageTooLargeError"
+        assert (table, index) == ("atoms", "1")
+        assert size > 400_000  # the whole event is kept for the record
+        assert ces.status()["dead_lettered_total"] == 1
+        assert ces.drain() == 0  # nothing set aside twice
+    finally:
+        ces.close()
+    assert tenants_on_topic(settings) == ["before", "after", "next"]
+    # A replay of it still does not fit: one line saying so, exit 1, the letter left pending.
+    replayed = Cli(cli.env | kafka_env(settings), cli.cwd)("deadletters", "replay", "--all")
+    assert replayed.exit_code == 1
+    assert replayed.stderr.startswith(
+        "hartonomous: error: not replayed: dead letter 1: the event is "
+    )
+    assert "over the limit of 990000 ([message_broker.kafka] max_message_bytes)" in replayed.stderr
+    assert replayed.stderr.count("\n") == 1, replayed.stderr
+    assert source.conn.execute(
+        "SELECT count(*) FROM message_dead_letters WHERE replayed_at IS NULL"
+    ).fetchone() == (1,)
+
+
+def test_an_event_the_broker_refuses_as_too_large_is_set_aside_not_the_batch_stuck(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    """The topic's limit (100,000 bytes) is below the configured one: the 300 KB event passes
+    the check before producing and the broker answers MSG_SIZE_TOO_LARGE. That one event is
+    set aside; its transaction mates and the changes after it reach the topic in order."""
+    settings = kafka_settings(kafka_bootstrap, create=False)
+    topic = settings.message_broker.kafka.topic
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created = admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "100000"})])
+    for future in created.values():
+        future.result(timeout=60)
+    big_text_update(source, "repeat('word ', 60000)")
+    ces = CesConsumer(source.url, settings)
+    try:
+        ces.drain()
+        [(reason, exception_type, size, table, index)] = letters(source)
+        assert reason == KAFKA_REFUSED_REASON
+        assert exception_type == "hartonomous.messaging.transport.RecordTooLargeError"
+        assert (table, index) == ("atoms", "1")
+        assert size > 300_000
+        assert ces.drain() == 0
+    finally:
+        ces.close()
+    # At least once: what the refused batch had landed may come again.
+    assert set(tenants_on_topic(settings)) == {"before", "after", "next"}
