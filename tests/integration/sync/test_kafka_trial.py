@@ -68,7 +68,7 @@ def test_an_event_over_max_message_bytes_is_set_aside_and_capture_moves_on(
         assert ces.drain() == 0  # nothing set aside twice
     finally:
         ces.close()
-    assert tenants_on_topic(settings) == ["before", "after", "next"]
+    assert sorted(tenants_on_topic(settings)) == ["after", "before", "next"]  # each once
     # A replay of it still does not fit: one line saying so, exit 1, the letter left pending.
     replayed = Cli(cli.env | kafka_env(settings), cli.cwd)("deadletters", "replay", "--all")
     assert replayed.exit_code == 1
