@@ -72,6 +72,20 @@ class KafkaUnavailableError(UnavailableError, ConnectionError):
     transient error, so the receive retry and circuit breaker count it."""
 
 
+class KafkaUnknownTopicError(KafkaUnavailableError, LookupError):
+    """The cluster answers but has no topic `[message_broker.kafka] topic`: Hartonomous does
+    not create it (docs/messaging.md, "The Kafka topic")."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        super().__init__(
+            f"UnknownTopic: Kafka at {kafka.bootstrap_servers} has no topic {kafka.topic!r} "
+            "([message_broker.kafka] topic): create it with as many partitions as sync "
+            'workers may run (docs/messaging.md, "The Kafka topic")'
+        )
+
+
+# Errors of a delivery or a fetch that mean the topic is not there.
+_NO_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
 # Errors of a consume that mean the cluster is away, not that one record is bad.
 _CLUSTER_AWAY = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 
@@ -132,15 +146,20 @@ class KafkaTransport:
 
     def check_reachable(self) -> None:
         """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
-        within `connect_timeout_seconds`."""
+        within `connect_timeout_seconds`, and `KafkaUnknownTopicError` (naming the topic and
+        the servers) when it has no topic `[message_broker.kafka] topic`. Asks for every
+        topic's metadata, never for the one topic: that ask would let a broker with
+        `auto.create.topics.enable` create it with one partition."""
         admin = AdminClient(self._client_config())
         try:
-            admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
+            metadata = admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
         except KafkaException as exc:
             raise KafkaUnavailableError(
                 f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
                 f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
             ) from exc
+        if self.kafka.topic not in metadata.topics:
+            raise KafkaUnknownTopicError(self.kafka)
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -242,6 +261,8 @@ class KafkaTransport:
         # A producer that saw a record refused starts afresh (an idempotent producer's
         # sequence is broken by a refused batch).
         self._producer = None
+        if any(error.code() in _NO_TOPIC for error in failures):
+            raise KafkaUnknownTopicError(self.kafka)
         too_large = [error for error in failures if error.code() == KafkaError.MSG_SIZE_TOO_LARGE]
         if too_large:
             raise RecordTooLargeError(
@@ -416,9 +437,9 @@ class KafkaTransport:
 
     def group_lag(self) -> list[PartitionLag]:
         """Per partition of the topic: the consumer group's committed offset, the end (high
-        watermark) and the records between them; asked of the cluster, not cached. An absent
-        topic has no partitions. Raises `KafkaUnavailableError` when the cluster does not
-        answer within `connect_timeout_seconds`."""
+        watermark) and the records between them; asked of the cluster, not cached. Raises
+        `KafkaUnavailableError` when the cluster does not answer within
+        `connect_timeout_seconds`, `KafkaUnknownTopicError` when it has no such topic."""
         if self._probe is None:
             self.check_reachable()
             # A client of the group that never subscribes: asking does not join the group
@@ -510,6 +531,8 @@ class KafkaTransport:
                         raise KafkaUnavailableError(
                             f"Kafka at {self.kafka.bootstrap_servers} went away: {error}"
                         )
+                    if error.code() in _NO_TOPIC:
+                        raise KafkaUnknownTopicError(self.kafka)
                     if error.fatal():
                         raise KafkaException(error)
                     log.warning("kafka_consume_error", error=str(error))
@@ -700,12 +723,17 @@ def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
 
 
 def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
+    """Raises `KafkaUnknownTopicError` for a topic the cluster does not have."""
     timeout = kafka.connect_timeout_seconds
     deadline = time.monotonic() + timeout
     while True:
         try:
-            metadata = client.list_topics(kafka.topic, timeout=timeout).topics.get(kafka.topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
+            metadata = client.list_topics(timeout=timeout).topics.get(kafka.topic)
+            if metadata is None or (
+                metadata.error is not None and metadata.error.code() in _NO_TOPIC
+            ):
+                raise KafkaUnknownTopicError(kafka)
+            if metadata.error is not None or not metadata.partitions:
                 return []
             partitions = [TopicPartition(kafka.topic, p) for p in sorted(metadata.partitions)]
             lags: list[PartitionLag] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import Cli
 from tests.integration.sync.conftest import Source
@@ -15,6 +16,7 @@ from tests.integration.sync.test_sync_kafka import kafka_env, kafka_settings, to
 from hartonomous.cdc import CesConsumer
 from hartonomous.cdc.consumer import KAFKA_REFUSED_REASON, KAFKA_TOO_LARGE_REASON
 from hartonomous.config import Settings
+from hartonomous.messaging.kafka import KafkaUnknownTopicError
 
 
 def letters(source: Source) -> list[tuple[str, str, int, str, str]]:
@@ -108,3 +110,38 @@ def test_an_event_the_broker_refuses_as_too_large_is_set_aside_not_the_batch_stu
         ces.close()
     # At least once: what the refused batch had landed may come again.
     assert set(tenants_on_topic(settings)) == {"before", "after", "next"}
+
+
+def test_a_missing_topic_is_named_at_connect_not_taken_for_an_empty_one(
+    source: Source, cli: Cli, kafka_bootstrap: str
+) -> None:
+    """Before: `sync --once` waited a minute and said "completed 0 event(s)" (exit 0), `status`
+    said OK 0 not committed and the CES consumer "did not acknowledge 5 of 5" without naming
+    the topic. The test broker auto-creates topics (a stock broker's default), which the check
+    must not trigger: the topic is still absent after every command."""
+    settings = kafka_settings(kafka_bootstrap, create=False)
+    topic = settings.message_broker.kafka.topic
+    named = (
+        f"hartonomous: error: UnknownTopic: Kafka at {kafka_bootstrap} has no topic {topic!r} "
+        "([message_broker.kafka] topic): create it"
+    )
+    source.tenant("acme", "alice")
+    env = Cli(cli.env | kafka_env(settings), cli.cwd)
+    for command in (["sync", "--once"], ["ces-consumer"]):
+        refused = env(*command)
+        assert refused.exit_code == 1, (command, refused.stdout, refused.stderr)
+        assert refused.stderr.startswith(named), (command, refused.stderr)
+        assert refused.stderr.count("\n") == 1, refused.stderr
+    status = env("status")
+    assert status.exit_code == 1, status.stdout
+    [line] = [row for row in status.stdout.splitlines() if "kafka lag" in row]
+    assert "FAIL" in line
+    assert f"has no topic {topic!r}" in line
+    ces = CesConsumer(source.url, settings)
+    try:
+        with pytest.raises(KafkaUnknownTopicError, match=f"has no topic {topic!r}"):
+            ces.drain()
+    finally:
+        ces.close()
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    assert topic not in admin.list_topics(timeout=30).topics
