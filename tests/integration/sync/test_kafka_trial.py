@@ -5,13 +5,18 @@ record that is not JSON."""
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.conftest import Cli
+from tests.conftest import Cli, clean_environment
 from tests.integration.sync.conftest import Source
 from tests.integration.sync.test_sync_kafka import kafka_env, kafka_settings, topic_events
+from tests.jvm_process import free_port
 
 from hartonomous.cdc import CesConsumer
 from hartonomous.cdc.consumer import KAFKA_REFUSED_REASON, KAFKA_TOO_LARGE_REASON
@@ -145,3 +150,50 @@ def test_a_missing_topic_is_named_at_connect_not_taken_for_an_empty_one(
         ces.close()
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     assert topic not in admin.list_topics(timeout=30).topics
+
+
+def test_up_with_an_unreachable_kafka_refuses_and_leaves_nothing_running(
+    data_dir: Path, kafka_bootstrap: str
+) -> None:
+    """Before: `up` started anyway and logged sync_batch_failed every 5 s. Now one line naming
+    the servers, exit 1, and no embedded database server left behind. A reachable cluster
+    without the topic is refused the same way, naming the topic."""
+    servers = f"127.0.0.1:{free_port()}"
+    settings = kafka_settings(servers, create=False)
+    env = clean_environment() | kafka_env(settings)
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONNECT_TIMEOUT_SECONDS"] = "1"
+    refused = run_up(env, data_dir)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith(
+        f"hartonomous: error: Kafka is unreachable at {servers} "
+        "([message_broker.kafka] bootstrap_servers): "
+    )
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+    env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    no_topic = run_up(env, data_dir)
+    assert no_topic.returncode == 1, no_topic.stderr
+    topic = settings.message_broker.kafka.topic
+    assert f"UnknownTopic: Kafka at {kafka_bootstrap} has no topic {topic!r}" in no_topic.stderr
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def run_up(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`up` to its end; one that is still running after two minutes (it started despite the
+    cluster) is stopped with SIGTERM and fails the test."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hartonomous", "up", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+        pytest.fail(f"up kept running with Kafka unreachable:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
