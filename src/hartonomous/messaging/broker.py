@@ -60,6 +60,9 @@ class OutgoingMessage:
     delay_seconds: float = 0.0
     # The body's JSON text when the sender already checked it with `Broker.serialise`.
     body_text: str | None = None
+    # A log's record value exactly as it first came (a replayed record that was not JSON:
+    # its bytes, not a JSON text of them); only a transport outside the database sends it.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -119,13 +120,25 @@ def _republish(
     where, params = selection.where()
     with connection.transaction():
         rows = connection.execute(
-            "SELECT dead_letter_id, conversation_id, message_type, body::text "
+            "SELECT dead_letter_id, conversation_id, message_type, body::text, "
+            "metadata->>'value_base64' "
             f"FROM message_dead_letters WHERE {where} ORDER BY dead_letter_id FOR UPDATE",
             params,
         ).fetchall()
         if selection.dead_letter_id is not None and not rows:
             raise DeadLetterNotFoundError(selection.dead_letter_id)
-        messages = [OutgoingMessage(None, row[1], row[2], body_text=row[3]) for row in rows]
+        # A record that was not JSON goes back as the bytes it came as (`value_base64`), not
+        # as the JSON string its body keeps.
+        messages = [
+            OutgoingMessage(
+                None,
+                row[1],
+                row[2],
+                body_text=row[3],
+                raw=None if row[4] is None else base64.b64decode(row[4]),
+            )
+            for row in rows
+        ]
         if isinstance(transport, SizeLimited):
             for row, message in zip(rows, messages, strict=True):
                 try:

@@ -188,7 +188,11 @@ class KafkaTransport:
     def _encode(
         self, message: OutgoingMessage, serialiser: Broker
     ) -> tuple[bytes, bytes | None, list[tuple[str, str | bytes | None]]]:
-        value = (message.body_text or serialiser.serialise(message.body)).encode()
+        value = (
+            message.raw
+            if message.raw is not None
+            else (message.body_text or serialiser.serialise(message.body)).encode()
+        )
         key = None if message.conversation_id is None else message.conversation_id.encode()
         headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
         if message.message_type:

@@ -12,9 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tests.conftest import Cli, clean_environment
-from tests.integration.sync.conftest import Source
+from tests.integration.sync.conftest import Source, drain
 from tests.integration.sync.test_sync_kafka import kafka_env, kafka_settings, topic_events
 from tests.jvm_process import free_port
 
@@ -197,3 +198,44 @@ def run_up(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
         stdout, stderr = process.communicate(timeout=120)
         pytest.fail(f"up kept running with Kafka unreachable:\n{stderr[-3000:]}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_replaying_a_record_that_is_not_json_republishes_its_exact_bytes(
+    source: Source, cli: Cli, kafka_bootstrap: str
+) -> None:
+    """Before: the replay sent the dead letter's body, a JSON string of the text (quoted, NUL
+    and invalid UTF-8 turned into U+FFFD), not the record that came."""
+    settings = kafka_settings(kafka_bootstrap)
+    kafka = settings.message_broker.kafka
+    original = b"\x00\x01 not json \xff\xfe"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(kafka.topic, value=original, key=b"conversation")
+    assert producer.flush(30) == 0
+    assert drain(source, settings).dead_lettered == 1
+    replayed = Cli(cli.env | kafka_env(settings), cli.cwd)(
+        "--json", "deadletters", "replay", "--all"
+    )
+    assert replayed.exit_code == 0, replayed.stderr
+    [(partition, offset)] = source.conn.execute(
+        "SELECT (metadata->>'replayed_partition')::int, (metadata->>'replayed_offset')::bigint "
+        "FROM message_dead_letters WHERE replayed_at IS NOT NULL"
+    ).fetchall()
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{kafka.topic}-r"})
+    try:
+        reader.assign([TopicPartition(kafka.topic, partition, offset)])
+        record = None
+        for _ in range(60):
+            record = reader.poll(1.0)
+            if record is not None and record.error() is None:
+                break
+        assert record is not None
+        assert (record.value(), record.key()) == (original, b"conversation")
+    finally:
+        reader.close()
+    # Dead-lettered again on its next delivery, with the same exact bytes.
+    assert drain(source, settings).dead_lettered == 1
+    values = source.conn.execute(
+        "SELECT decode(metadata->>'value_base64', 'base64') FROM message_dead_letters "
+        "ORDER BY dead_letter_id"
+    ).fetchall()
+    assert values == [(original,), (original,)]
