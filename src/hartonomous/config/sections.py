@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -101,6 +102,13 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
+    # A PEM file of the CA certificate(s) that signed the brokers' certificates (`SSL` and
+    # `SASL_SSL`; unset: the system's CA store, enough for Event Hubs).
+    ssl_ca_location: str | None = None
+    # An idempotent producer (`enable.idempotence`): no duplicate or reordered record from a
+    # retry. Off only for a cluster that does not grant producer ids; one request in flight
+    # then keeps the order (docs/messaging.md, "The Kafka topic").
+    idempotent_producer: bool = True
     # The largest record produced, in bytes once encoded (value + key + headers): a larger
     # event is set aside as a dead letter. Kafka's own limits (the client's and a stock
     # broker's message.max.bytes) are ~1,000,000 per record batch; the rest is headroom for
@@ -130,6 +138,13 @@ class KafkaSettings(Section):
             raise ValueError(
                 f"{value!r} is not a Kafka topic name: 1 to 249 of letters, digits, '.', '_', '-'"
             )
+        return value
+
+    @field_validator("ssl_ca_location")
+    @classmethod
+    def _ca_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file (a PEM file of CA certificates)")
         return value
 
     @field_validator("consumer_group")

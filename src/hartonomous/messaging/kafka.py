@@ -138,6 +138,8 @@ class KafkaTransport:
             # stderr): the transport raises and logs what matters itself.
             "log_level": 0,
         }
+        if self.kafka.ssl_ca_location is not None:
+            config["ssl.ca.location"] = self.kafka.ssl_ca_location
         if self.kafka.sasl_mechanism is not None:
             config["sasl.mechanism"] = self.kafka.sasl_mechanism
             config["sasl.username"] = self.kafka.sasl_username
@@ -169,13 +171,15 @@ class KafkaTransport:
             self._producer = Producer(
                 {
                     **self._client_config(),
-                    "enable.idempotence": True,
+                    "enable.idempotence": self.kafka.idempotent_producer,
                     "acks": "all",
                     # The client's own limit per record batch: the configured record size and
                     # the batch framing's headroom (never below librdkafka's default).
                     "message.max.bytes": max(
                         1_000_000, self.kafka.max_message_bytes + _BATCH_HEADROOM_BYTES
                     ),
+                    # Without idempotence a retried request could land after a later one.
+                    **({} if self.kafka.idempotent_producer else {"max.in.flight": 1}),
                 }
             )
         return self._producer

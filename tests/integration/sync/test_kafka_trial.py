@@ -239,3 +239,21 @@ def test_replaying_a_record_that_is_not_json_republishes_its_exact_bytes(
         "ORDER BY dead_letter_id"
     ).fetchall()
     assert values == [(original,), (original,)]
+
+
+def test_without_an_idempotent_producer_the_events_still_arrive_once_each(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    """`idempotent_producer = false` (a cluster granting no producer ids): one request in
+    flight, the same event path."""
+    settings = kafka_settings(kafka_bootstrap, idempotent_producer=False)
+    source.tenant("acme", "alice")
+    source.ingest("acme", 2, principal_id="alice")
+    ces = CesConsumer(source.url, settings)
+    try:
+        events = ces.drain()
+    finally:
+        ces.close()
+    assert len(topic_events(settings)) == events > 0
+    outcome = drain(source, settings)
+    assert (outcome.completed, outcome.billed, outcome.dead_lettered) == (events, 2, 0)

@@ -93,3 +93,22 @@ def test_a_legal_topic_of_249_characters_and_sasl_with_a_mechanism_load(tmp_path
     ).message_broker.kafka
     assert len(kafka.topic) == 249
     assert kafka.sasl_mechanism == "SCRAM-SHA-256"
+
+
+def test_ssl_ca_location_must_be_a_file_and_reaches_the_client(tmp_path: Path) -> None:
+    from hartonomous.messaging.kafka import KafkaTransport
+
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=r"message_broker\.kafka\.ssl_ca_location") as refused:
+        load_settings(write(tmp_path, f'[message_broker.kafka]\nssl_ca_location = "{missing}"\n'))
+    assert "is not a file" in str(refused.value)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = load_settings(
+        write(
+            tmp_path,
+            f'[message_broker.kafka]\nsecurity_protocol = "SSL"\nssl_ca_location = "{ca}"\n',
+        )
+    )
+    config = KafkaTransport(settings.message_broker)._client_config()
+    assert (config["security.protocol"], config["ssl.ca.location"]) == ("SSL", str(ca))
