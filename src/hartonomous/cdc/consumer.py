@@ -49,7 +49,7 @@ from hartonomous.cdc.replication import (
 )
 from hartonomous.config import Settings
 from hartonomous.db.connection import connect
-from hartonomous.json_types import exact_dumps
+from hartonomous.json_types import exact_dumps, exact_loads
 from hartonomous.messaging.broker import (
     Broker,
     Connection,
@@ -63,7 +63,7 @@ from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.lifecycle import serve
 from hartonomous.messaging.resilience import ResilienceStrategy
 from hartonomous.messaging.spans import send_span
-from hartonomous.messaging.transport import open_transport
+from hartonomous.messaging.transport import RecordTooLargeError, SizeLimited, open_transport
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +87,10 @@ CAUGHT_UP_REFRESH_SECONDS = 10.0
 # The next transaction id to be assigned (reading it assigns none).
 _NEXT_XID = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 TOO_LARGE_REASON = "cdc: event larger than [message_broker] max_message_characters"
+# Kafka: an event whose record is over `[message_broker.kafka] max_message_bytes`.
+KAFKA_TOO_LARGE_REASON = "cdc: event larger than [message_broker.kafka] max_message_bytes"
+# Kafka: an event the cluster refused as too large (its limit lower than configured).
+KAFKA_REFUSED_REASON = "cdc: event larger than the Kafka topic's max.message.bytes"
 UNMAPPABLE_REASON = "cdc: change could not be turned into an event"
 
 
@@ -417,15 +421,30 @@ class CesConsumer:
                 for p in chunk.changes
                 if p.index == 0 and checkpoint.covers(p.begin.final_lsn, p.index)
             )
-            messages: list[OutgoingMessage] = []
+            sent: list[tuple[_Pending, OutgoingMessage]] = []
             dead = 0
             for pending in fresh:
                 message = self._message(connection, pending)
                 if message is None:
                     dead += 1
                 else:
-                    messages.append(message)
-            self.transport.send_batch(connection, messages)
+                    sent.append((pending, message))
+            messages = [message for _, message in sent]
+            try:
+                self.transport.send_batch(connection, messages)
+            except RecordTooLargeError:
+                # The log refused a record within the configured limit (its own is lower):
+                # one record at a time, in order, setting aside each refused alone. What the
+                # batch send already landed comes again (at least once; event ids dedupe).
+                messages = []
+                for pending, message in sent:
+                    try:
+                        self.transport.send_batch(connection, [message])
+                    except RecordTooLargeError as exc:
+                        self._set_aside_text(connection, pending, message, exc)
+                        dead += 1
+                    else:
+                        messages.append(message)
             truncations = [
                 (tables, begin)
                 for tables, begin, before in chunk.truncations
@@ -492,7 +511,10 @@ class CesConsumer:
             text = self.broker.serialise(event.body)
             # Only the text is kept: a body of a wide row (a jsonb array of 60,000 numbers
             # becomes 60,000 Decimals) weighs many times its text until the chunk is sent.
-            return OutgoingMessage(None, event.conversation_id, body_text=text)
+            message = OutgoingMessage(None, event.conversation_id, body_text=text)
+            if isinstance(self.transport, SizeLimited):
+                self.transport.check_size(message)  # Kafka: bytes of the encoded record
+            return message
         except Exception as exc:  # noqa: BLE001 - one bad change must not stop capture
             self._set_aside(connection, pending, event, exc)
             return None
@@ -525,13 +547,55 @@ class CesConsumer:
                 "index": pending.index,
             }
         )
-        reason = TOO_LARGE_REASON if too_large else UNMAPPABLE_REASON
+        reason = (
+            f"cdc: event larger than {exc.setting}"
+            if too_large and isinstance(exc, MessageTooLargeError)
+            else UNMAPPABLE_REASON
+        )
+        self._dead_letter(
+            connection,
+            pending,
+            message=OutgoingMessage(body, None if event is None else event.conversation_id),
+            body_text=exact_dumps(body),
+            reason=reason,
+            exc=exc,
+        )
+
+    def _set_aside_text(
+        self,
+        connection: Connection,
+        pending: _Pending,
+        message: OutgoingMessage,
+        exc: MessageTooLargeError,
+    ) -> None:
+        """Set aside an event the transport refused as too large (its text as it was sent)."""
+        text = message.body_text or exact_dumps(message.body)
+        self._dead_letter(
+            connection,
+            pending,
+            message=OutgoingMessage(exact_loads(text), message.conversation_id),
+            body_text=text,
+            reason=f"cdc: event larger than {exc.setting}",
+            exc=exc,
+        )
+
+    def _dead_letter(
+        self,
+        connection: Connection,
+        pending: _Pending,
+        *,
+        message: OutgoingMessage,
+        body_text: str,
+        reason: str,
+        exc: Exception,
+    ) -> None:
+        body: dict[str, Any] = message.body
         lsn = lsn_to_text(pending.begin.final_lsn)
         dead_letter_id = dead_letter_unsent(
             connection,
             self.broker,
-            OutgoingMessage(body, None if event is None else event.conversation_id),
-            body_text=exact_dumps(body),
+            message,
+            body_text=body_text,
             reason=reason,
             failure=Failure.of(exc),
             metadata={

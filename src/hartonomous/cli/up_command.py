@@ -26,6 +26,7 @@ def up(
     from hartonomous.db import open_database
     from hartonomous.db.embedded import prepare_data_dir
     from hartonomous.ingest.jobs import interrupt_abandoned_jobs
+    from hartonomous.messaging.transport import check_transport
     from hartonomous.ops.instance import InstanceLock
     from hartonomous.ops.provision import installed_pgvector, provision
     from hartonomous.ops.seed import seed
@@ -38,6 +39,9 @@ def up(
     settings = state.settings()
     listen_host = host or settings.server.host
     listen_port = settings.server.port if port is None else port
+    # Kafka unreachable (or without its topic): refused before anything starts, so nothing
+    # is left running (the embedded database is not started).
+    check_transport(settings.message_broker)
     with shutdown_on_signals():
         prepare_data_dir(settings.data_dir)
         with (

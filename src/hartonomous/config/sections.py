@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -16,6 +17,8 @@ Multiplier = Annotated[Decimal, Field(max_digits=18, decimal_places=6, gt=0)]
 # replaced by underscored ones here.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _SLUG = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Kafka's legal topic names (its `Topic.validate`): 1 to 249 of these characters.
+_KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
 class Section(BaseModel):
@@ -99,6 +102,18 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
+    # A PEM file of the CA certificate(s) that signed the brokers' certificates (`SSL` and
+    # `SASL_SSL`; unset: the system's CA store, enough for Event Hubs).
+    ssl_ca_location: str | None = None
+    # An idempotent producer (`enable.idempotence`): no duplicate or reordered record from a
+    # retry. Off only for a cluster that does not grant producer ids; one request in flight
+    # then keeps the order (docs/messaging.md, "The Kafka topic").
+    idempotent_producer: bool = True
+    # The largest record produced, in bytes once encoded (value + key + headers): a larger
+    # event is set aside as a dead letter. Kafka's own limits (the client's and a stock
+    # broker's message.max.bytes) are ~1,000,000 per record batch; the rest is headroom for
+    # the batch framing. Raise it only with the broker's and topic's limits (docs/messaging.md).
+    max_message_bytes: int = Field(default=990_000, ge=1024, le=100_000_000)
     # How long start-up waits for the cluster's metadata before naming the servers unreachable.
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # How long a silent worker keeps its partitions before the group gives them to others.
@@ -111,9 +126,45 @@ class KafkaSettings(Section):
     @classmethod
     def _servers_are_host_ports(cls, value: str) -> str:
         servers = [server.strip() for server in value.split(",")]
-        if not all(server.rpartition(":")[2].isdigit() for server in servers):
-            raise ValueError(f"{value!r} must be comma-separated host:port pairs")
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{value!r} must be comma-separated host:port pairs")
+            if not 1 <= int(port) <= 65535:
+                raise ValueError(f"{server!r} has port {port}, outside 1..65535")
         return ",".join(servers)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_is_legal(cls, value: str) -> str:
+        if not _KAFKA_TOPIC.match(value) or value in {".", ".."}:
+            raise ValueError(
+                f"{value!r} is not a Kafka topic name: 1 to 249 of letters, digits, '.', '_', '-'"
+            )
+        return value
+
+    @field_validator("ssl_ca_location")
+    @classmethod
+    def _ca_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file (a PEM file of CA certificates)")
+        return value
+
+    @field_validator("consumer_group")
+    @classmethod
+    def _group_is_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the consumer group must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_has_a_mechanism(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and self.sasl_mechanism is None:
+            raise ValueError(
+                f"sasl_mechanism must be set when security_protocol is "
+                f'{self.security_protocol!r} (Event Hubs: "PLAIN")'
+            )
+        return self
 
 
 class MessageBrokerSettings(Section):

@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
+from hartonomous.errors import OperationFailedError
 from hartonomous.json_types import exact_dumps, exact_loads
 from hartonomous.messaging.low_water import LowWaterMark
 from hartonomous.messaging.notify import wait_for_notify
@@ -38,8 +39,17 @@ POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
 ORPHAN_ERROR = "the consumer stopped (or its claim lapsed) before finishing attempt {attempt}"
 
 
-class MessageTooLargeError(ValueError):
-    """A message body is longer than `[message_broker] max_message_characters`."""
+class MessageTooLargeError(OperationFailedError, ValueError):
+    """A message is over its transport's size limit: longer than `[message_broker]
+    max_message_characters`, or (Kafka) over `[message_broker.kafka] max_message_bytes` or the
+    Kafka broker's own limit. `setting` names the limit (the CES consumer's dead-letter reason
+    says it)."""
+
+    def __init__(
+        self, message: str, *, setting: str = "[message_broker] max_message_characters"
+    ) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class OutgoingMessage:
     delay_seconds: float = 0.0
     # The body's JSON text when the sender already checked it with `Broker.serialise`.
     body_text: str | None = None
+    # A log's record value exactly as it first came (a replayed record that was not JSON:
+    # its bytes, not a JSON text of them); only a transport outside the database sends it.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from hartonomous.errors import NotFoundError
-from hartonomous.messaging.broker import Broker, Connection, OutgoingMessage
-from hartonomous.messaging.transport import Publisher, Transport
+from hartonomous.messaging.broker import Broker, Connection, MessageTooLargeError, OutgoingMessage
+from hartonomous.messaging.transport import Publisher, SizeLimited, Transport
 
 _SUMMARY = (
     "dead_letter_id, message_id, queue_name, conversation_id, message_type, attempts, reason, "
@@ -119,15 +120,34 @@ def _republish(
     where, params = selection.where()
     with connection.transaction():
         rows = connection.execute(
-            "SELECT dead_letter_id, conversation_id, message_type, body::text "
+            "SELECT dead_letter_id, conversation_id, message_type, body::text, "
+            "metadata->>'value_base64' "
             f"FROM message_dead_letters WHERE {where} ORDER BY dead_letter_id FOR UPDATE",
             params,
         ).fetchall()
         if selection.dead_letter_id is not None and not rows:
             raise DeadLetterNotFoundError(selection.dead_letter_id)
-        sent = transport.publish(
-            [OutgoingMessage(None, row[1], row[2], body_text=row[3]) for row in rows]
-        )
+        # A record that was not JSON goes back as the bytes it came as (`value_base64`), not
+        # as the JSON string its body keeps.
+        messages = [
+            OutgoingMessage(
+                None,
+                row[1],
+                row[2],
+                body_text=row[3],
+                raw=None if row[4] is None else base64.b64decode(row[4]),
+            )
+            for row in rows
+        ]
+        if isinstance(transport, SizeLimited):
+            for row, message in zip(rows, messages, strict=True):
+                try:
+                    transport.check_size(message)
+                except MessageTooLargeError as exc:
+                    raise MessageTooLargeError(
+                        f"not replayed: dead letter {row[0]}: {exc}", setting=exc.setting
+                    ) from None
+        sent = transport.publish(messages)
         connection.execute(
             "UPDATE message_dead_letters d SET replayed_at = now(), "
             "replay_count = d.replay_count + 1, replayed_message_id = NULL, "

@@ -46,11 +46,12 @@ from hartonomous.messaging.broker import (
     Broker,
     Connection,
     Failure,
+    MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
     dead_letter_unsent,
 )
-from hartonomous.messaging.transport import Published
+from hartonomous.messaging.transport import Published, RecordTooLargeError
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,8 @@ _DRAIN_POLL_SECONDS = 0.05
 _WAIT_SLICE_SECONDS = 1.0
 # The longest wait of one receive for records it knows are there (a hang guard).
 _RECEIVE_WAIT_SECONDS = 60.0
+# Room for a record batch's framing above the largest record (`max_message_bytes`).
+_BATCH_HEADROOM_BYTES = 10_000
 State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
 
 
@@ -77,6 +80,20 @@ class KafkaUnavailableError(UnavailableError, ConnectionError):
         self.waited_seconds = waited_seconds
 
 
+class KafkaUnknownTopicError(KafkaUnavailableError, LookupError):
+    """The cluster answers but has no topic `[message_broker.kafka] topic`: Hartonomous does
+    not create it (docs/messaging.md, "The Kafka topic")."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        super().__init__(
+            f"UnknownTopic: Kafka at {kafka.bootstrap_servers} has no topic {kafka.topic!r} "
+            "([message_broker.kafka] topic): create it with as many partitions as sync "
+            'workers may run (docs/messaging.md, "The Kafka topic")'
+        )
+
+
+# Errors of a delivery or a fetch that mean the topic is not there.
+_NO_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
 # Errors of a consume that mean the cluster is away, not that one record is bad.
 _CLUSTER_AWAY = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 
@@ -133,6 +150,8 @@ class KafkaTransport:
             # stderr): the transport raises and logs what matters itself.
             "log_level": 0,
         }
+        if self.kafka.ssl_ca_location is not None:
+            config["ssl.ca.location"] = self.kafka.ssl_ca_location
         if self.kafka.sasl_mechanism is not None:
             config["sasl.mechanism"] = self.kafka.sasl_mechanism
             config["sasl.username"] = self.kafka.sasl_username
@@ -154,14 +173,20 @@ class KafkaTransport:
 
     def check_reachable(self) -> None:
         """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
-        within `connect_timeout_seconds` (asked each second meanwhile, beating `watch`)."""
+        within `connect_timeout_seconds` (asked each second meanwhile, beating `watch`), and
+        `KafkaUnknownTopicError` (naming the topic and the servers) when it has no topic
+        `[message_broker.kafka] topic`. Asks for every topic's metadata, never for the one
+        topic: that ask would let a broker with `auto.create.topics.enable` create it with one
+        partition."""
         admin = AdminClient(self._client_config())
         started = time.monotonic()
         deadline = started + self.kafka.connect_timeout_seconds
         while True:
             try:
-                admin.list_topics(timeout=min(_WAIT_SLICE_SECONDS, deadline - time.monotonic()))
-                return
+                metadata = admin.list_topics(
+                    timeout=min(_WAIT_SLICE_SECONDS, deadline - time.monotonic())
+                )
+                break
             except KafkaException as exc:
                 if time.monotonic() < deadline - _FETCH_SLICE_SECONDS:
                     self._still_waiting(started, "unreachable")
@@ -171,6 +196,8 @@ class KafkaTransport:
                     f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}",
                     waited_seconds=round(time.monotonic() - started, 3),
                 ) from exc
+        if self.kafka.topic not in metadata.topics:
+            raise KafkaUnknownTopicError(self.kafka)
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -178,9 +205,51 @@ class KafkaTransport:
         if self._producer is None:
             self.check_reachable()
             self._producer = Producer(
-                {**self._client_config(), "enable.idempotence": True, "acks": "all"}
+                {
+                    **self._client_config(),
+                    "enable.idempotence": self.kafka.idempotent_producer,
+                    "acks": "all",
+                    # The client's own limit per record batch: the configured record size and
+                    # the batch framing's headroom (never below librdkafka's default).
+                    "message.max.bytes": max(
+                        1_000_000, self.kafka.max_message_bytes + _BATCH_HEADROOM_BYTES
+                    ),
+                    # Without idempotence a retried request could land after a later one.
+                    **({} if self.kafka.idempotent_producer else {"max.in.flight": 1}),
+                }
             )
         return self._producer
+
+    def check_size(self, message: OutgoingMessage) -> None:
+        """Raise `MessageTooLargeError` when ``message``'s record (value, key and headers, in
+        bytes) is over `[message_broker.kafka] max_message_bytes`."""
+        self._encode(message, Broker(self.settings))
+
+    def _encode(
+        self, message: OutgoingMessage, serialiser: Broker
+    ) -> tuple[bytes, bytes | None, list[tuple[str, str | bytes | None]]]:
+        value = (
+            message.raw
+            if message.raw is not None
+            else (message.body_text or serialiser.serialise(message.body)).encode()
+        )
+        key = None if message.conversation_id is None else message.conversation_id.encode()
+        headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
+        if message.message_type:
+            headers.append((MESSAGE_TYPE_HEADER, message.message_type))
+        size = (
+            len(value)
+            + len(key or b"")
+            + sum(len(name.encode()) + len(str(text).encode()) for name, text in headers)
+        )
+        limit = self.kafka.max_message_bytes
+        if size > limit:
+            raise MessageTooLargeError(
+                f"the event is {size} bytes as a Kafka record, over the limit of {limit} "
+                "([message_broker.kafka] max_message_bytes)",
+                setting="[message_broker.kafka] max_message_bytes",
+            )
+        return value, key, headers
 
     def send_batch(self, connection: Any, messages: Sequence[OutgoingMessage]) -> list[int]:
         """Produce ``messages`` in order and wait for every delivery report; returns their
@@ -190,19 +259,25 @@ class KafkaTransport:
         return [record.offset for record in self.publish(messages)]
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> list[Published]:
-        """`send_batch` without a session: where each record landed (partition, offset)."""
+        """`send_batch` without a session: where each record landed (partition, offset).
+
+        Raises `MessageTooLargeError` before producing anything when a record is over
+        `max_message_bytes`; `RecordTooLargeError` when the cluster refused one as too large
+        (its `max.message.bytes` lower than configured: the batch counts as not acknowledged,
+        send the records one at a time to find which); `KafkaUnavailableError` otherwise."""
         if not messages:
             return []
-        producer = self.producer()
         serialiser = Broker(self.settings)
+        records = [self._encode(message, serialiser) for message in messages]
+        producer = self.producer()
         destination = f"kafka:{self.kafka.topic}"
         landed: list[Published | None] = [None] * len(messages)
-        failures: list[str] = []
+        failures: list[KafkaError] = []
 
         def delivered(index: int) -> Any:
             def report(error: KafkaError | None, record: Message) -> None:
                 if error is not None:
-                    failures.append(str(error))
+                    failures.append(error)
                 else:
                     landed[index] = Published(
                         destination, int(record.partition() or 0), int(record.offset() or 0)
@@ -210,18 +285,18 @@ class KafkaTransport:
 
             return report
 
-        for index, message in enumerate(messages):
-            value = message.body_text or serialiser.serialise(message.body)
-            headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
-            if message.message_type:
-                headers.append((MESSAGE_TYPE_HEADER, message.message_type))
-            producer.produce(
-                self.kafka.topic,
-                value=value.encode(),
-                key=None if message.conversation_id is None else message.conversation_id.encode(),
-                headers=headers,
-                on_delivery=delivered(index),
-            )
+        for index, (value, key, headers) in enumerate(records):
+            try:
+                producer.produce(
+                    self.kafka.topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=delivered(index),
+                )
+            except KafkaException as exc:
+                failures.append(exc.args[0])
+                break
             producer.poll(0)
         # Flushed a second at a time, beating `watch` while the acknowledgements are late.
         started = time.monotonic()
@@ -231,14 +306,28 @@ class KafkaTransport:
             self._still_waiting(started, f"{remaining} event(s) not acknowledged")
             remaining = producer.flush(min(_WAIT_SLICE_SECONDS, deadline - time.monotonic()))
         acknowledged = [record for record in landed if record is not None]
-        if remaining or failures or len(acknowledged) < len(messages):
-            raise KafkaUnavailableError(
-                f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
-                f"{len(messages) - len(acknowledged)} of {len(messages)} event(s)"
-                + (f": {failures[0]}" if failures else ""),
-                waited_seconds=round(time.monotonic() - started, 3),
+        if not remaining and not failures and len(acknowledged) == len(messages):
+            return acknowledged
+        # A producer that saw a record refused starts afresh (an idempotent producer's
+        # sequence is broken by a refused batch).
+        self._producer = None
+        if any(error.code() in _NO_TOPIC for error in failures):
+            raise KafkaUnknownTopicError(self.kafka)
+        too_large = [error for error in failures if error.code() == KafkaError.MSG_SIZE_TOO_LARGE]
+        if too_large:
+            raise RecordTooLargeError(
+                f"Kafka at {self.kafka.bootstrap_servers} refused a record of topic "
+                f"{self.kafka.topic!r} as too large ({too_large[0].str()}): the cluster's or "
+                "the topic's max.message.bytes is lower than [message_broker.kafka] "
+                "max_message_bytes",
+                setting="the Kafka topic's max.message.bytes",
             )
-        return acknowledged
+        raise KafkaUnavailableError(
+            f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
+            f"{len(messages) - len(acknowledged)} of {len(messages)} event(s) on topic "
+            f"{self.kafka.topic!r}" + (f": {failures[0].str()}" if failures else ""),
+            waited_seconds=None if failures else round(time.monotonic() - started, 3),
+        )
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -438,9 +527,9 @@ class KafkaTransport:
 
     def group_lag(self) -> list[PartitionLag]:
         """Per partition of the topic: the consumer group's committed offset, the end (high
-        watermark) and the records between them; asked of the cluster, not cached. An absent
-        topic has no partitions. Raises `KafkaUnavailableError` when the cluster does not
-        answer within `connect_timeout_seconds`."""
+        watermark) and the records between them; asked of the cluster, not cached. Raises
+        `KafkaUnavailableError` when the cluster does not answer within
+        `connect_timeout_seconds`, `KafkaUnknownTopicError` when it has no such topic."""
         if self._probe is None:
             self.check_reachable()
             # A client of the group that never subscribes: asking does not join the group
@@ -532,6 +621,8 @@ class KafkaTransport:
                         raise KafkaUnavailableError(
                             f"Kafka at {self.kafka.bootstrap_servers} went away: {error}"
                         )
+                    if error.code() in _NO_TOPIC:
+                        raise KafkaUnknownTopicError(self.kafka)
                     if error.fatal():
                         raise KafkaException(error)
                     log.warning("kafka_consume_error", error=str(error))
@@ -724,12 +815,17 @@ def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
 
 
 def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
+    """Raises `KafkaUnknownTopicError` for a topic the cluster does not have."""
     timeout = kafka.connect_timeout_seconds
     deadline = time.monotonic() + timeout
     while True:
         try:
-            metadata = client.list_topics(kafka.topic, timeout=timeout).topics.get(kafka.topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
+            metadata = client.list_topics(timeout=timeout).topics.get(kafka.topic)
+            if metadata is None or (
+                metadata.error is not None and metadata.error.code() in _NO_TOPIC
+            ):
+                raise KafkaUnknownTopicError(kafka)
+            if metadata.error is not None or not metadata.partitions:
                 return []
             partitions = [TopicPartition(kafka.topic, p) for p in sorted(metadata.partitions)]
             lags: list[PartitionLag] = []

@@ -20,7 +20,13 @@ from typing import Any, Protocol, runtime_checkable
 import psycopg
 
 from hartonomous.config.sections import MessageBrokerSettings
-from hartonomous.messaging.broker import Broker, Failure, OutgoingMessage, ReceivedMessage
+from hartonomous.messaging.broker import (
+    Broker,
+    Failure,
+    MessageTooLargeError,
+    OutgoingMessage,
+    ReceivedMessage,
+)
 
 Connection = psycopg.Connection[Any]
 
@@ -124,6 +130,23 @@ class Published:
     destination: str
     partition: int
     offset: int
+
+
+class RecordTooLargeError(MessageTooLargeError):
+    """The log (Kafka) refused a record as too large although it was within the configured
+    limit (the cluster's or topic's `max.message.bytes` is lower). Raised by a publish of
+    several records when any came back so: nothing of the batch counts as acknowledged, and
+    the caller sends them again one at a time (the CES consumer) to find which do not fit."""
+
+
+@runtime_checkable
+class SizeLimited(Protocol):
+    """A transport whose limit is on the encoded record (Kafka: bytes, not characters)."""
+
+    def check_size(self, message: OutgoingMessage) -> None:
+        """Raise `MessageTooLargeError` (naming the size and the setting) when ``message``
+        would be over the limit once encoded."""
+        ...
 
 
 @runtime_checkable
