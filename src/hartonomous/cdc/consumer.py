@@ -673,6 +673,8 @@ class CesConsumer:
             if not acquired:
                 beat.end("stopped")
                 return
+            # A wait for Kafka's acknowledgements beats through the wait (docs/messaging.md).
+            self.transport.watch(lambda detail: beat.beat("failing", detail))
             serve(
                 stop,
                 beat,

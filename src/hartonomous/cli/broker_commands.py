@@ -19,7 +19,8 @@ deadletters_app = typer.Typer(help="Dead letters: list, show, replay, purge.", n
 @broker_app.command("status")
 def status(ctx: typer.Context) -> None:
     """Depth, oldest age, in-flight, orphaned claims, throughput, dead letters, long
-    conversations, and the change capture feeding the queue (slot lag)."""
+    conversations, the change capture feeding the queue (slot lag) and, on the Kafka
+    transport, the consumer group's lag."""
     from hartonomous.services.broker import broker_status
 
     state = cli_context(ctx)
@@ -31,6 +32,7 @@ def status(ctx: typer.Context) -> None:
     lines = [
         f"queue {data['queue']}: depth {data['depth']}, oldest {data['oldest_age_seconds']}s, "
         f"in flight {data['in_flight']}, delayed {data['delayed']}",
+        *([] if report.kafka is None else [report.kafka.describe()]),
         f"orphaned claims: {data['orphaned_claims']}"
         + "".join(
             f"; pid {o['pid']} ({o['state']}): {o['messages']} message(s), claimed "

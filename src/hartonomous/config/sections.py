@@ -118,6 +118,9 @@ class KafkaSettings(Section):
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # How long a silent worker keeps its partitions before the group gives them to others.
     session_timeout_seconds: float = Field(default=45.0, ge=6, le=1800)
+    # How long a worker may go without polling before the group drops it (librdkafka's
+    # max.poll.interval.ms; at least session_timeout_seconds). A paused worker keeps polling.
+    max_poll_interval_seconds: float = Field(default=300.0, ge=6, le=86_400)
 
     @field_validator("bootstrap_servers")
     @classmethod

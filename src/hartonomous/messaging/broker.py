@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -322,6 +322,13 @@ class Broker:
         """Idle until a send's NOTIFY, ``seconds`` pass or ``stop`` is set; False when the
         session failed."""
         return wait_for_notify(connection, seconds, stop)
+
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Nothing to watch: the broker waits only on its callers' sessions."""
+
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """Wait: the queue lives in the database, nothing to keep alive."""
+        stop.wait(seconds)
 
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: settling wrote in the committed transaction itself."""

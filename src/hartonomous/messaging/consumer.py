@@ -170,6 +170,9 @@ class ConsumerLoop(Generic[OutcomeT]):
             elif outcome.waiting:
                 stop.wait(min(self.idle_wait_seconds, _WAITING_PAUSE_SECONDS))
 
+        if heartbeat is not None:
+            # A wait for Kafka beats `failing` through the wait instead of going silent.
+            self.transport.watch(lambda detail: heartbeat.beat("failing", detail))
         try:
             serve(
                 stop,
@@ -180,6 +183,7 @@ class ConsumerLoop(Generic[OutcomeT]):
                 failure_event=f"{self.name}_batch_failed",
                 pause_connection=self.connection if pausable else None,
                 fatal=self.fatal,
+                hold=lambda seconds: self.transport.hold(seconds, stop),
             )
         finally:
             self.close()

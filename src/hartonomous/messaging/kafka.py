@@ -30,7 +30,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -60,6 +60,8 @@ MESSAGE_TYPE_HEADER = "hartonomous-message-type"
 _POLL_SLICE_SECONDS = 0.25
 _FETCH_SLICE_SECONDS = 0.1
 _DRAIN_POLL_SECONDS = 0.05
+# How often a wait for the cluster (`publish`, `check_reachable`) beats `watch`.
+_WAIT_SLICE_SECONDS = 1.0
 # The longest wait of one receive for records it knows are there (a hang guard).
 _RECEIVE_WAIT_SECONDS = 60.0
 # Room for a record batch's framing above the largest record (`max_message_bytes`).
@@ -69,7 +71,13 @@ State = Literal["ready", "claimed", "done", "delayed", "abandoned"]
 
 class KafkaUnavailableError(UnavailableError, ConnectionError):
     """Kafka did not answer (unreachable, gone away, or did not acknowledge a batch): a
-    transient error, so the receive retry and circuit breaker count it."""
+    transient error, so the receive retry and circuit breaker count it. ``waited_seconds``:
+    how long the client already waited for the cluster (None: failed at once); such an error
+    is not retried at once but counted by the breaker (`resilience.already_waited`)."""
+
+    def __init__(self, message: str, *, waited_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.waited_seconds = waited_seconds
 
 
 class KafkaUnknownTopicError(KafkaUnavailableError, LookupError):
@@ -116,6 +124,10 @@ class KafkaTransport:
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # Called while a wait for the cluster lasts (`watch`): the caller's heartbeat.
+    _waiting: Callable[[str], None] | None = field(default=None, init=False)
+    # Whether `hold` paused the assigned partitions (the sync pause); the next take resumes.
+    _held: bool = field(default=False, init=False)
     # The lag `drained` last saw (partition, committed, end) and since when (monotonic s).
     _stall: tuple[tuple[tuple[int, int, int], ...], float] | None = field(default=None, init=False)
 
@@ -146,20 +158,44 @@ class KafkaTransport:
             config["sasl.password"] = self.kafka.sasl_password.get_secret_value()
         return config
 
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Call ``waiting(detail)`` about every second while this transport waits for the
+        cluster (an unacknowledged batch, an unreachable cluster), so the caller's heartbeat
+        beats through the wait; None stops it."""
+        self._waiting = waiting
+
+    def _still_waiting(self, started: float, what: str) -> None:
+        if self._waiting is not None:
+            self._waiting(
+                f"waiting for Kafka at {self.kafka.bootstrap_servers} ({what}) for "
+                f"{time.monotonic() - started:.0f} s"
+            )
+
     def check_reachable(self) -> None:
         """Raise `UnavailableError` naming the bootstrap servers unless the cluster answers
-        within `connect_timeout_seconds`, and `KafkaUnknownTopicError` (naming the topic and
-        the servers) when it has no topic `[message_broker.kafka] topic`. Asks for every
-        topic's metadata, never for the one topic: that ask would let a broker with
-        `auto.create.topics.enable` create it with one partition."""
+        within `connect_timeout_seconds` (asked each second meanwhile, beating `watch`), and
+        `KafkaUnknownTopicError` (naming the topic and the servers) when it has no topic
+        `[message_broker.kafka] topic`. Asks for every topic's metadata, never for the one
+        topic: that ask would let a broker with `auto.create.topics.enable` create it with one
+        partition."""
         admin = AdminClient(self._client_config())
-        try:
-            metadata = admin.list_topics(timeout=self.kafka.connect_timeout_seconds)
-        except KafkaException as exc:
-            raise KafkaUnavailableError(
-                f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
-                f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
-            ) from exc
+        started = time.monotonic()
+        deadline = started + self.kafka.connect_timeout_seconds
+        while True:
+            try:
+                metadata = admin.list_topics(
+                    timeout=min(_WAIT_SLICE_SECONDS, deadline - time.monotonic())
+                )
+                break
+            except KafkaException as exc:
+                if time.monotonic() < deadline - _FETCH_SLICE_SECONDS:
+                    self._still_waiting(started, "unreachable")
+                    continue
+                raise KafkaUnavailableError(
+                    f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
+                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}",
+                    waited_seconds=round(time.monotonic() - started, 3),
+                ) from exc
         if self.kafka.topic not in metadata.topics:
             raise KafkaUnknownTopicError(self.kafka)
 
@@ -262,7 +298,13 @@ class KafkaTransport:
                 failures.append(exc.args[0])
                 break
             producer.poll(0)
-        remaining = producer.flush(self.kafka.connect_timeout_seconds)
+        # Flushed a second at a time, beating `watch` while the acknowledgements are late.
+        started = time.monotonic()
+        deadline = started + self.kafka.connect_timeout_seconds
+        remaining = producer.flush(min(_WAIT_SLICE_SECONDS, self.kafka.connect_timeout_seconds))
+        while remaining and not failures and time.monotonic() < deadline:
+            self._still_waiting(started, f"{remaining} event(s) not acknowledged")
+            remaining = producer.flush(min(_WAIT_SLICE_SECONDS, deadline - time.monotonic()))
         acknowledged = [record for record in landed if record is not None]
         if not remaining and not failures and len(acknowledged) == len(messages):
             return acknowledged
@@ -283,7 +325,8 @@ class KafkaTransport:
         raise KafkaUnavailableError(
             f"Kafka at {self.kafka.bootstrap_servers} did not acknowledge "
             f"{len(messages) - len(acknowledged)} of {len(messages)} event(s) on topic "
-            f"{self.kafka.topic!r}" + (f": {failures[0].str()}" if failures else "")
+            f"{self.kafka.topic!r}" + (f": {failures[0].str()}" if failures else ""),
+            waited_seconds=None if failures else round(time.monotonic() - started, 3),
         )
 
     # -- consuming ----------------------------------------------------------------------------
@@ -296,6 +339,12 @@ class KafkaTransport:
                     **self._client_config(),
                     "group.id": self.kafka.consumer_group,
                     "session.timeout.ms": int(self.kafka.session_timeout_seconds * 1000),
+                    "max.poll.interval.ms": int(
+                        max(
+                            self.kafka.max_poll_interval_seconds, self.kafka.session_timeout_seconds
+                        )
+                        * 1000
+                    ),
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                 }
@@ -314,8 +363,33 @@ class KafkaTransport:
         while not consumer.assignment() and time.monotonic() - started < _RECEIVE_WAIT_SECONDS:
             self._fetch(1, _FETCH_SLICE_SECONDS)
 
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """The sync pause: pause fetching of every assigned partition and keep polling for
+        ``seconds`` (or until ``stop``), so the group keeps this member and its partitions
+        (a consumer that stops polling leaves after `max_poll_interval_seconds`, and its
+        return would rebalance the group). Records fetched before the pause stay buffered;
+        partitions assigned meanwhile are paused too. `receive` and `wait` resume."""
+        consumer = self.consumer()
+        self._held = True
+        deadline = time.monotonic() + seconds
+        while True:
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause(assignment)
+            self._fetch(1, min(_POLL_SLICE_SECONDS, max(0.0, deadline - time.monotonic())))
+            if stop.is_set() or time.monotonic() >= deadline:
+                return
+
+    def _resume(self) -> None:
+        if self._held and self._consumer is not None:
+            assignment = self._consumer.assignment()
+            if assignment:
+                self._consumer.resume(assignment)
+            self._held = False
+
     def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
         """Poll Kafka until a record arrives, ``seconds`` pass or ``stop`` is set."""
+        self._resume()
         deadline = time.monotonic() + seconds
         while not stop.is_set() and time.monotonic() < deadline:
             if self._fetch(1, _POLL_SLICE_SECONDS) or self._claimable():
@@ -326,15 +400,23 @@ class KafkaTransport:
         """Claim up to ``max_messages`` conversation heads. With nothing claimable buffered it
         fetches until records come or the group's partitions are caught up (what "nothing
         available now" means for a log), a minute at most."""
+        self._resume()
         if not self._fetch(max_messages, 0.0) and not self._claimable():
             # Records behind the committed offsets, or a group still joining, are available
             # now even when a fetch brings nothing; a cluster that does not answer the
             # caught-up check raises instead. Caught up is asked before waiting: a drain's
             # last receive then ends at once instead of after a fetch's wait.
+            # Past connect_timeout_seconds the wait beats `watch` (a cluster that went away
+            # leaves the cached ends ahead of what can be fetched).
             started = time.monotonic()
+            beaten = started + self.kafka.connect_timeout_seconds
             while not self._caught_up() and not self._fetch(max_messages, _FETCH_SLICE_SECONDS):
-                if time.monotonic() - started >= _RECEIVE_WAIT_SECONDS:
+                now = time.monotonic()
+                if now - started >= _RECEIVE_WAIT_SECONDS:
                     break
+                if now >= beaten:
+                    self._still_waiting(started, "records behind the group's offsets")
+                    beaten = now + _WAIT_SLICE_SECONDS
         now = time.monotonic()
         received: list[ReceivedMessage] = []
         with self._lock:
@@ -610,6 +692,7 @@ class KafkaTransport:
         if not assignment:
             return True
         timeout = self.kafka.connect_timeout_seconds
+        started = time.monotonic()
         try:
             for position in consumer.position(assignment):
                 # The high watermark the last fetch brought (no round trip); asked of the
@@ -628,7 +711,8 @@ class KafkaTransport:
                     return False
         except KafkaException as exc:
             raise KafkaUnavailableError(
-                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer: {exc.args[0]}",
+                waited_seconds=_waited(started, timeout),
             ) from exc
         return True
 
@@ -756,8 +840,16 @@ def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
                 time.sleep(_FETCH_SLICE_SECONDS)
                 continue
             raise KafkaUnavailableError(
-                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}"
+                f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}",
+                waited_seconds=_waited(deadline - timeout, timeout),
             ) from exc
+
+
+def _waited(started: float, timeout: float) -> float | None:
+    """Seconds since ``started`` when a call waited its whole ``timeout`` (the client retried
+    the cluster all along: `KafkaUnavailableError.waited_seconds`), else None."""
+    elapsed = time.monotonic() - started
+    return round(elapsed, 3) if elapsed >= timeout else None
 
 
 def _text(value: str | bytes | None) -> str:

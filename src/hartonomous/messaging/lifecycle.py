@@ -34,10 +34,12 @@ def serve(
     failure_event: str,
     pause_connection: Callable[[], psycopg.Connection[Any]] | None = None,
     fatal: tuple[type[BaseException], ...] = (),
+    hold: Callable[[float], None] | None = None,
 ) -> None:
     """Call ``turn`` (one batch), then ``rest`` with its result, until ``stop`` is set.
 
-    ``pause_connection`` gives the session that reads the sync pause (None: not pausable).
+    ``pause_connection`` gives the session that reads the sync pause (None: not pausable);
+    ``hold(seconds)`` is how a paused turn waits (default ``stop.wait``: `Transport.hold`).
     Raises what ``turn`` raises of ``fatal``, after ending the heartbeat `failed`.
     """
     if beat is not None:
@@ -49,7 +51,7 @@ def serve(
                 if (
                     beat is not None
                     and pause_connection is not None
-                    and held_by_pause(pause_connection(), beat, stop)
+                    and held_by_pause(pause_connection(), beat, stop, hold)
                 ):
                     continue
                 result = turn()

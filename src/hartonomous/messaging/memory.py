@@ -77,6 +77,12 @@ class InMemoryTransport:
         stop.wait(seconds)
         return True
 
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Nothing to watch: nothing waits."""
+
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)
+
     def receive(self, connection: Any, max_messages: int) -> list[ReceivedMessage]:
         now = self.clock()
         received: list[ReceivedMessage] = []

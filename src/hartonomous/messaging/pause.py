@@ -10,6 +10,7 @@ broker's channel so an idle worker wakes at once (docs/operations.md, "Pausing s
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,13 +100,21 @@ def set_pause(
 
 
 def held_by_pause(
-    connection: psycopg.Connection[Any], beat: Heartbeat, stop: threading.Event
+    connection: psycopg.Connection[Any],
+    beat: Heartbeat,
+    stop: threading.Event,
+    hold: Callable[[float], None] | None = None,
 ) -> bool:
     """One turn of a sync loop: when paused, beat ``paused``, wait a little and return True
-    (the loop skips its work this turn); otherwise return False at once."""
+    (the loop skips its work this turn); otherwise return False at once. ``hold(seconds)``
+    waits instead of ``stop.wait`` (a Kafka consumer keeps polling its group meanwhile:
+    `Transport.hold`)."""
     pause = read_pause(connection)
     if not pause.paused:
         return False
     beat.beat("paused", pause.describe())
-    stop.wait(PAUSED_POLL_SECONDS)
+    if hold is None:
+        stop.wait(PAUSED_POLL_SECONDS)
+    else:
+        hold(PAUSED_POLL_SECONDS)
     return True

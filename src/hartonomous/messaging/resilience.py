@@ -55,6 +55,22 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def already_waited(exc: BaseException) -> bool:
+    """True when an error of ``exc``'s chain already waited out its own timeout (it carries
+    ``waited_seconds``, as `KafkaUnavailableError` does after a Kafka client retried for
+    `connect_timeout_seconds`): a retry at once would wait the same again, so `RetryPolicy`
+    hands it to the circuit breaker at once, which counts it as one failure, as it counts an
+    exhausted retry of a refused PostgreSQL connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "waited_seconds", None) is not None:
+            return True
+        current = current.__cause__
+    return False
+
+
 def _is_transient_here(exc: BaseException) -> bool:
     # ConnectionError: a transport whose server went away (the Kafka transport raises one).
     if isinstance(exc, TimeoutError | ConnectionError | psycopg.errors.ConnectionTimeout):
@@ -94,7 +110,7 @@ class RetryPolicy:
             try:
                 return operation()
             except Exception as exc:
-                if not self.transient(exc) or attempt >= self.max_attempts:
+                if not self.transient(exc) or attempt >= self.max_attempts or already_waited(exc):
                     raise
                 wait = self.delay(attempt)
                 log.warning(

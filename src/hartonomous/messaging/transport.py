@@ -13,7 +13,7 @@ test_transport_conformance.py checks against each adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,6 +50,20 @@ class Transport(Protocol):
     def wait(self, connection: Connection, seconds: float, stop: threading.Event) -> bool:
         """Idle until something may be available, ``seconds`` pass or ``stop`` is set; False
         when the session failed (the loop reconnects)."""
+        ...
+
+    def watch(self, waiting: Callable[[str], None] | None) -> None:
+        """Have ``waiting(detail)`` called about every second while the transport waits for
+        a service outside the database (Kafka's acknowledgements, an unreachable cluster), so
+        the caller's heartbeat beats through the wait (None: stop). The broker: nothing."""
+        ...
+
+    def hold(self, seconds: float, stop: threading.Event) -> None:
+        """While the sync pause holds the loop: take no work for ``seconds`` (or until
+        ``stop``) but keep the transport's session alive. The broker and the memory transport
+        just wait; Kafka pauses its assigned partitions and keeps polling, so the consumer
+        group keeps this member past `max_poll_interval_seconds` (no rebalance on resume).
+        The next `receive` or `wait` takes work again."""
         ...
 
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:

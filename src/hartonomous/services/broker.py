@@ -15,6 +15,7 @@ from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.status import broker_status as read_broker_status
 from hartonomous.messaging.status import throughput_by_minute
+from hartonomous.services.health import KafkaLag, kafka_lag
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import driver_session
 
@@ -44,7 +45,9 @@ class LongConversation(BaseModel):
 
 
 class BrokerStatus(BaseModel):
-    """One queue's state; ages in seconds, counts of messages."""
+    """One queue's state; ages in seconds, counts of messages. ``kafka``: on the Kafka
+    transport, the sync workers' consumer group (its lag: records not committed, the oldest's
+    age), where the events wait instead of the queue; None on the broker transport."""
 
     queue: str
     depth: int
@@ -61,6 +64,7 @@ class BrokerStatus(BaseModel):
     conversation_lifetime_seconds: int
     long_running_conversations: list[LongConversation]
     change_capture: CdcStatus
+    kafka: KafkaLag | None = None
 
 
 def broker_status(platform: Platform) -> BrokerStatus:
@@ -69,7 +73,8 @@ def broker_status(platform: Platform) -> BrokerStatus:
     with driver_session(platform) as connection:
         data = read_broker_status(connection, Broker(settings.message_broker))
         capture = cdc_status(connection, settings.cdc)
-    return BrokerStatus.model_validate({**data, "change_capture": capture})
+    kafka = kafka_lag(settings.message_broker)
+    return BrokerStatus.model_validate({**data, "change_capture": capture, "kafka": kafka})
 
 
 class ThroughputMinute(BaseModel):

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from hartonomous.cdc.replication import CdcStatus, cdc_status
+from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
 from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen
@@ -27,7 +28,15 @@ from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.messaging.pause import SyncPause, read_pause
 from hartonomous.services.platform import Platform
 
-__all__ = ["NotReadyError", "Readiness", "ServiceHeartbeat", "SyncControl", "readiness"]
+__all__ = [
+    "KafkaLag",
+    "NotReadyError",
+    "Readiness",
+    "ServiceHeartbeat",
+    "SyncControl",
+    "kafka_lag",
+    "readiness",
+]
 
 _WORKING_STATES = ("starting", "running")
 # Instances that last beat longer ago than this are history, not reported (a restart is a new
@@ -70,7 +79,8 @@ class CaptureLag(BaseModel):
 
 
 class SyncControl(BaseModel):
-    """The operator's `sync pause`; ``backlog``: queued events waiting (counted when paused)."""
+    """The operator's `sync pause`; ``backlog``: queued events waiting (counted when paused):
+    the database's queue, plus the consumer group's lag on the Kafka transport."""
 
     paused: bool
     paused_at: datetime | None
@@ -98,6 +108,20 @@ class KafkaLag(BaseModel):
     oldest_age_seconds: float | None = None
     partitions: list[KafkaPartitionLag] = []
     error: str | None = None
+
+    def describe(self) -> str:
+        """One line: `kafka group G on topic T: N record(s) not committed, oldest Ss
+        (partition P: L, …)`, or why Kafka did not answer."""
+        head = f"kafka group {self.group} on topic {self.topic}: "
+        if not self.reachable:
+            return head + (self.error or "unreachable")
+        lagging = self.lagging()
+        return (
+            head
+            + f"{self.lag} record(s) not committed"
+            + ("" if self.oldest_age_seconds is None else f", oldest {self.oldest_age_seconds}s")
+            + (f" ({lagging})" if lagging else "")
+        )
 
     def lagging(self) -> str:
         """The partitions that lag, as `partition N: lag`, comma-separated."""
@@ -145,7 +169,10 @@ def readiness(platform: Platform) -> Readiness:
     except DBAPIError as exc:
         first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
         raise NotReadyError(f"database unavailable: {first}") from exc
-    kafka = _kafka_lag(platform)
+    kafka = kafka_lag(platform.settings.message_broker)
+    if backlog is not None and kafka is not None and kafka.lag is not None:
+        # On Kafka the events wait on the topic, not in the database's queue.
+        backlog += kafka.lag
     problems = [
         _capture_problem(capture),
         _pause_problem(pause, backlog),
@@ -171,9 +198,9 @@ def readiness(platform: Platform) -> Readiness:
     )
 
 
-def _kafka_lag(platform: Platform) -> KafkaLag | None:
-    """The consumer group's lag when the transport is Kafka (the client imported only then)."""
-    settings = platform.settings.message_broker
+def kafka_lag(settings: MessageBrokerSettings) -> KafkaLag | None:
+    """The consumer group's lag when the transport is Kafka (the client imported only then);
+    None on the broker transport. Kafka not answering is ``reachable`` False, not raised."""
     if settings.transport != "kafka":
         return None
     from hartonomous.messaging.kafka import group_backlog

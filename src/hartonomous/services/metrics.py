@@ -4,10 +4,11 @@ Two sources, shown together:
 
 - read from the database at each scrape (``PlatformCollector``), so they are the same whichever
   process serves them and whichever process did the work (`up`'s threads, a separate `sync`,
-  `ces-consumer` or `worker`): queue depth and oldest age, dead letters, sync outcomes per
-  handler, billing events and DCU, CDC lag and events, ingestion files and bytes, heartbeats,
-  the sync pause, and PostgreSQL's own: pg_stat_statements (when installed), lock waits, table
-  and database sizes, WAL position; Neo4j's heap and transactions when projection is on;
+  `ces-consumer` or `worker`): queue depth and oldest age (by transport: the Kafka consumer
+  group's lag too), dead letters, sync outcomes per handler, billing events and DCU, CDC lag
+  and events, ingestion files and bytes, heartbeats, the sync pause, and PostgreSQL's own:
+  pg_stat_statements (when installed), lock waits, table and database sizes, WAL position;
+  Neo4j's heap and transactions when projection is on;
 - this process's histograms (``observability.metrics``): search latency, embedding batch
   latency, Neo4j projection transaction time.
 
@@ -29,6 +30,7 @@ from hartonomous.cdc.replication import cdc_status
 from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen, service_heartbeats
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.observability.metrics import PROCESS_REGISTRY
+from hartonomous.services.health import kafka_lag
 from hartonomous.services.platform import Platform
 from hartonomous.services.wal_archive_age import archive_age
 from hartonomous.sync.projector import Neo4jProjector
@@ -88,12 +90,7 @@ class PlatformCollector(Collector):
             "FROM broker_messages WHERE queue_name = :queue",
             queue=queue,
         )
-        yield _gauge("hartonomous_broker_queue_depth", "Messages queued.", row["depth"])
-        yield _gauge(
-            "hartonomous_broker_oldest_message_age_seconds",
-            "Age of the oldest queued message (0 when empty).",
-            row["oldest"],
-        )
+        yield from self._backlog(row["depth"], row["oldest"])
         yield _gauge("hartonomous_broker_in_flight", "Queued messages claimed.", row["claimed"])
         dead = _one(
             connection,
@@ -119,6 +116,36 @@ class PlatformCollector(Collector):
         yield from self._services(connection)
         yield from self._postgres(connection)
         yield from self._wal_archive()
+
+    def _backlog(self, depth: int, oldest: float) -> Iterator[Metric]:
+        """The queue's depth and oldest age by ``transport``: ``postgres`` (the database's
+        queue, always) and, on the Kafka transport, ``kafka`` (the sync workers' consumer
+        group: records not committed, the oldest's age by its Kafka timestamp) with
+        ``hartonomous_kafka_up``; so the documented age alert fires on either transport."""
+        kafka = kafka_lag(self._platform.settings.message_broker)
+        queued = GaugeMetricFamily(
+            "hartonomous_broker_queue_depth",
+            "Messages queued (kafka: records of the topic the consumer group has not committed).",
+            labels=["transport"],
+        )
+        age = GaugeMetricFamily(
+            "hartonomous_broker_oldest_message_age_seconds",
+            "Age of the oldest queued message (0 when empty).",
+            labels=["transport"],
+        )
+        queued.add_metric(["postgres"], _value(depth))
+        age.add_metric(["postgres"], _value(oldest))
+        if kafka is not None:
+            yield _gauge(
+                "hartonomous_kafka_up",
+                "1 when Kafka answered this scrape's consumer-group lag read, else 0.",
+                int(kafka.reachable),
+            )
+            if kafka.reachable:
+                queued.add_metric(["kafka"], _value(kafka.lag))
+                age.add_metric(["kafka"], _value(kafka.oldest_age_seconds or 0.0))
+        yield queued
+        yield age
 
     def _sync_events(self, connection: Connection) -> Metric:
         # sync_counters names are `outcome:detail` (billed:<operation>, dead_lettered:<reason>,

@@ -1,8 +1,9 @@
 """The SQL graph writer: `graph_nodes` / `graph_edges` upserts and deletes, set-based per batch.
 
-Upserts merge properties over what is stored (a placeholder Atom node written for an edge never
-wipes the full node) and only touch rows that change, unless the batch was projected into
-Neo4j, in which case every row written is marked projected.
+Rows are written in key order, so concurrent workers lock shared rows in one order (no
+deadlock). Upserts merge properties over what is stored (a placeholder Atom node written for
+an edge never wipes the full node) and only touch rows that change, unless the batch was
+projected into Neo4j, in which case every row written is marked projected.
 
 Every array parameter travels in PostgreSQL's binary array format (`%(name)b`): the text
 format escapes each element (every quote of every properties JSON) with a regular expression,
@@ -95,13 +96,16 @@ def write_batch(connection: Connection, batch: GraphBatch, *, projected: bool) -
 
 
 def write_segment(connection: Connection, segment: GraphSegment, *, projected: bool) -> None:
+    """Delete, then upsert the segment's nodes and edges. Rows are written in key order
+    (`node_id`, `edge_id`): workers writing overlapping batches at once lock the rows they
+    share in the same order, so they wait for each other instead of deadlocking."""
     delete_nodes(connection, segment.deleted_nodes)
     if segment.deleted_edges:
         connection.execute(
-            "DELETE FROM graph_edges WHERE edge_id = ANY(%s)", (list(segment.deleted_edges),)
+            "DELETE FROM graph_edges WHERE edge_id = ANY(%s)", (sorted(segment.deleted_edges),)
         )
     if segment.nodes:
-        nodes = list(segment.nodes.values())
+        nodes = [segment.nodes[key] for key in sorted(segment.nodes)]
         connection.execute(
             _UPSERT_NODES,
             {
@@ -114,7 +118,7 @@ def write_segment(connection: Connection, segment: GraphSegment, *, projected: b
             },
         )
     if segment.edges:
-        edges = list(segment.edges.values())
+        edges = [segment.edges[key] for key in sorted(segment.edges)]
         connection.execute(
             _UPSERT_EDGES,
             {
@@ -133,7 +137,8 @@ def write_segment(connection: Connection, segment: GraphSegment, *, projected: b
 
 
 def delete_nodes(connection: Connection, refs: Iterable[NodeRef]) -> None:
-    ids = [ref.node_id for ref in refs]
+    """Delete the nodes and every edge touching them (ids in order, as `write_segment`)."""
+    ids = sorted({ref.node_id for ref in refs})
     if not ids:
         return
     connection.execute(

@@ -7,12 +7,14 @@ import pytest
 from sqlalchemy.exc import OperationalError as SqlAlchemyOperationalError
 
 from hartonomous.config.sections import ResilienceSettings
+from hartonomous.messaging.kafka import KafkaUnavailableError
 from hartonomous.messaging.resilience import (
     BreakerState,
     CircuitBreaker,
     CircuitBreakerOpenError,
     ResilienceStrategy,
     RetryPolicy,
+    already_waited,
     is_transient,
 )
 
@@ -177,3 +179,28 @@ def test_strategy_wraps_retry_inside_the_breaker() -> None:
             strategy.run_receive(flaky)
     assert len(calls) == 4  # one breaker failure = one exhausted retry sequence
     assert strategy.breaker.state is BreakerState.OPEN
+
+
+def test_an_error_that_already_waited_its_timeout_counts_for_the_breaker_at_once() -> None:
+    # A Kafka client retried the cluster for connect_timeout_seconds before raising: another
+    # attempt would wait the same again, so each such failure is one breaker failure.
+    clock = Clock()
+    settings = ResilienceSettings(receive_max_attempts=5, circuit_breaker_failure_threshold=2)
+    strategy = ResilienceStrategy.from_settings(settings, clock=clock, sleep=lambda _s: None)
+    calls: list[int] = []
+
+    def away() -> None:
+        calls.append(1)
+        raise KafkaUnavailableError("Kafka at 127.0.0.1:9 did not acknowledge", waited_seconds=10)
+
+    for _ in range(2):
+        with pytest.raises(KafkaUnavailableError):
+            strategy.run_receive(away)
+    assert len(calls) == 2
+    assert strategy.breaker.state is BreakerState.OPEN
+    # Wrapped, it is known by its cause; one that failed at once is retried as before.
+    wrapped = RuntimeError("batch failed")
+    wrapped.__cause__ = KafkaUnavailableError("away", waited_seconds=1.0)
+    assert already_waited(wrapped)
+    assert not already_waited(KafkaUnavailableError("went away"))
+    assert is_transient(KafkaUnavailableError("went away"))

@@ -1,0 +1,78 @@
+"""A Kafka outage under a running CES consumer, on a real Kafka 4 broker and real PostgreSQL:
+each unacknowledged batch counts for the circuit breaker at once (no retry that waits the
+same timeout again), and the heartbeat beats through the wait."""
+
+from __future__ import annotations
+
+from structlog.testing import capture_logs
+from tests.integration.heartbeats import serving
+from tests.integration.sync.conftest import Source, wait_until
+from tests.integration.sync.test_sync_kafka import kafka_settings
+from tests.kafka_server import KafkaServer
+
+from hartonomous.cdc import CesConsumer
+
+
+def test_a_kafka_outage_opens_the_ces_consumers_breaker_and_its_heartbeat_beats_through(
+    source: Source, kafka_server: KafkaServer
+) -> None:
+    settings = kafka_settings(kafka_server.bootstrap_servers, connect_timeout_seconds=4.0)
+    broker = settings.message_broker
+    resilience = broker.resilience.model_copy(
+        update={
+            "receive_max_attempts": 5,
+            "circuit_breaker_failure_threshold": 2,
+            "circuit_breaker_break_duration_seconds": 1.0,
+        }
+    )
+    settings = settings.model_copy(
+        update={
+            "message_broker": broker.model_copy(update={"resilience": resilience}),
+            "health": settings.health.model_copy(
+                update={"heartbeat_interval_seconds": 0.5, "heartbeat_stale_seconds": 1.0}
+            ),
+        }
+    )
+    source.tenant("acme", "alice")
+    ces = CesConsumer(source.url, settings)
+    try:
+        ces.drain()  # the producer is connected
+    finally:
+        ces.close()
+    servers = broker.kafka.bootstrap_servers
+    kafka_server.stop(keep_data=True)
+    try:
+        source.ingest("acme", 1, principal_id="alice")
+        running = CesConsumer(source.url, settings)
+        with capture_logs() as logs, serving(running.run):
+            # Within one wait for the acknowledgements the heartbeat says what it waits for.
+            wait_until(
+                lambda: any(
+                    f"waiting for Kafka at {servers}" in (detail or "")
+                    for (detail,) in source.conn.execute(
+                        "SELECT detail FROM service_heartbeats "
+                        "WHERE service_name = 'ces-consumer' AND state = 'failing'"
+                    ).fetchall()
+                ),
+                "the waiting CES consumer beats 'failing: waiting for Kafka'",
+            )
+            wait_until(
+                lambda: any(entry["event"] == "circuit_breaker_opened" for entry in logs),
+                "the breaker opens",
+            )
+        failures = [e for e in logs if e["event"] == "cdc_step_failed"]
+        retries = [e for e in logs if e["event"] == "transient_failure_retrying"]
+        # Each turn waited connect_timeout_seconds once and counted for the breaker; none was
+        # retried at once to wait the same again.
+        assert len(failures) >= resilience.circuit_breaker_failure_threshold
+        assert all("KafkaUnavailableError: Kafka " in e["error"] for e in failures[:2])
+        assert all(servers in e["error"] for e in failures[:2])
+        assert retries == []
+    finally:
+        kafka_server.restart()
+    # Back: what waited is sent (the checkpoint never passed it).
+    ces = CesConsumer(source.url, settings)
+    try:
+        assert ces.drain() > 0
+    finally:
+        ces.close()
