@@ -67,14 +67,39 @@ class PostgresCluster:
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Clusters go to memory (tmpfs) when it has this much room, else to the system's temp folder.
+MEMORY_SCRATCH = Path("/dev/shm")  # noqa: S108 - a private folder is made inside it
+MEMORY_SCRATCH_MIN_FREE_BYTES = 4 << 30
+
+
+def scratch_parent() -> Path | None:
+    """The folder test clusters are made in: ``TESTS_SCRATCH_DIR`` when set, else /dev/shm when
+    it has 4 GiB free, else None (the system's temp folder, /tmp).
+
+    The suite creates and drops a database per test (about 1,000 files each) and initialises
+    dozens of clusters. On ext4 each new inode then scans the recently deleted ones
+    (`recently_deleted` in the kernel's inode allocator): CREATE DATABASE from the migrated
+    template took 0.3-0.5 s of kernel CPU under /tmp and 0.03 s on tmpfs (2-core machine)."""
+    if os.environ.get("TESTS_SCRATCH_DIR"):
+        return Path(os.environ["TESTS_SCRATCH_DIR"])
+    try:
+        status = os.statvfs(MEMORY_SCRATCH)
+    except OSError:
+        return None
+    writable = os.access(MEMORY_SCRATCH, os.W_OK | os.X_OK)
+    if writable and status.f_bavail * status.f_frsize >= MEMORY_SCRATCH_MIN_FREE_BYTES:
+        return MEMORY_SCRATCH
+    return None
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Iterator[Path]:
-    """Where embedded clusters live during tests.
+    """Where embedded clusters live during tests: a new folder in ``scratch_parent()``.
 
     Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that must traverse
     to its data directory, and pytest keeps its own temporary root private (0700).
     """
-    root = Path(tempfile.mkdtemp(prefix="hartonomous-tests-"))
+    root = Path(tempfile.mkdtemp(prefix="hartonomous-tests-", dir=scratch_parent()))
     root.chmod(0o711)
     yield root
     _stop_servers_under(root)
@@ -91,16 +116,20 @@ def _stop_servers_under(root: Path) -> None:
         if (
             arguments
             and arguments[0].endswith(b"/postgres")
-            and str(root).encode() in b" ".join(arguments)
+            and f"{root}/".encode() in b" ".join(arguments)
         ):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(cmdline.parent.name), signal.SIGQUIT)
 
 
 @pytest.fixture
-def data_dir(data_root: Path) -> Path:
-    """A new, empty data directory for one test."""
-    return Path(tempfile.mkdtemp(prefix="data-", dir=data_root))
+def data_dir(data_root: Path) -> Iterator[Path]:
+    """A new, empty data directory for one test; removed after it (with any server a failed
+    test left running there), so that clusters in memory do not pile up over the session."""
+    path = Path(tempfile.mkdtemp(prefix="data-", dir=data_root))
+    yield path
+    _stop_servers_under(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

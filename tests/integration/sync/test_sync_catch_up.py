@@ -7,8 +7,9 @@ from typing import Any
 
 from neo4j import GraphDatabase
 from tests.integration.heartbeats import serving
-from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph
+from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph, wait_until
 
+from hartonomous.cdc.replication import slot_holder
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import Broker
 from hartonomous.sync.catch_up import CaptureWait, catch_up, catch_up_neo4j
@@ -96,6 +97,12 @@ def test_rows_not_yet_captured_wait_for_the_running_consumer_and_are_billed_once
     source.capture()
     settings = Settings()
     with serving(source.ces.run):
+        # Running: it holds its slot (catch-up asks who does). Under load the thread took its
+        # slot after catch-up had asked, and catch-up re-emitted the rows (CI-like run, load 6).
+        wait_until(
+            lambda: slot_holder(source.conn, settings.cdc.slot_name) is not None,
+            "the CES consumer holds its slot",
+        )
         source.ingest("acme", 3, principal_id="alice")
         report = catch_up(
             source.conn,
