@@ -19,8 +19,9 @@ def test_a_locked_ledger_is_its_checks_fail_line_and_the_screen_is_printed(
     assert result.exit_code == 1, result.stderr
     named = {line[5:].split("  ")[0].strip(): line for line in lines if line[:4].strip()}
     assert named["ledger"].startswith("FAIL"), lines
-    assert "the ledger check waited on a lock: canceling statement due to lock timeout" in (
-        named["ledger"]
+    assert (
+        "the ledger check waited on a lock: canceling statement due to lock timeout"
+        in (named["ledger"])
     ), named["ledger"]
     assert "billing_usage_ledger" in named["ledger"]
     for check in ("database", "change capture", "sync pause", "backlog", "dead letters", "disk"):
