@@ -107,7 +107,9 @@ def status_report(settings: Settings) -> StatusReport:
     )
     try:
         with open_platform(
-            settings.model_copy(update={"database": hurried}), require_current_schema=False
+            settings.model_copy(update={"database": hurried}),
+            require_current_schema=False,
+            read_only=True,
         ) as platform:
             return platform_status(platform)
     except EmbeddedNotRunningError as exc:

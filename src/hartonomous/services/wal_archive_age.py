@@ -84,7 +84,10 @@ def archive_age(platform: Platform) -> ArchiveAge | None:
         waiting,
         waited,
         None if uptime is None else float(uptime),
-        platform.database is not None and platform.database.embedded,
+        # A server this very command started read-only does not archive, by design.
+        platform.database is not None
+        and platform.database.embedded
+        and not platform.database.archiving_skipped,
     )
 
 
