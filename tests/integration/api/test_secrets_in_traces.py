@@ -4,31 +4,16 @@ with tracing on exports no span attribute holding the role's password, and every
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, text
 
 from hartonomous.config import Settings
 from hartonomous.db import upgrade
 from hartonomous.db.api_role import CREDENTIALS_FILE, api_role_url, provision_api_role
-from hartonomous.observability.tracing import sanitise_query, use_tracer_provider
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        use_tracer_provider(None)
+from hartonomous.observability.tracing import sanitise_query
 
 
 def test_provisioning_the_api_role_exports_no_span_holding_its_password(
