@@ -62,3 +62,14 @@ def test_an_archive_older_than_the_server_says_nothing_was_archived_since_it_sta
     # A segment waiting still judges it, whatever the archive's age.
     stuck = ArchiveAge(324.0, "on", 60, 1, 400.0, server_uptime_seconds=500.0)
     assert archive_age_verdict(stuck)[0] == "FAIL"
+
+
+def test_an_embedded_server_not_archiving_although_asked_fails_and_says_restart_up() -> None:
+    unapplied = ArchiveAge(None, "off", 0, None, None, server_uptime_seconds=30.0, embedded=True)
+    verdict, detail = archive_age_verdict(unapplied)
+    assert verdict == "FAIL"
+    assert "archive_mode is off" in detail
+    assert "restart `up` to apply archive_wal" in detail
+    # A configured server archives through `pg_receivewal` (a service): its mode is its own.
+    configured = ArchiveAge(None, "off", 0, None, None, server_uptime_seconds=30.0)
+    assert archive_age_verdict(configured)[0] == "OK"

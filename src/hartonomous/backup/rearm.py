@@ -3,9 +3,11 @@
 A base backup carries no replication slot, and the restored broker may hold messages that a
 worker had claimed at the restore point. Re-arming recreates the publication and the CES
 consumer's slot, moves the consumer's checkpoint to the slot's start (the restored state) and
-returns claimed messages to the queue, so the first `up` on the restored cluster captures
-every later change once. Changes committed between the checkpoint and the restore point were
-never captured: `graph catch-up` (run by the restore) re-emits what they left missing.
+returns claimed messages to the queue, and clears the source's heartbeat rows (its instances
+do not run here: left, they read as `running` with a growing age), so the first `up` on the
+restored cluster captures every later change once. Changes committed between the checkpoint
+and the restore point were never captured: `graph catch-up` (run by the restore) re-emits
+what they left missing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Rearmed:
     previous_checkpoint_lsn: str | None
     published_tables: list[str]
     messages_returned: int
+    # The source's service instances' heartbeat rows, removed.
+    heartbeats_cleared: int = 0
 
 
 def rearm(connection: Connection, cdc: CdcSettings) -> Rearmed:
@@ -66,9 +70,12 @@ def rearm(connection: Connection, cdc: CdcSettings) -> Rearmed:
             "attempts = greatest(attempts - 1, 0) "
             "WHERE locked_by IS NOT NULL OR locked_until IS NOT NULL"
         ).rowcount
+        # No instance of the source runs on the restored cluster; `up` writes its own rows.
+        cleared = connection.execute("DELETE FROM service_heartbeats").rowcount
     return Rearmed(
         slot_lsn=slot_lsn,
         previous_checkpoint_lsn=None if previous is None else str(previous[0]),
         published_tables=tables,
         messages_returned=returned,
+        heartbeats_cleared=cleared,
     )

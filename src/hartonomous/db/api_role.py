@@ -10,16 +10,24 @@ CREATEROLE), refuses one that could bypass the policies, and grants exactly ``AP
 Credentials: ``[database] api_url`` when set (an operator-made role, docs/database.md);
 otherwise the role ``hartonomous_api`` with a password generated into the data directory
 (``api-role.password``, mode 0600).
+
+The password never reaches the server, a span, a log line or pg_stat_statements as text: the
+role is given its SCRAM-SHA-256 verifier (computed here, as psql's ``\\password`` does), and
+that statement runs with instrumentation suppressed (docs/operations.md, "Traces").
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -33,10 +41,12 @@ __all__ = [
     "ApiRoleError",
     "api_role_url",
     "provision_api_role",
+    "scram_verifier",
 ]
 
 DEFAULT_API_ROLE: Final = "hartonomous_api"
 CREDENTIALS_FILE: Final = "api-role.password"
+_SCRAM_ITERATIONS: Final = 4096  # PostgreSQL's default scram_iterations
 
 _ALL: Final = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # Shared content is written by ingestion (new atoms, reference counts kept by triggers; UPDATE
@@ -193,20 +203,36 @@ def _ensure_role(connection: Connection, credentials: _Credentials) -> None:
             )
         return
     quoted = _quote_identifier(connection, credentials.role)
-    # The password is a generated token (URL-safe alphabet): safe inside a literal.
-    password = credentials.password
-    if not exists:
-        connection.execute(
-            text(
+    # Only the verifier travels (base64 and `$:` only: safe inside a literal), and untraced.
+    verifier = scram_verifier(credentials.password)
+    # exec_driver_sql with no parameters: the verifier's `:` and `$` are not placeholders.
+    with suppress_instrumentation():
+        if not exists:
+            connection.exec_driver_sql(
                 f"CREATE ROLE {quoted} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
-                f"NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+                f"NOREPLICATION NOBYPASSRLS PASSWORD '{verifier}'"
             )
-        )
-    else:
-        # Only the password: naming SUPERUSER, REPLICATION or BYPASSRLS at all in ALTER ROLE
-        # needs a superuser, and an owner with CREATEROLE may run this. The attributes that
-        # matter are checked next (_refuse_privileged).
-        connection.execute(text(f"ALTER ROLE {quoted} WITH LOGIN PASSWORD '{password}'"))
+        else:
+            # Only the password: naming SUPERUSER, REPLICATION or BYPASSRLS at all in ALTER
+            # ROLE needs a superuser, and an owner with CREATEROLE may run this. The
+            # attributes that matter are checked next (_refuse_privileged).
+            connection.exec_driver_sql(f"ALTER ROLE {quoted} WITH LOGIN PASSWORD '{verifier}'")
+
+
+def scram_verifier(password: str, salt: bytes | None = None) -> str:
+    """PostgreSQL's stored form of ``password``: ``SCRAM-SHA-256$4096:<salt>$<stored>:<server>``
+    (RFC 5802/7677; base64 parts). The server accepts it in ``PASSWORD '...'`` as the verifier
+    itself, so the clear password is never sent. ``salt``: 16 random bytes unless given."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${_SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def _refuse_privileged(connection: Connection, role: str) -> None:

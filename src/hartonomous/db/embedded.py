@@ -59,6 +59,9 @@ SERVER_SETTINGS = {
 }
 _UNIX_SOCKET_PATH_LIMIT = 100
 _START_TIMEOUT_SECONDS = 60
+# What a read-only command's server (archive_mode off) keeps of completed segments, so that the
+# next archiving server finds them and archives them.
+_READ_ONLY_WAL_KEEP = "1GB"
 
 
 # PG_VERSION holds the major version: "18", or "9.6" before PostgreSQL 10.
@@ -161,14 +164,26 @@ class EmbeddedPostgres:
         *,
         archive_dir: Path | None = None,
         archive_timeout_seconds: int = 60,
+        read_only: bool = False,
     ) -> None:
         """``archive_dir``: when given, a server this object starts archives every completed
         WAL segment there (`archive_mode = on`), and switches to a new segment at most
         ``archive_timeout_seconds`` after a change (`archive_timeout`; 0: never), so the
-        last changes reach the archive on a quiet system (docs/operations.md, "Backups")."""
+        last changes reach the archive on a quiet system (docs/operations.md, "Backups").
+
+        ``read_only``: the command writes nothing (`status`): a server it starts itself runs
+        with `archive_mode = off`, because with archiving on every stop switches to a new
+        segment (PostgreSQL's shutdown rotates the last one into the archive), so each cron
+        `status` would archive 16 MiB. Nothing is lost: a segment completed meanwhile (hint
+        bits' page images, the shutdown checkpoint) is kept by `wal_keep_size` and archived by
+        the next archiving server's first checkpoint, which marks every completed segment not
+        yet archived. While segments wait to be archived (`.ready` files) it archives as usual."""
         self.layout = EmbeddedLayout(data_dir.resolve())
         self._archive_dir = None if archive_dir is None else archive_dir.resolve()
         self._archive_timeout = archive_timeout_seconds
+        self._read_only = read_only
+        # Whether this object started the server without archiving (``read_only``).
+        self.archiving_skipped = False
         self._install = install or install_dir()
         self._bin = self._install / "bin"
         self._users_lock: IO[bytes] | None = None
@@ -344,8 +359,12 @@ class EmbeddedPostgres:
         self._give_to_run_as(socket_dir)
         options = " ".join(f"-c {key}={value!s}" for key, value in SERVER_SETTINGS.items())
         options = options.replace("listen_addresses=", "listen_addresses=''")
-        if self._archive_dir is not None:
+        archiving = self._archive_dir is not None and not self._archives_nothing()
+        if archiving:
             options = f"{options} {self._archiving_options()}"
+        elif self._archive_dir is not None:
+            options = f"{options} -c wal_keep_size={_READ_ONLY_WAL_KEEP}"
+            self.archiving_skipped = True
         log = self.layout.log_file
         log.touch()
         self._give_to_run_as(log)
@@ -359,12 +378,25 @@ class EmbeddedPostgres:
             "-o",
             f"{options} -k {socket_dir}",
         )
-        if self._archive_dir is not None and self._archive_timeout > 0:
+        if archiving and self._archive_timeout > 0:
             # Measured on PostgreSQL 18.6: a checkpointer started with archive_timeout on the
             # command line never forces a segment switch until its first configuration reload;
             # after one it switches every archive_timeout as documented. Without this the
             # last changes of a quiet system never reach the archive.
             self._psql("postgres", "SELECT pg_reload_conf()")
+
+    def _archives_nothing(self) -> bool:
+        """A read-only command's server, with no completed segment waiting to be archived."""
+        if not self._read_only:
+            return False
+        try:
+            waiting = any(
+                name.endswith(".ready")
+                for name in os.listdir(self.layout.pgdata / "pg_wal" / "archive_status")
+            )
+        except OSError:  # not readable here: archive, to be safe
+            return False
+        return not waiting
 
     def _archiving_options(self) -> str:
         assert self._archive_dir is not None

@@ -31,6 +31,8 @@ class Database:
     engine: Engine
     facts: ServerFacts
     embedded: bool
+    # This command started the embedded server read-only, so it does not archive by design.
+    archiving_skipped: bool = False
 
     @property
     def display_url(self) -> str:
@@ -55,6 +57,7 @@ def open_database(
     *,
     require_current_schema: bool = True,
     embedded_start: EmbeddedStart = "start",
+    read_only: bool = False,
 ) -> Iterator[Database]:
     """Yield a usable database; refuse a server without pgvector; warn when CDC cannot work.
 
@@ -64,6 +67,8 @@ def open_database(
     ``embedded_start`` says what may happen to the embedded server (``EmbeddedStart``):
     ``NoClusterError`` for a data dir without a cluster unless ``initialise``;
     ``EmbeddedNotRunningError`` when a server that must be joined is not running.
+    ``read_only``: the command writes nothing; an embedded server it starts does not archive
+    (``EmbeddedPostgres``: its stop would archive a segment).
     """
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
@@ -72,6 +77,7 @@ def open_database(
             settings.data_dir,
             archive_dir=archive_directory(settings),
             archive_timeout_seconds=settings.backup.archive_timeout_seconds,
+            read_only=read_only,
         )
         if embedded_start == "join":
             embedded.attach()
@@ -97,7 +103,13 @@ def open_database(
                 )
             if require_current_schema:
                 _require_head(engine, url)
-            yield Database(url=url, engine=engine, facts=facts, embedded=embedded is not None)
+            yield Database(
+                url=url,
+                engine=engine,
+                facts=facts,
+                embedded=embedded is not None,
+                archiving_skipped=embedded is not None and embedded.archiving_skipped,
+            )
         finally:
             engine.dispose()
     finally:

@@ -11,11 +11,17 @@ a function call (benchmarks/tracing_overhead.py measures it on search).
 The platform's own spans (``tracer()``) follow the messaging conventions: a CDC batch is a
 ``send`` of the CloudEvents it enqueues, each broker message's handling a ``process`` span
 carrying the CloudEvent's id, type and source; ingestion has a span per file.
+
+A database span's ``db.query.text`` is sanitised (``sanitise_query``): every string literal,
+dollar-quoted body and number is replaced by ``?``, so a literal secret (``PASSWORD '...'``)
+never reaches a span even when a statement inlines it; values travel as bound parameters,
+which are not recorded.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from opentelemetry import trace
@@ -35,6 +41,7 @@ __all__ = [
     "configure_tracing",
     "instrument_app",
     "otlp_endpoint",
+    "sanitise_query",
     "tracer",
     "use_tracer_provider",
 ]
@@ -46,6 +53,22 @@ _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP
 _SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 _STABLE_SIGNALS = ("http", "database")
 _state: dict[str, Any] = {"tracer": NoOpTracer(), "provider": None}
+# One pass over the statement: quoted identifiers and comments are kept as they are (a quote
+# inside them opens no literal); string literals (with any E/B/X/N/U& prefix, '' and, after
+# E, backslash escapes), dollar-quoted bodies and numbers become `?`.
+_LEXEME = re.compile(
+    r"""(?P<keep>"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/)"""
+    r"""|(?P<literal>[Ee]'(?:[^'\\]|\\.|'')*'|(?:[BbXxNn]|[Uu]&)?'(?:[^']|'')*'"""
+    r"""|\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*)?\$.*?\$(?P=tag)?\$)"""
+    r"""|(?P<number>(?<![\w$.])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w$]))""",
+    re.DOTALL,
+)
+
+
+def sanitise_query(statement: str) -> str:
+    """``statement`` with its literals (strings, dollar-quoted bodies, numbers) replaced by
+    ``?``: what a span's ``db.query.text`` may hold (OpenTelemetry's database conventions)."""
+    return _LEXEME.sub(lambda m: m.group("keep") or "?", statement)
 
 
 def tracer() -> Tracer:
@@ -143,5 +166,8 @@ def _named_cursor_tracer() -> type[Any]:
         def get_operation_name(self, cursor: Any, args: Any) -> str:
             name = str(super().get_operation_name(cursor, args))
             return name if name.isalpha() else ""
+
+        def get_statement(self, cursor: Any, args: Any) -> str:
+            return sanitise_query(str(super().get_statement(cursor, args)))
 
     return NamedCursorTracer

@@ -27,7 +27,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Float, cast, func, select, text
 
 from hartonomous.cdc.replication import cdc_status
-from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen, service_heartbeats
+from hartonomous.db.tables.operations import (
+    beat_seen_at,
+    heartbeats_seen,
+    service_heartbeats,
+    shown_state,
+)
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.observability.metrics import PROCESS_REGISTRY
 from hartonomous.services.health import kafka_lag
@@ -235,7 +240,9 @@ class PlatformCollector(Collector):
     def _services(self, connection: Connection) -> Iterator[Metric]:
         beats = GaugeMetricFamily(
             "hartonomous_service_heartbeat_age_seconds",
-            "Seconds since each service instance's last beat (instances of the last day).",
+            "Seconds since each service instance's last beat (instances of the last day); "
+            'state "gone": a live state whose heartbeat session is closed (a killed process, '
+            "or the source's instance in a restored cluster).",
             labels=["service", "instance", "state"],
         )
         heartbeats = service_heartbeats.c
@@ -244,7 +251,7 @@ class PlatformCollector(Collector):
             select(
                 heartbeats.service_name,
                 heartbeats.instance,
-                heartbeats.state,
+                shown_state,
                 cast(func.extract("epoch", func.now() - seen), Float),
             )
             .select_from(heartbeats_seen)

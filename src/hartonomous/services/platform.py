@@ -49,6 +49,7 @@ def open_platform(
     *,
     require_current_schema: bool = True,
     embedded_start: EmbeddedStart = "start",
+    read_only: bool = False,
 ) -> Iterator[Platform]:
     """Open the configured database (``db.open_database``) as a ``Platform``; close it after.
 
@@ -58,10 +59,14 @@ def open_platform(
 
     Both engines are the owner's (the CLI's maintenance path). Raises ``UnavailableError``
     subclasses when the database cannot be used or (with ``require_current_schema``) its
-    migrations are not at head.
+    migrations are not at head. ``read_only``: the command writes nothing (an embedded server
+    it starts does not archive: ``db.open_database``).
     """
     with open_database(
-        settings, require_current_schema=require_current_schema, embedded_start=embedded_start
+        settings,
+        require_current_schema=require_current_schema,
+        embedded_start=embedded_start,
+        read_only=read_only,
     ) as database:
         yield Platform(
             engine=database.engine,

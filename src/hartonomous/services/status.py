@@ -4,28 +4,37 @@ Built from the readiness report (``services.health``: database, migrations, hear
 capture, the sync pause), the broker's status (``messaging.status``: backlog, dead letters), the
 sync worker's ledger state, the last backup (``services.backup_catalogue``) and disk use.
 Thresholds are `[health]` and `[cdc]` settings (docs/operations.md, "status").
+
+Every check is isolated: one whose query fails, waits on a lock past
+``STATUS_LOCK_TIMEOUT_SECONDS`` or times out is that check's FAIL line naming the cause (``the
+ledger check waited on a lock: ...``), and the rest of the screen is still printed.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal, TypeVar
 
-from sqlalchemy import func, select, text
+import psycopg
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from hartonomous.config import Settings
 from hartonomous.db.embedded import EmbeddedNotRunningError
 from hartonomous.db.tables import billing_usage_ledger
+from hartonomous.errors import HartonomousError
 from hartonomous.services.backup_catalogue import last_backup_at
 from hartonomous.services.broker import BrokerStatus, broker_status
-from hartonomous.services.database_errors import database_errors
+from hartonomous.services.database_errors import database_error_reason, database_errors
 from hartonomous.services.health import NotReadyError, Readiness, readiness
 from hartonomous.services.platform import Platform, open_platform
 from hartonomous.services.wal_archive_age import archive_age, archive_age_verdict
 
 __all__ = [
+    "STATUS_LOCK_TIMEOUT_SECONDS",
     "StatusCheck",
     "StatusReport",
     "Verdict",
@@ -41,6 +50,11 @@ _RANK: dict[Verdict, int] = {"OK": 0, "WARN": 1, "FAIL": 2}
 # What the sync worker's heartbeat says when it stopped on an unwritable ledger (sync/worker.py).
 _LEDGER_STOPPED = "usage ledger cannot be written"
 _BYTES_PER_MIB = 1024 * 1024
+STATUS_LOCK_TIMEOUT_SECONDS: Final = 2.0
+"""The longest any one check's statement waits on a lock (at most `[database]
+lock_timeout_seconds`): a table held by another session costs its check this, not the screen."""
+_CHECK_FAILURES = (HartonomousError, DBAPIError, psycopg.Error, OSError)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -82,38 +96,94 @@ def flow_checks(platform: Platform, ready: Readiness, broker: BrokerStatus) -> l
 def status_report(settings: Settings) -> StatusReport:
     """``platform_status`` of the configured database, which it never creates nor starts when
     a running `up` owns it: a server that stopped under `up` is the ``database`` FAIL (``up pid
-    N is running``), with disk use. Raises ``NoClusterError`` for a data dir without a
+    N is running``), with disk use. Each statement waits on a lock at most
+    ``STATUS_LOCK_TIMEOUT_SECONDS``. Raises ``NoClusterError`` for a data dir without a
     cluster, like every command but `up` and `db upgrade`."""
+    database = settings.database
+    hurried = database.model_copy(
+        update={
+            "lock_timeout_seconds": min(database.lock_timeout_seconds, STATUS_LOCK_TIMEOUT_SECONDS)
+        }
+    )
     try:
-        with open_platform(settings, require_current_schema=False) as platform:
+        with open_platform(
+            settings.model_copy(update={"database": hurried}),
+            require_current_schema=False,
+            read_only=True,
+        ) as platform:
             return platform_status(platform)
     except EmbeddedNotRunningError as exc:
         return StatusReport([StatusCheck("database", "FAIL", str(exc)), _disk(settings, None)])
 
 
+def check_failure(name: str, failure: BaseException) -> str:
+    """Why the ``name`` check could not be made, in one line: ``the ledger check waited on a
+    lock: ...``, ``... timed out: ...``, ``... failed: ...``."""
+    cause = failure.__cause__ if isinstance(failure, HartonomousError) else failure
+    sqlstate = getattr(getattr(cause, "orig", None) or cause, "sqlstate", None)
+    if isinstance(cause, DBAPIError | psycopg.Error):
+        reason = database_error_reason(cause).removeprefix("database error: ")
+    else:
+        reason = str(failure)
+    if sqlstate == "55P03":
+        return f"the {name} check waited on a lock: {reason}"
+    if sqlstate == "57014":
+        return f"the {name} check timed out: {reason}"
+    return f"the {name} check failed: {reason}"
+
+
+def _isolated(name: str, check: Callable[[], _T]) -> _T | StatusCheck:
+    """``check()``, or the ``name`` FAIL line when it raises (a database or file system
+    failure: ``check_failure``'s line)."""
+    try:
+        return check()
+    except _CHECK_FAILURES as failure:
+        return StatusCheck(name, "FAIL", check_failure(name, failure))
+
+
 def platform_status(platform: Platform) -> StatusReport:
-    """Every check; a database that cannot be used is one FAIL and the rest that needs it
-    is skipped (disk use is still measured)."""
+    """Every check, each isolated (``check_failure``); a database that cannot be reached is
+    one FAIL and the rest that needs it is skipped (disk use is still measured)."""
     try:
         ready = readiness(platform)
     except NotReadyError as exc:
         return StatusReport(
             [StatusCheck("database", "FAIL", str(exc)), _disk(platform.settings, None)]
         )
-    with database_errors():
-        broker = broker_status(platform)
-        ledger_rows, database_bytes, archiver = _database_facts(platform)
-    archiving = wal_archiving_check(archiver)
+    broker = _isolated("backlog", lambda: _broker(platform))
+    if isinstance(broker, StatusCheck):
+        flow = [
+            *_services(platform, ready),
+            _capture(ready),
+            _pause(ready),
+            broker,
+            *_kafka(platform, ready),
+            # Counted by the same query as the backlog: its failure is this line's too.
+            StatusCheck("dead letters", "FAIL", broker.detail),
+        ]
+    else:
+        flow = flow_checks(platform, ready, broker)
+    ledger = _isolated("ledger", lambda: _ledger(ready, _ledger_rows(platform)))
+    backup = _isolated("last backup", lambda: _backup(platform))
+    archiver = _isolated("wal archiving", lambda: _archiver(platform))
+    archiving = archiver if isinstance(archiver, StatusCheck) else wal_archiving_check(archiver)
+    archive_age = _isolated("WAL archive age", lambda: _archive_age(platform))
+    size = _isolated("disk", lambda: _database_bytes(platform))
     checks = [
         StatusCheck("database", "OK", f"migrations at head ({ready.revision})"),
-        *flow_checks(platform, ready, broker),
-        _ledger(ready, ledger_rows),
-        _backup(platform),
+        *flow,
+        ledger,
+        backup,
         *([archiving] if archiving is not None else []),
-        *_archive_age(platform),
-        _disk(platform.settings, database_bytes),
+        *([archive_age] if isinstance(archive_age, StatusCheck) else archive_age),
+        _disk(platform.settings, None if isinstance(size, StatusCheck) else size),
     ]
     return StatusReport(checks)
+
+
+def _broker(platform: Platform) -> BrokerStatus:
+    with database_errors():
+        return broker_status(platform)
 
 
 def _services(platform: Platform, ready: Readiness) -> list[StatusCheck]:
@@ -319,14 +389,32 @@ def wal_archiving_check(row: ArchiverRow) -> StatusCheck | None:
     )
 
 
-def _database_facts(platform: Platform) -> tuple[int, int, ArchiverRow]:
+def _hurried(connection: Connection) -> None:
+    """This transaction's statements wait on a lock at most ``STATUS_LOCK_TIMEOUT_SECONDS``
+    (also for a platform opened with a longer `lock_timeout`, the admin dashboard's)."""
+    milliseconds = round(STATUS_LOCK_TIMEOUT_SECONDS * 1000)
+    connection.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": f"{milliseconds}ms"}
+    )
+
+
+def _ledger_rows(platform: Platform) -> int:
     with platform.maintenance_engine.connect() as connection:
+        _hurried(connection)
         rows = connection.execute(select(func.count()).select_from(billing_usage_ledger)).scalar()
+    return int(rows or 0)
+
+
+def _database_bytes(platform: Platform) -> int:
+    with platform.maintenance_engine.connect() as connection:
+        _hurried(connection)
         size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar()
+    return int(size or 0)
+
+
+def _archiver(platform: Platform) -> ArchiverRow:
+    with platform.maintenance_engine.connect() as connection:
+        _hurried(connection)
         archiver = connection.execute(_ARCHIVER).one()
     mode, archived_wal, archived_at, failed, failed_wal, failed_at = archiver
-    return (
-        int(rows or 0),
-        int(size or 0),
-        (str(mode), archived_wal, archived_at, int(failed or 0), failed_wal, failed_at),
-    )
+    return (str(mode), archived_wal, archived_at, int(failed or 0), failed_wal, failed_at)

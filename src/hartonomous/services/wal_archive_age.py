@@ -50,7 +50,9 @@ class ArchiveAge:
     (None: none there); ``timeout_seconds``: the server's `archive_timeout` (0: off);
     ``waiting`` / ``oldest_waiting_seconds``: completed segments not yet archived and the
     oldest one's wait (None: archive_mode off, or not readable by this role);
-    ``server_uptime_seconds``: since the server started (None: not known)."""
+    ``server_uptime_seconds``: since the server started (None: not known); ``embedded``:
+    the server is the embedded one, which archives by itself (`archive_mode`) when `up`
+    started it with `[backup] archive_wal` on."""
 
     last_archived_age_seconds: float | None
     archive_mode: str
@@ -58,6 +60,7 @@ class ArchiveAge:
     waiting: int | None
     oldest_waiting_seconds: float | None
     server_uptime_seconds: float | None = None
+    embedded: bool = False
 
 
 def archive_age(platform: Platform) -> ArchiveAge | None:
@@ -81,13 +84,24 @@ def archive_age(platform: Platform) -> ArchiveAge | None:
         waiting,
         waited,
         None if uptime is None else float(uptime),
+        # A server this very command started read-only does not archive, by design.
+        platform.database is not None
+        and platform.database.embedded
+        and not platform.database.archiving_skipped,
     )
 
 
 def archive_age_verdict(age: ArchiveAge) -> tuple[Literal["OK", "WARN", "FAIL"], str]:
     """OK / WARN / FAIL and why. With T the server's `archive_timeout` (60 s when off): WARN
     when a completed segment has waited past T, FAIL past 5 T; WARN when `archive_mode` is on
-    with `archive_timeout` off (the last changes wait until their segment fills)."""
+    with `archive_timeout` off (the last changes wait until their segment fills); FAIL when
+    the embedded server runs with `archive_mode` off although `[backup] archive_wal` asks for
+    archiving (it was started before the setting: `up` must be restarted)."""
+    if age.embedded and age.archive_mode == "off":
+        return "FAIL", (
+            "[backup] archive_wal is on but the running server's archive_mode is off, so "
+            "nothing is archived: restart `up` to apply archive_wal"
+        )
     limit = age.timeout_seconds or _DEFAULT_TIMEOUT_SECONDS
     newest = _newest(age)
     timeout = f"archive_timeout {age.timeout_seconds} s" if age.archive_mode != "off" else ""

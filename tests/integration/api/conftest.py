@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, create_engine, update
 
 from hartonomous.api import create_app
@@ -19,6 +22,7 @@ from hartonomous.db import head_revision
 from hartonomous.db.api_role import api_role_url, provision_api_role
 from hartonomous.db.isolation import scope_to_bound_tenant
 from hartonomous.db.tables import principals
+from hartonomous.observability.tracing import use_tracer_provider
 from hartonomous.security import create_api_key, ensure_principal, ensure_tenant
 from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.roles import Role
@@ -108,3 +112,16 @@ def key_cache_clock(api: TestClient, platform: Platform) -> ManualClock:
         platform.maintenance_engine, KEY_CACHE_SECONDS, clock=clock
     )
     return clock
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, into memory, for this test only (off again after)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        use_tracer_provider(None)

@@ -4,13 +4,11 @@ span per ingested file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine
@@ -28,19 +26,6 @@ from .conftest import IssueKey, bearer
 from .pipeline import Source, pipeline
 
 __all__ = ["pipeline"]
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on, into memory, for this test only (off again after)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        use_tracer_provider(None)
 
 
 def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

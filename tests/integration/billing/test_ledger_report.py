@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -172,3 +173,18 @@ def test_month_grouping_csv_and_tenant_scope(
         refused = cli("ledger", "report", *bad)
         assert refused.exit_code == 2, bad
         assert message in refused.stderr, (bad, refused.stderr)
+
+
+def test_the_runbooks_ledger_report_commands_run_as_written(cli: Cli) -> None:
+    """docs/operations.md's daily check and incident step 1, with YYYY-MM as this month."""
+    runbook = (Path(__file__).parents[3] / "docs" / "operations.md").read_text()
+    commands = {
+        " ".join(found.split())
+        for found in re.findall(r"`((?:hartonomous )?ledger report[^`]*)`", runbook)
+    }
+    assert len(commands) >= 2, commands
+    month = datetime.now(UTC).strftime("%Y-%m")
+    for command in sorted(commands):
+        words = command.replace("YYYY-MM", month).split()
+        result = cli(*words[words.index("ledger") :])
+        assert result.exit_code == 0, f"{command}: {result.stderr}"

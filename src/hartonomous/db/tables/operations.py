@@ -20,8 +20,10 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     false,
     func,
+    literal,
 )
 
 from hartonomous.db.tables.base import metadata
@@ -77,6 +79,19 @@ beat_seen_at = func.greatest(
     service_heartbeats.c.last_beat_at, heartbeat_sessions.c.query_start
 ).label("beat_seen_at")
 """An instance's last beat: its row's write or its session's last statement (NULLs ignored)."""
+
+# States of an instance whose loop has not ended: claimed only while its heartbeat session is open.
+LIVE_STATES = ("starting", "running", "failing", "standby", "paused")
+shown_state = case(
+    (
+        and_(heartbeat_sessions.c.pid.is_(None), service_heartbeats.c.state.in_(LIVE_STATES)),
+        literal("gone"),
+    ),
+    else_=service_heartbeats.c.state,
+).label("shown_state")
+"""The row's state, or ``gone`` for a live state whose heartbeat session is closed: the
+process ended without saying so (killed, or the source's row in a restored cluster). Select
+from ``heartbeats_seen``. ``gone`` is no state a service writes: alerts on ``running`` skip it."""
 
 # The operator's sync pause (`sync pause` / `sync resume`): one row, read by every sync loop.
 sync_control = Table(

@@ -1,0 +1,38 @@
+"""A cron `status` on a stopped install (it starts the embedded server itself) does not grow
+the WAL archive: with archiving on, every stop of the server would rotate a 16 MiB segment
+into it (real PostgreSQL 18 archiving into `<backup directory>/wal`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import Cli
+
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+
+
+def archived(data_dir: Path) -> list[str]:
+    wal = data_dir / "backups" / "wal"
+    return sorted(p.name for p in wal.iterdir() if SEGMENT.match(p.name)) if wal.exists() else []
+
+
+def test_two_status_runs_on_a_stopped_install_archive_no_segment(
+    embedded_cli: Cli, data_dir: Path
+) -> None:
+    env = {**embedded_cli.env, "HARTONOMOUS_BACKUP__ARCHIVE_WAL": "true"}
+    cli = Cli(env=env, cwd=embedded_cli.cwd)
+    made = cli("db", "upgrade")
+    assert made.exit_code == 0, made.stderr
+    before = archived(data_dir)
+    assert before, "db upgrade's server archived (the archive is live)"
+    for _ in range(2):
+        result = cli("status")
+        assert "overall" in result.stdout, result.stderr
+        # Not archiving is this command's own choice, not a server to restart.
+        assert "restart `up`" not in result.stdout, result.stdout
+    assert archived(data_dir) == before
+    # A command that may write still starts an archiving server.
+    again = cli("db", "upgrade")
+    assert again.exit_code == 0, again.stderr
+    assert len(archived(data_dir)) > len(before)
