@@ -15,13 +15,18 @@ carrying the CloudEvent's id, type and source; ingestion has a span per file.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from hartonomous import __version__
@@ -32,6 +37,7 @@ from hartonomous.config.sections import TelemetrySettings
 from hartonomous.db import connection as _connection  # noqa: F401
 
 __all__ = [
+    "GuardedExporter",
     "configure_tracing",
     "instrument_app",
     "otlp_endpoint",
@@ -46,6 +52,66 @@ _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP
 _SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 _STABLE_SIGNALS = ("http", "database")
 _state: dict[str, Any] = {"tracer": NoOpTracer(), "provider": None}
+_TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+EXPORT_TIMEOUT_SECONDS = 2.0
+"""How long one export (its retries included) may take unless `OTEL_EXPORTER_OTLP_*TIMEOUT`
+says otherwise: a command's exit waits for its last batch at most this long."""
+PAUSE_AFTER_FAILURE_SECONDS = 60.0
+"""After a failed export, batches are dropped without a try for this long."""
+_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http"
+log = structlog.get_logger(__name__)
+
+
+class GuardedExporter(SpanExporter):
+    """An exporter that a collector out of reach cannot slow down or make noisy.
+
+    ``inner`` exports as usual; after a failed export the batches of the next
+    ``pause_seconds`` are dropped without a try (so a command ending, or a server's every
+    batch, waits on no retries), and the failure is one warning (`trace_export_failed`, once
+    per process) instead of the exporter's retry lines, which are silenced.
+    """
+
+    def __init__(
+        self, inner: SpanExporter, endpoint: str, pause_seconds: float = PAUSE_AFTER_FAILURE_SECONDS
+    ) -> None:
+        self._inner = inner
+        self._endpoint = endpoint
+        self._pause = pause_seconds
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._warned = False
+        # Its "Transient error … retrying in 1.8s" lines would repeat on every batch.
+        logging.getLogger(_EXPORTER_LOGGER).setLevel(logging.CRITICAL)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            if time.monotonic() < self._paused_until:
+                return SpanExportResult.FAILURE
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure is one warning, not a crash
+            result, reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "the collector did not accept the spans"
+        if result is SpanExportResult.FAILURE:
+            with self._lock:
+                self._paused_until = time.monotonic() + self._pause
+                warn, self._warned = not self._warned, True
+            if warn:
+                log.warning(
+                    "trace_export_failed",
+                    endpoint=self._endpoint,
+                    reason=reason,
+                    detail=f"spans are dropped for {self._pause:.0f} s after each failure; "
+                    "check the OTLP endpoint (docs/operations.md, Traces)",
+                )
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 def tracer() -> Tracer:
@@ -76,12 +142,15 @@ def configure_tracing(settings: TelemetrySettings) -> bool:
     )
     # The setting is the collector's base URL; the variables are read by the exporter itself
     # (with their own rules: a base URL gets /v1/traces appended, a traces URL is used as is).
+    timeout = None if any(os.environ.get(v) for v in _TIMEOUT_VARIABLES) else EXPORT_TIMEOUT_SECONDS
     exporter = (
-        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=timeout)
         if settings.otlp_endpoint
-        else OTLPSpanExporter()
+        else OTLPSpanExporter(timeout=timeout)
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(
+        BatchSpanProcessor(GuardedExporter(exporter, endpoint), export_timeout_millis=30_000)
+    )
     trace.set_tracer_provider(provider)
     use_tracer_provider(provider)
     return True
