@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -186,8 +187,26 @@ def instrument_app(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, exclude_spans=["receive", "send"]
+        app,
+        tracer_provider=provider,
+        exclude_spans=["receive", "send"],
+        server_request_hook=_split_server_address,
     )
+
+
+def _split_server_address(span: Any, scope: dict[str, Any]) -> None:
+    """``server.address`` is the host alone and the port goes in ``server.port`` (the HTTP
+    conventions); the instrumentation copies the `Host` header (`127.0.0.1:18416`) whole."""
+    if not span.is_recording():
+        return
+    address = (getattr(span, "attributes", None) or {}).get("server.address")
+    if not isinstance(address, str):
+        return
+    host, colon, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")  # an IPv6 address
+    if colon and port.isdigit() and (bracketed or ":" not in host):
+        span.set_attribute("server.address", host.strip("[]"))
+        span.set_attribute("server.port", int(port))
 
 
 def _opt_in_stable_conventions() -> None:
@@ -200,17 +219,45 @@ def _opt_in_stable_conventions() -> None:
     os.environ[_SEMCONV_OPT_IN] = ",".join(chosen)
 
 
-def _named_cursor_tracer() -> type[Any]:
-    from opentelemetry.instrumentation.psycopg import CursorTracer
+_TARGET = re.compile(
+    r"^\s*(?:SELECT\b.*?\bFROM|INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_][\w.]*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_SECOND_TABLE = re.compile(r"\b(?:FROM|JOIN)\b", re.IGNORECASE)
 
-    class NamedCursorTracer(CursorTracer):
-        """Names a database span by its operation (`SELECT`, `INSERT`, ...) only when the
-        statement starts with one: SQLAlchemy's pool pings with ``;``, which named 15 of 143
-        spans ``;``. Without an operation the instrumentation names the span after the
-        database (the conventions' fallback: ``db.namespace``, else ``db.system.name``)."""
+
+def _target_of(statement: str) -> str | None:
+    """The one table ``statement`` reads or writes (`SELECT … FROM t`, `INSERT INTO t`,
+    `UPDATE t`, `DELETE FROM t`), None when it names none or more than one (a join, a
+    subquery): the conventions leave the target out rather than guess."""
+    match = _TARGET.match(statement)
+    if match is None or len(_SECOND_TABLE.findall(statement)) > 1:
+        return None
+    return match.group(1)
+
+
+def _named_cursor_tracer() -> type[Any]:
+    from opentelemetry.instrumentation import psycopg as psycopg_instrumentation
+
+    # The instrumentation's own class, kept from before the first replacement: a subclass of
+    # a replacement would name spans twice (`SELECT tenants` read back as an operation).
+    base: type[Any] = _state.setdefault("cursor_tracer", psycopg_instrumentation.CursorTracer)
+
+    class NamedCursorTracer(base):  # type: ignore[misc]
+        """Names a database span `{operation} {target}` after the conventions: the operation
+        upper-case (`SELECT`, `SHOW`, also for a statement written `select`), the table when
+        the statement names exactly one (`SELECT tenants`, `INSERT atoms`), else the
+        operation alone. Only when the statement starts with an operation: SQLAlchemy's pool
+        pings with ``;``, which named 15 of 143 spans ``;``. Without an operation the
+        instrumentation names the span after the database (the conventions' fallback:
+        ``db.namespace``, else ``db.system.name``)."""
 
         def get_operation_name(self, cursor: Any, args: Any) -> str:
             name = str(super().get_operation_name(cursor, args))
-            return name if name.isalpha() else ""
+            if not name.isalpha():
+                return ""
+            statement = args[0] if args and isinstance(args[0], str) else ""
+            target = _target_of(statement)
+            return f"{name.upper()} {target}" if target else name.upper()
 
     return NamedCursorTracer
