@@ -7,6 +7,7 @@ live server is not contacted. Any failure removes what the restore created.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from hartonomous.backup.wal_archive import ArchiveCheck, check_archive
 from hartonomous.config.sections import CdcSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import (
+    RESTORE_MARKER,
     EmbeddedDatabaseError,
     EmbeddedPostgres,
     give_to_server_user,
@@ -249,6 +251,8 @@ def restore(
     try:
         make_server_dir(data_dir)
         give_to_server_user(data_dir)
+        marker = data_dir / RESTORE_MARKER
+        marker.write_text(f"{os.getpid()}\n")
         pgdata = data_dir / "pgdata"
         try:
             run_program(
@@ -259,9 +263,10 @@ def restore(
             )
         except BackupToolError as exc:
             raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
+        _drop_source_locks(pgdata)
         wal_source = _continuous_wal(data_dir, wal_dir(directory), archive)
         arm_recovery(pgdata, wal_source, to_time)
-        server = EmbeddedPostgres(data_dir)
+        server = EmbeddedPostgres(data_dir, restoring=True)
         try:
             server.start()
             try:
@@ -296,6 +301,7 @@ def restore(
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
+    marker.unlink()
     return RestoreResult(
         data_dir=data_dir,
         chain=[b.backup_id for b in chain],
@@ -307,6 +313,18 @@ def restore(
         sync_paused=sync_paused,
         skipped=skipped,
     )
+
+
+def _drop_source_locks(pgdata: Path) -> None:
+    """Remove the source server's lock files a backup copied (pg_basebackup leaves out
+    `postmaster.pid` but not the socket's `.s.PGSQL.<port>.lock`, which names the live
+    server's pid): the restored cluster must not look like the source's running server."""
+    for stale in [
+        *pgdata.glob(".s.PGSQL.*"),
+        *(pgdata / n for n in ("postmaster.pid", "postmaster.opts")),
+    ]:
+        if stale.is_file() or stale.is_socket():
+            stale.unlink()
 
 
 def _wait_for_promotion(connection: Connection) -> datetime:

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.integration.backup.conftest import Live, refused, tenants_of
+from tests.integration.backup.conftest import Live, cli_for, refused, tenants_of
 
 from hartonomous.backup.catalog import remove_backup
 from hartonomous.backup.lock import backup_lock
@@ -85,3 +85,21 @@ def test_a_running_backup_locks_retention_out_and_a_broken_chain_is_never_built_
         f"no restorable backup: the newest, {incremental}, is not (backup {incremental} needs "
         f"{full}, which is gone); run `hartonomous backup full`"
     ), check
+
+
+def test_a_restore_that_did_not_finish_is_refused_naming_it(work: Path) -> None:
+    # What a killed restore leaves: its marker, a half-combined cluster (with the source's
+    # socket lock, which names the live server's pid).
+    half = work / "half-restored"
+    (half / "pgdata").mkdir(parents=True)
+    (half / "pgdata" / ".s.PGSQL.5432.lock").write_text(f"{os.getpid()}\n")
+    (half / "restore.incomplete").write_text("4242\n")
+    cli = cli_for(half, work)
+    for command in (("status",), ("db", "upgrade")):
+        result = cli(*command)
+        assert result.exit_code != 0, result.stdout
+        assert (
+            f"data dir {half} is a restore that did not finish (restore pid 4242, "
+            "restore.incomplete present): it is not usable; remove it and run `hartonomous "
+            "restore` again"
+        ) in result.stderr, result.stderr
