@@ -32,6 +32,7 @@ def up(
     from hartonomous.services.backup import wal_receiver_services
     from hartonomous.services.inference import worker_service
     from hartonomous.services.platform import api_platform
+    from hartonomous.services.sync_control import sync_pause
     from hartonomous.sync.service import sync_services
 
     state = cli_context(ctx)
@@ -59,10 +60,23 @@ def up(
             if interrupted:
                 log.warning("ingestion jobs interrupted", job_ids=[str(j) for j in interrupted])
 
+            # Said at start (a restored directory keeps its source's pause): nothing syncs.
+            paused: list[str] = []
+
             def announce(url: str) -> None:
+                note = (
+                    f"; {paused[0]}: nothing is synchronised until `hartonomous sync resume`"
+                    if paused
+                    else ""
+                )
                 state.emit(
-                    {"url": url, "database": database.display_url, "embedded": database.embedded},
-                    f"Hartonomous is up at {url} (database: {database.display_url})",
+                    {
+                        "url": url,
+                        "database": database.display_url,
+                        "embedded": database.embedded,
+                        "sync_paused": paused[0] if paused else None,
+                    },
+                    f"Hartonomous is up at {url} (database: {database.display_url}){note}",
                 )
                 if report.sample_api_key and not state.as_json:
                     sys.stdout.write(f"sample API key (shown once): {report.sample_api_key}\n")
@@ -74,6 +88,10 @@ def up(
                 *wal_receiver_services(database, settings),
             ]
             with api_platform(database, settings) as platform:
+                pause = sync_pause(platform)
+                if pause.paused:
+                    paused.append(pause.describe())
+                    log.warning("sync_paused_at_start", state=pause.describe())
                 for service in services:
                     service.start()
                 try:
