@@ -261,3 +261,19 @@ def test_a_signal_while_the_server_starts_stops_up(data_dir: Path) -> None:
     assert '"signal": "SIGTERM", "event": "stopped"' in stderr
     pid = postmaster_pid(data_dir)
     assert pid is None or not alive(pid)
+
+
+def test_up_on_a_paused_directory_says_so_at_start(data_dir: Path) -> None:
+    # A restored directory keeps its source's pause (docs/operations.md, "Restore").
+    env = clean_environment()
+    env["HARTONOMOUS_DATA_DIR"] = str(data_dir)
+    cli = Cli(env=env, cwd=data_dir)
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("sync", "pause", "--reason", "restored copy").exit_code == 0
+    up = RunningUp(env, data_dir)
+    try:
+        paused = up.announcement["sync_paused"]
+        assert paused.startswith("sync paused by "), paused
+        assert paused.endswith(": restored copy"), paused
+    finally:
+        assert up.stop(signal.SIGTERM) == 0

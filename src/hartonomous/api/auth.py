@@ -24,7 +24,15 @@ from hartonomous.security.key_cache import VerifiedKeyCache
 from hartonomous.security.roles import Role
 from hartonomous.services import Platform
 
-__all__ = ["Caller", "authenticated", "authorize", "platform_of", "required_role", "requires"]
+__all__ = [
+    "Caller",
+    "authenticated",
+    "authorize",
+    "platform_of",
+    "require_role",
+    "required_role",
+    "requires",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `hk_<key id>_<secret>`")
 
@@ -72,11 +80,12 @@ async def authorize(request: Request, role: Role) -> Caller:
     """Authenticate ``request``'s bearer key (401) and require ``role`` (403), as the
     ``requires(role)`` dependency does; the caller is kept for that dependency to reuse."""
     caller = await authenticated(request, await _bearer(request))
-    _require(caller, role)
+    require_role(caller, role)
     return caller
 
 
-def _require(caller: Caller, role: Role) -> None:
+def require_role(caller: Caller, role: Role) -> None:
+    """``ForbiddenError`` (403) unless ``caller``'s role includes ``role``."""
     if not caller.role.includes(role):
         raise ForbiddenError(f"role {caller.role.value!r} may not do this: it needs {role.value!r}")
 
@@ -90,7 +99,7 @@ def requires(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
 
     # async: a sync dependency would cost a worker-thread hop for a comparison.
     async def check(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
-        _require(caller, role)
+        require_role(caller, role)
         return caller
 
     check.required_role = role  # type: ignore[attr-defined]

@@ -162,6 +162,22 @@ def chain_of(backups: list[BackupInfo], last: BackupInfo) -> list[BackupInfo]:
     return chain
 
 
+def chain_problem(backups: list[BackupInfo], last: BackupInfo) -> str | None:
+    """Why ``last``'s chain cannot be restored from what the directory lists (an earlier
+    backup of it is gone: `backup NAME needs PARENT, which is gone`), or None. Reads the
+    info files only; pg_verifybackup's checks are ``backup.verify``'s."""
+    try:
+        chain_of(backups, last)
+    except BackupNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+def newest_restorable(backups: list[BackupInfo]) -> BackupInfo | None:
+    """The newest of ``backups`` (oldest first) whose whole chain is listed, or None."""
+    return next((b for b in reversed(backups) if chain_problem(backups, b) is None), None)
+
+
 def remove_backup(directory: Path, backup_id: str) -> None:
     """Remove the backup's info file first (it is no longer complete), then its folder."""
     path = backup_path(directory, backup_id)

@@ -7,6 +7,7 @@ live server is not contacted. Any failure removes what the restore created.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,11 +29,12 @@ from hartonomous.backup.catalog import (
 from hartonomous.backup.rearm import Rearmed, rearm
 from hartonomous.backup.recovery import arm_recovery, reset_recovery_sql
 from hartonomous.backup.tools import BackupToolError, run_program
-from hartonomous.backup.verify import verify_backup
+from hartonomous.backup.verify import BackupVerificationError, verify_backup
 from hartonomous.backup.wal_archive import ArchiveCheck, check_archive
 from hartonomous.config.sections import CdcSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.db.embedded import (
+    RESTORE_MARKER,
     EmbeddedDatabaseError,
     EmbeddedPostgres,
     give_to_server_user,
@@ -85,11 +87,19 @@ class RestoreResult:
     archive: ArchiveCheck
     # `sync pause` is data: the restored cluster keeps the source's flag at the restore point.
     sync_paused: bool
+    # ``latest`` only: newer backups passed over as not restorable (`B (why)`), newest first.
+    skipped: list[str]
 
 
-def choose_chain(directory: Path, backup_id: str, to_time: datetime | None) -> list[BackupInfo]:
-    """The chain (full first) ending in ``backup_id`` (``latest``: the newest backup, finished
-    by ``to_time`` when given). Raises ``BackupNotFoundError``, ``RestoreTimeOutOfRangeError``.
+def choose_chain(
+    directory: Path, backup_id: str, to_time: datetime | None
+) -> tuple[list[BackupInfo], list[str]]:
+    """The chain (full first) ending in ``backup_id``, every backup of it verified, and why
+    newer backups were skipped. ``latest``: the newest RESTORABLE backup (finished by
+    ``to_time`` when given): a newer one whose chain has a backup gone or failing
+    pg_verifybackup is skipped, its reason returned (`B (why)`). Raises
+    ``BackupNotFoundError``, ``RestoreTimeOutOfRangeError``, ``BackupVerificationError`` (a
+    named backup's chain, or every candidate of ``latest`` when none verifies: the newest's).
     """
     backups = list_backups(directory)
     if not backups:
@@ -99,26 +109,40 @@ def choose_chain(directory: Path, backup_id: str, to_time: datetime | None) -> l
             raise UsageError(f"--to-time {to_time.isoformat()} needs a UTC offset (e.g. +00:00)")
         if to_time > datetime.now(UTC):
             raise RestoreTimeOutOfRangeError(f"--to-time {to_time.isoformat()} is in the future")
-    if backup_id == "latest":
-        eligible = [b for b in backups if to_time is None or b.finished_at <= to_time]
-        if not eligible:
-            assert to_time is not None
-            raise RestoreTimeOutOfRangeError(
-                f"--to-time {to_time.isoformat()} is before the end of the oldest backup "
-                f"({backups[0].backup_id}, finished {backups[0].finished_at.isoformat()})"
-            )
-        last = eligible[-1]
-    else:
+    if backup_id != "latest":
         named = next((b for b in backups if b.backup_id == backup_id), None)
         if named is None:
             raise BackupNotFoundError(f"no complete backup {backup_id!r} in {directory / 'base'}")
-        last = named
-        if to_time is not None and to_time < last.finished_at:
+        if to_time is not None and to_time < named.finished_at:
             raise RestoreTimeOutOfRangeError(
-                f"--to-time {to_time.isoformat()} is before backup {last.backup_id} finished "
-                f"({last.finished_at.isoformat()}); name an older backup or `latest`"
+                f"--to-time {to_time.isoformat()} is before backup {named.backup_id} finished "
+                f"({named.finished_at.isoformat()}); name an older backup or `latest`"
             )
-    return chain_of(backups, last)
+        chain = chain_of(backups, named)
+        for backup in chain:
+            verify_backup(directory, backup)
+        return chain, []
+    eligible = [b for b in backups if to_time is None or b.finished_at <= to_time]
+    if not eligible:
+        assert to_time is not None
+        raise RestoreTimeOutOfRangeError(
+            f"--to-time {to_time.isoformat()} is before the end of the oldest backup "
+            f"({backups[0].backup_id}, finished {backups[0].finished_at.isoformat()})"
+        )
+    skipped: list[str] = []
+    first_error: Exception | None = None
+    for last in reversed(eligible):
+        try:
+            chain = chain_of(backups, last)
+            for backup in chain:
+                verify_backup(directory, backup)
+        except (BackupNotFoundError, BackupVerificationError) as exc:
+            first_error = first_error or exc
+            skipped.append(f"{last.backup_id} ({exc})")
+            continue
+        return chain, skipped
+    assert first_error is not None
+    raise first_error
 
 
 def require_empty_target(data_dir: Path) -> None:
@@ -220,15 +244,15 @@ def restore(
     ``RestoreFailedError``; after any of them ``data_dir`` is as it was before.
     """
     require_empty_target(data_dir)
-    chain = choose_chain(directory, backup_id, to_time)
-    for backup in chain:
-        verify_backup(directory, backup)
+    chain, skipped = choose_chain(directory, backup_id, to_time)
     archive = check_archive(directory, chain[-1])
     require_restorable(archive, to_time, accept_wal_gap)
     existed = data_dir.exists()
     try:
         make_server_dir(data_dir)
         give_to_server_user(data_dir)
+        marker = data_dir / RESTORE_MARKER
+        marker.write_text(f"{os.getpid()}\n")
         pgdata = data_dir / "pgdata"
         try:
             run_program(
@@ -239,9 +263,10 @@ def restore(
             )
         except BackupToolError as exc:
             raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
+        _drop_source_locks(pgdata)
         wal_source = _continuous_wal(data_dir, wal_dir(directory), archive)
         arm_recovery(pgdata, wal_source, to_time)
-        server = EmbeddedPostgres(data_dir)
+        server = EmbeddedPostgres(data_dir, restoring=True)
         try:
             server.start()
             try:
@@ -276,6 +301,7 @@ def restore(
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
+    marker.unlink()
     return RestoreResult(
         data_dir=data_dir,
         chain=[b.backup_id for b in chain],
@@ -285,7 +311,20 @@ def restore(
         catch_up=caught_up,
         archive=archive,
         sync_paused=sync_paused,
+        skipped=skipped,
     )
+
+
+def _drop_source_locks(pgdata: Path) -> None:
+    """Remove the source server's lock files a backup copied (pg_basebackup leaves out
+    `postmaster.pid` but not the socket's `.s.PGSQL.<port>.lock`, which names the live
+    server's pid): the restored cluster must not look like the source's running server."""
+    for stale in [
+        *pgdata.glob(".s.PGSQL.*"),
+        *(pgdata / n for n in ("postmaster.pid", "postmaster.opts")),
+    ]:
+        if stale.is_file() or stale.is_socket():
+            stale.unlink()
 
 
 def _wait_for_promotion(connection: Connection) -> datetime:

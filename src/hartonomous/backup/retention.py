@@ -1,5 +1,6 @@
 """Retention (`--keep N`): the N newest full backups with their incrementals stay; older
-chains, interrupted backups and archived WAL older than the oldest kept backup go."""
+chains, interrupted backups and archived WAL (segments and backup history files) older than the
+oldest kept backup go."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def prune(directory: Path, keep: int) -> Pruned:
     if oldest is not None and archive.is_dir():
         segment = start_wal_file(backup_path(directory, oldest.backup_id))
         if segment is not None:
-            # Every segment older than the oldest kept backup's first one is of no use.
-            run_program("pg_archivecleanup", str(archive), segment)
+            # Every segment older than the oldest kept backup's first one is of no use, nor
+            # are the backup history files (`<segment>.<offset>.backup`) of those (-b).
+            run_program("pg_archivecleanup", "-b", str(archive), segment)
             report.wal_kept_from = segment
     return report

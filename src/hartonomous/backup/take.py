@@ -17,6 +17,8 @@ from hartonomous.backup.catalog import (
     BackupInfo,
     BackupKind,
     backup_path,
+    chain_of,
+    chain_problem,
     list_backups,
     manifest_facts,
     new_backup_id,
@@ -24,6 +26,7 @@ from hartonomous.backup.catalog import (
     write_info,
 )
 from hartonomous.backup.tools import BackupToolError, run_program
+from hartonomous.backup.verify import BackupVerificationError, verify_backup
 from hartonomous.db.embedded import make_server_dir
 from hartonomous.errors import ConflictError, OperationFailedError
 
@@ -49,6 +52,13 @@ class TimelineChangedError(ConflictError):
     code = "backup-timeline-changed"
 
 
+class BrokenChainError(ConflictError):
+    """The newest backup's chain does not verify (a backup of it is gone or fails
+    pg_verifybackup): an incremental backup on it could never be restored."""
+
+    code = "backup-chain-broken"
+
+
 class BackupFailedError(OperationFailedError):
     """pg_basebackup failed; nothing of the attempt is left in the backup directory."""
 
@@ -64,14 +74,33 @@ def replication_target(url: str) -> tuple[str, str | None]:
     )
 
 
+def _require_sound_chain(directory: Path, backups: list[BackupInfo], parent: BackupInfo) -> None:
+    """Refuse to build on ``parent`` unless its whole chain is present and verifies."""
+    problem = chain_problem(backups, parent)
+    if problem is None:
+        for backup in chain_of(backups, parent):
+            try:
+                verify_backup(directory, backup)
+            except BackupVerificationError as exc:
+                problem = str(exc)
+                break
+    if problem is not None:
+        raise BrokenChainError(
+            f"cannot take an incremental backup on {parent.backup_id}, the newest backup: "
+            f"its chain does not verify ({problem}); run `hartonomous backup full`"
+        )
+
+
 def take_backup(connection: Connection, url: str, directory: Path, kind: BackupKind) -> BackupInfo:
     """Take a full or incremental backup of the server ``connection`` is on into
     ``directory``/base/<id>; returns what `backup list` shows for it.
 
     Raises ``NoFullBackupError`` (incremental, nothing to base it on), ``TimelineChangedError``
     (incremental, the newest backup is of another timeline), ``WalSummariesOffError``
-    (incremental, `summarize_wal` off), ``BackupFailedError`` (pg_basebackup's own line: e.g.
-    permission denied, no space left on device); a failed attempt leaves nothing behind.
+    (incremental, `summarize_wal` off), ``BrokenChainError`` (incremental, the newest
+    backup's chain has a backup gone or failing pg_verifybackup), ``BackupFailedError``
+    (pg_basebackup's own line: e.g. permission denied, no space left on device); a failed
+    attempt leaves nothing behind.
     """
     facts = connection.execute(
         "SELECT now(), (SELECT system_identifier::text FROM pg_control_system()), "
@@ -107,6 +136,7 @@ def take_backup(connection: Connection, url: str, directory: Path, kind: BackupK
                 "incremental backup cannot build on it; take a full backup "
                 "(`hartonomous backup full`)"
             )
+        _require_sound_chain(directory, same_server, parent)
     make_server_dir(directory)
     backup_id = new_backup_id(directory, kind, started_at)
     path = backup_path(directory, backup_id)

@@ -198,6 +198,12 @@ def restore(  # noqa: PLR0917 - typer passes parameters by keyword
             f"warning: archived WAL after {result.wal.continuous_to} was not replayed: "
             f"{result.wal.error}; restored to {result.wal.describe_newest()}\n"
         )
+    for reason in result.skipped:
+        # Said where the operator looks, even under --json: `latest` is not the newest backup.
+        sys.stderr.write(
+            f"warning: skipped the newer backup {reason}: not restorable; restored "
+            f"{result.chain[-1]} instead\n"
+        )
     paused = (
         f"\nsync is paused in the restored directory (the source's `sync pause` at the "
         f"restore point): resume it with: hartonomous --data-dir {result.data_dir} sync resume"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
 
-from hartonomous.cli.context import cli_context
+from hartonomous.cli.context import CliContext, cli_context
+
+if TYPE_CHECKING:
+    from hartonomous.db import Database
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +37,7 @@ def up(
     from hartonomous.services.backup import wal_receiver_services
     from hartonomous.services.inference import worker_service
     from hartonomous.services.platform import api_platform
+    from hartonomous.services.sync_control import sync_pause
     from hartonomous.sync.service import sync_services
 
     state = cli_context(ctx)
@@ -63,14 +68,10 @@ def up(
             if interrupted:
                 log.warning("ingestion jobs interrupted", job_ids=[str(j) for j in interrupted])
 
-            def announce(url: str) -> None:
-                state.emit(
-                    {"url": url, "database": database.display_url, "embedded": database.embedded},
-                    f"Hartonomous is up at {url} (database: {database.display_url})",
-                )
-                if report.sample_api_key and not state.as_json:
-                    sys.stdout.write(f"sample API key (shown once): {report.sample_api_key}\n")
-                    sys.stdout.flush()
+            # Said at start (a restored directory keeps its source's pause): nothing syncs.
+            paused: list[str] = []
+
+            announce = _announcer(state, database, report.sample_api_key, paused)
 
             services = [
                 *sync_services(database.url, settings),
@@ -78,6 +79,10 @@ def up(
                 *wal_receiver_services(database, settings),
             ]
             with api_platform(database, settings) as platform:
+                pause = sync_pause(platform)
+                if pause.paused:
+                    paused.append(pause.describe())
+                    log.warning("sync_paused_at_start", state=pause.describe())
                 for service in services:
                     service.start()
                 try:
@@ -91,3 +96,31 @@ def up(
                     for service in services:
                         service.stop()
             log.info("up_stopping")
+
+
+def _announcer(
+    state: CliContext, database: Database, sample_api_key: str | None, paused: list[str]
+) -> Callable[[str], None]:
+    """What `up` says once it serves at a URL: where, the database, a pause kept in the data
+    directory (``paused``, filled before serving) and the sample API key, shown once."""
+
+    def announce(url: str) -> None:
+        note = (
+            f"; {paused[0]}: nothing is synchronised until `hartonomous sync resume`"
+            if paused
+            else ""
+        )
+        state.emit(
+            {
+                "url": url,
+                "database": database.display_url,
+                "embedded": database.embedded,
+                "sync_paused": paused[0] if paused else None,
+            },
+            f"Hartonomous is up at {url} (database: {database.display_url}){note}",
+        )
+        if sample_api_key and not state.as_json:
+            sys.stdout.write(f"sample API key (shown once): {sample_api_key}\n")
+            sys.stdout.flush()
+
+    return announce

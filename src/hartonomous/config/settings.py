@@ -159,6 +159,12 @@ def _origin(location: tuple[str, ...], path: Path | None) -> str:
         candidate = ENV_PREFIX + ENV_NESTED_DELIMITER.join(location[:depth]).upper()
         if candidate in os.environ:
             return f" from environment variable {candidate}"
+    # A whole section's check (one value against another): the variables setting its keys.
+    under = ENV_PREFIX + ENV_NESTED_DELIMITER.join(location).upper() + ENV_NESTED_DELIMITER
+    variables = sorted(name for name in os.environ if name.startswith(under))
+    if variables:
+        plural = "s" if len(variables) > 1 else ""
+        return f" from environment variable{plural} {', '.join(variables)}"
     if path is not None:
         return f" in {path}"
     return "" if env_name not in os.environ else f" from environment variable {env_name}"

@@ -82,6 +82,17 @@ class NoClusterError(EmbeddedDatabaseError):
     the database")."""
 
 
+RESTORE_MARKER = "restore.incomplete"
+"""In a data directory while `restore` builds it (holding the restore's pid); removed when the
+restore has finished. Left behind only by a killed restore: the directory is not usable."""
+
+
+class UnfinishedRestoreError(EmbeddedDatabaseError):
+    """The data directory is a restore that never finished (``RESTORE_MARKER``)."""
+
+    code = "restore-unfinished"
+
+
 class OtherMajorVersionError(EmbeddedDatabaseError):
     """The data directory was initialised by another PostgreSQL major than the bundled one."""
 
@@ -165,6 +176,7 @@ class EmbeddedPostgres:
         archive_dir: Path | None = None,
         archive_timeout_seconds: int = 60,
         read_only: bool = False,
+        restoring: bool = False,
     ) -> None:
         """``archive_dir``: when given, a server this object starts archives every completed
         WAL segment there (`archive_mode = on`), and switches to a new segment at most
@@ -177,8 +189,12 @@ class EmbeddedPostgres:
         `status` would archive 16 MiB. Nothing is lost: a segment completed meanwhile (hint
         bits' page images, the shutdown checkpoint) is kept by `wal_keep_size` and archived by
         the next archiving server's first checkpoint, which marks every completed segment not
-        yet archived. While segments wait to be archived (`.ready` files) it archives as usual."""
+        yet archived. While segments wait to be archived (`.ready` files) it archives as usual.
+
+        ``restoring``: `restore` itself, starting the cluster it is building (any other start
+        of a directory holding ``RESTORE_MARKER`` is refused: ``UnfinishedRestoreError``)."""
         self.layout = EmbeddedLayout(data_dir.resolve())
+        self._restoring = restoring
         self._archive_dir = None if archive_dir is None else archive_dir.resolve()
         self._archive_timeout = archive_timeout_seconds
         self._read_only = read_only
@@ -215,6 +231,14 @@ class EmbeddedPostgres:
         ``EmbeddedNotRunningError`` names the `up` when it is down (an outage is reported, not
         silently repaired by whichever command runs next).
         """
+        marker = self.layout.data_dir / RESTORE_MARKER
+        if marker.exists() and not self._restoring:
+            started_by = marker.read_text(errors="replace").strip() or "unknown"
+            raise UnfinishedRestoreError(
+                f"data dir {self.layout.data_dir} is a restore that did not finish (restore pid "
+                f"{started_by}, {RESTORE_MARKER} present): it is not usable; remove it and run "
+                "`hartonomous restore` again"
+            )
         up_pid = self.layout.running_up_pid()
         if up_pid is not None and up_pid != os.getpid():
             self.attach(up_pid=up_pid)

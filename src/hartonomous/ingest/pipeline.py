@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg.errors
 import structlog
@@ -203,7 +203,7 @@ def ingest_paths(
             # it is stored: the model and the database work at the same time.
             previous: _Batch | None = None
             for batch in [*_batches(candidates), None]:
-                current = _plan(batch) if batch is not None else None
+                current = _plan(batch, request.source_names) if batch is not None else None
                 if current is not None:
                     skip = set(previous.plan.atoms.texts()) if previous is not None else set()
                     embedders.prefetch(engine, current.texts(), skip)
@@ -265,12 +265,15 @@ def _batches(candidates: Sequence[Candidate]) -> Iterator[list[tuple[int, Candid
         yield batch
 
 
-def _prepare(ordinal: int, candidate: Candidate) -> _Prepared:
-    """One file read and analysed, in its own ``ingest file`` span (docs/operations.md)."""
-    with tracer().start_as_current_span(
-        "ingest file",
-        attributes={"file.path": str(candidate.path), "hartonomous.ingest.ordinal": ordinal},
-    ) as span:
+def _prepare(ordinal: int, candidate: Candidate, sent_name: str | None = None) -> _Prepared:
+    """One file read and analysed, in its own ``ingest file`` span (docs/operations.md):
+    ``file.name`` the file's name (an upload's as its sender gave it, ``sent_name``), and
+    ``file.path`` only for a file read where it is (an upload's spool path is no file's)."""
+    attributes: dict[str, str | int] = {"hartonomous.ingest.ordinal": ordinal}
+    if sent_name is None:
+        attributes["file.path"] = str(candidate.path)
+    attributes["file.name"] = PurePosixPath(sent_name).name if sent_name else candidate.path.name
+    with tracer().start_as_current_span("ingest file", attributes=attributes) as span:
         prepared = _analyse(ordinal, candidate)
         if prepared.analysis is not None:
             span.set_attribute("file.size", prepared.analysis.state.size)
@@ -320,8 +323,10 @@ class _Batch:
         return {atom_id: storable_text(text) for atom_id, text in self.plan.atoms.texts().items()}
 
 
-def _plan(batch: list[tuple[int, Candidate]]) -> _Batch:
-    prepared = [_prepare(ordinal, candidate) for ordinal, candidate in batch]
+def _plan(batch: list[tuple[int, Candidate]], sent_names: Mapping[Path, str]) -> _Batch:
+    prepared = [
+        _prepare(ordinal, candidate, sent_names.get(candidate.path)) for ordinal, candidate in batch
+    ]
     together = [item for item in prepared if item.analysis is None or _is_small(item.analysis)]
     analysed = [item for item in together if item.analysis is not None]
     plan = plan_files([(item.path, item.analysis) for item in analysed if item.analysis])

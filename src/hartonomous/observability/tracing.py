@@ -20,14 +20,19 @@ which are not recorded.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from hartonomous import __version__
@@ -38,6 +43,7 @@ from hartonomous.config.sections import TelemetrySettings
 from hartonomous.db import connection as _connection  # noqa: F401
 
 __all__ = [
+    "GuardedExporter",
     "configure_tracing",
     "instrument_app",
     "otlp_endpoint",
@@ -71,6 +77,68 @@ def sanitise_query(statement: str) -> str:
     return _LEXEME.sub(lambda m: m.group("keep") or "?", statement)
 
 
+_TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+EXPORT_TIMEOUT_SECONDS = 2.0
+"""How long one export (its retries included) may take unless `OTEL_EXPORTER_OTLP_*TIMEOUT`
+says otherwise: a command's exit waits for its last batch at most this long."""
+PAUSE_AFTER_FAILURE_SECONDS = 60.0
+"""After a failed export, batches are dropped without a try for this long."""
+_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http"
+log = structlog.get_logger(__name__)
+
+
+class GuardedExporter(SpanExporter):
+    """An exporter that a collector out of reach cannot slow down or make noisy.
+
+    ``inner`` exports as usual; after a failed export the batches of the next
+    ``pause_seconds`` are dropped without a try (so a command ending, or a server's every
+    batch, waits on no retries), and the failure is one warning (`trace_export_failed`, once
+    per process) instead of the exporter's retry lines, which are silenced.
+    """
+
+    def __init__(
+        self, inner: SpanExporter, endpoint: str, pause_seconds: float = PAUSE_AFTER_FAILURE_SECONDS
+    ) -> None:
+        self._inner = inner
+        self._endpoint = endpoint
+        self._pause = pause_seconds
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._warned = False
+        # Its "Transient error … retrying in 1.8s" lines would repeat on every batch.
+        logging.getLogger(_EXPORTER_LOGGER).setLevel(logging.CRITICAL)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            if time.monotonic() < self._paused_until:
+                return SpanExportResult.FAILURE
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure is one warning, not a crash
+            result, reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "the collector did not accept the spans"
+        if result is SpanExportResult.FAILURE:
+            with self._lock:
+                self._paused_until = time.monotonic() + self._pause
+                warn, self._warned = not self._warned, True
+            if warn:
+                log.warning(
+                    "trace_export_failed",
+                    endpoint=self._endpoint,
+                    reason=reason,
+                    detail=f"spans are dropped for {self._pause:.0f} s after each failure; "
+                    "check the OTLP endpoint (docs/operations.md, Traces)",
+                )
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 def tracer() -> Tracer:
     """The platform's tracer: the configured provider's, or the no-op one."""
     tracer_now: Tracer = _state["tracer"]
@@ -99,12 +167,15 @@ def configure_tracing(settings: TelemetrySettings) -> bool:
     )
     # The setting is the collector's base URL; the variables are read by the exporter itself
     # (with their own rules: a base URL gets /v1/traces appended, a traces URL is used as is).
+    timeout = None if any(os.environ.get(v) for v in _TIMEOUT_VARIABLES) else EXPORT_TIMEOUT_SECONDS
     exporter = (
-        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+        OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=timeout)
         if settings.otlp_endpoint
-        else OTLPSpanExporter()
+        else OTLPSpanExporter(timeout=timeout)
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(
+        BatchSpanProcessor(GuardedExporter(exporter, endpoint), export_timeout_millis=30_000)
+    )
     trace.set_tracer_provider(provider)
     use_tracer_provider(provider)
     return True
@@ -140,8 +211,26 @@ def instrument_app(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, exclude_spans=["receive", "send"]
+        app,
+        tracer_provider=provider,
+        exclude_spans=["receive", "send"],
+        server_request_hook=_split_server_address,
     )
+
+
+def _split_server_address(span: Any, scope: dict[str, Any]) -> None:
+    """``server.address`` is the host alone and the port goes in ``server.port`` (the HTTP
+    conventions); the instrumentation copies the `Host` header (`127.0.0.1:18416`) whole."""
+    if not span.is_recording():
+        return
+    address = (getattr(span, "attributes", None) or {}).get("server.address")
+    if not isinstance(address, str):
+        return
+    host, colon, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")  # an IPv6 address
+    if colon and port.isdigit() and (bracketed or ":" not in host):
+        span.set_attribute("server.address", host.strip("[]"))
+        span.set_attribute("server.port", int(port))
 
 
 def _opt_in_stable_conventions() -> None:
@@ -154,18 +243,46 @@ def _opt_in_stable_conventions() -> None:
     os.environ[_SEMCONV_OPT_IN] = ",".join(chosen)
 
 
-def _named_cursor_tracer() -> type[Any]:
-    from opentelemetry.instrumentation.psycopg import CursorTracer
+_TARGET = re.compile(
+    r"^\s*(?:SELECT\b.*?\bFROM|INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([A-Za-z_][\w.]*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_SECOND_TABLE = re.compile(r"\b(?:FROM|JOIN)\b", re.IGNORECASE)
 
-    class NamedCursorTracer(CursorTracer):
-        """Names a database span by its operation (`SELECT`, `INSERT`, ...) only when the
-        statement starts with one: SQLAlchemy's pool pings with ``;``, which named 15 of 143
-        spans ``;``. Without an operation the instrumentation names the span after the
-        database (the conventions' fallback: ``db.namespace``, else ``db.system.name``)."""
+
+def _target_of(statement: str) -> str | None:
+    """The one table ``statement`` reads or writes (`SELECT … FROM t`, `INSERT INTO t`,
+    `UPDATE t`, `DELETE FROM t`), None when it names none or more than one (a join, a
+    subquery): the conventions leave the target out rather than guess."""
+    match = _TARGET.match(statement)
+    if match is None or len(_SECOND_TABLE.findall(statement)) > 1:
+        return None
+    return match.group(1)
+
+
+def _named_cursor_tracer() -> type[Any]:
+    from opentelemetry.instrumentation import psycopg as psycopg_instrumentation
+
+    # The instrumentation's own class, kept from before the first replacement: a subclass of
+    # a replacement would name spans twice (`SELECT tenants` read back as an operation).
+    base: type[Any] = _state.setdefault("cursor_tracer", psycopg_instrumentation.CursorTracer)
+
+    class NamedCursorTracer(base):  # type: ignore[misc]
+        """Names a database span `{operation} {target}` after the conventions: the operation
+        upper-case (`SELECT`, `SHOW`, also for a statement written `select`), the table when
+        the statement names exactly one (`SELECT tenants`, `INSERT atoms`), else the
+        operation alone. Only when the statement starts with an operation: SQLAlchemy's pool
+        pings with ``;``, which named 15 of 143 spans ``;``. Without an operation the
+        instrumentation names the span after the database (the conventions' fallback:
+        ``db.namespace``, else ``db.system.name``)."""
 
         def get_operation_name(self, cursor: Any, args: Any) -> str:
             name = str(super().get_operation_name(cursor, args))
-            return name if name.isalpha() else ""
+            if not name.isalpha():
+                return ""
+            statement = args[0] if args and isinstance(args[0], str) else ""
+            target = _target_of(statement)
+            return f"{name.upper()} {target}" if target else name.upper()
 
         def get_statement(self, cursor: Any, args: Any) -> str:
             return sanitise_query(str(super().get_statement(cursor, args)))

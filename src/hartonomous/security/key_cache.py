@@ -14,6 +14,11 @@ database:
   (`[security] api_key_cache_seconds`, default 5; 0 turns the cache off).
 
 Only keys that authenticated are kept: an unknown or refused key is looked up every time.
+
+While the database cannot be reached, `verified_before` admits a key this process verified
+within `OUTAGE_GRACE_SECONDS` (its secret still matched against the kept hash, its expiry
+against the clock): `/metrics` uses it so that `hartonomous_database_up 0` reaches Prometheus
+during an outage (api/metrics.py); nothing else does.
 `last_used_at` keeps its resolution: a request whose use is due to be written is looked up
 and written as without the cache.
 """
@@ -38,7 +43,11 @@ from hartonomous.security.authentication import (
     use_is_due,
 )
 
-__all__ = ["MAX_CACHED_KEYS", "VerifiedKeyCache", "forget_verified_keys"]
+__all__ = ["MAX_CACHED_KEYS", "OUTAGE_GRACE_SECONDS", "VerifiedKeyCache", "forget_verified_keys"]
+
+OUTAGE_GRACE_SECONDS = 3600.0
+"""How long after its last verification a key still opens `/metrics` while the database
+cannot be reached (Prometheus' own `up == 0` alerts on an outage longer than that)."""
 
 MAX_CACHED_KEYS = 10_000
 """Keys one cache holds at most; past it the cache starts again empty (memory stays bounded
@@ -132,12 +141,28 @@ class VerifiedKeyCache:
         if use_is_due(stored.last_used_at, now):
             record_use(self._engine, key_id, now)
             stored = replace(stored, last_used_at=now)
-        if self._ttl > 0:
-            with self._lock:
-                if len(self._entries) >= MAX_CACHED_KEYS:
-                    self._entries.clear()
-                self._entries[key_id] = _Entry(stored, generation, looked_up)
+        # Kept even with the cache off (ttl 0): `verified_before` reads it in an outage.
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_KEYS:
+                self._entries.clear()
+            self._entries[key_id] = _Entry(stored, generation, looked_up)
         return caller
+
+    def verified_before(self, token: str) -> Caller | None:
+        """For a database outage only: the caller of ``token`` when this process verified its
+        key within ``OUTAGE_GRACE_SECONDS`` and has not forgotten it since; None otherwise.
+        Raises ``NotAuthenticatedError`` for a malformed token, a wrong secret, or a kept key
+        revoked or expired by now (as ``cached``)."""
+        key_id, secret = parse_token(token)
+        with self._lock:
+            entry = self._entries.get(key_id)
+        if (
+            entry is None
+            or entry.generation != _generation.value
+            or self._clock() - entry.looked_up >= OUTAGE_GRACE_SECONDS
+        ):
+            return None
+        return admit_key(entry.stored, key_id, secret, datetime.now(UTC))
 
     def forget(self, key_id: str) -> None:
         """Look ``key_id`` up again on its next request (a request it admitted found its

@@ -28,6 +28,7 @@ from hartonomous.backup.catalog import (
     incomplete_backups,
     list_backups,
 )
+from hartonomous.backup.lock import backup_lock
 from hartonomous.backup.restore import restore
 from hartonomous.backup.retention import prune
 from hartonomous.backup.take import take_backup
@@ -145,6 +146,8 @@ class Restored(BaseModel):
     wal: ArchivedWal
     # The restored cluster's sync pause, as the source had it at the restore point.
     sync_paused: bool
+    # `latest`: newer backups passed over as not restorable (`B (why)`), newest first.
+    skipped: list[str]
 
 
 def wal_receiver_services(database: Database, settings: Settings) -> list[BackgroundService]:
@@ -163,11 +166,15 @@ def wal_receiver_services(database: Database, settings: Settings) -> list[Backgr
 
 def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -> BackupTaken:
     """Take a full or incremental backup of the platform's database; with ``keep``, then apply
-    retention. Errors: see ``backup.take.take_backup`` and ``backup.retention.prune``."""
+    retention. Backup and retention hold the backup directory's lock (``backup.lock``), so
+    retention never removes a chain another backup is building on. Errors:
+    ``BackupRunningError`` (another backup holds the lock), and see ``backup.take.take_backup``
+    and ``backup.retention.prune``."""
     directory = backup_directory(platform.settings)
-    with dedicated_session(platform, "hartonomous-backup") as connection:
-        info = take_backup(connection, database_url(platform), directory, kind)
-    pruned = None if keep is None else prune(directory, keep)
+    with backup_lock(directory):
+        with dedicated_session(platform, "hartonomous-backup") as connection:
+            info = take_backup(connection, database_url(platform), directory, kind)
+        pruned = None if keep is None else prune(directory, keep)
     return BackupTaken(
         backup=info,
         retention=None
@@ -314,4 +321,5 @@ def restore_backup(
         catch_up=result.catch_up,
         wal=ArchivedWal.of(result.archive),
         sync_paused=result.sync_paused,
+        skipped=result.skipped,
     )

@@ -26,7 +26,7 @@ from hartonomous.config import Settings
 from hartonomous.db.embedded import EmbeddedNotRunningError
 from hartonomous.db.tables import billing_usage_ledger
 from hartonomous.errors import HartonomousError
-from hartonomous.services.backup_catalogue import last_backup_at
+from hartonomous.services.backup_catalogue import BackupState, backup_state
 from hartonomous.services.broker import BrokerStatus, broker_status
 from hartonomous.services.database_errors import database_error_reason, database_errors
 from hartonomous.services.health import NotReadyError, Readiness, readiness
@@ -39,6 +39,7 @@ __all__ = [
     "StatusReport",
     "Verdict",
     "backup_age_check",
+    "backup_check",
     "flow_checks",
     "platform_status",
     "status_report",
@@ -308,10 +309,32 @@ def _ledger(ready: Readiness, rows: int) -> StatusCheck:
 
 
 def _backup(platform: Platform) -> StatusCheck:
-    at = last_backup_at(platform)
-    if at is None:
+    return backup_check(platform.settings, backup_state(platform), datetime.now(UTC))
+
+
+def backup_check(settings: Settings, state: BackupState, now: datetime) -> StatusCheck:
+    """The `last backup` line: the age of the newest RESTORABLE backup (``backup_age_check``);
+    WARN at least when the newest backup is not restorable (naming it and why), FAIL when no
+    backup is; WARN "no backups" for none."""
+    if state.newest is None:
         return StatusCheck("last backup", "WARN", "no backups")
-    return backup_age_check(platform.settings, at, datetime.now(UTC))
+    if state.restorable is None:
+        return StatusCheck(
+            "last backup",
+            "FAIL",
+            f"no restorable backup: the newest, {state.newest.backup_id}, is not ({state.problem})"
+            "; run `hartonomous backup full`",
+        )
+    check = backup_age_check(settings, state.restorable.finished_at, now)
+    if state.restorable.backup_id == state.newest.backup_id:
+        return check
+    return StatusCheck(
+        "last backup",
+        worst([check, StatusCheck("last backup", "WARN", "")]),
+        f"newest backup {state.newest.backup_id} is not restorable ({state.problem}); newest "
+        f"restorable {state.restorable.backup_id} finished {check.detail}; run "
+        "`hartonomous backup full`",
+    )
 
 
 def _archive_age(platform: Platform) -> list[StatusCheck]:

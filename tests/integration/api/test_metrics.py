@@ -10,11 +10,13 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 from tests.integration.sync.conftest import drain
 
 from hartonomous.api import create_app
@@ -256,3 +258,43 @@ def test_a_database_that_does_not_answer_is_a_zero_not_a_failed_scrape(
     assert "hartonomous_broker_queue_depth" not in families  # no made-up figures
     assert "hartonomous_search_duration_seconds" in families  # this process's own still shown
     gone.dispose()
+
+
+def test_database_up_zero_reaches_an_admin_key_verified_before_the_database_went_away(
+    platform: Platform, issue_key: IssueKey, tmp_path: Path
+) -> None:
+    # The platform's real database, behind a connection target the test can move to a socket
+    # folder where no server listens (the outage: every new connection is refused).
+    target = {
+        "url": platform.maintenance_engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+    }
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(target["url"]), poolclass=NullPool
+    )
+    settings = platform.settings.model_copy(deep=True)
+    settings.security.api_key_cache_seconds = 0  # every request looks its key up
+    admin, user = issue_key(role=Role.ADMIN), issue_key(role=Role.USER)
+    never_seen = issue_key(tenant="other", role=Role.ADMIN)
+    app = create_app(replace(platform, maintenance_engine=engine, settings=settings))
+    try:
+        # A driver error raised through the app is answered 503, not re-raised to the test.
+        with TestClient(app, raise_server_exceptions=False) as api:
+            assert value(scrape(api, bearer(admin)), "hartonomous_database_up") == 1
+            assert api.get("/metrics", headers=bearer(user)).status_code == 403
+
+            target["url"] = f"host={tmp_path} dbname=nothing user=nobody"
+            families = scrape(api, bearer(admin))
+            assert value(families, "hartonomous_database_up") == 0
+            assert "hartonomous_broker_queue_depth" not in families
+            # No bypass: a key this process did not verify, a wrong secret, a USER key, none.
+            unseen = api.get("/metrics", headers=bearer(never_seen))
+            assert unseen.status_code == 503, unseen.text
+            assert api.get("/metrics", headers=bearer(admin[:-2] + "xx")).status_code == 401
+            assert api.get("/metrics", headers=bearer(user)).status_code == 403
+            assert api.get("/metrics").status_code == 401
+            # Data routes stay closed to the remembered key.
+            assert api.get("/v1/holdings", headers=bearer(admin)).status_code == 503
+    finally:
+        engine.dispose()

@@ -87,7 +87,7 @@ def test_spans_follow_the_current_conventions_and_none_is_named_by_punctuation(
     key = issue_key(role=Role.ADMIN)
     pipeline.tenant("acme")
     pipeline.ingest("acme", 1)
-    with TestClient(create_app(platform)) as api:
+    with TestClient(create_app(platform), base_url="http://127.0.0.1:18416") as api:
         assert api.get("/v1/tenants", headers=bearer(key)).status_code == 200
     # SQLAlchemy's pool pings with ";" before handing a pooled connection out again.
     with platform.engine.connect() as connection:
@@ -99,6 +99,9 @@ def test_spans_follow_the_current_conventions_and_none_is_named_by_punctuation(
     used = {k for s in finished for k in (s.attributes or {})}
     assert not used & DEPRECATED_KEYS, sorted(used & DEPRECATED_KEYS)
     [server] = [s for s in finished if s.kind == SpanKind.SERVER]
+    # The host alone; the port in server.port.
+    assert dict(server.attributes or {})["server.address"] == "127.0.0.1"
+    assert dict(server.attributes or {})["server.port"] == 18416
     assert {
         "http.request.method",
         "http.route",
@@ -112,6 +115,23 @@ def test_spans_follow_the_current_conventions_and_none_is_named_by_punctuation(
         attributes = dict(span.attributes or {})
         assert attributes["db.system.name"] == "postgresql"
     assert any("db.query.text" in (s.attributes or {}) for s in database)
+    spans.clear()
+    with platform.maintenance_engine.connect() as connection:
+        for statement in (
+            "select 1",
+            "show server_version",
+            "SELECT count(*) FROM tenants",
+            "select t.tenant_id FROM tenants t JOIN principals p USING (tenant_id)",
+        ):
+            connection.exec_driver_sql(statement)
+    # `{db.operation.name} {target}`, the operation upper-case, the target when it is one table.
+
+    assert [s.name for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT][-4:] == [
+        "SELECT",
+        "SHOW",
+        "SELECT tenants",
+        "SELECT",
+    ]
 
 
 def test_cdc_batches_and_each_message_handled_are_messaging_spans(
@@ -125,6 +145,13 @@ def test_cdc_batches_and_each_message_handled_are_messaging_spans(
         s for s in named(spans, "send hartonomous_message_queue") if s.kind == SpanKind.PRODUCER
     ]
     assert sum(dict(s.attributes or {})["messaging.batch.message_count"] for s in sends) == events
+    for send in sends:
+        attributes = dict(send.attributes or {})
+        assert attributes["messaging.operation.name"] == "send", attributes
+        assert attributes["messaging.operation.type"] == "send"
+        assert attributes["messaging.batch.message_count"] > 0  # an empty poll sends nothing
+    assert pipeline.capture() == 0
+    assert len(named(spans, "send hartonomous_message_queue")) == len(sends)  # no span for it
     queued = {
         row[0]
         for row in pipeline.conn.execute("SELECT body->>'id' FROM broker_messages").fetchall()
@@ -136,6 +163,7 @@ def test_cdc_batches_and_each_message_handled_are_messaging_spans(
     for span in processed:
         attributes = dict(span.attributes or {})
         assert attributes["messaging.operation.type"] == "process"
+        assert attributes["messaging.operation.name"] == "process"
         assert attributes["messaging.batch.message_count"] == len(span.links)
     links = [dict(link.attributes or {}) for span in processed for link in span.links]
     # One link per message handled, named by its CloudEvent id, with its settlement.
@@ -196,3 +224,17 @@ def test_a_connection_subclass_stays_itself_while_traced_and_after(database_url:
     finally:
         use_tracer_provider(None)
     assert made() is PumpConnection
+
+
+def test_an_uploaded_files_span_names_the_sent_name_not_the_spool_path(
+    spans: InMemorySpanExporter, engine: Engine, pipeline: Source, tmp_path: Path
+) -> None:
+    pipeline.tenant("acme")
+    spool = tmp_path / "upload-3f2a"  # where the API spools an upload
+    spool.write_text("An uploaded paragraph.\n")
+    request = IngestRequest(tenant_id="acme", source_names={spool: "reports/q3 notes.txt"})
+    ingest_paths(engine, request, [spool])
+    [span] = named(spans, "ingest file")
+    attributes = dict(span.attributes or {})
+    assert attributes["file.name"] == "q3 notes.txt"
+    assert "file.path" not in attributes  # the spool path is no file of the sender's

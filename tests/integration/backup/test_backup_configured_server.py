@@ -29,6 +29,8 @@ def test_keep_removes_older_chains_and_the_wal_they_alone_needed(
     give_to_server_user(wal)
     old_segment = wal / "000000010000000000000001"
     old_segment.write_bytes(b"")
+    old_history = wal / "000000010000000000000001.00000028.backup"  # a removed backup's
+    old_history.write_text("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\n")
     third = ok(cli, "backup", "full", "--keep", "1")
     kept = third["backup"]["backup_id"]  # type: ignore[index]
     with psycopg.connect(libpq_url(database_url)) as conn:
@@ -43,6 +45,7 @@ def test_keep_removes_older_chains_and_the_wal_they_alone_needed(
     ]
     assert third["retention"]["wal_kept_from"] == row[0]  # type: ignore[index]
     assert not old_segment.exists()
+    assert not old_history.exists()
     listing = ok(cli, "backup", "list")
     assert [b["backup_id"] for b in listing["backups"]] == [kept]  # type: ignore[attr-defined]
     assert ok(cli, "backup", "verify")["ok"] is True

@@ -191,3 +191,21 @@ def test_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "graph-secret" not in rendered
     assert shown["database"]["url"] == "postgresql://app:***@db.example:5432/h"
     assert shown["neo4j"]["password"] == "***"
+
+
+def test_a_section_check_names_the_environment_variables_that_set_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "hartonomous.toml"
+    config.write_text("[server]\nport = 9000\n")
+    monkeypatch.setenv("HARTONOMOUS_HEALTH__BACKUP_WARN_HOURS", "5")
+    monkeypatch.setenv("HARTONOMOUS_HEALTH__BACKUP_FAIL_HOURS", "1")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    message = str(raised.value)
+    assert message.startswith(
+        "invalid value for 'health' from environment variables "
+        "HARTONOMOUS_HEALTH__BACKUP_FAIL_HOURS, HARTONOMOUS_HEALTH__BACKUP_WARN_HOURS: "
+        "backup_fail_hours (1.0) must be at least"
+    ), message
+    assert str(config) not in message
