@@ -202,7 +202,11 @@ def graph_catch_up(
     broker = Broker(settings.message_broker)
     with dedicated_session(platform, _SESSION_NAME) as connection:
         # Waits for a running CES consumer: what it has not enqueued yet is not a gap.
-        capture = CaptureWait(settings.cdc.slot_name, settings.cdc.consumer_name)
+        capture = CaptureWait(
+            settings.cdc.slot_name,
+            settings.cdc.consumer_name,
+            publication_name=settings.cdc.publication_name,
+        )
         report = catch_up(connection, broker, since=since, batch_size=batch_size, capture=capture)
         neo4j = None
         if settings.neo4j.uri:

@@ -80,6 +80,9 @@ class CaptureWait:
     slot_name: str
     consumer_name: str
     timeout_seconds: float = 120.0
+    # The consumer's publication (`[cdc] publication_name`): with no consumer running, the
+    # slot is peeked through it for changes not captured yet.
+    publication_name: str = "hartonomous_ces"
 
 
 @dataclass
@@ -188,9 +191,22 @@ def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
     ).fetchone()
     assert row is not None
     asked_at, asked_lsn = row
-    # A running consumer (`up`, `ces-consumer`) holds the slot's consumer lock.
+    # A running consumer (`up`, `ces-consumer`) holds the slot's consumer lock. With none,
+    # changes still in the slot would be captured (and billed under their own event ids) once
+    # a consumer runs again: re-emitting their rows now would bill them twice.
     if slot_holder(connection, capture.slot_name) is None:
-        return
+        pending = _uncaptured_changes(connection, capture, asked_lsn)
+        if pending == 0:
+            return
+        if pending is not None:
+            raise CaptureBehindError(
+                f"{pending} row change(s) committed before {asked_at.isoformat()} are still in "
+                f"the change-capture slot {capture.slot_name} and no CES consumer is running: "
+                "billing them from here would bill them twice, so no event was re-emitted; "
+                "start `hartonomous up` (or `hartonomous ces-consumer`) and run `graph "
+                "catch-up` again once `status` shows change capture OK"
+            )
+        # The slot is in use: a consumer is starting; wait for it as for a running one.
     deadline = time.monotonic() + capture.timeout_seconds
     while True:
         # The consumer advances its slot only after the step that enqueued up to there.
@@ -210,6 +226,24 @@ def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
                 "run `graph catch-up` again once `status` shows change capture OK"
             )
         time.sleep(0.2)
+
+
+def _uncaptured_changes(connection: Connection, capture: CaptureWait, upto: str) -> int | None:
+    """How many row changes (pgoutput Insert, Update, Delete, Truncate messages) the slot
+    holds up to ``upto`` (an LSN); 0 without a slot; None when the slot is in use."""
+    try:
+        with connection.transaction():  # a savepoint: a refused peek leaves the session usable
+            row = connection.execute(
+                "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)) "
+                "FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL, "
+                "'proto_version', '1', 'publication_names', %s)",
+                (capture.slot_name, upto, capture.publication_name),
+            ).fetchone()
+    except psycopg.errors.ObjectInUse:
+        return None
+    except psycopg.errors.UndefinedObject:
+        return 0  # no slot (or publication): nothing was captured through it, nothing waits
+    return 0 if row is None else int(row[0])
 
 
 def _settle_ledger_gaps(

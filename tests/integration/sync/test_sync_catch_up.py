@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from neo4j import GraphDatabase
 from tests.integration.heartbeats import serving
 from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_graph, wait_until
@@ -12,7 +13,7 @@ from tests.integration.sync.conftest import Source, drain, neo4j_graph, sql_grap
 from hartonomous.cdc.replication import slot_holder
 from hartonomous.config import Settings
 from hartonomous.messaging.broker import Broker
-from hartonomous.sync.catch_up import CaptureWait, catch_up, catch_up_neo4j
+from hartonomous.sync.catch_up import CaptureBehindError, CaptureWait, catch_up, catch_up_neo4j
 from hartonomous.sync.projector import Neo4jProjector
 
 
@@ -114,6 +115,29 @@ def test_rows_not_yet_captured_wait_for_the_running_consumer_and_are_billed_once
     assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
     again = catch_up(source.conn, Broker(settings.message_broker))
     assert (again.ledger_gaps, again.events_emitted) == ({}, 0)
+
+
+def test_rows_still_in_the_slot_with_no_consumer_running_are_refused_not_billed_twice(
+    source: Source,
+) -> None:
+    """Committed while no CES consumer runs (`ingest` with `up` stopped): their changes wait in
+    the slot and will be billed under their own event ids once captured, so catch-up refuses
+    (nothing queued) instead of billing them a second time under its own ids."""
+    source.tenant("acme", "alice")
+    source.capture()
+    source.ces.close()  # the fixture's consumer lets go of its slot: none is running
+    source.ingest("acme", 3, principal_id="alice")
+    settings = Settings()
+    capture = CaptureWait(settings.cdc.slot_name, settings.cdc.consumer_name)
+    queued = source.scalar("SELECT count(*) FROM broker_messages")
+    with pytest.raises(CaptureBehindError, match=r"row change\(s\) .* no CES consumer is running"):
+        catch_up(source.conn, Broker(settings.message_broker), capture=capture)
+    assert source.scalar("SELECT count(*) FROM broker_messages") == queued  # none re-emitted
+    source.capture()
+    assert drain(source, settings).billed == 3
+    again = catch_up(source.conn, Broker(settings.message_broker), capture=capture)
+    assert (again.ledger_gaps, again.events_emitted) == ({}, 0)
+    assert source.scalar("SELECT count(*) FROM billing_usage_ledger") == 3
 
 
 def test_catch_up_of_a_graph_without_a_ledger_gap_bills_nothing_again(source: Source) -> None:
