@@ -199,13 +199,19 @@ def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
         if pending == 0:
             return
         if pending is not None:
-            raise CaptureBehindError(
+            behind = CaptureBehindError(
                 f"{pending} row change(s) committed before {asked_at.isoformat()} are still in "
                 f"the change-capture slot {capture.slot_name} and no CES consumer is running: "
                 "billing them from here would bill them twice, so no event was re-emitted; "
-                "start `hartonomous up` (or `hartonomous ces-consumer`) and run `graph "
-                "catch-up` again once `status` shows change capture OK"
+                "catch up once change capture has taken them"
             )
+            # The CLI says it; an HTTP answer does not.
+            behind.cli_hint = (
+                "start `hartonomous up` (or `hartonomous ces-consumer`), then run "
+                "`hartonomous graph catch-up` again once `hartonomous status` shows change "
+                "capture OK"
+            )
+            raise behind
         # The slot is in use: a consumer is starting; wait for it as for a running one.
     deadline = time.monotonic() + capture.timeout_seconds
     while True:
