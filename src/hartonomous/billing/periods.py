@@ -14,7 +14,8 @@ closed period (READ COMMITTED: its later statements see the committed close).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 
 from hartonomous.errors import ConflictError, UsageError
+from hartonomous.messaging.broker import UnsettledMessage
 
 Connection = psycopg.Connection[Any]
 
@@ -124,6 +126,22 @@ WHERE queue_name = %(queue)s
 """
 
 
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T")
+
+
+def _event_time(message: UnsettledMessage) -> datetime:
+    """As `_QUEUED` reads it: the event's own `time` when it is RFC 3339, else when it was sent."""
+    body = message.body if isinstance(message.body, dict) else {}
+    text = body.get("time")
+    if isinstance(text, str) and _RFC3339_DATE.match(text):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return message.enqueued_at
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return message.enqueued_at
+
+
 def totals_checksum(totals: Iterable[tuple[object, ...]]) -> str:
     """SHA-256 (hex) of the lines ``tenant,operation,rows,units,dcu,cost`` (money with six
     decimals), one per tenant and operation in byte order, each ending in a newline."""
@@ -135,10 +153,17 @@ def totals_checksum(totals: Iterable[tuple[object, ...]]) -> str:
 
 
 def close_period(
-    connection: Connection, period: date, *, now: datetime, queue: str
+    connection: Connection,
+    period: date,
+    *,
+    now: datetime,
+    queue: str,
+    unsettled: Callable[[], Iterable[UnsettledMessage]] | None = None,
 ) -> ClosedPeriod:
     """Close ``period`` (autocommit ``connection``; one transaction): idempotent, a closed
-    period answers its stored checksum. ``queue`` is the sync worker's broker queue.
+    period answers its stored checksum. ``queue`` is the sync worker's broker queue;
+    ``unsettled``, on a transport outside the database (Kafka), reads its messages not yet
+    settled (`Transport.unsettled`): those of the period count as waiting too.
 
     Raises ``PeriodNotEndedError`` when the period ends after ``now`` and
     ``PeriodEventsQueuedError`` (naming how many) while events of the period wait on the
@@ -149,6 +174,7 @@ def close_period(
             f"period {period_label(period)} has not ended yet: it can be closed from "
             f"{end:%Y-%m-%d} 00:00 UTC"
         )
+    next_start = datetime(end.year, end.month, 1, tzinfo=UTC)
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (PERIOD_LOCK_KEY,))
         stored = connection.execute(
@@ -167,10 +193,14 @@ def close_period(
             },
         ).fetchone()
         waiting = int(queued[0]) if queued else 0
+        if unsettled is not None:
+            start, stop = datetime(period.year, period.month, 1, tzinfo=UTC), next_start
+            waiting += sum(start <= _event_time(m) < stop for m in unsettled())
         if waiting:
             raise PeriodEventsQueuedError(
                 f"period {period_label(period)} cannot close: {waiting} event(s) of it are still "
-                "queued on the broker; let the sync worker handle them and close again"
+                "waiting for the sync worker (queued on the broker, or on the Kafka topic behind "
+                "the consumer group's offsets); let the sync worker handle them and close again"
             )
         totals = connection.execute(_TOTALS, (period,)).fetchall()
         checksum = totals_checksum(totals)

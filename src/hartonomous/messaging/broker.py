@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,6 +76,17 @@ class ReceivedMessage:
     attempts: int
     replayed_from: int | None = None
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class UnsettledMessage:
+    """A message sent and not yet settled: its conversation, its body (the parsed CloudEvent;
+    the text when it is not JSON) and when it was sent (the broker's `enqueued_at`, Kafka's
+    record timestamp)."""
+
+    conversation_id: str | None
+    body: Any
+    enqueued_at: datetime
 
 
 @dataclass(frozen=True)
@@ -219,6 +230,15 @@ RETURNING dead_letter_id
 """
 
 
+# The queue's messages, of some conversations only when %(conversations)s is not NULL.
+_UNSETTLED = """
+SELECT conversation_id, body, enqueued_at FROM broker_messages
+WHERE queue_name = %(queue)s
+  AND (%(conversations)s::text[] IS NULL OR conversation_id = ANY(%(conversations)s::text[]))
+ORDER BY message_id
+"""
+
+
 @dataclass
 class Broker:
     """One logical queue (`[message_broker] queue_name`) in `broker_messages`."""
@@ -343,6 +363,22 @@ class Broker:
 
     def close(self) -> None:
         """Nothing held: the broker works on its callers' sessions."""
+
+    def unsettled(
+        self, connection: Connection, conversations: Collection[str] | None = None
+    ) -> list[UnsettledMessage]:
+        """The queue's messages (waiting, claimed or delayed), of ``conversations`` only when
+        given, in send order (the `Transport` port)."""
+        with connection.cursor() as cursor:
+            set_json_loads(exact_loads, cursor)
+            cursor.execute(
+                _UNSETTLED,
+                {
+                    "queue": self.queue_name,
+                    "conversations": None if conversations is None else list(conversations),
+                },
+            )
+            return [UnsettledMessage(str(c) if c else None, b, t) for c, b, t in cursor]
 
     def receive(self, connection: Connection, max_messages: int) -> list[ReceivedMessage]:
         """Claim up to `max_messages` conversation heads; orphans come back one at a time.

@@ -30,7 +30,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -49,6 +49,7 @@ from hartonomous.messaging.broker import (
     MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
+    UnsettledMessage,
     dead_letter_unsent,
 )
 from hartonomous.messaging.transport import Published, RecordTooLargeError
@@ -606,6 +607,72 @@ class KafkaTransport:
             self._records.clear()
             self._consumed.clear()
 
+    def unsettled(
+        self, connection: Connection, conversations: Collection[str] | None = None
+    ) -> list[UnsettledMessage]:
+        """The records between the consumer group's committed offset and the end of each
+        partition (of ``conversations``' keys only when given), in offset order per partition
+        (the `Transport` port). Read by a client outside the group (its own group id, never
+        committing), so the group does not rebalance. Raises `KafkaUnavailableError` when the
+        cluster does not give them within `connect_timeout_seconds`."""
+        lagging = [lag for lag in self.group_lag() if lag.lag]
+        if not lagging:
+            return []
+        kafka = self.kafka
+        reader = Consumer(
+            {
+                **self._client_config(),
+                "group.id": f"{kafka.consumer_group}.unsettled",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+        wanted = None if conversations is None else set(conversations)
+        found: list[UnsettledMessage] = []
+        try:
+            reader.assign([TopicPartition(kafka.topic, p.partition, p.committed) for p in lagging])
+            ends = {lag.partition: lag.end for lag in lagging}
+            started = time.monotonic()
+            while ends:
+                if time.monotonic() - started > kafka.connect_timeout_seconds:
+                    raise KafkaUnavailableError(
+                        f"Kafka at {kafka.bootstrap_servers} did not give the records of topic "
+                        f"{kafka.topic!r} behind the group's offsets within "
+                        f"{kafka.connect_timeout_seconds:g} s",
+                        waited_seconds=round(time.monotonic() - started, 3),
+                    )
+                for record in reader.consume(num_messages=500, timeout=_FETCH_SLICE_SECONDS):
+                    partition = int(record.partition() or 0)
+                    error = record.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            ends.pop(partition, None)
+                        elif error.code() in _CLUSTER_AWAY:
+                            raise KafkaUnavailableError(
+                                f"Kafka at {kafka.bootstrap_servers} went away: {error}"
+                            )
+                        continue
+                    offset = int(record.offset() or 0)
+                    if partition not in ends or offset >= ends[partition]:
+                        continue
+                    if offset + 1 >= ends[partition]:
+                        del ends[partition]
+                    key = record.key()
+                    conversation = None if key is None else bytes(key).decode(errors="replace")
+                    if wanted is not None and conversation not in wanted:
+                        continue
+                    raw = record.value() or b""
+                    found.append(
+                        UnsettledMessage(
+                            conversation,
+                            _body(raw if isinstance(raw, bytes) else str(raw).encode()),
+                            datetime.fromtimestamp(record.timestamp()[1] / 1000, UTC),
+                        )
+                    )
+        finally:
+            reader.close()
+        return found
+
     # -- internals ----------------------------------------------------------------------------
 
     def _fetch(self, max_messages: int, timeout: float) -> int:
@@ -636,11 +703,7 @@ class KafkaTransport:
 
     def _to_record(self, record: Message) -> _Record:
         raw = record.value() or b""
-        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        try:
-            body: Any = exact_loads(text)
-        except ValueError:
-            body = text  # not JSON: the handler dead-letters it as a malformed CloudEvent
+        body = _body(raw if isinstance(raw, bytes) else str(raw).encode())
         headers = dict(record.headers() or [])
         message_type = headers.get(MESSAGE_TYPE_HEADER)
         key = record.key()
@@ -850,6 +913,16 @@ def _waited(started: float, timeout: float) -> float | None:
     the cluster all along: `KafkaUnavailableError.waited_seconds`), else None."""
     elapsed = time.monotonic() - started
     return round(elapsed, 3) if elapsed >= timeout else None
+
+
+def _body(raw: bytes) -> Any:
+    """A record's value as the CloudEvent it carries (numbers exact); its text when it is not
+    JSON (the handler dead-letters it as a malformed CloudEvent)."""
+    text = raw.decode(errors="replace")
+    try:
+        return exact_loads(text)
+    except ValueError:
+        return text
 
 
 def _text(value: str | bytes | None) -> str:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from hartonomous.messaging.broker import Failure, OutgoingMessage, ReceivedMessage
+from hartonomous.messaging.broker import (
+    Failure,
+    OutgoingMessage,
+    ReceivedMessage,
+    UnsettledMessage,
+)
 
 QUEUE_NAME = "memory"
 DEFAULT_MESSAGE_TYPE = "application/cloudevents+json"
@@ -155,6 +160,17 @@ class InMemoryTransport:
 
     def close(self) -> None:
         """Nothing held."""
+
+    def unsettled(
+        self, connection: Any, conversations: Collection[str] | None = None
+    ) -> list[UnsettledMessage]:
+        """Messages not yet completed or dead-lettered, of ``conversations`` when given."""
+        with self._lock:
+            return [
+                UnsettledMessage(m.conversation_id, m.body, m.enqueued_at)
+                for m in (stored.message for stored in self._queue)
+                if conversations is None or m.conversation_id in conversations
+            ]
 
     def _put_back(
         self, message: ReceivedMessage, seconds: float, attempts: int, last_error: str | None = None

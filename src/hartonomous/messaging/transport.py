@@ -13,7 +13,7 @@ test_transport_conformance.py checks against each adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +26,7 @@ from hartonomous.messaging.broker import (
     MessageTooLargeError,
     OutgoingMessage,
     ReceivedMessage,
+    UnsettledMessage,
 )
 
 Connection = psycopg.Connection[Any]
@@ -116,6 +117,18 @@ class Transport(Protocol):
     def released(self, messages: Sequence[ReceivedMessage]) -> None:
         """The handler failed before its transaction committed: the settlements of ``messages``
         are void (the broker: its claims stay until the session or the lease ends)."""
+        ...
+
+    def unsettled(
+        self, connection: Connection, conversations: Collection[str] | None = None
+    ) -> list[UnsettledMessage]:
+        """The messages sent and not yet settled (waiting, claimed or delayed), of
+        ``conversations`` only when given: what a reader of "the queue" must count whatever
+        the transport (catch-up's in-flight events, a period close's waiting usage events).
+        The broker: the queue's rows. Kafka: the records between the consumer group's
+        committed offset and the end of each partition, read without joining the group (a
+        record handled but not yet committed counts); raises `UnavailableError` when Kafka
+        does not answer within `connect_timeout_seconds`."""
         ...
 
     def close(self) -> None:

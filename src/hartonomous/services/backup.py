@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -37,8 +38,8 @@ from hartonomous.backup.wal_archive import ArchiveCheck, Dumped, check_archive
 from hartonomous.backup.wal_receiver import receive_wal
 from hartonomous.config import Settings
 from hartonomous.db.runtime import Database, backup_directory
-from hartonomous.messaging.broker import Broker
 from hartonomous.messaging.services import BackgroundService
+from hartonomous.messaging.transport import open_transport
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import database_url, dedicated_session
 from hartonomous.sync.catch_up import catch_up
@@ -300,16 +301,18 @@ def restore_backup(
     even when a gap or damaged segment cuts it (refused otherwise). Errors: see
     ``backup.restore.restore``; ``BackupDirectoryNotFoundError``."""
     directory = existing_directory(directory or backup_directory(settings))
-    broker = Broker(settings.message_broker)
-    result = restore(
-        directory,
-        backup_id,
-        data_dir,
-        to_time,
-        cdc=settings.cdc,
-        catch_up=lambda connection: catch_up(connection, broker).totals(),
-        accept_wal_gap=accept_wal_gap,
-    )
+    # Re-emitted events go where the sync workers read: the broker in the restored
+    # database, or Kafka (which must answer then).
+    with closing(open_transport(settings.message_broker)) as transport:
+        result = restore(
+            directory,
+            backup_id,
+            data_dir,
+            to_time,
+            cdc=settings.cdc,
+            catch_up=lambda connection: catch_up(connection, transport).totals(),
+            accept_wal_gap=accept_wal_gap,
+        )
     return Restored(
         data_dir=str(result.data_dir),
         chain=result.chain,

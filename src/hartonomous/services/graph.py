@@ -6,6 +6,7 @@ use cases over the whole platform.
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,8 @@ from hartonomous.backup.neo4j_dump import Neo4jDump, dump_database, load_databas
 from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config import Settings
 from hartonomous.errors import UnavailableError, UsageError
-from hartonomous.messaging.broker import Broker
+from hartonomous.messaging.transport import open_transport
+from hartonomous.services.health import KafkaLag, kafka_lag
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import dedicated_session
 from hartonomous.sync import maintenance
@@ -61,6 +63,9 @@ class EventBacklog(BaseModel):
 
 
 class GraphStatus(BaseModel):
+    """``queue``: the broker's queue; ``kafka``: on the Kafka transport, the sync workers'
+    consumer group (its lag: the events waiting there instead); None on the broker."""
+
     neo4j_projection: Literal["on", "off"]
     graph_nodes: GraphTable
     graph_edges: GraphTable
@@ -68,6 +73,7 @@ class GraphStatus(BaseModel):
     ledger_rows: int
     counters: dict[str, int]
     change_capture: CdcStatus
+    kafka: KafkaLag | None = None
 
 
 class GraphRepair(BaseModel):
@@ -107,6 +113,7 @@ def graph_status(platform: Platform) -> GraphStatus:
             **data,
             "neo4j_projection": "on" if projecting else "off",
             "change_capture": capture,
+            "kafka": kafka_lag(settings.message_broker),
         }
     )
 
@@ -199,15 +206,17 @@ def graph_catch_up(
     settings = platform.settings
     if since is not None and since.tzinfo is None:
         raise UsageError(f"since {since.isoformat()!r} needs a UTC offset (e.g. +00:00)")
-    broker = Broker(settings.message_broker)
-    with dedicated_session(platform, _SESSION_NAME) as connection:
+    transport = open_transport(settings.message_broker)
+    with closing(transport), dedicated_session(platform, _SESSION_NAME) as connection:
         # Waits for a running CES consumer: what it has not enqueued yet is not a gap.
         capture = CaptureWait(
             settings.cdc.slot_name,
             settings.cdc.consumer_name,
             publication_name=settings.cdc.publication_name,
         )
-        report = catch_up(connection, broker, since=since, batch_size=batch_size, capture=capture)
+        report = catch_up(
+            connection, transport, since=since, batch_size=batch_size, capture=capture
+        )
         neo4j = None
         if settings.neo4j.uri:
             projector = Neo4jProjector(settings.neo4j)

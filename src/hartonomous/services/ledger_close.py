@@ -24,9 +24,15 @@ def close_ledger_period(
     on the broker); nothing is written then."""
     moment = now or datetime.now(UTC)
     month = parse_period(period, today=moment.date())
+    broker = platform.settings.message_broker
+    transport = platform.transport() if broker.transport != "postgres" else None
     with driver_session(platform) as connection:
         return close_period(
-            connection, month, now=moment, queue=platform.settings.message_broker.queue_name
+            connection,
+            month,
+            now=moment,
+            queue=broker.queue_name,
+            unsettled=None if transport is None else lambda: transport.unsettled(connection),
         )
 
 

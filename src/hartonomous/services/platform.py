@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from hartonomous.db.api_role import api_role_url
 from hartonomous.db.connection import open_engine
 from hartonomous.db.isolation import scope_to_bound_tenant
 from hartonomous.db.runtime import EmbeddedStart
+from hartonomous.messaging.transport import Transport, open_transport
 
 __all__ = ["Platform", "api_platform", "open_platform", "open_serving_platform"]
 
@@ -30,6 +32,9 @@ class Platform:
     dead letters, graph repair and replay, authentication itself) use it and say so. In the
     CLI, on the database's own machine, both are the owner's engine (the default when
     ``maintenance_engine`` is not given). ``migrations_head`` is the revision this code needs.
+
+    Events a service sends itself (usage events, catch-up's re-emitted events) go on
+    ``transport()``, the transport the sync workers read; ``close`` releases it.
     """
 
     engine: Engine
@@ -38,9 +43,30 @@ class Platform:
     database: Database | None = None
     maintenance_engine: Engine = field(default=None)  # type: ignore[assignment]
 
+    _transports: list[Transport] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
     def __post_init__(self) -> None:
         if self.maintenance_engine is None:
             object.__setattr__(self, "maintenance_engine", self.engine)
+
+    def transport(self) -> Transport:
+        """The transport `[message_broker] transport` names (the broker, or Kafka), opened on
+        first use and kept (one Kafka producer for the process, not one per request)."""
+        with self._lock:
+            if not self._transports:
+                self._transports.append(open_transport(self.settings.message_broker))
+            return self._transports[0]
+
+    def close(self) -> None:
+        """Release the transport's clients (a Kafka producer flushes what it holds)."""
+        with self._lock:
+            while self._transports:
+                self._transports.pop().close()
 
 
 @contextmanager
@@ -68,12 +94,16 @@ def open_platform(
         embedded_start=embedded_start,
         read_only=read_only,
     ) as database:
-        yield Platform(
+        platform = Platform(
             engine=database.engine,
             settings=settings,
             migrations_head=head_revision(),
             database=database,
         )
+        try:
+            yield platform
+        finally:
+            platform.close()
 
 
 @contextmanager
@@ -87,15 +117,17 @@ def api_platform(database: Database, settings: Settings) -> Iterator[Platform]:
     engine = scope_to_bound_tenant(
         open_engine(api_role_url(settings, database.url), settings.database)
     )
+    platform = Platform(
+        engine=engine,
+        settings=settings,
+        migrations_head=head_revision(),
+        database=database,
+        maintenance_engine=database.engine,
+    )
     try:
-        yield Platform(
-            engine=engine,
-            settings=settings,
-            migrations_head=head_revision(),
-            database=database,
-            maintenance_engine=database.engine,
-        )
+        yield platform
     finally:
+        platform.close()
         engine.dispose()
 
 

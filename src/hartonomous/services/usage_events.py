@@ -31,6 +31,7 @@ from hartonomous.billing.usage_events import (
 from hartonomous.db.tables import MULTIPLIER_DIMENSIONS
 from hartonomous.errors import PayloadTooLargeError, UsageError
 from hartonomous.messaging.broker import Broker, MessageTooLargeError, OutgoingMessage
+from hartonomous.messaging.transport import SizeLimited
 from hartonomous.services.platform import Platform
 from hartonomous.services.sessions import driver_session
 
@@ -104,6 +105,9 @@ def submit_usage_events(
         )
     received = now or datetime.now(UTC)
     broker = Broker(platform.settings.message_broker)
+    # Where the sync workers read: the broker's queue, or Kafka (acknowledged before the
+    # receipts commit; a resend after a lost commit is billed once, by the event's id).
+    transport = platform.transport()
     results: list[UsageEventResult | None] = [None] * len(events)
     checked: list[_Checked] = []
     seen: set[tuple[str, str]] = set()
@@ -115,6 +119,8 @@ def submit_usage_events(
                 event = parse_usage_event(value, now=received)
                 _check_priced(configuration, factors, event, (tenant_id, principal_id))
                 body_text = broker.serialise(queued_body(event, tenant_id, principal_id))
+                if isinstance(transport, SizeLimited):
+                    transport.check_size(_message(body_text))
             except (UsageEventRejectedError, MessageTooLargeError) as exc:
                 results[index] = _answer(value, "rejected", str(exc))
                 continue
@@ -136,15 +142,7 @@ def submit_usage_events(
                 ).fetchall()
                 new = {(str(source), str(event_id)) for source, event_id in rows}
                 accepted = [c for c in checked if (c.event.source, c.event.event_id) in new]
-                broker.send_batch(
-                    connection,
-                    [
-                        OutgoingMessage(
-                            None, message_type=USAGE_EVENT_MESSAGE_TYPE, body_text=c.body_text
-                        )
-                        for c in accepted
-                    ],
-                )
+                transport.send_batch(connection, [_message(c.body_text) for c in accepted])
             for item in checked:
                 fresh = (item.event.source, item.event.event_id) in new
                 results[item.index] = _answer(
@@ -153,6 +151,10 @@ def submit_usage_events(
                     None if fresh else "accepted before (same source and id)",
                 )
     return UsageEventOutcome(tuple(result for result in results if result is not None))
+
+
+def _message(body_text: str) -> OutgoingMessage:
+    return OutgoingMessage(None, message_type=USAGE_EVENT_MESSAGE_TYPE, body_text=body_text)
 
 
 def _largest_factors(configuration: BillingConfiguration) -> Decimal:

@@ -8,9 +8,10 @@ computed ones, is a gap. A billable row (the handler's `billable_operation`) is 
 when no ledger row bills it: none with its metering key, none whose metadata `subject` names
 it, none with the event id of the graph rows it produced.
 
-- a ledger gap is re-emitted as a CloudEvent on the broker (id: UUIDv5 of `catch-up` and the
-  row's subject), unless that event is still queued: the sync worker then writes the ledger
-  row and the graph, through policy, throttle and meter like any event;
+- a ledger gap is re-emitted as a CloudEvent on the configured transport (the broker or Kafka;
+  id: UUIDv5 of `catch-up` and the row's subject), unless that event is still unsettled
+  there: the sync worker then writes the ledger row and the graph, through policy, throttle
+  and meter like any event;
 - a graph-only gap is written directly (as `graph repair` writes), unbilled.
 
 Ledger gaps are settled last, after capture has caught up: a row committed moments ago may
@@ -20,10 +21,12 @@ So the candidates are collected first; then, when a CES consumer is running on t
 (``CaptureWait``; it holds the slot's consumer lock), catch-up waits until the consumer
 reports everything committed before that moment enqueued (`cdc_checkpoints.caught_up_at`, or
 its slot confirmed at or past the WAL insert position of that moment: an idle consumer writes
-no checkpoint, docs/operations.md), and re-checks each candidate: still unbilled and no queued
-event of that row (same `conversation_id`). Only those are re-emitted. With no consumer running
-there is nothing in flight to wait for (a restore has just re-created the slot;
-docs/operations.md, "Restore").
+no checkpoint, docs/operations.md), and re-checks each candidate: still unbilled and no event
+of that row (same `conversation_id`) unsettled on the transport (`Transport.unsettled`: the
+queue's rows, or on Kafka the records behind the consumer group's committed offsets). Only
+those are re-emitted. With no consumer running, the rows whose changes are still in the slot
+refuse the run (`CaptureBehindError`); a restore has just re-created the slot
+(docs/operations.md, "Restore").
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from hartonomous.cdc.replication import slot_holder
 from hartonomous.db.tables import metadata
 from hartonomous.errors import UnavailableError
 from hartonomous.json_types import exact_dumps, exact_loads
-from hartonomous.messaging.broker import Broker, OutgoingMessage
+from hartonomous.messaging.broker import OutgoingMessage
+from hartonomous.messaging.transport import Transport
 from hartonomous.sync.events import SyncEvent
 from hartonomous.sync.graph import GraphBatch, GraphChange
 from hartonomous.sync.handlers import handler_for
@@ -132,7 +136,7 @@ def _changed_column(table: str) -> str | None:
 
 def catch_up(
     connection: Connection,
-    broker: Broker,
+    transport: Transport,
     *,
     since: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -180,7 +184,7 @@ def catch_up(
     if candidates:
         if capture is not None:
             _wait_for_capture(connection, capture)
-        _settle_ledger_gaps(connection, broker, lookups, candidates, report)
+        _settle_ledger_gaps(connection, transport, lookups, candidates, report)
     return report
 
 
@@ -254,17 +258,22 @@ def _uncaptured_changes(connection: Connection, capture: CaptureWait, upto: str)
 
 def _settle_ledger_gaps(
     connection: Connection,
-    broker: Broker,
+    transport: Transport,
     lookups: Lookups,
     candidates: list[_Source],
     report: CatchUpReport,
 ) -> None:
-    """Re-emit the candidates that are still unbilled and have no event of their row queued
-    (a catch-up event of an earlier run still queued counts as already queued)."""
-    # The queue first, then the ledger: a worker deletes a message in the transaction that
-    # bills it, so a row whose event left the queue after this read is billed by the next.
-    in_flight = _queued_conversations(connection, broker, [_conversation(s) for s in candidates])
-    queued = _queued(connection, broker, [s.event_id for s in candidates])
+    """Re-emit the candidates that are still unbilled and have no event of their row
+    unsettled on the transport (a catch-up event of an earlier run still there counts as
+    already queued)."""
+    # The transport first, then the ledger: a worker settles a message only once the
+    # transaction that bills it committed, so a row whose event was settled after this read
+    # is billed by the next.
+    unsettled = transport.unsettled(connection, sorted({_conversation(s) for s in candidates}))
+    in_flight = {message.conversation_id for message in unsettled}
+    queued = {
+        str(message.body.get("id")) for message in unsettled if isinstance(message.body, dict)
+    }
     gaps = [
         s
         for s in candidates
@@ -277,8 +286,10 @@ def _settle_ledger_gaps(
     report.events_already_queued += len(queued)
     fresh = [s for s in gaps if s.event_id not in queued]
     if fresh:
+        # Kafka acknowledges before the (empty) transaction commits; the broker's rows are
+        # visible once it does.
         with connection.transaction():
-            broker.send_batch(connection, [_message(s) for s in fresh])
+            transport.send_batch(connection, [_message(s) for s in fresh])
     report.events_emitted += len(fresh)
 
 
@@ -373,26 +384,6 @@ def _ledger_gap(connection: Connection, lookups: Lookups, source: _Source) -> bo
         },
     ).fetchone()
     return not (row is not None and row[0])
-
-
-def _queued(connection: Connection, broker: Broker, event_ids: list[str]) -> set[str]:
-    rows = connection.execute(
-        "SELECT body->>'id' FROM broker_messages WHERE queue_name = %s AND body->>'id' = ANY(%s)",
-        (broker.queue_name, event_ids),
-    ).fetchall()
-    return {str(row[0]) for row in rows}
-
-
-def _queued_conversations(
-    connection: Connection, broker: Broker, conversations: list[str]
-) -> set[str]:
-    """Those of ``conversations`` (one per row) with an event in the queue: captured, unbilled."""
-    rows = connection.execute(
-        "SELECT DISTINCT conversation_id FROM broker_messages WHERE queue_name = %s "
-        "AND conversation_id = ANY(%s)",
-        (broker.queue_name, conversations),
-    ).fetchall()
-    return {str(row[0]) for row in rows}
 
 
 def _conversation(source: _Source) -> str:

@@ -19,6 +19,7 @@ from tests.integration.messaging.test_broker_queue import event, fast_settings
 from hartonomous.config.sections import KafkaSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging import Broker, OutgoingMessage, ReceivedMessage, Transport
+from hartonomous.messaging.broker import UnsettledMessage
 from hartonomous.messaging.kafka import KafkaTransport
 from hartonomous.messaging.memory import InMemoryTransport
 
@@ -60,6 +61,10 @@ _MAX_RECEIVES = 400
 
 
 def label(message: ReceivedMessage) -> str:
+    return f"{message.conversation_id}/{message.body['data']['n']}"
+
+
+def unsettled_label(message: UnsettledMessage) -> str:
     return f"{message.conversation_id}/{message.body['data']['n']}"
 
 
@@ -135,3 +140,9 @@ def test_the_transport_contract(adapter: Adapter) -> None:
     time.sleep(0.3)  # past the delay (waiting, not measuring)
     assert adapter.receive(1) == [("a/3", 1)]
     assert transport.max_attempts == 3
+    # Unsettled: what is neither completed nor dead-lettered, claimed (a/3) or delayed (b/1)
+    # or waiting (b/2), in send order per conversation; of some conversations when asked.
+    unsettled = transport.unsettled(connection)
+    assert sorted(unsettled_label(m) for m in unsettled) == ["a/3", "b/1", "b/2"]
+    assert [unsettled_label(m) for m in transport.unsettled(connection, ["b"])] == ["b/1", "b/2"]
+    assert transport.unsettled(connection, ["c"]) == []
