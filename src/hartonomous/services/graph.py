@@ -97,8 +97,10 @@ class GraphReplay(BaseModel):
     since: datetime | None
 
 
-def graph_status(platform: Platform) -> GraphStatus:
-    """Graph sizes, projection lag (Neo4j on), pending events, ledger rows, sync counters."""
+def graph_status(platform: Platform, *, kafka: bool = True) -> GraphStatus:
+    """Graph sizes, projection lag (Neo4j on), pending events, ledger rows, sync counters;
+    on the Kafka transport the consumer group's lag unless ``kafka`` is False (a caller that
+    read it already)."""
     settings = platform.settings
     projecting = bool(settings.neo4j.uri)
     with dedicated_session(platform, _SESSION_NAME) as connection:
@@ -113,7 +115,7 @@ def graph_status(platform: Platform) -> GraphStatus:
             **data,
             "neo4j_projection": "on" if projecting else "off",
             "change_capture": capture,
-            "kafka": kafka_lag(settings.message_broker),
+            "kafka": kafka_lag(settings.message_broker) if kafka else None,
         }
     )
 

@@ -108,7 +108,7 @@ def operations_overview(platform: Platform, tenant_id: str, *, operator: bool) -
 
 def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[StatusCheck]]:
     broker = broker_status(platform)
-    graph = graph_status(platform)
+    graph = graph_status(platform, kafka=False)
     try:
         ready = readiness(platform)
     except HartonomousError as exc:
@@ -127,9 +127,14 @@ def _platform_figures(platform: Platform) -> tuple[PlatformFigures, list[StatusC
         for table in (graph.graph_nodes, graph.graph_edges)
         if table.unprojected is not None
     ]
+    # On Kafka the events wait on the topic: the group's lag is queue depth too.
+    kafka = broker.kafka if broker.kafka is not None and broker.kafka.reachable else None
     figures = PlatformFigures(
-        depth=broker.depth,
-        oldest_age_seconds=broker.oldest_age_seconds,
+        depth=broker.depth + ((kafka.lag or 0) if kafka is not None else 0),
+        oldest_age_seconds=max(
+            broker.oldest_age_seconds,
+            (kafka.oldest_age_seconds or 0.0) if kafka is not None else 0.0,
+        ),
         in_flight=broker.in_flight,
         completed_per_second=broker.throughput_last_minute.completed_per_second,
         dead_letters=broker.dead_letters,

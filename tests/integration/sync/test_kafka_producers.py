@@ -21,7 +21,9 @@ from hartonomous.config import Settings
 from hartonomous.db import head_revision
 from hartonomous.messaging.transport import open_transport
 from hartonomous.services import Platform
+from hartonomous.services.graph import graph_status
 from hartonomous.services.ledger_close import close_ledger_period
+from hartonomous.services.operations import operations_overview
 from hartonomous.services.usage_events import submit_usage_events
 from hartonomous.sync.catch_up import catch_up
 
@@ -97,15 +99,23 @@ def test_a_period_close_waits_for_the_usage_events_of_the_period_still_on_kafka(
 
 
 def test_catch_up_on_kafka_re_emits_onto_the_topic_and_skips_rows_still_there(
-    source: Source, kafka_bootstrap: str
+    source: Source, platform: Platform
 ) -> None:
-    settings = kafka_settings(kafka_bootstrap)
+    settings = platform.settings
     ces = CesConsumer(source.url, settings)
     transport = open_transport(settings.message_broker)
     try:
         source.tenant("acme", "alice")
         source.ingest("acme", 3, principal_id="alice")
-        ces.drain()
+        captured = ces.drain()
+        # What waits on the topic is what graph status and the dashboard show as backlog.
+        status = graph_status(platform)
+        assert status.kafka is not None
+        assert status.kafka.lag == captured
+        assert status.queue.pending_events == 0
+        overview = operations_overview(platform, "acme", operator=True)
+        assert overview.platform is not None
+        assert overview.platform.depth == captured
         # Captured onto the topic, not handled yet: on their way, not gaps.
         report = catch_up(source.conn, transport)
         assert (report.ledger_gaps, report.events_emitted) == ({}, 0)
