@@ -76,9 +76,12 @@ def _expiry(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _run(ctx: typer.Context, action: Callable[[Platform], T]) -> tuple[CliContext, T]:
+def _run(
+    ctx: typer.Context, action: Callable[[Platform], T], *, read_only: bool = False
+) -> tuple[CliContext, T]:
+    """``read_only``: ``action`` writes nothing (a server the command starts does not archive)."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=read_only) as platform:
         return state, action(platform)
 
 
@@ -120,6 +123,7 @@ def list_principals(ctx: typer.Context, tenant_id: TenantArgument) -> None:
                 lambda c: tenancy.list_principals(p, tenant_id, limit=tenancy.MAX_LIMIT, cursor=c)
             )
         ),
+        read_only=True,
     )
     lines = [_principal_line(principal) for principal in found]
     state.emit([_principal_data(p) for p in found], "\n".join(lines) or "(no principals)")
@@ -130,7 +134,9 @@ def show_principal(
     ctx: typer.Context, tenant_id: TenantArgument, principal_id: PrincipalArgument
 ) -> None:
     """One principal."""
-    state, principal = _run(ctx, lambda p: tenancy.show_principal(p, tenant_id, principal_id))
+    state, principal = _run(
+        ctx, lambda p: tenancy.show_principal(p, tenant_id, principal_id), read_only=True
+    )
     state.emit(_principal_data(principal), _principal_line(principal))
 
 
@@ -201,6 +207,7 @@ def list_keys(
                 )
             )
         ),
+        read_only=True,
     )
     lines = [_key_line(key) for key in found]
     state.emit([_key_data(key) for key in found], "\n".join(lines) or "(no keys)")

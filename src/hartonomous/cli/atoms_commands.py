@@ -39,7 +39,7 @@ def show(ctx: typer.Context, atom_id: str, tenant: TenantOption) -> None:
     """The atom, a summary of its children and the tenant's holdings that contain it."""
     state = cli_context(ctx)
     digest = parse_atom_id(atom_id)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         summary = show_atom(platform, tenant, digest)
     text = summary.canonical_text
     lines = [
@@ -73,7 +73,7 @@ def export(
     state = cli_context(ctx)
     digest = parse_atom_id(atom_id)
     partial = output.with_name(output.name + ".partial")
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         if as_component_stream:
             chunks: Iterable[bytes] = [atom_component_stream(platform, tenant, digest)]
         else:
@@ -112,7 +112,7 @@ def gc(
 def list_command(ctx: typer.Context, tenant: TenantOption) -> None:
     """The tenant's holdings, newest first."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         data = all_holdings(platform, tenant)
     human = "\n".join(f"{h['holding_id']}  {h['atom_id']}  {shown(h['source_uri'])}" for h in data)
     state.emit(data, human or "(no holdings)")

@@ -64,7 +64,7 @@ class InvoiceFormat(StrEnum):
 def plans_list(ctx: typer.Context, tenant: Tenant = None) -> None:
     """Every plan with the version in force now (a tenant's and the global ones with --tenant)."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         plans = list_plans(platform, tenant)
     data = [plan.model_dump(mode="json") for plan in plans]
     human = "\n".join(
@@ -85,7 +85,7 @@ def plans_show(
 ) -> None:
     """Every version of a plan with its rates and multipliers, oldest first."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         versions = show_plan(platform, plan_code, tenant)
     state.emit(
         [version.model_dump(mode="json") for version in versions],
@@ -193,7 +193,7 @@ def invoice_command(
 ) -> None:
     """Preview a tenant's invoice for a period: fee, usage, storage and seat lines, in cents."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         preview = invoice(platform, tenant, period, across_tenants=True)
     sys.stdout.write(preview.to_csv() if output_format is InvoiceFormat.CSV else preview.to_json())
     sys.stdout.flush()
@@ -203,7 +203,7 @@ def _set_active(
     ctx: typer.Context, plan_code: str, active: bool, tenant: str | None, effective: str | None
 ) -> None:
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         version, changed = set_plan_active(
             platform, plan_code, active, tenant_id=tenant, effective_from=_moment(effective)
         )

@@ -24,7 +24,7 @@ def status(ctx: typer.Context) -> None:
     from hartonomous.services.broker import broker_status
 
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         report = broker_status(platform)
     capture = report.change_capture
     data = report.model_dump()
@@ -66,7 +66,7 @@ def list_command(
     from hartonomous.services.dead_letters import list_dead_letters
 
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         page = list_dead_letters(platform, limit=limit, include_replayed=include_replayed)
     rows = [item.model_dump() for item in page.items]
     lines = [
@@ -84,7 +84,7 @@ def show_command(ctx: typer.Context, dead_letter_id: int) -> None:
     from hartonomous.services.dead_letters import show_dead_letter
 
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         row = show_dead_letter(platform, dead_letter_id).model_dump()
     human = "\n".join(
         f"{key}: {exact_dumps(value, indent=2) if key in ('body', 'metadata') else value}"

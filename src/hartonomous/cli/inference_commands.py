@@ -222,7 +222,7 @@ def status(
 
     state = _state(ctx, as_json)
     identifier = _inference_id(inference_id)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         if wait:
             view = wait_for(platform, tenant, identifier, timeout_seconds=timeout)
         else:

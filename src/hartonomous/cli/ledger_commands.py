@@ -49,7 +49,7 @@ def report(
     """Billed totals (rows, units, DCU, cost) over a range of days, grouped; exact decimals."""
     state = cli_context(ctx)
     first, last = _report_range(since, until, period)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         usage = ledger_report(
             platform,
             since=first,
@@ -115,7 +115,7 @@ def export(
 ) -> None:
     """Write a period's ledger rows and a manifest (row count, totals, SHA-256 of each file)."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         manifest = export_ledger(
             platform, period, output, export_format=export_format, tenant_id=tenant
         )

@@ -19,7 +19,7 @@ models_app = typer.Typer(help="Ingested models and their tensors.", no_args_is_h
 def list_models(ctx: typer.Context, tenant: TenantOption) -> None:
     """Models whose file the tenant holds."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         page = model_service.list_models(platform, tenant)
     data = [asdict(model) for model in page.items]
     human = "\n".join(
@@ -40,7 +40,7 @@ def show_model(
     """A model's format, architecture, parameters, dtypes and tensors."""
     state = cli_context(ctx)
     digest = parse_atom_id(model_id)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         data = asdict(model_service.show_model(platform, tenant, digest, tensors=tensors))
     human = "\n".join(
         [

@@ -110,7 +110,7 @@ def graph_status(ctx: typer.Context) -> None:
     from hartonomous.services.graph import graph_status as read_status
 
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         report = read_status(platform)
     projecting = report.neo4j_projection == "on"
     capture = report.change_capture

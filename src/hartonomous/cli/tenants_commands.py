@@ -41,7 +41,7 @@ def create(
 def list_command(ctx: typer.Context) -> None:
     """Every tenant with its state and how many holdings and principals it has."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         found = list(
             all_pages(lambda c: tenancy.list_tenants(platform, limit=tenancy.MAX_LIMIT, cursor=c))
         )
@@ -57,7 +57,7 @@ def list_command(ctx: typer.Context) -> None:
 def show(ctx: typer.Context, tenant_id: TenantArgument) -> None:
     """One tenant: name, state, dates and counts."""
     state = cli_context(ctx)
-    with open_platform(state.settings()) as platform:
+    with open_platform(state.settings(), read_only=True) as platform:
         tenant = tenancy.show_tenant(platform, tenant_id)
     state.emit(asdict(tenant), _describe(tenant))
 

@@ -36,3 +36,30 @@ def test_two_status_runs_on_a_stopped_install_archive_no_segment(
     again = cli("db", "upgrade")
     assert again.exit_code == 0, again.stderr
     assert len(archived(data_dir)) > len(before)
+
+
+def test_read_only_commands_on_a_stopped_install_archive_no_segment(
+    embedded_cli: Cli, data_dir: Path
+) -> None:
+    """Every command that only reads (lists, shows, status reports) starts a server that does
+    not archive, as `status` does."""
+    env = {**embedded_cli.env, "HARTONOMOUS_BACKUP__ARCHIVE_WAL": "true"}
+    cli = Cli(env=env, cwd=embedded_cli.cwd)
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("tenants", "create", "acme").exit_code == 0
+    before = archived(data_dir)
+    for command in (
+        ("tenants", "list"),
+        ("tenants", "show", "acme"),
+        ("principals", "list", "acme"),
+        ("keys", "list", "acme"),
+        ("broker", "status"),
+        ("graph", "status"),
+        ("deadletters", "list"),
+        ("models", "list", "--tenant", "acme"),
+        ("holdings", "list", "--tenant", "acme"),
+        ("billing", "plans", "list"),
+    ):
+        result = cli(*command)
+        assert result.exit_code == 0, (command, result.stderr)
+        assert archived(data_dir) == before, command
