@@ -25,7 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import structlog
+
 from hartonomous.errors import OperationFailedError, UnavailableError
+
+log = structlog.get_logger(__name__)
 
 DATABASE_NAME = "hartonomous"
 SUPERUSER = "postgres"
@@ -62,6 +66,9 @@ _START_TIMEOUT_SECONDS = 60
 # What a read-only command's server (archive_mode off) keeps of completed segments, so that the
 # next archiving server finds them and archives them.
 _READ_ONLY_WAL_KEEP = "1GB"
+# How long a writing command waits for the users of a read-only command's server (not
+# archiving) to leave before restarting it archiving (`EmbeddedPostgres._restart_archiving`).
+_ARCHIVING_WAIT_SECONDS = 30.0
 
 
 # PG_VERSION holds the major version: "18", or "9.6" before PostgreSQL 10.
@@ -270,10 +277,53 @@ class EmbeddedPostgres:
                     self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
                     self._start_server()
                 self._ensure_database()
+                joined_without_archiving = self._joined_without_archiving()
+            if joined_without_archiving:
+                self._restart_archiving()
         except BaseException:
             # A failed start leaves no use registered (and no server only this process wanted).
             self.stop()
             raise
+
+    def _wants_archiving(self) -> bool:
+        return self._archive_dir is not None and not self._read_only
+
+    def _joined_without_archiving(self) -> bool:
+        """This start wants archiving, but the running server (a read-only command's) does
+        not archive."""
+        if not self._wants_archiving() or self.archiving_skipped:
+            return False
+        return self._psql("postgres", "SHOW archive_mode").strip() == "off"
+
+    def _restart_archiving(self) -> None:
+        """Joined a read-only command's server (archive_mode off) while this command writes:
+        wait (`_ARCHIVING_WAIT_SECONDS` at most) until its other users are gone, then restart
+        it archiving. The use is released and taken again in turn, so the last other user's
+        stop (or this process's own, when it is alone) stops the server, and this start starts
+        it again with archiving. Past the wait the server is kept (`status` then FAILs with
+        "archiving configured but off"), and a warning says why."""
+        deadline = time.monotonic() + _ARCHIVING_WAIT_SECONDS
+        while True:
+            self.stop()
+            self._users_lock = self.layout.users_lock.open("ab")
+            fcntl.flock(self._users_lock, fcntl.LOCK_SH)
+            with _exclusive(self.layout.data_dir / "postgres.lifecycle.lock"):
+                if self._running_pid() is None:
+                    self._start_server()
+                    self._ensure_database()
+                    return
+                if not self._joined_without_archiving():
+                    return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "embedded_server_not_archiving",
+                    data_dir=str(self.layout.data_dir),
+                    detail="another command started the server without archiving and still "
+                    f"uses it after {_ARCHIVING_WAIT_SECONDS:g} s; WAL is kept (wal_keep_size) "
+                    "and archived once the server restarts with archiving",
+                )
+                return
+            time.sleep(0.2)
 
     def attach(self, *, up_pid: int | None = None) -> None:
         """Use the server another process (`up`, pid ``up_pid`` when known) started here;

@@ -5,9 +5,15 @@ into it (real PostgreSQL 18 archiving into `<backup directory>/wal`)."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
+import psycopg
 from tests.conftest import Cli
+
+from hartonomous.db.connection import libpq_url
+from hartonomous.db.embedded import EmbeddedPostgres
 
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 
@@ -63,3 +69,37 @@ def test_read_only_commands_on_a_stopped_install_archive_no_segment(
         result = cli(*command)
         assert result.exit_code == 0, (command, result.stderr)
         assert archived(data_dir) == before, command
+
+
+def _archive_mode(server: EmbeddedPostgres) -> str:
+    with psycopg.connect(libpq_url(server.url), autocommit=True) as conn:
+        row = conn.execute("SHOW archive_mode").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_writing_start_restarts_a_read_only_commands_server_archiving_once_it_left(
+    data_dir: Path,
+) -> None:
+    """`up` (or any writing command) joining the server a cron `status` started without
+    archiving waits for that command to finish, then restarts the server archiving: the
+    reader's session is never cut, and the writer's changes reach the archive."""
+    archive = data_dir / "backups" / "wal"
+    reader = EmbeddedPostgres(data_dir, archive_dir=archive, read_only=True)
+    reader.start()
+    writer = EmbeddedPostgres(data_dir, archive_dir=archive)
+    try:
+        assert _archive_mode(reader) == "off"
+        starting = threading.Thread(target=writer.start)
+        starting.start()
+        time.sleep(0.5)  # the writer is waiting now (not a measurement)
+        # Not restarted under the reader: its server still answers, still not archiving.
+        assert _archive_mode(reader) == "off"
+    finally:
+        reader.stop()
+    starting.join(timeout=120)
+    try:
+        assert not starting.is_alive()
+        assert _archive_mode(writer) == "on"
+    finally:
+        writer.stop()
