@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+from decimal import Decimal
 
 import pytest
 
-from hartonomous.storable import storable_json, storable_text
+from hartonomous.storable import NotStorableError, loads_storable, storable_json, storable_text
 
 
 def test_valid_text_is_unchanged() -> None:
@@ -53,3 +54,26 @@ def test_json_strings_keys_and_non_finite_numbers_become_storable() -> None:
 def test_a_value_json_cannot_hold_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="bytes"):
         storable_json({"raw": b"\x00"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b'{"data":{"v":NaN}}', "NaN (not a JSON number jsonb can store) at $.data.v"),
+        (b"[Infinity]", "Infinity (not a JSON number jsonb can store) at $[0]"),
+        (b'{"a":"x\\u0000"}', "U+0000 (NUL) in the string at $.a"),
+        (b'{"\\u0000":1}', "U+0000 (NUL) in a key at $"),
+        (b'["\\ud800"]', "a lone surrogate U+D800 in the string at $[0]"),
+        (b"[" * 5000 + b"]" * 5000, "JSON nested deeper than the parser's recursion limit"),
+        (b'"caf\xe9"', "not UTF-8 (invalid continuation byte at byte 4)"),
+        (b"not json", "invalid JSON (Expecting value: line 1 column 1 (char 0))"),
+    ],
+)
+def test_loads_storable_refuses_what_jsonb_would_refuse_naming_it(raw: bytes, problem: str) -> None:
+    with pytest.raises(NotStorableError) as refused:
+        loads_storable(raw)
+    assert str(refused.value) == problem
+
+
+def test_loads_storable_keeps_numbers_exact() -> None:
+    assert loads_storable(b'{"a":[1,1.10,1e400]}') == {"a": [1, Decimal("1.10"), Decimal("1e400")]}

@@ -33,6 +33,7 @@ from hartonomous.errors import OperationFailedError
 from hartonomous.json_types import exact_dumps, exact_loads
 from hartonomous.messaging.low_water import LowWaterMark
 from hartonomous.messaging.notify import wait_for_notify
+from hartonomous.storable import storable_json, storable_text
 
 Connection = psycopg.Connection[Any]
 POISON_REASON = "Exceeded maximum delivery attempts of {max_attempts}"
@@ -449,7 +450,7 @@ class Broker:
             "WHERE message_id = %s",
             (
                 retry_after_seconds,
-                None if error is None else f"{type(error).__name__}: {error}",
+                None if error is None else storable_text(f"{type(error).__name__}: {error}"),
                 message.message_id,
             ),
         )
@@ -486,11 +487,11 @@ class Broker:
             {
                 "message_id": message.message_id,
                 "attempts": message.attempts if attempts is None else attempts,
-                "reason": reason[:512],
-                "exception_type": failure.exception_type,
-                "exception_message": failure.message,
-                "exception_traceback": failure.traceback,
-                "metadata": json.dumps(details),
+                "reason": storable_text(reason[:512]),
+                "exception_type": _storable(failure.exception_type),
+                "exception_message": _storable(failure.message),
+                "exception_traceback": _storable(failure.traceback),
+                "metadata": json.dumps(storable_json(details)),
             },
         ).fetchone()
         if row is None:
@@ -548,21 +549,26 @@ def dead_letter_unsent(
         _DEAD_LETTER_UNSENT,
         {
             "queue": broker.queue_name,
-            "conversation": message.conversation_id,
-            "type": message.message_type or broker.settings.message_type_name,
+            "conversation": _storable(message.conversation_id),
+            "type": storable_text(message.message_type or broker.settings.message_type_name),
             "body": body_text,
-            "reason": reason[:512],
-            "exception_type": failure.exception_type,
-            "exception_message": failure.message,
-            "exception_traceback": failure.traceback,
+            "reason": storable_text(reason[:512]),
+            "exception_type": _storable(failure.exception_type),
+            "exception_message": _storable(failure.message),
+            "exception_traceback": _storable(failure.traceback),
             "attempts": attempts,
             "metadata": json.dumps(
-                {"queue": broker.queue_name, "attempts": str(attempts), **metadata}
+                storable_json({"queue": broker.queue_name, "attempts": str(attempts), **metadata})
             ),
         },
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as a `text` column stores it (NUL and lone surrogates replaced visibly)."""
+    return None if text is None else storable_text(text)
 
 
 def prune_throughput(connection: Connection, retention_minutes: int) -> int:

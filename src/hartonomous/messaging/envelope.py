@@ -16,7 +16,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse  # type: ignore[import-untyped]
 
-from hartonomous.json_types import exact_loads
+from hartonomous.storable import NotStorableError, loads_storable
 
 REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 _FORMAT = JSONFormat()
@@ -24,6 +24,20 @@ _FORMAT = JSONFormat()
 
 class MalformedMessageError(ValueError):
     """The body is not a valid CloudEvent; the message says what is wrong with it."""
+
+
+class UnreadableBody(str):
+    """A received body that is not storable JSON (`storable.loads_storable`): its text made
+    storable (`storable.storable_text`), and ``problem``, why it could not be read (not
+    UTF-8, not JSON, nested too deep, NaN, NUL...). `parse_cloudevent` refuses it with that
+    reason, so it is dead-lettered as `malformed_event` (docs/messaging.md)."""
+
+    problem: str
+
+    def __new__(cls, text: str, problem: str) -> UnreadableBody:
+        body = super().__new__(cls, text)
+        body.problem = problem
+        return body
 
 
 def to_body(event: CloudEvent) -> dict[str, Any]:
@@ -34,11 +48,13 @@ def to_body(event: CloudEvent) -> dict[str, Any]:
 
 def parse_cloudevent(body: Any) -> CloudEvent:
     """A CloudEvent from a stored body: an object, or a JSON text holding one."""
+    if isinstance(body, UnreadableBody):
+        raise MalformedMessageError(f"malformed CloudEvent: {body.problem}")
     if isinstance(body, str):
         try:
-            body = exact_loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedMessageError(f"malformed CloudEvent: invalid JSON ({exc})") from None
+            body = loads_storable(body.encode(errors="surrogatepass"))
+        except NotStorableError as exc:
+            raise MalformedMessageError(f"malformed CloudEvent: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedMessageError(
             f"malformed CloudEvent: expected a JSON object, got {type(body).__name__}"

@@ -41,7 +41,7 @@ from confluent_kafka.admin import AdminClient
 
 from hartonomous.config.sections import KafkaSettings, MessageBrokerSettings
 from hartonomous.errors import UnavailableError
-from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.json_types import exact_dumps
 from hartonomous.messaging.broker import (
     Broker,
     Connection,
@@ -52,7 +52,9 @@ from hartonomous.messaging.broker import (
     UnsettledMessage,
     dead_letter_unsent,
 )
+from hartonomous.messaging.envelope import UnreadableBody
 from hartonomous.messaging.transport import Published, RecordTooLargeError
+from hartonomous.storable import NotStorableError, loads_storable, storable_json, storable_text
 
 log = structlog.get_logger(__name__)
 
@@ -470,11 +472,13 @@ class KafkaTransport:
             return None
         extra: dict[str, str] = {}
         if isinstance(message.body, str):
-            # Not JSON: kept as a JSON string (jsonb holds no NUL), the exact bytes in base64.
-            text = json.dumps(message.body.replace("\x00", "\ufffd"))
+            # Not storable JSON: kept as a JSON string, the exact bytes in base64.
+            text = json.dumps(storable_text(message.body))
             extra["value_base64"] = base64.b64encode(record.raw).decode()
         else:
-            text = exact_dumps(message.body)
+            # Storable as `_body` read it; made so all the same, so a dead letter is never
+            # refused by jsonb (a refused one would fail its batch on every attempt).
+            text = exact_dumps(storable_json(message.body))
         letter = dead_letter_unsent(
             connection,
             Broker(self.settings),
@@ -658,7 +662,7 @@ class KafkaTransport:
                     if offset + 1 >= ends[partition]:
                         del ends[partition]
                     key = record.key()
-                    conversation = None if key is None else bytes(key).decode(errors="replace")
+                    conversation = None if key is None else _text(bytes(key))
                     if wanted is not None and conversation not in wanted:
                         continue
                     raw = record.value() or b""
@@ -711,7 +715,7 @@ class KafkaTransport:
         message = ReceivedMessage(
             message_id=self._next_id,
             queue_name=self.kafka.topic,
-            conversation_id=None if key is None else bytes(key).decode(errors="replace"),
+            conversation_id=None if key is None else _text(bytes(key)),
             message_type=_text(message_type) or self.settings.message_type_name,
             body=body,
             enqueued_at=datetime.fromtimestamp(timestamp / 1000, UTC),
@@ -916,16 +920,20 @@ def _waited(started: float, timeout: float) -> float | None:
 
 
 def _body(raw: bytes) -> Any:
-    """A record's value as the CloudEvent it carries (numbers exact); its text when it is not
-    JSON (the handler dead-letters it as a malformed CloudEvent)."""
-    text = raw.decode(errors="replace")
+    """A record's value as the CloudEvent it carries (numbers exact), when it is JSON that
+    PostgreSQL stores as it is (`storable.loads_storable`); otherwise an `UnreadableBody`
+    naming why (not UTF-8, not JSON, nested too deep, NaN or infinity, NUL, a lone
+    surrogate), which the handler dead-letters as a malformed CloudEvent with the record's
+    exact bytes."""
     try:
-        return exact_loads(text)
-    except ValueError:
-        return text
+        return loads_storable(raw)
+    except NotStorableError as exc:
+        return UnreadableBody(storable_text(raw.decode(errors="replace")), str(exc))
 
 
 def _text(value: str | bytes | None) -> str:
+    """A key or header as storable text (invalid UTF-8, NUL and lone surrogates replaced as
+    `storable.storable_text` says)."""
     if value is None:
         return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return storable_text(value.decode(errors="replace") if isinstance(value, bytes) else value)

@@ -258,8 +258,21 @@ def _service_problem(
     name: str, services: list[ServiceHeartbeat], stale_seconds: float, paused: bool
 ) -> str | None:
     instances = [service for service in services if service.service == name]
-    if any(instance.working for instance in instances):
-        return None
+    working = [instance for instance in instances if instance.working]
+    if working:
+        # One instance failing beside working ones is still work stuck: on Kafka each worker
+        # owns its partitions, so the failing worker's partitions wait (docs/operations.md).
+        failing = [i for i in instances if i.fresh and i.state in ("failing", "failed")]
+        if not failing:
+            return None
+        return (
+            f"service {name}: "
+            + "; ".join(
+                f"{i.state} on {i.instance}" + (f": {i.detail}" if i.detail else "")
+                for i in failing
+            )
+            + f" ({len(working)} other instance(s) working)"
+        )
     if paused and any(i.fresh and i.state == "paused" for i in instances):
         return None  # held by the operator: the pause itself is reported
     if not instances:

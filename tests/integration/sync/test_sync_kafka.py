@@ -163,6 +163,7 @@ def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_mo
     assert {(row[3], row[4]) for row in letters} == {("kafka", kafka.topic)}
     assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Tenant'") == 1
     assert committed_lag(settings) == 0
+
     # Replay re-publishes to the topic (not to the in-database queue), in order, after Kafka
     # acknowledged the records; the worker gets them again (and dead-letters them again).
     ends = partition_ends(settings)
@@ -184,6 +185,51 @@ def test_a_record_that_is_not_a_cloudevent_is_dead_lettered_and_its_partition_mo
     ]
     again = drain(source, settings)
     assert again.dead_lettered == 2
+    assert committed_lag(settings) == 0
+
+
+def test_records_that_parse_as_json_but_jsonb_refuses_are_dead_lettered_with_their_bytes(
+    source: Source, kafka_bootstrap: str
+) -> None:
+    """Before: NaN failed every attempt and its dead-letter write too (attempts past the poison
+    limit, the partition stuck); U+0000 in data or in the key failed the same way in
+    PostgreSQL; a deeply nested value raised RecursionError out of `sync --once`."""
+    settings = kafka_settings(kafka_bootstrap)
+    kafka = settings.message_broker.kafka
+    head = b'{"specversion":"1.0","id":"x%d","source":"/x","type":"t","data":'
+    records = [
+        (b"nan", head % 1 + b'{"v":NaN}}', "NaN (not a JSON number jsonb can store) at $.data.v"),
+        (b"inf", head % 2 + b'{"v":-Infinity}}', "-Infinity"),
+        (b"nul", head % 3 + b'{"t":"a\\u0000"}}', "U+0000 (NUL) in the string at $.data.t"),
+        (b"lone", head % 4 + b'["\\udc00"]}', "a lone surrogate U+DC00"),
+        (b"k\x00ey", b"not json", "invalid JSON"),
+        (b"deep", b"[" * 5000 + b"]" * 5000, "nested deeper than"),
+        (b"latin1", head % 5 + b'"caf\xe9"}', "not UTF-8"),
+    ]
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    for key, value, _ in records:
+        producer.produce(kafka.topic, value=value, key=key)
+    assert producer.flush(30) == 0
+    ces = CesConsumer(source.url, settings)
+    try:
+        source.tenant("acme", "alice")
+        ces.drain()  # valid events behind the bad records
+    finally:
+        ces.close()
+    outcome = drain(source, settings)
+    assert outcome.dead_lettered == len(records)
+    letters = source.conn.execute(
+        "SELECT conversation_id, reason, exception_message, attempts, "
+        "decode(metadata->>'value_base64', 'base64') FROM message_dead_letters "
+        "ORDER BY (metadata->>'offset')::bigint"
+    ).fetchall()
+    by_key = {row[0]: row for row in letters}
+    assert set(by_key) == {key.decode().replace("\x00", "\ufffd") for key, _, _ in records}
+    for key, value, problem in records:
+        _, reason, message, attempts, raw = by_key[key.decode().replace("\x00", "\ufffd")]
+        assert (reason, attempts, raw) == ("malformed_event", 1, value)
+        assert problem in message
+    assert source.scalar("SELECT count(*) FROM graph_nodes WHERE label = 'Tenant'") == 1
     assert committed_lag(settings) == 0
 
 
