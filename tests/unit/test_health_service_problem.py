@@ -41,3 +41,27 @@ def test_one_failing_worker_beside_working_ones_is_a_problem_naming_it() -> None
 def test_working_instances_alone_are_no_problem() -> None:
     services = [beat("h:1", "running"), beat("h:2", "starting")]
     assert _service_problem("sync", services, 30.0, paused=False) is None
+
+
+def test_status_warns_of_a_failing_instance_beside_working_ones() -> None:
+    """`status`'s service line: before, OK naming a working instance."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from hartonomous.config import Settings
+    from hartonomous.services.status import _services
+
+    settings = Settings.model_validate({"health": {"expected_services": ["sync-worker"]}})
+    platform: Any = SimpleNamespace(settings=settings)
+    workers = [beat("h:1", "running"), beat("h:2", "failing", "Kafka away")]
+    for worker in workers:
+        worker.service = "sync-worker"
+    ready: Any = SimpleNamespace(services=workers)
+    [check] = _services(platform, ready)
+    assert (check.verdict, check.detail) == (
+        "WARN",
+        "failing on h:2: Kafka away (1 other instance(s) working)",
+    )
+    ready.services = workers[:1]
+    [check] = _services(platform, ready)
+    assert check.verdict == "OK"

@@ -194,7 +194,20 @@ def _services(platform: Platform, ready: Readiness) -> list[StatusCheck]:
         instances = [s for s in ready.services if s.service == name]
         working = [s for s in instances if s.working]
         paused = [s for s in instances if s.fresh and s.state == "paused"]
-        if working:
+        # A fresh instance failing beside working ones still holds work (on Kafka its
+        # partitions): WARN naming it.
+        failing = [s for s in instances if s.fresh and s.state in ("failing", "failed")]
+        if working and failing:
+            bad = failing[0]
+            checks.append(
+                StatusCheck(
+                    f"service {name}",
+                    "WARN",
+                    f"{bad.state} on {bad.instance}: {bad.detail or 'no detail'} "
+                    f"({len(working)} other instance(s) working)",
+                )
+            )
+        elif working:
             beat = working[0]
             checks.append(
                 StatusCheck(
