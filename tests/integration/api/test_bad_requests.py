@@ -483,6 +483,50 @@ def test_authentication_and_role_are_checked_before_the_body_on_every_route(
                 _assert_problem(api.request(method, path, content=body, headers=user), 403)
 
 
+def test_a_body_on_a_route_that_takes_none_is_422_and_nothing_is_done(
+    client: TestClient,
+) -> None:
+    """Every operation of `/openapi.json` without a `requestBody` refuses a non-empty body
+    (well-formed JSON, malformed JSON, another media type, chunked) with a 422 naming `body`,
+    before it does anything; no body or an empty one reaches the route as before."""
+    json_type = {"content-type": "application/json"}
+    guarded = {(method, path) for method, path, _ in _guarded_routes(client)}
+    bodiless = [
+        (method, path, re.sub(r"\{[^}]+\}", "x", path))
+        for method, path, operation in _operations(client)
+        if "requestBody" not in operation
+    ]
+    assert ("POST", "/v1/dead-letters/{dead_letter_id}/replay") in [m[:2] for m in bodiless]
+    assert ("DELETE", "/v1/holdings/{holding_id}") in [m[:2] for m in bodiless]
+    for method, template, path in bodiless:
+        if template == "/health/live":
+            continue  # answered by the liveness shortcut before routing (api/health.py)
+        for body, headers in [
+            (b"{}", {"content-type": "application/json"}),
+            (b"{bad", {"content-type": "application/json"}),
+            (b"x", {"content-type": "text/plain"}),
+            (iter([b"", b"{}"]), {"content-type": "application/json"}),  # chunked
+        ]:
+            answer = client.request(method, path, content=body, headers=headers)
+            _assert_problem(answer, 422, "body")
+            assert answer.json()["code"] == "invalid-request"
+            assert answer.json()["errors"] == [
+                {
+                    "field": "body",
+                    "message": "this operation takes no request body: send none "
+                    "(no Content-Length or 0)",
+                    "type": "extra_forbidden",
+                }
+            ], (method, path)
+        if (method, path) in guarded:
+            # With an unknown key it is still the 401 (authentication first).
+            unknown = {**json_type, "authorization": "Bearer hk_0123456789abcdef_nosuchsecret"}
+            _assert_problem(client.request(method, path, content=b"{}", headers=unknown), 401)
+    # An empty body is no body: the route runs (a 404 for the unknown dead letter).
+    empty = client.post("/v1/dead-letters/1/replay", content=b"", headers=json_type)
+    assert empty.status_code == 404, empty.text
+
+
 def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) -> None:
     """RFC 8259 has no NaN or Infinity (Python's json reads them): a 422 naming where, worded
     as any other malformed JSON, on every route; the words inside a string are text."""
