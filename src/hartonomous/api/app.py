@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 
 from hartonomous import __version__
 from hartonomous.api import health
+from hartonomous.api.disconnects import ClientDisconnectMiddleware
 from hartonomous.api.head_requests import HeadAsGet
 from hartonomous.api.metrics import metrics_router
 from hartonomous.api.middleware import RequestHygieneMiddleware
@@ -106,6 +107,9 @@ def create_app(platform: Platform) -> FastAPI:
     # HEAD runs as GET (api/head_requests.py), the liveness shortcut's included.
     app.add_middleware(HeadAsGet)
     app.add_middleware(RequestHygieneMiddleware)
+    # A client gone mid-body (in a route or while the hygiene checks read a JSON body) is one
+    # info line, not a server error; inside the request ids, so the line carries one.
+    app.add_middleware(ClientDisconnectMiddleware)
     app.add_middleware(RequestIdMiddleware)
     instrument_app(app)  # HTTP server spans, outermost, when tracing is on
     return app
