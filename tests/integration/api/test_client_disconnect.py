@@ -3,26 +3,18 @@
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from tests.conftest import clean_environment
 
 from hartonomous.ingest.uploads import uploads_root
 from hartonomous.security.roles import Role
 
 from .conftest import IssueKey
-from .data_api_support import HANG_GUARD_SECONDS
-
-SERVER = Path(__file__).with_name("app_server.py")
+from .real_server import ServerOutput, real_server
 
 
 def _part(field: str, filename: str) -> bytes:
@@ -42,55 +34,14 @@ CUT_SHORT = [
 ]
 
 
-class _Output:
-    """The server's merged stdout and stderr, line by line, as they come."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self._thread.start()
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-
-    def wait_for(self, text: str, count: int) -> None:
-        with self._changed:
-            found = self._changed.wait_for(
-                lambda: sum(text in line for line in self.lines) >= count, HANG_GUARD_SECONDS
-            )
-        assert found, "".join(self.lines)
-
-
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, _Output]]:
-    env = clean_environment()
-    env["HARTONOMOUS_DATABASE__URL"] = database_url
-    env["HARTONOMOUS_DATA_DIR"] = str(tmp_path / "data")
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line, "the API server exited before listening"
-    output = _Output(process)
-    try:
-        yield json.loads(line)["url"], tmp_path / "data", output
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, ServerOutput]]:
+    with real_server(database_url, tmp_path) as running:
+        yield running
 
 
 def test_a_client_gone_mid_body_is_one_info_line_and_leaves_no_spool(
-    server: tuple[str, Path, _Output], issue_key: IssueKey
+    server: tuple[str, Path, ServerOutput], issue_key: IssueKey
 ) -> None:
     url, data_dir, output = server
     token = issue_key(role=Role.USER)
