@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from hartonomous import __version__
 from hartonomous.api import health
 from hartonomous.api.disconnects import ClientDisconnectMiddleware
+from hartonomous.api.docs_page import install_docs_page
 from hartonomous.api.head_requests import HeadAsGet
 from hartonomous.api.metrics import metrics_router
 from hartonomous.api.middleware import RequestHygieneMiddleware
@@ -54,6 +55,9 @@ def create_app(platform: Platform) -> FastAPI:
         dependencies=[Depends(refuse_unknown_query_parameters)],
         # A trailing slash is a 404 problem, not a redirect built from the Host header.
         redirect_slashes=False,
+        # `/docs` is served with its assets from this server (api/docs_page.py), no CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.platform = platform
     # Triggered by the server when it begins a graceful shutdown (api/shutdown.py).
@@ -68,6 +72,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.rate_limiter = RequestLimiter(security, counters)
     install_problem_handlers(app)
+    install_docs_page(app, app.title)
     # FastAPI tries the routers in this order, each one matching the path against every route
     # it holds: the most requested come first (search: 0.1 ms less per request than seventh,
     # benchmarks/api.py). No two routers share a path, so the order changes nothing else.
