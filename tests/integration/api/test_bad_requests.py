@@ -227,6 +227,26 @@ def test_an_unknown_id_in_any_path_or_a_tampered_cursor_is_a_problem(client: Tes
     print(f"{walked} unknown ids and tampered cursors sent")
 
 
+def test_an_empty_cursor_is_an_invalid_cursor_on_every_listing(client: TestClient) -> None:
+    """One rule for `cursor=` (empty) on every listing: 400 `invalid-cursor`, never the first
+    page (a client that lost its cursor must not start over without knowing)."""
+    walked = []
+    for method, path, operation in _operations(client):
+        parameters = operation.get("parameters", [])
+        names = {p["name"] for p in parameters if p["in"] == "path"}
+        if method != "GET" or not any(p["name"] == "cursor" for p in parameters):
+            continue
+        if names - {"tenant_id"}:
+            continue  # an id naming nothing would be the 404 first
+        target = path.replace("{tenant_id}", "acme")
+        answer = client.get(target, params={"cursor": ""})
+        _assert_problem(answer, 400, "cursor is empty")
+        assert answer.json()["code"] == "invalid-cursor", (target, answer.text)
+        walked.append(path)
+    assert {"/v1/tenants", "/v1/tenants/{tenant_id}/keys", "/v1/holdings"} <= set(walked)
+    assert len(walked) >= 7, walked
+
+
 # A value for each shape of path parameter that no route would read as an id.
 _NOT_AN_ID = "not an id!"
 # Well-formed ids that name nothing: the first one a parameter's pattern takes is sent.
