@@ -325,6 +325,10 @@ def test_a_literal_path_asked_with_another_method_is_405_not_a_malformed_id(
             answer = client.request(method, path)
             _assert_problem(answer, 405)
             assert answer.headers["allow"] == allowed, method
+            # A body too: the sibling takes none, but the path is not its id either.
+            answer = client.request(method, path, json={"all": False})
+            _assert_problem(answer, 405)
+            assert answer.headers["allow"] == allowed, method
 
 
 def test_json_bodies_are_strict_and_query_parameters_are_parsed(client: TestClient) -> None:
