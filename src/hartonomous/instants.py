@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["in_utc"]
+__all__ = ["in_utc", "rfc3339"]
 
 
 def in_utc(moment: datetime) -> datetime:
@@ -24,3 +24,14 @@ def in_utc(moment: datetime) -> datetime:
         raise ValueError(
             f"{moment.isoformat()} is outside the years 0001-9999 once converted to UTC"
         ) from None
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` as the HTTP API writes instants: RFC 3339 in UTC with ``Z``
+    (``2026-12-02T15:25:51.066800Z``); a naive ``moment`` is written as it is, without zone.
+
+    Raises ``ValueError`` as `in_utc` does.
+    """
+    if moment.tzinfo is None:
+        return moment.isoformat()
+    return in_utc(moment).isoformat().replace("+00:00", "Z")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,13 @@ def test_principals_and_keys_from_the_command_line(
         assert rotated.exit_code == 0, rotated.stderr
         answer = json.loads(rotated.stdout)
         assert answer["old"]["state"] == "active"  # for the grace period
+        # Times as the API writes them (RFC 3339, UTC, Z), not str(datetime).
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", answer["old"]["revoked_at"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", answer["new"]["created_at"])
+        # Rotated once: a second rotation would make a second live successor.
+        again = cli("--json", "keys", "rotate", "acme", key_id)
+        assert again.exit_code == 1, again.stdout
+        assert json.loads(again.stderr)["code"] == "key-revocation-pending"
         authenticate(engine, token)
         revoked = cli("keys", "revoke", "acme", key_id)
         assert revoked.exit_code == 0, revoked.stderr

@@ -25,6 +25,12 @@ from hartonomous.ingest.pipeline import (
     IngestRequest,
     ingest_paths,
 )
+from hartonomous.security.principals import (
+    PrincipalDisabledError,
+    ensure_principal,
+    update_principal,
+)
+from hartonomous.security.tenants import TenantDisabledError, set_tenant_state
 
 # Larger than half a batch: every file is a batch (a transaction) of its own.
 _FILE_SIZE = BATCH_BYTES // 2 + 1
@@ -179,3 +185,54 @@ def test_job_stopped_by_ctrl_c_marks_itself_interrupted(engine: Engine, tmp_path
         ("c.txt", "ingested"),
         ("d.bin", "not_done"),
     ]
+
+
+@pytest.mark.parametrize("disabled", ["tenant", "principal"])
+def test_disabling_the_tenant_or_principal_stops_a_running_job_before_its_next_batch(
+    engine: Engine, tmp_path: Path, disabled: str
+) -> None:
+    """A job already running when its tenant or principal is disabled stops before the next
+    batch: files stored are kept, the rest `not_done` naming the disable, job `interrupted`."""
+    add_tenant(engine, "acme")
+    with engine.begin() as connection:
+        ensure_principal(connection, "acme", "alice", "Alice", "user")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"File {name}.\n", encoding="utf-8")
+    # Batches: a.txt, b.txt and c.bin; then d.bin; then e.bin.
+    for seed, name in enumerate(("c.bin", "d.bin", "e.bin"), start=6):
+        (tmp_path / name).write_bytes(random_bytes(_FILE_SIZE, seed=seed))
+
+    def disable(outcome: FileOutcome) -> None:
+        if Path(outcome.path).name == "a.txt":  # the first batch is stored
+            with engine.begin() as connection:
+                if disabled == "tenant":
+                    set_tenant_state(connection, "acme", "disabled")
+                else:
+                    update_principal(connection, "acme", "alice", state="disabled")
+
+    stopped = TenantDisabledError if disabled == "tenant" else PrincipalDisabledError
+    with pytest.raises(stopped):
+        ingest_paths(engine, IngestRequest("acme", principal_id="alice"), [tmp_path], disable)
+    with engine.connect() as connection:
+        status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
+        rows = connection.execute(
+            select(
+                ingestion_job_atoms.c.path,
+                ingestion_job_atoms.c.status,
+                ingestion_job_atoms.c.error,
+            ).order_by(ingestion_job_atoms.c.ordinal)
+        ).all()
+        held = connection.execute(select(holdings.c.source_uri)).scalars().all()
+    assert status == "interrupted"
+    assert [(Path(path).name, state) for path, state, _ in rows] == [
+        ("a.txt", "ingested"),
+        ("b.txt", "ingested"),
+        ("c.bin", "ingested"),
+        ("d.bin", "not_done"),
+        ("e.bin", "not_done"),
+    ]
+    said = "tenant 'acme' is disabled" if disabled == "tenant" else "principal 'alice'"
+    for path, _, error in rows[3:]:
+        assert error.startswith(f"{path}: not done: the job was stopped: "), error
+        assert said in error, error
+    assert sorted(Path(uri).name for uri in held) == ["a.txt", "b.txt", "c.bin"]

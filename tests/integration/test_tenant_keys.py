@@ -41,8 +41,8 @@ GLOBAL = {
     "message_dead_letters": "the queue's dead letters (an operator's view of all tenants)",
     "cdc_checkpoints": "one row per CES consumer",
     "deduplication_policies": "platform configuration",
-    "security_throttle_counters": "throttle windows keyed by subject (a tenant or principal "
-    "id, or a global subject)",
+    "security_throttle_counters": "throttle windows keyed by subject: a tenant, or a "
+    "principal or key as tenant/id (platform state, shared by every API process)",
     "server_secrets": "the server's signing keys",
     "service_heartbeats": "one row per running service instance",
     "sync_control": "the platform's sync pause flag",

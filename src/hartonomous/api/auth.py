@@ -76,6 +76,19 @@ async def authenticated(
     return caller
 
 
+def still_authenticated(request: Request) -> Caller:
+    """The request's caller, authenticated again from its bearer key (blocking: call it in a
+    worker thread): what a long-lived response (an event stream) checks as it goes on.
+    Raises ``NotAuthenticatedError`` (its subclasses for a disabled principal or tenant) as
+    a new request with the key would get; a change made in another process is seen within
+    `[security] api_key_cache_seconds`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise NotAuthenticatedError("send an API key as `Authorization: Bearer hk_…`")
+    keys: VerifiedKeyCache = request.app.state.key_cache
+    return keys.cached(token.strip()) or keys.authenticate(token.strip())
+
+
 async def authorize(request: Request, role: Role) -> Caller:
     """Authenticate ``request``'s bearer key (401) and require ``role`` (403), as the
     ``requires(role)`` dependency does; the caller is kept for that dependency to reuse."""

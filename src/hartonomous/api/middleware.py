@@ -42,7 +42,7 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -139,8 +139,8 @@ class RequestHygieneMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                # The client went away; let the app see the disconnect.
-                return _replay([message])
+                # The client went away: no one to answer (api/disconnects.py ends it quietly).
+                raise ClientDisconnect()
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_json_body_bytes:

@@ -247,7 +247,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {tuple(entry.items()): entry for entry in map(_validation_entry, exc.errors())}.values()
     )
     literal = _literal_path_methods(request)
-    if literal and any(error["field"].startswith("path.") for error in errors):
+    if literal and any(_refuses_the_path(error) for error in errors):
         # `GET /v1/dead-letters/replay` reaches `GET /v1/dead-letters/{dead_letter_id}`, whose
         # id it is not: the path is another route's, which does not take this method.
         # Routing cannot say so itself: Starlette takes the sibling's full match over the
@@ -269,6 +269,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         title="Invalid request",
         detail=f"invalid {fields}",
         errors=errors,
+    )
+
+
+def _refuses_the_path(error: Mapping[str, str]) -> bool:
+    """A path parameter refused, or a body refused by a route that takes none (api/routing.py)
+    before its path parameters were read: either way the route matched only as a sibling."""
+    return error["field"].startswith("path.") or (
+        error["field"] == "body" and error["type"] == "extra_forbidden"
     )
 
 

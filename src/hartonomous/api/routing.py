@@ -23,13 +23,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from hartonomous.api.auth import authorize, required_role
 from hartonomous.api.middleware import BODY_REFUSAL, PARSED_BODY, refusal_response
 
-__all__ = ["OneHopRoute", "api_router"]
+__all__ = ["OneHopRoute", "api_router", "declares_body"]
 
 
 class OneHopRoute(APIRoute):
@@ -43,6 +44,12 @@ class OneHopRoute(APIRoute):
 
     A JSON body that ``RequestHygieneMiddleware`` parsed (``PARSED_BODY``) is handed to FastAPI
     as parsed, so it is not parsed twice (benchmarks/api_overhead.py).
+
+    A route that declares no request body (no body parameter, no ``requestBody`` in its
+    ``openapi_extra``) refuses a non-empty one, whatever its media type: a 422 problem naming
+    ``body`` (``invalid-request``), after authorization, before the endpoint runs. Without it
+    such a route would ignore a body, malformed JSON included, and do the work (docs/api.md,
+    "Errors").
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -54,6 +61,7 @@ class OneHopRoute(APIRoute):
         handle = super().get_route_handler()
         role = required_role(self)  # the dependant is built before the handler is asked for
         own = _own_authorizer(self)
+        takes_body = declares_body(self)
 
         async def authorized_first(request: Request) -> Response:
             if own is not None:
@@ -64,6 +72,8 @@ class OneHopRoute(APIRoute):
             refused = state.pop(BODY_REFUSAL, None)
             if refused is not None:
                 return refusal_response(request, refused)
+            if not takes_body and (PARSED_BODY in state or await _has_body(request)):
+                raise RequestValidationError([_NO_BODY])
             if PARSED_BODY in state:
                 # Starlette's Request.json() answers what it holds as `_json` without parsing
                 # the body again; FastAPI reads a JSON body through it.
@@ -74,6 +84,33 @@ class OneHopRoute(APIRoute):
 
 
 Authorizer = Callable[[Request], Coroutine[Any, Any, object]]
+
+_NO_BODY = {
+    "type": "extra_forbidden",
+    "loc": ("body",),
+    "msg": "this operation takes no request body: send none (no Content-Length or 0)",
+    "input": None,
+}
+
+
+def declares_body(route: APIRoute) -> bool:
+    """Whether ``route`` takes a request body: a body parameter, or one documented in its
+    ``openapi_extra`` (uploads read their multipart body themselves)."""
+    return route.body_field is not None or "requestBody" in (route.openapi_extra or {})
+
+
+async def _has_body(request: Request) -> bool:
+    """Whether the request carries a non-empty body. ``Content-Length`` says so; a chunked
+    body is read until its first non-empty chunk (a route that takes no body reads no more)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return not length.isdigit() or int(length) > 0
+    if "transfer-encoding" not in request.headers:
+        return False
+    async for chunk in request.stream():
+        if chunk:
+            return True
+    return False
 
 
 def _own_authorizer(route: APIRoute) -> Authorizer | None:

@@ -6,12 +6,14 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from hartonomous.config import Settings, load_settings
+from hartonomous.instants import rfc3339
 from hartonomous.observability import configure_logging
 from hartonomous.observability.tracing import configure_tracing
 from hartonomous.storable import storable_text
@@ -61,10 +63,21 @@ class CliContext:
     def emit(self, data: Any, human: str) -> None:
         """Print the result: JSON with --json, the human rendering otherwise."""
         if self.as_json:
-            sys.stdout.write(json.dumps(data, default=str) + "\n")
+            sys.stdout.write(json.dumps(data, default=json_value) + "\n")
         else:
             sys.stdout.write(human.rstrip("\n") + "\n")
         sys.stdout.flush()
+
+
+def json_value(value: object) -> str:
+    """How ``--json`` writes what JSON has no type for: instants as the HTTP API does
+    (RFC 3339, UTC, ``Z``: `hartonomous.instants.rfc3339`), dates as ISO 8601, the rest as
+    ``str``."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

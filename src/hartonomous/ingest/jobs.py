@@ -68,9 +68,7 @@ def _create(
     planned: Sequence[str],
 ) -> None:
     with engine.begin() as connection:
-        require_active_tenant(connection, tenant_id)
-        if principal_id is not None:
-            require_active_principal(connection, tenant_id, principal_id)
+        require_active_party(connection, tenant_id, principal_id)
         connection.execute(
             insert(ingestion_jobs).values(
                 tenant_id=tenant_id, job_id=job_id, principal_id=principal_id
@@ -92,13 +90,25 @@ _PLAN = text(
 )
 
 
+def require_active_party(connection: Connection, tenant_id: str, principal_id: str | None) -> None:
+    """The check a job makes when it starts and before each batch it stores: the tenant (and
+    the principal, when the job has one) still active. Raises ``TenantDisabledError`` or
+    ``PrincipalDisabledError`` (and what ``require_active_tenant`` raises)."""
+    require_active_tenant(connection, tenant_id)
+    if principal_id is not None:
+        require_active_principal(connection, tenant_id, principal_id)
+
+
 def finish_job(connection: Connection, tenant_id: str, job_id: uuid.UUID) -> JobStatus:
     """Make the job terminal from its file rows: `failed` when every file failed."""
     return _conclude(connection, tenant_id, job_id, interrupted=False)
 
 
-def interrupt_job(connection: Connection, tenant_id: str, job_id: uuid.UUID) -> None:
-    """Mark the job `interrupted`; its unreported planned files become `not_done` rows."""
+def interrupt_job(
+    connection: Connection, tenant_id: str, job_id: uuid.UUID, reason: str = NOT_DONE_REASON
+) -> None:
+    """Mark the job `interrupted`; its unreported planned files become `not_done` rows whose
+    error is ``<path>: <reason>``."""
     connection.execute(
         text(
             "INSERT INTO ingestion_job_atoms (tenant_id, job_id, ordinal, path, status, error) "
@@ -107,7 +117,7 @@ def interrupt_job(connection: Connection, tenant_id: str, job_id: uuid.UUID) -> 
             "FROM ingestion_job_plans p WHERE p.tenant_id = :tenant AND p.job_id = :job "
             "ON CONFLICT DO NOTHING"
         ),
-        {"tenant": tenant_id, "job": job_id, "reason": NOT_DONE_REASON},
+        {"tenant": tenant_id, "job": job_id, "reason": reason},
     )
     _conclude(connection, tenant_id, job_id, interrupted=True)
 

@@ -44,13 +44,19 @@ from hartonomous.ingest.file_store import (
     write_planned,
 )
 from hartonomous.ingest.indexing import HoldingIndexer, IndexReport
-from hartonomous.ingest.jobs import finish_job, interrupt_job, job_lease
+from hartonomous.ingest.jobs import (
+    NOT_DONE_REASON,
+    finish_job,
+    interrupt_job,
+    job_lease,
+    require_active_party,
+)
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths, named_as
 from hartonomous.ingest.prefetch import PrefetchingEmbedders
 from hartonomous.observability.tracing import tracer
-from hartonomous.security.principals import validate_principal_id
-from hartonomous.security.tenants import UnknownTenantError
+from hartonomous.security.principals import PrincipalDisabledError, validate_principal_id
+from hartonomous.security.tenants import TenantDisabledError, UnknownTenantError
 from hartonomous.storable import storable_text
 
 __all__ = ["FileOutcome", "IngestRequest", "JobOutcome", "UnknownTenantError", "ingest_paths"]
@@ -174,6 +180,11 @@ def ingest_paths(
     ``UnknownTenantError`` before anything is written. An exception that escapes (the
     database went away, KeyboardInterrupt) marks the job `interrupted` on its way out when the
     database still answers; otherwise the next `up` or `ingest` does.
+
+    The tenant and principal are checked again before each batch is stored: once either is
+    disabled the job stops there (``TenantDisabledError`` or ``PrincipalDisabledError`` is
+    raised), `interrupted`, its stored files kept and the rest `not_done` with the reason
+    ``not done: the job was stopped: tenant 't' is disabled`` (docs/security.md).
     """
     if request.principal_id is not None:
         validate_principal_id(request.principal_id)
@@ -208,11 +219,19 @@ def ingest_paths(
                     skip = set(previous.plan.atoms.texts()) if previous is not None else set()
                     embedders.prefetch(engine, current.texts(), skip)
                 if previous is not None:
+                    # Disabling the tenant or principal stops the job before its next batch.
+                    with engine.begin() as connection:
+                        require_active_party(connection, request.tenant_id, request.principal_id)
                     for outcome in _store_batch(job, previous):
                         outcomes.append(outcome)
                         if on_file is not None:
                             on_file(outcome)
                 previous = current
+        except (TenantDisabledError, PrincipalDisabledError) as stopped:
+            reason = f"not done: the job was stopped: {stopped}"
+            _interrupt(engine, holder, reason)
+            log.info("ingestion job stopped", job_id=str(job_id), reason=str(stopped))
+            raise
         except BaseException:
             _interrupt(engine, holder)
             raise
@@ -229,10 +248,10 @@ def ingest_paths(
     )
 
 
-def _interrupt(engine: Engine, holder: Holder) -> None:
+def _interrupt(engine: Engine, holder: Holder, reason: str = NOT_DONE_REASON) -> None:
     try:
         with engine.begin() as connection:
-            interrupt_job(connection, holder.tenant_id, holder.job_id)
+            interrupt_job(connection, holder.tenant_id, holder.job_id, reason)
     except Exception as exc:  # noqa: BLE001 - the original error matters; next start marks it
         log.warning("job not marked interrupted", job_id=str(holder.job_id), reason=str(exc))
 

@@ -42,7 +42,11 @@ log = structlog.get_logger(__name__)
 
 
 def _columns(key: CounterKey) -> tuple[str, str, str]:
-    return key.subject, key.subject_id, key.operation or ""
+    """A key's row: (subject, subject_id, operation). A principal's or key's `subject_id`
+    column is ``tenant/id`` (a tenant id cannot contain '/'), so each tenant has its own."""
+    if key.subject == "tenant":
+        return key.subject, key.subject_id, key.operation or ""
+    return key.subject, f"{key.tenant_id}/{key.subject_id}", key.operation or ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Select, func, select, update
 
 from hartonomous.db.tables import api_keys
 from hartonomous.errors import ConflictError, NotFoundError, UsageError
-from hartonomous.instants import in_utc
+from hartonomous.instants import in_utc, rfc3339
 from hartonomous.security.api_keys import KEY_ID_PATTERN, parse_api_key
 from hartonomous.security.principals import create_api_key
 from hartonomous.storable import storable_text
@@ -38,6 +38,13 @@ class KeyRevokedError(ConflictError):
     """``rotate`` or ``revoke`` of a key that is already revoked."""
 
     code = "key-revoked"
+
+
+class KeyRevocationPendingError(ConflictError):
+    """``rotate`` of a key already rotated or revoked with a grace period: it has a successor
+    (or is on its way out) and a second successor would be a second live key."""
+
+    code = "key-revocation-pending"
 
 
 class InvalidKeyOptionError(UsageError):
@@ -158,7 +165,8 @@ def revoke_key(
         raise InvalidKeyOptionError("grace period must not be negative")
     key = get_key(connection, tenant_id, key_id)
     if key.state == "revoked":
-        raise KeyRevokedError(f"API key {key_id} was revoked at {key.revoked_at}")
+        when = "" if key.revoked_at is None else f" at {rfc3339(key.revoked_at)}"
+        raise KeyRevokedError(f"API key {key_id} was revoked{when}")
     at = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, grace_seconds)
     connection.execute(
         update(api_keys)
@@ -180,12 +188,27 @@ def rotate_key(
     """A new key for the same principal (same label unless given), and the old one revoked
     after ``grace_seconds`` (0: at once). Returns (new key with its token, old key).
 
-    Raises what ``revoke_key`` and ``issue_key`` raise; nothing is written when one does
-    (the caller's transaction).
+    A key is rotated once: ``KeyRevocationPendingError`` (409) when its revocation is already
+    set (rotated before, or revoked with a grace period still running), ``KeyRevokedError``
+    (409) when it is revoked or expired. The key's row is locked first, so of concurrent
+    rotations of one key exactly one succeeds and the others get the 409. Also raises what
+    ``issue_key`` raises; nothing is written when one does (the caller's transaction).
     """
+    validate_key_id(key_id)
+    # Serialise rotations (and revocations) of this key: the check below then sees theirs.
+    connection.execute(
+        select(api_keys.c.key_id)
+        .where(api_keys.c.tenant_id == tenant_id, api_keys.c.key_id == key_id)
+        .with_for_update()
+    )
     old = get_key(connection, tenant_id, key_id)
     if old.state != "active":
         raise KeyRevokedError(f"API key {key_id} is {old.state}: issue a new key instead")
+    if old.revoked_at is not None:
+        raise KeyRevocationPendingError(
+            f"API key {key_id} was already rotated or revoked: it stops at "
+            f"{rfc3339(old.revoked_at)}; rotate its successor or issue a new key instead"
+        )
     issued = issue_key(
         connection,
         tenant_id,

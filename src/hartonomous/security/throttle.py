@@ -8,7 +8,9 @@ undone (window restarts stay). Rules that produce the same key share one counter
 a shared count is rolled back too.
 
 Keys are structured (`CounterKey`) rather than the original's bare strings, where a tenant
-and a principal with the same id, or ids containing ':', shared a counter by accident. Their
+and a principal with the same id, or ids containing ':', shared a counter by accident. Every
+key belongs to one tenant (lower-cased, as tenant ids compare): a principal or API key counts
+within its tenant, so two tenants' principals with the same id never share a counter. Their
 text form is the original's: `tenant`, `principal`, `tenant:op`, `principal:op`.
 """
 
@@ -40,14 +42,35 @@ class ThrottleContext:
     key_id: str = ""  # the API key of an HTTP request (scope `key`)
 
 
+def tenant_counter_id(tenant_id: str) -> str:
+    """The form a tenant id takes in a counter key: lower case, as tenant ids compare (the
+    `tenants` table's unique index is on lower(tenant_id))."""
+    return tenant_id.strip().lower()
+
+
 @dataclass(frozen=True)
 class CounterKey:
-    """Whose calls a counter counts: a tenant, a principal or an API key, optionally per
-    operation."""
+    """Whose calls a counter counts: a tenant, or a principal or an API key of ``tenant_id``,
+    optionally per operation.
+
+    ``tenant_id`` is the tenant the counter belongs to, in `tenant_counter_id` form; for the
+    subject ``tenant`` it is ``subject_id`` itself (given or not). Principals and keys are
+    counted within their tenant: no counter is shared across tenants.
+    """
 
     subject: Literal["tenant", "principal", "key"]
     subject_id: str
     operation: str | None = None
+    tenant_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.subject == "tenant":
+            if self.tenant_id not in ("", self.subject_id):
+                raise ValueError(
+                    f"a tenant counter's tenant_id is its subject_id ({self.subject_id!r}), "
+                    f"not {self.tenant_id!r}"
+                )
+            object.__setattr__(self, "tenant_id", self.subject_id)
 
     def __str__(self) -> str:
         if self.operation is None:
@@ -210,19 +233,26 @@ def _rule_applies(rule: RateLimitRule, context: ThrottleContext) -> bool:
 
 
 def counter_key(rule: RateLimitRule, context: ThrottleContext) -> CounterKey | None:
-    """The rule's counter for `context`, or None when its subject is blank."""
+    """The rule's counter for `context`, or None when its subject is blank.
+
+    Every counter is the context's tenant's (`tenant_counter_id`): a principal or a key
+    counts within its tenant, so the same principal id in two tenants has two counters.
+    """
     operation = context.operation if _is_blank(rule.operation) else rule.operation
+    tenant = tenant_counter_id(context.tenant_id)
     if rule.scope == "key":
-        return None if _is_blank(context.key_id) else CounterKey("key", context.key_id)
+        if _is_blank(context.key_id):
+            return None
+        return CounterKey("key", context.key_id, tenant_id=tenant)
     if rule.scope in ("tenant", "tenant_operation"):
         if _is_blank(context.tenant_id):
             return None
         per_operation = operation if rule.scope == "tenant_operation" else None
-        return CounterKey("tenant", context.tenant_id, per_operation)
+        return CounterKey("tenant", tenant, per_operation)
     if _is_blank(context.principal_id):
         return None
     per_operation = operation if rule.scope == "principal_operation" else None
-    return CounterKey("principal", context.principal_id, per_operation)
+    return CounterKey("principal", context.principal_id, per_operation, tenant)
 
 
 def throttle_steps(rules: Sequence[RateLimitRule], context: ThrottleContext) -> list[ThrottleStep]:

@@ -25,6 +25,8 @@ from hartonomous.errors import NotFoundError
 from hartonomous.ingest.jobs import JobStatus, interrupt_abandoned_jobs
 from hartonomous.ingest.pipeline import FileOutcome, IngestRequest, JobOutcome, ingest_paths
 from hartonomous.ingest.uploads import UploadSpool
+from hartonomous.security.principals import PrincipalDisabledError
+from hartonomous.security.tenants import TenantDisabledError
 from hartonomous.services.pagination import Page, cursor_codec, page_of_rows, time_and_id
 from hartonomous.services.platform import Platform
 
@@ -100,6 +102,8 @@ def start_upload_ingestion(
         try:
             paths = [path for _, path in spool.files]
             ingest_paths(platform.engine, request, paths, on_file, on_job=on_job)
+        except (TenantDisabledError, PrincipalDisabledError) as exc:
+            failure.append(exc)  # before the job starts: raised to the caller; after: logged
         except BaseException as exc:
             failure.append(exc)
             if job:

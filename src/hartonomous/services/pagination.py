@@ -91,6 +91,9 @@ class CursorCodec:
     ) -> list[Any]:
         """The position a cursor resumes after; ``InvalidCursorError`` naming what is wrong
         (``OTHER_FILTERS`` when ``filters`` are not those it was issued with)."""
+        if not cursor:
+            # One rule for every listing: an empty cursor is not one we issued (omit it).
+            raise InvalidCursorError("cursor is empty: omit it for the first page")
         if len(cursor) > _MAX_CURSOR_CHARACTERS:
             raise InvalidCursorError(f"cursor is {len(cursor)} characters, more than any we issue")
         body, dot, signature = cursor.partition(".")

@@ -74,7 +74,11 @@ def list_tenants(
     issue for this listing."""
     _check_limit(limit)
     codec = cursor_codec(platform.maintenance_engine)
-    after = _text_position(codec.decode("tenants", None, cursor, filters={})) if cursor else None
+    after = (
+        None
+        if cursor is None
+        else _text_position(codec.decode("tenants", None, cursor, filters={}))
+    )
     with platform.maintenance_engine.connect() as connection:
         found = tenant_store.list_tenants(connection, after=after, limit=limit + 1)
     return _page(
@@ -125,7 +129,7 @@ def list_principals(
     codec = cursor_codec(platform.maintenance_engine)
     after = (
         _text_position(codec.decode("principals", tenant_id, cursor, filters={}))
-        if cursor
+        if cursor is not None
         else None
     )
     with platform.maintenance_engine.connect() as connection:
@@ -194,7 +198,9 @@ def list_keys(
     codec = cursor_codec(platform.maintenance_engine)
     filters = {"principal_id": principal_id}
     after = (
-        _key_position(codec.decode("keys", tenant_id, cursor, filters=filters)) if cursor else None
+        None
+        if cursor is None
+        else _key_position(codec.decode("keys", tenant_id, cursor, filters=filters))
     )
     with platform.maintenance_engine.connect() as connection:
         if principal_id is None:

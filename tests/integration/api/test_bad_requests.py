@@ -227,6 +227,26 @@ def test_an_unknown_id_in_any_path_or_a_tampered_cursor_is_a_problem(client: Tes
     print(f"{walked} unknown ids and tampered cursors sent")
 
 
+def test_an_empty_cursor_is_an_invalid_cursor_on_every_listing(client: TestClient) -> None:
+    """One rule for `cursor=` (empty) on every listing: 400 `invalid-cursor`, never the first
+    page (a client that lost its cursor must not start over without knowing)."""
+    walked = []
+    for method, path, operation in _operations(client):
+        parameters = operation.get("parameters", [])
+        names = {p["name"] for p in parameters if p["in"] == "path"}
+        if method != "GET" or not any(p["name"] == "cursor" for p in parameters):
+            continue
+        if names - {"tenant_id"}:
+            continue  # an id naming nothing would be the 404 first
+        target = path.replace("{tenant_id}", "acme")
+        answer = client.get(target, params={"cursor": ""})
+        _assert_problem(answer, 400, "cursor is empty")
+        assert answer.json()["code"] == "invalid-cursor", (target, answer.text)
+        walked.append(path)
+    assert {"/v1/tenants", "/v1/tenants/{tenant_id}/keys", "/v1/holdings"} <= set(walked)
+    assert len(walked) >= 7, walked
+
+
 # A value for each shape of path parameter that no route would read as an id.
 _NOT_AN_ID = "not an id!"
 # Well-formed ids that name nothing: the first one a parameter's pattern takes is sent.
@@ -303,6 +323,10 @@ def test_a_literal_path_asked_with_another_method_is_405_not_a_malformed_id(
         # each must name only the literal route's methods.
         for method in ("GET", "OPTIONS", "PUT", "DELETE"):
             answer = client.request(method, path)
+            _assert_problem(answer, 405)
+            assert answer.headers["allow"] == allowed, method
+            # A body too: the sibling takes none, but the path is not its id either.
+            answer = client.request(method, path, json={"all": False})
             _assert_problem(answer, 405)
             assert answer.headers["allow"] == allowed, method
 
@@ -481,6 +505,50 @@ def test_authentication_and_role_are_checked_before_the_body_on_every_route(
             assert answer.headers["www-authenticate"].startswith("Bearer")
             if role is not Role.USER:
                 _assert_problem(api.request(method, path, content=body, headers=user), 403)
+
+
+def test_a_body_on_a_route_that_takes_none_is_422_and_nothing_is_done(
+    client: TestClient,
+) -> None:
+    """Every operation of `/openapi.json` without a `requestBody` refuses a non-empty body
+    (well-formed JSON, malformed JSON, another media type, chunked) with a 422 naming `body`,
+    before it does anything; no body or an empty one reaches the route as before."""
+    json_type = {"content-type": "application/json"}
+    guarded = {(method, path) for method, path, _ in _guarded_routes(client)}
+    bodiless = [
+        (method, path, re.sub(r"\{[^}]+\}", "x", path))
+        for method, path, operation in _operations(client)
+        if "requestBody" not in operation
+    ]
+    assert ("POST", "/v1/dead-letters/{dead_letter_id}/replay") in [m[:2] for m in bodiless]
+    assert ("DELETE", "/v1/holdings/{holding_id}") in [m[:2] for m in bodiless]
+    for method, template, path in bodiless:
+        if template == "/health/live":
+            continue  # answered by the liveness shortcut before routing (api/health.py)
+        for body, headers in [
+            (b"{}", {"content-type": "application/json"}),
+            (b"{bad", {"content-type": "application/json"}),
+            (b"x", {"content-type": "text/plain"}),
+            (iter([b"", b"{}"]), {"content-type": "application/json"}),  # chunked
+        ]:
+            answer = client.request(method, path, content=body, headers=headers)
+            _assert_problem(answer, 422, "body")
+            assert answer.json()["code"] == "invalid-request"
+            assert answer.json()["errors"] == [
+                {
+                    "field": "body",
+                    "message": "this operation takes no request body: send none "
+                    "(no Content-Length or 0)",
+                    "type": "extra_forbidden",
+                }
+            ], (method, path)
+        if (method, path) in guarded:
+            # With an unknown key it is still the 401 (authentication first).
+            unknown = {**json_type, "authorization": "Bearer hk_0123456789abcdef_nosuchsecret"}
+            _assert_problem(client.request(method, path, content=b"{}", headers=unknown), 401)
+    # An empty body is no body: the route runs (a 404 for the unknown dead letter).
+    empty = client.post("/v1/dead-letters/1/replay", content=b"", headers=json_type)
+    assert empty.status_code == 404, empty.text
 
 
 def test_nan_and_infinity_are_malformed_json_on_every_route(client: TestClient) -> None:

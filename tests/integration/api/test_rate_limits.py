@@ -105,6 +105,26 @@ def test_the_tightest_of_several_limits_is_reported(engine: Engine, issue_key: I
         assert "'per-tenant'" in refused.json()["detail"]
 
 
+def test_principal_and_key_counters_are_per_tenant(engine: Engine, issue_key: IssueKey) -> None:
+    """The same principal id in two tenants has two counters (no state shared across tenants),
+    whatever the scope that names a principal or a key."""
+    for scope in ("principal", "principal_operation", "key"):
+        rules = [
+            {"name": f"per-{scope}", "scope": scope, "permit_limit": 2, "window_seconds": 3600}
+        ]
+        first = issue_key(tenant=f"one-{scope.replace('_', '-')}", principal="shared")
+        second = issue_key(tenant=f"two-{scope.replace('_', '-')}", principal="shared")
+        with _client(engine, rules) as api:
+            assert [api.get("/v1/me", headers=bearer(first)).status_code for _ in range(3)] == [
+                200,
+                200,
+                429,
+            ]
+            other = api.get("/v1/me", headers=bearer(second))
+            assert other.status_code == 200, (scope, other.text)
+            assert _remaining(other)[:2] == (f"per-{scope}", 1)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -180,7 +200,7 @@ def test_two_api_processes_share_one_limit(two_servers: list[str], issue_key: Is
 def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
     store = PooledCounterStore(engine)
     start = datetime(2030, 1, 1, tzinfo=UTC)
-    one = ThrottleStep("one", CounterKey("key", "k"), 2, timedelta(seconds=60))
+    one = ThrottleStep("one", CounterKey("key", "k", tenant_id="acme"), 2, timedelta(seconds=60))
     assert [store.acquire([one], start).is_throttled for _ in range(3)] == [False, False, True]
     denied = store.acquire([one], start + timedelta(seconds=45))
     assert denied.retry_after == timedelta(seconds=15)
@@ -200,7 +220,8 @@ def test_the_pooled_store_counts_as_apply_steps_does(engine: Engine) -> None:
                 text("SELECT subject_id, count FROM security_throttle_counters")
             ).all()
         )
-    assert counts == {"k": 1, "t": 0, "t2": 0}
+    # A key's row names its tenant: "acme/k".
+    assert counts == {"acme/k": 1, "t": 0, "t2": 0}
 
 
 def _stored_count(engine: Engine, subject_id: str) -> int:
@@ -243,12 +264,12 @@ def test_a_lease_ends_with_its_window_and_the_tail_is_taken_one_by_one(engine: E
     store = PooledCounterStore(engine, lease_permits=32)
     start = datetime(2030, 1, 1, tzinfo=UTC)
     # 101 a minute: leases of two until one permit is left, which is taken alone.
-    odd = ThrottleStep("odd", CounterKey("key", "k"), 101, timedelta(seconds=60))
+    odd = ThrottleStep("odd", CounterKey("key", "k", tenant_id="acme"), 101, timedelta(seconds=60))
     granted = 0
     while not store.acquire([odd], start).is_throttled:
         granted += 1
     assert granted == 101
-    assert _stored_count(engine, "k") == 101
+    assert _stored_count(engine, "acme/k") == 101
     # A permit held when the window ends is dropped, never carried into the next window.
     step = ThrottleStep("minute", CounterKey("tenant", "w"), 100, timedelta(seconds=60))
     assert not store.acquire([step], start).is_throttled  # leases 2, holds 1

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from hartonomous.security.keys import KeyRevocationPendingError
 from hartonomous.security.roles import Role
+from hartonomous.services import Platform, tenancy
 
 from .conftest import KEY_CACHE_SECONDS, IssueKey, ManualClock, bearer
 
@@ -151,6 +156,56 @@ def test_revoke_and_rotate_stop_the_old_key_now_or_after_the_grace_period(
     )
     assert past.status_code == 400
     assert "is not in the future" in past.json()["detail"]
+
+
+def test_a_key_is_rotated_once_even_by_concurrent_rotations(
+    api: TestClient, issue_key: IssueKey, platform: Platform
+) -> None:
+    """A rotated key (revocation pending) or one revoked with a grace period is not rotated
+    again: 409 `key-revocation-pending`, no second live successor; of concurrent rotations
+    exactly one succeeds."""
+    admin = _admin(api, issue_key)
+    for first_move in ("rotate", "revoke"):
+        key = api.post("/v1/tenants/ops/keys", json={"principal_id": "root"}, headers=admin)
+        key_id = key.json()["key"]["key_id"]
+        moved = api.post(
+            f"/v1/tenants/ops/keys/{key_id}/{first_move}",
+            json={"grace_seconds": 3600},
+            headers=admin,
+        )
+        assert moved.status_code == 200, moved.text
+        before = len(api.get("/v1/tenants/ops/keys", headers=admin).json()["items"])
+        for grace in (0, 600):
+            again = api.post(
+                f"/v1/tenants/ops/keys/{key_id}/rotate",
+                json={"grace_seconds": grace},
+                headers=admin,
+            )
+            assert again.status_code == 409, again.text
+            assert again.headers["content-type"] == "application/problem+json"
+            assert again.json()["code"] == "key-revocation-pending"
+            assert re.search(r"stops at \d{4}-\d\d-\d\dT[\d:.]+Z", again.json()["detail"])
+        assert len(api.get("/v1/tenants/ops/keys", headers=admin).json()["items"]) == before
+
+    key_id = api.post("/v1/tenants/ops/keys", json={"principal_id": "root"}, headers=admin).json()[
+        "key"
+    ]["key_id"]
+
+    def rotate(_: int) -> str:
+        try:
+            tenancy.rotate_key(platform, "ops", key_id, grace_seconds=600)
+        except KeyRevocationPendingError:
+            return "409"
+        return "200"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(rotate, range(6)))
+    assert outcomes == ["200"] + ["409"] * 5
+    keys = api.get("/v1/tenants/ops/keys?principal_id=root", headers=admin).json()["items"]
+    successors = [k for k in keys if k["revoked_at"] is None and k["key_id"] != key_id]
+    # The admin's own key, the first round's successor (the second revoked its key, making
+    # none), and this round's one.
+    assert len(successors) == 3, keys
 
 
 def test_disabling_a_principal_or_tenant_stops_its_keys_at_once(

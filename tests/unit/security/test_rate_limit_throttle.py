@@ -144,7 +144,7 @@ def test_earlier_increments_on_other_keys_are_rolled_back(store: InspectableStor
     assert not throttle.evaluate(context).is_throttled
     with capture_logs():
         assert throttle.evaluate(context).policy == "per-tenant-op"
-    assert store.count(CounterKey("principal", "p")) == 1
+    assert store.count(CounterKey("principal", "p", tenant_id="t")) == 1
     assert store.count(CounterKey("tenant", "t", "op")) == 1
 
 
@@ -159,7 +159,34 @@ def test_tenant_and_principal_counters_never_collide(store: InspectableStore) ->
         ThrottleContext(tenant_id="same", principal_id="same")
     ).is_throttled
     assert store.count(CounterKey("tenant", "same")) == 1
-    assert store.count(CounterKey("principal", "same")) == 1
+    assert store.count(CounterKey("principal", "same", tenant_id="same")) == 1
+
+
+@pytest.mark.parametrize("scope", ["principal", "principal_operation", "key"])
+def test_principal_and_key_counters_are_per_tenant(store: InspectableStore, scope: str) -> None:
+    throttle = evaluator(store, FakeClock(), limit("one", scope=scope, permit_limit=1))
+    context = ThrottleContext(tenant_id="a", principal_id="p", operation="op", key_id="k")
+    assert not throttle.evaluate(context).is_throttled
+    with capture_logs():
+        assert throttle.evaluate(context).is_throttled
+    other_tenant = ThrottleContext(tenant_id="b", principal_id="p", operation="op", key_id="k")
+    assert not throttle.evaluate(other_tenant).is_throttled
+
+
+def test_tenant_ids_in_counters_ignore_case(store: InspectableStore) -> None:
+    """Tenant ids compare case-insensitively (a unique index on lower(tenant_id)): 'Acme' and
+    'acme' are one tenant, so one counter, for a tenant rule and for a principal's."""
+    throttle = evaluator(
+        store,
+        FakeClock(),
+        limit("tenant", scope="tenant", permit_limit=1),
+        limit("principal", scope="principal", permit_limit=5),
+    )
+    assert not throttle.evaluate(ThrottleContext("Acme", "p")).is_throttled
+    with capture_logs():
+        assert throttle.evaluate(ThrottleContext("acme", "p")).policy == "tenant"
+    assert store.count(CounterKey("tenant", "acme")) == 1
+    assert store.count(CounterKey("principal", "p", tenant_id="acme")) == 1
 
 
 def test_filters_ignore_case_and_blank_filters_match_everything(
@@ -276,7 +303,7 @@ def test_key_scope_counts_each_key_apart() -> None:
     per_key = limit("per-key", scope="key", permit_limit=1)
     assert throttle_steps([per_key], ThrottleContext("t", "p", "api", key_id="")) == []
     [step] = throttle_steps([per_key], ThrottleContext("t", "p", "api", key_id="k1"))
-    assert step.key == CounterKey("key", "k1")
+    assert step.key == CounterKey("key", "k1", tenant_id="t")
     throttle = evaluator(InMemoryCounterStore(), FakeClock(), per_key)
     assert not throttle.evaluate(ThrottleContext("t", "p", "api", key_id="k1")).is_throttled
     assert throttle.evaluate(ThrottleContext("t", "p", "api", key_id="k1")).is_throttled

@@ -13,11 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
-from hartonomous.api.auth import Caller, platform_of, requires
+from hartonomous.api.auth import Caller, platform_of, requires, still_authenticated
 from hartonomous.api.routing import api_router
 from hartonomous.api.shutdown import ShuttingDownError, shutdown_notice
 from hartonomous.api.uploads import FILES_FIELD, multipart_body, receive_files
-from hartonomous.errors import ForbiddenError
+from hartonomous.errors import ForbiddenError, NotAuthenticatedError
 from hartonomous.ingest.pipeline import MAX_LABEL_CHARACTERS, IngestRequest
 from hartonomous.ingest.uploads import UploadSpool
 from hartonomous.security.roles import Role
@@ -170,7 +170,9 @@ async def job_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """`file` (one per file outcome, `data` a job file), `progress` (when files are done,
     `data` the progress) and, last, `done` (`data` the whole job); the stream then ends. It
-    ends early, without `done`, when the server shuts down."""
+    ends early, without `done`, when the server shuts down, and with a last `closed` event
+    (`data` the `code` and `detail` of the 401 the key would now get) when the caller's key
+    stops authenticating: revoked, or its principal or tenant disabled (docs/security.md)."""
     seen: set[int] = set()
     reported = -1
     while True:
@@ -189,10 +191,25 @@ async def job_events(
             await shutdown_notice(request).first(anyio.sleep(_POLL_SECONDS))
         except ShuttingDownError:
             return  # the server is stopping: end the stream now, not at its timeout
-        view = await run_in_threadpool(_next_view, request, caller, job_id, len(seen))
+        try:
+            view = await run_in_threadpool(_next_view, request, caller, job_id, len(seen))
+        except NotAuthenticatedError as exc:
+            yield ServerSentEvent(event="closed", data=StreamClosed(code=exc.code, detail=str(exc)))
+            return
+
+
+class StreamClosed(BaseModel):
+    """Why an event stream ended before `done`: the problem code and detail of the 401 the
+    caller's key now gets (``principal-disabled``, ``tenant-disabled``, ``not-authenticated``)."""
+
+    code: str
+    detail: str
 
 
 def _next_view(request: Request, caller: Caller, job_id: uuid.UUID, known: int) -> JobView:
+    # The caller is checked on each read, as a new request would be (within
+    # `[security] api_key_cache_seconds` of a change made by another process).
+    still_authenticated(request)
     # Counts first: the file rows are read again only when there are new ones to send.
     platform = platform_of(request)
     view = job_status(platform, caller.tenant_id, job_id, with_files=False)
