@@ -28,7 +28,7 @@ KeepOption = Annotated[
 BackupDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--backup-dir", file_okay=False, help="Backup directory (default: [backup] directory)"
+        "--backup-dir", file_okay=False, help="Backup directory (default: \\[backup] directory)"
     ),
 ]
 
