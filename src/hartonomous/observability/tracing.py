@@ -284,6 +284,16 @@ def _named_cursor_tracer() -> type[Any]:
             target = _target_of(statement)
             return f"{name.upper()} {target}" if target else name.upper()
 
+        def traced_execution(
+            self, cursor: Any, query_method: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            # A statement with no operation is the pool's liveness ping (SQLAlchemy's `;`
+            # on every checkout): no span, or an idle server exports one per second.
+            statement = args[0] if args and isinstance(args[0], str) else None
+            if statement is not None and not statement.strip(" \t\n;"):
+                return query_method(*args, **kwargs)
+            return super().traced_execution(cursor, query_method, *args, **kwargs)
+
         def get_statement(self, cursor: Any, args: Any) -> str:
             return sanitise_query(str(super().get_statement(cursor, args)))
 
