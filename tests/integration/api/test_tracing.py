@@ -132,12 +132,16 @@ def test_spans_follow_the_current_conventions_and_none_is_named_by_punctuation(
             connection.exec_driver_sql(statement)
     # `{db.operation.name} {target}`, the operation upper-case, the target when it is one table.
 
-    assert [s.name for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT][-4:] == [
-        "SELECT",
-        "SHOW",
-        "SELECT tenants",
-        "SELECT",
-    ]
+    client = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT][-4:]
+    assert [s.name for s in client] == ["SELECT", "SHOW", "SELECT tenants", "SELECT"]
+    # The name's parts are attributes too (database conventions).
+    assert [
+        (
+            dict(s.attributes or {}).get("db.operation.name"),
+            dict(s.attributes or {}).get("db.collection.name"),
+        )
+        for s in client
+    ] == [("SELECT", None), ("SHOW", None), ("SELECT", "tenants"), ("SELECT", None)]
 
 
 def test_cdc_batches_and_each_message_handled_are_messaging_spans(
