@@ -22,7 +22,7 @@ from hartonomous.cdc.replication import CdcStatus, cdc_status
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
-from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen
+from hartonomous.db.tables.operations import beat_age_seconds, beat_seen_at, heartbeats_seen
 from hartonomous.errors import UnavailableError
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.messaging.pause import SyncPause, read_pause
@@ -152,15 +152,14 @@ def readiness(platform: Platform) -> Readiness:
                 )
             capture = cdc_status(psycopg_connection(connection), platform.settings.cdc)
             # The last beat: the row's write or, since, a statement on its heartbeat session.
-            age = func.extract("epoch", func.now() - beat_seen_at)
             rows = connection.execute(
                 select(
                     *(column for column in beats.c if column.name != "last_beat_at"),
                     beat_seen_at.label("last_beat_at"),
-                    age.label("age_seconds"),
+                    beat_age_seconds,
                 )
                 .select_from(heartbeats_seen)
-                .where(age < _REPORTED_SECONDS)
+                .where(beat_age_seconds.element < _REPORTED_SECONDS)
                 .order_by(beats.c.service_name, beat_seen_at.desc())
             ).mappings()
             services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
