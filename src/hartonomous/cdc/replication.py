@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import Engine
@@ -194,6 +195,25 @@ class CdcStatus(BaseModel):
                 f"at {self.last_truncation.get('time')})"
             )
         return text
+
+
+def slot_holds_changes(connection: Connection, settings: CdcSettings) -> bool | None:
+    """Whether the slot holds a change (insert, update, delete, truncate) of a published
+    table not yet captured; None when it cannot be read now (a consumer is reading it, or no
+    slot). Decodes pending WAL only up to the first transaction with such a change (and all
+    of it when there is none): cheap while the CES consumer keeps up or is paused on a quiet
+    system. Needs the REPLICATION privilege (the maintenance role)."""
+    try:
+        with connection.transaction():  # a savepoint: a refused peek leaves the session usable
+            row = connection.execute(
+                "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)) "
+                "FROM pg_logical_slot_peek_binary_changes(%s, NULL, 1, "
+                "'proto_version', '1', 'publication_names', %s)",
+                (settings.slot_name, settings.publication_name),
+            ).fetchone()
+    except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
+        return None
+    return bool(row and row[0])
 
 
 def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from hartonomous.cdc.replication import CdcStatus, cdc_status
+from hartonomous.cdc.replication import CdcStatus, cdc_status, slot_holds_changes
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
@@ -80,13 +80,18 @@ class CaptureLag(BaseModel):
 
 class SyncControl(BaseModel):
     """The operator's `sync pause`; ``backlog``: queued events waiting (counted when paused):
-    the database's queue, plus the consumer group's lag on the Kafka transport."""
+    the database's queue, plus the consumer group's lag on the Kafka transport;
+    ``uncaptured_bytes``: what waits before capture (see the field)."""
 
     paused: bool
     paused_at: datetime | None
     paused_by: str | None
     reason: str | None
     backlog: int | None
+    # Paused: bytes of WAL waiting in the CDC slot when they hold changes of captured tables
+    # (the CES consumer is paused too: they are not queued events yet); 0 when none do, None
+    # when not paused or the slot could not be read.
+    uncaptured_bytes: int | None = None
 
 
 class KafkaPartitionLag(BaseModel):
@@ -165,6 +170,7 @@ def readiness(platform: Platform) -> Readiness:
             services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
             pause = read_pause(psycopg_connection(connection))
         backlog = _backlog(platform) if pause.paused else None
+        uncaptured = _uncaptured_bytes(platform, capture) if pause.paused else None
     except DBAPIError as exc:
         first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
         raise NotReadyError(f"database unavailable: {first}") from exc
@@ -174,7 +180,7 @@ def readiness(platform: Platform) -> Readiness:
         backlog += kafka.lag
     problems = [
         _capture_problem(capture),
-        _pause_problem(pause, backlog),
+        _pause_problem(pause, backlog, uncaptured),
         _kafka_problem(kafka, health.backlog_alert_seconds),
     ] + [
         _service_problem(name, services, health.heartbeat_stale_seconds, pause.paused)
@@ -190,7 +196,7 @@ def readiness(platform: Platform) -> Readiness:
             lag_seconds=capture.lag_seconds,
             lagging=capture.lagging,
         ),
-        sync=SyncControl(**asdict(pause), backlog=backlog),
+        sync=SyncControl(**asdict(pause), backlog=backlog, uncaptured_bytes=uncaptured),
         services=services,
         kafka=kafka,
         detail="; ".join(found) or None,
@@ -284,11 +290,41 @@ def _backlog(platform: Platform) -> int:
     return int(depth)
 
 
-def _pause_problem(pause: SyncPause, backlog: int | None) -> str | None:
-    # Paused with nothing waiting is a quiet system; paused with a backlog is work stuck.
-    if not pause.paused or not backlog:
+def _uncaptured_bytes(platform: Platform, capture: CdcStatus) -> int | None:
+    """Paused: the slot's pending WAL bytes when they hold a change of a captured table, else
+    0 (None: unknown). The pending bytes come from pg_replication_slots (cheap); the slot is
+    peeked only when some are pending, as the owner (a peek needs REPLICATION)."""
+    if not capture.slot_exists or capture.lag_bytes is None:
         return None
-    return f"{pause.describe()}; {backlog} queued event(s) wait until sync is resumed"
+    if capture.lag_bytes <= 0:
+        return 0
+    with platform.maintenance_engine.connect() as connection:
+        holds = slot_holds_changes(psycopg_connection(connection), platform.settings.cdc)
+    if holds is None:
+        return None
+    return capture.lag_bytes if holds else 0
+
+
+def waiting_while_paused(backlog: int | None, uncaptured_bytes: int | None) -> str:
+    """`N queued event(s)` and, when the slot holds changes, `uncaptured changes (B bytes of
+    WAL in the replication slot)`: what a paused sync leaves waiting."""
+    text = f"{backlog or 0} queued event(s)"
+    if uncaptured_bytes:
+        text += f" and uncaptured changes ({uncaptured_bytes} bytes of WAL in the replication slot)"
+    return text
+
+
+def _pause_problem(
+    pause: SyncPause, backlog: int | None, uncaptured_bytes: int | None
+) -> str | None:
+    # Paused with nothing waiting is a quiet system; paused with a backlog (queued, or still
+    # in the slot: the CES consumer is paused too) is work stuck.
+    if not pause.paused or not (backlog or uncaptured_bytes):
+        return None
+    return (
+        f"{pause.describe()}; {waiting_while_paused(backlog, uncaptured_bytes)} wait until "
+        "sync is resumed"
+    )
 
 
 def _capture_problem(capture: CdcStatus) -> str | None:
