@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from hartonomous.db.embedded import make_server_dir
@@ -60,51 +60,48 @@ def backup_lock(directory: Path) -> Iterator[None]:
         os.close(handle)  # drops the lock
 
 
-@contextmanager
-def reading_lock(directory: Path) -> Iterator[None]:
+def reading_lock(directory: Path) -> AbstractContextManager[None]:
     """Hold a shared lock on ``directory``/base for the ``with`` block: retention
     (``retention_lock``) cannot remove backups or archived WAL meanwhile. Nothing is locked
     when ``base`` does not exist (no backup to read). Raises ``BackupDirectoryInUseError`` at
     once, naming the pid, while a retention run removes from the directory."""
-    with _base_lock(directory, fcntl.LOCK_SH) as refused_by:
-        if refused_by is not None:
-            raise BackupDirectoryInUseError(
-                f"retention is removing old backups from {directory} (pid {refused_by}): wait "
-                "for it to end, then run this again"
-            )
-        yield
+    return _base_lock(
+        directory,
+        fcntl.LOCK_SH,
+        "retention is removing old backups from {directory} (pid {pids}): wait for it to end, "
+        "then run this again",
+    )
 
 
-@contextmanager
-def retention_lock(directory: Path) -> Iterator[None]:
+def retention_lock(directory: Path) -> AbstractContextManager[None]:
     """Hold ``directory``/base exclusively for the ``with`` block (retention removes from it).
     Raises ``BackupDirectoryInUseError`` at once, naming the pid(s), while a restore or a
     verification reads the directory (``reading_lock``)."""
-    with _base_lock(directory, fcntl.LOCK_EX) as refused_by:
-        if refused_by is not None:
-            raise BackupDirectoryInUseError(
-                f"a restore or verification (pid {refused_by}) is reading {directory}: "
-                "retention removes nothing while it runs"
-            )
-        yield
+    return _base_lock(
+        directory,
+        fcntl.LOCK_EX,
+        "a restore or verification (pid {pids}) is reading {directory}: retention removes "
+        "nothing while it runs",
+    )
 
 
 @contextmanager
-def _base_lock(directory: Path, mode: int) -> Iterator[str | None]:
-    """Try ``mode`` on ``directory``/base; yields None when held (or no base), else the
-    holders' pids (comma-separated)."""
+def _base_lock(directory: Path, mode: int, refusal: str) -> Iterator[None]:
+    """Hold ``mode`` on ``directory``/base (nothing when it does not exist); raise
+    ``BackupDirectoryInUseError`` with ``refusal`` (``{directory}``, ``{pids}``) when taken."""
     try:
         handle = os.open(directory / "base", os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
-        yield None
+        yield
         return
     try:
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield _holder(handle)
-        else:
-            yield None
+            raise BackupDirectoryInUseError(
+                refusal.format(directory=directory, pids=_holder(handle))
+            ) from None
+        yield
     finally:
         os.close(handle)
 

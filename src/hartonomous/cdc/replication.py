@@ -197,23 +197,32 @@ class CdcStatus(BaseModel):
         return text
 
 
-def slot_holds_changes(connection: Connection, settings: CdcSettings) -> bool | None:
-    """Whether the slot holds a change (insert, update, delete, truncate) of a published
-    table not yet captured; None when it cannot be read now (a consumer is reading it, or no
-    slot). Decodes pending WAL only up to the first transaction with such a change (and all
-    of it when there is none): cheap while the CES consumer keeps up or is paused on a quiet
-    system. Needs the REPLICATION privilege (the maintenance role)."""
+def uncaptured_changes(
+    connection: Connection,
+    slot: str,
+    publication: str,
+    *,
+    upto_lsn: str | None = None,
+    upto_nchanges: int | None = None,
+) -> int | None:
+    """How many row changes (pgoutput Insert, Update, Delete, Truncate messages of the
+    ``publication``'s tables) ``slot`` holds, not consuming them: up to ``upto_lsn``, or
+    decoding stops after the transaction that reaches ``upto_nchanges`` output rows (1: "is
+    there any", decoding only up to the first such transaction). 0 without a slot; None when
+    the slot is in use by a consumer. Needs the REPLICATION privilege."""
     try:
         with connection.transaction():  # a savepoint: a refused peek leaves the session usable
             row = connection.execute(
                 "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)) "
-                "FROM pg_logical_slot_peek_binary_changes(%s, NULL, 1, "
+                "FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
                 "'proto_version', '1', 'publication_names', %s)",
-                (settings.slot_name, settings.publication_name),
+                (slot, upto_lsn, upto_nchanges, publication),
             ).fetchone()
-    except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
+    except psycopg.errors.ObjectInUse:
         return None
-    return bool(row and row[0])
+    except psycopg.errors.UndefinedObject:
+        return 0  # no slot (or publication): nothing was captured through it, nothing waits
+    return 0 if row is None else int(row[0])
 
 
 def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:

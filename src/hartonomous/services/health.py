@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from hartonomous.cdc.replication import CdcStatus, cdc_status, slot_holds_changes
+from hartonomous.cdc.replication import CdcStatus, cdc_status, uncaptured_changes
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
@@ -298,11 +298,14 @@ def _uncaptured_bytes(platform: Platform, capture: CdcStatus) -> int | None:
         return None
     if capture.lag_bytes <= 0:
         return 0
+    cdc = platform.settings.cdc
     with platform.maintenance_engine.connect() as connection:
-        holds = slot_holds_changes(psycopg_connection(connection), platform.settings.cdc)
-    if holds is None:
+        found = uncaptured_changes(
+            psycopg_connection(connection), cdc.slot_name, cdc.publication_name, upto_nchanges=1
+        )
+    if found is None:
         return None
-    return capture.lag_bytes if holds else 0
+    return capture.lag_bytes if found else 0
 
 
 def waiting_while_paused(backlog: int | None, uncaptured_bytes: int | None) -> str:

@@ -6,14 +6,11 @@ PostgreSQL, the OpenTelemetry SDK's in-memory exporter)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.integration.api.conftest import spans
 from tests.integration.sync.conftest import Source, wait_until
 
 from hartonomous.config import Settings
@@ -21,22 +18,11 @@ from hartonomous.config.sections import HealthSettings, MessageBrokerSettings
 from hartonomous.db.connection import libpq_url
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.pause import set_pause
-from hartonomous.observability.tracing import use_tracer_provider
 from hartonomous.sync.worker import SyncWorker
 
+__all__ = ["spans"]
+
 POLLS = 6
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        use_tracer_provider(None)
 
 
 def _settings() -> Settings:
