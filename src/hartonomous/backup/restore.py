@@ -1,8 +1,9 @@
 """`restore`: a backup chain combined into a new data directory, WAL replayed to a point in
 time, the server promoted and change capture re-armed (docs/operations.md, "Restore").
 
-Nothing is written outside the new data directory: the backup directory is only read, the
-live server is not contacted. Any failure removes what the restore created.
+Nothing is written outside the new data directory: the backup directory is only read (under
+its reading lock, so retention removes nothing meanwhile), the live server is not contacted.
+Any failure removes what the restore created, and only that.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hartonomous.backup.catalog import (
     list_backups,
     wal_dir,
 )
+from hartonomous.backup.lock import reading_lock
 from hartonomous.backup.rearm import Rearmed, rearm
 from hartonomous.backup.recovery import arm_recovery, reset_recovery_sql
 from hartonomous.backup.tools import BackupToolError, run_program
@@ -149,6 +151,8 @@ def require_empty_target(data_dir: Path) -> None:
     """Refuse a data directory that exists and holds anything (a live or older cluster)."""
     if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
         raise RestoreTargetInUseError(f"restore target {data_dir} exists and is not a directory")
+    if (data_dir / RESTORE_MARKER).is_file():
+        raise RestoreTargetInUseError(_marker_refusal(data_dir))
     if data_dir.is_dir() and any(data_dir.iterdir()):
         # An embedded data dir (its cluster in pgdata/) or a cluster directory itself.
         live = any((d / "postmaster.pid").exists() for d in (data_dir / "pgdata", data_dir))
@@ -231,6 +235,7 @@ def restore(
     cdc: CdcSettings,
     catch_up: Callable[[Connection], dict[str, int]],
     accept_wal_gap: bool = False,
+    before_recovery: Callable[[], None] | None = None,
 ) -> RestoreResult:
     """Restore into ``data_dir`` (an embedded data directory: its cluster is ``pgdata``).
 
@@ -239,69 +244,34 @@ def restore(
     newest restorable point is refused before anything is created; without ``to_time`` a gap or
     damaged segment is refused too (``RestoreWalGapError``) unless ``accept_wal_gap``: then the
     restore ends at the end of the continuous WAL, which ``RestoreResult.archive`` describes.
+    The backup directory's reading lock is held throughout (``lock.reading_lock``: retention
+    removes nothing meanwhile), and ``data_dir`` is claimed exclusively (``RESTORE_MARKER``
+    made with O_EXCL): a second restore into it is refused naming the first one's pid.
+    After promotion the replayed WAL must reach the newest restorable point the check found;
+    short of it (archived WAL gone or damaged during the restore) the restore fails.
+    ``before_recovery`` (tests) runs after the checks and the combine, before the server starts.
     Raises ``RestoreTargetInUseError``, ``RestoreTimeOutOfRangeError``, ``RestoreWalGapError``,
     ``BackupNotFoundError``, ``BackupVerificationError`` (a tampered or incomplete backup),
-    ``RestoreFailedError``; after any of them ``data_dir`` is as it was before.
+    ``BackupDirectoryInUseError`` (retention is running), ``RestoreFailedError`` (also for any
+    file system error, in one line); after any of them ``data_dir`` is as it was before.
     """
-    require_empty_target(data_dir)
-    chain, skipped = choose_chain(directory, backup_id, to_time)
-    archive = check_archive(directory, chain[-1])
-    require_restorable(archive, to_time, accept_wal_gap)
-    existed = data_dir.exists()
     try:
-        make_server_dir(data_dir)
-        give_to_server_user(data_dir)
-        marker = data_dir / RESTORE_MARKER
-        marker.write_text(f"{os.getpid()}\n")
-        pgdata = data_dir / "pgdata"
-        try:
-            run_program(
-                "pg_combinebackup",
-                *(str(backup_path(directory, b.backup_id)) for b in chain),
-                "-o",
-                str(pgdata),
-            )
-        except BackupToolError as exc:
-            raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
-        _drop_source_locks(pgdata)
-        wal_source = _continuous_wal(data_dir, wal_dir(directory), archive)
-        arm_recovery(pgdata, wal_source, to_time)
-        server = EmbeddedPostgres(data_dir, restoring=True)
-        try:
-            server.start()
+        require_empty_target(data_dir)
+        with reading_lock(directory):
+            chain, skipped = choose_chain(directory, backup_id, to_time)
+            archive = check_archive(directory, chain[-1])
+            require_restorable(archive, to_time, accept_wal_gap)
+            created = _claim_target(data_dir)
             try:
-                with psycopg.connect(libpq_url(server.url), autocommit=True) as connection:
-                    promoted_at = _wait_for_promotion(connection)
-                    for statement in reset_recovery_sql():
-                        connection.execute(statement)
-                    connection.execute("SELECT pg_reload_conf()")
-                    rearmed = rearm(connection, cdc)
-                    caught_up = catch_up(connection)
-                    sync_paused = read_pause(connection).paused
-            finally:
-                server.stop()
-                if wal_source != wal_dir(directory):
-                    shutil.rmtree(wal_source, ignore_errors=True)
-        except (EmbeddedDatabaseError, psycopg.OperationalError) as exc:
-            # Recovery that cannot reach the target ends the server, seen here as a failed
-            # start or a lost connection: the server log says which.
-            log = server.layout.log_file
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if to_time is not None and _TARGET_NOT_REACHED in text:
-                raise RestoreTimeOutOfRangeError(
-                    f"--to-time {to_time.isoformat()} is past the end of the archived WAL in "
-                    f"{wal_dir(directory)}: the newest restorable time is earlier"
-                ) from None
-            first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-            raise RestoreFailedError(f"restore failed: {first}") from None
-    except BaseException:
-        if existed:
-            for child in data_dir.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
-        raise
-    marker.unlink()
+                done = _restore_claimed(
+                    directory, chain, data_dir, to_time, archive, cdc, catch_up, before_recovery
+                )
+            except BaseException:
+                _remove_claimed(data_dir, created)
+                raise
+    except OSError as exc:
+        raise RestoreFailedError(f"restore failed: {_os_reason(exc)}") from None
+    promoted_at, rearmed, caught_up, sync_paused = done
     return RestoreResult(
         data_dir=data_dir,
         chain=[b.backup_id for b in chain],
@@ -313,6 +283,169 @@ def restore(
         sync_paused=sync_paused,
         skipped=skipped,
     )
+
+
+def _os_reason(exc: OSError) -> str:
+    """`<reason>: <path>` of a file system error (one line)."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def _restore_claimed(  # noqa: PLR0917 - the steps of one restore
+    directory: Path,
+    chain: list[BackupInfo],
+    data_dir: Path,
+    to_time: datetime | None,
+    archive: ArchiveCheck,
+    cdc: CdcSettings,
+    catch_up: Callable[[Connection], dict[str, int]],
+    before_recovery: Callable[[], None] | None,
+) -> tuple[datetime, Rearmed, dict[str, int], bool]:
+    """Combine, recover, check the replay, re-arm and catch up in the claimed ``data_dir``;
+    the marker is removed last (the directory is usable from then on)."""
+    pgdata = data_dir / "pgdata"
+    try:
+        run_program(
+            "pg_combinebackup",
+            *(str(backup_path(directory, b.backup_id)) for b in chain),
+            "-o",
+            str(pgdata),
+        )
+    except BackupToolError as exc:
+        raise RestoreFailedError(f"restore failed combining the backups: {exc}") from None
+    _drop_source_locks(pgdata)
+    wal_source = _continuous_wal(data_dir, wal_dir(directory), archive)
+    arm_recovery(pgdata, wal_source, to_time)
+    if before_recovery is not None:
+        before_recovery()
+    server = EmbeddedPostgres(data_dir, restoring=True)
+    try:
+        server.start()
+        try:
+            with psycopg.connect(libpq_url(server.url), autocommit=True) as connection:
+                promoted_at = _wait_for_promotion(connection)
+                _require_replayed(connection, archive, to_time)
+                for statement in reset_recovery_sql():
+                    connection.execute(statement)
+                connection.execute("SELECT pg_reload_conf()")
+                rearmed = rearm(connection, cdc)
+                caught_up = catch_up(connection)
+                sync_paused = read_pause(connection).paused
+        finally:
+            server.stop()
+            if wal_source != wal_dir(directory):
+                shutil.rmtree(wal_source, ignore_errors=True)
+    except (EmbeddedDatabaseError, psycopg.OperationalError) as exc:
+        # Recovery that cannot reach the target ends the server, seen here as a failed
+        # start or a lost connection: the server log says which.
+        log = server.layout.log_file
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if to_time is not None and _TARGET_NOT_REACHED in text:
+            raise RestoreTimeOutOfRangeError(
+                f"--to-time {to_time.isoformat()} is past the end of the archived WAL in "
+                f"{wal_dir(directory)}: the newest restorable time is earlier"
+            ) from None
+        first = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+        raise RestoreFailedError(f"restore failed: {first}") from None
+    (data_dir / RESTORE_MARKER).unlink()
+    return promoted_at, rearmed, caught_up, sync_paused
+
+
+def _require_replayed(
+    connection: Connection, archive: ArchiveCheck, to_time: datetime | None
+) -> None:
+    """Raise ``RestoreFailedError`` when recovery (without ``to_time``) stopped before the
+    newest commit the archive check found: WAL it counted on was removed or damaged after the
+    check, and recovery ended early without an error of its own."""
+    if to_time is not None or archive.newest_commit_lsn is None:
+        return  # recovery itself fails a target it cannot reach; the backup end is always
+    row = connection.execute(
+        "SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_replay_lsn() >= %s::pg_lsn",
+        (archive.newest_commit_lsn,),
+    ).fetchone()
+    assert row is not None
+    replayed, reached = row
+    if not reached:
+        raise RestoreFailedError(
+            f"restore failed: recovery replayed WAL to {replayed} only, short of the newest "
+            f"restorable point checked before it started (the commit at "
+            f"{archive.newest_commit_at.isoformat() if archive.newest_commit_at else '?'}, "
+            f"LSN {archive.newest_commit_lsn}): archived WAL after {replayed} was removed or "
+            "damaged during the restore; check `hartonomous backup verify`, then restore again"
+        )
+
+
+def _claim_target(data_dir: Path) -> bool:
+    """Claim ``data_dir`` for this restore: create it (or take it empty) and make its
+    ``RESTORE_MARKER`` with O_EXCL, holding this pid; whether the directory was created.
+    Raises ``RestoreTargetInUseError`` when another restore claimed it first (naming its pid)
+    or something else is in it; nothing is removed then."""
+    make_server_dir(data_dir.parent)
+    try:
+        data_dir.mkdir()
+        created = True
+    except FileExistsError:
+        created = False
+    marker = data_dir / RESTORE_MARKER
+    try:
+        handle = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise RestoreTargetInUseError(_marker_refusal(data_dir)) from None
+    with os.fdopen(handle, "w") as out:
+        out.write(f"{os.getpid()}\n")
+    if any(child.name != RESTORE_MARKER for child in data_dir.iterdir()):
+        marker.unlink()
+        raise RestoreTargetInUseError(
+            f"restore target {data_dir} is not empty: restore into a new directory"
+        )
+    give_to_server_user(data_dir)
+    return created
+
+
+def _remove_claimed(data_dir: Path, created: bool) -> None:
+    """Undo a claimed restore: what is in ``data_dir`` is this restore's (its marker kept any
+    other out), and the directory itself when this restore created it."""
+    if created:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for child in data_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _marker_refusal(data_dir: Path) -> str:
+    """Why ``data_dir`` holding ``RESTORE_MARKER`` is refused: another restore runs into it
+    (its pid), or one was killed there."""
+    try:
+        text = (data_dir / RESTORE_MARKER).read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    if not text.isdigit():
+        return (
+            f"restore target {data_dir} is being claimed by another restore: restore into a "
+            "new directory"
+        )
+    if _process_alive(int(text)):
+        return (
+            f"restore target {data_dir} is being restored into by another restore (pid "
+            f"{text}): restore into a new directory, or wait for that one to end"
+        )
+    return (
+        f"restore target {data_dir} holds a restore that did not finish (pid {text}, no longer "
+        f"running; {RESTORE_MARKER} present): remove it (rm -rf {data_dir}) and restore again"
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _drop_source_locks(pgdata: Path) -> None:

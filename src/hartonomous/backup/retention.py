@@ -15,6 +15,7 @@ from hartonomous.backup.catalog import (
     start_wal_file,
     wal_dir,
 )
+from hartonomous.backup.lock import retention_lock
 from hartonomous.backup.tools import run_program
 from hartonomous.errors import UsageError
 
@@ -30,10 +31,17 @@ class Pruned:
 def prune(directory: Path, keep: int) -> Pruned:
     """Keep the ``keep`` newest full backups (and their incrementals); remove the rest.
 
-    Raises ``UsageError`` for ``keep`` < 1 (a retention that keeps nothing is a mistake).
+    Raises ``UsageError`` for ``keep`` < 1 (a retention that keeps nothing is a mistake), and
+    ``BackupDirectoryInUseError`` (nothing removed) while a restore or verification reads the
+    directory (``lock.reading_lock``).
     """
     if keep < 1:
         raise UsageError(f"--keep {keep}: keep at least 1 full backup")
+    with retention_lock(directory):
+        return _prune(directory, keep)
+
+
+def _prune(directory: Path, keep: int) -> Pruned:
     backups = list_backups(directory)
     fulls = [b.backup_id for b in backups if b.kind == "full"]
     kept_fulls = set(fulls[-keep:])

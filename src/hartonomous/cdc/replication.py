@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import Engine
@@ -194,6 +195,34 @@ class CdcStatus(BaseModel):
                 f"at {self.last_truncation.get('time')})"
             )
         return text
+
+
+def uncaptured_changes(
+    connection: Connection,
+    slot: str,
+    publication: str,
+    *,
+    upto_lsn: str | None = None,
+    upto_nchanges: int | None = None,
+) -> int | None:
+    """How many row changes (pgoutput Insert, Update, Delete, Truncate messages of the
+    ``publication``'s tables) ``slot`` holds, not consuming them: up to ``upto_lsn``, or
+    decoding stops after the transaction that reaches ``upto_nchanges`` output rows (1: "is
+    there any", decoding only up to the first such transaction). 0 without a slot; None when
+    the slot is in use by a consumer. Needs the REPLICATION privilege."""
+    try:
+        with connection.transaction():  # a savepoint: a refused peek leaves the session usable
+            row = connection.execute(
+                "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)) "
+                "FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s, "
+                "'proto_version', '1', 'publication_names', %s)",
+                (slot, upto_lsn, upto_nchanges, publication),
+            ).fetchone()
+    except psycopg.errors.ObjectInUse:
+        return None
+    except psycopg.errors.UndefinedObject:
+        return 0  # no slot (or publication): nothing was captured through it, nothing waits
+    return 0 if row is None else int(row[0])
 
 
 def cdc_status(connection: Connection, settings: CdcSettings) -> CdcStatus:

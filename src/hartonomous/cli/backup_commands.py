@@ -28,7 +28,7 @@ KeepOption = Annotated[
 BackupDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--backup-dir", file_okay=False, help="Backup directory (default: [backup] directory)"
+        "--backup-dir", file_okay=False, help="Backup directory (default: \\[backup] directory)"
     ),
 ]
 
@@ -46,7 +46,11 @@ def _take(ctx: typer.Context, kind: str, keep: int | None) -> None:
         + (f", incremental to {backup.parent}" if backup.parent else "")
         + ")"
     ]
-    if taken.retention is not None:
+    if taken.retention is not None and taken.retention.skipped is not None:
+        # Said where the operator looks, even under --json: nothing was removed.
+        sys.stderr.write(f"warning: retention skipped: {taken.retention.skipped}\n")
+        lines.append("retention: skipped (see the warning); the next --keep run applies it")
+    elif taken.retention is not None:
         lines.append(
             f"retention: kept {len(taken.retention.kept)}, removed "
             f"{len(taken.retention.removed)}"

@@ -208,7 +208,7 @@ def close(
 
 @ledger_app.command("prune-receipts")
 def prune_receipts(ctx: typer.Context) -> None:
-    """Forget usage-event receipts older than [billing] usage_event_retention_days (>= 35)."""
+    r"""Forget usage-event receipts older than \[billing] usage_event_retention_days (>= 35)."""
     state = cli_context(ctx)
     with open_platform(state.settings()) as platform:
         forgotten = prune_usage_event_receipts(platform)

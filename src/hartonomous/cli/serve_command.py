@@ -15,7 +15,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free port)")] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Server processes sharing the port ([server] workers)"),
+        typer.Option(min=1, max=64, help="Server processes sharing the port (\\[server] workers)"),
     ] = None,
 ) -> None:
     """Serve the HTTP API only: no migrations, no CES consumer, no sync worker.

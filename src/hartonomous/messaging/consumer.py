@@ -26,6 +26,7 @@ from hartonomous.messaging.broker import ReceivedMessage
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.lifecycle import serve
 from hartonomous.messaging.resilience import ResilienceStrategy, is_transient
+from hartonomous.messaging.spans import untraced
 from hartonomous.messaging.transport import Transport
 
 Connection = psycopg.Connection[Any]
@@ -128,7 +129,11 @@ class ConsumerLoop(Generic[OutcomeT]):
             connection = self.connection()
             messages: list[ReceivedMessage] = []
             try:
-                messages = self.transport.receive(connection, self.batch_size)
+                # A receive is a poll that mostly claims nothing (its statements, the
+                # low-water mark's pg_locks reads included, would bury every other span): it
+                # is not traced; the handling of what it claimed is (`process` spans).
+                with untraced():
+                    messages = self.transport.receive(connection, self.batch_size)
                 if not messages:
                     return self.handler.empty()
                 outcome = self.handler.handle(connection, messages)

@@ -28,6 +28,7 @@ import structlog
 from hartonomous.config import Settings
 from hartonomous.config.sections import ServiceName
 from hartonomous.db.connection import connect
+from hartonomous.messaging.spans import untraced
 
 __all__ = ["Heartbeat", "ServiceName", "ServiceState"]
 
@@ -81,7 +82,10 @@ class Heartbeat:
         ):
             return
         try:
-            self._write(state, detail)
+            # A beat is bookkeeping, not work: untraced (an idle service would export a trace
+            # per interval otherwise).
+            with untraced():
+                self._write(state, detail)
         except psycopg.Error as exc:
             self._drop_connection()
             log.warning("heartbeat_failed", service=self.service, error=str(exc).splitlines()[0])

@@ -19,6 +19,7 @@ import structlog
 
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.pause import held_by_pause
+from hartonomous.messaging.spans import untraced
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -48,12 +49,12 @@ def serve(
     try:
         while not stop.is_set():
             try:
-                if (
-                    beat is not None
-                    and pause_connection is not None
-                    and held_by_pause(pause_connection(), beat, stop, hold)
-                ):
-                    continue
+                if beat is not None and pause_connection is not None:
+                    # Read every turn: an untraced poll, like the receive it guards.
+                    with untraced():
+                        held = held_by_pause(pause_connection(), beat, stop, hold)
+                    if held:
+                        continue
                 result = turn()
             except fatal:
                 raise

@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from opentelemetry import trace
@@ -119,6 +121,9 @@ class GuardedExporter(SpanExporter):
         else:
             reason = "the collector did not accept the spans"
         if result is SpanExportResult.FAILURE:
+            unreachable = _unreachable(self._endpoint)
+            if unreachable is not None:
+                reason = unreachable
             with self._lock:
                 self._paused_until = time.monotonic() + self._pause
                 warn, self._warned = not self._warned, True
@@ -137,6 +142,22 @@ class GuardedExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why nothing listens at ``endpoint``'s host and port (`the collector was not reachable:
+    Connection refused`), or None when a TCP connection opens: the exporter reports both as
+    a failed export, and an operator fixes them differently."""
+    parsed = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", port), timeout=1.0):
+            return None
+    except OSError as exc:
+        return f"the collector was not reachable at {parsed.hostname}:{port}: {exc.strerror or exc}"
 
 
 def tracer() -> Tracer:
@@ -268,7 +289,8 @@ def _named_cursor_tracer() -> type[Any]:
     base: type[Any] = _state.setdefault("cursor_tracer", psycopg_instrumentation.CursorTracer)
 
     class NamedCursorTracer(base):  # type: ignore[misc]
-        """Names a database span `{operation} {target}` after the conventions: the operation
+        """Names a database span `{operation} {target}` after the conventions (and sets them
+        as ``db.operation.name`` and ``db.collection.name``): the operation
         upper-case (`SELECT`, `SHOW`, also for a statement written `select`), the table when
         the statement names exactly one (`SELECT tenants`, `INSERT atoms`), else the
         operation alone. Only when the statement starts with an operation: SQLAlchemy's pool
@@ -283,6 +305,31 @@ def _named_cursor_tracer() -> type[Any]:
             statement = args[0] if args and isinstance(args[0], str) else ""
             target = _target_of(statement)
             return f"{name.upper()} {target}" if target else name.upper()
+
+        def traced_execution(
+            self, cursor: Any, query_method: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            # A statement with no operation is the pool's liveness ping (SQLAlchemy's `;`
+            # on every checkout): no span, or an idle server exports one per second.
+            statement = args[0] if args and isinstance(args[0], str) else None
+            if statement is not None and not statement.strip(" \t\n;"):
+                return query_method(*args, **kwargs)
+            return super().traced_execution(cursor, query_method, *args, **kwargs)
+
+        def _populate_span(self, span: Any, cursor: Any, *args: Any) -> None:
+            # The name's parts as the conventions' attributes (the instrumentation sets
+            # neither): `db.operation.name` and, for one table, `db.collection.name`.
+            super()._populate_span(span, cursor, *args)
+            if not span.is_recording():
+                return
+            operation = str(super().get_operation_name(cursor, args))
+            if not operation.isalpha():
+                return
+            span.set_attribute("db.operation.name", operation.upper())
+            statement = args[0] if args and isinstance(args[0], str) else ""
+            target = _target_of(statement)
+            if target:
+                span.set_attribute("db.collection.name", target)
 
         def get_statement(self, cursor: Any, args: Any) -> str:
             return sanitise_query(str(super().get_statement(cursor, args)))

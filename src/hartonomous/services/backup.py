@@ -29,7 +29,7 @@ from hartonomous.backup.catalog import (
     incomplete_backups,
     list_backups,
 )
-from hartonomous.backup.lock import backup_lock
+from hartonomous.backup.lock import BackupDirectoryInUseError, backup_lock, reading_lock
 from hartonomous.backup.restore import restore
 from hartonomous.backup.retention import prune
 from hartonomous.backup.take import take_backup
@@ -61,6 +61,9 @@ class Retention(BaseModel):
     removed: list[str]
     kept: list[str]
     wal_kept_from: str | None
+    # Why nothing was removed this time (a restore or verification was reading the directory);
+    # the next `--keep` run applies it.
+    skipped: str | None = None
 
 
 class BackupTaken(BaseModel):
@@ -167,23 +170,27 @@ def wal_receiver_services(database: Database, settings: Settings) -> list[Backgr
 
 def backup_take(platform: Platform, kind: BackupKind, keep: int | None = None) -> BackupTaken:
     """Take a full or incremental backup of the platform's database; with ``keep``, then apply
-    retention. Backup and retention hold the backup directory's lock (``backup.lock``), so
-    retention never removes a chain another backup is building on. Errors:
+    retention. Backup and retention hold the backup directory's exclusive lock (a flock on the
+    directory: ``backup.lock.backup_lock``), so retention never removes a chain another backup
+    is building on; retention also waits for no reader: while a restore or verification reads
+    the directory it removes nothing and says why (``Retention.skipped``). Errors:
     ``BackupRunningError`` (another backup holds the lock), and see ``backup.take.take_backup``
     and ``backup.retention.prune``."""
     directory = backup_directory(platform.settings)
     with backup_lock(directory):
         with dedicated_session(platform, "hartonomous-backup") as connection:
             info = take_backup(connection, database_url(platform), directory, kind)
-        pruned = None if keep is None else prune(directory, keep)
-    return BackupTaken(
-        backup=info,
-        retention=None
-        if pruned is None
-        else Retention(
-            removed=pruned.removed, kept=pruned.kept, wal_kept_from=pruned.wal_kept_from
-        ),
-    )
+        retention = None
+        if keep is not None:
+            try:
+                pruned = prune(directory, keep)
+            except BackupDirectoryInUseError as exc:
+                retention = Retention(removed=[], kept=[], wal_kept_from=None, skipped=str(exc))
+            else:
+                retention = Retention(
+                    removed=pruned.removed, kept=pruned.kept, wal_kept_from=pruned.wal_kept_from
+                )
+    return BackupTaken(backup=info, retention=retention)
 
 
 def backup_list(settings: Settings, directory: Path | None = None) -> BackupListing:
@@ -213,9 +220,18 @@ def backup_verify(
     newest chain (or ``backup_id``'s) into a scratch directory, start it and count rows.
     An incremental fails when a backup of its chain fails, naming it.
     Raises ``BackupDirectoryNotFoundError``, ``BackupNotFoundError`` for an unknown id or an
-    empty directory; a failed check is reported, not raised, except during the restore test,
-    which raises the restore's error."""
+    empty directory, ``BackupDirectoryInUseError`` while retention removes from the directory;
+    a failed check is reported, not raised, except during the restore test, which raises the
+    restore's error."""
     directory = existing_directory(directory or backup_directory(settings))
+    # Retention removes nothing while this reads (``backup.lock.reading_lock``).
+    with reading_lock(directory):
+        return _verify(directory, settings, backup_id, restore_test)
+
+
+def _verify(
+    directory: Path, settings: Settings, backup_id: str | None, restore_test: bool
+) -> BackupVerification:
     every = list_backups(directory)
     backups = [find_backup(directory, backup_id)] if backup_id is not None else every
     if not backups:

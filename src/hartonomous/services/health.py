@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from hartonomous.cdc.replication import CdcStatus, cdc_status
+from hartonomous.cdc.replication import CdcStatus, cdc_status, uncaptured_changes
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.db.tables import broker_messages
 from hartonomous.db.tables import service_heartbeats as beats
-from hartonomous.db.tables.operations import beat_seen_at, heartbeats_seen
+from hartonomous.db.tables.operations import beat_age_seconds, beat_seen_at, heartbeats_seen
 from hartonomous.errors import UnavailableError
 from hartonomous.messaging.broker import Broker, psycopg_connection
 from hartonomous.messaging.pause import SyncPause, read_pause
@@ -80,13 +80,18 @@ class CaptureLag(BaseModel):
 
 class SyncControl(BaseModel):
     """The operator's `sync pause`; ``backlog``: queued events waiting (counted when paused):
-    the database's queue, plus the consumer group's lag on the Kafka transport."""
+    the database's queue, plus the consumer group's lag on the Kafka transport;
+    ``uncaptured_bytes``: what waits before capture (see the field)."""
 
     paused: bool
     paused_at: datetime | None
     paused_by: str | None
     reason: str | None
     backlog: int | None
+    # Paused: bytes of WAL waiting in the CDC slot when they hold changes of captured tables
+    # (the CES consumer is paused too: they are not queued events yet); 0 when none do, None
+    # when not paused or the slot could not be read.
+    uncaptured_bytes: int | None = None
 
 
 class KafkaPartitionLag(BaseModel):
@@ -152,20 +157,20 @@ def readiness(platform: Platform) -> Readiness:
                 )
             capture = cdc_status(psycopg_connection(connection), platform.settings.cdc)
             # The last beat: the row's write or, since, a statement on its heartbeat session.
-            age = func.extract("epoch", func.now() - beat_seen_at)
             rows = connection.execute(
                 select(
                     *(column for column in beats.c if column.name != "last_beat_at"),
                     beat_seen_at.label("last_beat_at"),
-                    age.label("age_seconds"),
+                    beat_age_seconds,
                 )
                 .select_from(heartbeats_seen)
-                .where(age < _REPORTED_SECONDS)
+                .where(beat_age_seconds.element < _REPORTED_SECONDS)
                 .order_by(beats.c.service_name, beat_seen_at.desc())
             ).mappings()
             services = [_heartbeat(dict(row), health.heartbeat_stale_seconds) for row in rows]
             pause = read_pause(psycopg_connection(connection))
         backlog = _backlog(platform) if pause.paused else None
+        uncaptured = _uncaptured_bytes(platform, capture) if pause.paused else None
     except DBAPIError as exc:
         first = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)
         raise NotReadyError(f"database unavailable: {first}") from exc
@@ -175,7 +180,7 @@ def readiness(platform: Platform) -> Readiness:
         backlog += kafka.lag
     problems = [
         _capture_problem(capture),
-        _pause_problem(pause, backlog),
+        _pause_problem(pause, backlog, uncaptured),
         _kafka_problem(kafka, health.backlog_alert_seconds),
     ] + [
         _service_problem(name, services, health.heartbeat_stale_seconds, pause.paused)
@@ -191,7 +196,7 @@ def readiness(platform: Platform) -> Readiness:
             lag_seconds=capture.lag_seconds,
             lagging=capture.lagging,
         ),
-        sync=SyncControl(**asdict(pause), backlog=backlog),
+        sync=SyncControl(**asdict(pause), backlog=backlog, uncaptured_bytes=uncaptured),
         services=services,
         kafka=kafka,
         detail="; ".join(found) or None,
@@ -298,11 +303,44 @@ def _backlog(platform: Platform) -> int:
     return int(depth)
 
 
-def _pause_problem(pause: SyncPause, backlog: int | None) -> str | None:
-    # Paused with nothing waiting is a quiet system; paused with a backlog is work stuck.
-    if not pause.paused or not backlog:
+def _uncaptured_bytes(platform: Platform, capture: CdcStatus) -> int | None:
+    """Paused: the slot's pending WAL bytes when they hold a change of a captured table, else
+    0 (None: unknown). The pending bytes come from pg_replication_slots (cheap); the slot is
+    peeked only when some are pending, as the owner (a peek needs REPLICATION)."""
+    if not capture.slot_exists or capture.lag_bytes is None:
         return None
-    return f"{pause.describe()}; {backlog} queued event(s) wait until sync is resumed"
+    if capture.lag_bytes <= 0:
+        return 0
+    cdc = platform.settings.cdc
+    with platform.maintenance_engine.connect() as connection:
+        found = uncaptured_changes(
+            psycopg_connection(connection), cdc.slot_name, cdc.publication_name, upto_nchanges=1
+        )
+    if found is None:
+        return None
+    return capture.lag_bytes if found else 0
+
+
+def waiting_while_paused(backlog: int | None, uncaptured_bytes: int | None) -> str:
+    """`N queued event(s)` and, when the slot holds changes, `uncaptured changes (B bytes of
+    WAL in the replication slot)`: what a paused sync leaves waiting."""
+    text = f"{backlog or 0} queued event(s)"
+    if uncaptured_bytes:
+        text += f" and uncaptured changes ({uncaptured_bytes} bytes of WAL in the replication slot)"
+    return text
+
+
+def _pause_problem(
+    pause: SyncPause, backlog: int | None, uncaptured_bytes: int | None
+) -> str | None:
+    # Paused with nothing waiting is a quiet system; paused with a backlog (queued, or still
+    # in the slot: the CES consumer is paused too) is work stuck.
+    if not pause.paused or not (backlog or uncaptured_bytes):
+        return None
+    return (
+        f"{pause.describe()}; {waiting_while_paused(backlog, uncaptured_bytes)} wait until "
+        "sync is resumed"
+    )
 
 
 def _capture_problem(capture: CdcStatus) -> str | None:

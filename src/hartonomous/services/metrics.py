@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Float, cast, func, select, text
 
 from hartonomous.cdc.replication import cdc_status
 from hartonomous.db.tables.operations import (
+    beat_age_seconds,
     beat_seen_at,
     heartbeats_seen,
     service_heartbeats,
@@ -252,7 +253,7 @@ class PlatformCollector(Collector):
                 heartbeats.service_name,
                 heartbeats.instance,
                 shown_state,
-                cast(func.extract("epoch", func.now() - seen), Float),
+                cast(beat_age_seconds.element, Float),
             )
             .select_from(heartbeats_seen)
             .where(seen > func.now() - text("interval '1 day'"))

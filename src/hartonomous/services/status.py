@@ -29,7 +29,7 @@ from hartonomous.errors import HartonomousError
 from hartonomous.services.backup_catalogue import BackupState, backup_state
 from hartonomous.services.broker import BrokerStatus, broker_status
 from hartonomous.services.database_errors import database_error_reason, database_errors
-from hartonomous.services.health import NotReadyError, Readiness, readiness
+from hartonomous.services.health import NotReadyError, Readiness, readiness, waiting_while_paused
 from hartonomous.services.platform import Platform, open_platform
 from hartonomous.services.wal_archive_age import archive_age, archive_age_verdict
 
@@ -259,7 +259,8 @@ def _pause(ready: Readiness) -> StatusCheck:
     return StatusCheck(
         "sync pause",
         "WARN",
-        f"paused{by} since {sync.paused_at}{why}; {sync.backlog} queued event(s) wait "
+        f"paused{by} since {sync.paused_at}{why}; "
+        f"{waiting_while_paused(sync.backlog, sync.uncaptured_bytes)} wait "
         "(`hartonomous sync resume`)",
     )
 

@@ -42,7 +42,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from hartonomous.cdc.events import conversation_id
-from hartonomous.cdc.replication import slot_holder
+from hartonomous.cdc.replication import slot_holder, uncaptured_changes
 from hartonomous.db.tables import metadata
 from hartonomous.errors import UnavailableError
 from hartonomous.json_types import exact_dumps, exact_loads
@@ -199,7 +199,9 @@ def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
     # changes still in the slot would be captured (and billed under their own event ids) once
     # a consumer runs again: re-emitting their rows now would bill them twice.
     if slot_holder(connection, capture.slot_name) is None:
-        pending = _uncaptured_changes(connection, capture, asked_lsn)
+        pending = uncaptured_changes(
+            connection, capture.slot_name, capture.publication_name, upto_lsn=asked_lsn
+        )
         if pending == 0:
             return
         if pending is not None:
@@ -236,24 +238,6 @@ def _wait_for_capture(connection: Connection, capture: CaptureWait) -> None:
                 "run `graph catch-up` again once `status` shows change capture OK"
             )
         time.sleep(0.2)
-
-
-def _uncaptured_changes(connection: Connection, capture: CaptureWait, upto: str) -> int | None:
-    """How many row changes (pgoutput Insert, Update, Delete, Truncate messages) the slot
-    holds up to ``upto`` (an LSN); 0 without a slot; None when the slot is in use."""
-    try:
-        with connection.transaction():  # a savepoint: a refused peek leaves the session usable
-            row = connection.execute(
-                "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)) "
-                "FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL, "
-                "'proto_version', '1', 'publication_names', %s)",
-                (capture.slot_name, upto, capture.publication_name),
-            ).fetchone()
-    except psycopg.errors.ObjectInUse:
-        return None
-    except psycopg.errors.UndefinedObject:
-        return 0  # no slot (or publication): nothing was captured through it, nothing waits
-    return 0 if row is None else int(row[0])
 
 
 def _settle_ledger_gaps(

@@ -69,6 +69,33 @@ def test_a_paused_sync_worker_leaves_the_queue_and_resumes_on_resume(
     assert cli("sync", "resume").stdout.strip() == "sync was not paused"
 
 
+def test_changes_waiting_uncaptured_in_the_slot_while_paused_are_seen(
+    cli: Cli, api: TestClient, database_url: str, pipeline: Source
+) -> None:
+    """Issue 16's fourth trial: paused, 10 holdings waited in the slot while `status` said
+    "0 queued event(s) wait" and /health/ready said ready."""
+    pipeline.capture()
+    assert cli("sync", "pause", "--reason", "drill").exit_code == 0
+    beat_every_service(database_url)
+    quiet = api.get("/health/ready").json()
+    assert quiet["status"] == "ready", quiet  # paused with nothing waiting: a quiet system
+    assert quiet["sync"]["uncaptured_bytes"] == 0
+
+    pipeline.tenant("acme")  # a captured table's change, never captured: the CES is paused
+    assert _queued(pipeline) == 0
+    body = api.get("/health/ready").json()
+    assert body["status"] == "degraded", body
+    waiting = body["sync"]["uncaptured_bytes"]
+    assert waiting > 0
+    assert (
+        f"0 queued event(s) and uncaptured changes ({waiting} bytes of WAL in the "
+        "replication slot) wait until sync is resumed"
+    ) in body["detail"]
+    status = json.loads(cli("--json", "status").stdout)
+    (pause,) = [c for c in status["checks"] if c["name"] == "sync pause"]
+    assert "0 queued event(s) and uncaptured changes (" in pause["detail"], pause
+
+
 def test_a_paused_ces_consumer_captures_nothing_until_resumed(
     cli: Cli, database_url: str, pipeline: Source
 ) -> None:

@@ -79,3 +79,41 @@ def test_list_columns_and_a_missing_directory_then_an_incremental_fails_with_its
     pgdata = live.data_dir / "pgdata"
     error = refused(live, "restore", "latest", "--data-dir", str(pgdata))
     assert f"restore target {pgdata} is not empty (a server is running on it)" in error
+
+
+# ~40 s under load: a live server, one full backup, verifications and refused restores.
+def test_files_pg_verifybackup_skips_are_checked_against_the_manifest(
+    live: Live, work: Path
+) -> None:
+    full = live.ok("backup", "full")["backup"]["backup_id"]
+    backup = live.backups / "base" / full
+    auto_conf = backup / "postgresql.auto.conf"
+    original = auto_conf.read_bytes()
+    assert live.ok("backup", "verify", full)["ok"] is True
+
+    # The same size, one setting slipped in: pg_verifybackup alone passes this.
+    tampered = original.replace(b"#", b"w", 1)
+    assert tampered != original
+    assert len(tampered) == len(original)
+    auto_conf.write_bytes(tampered)
+    verified = live.cli("backup", "verify", full)
+    assert verified.exit_code == 1
+    assert f'{full}: FAIL checksum mismatch for file "postgresql.auto.conf"' in verified.stdout
+    target = work / "target"
+    error = refused(live, "restore", full, "--data-dir", str(target))
+    assert error == (
+        f"hartonomous: error: backup {full} failed verification: checksum mismatch for file "
+        '"postgresql.auto.conf"'
+    ), error
+    assert not target.exists()
+    auto_conf.write_bytes(original + b"work_mem = '1GB'\n")
+    verified = live.cli("backup", "verify", full)
+    assert '"postgresql.auto.conf" has size' in verified.stdout, verified.stdout
+
+    # A signal file the manifest does not list would start the restored server as a standby.
+    auto_conf.write_bytes(original)
+    (backup / "standby.signal").touch()
+    error = refused(live, "restore", full, "--data-dir", str(target))
+    assert '"standby.signal" is present on disk but not in the manifest' in error, error
+    (backup / "standby.signal").unlink()
+    assert live.ok("backup", "verify", full)["ok"] is True

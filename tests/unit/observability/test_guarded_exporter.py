@@ -5,6 +5,7 @@ The real OTLP/HTTP exporter against a real HTTP server answering 503 (a retryabl
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,4 +73,32 @@ def test_a_refusing_collector_is_tried_once_per_pause_and_warned_about_once(
     assert logs[0]["endpoint"] == collector
     # The exporter's own "Transient error … retrying" lines are silenced.
     assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
+    guarded.shutdown()
+
+
+def test_a_collector_nobody_listens_on_is_said_to_be_unreachable() -> None:
+    # A port just closed: connections to it are refused.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}/v1/traces"
+    guarded = GuardedExporter(
+        OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT_SECONDS), endpoint
+    )
+    with capture_logs() as logs:
+        assert guarded.export(_spans()) is SpanExportResult.FAILURE
+    [warning] = logs
+    assert warning["reason"] == (
+        f"the collector was not reachable at 127.0.0.1:{port}: Connection refused"
+    ), warning
+    guarded.shutdown()
+
+
+def test_a_collector_that_answers_but_refuses_is_said_not_to_accept(collector: str) -> None:
+    guarded = GuardedExporter(
+        OTLPSpanExporter(endpoint=collector, timeout=EXPORT_TIMEOUT_SECONDS), collector
+    )
+    with capture_logs() as logs:
+        assert guarded.export(_spans()) is SpanExportResult.FAILURE
+    assert logs[0]["reason"] == "the collector did not accept the spans"
     guarded.shutdown()

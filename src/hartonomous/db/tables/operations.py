@@ -79,6 +79,12 @@ beat_seen_at = func.greatest(
     service_heartbeats.c.last_beat_at, heartbeat_sessions.c.query_start
 ).label("beat_seen_at")
 """An instance's last beat: its row's write or its session's last statement (NULLs ignored)."""
+beat_age_seconds = func.greatest(
+    literal(0.0), func.extract("epoch", func.clock_timestamp() - beat_seen_at.element)
+).label("age_seconds")
+"""Seconds since ``beat_seen_at``, never negative: measured at the statement's clock, not the
+transaction's start (``now()``), which a heartbeat session's later statement can postdate
+("beat -0.053s ago")."""
 
 # States of an instance whose loop has not ended: claimed only while its heartbeat session is open.
 LIVE_STATES = ("starting", "running", "failing", "standby", "paused")
