@@ -20,7 +20,7 @@ p95 change -> ledger latency of each at `--latency-rate` changes/s (target <= 50
 
     .venv/bin/python benchmarks/broker.py [--messages 20000] [--single-messages 2000] [--rounds 3]
         [--memory-rows 300000] [--skip-queues] [--memory-only] [--long-transaction-only]
-        [--transports-only] [--transport-files 2000] [--latency-rate 500]
+        [--transports-only] [--transport-files 6000] [--latency-rate 500]
 """
 
 from __future__ import annotations
@@ -479,7 +479,7 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="only change -> ledger over the broker and Kafka (benchmarks/transports.py)",
     )
-    parser.add_argument("--transport-files", type=int, default=2000)
+    parser.add_argument("--transport-files", type=int, default=6000)
     parser.add_argument("--latency-rate", type=int, default=500)
     parser.add_argument(
         "--long-transaction-only",

@@ -5,6 +5,17 @@ and Kafka (a test Kafka 4 broker, tests/kafka_server.py) on the same PostgreSQL.
   drains them onto the transport) before the clock; the clock runs from the moment every
   worker holds its session (and, on Kafka, the group gave each its partitions) until each
   worker's drain ended (on Kafka: the group's committed offsets reached the topic's end).
+  Until the clock starts a worker takes no work: it serves its group's rebalances with
+  `Transport.hold` (Kafka: its partitions paused). It used to idle with `Transport.wait`,
+  which on Kafka fetches and buffers records: a worker of two that got its partitions early
+  parsed its whole share (~3,000 records) before the clock, work the broker's workers do
+  inside it.
+- Each figure is measured in every round, the two transports one after the other (postgres,
+  kafka, postgres, kafka, ...), so a change of the machine's load between rounds hits both;
+  every round is printed with its ratio and the load average, then the median and the best
+  of each transport. Each run drains `files` holdings (2 events each: the atom and the
+  holding), several seconds of work, so the drain's end (on Kafka: the group's offsets seen
+  at the end) and the start are a small part of it.
 - p95 change -> ledger latency at a steady rate (500 row changes/s): a thread commits one
   file (atom + holding: two changes) per transaction at half that rate while a CES consumer
   and one worker serve (threads of this process and a worker process); the latency of the
@@ -93,11 +104,11 @@ def _drain_worker(url: str, settings: Settings, ready: Any, go: Any, results: An
 
     worker = SyncWorker(url, settings, batch_size=200)
     try:
-        connection = worker.connection()  # the session, and on Kafka the group's assignment
+        worker.connection()  # the session, and on Kafka the group's assignment
         ready.release()
         idle = threading.Event()
-        while not go.is_set():  # keep taking part in the group's rebalances until the start
-            worker.transport.wait(connection, 0.05, idle)
+        while not go.is_set():  # take part in the group's rebalances, take no work (docstring)
+            worker.transport.hold(0.05, idle)
         outcome = worker.drain()
         results.put((outcome.completed, outcome.billed))
     finally:
@@ -219,27 +230,33 @@ def latency(url: str, settings: Settings, tenant: str, per_second: int, seconds:
 
 
 def report(url: str, kafka_bootstrap: str, files: int, rounds: int, rate: int) -> None:
-    """Print the events/s of each transport with 1 and 2 workers (best of ``rounds``,
-    alternating) with the ratio Kafka / PostgreSQL, and the p95 latency at ``rate``."""
+    """Print the events/s of each transport with 1 and 2 workers: every round (the two
+    transports one after the other) with its ratio Kafka / PostgreSQL and the load average,
+    then the median and the best of ``rounds``; then the p95 latency at ``rate``."""
     prepare_capture(url, Settings())  # the slot exists before the first change
-    print(f"change -> ledger, {files} billed holdings per run, best of {rounds} (events/s)")
-    print(f"{'':34}{'postgres':>12}{'kafka':>12}{'ratio':>8}{'load':>8}")
+    print(
+        f"change -> ledger, {files} billed holdings ({2 * files} events) per run, "
+        f"{rounds} rounds alternating the transports (events/s)"
+    )
+    print(f"{'':46}{'postgres':>12}{'kafka':>12}{'ratio':>8}{'load':>8}")
     for workers in (1, 2):
-        best = {"postgres": 0.0, "kafka": 0.0}
+        figures: dict[str, list[float]] = {"postgres": [], "kafka": []}
+        label = f"change -> ledger, {workers} worker process(es)"
         for round_ in range(rounds):
             for transport in ("postgres", "kafka"):
                 name = f"t{workers}-{round_}-{transport}"
                 settings = (
                     kafka_settings(kafka_bootstrap, name) if transport == "kafka" else Settings()
                 )
-                best[transport] = max(
-                    best[transport], throughput(url, settings, name, files, workers)
-                )
-        label = f"change -> ledger, {workers} worker process(es)"
-        print(
-            f"{label:34}{best['postgres']:12.0f}{best['kafka']:12.0f}"
-            f"{best['kafka'] / best['postgres']:8.2f}{os.getloadavg()[0]:8.2f}"
-        )
+                figures[transport].append(throughput(url, settings, name, files, workers))
+            postgres, kafka = figures["postgres"][-1], figures["kafka"][-1]
+            print(
+                f"{f'  round {round_ + 1}':46}{postgres:12.0f}{kafka:12.0f}"
+                f"{kafka / postgres:8.2f}{os.getloadavg()[0]:8.2f}"
+            )
+        for summary, pick in (("median", statistics.median), ("best", max)):
+            postgres, kafka = pick(figures["postgres"]), pick(figures["kafka"])
+            print(f"{f'{label}, {summary}':46}{postgres:12.0f}{kafka:12.0f}{kafka / postgres:8.2f}")
     for transport in ("postgres", "kafka"):
         name = f"lat-{transport}"
         settings = kafka_settings(kafka_bootstrap, name) if transport == "kafka" else Settings()

@@ -10,7 +10,9 @@ checkpoint, so the checkpoint never passes an event Kafka does not hold.
 
 Consuming (sync workers): a consumer group (`consumer_group`), offsets committed by hand only
 in `settled`, after the database transaction that wrote the batch's effects committed, and
-only up to the first record not yet settled in each partition. Records are buffered in this
+only up to the first record not yet settled in each partition; asynchronously, and in sync
+where they must be known to have landed (before `drained` reads the group's lag, on a
+revocation, at `close`, after a failed asynchronous commit). Records are buffered in this
 process and handed out as the broker does (docs/messaging.md): only the head of each
 conversation (key), a delayed record holding back its own conversation but not the
 partition's others; `delay` and `abandon` keep the record in the buffer until it is due. A
@@ -36,8 +38,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from hartonomous.config.sections import KafkaSettings, MessageBrokerSettings
 from hartonomous.errors import UnavailableError
@@ -95,8 +104,20 @@ class KafkaUnknownTopicError(KafkaUnavailableError, LookupError):
         )
 
 
+# What `_group_lag` asks of each partition: its start and its end (high watermark).
+_START: Any = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+_END: Any = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 # Errors of a delivery or a fetch that mean the topic is not there.
 _NO_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+# Errors of an admin client's ask that a new client's fresh metadata answers.
+_STALE_LEADER = frozenset(
+    {
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
 # Errors of a consume that mean the cluster is away, not that one record is bad.
 _CLUSTER_AWAY = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 
@@ -122,9 +143,15 @@ class KafkaTransport:
     _producer: Producer | None = field(default=None, init=False)
     _consumer: Consumer | None = field(default=None, init=False)
     _probe: Consumer | None = field(default=None, init=False)
+    _admin: AdminClient | None = field(default=None, init=False)
     # Buffered records by message id, in arrival order (ids grow with arrival).
     _records: dict[int, _Record] = field(default_factory=dict, init=False)
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
+    # Offsets per partition handed to a commit (`settled`, asynchronous) and those the
+    # cluster confirmed; a commit that failed is kept until `settled` commits again in sync.
+    _commit_sent: dict[int, int] = field(default_factory=dict, init=False)
+    _commit_confirmed: dict[int, int] = field(default_factory=dict, init=False)
+    _commit_failure: KafkaError | None = field(default=None, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     # Called while a wait for the cluster lasts (`watch`): the caller's heartbeat.
@@ -350,6 +377,9 @@ class KafkaTransport:
                     ),
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
+                    # The outcome of each asynchronous offset commit (`settled`), served by
+                    # the consumer's next poll.
+                    "on_commit": self._commit_done,
                 }
             )
             consumer.subscribe(
@@ -501,7 +531,9 @@ class KafkaTransport:
 
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Apply what the committed transaction settled, then commit each partition's offset
-        up to its first record not yet settled."""
+        up to its first record not yet settled: asynchronously (only partitions whose offset
+        moved), or in sync when the last asynchronous commit failed, which raises
+        `KafkaUnavailableError` if the cluster still does not take them."""
         ids = {message.message_id for message in messages}
         now = time.monotonic()
         with self._lock:
@@ -519,16 +551,70 @@ class KafkaTransport:
                 record.claimed = False
                 record.staged = None
             offsets = self._committable()
-        if offsets and self._consumer is not None:
+        if self._consumer is None:
+            return
+        if self._commit_failure is not None:
+            # The last asynchronous commit failed: this one waits for the cluster's answer,
+            # so a cluster that went away is counted by the loop's retry and breaker.
+            self._commit_failure = None
+            self._commit(offsets)
+            return
+        advanced = [tp for tp in offsets if self._commit_sent.get(tp.partition) != tp.offset]
+        if advanced:
             try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+                self._consumer.commit(offsets=advanced, asynchronous=True)
             except KafkaException as exc:
-                # The effects are committed; the records come again after a restart or a
-                # rebalance and are recognised by their event ids (docs/messaging.md).
                 raise KafkaUnavailableError(
                     f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: "
                     f"{exc.args[0]}"
                 ) from exc
+            self._commit_sent.update((tp.partition, tp.offset) for tp in advanced)
+
+    def _commit(self, offsets: Sequence[TopicPartition]) -> None:
+        """Commit ``offsets`` and wait for the cluster's answer; raises
+        `KafkaUnavailableError` when it did not take them."""
+        if not offsets or self._consumer is None:
+            return
+        try:
+            confirmed = self._consumer.commit(offsets=list(offsets), asynchronous=False)
+        except KafkaException as exc:
+            # The effects are committed; the records come again after a restart or a
+            # rebalance and are recognised by their event ids (docs/messaging.md).
+            raise KafkaUnavailableError(
+                f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: {exc.args[0]}"
+            ) from exc
+        for tp in confirmed or offsets:
+            if tp.error is None:
+                self._commit_sent[tp.partition] = tp.offset
+                self._commit_confirmed[tp.partition] = tp.offset
+
+    def _commit_unconfirmed(self, partitions: set[int] | None = None) -> None:
+        """Commit in sync the offsets sent asynchronously and not yet confirmed (of
+        ``partitions``, or all), so the group sees them before this worker reads the group's
+        lag, gives partitions away or leaves."""
+        pending = [
+            TopicPartition(self.kafka.topic, partition, offset)
+            for partition, offset in self._commit_sent.items()
+            if self._commit_confirmed.get(partition) != offset
+            and (partitions is None or partition in partitions)
+        ]
+        self._commit(pending)
+
+    def _commit_done(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """`on_commit`: note what the cluster confirmed; a failed commit makes the next
+        `settled` commit again in sync (the offsets come again with it)."""
+        for tp in partitions:
+            if error is None and tp.error is None:
+                if tp.offset >= self._commit_confirmed.get(tp.partition, -1):
+                    self._commit_confirmed[tp.partition] = tp.offset
+            elif self._commit_sent.get(tp.partition) == tp.offset:
+                del self._commit_sent[tp.partition]
+        failure = (
+            error if error is not None else next((tp.error for tp in partitions if tp.error), None)
+        )
+        if failure is not None and failure.code() != KafkaError._NO_OFFSET:
+            log.warning("kafka_commit_failed", error=str(failure))
+            self._commit_failure = failure
 
     def group_lag(self) -> list[PartitionLag]:
         """Per partition of the topic: the consumer group's committed offset, the end (high
@@ -540,7 +626,15 @@ class KafkaTransport:
             # A client of the group that never subscribes: asking does not join the group
             # (which would make its members rebalance).
             self._probe = Consumer({**self._client_config(), "group.id": self.kafka.consumer_group})
-        return _group_lag(self._probe, self.kafka)
+        return _group_lag(self._probe, self._admin_client, self.kafka)
+
+    def _admin_client(self, renew: bool) -> AdminClient:
+        """`group_lag`'s admin client; a new one when ``renew`` (after an error: librdkafka's
+        keeps the partitions' leader epochs of before a broker restart, and answers
+        `FENCED_LEADER_EPOCH` ever after)."""
+        if renew or self._admin is None:
+            self._admin = AdminClient(self._client_config())
+        return self._admin
 
     def drained(self) -> bool:
         """After a receive that claimed nothing: whether the group's committed offsets reached
@@ -553,6 +647,9 @@ class KafkaTransport:
         for two session timeouts (`[message_broker.kafka] session_timeout_seconds`): a live
         member holds them without consuming, and an operator must look."""
         consumer = self.consumer()
+        # This worker's last offsets first (sent asynchronously by `settled`), so the group
+        # it reads, and the other members waiting for it, see them.
+        self._commit_unconfirmed()
         lags = self.group_lag()
         try:
             mine = consumer.assignment()
@@ -599,11 +696,13 @@ class KafkaTransport:
 
     def close(self) -> None:
         if self._consumer is not None:
+            self._commit_quietly(None)
             self._consumer.close()
             self._consumer = None
         if self._probe is not None:
             self._probe.close()
             self._probe = None
+        self._admin = None
         if self._producer is not None:
             self._producer.flush(self.kafka.connect_timeout_seconds)
             self._producer = None
@@ -797,8 +896,9 @@ class KafkaTransport:
         )
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Another worker takes these partitions over from their committed offsets: forget
-        their buffered records (not yet settled, so not yet committed)."""
+        """Another worker takes these partitions over from their committed offsets: commit
+        in sync what this one settled there (sent asynchronously), then forget their
+        buffered records (not yet settled, so not yet committed)."""
         lost = {tp.partition for tp in partitions}
         log.info(
             "kafka_partitions_revoked",
@@ -806,10 +906,22 @@ class KafkaTransport:
             group=self.kafka.consumer_group,
             partitions=sorted(lost),
         )
+        self._commit_quietly(lost)
         with self._lock:
             self._records = {i: r for i, r in self._records.items() if r.partition not in lost}
             for partition in lost:
                 self._consumed.pop(partition, None)
+                self._commit_sent.pop(partition, None)
+                self._commit_confirmed.pop(partition, None)
+
+    def _commit_quietly(self, partitions: set[int] | None) -> None:
+        """`_commit_unconfirmed` where no caller can act on a failure (a rebalance, `close`):
+        the records not confirmed come again to whoever owns them next, and their effects are
+        recognised by event id (docs/messaging.md)."""
+        try:
+            self._commit_unconfirmed(partitions)
+        except KafkaUnavailableError as exc:
+            log.warning("kafka_commit_failed", error=str(exc))
 
 
 @dataclass(frozen=True)
@@ -881,12 +993,19 @@ def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
     return GroupBacklog(kafka.consumer_group, kafka.topic, lags, oldest)
 
 
-def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
-    """Raises `KafkaUnknownTopicError` for a topic the cluster does not have."""
+def _group_lag(
+    client: Consumer, admin_client: Callable[[bool], AdminClient], kafka: KafkaSettings
+) -> list[PartitionLag]:
+    """Two round trips after the topic's metadata, whatever the partition count: the group's
+    committed offsets (``client``, a member of the group that never subscribes) while every
+    partition's start and end are asked at once (``admin_client(renew)``: a new admin client
+    after an error). Raises `KafkaUnknownTopicError` for a topic the cluster does not have."""
     timeout = kafka.connect_timeout_seconds
     deadline = time.monotonic() + timeout
+    renew = False
     while True:
         try:
+            admin = admin_client(renew)
             metadata = client.list_topics(timeout=timeout).topics.get(kafka.topic)
             if metadata is None or (
                 metadata.error is not None and metadata.error.code() in _NO_TOPIC
@@ -895,17 +1014,28 @@ def _group_lag(client: Consumer, kafka: KafkaSettings) -> list[PartitionLag]:
             if metadata.error is not None or not metadata.partitions:
                 return []
             partitions = [TopicPartition(kafka.topic, p) for p in sorted(metadata.partitions)]
-            lags: list[PartitionLag] = []
-            for committed in client.committed(partitions, timeout=timeout):
-                low, high = client.get_watermark_offsets(committed, timeout=timeout, cached=False)
-                lags.append(PartitionLag(committed.partition, max(committed.offset, low), high))
-            return lags
+            starts = admin.list_offsets(dict.fromkeys(partitions, _START), request_timeout=timeout)
+            ends = admin.list_offsets(dict.fromkeys(partitions, _END), request_timeout=timeout)
+            # The consumer's own ask, not the admin client's: librdkafka's admin client did
+            # not find the group's coordinator again after the broker restarted.
+            committed = client.committed(partitions, timeout=timeout)
+            low = {tp.partition: future.result().offset for tp, future in starts.items()}
+            high = {tp.partition: future.result().offset for tp, future in ends.items()}
+            return [
+                PartitionLag(tp.partition, max(tp.offset, low[tp.partition]), high[tp.partition])
+                for tp in committed
+            ]
         except KafkaException as exc:
             # A group's coordinator moving or loading (`NOT_COORDINATOR` for a new group) is
             # retriable: asked again until the timeout.
-            if exc.args[0].retriable() and time.monotonic() < deadline:
+            renew = True
+            if (
+                exc.args[0].retriable() or exc.args[0].code() in _STALE_LEADER
+            ) and time.monotonic() < deadline:
                 time.sleep(_FETCH_SLICE_SECONDS)
                 continue
+            if exc.args[0].code() in _NO_TOPIC:
+                raise KafkaUnknownTopicError(kafka) from exc
             raise KafkaUnavailableError(
                 f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}",
                 waited_seconds=_waited(deadline - timeout, timeout),
