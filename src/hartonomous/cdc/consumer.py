@@ -721,8 +721,10 @@ class _Pacing:
         self.stop.wait(self.idle)
         self.since_prepare += self.idle
         if self.since_prepare >= _REPREPARE_SECONDS:
-            self.consumer.prepare()  # tables added by later migrations join the publication
-            self.consumer.prune_history()
+            # Upkeep, not work: untraced (an idle `up` exports no trace).
+            with untraced():
+                self.consumer.prepare()  # tables added by later migrations join the publication
+                self.consumer.prune_history()
             self.since_prepare = 0.0
 
 

@@ -39,6 +39,7 @@ from hartonomous.inference.registry import task_for
 from hartonomous.inference.tasks import TaskContext
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
+from hartonomous.messaging.spans import untraced
 
 __all__ = ["SERVICE_NAME", "InferenceWorker"]
 
@@ -62,7 +63,10 @@ class InferenceWorker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was open."""
-        claim = claim_next(self._engine, self._settings, self.claimed_by)
+        # The poll is not work: untraced (an idle `up` would export a trace a second); the
+        # job a claim brings is traced as it runs.
+        with untraced():
+            claim = claim_next(self._engine, self._settings, self.claimed_by)
         if claim is None:
             return False
         with self._holding:
