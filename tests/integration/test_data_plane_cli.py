@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from tests.conftest import Cli
@@ -102,6 +103,8 @@ def test_holdings_release_and_gc(cli: Cli, data_dir: Path) -> None:
     assert job["new_bytes"] == path.stat().st_size
     holdings = json.loads(cli("--json", "holdings", "list", "--tenant", "sample").stdout)
     assert len(holdings) == 1
+    # Instants as the API writes them (RFC 3339, UTC, Z).
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", holdings[0]["created_at"])
     nothing = json.loads(cli("--json", "atoms", "gc").stdout)
     assert nothing["atoms_deleted"] == 0
     released = cli("holdings", "delete", holdings[0]["holding_id"], "--tenant", "sample")

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, delete, select, text
 
 from hartonomous.db.tables import holdings
 from hartonomous.errors import NotFoundError
+from hartonomous.instants import rfc3339
 
 
 class HoldingNotFoundError(NotFoundError, LookupError):
@@ -24,7 +25,7 @@ def holding_dict(row: Any) -> dict[str, object]:
         "source_uri": row.source_uri,
         "source_type": row.source_type,
         "visibility": row.visibility,
-        "created_at": row.created_at.isoformat(),
+        "created_at": rfc3339(row.created_at),
     }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from hartonomous.errors import ConflictError, UsageError
+from hartonomous.instants import rfc3339
 from hartonomous.messaging.broker import UnsettledMessage
 
 Connection = psycopg.Connection[Any]
@@ -99,7 +100,7 @@ class ClosedPeriod:
             "checksum": self.checksum,
             "rows": self.row_count,
             "total_cost": str(self.total_cost.quantize(_SIX)),
-            "closed_at": self.closed_at.isoformat(),
+            "closed_at": rfc3339(self.closed_at),
             "closed_now": self.closed_now,
         }
 
