@@ -53,6 +53,7 @@ def test_the_entries_download_as_csv_and_jsonl_the_tenants_rows_exactly(
     none = client.get("/ui/billing/export", params={"format": "jsonl", "operation": "no.such"})
     assert none.text == ""
     assert client.get("/ui/billing/export", params={"format": "xml"}).status_code == 400
+    assert client.get("/ui/billing?cursor=").status_code == 400  # empty: refused, not page 1
     refused = client.get("/ui/billing/export", params={"since": "yesterday"})
     assert refused.status_code == 400
     assert 'id="since-error"' in refused.text

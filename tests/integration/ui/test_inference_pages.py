@@ -94,3 +94,4 @@ def test_the_inference_history_is_paginated_and_a_running_request_refreshes(
     assert 'id="inference-state">pending<' in pending
     assert 'hx-trigger="every 2s"' in pending
     assert client.get("/ui/inference?cursor=forged.x").status_code == 400
+    assert client.get("/ui/inference?cursor=").status_code == 400  # empty: refused, not page 1

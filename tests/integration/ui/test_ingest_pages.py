@@ -167,3 +167,4 @@ def test_the_job_history_is_newest_first_paginated_and_the_tenants_only(
     # A job of another tenant: its progress is a 404; a cursor from elsewhere a 400.
     assert client.get(f"/ui/jobs/{theirs}/progress").status_code == 404
     assert client.get("/ui/ingest?cursor=forged.cursor").status_code == 400
+    assert client.get("/ui/ingest?cursor=").status_code == 400  # empty: refused, not page 1

@@ -131,7 +131,7 @@ async def billing(request: Request, seen: Viewer = _SCIENTIST) -> Response:
             platform,
             asked.entries_filter(seen.tenant_id),
             limit=_ENTRIES,
-            cursor=request.query_params.get("cursor") or None,
+            cursor=request.query_params.get("cursor"),  # empty: refused, as everywhere
         )
         return {"report": by_operation, "by_day": by_day, "entries": entries}
 

@@ -25,7 +25,8 @@ REFRESH_SECONDS = 2
 
 @router.get("")
 async def inference_history(request: Request, seen: Viewer = ANYONE) -> Response:
-    cursor = request.query_params.get("cursor") or None
+    # An empty cursor is refused (400) as on every listing, not read as the first page.
+    cursor = request.query_params.get("cursor")
     page = await run_in_threadpool(
         inference_service.history, platform_of(request), seen.tenant_id, HISTORY_PAGE, cursor
     )

@@ -35,7 +35,8 @@ _CSRF_FIELD_BYTES = 256
 async def _page(
     request: Request, seen: Viewer, errors: dict[str, str], status_code: int = 200
 ) -> Response:
-    cursor = request.query_params.get("cursor") or None
+    # An empty cursor is refused (400) as on every listing, not read as the first page.
+    cursor = request.query_params.get("cursor")
     history = await run_in_threadpool(
         job_history, platform_of(request), seen.tenant_id, HISTORY_PAGE, cursor
     )
