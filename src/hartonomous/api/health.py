@@ -45,8 +45,8 @@ class LivenessShortcut:
     solving and response rendering would cost more than the answer (benchmarks/api.py). It
     sits inside the request-id and hygiene middlewares (api/app.py), so the answer carries
     ``X-Request-ID`` and a malformed request is refused as anywhere else; anything but a
-    plain GET (a query string, whose parameters the route refuses, another method) goes on
-    to the route.
+    plain GET (a query string, whose parameters the route refuses, another method, a body,
+    which every body-less route refuses) goes on to the route.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -58,6 +58,7 @@ class LivenessShortcut:
             and scope["path"] == "/health/live"
             and scope["method"] == "GET"
             and not scope.get("query_string")
+            and not _has_body(scope)
         ):
             # A fresh header list: the request-id middleware appends to it.
             start = {"type": "http.response.start", "status": 200, "headers": [*_LIVE_HEADERS]}
@@ -65,6 +66,14 @@ class LivenessShortcut:
             await send({"type": "http.response.body", "body": _LIVE_BODY})
             return
         await self.app(scope, receive, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    """A request that announces a body: chunked, or a Content-Length other than 0."""
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 @router.get("/ready", responses=_NOT_READY)
