@@ -31,10 +31,8 @@ class ClientDisconnectMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        # Only an HTTP request's body raises ClientDisconnect: no scope type check needed.
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
-            log.info("client_disconnected", method=scope["method"], path=scope["path"])
+            log.info("client_disconnected", method=scope.get("method"), path=scope["path"])

@@ -710,6 +710,24 @@ class KafkaTransport:
             self._records.clear()
             self._consumed.clear()
 
+    def outside_reader(
+        self, purpose: str, lagging: Sequence[PartitionLag], *, eof: bool = False
+    ) -> Consumer:
+        """A client outside the group (group id `<group>.<purpose>`, never committing, so the
+        group does not rebalance) assigned to ``lagging``'s partitions from their committed
+        offsets; the caller closes it."""
+        reader = Consumer(
+            {
+                **self._client_config(),
+                "group.id": f"{self.kafka.consumer_group}.{purpose}",
+                "enable.auto.commit": False,
+                # Partition EOF events: where a read to the end may stop.
+                "enable.partition.eof": eof,
+            }
+        )
+        reader.assign([TopicPartition(self.kafka.topic, p.partition, p.committed) for p in lagging])
+        return reader
+
     def unsettled(
         self, connection: Connection, conversations: Collection[str] | None = None
     ) -> list[UnsettledMessage]:
@@ -722,18 +740,10 @@ class KafkaTransport:
         if not lagging:
             return []
         kafka = self.kafka
-        reader = Consumer(
-            {
-                **self._client_config(),
-                "group.id": f"{kafka.consumer_group}.unsettled",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
+        reader = self.outside_reader("unsettled", lagging, eof=True)
         wanted = None if conversations is None else set(conversations)
         found: list[UnsettledMessage] = []
         try:
-            reader.assign([TopicPartition(kafka.topic, p.partition, p.committed) for p in lagging])
             ends = {lag.partition: lag.end for lag in lagging}
             started = time.monotonic()
             while ends:
@@ -969,15 +979,8 @@ def group_backlog(settings: MessageBrokerSettings) -> GroupBacklog:
     oldest: float | None = None
     if lagging:
         # A client outside the group (its own id, never committing) reads the oldest records.
-        reader = Consumer(
-            {
-                **transport._client_config(),
-                "group.id": f"{kafka.consumer_group}.backlog",
-                "enable.auto.commit": False,
-            }
-        )
+        reader = transport.outside_reader("backlog", lagging)
         try:
-            reader.assign([TopicPartition(kafka.topic, p.partition, p.committed) for p in lagging])
             stamps: dict[int, int] = {}
             deadline = time.monotonic() + kafka.connect_timeout_seconds
             while len(stamps) < len(lagging) and time.monotonic() < deadline:
