@@ -8,17 +8,19 @@ the first file is committed; the process is killed with SIGKILL while it waits."
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from tests.conftest import Cli
 from tests.integration.data_plane.data_plane_support import add_tenant, random_bytes
 
 from hartonomous.atoms.chunking import chunk_bytes
 from hartonomous.db.tables import holdings, ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
+from hartonomous.ingest.jobs import require_active_party
 from hartonomous.ingest.pipeline import (
     BATCH_BYTES,
     FileOutcome,
@@ -236,3 +238,103 @@ def test_disabling_the_tenant_or_principal_stops_a_running_job_before_its_next_b
         assert error.startswith(f"{path}: not done: the job was stopped: "), error
         assert said in error, error
     assert sorted(Path(uri).name for uri in held) == ["a.txt", "b.txt", "c.bin"]
+
+
+def _disable(connection: Connection, disabled: str) -> None:
+    if disabled == "tenant":
+        set_tenant_state(connection, "acme", "disabled")
+    else:
+        update_principal(connection, "acme", "alice", state="disabled")
+
+
+@pytest.mark.parametrize("disabled", ["tenant", "principal"])
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_batch_committing_while_a_disable_commits_stores_nothing(
+    engine: Engine, tmp_path: Path, disabled: str, size: str
+) -> None:
+    """The race the check before each batch left open: the disable commits while a batch is
+    being stored. The batch waits for the disable (the tenant's state lock) and then sees it:
+    nothing of it is stored, the job is `interrupted` with every file `not_done`. Small files
+    are stored together in one transaction, a large one alone: both paths are held."""
+    add_tenant(engine, "acme")
+    with engine.begin() as connection:
+        ensure_principal(connection, "acme", "alice", "Alice", "user")
+    if size == "small":
+        names = ["a.txt", "b.txt"]
+        for name in names:
+            (tmp_path / name).write_text(f"File {name}.\n", encoding="utf-8")
+    else:
+        names = ["big.bin"]
+        (tmp_path / "big.bin").write_bytes(random_bytes(_FILE_SIZE, seed=3))
+    failure: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            ingest_paths(engine, IngestRequest("acme", principal_id="alice"), [tmp_path])
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            failure.append(exc)
+
+    with engine.connect() as disabling:
+        transaction = disabling.begin()
+        _disable(disabling, disabled)  # written, not committed: the job still starts
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        _wait_until(
+            lambda: (
+                _scalar(
+                    engine,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                )
+                == 1
+            ),
+            "the batch to wait for the disable",
+        )
+        transaction.commit()
+    worker.join(_WAIT_SECONDS)
+    stopped = TenantDisabledError if disabled == "tenant" else PrincipalDisabledError
+    assert [type(exc) for exc in failure] == [stopped], failure
+    with engine.connect() as connection:
+        status = connection.execute(select(ingestion_jobs.c.status)).scalar_one()
+        states = connection.execute(
+            select(ingestion_job_atoms.c.path, ingestion_job_atoms.c.status)
+        ).all()
+        held = connection.execute(select(func.count()).select_from(holdings)).scalar_one()
+    assert status == "interrupted"
+    assert sorted((Path(path).name, state) for path, state in states) == [
+        (name, "not_done") for name in names
+    ]
+    assert held == 0
+
+
+def test_a_disable_waits_for_the_batch_that_is_committing(engine: Engine) -> None:
+    """The other order: a batch holding the tenant's state lock (checked active, not yet
+    committed) makes the disable wait until it commits, so the batch is stored before the
+    disable and nothing is stored after it."""
+    add_tenant(engine, "acme")
+    with engine.connect() as batch:
+        transaction = batch.begin()
+        require_active_party(batch, "acme", None, holding=True)
+        finished = threading.Event()
+
+        def disable() -> None:
+            with engine.begin() as connection:
+                _disable(connection, "tenant")
+            finished.set()
+
+        worker = threading.Thread(target=disable)
+        worker.start()
+        _wait_until(
+            lambda: (
+                _scalar(
+                    engine,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                )
+                == 1
+            ),
+            "the disable to wait for the batch",
+        )
+        assert not finished.is_set()
+        transaction.commit()
+    worker.join(_WAIT_SECONDS)
+    assert finished.is_set()
+    assert _scalar(engine, "SELECT is_active FROM tenants WHERE tenant_id = 'acme'") is False

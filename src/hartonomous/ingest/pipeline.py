@@ -181,9 +181,11 @@ def ingest_paths(
     database went away, KeyboardInterrupt) marks the job `interrupted` on its way out when the
     database still answers; otherwise the next `up` or `ingest` does.
 
-    The tenant and principal are checked again before each batch is stored: once either is
-    disabled the job stops there (``TenantDisabledError`` or ``PrincipalDisabledError`` is
-    raised), `interrupted`, its stored files kept and the rest `not_done` with the reason
+    The tenant and principal are checked again in each batch's storing transaction, under the
+    tenant's state lock (security/state_lock.py): once either is disabled the job stops there
+    and nothing is stored after the disable committed (``TenantDisabledError`` or
+    ``PrincipalDisabledError`` is raised), `interrupted`, its stored files kept and the rest
+    `not_done` with the reason
     ``not done: the job was stopped: tenant 't' is disabled`` (docs/security.md).
     """
     if request.principal_id is not None:
@@ -219,9 +221,6 @@ def ingest_paths(
                     skip = set(previous.plan.atoms.texts()) if previous is not None else set()
                     embedders.prefetch(engine, current.texts(), skip)
                 if previous is not None:
-                    # Disabling the tenant or principal stops the job before its next batch.
-                    with engine.begin() as connection:
-                        require_active_party(connection, request.tenant_id, request.principal_id)
                     for outcome in _store_batch(job, previous):
                         outcomes.append(outcome)
                         if on_file is not None:
@@ -357,6 +356,8 @@ def _store_batch(job: _Job, batch: _Batch) -> list[FileOutcome]:
     try:
         with job.engine.begin() as connection:
             outcomes.update(_store_together(connection, job, batch))
+    except (TenantDisabledError, PrincipalDisabledError):
+        raise  # the job stops: no file of the batch is stored
     except Exception as exc:  # noqa: BLE001 - each file alone says which one fails and why
         log.info("batch rolled back, its files ingested one by one", reason=failure_reason(exc))
         outcomes.clear()
@@ -396,7 +397,15 @@ def _store_together(connection: Connection, job: _Job, batch: _Batch) -> dict[in
         for item in items
     ]
     _record(connection, job.holder, items, outcomes, stored)
+    _hold_active(connection, job)
     return {item.ordinal: outcome for item, outcome in zip(items, outcomes, strict=True)}
+
+
+def _hold_active(connection: Connection, job: _Job) -> None:
+    """Disabling the tenant or principal stops the job at once: checked last in each storing
+    transaction, under the tenant's state lock, so no batch commits after a disable has."""
+    request = job.request
+    require_active_party(connection, request.tenant_id, request.principal_id, holding=True)
 
 
 def _finds_nothing(analysis: Analysis | None, file: StoredFile) -> bool:
@@ -429,7 +438,10 @@ def _ingest_alone(job: _Job, item: _Prepared) -> FileOutcome:
                     )
                     outcome = _outcome(job, item, file, None, reports)
                     _record(connection, job.holder, [item], [outcome], {item.ordinal: file})
+                    _hold_active(connection, job)
                     return outcome
+            except (TenantDisabledError, PrincipalDisabledError):
+                raise  # the job stops: the file is not stored
             except AtomVanishedError:
                 reason = "atoms kept changing under us; try again"
             except (DBAPIError, psycopg.Error) as exc:

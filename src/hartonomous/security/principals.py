@@ -19,6 +19,7 @@ from hartonomous.db.tables import api_keys, principals, tenants
 from hartonomous.errors import ConflictError, NotFoundError, UsageError
 from hartonomous.security.api_keys import issue_api_key
 from hartonomous.security.roles import Role
+from hartonomous.security.state_lock import lock_tenant_state
 from hartonomous.storable import storable_text
 
 PrincipalState = Literal["active", "disabled"]
@@ -259,6 +260,9 @@ def update_principal(
         values["role"] = role.value
         changed.append(principals.c.role != role.value)
     if values:
+        if state is not None:
+            # Ingestion batches committing finish first; every later one sees the change.
+            lock_tenant_state(connection, tenant_id, changing=True)
         connection.execute(
             update(principals)
             .where(

@@ -26,6 +26,7 @@ from hartonomous.errors import (
     echoed,
 )
 from hartonomous.security.principals import display_name_problem, ensure_tenant
+from hartonomous.security.state_lock import lock_tenant_state
 from hartonomous.storable import storable_text
 
 TenantState = Literal["active", "disabled"]
@@ -153,6 +154,8 @@ def get_tenant(connection: Connection, tenant_id: str) -> Tenant:
 
 def set_tenant_state(connection: Connection, tenant_id: str, state: TenantState) -> Tenant:
     """Disable or re-enable a tenant (idempotent); ``UnknownTenantError`` when there is none."""
+    # Ingestion batches committing finish first; every later one sees the change.
+    lock_tenant_state(connection, tenant_id, changing=True)
     # Only a real change touches the row, so repeating a command publishes no change event.
     connection.execute(
         update(tenants)
