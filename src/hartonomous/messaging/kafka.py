@@ -10,9 +10,10 @@ checkpoint, so the checkpoint never passes an event Kafka does not hold.
 
 Consuming (sync workers): a consumer group (`consumer_group`), offsets committed by hand only
 in `settled`, after the database transaction that wrote the batch's effects committed, and
-only up to the first record not yet settled in each partition; asynchronously, and in sync
-where they must be known to have landed (before `drained` reads the group's lag, on a
-revocation, at `close`, after a failed asynchronous commit). Records are buffered in this
+only up to the first record not yet settled in each partition; asynchronously, and waiting
+(at most `connect_timeout_seconds`) for the cluster's answer where they must be known to have
+landed (before `drained` reads the group's lag, at `close`, after a failed asynchronous
+commit). Records are buffered in this
 process and handed out as the broker does (docs/messaging.md): only the head of each
 conversation (key), a delayed record holding back its own conversation but not the
 partition's others; `delay` and `abandon` keep the record in the buffer until it is due. A
@@ -148,10 +149,12 @@ class KafkaTransport:
     _records: dict[int, _Record] = field(default_factory=dict, init=False)
     _consumed: dict[int, int] = field(default_factory=dict, init=False)
     # Offsets per partition handed to a commit (`settled`, asynchronous) and those the
-    # cluster confirmed; a commit that failed is kept until `settled` commits again in sync.
+    # cluster confirmed; a commit that failed is kept until `settled` commits again and waits.
     _commit_sent: dict[int, int] = field(default_factory=dict, init=False)
     _commit_confirmed: dict[int, int] = field(default_factory=dict, init=False)
     _commit_failure: KafkaError | None = field(default=None, init=False)
+    # Inside a rebalance callback: a commit is sent, not waited for (`_commit`).
+    _rebalancing: bool = field(default=False, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     # Called while a wait for the cluster lasts (`watch`): the caller's heartbeat.
@@ -532,8 +535,8 @@ class KafkaTransport:
     def settled(self, messages: Sequence[ReceivedMessage]) -> None:
         """Apply what the committed transaction settled, then commit each partition's offset
         up to its first record not yet settled: asynchronously (only partitions whose offset
-        moved), or in sync when the last asynchronous commit failed, which raises
-        `KafkaUnavailableError` if the cluster still does not take them."""
+        moved), or waiting for the cluster's answer when the last asynchronous commit failed,
+        which raises `KafkaUnavailableError` if the cluster still does not take them."""
         ids = {message.message_id for message in messages}
         now = time.monotonic()
         with self._lock:
@@ -556,7 +559,6 @@ class KafkaTransport:
         if self._commit_failure is not None:
             # The last asynchronous commit failed: this one waits for the cluster's answer,
             # so a cluster that went away is counted by the loop's retry and breaker.
-            self._commit_failure = None
             self._commit(offsets)
             return
         advanced = [tp for tp in offsets if self._commit_sent.get(tp.partition) != tp.offset]
@@ -571,38 +573,78 @@ class KafkaTransport:
             self._commit_sent.update((tp.partition, tp.offset) for tp in advanced)
 
     def _commit(self, offsets: Sequence[TopicPartition]) -> None:
-        """Commit ``offsets`` and wait for the cluster's answer; raises
-        `KafkaUnavailableError` when it did not take them."""
+        """Commit ``offsets`` and wait for the cluster's answer (`on_commit`, served by
+        fetching meanwhile: records that come are buffered), at most `connect_timeout_seconds`
+        and beating `watch` each second. Raises `KafkaUnavailableError` when the cluster
+        refused them or did not answer in time (librdkafka's own synchronous commit has no
+        timeout: through an outage it waited until the cluster came back).
+
+        Inside a rebalance callback (`_revoked`) it only sends them: a callback cannot fetch,
+        and librdkafka waits for the commits in flight before the member rejoins."""
         if not offsets or self._consumer is None:
             return
+        wanted = {tp.partition: tp.offset for tp in offsets}
+        self._commit_failure = None
         try:
-            confirmed = self._consumer.commit(offsets=list(offsets), asynchronous=False)
+            self._consumer.commit(offsets=list(offsets), asynchronous=True)
         except KafkaException as exc:
             # The effects are committed; the records come again after a restart or a
             # rebalance and are recognised by their event ids (docs/messaging.md).
             raise KafkaUnavailableError(
                 f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: {exc.args[0]}"
             ) from exc
-        for tp in confirmed or offsets:
-            if tp.error is None:
-                self._commit_sent[tp.partition] = tp.offset
-                self._commit_confirmed[tp.partition] = tp.offset
+        self._commit_sent.update(wanted)
+        if self._rebalancing:
+            return
+        timeout = self.kafka.connect_timeout_seconds
+        started = time.monotonic()
+        beaten = started + _WAIT_SLICE_SECONDS
+        while True:
+            failure = self._commit_failure
+            if failure is not None:
+                raise KafkaUnavailableError(
+                    f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: {failure}"
+                )
+            # Waiting on what is still ours (a rebalance meanwhile takes partitions away).
+            if all(
+                self._commit_sent.get(partition) != offset
+                or self._commit_confirmed.get(partition, -1) >= offset
+                for partition, offset in wanted.items()
+            ):
+                return
+            now = time.monotonic()
+            if now - started >= timeout:
+                # Kept for the next `settled`, which commits them again and waits.
+                self._commit_failure = KafkaError(KafkaError._TIMED_OUT)
+                raise KafkaUnavailableError(
+                    f"Kafka at {self.kafka.bootstrap_servers} did not confirm the offsets "
+                    f"within {timeout:g} s ([message_broker.kafka] connect_timeout_seconds)",
+                    waited_seconds=round(now - started, 3),
+                )
+            if now >= beaten:
+                self._still_waiting(started, "offsets not confirmed")
+                beaten = now + _WAIT_SLICE_SECONDS
+            self._fetch(1, min(_FETCH_SLICE_SECONDS, started + timeout - now))
 
     def _commit_unconfirmed(self, partitions: set[int] | None = None) -> None:
-        """Commit in sync the offsets sent asynchronously and not yet confirmed (of
-        ``partitions``, or all), so the group sees them before this worker reads the group's
-        lag, gives partitions away or leaves."""
-        pending = [
-            TopicPartition(self.kafka.topic, partition, offset)
-            for partition, offset in self._commit_sent.items()
-            if self._commit_confirmed.get(partition) != offset
-            and (partitions is None or partition in partitions)
-        ]
-        self._commit(pending)
+        """Commit, and wait for, each partition's committable offset (of ``partitions``, or
+        all) that the cluster has not confirmed: sent asynchronously and not answered yet, or
+        refused (a failed commit is no longer in flight), so the group sees them before this
+        worker reads the group's lag, gives partitions away or leaves."""
+        with self._lock:
+            offsets = self._committable()
+        self._commit(
+            [
+                tp
+                for tp in offsets
+                if self._commit_confirmed.get(tp.partition) != tp.offset
+                and (partitions is None or tp.partition in partitions)
+            ]
+        )
 
     def _commit_done(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """`on_commit`: note what the cluster confirmed; a failed commit makes the next
-        `settled` commit again in sync (the offsets come again with it)."""
+        `settled` commit again and wait (the offsets come again with it)."""
         for tp in partitions:
             if error is None and tp.error is None:
                 if tp.offset >= self._commit_confirmed.get(tp.partition, -1):
@@ -907,7 +949,7 @@ class KafkaTransport:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Another worker takes these partitions over from their committed offsets: commit
-        in sync what this one settled there (sent asynchronously), then forget their
+        what this one settled there (sent, not waited for: see `_commit`), then forget their
         buffered records (not yet settled, so not yet committed)."""
         lost = {tp.partition for tp in partitions}
         log.info(
@@ -916,7 +958,11 @@ class KafkaTransport:
             group=self.kafka.consumer_group,
             partitions=sorted(lost),
         )
-        self._commit_quietly(lost)
+        self._rebalancing = True
+        try:
+            self._commit_quietly(lost)
+        finally:
+            self._rebalancing = False
         with self._lock:
             self._records = {i: r for i, r in self._records.items() if r.partition not in lost}
             for partition in lost:

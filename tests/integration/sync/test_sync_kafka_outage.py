@@ -4,6 +4,9 @@ same timeout again), and the heartbeat beats through the wait."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from structlog.testing import capture_logs
 from tests.integration.heartbeats import serving
 from tests.integration.sync.conftest import Source, wait_until
@@ -11,6 +14,11 @@ from tests.integration.sync.test_sync_kafka import kafka_settings
 from tests.kafka_server import KafkaServer
 
 from hartonomous.cdc import CesConsumer
+from hartonomous.messaging.broker import OutgoingMessage, ReceivedMessage
+from hartonomous.messaging.kafka import KafkaTransport, KafkaUnavailableError, group_backlog
+
+# Longer than any bounded wait here: reached only when a wait has no bound.
+_HANG_SECONDS = 90
 
 
 def test_a_kafka_outage_opens_the_ces_consumers_breaker_and_its_heartbeat_beats_through(
@@ -76,3 +84,64 @@ def test_a_kafka_outage_opens_the_ces_consumers_breaker_and_its_heartbeat_beats_
         assert ces.drain() > 0
     finally:
         ces.close()
+
+
+def test_an_offset_commit_through_an_outage_fails_within_the_timeout_and_beats_meanwhile(
+    kafka_server: KafkaServer, tmp_path: Path
+) -> None:
+    """The offsets of records settled while Kafka is away: the commit that must land (before
+    `drained` reads the group's lag) raises `KafkaUnavailableError` naming the servers once
+    `connect_timeout_seconds` passed, beating `watch` meanwhile (librdkafka's synchronous
+    commit waited until the cluster came back: no breaker, a stale heartbeat). Once Kafka is
+    back the next settlement commits them: nothing is handled twice."""
+    settings = kafka_settings(kafka_server.bootstrap_servers, connect_timeout_seconds=3.0)
+    broker = settings.message_broker
+    servers = broker.kafka.bootstrap_servers
+    producer = KafkaTransport(broker)
+    producer.publish([OutgoingMessage({"n": n}, f"c{n}") for n in range(6)])
+    producer.close()
+    transport = KafkaTransport(broker)
+    beats: list[str] = []
+    transport.watch(beats.append)
+    outcome: list[BaseException | None] = []
+    try:
+        transport.listen(None)
+        received: list[ReceivedMessage] = []
+        while len(received) < 6:
+            received += transport.receive(None, 10)
+        transport.complete(None, received)
+        kafka_server.stop(keep_data=True)
+        try:
+            transport.settled(received)  # sent; the cluster is not there to answer
+
+            def drain_check() -> None:
+                try:
+                    transport.drained()
+                    outcome.append(None)
+                except BaseException as exc:  # noqa: BLE001 - the test reads it
+                    outcome.append(exc)
+
+            checking = threading.Thread(target=drain_check, daemon=True)
+            checking.start()
+            # A bound for a hang only (the old commit waited for Kafka's return).
+            checking.join(_HANG_SECONDS)
+            assert outcome, "the commit waited for Kafka beyond connect_timeout_seconds"
+            [error] = outcome
+            assert isinstance(error, KafkaUnavailableError), error
+            assert servers in str(error)
+            assert any(f"waiting for Kafka at {servers}" in beat for beat in beats), beats
+        finally:
+            kafka_server.restart()
+        # Back: the offsets land with the next settlement; the group has nothing left.
+        transport.watch(None)
+
+        def drained() -> bool:
+            try:
+                return transport.drained()
+            except KafkaUnavailableError:
+                return False  # not back yet
+
+        wait_until(drained, "the group's offsets to reach the end")
+    finally:
+        transport.close()
+    assert sum(lag.lag for lag in group_backlog(broker).partitions) == 0
