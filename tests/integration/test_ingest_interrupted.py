@@ -240,6 +240,12 @@ def test_disabling_the_tenant_or_principal_stops_a_running_job_before_its_next_b
     assert sorted(Path(uri).name for uri in held) == ["a.txt", "b.txt", "c.bin"]
 
 
+def _wait_for_one_lock_wait(engine: Engine, what: str) -> None:
+    """Until one session waits for an advisory lock (the tenant's state lock)."""
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    _wait_until(lambda: _scalar(engine, waiting) == 1, what)
+
+
 def _disable(connection: Connection, disabled: str) -> None:
     if disabled == "tenant":
         set_tenant_state(connection, "acme", "disabled")
@@ -279,16 +285,7 @@ def test_a_batch_committing_while_a_disable_commits_stores_nothing(
         _disable(disabling, disabled)  # written, not committed: the job still starts
         worker = threading.Thread(target=ingest)
         worker.start()
-        _wait_until(
-            lambda: (
-                _scalar(
-                    engine,
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-                )
-                == 1
-            ),
-            "the batch to wait for the disable",
-        )
+        _wait_for_one_lock_wait(engine, "the batch to wait for the disable")
         transaction.commit()
     worker.join(_WAIT_SECONDS)
     stopped = TenantDisabledError if disabled == "tenant" else PrincipalDisabledError
@@ -323,16 +320,7 @@ def test_a_disable_waits_for_the_batch_that_is_committing(engine: Engine) -> Non
 
         worker = threading.Thread(target=disable)
         worker.start()
-        _wait_until(
-            lambda: (
-                _scalar(
-                    engine,
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-                )
-                == 1
-            ),
-            "the disable to wait for the batch",
-        )
+        _wait_for_one_lock_wait(engine, "the disable to wait for the batch")
         assert not finished.is_set()
         transaction.commit()
     worker.join(_WAIT_SECONDS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hartonomous.db.tables import api_keys, principals, tenants
@@ -255,6 +255,16 @@ def update_principal(
     changed = []
     if state is not None:
         values["is_active"] = state == "active"
+        # Taken under the tenant's state lock: later than every batch's commit before it;
+        # kept when the state does not change (a role change of a disabled principal).
+        values["disabled_at"] = (
+            None
+            if state == "active"
+            else case(
+                (principals.c.is_active, func.clock_timestamp()),
+                else_=principals.c.disabled_at,
+            )
+        )
         changed.append(principals.c.is_active != values["is_active"])
     if role is not None:
         values["role"] = role.value

@@ -3,8 +3,9 @@
 A tenant is ``active`` or ``disabled`` (the ``tenants.is_active`` column). A disabled tenant
 keeps everything it holds, but every tenant-scoped entry point (ingest, search, reading atoms
 and holdings) refuses it through :func:`require_active_tenant`, naming the command that
-re-enables it. Events committed before the tenant was disabled are still projected and billed
-by the sync worker: they record work that was done while it was active (docs/security.md).
+re-enables it. Events committed before the tenant was disabled (before ``disabled_at``) are still
+projected and billed by the sync worker: they record work that was done while it was active
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -160,7 +161,12 @@ def set_tenant_state(connection: Connection, tenant_id: str, state: TenantState)
     connection.execute(
         update(tenants)
         .where(tenants.c.tenant_id == tenant_id, tenants.c.is_active != (state == "active"))
-        .values(is_active=state == "active", updated_at=func.now())
+        .values(
+            is_active=state == "active",
+            updated_at=func.now(),
+            # Taken under the lock: later than every batch's commit before it.
+            disabled_at=None if state == "active" else func.clock_timestamp(),
+        )
     )
     return get_tenant(connection, tenant_id)
 

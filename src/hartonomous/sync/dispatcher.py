@@ -34,6 +34,9 @@ from hartonomous.sync.usage_events import decide_usage_event
 from hartonomous.sync.verdicts import BatchVerdicts
 
 CDC_TYPE_PREFIX = "io.hartonomous.cdc."
+# The tables whose rows are a tenant's or principal's own state: their events are projected
+# whatever that state (the graph must show a disable), never refused as the party's work.
+_PARTY_TABLES = frozenset({"tenants", "principals", "api_keys"})
 
 
 def _text(value: object) -> str:
@@ -208,9 +211,11 @@ class Dispatcher:
         operation = handler.billable_operation(event)
         # Unbilled events are checked under their event type, as the original did for all.
         checked_operation = operation or event.event_type
+        # A disable refuses the events committed after it, not the work done and stored
+        # before it, nor the tenant's or principal's own change (the disable itself).
         tenant_active, principal_active = (
-            lookups.party_active(party.tenant_id, party.principal_id)
-            if party.tenant_id
+            lookups.party_active(party.tenant_id, party.principal_id, event.time)
+            if party.tenant_id and event.table not in _PARTY_TABLES
             else (True, True)
         )
         verdict = batch.verdicts.evaluate(

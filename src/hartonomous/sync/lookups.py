@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -40,11 +41,25 @@ LEFT JOIN ingestion_jobs j ON j.tenant_id = u.tenant_id AND j.job_id = u.job_id:
 """
 
 _PARTIES_ACTIVE = """
-SELECT u.tenant_id, u.principal_id, t.is_active, p.is_active
+SELECT u.tenant_id, u.principal_id, t.is_active, t.disabled_at, p.is_active, p.disabled_at
 FROM unnest(%(tenants)b::text[], %(principals)b::text[]) AS u(tenant_id, principal_id)
 LEFT JOIN tenants t ON t.tenant_id = u.tenant_id
 LEFT JOIN principals p ON p.tenant_id = u.tenant_id AND p.principal_id = u.principal_id
 """
+
+
+@dataclass(frozen=True)
+class _State:
+    """A tenant's or principal's ``is_active`` and ``disabled_at`` as read."""
+
+    active: bool
+    disabled_at: datetime | None
+
+    def active_at(self, at: datetime | None) -> bool:
+        # A disable with no instant recorded (`is_active` set by hand) counts from always.
+        if self.active:
+            return True
+        return at is not None and self.disabled_at is not None and at < self.disabled_at
 
 
 class Lookups:
@@ -52,7 +67,7 @@ class Lookups:
         self._connection = connection
         # Answers fetched ahead for a batch (`prefetch_*`), by their keys.
         self._job_principals: dict[tuple[str, str], str | None] = {}
-        self._parties: dict[tuple[str, str], tuple[bool, bool]] = {}
+        self._parties: dict[tuple[str, str], tuple[_State, _State]] = {}
 
     def prefetch_job_principals(self, keys: Iterable[tuple[str, str]]) -> None:
         """Fetch `job_principal` for each (tenant, job id: a canonical UUID string) in one
@@ -78,10 +93,10 @@ class Lookups:
             _PARTIES_ACTIVE,
             {"tenants": [t for t, _ in wanted], "principals": [p for _, p in wanted]},
         ).fetchall()
-        for tenant, principal, tenant_active, principal_active in rows:
+        for tenant, principal, tenant_active, tenant_since, principal_active, since in rows:
             self._parties[(str(tenant), str(principal))] = (
-                tenant_active is not False,
-                principal_active is not False,
+                _State(tenant_active is not False, tenant_since),
+                _State(principal_active is not False, since),
             )
 
     def node_components(self, parent_hex: str) -> list[Component]:
@@ -118,18 +133,18 @@ class Lookups:
         ).fetchone()
         return None if row is None or not isinstance(row[0], dict) else dict(row[0])
 
-    def party_active(self, tenant_id: str, principal_id: str) -> tuple[bool, bool]:
-        """Whether the tenant and its principal are active; an unknown one counts as active."""
+    def party_active(
+        self, tenant_id: str, principal_id: str, at: datetime | None
+    ) -> tuple[bool, bool]:
+        """Whether the tenant and its principal were active for an event committed ``at``
+        (None: now): active now, or disabled later than ``at`` (`disabled_at`). An unknown
+        one counts as active."""
         known = self._parties.get((tenant_id, principal_id))
-        if known is not None:
-            return known
-        row = self._connection.execute(
-            "SELECT (SELECT is_active FROM tenants WHERE tenant_id = %s), "
-            "(SELECT is_active FROM principals WHERE tenant_id = %s AND principal_id = %s)",
-            (tenant_id, tenant_id, principal_id),
-        ).fetchone()
-        assert row is not None
-        return row[0] is not False, row[1] is not False
+        if known is None:
+            self.prefetch_parties([(tenant_id, principal_id)])
+            known = self._parties[(tenant_id, principal_id)]
+        tenant, principal = known
+        return tenant.active_at(at), principal.active_at(at)
 
 
 def is_chunk(modality: str | None, subtype: str | None) -> bool:

@@ -11,8 +11,11 @@ from tests.integration.sync.conftest import Source, drain
 
 from hartonomous.config import Settings
 from hartonomous.config.sections import DatabaseSettings
+from hartonomous.db.connection import open_engine
 from hartonomous.messaging import OutgoingMessage
 from hartonomous.security.counter_store import PostgresCounterStore
+from hartonomous.security.principals import update_principal
+from hartonomous.security.tenants import set_tenant_state
 from hartonomous.security.throttle import CounterKey, ThrottleStep
 from hartonomous.sync.worker import SyncWorker
 
@@ -243,46 +246,63 @@ def test_provisional_permits_nest_and_refund_only_what_rolled_back(database_url:
         store.close()
 
 
-def test_a_disabled_tenant_or_principal_is_refused_as_a_banned_one_is(source: Source) -> None:
+def test_a_disable_refuses_the_events_committed_after_it_as_a_ban_does(source: Source) -> None:
+    """A disabled tenant or principal is refused as a banned one is, but only for the events
+    committed after the disable (`disabled_at`): the work stored before it is projected and
+    billed, and the disable's own change is projected (the graph shows it). A disable written
+    by hand (no `disabled_at`) refuses everything."""
     source.tenant("banned", "bob")
     source.tenant("paused", "pat")
     source.tenant("acme", "mallory")
+    source.tenant("hand", "hal")
     source.tenant("fine", "fay")
-    source.ingest("banned", 1, principal_id="bob")
-    source.ingest("paused", 1, principal_id="pat")
-    source.ingest("acme", 1, principal_id="mallory")
+    for tenant, principal in [("banned", "bob"), ("paused", "pat"), ("acme", "mallory")]:
+        source.ingest(tenant, 1, principal_id=principal, tag="before")
+    source.ingest("hand", 1, principal_id="hal")
     source.ingest("fine", 1, principal_id="fay")
-    # Disabled after the work was done and before the worker got to it: refused at once.
-    source.conn.execute("UPDATE tenants SET is_active = false WHERE tenant_id = 'paused'")
-    source.conn.execute(
-        "UPDATE principals SET is_active = false "
-        "WHERE tenant_id = 'acme' AND principal_id = 'mallory'"
-    )
+    engine = open_engine(source.url, DatabaseSettings())
+    try:
+        with engine.begin() as connection:
+            set_tenant_state(connection, "paused", "disabled")
+            update_principal(connection, "acme", "mallory", state="disabled")
+    finally:
+        engine.dispose()
+    source.conn.execute("UPDATE tenants SET is_active = false WHERE tenant_id = 'hand'")
+    # Committed after the disables (a writer that did not check: the worker is the last line).
+    source.ingest("paused", 1, principal_id="pat", tag="after")
+    source.ingest("acme", 1, principal_id="mallory", tag="after")
     source.capture()
     settings = Settings.model_validate({"security": {"banned_tenants": ["banned"]}})
     outcome = drain(source, settings)
 
-    def reasons_of(tenant: str) -> set[str]:
+    def refused(tenant: str) -> set[tuple[str, str]]:
         rows = source.conn.execute(
-            "SELECT reason FROM message_dead_letters WHERE body->>'tenantid' = %s", (tenant,)
+            "SELECT reason, body->>'type' FROM message_dead_letters WHERE body->>'tenantid' = %s",
+            (tenant,),
         ).fetchall()
-        return {reason for (reason,) in rows}
+        return {(reason, kind.removeprefix("io.hartonomous.cdc.")) for reason, kind in rows}
 
-    assert reasons_of("banned") == {"policy_denied:tenant-ban"}
-    assert reasons_of("paused") == {"policy_denied:tenant-disabled"}
-    holdings = "io.hartonomous.cdc.holdings.insert"
-    mallory = source.conn.execute(
-        "SELECT reason, exception_message FROM message_dead_letters "
-        "WHERE body->>'tenantid' = 'acme' AND body->>'type' = %s",
-        (holdings,),
-    ).fetchall()
-    assert mallory == [
-        ("policy_denied:principal-disabled", "Principal mallory of tenant acme is disabled.")
-    ]
-    assert reasons_of("fine") == set()
-    billed = source.conn.execute(
-        "SELECT DISTINCT tenant_id FROM billing_usage_ledger ORDER BY tenant_id"
-    ).fetchall()
-    assert billed == [("fine",)]
+    def billed(tenant: str) -> int:
+        return int(
+            source.scalar("SELECT count(*) FROM billing_usage_ledger WHERE tenant_id = %s", tenant)
+        )
+
+    assert {reason for reason, _ in refused("banned")} == {"policy_denied:tenant-ban"}
+    # Only what was committed after the disable: one holding each (and its job's events).
+    assert {reason for reason, _ in refused("paused")} == {"policy_denied:tenant-disabled"}
+    assert ("policy_denied:tenant-disabled", "holdings.insert") in refused("paused")
+    assert ("policy_denied:principal-disabled", "holdings.insert") in refused("acme")
+    assert {reason for reason, _ in refused("hand")} == {"policy_denied:tenant-disabled"}
+    assert refused("fine") == set()
+    # The holding stored before the disable is billed, the one after it is not.
+    assert [billed(t) for t in ("paused", "acme", "fine", "hand")] == [1, 1, 1, 0]
+    # The disables themselves are in the graph.
+    states = dict(
+        source.conn.execute(
+            "SELECT node_id, properties->>'is_active' FROM graph_nodes "
+            "WHERE node_id IN ('tenant:paused', 'principal:acme:mallory')"
+        ).fetchall()
+    )
+    assert states == {"tenant:paused": "false", "principal:acme:mallory": "false"}
     assert outcome.dead_lettered > 0
     assert source.scalar("SELECT count(*) FROM broker_messages") == 0

@@ -33,6 +33,9 @@ tenants = Table(
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     created_at(),
     updated_at(),
+    # When the current disable took effect (None while active): the sync worker still handles
+    # the events committed before it (security/state_lock.py, docs/security.md).
+    Column("disabled_at", DateTime(timezone=True)),
     CheckConstraint(f"tenant_id ~ '{TENANT_ID_PATTERN}'", name="tenant_id_format"),
     # Policies compare tenant ids ignoring case, so two ids may not differ only in case.
     Index("uq_tenants_tenant_id_ignoring_case", func.lower(text("tenant_id")), unique=True),
@@ -51,6 +54,9 @@ principals = Table(
     Column("role", String(16), nullable=False, server_default=text("'user'")),
     created_at(),
     updated_at(),
+    # When the current disable took effect (None while active): the sync worker still handles
+    # the events committed before it (security/state_lock.py, docs/security.md).
+    Column("disabled_at", DateTime(timezone=True)),
     ForeignKeyConstraint(["tenant_id"], ["tenants.tenant_id"], ondelete="CASCADE"),
     CheckConstraint("kind IN ('user', 'service')", name="kind"),
     CheckConstraint("role IN ('user', 'data-scientist', 'admin')", name="role"),
