@@ -325,17 +325,20 @@ def _principal(row: Any) -> Principal:
 
 
 class PrincipalDisabledError(ConflictError):
-    """The principal exists but is disabled; the message names the command that re-enables it."""
+    """The principal exists but is disabled; ``cli_hint`` names the command that re-enables
+    it when both ids are plain words a command line can carry (an HTTP answer never names a
+    command)."""
 
     code = "principal-disabled"
 
     def __init__(self, tenant_id: str, principal_id: str) -> None:
         self.tenant_id = tenant_id
         self.principal_id = principal_id
-        super().__init__(
-            f"principal {principal_id!r} of tenant {tenant_id!r} is disabled: "
-            f"`hartonomous principals enable {tenant_id} {principal_id}` re-enables it"
-        )
+        super().__init__(f"principal {principal_id!r} of tenant {tenant_id!r} is disabled")
+        if all(_plain_word(value) for value in (tenant_id, principal_id)):
+            self.cli_hint = (
+                f"`hartonomous principals enable {tenant_id} {principal_id}` re-enables it"
+            )
 
 
 def require_active_principal(connection: Connection, tenant_id: str, principal_id: str) -> None:

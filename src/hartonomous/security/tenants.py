@@ -60,6 +60,8 @@ class UnknownTenantError(TenantError, NotFoundError):
 class TenantDisabledError(TenantError, ConflictError):
     """The tenant exists but is disabled; ``cli_hint`` names the command that re-enables it."""
 
+    code = "tenant-disabled"
+
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
         super().__init__(f"tenant {tenant_id!r} is disabled")
