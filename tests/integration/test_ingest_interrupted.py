@@ -20,7 +20,6 @@ from tests.integration.data_plane.data_plane_support import add_tenant, random_b
 
 from hartonomous.atoms.chunking import chunk_bytes
 from hartonomous.db.tables import holdings, ingestion_job_atoms, ingestion_job_plans, ingestion_jobs
-from hartonomous.ingest.jobs import require_active_party
 from hartonomous.ingest.pipeline import (
     BATCH_BYTES,
     FileOutcome,
@@ -32,7 +31,11 @@ from hartonomous.security.principals import (
     ensure_principal,
     update_principal,
 )
-from hartonomous.security.tenants import TenantDisabledError, set_tenant_state
+from hartonomous.security.tenants import (
+    TenantDisabledError,
+    require_active_party,
+    set_tenant_state,
+)
 
 # Larger than half a batch: every file is a batch (a transaction) of its own.
 _FILE_SIZE = BATCH_BYTES // 2 + 1

@@ -63,6 +63,7 @@ from hartonomous.inference.records import (
 from hartonomous.inference.streams import StreamParts, stream_row
 from hartonomous.inference.tasks import InferenceTask, TaskRequest, TaskResult
 from hartonomous.json_types import JsonValue
+from hartonomous.security.tenants import require_active_party
 from hartonomous.storable import storable_object
 
 __all__ = [
@@ -322,6 +323,9 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
     """Write everything of a completed job in one transaction; False (nothing written) when
     the claim was lost (its lease ran out and another worker took the job).
 
+    Raises ``TenantDisabledError`` (nothing written) when the job's tenant is disabled, checked
+    under the tenant's state lock (security/state_lock.py).
+
     Round trips: the row's update (which checks and locks the claim) with the done notice;
     the output files' atoms (``blobs.store_blob``); then one statement inserting their
     holdings, the steps, the input and output atoms and the stream together."""
@@ -350,6 +354,9 @@ def complete(engine: Engine, claim: Claim, result: TaskResult, duration_ms: floa
         # the claim; the notice is delivered when the transaction commits.
         if connection.execute(_COMPLETED, outcome).first() is None:
             return False
+        # A job whose tenant was disabled meanwhile stores nothing: its outputs would be
+        # work committed after the disable, which the sync worker refuses (docs/security.md).
+        require_active_party(connection, row.tenant_id, None, holding=True)
         atom_rows = input_atom_rows(connection, row, result.input_atoms)
         holding_rows, output_rows = store_output_files(connection, row, result.output_files)
         connection.execute(

@@ -5,7 +5,8 @@ in a thread and `worker` runs one alone. Each turn of its loop beats the heartbe
 ``inference-worker`` (`/health/ready` expects it); idle, it waits for a submission's NOTIFY
 or ``[inference] poll_interval_seconds``, whichever comes first; it stops when ``stop`` is set.
 
-A task's ``UsageError`` (``InferenceInputError`` and the like) fails the job with its message;
+A task's ``UsageError`` (``InferenceInputError`` and the like), ``NotFoundError`` or
+``ConflictError`` (its tenant disabled, also found at completion) fails the job with its message;
 any other exception fails it with the exception's type and message, so a job never loops
 between workers on a bug. A database failure while writing the outcome leaves the claim to
 expire: the job is claimed again (up to ``max_attempts``).
@@ -24,7 +25,7 @@ import structlog
 from sqlalchemy import Engine
 
 from hartonomous.config import Settings
-from hartonomous.errors import UsageError
+from hartonomous.errors import ConflictError, NotFoundError, UsageError
 from hartonomous.inference.channels import NOTIFY_CHANNEL
 from hartonomous.inference.jobs import (
     Claim,
@@ -40,6 +41,8 @@ from hartonomous.inference.tasks import TaskContext
 from hartonomous.messaging.heartbeat import Heartbeat
 from hartonomous.messaging.notify import listening_connection, wait_for_notify
 from hartonomous.messaging.spans import untraced
+from hartonomous.security.principals import PrincipalDisabledError
+from hartonomous.security.tenants import TenantDisabledError
 
 __all__ = ["SERVICE_NAME", "InferenceWorker"]
 
@@ -105,7 +108,9 @@ class InferenceWorker:
             task = task_for(request.task)
             with self._lease_kept(claim):
                 result = task(TaskContext(self._engine, self._settings, request))
-        except UsageError as exc:
+        except (UsageError, NotFoundError, ConflictError) as exc:
+            # What the request or its tenant is (bad input, a model gone, a tenant disabled),
+            # not a fault: the job fails with the message.
             bound.info("inference_failed", error=str(exc))
             fail(self._engine, claim, str(exc))
             return
@@ -114,7 +119,13 @@ class InferenceWorker:
             fail(self._engine, claim, f"the task failed: {type(exc).__name__}: {exc}")
             return
         duration_ms = (time.perf_counter() - started) * 1000
-        if complete(self._engine, claim, result, duration_ms):
+        try:
+            completed = complete(self._engine, claim, result, duration_ms)
+        except (TenantDisabledError, PrincipalDisabledError) as exc:
+            bound.info("inference_failed", error=str(exc))
+            fail(self._engine, claim, str(exc))
+            return
+        if completed:
             bound.info("inference_completed", duration_ms=round(duration_ms, 3))
         else:
             bound.warning("inference_claim_lost", claimed_by=self.claimed_by)

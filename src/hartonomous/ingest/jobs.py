@@ -23,9 +23,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from hartonomous.db.array_param import BinaryArray
 from hartonomous.db.tables import ingestion_job_plans, ingestion_jobs
-from hartonomous.security.principals import require_active_principal
-from hartonomous.security.state_lock import lock_tenant_state
-from hartonomous.security.tenants import require_active_tenant
+from hartonomous.security.tenants import require_active_party
 
 JobStatus = Literal["running", "completed", "completed_with_errors", "failed", "interrupted"]
 NOT_DONE_REASON = "not done: the job was interrupted before this file"
@@ -89,24 +87,6 @@ _PLAN = text(
     "SELECT :tenant_id, :job_id, CAST(p.ordinality AS int) - 1, p.path "
     "FROM unnest(CAST(:paths AS text[])) WITH ORDINALITY AS p(path, ordinality)"
 )
-
-
-def require_active_party(
-    connection: Connection, tenant_id: str, principal_id: str | None, *, holding: bool = False
-) -> None:
-    """The check a job makes when it starts and at the end of each batch's transaction: the
-    tenant (and the principal, when the job has one) still active. Raises
-    ``TenantDisabledError`` or ``PrincipalDisabledError`` (and what ``require_active_tenant``
-    raises).
-
-    ``holding``: first take the tenant's state lock shared until the transaction ends, so that
-    no disable commits between this check and the batch's commit (security/state_lock.py).
-    """
-    if holding:
-        lock_tenant_state(connection, tenant_id, changing=False)
-    require_active_tenant(connection, tenant_id)
-    if principal_id is not None:
-        require_active_principal(connection, tenant_id, principal_id)
 
 
 def finish_job(connection: Connection, tenant_id: str, job_id: uuid.UUID) -> JobStatus:

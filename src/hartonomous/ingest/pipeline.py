@@ -49,14 +49,17 @@ from hartonomous.ingest.jobs import (
     finish_job,
     interrupt_job,
     job_lease,
-    require_active_party,
 )
 from hartonomous.ingest.models import ModelFormatError, read_model, sniff_model_format
 from hartonomous.ingest.paths import Candidate, expand_paths, named_as
 from hartonomous.ingest.prefetch import PrefetchingEmbedders
 from hartonomous.observability.tracing import tracer
 from hartonomous.security.principals import PrincipalDisabledError, validate_principal_id
-from hartonomous.security.tenants import TenantDisabledError, UnknownTenantError
+from hartonomous.security.tenants import (
+    TenantDisabledError,
+    UnknownTenantError,
+    require_active_party,
+)
 from hartonomous.storable import storable_text
 
 __all__ = ["FileOutcome", "IngestRequest", "JobOutcome", "UnknownTenantError", "ingest_paths"]

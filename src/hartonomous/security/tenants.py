@@ -26,7 +26,11 @@ from hartonomous.errors import (
     UsageError,
     echoed,
 )
-from hartonomous.security.principals import display_name_problem, ensure_tenant
+from hartonomous.security.principals import (
+    display_name_problem,
+    ensure_tenant,
+    require_active_principal,
+)
 from hartonomous.security.state_lock import lock_tenant_state
 from hartonomous.storable import storable_text
 
@@ -187,6 +191,24 @@ def require_active_tenant(connection: Connection, tenant_id: str) -> None:
             select(tenants.c.is_active).where(tenants.c.tenant_id == tenant_id)
         ).scalar_one_or_none(),
     )
+
+
+def require_active_party(
+    connection: Connection, tenant_id: str, principal_id: str | None, *, holding: bool = False
+) -> None:
+    """The check a job makes when it starts and at the end of each transaction that stores
+    its work (an ingestion batch, an inference's outcome): the tenant (and the principal,
+    when the job has one) still active. Raises ``TenantDisabledError`` or
+    ``PrincipalDisabledError`` (and what ``require_active_tenant`` raises).
+
+    ``holding``: first take the tenant's state lock shared until the transaction ends, so that
+    no disable commits between this check and the work's commit (security/state_lock.py).
+    """
+    if holding:
+        lock_tenant_state(connection, tenant_id, changing=False)
+    require_active_tenant(connection, tenant_id)
+    if principal_id is not None:
+        require_active_principal(connection, tenant_id, principal_id)
 
 
 def tenant_state(tenant_id: str, active: bool | None) -> None:

@@ -35,6 +35,7 @@ from hartonomous.inference.tasks import (
 )
 from hartonomous.inference.worker import InferenceWorker
 from hartonomous.provenance import SegmentKind
+from hartonomous.security.tenants import set_tenant_state
 from hartonomous.services import Platform
 from hartonomous.services.inference import Submission, drain, get, submit, worker_service
 
@@ -383,3 +384,46 @@ def _input_atom_ids(engine: Engine, inference_id: object) -> list[bytes]:
                 {"p": f"inference:{inference_id}/input/%"},
             ).scalars()
         )
+
+
+def test_a_job_whose_tenant_is_disabled_while_it_completes_stores_nothing(
+    platform: Platform, engine: Engine, database_url: str
+) -> None:
+    """The disable commits while the job's outcome is being written: the completion waits
+    for it (the tenant's state lock) and then sees it, so no output is held by the disabled
+    tenant; the job fails naming the disable, and the worker goes on."""
+    submitted = submit(platform, _submit_embedding(platform, "finished too late"))
+    holdings_before = _holdings(engine)
+
+    def with_output(context: TaskContext) -> TaskResult:
+        made = OutputFile("out", b"made after the disable " + os.urandom(8), "text/plain")
+        return TaskResult(output={"x": 1}, usage_units=Decimal(1), output_files=[made])
+
+    worker = InferenceWorker(database_url, engine, platform.settings)
+    with engine.connect() as disabling, registered(InferenceTask.TEXT_EMBEDDING, with_output):
+        transaction = disabling.begin()
+        set_tenant_state(disabling, "acme", "disabled")  # not committed: the job runs
+        running = threading.Thread(target=worker.run_once)
+        running.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        _wait_for(lambda: _scalar(engine, waiting) == 1, "the completion to wait for the disable")
+        transaction.commit()
+        running.join(HANG_GUARD_SECONDS)
+    assert not running.is_alive()
+    with engine.connect() as connection:
+        status, error = connection.execute(
+            text("SELECT status, error FROM inference_requests WHERE inference_id = :i"),
+            {"i": submitted.inference_id},
+        ).one()
+    assert status == "failed"
+    assert error == "tenant 'acme' is disabled"
+    assert _holdings(engine) == holdings_before
+
+
+def _scalar(engine: Engine, sql: str) -> object:
+    with engine.connect() as connection:
+        return connection.execute(text(sql)).scalar_one()
+
+
+def _holdings(engine: Engine) -> int:
+    return int(str(_scalar(engine, "SELECT count(*) FROM holdings")))
