@@ -568,6 +568,9 @@ WITH letter AS (
             %(conversation)s, %(type)s, %(body)s::jsonb, now(), %(attempts)s, %(reason)s,
             %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
             %(metadata)s::jsonb)
+    -- A Kafka record already dead-lettered (delivered again: its offset was not committed)
+    -- meets the unique index on its topic, partition, offset and timestamp (migration 0036).
+    ON CONFLICT DO NOTHING
     RETURNING dead_letter_id
 ), counted AS (
     INSERT INTO broker_throughput AS t (queue_name, bucket, worker_pid, dead_lettered)
@@ -589,14 +592,16 @@ def dead_letter_unsent(
     failure: Failure,
     metadata: Mapping[str, JsonValue],
     attempts: int = 0,
-) -> int:
+) -> int | None:
     """Set aside a message that could not be sent, or that came from another transport (in
     the caller's transaction).
 
     It goes straight to `message_dead_letters` with ``attempts`` (0: never delivered) and a
     message id drawn from the queue's sequence (never used by another message), so
     `deadletters list / show / replay / purge` treat it like any other. `body_text` is its body
-    as JSON text (any size).
+    as JSON text (any size). Returns its id, or None when a dead letter of the same Kafka
+    record (``metadata``'s `topic`, `partition`, `offset` and `timestamp_ms`, `transport`
+    `kafka`) is already there: nothing is written then (docs/messaging.md).
     """
     row = connection.execute(
         _DEAD_LETTER_UNSENT,
@@ -615,8 +620,7 @@ def dead_letter_unsent(
             ),
         },
     ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return None if row is None else int(row[0])
 
 
 def _storable(text: str | None) -> str | None:

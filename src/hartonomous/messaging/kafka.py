@@ -510,7 +510,9 @@ class KafkaTransport:
         """Write the dead letter in the caller's transaction; the record is settled (its
         offset committable) once that transaction committed. Its metadata keeps the record
         exactly (`value_base64`, `value_null`, `key_base64`, `headers`), so a replay publishes
-        the same bytes; the body is the readable form (docs/messaging.md)."""
+        the same bytes; the body is the readable form. The same record delivered again (its
+        offset was not committed) is not dead-lettered twice: None then, nothing written
+        (docs/messaging.md)."""
         record = self._record(message)
         if record is None:
             return None

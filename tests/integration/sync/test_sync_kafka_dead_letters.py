@@ -1,14 +1,19 @@
 """Kafka dead letters on a real Kafka 4 broker and real PostgreSQL: a record is kept exactly
-(value, key, headers) and replayed as it came (docs/messaging.md, "Kafka transport")."""
+(value, key, headers) and replayed as it came; a record delivered again is dead-lettered
+once (docs/messaging.md, "Kafka transport")."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from tests.conftest import Cli
 from tests.integration.sync.conftest import Source, drain
 from tests.integration.sync.test_sync_kafka import kafka_env, kafka_settings
+
+from hartonomous.messaging.broker import Failure
+from hartonomous.messaging.kafka import KafkaTransport
 
 Header = tuple[str, bytes | None]
 
@@ -88,3 +93,44 @@ def test_replay_publishes_each_kafka_record_exactly_as_it_came(
     copies = read_back(kafka_bootstrap, topic, [(row[0], row[1]) for row in marks])
     assert copies == originals
     assert sorted(originals, key=repr) == sorted(records, key=repr)
+
+
+def test_a_kafka_record_delivered_again_is_dead_lettered_once(
+    source: Source, cli: Cli, kafka_bootstrap: str
+) -> None:
+    """Before: a record whose offset was not committed after its dead letter's transaction
+    (a crash or a rebalance in between) was dead-lettered again by the next member to get it,
+    and `deadletters replay --all` published it twice."""
+    settings = kafka_settings(kafka_bootstrap)
+    topic = settings.message_broker.kafka.topic
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, value=b"not a cloudevent", key=b"k")
+    assert producer.flush(30) == 0
+
+    letters: list[int | None] = []
+    for _ in range(2):  # two members of the group, one after the other
+        transport = KafkaTransport(settings.message_broker)
+        try:
+            transport.listen(source.conn)
+            [message] = transport.receive(source.conn, 10)
+            with source.conn.transaction():
+                letters.append(
+                    transport.dead_letter(
+                        source.conn, message, "malformed_event", Failure(None, None, None)
+                    )
+                )
+            # The member dies before `settled`: the record's offset is never committed.
+        finally:
+            transport.close()
+    assert letters[0] is not None
+    assert letters[1] is None
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 1
+
+    replayed = Cli(cli.env | kafka_env(settings), cli.cwd)(
+        "--json", "deadletters", "replay", "--all"
+    )
+    assert replayed.exit_code == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["replayed"] == 1
+    # The replayed copy is another record (another offset): dead-lettered on its own.
+    drain(source, settings)  # the original (still not committed) and its copy
+    assert source.scalar("SELECT count(*) FROM message_dead_letters") == 2
