@@ -31,7 +31,8 @@ from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.errors import OperationFailedError
-from hartonomous.json_types import JsonValue, exact_dumps, exact_loads
+from hartonomous.json_types import JsonValue, exact_dumps
+from hartonomous.messaging.envelope import loads_stored
 from hartonomous.messaging.low_water import LowWaterMark
 from hartonomous.messaging.notify import wait_for_notify
 from hartonomous.storable import storable_json, storable_text
@@ -424,7 +425,7 @@ class Broker:
         """The queue's messages (waiting, claimed or delayed), of ``conversations`` only when
         given, in send order (the `Transport` port)."""
         with connection.cursor() as cursor:
-            set_json_loads(exact_loads, cursor)
+            set_json_loads(loads_stored, cursor)
             cursor.execute(
                 _UNSETTLED,
                 {
@@ -446,8 +447,9 @@ class Broker:
         """
         mark, stragglers = self.low_water.bounds(connection)
         with connection.cursor(row_factory=dict_row) as cursor:
-            # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them.
-            set_json_loads(exact_loads, cursor)
+            # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them; one
+            # nested too deep to parse comes as an `UnreadableBody`, dead-lettered as malformed.
+            set_json_loads(loads_stored, cursor)
             cursor.execute(
                 _RECEIVE,
                 {
