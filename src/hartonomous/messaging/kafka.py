@@ -213,7 +213,11 @@ class KafkaTransport:
         `[message_broker.kafka] topic`. Asks for every topic's metadata, never for the one
         topic: that ask would let a broker with `auto.create.topics.enable` create it with one
         partition."""
-        admin = AdminClient(self._client_config())
+        # The client's own errors (served by its polls): a handshake that failed names a
+        # security protocol that does not match the listener's.
+        errors: list[KafkaError] = []
+        config: dict[str, Any] = {**self._client_config(), "error_cb": errors.append}
+        admin = AdminClient(config)
         started = time.monotonic()
         deadline = started + self.kafka.connect_timeout_seconds
         while True:
@@ -226,9 +230,11 @@ class KafkaTransport:
                 if time.monotonic() < deadline - _FETCH_SLICE_SECONDS:
                     self._still_waiting(started, "unreachable")
                     continue
+                admin.poll(0)
                 raise KafkaUnavailableError(
                     f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
-                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}",
+                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
+                    + _protocol_mismatch(self.kafka.security_protocol, errors),
                     waited_seconds=round(time.monotonic() - started, 3),
                 ) from exc
         if self.kafka.topic not in metadata.topics:
@@ -1102,6 +1108,32 @@ def _group_lag(
                 f"Kafka at {kafka.bootstrap_servers} did not answer: {exc.args[0]}",
                 waited_seconds=_waited(deadline - timeout, timeout),
             ) from exc
+
+
+# What librdkafka says when the client's security protocol is not the listener's: TLS
+# towards a plain listener, SASL towards a listener without it, plain towards a TLS or SASL
+# listener (the broker drops the connection at the first request).
+_MISMATCH_SIGNS = (
+    "SSL handshake failed",
+    "SASL",
+    "in state APIVERSION_QUERY",
+    "connecting to a PLAINTEXT broker listener",
+)
+
+
+def _protocol_mismatch(protocol: str, errors: Sequence[KafkaError]) -> str:
+    """The likely cause to add to an unreachable cluster's error, when one of the client's
+    errors (``errors``, its `error_cb`) shows a failed handshake; else ""."""
+    for error in errors:
+        detail = error.str()
+        if error.code() in (KafkaError._SSL, KafkaError._AUTHENTICATION) or any(
+            sign in detail for sign in _MISMATCH_SIGNS
+        ):
+            return (
+                f"; likely a [message_broker.kafka] security_protocol mismatch ({protocol} "
+                f"is not what the listener speaks: {detail})"
+            )
+    return ""
 
 
 def _waited(started: float, timeout: float) -> float | None:
