@@ -288,7 +288,7 @@ class KafkaTransport:
         size = (
             len(value or b"")
             + len(key or b"")
-            + sum(len(name.encode()) + len(_header_bytes(text)) for name, text in headers)
+            + sum(len(name.encode()) + len(_as_bytes(text)) for name, text in headers)
         )
         limit = self.kafka.max_message_bytes
         if size > limit:
@@ -1162,13 +1162,13 @@ def _exact(record: Message) -> ExactRecord:
     # allows a producer's dict.
     pairs = list(headers.items()) if isinstance(headers, dict) else headers
     return ExactRecord(
-        None if value is None else _header_bytes(value),
-        None if key is None else _header_bytes(key),
-        tuple((name, None if text is None else _header_bytes(text)) for name, text in pairs),
+        None if value is None else _as_bytes(value),
+        None if key is None else _as_bytes(key),
+        tuple((name, None if text is None else _as_bytes(text)) for name, text in pairs),
     )
 
 
-def _header_bytes(value: str | bytes | None) -> bytes:
+def _as_bytes(value: str | bytes | None) -> bytes:
     if value is None:
         return b""
     return value if isinstance(value, bytes) else value.encode()
