@@ -26,6 +26,8 @@ from decimal import Decimal
 from hartonomous.errors import HartonomousError
 from hartonomous.json_types import JsonValue, exact_loads
 
+# Why a JSON text nested deeper than Python's parser follows (its recursion limit) is refused.
+TOO_DEEP = "JSON nested deeper than the parser's recursion limit"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
@@ -98,7 +100,7 @@ def loads_storable(raw: bytes) -> JsonValue:
     try:
         value: JsonValue = exact_loads(text)
     except RecursionError:
-        raise NotStorableError("JSON nested deeper than the parser's recursion limit") from None
+        raise NotStorableError(TOO_DEEP) from None
     except ValueError as exc:
         raise NotStorableError(f"invalid JSON ({exc})") from None
     problem = _unstorable(value)

@@ -22,6 +22,7 @@ from typing import Any
 
 from hartonomous.cdc.pgoutput import UNCHANGED, Begin, Change, Relation, lsn_to_text
 from hartonomous.json_types import exact_loads
+from hartonomous.storable import TOO_DEEP
 
 EVENT_NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-a1b2c3d4e5f6")
 EVENT_TYPE_PREFIX = "io.hartonomous.cdc"
@@ -58,6 +59,13 @@ def _timestamp(text: str) -> str:
     return iso + ":00" if _OFFSET_HOURS_ONLY.search(iso) else iso
 
 
+def _json(text: str) -> Any:
+    try:
+        return exact_loads(text)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+
+
 _CONVERTERS: dict[int, Callable[[str], Any]] = {
     _BOOL: lambda text: text == "t",
     _INT2: int,
@@ -67,13 +75,13 @@ _CONVERTERS: dict[int, Callable[[str], Any]] = {
     _FLOAT4: _float,
     _FLOAT8: _float,
     _NUMERIC: _numeric,
-    _JSON: exact_loads,
-    _JSONB: exact_loads,
+    _JSON: _json,
+    _JSONB: _json,
     _BYTEA: lambda text: text.removeprefix("\\x"),
     _TIMESTAMP: _timestamp,
     _TIMESTAMPTZ: _timestamp,
 }
-_CONVERTERS_BY_NAME: dict[str, Callable[[str], Any]] = {"vector": exact_loads}
+_CONVERTERS_BY_NAME: dict[str, Callable[[str], Any]] = {"vector": _json}
 
 
 def json_value(text: str, type_oid: int, type_name: str | None) -> Any:
@@ -178,7 +186,10 @@ def _row(relation: Relation, change: Change, type_names: dict[int, str] | None) 
         if value is None or type_names is None:
             row[column.name] = None if value is None else str(value)
         else:
-            row[column.name] = json_value(
-                str(value), column.type_oid, type_names.get(column.type_oid)
-            )
+            try:
+                row[column.name] = json_value(
+                    str(value), column.type_oid, type_names.get(column.type_oid)
+                )
+            except ValueError as exc:
+                raise ValueError(f"column {column.name}: {exc}") from exc
     return row

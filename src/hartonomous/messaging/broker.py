@@ -15,6 +15,7 @@ completed before it cost nothing even while an old snapshot keeps them from bein
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import traceback
@@ -30,7 +31,8 @@ from psycopg.types.json import set_json_loads
 
 from hartonomous.config.sections import MessageBrokerSettings
 from hartonomous.errors import OperationFailedError
-from hartonomous.json_types import exact_dumps, exact_loads
+from hartonomous.json_types import JsonValue, exact_dumps
+from hartonomous.messaging.envelope import loads_stored
 from hartonomous.messaging.low_water import LowWaterMark
 from hartonomous.messaging.notify import wait_for_notify
 from hartonomous.storable import storable_json, storable_text
@@ -54,6 +56,55 @@ class MessageTooLargeError(OperationFailedError, ValueError):
 
 
 @dataclass(frozen=True)
+class ExactRecord:
+    """A log's record exactly as it came (a Kafka dead letter keeps it, docs/messaging.md):
+    ``value`` (None: a tombstone), ``key`` (None: no key) and ``headers`` (name, value bytes or
+    None) in their order; a replay publishes exactly these."""
+
+    value: bytes | None
+    key: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+    def metadata(self) -> dict[str, JsonValue]:
+        """How a dead letter's metadata keeps it: `value_base64` (absent for a tombstone,
+        which has `value_null` "true"), `key_base64` (absent without a key) and `headers`, a
+        list of [name, value in base64 or null] in the record's order."""
+        kept: dict[str, JsonValue] = {
+            "headers": [[name, _b64(text)] for name, text in self.headers]
+        }
+        if self.value is None:
+            kept["value_null"] = "true"
+        else:
+            kept["value_base64"] = _b64(self.value)
+        if self.key is not None:
+            kept["key_base64"] = _b64(self.key)
+        return kept
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> ExactRecord | None:
+        """The record a Kafka dead letter's ``metadata`` keeps (`metadata`); None for any
+        other dead letter, or one written before the record was kept (no `headers`)."""
+        if not metadata or metadata.get("transport") != "kafka":
+            return None
+        headers = metadata.get("headers")
+        if not isinstance(headers, list):
+            return None
+        value, key = metadata.get("value_base64"), metadata.get("key_base64")
+        return cls(
+            None if value is None else base64.b64decode(value),
+            None if key is None else base64.b64decode(key),
+            tuple(
+                (str(name), None if text is None else base64.b64decode(text))
+                for name, text in headers
+            ),
+        )
+
+
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     body: Any
     conversation_id: str | None = None
@@ -64,6 +115,9 @@ class OutgoingMessage:
     # A log's record value exactly as it first came (a replayed record that was not JSON:
     # its bytes, not a JSON text of them); only a transport outside the database sends it.
     raw: bytes | None = None
+    # The whole record as it first came (value, key, headers): sent as it is, overriding the
+    # body, conversation and type; only a transport outside the database sends it.
+    record: ExactRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -371,7 +425,7 @@ class Broker:
         """The queue's messages (waiting, claimed or delayed), of ``conversations`` only when
         given, in send order (the `Transport` port)."""
         with connection.cursor() as cursor:
-            set_json_loads(exact_loads, cursor)
+            set_json_loads(loads_stored, cursor)
             cursor.execute(
                 _UNSETTLED,
                 {
@@ -393,8 +447,9 @@ class Broker:
         """
         mark, stragglers = self.low_water.bounds(connection)
         with connection.cursor(row_factory=dict_row) as cursor:
-            # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them.
-            set_json_loads(exact_loads, cursor)
+            # Bodies keep their numbers exact (Decimal), as the CES consumer wrote them; one
+            # nested too deep to parse comes as an `UnreadableBody`, dead-lettered as malformed.
+            set_json_loads(loads_stored, cursor)
             cursor.execute(
                 _RECEIVE,
                 {
@@ -515,6 +570,9 @@ WITH letter AS (
             %(conversation)s, %(type)s, %(body)s::jsonb, now(), %(attempts)s, %(reason)s,
             %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
             %(metadata)s::jsonb)
+    -- A Kafka record already dead-lettered (delivered again: its offset was not committed)
+    -- meets the unique index on its topic, partition, offset and timestamp (migration 0036).
+    ON CONFLICT DO NOTHING
     RETURNING dead_letter_id
 ), counted AS (
     INSERT INTO broker_throughput AS t (queue_name, bucket, worker_pid, dead_lettered)
@@ -534,16 +592,18 @@ def dead_letter_unsent(
     body_text: str,
     reason: str,
     failure: Failure,
-    metadata: Mapping[str, str],
+    metadata: Mapping[str, JsonValue],
     attempts: int = 0,
-) -> int:
+) -> int | None:
     """Set aside a message that could not be sent, or that came from another transport (in
     the caller's transaction).
 
     It goes straight to `message_dead_letters` with ``attempts`` (0: never delivered) and a
     message id drawn from the queue's sequence (never used by another message), so
     `deadletters list / show / replay / purge` treat it like any other. `body_text` is its body
-    as JSON text (any size).
+    as JSON text (any size). Returns its id, or None when a dead letter of the same Kafka
+    record (``metadata``'s `topic`, `partition`, `offset` and `timestamp_ms`, `transport`
+    `kafka`) is already there: nothing is written then (docs/messaging.md).
     """
     row = connection.execute(
         _DEAD_LETTER_UNSENT,
@@ -562,8 +622,7 @@ def dead_letter_unsent(
             ),
         },
     ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return None if row is None else int(row[0])
 
 
 def _storable(text: str | None) -> str | None:

@@ -10,7 +10,13 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from hartonomous.errors import NotFoundError
-from hartonomous.messaging.broker import Broker, Connection, MessageTooLargeError, OutgoingMessage
+from hartonomous.messaging.broker import (
+    Broker,
+    Connection,
+    ExactRecord,
+    MessageTooLargeError,
+    OutgoingMessage,
+)
 from hartonomous.messaging.transport import Publisher, SizeLimited, Transport
 
 _SUMMARY = (
@@ -121,14 +127,15 @@ def _republish(
     with connection.transaction():
         rows = connection.execute(
             "SELECT dead_letter_id, conversation_id, message_type, body::text, "
-            "metadata->>'value_base64' "
+            "metadata->>'value_base64', metadata "
             f"FROM message_dead_letters WHERE {where} ORDER BY dead_letter_id FOR UPDATE",
             params,
         ).fetchall()
         if selection.dead_letter_id is not None and not rows:
             raise DeadLetterNotFoundError(selection.dead_letter_id)
-        # A record that was not JSON goes back as the bytes it came as (`value_base64`), not
-        # as the JSON string its body keeps.
+        # A Kafka record goes back exactly as it came (value, key and headers its dead
+        # letter keeps); one dead-lettered before they were kept, as the bytes it came as
+        # when it was not JSON (`value_base64`), not as the JSON string its body keeps.
         messages = [
             OutgoingMessage(
                 None,
@@ -136,6 +143,7 @@ def _republish(
                 row[2],
                 body_text=row[3],
                 raw=None if row[4] is None else base64.b64decode(row[4]),
+                record=ExactRecord.from_metadata(row[5]),
             )
             for row in rows
         ]

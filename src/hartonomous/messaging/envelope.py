@@ -16,7 +16,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse  # type: ignore[import-untyped]
 
-from hartonomous.storable import NotStorableError, loads_storable
+from hartonomous.json_types import exact_loads
+from hartonomous.storable import TOO_DEEP, NotStorableError, loads_storable
 
 REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 _FORMAT = JSONFormat()
@@ -38,6 +39,21 @@ class UnreadableBody(str):
         body = super().__new__(cls, text)
         body.problem = problem
         return body
+
+
+def loads_stored(data: bytes | str) -> Any:
+    """psycopg's ``json``/``jsonb`` loader wherever a stored value is read on the event path
+    (queued bodies, dead letters, graph rows): the value as `json_types.exact_loads` reads it
+    (numbers exact), or, for one nested deeper than the parser's recursion limit (Python's
+    parser follows about 1,000 levels; ``jsonb`` takes about 16,300 of arrays at PostgreSQL's
+    default ``max_stack_depth``), an `UnreadableBody`
+    holding its JSON text, never a `RecursionError` that would fail every read of its batch.
+    A message body so read is dead-lettered as `malformed_event` (docs/messaging.md)."""
+    try:
+        return exact_loads(data)
+    except RecursionError:
+        text = data.decode() if isinstance(data, bytes) else data
+        return UnreadableBody(text, TOO_DEEP)
 
 
 def to_body(event: CloudEvent) -> dict[str, Any]:

@@ -29,7 +29,6 @@ loop's retry and circuit breaker count as transient until it returns.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -55,6 +54,7 @@ from hartonomous.json_types import exact_dumps
 from hartonomous.messaging.broker import (
     Broker,
     Connection,
+    ExactRecord,
     Failure,
     MessageTooLargeError,
     OutgoingMessage,
@@ -128,8 +128,10 @@ class _Record:
     message: ReceivedMessage
     partition: int
     offset: int
-    # The record's value as it came (a dead letter of a value that is not JSON keeps it).
-    raw: bytes = b""
+    # The record as it came (value, key, headers) and its timestamp (ms since the epoch):
+    # its dead letter keeps them, and a replay publishes exactly them.
+    exact: ExactRecord = field(default_factory=lambda: ExactRecord(None, None))
+    timestamp_ms: int = 0
     available_at: float = 0.0
     claimed: bool = False
     # What the current transaction settled it as, applied by `settled` after the commit.
@@ -211,7 +213,11 @@ class KafkaTransport:
         `[message_broker.kafka] topic`. Asks for every topic's metadata, never for the one
         topic: that ask would let a broker with `auto.create.topics.enable` create it with one
         partition."""
-        admin = AdminClient(self._client_config())
+        # The client's own errors (served by its polls): a handshake that failed names a
+        # security protocol that does not match the listener's.
+        errors: list[KafkaError] = []
+        config: dict[str, Any] = {**self._client_config(), "error_cb": errors.append}
+        admin = AdminClient(config)
         started = time.monotonic()
         deadline = started + self.kafka.connect_timeout_seconds
         while True:
@@ -224,9 +230,11 @@ class KafkaTransport:
                 if time.monotonic() < deadline - _FETCH_SLICE_SECONDS:
                     self._still_waiting(started, "unreachable")
                     continue
+                admin.poll(0)
                 raise KafkaUnavailableError(
                     f"Kafka is unreachable at {self.kafka.bootstrap_servers} "
-                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}",
+                    f"([message_broker.kafka] bootstrap_servers): {exc.args[0].str()}"
+                    + _protocol_mismatch(self.kafka.security_protocol, errors),
                     waited_seconds=round(time.monotonic() - started, 3),
                 ) from exc
         if self.kafka.topic not in metadata.topics:
@@ -260,20 +268,27 @@ class KafkaTransport:
 
     def _encode(
         self, message: OutgoingMessage, serialiser: Broker
-    ) -> tuple[bytes, bytes | None, list[tuple[str, str | bytes | None]]]:
-        value = (
-            message.raw
-            if message.raw is not None
-            else (message.body_text or serialiser.serialise(message.body)).encode()
-        )
-        key = None if message.conversation_id is None else message.conversation_id.encode()
-        headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE)]
-        if message.message_type:
-            headers.append((MESSAGE_TYPE_HEADER, message.message_type))
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]:
+        value: bytes | None
+        headers: list[tuple[str, str | bytes | None]]
+        if message.record is not None:
+            # A replayed record: exactly as it first came.
+            value, key = message.record.value, message.record.key
+            headers = list(message.record.headers)
+        else:
+            value = (
+                message.raw
+                if message.raw is not None
+                else (message.body_text or serialiser.serialise(message.body)).encode()
+            )
+            key = None if message.conversation_id is None else message.conversation_id.encode()
+            headers = [("content-type", CONTENT_TYPE)]
+            if message.message_type:
+                headers.append((MESSAGE_TYPE_HEADER, message.message_type))
         size = (
-            len(value)
+            len(value or b"")
             + len(key or b"")
-            + sum(len(name.encode()) + len(str(text).encode()) for name, text in headers)
+            + sum(len(name.encode()) + len(_as_bytes(text)) for name, text in headers)
         )
         limit = self.kafka.max_message_bytes
         if size > limit:
@@ -499,15 +514,17 @@ class KafkaTransport:
         metadata: Mapping[str, str] | None = None,
     ) -> int | None:
         """Write the dead letter in the caller's transaction; the record is settled (its
-        offset committable) once that transaction committed."""
+        offset committable) once that transaction committed. Its metadata keeps the record
+        exactly (`value_base64`, `value_null`, `key_base64`, `headers`), so a replay publishes
+        the same bytes; the body is the readable form. The same record delivered again (its
+        offset was not committed) is not dead-lettered twice: None then, nothing written
+        (docs/messaging.md)."""
         record = self._record(message)
         if record is None:
             return None
-        extra: dict[str, str] = {}
         if isinstance(message.body, str):
-            # Not storable JSON: kept as a JSON string, the exact bytes in base64.
+            # Not storable JSON: readable as a JSON string (the exact bytes are kept below).
             text = json.dumps(storable_text(message.body))
-            extra["value_base64"] = base64.b64encode(record.raw).decode()
         else:
             # Storable as `_body` read it; made so all the same, so a dead letter is never
             # refused by jsonb (a refused one would fail its batch on every attempt).
@@ -524,7 +541,8 @@ class KafkaTransport:
                 "topic": self.kafka.topic,
                 "partition": str(record.partition),
                 "offset": str(record.offset),
-                **extra,
+                "timestamp_ms": str(record.timestamp_ms),
+                **record.exact.metadata(),
                 **(metadata or {}),
             },
             attempts=message.attempts if attempts is None else attempts,
@@ -857,25 +875,26 @@ class KafkaTransport:
         return added
 
     def _to_record(self, record: Message) -> _Record:
-        raw = record.value() or b""
-        body = _body(raw if isinstance(raw, bytes) else str(raw).encode())
-        headers = dict(record.headers() or [])
-        message_type = headers.get(MESSAGE_TYPE_HEADER)
-        key = record.key()
+        exact = _exact(record)
+        headers = dict(exact.headers)
+        key = exact.key
         timestamp = record.timestamp()[1]
         message = ReceivedMessage(
             message_id=self._next_id,
             queue_name=self.kafka.topic,
-            conversation_id=None if key is None else _text(bytes(key)),
-            message_type=_text(message_type) or self.settings.message_type_name,
-            body=body,
+            conversation_id=None if key is None else _text(key),
+            message_type=_text(headers.get(MESSAGE_TYPE_HEADER)) or self.settings.message_type_name,
+            body=_body(exact.value or b""),
             enqueued_at=datetime.fromtimestamp(timestamp / 1000, UTC),
             attempts=0,
         )
         self._next_id += 1
-        raw_bytes = raw if isinstance(raw, bytes) else str(raw).encode()
         return _Record(
-            message, int(record.partition() or 0), int(record.offset() or 0), raw=raw_bytes
+            message,
+            int(record.partition() or 0),
+            int(record.offset() or 0),
+            exact=exact,
+            timestamp_ms=timestamp,
         )
 
     def _committable(self) -> list[TopicPartition]:
@@ -1091,6 +1110,32 @@ def _group_lag(
             ) from exc
 
 
+# What librdkafka says when the client's security protocol is not the listener's: TLS
+# towards a plain listener, SASL towards a listener without it, plain towards a TLS or SASL
+# listener (the broker drops the connection at the first request).
+_MISMATCH_SIGNS = (
+    "SSL handshake failed",
+    "SASL",
+    "in state APIVERSION_QUERY",
+    "connecting to a PLAINTEXT broker listener",
+)
+
+
+def _protocol_mismatch(protocol: str, errors: Sequence[KafkaError]) -> str:
+    """The likely cause to add to an unreachable cluster's error, when one of the client's
+    errors (``errors``, its `error_cb`) shows a failed handshake; else ""."""
+    for error in errors:
+        detail = error.str()
+        if error.code() in (KafkaError._SSL, KafkaError._AUTHENTICATION) or any(
+            sign in detail for sign in _MISMATCH_SIGNS
+        ):
+            return (
+                f"; likely a [message_broker.kafka] security_protocol mismatch ({protocol} "
+                f"is not what the listener speaks: {detail})"
+            )
+    return ""
+
+
 def _waited(started: float, timeout: float) -> float | None:
     """Seconds since ``started`` when a call waited its whole ``timeout`` (the client retried
     the cluster all along: `KafkaUnavailableError.waited_seconds`), else None."""
@@ -1108,6 +1153,25 @@ def _body(raw: bytes) -> Any:
         return loads_storable(raw)
     except NotStorableError as exc:
         return UnreadableBody(storable_text(raw.decode(errors="replace")), str(exc))
+
+
+def _exact(record: Message) -> ExactRecord:
+    """``record``'s value, key and headers as bytes, as the cluster holds them."""
+    value, key, headers = record.value(), record.key(), record.headers() or []
+    # A consumed record's headers are a list of pairs (names may repeat); the stub also
+    # allows a producer's dict.
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers
+    return ExactRecord(
+        None if value is None else _as_bytes(value),
+        None if key is None else _as_bytes(key),
+        tuple((name, None if text is None else _as_bytes(text)) for name, text in pairs),
+    )
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _text(value: str | bytes | None) -> str:

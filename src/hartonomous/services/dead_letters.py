@@ -15,9 +15,9 @@ from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
 from hartonomous.errors import HartonomousError, InvalidCursorError, UsageError
-from hartonomous.json_types import exact_loads
 from hartonomous.messaging import dead_letters as store
 from hartonomous.messaging.dead_letters import DeadLetterNotFoundError, ReplaySelection
+from hartonomous.messaging.envelope import loads_stored
 from hartonomous.messaging.transport import open_transport
 from hartonomous.services.pagination import Page, cursor_codec
 from hartonomous.services.platform import Platform
@@ -63,7 +63,8 @@ class DeadLetterSummary(BaseModel):
 
 class DeadLetter(BaseModel):
     """Everything about one dead letter. ``body`` is the message as captured: its numbers with
-    a fraction are exact (``Decimal``; written as decimal strings over HTTP, docs/api.md)."""
+    a fraction are exact (``Decimal``; written as decimal strings over HTTP, docs/api.md); a
+    body nested deeper than the JSON parser follows is its JSON text (a string)."""
 
     dead_letter_id: int
     message_id: int
@@ -156,7 +157,9 @@ def _position(position: list[Any]) -> int:
 def show_dead_letter(platform: Platform, dead_letter_id: int) -> DeadLetter:
     """One dead letter; ``DeadLetterNotFoundError`` (404) when there is none with this id."""
     with driver_session(platform) as connection:
-        set_json_loads(exact_loads, connection)  # the body's numbers as they were captured
+        # The body's numbers as they were captured; a body nested deeper than the parser
+        # follows is shown as its JSON text (`envelope.loads_stored`).
+        set_json_loads(loads_stored, connection)
         try:
             row = store.show_dead_letter(connection, dead_letter_id)
         finally:

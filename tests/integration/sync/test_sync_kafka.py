@@ -318,6 +318,7 @@ def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(
             "([message_broker.kafka] bootstrap_servers): "
         ), command
         assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "security_protocol" not in refused.stderr  # refused, not a failed handshake
     worker = SyncWorker(source.url, settings)
     try:
         with pytest.raises(UnavailableError, match=f"Kafka is unreachable at {servers}"):
@@ -333,6 +334,39 @@ def test_an_unreachable_kafka_is_named_and_nothing_is_acknowledged(
     # The checkpoint did not move past events Kafka never acknowledged: a later run has them.
     assert source.scalar("SELECT coalesce(sum(events_total), 0) FROM cdc_checkpoints") == 0
     assert source.scalar("SELECT count(*) FROM message_dead_letters") == 0
+
+
+@pytest.mark.parametrize(
+    ("protocol", "sign"),
+    [("SSL", "SSL handshake failed"), ("SASL_PLAINTEXT", "SASL PLAIN mechanism handshake failed")],
+)
+def test_a_security_protocol_the_listener_does_not_speak_is_named_as_the_likely_cause(
+    cli: Cli, kafka_bootstrap: str, protocol: str, sign: str
+) -> None:
+    """Before: only `Kafka is unreachable at … Broker transport failure`, the same as a
+    cluster that is down, for a client speaking TLS or SASL to the suite's PLAINTEXT
+    listener."""
+    settings = kafka_settings(kafka_bootstrap, create=False)
+    env = cli.env | kafka_env(settings)
+    env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__CONNECT_TIMEOUT_SECONDS"] = "1"
+    env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__SECURITY_PROTOCOL"] = protocol
+    if protocol.startswith("SASL"):
+        env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__SASL_MECHANISM"] = "PLAIN"
+        env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__SASL_USERNAME"] = "user"
+        env["HARTONOMOUS_MESSAGE_BROKER__KAFKA__SASL_PASSWORD"] = "secret"
+    refused = Cli(env, cli.cwd)("sync", "--once")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(
+        f"hartonomous: error: Kafka is unreachable at {kafka_bootstrap} "
+        "([message_broker.kafka] bootstrap_servers): "
+    ), refused.stderr
+    assert (
+        f"; likely a [message_broker.kafka] security_protocol mismatch ({protocol} is not what "
+        "the listener speaks: "
+    ) in refused.stderr
+    assert sign in refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "secret" not in refused.stderr
 
 
 def test_records_carry_the_cloudevents_kafka_binding(source: Source, kafka_bootstrap: str) -> None:

@@ -101,6 +101,16 @@ message_dead_letters = Table(
     Column("replayed_message_id", BigInteger),
     Index(None, "created_at"),
     Index(None, "reason"),
+    # A Kafka record's dead letter, once however often it is delivered (migration 0036).
+    Index(
+        "uq_message_dead_letters_kafka_record",
+        text("(metadata->>'topic')"),
+        text("(metadata->>'partition')"),
+        text("(metadata->>'offset')"),
+        text("(metadata->>'timestamp_ms')"),
+        unique=True,
+        postgresql_where=text("metadata->>'transport' = 'kafka' AND metadata ? 'timestamp_ms'"),
+    ),
 )
 
 cdc_checkpoints = Table(
