@@ -571,7 +571,7 @@ WITH letter AS (
             %(exception_type)s, %(exception_message)s, %(exception_traceback)s,
             %(metadata)s::jsonb)
     -- A Kafka record already dead-lettered (delivered again: its offset was not committed)
-    -- meets the unique index on its topic, partition, offset and timestamp (migration 0036).
+    -- meets the unique index on its topic, partition, offset and timestamp (migration 0037).
     ON CONFLICT DO NOTHING
     RETURNING dead_letter_id
 ), counted AS (

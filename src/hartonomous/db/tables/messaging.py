@@ -101,7 +101,7 @@ message_dead_letters = Table(
     Column("replayed_message_id", BigInteger),
     Index(None, "created_at"),
     Index(None, "reason"),
-    # A Kafka record's dead letter, once however often it is delivered (migration 0036).
+    # A Kafka record's dead letter, once however often it is delivered (migration 0037).
     Index(
         "uq_message_dead_letters_kafka_record",
         text("(metadata->>'topic')"),

@@ -10,16 +10,16 @@ is not mistaken for the old one), makes the second write a no-op (`ON CONFLICT D
 `timestamp_ms` are outside the index, so duplicates among them do not stop the upgrade
 (docs/messaging.md).
 
-Revision ID: 0036
-Revises: 0035
+Revision ID: 0037
+Revises: 0036
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0036"
-down_revision = "0035"
+revision = "0037"
+down_revision = "0036"
 branch_labels = None
 depends_on = None
 
