@@ -36,24 +36,28 @@ def _paragraphs(count: int) -> list[str]:
 def test_a_stored_sentence_comes_first_however_many_vectors_the_tenant_holds(
     engine: Engine, tmp_path: Path
 ) -> None:
-    # More short paragraphs than the old planner's exact limit (2000), and one PDF.
+    # More short paragraphs than the planner's exact limit (lowered to 200 here, so that the
+    # index path runs on a tenth of the paragraphs the default 2,000 would need), and a PDF.
     tenant = add_tenant(engine, "acme")
-    corpus = _paragraphs(2600)
-    paths = write_corpus(tmp_path / "corpus", corpus, per_file=650)
+    planner = PlannerSettings(exact_limit=200)
+    corpus = _paragraphs(260)
+    paths = write_corpus(tmp_path / "corpus", corpus, per_file=65)
     pdf = write_pdf(tmp_path / "seeds.pdf", [SEED_BANK])
     outcome = ingest(engine, tenant, *paths, pdf)
     assert outcome.status == "completed"
 
     for mode in ("hybrid", "lexical"):
-        hits = search(engine, tenant, Query(text=SEED_BANK), 10, mode=mode).hits
+        hits = search(engine, tenant, Query(text=SEED_BANK), 10, mode=mode, settings=planner).hits
         assert hits[0].modality == "document", mode
         assert SEED_BANK in (hits[0].text or "")
         assert hits[0].verbatim
         assert hits[0].signals["lexical"] == 1
         # Another stored sentence, from the text files this time.
-        sentence = corpus[1733]
-        found = search(engine, tenant, Query(text=sentence), 10, mode=mode)
+        sentence = corpus[173]
+        found = search(engine, tenant, Query(text=sentence), 10, mode=mode, settings=planner)
         assert texts_found(found)[0] == sentence, mode
+        # The vector part ran on the index, past the exact limit.
+        assert found.method == ("hnsw" if mode == "hybrid" else "none"), mode
 
 
 _SELECTIVITY_FILES = {"one-percent": 1, "ten-percent": 10, "all": 100}
