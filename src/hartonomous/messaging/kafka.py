@@ -157,6 +157,8 @@ class KafkaTransport:
     _commit_failure: KafkaError | None = field(default=None, init=False)
     # Inside a rebalance callback: a commit is sent, not waited for (`_commit`).
     _rebalancing: bool = field(default=False, init=False)
+    # librdkafka answered a commit with "nothing to commit" (`_commit_done`).
+    _nothing_to_commit: bool = field(default=False, init=False)
     _next_id: int = field(default=1, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     # Called while a wait for the cluster lasts (`watch`): the caller's heartbeat.
@@ -614,6 +616,7 @@ class KafkaTransport:
         self._commit_sent.update(wanted)
         if self._rebalancing:
             return
+        self._nothing_to_commit = False
         timeout = self.kafka.connect_timeout_seconds
         started = time.monotonic()
         beaten = started + _WAIT_SLICE_SECONDS
@@ -624,7 +627,7 @@ class KafkaTransport:
                     f"Kafka at {self.kafka.bootstrap_servers} did not take the offsets: {failure}"
                 )
             # Waiting on what is still ours (a rebalance meanwhile takes partitions away).
-            if all(
+            if self._nothing_to_commit or all(
                 self._commit_sent.get(partition) != offset
                 or self._commit_confirmed.get(partition, -1) >= offset
                 for partition, offset in wanted.items()
@@ -672,7 +675,12 @@ class KafkaTransport:
         failure = (
             error if error is not None else next((tp.error for tp in partitions if tp.error), None)
         )
-        if failure is not None and failure.code() != KafkaError._NO_OFFSET:
+        if failure is not None and failure.code() == KafkaError._NO_OFFSET:
+            # librdkafka sends nothing for offsets it knows are committed already (after a
+            # rebalance it read them from the group): they have landed.
+            self._nothing_to_commit = True
+            return
+        if failure is not None:
             log.warning("kafka_commit_failed", error=str(failure))
             self._commit_failure = failure
 
