@@ -120,14 +120,19 @@ def replay(connection: Connection, transport: Transport, selection: ReplaySelect
     return sorted(int(row[0]) for row in rows)
 
 
+def _kept_value(metadata: dict[str, Any] | None) -> bytes | None:
+    """The record value a dead letter's metadata keeps (`value_base64`), if any."""
+    kept = (metadata or {}).get("value_base64")
+    return None if kept is None else base64.b64decode(kept)
+
+
 def _republish(
     connection: Connection, transport: Publisher, selection: ReplaySelection
 ) -> list[int]:
     where, params = selection.where()
     with connection.transaction():
         rows = connection.execute(
-            "SELECT dead_letter_id, conversation_id, message_type, body::text, "
-            "metadata->>'value_base64', metadata "
+            "SELECT dead_letter_id, conversation_id, message_type, body::text, metadata "
             f"FROM message_dead_letters WHERE {where} ORDER BY dead_letter_id FOR UPDATE",
             params,
         ).fetchall()
@@ -142,8 +147,8 @@ def _republish(
                 row[1],
                 row[2],
                 body_text=row[3],
-                raw=None if row[4] is None else base64.b64decode(row[4]),
-                record=ExactRecord.from_metadata(row[5]),
+                raw=_kept_value(row[4]),
+                record=ExactRecord.from_metadata(row[4]),
             )
             for row in rows
         ]
